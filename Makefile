@@ -1,0 +1,31 @@
+# Short names for the CMake builds. `make` builds build/whale; `make test` runs every test
+# suite (unit tests, the same under ASan+UBSan, bounded fuzz runs, Python reference tests)
+# and ends with one summary line "N passed, N failed".
+JOBS ?= $(shell nproc)
+
+.PHONY: all whale debug fuzz test chat clean format
+all: whale
+
+whale:
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build build -j $(JOBS)
+
+debug:
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWHALE_SANITIZE=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+
+fuzz:
+	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWHALE_FUZZ=ON >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+test:
+	@scripts/test
+
+chat: whale
+	@build/whale chat
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,31 @@
+/* cli.h — subcommands of the `whale` binary and the helpers they share. */
+#ifndef WHALE_CLI_H
+#define WHALE_CLI_H
+
+#include <stddef.h>
+
+#include "formats/hparams.h"
+#include "whale.h"
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+/* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
+ * pointer to a static buffer or to arg itself. */
+const char *cli_model_path(const char *arg);
+
+/* Print hyperparameters, one "  name  value" line per non-zero field (cmd_info.c). */
+void info_print_hparams(const model_hparams *hp);
+
+/* "1.23 GiB" into buf. */
+const char *cli_bytes(double bytes, char *buf, size_t cap);
+/* 1 if path looks like a safetensors checkpoint file or index (not a directory). */
+int cli_is_safetensors_path(const char *path);
+
+/* Open a tokenizer from a .gguf, a tokenizer.json, or a directory holding one. */
+struct tokenizer;
+int cli_open_tokenizer(const char *path, struct tokenizer **tok, whale_err *err);
+
+int info_print_safetensors(const char *path); /* info_safetensors.c: 0, or 1 after an error */
+
+#endif

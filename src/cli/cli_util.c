@@ -1,0 +1,39 @@
+/* cli_util.c — helpers shared by subcommands: model path resolution, byte formatting. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+const char *cli_model_path(const char *arg) {
+    static char buf[4096];
+    if (arg && strcmp(arg, "default")) return arg;
+    const char *home = getenv("WHALE_HOME");
+    if (home && *home) snprintf(buf, sizeof buf, "%s/models/default.gguf", home);
+    else snprintf(buf, sizeof buf, "%s/.cache/whale/models/default.gguf", getenv("HOME") ? getenv("HOME") : ".");
+    return buf;
+}
+
+const char *cli_bytes(double b, char *buf, size_t cap) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(buf, cap, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+int cli_is_safetensors_path(const char *path) {
+    size_t n = strlen(path);
+    if (n >= 12 && !strcmp(path + n - 12, ".safetensors")) return 1;
+    if (n >= 11 && !strcmp(path + n - 11, ".index.json")) return 1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    unsigned char h[9];
+    size_t got = fread(h, 1, sizeof h, f);
+    fclose(f);
+    /* A safetensors file starts with a u64 header length then '{'. */
+    return got == 9 && h[8] == '{';
+}

@@ -1,0 +1,189 @@
+/* cmd_info.c — `whale info`: what a model file holds, in a readable table. GGUF files are
+ * shown here; safetensors checkpoints by info_safetensors.c. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "formats/gguf.h"
+#include "formats/gguf_hparams.h"
+#include "tokenizer/tokenizer.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: whale info [FILE|DIR] [-m MODEL] [--tensors] [--meta]\n\n"
+               "Show a model's architecture, hyperparameters, tokenizer and tensors.\n"
+               "  FILE|DIR, -m MODEL  a .gguf file, a .safetensors file or checkpoint directory\n"
+               "                      (default: the default model)\n"
+               "  --tensors           list every tensor (name, type, shape, bytes)\n"
+               "  --meta              list every metadata key (GGUF)\n");
+}
+
+void info_print_hparams(const model_hparams *hp) {
+#define P(field) if (hp->field) printf("  %-22s %lld\n", #field, (long long)hp->field)
+#define PF(field) if (hp->field != 0) printf("  %-22s %g\n", #field, (double)hp->field)
+    printf("  %-22s %s\n", "arch", model_arch_name(hp->arch));
+    P(n_vocab); P(n_ctx_train); P(n_embd); P(n_layer); P(n_ff); P(n_head); P(n_head_kv); P(head_dim);
+    PF(rms_eps); PF(rope_theta); P(tie_embeddings); P(attn_bias);
+    if (hp->rope_scaling_type) {
+        static const char *names[] = {"none", "linear", "yarn", "llama3"};
+        printf("  %-22s %s\n", "rope_scaling", names[hp->rope_scaling_type]);
+    }
+    PF(rope_factor); P(rope_orig_ctx); PF(yarn_beta_fast); PF(yarn_beta_slow); PF(yarn_mscale);
+    PF(yarn_mscale_all_dim); PF(yarn_log_multiplier);
+    P(q_lora_rank); P(kv_lora_rank); P(qk_nope_head_dim); P(qk_rope_head_dim); P(v_head_dim);
+    P(n_expert); P(n_expert_used); P(n_expert_shared); P(n_ff_expert); P(n_layer_dense_lead);
+    P(n_expert_group); P(n_group_used); PF(expert_weights_scale); P(expert_weights_norm);
+    if (hp->gating) printf("  %-22s %s\n", "gating", hp->gating == MOE_GATING_SIGMOID ? "sigmoid" : "softmax");
+    P(n_nextn_layer);
+#undef P
+#undef PF
+}
+
+static void print_kv_value(const gguf_kv *kv) {
+    gguf_str s;
+    switch (kv->type) {
+    case GGUF_TYPE_STRING:
+        memcpy(&s.n, kv->val, 8);
+        s.s = (const char *)kv->val + 8;
+        if (s.n > 60) printf("\"%.57s...\" (%llu bytes)", s.s, (unsigned long long)s.n);
+        else printf("\"%.*s\"", (int)s.n, s.s);
+        break;
+    case GGUF_TYPE_ARRAY:
+        printf("[%s × %llu]", gguf_type_name(kv->arr_type), (unsigned long long)kv->arr_n);
+        break;
+    case GGUF_TYPE_FLOAT32: { float v; memcpy(&v, kv->val, 4); printf("%g", (double)v); break; }
+    case GGUF_TYPE_FLOAT64: { double v; memcpy(&v, kv->val, 8); printf("%g", v); break; }
+    default: {
+        gguf_kv one = *kv;
+        one.arr_type = kv->type;
+        printf("%lld", (long long)gguf_arr_i64(&one, 0));
+    }
+    }
+}
+
+static void print_shape(const gguf_tensor *t) {
+    char b[96];
+    int k = 0;
+    for (int d = 0; d < t->n_dims; d++)
+        k += snprintf(b + k, sizeof b - (size_t)k, d ? " × %lld" : "%lld", (long long)t->ne[d]);
+    printf("%-24s", b);
+}
+
+static int info_gguf(const char *path, int list_tensors, int list_meta) {
+    gguf_file f;
+    whale_err err = {0};
+    if (gguf_open(&f, path, GGUF_OPEN_METADATA_ONLY, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        return 1;
+    }
+    char b1[32], b2[32];
+    printf("file                     %s\n", path);
+    printf("format                   GGUF v%u, %s, %llu metadata keys, alignment %u\n", f.version,
+           cli_bytes((double)f.map.size, b1, sizeof b1), (unsigned long long)f.n_kv, f.alignment);
+    if (f.n_missing)
+        printf("WARNING                  %llu of %llu tensors lie past the end of the file (truncated download?)\n",
+               (unsigned long long)f.n_missing, (unsigned long long)f.n_tensors);
+    model_hparams hp;
+    if (gguf_hparams_load(&hp, &f, &err)) {
+        printf("hyperparameters          unreadable: %s\n", err.msg);
+    } else {
+        if (hp.name[0]) printf("name                     %s\n", hp.name);
+        printf("architecture             %s\n", hp.arch_name);
+        printf("hyperparameters\n");
+        info_print_hparams(&hp);
+    }
+    tokenizer *tok = NULL;
+    if (tokenizer_load_gguf(&tok, &f, &err)) {
+        printf("tokenizer                none usable: %s\n", err.msg);
+    } else {
+        int64_t n_special = 0, n_user = 0;
+        for (int32_t i = 0; i < tokenizer_n_vocab(tok); i++) {
+            n_special += tokenizer_attr(tok, i) == TOK_CONTROL;
+            n_user += tokenizer_attr(tok, i) == TOK_USER;
+        }
+        printf("tokenizer                byte-level BPE, pre-tokenizer '%s', %lld tokens (%lld special, %lld added), %zu merges\n",
+               tokenizer_pre_name(tok), (long long)tokenizer_n_vocab(tok), (long long)n_special, (long long)n_user,
+               tokenizer_n_merges(tok));
+        size_t l;
+        const char *s;
+        if (tokenizer_bos(tok) >= 0 && (s = tokenizer_token_text(tok, tokenizer_bos(tok), &l)))
+            printf("  bos                    %d %.*s\n", tokenizer_bos(tok), (int)l, s);
+        if (tokenizer_eos(tok) >= 0 && (s = tokenizer_token_text(tok, tokenizer_eos(tok), &l)))
+            printf("  eos                    %d %.*s\n", tokenizer_eos(tok), (int)l, s);
+        tokenizer_free(tok);
+    }
+    if (gguf_find(&f, "tokenizer.chat_template")) printf("chat template            yes\n");
+
+    /* Per-type summary. */
+    struct { int type; uint64_t n; double bytes; } by[64];
+    int nb = 0;
+    double params = 0, bytes = 0;
+    for (uint64_t i = 0; i < f.n_tensors; i++) {
+        const gguf_tensor *t = &f.tensors[i];
+        double nel = 1;
+        for (int d = 0; d < t->n_dims; d++) nel *= (double)t->ne[d];
+        params += nel;
+        bytes += (double)t->nbytes;
+        int j = 0;
+        while (j < nb && by[j].type != (int)t->type) j++;
+        if (j == nb && nb < 64) { by[nb].type = (int)t->type; by[nb].n = 0; by[nb].bytes = 0; nb++; }
+        if (j < nb) { by[j].n++; by[j].bytes += (double)t->nbytes; }
+    }
+    printf("tensors                  %llu, %.2f M parameters, %s (%.2f bits per weight)\n",
+           (unsigned long long)f.n_tensors, params / 1e6, cli_bytes(bytes, b2, sizeof b2),
+           params > 0 ? bytes * 8 / params : 0.0);
+    for (int j = 0; j < nb; j++)
+        printf("  %-8s %6llu tensors  %s\n", dtype_name(by[j].type), (unsigned long long)by[j].n,
+               cli_bytes(by[j].bytes, b1, sizeof b1));
+    if (list_meta) {
+        printf("metadata\n");
+        for (uint64_t i = 0; i < f.n_kv; i++) {
+            printf("  %-44.*s ", (int)f.kv[i].key.n, f.kv[i].key.s);
+            print_kv_value(&f.kv[i]);
+            printf("\n");
+        }
+    }
+    if (list_tensors) {
+        printf("%-44s %-8s %-24s %s\n", "  name", "type", "shape (ne0 first)", "bytes");
+        for (uint64_t i = 0; i < f.n_tensors; i++) {
+            const gguf_tensor *t = &f.tensors[i];
+            printf("  %-42.*s %-8s ", (int)t->name.n, t->name.s, dtype_name(t->type));
+            print_shape(t);
+            printf(" %s%s\n", cli_bytes((double)t->nbytes, b1, sizeof b1), t->data ? "" : "  (missing)");
+        }
+    }
+    gguf_close(&f);
+    return 0;
+}
+
+int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    int list_tensors = 0, list_meta = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--tensors")) list_tensors = 1;
+        else if (!strcmp(argv[i], "--meta")) list_meta = 1;
+        else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            if (++i >= argc) {
+                fprintf(stderr, "whale info: -m needs a value\n");
+                return 2;
+            }
+            path = argv[i];
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "whale info: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else path = argv[i];
+    }
+    path = cli_model_path(path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        fprintf(stderr, "whale: %s: no such file%s\n", path,
+                strstr(path, "default.gguf") ? " (run scripts/setup to fetch the default model)" : "");
+        return 1;
+    }
+    if (S_ISDIR(st.st_mode) || cli_is_safetensors_path(path)) return info_print_safetensors(path);
+    return info_gguf(path, list_tensors, list_meta);
+}

