@@ -1,9 +1,10 @@
-# Short names for the CMake builds. `make` builds build/whale; `make test` runs every test
+# Short names for the CMake builds. `make` builds build/whale; `make run` sets up, builds and
+# runs the main job; `make test` runs every test
 # suite (unit tests, the same under ASan+UBSan, bounded fuzz runs, Python reference tests)
 # and ends with one summary line "N passed, N failed".
 JOBS ?= $(shell nproc)
 
-.PHONY: all whale debug fuzz test chat clean format
+.PHONY: all whale debug fuzz test run setup clean format
 all: whale
 
 whale:
@@ -21,8 +22,14 @@ fuzz:
 test:
 	@scripts/test
 
-chat: whale
-	@build/whale chat
+setup:
+	@scripts/setup
+
+# The main job, for now: set up, build, and show the default model and how it tokenizes.
+run: setup whale
+	@build/whale info
+	@echo
+	@printf 'DeepSeek-R1 在2025年1月发布。Whale runs it in C.\n' | build/whale tokenize
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
