@@ -54,6 +54,8 @@ typedef struct model_hparams {
     float yarn_mscale;            /* rope_scaling.mscale */
     float yarn_mscale_all_dim;    /* rope_scaling.mscale_all_dim */
     float yarn_log_multiplier;    /* GGUF rope.scaling.yarn_log_multiplier (0.1*mscale_all_dim) */
+    float rope_low_freq_factor;   /* rope_scaling.low_freq_factor (llama3) */
+    float rope_high_freq_factor;  /* rope_scaling.high_freq_factor (llama3) */
 
     /* MLA (deepseek2) */
     int64_t q_lora_rank;      /* 0: no low-rank q path (V2-Lite) */

@@ -1,0 +1,201 @@
+/* dense.c — the forward pass of the dense decoder used by the R1-Distill models (Qwen2: GQA
+ * with q/k/v biases; Llama 3: scaled RoPE), over a batch of (sequence, position, token) rows.
+ *
+ * Per layer, for all rows at once:  xn = rmsnorm(x)  ->  q,k,v = xn·W (+b)  -> rope(q,k) ->
+ * k,v into the cache -> attention per (row, head) over the row's sequence up to its position ->
+ * x += att·Wo  ->  xn = rmsnorm(x)  ->  x += (silu(xn·Wg) * (xn·Wu))·Wd.
+ * Matrix products split weight rows over the thread pool; each row is dequantized once and used
+ * for every token of the batch. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "model/model_impl.h"
+
+/* Rows of a weight matrix per thread-pool task: big enough to amortize the dispatch, small
+ * enough that two threads share the work evenly. */
+#define MATMUL_ROWS_PER_TASK 32
+
+/* ---- KV cache ------------------------------------------------------------------------- */
+
+kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
+    if (n_ctx <= 0 || n_seq <= 0) return NULL;
+    kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return NULL;
+    kv->n_ctx = n_ctx;
+    kv->n_seq = n_seq;
+    kv->n_layer = m->hp.n_layer;
+    kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
+    size_t n = (size_t)(kv->n_layer * n_seq * n_ctx * kv->kv_dim);
+    kv->k = calloc(n, sizeof(float));
+    kv->v = calloc(n, sizeof(float));
+    if (!kv->k || !kv->v) {
+        kv_cache_free(kv);
+        return NULL;
+    }
+    return kv;
+}
+
+void kv_cache_free(kv_cache *kv) {
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int64_t kv_cache_n_ctx(const kv_cache *kv) { return kv->n_ctx; }
+size_t kv_cache_bytes(const kv_cache *kv) {
+    return 2 * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * sizeof(float);
+}
+
+static float *kv_row(const kv_cache *kv, float *base, int64_t layer, int32_t seq, int64_t pos) {
+    return base + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+}
+
+/* ---- parallel matmul ------------------------------------------------------------------ */
+
+typedef struct mm_job {
+    model *m;
+    float *Y;
+    int64_t ldy;
+    const wmat *w;
+    const float *X;
+    int64_t ldx, n_tok;
+} mm_job;
+
+static void mm_task(void *ctx, int64_t task, int thread) {
+    mm_job *j = ctx;
+    int64_t r0 = task * MATMUL_ROWS_PER_TASK, r1 = r0 + MATMUL_ROWS_PER_TASK;
+    if (r1 > j->w->n_out) r1 = j->w->n_out;
+    int64_t widest = j->m->hp.n_embd > j->m->hp.n_ff ? j->m->hp.n_embd : j->m->hp.n_ff;
+    if (j->m->hp.n_head * j->m->hp.head_dim > widest) widest = j->m->hp.n_head * j->m->hp.head_dim;
+    op_matmul_rows(j->Y, j->ldy, j->w->data, j->w->type, j->X, j->ldx, j->w->n_in, j->n_tok, r0, r1,
+                   j->m->row_scratch + (size_t)thread * (size_t)widest);
+}
+
+/* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ */
+static void matmul(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
+    mm_job j = {m, Y, w->n_out, w, X, w->n_in, n_tok};
+    tp_run(m->tp, (w->n_out + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK, mm_task, &j);
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+typedef struct att_job {
+    model *m;
+    kv_cache *kv;
+    int64_t layer;
+    const int32_t *pos, *seq;
+    int64_t n_ctx_used; /* scores buffer stride per thread */
+} att_job;
+
+static void att_task(void *ctx, int64_t task, int thread) {
+    att_job *j = ctx;
+    const model_hparams *hp = &j->m->hp;
+    int64_t D = hp->head_dim, H = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    int64_t row = task / H, h = task % H, kvh = h / group;
+    int64_t pos = j->pos[row];
+    int32_t seq = j->seq ? j->seq[row] : 0;
+    const float *q = j->m->q + (size_t)(row * H * D + h * D);
+    float *out = j->m->att + (size_t)(row * H * D + h * D);
+    float *sc = j->m->att_scores + (size_t)thread * (size_t)j->n_ctx_used;
+    float scale = 1.0f / sqrtf((float)D);
+    for (int64_t t = 0; t <= pos; t++)
+        sc[t] = op_dot(q, kv_row(j->kv, j->kv->k, j->layer, seq, t) + kvh * D, D) * scale;
+    op_softmax(sc, pos + 1);
+    memset(out, 0, (size_t)D * sizeof *out);
+    for (int64_t t = 0; t <= pos; t++) {
+        const float *v = kv_row(j->kv, j->kv->v, j->layer, seq, t) + kvh * D;
+        float p = sc[t];
+        for (int64_t d = 0; d < D; d++) out[d] += p * v[d];
+    }
+}
+
+/* ---- the forward pass ----------------------------------------------------------------- */
+
+static void add_bias(float *y, const float *b, int64_t n_tok, int64_t n) {
+    if (!b) return;
+    for (int64_t t = 0; t < n_tok; t++) op_add(y + t * n, b, n);
+}
+
+/* One chunk of at most n_batch rows. */
+static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n,
+                         float *logits, int64_t *n_logits) {
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv;
+    int64_t Q = H * D, KV = HKV * D, F = hp->n_ff;
+    const int32_t *tok = b->token + r0, *pos = b->pos + r0, *seq = b->seq ? b->seq + r0 : NULL;
+
+    size_t erow = 0;
+    dtype_bytes(m->tok_embd.type, E, &erow);
+    for (int64_t i = 0; i < n; i++)
+        dequantize_row(m->tok_embd.type, (const unsigned char *)m->tok_embd.data + (size_t)tok[i] * erow, m->x + i * E, E);
+
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const dense_layer *L = &m->layers[l];
+        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->attn_norm, E, hp->rms_eps);
+        matmul(m, m->q, &L->wq, m->xn, n);
+        matmul(m, m->k, &L->wk, m->xn, n);
+        matmul(m, m->v, &L->wv, m->xn, n);
+        add_bias(m->q, L->bq, n, Q);
+        add_bias(m->k, L->bk, n, KV);
+        add_bias(m->v, L->bv, n, KV);
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t h = 0; h < H; h++) op_rope(m->q + i * Q + h * D, m->n_rot, pos[i], m->inv_freq, m->rope);
+            for (int64_t h = 0; h < HKV; h++) op_rope(m->k + i * KV + h * D, m->n_rot, pos[i], m->inv_freq, m->rope);
+            int32_t s = seq ? seq[i] : 0;
+            memcpy(kv_row(kv, kv->k, l, s, pos[i]), m->k + i * KV, (size_t)KV * sizeof(float));
+            memcpy(kv_row(kv, kv->v, l, s, pos[i]), m->v + i * KV, (size_t)KV * sizeof(float));
+        }
+        att_job aj = {m, kv, l, pos, seq, kv->n_ctx};
+        tp_run(m->tp, n * H, att_task, &aj);
+        matmul(m, m->tmp_rows, &L->wo, m->att, n);
+        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
+
+        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
+        matmul(m, m->gate, &L->w_gate, m->xn, n);
+        matmul(m, m->up, &L->w_up, m->xn, n);
+        for (int64_t i = 0; i < n; i++) op_swiglu(m->gate + i * F, m->gate + i * F, m->up + i * F, F);
+        matmul(m, m->tmp_rows, &L->w_down, m->gate, n);
+        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
+    }
+
+    /* Final norm and logits only for the rows that want them. */
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
+        if (!want) continue;
+        op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, hp->rms_eps);
+        k++;
+    }
+    if (k) matmul(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
+    *n_logits += k;
+    return 0;
+}
+
+int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err) {
+    for (int64_t i = 0; i < b->n; i++) {
+        if (b->token[i] < 0 || b->token[i] >= m->tok_embd.n_out)
+            return err_set(err, WHALE_E_ARG, "token id %d is outside the vocabulary (0..%lld)", b->token[i],
+                           (long long)m->tok_embd.n_out - 1);
+        if (b->pos[i] < 0 || b->pos[i] >= kv->n_ctx)
+            return err_set(err, WHALE_E_ARG, "position %d is past the context of %lld tokens", b->pos[i],
+                           (long long)kv->n_ctx);
+        if (b->seq && (b->seq[i] < 0 || b->seq[i] >= kv->n_seq))
+            return err_set(err, WHALE_E_ARG, "sequence %d does not exist (cache has %d)", b->seq[i], kv->n_seq);
+    }
+    if (m->att_scores_n < kv->n_ctx) {
+        float *p = realloc(m->att_scores, (size_t)tp_threads(m->tp) * (size_t)kv->n_ctx * sizeof(float));
+        if (!p) return err_set(err, WHALE_E_NOMEM, "out of memory for attention scores");
+        m->att_scores = p;
+        m->att_scores_n = kv->n_ctx;
+    }
+    int64_t n_logits = 0;
+    for (int64_t r0 = 0; r0 < b->n; r0 += m->n_batch) {
+        int64_t n = b->n - r0 < m->n_batch ? b->n - r0 : m->n_batch;
+        int rc = forward_chunk(m, kv, b, r0, n, logits, &n_logits);
+        if (rc) return rc;
+    }
+    return 0;
+}

@@ -1,0 +1,59 @@
+/* model.h — a loaded model and its forward pass over a batch of (sequence, position, token)
+ * rows. One forward serves prefill (many rows of one sequence), decode (one row per sequence)
+ * and later continuous batching and speculative verification alike.
+ *
+ * Owns: weights (views into the mapped file; small vectors converted to F32), hyperparameters,
+ * the tokenizer, scratch buffers and the thread pool of the forward pass. The KV cache is a
+ * separate object the caller creates per context (kv_cache_new) so sessions can share a model.
+ * Does not own: sampling, chat formatting, sequences' lifetimes (engine/). */
+#ifndef WHALE_MODEL_H
+#define WHALE_MODEL_H
+
+#include <stdint.h>
+
+#include "formats/hparams.h"
+#include "tokenizer/tokenizer.h"
+#include "whale.h"
+
+typedef struct model model;
+typedef struct kv_cache kv_cache;
+
+typedef struct model_opts {
+    int n_threads;   /* <= 0: one per CPU */
+    int64_t n_batch; /* rows per internal chunk of a forward call (scratch size); 0: 256 */
+    int progress;    /* draw a progress bar on stderr while pages are read in */
+} model_opts;
+
+/* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and
+ * tokenizer.json, or one of its files). Returns 0, or a negative status with a message naming
+ * the file and what is wrong (missing tensor, wrong shape, unsupported architecture). */
+int model_load(model **out, const char *path, const model_opts *opts, whale_err *err);
+void model_free(model *m);
+
+const model_hparams *model_hparams_get(const model *m);
+const tokenizer *model_tokenizer(const model *m);
+/* The GGUF chat template, or NULL (safetensors: tokenizer_config.json's, if present). */
+const char *model_chat_template(const model *m);
+int64_t model_n_vocab(const model *m); /* rows of the output matrix */
+
+/* A KV cache for n_seq sequences of up to n_ctx positions each. NULL on OOM. */
+kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq);
+void kv_cache_free(kv_cache *kv);
+int64_t kv_cache_n_ctx(const kv_cache *kv);
+size_t kv_cache_bytes(const kv_cache *kv);
+
+typedef struct model_batch {
+    int64_t n;
+    const int32_t *token; /* (n) token ids */
+    const int32_t *pos;   /* (n) position of each row in its sequence */
+    const int32_t *seq;   /* (n) sequence index in the KV cache; NULL: all 0 */
+    const int8_t *logits; /* (n) 1 where logits are wanted; NULL: only the last row */
+} model_batch;
+
+/* Run the batch. Rows of one sequence attend to every position <= their own already in the
+ * cache, including rows earlier in this batch. logits receives one n_vocab row per row that
+ * asked for logits, in row order. Returns 0, or WHALE_E_ARG (token out of range, position
+ * past the cache, bad sequence index) with a message. */
+int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err);
+
+#endif
