@@ -12,6 +12,8 @@ static const struct {
 } commands[] = {
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
+    {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},
+    {"logits", cmd_logits, "run a prompt and show the logits (checking against a reference)"},
 };
 
 static void usage(FILE *f) {

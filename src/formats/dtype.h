@@ -57,6 +57,12 @@ int dtype_bytes(int t, int64_t n, size_t *out);
  * Precondition: dtype_get(t)->can_dequantize. */
 void dequantize_row(int t, const void *src, float *dst, int64_t n);
 
+/* 1 if quantize_row can write type t. */
+int quantize_supported(whale_dtype t);
+/* Quantize n F32 values to type t (F32, F16, BF16, Q8_0; n a multiple of the block size).
+ * Returns 0, or -1 for an unsupported type or a partial block. (quantize.c) */
+int quantize_row(whale_dtype t, const float *src, void *dst, int64_t n);
+
 /* IEEE half / bfloat16 / FP8 conversions (scalar reference). */
 float fp16_to_f32(uint16_t h);
 uint16_t f32_to_fp16(float f);

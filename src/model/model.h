@@ -9,6 +9,7 @@
 #ifndef WHALE_MODEL_H
 #define WHALE_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "formats/hparams.h"
@@ -31,6 +32,8 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
 void model_free(model *m);
 
 const model_hparams *model_hparams_get(const model *m);
+/* NULL for a file without a tokenizer (GGUF without tokenizer.ggml.*, checkpoint without
+ * tokenizer.json): such a model computes logits from ids only. */
 const tokenizer *model_tokenizer(const model *m);
 /* The GGUF chat template, or NULL (safetensors: tokenizer_config.json's, if present). */
 const char *model_chat_template(const model *m);
@@ -55,5 +58,14 @@ typedef struct model_batch {
  * asked for logits, in row order. Returns 0, or WHALE_E_ARG (token out of range, position
  * past the cache, bad sequence index) with a message. */
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err);
+
+/* Angle per position of each rotary pair (n_rot/2 values), with the hyperparameters' frequency
+ * scaling (Llama 3, linear) applied. */
+void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq);
+
+/* Tensor names: GGUF's <-> Hugging Face's ("blk.3.attn_q.weight" <->
+ * "model.layers.3.self_attn.q_proj.weight"). Return 1 and fill out, or 0 when unknown. */
+int model_name_to_hf(const char *gguf_name, char *out, size_t cap);
+int model_name_from_hf(const char *hf_name, char *out, size_t cap);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "base/progress.h"
@@ -21,29 +22,6 @@ typedef struct tview {
     int64_t ne[4]; /* ggml order: ne[0] contiguous */
 } tview;
 
-/* GGUF name -> Hugging Face name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight"). */
-static int hf_name(const char *g, char *out, size_t cap) {
-    static const struct { const char *g, *hf; } map[] = {
-        {"attn_norm.weight", "input_layernorm.weight"},
-        {"attn_q.weight", "self_attn.q_proj.weight"}, {"attn_q.bias", "self_attn.q_proj.bias"},
-        {"attn_k.weight", "self_attn.k_proj.weight"}, {"attn_k.bias", "self_attn.k_proj.bias"},
-        {"attn_v.weight", "self_attn.v_proj.weight"}, {"attn_v.bias", "self_attn.v_proj.bias"},
-        {"attn_output.weight", "self_attn.o_proj.weight"},
-        {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"},
-    };
-    if (!strcmp(g, "token_embd.weight")) return snprintf(out, cap, "model.embed_tokens.weight") < (int)cap;
-    if (!strcmp(g, "output_norm.weight")) return snprintf(out, cap, "model.norm.weight") < (int)cap;
-    if (!strcmp(g, "output.weight")) return snprintf(out, cap, "lm_head.weight") < (int)cap;
-    int layer, used = 0;
-    if (sscanf(g, "blk.%d.%n", &layer, &used) == 1 && used > 0)
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-            if (!strcmp(g + used, map[i].g))
-                return snprintf(out, cap, "model.layers.%d.%s", layer, map[i].hf) < (int)cap;
-    return 0;
-}
-
 /* Find tensor `name` (GGUF naming). Returns 0, WHALE_E_NOTFOUND, or WHALE_E_FORMAT. */
 static int find(model *m, const char *name, tview *v) {
     memset(v, 0, sizeof *v);
@@ -57,7 +35,7 @@ static int find(model *m, const char *name, tview *v) {
         return v->data ? 0 : WHALE_E_FORMAT;
     }
     char hf[256];
-    if (!hf_name(name, hf, sizeof hf)) return WHALE_E_NOTFOUND;
+    if (!model_name_to_hf(name, hf, sizeof hf)) return WHALE_E_NOTFOUND;
     const st_tensor *t = st_find(&m->st, hf);
     if (!t) return WHALE_E_NOTFOUND;
     if (t->n_dims > 4 || t->n_dims < 1) return WHALE_E_FORMAT;
@@ -131,38 +109,48 @@ static int check_hparams(const model_hparams *hp, whale_err *err) {
     return 0;
 }
 
-/* Angles per position of each rotary pair, with Llama 3 frequency scaling when asked for. */
-static int build_rope(model *m, whale_err *err) {
-    const model_hparams *hp = &m->hp;
-    m->n_rot = hp->head_dim;
-    int64_t half = m->n_rot / 2;
-    m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
-    if (!m->inv_freq) return err_set(err, WHALE_E_NOMEM, "out of memory");
+void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq) {
+    int64_t half = n_rot / 2;
     float theta = hp->rope_theta > 0 ? hp->rope_theta : 10000.0f;
     for (int64_t i = 0; i < half; i++)
-        m->inv_freq[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / (double)m->n_rot));
-    /* GGUF Llama 3 files carry the scaling as per-pair divisors. */
-    float *factors = NULL;
-    int rc = need_vec(m, "rope_freqs.weight", half, 1, &factors, err);
-    if (rc) return rc;
-    if (factors) {
-        for (int64_t i = 0; i < half; i++) m->inv_freq[i] /= factors[i];
-    } else if (hp->rope_scaling_type == ROPE_SCALING_LLAMA3 && hp->rope_factor > 0) {
+        inv_freq[i] = (float)(1.0 / pow((double)theta, (double)(2 * i) / (double)n_rot));
+    if (hp->rope_scaling_type == ROPE_SCALING_LLAMA3 && hp->rope_factor > 0) {
+        /* Llama 3: long wavelengths slowed by `factor`, short ones kept, a smooth ramp between. */
         double lo = hp->rope_low_freq_factor > 0 ? hp->rope_low_freq_factor : 1.0;
         double hi = hp->rope_high_freq_factor > 0 ? hp->rope_high_freq_factor : 4.0;
         double orig = hp->rope_orig_ctx > 0 ? (double)hp->rope_orig_ctx : 8192.0;
         double lo_wl = orig / lo, hi_wl = orig / hi;
         for (int64_t i = 0; i < half; i++) {
-            double f = m->inv_freq[i], wl = 2 * M_PI / f;
+            double f = inv_freq[i], wl = 2 * M_PI / f;
             if (wl > lo_wl) f /= hp->rope_factor;
             else if (wl >= hi_wl) {
                 double s = (orig / wl - lo) / (hi - lo);
                 f = (1 - s) * f / hp->rope_factor + s * f;
             }
-            m->inv_freq[i] = (float)f;
+            inv_freq[i] = (float)f;
         }
     } else if (hp->rope_scaling_type == ROPE_SCALING_LINEAR && hp->rope_factor > 0) {
-        for (int64_t i = 0; i < half; i++) m->inv_freq[i] /= hp->rope_factor;
+        for (int64_t i = 0; i < half; i++) inv_freq[i] /= hp->rope_factor;
+    }
+}
+
+/* Angles per position of each rotary pair. GGUF Llama 3 files carry the frequency scaling as
+ * per-pair divisors (rope_freqs.weight); otherwise it comes from the hyperparameters. */
+static int build_rope(model *m, whale_err *err) {
+    m->n_rot = m->hp.head_dim;
+    int64_t half = m->n_rot / 2;
+    m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
+    if (!m->inv_freq) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    float *factors = NULL;
+    int rc = need_vec(m, "rope_freqs.weight", half, 1, &factors, err);
+    if (rc) return rc;
+    if (factors) {
+        model_hparams plain = m->hp;
+        plain.rope_scaling_type = ROPE_SCALING_NONE;
+        model_rope_inv_freq(&plain, m->n_rot, m->inv_freq);
+        for (int64_t i = 0; i < half; i++) m->inv_freq[i] /= factors[i];
+    } else {
+        model_rope_inv_freq(&m->hp, m->n_rot, m->inv_freq);
     }
     return 0;
 }
@@ -279,7 +267,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
         m->is_gguf = 1;
         if ((rc = gguf_open(&m->gguf, path, 0, err))) goto fail_noprefix;
         if ((rc = gguf_hparams_load(&m->hp, &m->gguf, err))) goto fail;
-        if ((rc = tokenizer_load_gguf(&m->tok, &m->gguf, err))) goto fail;
+        if (gguf_find(&m->gguf, "tokenizer.ggml.model") && (rc = tokenizer_load_gguf(&m->tok, &m->gguf, err))) goto fail;
         gguf_str tmpl;
         if (!gguf_get_str(&m->gguf, "tokenizer.chat_template", &tmpl, NULL) && (m->chat_template = malloc((size_t)tmpl.n + 1))) {
             memcpy(m->chat_template, tmpl.s, (size_t)tmpl.n);
@@ -293,9 +281,11 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
         snprintf(p2, sizeof p2, "%s/config.json", m->st.dir);
         if ((rc = hf_config_load(&m->hp, p2, err))) goto fail_noprefix;
         snprintf(p2, sizeof p2, "%s/tokenizer.json", m->st.dir);
-        if ((rc = tokenizer_load_json(&m->tok, p2, err))) goto fail_noprefix;
+        /* A checkpoint without tokenizer.json still computes logits from ids (tests, tools);
+         * commands that need text say so. */
+        if (access(p2, F_OK) == 0 && (rc = tokenizer_load_json(&m->tok, p2, err))) goto fail_noprefix;
         m->rope = ROPE_NEOX;
-        if (!m->hp.n_vocab) m->hp.n_vocab = tokenizer_n_vocab(m->tok);
+        if (!m->hp.n_vocab && m->tok) m->hp.n_vocab = tokenizer_n_vocab(m->tok);
     }
     if ((rc = check_hparams(&m->hp, err))) goto fail;
     if ((rc = load_tensors(m, err))) goto fail;

@@ -8,13 +8,16 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/utf8.h"
 
 typedef struct pretok_step {
     pcre2_code *re;
+    char *src; /* the pattern as given, to recognize builtin programs */
 } pretok_step;
 
 struct pretok_program {
@@ -116,7 +119,10 @@ pretok_program *pretok_new(void) {
 
 void pretok_free(pretok_program *p) {
     if (!p) return;
-    for (int i = 0; i < p->n; i++) pcre2_code_free(p->steps[i].re);
+    for (int i = 0; i < p->n; i++) {
+        pcre2_code_free(p->steps[i].re);
+        free(p->steps[i].src);
+    }
     pcre2_match_data_free(p->md);
     free(p);
 }
@@ -137,7 +143,16 @@ int pretok_add_split(pretok_program *p, const char *pattern, size_t len, whale_e
                        (size_t)eo, (const char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* best effort: the interpreter is the fallback */
-    p->steps[p->n++].re = re;
+    char *src = malloc(len + 1);
+    if (!src) {
+        pcre2_code_free(re);
+        return err_set(err, WHALE_E_NOMEM, "out of memory");
+    }
+    memcpy(src, pattern, len);
+    src[len] = 0;
+    p->steps[p->n].re = re;
+    p->steps[p->n].src = src;
+    p->n++;
     return 0;
 }
 
@@ -164,6 +179,46 @@ int pretok_builtin(pretok_program **out, const char *name, int *nfc, int *ignore
         return 0;
     }
     return err_set(err, WHALE_E_UNSUPPORTED, "unknown pre-tokenizer '%s'", name);
+}
+
+/* Spell a pattern the way the builtin table does: non-ASCII characters as \x{...}, CR and LF
+ * as \r and \n. Returns 0, or -1 if out does not have room. */
+static int spell_ascii(const char *src, char *out, size_t cap) {
+    size_t k = 0;
+    const unsigned char *s = (const unsigned char *)src;
+    for (size_t i = 0; s[i];) {
+        char tmp[16];
+        int n;
+        if (s[i] >= 0x80) {
+            int l = utf8_seq_len(s + i, strlen((const char *)s + i));
+            if (!l) return -1;
+            n = snprintf(tmp, sizeof tmp, "\\x{%x}", (unsigned)utf8_decode(s + i, l));
+            i += (size_t)l;
+        } else {
+            n = s[i] == '\r' ? snprintf(tmp, sizeof tmp, "\\r") : s[i] == '\n' ? snprintf(tmp, sizeof tmp, "\\n")
+                                                                  : snprintf(tmp, sizeof tmp, "%c", s[i]);
+            i++;
+        }
+        if (k + (size_t)n + 1 > cap) return -1;
+        memcpy(out + k, tmp, (size_t)n);
+        k += (size_t)n;
+    }
+    out[k] = 0;
+    return 0;
+}
+
+const char *pretok_builtin_match(const pretok_program *p) {
+    static char buf[8192]; /* the longest builtin pattern (deepseek-llm letters) is ~2 KiB */
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        int n = 0;
+        while (builtins[i].pats[n]) n++;
+        if (n != p->n) continue;
+        int same = 1;
+        for (int k = 0; k < n && same; k++)
+            same = !spell_ascii(p->steps[k].src, buf, sizeof buf) && !strcmp(buf, builtins[i].pats[k]);
+        if (same) return builtins[i].name;
+    }
+    return NULL;
 }
 
 /* ---- running -------------------------------------------------------------------------- */

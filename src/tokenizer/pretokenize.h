@@ -44,6 +44,8 @@ int pretok_n_steps(const pretok_program *p);
 int pretok_builtin(pretok_program **out, const char *name, int *nfc, int *ignore_merges, whale_err *err);
 /* Names pretok_builtin knows, NULL-terminated (for messages). */
 extern const char *const pretok_builtin_names[];
+/* The builtin name whose program p equals (same split patterns), or NULL. */
+const char *pretok_builtin_match(const pretok_program *p);
 /* GPT-2's split pattern (tokenizers' ByteLevel with use_regex true). */
 extern const char pretok_gpt2_pattern[];
 

@@ -494,3 +494,69 @@ const char *tokenizer_token_text(const tokenizer *t, int32_t id, size_t *len) {
     if (len) *len = t->len[id];
     return t->text ? t->text + t->off[id] : "";
 }
+
+/* ---- export to GGUF ------------------------------------------------------------------- */
+
+static int cmp_rank(const void *a, const void *b) {
+    const tok_merge *x = a, *y = b;
+    return (x->rank > y->rank) - (x->rank < y->rank);
+}
+
+int tokenizer_export_gguf(const tokenizer *t, gguf_writer *w, whale_err *err) {
+    const char *pre = NULL;
+    for (const char *const *n = pretok_builtin_names; *n; n++)
+        if (!strcmp(*n, t->pre_name)) pre = *n;
+    if (!pre) pre = pretok_builtin_match(t->pre);
+    if (!pre)
+        return err_set(err, WHALE_E_UNSUPPORTED, "the pre-tokenizer is not one GGUF can name (known: qwen2, llama-bpe, "
+                       "deepseek-llm, deepseek-coder, deepseek-v3, gpt2)");
+    int nfc, im;
+    pretok_program *check;
+    if (pretok_builtin(&check, pre, &nfc, &im, err)) return err->code;
+    pretok_free(check);
+    if (nfc != t->nfc || im != t->ignore_merges)
+        return err_set(err, WHALE_E_UNSUPPORTED, "normalizer/merge settings differ from GGUF's '%s' pre-tokenizer", pre);
+
+    int rc = WHALE_E_NOMEM;
+    const char **strs = malloc((size_t)t->n_vocab * sizeof *strs);
+    size_t *lens = malloc((size_t)t->n_vocab * sizeof *lens);
+    int32_t *types = malloc((size_t)t->n_vocab * sizeof *types);
+    tok_merge *ms = malloc((t->n_merges ? t->n_merges : 1) * sizeof *ms);
+    char **mstr = calloc(t->n_merges ? t->n_merges : 1, sizeof *mstr);
+    size_t k = 0;
+    if (!strs || !lens || !types || !ms || !mstr) goto done;
+    for (int64_t i = 0; i < t->n_vocab; i++) {
+        strs[i] = t->text ? t->text + t->off[i] : "";
+        lens[i] = t->len[i];
+        types[i] = t->attr[i];
+    }
+    for (size_t i = 0; i < t->merge_cap; i++)
+        if (t->merges[i].rank >= 0) ms[k++] = t->merges[i];
+    qsort(ms, k, sizeof *ms, cmp_rank);
+    for (size_t i = 0; i < k; i++) {
+        size_t la = t->len[ms[i].a], lb = t->len[ms[i].b];
+        if (!(mstr[i] = malloc(la + lb + 2))) goto done;
+        memcpy(mstr[i], t->text + t->off[ms[i].a], la);
+        mstr[i][la] = ' ';
+        memcpy(mstr[i] + la + 1, t->text + t->off[ms[i].b], lb);
+        mstr[i][la + lb + 1] = 0;
+    }
+    if (gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2") || gguf_writer_add_str(w, "tokenizer.ggml.pre", pre) ||
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", strs, lens, (uint64_t)t->n_vocab) ||
+        gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, (uint64_t)t->n_vocab) ||
+        gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)mstr, NULL, k) ||
+        (t->bos >= 0 && gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)t->bos)) ||
+        (t->eos >= 0 && gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)t->eos)) ||
+        gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", t->add_bos))
+        goto done;
+    rc = 0;
+done:
+    if (mstr)
+        for (size_t i = 0; i < k; i++) free(mstr[i]);
+    free(mstr);
+    free(ms);
+    free(types);
+    free(lens);
+    free(strs);
+    return rc ? (rc == WHALE_E_NOMEM ? err_set(err, rc, "out of memory exporting the tokenizer") : rc) : 0;
+}

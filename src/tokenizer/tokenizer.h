@@ -78,6 +78,10 @@ typedef struct tok_stream {
  * is too small or id is invalid. Flush with id = -1 at the end (emits leftover bytes). */
 int tokenizer_stream(const tokenizer *t, tok_stream *st, int32_t id, char *out, size_t cap);
 
+/* Write the tokenizer as GGUF metadata (tokenizer.ggml.*). Returns 0, WHALE_E_UNSUPPORTED
+ * when its pre-tokenizer has no GGUF name, or WHALE_E_NOMEM. */
+int tokenizer_export_gguf(const tokenizer *t, gguf_writer *w, whale_err *err);
+
 /* Decode a whole id list into a malloc'd NUL-terminated string (*len bytes). NULL on OOM. */
 char *tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, size_t *len);
 

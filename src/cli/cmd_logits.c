@@ -1,0 +1,99 @@
+/* cmd_logits.c — `whale logits`: run a prompt through the model and show (or dump) the logits,
+ * for checking a model against a reference implementation position by position. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "model/model.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: whale logits [-m MODEL] (-p TEXT | --ids \"ID ID ...\") [--top K] [--all] [--raw FILE] [-t N]\n\n"
+               "Run one prompt and print the top-K logits at the last position (--all: every position).\n"
+               "  -p TEXT       prompt, tokenized as plain text (add --special to parse special tokens)\n"
+               "  --ids LIST    token ids instead of text\n"
+               "  --raw FILE    also write the logits as little-endian float32, positions x vocabulary\n"
+               "  -t N          threads (default: all cores)\n");
+}
+
+int cmd_logits(int argc, char **argv) {
+    const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
+    int top = 5, all = 0, special = 0, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--all")) all = 1;
+        else if (!strcmp(a, "--special")) special = 1;
+        else if (next && (!strcmp(a, "-m") || !strcmp(a, "--model"))) { model_path = next; i++; }
+        else if (next && !strcmp(a, "-p")) { prompt = next; i++; }
+        else if (next && !strcmp(a, "--ids")) { ids_arg = next; i++; }
+        else if (next && !strcmp(a, "--raw")) { raw = next; i++; }
+        else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
+        else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
+        else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
+    }
+    if (!prompt == !ids_arg) { fprintf(stderr, "whale logits: give exactly one of -p and --ids\n"); return 2; }
+    whale_err err = {0};
+    model *m = NULL;
+    model_opts o = {.n_threads = threads};
+    const char *path = cli_model_path(model_path);
+    if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
+    tok_ids ids = {0};
+    int rc = 1;
+    if (ids_arg) {
+        for (char *p = (char *)ids_arg, *q; *p; p = q) {
+            long v = strtol(p, &q, 10);
+            if (q == p) { if (!*++q) break; continue; }
+            tok_ids_push(&ids, (int32_t)v);
+        }
+    } else if (!model_tokenizer(m)) {
+        fprintf(stderr, "whale logits: this model has no tokenizer; use --ids\n");
+        goto done;
+    } else if (tokenizer_encode(model_tokenizer(m), prompt, strlen(prompt), special ? TOK_PARSE_SPECIAL : 0, &ids, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        goto done;
+    }
+    if (ids.n == 0) { fprintf(stderr, "whale logits: empty prompt\n"); goto done; }
+    kv_cache *kv = kv_cache_new(m, (int64_t)ids.n, 1);
+    int64_t V = model_n_vocab(m);
+    float *lg = malloc((size_t)V * ids.n * sizeof(float));
+    int32_t *pos = malloc(ids.n * sizeof *pos);
+    int8_t *want = malloc(ids.n);
+    if (!kv || !lg || !pos || !want) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
+    for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
+    model_batch b = {(int64_t)ids.n, ids.v, pos, NULL, want};
+    if (model_forward(m, kv, &b, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+    if (raw) {
+        FILE *f = fopen(raw, "wb");
+        if (!f || fwrite(lg, sizeof(float), (size_t)V * ids.n, f) != (size_t)V * ids.n) {
+            fprintf(stderr, "whale logits: cannot write %s\n", raw);
+            if (f) fclose(f);
+            goto cleanup;
+        }
+        fclose(f);
+    }
+    for (size_t i = all ? 0 : ids.n - 1; i < ids.n; i++) {
+        const float *row = lg + (size_t)V * i;
+        printf("pos %zu (token %d):", i, ids.v[i]);
+        int8_t *used = calloc((size_t)V, 1);
+        for (int k = 0; k < top && k < V && used; k++) {
+            int64_t best = -1;
+            for (int64_t j = 0; j < V; j++) if (!used[j] && (best < 0 || row[j] > row[best])) best = j;
+            used[best] = 1;
+            printf("  %lld:%.4f", (long long)best, (double)row[best]);
+        }
+        free(used);
+        printf("\n");
+    }
+    rc = 0;
+cleanup:
+    kv_cache_free(kv);
+    free(lg);
+    free(pos);
+    free(want);
+done:
+    tok_ids_free(&ids);
+    model_free(m);
+    return rc;
+}

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Make the golden outputs Whale's model tests compare against, with Hugging Face transformers
+(PyTorch, CPU). Run by hand where torch is installed (pip install torch transformers gguf
+safetensors); commit only the small JSON files it writes:
+
+  tests/golden/tiny_logits.json     logits of the tiny random Qwen2 and Llama models
+                                    (tiny_models.py) for a fixed prompt, every position
+  tests/golden/default_greedy.json  the default model (GGUF, dequantized by transformers'
+                                    gguf_file= loader): 5 chat prompts, greedy continuation of
+                                    64 tokens, top-5 logits per step
+  tests/golden/perplexity.json      the default model's perplexity on a held-out text, with the
+                                    chunking whale perplexity uses
+
+Usage: python3 tests/golden/make_golden.py [--default-model PATH] [--only tiny|greedy|ppl]"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import tiny_models  # noqa: E402
+
+torch.manual_seed(0)
+torch.set_num_threads(os.cpu_count() or 1)
+
+PROMPTS = [
+    "Explain in two sentences why the sky is blue.",
+    "用一句话介绍深度求索公司。",
+    "What is 17 * 23? Show your steps.",
+    "Write a C function that reverses a string in place.",
+    "List three prime numbers greater than 100.",
+]
+PPL_CTX = 128  # tokens per chunk; the second half of each chunk is scored
+
+
+def tiny():
+    from transformers import AutoModelForCausalLM
+    out = {"prompt": tiny_models.PROMPT, "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in tiny_models.CONFIGS:
+            d = tiny_models.write(arch, pathlib.Path(tmp) / arch)
+            m = AutoModelForCausalLM.from_pretrained(str(d), torch_dtype=torch.float32, attn_implementation="eager")
+            m.eval()
+            with torch.no_grad():
+                logits = m(torch.tensor([tiny_models.PROMPT])).logits[0].numpy()
+            out["models"][arch] = logits.astype(float).round(6).tolist()
+    (HERE / "tiny_logits.json").write_text(json.dumps(out))
+    print("wrote tiny_logits.json")
+
+
+def load_default(path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    p = pathlib.Path(path).resolve()
+    tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    m = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, torch_dtype=torch.float32)
+    m.eval()
+    return tok, m
+
+
+def chatml(user):
+    return ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def greedy(path):
+    tok, m = load_default(path)
+    cases = []
+    for p in PROMPTS:
+        ids = tok(chatml(p), add_special_tokens=False)["input_ids"]
+        seq = list(ids)
+        steps = []
+        with torch.no_grad():
+            past = None
+            inp = torch.tensor([seq])
+            for _ in range(64):
+                o = m(inp, past_key_values=past, use_cache=True)
+                past = o.past_key_values
+                logits = o.logits[0, -1].float()
+                top = torch.topk(logits, 5)
+                nxt = int(top.indices[0])
+                steps.append({"top_ids": [int(i) for i in top.indices], "top_logits": [round(float(v), 5) for v in top.values]})
+                seq.append(nxt)
+                inp = torch.tensor([[nxt]])
+        cases.append({"prompt": p, "prompt_ids": ids, "greedy": seq[len(ids):], "steps": steps})
+        print(f"greedy: {p[:30]!r}: {tok.decode(seq[len(ids):])[:60]!r}")
+    (HERE / "default_greedy.json").write_text(json.dumps({"model_sha256_prefix": "1d96146", "cases": cases}))
+
+
+def held_out_text():
+    # The MIT license text and a paragraph of our own: not in the model's prompt set.
+    return (HERE.parent.parent / "LICENSE").read_text() + "\n" + (HERE / "ppl_text.txt").read_text()
+
+
+def perplexity(path):
+    tok, m = load_default(path)
+    ids = tok(held_out_text(), add_special_tokens=False)["input_ids"]
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids) - PPL_CTX + 1, PPL_CTX):
+            chunk = torch.tensor([ids[start:start + PPL_CTX]])
+            logp = torch.log_softmax(m(chunk).logits[0].double(), dim=-1)
+            for i in range(PPL_CTX // 2, PPL_CTX):
+                nll -= float(logp[i - 1, chunk[0, i]])
+                count += 1
+    ppl = math.exp(nll / count)
+    (HERE / "perplexity.json").write_text(json.dumps({"ctx": PPL_CTX, "n_tokens": len(ids), "scored": count, "ppl": ppl}))
+    print(f"perplexity {ppl:.4f} over {count} scored tokens")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--default-model", default=str(pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale")) / "models" / "default.gguf"))
+    ap.add_argument("--only", choices=["tiny", "greedy", "ppl"])
+    a = ap.parse_args()
+    if a.only in (None, "tiny"):
+        tiny()
+    if a.only in (None, "greedy"):
+        greedy(a.default_model)
+    if a.only in (None, "ppl"):
+        perplexity(a.default_model)
