@@ -29,7 +29,8 @@ int err_set(whale_err *e, int code, const char *fmt, ...) {
 }
 
 int err_prefix(whale_err *e, const char *fmt, ...) {
-    if (!e) return WHALE_E_ARG;
+    /* Without a record the code is unknown; prefixing happens on parse failures. */
+    if (!e) return WHALE_E_FORMAT;
     char head[WHALE_ERR_MAX], old[WHALE_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);

@@ -11,6 +11,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
 
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
  * pointer to a static buffer or to arg itself. */

@@ -7,6 +7,7 @@
  * A string is {u64 length, bytes}; an array is {elem type u32, count u64, elements}. */
 #include "formats/gguf.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,7 +74,7 @@ static int walk_value(cursor *c, gguf_type t, int depth, gguf_type *arr_type, ui
     const unsigned char *base = c->p + c->pos; /* offsets are relative to the first element */
     if (et != GGUF_TYPE_STRING && et != GGUF_TYPE_ARRAY) {
         if (n > cursor_left(c) / type_size[et])
-            return err_set(err, WHALE_E_FORMAT, "array of %llu %s runs past the end of the file",
+            return err_set(err, WHALE_E_FORMAT, "array of %llu %s runs past the end of the file (truncated?)",
                            (unsigned long long)n, type_names[et]);
         cursor_take(c, (size_t)(n * type_size[et]));
         return 0;
@@ -82,7 +83,7 @@ static int walk_value(cursor *c, gguf_type t, int depth, gguf_type *arr_type, ui
      * allocation so a forged count cannot make us allocate more than the file holds. */
     size_t min_elem = et == GGUF_TYPE_STRING ? 8 : 12;
     if (n > cursor_left(c) / min_elem)
-        return err_set(err, WHALE_E_FORMAT, "array count %llu is larger than the file can hold",
+        return err_set(err, WHALE_E_FORMAT, "array count %llu is larger than the file can hold (truncated or corrupt?)",
                        (unsigned long long)n);
     uint64_t *offs = NULL;
     if (str_offs && et == GGUF_TYPE_STRING) {
@@ -109,6 +110,31 @@ static int check_utf8(const gguf_str *s, const char *what, uint64_t index, whale
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    const gguf_str *x = *(const gguf_str *const *)a, *y = *(const gguf_str *const *)b;
+    size_t n = x->n < y->n ? (size_t)x->n : (size_t)y->n;
+    int r = n ? memcmp(x->s, y->s, n) : 0;
+    return r ? r : (x->n > y->n) - (x->n < y->n);
+}
+
+/* Fail if two of the n names (a gguf_str at byte `off` of each `stride`-byte record) are equal.
+ * O(n log n). Returns 0, WHALE_E_FORMAT ("<what> 'x' appears twice") or WHALE_E_NOMEM. */
+static int check_unique(const void *recs, size_t stride, size_t off, uint64_t n, const char *what,
+                        whale_err *err) {
+    if (n < 2) return 0;
+    const gguf_str **v = malloc((size_t)n * sizeof *v);
+    if (!v) return err_set(err, WHALE_E_NOMEM, "out of memory checking %llu names", (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++)
+        v[i] = (const gguf_str *)((const unsigned char *)recs + (size_t)i * stride + off);
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    int rc = 0;
+    for (uint64_t i = 1; i < n && !rc; i++)
+        if (!cmp_str(&v[i - 1], &v[i]))
+            rc = err_set(err, WHALE_E_FORMAT, "%s '%.*s' appears twice", what, (int)v[i]->n, v[i]->s);
+    free(v);
+    return rc;
+}
+
 static int parse(gguf_file *f, int flags, whale_err *err) {
     cursor c = cursor_make(f->map.data, f->map.size);
     uint32_t magic = cursor_u32(&c);
@@ -119,19 +145,19 @@ static int parse(gguf_file *f, int flags, whale_err *err) {
         return err_set(err, WHALE_E_FORMAT, "not a GGUF file (wrong magic)");
     }
     f->version = cursor_u32(&c);
+    if (!c.bad && f->version == 1)
+        return err_set(err, WHALE_E_UNSUPPORTED, "GGUF version 1 is not supported (convert it with a current tool)");
+    if (!c.bad && f->version != 2 && f->version != 3)
+        return err_set(err, WHALE_E_UNSUPPORTED, "unknown GGUF version %u (Whale reads 2 and 3)", f->version);
     f->n_tensors = cursor_u64(&c);
     f->n_kv = cursor_u64(&c);
     if (c.bad) return err_set(err, WHALE_E_FORMAT, "file ends inside the GGUF header (truncated?)");
-    if (f->version == 1)
-        return err_set(err, WHALE_E_UNSUPPORTED, "GGUF version 1 is not supported (convert it with a current tool)");
-    if (f->version != 2 && f->version != 3)
-        return err_set(err, WHALE_E_UNSUPPORTED, "unknown GGUF version %u (Whale reads 2 and 3)", f->version);
     /* A kv needs >= 8 (key len) + 4 (type) + 1 bytes, a tensor info >= 8 + 4 + 4 + 8. */
     if (f->n_kv > cursor_left(&c) / 13)
-        return err_set(err, WHALE_E_FORMAT, "metadata count %llu is larger than the file can hold",
+        return err_set(err, WHALE_E_FORMAT, "metadata count %llu is larger than the file can hold (truncated or corrupt?)",
                        (unsigned long long)f->n_kv);
     if (f->n_tensors > cursor_left(&c) / 24)
-        return err_set(err, WHALE_E_FORMAT, "tensor count %llu is larger than the file can hold",
+        return err_set(err, WHALE_E_FORMAT, "tensor count %llu is larger than the file can hold (truncated or corrupt?)",
                        (unsigned long long)f->n_tensors);
     f->kv = calloc((size_t)(f->n_kv ? f->n_kv : 1), sizeof *f->kv);
     f->tensors = calloc((size_t)(f->n_tensors ? f->n_tensors : 1), sizeof *f->tensors);
@@ -151,10 +177,11 @@ static int parse(gguf_file *f, int flags, whale_err *err) {
         rc = walk_value(&c, kv->type, 0, &kv->arr_type, &kv->arr_n, &kv->str_offs, err);
         if (rc) return err_prefix(err, "metadata '%.*s'", (int)kv->key.n, kv->key.s);
         if (t == GGUF_TYPE_ARRAY) kv->val += 12; /* point at the first element */
-        for (uint64_t j = 0; j < i; j++)
-            if (f->kv[j].key.n == kv->key.n && !memcmp(f->kv[j].key.s, kv->key.s, (size_t)kv->key.n))
-                return err_set(err, WHALE_E_FORMAT, "metadata key '%.*s' appears twice", (int)kv->key.n, kv->key.s);
     }
+    /* Sorted, not pairwise: a forged file can hold ~size/13 keys, and n^2 compares of those
+     * would let a few megabytes stall the reader for hours. */
+    int rc = check_unique(f->kv, sizeof *f->kv, offsetof(gguf_kv, key), f->n_kv, "metadata key", err);
+    if (rc) return rc;
     const gguf_kv *al = gguf_find(f, "general.alignment");
     if (al) {
         if (al->type != GGUF_TYPE_UINT32)
@@ -168,7 +195,7 @@ static int parse(gguf_file *f, int flags, whale_err *err) {
 
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
-        int rc = read_str(&c, &t->name, GGUF_MAX_KEY_LEN, "tensor name", err);
+        rc = read_str(&c, &t->name, GGUF_MAX_KEY_LEN, "tensor name", err);
         if (!rc) rc = check_utf8(&t->name, "tensor name", i, err);
         if (rc) return err_prefix(err, "tensor %llu", (unsigned long long)i);
         uint32_t nd = cursor_u32(&c);
@@ -224,30 +251,11 @@ static int parse(gguf_file *f, int flags, whale_err *err) {
     return 0;
 }
 
-static int cmp_name(const void *a, const void *b) {
-    const gguf_tensor *x = *(const gguf_tensor *const *)a, *y = *(const gguf_tensor *const *)b;
-    size_t n = x->name.n < y->name.n ? (size_t)x->name.n : (size_t)y->name.n;
-    int r = memcmp(x->name.s, y->name.s, n);
-    return r ? r : (x->name.n > y->name.n) - (x->name.n < y->name.n);
-}
-
-static int check_unique_tensors(gguf_file *f, whale_err *err) {
-    if (f->n_tensors < 2) return 0;
-    const gguf_tensor **v = malloc((size_t)f->n_tensors * sizeof *v);
-    if (!v) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    for (uint64_t i = 0; i < f->n_tensors; i++) v[i] = &f->tensors[i];
-    qsort(v, (size_t)f->n_tensors, sizeof *v, cmp_name);
-    int rc = 0;
-    for (uint64_t i = 1; i < f->n_tensors && !rc; i++)
-        if (!cmp_name(&v[i - 1], &v[i]))
-            rc = err_set(err, WHALE_E_FORMAT, "tensor '%.*s' appears twice", (int)v[i]->name.n, v[i]->name.s);
-    free(v);
-    return rc;
-}
-
 static int finish_open(gguf_file *f, int flags, whale_err *err) {
     int rc = parse(f, flags, err);
-    if (!rc) rc = check_unique_tensors(f, err);
+    if (!rc)
+        rc = check_unique(f->tensors, sizeof *f->tensors, offsetof(gguf_tensor, name), f->n_tensors,
+                          "tensor", err);
     if (rc) {
         char name[256];
         snprintf(name, sizeof name, "%s", f->map.path ? f->map.path : "?");
@@ -369,10 +377,19 @@ gguf_str gguf_arr_str(const gguf_kv *kv, uint64_t i) {
     return s;
 }
 
+/* double -> int64 without the undefined behaviour of an out-of-range cast: NaN gives 0,
+ * values past the range saturate (a file's floats are untrusted). */
+static int64_t f64_to_i64(double x) {
+    if (x != x) return 0;
+    if (x >= 9223372036854775808.0) return INT64_MAX;
+    if (x < -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)x;
+}
+
 int64_t gguf_arr_i64(const gguf_kv *kv, uint64_t i) {
     int64_t v = 0;
-    if (kv->arr_type == GGUF_TYPE_FLOAT32) { float x; memcpy(&x, kv->val + 4 * i, 4); return (int64_t)x; }
-    if (kv->arr_type == GGUF_TYPE_FLOAT64) { double x; memcpy(&x, kv->val + 8 * i, 8); return (int64_t)x; }
+    if (kv->arr_type == GGUF_TYPE_FLOAT32) { float x; memcpy(&x, kv->val + 4 * i, 4); return f64_to_i64(x); }
+    if (kv->arr_type == GGUF_TYPE_FLOAT64) { double x; memcpy(&x, kv->val + 8 * i, 8); return f64_to_i64(x); }
     if (scalar_i64(kv->arr_type, kv->val + type_size[kv->arr_type] * i, &v)) return 0;
     return v;
 }

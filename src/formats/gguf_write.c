@@ -1,6 +1,7 @@
 /* gguf_write.c — building GGUF v3 files: metadata and tensors collected in memory, then
  * written in one pass with the alignment padding the format asks for. Used by tests (to make
  * valid and hostile files), by vocabulary extraction, and later by quantize/synth. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -16,7 +17,7 @@ typedef struct buf {
 } buf;
 
 static void buf_put(buf *b, const void *d, size_t n) {
-    if (b->oom) return;
+    if (b->oom || !n) return; /* n == 0 may come with d == NULL (empty array, no metadata) */
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 4096;
         while (cap < b->n + n) cap *= 2;
@@ -93,7 +94,7 @@ int gguf_writer_add_str(gguf_writer *w, const char *key, const char *s) {
 
 int gguf_writer_add_arr(gguf_writer *w, const char *key, gguf_type elem, const void *data, uint64_t n) {
     size_t sz = gguf_type_size(elem);
-    if (!sz) return WHALE_E_ARG;
+    if (!sz || n > SIZE_MAX / sz) return WHALE_E_ARG;
     key_head(w, key, GGUF_TYPE_ARRAY);
     buf_u32(&w->kv, (uint32_t)elem);
     buf_u64(&w->kv, n);
@@ -168,7 +169,33 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, whale_dtype type, i
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
+/* Zeros for padding and for tensors without data. Padding can be up to alignment - 1 bytes
+ * (the reader allows 1 MiB), so every use goes through these loops, in chunks of the table. */
+static const unsigned char zeros[4096];
+
+static void buf_zeros(buf *b, size_t n) {
+    while (n && !b->oom) {
+        size_t k = n < sizeof zeros ? n : sizeof zeros;
+        buf_put(b, zeros, k);
+        n -= k;
+    }
+}
+
+/* Write n zero bytes; returns 1 on success. */
+static int write_zeros(FILE *fp, size_t n) {
+    while (n) {
+        size_t k = n < sizeof zeros ? n : sizeof zeros;
+        if (fwrite(zeros, 1, k, fp) != k) return 0;
+        n -= k;
+    }
+    return 1;
+}
+
 int gguf_writer_write(gguf_writer *w, const char *path, whale_err *err) {
+    /* The same rule as the reader: a file we write must be one we can open. */
+    uint32_t a = w->alignment;
+    if (a == 0 || (a & (a - 1)) || a > (1u << 20))
+        return err_set(err, WHALE_E_ARG, "%s: general.alignment %u is not a power of two up to 1 MiB", path, a);
     buf h = {0};
     buf_u32(&h, GGUF_MAGIC);
     buf_u32(&h, 3);
@@ -185,9 +212,7 @@ int gguf_writer_write(gguf_writer *w, const char *path, whale_err *err) {
         buf_u64(&h, off);
         off = align_up(off + t->nbytes, w->alignment);
     }
-    static const unsigned char zeros[4096];
-    size_t pad = (size_t)(align_up(h.n, w->alignment) - h.n);
-    buf_put(&h, zeros, pad);
+    buf_zeros(&h, (size_t)(align_up(h.n, w->alignment) - h.n));
     if (h.oom || w->kv.oom) {
         free(h.p);
         return err_set(err, WHALE_E_NOMEM, "%s: out of memory building the header", path);
@@ -202,14 +227,9 @@ int gguf_writer_write(gguf_writer *w, const char *path, whale_err *err) {
     for (uint64_t i = 0; i < w->n_t && ok; i++) {
         const wtensor *t = &w->t[i];
         if (t->data) ok = fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
-        else
-            for (size_t left = t->nbytes; left && ok; ) {
-                size_t n = left < sizeof zeros ? left : sizeof zeros;
-                ok = fwrite(zeros, 1, n, fp) == n;
-                left -= n;
-            }
+        else ok = write_zeros(fp, t->nbytes);
         size_t tpad = (size_t)(align_up(t->nbytes, w->alignment) - t->nbytes);
-        if (ok && i + 1 < w->n_t && tpad) ok = fwrite(zeros, 1, tpad, fp) == tpad;
+        if (ok && i + 1 < w->n_t) ok = write_zeros(fp, tpad);
     }
     if (fclose(fp) != 0) ok = 0;
     if (!ok) return err_set(err, WHALE_E_IO, "%s: write failed: %s", path, strerror(errno));

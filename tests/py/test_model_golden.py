@@ -1,0 +1,102 @@
+"""The dense forward pass against Hugging Face transformers (golden outputs made by
+tests/golden/make_golden.py, committed as JSON):
+
+1. Tiny random Qwen2 and Llama 3 models (tests/golden/tiny_models.py rebuilds them from a numpy
+   seed, so no torch is needed here): Whale's logits at every position of a fixed prompt, from
+   the safetensors checkpoint and from GGUF files Whale's converter wrote (F32 and Q8_0).
+2. The default model: for 5 chat prompts, transformers' greedy continuation (64 tokens) and its
+   top-5 logits per step. Whale is fed the same tokens (teacher forcing, which equals greedy
+   decoding while the two agree) and must pick the same token at every step up to the first
+   step where the reference's top-2 logits are within 0.05 of each other (a near tie that
+   rounding may break either way)."""
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ARTIFACTS, DEFAULT_MODEL, REPO, run_whale
+
+GOLDEN = REPO / "tests" / "golden"
+sys.path.insert(0, str(GOLDEN))
+import tiny_models  # noqa: E402
+
+F32_TOL = 1e-4    # max-abs logit error, F32 weights (observed ~3e-6)
+Q8_0_TOL = 0.15   # max-abs logit error, Q8_0 weights (logits of magnitude ~7; observed ~0.07)
+NEAR_TIE = 0.05   # reference top-2 gap below which a greedy choice may flip
+TOP5_TOL = 1e-3   # max-abs difference of the reference's top-5 logits (observed 2e-5)
+
+
+def whale_logits(model, ids, tmp_path, tag):
+    raw = tmp_path / f"{tag}.f32"
+    run_whale("logits", "-m", str(model), "--ids", " ".join(map(str, ids)), "--raw", str(raw), "--top", "1")
+    return np.fromfile(raw, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    golden = json.loads((GOLDEN / "tiny_logits.json").read_text())
+    dirs = {a: tiny_models.write(a, root / a) for a in tiny_models.CONFIGS}
+    return golden, dirs
+
+
+@pytest.mark.parametrize("arch", list(tiny_models.CONFIGS))
+@pytest.mark.parametrize("form", ["safetensors", "f32", "q8_0"])
+def test_tiny_logits(tiny, arch, form, tmp_path):
+    golden, dirs = tiny
+    ref = np.array(golden["models"][arch], dtype=np.float64)
+    model = dirs[arch]
+    if form != "safetensors":
+        model = tmp_path / f"{arch}-{form}.gguf"
+        run_whale("convert", str(dirs[arch]), str(model), "--type", form)
+    got = whale_logits(model, golden["prompt"], tmp_path, f"{arch}-{form}").reshape(ref.shape)
+    err = float(np.abs(got - ref).max())
+    print(f"{arch} {form}: max-abs logit error {err:.2e}")
+    assert err < (Q8_0_TOL if form == "q8_0" else F32_TOL)
+    if form == "q8_0":
+        assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
+
+
+def test_default_model_greedy_agreement(tmp_path):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    golden = json.loads((GOLDEN / "default_greedy.json").read_text())
+    lines, total_agree, total_cmp = [], 0, 0
+    for k, case in enumerate(golden["cases"]):
+        ids = case["prompt_ids"] + case["greedy"]
+        logits = whale_logits(DEFAULT_MODEL, ids, tmp_path, f"case{k}")
+        vocab = logits.size // len(ids)
+        logits = logits.reshape(len(ids), vocab)
+        n_prompt = len(case["prompt_ids"])
+        steps = case["steps"]
+        rows = logits[n_prompt - 1: n_prompt - 1 + len(steps)]
+        first_tie = next((i for i, st in enumerate(steps) if st["top_logits"][0] - st["top_logits"][1] < NEAR_TIE), len(steps))
+        first_diff = next((i for i in range(len(steps)) if int(rows[i].argmax()) != case["greedy"][i]), len(steps))
+        top5_err = max(float(np.abs(rows[i][st["top_ids"]] - np.array(st["top_logits"])).max()) for i, st in enumerate(steps))
+        assert first_diff >= first_tie, (f"case {k}: whale's greedy choice differs at step {first_diff}, before the "
+                                         f"first near tie (step {first_tie})")
+        total_agree += first_diff
+        total_cmp += len(steps)
+        lines.append(f"case {k} ({case['prompt'][:24]!r}): greedy identical for {first_diff}/{len(steps)} tokens "
+                     f"(first reference near tie at step {first_tie}); top-5 logits max-abs error {top5_err:.5f}")
+        assert top5_err < TOP5_TOL, lines[-1]
+    report = "\n".join(lines) + f"\ntotal: {total_agree} of {total_cmp} greedy tokens identical\n"
+    print(report)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "greedy-agreement.txt").write_text(report)
+
+
+def test_default_model_perplexity(tmp_path):
+    """whale perplexity equals transformers' on the same held-out text within 0.5%."""
+    golden = json.loads((GOLDEN / "perplexity.json").read_text())
+    text = (REPO / "LICENSE").read_text() + "\n" + (GOLDEN / "ppl_text.txt").read_text()
+    f = tmp_path / "heldout.txt"
+    f.write_text(text)
+    out = run_whale("perplexity", "-m", str(DEFAULT_MODEL), "-f", str(f), "--ctx", str(golden["ctx"])).stdout.decode()
+    last = [l for l in out.splitlines() if l.startswith("perplexity:")][0]
+    ppl, scored = float(last.split()[1]), int(last.split()[3])
+    print(f"whale {ppl:.4f} vs transformers {golden['ppl']:.4f} over {scored} tokens")
+    assert scored == golden["scored"]
+    assert abs(ppl - golden["ppl"]) / golden["ppl"] < 0.005
