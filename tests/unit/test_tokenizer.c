@@ -137,8 +137,8 @@ static void test_json_errors(void) {
     CHECK(fd >= 0);
     const char *docs[] = {"{", "[]", "{\"model\":{\"type\":\"Unigram\"}}",
                           "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":-5},\"merges\":[]}}",
-                          "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
-                          "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}"};
+                          ("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                          "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"}}")};
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
         FILE *f = fopen(path, "wb");
         fputs(docs[i], f);
