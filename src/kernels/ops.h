@@ -12,7 +12,8 @@
 
 /* Y[b*ldy + r] = dot(row r of W, X[b*ldx .. +n_in]) for b < n_tok and r0 <= r < r1.
  * W holds rows of n_in elements of type t (n_in a multiple of the block size), row-major.
- * Each weight row is dequantized once into scratch (n_in floats) and reused for every token. */
+ * With a few tokens each row is dotted in place (op_dot_row); with more, each weight row is
+ * dequantized once into scratch (n_in floats) and reused for every token. */
 void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const float *X, int64_t ldx,
                     int64_t n_in, int64_t n_tok, int64_t r0, int64_t r1, float *scratch);
 
@@ -36,5 +37,9 @@ void op_swiglu(float *out, const float *gate, const float *up, int64_t n);
 void op_add(float *y, const float *x, int64_t n);
 
 float op_dot(const float *a, const float *b, int64_t n);
+
+/* dot(row, x) for one weight row of n elements of type t, without materializing the row
+ * (kernels/cpu/dot.c). Agrees with dequantize_row + op_dot up to float summation order. */
+float op_dot_row(whale_dtype t, const void *row, const float *x, int64_t n);
 
 #endif

@@ -4,18 +4,18 @@
 
 #include "kernels/ops.h"
 
+/* Up to this many tokens, decoding a weight row per token costs less than writing it out. */
+#define MATMUL_FUSED_MAX_TOKENS 2
+
 float op_dot(const float *a, const float *b, int64_t n) {
-    /* Four partial sums: better rounding than one long chain, and vectorizable. */
-    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    /* Eight partial sums: better rounding than one long chain, and the compiler may keep them
+     * in one vector register (it may not reorder a single float sum). */
+    float s[8] = {0};
     int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        s0 += a[i] * b[i];
-        s1 += a[i + 1] * b[i + 1];
-        s2 += a[i + 2] * b[i + 2];
-        s3 += a[i + 3] * b[i + 3];
-    }
-    for (; i < n; i++) s0 += a[i] * b[i];
-    return (s0 + s1) + (s2 + s3);
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) s[0] += a[i] * b[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const float *X, int64_t ldx,
@@ -23,6 +23,12 @@ void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const f
     size_t row_bytes = 0;
     dtype_bytes(t, n_in, &row_bytes);
     const unsigned char *w = W;
+    if (n_tok <= MATMUL_FUSED_MAX_TOKENS) {
+        for (int64_t r = r0; r < r1; r++)
+            for (int64_t b = 0; b < n_tok; b++)
+                Y[b * ldy + r] = op_dot_row(t, w + (size_t)r * row_bytes, X + b * ldx, n_in);
+        return;
+    }
     for (int64_t r = r0; r < r1; r++) {
         const float *row;
         if (t == WHALE_DTYPE_F32) {
