@@ -10,6 +10,8 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"chat", cmd_chat, "talk with a model in the terminal (reasoning shown, then the answer)"},
+    {"run", cmd_run, "answer one prompt (scripts and pipes; --json for one JSON object)"},
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},

@@ -1,0 +1,238 @@
+/* cmd_chat.c — `whale chat`: a multi-turn conversation in the terminal. Line editing and
+ * history come from libedit; reasoning streams dimmed and is summed up as "Thought for N s"
+ * (hidden entirely with /think off); Ctrl-C stops the reply being written and keeps the
+ * session. Works on a pipe too (no prompt decoration), which is how the tests drive it. */
+#include <editline/readline.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/gen.h"
+
+/* Conversations longer than this many messages are not something a terminal session needs;
+ * the bound keeps the message array fixed. */
+#define CHAT_MAX_MESSAGES 1024
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: whale chat [-m MODEL] [options]\n\n"
+               "Talk with a model. Commands inside the chat:\n"
+               "  /help              this list\n"
+               "  /reset             forget the conversation\n"
+               "  /system TEXT       set the system prompt (and reset)\n"
+               "  /think on|off      show or hide the model's reasoning\n"
+               "  /exit              leave (or Ctrl-D)\n"
+               "Ctrl-C stops the reply being written.\n\noptions:\n"
+               "  --system TEXT         a system prompt\n%s", gen_flags_help);
+}
+
+typedef struct view {
+    int tty, show_think, in_think_shown;
+    double think_start, think_secs;
+    int saw_think, saw_answer;
+    char *reply; /* the whole reply: reasoning wrapped in <think></think>, then the answer */
+    size_t n, cap;
+} view;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void append(view *v, const char *s, size_t n) {
+    if (v->n + n + 1 > v->cap) {
+        size_t cap = (v->n + n + 1) * 2;
+        char *p = realloc(v->reply, cap);
+        if (!p) return;
+        v->reply = p;
+        v->cap = cap;
+    }
+    memcpy(v->reply + v->n, s, n);
+    v->n += n;
+    v->reply[v->n] = 0;
+}
+
+static void end_think(view *v) {
+    if (!v->saw_think || v->think_secs > 0) return;
+    v->think_secs = now() - v->think_start;
+    if (v->in_think_shown && v->tty) fputs("\033[0m", stdout);
+    printf("%s%s(Thought for %.0f s)%s\n\n", v->in_think_shown ? "\n" : "", v->tty ? "\033[2m" : "",
+           v->think_secs < 1 ? 1.0 : v->think_secs, v->tty ? "\033[0m" : "");
+    append(v, "</think>\n\n", 10);
+}
+
+static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
+    view *v = ctx;
+    if (kind == REASONING_THINK) {
+        if (!v->saw_think) {
+            v->saw_think = 1;
+            v->think_start = now();
+            append(v, "<think>\n", 8);
+            if (v->show_think) {
+                fputs(v->tty ? "\033[2m" : "", stdout);
+                v->in_think_shown = 1;
+            } else {
+                printf("%sThinking...%s\n", v->tty ? "\033[2m" : "", v->tty ? "\033[0m" : "");
+            }
+        }
+        append(v, text, n);
+        if (v->show_think) fwrite(text, 1, n, stdout);
+    } else {
+        end_think(v);
+        v->saw_answer = 1;
+        append(v, text, n);
+        fwrite(text, 1, n, stdout);
+    }
+    fflush(stdout);
+}
+
+static char *read_line(int tty) {
+    if (tty) return readline("\001\033[1m\002>>> \001\033[0m\002");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    if (n > 0 && line[n - 1] == '\n') line[n - 1] = 0;
+    return line;
+}
+
+int cmd_chat(int argc, char **argv) {
+    gen_opts o;
+    gen_opts_default(&o);
+    char *system = NULL;
+    for (int i = 1; i < argc; i++) {
+        int r = gen_parse_flag(&o, argc, argv, &i, "chat");
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--system") && i + 1 < argc) { system = strdup(argv[++i]); continue; }
+        fprintf(stderr, "whale chat: bad option '%s' (see whale chat --help)\n", argv[i]);
+        return 2;
+    }
+    int tty = isatty(0) && isatty(1);
+    whale_err err = {0};
+    model *m = NULL;
+    session *s = NULL;
+    char *msg_text[CHAT_MAX_MESSAGES];
+    chat_msg msgs[CHAT_MAX_MESSAGES];
+    size_t n_msgs = 0;
+    int rc = 1;
+    model_opts mo = {.n_threads = o.threads, .progress = isatty(2)};
+    const char *path = cli_model_path(o.model);
+    if (model_load(&m, path, &mo, &err)) {
+        fprintf(stderr, "whale: %s%s\n", err.msg, o.model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
+        free(system);
+        return 1;
+    }
+    const tokenizer *t = model_tokenizer(m);
+    chat_format_kind fmt = t ? chat_format_detect(model_chat_template(m), t, o.chat_format) : CHAT_FORMAT_NONE;
+    if (fmt == CHAT_FORMAT_NONE) {
+        fprintf(stderr, "whale chat: no chat format for this model (use --chat-format deepseek-r1|chatml)\n");
+        goto done;
+    }
+    if (!(s = session_new(m, o.n_ctx, &o.sp, &err))) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
+    const model_hparams *hp = model_hparams_get(m);
+    fprintf(stderr, "%s (%s, %s format), context %lld tokens. /help for commands, Ctrl-D to leave.\n",
+            hp->name[0] ? hp->name : path, hp->arch_name, chat_format_name(fmt), (long long)session_n_ctx(s));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, NULL);
+    int show_think = 1;
+    for (;;) {
+        interrupted = 0;
+        char *line = read_line(tty);
+        if (!line) {
+            if (interrupted) continue;
+            break;
+        }
+        if (!*line) { free(line); continue; }
+        if (tty) add_history(line);
+        if (line[0] == '/') {
+            if (!strcmp(line, "/exit") || !strcmp(line, "/quit")) { free(line); break; }
+            else if (!strcmp(line, "/help")) printf("/reset  /system TEXT  /think on|off  /exit\n");
+            else if (!strcmp(line, "/reset")) {
+                for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
+                n_msgs = 0;
+                session_reset(s);
+                printf("(conversation cleared)\n");
+            } else if (!strncmp(line, "/system ", 8)) {
+                free(system);
+                system = strdup(line + 8);
+                for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
+                n_msgs = 0;
+                session_reset(s);
+                printf("(system prompt set; conversation cleared)\n");
+            } else if (!strcmp(line, "/think on") || !strcmp(line, "/think off")) {
+                show_think = line[8] == 'n';
+                printf("(reasoning %s)\n", show_think ? "shown" : "hidden");
+            } else printf("unknown command %s (/help)\n", line);
+            free(line);
+            continue;
+        }
+        if (n_msgs + 2 > CHAT_MAX_MESSAGES) {
+            printf("(the conversation is too long; /reset to start again)\n");
+            free(line);
+            continue;
+        }
+        msg_text[n_msgs] = line;
+        msgs[n_msgs] = (chat_msg){CHAT_USER, line};
+        n_msgs++;
+        /* The system prompt goes first; msgs holds only user/assistant turns. */
+        chat_msg all[CHAT_MAX_MESSAGES + 1];
+        size_t n_all = 0;
+        if (system) all[n_all++] = (chat_msg){CHAT_SYSTEM, system};
+        memcpy(all + n_all, msgs, n_msgs * sizeof *msgs);
+        n_all += n_msgs;
+        tok_ids ids = {0};
+        int flags = CHAT_GENERATION_PROMPT | (o.think ? 0 : CHAT_NO_FORCED_THINK);
+        if (chat_format_encode(t, fmt, all, n_all, flags, &ids, &err)) {
+            fprintf(stderr, "whale: %s\n", err.msg);
+            tok_ids_free(&ids);
+            free(msg_text[--n_msgs]);
+            continue;
+        }
+        view v = {.tty = isatty(1), .show_think = show_think};
+        gen_stats st;
+        int in_think = fmt == CHAT_FORMAT_DEEPSEEK_R1 && o.think;
+        int grc = gen_run(s, t, ids.v, ids.n, o.max_tokens, in_think, &interrupted, sink, &v, &st, &err);
+        tok_ids_free(&ids);
+        if (v.in_think_shown && v.think_secs == 0 && v.tty) fputs("\033[0m", stdout);
+        if (grc) {
+            fprintf(stderr, "\nwhale: %s\n", err.msg);
+            free(msg_text[--n_msgs]);
+            free(v.reply);
+            if ((int64_t)st.n_prompt >= session_n_ctx(s)) printf("(/reset to start a new conversation)\n");
+            continue;
+        }
+        if (v.saw_think && v.think_secs == 0) append(&v, "</think>", 8); /* stopped while thinking */
+        printf("%s\n%s[%zu tokens, %.1f tokens/s%s]%s\n", strcmp(st.finish, "cancelled") ? "" : "\n(stopped)",
+               v.tty ? "\033[2m" : "", st.n_gen, st.t_decode > 0 ? st.n_gen / st.t_decode : 0.0,
+               !strcmp(st.finish, "length") ? ", context or token limit reached" : "", v.tty ? "\033[0m" : "");
+        fflush(stdout);
+        msg_text[n_msgs] = v.reply ? v.reply : strdup("");
+        msgs[n_msgs] = (chat_msg){CHAT_ASSISTANT, msg_text[n_msgs]};
+        n_msgs++;
+    }
+    rc = 0;
+done:
+    for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
+    free(system);
+    session_free(s);
+    model_free(m);
+    return rc;
+}

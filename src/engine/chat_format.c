@@ -1,0 +1,190 @@
+/* chat_format.c — conversations as segments (a marker or plain text), then either rendered as
+ * a string or encoded: markers by exact vocabulary lookup, text as plain text. */
+#include "engine/chat_format.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+
+#define R1_BOS "<｜begin▁of▁sentence｜>"
+#define R1_USER "<｜User｜>"
+#define R1_ASSISTANT "<｜Assistant｜>"
+#define R1_EOS "<｜end▁of▁sentence｜>"
+#define THINK_OPEN "<think>"
+#define THINK_CLOSE "</think>"
+#define IM_START "<|im_start|>"
+#define IM_END "<|im_end|>"
+#define QWEN_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+
+/* A conversation is built as a list of segments; `marker` segments are special tokens. */
+typedef struct seg {
+    int marker;
+    const char *s;
+    size_t n;
+} seg;
+
+typedef struct segs {
+    seg *v;
+    size_t n, cap;
+    int oom;
+} segs;
+
+static void add(segs *g, int marker, const char *s, size_t n) {
+    if (g->oom || (!marker && n == 0)) return;
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 32;
+        seg *v = realloc(g->v, cap * sizeof *v);
+        if (!v) { g->oom = 1; return; }
+        g->v = v;
+        g->cap = cap;
+    }
+    g->v[g->n++] = (seg){marker, s, n};
+}
+static void mark(segs *g, const char *s) { add(g, 1, s, strlen(s)); }
+static void text(segs *g, const char *s) { add(g, 0, s, strlen(s)); }
+
+static const char *role_name(chat_role r) {
+    return r == CHAT_SYSTEM ? "system" : r == CHAT_USER ? "user" : "assistant";
+}
+
+/* The answer part of an assistant message: the text after its last </think>. */
+static const char *after_think(const char *s) {
+    const char *p = s, *last = NULL;
+    while ((p = strstr(p, THINK_CLOSE))) last = p += strlen(THINK_CLOSE);
+    return last ? last : s;
+}
+
+static void build(segs *g, chat_format_kind k, const chat_msg *m, size_t n, int flags) {
+    if (k == CHAT_FORMAT_DEEPSEEK_R1) {
+        const char *system = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (m[i].role == CHAT_SYSTEM) system = m[i].content; /* the template keeps the last one */
+        mark(g, R1_BOS);
+        if (system) text(g, system);
+        for (size_t i = 0; i < n; i++) {
+            if (m[i].role == CHAT_USER) {
+                mark(g, R1_USER);
+                text(g, m[i].content);
+            } else if (m[i].role == CHAT_ASSISTANT) {
+                mark(g, R1_ASSISTANT);
+                text(g, after_think(m[i].content));
+                mark(g, R1_EOS);
+            }
+        }
+        if (flags & CHAT_GENERATION_PROMPT) {
+            mark(g, R1_ASSISTANT);
+            if (!(flags & CHAT_NO_FORCED_THINK)) {
+                mark(g, THINK_OPEN);
+                text(g, "\n");
+            }
+        }
+    } else if (k == CHAT_FORMAT_CHATML) {
+        size_t first = 0;
+        mark(g, IM_START);
+        if (n > 0 && m[0].role == CHAT_SYSTEM) {
+            text(g, "system\n");
+            text(g, m[0].content);
+            first = 1;
+        } else {
+            text(g, "system\n" QWEN_DEFAULT_SYSTEM);
+        }
+        mark(g, IM_END);
+        text(g, "\n");
+        for (size_t i = first; i < n; i++) {
+            mark(g, IM_START);
+            text(g, role_name(m[i].role));
+            text(g, "\n");
+            text(g, m[i].content);
+            mark(g, IM_END);
+            text(g, "\n");
+        }
+        if (flags & CHAT_GENERATION_PROMPT) {
+            mark(g, IM_START);
+            text(g, "assistant\n");
+        }
+    }
+}
+
+const char *chat_format_name(chat_format_kind k) {
+    return k == CHAT_FORMAT_DEEPSEEK_R1 ? "deepseek-r1" : k == CHAT_FORMAT_CHATML ? "chatml" : "none";
+}
+
+chat_format_kind chat_format_detect(const char *tmpl, const tokenizer *t, const char *override) {
+    if (override) {
+        if (!strcmp(override, "deepseek-r1") || !strcmp(override, "r1")) return CHAT_FORMAT_DEEPSEEK_R1;
+        if (!strcmp(override, "chatml")) return CHAT_FORMAT_CHATML;
+        return CHAT_FORMAT_NONE;
+    }
+    if (tmpl && strstr(tmpl, R1_ASSISTANT)) return CHAT_FORMAT_DEEPSEEK_R1;
+    if (tmpl && strstr(tmpl, IM_START)) return CHAT_FORMAT_CHATML;
+    if (t && tokenizer_find(t, R1_ASSISTANT, strlen(R1_ASSISTANT)) >= 0) return CHAT_FORMAT_DEEPSEEK_R1;
+    if (t && tokenizer_find(t, IM_START, strlen(IM_START)) >= 0) return CHAT_FORMAT_CHATML;
+    return CHAT_FORMAT_NONE;
+}
+
+/* Exact-text lookup among all tokens (markers are added tokens, outside the BPE index). */
+static int32_t find_marker(const tokenizer *t, const char *s, size_t n) {
+    for (int32_t id = (int32_t)tokenizer_n_vocab(t) - 1; id >= 0; id--) {
+        size_t l;
+        const char *x = tokenizer_token_text(t, id, &l);
+        int a = tokenizer_attr(t, id);
+        if ((a == TOK_CONTROL || a == TOK_USER) && l == n && !memcmp(x, s, n)) return id;
+    }
+    return -1;
+}
+
+int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n, int flags,
+                       tok_ids *out, whale_err *err) {
+    if (k == CHAT_FORMAT_NONE) return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format)");
+    segs g = {0};
+    build(&g, k, msgs, n, flags);
+    int rc = g.oom ? err_set(err, WHALE_E_NOMEM, "out of memory") : 0;
+    for (size_t i = 0; i < g.n && !rc; i++) {
+        if (g.v[i].marker) {
+            int32_t id = find_marker(t, g.v[i].s, g.v[i].n);
+            if (id < 0 && !strcmp(g.v[i].s, THINK_OPEN)) /* a vocabulary without <think>: as text */
+                rc = tokenizer_encode(t, g.v[i].s, g.v[i].n, 0, out, err);
+            else if (id < 0)
+                rc = err_set(err, WHALE_E_UNSUPPORTED, "the vocabulary has no '%s' token needed by the %s format",
+                             g.v[i].s, chat_format_name(k));
+            else if (tok_ids_push(out, id))
+                rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+        } else {
+            /* Adjacent text segments are one span for the pre-tokenizer, as in the template's
+             * rendered string. */
+            size_t j = i, len = 0;
+            while (j < g.n && !g.v[j].marker) len += g.v[j++].n;
+            char *buf = malloc(len + 1);
+            if (!buf) { rc = err_set(err, WHALE_E_NOMEM, "out of memory"); break; }
+            size_t k2 = 0;
+            for (size_t q = i; q < j; q++) {
+                memcpy(buf + k2, g.v[q].s, g.v[q].n);
+                k2 += g.v[q].n;
+            }
+            rc = tokenizer_encode(t, buf, len, 0, out, err);
+            free(buf);
+            i = j - 1;
+        }
+    }
+    free(g.v);
+    return rc;
+}
+
+char *chat_format_render(chat_format_kind k, const chat_msg *msgs, size_t n, int flags) {
+    segs g = {0};
+    build(&g, k, msgs, n, flags);
+    size_t len = 0;
+    for (size_t i = 0; i < g.n; i++) len += g.v[i].n;
+    char *s = g.oom ? NULL : malloc(len + 1);
+    if (s) {
+        size_t k2 = 0;
+        for (size_t i = 0; i < g.n; i++) {
+            memcpy(s + k2, g.v[i].s, g.v[i].n);
+            k2 += g.v[i].n;
+        }
+        s[k2] = 0;
+    }
+    free(g.v);
+    return s;
+}

@@ -1,0 +1,47 @@
+/* chat_format.h — a conversation laid out as the model was trained to read it, as token ids.
+ *
+ * DEEPSEEK_R1: what the R1 / R1-Distill chat template renders: BOS, the system prompt, then
+ *   <｜User｜>text and <｜Assistant｜>answer<｜end▁of▁sentence｜> per turn (an assistant turn keeps only
+ *   the text after its last </think>: earlier reasoning is dropped from the history), and the
+ *   generation prompt <｜Assistant｜><think>\n, which forces the model to start by thinking.
+ * CHATML: Qwen2's <|im_start|>role\ntext<|im_end|>\n, with Qwen's default system prompt when none
+ *   is given, and the generation prompt <|im_start|>assistant\n.
+ * Special tokens come only from here, looked up by their exact text; message contents are always
+ * tokenized as plain text, so typing "<｜User｜>" or "<|im_end|>" in a message cannot forge a turn.
+ * Owns nothing beyond the call. */
+#ifndef WHALE_ENGINE_CHAT_FORMAT_H
+#define WHALE_ENGINE_CHAT_FORMAT_H
+
+#include <stddef.h>
+
+#include "tokenizer/tokenizer.h"
+
+typedef enum chat_format_kind { CHAT_FORMAT_NONE = 0, CHAT_FORMAT_DEEPSEEK_R1, CHAT_FORMAT_CHATML } chat_format_kind;
+
+typedef enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT } chat_role;
+
+typedef struct chat_msg {
+    chat_role role;
+    const char *content; /* UTF-8; borrowed */
+} chat_msg;
+
+enum {
+    CHAT_GENERATION_PROMPT = 1, /* end with the assistant's opening */
+    CHAT_NO_FORCED_THINK = 2,   /* R1: leave out the "<think>\n" after <｜Assistant｜> */
+};
+
+/* The format for a model: by name when override is given ("deepseek-r1", "chatml"), else from
+ * its chat template text, else from which turn markers its vocabulary has. CHAT_FORMAT_NONE when
+ * nothing fits (or an unknown override name). */
+chat_format_kind chat_format_detect(const char *chat_template, const tokenizer *t, const char *override);
+const char *chat_format_name(chat_format_kind k);
+
+/* Append the conversation's token ids to out. Returns 0, WHALE_E_UNSUPPORTED when the
+ * vocabulary lacks a marker the format needs, WHALE_E_ARG for invalid UTF-8 in a message. */
+int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n, int flags,
+                       tok_ids *out, whale_err *err);
+/* The same conversation as text (markers spelled out), malloc'd; NULL on OOM. For tests and
+ * --verbose; equal to what the model's Jinja template renders. */
+char *chat_format_render(chat_format_kind k, const chat_msg *msgs, size_t n, int flags);
+
+#endif

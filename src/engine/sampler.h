@@ -1,0 +1,38 @@
+/* sampler.h — choosing the next token from logits: greedy, temperature, top-k, top-p, min-p,
+ * repetition / presence / frequency penalties, with an explicit, seedable random state so a
+ * run can be repeated exactly.
+ * Order of operations: penalties -> top-k -> temperature -> softmax -> top-p -> min-p -> draw.
+ * Owns: its random state and scratch for n_vocab candidates (allocated once, none per call). */
+#ifndef WHALE_ENGINE_SAMPLER_H
+#define WHALE_ENGINE_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sampler_params {
+    float temperature;       /* 0: greedy (argmax, lowest id on ties) */
+    int32_t top_k;           /* 0: off */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off; drop tokens below min_p * p(best) */
+    float repeat_penalty;    /* 1: off; divides positive / multiplies negative logits of seen tokens */
+    float presence_penalty;  /* 0: off; subtracted once from each seen token's logit */
+    float frequency_penalty; /* 0: off; subtracted per occurrence */
+    int32_t penalty_last_n;  /* how many recent tokens the penalties look at (0: none, -1: all) */
+    uint64_t seed;           /* SAMPLER_SEED_RANDOM: from the clock */
+} sampler_params;
+
+#define SAMPLER_SEED_RANDOM UINT64_MAX
+
+/* DeepSeek's recommendation for R1-style models: temperature 0.6, top-p 0.95. */
+sampler_params sampler_default_params(void);
+
+typedef struct sampler sampler;
+sampler *sampler_init(const sampler_params *p, int64_t n_vocab); /* NULL on OOM */
+void sampler_free(sampler *s);
+/* Pick a token. logits (n_vocab) are modified (penalties, scaling). history: tokens so far,
+ * for the penalties. NaN logits are never picked; if every logit is -inf or NaN, returns 0. */
+int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* Reseed (a new run that should repeat an earlier one). */
+void sampler_seed(sampler *s, uint64_t seed);
+
+#endif
