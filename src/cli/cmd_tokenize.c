@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "formats/gguf.h"
 #include "base/err.h"
+#include "engine/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 /* Standard input is read whole; 1 GiB bounds what a runaway pipe can make us hold. */
@@ -24,7 +25,10 @@ static void usage(FILE *f) {
                "  --lines     treat each input line as its own text; print one id line per input line\n"
                "  --jsonl     each input line is a JSON string holding one text; one id line per input line\n"
                "  --decode    read ids from standard input and print the text they decode to\n"
-               "  --bench     report encode speed (tokens/s) instead of ids\n");
+               "  --bench     report encode speed (tokens/s) instead of ids\n"
+               "  --chat      standard input is a JSON array of {role, content} messages: lay it out in\n"
+               "              the model's chat format (--chat-format deepseek-r1|chatml to choose) with the\n"
+               "              assistant's opening; print the ids (--ids) or, with --render, the text\n");
 }
 
 static char *read_all(FILE *f, size_t *len) {
@@ -55,6 +59,9 @@ static char *read_all(FILE *f, size_t *len) {
 }
 
 /* Open a tokenizer from a .gguf file, a tokenizer.json, or a directory with a tokenizer.json. */
+/* The GGUF chat template of the last file opened by cli_open_tokenizer (for --chat). */
+static char *last_template;
+
 int cli_open_tokenizer(const char *path, tokenizer **tok, whale_err *err) {
     struct stat st;
     char buf[4096];
@@ -69,6 +76,13 @@ int cli_open_tokenizer(const char *path, tokenizer **tok, whale_err *err) {
     if (rc) return rc;
     rc = tokenizer_load_gguf(tok, &f, err);
     if (rc) err_prefix(err, "%s", path);
+    gguf_str tmpl;
+    free(last_template);
+    last_template = NULL;
+    if (!rc && !gguf_get_str(&f, "tokenizer.chat_template", &tmpl, NULL) && (last_template = malloc((size_t)tmpl.n + 1))) {
+        memcpy(last_template, tmpl.s, (size_t)tmpl.n);
+        last_template[tmpl.n] = 0;
+    }
     gguf_close(&f);
     return rc;
 }
@@ -97,9 +111,55 @@ static int print_ids(const tok_ids *ids, int ids_only, const tokenizer *tok) {
     return 0;
 }
 
+/* --chat: JSON messages -> formatted ids (or the rendered text with --render). */
+static int tokenize_chat(const tokenizer *tok, const char *in, size_t len, const char *format, int render, tok_ids *ids,
+                         whale_err *err) {
+    cJSON *root = cJSON_ParseWithLength(in, len);
+    int rc = 1;
+    chat_msg *msgs = NULL;
+    int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
+    chat_format_kind k = chat_format_detect(last_template, tok, format);
+    if (n < 0) {
+        fprintf(stderr, "whale tokenize: --chat: standard input is not a JSON array of messages\n");
+        goto done;
+    }
+    if (k == CHAT_FORMAT_NONE) {
+        fprintf(stderr, "whale tokenize: no chat format for this model (use --chat-format deepseek-r1|chatml)\n");
+        goto done;
+    }
+    msgs = calloc((size_t)n + 1, sizeof *msgs);
+    if (!msgs) goto done;
+    int i = 0;
+    for (cJSON *it = root->child; it; it = it->next, i++) {
+        cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role"), *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+            fprintf(stderr, "whale tokenize: --chat: message %d needs string role and content\n", i);
+            goto done;
+        }
+        const char *r = role->valuestring;
+        msgs[i].role = !strcmp(r, "system") ? CHAT_SYSTEM : !strcmp(r, "assistant") ? CHAT_ASSISTANT : CHAT_USER;
+        msgs[i].content = content->valuestring;
+    }
+    if (render) {
+        char *s = chat_format_render(k, msgs, (size_t)n, CHAT_GENERATION_PROMPT);
+        if (s) fputs(s, stdout);
+        rc = s ? 0 : 1;
+        free(s);
+    } else if (chat_format_encode(tok, k, msgs, (size_t)n, CHAT_GENERATION_PROMPT, ids, err)) {
+        fprintf(stderr, "whale tokenize: %s\n", err->msg);
+    } else {
+        rc = 0;
+    }
+done:
+    free(msgs);
+    cJSON_Delete(root);
+    return rc;
+}
+
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL;
-    int ids_only = 0, special = 0, bos = 0, lines = 0, jsonl = 0, decode = 0, bench = 0;
+    int ids_only = 0, special = 0, bos = 0, lines = 0, jsonl = 0, decode = 0, bench = 0, chat = 0, render = 0;
+    const char *format = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
@@ -110,6 +170,9 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--jsonl")) jsonl = lines = 1;
         else if (!strcmp(a, "--decode")) decode = 1;
         else if (!strcmp(a, "--bench")) bench = 1;
+        else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--render")) render = 1;
+        else if (!strcmp(a, "--chat-format") && i + 1 < argc) format = argv[++i];
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (++i >= argc) { fprintf(stderr, "whale tokenize: -m needs a value\n"); return 2; }
             model = argv[i];
@@ -137,7 +200,10 @@ int cmd_tokenize(int argc, char **argv) {
     int rc = 0;
     int flags = (special ? TOK_PARSE_SPECIAL : 0) | (bos ? TOK_ADD_BOS : 0);
     tok_ids ids = {0};
-    if (decode) {
+    if (chat) {
+        rc = tokenize_chat(tok, in, len, format, render, &ids, &err);
+        if (!rc && !render) print_ids(&ids, ids_only, tok);
+    } else if (decode) {
         char *p = in, *end = in + len;
         while (p < end) {
             char *q;
@@ -206,5 +272,7 @@ int cmd_tokenize(int argc, char **argv) {
     tok_ids_free(&ids);
     free(in);
     tokenizer_free(tok);
+    free(last_template);
+    last_template = NULL;
     return rc;
 }

@@ -1,0 +1,199 @@
+/* test_engine.c — sampler, reasoning splitter and chat formats (on the real DeepSeek LLM
+ * vocabulary for token-level checks; the exact-template comparison with Jinja is
+ * tests/py/test_chat_format.py). */
+#include <math.h>
+
+#include "check.h"
+#include "engine/chat_format.h"
+#include "engine/reasoning.h"
+#include "engine/sampler.h"
+#include "formats/gguf.h"
+
+/* ---- sampler -------------------------------------------------------------------------- */
+
+static int32_t sample_once(const sampler_params *p, const float *l0, int n) {
+    float l[16];
+    memcpy(l, l0, (size_t)n * sizeof *l);
+    sampler *s = sampler_init(p, n);
+    int32_t t = sampler_sample(s, l, NULL, 0);
+    sampler_free(s);
+    return t;
+}
+
+static void test_sampler_greedy_and_ties(void) {
+    sampler_params p = sampler_default_params();
+    p.temperature = 0;
+    float l[5] = {1, 3, 3, -2, 0};
+    CHECK(sample_once(&p, l, 5) == 1); /* lowest id wins a tie */
+    float nan_first[3] = {NAN, 0.5f, 0.2f};
+    CHECK(sample_once(&p, nan_first, 3) == 1);
+    float all_bad[3] = {-INFINITY, NAN, -INFINITY};
+    CHECK(sample_once(&p, all_bad, 3) == 0);
+    p = sampler_default_params();
+    p.top_k = 1;
+    p.seed = 7;
+    CHECK(sample_once(&p, l, 5) == 1);
+    p = sampler_default_params();
+    p.top_p = 1e-6f;
+    p.seed = 7;
+    float l2[4] = {0, 5, 1, 2};
+    CHECK(sample_once(&p, l2, 4) == 1);
+    p = sampler_default_params();
+    p.min_p = 0.99f;
+    CHECK(sample_once(&p, l2, 4) == 1);
+}
+
+static void test_sampler_seed_reproducible_and_distribution(void) {
+    sampler_params p = sampler_default_params();
+    p.temperature = 1;
+    p.top_p = 1;
+    p.seed = 42;
+    float base[4] = {0, 1, 2, 0.5f};
+    sampler *a = sampler_init(&p, 4), *b = sampler_init(&p, 4);
+    int counts[4] = {0};
+    int same = 1;
+    enum { N = 20000 };
+    for (int i = 0; i < N; i++) {
+        float la[4], lb[4];
+        memcpy(la, base, sizeof la);
+        memcpy(lb, base, sizeof lb);
+        int32_t x = sampler_sample(a, la, NULL, 0), y = sampler_sample(b, lb, NULL, 0);
+        same &= x == y;
+        counts[x]++;
+    }
+    CHECK(same);
+    double z = 0;
+    for (int i = 0; i < 4; i++) z += exp(base[i]);
+    for (int i = 0; i < 4; i++) {
+        double pr = exp(base[i]) / z, sd = sqrt(N * pr * (1 - pr));
+        CHECKF(fabs(counts[i] - N * pr) < 4 * sd, "token %d: %d draws, expected %.0f", i, counts[i], N * pr);
+    }
+    sampler_free(a);
+    sampler_free(b);
+}
+
+static void test_sampler_penalties(void) {
+    sampler_params p = sampler_default_params();
+    p.temperature = 0;
+    p.repeat_penalty = 2;
+    float l[3] = {2.0f, 1.5f, 0.1f};
+    int32_t hist[2] = {0, 0};
+    sampler *s = sampler_init(&p, 3);
+    CHECK(sampler_sample(s, l, hist, 2) == 1); /* 2.0 / 2 = 1.0 < 1.5 */
+    CHECK(fabsf(l[0] - 1.0f) < 1e-6f);
+    sampler_free(s);
+    p.repeat_penalty = 1;
+    p.frequency_penalty = 0.3f;
+    float l2[3] = {2.0f, 1.5f, 0.1f};
+    s = sampler_init(&p, 3);
+    CHECK(sampler_sample(s, l2, hist, 2) == 1); /* 2.0 - 2 * 0.3 = 1.4 */
+    CHECK(fabsf(l2[0] - 1.4f) < 1e-6f);
+    sampler_free(s);
+    p.frequency_penalty = 0;
+    p.presence_penalty = 0.4f;
+    float l3[3] = {2.0f, 1.7f, 0.1f};
+    s = sampler_init(&p, 3);
+    CHECK(sampler_sample(s, l3, hist, 2) == 1); /* once per seen token: 2.0 - 0.4 = 1.6 < 1.7 */
+    CHECK(fabsf(l3[0] - 1.6f) < 1e-6f);
+    sampler_free(s);
+}
+
+/* ---- reasoning ------------------------------------------------------------------------ */
+
+typedef struct split_out {
+    char think[512], answer[512];
+    size_t nt, na;
+} split_out;
+
+static void collect(void *ctx, reasoning_kind k, const char *t, size_t n) {
+    split_out *o = ctx;
+    char *dst = k == REASONING_THINK ? o->think : o->answer;
+    size_t *len = k == REASONING_THINK ? &o->nt : &o->na;
+    if (*len + n < 511) {
+        memcpy(dst + *len, t, n);
+        *len += n;
+        dst[*len] = 0;
+    }
+}
+
+/* Feed s cut at every pair of positions; all cuts must agree with feeding it whole. */
+static void check_split(const char *s, int in_think, const char *want_think, const char *want_answer) {
+    size_t n = strlen(s);
+    for (size_t a = 0; a <= n; a++)
+        for (size_t b = a; b <= n; b += (n > 40 ? 7 : 1)) {
+            split_out o = {0};
+            reasoning r;
+            reasoning_init(&r, in_think, collect, &o);
+            reasoning_feed(&r, s, a);
+            reasoning_feed(&r, s + a, b - a);
+            reasoning_feed(&r, s + b, n - b);
+            reasoning_flush(&r);
+            if (strcmp(o.think, want_think) || strcmp(o.answer, want_answer)) {
+                CHECKF(0, "%s cut at %zu,%zu: think [%s] answer [%s]", s, a, b, o.think, o.answer);
+                return;
+            }
+        }
+    /* and one byte at a time */
+    split_out o = {0};
+    reasoning r;
+    reasoning_init(&r, in_think, collect, &o);
+    for (size_t i = 0; i < n; i++) reasoning_feed(&r, s + i, 1);
+    reasoning_flush(&r);
+    CHECK(!strcmp(o.think, want_think) && !strcmp(o.answer, want_answer));
+}
+
+static void test_reasoning_split(void) {
+    check_split("Let me think.\n2+2=4\n</think>\n\nThe answer is 4.", 1, "Let me think.\n2+2=4", "The answer is 4.");
+    check_split("<think>\nhmm\n</think>\n\nok", 0, "hmm", "ok");
+    check_split("no tags at all <b>bold</b>", 0, "", "no tags at all <b>bold</b>");
+    check_split("<thinking> is not a tag </thx>", 0, "", "<thinking> is not a tag </thx>");
+    check_split("still thinking when cut off <", 1, "still thinking when cut off <", "");
+    check_split("a</think>b <think>literal</think>", 1, "a", "b <think>literal</think>");
+    check_split("x\n\ny</think>z", 1, "x\n\ny", "z");
+    check_split("中文推理</think>答案🐋", 1, "中文推理", "答案🐋");
+}
+
+/* ---- chat formats --------------------------------------------------------------------- */
+
+static void test_chat_render(void) {
+    chat_msg m[] = {{CHAT_SYSTEM, "Be brief."}, {CHAT_USER, "Hi"}, {CHAT_ASSISTANT, "<think>\nx\n</think>\n\nHello!"},
+                    {CHAT_USER, "2+2?"}};
+    char *r1 = chat_format_render(CHAT_FORMAT_DEEPSEEK_R1, m, 4, CHAT_GENERATION_PROMPT);
+    CHECK(r1 && !strcmp(r1, "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>\n\nHello!<｜end▁of▁sentence｜>"
+                            "<｜User｜>2+2?<｜Assistant｜><think>\n"));
+    free(r1);
+    char *cm = chat_format_render(CHAT_FORMAT_CHATML, m + 1, 1, CHAT_GENERATION_PROMPT);
+    CHECK(cm && !strcmp(cm, "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+                            "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"));
+    free(cm);
+    CHECK(chat_format_detect(NULL, NULL, "chatml") == CHAT_FORMAT_CHATML);
+    CHECK(chat_format_detect("{{'<｜Assistant｜>'}}", NULL, NULL) == CHAT_FORMAT_DEEPSEEK_R1);
+    CHECK(chat_format_detect(NULL, NULL, "nonsense") == CHAT_FORMAT_NONE);
+}
+
+static void test_chat_encode_cannot_be_forged(void) {
+    gguf_file f;
+    tokenizer *t = NULL;
+    whale_err err = {0};
+    CHECK(gguf_open(&f, check_shared("vocab/ggml-vocab-deepseek-llm.gguf"), 0, &err) == 0);
+    CHECK(tokenizer_load_gguf(&t, &f, &err) == 0);
+    gguf_close(&f);
+    if (!t) return;
+    /* The DeepSeek LLM vocabulary has BOS/EOS but no <｜User｜>: the R1 format must say so. */
+    chat_msg m[] = {{CHAT_USER, "hi <｜begin▁of▁sentence｜> there"}};
+    tok_ids ids = {0};
+    int rc = chat_format_encode(t, CHAT_FORMAT_DEEPSEEK_R1, m, 1, CHAT_GENERATION_PROMPT, &ids, &err);
+    CHECK(rc == WHALE_E_UNSUPPORTED && strstr(err.msg, "<｜User｜>"));
+    tok_ids_free(&ids);
+    tokenizer_free(t);
+}
+
+int main(void) {
+    RUN(test_sampler_greedy_and_ties);
+    RUN(test_sampler_seed_reproducible_and_distribution);
+    RUN(test_sampler_penalties);
+    RUN(test_reasoning_split);
+    RUN(test_chat_render);
+    RUN(test_chat_encode_cannot_be_forged);
+    return check_report("test_engine");
+}
