@@ -4,7 +4,7 @@
 # and ends with one summary line "N passed, N failed".
 JOBS ?= $(shell nproc)
 
-.PHONY: all whale debug fuzz test run setup clean format
+.PHONY: all whale debug fuzz test run chat setup clean format
 all: whale
 
 whale:
@@ -25,11 +25,11 @@ test:
 setup:
 	@scripts/setup
 
-# The main job, for now: set up, build, and show the default model and how it tokenizes.
+# The main job: set up (packages, default model), build, and chat with the default model.
 run: setup whale
-	@build/whale info
-	@echo
-	@printf 'DeepSeek-R1 在2025年1月发布。Whale runs it in C.\n' | build/whale tokenize
+	@build/whale chat
+
+chat: run
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
