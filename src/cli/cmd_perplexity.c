@@ -8,35 +8,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/readall.h"
 #include "cli/cli.h"
 #include "model/model.h"
 
 /* Rows per forward call: bounds the logits buffer (rows x vocabulary floats). */
 #define PPL_ROWS_PER_CALL 64
+/* Texts for perplexity are books at most; 1 GiB bounds what a wrong path can make us read. */
+#define PPL_MAX_TEXT (1u << 30)
 
 static void usage(FILE *f) {
     fprintf(f, "usage: whale perplexity [-m MODEL] -f FILE [--ctx N] [--chunks N] [-t N]\n\n"
                "Perplexity of the model on a text file: chunks of --ctx tokens (default 512), the second\n"
                "half of each chunk scored. --chunks limits how many chunks are used.\n");
-}
-
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    size_t got;
-    while (s && (got = fread(s + n, 1, cap - n, f)) > 0) {
-        n += got;
-        if (n == cap) {
-            char *p = realloc(s, cap *= 2);
-            if (!p) { free(s); s = NULL; }
-            else s = p;
-        }
-    }
-    fclose(f);
-    *len = n;
-    return s;
 }
 
 int cmd_perplexity(int argc, char **argv) {
@@ -55,9 +39,11 @@ int cmd_perplexity(int argc, char **argv) {
     }
     if (!file) { usage(stderr); return 2; }
     if (ctx < 4 || ctx % 2) { fprintf(stderr, "whale perplexity: --ctx must be an even number >= 4\n"); return 2; }
-    size_t len;
-    char *text = slurp(file, &len);
-    if (!text) { fprintf(stderr, "whale perplexity: cannot read %s\n", file); return 1; }
+    size_t len = 0;
+    FILE *fp = fopen(file, "rb");
+    char *text = fp ? read_all(fp, PPL_MAX_TEXT, &len, NULL) : NULL;
+    if (fp) fclose(fp);
+    if (!text) { fprintf(stderr, "whale perplexity: cannot read %s (missing, unreadable or over 1 GiB)\n", file); return 1; }
     whale_err err = {0};
     model *m = NULL;
     model_opts o = {.n_threads = threads, .progress = 1};

@@ -7,7 +7,11 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "base/readall.h"
 #include "cli/gen.h"
+
+/* A prompt from standard input larger than this is a mistake, not a question. */
+#define RUN_MAX_PROMPT (64u << 20)
 
 static void usage(FILE *f) {
     fprintf(f, "usage: whale run [-m MODEL] -p TEXT [options]\n\n"
@@ -47,21 +51,6 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     fflush(stdout);
 }
 
-static char *read_stdin(void) {
-    size_t cap = 4096, n = 0, got;
-    char *s = malloc(cap);
-    while (s && (got = fread(s + n, 1, cap - n - 1, stdin)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *p = realloc(s, cap *= 2);
-            if (!p) { free(s); return NULL; }
-            s = p;
-        }
-    }
-    if (s) s[n] = 0;
-    return s;
-}
-
 int cmd_run(int argc, char **argv) {
     gen_opts o;
     gen_opts_default(&o);
@@ -82,7 +71,8 @@ int cmd_run(int argc, char **argv) {
     if (!prompt) { fprintf(stderr, "whale run: -p TEXT is required (-p - reads standard input)\n"); return 2; }
     char *owned = NULL;
     if (!strcmp(prompt, "-")) {
-        prompt = owned = read_stdin();
+        size_t n;
+        prompt = owned = read_all(stdin, RUN_MAX_PROMPT, &n, NULL);
         if (!owned) { fprintf(stderr, "whale run: cannot read standard input\n"); return 1; }
     }
     whale_err err = {0};

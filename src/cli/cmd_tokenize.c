@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "formats/gguf.h"
 #include "base/err.h"
+#include "base/readall.h"
 #include "engine/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
@@ -31,34 +32,6 @@ static void usage(FILE *f) {
                "              assistant's opening; print the ids (--ids) or, with --render, the text\n");
 }
 
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    if (!s) return NULL;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= TOKENIZE_MAX_INPUT) {
-                free(s);
-                fprintf(stderr, "whale tokenize: input larger than %u bytes\n", TOKENIZE_MAX_INPUT);
-                return NULL;
-            }
-            cap *= 2;
-            char *p = realloc(s, cap);
-            if (!p) {
-                free(s);
-                return NULL;
-            }
-            s = p;
-        }
-        size_t got = fread(s + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    *len = n;
-    return s;
-}
-
-/* Open a tokenizer from a .gguf file, a tokenizer.json, or a directory with a tokenizer.json. */
 /* The GGUF chat template of the last file opened by cli_open_tokenizer (for --chat). */
 static char *last_template;
 
@@ -191,10 +164,11 @@ int cmd_tokenize(int argc, char **argv) {
         return 1;
     }
     size_t len = 0;
-    char *in = read_all(stdin, &len);
+    int too_big;
+    char *in = read_all(stdin, TOKENIZE_MAX_INPUT, &len, &too_big);
     if (!in) {
         tokenizer_free(tok);
-        fprintf(stderr, "whale tokenize: cannot read standard input\n");
+        fprintf(stderr, "whale tokenize: cannot read standard input%s\n", too_big ? " (larger than 1 GiB)" : "");
         return 1;
     }
     int rc = 0;
