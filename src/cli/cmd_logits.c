@@ -13,12 +13,15 @@ static void usage(FILE *f) {
                "  -p TEXT       prompt, tokenized as plain text (add --special to parse special tokens)\n"
                "  --ids LIST    token ids instead of text\n"
                "  --raw FILE    also write the logits as little-endian float32, positions x vocabulary\n"
+               "  --step N      run the prompt N tokens per forward call (1: token by token through the\n"
+               "                KV cache, as decoding does; default: all at once)\n"
                "  -t N          threads (default: all cores)\n");
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
+    int64_t step = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -31,6 +34,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "--raw")) { raw = next; i++; }
         else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
+        else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
         else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!prompt == !ids_arg) { fprintf(stderr, "whale logits: give exactly one of -p and --ids\n"); return 2; }
@@ -62,8 +66,12 @@ int cmd_logits(int argc, char **argv) {
     int8_t *want = malloc(ids.n);
     if (!kv || !lg || !pos || !want) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
     for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
-    model_batch b = {(int64_t)ids.n, ids.v, pos, NULL, want};
-    if (model_forward(m, kv, &b, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+    if (step <= 0) step = (int64_t)ids.n;
+    for (int64_t r0 = 0; r0 < (int64_t)ids.n; r0 += step) {
+        int64_t k = (int64_t)ids.n - r0 < step ? (int64_t)ids.n - r0 : step;
+        model_batch b = {k, ids.v + r0, pos + r0, NULL, want + r0};
+        if (model_forward(m, kv, &b, lg + (size_t)r0 * (size_t)V, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+    }
     if (raw) {
         FILE *f = fopen(raw, "wb");
         if (!f || fwrite(lg, sizeof(float), (size_t)V * ids.n, f) != (size_t)V * ids.n) {

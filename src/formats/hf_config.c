@@ -201,7 +201,9 @@ static int map_config(model_hparams *hp, const cJSON *root, cfg_reader *r) {
     hp->rms_eps = 1e-6f;
     hp->rope_theta = 10000.0f;
     if (deepseek) {
-        hp->gating = MOE_GATING_SOFTMAX;
+        /* V3/R1 route with sigmoid scores; V2 with softmax (each config usually says so too). */
+        int v3 = (arch0 && strstr(arch0, "V3")) || (model_type && strstr(model_type, "v3"));
+        hp->gating = v3 ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX;
         hp->expert_weights_scale = 1.0f;
     }
 

@@ -26,11 +26,13 @@ kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
     kv->n_layer = m->hp.n_layer;
-    kv->kv_dim = m->hp.n_head_kv * m->hp.head_dim;
+    /* MLA caches one latent row (kv_lora_rank + rope key) per token and layer, no values. */
+    int mla = m->hp.arch == MODEL_ARCH_DEEPSEEK2;
+    kv->kv_dim = mla ? m->hp.kv_lora_rank + m->hp.qk_rope_head_dim : m->hp.n_head_kv * m->hp.head_dim;
     size_t n = (size_t)(kv->n_layer * n_seq * n_ctx * kv->kv_dim);
     kv->k = calloc(n, sizeof(float));
-    kv->v = calloc(n, sizeof(float));
-    if (!kv->k || !kv->v) {
+    kv->v = mla ? NULL : calloc(n, sizeof(float));
+    if (!kv->k || (!mla && !kv->v)) {
         kv_cache_free(kv);
         return NULL;
     }
@@ -46,7 +48,7 @@ void kv_cache_free(kv_cache *kv) {
 
 int64_t kv_cache_n_ctx(const kv_cache *kv) { return kv->n_ctx; }
 size_t kv_cache_bytes(const kv_cache *kv) {
-    return 2 * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * sizeof(float);
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * sizeof(float);
 }
 
 static float *kv_row(const kv_cache *kv, float *base, int64_t layer, int32_t seq, int64_t pos) {
@@ -68,10 +70,8 @@ static void mm_task(void *ctx, int64_t task, int thread) {
     mm_job *j = ctx;
     int64_t r0 = task * MATMUL_ROWS_PER_TASK, r1 = r0 + MATMUL_ROWS_PER_TASK;
     if (r1 > j->w->n_out) r1 = j->w->n_out;
-    int64_t widest = j->m->hp.n_embd > j->m->hp.n_ff ? j->m->hp.n_embd : j->m->hp.n_ff;
-    if (j->m->hp.n_head * j->m->hp.head_dim > widest) widest = j->m->hp.n_head * j->m->hp.head_dim;
     op_matmul_rows(j->Y, j->ldy, j->w->data, j->w->type, j->X, j->ldx, j->w->n_in, j->n_tok, r0, r1,
-                   j->m->row_scratch + (size_t)thread * (size_t)widest);
+                   j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
 }
 
 /* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ */
@@ -194,7 +194,8 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, w
     int64_t n_logits = 0;
     for (int64_t r0 = 0; r0 < b->n; r0 += m->n_batch) {
         int64_t n = b->n - r0 < m->n_batch ? b->n - r0 : m->n_batch;
-        int rc = forward_chunk(m, kv, b, r0, n, logits, &n_logits);
+        int rc = m->hp.arch == MODEL_ARCH_DEEPSEEK2 ? deepseek_forward_chunk(m, kv, b, r0, n, logits, &n_logits)
+                                                   : forward_chunk(m, kv, b, r0, n, logits, &n_logits);
         if (rc) return rc;
     }
     return 0;

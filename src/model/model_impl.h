@@ -24,6 +24,32 @@ typedef struct dense_layer {
     wmat w_down;           /* (n_embd, n_ff) */
 } dense_layer;
 
+/* One routed or shared expert: a SwiGLU FFN. */
+typedef struct ds_expert {
+    wmat gate, up; /* (n_ff_expert, n_embd) */
+    wmat down;     /* (n_embd, n_ff_expert) */
+} ds_expert;
+
+/* A DeepSeek V2/V3 block: MLA attention, then a dense FFN (first layers) or MoE. */
+typedef struct ds_layer {
+    float *attn_norm, *ffn_norm; /* (n_embd) */
+    wmat wq_a;                   /* (q_lora_rank, n_embd), q-LoRA path (V3) */
+    float *q_a_norm;             /* (q_lora_rank) */
+    wmat wq_b;                   /* (n_head*(dn+dr), q_lora_rank) */
+    wmat wq;                     /* (n_head*(dn+dr), n_embd), when there is no q-LoRA (V2-Lite) */
+    wmat wkv_a;                  /* (dc+dr, n_embd): latent, then the shared rope key */
+    float *kv_a_norm;            /* (dc) */
+    wmat wkv_b;                  /* (n_head*(dn+dv), dc): per head W_UK (dn rows) then W_UV (dv rows) */
+    wmat wo;                     /* (n_embd, n_head*dv) */
+    int moe;
+    ds_expert dense;             /* the FFN of a dense layer (n_ff wide) */
+    wmat router;                 /* (n_expert, n_embd) */
+    float *router_bias;          /* (n_expert) V3 selection-only bias, or NULL */
+    ds_expert *experts;          /* (n_expert) */
+    ds_expert shared;            /* (n_expert_shared*n_ff_expert wide), absent if no shared experts */
+    int has_shared;
+} ds_layer;
+
 struct model {
     model_hparams hp;
     tokenizer *tok;
@@ -33,7 +59,11 @@ struct model {
     int is_gguf;
 
     wmat tok_embd;       /* (n_vocab, n_embd) */
-    dense_layer *layers; /* (n_layer) */
+    dense_layer *layers; /* (n_layer), dense architectures */
+    ds_layer *ds;        /* (n_layer), deepseek2 */
+    float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
+    float *ds_scratch;   /* deepseek2: (threads, 3*kv_lora_rank) absorbed-attention vectors */
+    float *moe_x, *moe_h, *moe_g, *moe_u; /* deepseek2: one token's expert inputs/outputs */
     float *out_norm;     /* (n_embd) */
     wmat output;         /* (n_vocab, n_embd); the embedding when tied */
     rope_style rope;
@@ -46,7 +76,8 @@ struct model {
     int64_t n_batch;
     /* scratch for n_batch rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp_rows;
-    float *row_scratch;  /* (threads, max(n_embd, n_ff)) dequantized weight rows */
+    float *row_scratch;  /* (threads, row_width) dequantized weight rows */
+    int64_t row_width;   /* the widest n_in of any matrix */
     float *att_scores;   /* (threads, n_ctx_max) grows with the cache */
     int64_t att_scores_n;
 };
@@ -56,5 +87,19 @@ struct kv_cache {
     int n_seq;
     float *k, *v; /* (n_layer, n_seq, n_ctx, kv_dim) */
 };
+
+/* weights.c: a matrix (n_out rows of n_in) or an F32 copy of a vector, by GGUF-style name;
+ * 0 or WHALE_E_FORMAT/NOMEM with a message. An optional vector that is absent gives *out NULL. */
+int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err);
+int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err);
+/* 1 if the model has a tensor of that name. */
+int wt_has(model *m, const char *name);
+
+/* deepseek.c */
+int deepseek_load(model *m, whale_err *err);
+int deepseek_alloc(model *m, whale_err *err);
+int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
+                           int64_t *n_logits);
+void deepseek_free(model *m);
 
 #endif

@@ -14,7 +14,22 @@ static const struct { const char *g, *hf; } layer_names[] = {
     {"ffn_norm.weight", "post_attention_layernorm.weight"},
     {"ffn_gate.weight", "mlp.gate_proj.weight"}, {"ffn_up.weight", "mlp.up_proj.weight"},
     {"ffn_down.weight", "mlp.down_proj.weight"},
+    /* DeepSeek V2/V3 (MLA + MoE) */
+    {"attn_q_a.weight", "self_attn.q_a_proj.weight"},
+    {"attn_q_a_norm.weight", "self_attn.q_a_layernorm.weight"},
+    {"attn_q_b.weight", "self_attn.q_b_proj.weight"},
+    {"attn_kv_a_mqa.weight", "self_attn.kv_a_proj_with_mqa.weight"},
+    {"attn_kv_a_norm.weight", "self_attn.kv_a_layernorm.weight"},
+    {"attn_kv_b.weight", "self_attn.kv_b_proj.weight"},
+    {"ffn_gate_inp.weight", "mlp.gate.weight"},
+    {"exp_probs_b.bias", "mlp.gate.e_score_correction_bias"},
+    {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
 };
+/* Routed experts: GGUF stacks them in one 3-D tensor per projection; Hugging Face stores one
+ * matrix per expert. Internally one expert's matrix is named "blk.L.ffn_<p>_exp.E.weight". */
+static const char *const expert_proj[] = {"gate", "up", "down"};
 static const struct { const char *g, *hf; } global_names[] = {
     {"token_embd.weight", "model.embed_tokens.weight"},
     {"output_norm.weight", "model.norm.weight"},
@@ -22,9 +37,16 @@ static const struct { const char *g, *hf; } global_names[] = {
 };
 
 int model_name_to_hf(const char *g, char *out, size_t cap) {
+    int l, e, used = 0;
+    char proj[8];
+    if (sscanf(g, "blk.%d.ffn_%4[a-z]_exp.%d.weight%n", &l, proj, &e, &used) == 3 && !g[used])
+        for (size_t i = 0; i < 3; i++)
+            if (!strcmp(proj, expert_proj[i]))
+                return snprintf(out, cap, "model.layers.%d.mlp.experts.%d.%s_proj.weight", l, e, proj) < (int)cap;
     for (size_t i = 0; i < sizeof global_names / sizeof global_names[0]; i++)
         if (!strcmp(g, global_names[i].g)) return snprintf(out, cap, "%s", global_names[i].hf) < (int)cap;
-    int layer, used = 0;
+    int layer;
+    used = 0;
     if (sscanf(g, "blk.%d.%n", &layer, &used) == 1 && used > 0)
         for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
             if (!strcmp(g + used, layer_names[i].g))
@@ -33,9 +55,16 @@ int model_name_to_hf(const char *g, char *out, size_t cap) {
 }
 
 int model_name_from_hf(const char *hf, char *out, size_t cap) {
+    int l, e, used = 0;
+    char proj[8];
+    if (sscanf(hf, "model.layers.%d.mlp.experts.%d.%4[a-z]_proj.weight%n", &l, &e, proj, &used) == 3 && !hf[used])
+        for (size_t i = 0; i < 3; i++)
+            if (!strcmp(proj, expert_proj[i]))
+                return snprintf(out, cap, "blk.%d.ffn_%s_exp.%d.weight", l, proj, e) < (int)cap;
     for (size_t i = 0; i < sizeof global_names / sizeof global_names[0]; i++)
         if (!strcmp(hf, global_names[i].hf)) return snprintf(out, cap, "%s", global_names[i].g) < (int)cap;
-    int layer, used = 0;
+    int layer;
+    used = 0;
     if (sscanf(hf, "model.layers.%d.%n", &layer, &used) == 1 && used > 0)
         for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
             if (!strcmp(hf + used, layer_names[i].hf))

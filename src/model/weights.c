@@ -47,7 +47,7 @@ static int find(model *m, const char *name, tview *v) {
     return 0;
 }
 
-static int need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err) {
+int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err) {
     tview v;
     int rc = find(m, name, &v);
     if (rc == WHALE_E_NOTFOUND) return err_set(err, WHALE_E_FORMAT, "tensor '%s' is missing", name);
@@ -66,7 +66,12 @@ static int need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wma
 }
 
 /* A vector of n elements converted to an owned F32 array; *out NULL if absent and optional. */
-static int need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err) {
+int wt_has(model *m, const char *name) {
+    tview v;
+    return find(m, name, &v) != WHALE_E_NOTFOUND;
+}
+
+int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err) {
     *out = NULL;
     tview v;
     int rc = find(m, name, &v);
@@ -94,8 +99,8 @@ static int need_vec(model *m, const char *name, int64_t n, int optional, float *
 }
 
 static int check_hparams(const model_hparams *hp, whale_err *err) {
-    if (hp->arch != MODEL_ARCH_QWEN2 && hp->arch != MODEL_ARCH_LLAMA)
-        return err_set(err, WHALE_E_UNSUPPORTED, "architecture '%s' is not supported yet (Whale runs qwen2 and llama)",
+    if (hp->arch == MODEL_ARCH_UNKNOWN)
+        return err_set(err, WHALE_E_UNSUPPORTED, "architecture '%s' is not supported (Whale runs qwen2, llama and deepseek2)",
                        hp->arch_name);
     /* Bounds that keep every size product far from overflow; real models are far inside. */
     if (hp->n_embd <= 0 || hp->n_embd > (1 << 16) || hp->n_layer <= 0 || hp->n_layer > 1024 ||
@@ -131,18 +136,34 @@ void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq
         }
     } else if (hp->rope_scaling_type == ROPE_SCALING_LINEAR && hp->rope_factor > 0) {
         for (int64_t i = 0; i < half; i++) inv_freq[i] /= hp->rope_factor;
+    } else if (hp->rope_scaling_type == ROPE_SCALING_YARN && hp->rope_factor > 1) {
+        /* YaRN (SPEC-deepseek.md §6): pairs that turn fast keep their frequency, slow ones are
+         * divided by factor, with a linear ramp between the corrected dimensions low..high. */
+        double base = theta, d = (double)n_rot, L0 = hp->rope_orig_ctx > 0 ? (double)hp->rope_orig_ctx : 4096.0;
+        double bf = hp->yarn_beta_fast > 0 ? hp->yarn_beta_fast : 32, bs = hp->yarn_beta_slow > 0 ? hp->yarn_beta_slow : 1;
+        double lo = floor(d * log(L0 / (2 * M_PI * bf)) / (2 * log(base)));
+        double hi = ceil(d * log(L0 / (2 * M_PI * bs)) / (2 * log(base)));
+        if (lo < 0) lo = 0;
+        if (hi > d - 1) hi = d - 1;
+        if (hi == lo) hi += 0.001;
+        for (int64_t i = 0; i < half; i++) {
+            double g = ((double)i - lo) / (hi - lo);
+            g = g < 0 ? 0 : g > 1 ? 1 : g;
+            double f = inv_freq[i];
+            inv_freq[i] = (float)(f * (1 - g) + f / hp->rope_factor * g);
+        }
     }
 }
 
 /* Angles per position of each rotary pair. GGUF Llama 3 files carry the frequency scaling as
  * per-pair divisors (rope_freqs.weight); otherwise it comes from the hyperparameters. */
 static int build_rope(model *m, whale_err *err) {
-    m->n_rot = m->hp.head_dim;
+    m->n_rot = m->hp.arch == MODEL_ARCH_DEEPSEEK2 ? m->hp.qk_rope_head_dim : m->hp.head_dim;
     int64_t half = m->n_rot / 2;
     m->inv_freq = malloc((size_t)half * sizeof *m->inv_freq);
     if (!m->inv_freq) return err_set(err, WHALE_E_NOMEM, "out of memory");
     float *factors = NULL;
-    int rc = need_vec(m, "rope_freqs.weight", half, 1, &factors, err);
+    int rc = wt_need_vec(m, "rope_freqs.weight", half, 1, &factors, err);
     if (rc) return rc;
     if (factors) {
         model_hparams plain = m->hp;
@@ -158,15 +179,16 @@ static int build_rope(model *m, whale_err *err) {
 static int load_tensors(model *m, whale_err *err) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, D = hp->head_dim, Q = hp->n_head * D, KV = hp->n_head_kv * D, F = hp->n_ff, V = hp->n_vocab;
-    int rc = need_mat(m, "token_embd.weight", E, V, &m->tok_embd, err);
+    int rc = wt_need_mat(m, "token_embd.weight", E, V, &m->tok_embd, err);
     if (rc) return rc;
-    if ((rc = need_vec(m, "output_norm.weight", E, 0, &m->out_norm, err))) return rc;
+    if ((rc = wt_need_vec(m, "output_norm.weight", E, 0, &m->out_norm, err))) return rc;
     tview ov;
     if (find(m, "output.weight", &ov) == WHALE_E_NOTFOUND) {
         m->output = m->tok_embd; /* tied embeddings */
-    } else if ((rc = need_mat(m, "output.weight", E, V, &m->output, err))) {
+    } else if ((rc = wt_need_mat(m, "output.weight", E, V, &m->output, err))) {
         return rc;
     }
+    if (hp->arch == MODEL_ARCH_DEEPSEEK2) return deepseek_load(m, err);
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return err_set(err, WHALE_E_NOMEM, "out of memory");
     for (int64_t l = 0; l < hp->n_layer; l++) {
@@ -174,10 +196,10 @@ static int load_tensors(model *m, whale_err *err) {
         char n[96];
 #define MAT(field, suffix, in, out)                                                     \
     snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                           \
-    if ((rc = need_mat(m, n, in, out, &L->field, err))) return rc;
+    if ((rc = wt_need_mat(m, n, in, out, &L->field, err))) return rc;
 #define VEC(field, suffix, len, opt)                                                    \
     snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l);                           \
-    if ((rc = need_vec(m, n, len, opt, &L->field, err))) return rc;
+    if ((rc = wt_need_vec(m, n, len, opt, &L->field, err))) return rc;
         VEC(attn_norm, "attn_norm.weight", E, 0);
         MAT(wq, "attn_q.weight", E, Q);
         MAT(wk, "attn_k.weight", E, KV);
@@ -202,6 +224,10 @@ static int alloc_scratch(model *m, whale_err *err) {
     int64_t F = hp->n_ff, T = tp_threads(m->tp);
     int64_t widest = E > F ? E : F;
     if (Q > widest) widest = Q;
+    int64_t extra[] = {hp->q_lora_rank, hp->kv_lora_rank, hp->n_head * hp->v_head_dim,
+                       hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1)};
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) widest = extra[i] > widest ? extra[i] : widest;
+    m->row_width = widest;
     m->x = malloc((size_t)(B * E) * sizeof(float));
     m->xn = malloc((size_t)(B * E) * sizeof(float));
     m->q = malloc((size_t)(B * Q) * sizeof(float));
@@ -297,6 +323,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     }
     m->n_batch = o.n_batch > 0 ? o.n_batch : 256;
     if ((rc = alloc_scratch(m, err))) goto fail;
+    if (m->hp.arch == MODEL_ARCH_DEEPSEEK2 && (rc = deepseek_alloc(m, err))) goto fail;
     if (o.progress) prefault(m);
     *out = m;
     return 0;
@@ -316,6 +343,7 @@ void model_free(model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     free(m->layers);
+    deepseek_free(m);
     free(m->inv_freq);
     tp_free(m->tp);
     free(m->x);

@@ -42,7 +42,11 @@ def tiny(tmp_path_factory):
     return golden, dirs
 
 
-@pytest.mark.parametrize("arch", list(tiny_models.CONFIGS))
+DENSE = ["qwen2", "llama"]
+DEEPSEEK = ["deepseek_v3", "deepseek_v2"]
+
+
+@pytest.mark.parametrize("arch", DENSE)
 @pytest.mark.parametrize("form", ["safetensors", "f32", "q8_0"])
 def test_tiny_logits(tiny, arch, form, tmp_path):
     golden, dirs = tiny
@@ -57,6 +61,22 @@ def test_tiny_logits(tiny, arch, form, tmp_path):
     assert err < (Q8_0_TOL if form == "q8_0" else F32_TOL)
     if form == "q8_0":
         assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("arch", DENSE + DEEPSEEK)
+@pytest.mark.parametrize("step", [1, 5])
+def test_tiny_decode_through_cache(tiny, arch, step, tmp_path):
+    """The prompt fed token by token (and in chunks of 5) through the KV cache gives the same
+    logits as the reference's single pass. For DeepSeek this is the latent (MLA) cache."""
+    golden, dirs = tiny
+    ref = np.array(golden["models"][arch], dtype=np.float64)
+    raw = tmp_path / "steps.f32"
+    run_whale("logits", "-m", str(dirs[arch]), "--ids", " ".join(map(str, golden["prompt"])), "--raw", str(raw),
+              "--top", "1", "--step", str(step))
+    got = np.fromfile(raw, dtype=np.float32).reshape(ref.shape)
+    err = float(np.abs(got - ref).max())
+    print(f"{arch} step {step}: max-abs logit error {err:.2e}")
+    assert err < F32_TOL
 
 
 def test_default_model_greedy_agreement(tmp_path):

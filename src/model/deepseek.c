@@ -1,0 +1,348 @@
+/* deepseek.c — the DeepSeek V2 / V3 / R1 architecture: Multi-head Latent Attention with a latent
+ * KV cache, DeepSeekMoE (shared + routed experts, V2 softmax and V3 sigmoid gating), YaRN.
+ * Follows ../shared/SPEC-deepseek.md §2-3, 6 (DeepSeek's inference/model.py order and names).
+ *
+ * Attention is computed in the absorbed form for every row: per token and layer the cache
+ * holds only the normalized latent c (kv_lora_rank) and the rotated shared key k_pe
+ * (qk_rope_head_dim). Per head h: q~ = W_UK[h]^T q_nope, score_t = scale (q~.c_t + q_pe.k_pe_t),
+ * o~ = sum_t p_t c_t, o[h] = W_UV[h] o~. RoPE rotates adjacent pairs, as the checkpoints lay
+ * the rope rows out (no permutation needed).
+ * Not yet: GGUF deepseek2 files (stacked expert tensors), MTP, FP8 block-scaled weights,
+ * grouping tokens per expert across a batch. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "model/model_impl.h"
+
+#define DS_ROWS_PER_TASK 32
+
+/* ---- loading -------------------------------------------------------------------------- */
+
+static int load_expert(model *m, const char *fmt_gate, const char *fmt_up, const char *fmt_down, int64_t l,
+                       int64_t e, int64_t width, ds_expert *x, whale_err *err) {
+    char n[128];
+    int64_t E = m->hp.n_embd;
+    int rc;
+    snprintf(n, sizeof n, fmt_gate, (long long)l, (long long)e);
+    if ((rc = wt_need_mat(m, n, E, width, &x->gate, err))) return rc;
+    snprintf(n, sizeof n, fmt_up, (long long)l, (long long)e);
+    if ((rc = wt_need_mat(m, n, E, width, &x->up, err))) return rc;
+    snprintf(n, sizeof n, fmt_down, (long long)l, (long long)e);
+    return wt_need_mat(m, n, width, E, &x->down, err);
+}
+
+int deepseek_load(model *m, whale_err *err) {
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
+    int64_t dv = hp->v_head_dim, dc = hp->kv_lora_rank, dq = hp->q_lora_rank;
+    if (dn <= 0 || dr <= 0 || dr % 2 || dv <= 0 || dc <= 0 || dn > 4096 || dr > 4096 || dv > 4096 || dc > 65536 ||
+        dq < 0 || dq > 65536 || hp->n_expert < 0 || hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert ||
+        (hp->n_expert > 0 && (hp->n_expert_used <= 0 || hp->n_ff_expert <= 0)))
+        return err_set(err, WHALE_E_FORMAT, "implausible MLA/MoE hyperparameters");
+    int rc;
+    m->ds = calloc((size_t)hp->n_layer, sizeof *m->ds);
+    if (!m->ds) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    char n[128];
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        ds_layer *L = &m->ds[l];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l), n)
+        if ((rc = wt_need_vec(m, NAME("attn_norm.weight"), E, 0, &L->attn_norm, err))) return rc;
+        if ((rc = wt_need_vec(m, NAME("ffn_norm.weight"), E, 0, &L->ffn_norm, err))) return rc;
+        if (dq > 0) {
+            if ((rc = wt_need_mat(m, NAME("attn_q_a.weight"), E, dq, &L->wq_a, err))) return rc;
+            if ((rc = wt_need_vec(m, NAME("attn_q_a_norm.weight"), dq, 0, &L->q_a_norm, err))) return rc;
+            if ((rc = wt_need_mat(m, NAME("attn_q_b.weight"), dq, H * (dn + dr), &L->wq_b, err))) return rc;
+        } else if ((rc = wt_need_mat(m, NAME("attn_q.weight"), E, H * (dn + dr), &L->wq, err))) {
+            return rc;
+        }
+        if ((rc = wt_need_mat(m, NAME("attn_kv_a_mqa.weight"), E, dc + dr, &L->wkv_a, err))) return rc;
+        if ((rc = wt_need_vec(m, NAME("attn_kv_a_norm.weight"), dc, 0, &L->kv_a_norm, err))) return rc;
+        if ((rc = wt_need_mat(m, NAME("attn_kv_b.weight"), dc, H * (dn + dv), &L->wkv_b, err))) return rc;
+        if ((rc = wt_need_mat(m, NAME("attn_output.weight"), H * dv, E, &L->wo, err))) return rc;
+        L->moe = hp->n_expert > 0 && l >= hp->n_layer_dense_lead;
+        if (!L->moe) {
+            /* "%.0lld" prints nothing for 0: the same loader serves names without an expert index. */
+            if ((rc = load_expert(m, "blk.%lld.ffn_gate.weight%.0lld", "blk.%lld.ffn_up.weight%.0lld",
+                                  "blk.%lld.ffn_down.weight%.0lld", l, 0, hp->n_ff, &L->dense, err)))
+                return rc;
+            continue;
+        }
+        if ((rc = wt_need_mat(m, NAME("ffn_gate_inp.weight"), E, hp->n_expert, &L->router, err))) return rc;
+        if ((rc = wt_need_vec(m, NAME("exp_probs_b.bias"), hp->n_expert, 1, &L->router_bias, err))) return rc;
+        L->experts = calloc((size_t)hp->n_expert, sizeof *L->experts);
+        if (!L->experts) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        for (int64_t e = 0; e < hp->n_expert; e++)
+            if ((rc = load_expert(m, "blk.%lld.ffn_gate_exp.%lld.weight", "blk.%lld.ffn_up_exp.%lld.weight",
+                                  "blk.%lld.ffn_down_exp.%lld.weight", l, e, hp->n_ff_expert, &L->experts[e], err)))
+                return rc;
+        if (hp->n_expert_shared > 0) {
+            L->has_shared = 1;
+            if ((rc = load_expert(m, "blk.%lld.ffn_gate_shexp.weight%.0lld", "blk.%lld.ffn_up_shexp.weight%.0lld",
+                                  "blk.%lld.ffn_down_shexp.weight%.0lld", l, 0, hp->n_expert_shared * hp->n_ff_expert,
+                                  &L->shared, err)))
+                return rc;
+        }
+#undef NAME
+    }
+    /* Softmax scale: (dn+dr)^-1/2, times YaRN's mscale^2 when the context was extended. */
+    double scale = 1.0 / sqrt((double)(dn + dr));
+    if (hp->rope_scaling_type == ROPE_SCALING_YARN && hp->rope_factor > 1 && hp->yarn_mscale_all_dim > 0) {
+        double ms = 0.1 * hp->yarn_mscale_all_dim * log(hp->rope_factor) + 1.0;
+        scale *= ms * ms;
+    }
+    m->attn_scale = (float)scale;
+    return 0;
+}
+
+int deepseek_alloc(model *m, whale_err *err) {
+    const model_hparams *hp = &m->hp;
+    int64_t B = m->n_batch, H = hp->n_head, T = tp_threads(m->tp);
+    int64_t dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
+    int64_t wide = hp->n_ff > hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1)
+                       ? hp->n_ff : hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1);
+    free(m->q);
+    free(m->k);
+    free(m->att);
+    m->q = malloc((size_t)(B * H * (dn + dr) + B * (hp->q_lora_rank > 0 ? hp->q_lora_rank : 1)) * sizeof(float));
+    m->k = malloc((size_t)(B * (dc + dr)) * sizeof(float));
+    m->att = malloc((size_t)(B * H * dv) * sizeof(float));
+    m->ds_scratch = malloc((size_t)(T * 3 * (dc > dv ? dc : dv)) * sizeof(float));
+    m->moe_x = malloc((size_t)hp->n_embd * sizeof(float) * 2);
+    m->moe_h = malloc((size_t)(hp->n_expert > 0 ? hp->n_expert : 1) * 2 * sizeof(float));
+    m->moe_g = malloc((size_t)wide * sizeof(float));
+    m->moe_u = malloc((size_t)wide * sizeof(float));
+    if (!m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_h || !m->moe_g || !m->moe_u)
+        return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
+    return 0;
+}
+
+void deepseek_free(model *m) {
+    if (m->ds)
+        for (int64_t l = 0; l < m->hp.n_layer; l++) free(m->ds[l].experts);
+    free(m->ds);
+    free(m->ds_scratch);
+    free(m->moe_x);
+    free(m->moe_h);
+    free(m->moe_g);
+    free(m->moe_u);
+}
+
+/* ---- threaded matrix products --------------------------------------------------------- */
+
+typedef struct ds_mm {
+    model *m;
+    float *Y;
+    const wmat *w;
+    const float *X;
+    int64_t n_tok;
+} ds_mm;
+
+static void ds_mm_task(void *ctx, int64_t task, int thread) {
+    ds_mm *j = ctx;
+    int64_t r0 = task * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < j->w->n_out ? r0 + DS_ROWS_PER_TASK : j->w->n_out;
+    op_matmul_rows(j->Y, j->w->n_out, j->w->data, j->w->type, j->X, j->w->n_in, j->w->n_in, j->n_tok, r0, r1,
+                   j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
+}
+
+static void mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
+    ds_mm j = {m, Y, w, X, n_tok};
+    tp_run(m->tp, (w->n_out + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK, ds_mm_task, &j);
+}
+
+/* ---- attention (absorbed) ------------------------------------------------------------- */
+
+static float *latent_row(const kv_cache *kv, int64_t layer, int32_t seq, int64_t pos) {
+    return kv->k + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+}
+
+typedef struct ds_att {
+    model *m;
+    kv_cache *kv;
+    const ds_layer *L;
+    int64_t layer;
+    const int32_t *pos, *seq;
+} ds_att;
+
+static void ds_att_task(void *ctx, int64_t task, int thread) {
+    ds_att *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
+    int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H, pos = j->pos[row];
+    int32_t seq = j->seq ? j->seq[row] : 0;
+    int64_t wide = dc > dv ? dc : dv;
+    float *qt = m->ds_scratch + (size_t)thread * 3 * (size_t)wide, *ob = qt + wide, *wrow = ob + wide;
+    float *sc = m->att_scores + (size_t)thread * (size_t)j->kv->n_ctx;
+    const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
+    const wmat *wb = &j->L->wkv_b;
+    size_t rb;
+    dtype_bytes(wb->type, dc, &rb);
+    const unsigned char *wk = (const unsigned char *)wb->data + (size_t)(h * (dn + dv)) * rb;
+    /* q~ = W_UK[h]^T q_nope */
+    memset(qt, 0, (size_t)dc * sizeof *qt);
+    for (int64_t d = 0; d < dn; d++) {
+        dequantize_row(wb->type, wk + (size_t)d * rb, wrow, dc);
+        float a = q[d];
+        for (int64_t i = 0; i < dc; i++) qt[i] += a * wrow[i];
+    }
+    for (int64_t t = 0; t <= pos; t++) {
+        const float *lat = latent_row(j->kv, j->layer, seq, t);
+        sc[t] = (op_dot(qt, lat, dc) + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
+    }
+    op_softmax(sc, pos + 1);
+    memset(ob, 0, (size_t)dc * sizeof *ob);
+    for (int64_t t = 0; t <= pos; t++) {
+        const float *lat = latent_row(j->kv, j->layer, seq, t);
+        float p = sc[t];
+        for (int64_t i = 0; i < dc; i++) ob[i] += p * lat[i];
+    }
+    /* o[h] = W_UV[h] o~ */
+    float *out = m->att + (size_t)(row * H * dv + h * dv);
+    for (int64_t d = 0; d < dv; d++) out[d] = op_dot_row(wb->type, wk + (size_t)(dn + d) * rb, ob, dc);
+}
+
+/* ---- MoE ------------------------------------------------------------------------------ */
+
+static void expert_ffn(model *m, const ds_expert *x, const float *in, float *out) {
+    mm(m, m->moe_g, &x->gate, in, 1);
+    mm(m, m->moe_u, &x->up, in, 1);
+    op_swiglu(m->moe_g, m->moe_g, m->moe_u, x->gate.n_out);
+    mm(m, out, &x->down, m->moe_g, 1);
+}
+
+/* Pick n_expert_used experts for one token from router logits z; weights into w, ids into id. */
+static void route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w) {
+    int64_t N = hp->n_expert, K = hp->n_expert_used;
+    float sel[4096]; /* selection scores (N <= 4096, checked on load) */
+    if (hp->gating == MOE_GATING_SIGMOID) {
+        for (int64_t e = 0; e < N; e++) {
+            score[e] = 1.0f / (1.0f + expf(-z[e]));
+            sel[e] = score[e] + (bias ? bias[e] : 0.0f); /* the bias only chooses; weights use score */
+        }
+    } else {
+        float mx = z[0];
+        for (int64_t e = 1; e < N; e++) mx = z[e] > mx ? z[e] : mx;
+        double sum = 0;
+        for (int64_t e = 0; e < N; e++) sum += exp((double)z[e] - mx);
+        for (int64_t e = 0; e < N; e++) sel[e] = score[e] = (float)(exp((double)z[e] - mx) / sum);
+    }
+    /* Group-limited selection: keep the best n_group_used groups (V3: a group scores the sum of
+     * its two best; V2: its best), exclude the rest. */
+    int64_t G = hp->n_expert_group > 1 ? hp->n_expert_group : 1;
+    if (G > 1 && hp->n_group_used > 0 && hp->n_group_used < G && N % G == 0) {
+        int64_t per = N / G;
+        float gs[4096];
+        for (int64_t g = 0; g < G; g++) {
+            float b1 = -INFINITY, b2 = -INFINITY;
+            for (int64_t e = g * per; e < (g + 1) * per; e++) {
+                if (sel[e] > b1) { b2 = b1; b1 = sel[e]; }
+                else if (sel[e] > b2) b2 = sel[e];
+            }
+            gs[g] = hp->gating == MOE_GATING_SIGMOID ? b1 + (per > 1 ? b2 : 0) : b1;
+        }
+        for (int64_t keep = 0; keep < hp->n_group_used; keep++) { /* mark kept groups with +inf */
+            int64_t best = -1;
+            for (int64_t g = 0; g < G; g++)
+                if (gs[g] != INFINITY && (best < 0 || gs[g] > gs[best])) best = g;
+            gs[best] = INFINITY;
+        }
+        for (int64_t g = 0; g < G; g++)
+            if (gs[g] != INFINITY)
+                for (int64_t e = g * per; e < (g + 1) * per; e++) sel[e] = -INFINITY;
+    }
+    double total = 0;
+    for (int64_t k = 0; k < K; k++) { /* top-K by selection score, lowest index on ties */
+        int64_t best = -1;
+        for (int64_t e = 0; e < N; e++)
+            if (sel[e] != -INFINITY && !isnan(sel[e]) && (best < 0 || sel[e] > sel[best])) best = e;
+        if (best < 0) best = 0;
+        id[k] = (int32_t)best;
+        w[k] = score[best];
+        total += score[best];
+        sel[best] = -INFINITY;
+    }
+    for (int64_t k = 0; k < K; k++) {
+        if (hp->expert_weights_norm) w[k] = (float)(w[k] / (total + 1e-20));
+        w[k] *= hp->expert_weights_scale > 0 ? hp->expert_weights_scale : 1.0f;
+    }
+}
+
+static void moe(model *m, const ds_layer *L, const float *xn, float *out) {
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd;
+    float *z = m->moe_h, *score = m->moe_h + hp->n_expert;
+    mm(m, z, &L->router, xn, 1);
+    int32_t id[256];
+    float w[256];
+    route(hp, L->router_bias, z, score, id, w);
+    float *tmp = m->moe_x;
+    memset(out, 0, (size_t)E * sizeof *out);
+    for (int64_t k = 0; k < hp->n_expert_used; k++) {
+        expert_ffn(m, &L->experts[id[k]], xn, tmp);
+        for (int64_t i = 0; i < E; i++) out[i] += w[k] * tmp[i];
+    }
+    if (L->has_shared) {
+        expert_ffn(m, &L->shared, xn, tmp);
+        op_add(out, tmp, E);
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
+                           int64_t *n_logits) {
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
+    int64_t dv = hp->v_head_dim, dc = hp->kv_lora_rank, dq = hp->q_lora_rank, QD = H * (dn + dr);
+    const int32_t *tok = b->token + r0, *pos = b->pos + r0, *seq = b->seq ? b->seq + r0 : NULL;
+    size_t erow = 0;
+    dtype_bytes(m->tok_embd.type, E, &erow);
+    for (int64_t i = 0; i < n; i++)
+        dequantize_row(m->tok_embd.type, (const unsigned char *)m->tok_embd.data + (size_t)tok[i] * erow, m->x + i * E, E);
+    float *cq = m->q + n * QD; /* q-LoRA intermediate, after the q rows */
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const ds_layer *L = &m->ds[l];
+        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->attn_norm, E, hp->rms_eps);
+        if (dq > 0) {
+            mm(m, cq, &L->wq_a, m->xn, n);
+            for (int64_t i = 0; i < n; i++) op_rmsnorm(cq + i * dq, cq + i * dq, L->q_a_norm, dq, 1e-6f);
+            mm(m, m->q, &L->wq_b, cq, n);
+        } else {
+            mm(m, m->q, &L->wq, m->xn, n);
+        }
+        mm(m, m->k, &L->wkv_a, m->xn, n);
+        for (int64_t i = 0; i < n; i++) {
+            float *a = m->k + i * (dc + dr);
+            op_rmsnorm(a, a, L->kv_a_norm, dc, 1e-6f);
+            op_rope(a + dc, dr, pos[i], m->inv_freq, ROPE_NORM);
+            for (int64_t h = 0; h < H; h++) op_rope(m->q + i * QD + h * (dn + dr) + dn, dr, pos[i], m->inv_freq, ROPE_NORM);
+            memcpy(latent_row(kv, l, seq ? seq[i] : 0, pos[i]), a, (size_t)(dc + dr) * sizeof(float));
+        }
+        ds_att aj = {m, kv, L, l, pos, seq};
+        tp_run(m->tp, n * H, ds_att_task, &aj);
+        mm(m, m->tmp_rows, &L->wo, m->att, n);
+        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
+
+        for (int64_t i = 0; i < n; i++) {
+            float *xn = m->xn + i * E;
+            op_rmsnorm(xn, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
+            float *out = m->tmp_rows + i * E;
+            if (L->moe) moe(m, L, xn, out);
+            else expert_ffn(m, &L->dense, xn, out);
+            op_add(m->x + i * E, out, E);
+        }
+        (void)dv;
+    }
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
+        if (!want) continue;
+        op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, hp->rms_eps);
+        k++;
+    }
+    if (k) mm(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
+    *n_logits += k;
+    return 0;
+}
