@@ -142,8 +142,8 @@ typedef struct ds_mm {
 static void ds_mm_task(void *ctx, int64_t task, int thread) {
     ds_mm *j = ctx;
     int64_t r0 = task * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < j->w->n_out ? r0 + DS_ROWS_PER_TASK : j->w->n_out;
-    op_matmul_rows(j->Y, j->w->n_out, j->w->data, j->w->type, j->X, j->w->n_in, j->w->n_in, j->n_tok, r0, r1,
-                   j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
+    wmat_matmul_rows(j->Y, j->w->n_out, j->w, j->X, j->w->n_in, j->n_tok, r0, r1,
+                     j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
 }
 
 static void mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
@@ -177,13 +177,11 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
     float *sc = m->att_scores + (size_t)thread * (size_t)j->kv->n_ctx;
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
     const wmat *wb = &j->L->wkv_b;
-    size_t rb;
-    dtype_bytes(wb->type, dc, &rb);
-    const unsigned char *wk = (const unsigned char *)wb->data + (size_t)(h * (dn + dv)) * rb;
+    int64_t r0 = h * (dn + dv); /* this head's W_UK rows, then its W_UV rows */
     /* q~ = W_UK[h]^T q_nope */
     memset(qt, 0, (size_t)dc * sizeof *qt);
     for (int64_t d = 0; d < dn; d++) {
-        dequantize_row(wb->type, wk + (size_t)d * rb, wrow, dc);
+        wmat_row(wb, r0 + d, wrow);
         float a = q[d];
         for (int64_t i = 0; i < dc; i++) qt[i] += a * wrow[i];
     }
@@ -200,7 +198,7 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
     }
     /* o[h] = W_UV[h] o~ */
     float *out = m->att + (size_t)(row * H * dv + h * dv);
-    for (int64_t d = 0; d < dv; d++) out[d] = op_dot_row(wb->type, wk + (size_t)(dn + d) * rb, ob, dc);
+    for (int64_t d = 0; d < dv; d++) out[d] = wmat_dot(wb, r0 + dn + d, ob, wrow);
 }
 
 /* ---- MoE ------------------------------------------------------------------------------ */

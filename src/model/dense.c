@@ -70,8 +70,8 @@ static void mm_task(void *ctx, int64_t task, int thread) {
     mm_job *j = ctx;
     int64_t r0 = task * MATMUL_ROWS_PER_TASK, r1 = r0 + MATMUL_ROWS_PER_TASK;
     if (r1 > j->w->n_out) r1 = j->w->n_out;
-    op_matmul_rows(j->Y, j->ldy, j->w->data, j->w->type, j->X, j->ldx, j->w->n_in, j->n_tok, r0, r1,
-                   j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
+    wmat_matmul_rows(j->Y, j->ldy, j->w, j->X, j->ldx, j->n_tok, r0, r1,
+                     j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
 }
 
 /* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ */

@@ -13,7 +13,19 @@ typedef struct wmat {
     whale_dtype type;
     const void *data; /* borrowed: the mapped file */
     int64_t n_in, n_out;
+    /* FP8 checkpoints (DeepSeek-V3/R1): one F32 factor per 128x128 block, multiplied in
+     * (`weight_scale_inv`), (ceil(n_out/128), ceil(n_in/128)); NULL for every other type. */
+    const float *scale;
 } wmat;
+
+#define WMAT_SCALE_BLOCK 128
+
+/* wmat.c: row r as F32 (block scales applied); dot of row r with x; rows r0..r1 of Y = X W^T
+ * for n_tok tokens (the scaled path dequantizes each row once into scratch, n_in floats). */
+void wmat_row(const wmat *w, int64_t r, float *out);
+float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch);
+void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
+                      int64_t r1, float *scratch);
 
 typedef struct dense_layer {
     float *attn_norm;      /* (n_embd) */

@@ -22,6 +22,19 @@ typedef struct tview {
     int64_t ne[4]; /* ggml order: ne[0] contiguous */
 } tview;
 
+/* Keep f until the model is freed. Returns 0 or -1 (out of memory). */
+static int own(model *m, float *f) {
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
+        float **p = realloc(m->owned, (size_t)cap * sizeof *p);
+        if (!p) return -1;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = f;
+    return 0;
+}
+
 /* Find tensor `name` (GGUF naming). Returns 0, WHALE_E_NOTFOUND, or WHALE_E_FORMAT. */
 static int find(model *m, const char *name, tview *v) {
     memset(v, 0, sizeof *v);
@@ -47,6 +60,30 @@ static int find(model *m, const char *name, tview *v) {
     return 0;
 }
 
+/* The block scales of an FP8 matrix: "<hf name>_scale_inv", F32 or BF16,
+ * (ceil(n_out/128), ceil(n_in/128)), converted to an owned F32 array. */
+static int fp8_scales(model *m, const char *name, wmat *w, whale_err *err) {
+    char hf[288];
+    if (m->is_gguf || !model_name_to_hf(name, hf, sizeof hf - 12))
+        return err_set(err, WHALE_E_UNSUPPORTED, "tensor '%s': FP8 without block scales", name);
+    strcat(hf, "_scale_inv");
+    const st_tensor *t = st_find(&m->st, hf);
+    int64_t rows = (w->n_out + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK, cols = (w->n_in + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK;
+    if (!t) return err_set(err, WHALE_E_FORMAT, "tensor '%s' is FP8 but '%s' is missing", name, hf);
+    if (t->n_dims != 2 || t->shape[0] != rows || t->shape[1] != cols ||
+        (t->dtype != WHALE_DTYPE_F32 && t->dtype != WHALE_DTYPE_BF16))
+        return err_set(err, WHALE_E_FORMAT, "'%s' must be F32 or BF16 of shape [%lld, %lld]", hf, (long long)rows,
+                       (long long)cols);
+    float *f = malloc((size_t)(rows * cols) * sizeof *f);
+    if (!f || own(m, f)) {
+        free(f);
+        return err_set(err, WHALE_E_NOMEM, "out of memory");
+    }
+    dequantize_row(t->dtype, t->data, f, rows * cols);
+    w->scale = f;
+    return 0;
+}
+
 int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err) {
     tview v;
     int rc = find(m, name, &v);
@@ -62,6 +99,8 @@ int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w
     w->data = v.data;
     w->n_in = n_in;
     w->n_out = n_out;
+    w->scale = NULL;
+    if (v.type == WHALE_DTYPE_F8_E4M3) return fp8_scales(m, name, w, err);
     return 0;
 }
 
@@ -83,17 +122,12 @@ int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out
     if (nel != n || !di || !di->can_dequantize || n % di->block_elems)
         return err_set(err, WHALE_E_FORMAT, "tensor '%s': %lld elements of %s, expected %lld", name, (long long)nel,
                        dtype_name(v.type), (long long)n);
-    if (m->n_owned == m->cap_owned) {
-        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
-        float **p = realloc(m->owned, (size_t)cap * sizeof *p);
-        if (!p) return err_set(err, WHALE_E_NOMEM, "out of memory");
-        m->owned = p;
-        m->cap_owned = cap;
-    }
     float *f = malloc((size_t)n * sizeof *f);
-    if (!f) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    if (!f || own(m, f)) {
+        free(f);
+        return err_set(err, WHALE_E_NOMEM, "out of memory");
+    }
     dequantize_row(v.type, v.data, f, n);
-    m->owned[m->n_owned++] = f;
     *out = f;
     return 0;
 }

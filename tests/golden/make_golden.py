@@ -51,6 +51,13 @@ def tiny():
             with torch.no_grad():
                 logits = m(torch.tensor([tiny_models.PROMPT])).logits[0].numpy()
             out["models"][arch] = logits.astype(float).round(6).tolist()
+        # FP8 V3: the reference runs the dequantized twin (transformers' FP8 path needs a GPU).
+        _, d32 = tiny_models.write_fp8(pathlib.Path(tmp) / "fp8pair")
+        m = AutoModelForCausalLM.from_pretrained(str(d32), torch_dtype=torch.float32, attn_implementation="eager")
+        m.eval()
+        with torch.no_grad():
+            logits = m(torch.tensor([tiny_models.PROMPT])).logits[0].numpy()
+        out["models"]["deepseek_v3_fp8"] = logits.astype(float).round(6).tolist()
     (HERE / "tiny_logits.json").write_text(json.dumps(out))
     print("wrote tiny_logits.json")
 

@@ -136,3 +136,101 @@ def write(arch, directory):
     (d / "config.json").write_text(json.dumps(CONFIGS[arch], indent=1))
     save_file(tensors(arch), str(d / "model.safetensors"))
     return d
+
+
+# ---- FP8 (DeepSeek-V3 / R1 checkpoints): F8_E4M3 weights with 128x128 block scales ----------
+
+FP8_CONFIG = dict(CONFIGS["deepseek_v3"], hidden_size=160, intermediate_size=288, moe_intermediate_size=144,
+                  q_lora_rank=136, kv_lora_rank=144)
+
+
+def _e4m3_table():
+    """Every finite F8_E4M3 (fn) value by code: 1 sign, 4 exponent (bias 7), 3 mantissa."""
+    vals = np.zeros(256, dtype=np.float64)
+    for c in range(256):
+        s, e, m = c >> 7, (c >> 3) & 15, c & 7
+        v = 2.0 ** -6 * (m / 8) if e == 0 else 2.0 ** (e - 7) * (1 + m / 8)
+        vals[c] = -v if s else v
+    vals[0x7F] = vals[0xFF] = np.nan
+    return vals
+
+
+def fp8_quantize(w):
+    """(codes uint8, scale_inv float32): per 128x128 block s = max|w| / 448, codes = nearest(w / s)."""
+    table = _e4m3_table()
+    finite = np.where(~np.isnan(table))[0]
+    order = finite[np.argsort(table[finite])]
+    sorted_vals = table[order]
+    R, C = w.shape
+    br, bc = -(-R // 128), -(-C // 128)
+    scale = np.zeros((br, bc), dtype=np.float32)
+    codes = np.zeros(w.shape, dtype=np.uint8)
+    for i in range(br):
+        for j in range(bc):
+            blk = w[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128]
+            s = np.float32(max(np.abs(blk).max(), 1e-12) / 448.0)
+            x = (blk / s).astype(np.float64)
+            k = np.clip(np.searchsorted(sorted_vals, x), 1, len(sorted_vals) - 1)
+            pick = np.where(np.abs(sorted_vals[k - 1] - x) <= np.abs(sorted_vals[k] - x), k - 1, k)
+            codes[i * 128:(i + 1) * 128, j * 128:(j + 1) * 128] = order[pick]
+            scale[i, j] = s
+    return codes, scale
+
+
+def fp8_dequantize(codes, scale):
+    table = _e4m3_table().astype(np.float32)
+    w = table[codes]
+    full = np.repeat(np.repeat(scale, 128, axis=0), 128, axis=1)[: codes.shape[0], : codes.shape[1]]
+    return (w * full).astype(np.float32)
+
+
+def _is_fp8_weight(name, t):
+    """As in DeepSeek-V3's checkpoints: the 2-D linear weights inside decoder layers, except the router."""
+    return t.ndim == 2 and ".layers." in name and not name.endswith("mlp.gate.weight")
+
+
+def _save_raw(path, tensors):
+    """A safetensors file written by hand (numpy has no float8): dtype per tensor from its tag."""
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        arr, dtype = tensors[name]
+        b = arr.tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(len(h).to_bytes(8, "little") + h + b"".join(blobs))
+
+
+def write_fp8(directory):
+    """The FP8 checkpoint (for Whale) and its dequantized F32 twin (for the reference):
+    returns (fp8_dir, f32_dir)."""
+    CONFIGS["deepseek_v3_fp8"] = FP8_CONFIG
+    rng = np.random.default_rng(444)
+
+    def w(*shape, scale=0.08):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    t = deepseek_tensors("deepseek_v3", FP8_CONFIG, rng, w)
+    d8, d32 = pathlib.Path(directory) / "fp8", pathlib.Path(directory) / "f32"
+    for d in (d8, d32):
+        d.mkdir(parents=True, exist_ok=True)
+    cfg = dict(FP8_CONFIG, quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                                "weight_block_size": [128, 128]})
+    (d8 / "config.json").write_text(json.dumps(cfg, indent=1))
+    (d32 / "config.json").write_text(json.dumps(FP8_CONFIG, indent=1))
+    raw, deq = {}, {}
+    for name, arr in t.items():
+        if _is_fp8_weight(name, arr):
+            codes, scale = fp8_quantize(arr)
+            raw[name] = (codes, "F8_E4M3")
+            raw[name + "_scale_inv"] = (scale, "F32")
+            deq[name] = fp8_dequantize(codes, scale)
+        else:
+            raw[name] = (arr, "F32")
+            deq[name] = arr
+    _save_raw(d8 / "model.safetensors", raw)
+    save_file(deq, str(d32 / "model.safetensors"))
+    return d8, d32

@@ -120,3 +120,16 @@ def test_default_model_perplexity(tmp_path):
     print(f"whale {ppl:.4f} vs transformers {golden['ppl']:.4f} over {scored} tokens")
     assert scored == golden["scored"]
     assert abs(ppl - golden["ppl"]) / golden["ppl"] < 0.005
+
+
+def test_tiny_fp8_block_scaled(tmp_path):
+    """A DeepSeek-V3-shaped checkpoint in V3's FP8 format (F8_E4M3 weights, one F32
+    `weight_scale_inv` per 128x128 block, matrices of several blocks with partial edge blocks)
+    against transformers running the same weights dequantized (numpy, per the format)."""
+    golden = json.loads((GOLDEN / "tiny_logits.json").read_text())
+    ref = np.array(golden["models"]["deepseek_v3_fp8"], dtype=np.float64)
+    d8, _ = tiny_models.write_fp8(tmp_path)
+    got = whale_logits(d8, golden["prompt"], tmp_path, "fp8").reshape(ref.shape)
+    err = float(np.abs(got - ref).max())
+    print(f"deepseek_v3 fp8: max-abs logit error {err:.2e}")
+    assert err < 2e-4  # F32 accumulation order over wider rows (160-288) than the other tiny models

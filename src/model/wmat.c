@@ -1,0 +1,36 @@
+/* wmat.c — weight matrices as the forward passes see them: any dtype, plus DeepSeek's FP8
+ * checkpoints, whose 128x128 blocks each carry an F32 scale (SPEC-deepseek.md §5:
+ * W[i][j] = fp8(Wq[i][j]) * S[i/128][j/128]). */
+#include "model/model_impl.h"
+
+static size_t row_bytes(const wmat *w) {
+    size_t rb = 0;
+    dtype_bytes(w->type, w->n_in, &rb);
+    return rb;
+}
+
+void wmat_row(const wmat *w, int64_t r, float *out) {
+    dequantize_row(w->type, (const unsigned char *)w->data + (size_t)r * row_bytes(w), out, w->n_in);
+    if (!w->scale) return;
+    int64_t sc = (w->n_in + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK;
+    const float *s = w->scale + (r / WMAT_SCALE_BLOCK) * sc;
+    for (int64_t j = 0; j < w->n_in; j++) out[j] *= s[j / WMAT_SCALE_BLOCK];
+}
+
+float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch) {
+    if (!w->scale) return op_dot_row(w->type, (const unsigned char *)w->data + (size_t)r * row_bytes(w), x, w->n_in);
+    wmat_row(w, r, scratch);
+    return op_dot(scratch, x, w->n_in);
+}
+
+void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
+                      int64_t r1, float *scratch) {
+    if (!w->scale) {
+        op_matmul_rows(Y, ldy, w->data, w->type, X, ldx, w->n_in, n_tok, r0, r1, scratch);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        wmat_row(w, r, scratch);
+        for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot(scratch, X + b * ldx, w->n_in);
+    }
+}
