@@ -78,6 +78,16 @@ int gguf_hparams_load(model_hparams *hp, const gguf_file *f, whale_err *err) {
         if (rs.n == 4 && !memcmp(rs.s, "yarn", 4)) hp->rope_scaling_type = ROPE_SCALING_YARN;
         else if (rs.n == 6 && !memcmp(rs.s, "linear", 6)) hp->rope_scaling_type = ROPE_SCALING_LINEAR;
     }
+    if (hp->rope_scaling_type == ROPE_SCALING_YARN) {
+        /* llama.cpp's converters store 0.1 * mscale_all_dim as yarn_log_multiplier and leave the
+         * betas at YaRN's defaults. */
+        if (hp->yarn_log_multiplier > 0) hp->yarn_mscale_all_dim = hp->yarn_mscale = hp->yarn_log_multiplier / 0.1f;
+        float bf = 0, bs = 0;
+        if (!get_f(f, arch, "rope.scaling.yarn_beta_fast", &bf, NULL) && bf > 0) hp->yarn_beta_fast = bf;
+        if (!get_f(f, arch, "rope.scaling.yarn_beta_slow", &bs, NULL) && bs > 0) hp->yarn_beta_slow = bs;
+        if (!hp->yarn_beta_fast) hp->yarn_beta_fast = 32;
+        if (!hp->yarn_beta_slow) hp->yarn_beta_slow = 1;
+    }
     if (hp->arch == MODEL_ARCH_DEEPSEEK2 && hp->head_dim > hp->qk_rope_head_dim && hp->qk_rope_head_dim)
         hp->qk_nope_head_dim = hp->head_dim - hp->qk_rope_head_dim; /* key_length = nope + rope */
     if (!hp->n_head_kv) hp->n_head_kv = hp->n_head;

@@ -39,6 +39,26 @@ static int own(model *m, float *f) {
 static int find(model *m, const char *name, tview *v) {
     memset(v, 0, sizeof *v);
     if (m->is_gguf) {
+        /* One routed expert ("blk.L.ffn_gate_exp.E.weight") is a slice of GGUF's stacked
+         * tensor "blk.L.ffn_gate_exps.weight", ne = {n_in, n_out, n_expert}. */
+        int l, e, used = 0;
+        char proj[8];
+        if (sscanf(name, "blk.%d.ffn_%4[a-z]_exp.%d.weight%n", &l, proj, &e, &used) == 3 && !name[used]) {
+            char stacked[96];
+            snprintf(stacked, sizeof stacked, "blk.%d.ffn_%s_exps.weight", l, proj);
+            const gguf_tensor *t = gguf_find_tensor(&m->gguf, stacked);
+            if (!t) return WHALE_E_NOTFOUND;
+            if (t->n_dims != 3 || e < 0 || e >= t->ne[2] || !t->data) return WHALE_E_FORMAT;
+            size_t per = 0;
+            if (dtype_bytes(t->type, t->ne[0] * t->ne[1], &per)) return WHALE_E_FORMAT;
+            v->type = t->type;
+            v->data = (const unsigned char *)t->data + (size_t)e * per;
+            v->n_dims = 2;
+            v->ne[0] = t->ne[0];
+            v->ne[1] = t->ne[1];
+            v->ne[2] = v->ne[3] = 1;
+            return 0;
+        }
         const gguf_tensor *t = gguf_find_tensor(&m->gguf, name);
         if (!t) return WHALE_E_NOTFOUND;
         v->type = t->type;
