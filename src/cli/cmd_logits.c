@@ -15,6 +15,7 @@ static void usage(FILE *f) {
                "  --raw FILE    also write the logits as little-endian float32, positions x vocabulary\n"
                "  --step N      run the prompt N tokens per forward call (1: token by token through the\n"
                "                KV cache, as decoding does; default: all at once)\n"
+               "  --mla-naive   DeepSeek: decompressed attention instead of the absorbed form (reference)\n"
                "  -t N          threads (default: all cores)\n");
 }
 
@@ -22,6 +23,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
+    int naive = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -35,12 +37,13 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
         else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
+        else if (!strcmp(a, "--mla-naive")) naive = 1;
         else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!prompt == !ids_arg) { fprintf(stderr, "whale logits: give exactly one of -p and --ids\n"); return 2; }
     whale_err err = {0};
     model *m = NULL;
-    model_opts o = {.n_threads = threads};
+    model_opts o = {.n_threads = threads, .mla_naive = naive};
     const char *path = cli_model_path(model_path);
     if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     tok_ids ids = {0};

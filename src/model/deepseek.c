@@ -178,6 +178,23 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
     const wmat *wb = &j->L->wkv_b;
     int64_t r0 = h * (dn + dv); /* this head's W_UK rows, then its W_UV rows */
+    float *out = m->att + (size_t)(row * H * dv + h * dv);
+    if (m->mla_naive) {
+        /* Decompressed: k_nope[t] = W_UK c_t, v[t] = W_UV c_t, per position (SPEC §2.2). */
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *lat = latent_row(j->kv, j->layer, seq, t);
+            float s = 0;
+            for (int64_t d = 0; d < dn; d++) s += q[d] * wmat_dot(wb, r0 + d, lat, wrow);
+            sc[t] = (s + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
+        }
+        op_softmax(sc, pos + 1);
+        memset(out, 0, (size_t)dv * sizeof *out);
+        for (int64_t t = 0; t <= pos; t++) {
+            const float *lat = latent_row(j->kv, j->layer, seq, t);
+            for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wb, r0 + dn + d, lat, wrow);
+        }
+        return;
+    }
     /* q~ = W_UK[h]^T q_nope */
     memset(qt, 0, (size_t)dc * sizeof *qt);
     for (int64_t d = 0; d < dn; d++) {
@@ -197,7 +214,6 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
         for (int64_t i = 0; i < dc; i++) ob[i] += p * lat[i];
     }
     /* o[h] = W_UV[h] o~ */
-    float *out = m->att + (size_t)(row * H * dv + h * dv);
     for (int64_t d = 0; d < dv; d++) out[d] = wmat_dot(wb, r0 + dn + d, ob, wrow);
 }
 

@@ -23,6 +23,9 @@ typedef struct model_opts {
     int n_threads;   /* <= 0: one per CPU */
     int64_t n_batch; /* rows per internal chunk of a forward call (scratch size); 0: 256 */
     int progress;    /* draw a progress bar on stderr while pages are read in */
+    int mla_naive;   /* DeepSeek: attention in the decompressed form (per-head keys and values
+                        rebuilt from the latent cache), the reference the absorbed form is checked
+                        against; slower */
 } model_opts;
 
 /* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and

@@ -74,6 +74,7 @@ struct model {
     dense_layer *layers; /* (n_layer), dense architectures */
     ds_layer *ds;        /* (n_layer), deepseek2 */
     float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
+    int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
     float *ds_scratch;   /* deepseek2: (threads, 3*kv_lora_rank) absorbed-attention vectors */
     float *moe_x, *moe_h, *moe_g, *moe_u; /* deepseek2: one token's expert inputs/outputs */
     float *out_norm;     /* (n_embd) */

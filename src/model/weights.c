@@ -376,6 +376,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
         goto fail;
     }
     m->n_batch = o.n_batch > 0 ? o.n_batch : 256;
+    m->mla_naive = o.mla_naive;
     if ((rc = alloc_scratch(m, err))) goto fail;
     if (m->hp.arch == MODEL_ARCH_DEEPSEEK2 && (rc = deepseek_alloc(m, err))) goto fail;
     if (o.progress) prefault(m);

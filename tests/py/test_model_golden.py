@@ -130,6 +130,21 @@ def test_default_model_perplexity(tmp_path):
     assert abs(ppl - golden["ppl"]) / golden["ppl"] < 0.005
 
 
+@pytest.mark.parametrize("arch", DEEPSEEK)
+def test_mla_naive_equals_absorbed(tiny, arch, tmp_path):
+    """Both MLA forms over the same latent cache give the same logits (and the reference's)."""
+    golden, dirs = tiny
+    ids = " ".join(map(str, golden["prompt"]))
+    out = {}
+    for form, extra in (("absorbed", ()), ("naive", ("--mla-naive",))):
+        raw = tmp_path / f"{form}.f32"
+        run_whale("logits", "-m", str(dirs[arch]), "--ids", ids, "--raw", str(raw), "--top", "1", "--step", "3", *extra)
+        out[form] = np.fromfile(raw, dtype=np.float32)
+    assert float(np.abs(out["naive"] - out["absorbed"]).max()) < 1e-5
+    ref = np.array(golden["models"][arch]).ravel()
+    assert float(np.abs(out["naive"] - ref).max()) < F32_TOL
+
+
 def test_tiny_fp8_block_scaled(tmp_path):
     """A DeepSeek-V3-shaped checkpoint in V3's FP8 format (F8_E4M3 weights, one F32
     `weight_scale_inv` per 128x128 block, matrices of several blocks with partial edge blocks)
