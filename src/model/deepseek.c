@@ -7,8 +7,8 @@
  * (qk_rope_head_dim). Per head h: q~ = W_UK[h]^T q_nope, score_t = scale (q~.c_t + q_pe.k_pe_t),
  * o~ = sum_t p_t c_t, o[h] = W_UV[h] o~. RoPE rotates adjacent pairs, as the checkpoints lay
  * the rope rows out (no permutation needed).
- * Not yet: GGUF deepseek2 files (stacked expert tensors), MTP, FP8 block-scaled weights,
- * grouping tokens per expert across a batch. */
+ * MoE runs each routed expert once per forward call on the rows routed to it.
+ * Not yet: MTP, llama.cpp's newer split attn_k_b/attn_v_b GGUF layout. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,11 +109,17 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->k = malloc((size_t)(B * (dc + dr)) * sizeof(float));
     m->att = malloc((size_t)(B * H * dv) * sizeof(float));
     m->ds_scratch = malloc((size_t)(T * 3 * (dc > dv ? dc : dv)) * sizeof(float));
-    m->moe_x = malloc((size_t)hp->n_embd * sizeof(float) * 2);
-    m->moe_h = malloc((size_t)(hp->n_expert > 0 ? hp->n_expert : 1) * 2 * sizeof(float));
-    m->moe_g = malloc((size_t)wide * sizeof(float));
-    m->moe_u = malloc((size_t)wide * sizeof(float));
-    if (!m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_h || !m->moe_g || !m->moe_u)
+    int64_t NE = hp->n_expert > 0 ? hp->n_expert : 1, K = hp->n_expert_used > 0 ? hp->n_expert_used : 1;
+    m->moe_x = malloc((size_t)(B * hp->n_embd) * sizeof(float));
+    m->moe_y = malloc((size_t)(B * hp->n_embd) * sizeof(float));
+    m->moe_g = malloc((size_t)(B * wide) * sizeof(float));
+    m->moe_u = malloc((size_t)(B * wide) * sizeof(float));
+    m->moe_h = malloc((size_t)(B * NE * 2) * sizeof(float));
+    m->moe_w = malloc((size_t)(B * K) * sizeof(float));
+    m->moe_id = malloc((size_t)(B * K) * sizeof(int32_t));
+    m->moe_rows = malloc((size_t)B * sizeof(int32_t));
+    if (!m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_y || !m->moe_g || !m->moe_u ||
+        !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     return 0;
 }
@@ -124,9 +130,13 @@ void deepseek_free(model *m) {
     free(m->ds);
     free(m->ds_scratch);
     free(m->moe_x);
-    free(m->moe_h);
+    free(m->moe_y);
     free(m->moe_g);
     free(m->moe_u);
+    free(m->moe_h);
+    free(m->moe_w);
+    free(m->moe_id);
+    free(m->moe_rows);
 }
 
 /* ---- threaded matrix products --------------------------------------------------------- */
@@ -219,11 +229,13 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
 
 /* ---- MoE ------------------------------------------------------------------------------ */
 
-static void expert_ffn(model *m, const ds_expert *x, const float *in, float *out) {
-    mm(m, m->moe_g, &x->gate, in, 1);
-    mm(m, m->moe_u, &x->up, in, 1);
-    op_swiglu(m->moe_g, m->moe_g, m->moe_u, x->gate.n_out);
-    mm(m, out, &x->down, m->moe_g, 1);
+/* out (n rows) = FFN_x(in (n rows)): each expert weight row is read once for all n tokens. */
+static void expert_ffn(model *m, const ds_expert *x, const float *in, float *out, int64_t n) {
+    int64_t F = x->gate.n_out;
+    mm(m, m->moe_g, &x->gate, in, n);
+    mm(m, m->moe_u, &x->up, in, n);
+    op_swiglu(m->moe_g, m->moe_g, m->moe_u, n * F);
+    mm(m, out, &x->down, m->moe_g, n);
 }
 
 /* Pick n_expert_used experts for one token from router logits z; weights into w, ids into id. */
@@ -283,23 +295,35 @@ static void route(const model_hparams *hp, const float *bias, const float *z, fl
     }
 }
 
-static void moe(model *m, const ds_layer *L, const float *xn, float *out) {
+/* MoE over n rows: route every row, then run each expert once on the rows routed to it
+ * (gathered), scattering its weighted output back; the shared experts run on all rows. */
+static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_t n) {
     const model_hparams *hp = &m->hp;
-    int64_t E = hp->n_embd;
-    float *z = m->moe_h, *score = m->moe_h + hp->n_expert;
-    mm(m, z, &L->router, xn, 1);
-    int32_t id[256];
-    float w[256];
-    route(hp, L->router_bias, z, score, id, w);
-    float *tmp = m->moe_x;
-    memset(out, 0, (size_t)E * sizeof *out);
-    for (int64_t k = 0; k < hp->n_expert_used; k++) {
-        expert_ffn(m, &L->experts[id[k]], xn, tmp);
-        for (int64_t i = 0; i < E; i++) out[i] += w[k] * tmp[i];
+    int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used;
+    mm(m, m->moe_h, &L->router, xn, n); /* (n, N) router logits */
+    for (int64_t i = 0; i < n; i++)
+        route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
+    memset(out, 0, (size_t)(n * E) * sizeof *out);
+    for (int64_t e = 0; e < N; e++) {
+        int64_t k = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < K; j++)
+                if (m->moe_id[i * K + j] == e) {
+                    m->moe_rows[k] = (int32_t)(i * K + j);
+                    memcpy(m->moe_x + k * E, xn + i * E, (size_t)E * sizeof(float));
+                    k++;
+                }
+        if (!k) continue;
+        expert_ffn(m, &L->experts[e], m->moe_x, m->moe_y, k);
+        for (int64_t r = 0; r < k; r++) {
+            int64_t i = m->moe_rows[r] / K;
+            float w = m->moe_w[m->moe_rows[r]];
+            for (int64_t c = 0; c < E; c++) out[i * E + c] += w * m->moe_y[r * E + c];
+        }
     }
     if (L->has_shared) {
-        expert_ffn(m, &L->shared, xn, tmp);
-        op_add(out, tmp, E);
+        expert_ffn(m, &L->shared, xn, m->moe_y, n);
+        for (int64_t i = 0; i < n * E; i++) out[i] += m->moe_y[i];
     }
 }
 
@@ -339,14 +363,10 @@ int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t
         mm(m, m->tmp_rows, &L->wo, m->att, n);
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
 
-        for (int64_t i = 0; i < n; i++) {
-            float *xn = m->xn + i * E;
-            op_rmsnorm(xn, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
-            float *out = m->tmp_rows + i * E;
-            if (L->moe) moe(m, L, xn, out);
-            else expert_ffn(m, &L->dense, xn, out);
-            op_add(m->x + i * E, out, E);
-        }
+        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
+        if (L->moe) moe(m, L, m->xn, m->tmp_rows, n);
+        else expert_ffn(m, &L->dense, m->xn, m->tmp_rows, n);
+        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
         (void)dv;
     }
     int64_t k = 0;

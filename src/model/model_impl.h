@@ -76,7 +76,11 @@ struct model {
     float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
     int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
     float *ds_scratch;   /* deepseek2: (threads, 3*kv_lora_rank) absorbed-attention vectors */
-    float *moe_x, *moe_h, *moe_g, *moe_u; /* deepseek2: one token's expert inputs/outputs */
+    /* deepseek2 MoE scratch for n_batch rows: gathered inputs and outputs (n_batch, n_embd),
+     * expert hidden (n_batch, widest FFN), router logits and scores (n_batch, 2*n_expert),
+     * each row's chosen experts and weights (n_batch, n_expert_used), rows per expert. */
+    float *moe_x, *moe_y, *moe_g, *moe_u, *moe_h, *moe_w;
+    int32_t *moe_id, *moe_rows;
     float *out_norm;     /* (n_embd) */
     wmat output;         /* (n_vocab, n_embd); the embedding when tied */
     rope_style rope;
