@@ -35,18 +35,15 @@ void info_print_hparams(const model_hparams *hp) {
     P(n_expert_group); P(n_group_used); PF(expert_weights_scale); P(expert_weights_norm);
     if (hp->gating) printf("  %-22s %s\n", "gating", hp->gating == MOE_GATING_SIGMOID ? "sigmoid" : "softmax");
     P(n_nextn_layer);
+    /* KV cache per token over all layers, F32 as Whale stores it: MLA keeps the latent and the
+     * rope key; dense models keep K and V of every KV head. */
     if (hp->kv_lora_rank > 0 && hp->n_layer > 0) {
-        /* What the latent cache saves: per token, all layers, F32 as Whale stores it. */
-        double lat = (double)(hp->kv_lora_rank + hp->qk_rope_head_dim) * 4 * (double)hp->n_layer;
-        double full = (double)hp->n_head * (double)(hp->qk_nope_head_dim + hp->qk_rope_head_dim + hp->v_head_dim) * 4 *
-                      (double)hp->n_layer;
-        char b1[32], b2[32];
-        printf("  %-22s %s per token (MLA latent; full per-head K/V would be %s, %.1fx more)\n", "kv_cache",
-               cli_bytes(lat, b1, sizeof b1), cli_bytes(full, b2, sizeof b2), full / lat);
+        long long lat = (long long)(hp->kv_lora_rank + hp->qk_rope_head_dim) * 4 * hp->n_layer;
+        long long full = (long long)hp->n_head * (hp->qk_nope_head_dim + hp->qk_rope_head_dim + hp->v_head_dim) * 4 * hp->n_layer;
+        printf("  %-22s %lld (MLA latent; per-head K and V would take %lld, %.1fx more)\n", "kv_bytes_per_token", lat,
+               full, (double)full / (double)lat);
     } else if (hp->n_head_kv > 0 && hp->head_dim > 0 && hp->n_layer > 0) {
-        char b1[32];
-        printf("  %-22s %s per token (K and V, F32)\n", "kv_cache",
-               cli_bytes(2.0 * (double)(hp->n_head_kv * hp->head_dim) * 4 * (double)hp->n_layer, b1, sizeof b1));
+        printf("  %-22s %lld (K and V)\n", "kv_bytes_per_token", 2LL * hp->n_head_kv * hp->head_dim * 4 * hp->n_layer);
     }
 #undef P
 #undef PF

