@@ -14,6 +14,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_logits(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
  * pointer to a static buffer or to arg itself. */
@@ -32,5 +33,9 @@ struct tokenizer;
 int cli_open_tokenizer(const char *path, struct tokenizer **tok, whale_err *err);
 
 int info_print_safetensors(const char *path); /* info_safetensors.c: 0, or 1 after an error */
+
+/* GGUF metadata (general.*, <arch>.*) for hp (cmd_convert.c). Returns 0 or nonzero (OOM). */
+struct gguf_writer;
+int cli_write_hparams(struct gguf_writer *w, const model_hparams *hp);
 
 #endif

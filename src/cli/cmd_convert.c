@@ -16,7 +16,7 @@
 #include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type f32|f16|bf16|q8_0]\n\n"
+    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type f32|f16|bf16|q8_0|q4_k|q6_k]\n\n"
                "Convert a Hugging Face checkpoint (directory with config.json, *.safetensors and, if\n"
                "present, tokenizer.json) of a Qwen2, Llama or DeepSeek V2/V3 model (FP8 included) to GGUF.\n"
                "  --type T   type of the weight matrices (default f16); norms and biases stay f32\n");
@@ -24,13 +24,14 @@ static void usage(FILE *f) {
 
 static int parse_type(const char *s, whale_dtype *t) {
     static const struct { const char *n; whale_dtype t; } k[] = {
-        {"f32", WHALE_DTYPE_F32}, {"f16", WHALE_DTYPE_F16}, {"bf16", WHALE_DTYPE_BF16}, {"q8_0", WHALE_DTYPE_Q8_0}};
+        {"f32", WHALE_DTYPE_F32}, {"f16", WHALE_DTYPE_F16}, {"bf16", WHALE_DTYPE_BF16}, {"q8_0", WHALE_DTYPE_Q8_0},
+        {"q4_k", WHALE_DTYPE_Q4_K}, {"q6_k", WHALE_DTYPE_Q6_K}};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (!strcasecmp(s, k[i].n)) { *t = k[i].t; return 0; }
     return -1;
 }
 
-static int write_hparams(gguf_writer *w, const model_hparams *hp) {
+int cli_write_hparams(gguf_writer *w, const model_hparams *hp) {
     const char *a = hp->arch == MODEL_ARCH_QWEN2 ? "qwen2" : hp->arch == MODEL_ARCH_LLAMA ? "llama" : "deepseek2";
     int ds = hp->arch == MODEL_ARCH_DEEPSEEK2;
     char k[128];
@@ -114,7 +115,7 @@ static int stack_experts(const st_model *st, const model_hparams *hp, int64_t l,
                          gguf_writer *w, void **out) {
     static const char *const proj[] = {"gate", "up", "down"};
     int64_t N = hp->n_expert, n_in = p == 2 ? hp->n_ff_expert : hp->n_embd, n_out = p == 2 ? hp->n_embd : hp->n_ff_expert;
-    whale_dtype tt = n_in % dtype_get(type)->block_elems ? WHALE_DTYPE_F16 : type;
+    whale_dtype tt = n_in % dtype_get(type)->block_elems ? (n_in % 32 ? WHALE_DTYPE_F16 : WHALE_DTYPE_Q8_0) : type;
     size_t rb, per;
     dtype_bytes(tt, n_in, &rb);
     per = rb * (size_t)n_out;
@@ -183,7 +184,7 @@ int cmd_convert(int argc, char **argv) {
     }
     w = gguf_writer_init();
     bufs = calloc(st.n_tensors + 3 * (size_t)hp.n_layer + 1, sizeof *bufs);
-    if (!w || !bufs || write_hparams(w, &hp)) { fprintf(stderr, "whale convert: out of memory\n"); goto done; }
+    if (!w || !bufs || cli_write_hparams(w, &hp)) { fprintf(stderr, "whale convert: out of memory\n"); goto done; }
     if (tok && tokenizer_export_gguf(tok, w, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
 
     /* Every tensor: read as F32, permute if needed, store in the target type. Converted data
@@ -221,7 +222,8 @@ int cmd_convert(int argc, char **argv) {
         /* The MoE router stays F32 as in llama.cpp's files: it is small, and rounding it flips
          * expert choices. */
         whale_dtype tt = t->n_dims == 2 && !strstr(gname, "ffn_gate_inp") ? type : WHALE_DTYPE_F32;
-        if (n_in % dtype_get(tt)->block_elems) tt = WHALE_DTYPE_F16; /* rows that do not fill blocks */
+        if (n_in % dtype_get(tt)->block_elems) /* rows that do not fill blocks */
+            tt = n_in % 32 == 0 && tt != WHALE_DTYPE_F32 ? WHALE_DTYPE_Q8_0 : tt == WHALE_DTYPE_F32 ? tt : WHALE_DTYPE_F16;
         size_t nb;
         dtype_bytes(tt, t->n_elems, &nb);
         void *q = malloc(nb ? nb : 1);

@@ -138,6 +138,11 @@ int gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
 /* A tensor; data is borrowed until gguf_writer_write returns (NULL: write zeros). */
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, whale_dtype type, int n_dims,
                            const int64_t *ne, const void *data);
+/* A tensor whose bytes fill(ctx, name, buf, nbytes) produces at write time (returns 0 on
+ * success), so a file larger than memory can be written one tensor at a time. */
+typedef int (*gguf_fill_fn)(void *ctx, const char *name, void *buf, size_t nbytes);
+int gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, whale_dtype type, int n_dims, const int64_t *ne,
+                                gguf_fill_fn fill, void *ctx);
 /* Write everything to path (v3, alignment from general.alignment if set, else 32). */
 int gguf_writer_write(gguf_writer *w, const char *path, whale_err *err);
 

@@ -40,6 +40,8 @@ typedef struct wtensor {
     int64_t ne[GGUF_MAX_DIMS];
     size_t nbytes;
     const void *data;
+    gguf_fill_fn fill; /* or produce the bytes at write time */
+    void *fill_ctx;
 } wtensor;
 
 struct gguf_writer {
@@ -167,6 +169,15 @@ int gguf_writer_add_tensor(gguf_writer *w, const char *name, whale_dtype type, i
     return 0;
 }
 
+int gguf_writer_add_tensor_fill(gguf_writer *w, const char *name, whale_dtype type, int n_dims, const int64_t *ne,
+                                gguf_fill_fn fill, void *ctx) {
+    int rc = gguf_writer_add_tensor(w, name, type, n_dims, ne, NULL);
+    if (rc) return rc;
+    w->t[w->n_t - 1].fill = fill;
+    w->t[w->n_t - 1].fill_ctx = ctx;
+    return 0;
+}
+
 static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
 /* Zeros for padding and for tensors without data. Padding can be up to alignment - 1 bytes
@@ -226,8 +237,15 @@ int gguf_writer_write(gguf_writer *w, const char *path, whale_err *err) {
     free(h.p);
     for (uint64_t i = 0; i < w->n_t && ok; i++) {
         const wtensor *t = &w->t[i];
-        if (t->data) ok = fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
-        else ok = write_zeros(fp, t->nbytes);
+        if (t->fill) {
+            void *bytes = malloc(t->nbytes ? t->nbytes : 1);
+            ok = bytes && t->fill(t->fill_ctx, t->name, bytes, t->nbytes) == 0 && fwrite(bytes, 1, t->nbytes, fp) == t->nbytes;
+            free(bytes);
+        } else if (t->data) {
+            ok = fwrite(t->data, 1, t->nbytes, fp) == t->nbytes;
+        } else {
+            ok = write_zeros(fp, t->nbytes);
+        }
         size_t tpad = (size_t)(align_up(t->nbytes, w->alignment) - t->nbytes);
         if (ok && i + 1 < w->n_t) ok = write_zeros(fp, tpad);
     }

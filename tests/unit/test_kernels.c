@@ -123,9 +123,37 @@ static void test_small_ops(void) {
     CHECK(o[0] == 0 && fabsf(o[1] - 10.0f / (1 + expf(-10)) * 2) < 1e-5f);
 }
 
+/* quantize_row -> dequantize_row reproduces the input within each type's step size. */
+static void test_quantize_roundtrip(void) {
+    static const struct { whale_dtype t; double rel; } cases[] = {
+        {WHALE_DTYPE_F16, 1e-3}, {WHALE_DTYPE_BF16, 8e-3}, {WHALE_DTYPE_Q8_0, 1.0 / 127 * 0.6},
+        {WHALE_DTYPE_Q6_K, 1.0 / 31 * 0.6}, {WHALE_DTYPE_Q4_K, 1.0 / 15 * 0.6 * 2}};
+    enum { N = 256 * 6 };
+    static float x[N], y[N];
+    static uint8_t q[N * 4];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int i = 0; i < N; i++) x[i] = frand() * (1 + (i / 256)); /* blocks of different ranges */
+        x[7] = 0;
+        CHECK(quantize_row(cases[c].t, x, q, N) == 0);
+        dequantize_row(cases[c].t, q, y, N);
+        for (int blk = 0; blk < N / 256; blk++) {
+            float amax = 0, err = 0;
+            for (int i = 256 * blk; i < 256 * (blk + 1); i++) {
+                amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+                err = fabsf(x[i] - y[i]) > err ? fabsf(x[i] - y[i]) : err;
+            }
+            CHECKF(err <= cases[c].rel * amax + 1e-6, "%s block %d: error %g of range %g", dtype_name(cases[c].t), blk,
+                   (double)err, (double)amax);
+        }
+    }
+    CHECK(quantize_row(WHALE_DTYPE_Q4_K, x, q, 100) == -1); /* partial block */
+    CHECK(!quantize_supported(WHALE_DTYPE_Q2_K));
+}
+
 int main(void) {
     RUN(test_dot_row_matches_reference);
     RUN(test_matmul_paths_agree);
     RUN(test_small_ops);
+    RUN(test_quantize_roundtrip);
     return check_report("test_kernels");
 }
