@@ -3,6 +3,7 @@
  * byte read once). Plain C with fixed-length inner loops the compiler vectorizes; types without
  * a fused loop here dequantize one block at a time into a stack buffer. Tested against
  * dequantize_row + op_dot (tests/unit/test_kernels.c). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/ops.h"
@@ -109,8 +110,23 @@ static float dot_bf16(const uint8_t *b, const float *x, int64_t n) {
     return s;
 }
 
+int kernels_dot_row_avx2(whale_dtype t, const void *row, const float *x, int64_t n, float *out);
+int kernels_have_avx2(void);
+
+/* Set WHALE_NO_SIMD=1 to force the portable loops (comparisons, debugging). */
+static int use_simd(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WHALE_NO_SIMD");
+        v = !(e && *e && *e != '0') && kernels_have_avx2();
+    }
+    return v;
+}
+
 float op_dot_row(whale_dtype t, const void *row, const float *x, int64_t n) {
     const uint8_t *b = row;
+    float r;
+    if (use_simd() && kernels_dot_row_avx2(t, row, x, n, &r)) return r;
     switch (t) {
     case WHALE_DTYPE_F32: return op_dot(row, x, n);
     case WHALE_DTYPE_F16: return dot_f16(b, x, n);

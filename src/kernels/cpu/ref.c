@@ -37,7 +37,7 @@ void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const f
             dequantize_row(t, w + (size_t)r * row_bytes, scratch, n_in);
             row = scratch;
         }
-        for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot(row, X + b * ldx, n_in);
+        for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot_row(WHALE_DTYPE_F32, row, X + b * ldx, n_in);
     }
 }
 
