@@ -333,7 +333,7 @@ int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t
                            int64_t *n_logits) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
-    int64_t dv = hp->v_head_dim, dc = hp->kv_lora_rank, dq = hp->q_lora_rank, QD = H * (dn + dr);
+    int64_t dc = hp->kv_lora_rank, dq = hp->q_lora_rank, QD = H * (dn + dr);
     const int32_t *tok = b->token + r0, *pos = b->pos + r0, *seq = b->seq ? b->seq + r0 : NULL;
     size_t erow = 0;
     dtype_bytes(m->tok_embd.type, E, &erow);
@@ -367,16 +367,7 @@ int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t
         if (L->moe) moe(m, L, m->xn, m->tmp_rows, n);
         else expert_ffn(m, &L->dense, m->xn, m->tmp_rows, n);
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
-        (void)dv;
     }
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
-        if (!want) continue;
-        op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, hp->rms_eps);
-        k++;
-    }
-    if (k) mm(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
-    *n_logits += k;
+    model_output_logits(m, b, r0, n, logits, n_logits);
     return 0;
 }

@@ -161,17 +161,20 @@ static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
     }
 
-    /* Final norm and logits only for the rows that want them. */
-    int64_t k = 0;
+    model_output_logits(m, b, r0, n, logits, n_logits);
+    return 0;
+}
+
+void model_output_logits(model *m, const model_batch *b, int64_t r0, int64_t n, float *logits, int64_t *n_logits) {
+    int64_t E = m->hp.n_embd, k = 0;
     for (int64_t i = 0; i < n; i++) {
         int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
         if (!want) continue;
-        op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, hp->rms_eps);
+        op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, m->hp.rms_eps);
         k++;
     }
     if (k) matmul(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
     *n_logits += k;
-    return 0;
 }
 
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err) {

@@ -112,6 +112,10 @@ int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out
 /* 1 if the model has a tensor of that name. */
 int wt_has(model *m, const char *name);
 
+/* dense.c: final norm and output projection for the rows of b[r0, r0+n) that want logits,
+ * appended to logits after the *n_logits rows already there. */
+void model_output_logits(model *m, const model_batch *b, int64_t r0, int64_t n, float *logits, int64_t *n_logits);
+
 /* deepseek.c */
 int deepseek_load(model *m, whale_err *err);
 int deepseek_alloc(model *m, whale_err *err);
