@@ -9,7 +9,7 @@
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
-static inline float f16(const uint8_t *p) { return fp16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+AVX2 static inline float f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
 
 AVX2 static inline float hsum(__m256 v) {
     __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -28,6 +28,32 @@ AVX2 static inline __m256 dot32(const int8_t *q, const float *x) {
     return acc;
 }
 
+/* The same for 32 int8 held in a register. */
+AVX2 static inline __m256 dot32v(__m256i q, const float *x) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    __m256 acc = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), _mm256_loadu_ps(x));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), _mm256_loadu_ps(x + 8), acc);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), _mm256_loadu_ps(x + 16), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), _mm256_loadu_ps(x + 24), acc);
+}
+
+/* 16 bytes of nibbles -> 32 bytes: low nibbles first (elements 0..15), then high (16..31). */
+AVX2 static inline __m256i nibbles32(const uint8_t *p) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p), m = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+/* Byte j (0..31) = 0x10 where bit j of bits is set, else 0. */
+AVX2 static inline __m256i bit4_from_bits(uint32_t bits) {
+    /* byte j takes byte j/8 of bits, then tests bit j%8 of it */
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                         _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                                           0x0101010101010101, 0x0000000000000000));
+    __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i on = _mm256_cmpeq_epi8(_mm256_and_si256(spread, sel), sel);
+    return _mm256_and_si256(on, _mm256_set1_epi8(0x10));
+}
+
 AVX2 static float dot_q8_0(const uint8_t *b, const float *x, int64_t nb) {
     __m256 s = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++, b += 34, x += 32)
@@ -37,36 +63,26 @@ AVX2 static float dot_q8_0(const uint8_t *b, const float *x, int64_t nb) {
 
 AVX2 static float dot_q4_0(const uint8_t *b, const float *x, int64_t nb) {
     __m256 s = _mm256_setzero_ps();
-    int8_t q[32];
     for (int64_t i = 0; i < nb; i++, b += 18, x += 32) {
-        for (int j = 0; j < 16; j++) {
-            q[j] = (int8_t)((b[2 + j] & 0xf) - 8);
-            q[j + 16] = (int8_t)((b[2 + j] >> 4) - 8);
-        }
-        s = _mm256_fmadd_ps(dot32(q, x), _mm256_set1_ps(f16(b)), s);
+        __m256i q = _mm256_sub_epi8(nibbles32(b + 2), _mm256_set1_epi8(8));
+        s = _mm256_fmadd_ps(dot32v(q, x), _mm256_set1_ps(f16(b)), s);
     }
     return hsum(s);
 }
 
 AVX2 static float dot_q5_0(const uint8_t *b, const float *x, int64_t nb) {
     __m256 s = _mm256_setzero_ps();
-    int8_t q[32];
     for (int64_t i = 0; i < nb; i++, b += 22, x += 32) {
         uint32_t qh;
         memcpy(&qh, b + 2, 4); /* little-endian host */
-        const uint8_t *qs = b + 6;
-        for (int j = 0; j < 16; j++) {
-            q[j] = (int8_t)(((qs[j] & 0xf) | ((qh >> j) & 1) << 4) - 16);
-            q[j + 16] = (int8_t)(((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
-        }
-        s = _mm256_fmadd_ps(dot32(q, x), _mm256_set1_ps(f16(b)), s);
+        __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(b + 6), bit4_from_bits(qh)), _mm256_set1_epi8(16));
+        s = _mm256_fmadd_ps(dot32v(q, x), _mm256_set1_ps(f16(b)), s);
     }
     return hsum(s);
 }
 
 AVX2 static float dot_q4_k(const uint8_t *b, const float *x, int64_t nb) {
     float s = 0;
-    int8_t q[32];
     for (int64_t i = 0; i < nb; i++, b += 144, x += 256) {
         float d = f16(b), dmin = f16(b + 2);
         const uint8_t *sc6 = b + 4, *qs = b + 16;
@@ -75,11 +91,12 @@ AVX2 static float dot_q4_k(const uint8_t *b, const float *x, int64_t nb) {
             int c = g / 2, sc, m;
             if (g < 4) { sc = sc6[g] & 63; m = sc6[g + 4] & 63; }
             else { sc = (sc6[g + 4] & 0xf) | (sc6[g - 4] >> 6) << 4; m = (sc6[g + 4] >> 4) | (sc6[g] >> 6) << 4; }
-            for (int l = 0; l < 32; l++) q[l] = (int8_t)(g % 2 ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 0xf);
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i qv = _mm256_and_si256(g % 2 ? _mm256_srli_epi16(raw, 4) : raw, _mm256_set1_epi8(0x0f));
             const float *xg = x + 32 * g;
             __m256 sx = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(xg), _mm256_loadu_ps(xg + 8)),
                                       _mm256_add_ps(_mm256_loadu_ps(xg + 16), _mm256_loadu_ps(xg + 24)));
-            acc = _mm256_fmadd_ps(dot32(q, xg), _mm256_set1_ps(d * (float)sc), acc);
+            acc = _mm256_fmadd_ps(dot32v(qv, xg), _mm256_set1_ps(d * (float)sc), acc);
             acc = _mm256_fnmadd_ps(sx, _mm256_set1_ps(dmin * (float)m), acc);
         }
         s += hsum(acc);
