@@ -322,12 +322,12 @@ static void k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
 static void dq_q4_k(const uint8_t *b, float *y) {
     float d = rd_f16(b), dmin = rd_f16(b + 2);
     const uint8_t *scales = b + 4, *qs = b + 16;
-    for (int i = 0; i < QK_K; i++) {
-        int g = i / 32, c = i / 64, l = i % 32;
-        int q = (g % 2 == 0) ? (qs[32 * c + l] & 0xf) : (qs[32 * c + l] >> 4);
+    for (int g = 0; g < 8; g++) { /* one (scale, min) pair per 32-element group */
         int sc, m;
         k_scale_min(scales, g, &sc, &m);
-        y[i] = (d * (float)sc) * (float)q - dmin * (float)m;
+        float ds = d * (float)sc, dm = dmin * (float)m;
+        const uint8_t *q = qs + 32 * (g / 2);
+        for (int l = 0; l < 32; l++) y[32 * g + l] = ds * (float)((g % 2 == 0) ? (q[l] & 0xf) : (q[l] >> 4)) - dm;
     }
 }
 
