@@ -168,6 +168,17 @@ int cmd_convert(int argc, char **argv) {
     void **bufs = NULL;
     size_t n_bufs = 0;
     int rc = 1;
+    FILE *probe_in = fopen(in, "rb");
+    char magic[4] = {0};
+    if (probe_in) {
+        size_t got = fread(magic, 1, 4, probe_in);
+        fclose(probe_in);
+        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+            fprintf(stderr, "whale convert: %s is already a GGUF file; convert takes a Hugging Face checkpoint "
+                            "(re-quantizing GGUF files is not implemented yet)\n", in);
+            return 1;
+        }
+    }
     if (st_open(&st, in, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", st.dir);

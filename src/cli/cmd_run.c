@@ -74,6 +74,7 @@ int cmd_run(int argc, char **argv) {
         size_t n;
         prompt = owned = read_all(stdin, RUN_MAX_PROMPT, &n, NULL);
         if (!owned) { fprintf(stderr, "whale run: cannot read standard input\n"); return 1; }
+        if (!*owned) { fprintf(stderr, "whale run: standard input is empty: nothing to answer\n"); free(owned); return 1; }
     }
     whale_err err = {0};
     model *m = NULL;

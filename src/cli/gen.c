@@ -33,7 +33,7 @@ static int num(const char *cmd, const char *flag, const char *v, double lo, doub
     char *end;
     double d = v ? strtod(v, &end) : 0;
     if (!v || *end || d < lo || d > hi) {
-        fprintf(stderr, "whale %s: %s needs a number from %g to %g\n", cmd, flag, lo, hi);
+        fprintf(stderr, "whale %s: %s needs a number from %.10g to %.10g\n", cmd, flag, lo, hi);
         return -1;
     }
     *out = d;
