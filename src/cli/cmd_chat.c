@@ -157,7 +157,10 @@ int cmd_chat(int argc, char **argv) {
         interrupted = 0;
         char *line = read_line(tty);
         if (!line) {
-            if (interrupted) continue;
+            if (interrupted) { /* Ctrl-C at the prompt drops the line being typed */
+                printf("\n");
+                continue;
+            }
             break;
         }
         if (!*line) { free(line); continue; }
