@@ -23,6 +23,11 @@ const char *cli_model_path(const char *arg);
 /* Print hyperparameters, one "  name  value" line per non-zero field (cmd_info.c). */
 void info_print_hparams(const model_hparams *hp);
 
+/* Token ids from a list like "1 17 200" (spaces or commas). 0, or -1 with a message printed
+ * (not a number, or negative). */
+struct tok_ids;
+int cli_parse_ids(const char *cmd, const char *list, struct tok_ids *out);
+
 /* "1.23 GiB" into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t cap);
 /* 1 if path looks like a safetensors checkpoint file or index (not a directory). */

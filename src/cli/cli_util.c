@@ -1,9 +1,11 @@
 /* cli_util.c — helpers shared by subcommands: model path resolution, byte formatting. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "tokenizer/tokenizer.h"
 
 const char *cli_model_path(const char *arg) {
     static char buf[4096];
@@ -36,4 +38,22 @@ int cli_is_safetensors_path(const char *path) {
     fclose(f);
     /* A safetensors file starts with a u64 header length then '{'. */
     return got == 9 && h[8] == '{';
+}
+
+int cli_parse_ids(const char *cmd, const char *list, tok_ids *out) {
+    for (const char *p = list; *p;) {
+        if (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') { p++; continue; }
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > INT32_MAX) {
+            fprintf(stderr, "whale %s: '%.20s' is not a token id\n", cmd, p);
+            return -1;
+        }
+        if (tok_ids_push(out, (int32_t)v)) {
+            fprintf(stderr, "whale %s: out of memory\n", cmd);
+            return -1;
+        }
+        p = end;
+    }
+    return 0;
 }

@@ -145,6 +145,7 @@ int cmd_chat(int argc, char **argv) {
         goto done;
     }
     if (!(s = session_new(m, o.n_ctx, &o.sp, &err))) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
+    if (gen_session_setup(s, &o, "chat")) goto done;
     const model_hparams *hp = model_hparams_get(m);
     fprintf(stderr, "%s (%s, %s format), context %lld tokens. /help for commands, Ctrl-D to leave.\n",
             hp->name[0] ? hp->name : path, hp->arch_name, chat_format_name(fmt), (long long)session_n_ctx(s));

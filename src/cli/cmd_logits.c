@@ -16,6 +16,9 @@ static void usage(FILE *f) {
                "  --step N      run the prompt N tokens per forward call (1: token by token through the\n"
                "                KV cache, as decoding does; default: all at once)\n"
                "  --mla-naive   DeepSeek: decompressed attention instead of the absorbed form (reference)\n"
+               "  --mtp         DeepSeek-V3: the MTP module's logits instead, one row per position i < last,\n"
+               "                predicting the token at i+2 from the main model's state at i and token i+1\n"
+               "  --mtp-prenorm with --mtp: feed the hidden state from before the final norm\n"
                "  -t N          threads (default: all cores)\n");
 }
 
@@ -23,7 +26,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
-    int naive = 0;
+    int naive = 0, mtp = 0, prenorm = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -38,22 +41,20 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
         else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
         else if (!strcmp(a, "--mla-naive")) naive = 1;
+        else if (!strcmp(a, "--mtp")) mtp = 1;
+        else if (!strcmp(a, "--mtp-prenorm")) mtp = prenorm = 1;
         else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!prompt == !ids_arg) { fprintf(stderr, "whale logits: give exactly one of -p and --ids\n"); return 2; }
     whale_err err = {0};
     model *m = NULL;
-    model_opts o = {.n_threads = threads, .mla_naive = naive};
+    model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm};
     const char *path = cli_model_path(model_path);
     if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     tok_ids ids = {0};
     int rc = 1;
     if (ids_arg) {
-        for (char *p = (char *)ids_arg, *q; *p; p = q) {
-            long v = strtol(p, &q, 10);
-            if (q == p) { if (!*++q) break; continue; }
-            tok_ids_push(&ids, (int32_t)v);
-        }
+        if (cli_parse_ids("logits", ids_arg, &ids)) goto done;
     } else if (!model_tokenizer(m)) {
         fprintf(stderr, "whale logits: this model has no tokenizer; use --ids\n");
         goto done;
@@ -62,18 +63,37 @@ int cmd_logits(int argc, char **argv) {
         goto done;
     }
     if (ids.n == 0) { fprintf(stderr, "whale logits: empty prompt\n"); goto done; }
+    if (mtp && !model_has_mtp(m)) { fprintf(stderr, "whale logits: this model has no MTP module\n"); goto done; }
+    if (mtp && ids.n < 2) { fprintf(stderr, "whale logits: --mtp needs at least 2 tokens\n"); goto done; }
     kv_cache *kv = kv_cache_new(m, (int64_t)ids.n, 1);
     int64_t V = model_n_vocab(m);
     float *lg = malloc((size_t)V * ids.n * sizeof(float));
     int32_t *pos = malloc(ids.n * sizeof *pos);
     int8_t *want = malloc(ids.n);
-    if (!kv || !lg || !pos || !want) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
+    int64_t E = model_hparams_get(m)->n_embd;
+    float *hid = mtp ? malloc((size_t)E * ids.n * sizeof(float)) : NULL;
+    if (!kv || !lg || !pos || !want || (mtp && !hid)) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
     for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
     if (step <= 0) step = (int64_t)ids.n;
     for (int64_t r0 = 0; r0 < (int64_t)ids.n; r0 += step) {
         int64_t k = (int64_t)ids.n - r0 < step ? (int64_t)ids.n - r0 : step;
         model_batch b = {k, ids.v + r0, pos + r0, NULL, want + r0};
-        if (model_forward(m, kv, &b, lg + (size_t)r0 * (size_t)V, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+        if (model_forward_hidden(m, kv, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, &err)) {
+            fprintf(stderr, "whale: %s\n", err.msg);
+            goto cleanup;
+        }
+    }
+    if (mtp) { /* row i: the state at i and token i+1 */
+        size_t n = ids.n - 1;
+        for (int64_t r0 = 0; r0 < (int64_t)n; r0 += step) {
+            int64_t k = (int64_t)n - r0 < step ? (int64_t)n - r0 : step;
+            model_batch b = {k, ids.v + 1 + r0, pos + r0, NULL, want + r0};
+            if (model_mtp_forward(m, kv, &b, hid + (size_t)r0 * (size_t)E, lg + (size_t)r0 * (size_t)V, &err)) {
+                fprintf(stderr, "whale: %s\n", err.msg);
+                goto cleanup;
+            }
+        }
+        ids.n = n;
     }
     if (raw) {
         FILE *f = fopen(raw, "wb");
@@ -103,6 +123,7 @@ cleanup:
     free(lg);
     free(pos);
     free(want);
+    free(hid);
 done:
     tok_ids_free(&ids);
     model_free(m);

@@ -21,7 +21,10 @@ static void usage(FILE *f) {
                "  --system TEXT         a system prompt\n"
                "  --json                print one JSON object and nothing else: reasoning, answer,\n"
                "                        finish_reason, prompt_tokens, completion_tokens, timings\n"
-               "  --raw                 no chat format: continue the text as given\n%s", gen_flags_help);
+               "  --raw                 no chat format: continue the text as given\n"
+               "  --ids LIST            the prompt as token ids (\"1 17 200\"), no chat format; works for a\n"
+               "                        model without a tokenizer (--json then lists the generated ids)\n%s",
+               gen_flags_help);
 }
 
 typedef struct outbuf {
@@ -54,7 +57,7 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
 int cmd_run(int argc, char **argv) {
     gen_opts o;
     gen_opts_default(&o);
-    const char *prompt = NULL, *system = NULL;
+    const char *prompt = NULL, *system = NULL, *ids_arg = NULL;
     int json = 0, raw = 0;
     for (int i = 1; i < argc; i++) {
         int r = gen_parse_flag(&o, argc, argv, &i, "run");
@@ -66,11 +69,15 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--raw")) raw = 1;
         else if (v && !strcmp(a, "-p")) { prompt = v; i++; }
         else if (v && !strcmp(a, "--system")) { system = v; i++; }
+        else if (v && !strcmp(a, "--ids")) { ids_arg = v; raw = 1; i++; }
         else { fprintf(stderr, "whale run: bad option '%s' (see whale run --help)\n", a); return 2; }
     }
-    if (!prompt) { fprintf(stderr, "whale run: -p TEXT is required (-p - reads standard input)\n"); return 2; }
+    if (!prompt == !ids_arg) {
+        fprintf(stderr, "whale run: give -p TEXT (-p - reads standard input) or --ids LIST\n");
+        return 2;
+    }
     char *owned = NULL;
-    if (!strcmp(prompt, "-")) {
+    if (prompt && !strcmp(prompt, "-")) {
         size_t n;
         prompt = owned = read_all(stdin, RUN_MAX_PROMPT, &n, NULL);
         if (!owned) { fprintf(stderr, "whale run: cannot read standard input\n"); return 1; }
@@ -85,15 +92,18 @@ int cmd_run(int argc, char **argv) {
     model_opts mo = {.n_threads = o.threads, .progress = !json && isatty(2)};
     if (model_load(&m, cli_model_path(o.model), &mo, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     const tokenizer *t = model_tokenizer(m);
-    if (!t) { fprintf(stderr, "whale run: the model has no tokenizer\n"); goto done; }
+    if (!t && !ids_arg) { fprintf(stderr, "whale run: the model has no tokenizer (give the prompt as --ids)\n"); goto done; }
     chat_format_kind fmt = raw ? CHAT_FORMAT_NONE : chat_format_detect(model_chat_template(m), t, o.chat_format);
+    if (ids_arg && cli_parse_ids("run", ids_arg, &ids)) goto done;
+    if (ids_arg && !ids.n) { fprintf(stderr, "whale run: --ids is empty\n"); goto done; }
     if (!raw && fmt == CHAT_FORMAT_NONE) {
         fprintf(stderr, "whale run: no chat format %s (use --chat-format deepseek-r1|chatml, or --raw)\n",
                 o.chat_format ? "by that name" : "known for this model");
         goto done;
     }
     int in_think = fmt == CHAT_FORMAT_DEEPSEEK_R1 && o.think;
-    if (raw) {
+    if (ids_arg) {
+    } else if (raw) {
         if (tokenizer_encode(t, prompt, strlen(prompt), TOK_ADD_BOS, &ids, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     } else {
         chat_msg msgs[2];
@@ -110,6 +120,7 @@ int cmd_run(int argc, char **argv) {
         if (hp->n_ctx_train > 0 && ctx > hp->n_ctx_train) ctx = hp->n_ctx_train;
     }
     if (!(s = session_new(m, ctx, &o.sp, &err))) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
+    if (gen_session_setup(s, &o, "run")) goto done;
     out.stream = !json;
     out.tty = isatty(1);
     out.last_kind = -1;
@@ -125,10 +136,21 @@ int cmd_run(int argc, char **argv) {
         cJSON_AddStringToObject(j, "finish_reason", st.finish);
         cJSON_AddNumberToObject(j, "prompt_tokens", (double)st.n_prompt);
         cJSON_AddNumberToObject(j, "completion_tokens", (double)st.n_gen);
+        cJSON *gt = cJSON_CreateArray();
+        for (size_t i = ids.n; i < session_n_tokens(s); i++)
+            cJSON_AddItemToArray(gt, cJSON_CreateNumber(session_tokens(s)[i]));
+        cJSON_AddItemToObject(j, "tokens", gt);
         cJSON_AddNumberToObject(tm, "prefill_tokens_per_s", st.t_prefill > 0 ? (double)st.n_prefill / st.t_prefill : 0);
         cJSON_AddNumberToObject(tm, "decode_tokens_per_s", st.t_decode > 0 ? (double)st.n_gen / st.t_decode : 0);
         cJSON_AddNumberToObject(tm, "prefill_s", st.t_prefill);
         cJSON_AddNumberToObject(tm, "decode_s", st.t_decode);
+        if (o.spec_mtp) {
+            cJSON *sp = cJSON_CreateObject();
+            cJSON_AddNumberToObject(sp, "drafted", (double)st.drafted);
+            cJSON_AddNumberToObject(sp, "accepted", (double)st.accepted);
+            cJSON_AddNumberToObject(sp, "acceptance_rate", st.drafted ? (double)st.accepted / (double)st.drafted : 0);
+            cJSON_AddItemToObject(j, "speculative", sp);
+        }
         cJSON_AddItemToObject(j, "timings", tm);
         char *txt = cJSON_PrintUnformatted(j);
         if (txt) puts(txt);
@@ -140,6 +162,9 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "[%zu prompt tokens at %.1f t/s, %zu generated at %.1f t/s, %s]\n", st.n_prefill,
                 st.t_prefill > 0 ? st.n_prefill / st.t_prefill : 0.0, st.n_gen,
                 st.t_decode > 0 ? st.n_gen / st.t_decode : 0.0, st.finish);
+        if (o.spec_mtp)
+            fprintf(stderr, "[MTP speculation: %llu of %llu drafts accepted (%.1f%%)]\n", (unsigned long long)st.accepted,
+                    (unsigned long long)st.drafted, st.drafted ? 100.0 * (double)st.accepted / (double)st.drafted : 0.0);
     }
     rc = 0;
 done:

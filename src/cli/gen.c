@@ -21,6 +21,8 @@ const char gen_flags_help[] =
     "  --seed S              make sampling reproducible\n"
     "  --chat-format F       deepseek-r1 or chatml (default: from the model)\n"
     "  --no-think            R1 models: do not force the reply to start with <think>\n"
+    "  --speculative mtp     DeepSeek-V3/R1: draft a token ahead with the model's MTP module and\n"
+    "                        verify it in the same pass (greedy: needs --temp 0; same output)\n"
     "  -t N                  threads (default: all cores)\n";
 
 void gen_opts_default(gen_opts *o) {
@@ -52,6 +54,13 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
         if (!v) { fprintf(stderr, "whale %s: --chat-format needs a value\n", cmd); return -1; }
         o->chat_format = v;
         (*i)++;
+    } else if (!strcmp(a, "--speculative")) {
+        if (!v || strcmp(v, "mtp")) {
+            fprintf(stderr, "whale %s: --speculative takes 'mtp' (the model's own MTP module)\n", cmd);
+            return -1;
+        }
+        o->spec_mtp = 1;
+        (*i)++;
     } else if (!strcmp(a, "--ctx")) { TAKE(16, 1 << 24); o->n_ctx = (int64_t)d; }
     else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) { TAKE(0, 1 << 24); o->max_tokens = (int64_t)d; }
     else if (!strcmp(a, "--temp")) { TAKE(0, 100); o->sp.temperature = (float)d; }
@@ -67,6 +76,15 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
     else return 0;
 #undef TAKE
     return 1;
+}
+
+int gen_session_setup(session *s, const gen_opts *o, const char *cmd) {
+    whale_err err = {0};
+    if (o->spec_mtp && session_speculative_mtp(s, &err)) {
+        fprintf(stderr, "whale %s: --speculative mtp: %s\n", cmd, err.msg);
+        return -1;
+    }
+    return 0;
 }
 
 static double now(void) {
@@ -85,6 +103,8 @@ int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_
     memset(st, 0, sizeof *st);
     st->n_prompt = n;
     st->finish = "error";
+    uint64_t d0, a0;
+    session_spec_stats(s, &d0, &a0);
     double t0 = now();
     int rc = session_prompt(s, ids, n, err);
     if (rc) return rc;
@@ -110,16 +130,19 @@ int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_
             break;
         }
         st->n_gen++;
-        if (is_end(t, id)) {
+        if (t && is_end(t, id)) {
             st->finish = "stop";
             break;
         }
-        int k = tokenizer_stream(t, &ts, id, buf, sizeof buf);
+        int k = t ? tokenizer_stream(t, &ts, id, buf, sizeof buf) : 0;
         if (k > 0) reasoning_feed(&r, buf, (size_t)k);
     }
-    int k = tokenizer_stream(t, &ts, -1, buf, sizeof buf);
+    int k = t ? tokenizer_stream(t, &ts, -1, buf, sizeof buf) : 0;
     if (k > 0) reasoning_feed(&r, buf, (size_t)k);
     reasoning_flush(&r);
     st->t_decode = now() - t1;
+    session_spec_stats(s, &st->drafted, &st->accepted);
+    st->drafted -= d0;
+    st->accepted -= a0;
     return rc;
 }

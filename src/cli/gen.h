@@ -18,6 +18,7 @@ typedef struct gen_opts {
     int64_t max_tokens; /* per reply; 0: until the context is full */
     int threads;
     int think;          /* R1: force the reply to start with <think> */
+    int spec_mtp;       /* --speculative mtp */
 } gen_opts;
 
 void gen_opts_default(gen_opts *o);
@@ -26,11 +27,14 @@ void gen_opts_default(gen_opts *o);
 int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd);
 /* Lines of --help for the shared flags. */
 extern const char gen_flags_help[];
+/* Turn on what gen_opts asks of a new session (speculative decoding); message printed on error. */
+int gen_session_setup(session *s, const gen_opts *o, const char *cmd);
 
 typedef struct gen_stats {
     size_t n_prompt, n_prefill, n_gen;
     double t_prefill, t_decode; /* seconds */
     const char *finish;         /* "stop", "length", "cancelled", "error" */
+    uint64_t drafted, accepted; /* speculative decoding: drafts made and accepted in this reply */
 } gen_stats;
 
 typedef void (*gen_sink)(void *ctx, reasoning_kind kind, const char *text, size_t n);

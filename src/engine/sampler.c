@@ -100,6 +100,8 @@ static int cand_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
+int sampler_is_greedy(const sampler *s) { return s->p.temperature <= 0 || s->p.top_k == 1; }
+
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history) {
     penalties(s, logits, history, n_history);
     int64_t best = -1;

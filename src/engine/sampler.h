@@ -32,6 +32,8 @@ void sampler_free(sampler *s);
 /* Pick a token. logits (n_vocab) are modified (penalties, scaling). history: tokens so far,
  * for the penalties. NaN logits are never picked; if every logit is -inf or NaN, returns 0. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* 1 if sampling is deterministic argmax (temperature 0 or top-k 1). */
+int sampler_is_greedy(const sampler *s);
 /* Reseed (a new run that should repeat an earlier one). */
 void sampler_seed(sampler *s, uint64_t seed);
 

@@ -27,6 +27,15 @@ int session_prompt(session *s, const int32_t *ids, size_t n, whale_err *err);
  * a negative status (context full: WHALE_E_ARG). The token is in the cache when this returns. */
 int32_t session_next(session *s, whale_err *err);
 
+/* Self-speculative decoding with the model's MTP module (DeepSeek-V3/R1): the module drafts one
+ * token ahead, the model verifies it in the same forward as the current token. session_next
+ * returns exactly the tokens plain greedy decoding returns, often two per model pass. Needs a
+ * model with MTP and a greedy sampler; 0 or WHALE_E_UNSUPPORTED/NOMEM with a message. */
+int session_speculative_mtp(session *s, whale_err *err);
+/* Drafts made and drafts accepted so far (acceptance rate = accepted / drafted). */
+void session_spec_stats(const session *s, uint64_t *drafted, uint64_t *accepted);
+
+/* Tokens in the conversation so far (those returned by session_next, not ones still queued). */
 size_t session_n_tokens(const session *s);
 int64_t session_n_ctx(const session *s);
 const int32_t *session_tokens(const session *s);

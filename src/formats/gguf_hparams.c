@@ -88,8 +88,28 @@ int gguf_hparams_load(model_hparams *hp, const gguf_file *f, whale_err *err) {
         if (!hp->yarn_beta_fast) hp->yarn_beta_fast = 32;
         if (!hp->yarn_beta_slow) hp->yarn_beta_slow = 1;
     }
-    if (hp->arch == MODEL_ARCH_DEEPSEEK2 && hp->head_dim > hp->qk_rope_head_dim && hp->qk_rope_head_dim)
-        hp->qk_nope_head_dim = hp->head_dim - hp->qk_rope_head_dim; /* key_length = nope + rope */
+    if (hp->arch == MODEL_ARCH_DEEPSEEK2) {
+        /* llama.cpp's newer deepseek2 files describe attention as the absorbed MQA it runs
+         * (key_length = kv_lora_rank + rope, value_length = kv_lora_rank, one KV head) and move
+         * the per-head sizes to key_length_mla / value_length_mla. */
+        int64_t klm = 0, vlm = 0;
+        if (!get_i(f, arch, "attention.key_length_mla", &klm, NULL) && klm > 0) {
+            hp->head_dim = klm;
+            hp->n_head_kv = hp->n_head;
+            if (!get_i(f, arch, "attention.value_length_mla", &vlm, NULL) && vlm > 0) hp->v_head_dim = vlm;
+        }
+        if (hp->head_dim > hp->qk_rope_head_dim && hp->qk_rope_head_dim)
+            hp->qk_nope_head_dim = hp->head_dim - hp->qk_rope_head_dim; /* key_length = nope + rope */
+        /* MTP modules, as GGUF stores them (GLM-4.5's convention, which llama.cpp reads): counted
+         * in block_count, after the main layers, with blk.N.nextn.* tensors. Whale's n_layer
+         * counts the main layers only. */
+        if (hp->n_nextn_layer > 0 && hp->n_nextn_layer < hp->n_layer) {
+            char t[96];
+            snprintf(t, sizeof t, "blk.%lld.nextn.eh_proj.weight", (long long)(hp->n_layer - hp->n_nextn_layer));
+            if (gguf_find_tensor(f, t)) hp->n_layer -= hp->n_nextn_layer;
+            else hp->n_nextn_layer = 0; /* declared but not stored: the file has no MTP module */
+        }
+    }
     if (!hp->n_head_kv) hp->n_head_kv = hp->n_head;
     if (!hp->head_dim && hp->n_head) hp->head_dim = hp->n_embd / hp->n_head;
     if (hp->arch == MODEL_ARCH_QWEN2) hp->attn_bias = 1;

@@ -8,7 +8,8 @@
  * o~ = sum_t p_t c_t, o[h] = W_UV[h] o~. RoPE rotates adjacent pairs, as the checkpoints lay
  * the rope rows out (no permutation needed).
  * MoE runs each routed expert once per forward call on the rows routed to it.
- * Not yet: MTP, llama.cpp's newer split attn_k_b/attn_v_b GGUF layout. */
+ * Reads both GGUF layouts of the key/value up-projection: the fused attn_kv_b (the checkpoints'
+ * kv_b_proj) and llama.cpp's newer split attn_k_b / attn_v_b. The MTP module is in mtp.c. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +34,58 @@ static int load_expert(model *m, const char *fmt_gate, const char *fmt_up, const
     return wt_need_mat(m, n, width, E, &x->down, err);
 }
 
-int deepseek_load(model *m, whale_err *err) {
+int ds_load_layer(model *m, int64_t l, ds_layer *L, int moe, whale_err *err) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
+    int64_t dv = hp->v_head_dim, dc = hp->kv_lora_rank, dq = hp->q_lora_rank;
+    int rc;
+    char n[128];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l), n)
+    if ((rc = wt_need_vec(m, NAME("attn_norm.weight"), E, 0, &L->attn_norm, err))) return rc;
+    if ((rc = wt_need_vec(m, NAME("ffn_norm.weight"), E, 0, &L->ffn_norm, err))) return rc;
+    if (dq > 0) {
+        if ((rc = wt_need_mat(m, NAME("attn_q_a.weight"), E, dq, &L->wq_a, err))) return rc;
+        if ((rc = wt_need_vec(m, NAME("attn_q_a_norm.weight"), dq, 0, &L->q_a_norm, err))) return rc;
+        if ((rc = wt_need_mat(m, NAME("attn_q_b.weight"), dq, H * (dn + dr), &L->wq_b, err))) return rc;
+    } else if ((rc = wt_need_mat(m, NAME("attn_q.weight"), E, H * (dn + dr), &L->wq, err))) {
+        return rc;
+    }
+    if ((rc = wt_need_mat(m, NAME("attn_kv_a_mqa.weight"), E, dc + dr, &L->wkv_a, err))) return rc;
+    if ((rc = wt_need_vec(m, NAME("attn_kv_a_norm.weight"), dc, 0, &L->kv_a_norm, err))) return rc;
+    if (wt_has(m, NAME("attn_kv_b.weight"))) {
+        if ((rc = wt_need_mat(m, n, dc, H * (dn + dv), &L->wkv_b, err))) return rc;
+    } else {
+        /* llama.cpp's split layout: k_b {dn, dc, H} (W_UK transposed per head), v_b {dc, dv, H} */
+        L->split_kb = 1;
+        if ((rc = wt_need_mat3(m, NAME("attn_k_b.weight"), dn, dc, H, &L->wk_b, err))) return rc;
+        if ((rc = wt_need_mat3(m, NAME("attn_v_b.weight"), dc, dv, H, &L->wv_b, err))) return rc;
+    }
+    if ((rc = wt_need_mat(m, NAME("attn_output.weight"), H * dv, E, &L->wo, err))) return rc;
+    L->moe = moe;
+    if (!moe) /* "%.0lld" prints nothing for 0: the same loader serves names without an expert index. */
+        return load_expert(m, "blk.%lld.ffn_gate.weight%.0lld", "blk.%lld.ffn_up.weight%.0lld",
+                           "blk.%lld.ffn_down.weight%.0lld", l, 0, hp->n_ff, &L->dense, err);
+    if ((rc = wt_need_mat(m, NAME("ffn_gate_inp.weight"), E, hp->n_expert, &L->router, err))) return rc;
+    if ((rc = wt_need_vec(m, NAME("exp_probs_b.bias"), hp->n_expert, 1, &L->router_bias, err))) return rc;
+#undef NAME
+    L->experts = calloc((size_t)hp->n_expert, sizeof *L->experts);
+    if (!L->experts) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    for (int64_t e = 0; e < hp->n_expert; e++)
+        if ((rc = load_expert(m, "blk.%lld.ffn_gate_exp.%lld.weight", "blk.%lld.ffn_up_exp.%lld.weight",
+                              "blk.%lld.ffn_down_exp.%lld.weight", l, e, hp->n_ff_expert, &L->experts[e], err)))
+            return rc;
+    if (hp->n_expert_shared > 0) {
+        L->has_shared = 1;
+        return load_expert(m, "blk.%lld.ffn_gate_shexp.weight%.0lld", "blk.%lld.ffn_up_shexp.weight%.0lld",
+                           "blk.%lld.ffn_down_shexp.weight%.0lld", l, 0, hp->n_expert_shared * hp->n_ff_expert,
+                           &L->shared, err);
+    }
+    return 0;
+}
+
+int deepseek_load(model *m, whale_err *err) {
+    const model_hparams *hp = &m->hp;
+    int64_t dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
     int64_t dv = hp->v_head_dim, dc = hp->kv_lora_rank, dq = hp->q_lora_rank;
     if (dn <= 0 || dr <= 0 || dr % 2 || dv <= 0 || dc <= 0 || dn > 4096 || dr > 4096 || dv > 4096 || dc > 65536 ||
         dq < 0 || dq > 65536 || hp->n_expert < 0 || hp->n_expert > 4096 || hp->n_expert_used > hp->n_expert ||
@@ -44,48 +94,9 @@ int deepseek_load(model *m, whale_err *err) {
     int rc;
     m->ds = calloc((size_t)hp->n_layer, sizeof *m->ds);
     if (!m->ds) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    char n[128];
-    for (int64_t l = 0; l < hp->n_layer; l++) {
-        ds_layer *L = &m->ds[l];
-#define NAME(suffix) (snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l), n)
-        if ((rc = wt_need_vec(m, NAME("attn_norm.weight"), E, 0, &L->attn_norm, err))) return rc;
-        if ((rc = wt_need_vec(m, NAME("ffn_norm.weight"), E, 0, &L->ffn_norm, err))) return rc;
-        if (dq > 0) {
-            if ((rc = wt_need_mat(m, NAME("attn_q_a.weight"), E, dq, &L->wq_a, err))) return rc;
-            if ((rc = wt_need_vec(m, NAME("attn_q_a_norm.weight"), dq, 0, &L->q_a_norm, err))) return rc;
-            if ((rc = wt_need_mat(m, NAME("attn_q_b.weight"), dq, H * (dn + dr), &L->wq_b, err))) return rc;
-        } else if ((rc = wt_need_mat(m, NAME("attn_q.weight"), E, H * (dn + dr), &L->wq, err))) {
-            return rc;
-        }
-        if ((rc = wt_need_mat(m, NAME("attn_kv_a_mqa.weight"), E, dc + dr, &L->wkv_a, err))) return rc;
-        if ((rc = wt_need_vec(m, NAME("attn_kv_a_norm.weight"), dc, 0, &L->kv_a_norm, err))) return rc;
-        if ((rc = wt_need_mat(m, NAME("attn_kv_b.weight"), dc, H * (dn + dv), &L->wkv_b, err))) return rc;
-        if ((rc = wt_need_mat(m, NAME("attn_output.weight"), H * dv, E, &L->wo, err))) return rc;
-        L->moe = hp->n_expert > 0 && l >= hp->n_layer_dense_lead;
-        if (!L->moe) {
-            /* "%.0lld" prints nothing for 0: the same loader serves names without an expert index. */
-            if ((rc = load_expert(m, "blk.%lld.ffn_gate.weight%.0lld", "blk.%lld.ffn_up.weight%.0lld",
-                                  "blk.%lld.ffn_down.weight%.0lld", l, 0, hp->n_ff, &L->dense, err)))
-                return rc;
-            continue;
-        }
-        if ((rc = wt_need_mat(m, NAME("ffn_gate_inp.weight"), E, hp->n_expert, &L->router, err))) return rc;
-        if ((rc = wt_need_vec(m, NAME("exp_probs_b.bias"), hp->n_expert, 1, &L->router_bias, err))) return rc;
-        L->experts = calloc((size_t)hp->n_expert, sizeof *L->experts);
-        if (!L->experts) return err_set(err, WHALE_E_NOMEM, "out of memory");
-        for (int64_t e = 0; e < hp->n_expert; e++)
-            if ((rc = load_expert(m, "blk.%lld.ffn_gate_exp.%lld.weight", "blk.%lld.ffn_up_exp.%lld.weight",
-                                  "blk.%lld.ffn_down_exp.%lld.weight", l, e, hp->n_ff_expert, &L->experts[e], err)))
-                return rc;
-        if (hp->n_expert_shared > 0) {
-            L->has_shared = 1;
-            if ((rc = load_expert(m, "blk.%lld.ffn_gate_shexp.weight%.0lld", "blk.%lld.ffn_up_shexp.weight%.0lld",
-                                  "blk.%lld.ffn_down_shexp.weight%.0lld", l, 0, hp->n_expert_shared * hp->n_ff_expert,
-                                  &L->shared, err)))
-                return rc;
-        }
-#undef NAME
-    }
+    for (int64_t l = 0; l < hp->n_layer; l++)
+        if ((rc = ds_load_layer(m, l, &m->ds[l], hp->n_expert > 0 && l >= hp->n_layer_dense_lead, err))) return rc;
+    if ((rc = mtp_load(m, err))) return rc;
     /* Softmax scale: (dn+dr)^-1/2, times YaRN's mscale^2 when the context was extended. */
     double scale = 1.0 / sqrt((double)(dn + dr));
     if (hp->rope_scaling_type == ROPE_SCALING_YARN && hp->rope_factor > 1 && hp->yarn_mscale_all_dim > 0) {
@@ -108,7 +119,16 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->q = malloc((size_t)(B * H * (dn + dr) + B * (hp->q_lora_rank > 0 ? hp->q_lora_rank : 1)) * sizeof(float));
     m->k = malloc((size_t)(B * (dc + dr)) * sizeof(float));
     m->att = malloc((size_t)(B * H * dv) * sizeof(float));
-    m->ds_scratch = malloc((size_t)(T * 3 * (dc > dv ? dc : dv)) * sizeof(float));
+    /* per thread: q~, o~ and one weight row (3 x the widest of dc, dv, dn); with the split
+     * layout, room for one head's W_UK (dn x dc) for the decompressed form */
+    int64_t wide3 = dc > dv ? dc : dv;
+    wide3 = wide3 > dn ? wide3 : dn;
+    int split = m->mtp && m->mtp->blk.split_kb;
+    for (int64_t l = 0; l < hp->n_layer; l++) split |= m->ds[l].split_kb;
+    m->ds_scratch_n = 3 * wide3 + (split ? dn * dc : 0);
+    m->ds_scratch = malloc((size_t)(T * m->ds_scratch_n) * sizeof(float));
+    if (m->mtp && !(m->mtp_cat = malloc((size_t)(B * 2 * hp->n_embd) * sizeof(float))))
+        return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     int64_t NE = hp->n_expert > 0 ? hp->n_expert : 1, K = hp->n_expert_used > 0 ? hp->n_expert_used : 1;
     m->moe_x = malloc((size_t)(B * hp->n_embd) * sizeof(float));
     m->moe_y = malloc((size_t)(B * hp->n_embd) * sizeof(float));
@@ -128,6 +148,9 @@ void deepseek_free(model *m) {
     if (m->ds)
         for (int64_t l = 0; l < m->hp.n_layer; l++) free(m->ds[l].experts);
     free(m->ds);
+    if (m->mtp) free(m->mtp->blk.experts);
+    free(m->mtp);
+    free(m->mtp_cat);
     free(m->ds_scratch);
     free(m->moe_x);
     free(m->moe_y);
@@ -141,23 +164,23 @@ void deepseek_free(model *m) {
 
 /* ---- threaded matrix products --------------------------------------------------------- */
 
-typedef struct ds_mm {
+typedef struct ds_mm_job {
     model *m;
     float *Y;
     const wmat *w;
     const float *X;
     int64_t n_tok;
-} ds_mm;
+} ds_mm_job;
 
 static void ds_mm_task(void *ctx, int64_t task, int thread) {
-    ds_mm *j = ctx;
+    ds_mm_job *j = ctx;
     int64_t r0 = task * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < j->w->n_out ? r0 + DS_ROWS_PER_TASK : j->w->n_out;
     wmat_matmul_rows(j->Y, j->w->n_out, j->w, j->X, j->w->n_in, j->n_tok, r0, r1,
                      j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
 }
 
-static void mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
-    ds_mm j = {m, Y, w, X, n_tok};
+void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
+    ds_mm_job j = {m, Y, w, X, n_tok};
     tp_run(m->tp, (w->n_out + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK, ds_mm_task, &j);
 }
 
@@ -175,42 +198,61 @@ typedef struct ds_att {
     const int32_t *pos, *seq;
 } ds_att;
 
+/* W_UK[h] (dn x dc) of a split-layout layer as floats, row-major, into out: k_b stores its
+ * transpose, dc rows of dn per head. */
+static void w_uk_from_kb(const wmat *kb, int64_t h, int64_t dn, int64_t dc, float *out, float *row) {
+    for (int64_t i = 0; i < dc; i++) {
+        wmat_row(kb, h * dc + i, row);
+        for (int64_t d = 0; d < dn; d++) out[d * dc + i] = row[d];
+    }
+}
+
 static void ds_att_task(void *ctx, int64_t task, int thread) {
     ds_att *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
+    const ds_layer *L = j->L;
     int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
     int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H, pos = j->pos[row];
     int32_t seq = j->seq ? j->seq[row] : 0;
     int64_t wide = dc > dv ? dc : dv;
-    float *qt = m->ds_scratch + (size_t)thread * 3 * (size_t)wide, *ob = qt + wide, *wrow = ob + wide;
+    wide = wide > dn ? wide : dn;
+    float *qt = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *ob = qt + wide, *wrow = ob + wide;
     float *sc = m->att_scores + (size_t)thread * (size_t)j->kv->n_ctx;
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
-    const wmat *wb = &j->L->wkv_b;
-    int64_t r0 = h * (dn + dv); /* this head's W_UK rows, then its W_UV rows */
+    /* W_UV[h] row d is row uv0 + d of wuv; W_UK[h] row d is row uk0 + d of wkv_b (fused layout) */
+    const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
+    int64_t uk0 = h * (dn + dv), uv0 = L->split_kb ? h * dv : h * (dn + dv) + dn;
     float *out = m->att + (size_t)(row * H * dv + h * dv);
     if (m->mla_naive) {
         /* Decompressed: k_nope[t] = W_UK c_t, v[t] = W_UV c_t, per position (SPEC §2.2). */
+        float *uk = wrow + wide; /* split layout: this head's W_UK, dn x dc */
+        if (L->split_kb) w_uk_from_kb(&L->wk_b, h, dn, dc, uk, wrow);
         for (int64_t t = 0; t <= pos; t++) {
             const float *lat = latent_row(j->kv, j->layer, seq, t);
             float s = 0;
-            for (int64_t d = 0; d < dn; d++) s += q[d] * wmat_dot(wb, r0 + d, lat, wrow);
+            for (int64_t d = 0; d < dn; d++)
+                s += q[d] * (L->split_kb ? op_dot(uk + d * dc, lat, dc) : wmat_dot(&L->wkv_b, uk0 + d, lat, wrow));
             sc[t] = (s + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
         }
         op_softmax(sc, pos + 1);
         memset(out, 0, (size_t)dv * sizeof *out);
         for (int64_t t = 0; t <= pos; t++) {
             const float *lat = latent_row(j->kv, j->layer, seq, t);
-            for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wb, r0 + dn + d, lat, wrow);
+            for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wuv, uv0 + d, lat, wrow);
         }
         return;
     }
     /* q~ = W_UK[h]^T q_nope */
-    memset(qt, 0, (size_t)dc * sizeof *qt);
-    for (int64_t d = 0; d < dn; d++) {
-        wmat_row(wb, r0 + d, wrow);
-        float a = q[d];
-        for (int64_t i = 0; i < dc; i++) qt[i] += a * wrow[i];
+    if (L->split_kb) {
+        for (int64_t i = 0; i < dc; i++) qt[i] = wmat_dot(&L->wk_b, h * dc + i, q, wrow);
+    } else {
+        memset(qt, 0, (size_t)dc * sizeof *qt);
+        for (int64_t d = 0; d < dn; d++) {
+            wmat_row(&L->wkv_b, uk0 + d, wrow);
+            float a = q[d];
+            for (int64_t i = 0; i < dc; i++) qt[i] += a * wrow[i];
+        }
     }
     for (int64_t t = 0; t <= pos; t++) {
         const float *lat = latent_row(j->kv, j->layer, seq, t);
@@ -224,7 +266,7 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
         for (int64_t i = 0; i < dc; i++) ob[i] += p * lat[i];
     }
     /* o[h] = W_UV[h] o~ */
-    for (int64_t d = 0; d < dv; d++) out[d] = wmat_dot(wb, r0 + dn + d, ob, wrow);
+    for (int64_t d = 0; d < dv; d++) out[d] = wmat_dot(wuv, uv0 + d, ob, wrow);
 }
 
 /* ---- MoE ------------------------------------------------------------------------------ */
@@ -232,10 +274,10 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
 /* out (n rows) = FFN_x(in (n rows)): each expert weight row is read once for all n tokens. */
 static void expert_ffn(model *m, const ds_expert *x, const float *in, float *out, int64_t n) {
     int64_t F = x->gate.n_out;
-    mm(m, m->moe_g, &x->gate, in, n);
-    mm(m, m->moe_u, &x->up, in, n);
+    ds_mm(m, m->moe_g, &x->gate, in, n);
+    ds_mm(m, m->moe_u, &x->up, in, n);
     op_swiglu(m->moe_g, m->moe_g, m->moe_u, n * F);
-    mm(m, out, &x->down, m->moe_g, n);
+    ds_mm(m, out, &x->down, m->moe_g, n);
 }
 
 /* Pick n_expert_used experts for one token from router logits z; weights into w, ids into id. */
@@ -300,7 +342,7 @@ void ds_route(const model_hparams *hp, const float *bias, const float *z, float 
 static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_t n) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used;
-    mm(m, m->moe_h, &L->router, xn, n); /* (n, N) router logits */
+    ds_mm(m, m->moe_h, &L->router, xn, n); /* (n, N) router logits */
     for (int64_t i = 0; i < n; i++)
         ds_route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
     memset(out, 0, (size_t)(n * E) * sizeof *out);
@@ -329,45 +371,49 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
 
 /* ---- forward -------------------------------------------------------------------------- */
 
-int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
-                           int64_t *n_logits) {
+void ds_block(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos, const int32_t *seq,
+              int64_t n) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
     int64_t dc = hp->kv_lora_rank, dq = hp->q_lora_rank, QD = H * (dn + dr);
+    float *cq = m->q + n * QD; /* q-LoRA intermediate, after the q rows */
+    for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->attn_norm, E, hp->rms_eps);
+    if (dq > 0) {
+        ds_mm(m, cq, &L->wq_a, m->xn, n);
+        for (int64_t i = 0; i < n; i++) op_rmsnorm(cq + i * dq, cq + i * dq, L->q_a_norm, dq, 1e-6f);
+        ds_mm(m, m->q, &L->wq_b, cq, n);
+    } else {
+        ds_mm(m, m->q, &L->wq, m->xn, n);
+    }
+    ds_mm(m, m->k, &L->wkv_a, m->xn, n);
+    for (int64_t i = 0; i < n; i++) {
+        float *a = m->k + i * (dc + dr);
+        op_rmsnorm(a, a, L->kv_a_norm, dc, 1e-6f);
+        op_rope(a + dc, dr, pos[i], m->inv_freq, ROPE_NORM);
+        for (int64_t h = 0; h < H; h++) op_rope(m->q + i * QD + h * (dn + dr) + dn, dr, pos[i], m->inv_freq, ROPE_NORM);
+        memcpy(latent_row(kv, layer, seq ? seq[i] : 0, pos[i]), a, (size_t)(dc + dr) * sizeof(float));
+    }
+    ds_att aj = {m, kv, L, layer, pos, seq};
+    tp_run(m->tp, n * H, ds_att_task, &aj);
+    ds_mm(m, m->tmp_rows, &L->wo, m->att, n);
+    for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
+
+    for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
+    if (L->moe) moe(m, L, m->xn, m->tmp_rows, n);
+    else expert_ffn(m, &L->dense, m->xn, m->tmp_rows, n);
+    for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
+}
+
+int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
+                           int64_t *n_logits) {
+    const model_hparams *hp = &m->hp;
+    int64_t E = hp->n_embd;
     const int32_t *tok = b->token + r0, *pos = b->pos + r0, *seq = b->seq ? b->seq + r0 : NULL;
     size_t erow = 0;
     dtype_bytes(m->tok_embd.type, E, &erow);
     for (int64_t i = 0; i < n; i++)
         dequantize_row(m->tok_embd.type, (const unsigned char *)m->tok_embd.data + (size_t)tok[i] * erow, m->x + i * E, E);
-    float *cq = m->q + n * QD; /* q-LoRA intermediate, after the q rows */
-    for (int64_t l = 0; l < hp->n_layer; l++) {
-        const ds_layer *L = &m->ds[l];
-        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->attn_norm, E, hp->rms_eps);
-        if (dq > 0) {
-            mm(m, cq, &L->wq_a, m->xn, n);
-            for (int64_t i = 0; i < n; i++) op_rmsnorm(cq + i * dq, cq + i * dq, L->q_a_norm, dq, 1e-6f);
-            mm(m, m->q, &L->wq_b, cq, n);
-        } else {
-            mm(m, m->q, &L->wq, m->xn, n);
-        }
-        mm(m, m->k, &L->wkv_a, m->xn, n);
-        for (int64_t i = 0; i < n; i++) {
-            float *a = m->k + i * (dc + dr);
-            op_rmsnorm(a, a, L->kv_a_norm, dc, 1e-6f);
-            op_rope(a + dc, dr, pos[i], m->inv_freq, ROPE_NORM);
-            for (int64_t h = 0; h < H; h++) op_rope(m->q + i * QD + h * (dn + dr) + dn, dr, pos[i], m->inv_freq, ROPE_NORM);
-            memcpy(latent_row(kv, l, seq ? seq[i] : 0, pos[i]), a, (size_t)(dc + dr) * sizeof(float));
-        }
-        ds_att aj = {m, kv, L, l, pos, seq};
-        tp_run(m->tp, n * H, ds_att_task, &aj);
-        mm(m, m->tmp_rows, &L->wo, m->att, n);
-        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
-
-        for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
-        if (L->moe) moe(m, L, m->xn, m->tmp_rows, n);
-        else expert_ffn(m, &L->dense, m->xn, m->tmp_rows, n);
-        for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
-    }
+    for (int64_t l = 0; l < hp->n_layer; l++) ds_block(m, kv, &m->ds[l], l, pos, seq, n);
     model_output_logits(m, b, r0, n, logits, n_logits);
     return 0;
 }

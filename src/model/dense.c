@@ -25,7 +25,7 @@ kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
     if (!kv) return NULL;
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
-    kv->n_layer = m->hp.n_layer;
+    kv->n_layer = m->hp.n_layer + (m->mtp ? 1 : 0); /* the MTP block caches in the last layer */
     /* MLA caches one latent row (kv_lora_rank + rope key) per token and layer, no values. */
     int mla = m->hp.arch == MODEL_ARCH_DEEPSEEK2;
     kv->kv_dim = mla ? m->hp.kv_lora_rank + m->hp.qk_rope_head_dim : m->hp.n_head_kv * m->hp.head_dim;
@@ -169,15 +169,18 @@ void model_output_logits(model *m, const model_batch *b, int64_t r0, int64_t n, 
     int64_t E = m->hp.n_embd, k = 0;
     for (int64_t i = 0; i < n; i++) {
         int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
-        if (!want) continue;
+        if (!want && !m->hidden_out) continue;
         op_rmsnorm(m->xn + k * E, m->x + i * E, m->out_norm, E, m->hp.rms_eps);
-        k++;
+        if (m->hidden_out) /* every row's state, for the MTP module to continue from */
+            memcpy(m->hidden_out + (size_t)(r0 + i) * (size_t)E, m->mtp_prenorm ? m->x + i * E : m->xn + k * E,
+                   (size_t)E * sizeof(float));
+        k += want;
     }
     if (k) matmul(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
     *n_logits += k;
 }
 
-int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err) {
+static int check_batch(model *m, kv_cache *kv, const model_batch *b, whale_err *err) {
     for (int64_t i = 0; i < b->n; i++) {
         if (b->token[i] < 0 || b->token[i] >= m->tok_embd.n_out)
             return err_set(err, WHALE_E_ARG, "token id %d is outside the vocabulary (0..%lld)", b->token[i],
@@ -194,12 +197,40 @@ int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, w
         m->att_scores = p;
         m->att_scores_n = kv->n_ctx;
     }
+    return 0;
+}
+
+int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err) {
+    int rc = check_batch(m, kv, b, err);
+    if (rc) return rc;
     int64_t n_logits = 0;
     for (int64_t r0 = 0; r0 < b->n; r0 += m->n_batch) {
         int64_t n = b->n - r0 < m->n_batch ? b->n - r0 : m->n_batch;
-        int rc = m->hp.arch == MODEL_ARCH_DEEPSEEK2 ? deepseek_forward_chunk(m, kv, b, r0, n, logits, &n_logits)
-                                                   : forward_chunk(m, kv, b, r0, n, logits, &n_logits);
+        rc = m->hp.arch == MODEL_ARCH_DEEPSEEK2 ? deepseek_forward_chunk(m, kv, b, r0, n, logits, &n_logits)
+                                               : forward_chunk(m, kv, b, r0, n, logits, &n_logits);
         if (rc) return rc;
+    }
+    return 0;
+}
+
+int model_forward_hidden(model *m, kv_cache *kv, const model_batch *b, float *logits, float *hidden, whale_err *err) {
+    m->hidden_out = hidden;
+    int rc = model_forward(m, kv, b, logits, err);
+    m->hidden_out = NULL;
+    return rc;
+}
+
+int model_has_mtp(const model *m) { return m->mtp != NULL; }
+
+int model_mtp_forward(model *m, kv_cache *kv, const model_batch *b, const float *hidden, float *logits, whale_err *err) {
+    if (!m->mtp) return err_set(err, WHALE_E_UNSUPPORTED, "this model has no MTP module");
+    if (kv->n_layer <= m->hp.n_layer) return err_set(err, WHALE_E_ARG, "this cache has no room for the MTP layer");
+    int rc = check_batch(m, kv, b, err);
+    if (rc) return rc;
+    int64_t n_logits = 0, E = m->hp.n_embd;
+    for (int64_t r0 = 0; r0 < b->n; r0 += m->n_batch) {
+        int64_t n = b->n - r0 < m->n_batch ? b->n - r0 : m->n_batch;
+        if ((rc = mtp_forward_chunk(m, kv, b, hidden + (size_t)r0 * (size_t)E, r0, n, logits, &n_logits))) return rc;
     }
     return 0;
 }

@@ -26,6 +26,8 @@ typedef struct model_opts {
     int mla_naive;   /* DeepSeek: attention in the decompressed form (per-head keys and values
                         rebuilt from the latent cache), the reference the absorbed form is checked
                         against; slower */
+    int mtp_prenorm; /* MTP: continue from the main model's hidden state before its final norm
+                        instead of after it (vLLM's choice; DeepSeek never said which) */
 } model_opts;
 
 /* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and
@@ -61,6 +63,18 @@ typedef struct model_batch {
  * asked for logits, in row order. Returns 0, or WHALE_E_ARG (token out of range, position
  * past the cache, bad sequence index) with a message. */
 int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err);
+
+/* Multi-token prediction (DeepSeek-V3's MTP module, loaded when the checkpoint has one; its cache
+ * entries live in an extra layer of every kv_cache made for the model). */
+int model_has_mtp(const model *m);
+/* model_forward that also writes the hidden state of every row, n_embd floats per row in row
+ * order, into hidden: the state the MTP module continues from. */
+int model_forward_hidden(model *m, kv_cache *kv, const model_batch *b, float *logits, float *hidden, whale_err *err);
+/* The MTP module over a batch. Row i joins hidden[i] (the main model's state at position pos[i],
+ * from model_forward_hidden) with the embedding of token[i], which is the token AT position
+ * pos[i]+1, and predicts the token at pos[i]+2. Writes the module's cache entry for pos[i];
+ * logits as model_forward (rows flagged in b->logits, else the last). */
+int model_mtp_forward(model *m, kv_cache *kv, const model_batch *b, const float *hidden, float *logits, whale_err *err);
 
 /* Angle per position of each rotary pair (n_rot/2 values), with the hyperparameters' frequency
  * scaling (Llama 3, linear) applied. */

@@ -52,6 +52,10 @@ typedef struct ds_layer {
     wmat wkv_a;                  /* (dc+dr, n_embd): latent, then the shared rope key */
     float *kv_a_norm;            /* (dc) */
     wmat wkv_b;                  /* (n_head*(dn+dv), dc): per head W_UK (dn rows) then W_UV (dv rows) */
+    /* llama.cpp's split layout instead of wkv_b (split_kb set): attn_k_b, per head W_UK
+     * transposed (n_head*dc rows of dn), and attn_v_b, per head W_UV (n_head*dv rows of dc). */
+    int split_kb;
+    wmat wk_b, wv_b;
     wmat wo;                     /* (n_embd, n_head*dv) */
     int moe;
     ds_expert dense;             /* the FFN of a dense layer (n_ff wide) */
@@ -61,6 +65,16 @@ typedef struct ds_layer {
     ds_expert shared;            /* (n_expert_shared*n_ff_expert wide), absent if no shared experts */
     int has_shared;
 } ds_layer;
+
+/* DeepSeek-V3's multi-token prediction module (SPEC-deepseek.md §4): combines the main model's
+ * hidden state at position i with the embedding of token i+1 and predicts token i+2 through one
+ * more decoder block with its own latent cache (cache layer n_layer). */
+typedef struct ds_mtp {
+    ds_layer blk;
+    float *enorm, *hnorm, *head_norm; /* (n_embd) */
+    wmat eh_proj;                     /* (n_embd, 2*n_embd): [enorm(emb); hnorm(h)] -> n_embd */
+    wmat embed, head;                 /* its own copies, or the main embedding and output */
+} ds_mtp;
 
 struct model {
     model_hparams hp;
@@ -75,7 +89,12 @@ struct model {
     ds_layer *ds;        /* (n_layer), deepseek2 */
     float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
     int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
-    float *ds_scratch;   /* deepseek2: (threads, 3*kv_lora_rank) absorbed-attention vectors */
+    float *ds_scratch;   /* deepseek2: (threads, ds_scratch_n) attention vectors per thread */
+    int64_t ds_scratch_n;
+    ds_mtp *mtp;         /* deepseek2 with an MTP module, else NULL */
+    int mtp_prenorm;     /* feed MTP the hidden state before the final norm (model_opts) */
+    float *mtp_cat;      /* (n_batch, 2*n_embd) MTP input concatenation */
+    float *hidden_out;   /* set during model_forward_hidden: where the rows' hidden states go */
     /* deepseek2 MoE scratch for n_batch rows: gathered inputs and outputs (n_batch, n_embd),
      * expert hidden (n_batch, widest FFN), router logits and scores (n_batch, 2*n_expert),
      * each row's chosen experts and weights (n_batch, n_expert_used), rows per expert. */
@@ -121,6 +140,19 @@ int deepseek_load(model *m, whale_err *err);
 int deepseek_alloc(model *m, whale_err *err);
 int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
                            int64_t *n_logits);
+/* Load one decoder block (tensors blk.<l>.*); the MoE flag says which FFN it has. */
+int ds_load_layer(model *m, int64_t l, ds_layer *L, int moe, whale_err *err);
+/* One decoder block on the n rows in m->x (in place), caching latents in cache layer `layer`. */
+void ds_block(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos, const int32_t *seq,
+              int64_t n);
+/* Y (n rows) = X W^T on the thread pool. */
+void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok);
+/* mtp.c */
+int mtp_load(model *m, whale_err *err);
+int mtp_forward_chunk(model *m, kv_cache *kv, const model_batch *b, const float *hidden, int64_t r0, int64_t n,
+                      float *logits, int64_t *n_logits);
+/* 3-D tensor ne = {n_in, n_mid, n_outer} seen as a matrix of n_mid*n_outer rows. */
+int wt_need_mat3(model *m, const char *name, int64_t n_in, int64_t n_mid, int64_t n_outer, wmat *w, whale_err *err);
 void deepseek_free(model *m);
 /* Routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
  * weights (score: scratch of n_expert). bias: V3's selection-only bias or NULL. */

@@ -26,6 +26,13 @@ static const struct { const char *g, *hf; } layer_names[] = {
     {"ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight"},
     {"ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight"},
     {"ffn_down_shexp.weight", "mlp.shared_experts.down_proj.weight"},
+    /* DeepSeek-V3's MTP module (layer num_hidden_layers), as GGUF names the NextN tensors */
+    {"nextn.eh_proj.weight", "eh_proj.weight"},
+    {"nextn.enorm.weight", "enorm.weight"},
+    {"nextn.hnorm.weight", "hnorm.weight"},
+    {"nextn.shared_head_norm.weight", "shared_head.norm.weight"},
+    {"nextn.shared_head_head.weight", "shared_head.head.weight"},
+    {"nextn.embed_tokens.weight", "embed_tokens.weight"},
 };
 /* Routed experts: GGUF stacks them in one 3-D tensor per projection; Hugging Face stores one
  * matrix per expert. Internally one expert's matrix is named "blk.L.ffn_<p>_exp.E.weight". */

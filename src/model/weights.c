@@ -124,6 +124,22 @@ int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w
     return 0;
 }
 
+int wt_need_mat3(model *m, const char *name, int64_t n_in, int64_t n_mid, int64_t n_outer, wmat *w, whale_err *err) {
+    tview v;
+    int rc = find(m, name, &v);
+    if (rc == WHALE_E_NOTFOUND) return err_set(err, WHALE_E_FORMAT, "tensor '%s' is missing", name);
+    if (rc) return err_set(err, WHALE_E_FORMAT, "tensor '%s': data missing (truncated file?)", name);
+    const dtype_info *di = dtype_get(v.type);
+    if (!di || !di->can_dequantize || v.type == WHALE_DTYPE_F8_E4M3)
+        return err_set(err, WHALE_E_UNSUPPORTED, "tensor '%s': type %s cannot be computed on", name, dtype_name(v.type));
+    if (v.n_dims != 3 || v.ne[0] != n_in || v.ne[1] != n_mid || v.ne[2] != n_outer)
+        return err_set(err, WHALE_E_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]", name,
+                       (long long)v.ne[0], (long long)v.ne[1], (long long)v.ne[2], (long long)n_in, (long long)n_mid,
+                       (long long)n_outer);
+    *w = (wmat){v.type, v.data, n_in, n_mid * n_outer, NULL};
+    return 0;
+}
+
 /* A vector of n elements converted to an owned F32 array; *out NULL if absent and optional. */
 int wt_has(model *m, const char *name) {
     tview v;
@@ -279,7 +295,8 @@ static int alloc_scratch(model *m, whale_err *err) {
     int64_t widest = E > F ? E : F;
     if (Q > widest) widest = Q;
     int64_t extra[] = {hp->q_lora_rank, hp->kv_lora_rank, hp->n_head * hp->v_head_dim,
-                       hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1)};
+                       hp->n_ff_expert * (hp->n_expert_shared > 1 ? hp->n_expert_shared : 1),
+                       m->mtp ? 2 * E : 0 /* MTP's eh_proj */};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) widest = extra[i] > widest ? extra[i] : widest;
     m->row_width = widest;
     m->x = malloc((size_t)(B * E) * sizeof(float));
@@ -377,6 +394,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     }
     m->n_batch = o.n_batch > 0 ? o.n_batch : 256;
     m->mla_naive = o.mla_naive;
+    m->mtp_prenorm = o.mtp_prenorm;
     if ((rc = alloc_scratch(m, err))) goto fail;
     if (m->hp.arch == MODEL_ARCH_DEEPSEEK2 && (rc = deepseek_alloc(m, err))) goto fail;
     if (o.progress) prefault(m);

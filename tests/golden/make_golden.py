@@ -40,6 +40,56 @@ PROMPTS = [
 PPL_CTX = 128  # tokens per chunk; the second half of each chunk is scored
 
 
+def CONFIG_HAS_MTP(arch):
+    return tiny_models.CONFIGS[arch].get("num_nextn_predict_layers", 0) > 0
+
+
+def mtp_reference(m, d, prenorm):
+    """Logits of V3's MTP module for the tiny prompt: row i joins the main model's hidden state at
+    position i with the embedding of token i+1 and predicts token i+2 (SPEC-deepseek.md §4, vLLM's
+    layout: [enorm(emb); hnorm(h)], emb zeroed at position 0). transformers has no MTP code: the
+    block is its DeepseekV3DecoderLayer with the checkpoint's layer-N weights, the rest is written
+    out here. prenorm: h before the main model's final norm instead of after it."""
+    from safetensors.torch import load_file
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3DecoderLayer
+    cfg = m.config
+    L, eps = cfg.num_hidden_layers, cfg.rms_norm_eps
+    sd = load_file(str(pathlib.Path(d) / "model.safetensors"))
+    p = f"model.layers.{L}."
+    own = ("enorm.", "hnorm.", "eh_proj.", "shared_head.", "embed_tokens.")
+    layer = DeepseekV3DecoderLayer(cfg, layer_idx=L)
+    w = {k[len(p):]: v for k, v in sd.items() if k.startswith(p) and not k[len(p):].startswith(own)}
+    # transformers 5 keeps routed experts fused: gate_up_proj (N, 2M, E) and down_proj (N, E, M)
+    n = cfg.n_routed_experts
+    ex = [w.pop(f"mlp.experts.{e}.{q}_proj.weight") for q in ("gate", "up", "down") for e in range(n)]
+    w["mlp.experts.gate_up_proj"] = torch.cat([torch.stack(ex[:n]), torch.stack(ex[n:2 * n])], 1)
+    w["mlp.experts.down_proj"] = torch.stack(ex[2 * n:])
+    layer.load_state_dict(w, strict=True)
+    layer.eval()
+    captured = {}
+    hook = m.model.norm.register_forward_hook(lambda mod, inp, outp: captured.update(pre=inp[0], post=outp))
+    ids = torch.tensor([tiny_models.PROMPT])
+    T = ids.shape[1]
+    with torch.no_grad():
+        m.model(ids)
+        hook.remove()
+        h = (captured["pre"] if prenorm else captured["post"])[0, : T - 1]
+
+        def rms(x, w):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+        emb = sd[p + "embed_tokens.weight"][ids[0, 1:]].clone()
+        emb[0] = 0  # position 0
+        x = torch.cat([rms(emb, sd[p + "enorm.weight"]), rms(h, sd[p + "hnorm.weight"])], -1) @ sd[p + "eh_proj.weight"].T
+        x = x[None]
+        pos = torch.arange(T - 1)[None]
+        mask = torch.full((T - 1, T - 1), float("-inf")).triu(1)[None, None]
+        y = layer(x, attention_mask=mask, position_ids=pos, position_embeddings=m.model.rotary_emb(x, pos))
+        y = y[0] if isinstance(y, tuple) else y
+        logits = rms(y[0], sd[p + "shared_head.norm.weight"]) @ sd[p + "shared_head.head.weight"].T
+    return logits.numpy()
+
+
 def tiny():
     from transformers import AutoModelForCausalLM
     out = {"prompt": tiny_models.PROMPT, "models": {}}
@@ -51,6 +101,9 @@ def tiny():
             with torch.no_grad():
                 logits = m(torch.tensor([tiny_models.PROMPT])).logits[0].numpy()
             out["models"][arch] = logits.astype(float).round(6).tolist()
+            if CONFIG_HAS_MTP(arch):
+                for variant, prenorm in (("", False), ("_prenorm", True)):
+                    out["models"][arch + "_draft" + variant] = mtp_reference(m, d, prenorm).astype(float).round(6).tolist()
         # FP8 V3: the reference runs the dequantized twin (transformers' FP8 path needs a GPU).
         _, d32 = tiny_models.write_fp8(pathlib.Path(tmp) / "fp8pair")
         m = AutoModelForCausalLM.from_pretrained(str(d32), torch_dtype=torch.float32, attn_implementation="eager")

@@ -64,6 +64,10 @@ CONFIGS = {
 # V3 without the q low-rank path, with 3 experts of 6 per token and all groups kept.
 CONFIGS["deepseek_v3_nolora"] = dict(CONFIGS["deepseek_v3"], q_lora_rank=None, n_routed_experts=6,
                                      num_experts_per_tok=3, n_group=2, topk_group=2, num_hidden_layers=2)
+# V3 with its multi-token prediction module (stored as layer num_hidden_layers, as V3 ships it:
+# a full MoE block plus eh_proj, enorm, hnorm, shared_head.norm and copies of the embedding and
+# head).
+CONFIGS["deepseek_v3_mtp"] = dict(CONFIGS["deepseek_v3"], num_hidden_layers=2, num_nextn_predict_layers=1)
 
 
 def deepseek_tensors(arch, c, rng, w):
@@ -72,8 +76,14 @@ def deepseek_tensors(arch, c, rng, w):
     M, NE, NS = c["moe_intermediate_size"], c["n_routed_experts"], c["n_shared_experts"]
     t = {"model.embed_tokens.weight": w(VOCAB, E, scale=0.5), "model.norm.weight": 1 + w(E, scale=0.1),
          "lm_head.weight": w(VOCAB, E, scale=0.2)}
-    for l in range(L):
+    for l in range(L + c.get("num_nextn_predict_layers", 0)):
         p = f"model.layers.{l}."
+        if l >= L:  # the MTP module's own tensors
+            t[p + "enorm.weight"], t[p + "hnorm.weight"] = 1 + w(E, scale=0.1), 1 + w(E, scale=0.1)
+            t[p + "eh_proj.weight"] = w(E, 2 * E, scale=0.12)
+            t[p + "shared_head.norm.weight"] = 1 + w(E, scale=0.1)
+            t[p + "embed_tokens.weight"] = t["model.embed_tokens.weight"].copy()
+            t[p + "shared_head.head.weight"] = t["lm_head.weight"].copy()
         t[p + "input_layernorm.weight"] = 1 + w(E, scale=0.1)
         t[p + "post_attention_layernorm.weight"] = 1 + w(E, scale=0.1)
         a = p + "self_attn."
@@ -105,7 +115,7 @@ def deepseek_tensors(arch, c, rng, w):
 def tensors(arch):
     c = CONFIGS[arch]
     rng = np.random.default_rng({"qwen2": 1234, "llama": 5678, "deepseek_v3": 333, "deepseek_v2": 222,
-                                 "deepseek_v3_nolora": 111}[arch])
+                                 "deepseek_v3_nolora": 111, "deepseek_v3_mtp": 444}[arch])
     E, F, L = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
     H, HKV = c["num_attention_heads"], c["num_key_value_heads"]
     D = E // H

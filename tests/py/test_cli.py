@@ -25,7 +25,8 @@ def test_top_level_help_lists_commands():
 def test_run_json_is_one_object():
     p = run_whale("run", "-p", "What is 2+2? Reply with the number only.", "--temp", "0", "-n", "8", "--json")
     obj = json.loads(p.stdout.decode())
-    assert set(obj) == {"reasoning", "answer", "finish_reason", "prompt_tokens", "completion_tokens", "timings"}
+    assert set(obj) == {"reasoning", "answer", "finish_reason", "prompt_tokens", "completion_tokens", "tokens", "timings"}
+    assert len(obj["tokens"]) == obj["completion_tokens"]
     assert "4" in obj["answer"] and obj["finish_reason"] in ("stop", "length")
     assert obj["prompt_tokens"] > 10 and 0 < obj["completion_tokens"] <= 8
     assert obj["timings"]["decode_tokens_per_s"] > 0
