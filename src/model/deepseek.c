@@ -15,9 +15,14 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "kernels/attn.h"
 #include "model/model_impl.h"
 
 #define DS_ROWS_PER_TASK 32
+#define DS_ATT_BLK 64     /* positions per online-softmax step */
+#define DS_SPLIT_ROWS 4   /* rows per call up to which positions are split across tasks */
+#define DS_MAX_CHUNKS 32
+#define DS_CHUNK_MIN 256  /* fewest positions worth a task of their own */
 
 /* ---- loading -------------------------------------------------------------------------- */
 
@@ -119,14 +124,21 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->q = malloc((size_t)(B * H * (dn + dr) + B * (hp->q_lora_rank > 0 ? hp->q_lora_rank : 1)) * sizeof(float));
     m->k = malloc((size_t)(B * (dc + dr)) * sizeof(float));
     m->att = malloc((size_t)(B * H * dv) * sizeof(float));
-    /* per thread: q~, o~ and one weight row (3 x the widest of dc, dv, dn); with the split
-     * layout, room for one head's W_UK (dn x dc) for the decompressed form */
+    /* per thread: one weight row (the widest of dc, dv, dn), then either o~ (dc), one block of
+     * scores for all heads, or, with the split layout in the decompressed form, one head's W_UK */
     int64_t wide3 = dc > dv ? dc : dv;
     wide3 = wide3 > dn ? wide3 : dn;
     int split = m->mtp && m->mtp->blk.split_kb;
     for (int64_t l = 0; l < hp->n_layer; l++) split |= m->ds[l].split_kb;
-    m->ds_scratch_n = 3 * wide3 + (split ? dn * dc : 0);
+    int64_t after = dc > H * DS_ATT_BLK ? dc : H * DS_ATT_BLK;
+    if (split && dn * dc > after) after = dn * dc;
+    m->ds_wide = wide3;
+    m->ds_scratch_n = wide3 + after;
     m->ds_scratch = malloc((size_t)(T * m->ds_scratch_n) * sizeof(float));
+    int64_t parts = B > DS_SPLIT_ROWS * DS_MAX_CHUNKS ? B : DS_SPLIT_ROWS * DS_MAX_CHUNKS;
+    m->qcat = malloc((size_t)(B * H * (dc + dr)) * sizeof(float));
+    m->att_part = malloc((size_t)(parts * H * (dc + 2)) * sizeof(float));
+    if (!m->qcat || !m->att_part) return err_set(err, WHALE_E_NOMEM, "out of memory for attention buffers");
     if (m->mtp && !(m->mtp_cat = malloc((size_t)(B * 2 * hp->n_embd) * sizeof(float))))
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     int64_t NE = hp->n_expert > 0 ? hp->n_expert : 1, K = hp->n_expert_used > 0 ? hp->n_expert_used : 1;
@@ -151,6 +163,8 @@ void deepseek_free(model *m) {
     if (m->mtp) free(m->mtp->blk.experts);
     free(m->mtp);
     free(m->mtp_cat);
+    free(m->qcat);
+    free(m->att_part);
     free(m->ds_scratch);
     free(m->moe_x);
     free(m->moe_y);
@@ -196,6 +210,7 @@ typedef struct ds_att {
     const ds_layer *L;
     int64_t layer;
     const int32_t *pos, *seq;
+    int64_t n_chunk; /* absorbed form: position chunks per row */
 } ds_att;
 
 /* W_UK[h] (dn x dc) of a split-layout layer as floats, row-major, into out: k_b stores its
@@ -207,7 +222,9 @@ static void w_uk_from_kb(const wmat *kb, int64_t h, int64_t dn, int64_t dc, floa
     }
 }
 
-static void ds_att_task(void *ctx, int64_t task, int thread) {
+/* The decompressed form, one task per (row, head): k_nope[t] = W_UK c_t and v[t] = W_UV c_t
+ * rebuilt at every position (SPEC §2.2). The reference the absorbed form is checked against. */
+static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
     ds_att *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
@@ -215,58 +232,141 @@ static void ds_att_task(void *ctx, int64_t task, int thread) {
     int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
     int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H, pos = j->pos[row];
     int32_t seq = j->seq ? j->seq[row] : 0;
-    int64_t wide = dc > dv ? dc : dv;
-    wide = wide > dn ? wide : dn;
-    float *qt = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *ob = qt + wide, *wrow = ob + wide;
+    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *uk = wrow + m->ds_wide;
     float *sc = m->att_scores + (size_t)thread * (size_t)j->kv->n_ctx;
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
     /* W_UV[h] row d is row uv0 + d of wuv; W_UK[h] row d is row uk0 + d of wkv_b (fused layout) */
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
     int64_t uk0 = h * (dn + dv), uv0 = L->split_kb ? h * dv : h * (dn + dv) + dn;
     float *out = m->att + (size_t)(row * H * dv + h * dv);
-    if (m->mla_naive) {
-        /* Decompressed: k_nope[t] = W_UK c_t, v[t] = W_UV c_t, per position (SPEC §2.2). */
-        float *uk = wrow + wide; /* split layout: this head's W_UK, dn x dc */
-        if (L->split_kb) w_uk_from_kb(&L->wk_b, h, dn, dc, uk, wrow);
-        for (int64_t t = 0; t <= pos; t++) {
-            const float *lat = latent_row(j->kv, j->layer, seq, t);
-            float s = 0;
-            for (int64_t d = 0; d < dn; d++)
-                s += q[d] * (L->split_kb ? op_dot(uk + d * dc, lat, dc) : wmat_dot(&L->wkv_b, uk0 + d, lat, wrow));
-            sc[t] = (s + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
-        }
-        op_softmax(sc, pos + 1);
-        memset(out, 0, (size_t)dv * sizeof *out);
-        for (int64_t t = 0; t <= pos; t++) {
-            const float *lat = latent_row(j->kv, j->layer, seq, t);
-            for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wuv, uv0 + d, lat, wrow);
-        }
-        return;
-    }
-    /* q~ = W_UK[h]^T q_nope */
-    if (L->split_kb) {
-        for (int64_t i = 0; i < dc; i++) qt[i] = wmat_dot(&L->wk_b, h * dc + i, q, wrow);
-    } else {
-        memset(qt, 0, (size_t)dc * sizeof *qt);
-        for (int64_t d = 0; d < dn; d++) {
-            wmat_row(&L->wkv_b, uk0 + d, wrow);
-            float a = q[d];
-            for (int64_t i = 0; i < dc; i++) qt[i] += a * wrow[i];
-        }
-    }
+    if (L->split_kb) w_uk_from_kb(&L->wk_b, h, dn, dc, uk, wrow); /* this head's W_UK, dn x dc */
     for (int64_t t = 0; t <= pos; t++) {
         const float *lat = latent_row(j->kv, j->layer, seq, t);
-        sc[t] = (op_dot(qt, lat, dc) + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
+        float s = 0;
+        for (int64_t d = 0; d < dn; d++)
+            s += q[d] * (L->split_kb ? op_dot(uk + d * dc, lat, dc) : wmat_dot(&L->wkv_b, uk0 + d, lat, wrow));
+        sc[t] = (s + op_dot(q + dn, lat + dc, dr)) * m->attn_scale;
     }
     op_softmax(sc, pos + 1);
-    memset(ob, 0, (size_t)dc * sizeof *ob);
+    memset(out, 0, (size_t)dv * sizeof *out);
     for (int64_t t = 0; t <= pos; t++) {
         const float *lat = latent_row(j->kv, j->layer, seq, t);
-        float p = sc[t];
-        for (int64_t i = 0; i < dc; i++) ob[i] += p * lat[i];
+        for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wuv, uv0 + d, lat, wrow);
     }
-    /* o[h] = W_UV[h] o~ */
+}
+
+/* Absorbed form, in three passes so that each cached latent row is read once for all heads:
+ * 1. per (row, head): qcat = scale [W_UK[h]^T q_nope ; q_pe], a query against the whole latent
+ *    row [c ; k_pe];
+ * 2. per (row, chunk of positions): all heads' online softmax over the chunk, leaving for each
+ *    head the running max, the sum of weights and the weighted sum of latents o~;
+ * 3. per (row, head): merge the chunks, o[h] = W_UV[h] o~ / sum.
+ * A decode row (few rows per call) splits its positions into chunks for the threads; a
+ * prefill row is one chunk (rows already keep the threads busy). */
+
+static void ds_q_task(void *ctx, int64_t task, int thread) {
+    ds_att *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    const ds_layer *L = j->L;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
+    int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H;
+    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
+    const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
+    float *qc = m->qcat + (size_t)(task * (dc + dr)), a = m->attn_scale;
+    if (L->split_kb) {
+        for (int64_t i = 0; i < dc; i++) qc[i] = a * wmat_dot(&L->wk_b, h * dc + i, q, wrow);
+    } else {
+        memset(qc, 0, (size_t)dc * sizeof *qc);
+        for (int64_t d = 0; d < dn; d++) {
+            wmat_row(&L->wkv_b, h * (dn + dv) + d, wrow);
+            float x = a * q[d];
+            for (int64_t i = 0; i < dc; i++) qc[i] += x * wrow[i];
+        }
+    }
+    for (int64_t i = 0; i < dr; i++) qc[dc + i] = a * q[dn + i];
+}
+
+static void ds_chunk_task(void *ctx, int64_t task, int thread) {
+    ds_att *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    int64_t H = hp->n_head, dc = hp->kv_lora_rank, dr = hp->qk_rope_head_dim, kd = j->kv->kv_dim;
+    int64_t row = task / j->n_chunk, c = task % j->n_chunk, P = (int64_t)j->pos[row] + 1;
+    int64_t len = (P + j->n_chunk - 1) / j->n_chunk, t0 = c * len, t1 = t0 + len < P ? t0 + len : P;
+    float *o = m->att_part + (size_t)task * (size_t)(H * (dc + 2)), *mx = o + H * dc, *l = mx + H;
+    float *sc = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
+    const float *qc = m->qcat + (size_t)(row * H * (dc + dr));
+    const float *base = latent_row(j->kv, j->layer, j->seq ? j->seq[row] : 0, 0);
+    memset(o, 0, (size_t)(H * dc) * sizeof *o);
+    for (int64_t h = 0; h < H; h++) mx[h] = -INFINITY, l[h] = 0;
+    for (int64_t b = t0; b < t1; b += DS_ATT_BLK) {
+        int64_t nb = t1 - b < DS_ATT_BLK ? t1 - b : DS_ATT_BLK;
+        op_mqa_scores(sc, DS_ATT_BLK, qc, dc + dr, H, base + b * kd, kd, nb, dc + dr);
+        for (int64_t h = 0; h < H; h++) {
+            float *s = sc + h * DS_ATT_BLK, mnew = mx[h], sum = 0;
+            for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
+            if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
+                float corr = expf(mx[h] - mnew);
+                for (int64_t i = 0; i < dc; i++) o[h * dc + i] *= corr;
+                l[h] *= corr;
+            }
+            for (int64_t t = 0; t < nb; t++) sum += s[t] = expf(s[t] - mnew);
+            l[h] += sum;
+            mx[h] = mnew;
+        }
+        op_mqa_accum(o, dc, sc, DS_ATT_BLK, H, base + b * kd, kd, nb, dc);
+    }
+}
+
+static void ds_out_task(void *ctx, int64_t task, int thread) {
+    ds_att *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    const ds_layer *L = j->L;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
+    int64_t row = task / H, h = task % H, stride = H * (dc + 2);
+    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *ob = wrow + m->ds_wide;
+    const float *part = m->att_part + (size_t)(row * j->n_chunk) * (size_t)stride;
+    float M = -INFINITY, sum = 0;
+    for (int64_t c = 0; c < j->n_chunk; c++) {
+        float x = part[c * stride + H * dc + h];
+        M = x > M ? x : M;
+    }
+    memset(ob, 0, (size_t)dc * sizeof *ob);
+    for (int64_t c = 0; c < j->n_chunk; c++) {
+        const float *pc = part + c * stride;
+        if (pc[H * dc + H + h] <= 0) continue; /* empty chunk */
+        float w = expf(pc[H * dc + h] - M);
+        sum += w * pc[H * dc + H + h];
+        for (int64_t i = 0; i < dc; i++) ob[i] += w * pc[h * dc + i];
+    }
+    for (int64_t i = 0; i < dc; i++) ob[i] /= sum;
+    const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
+    int64_t uv0 = L->split_kb ? h * dv : h * (dn + dv) + dn;
+    float *out = m->att + (size_t)(row * H * dv + h * dv);
     for (int64_t d = 0; d < dv; d++) out[d] = wmat_dot(wuv, uv0 + d, ob, wrow);
+}
+
+static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos,
+                         const int32_t *seq, int64_t n) {
+    int64_t H = m->hp.n_head;
+    ds_att j = {m, kv, L, layer, pos, seq, 1};
+    if (m->mla_naive) {
+        tp_run(m->tp, n * H, ds_att_naive_task, &j);
+        return;
+    }
+    if (n <= DS_SPLIT_ROWS) {
+        int64_t P = 0, T = tp_threads(m->tp);
+        for (int64_t i = 0; i < n; i++) P = pos[i] + 1 > P ? pos[i] + 1 : P;
+        j.n_chunk = P / DS_CHUNK_MIN;
+        if (j.n_chunk > 4 * T) j.n_chunk = 4 * T;
+        if (j.n_chunk > DS_MAX_CHUNKS) j.n_chunk = DS_MAX_CHUNKS;
+        if (j.n_chunk < 1) j.n_chunk = 1;
+    }
+    tp_run(m->tp, n * H, ds_q_task, &j);
+    tp_run(m->tp, n * j.n_chunk, ds_chunk_task, &j);
+    tp_run(m->tp, n * H, ds_out_task, &j);
 }
 
 /* ---- MoE ------------------------------------------------------------------------------ */
@@ -393,8 +493,7 @@ void ds_block(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const in
         for (int64_t h = 0; h < H; h++) op_rope(m->q + i * QD + h * (dn + dr) + dn, dr, pos[i], m->inv_freq, ROPE_NORM);
         memcpy(latent_row(kv, layer, seq ? seq[i] : 0, pos[i]), a, (size_t)(dc + dr) * sizeof(float));
     }
-    ds_att aj = {m, kv, L, layer, pos, seq};
-    tp_run(m->tp, n * H, ds_att_task, &aj);
+    ds_attention(m, kv, L, layer, pos, seq, n);
     ds_mm(m, m->tmp_rows, &L->wo, m->att, n);
     for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
 

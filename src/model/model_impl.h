@@ -90,7 +90,9 @@ struct model {
     float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
     int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
     float *ds_scratch;   /* deepseek2: (threads, ds_scratch_n) attention vectors per thread */
-    int64_t ds_scratch_n;
+    int64_t ds_scratch_n, ds_wide;
+    float *qcat;         /* deepseek2: (n_batch, n_head, kv_lora_rank + rope) absorbed queries */
+    float *att_part;     /* deepseek2: per (row, position chunk): o~, max, sum for every head */
     ds_mtp *mtp;         /* deepseek2 with an MTP module, else NULL */
     int mtp_prenorm;     /* feed MTP the hidden state before the final norm (model_opts) */
     float *mtp_cat;      /* (n_batch, 2*n_embd) MTP input concatenation */

@@ -1,4 +1,9 @@
-"""DeepSeek GGUF files as llama.cpp's newer converter writes them: kv_b_proj split per head into
+"""MLA attention beyond the short golden prompt:
+
+1. Long context: 700 positions, so that a decoded row's positions are split into chunks across
+   tasks and merged (online softmax), against the whole prompt in one pass and against the
+   decompressed (naive) form.
+2. DeepSeek GGUF files as llama.cpp's newer converter writes them: kv_b_proj split per head into
 attn_k_b (W_UK transposed, ne {dn, dc, H}) and attn_v_b (W_UV, ne {dc, dv, H}), with the
 attention described as absorbed MQA (key_length = kv_lora_rank + rope, value_length =
 kv_lora_rank, one KV head) and the per-head sizes moved to key_length_mla / value_length_mla.
@@ -82,3 +87,17 @@ def test_split_kb_vb_layout(arch, tmp_path):
         assert err < F32_TOL
     info = run_whale("info", str(split)).stdout.decode()
     assert "kv_lora_rank" in info
+
+
+def test_long_context_chunked_attention(tmp_path):
+    d = tiny_models.write("deepseek_v3", tmp_path / "v3")
+    ids = " ".join(str(x) for x in np.random.default_rng(7).integers(0, tiny_models.VOCAB, 700))
+    out = {}
+    for tag, flags in (("batch", ()), ("step", ("--step", "1")), ("naive", ("--mla-naive",))):
+        raw = tmp_path / f"{tag}.f32"
+        run_whale("logits", "-m", str(d), "--ids", ids, "--raw", str(raw), "--top", "1", *flags)
+        out[tag] = np.fromfile(raw, dtype=np.float32).reshape(700, -1)
+    for tag in ("step", "naive"):
+        err = float(np.abs(out[tag] - out["batch"]).max())
+        print(f"700 positions, {tag} vs one pass: max-abs {err:.2e}")
+        assert err < 1e-4

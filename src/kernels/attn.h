@@ -1,0 +1,24 @@
+/* attn.h — attention kernels for many query heads over one shared key/value row per position
+ * (multi-query form): DeepSeek's absorbed MLA, where every head reads the same cached latent.
+ * Reading each cached row once for all heads, instead of once per head, is what keeps decode
+ * at long context bound by the weights rather than by the cache.
+ *
+ * kernels/cpu/attn.c: an AVX-512 version chosen at run time, and the portable loops it is
+ * tested against (tests/unit/test_attn.c). */
+#ifndef WHALE_KERNELS_ATTN_H
+#define WHALE_KERNELS_ATTN_H
+
+#include <stdint.h>
+
+/* s[h*lds + t] = dot(q + h*ldq, k + t*ldk, d) for h < n_head, t < n_pos. */
+void op_mqa_scores(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const float *k, int64_t ldk,
+                   int64_t n_pos, int64_t d);
+
+/* o[h*ldo + i] += sum_t p[h*ldp + t] * v[t*ldv + i] for h < n_head, i < d, t < n_pos. */
+void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
+                  int64_t n_pos, int64_t d);
+
+/* Force the portable loops (tests; WHALE_NO_SIMD=1 in the environment does the same). */
+void op_mqa_force_portable(int on);
+
+#endif

@@ -1,0 +1,159 @@
+/* attn.c — multi-query attention kernels (kernels/attn.h): scores of many heads against shared
+ * key rows, and the probability-weighted sum of shared value rows, with an AVX-512 version
+ * picked at run time and portable loops beside it.
+ *
+ * Scores: four positions at a time, so each query load feeds four fused multiply-adds and each
+ * key row is read once per head from L1. Accumulation: 64 output columns of one head held in
+ * four registers while the positions stream by. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/attn.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define WHALE_X86 1
+#include <immintrin.h>
+#endif
+
+static int g_force_portable;
+
+void op_mqa_force_portable(int on) { g_force_portable = on; }
+
+static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const float *k,
+                            int64_t ldk, int64_t n_pos, int64_t d) {
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t t = 0; t < n_pos; t++) {
+            const float *a = q + h * ldq, *b = k + t * ldk;
+            float acc[8] = {0};
+            int64_t i = 0;
+            for (; i + 8 <= d; i += 8)
+                for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
+            for (; i < d; i++) acc[0] += a[i] * b[i];
+            s[h * lds + t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        }
+}
+
+static void accum_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v,
+                           int64_t ldv, int64_t n_pos, int64_t d) {
+    for (int64_t h = 0; h < n_head; h++) {
+        float *out = o + h * ldo;
+        for (int64_t t = 0; t < n_pos; t++) {
+            float w = p[h * ldp + t];
+            const float *row = v + t * ldv;
+            for (int64_t i = 0; i < d; i++) out[i] += w * row[i];
+        }
+    }
+}
+
+#ifdef WHALE_X86
+__attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t lds, const float *q, int64_t ldq,
+                                                             int64_t n_head, const float *k, int64_t ldk,
+                                                             int64_t n_pos, int64_t d) {
+    int64_t full = d & ~(int64_t)15;
+    __mmask16 tail = (__mmask16)((1u << (d - full)) - 1u);
+    int64_t t = 0;
+    for (; t + 4 <= n_pos; t += 4) {
+        const float *k0 = k + t * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        for (int64_t h = 0; h < n_head; h++) {
+            const float *a = q + h * ldq;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int64_t i = 0; i < full; i += 16) {
+                __m512 x = _mm512_loadu_ps(a + i);
+                c0 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k0 + i), c0);
+                c1 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k1 + i), c1);
+                c2 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k2 + i), c2);
+                c3 = _mm512_fmadd_ps(x, _mm512_loadu_ps(k3 + i), c3);
+            }
+            if (tail) {
+                __m512 x = _mm512_maskz_loadu_ps(tail, a + full);
+                c0 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, k0 + full), c0);
+                c1 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, k1 + full), c1);
+                c2 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, k2 + full), c2);
+                c3 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, k3 + full), c3);
+            }
+            float *o = s + h * lds + t;
+            o[0] = _mm512_reduce_add_ps(c0);
+            o[1] = _mm512_reduce_add_ps(c1);
+            o[2] = _mm512_reduce_add_ps(c2);
+            o[3] = _mm512_reduce_add_ps(c3);
+        }
+    }
+    for (; t < n_pos; t++) {
+        const float *k0 = k + t * ldk;
+        for (int64_t h = 0; h < n_head; h++) {
+            const float *a = q + h * ldq;
+            __m512 c0 = _mm512_setzero_ps();
+            for (int64_t i = 0; i < full; i += 16) c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(k0 + i), c0);
+            if (tail)
+                c0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + full), _mm512_maskz_loadu_ps(tail, k0 + full), c0);
+            s[h * lds + t] = _mm512_reduce_add_ps(c0);
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) static void accum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp,
+                                                            int64_t n_head, const float *v, int64_t ldv,
+                                                            int64_t n_pos, int64_t d) {
+    int64_t i = 0;
+    for (; i + 64 <= d; i += 64)
+        for (int64_t h = 0; h < n_head; h++) {
+            float *out = o + h * ldo + i;
+            const float *ph = p + h * ldp;
+            __m512 a0 = _mm512_loadu_ps(out), a1 = _mm512_loadu_ps(out + 16);
+            __m512 a2 = _mm512_loadu_ps(out + 32), a3 = _mm512_loadu_ps(out + 48);
+            for (int64_t t = 0; t < n_pos; t++) {
+                __m512 w = _mm512_set1_ps(ph[t]);
+                const float *row = v + t * ldv + i;
+                a0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row), a0);
+                a1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 16), a1);
+                a2 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 32), a2);
+                a3 = _mm512_fmadd_ps(w, _mm512_loadu_ps(row + 48), a3);
+            }
+            _mm512_storeu_ps(out, a0);
+            _mm512_storeu_ps(out + 16, a1);
+            _mm512_storeu_ps(out + 32, a2);
+            _mm512_storeu_ps(out + 48, a3);
+        }
+    for (; i < d; i += 16) {
+        __mmask16 m = d - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1u);
+        for (int64_t h = 0; h < n_head; h++) {
+            float *out = o + h * ldo + i;
+            __m512 a0 = _mm512_maskz_loadu_ps(m, out);
+            for (int64_t t = 0; t < n_pos; t++)
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[h * ldp + t]), _mm512_maskz_loadu_ps(m, v + t * ldv + i), a0);
+            _mm512_mask_storeu_ps(out, m, a0);
+        }
+    }
+}
+
+static int have_avx512(void) {
+    static int have = -1;
+    if (have < 0) {
+        const char *e = getenv("WHALE_NO_SIMD");
+        have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f");
+    }
+    return have && !g_force_portable;
+}
+#endif
+
+void op_mqa_scores(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const float *k, int64_t ldk,
+                   int64_t n_pos, int64_t d) {
+#ifdef WHALE_X86
+    if (have_avx512()) {
+        scores_avx512(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+        return;
+    }
+#endif
+    scores_portable(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+}
+
+void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
+                  int64_t n_pos, int64_t d) {
+#ifdef WHALE_X86
+    if (have_avx512()) {
+        accum_avx512(o, ldo, p, ldp, n_head, v, ldv, n_pos, d);
+        return;
+    }
+#endif
+    accum_portable(o, ldo, p, ldp, n_head, v, ldv, n_pos, d);
+}
