@@ -18,6 +18,17 @@ void op_mqa_scores(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n
 void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
                   int64_t n_pos, int64_t d);
 
+/* Online-softmax attention of n_head query heads over n_pos shared key/value rows, continuing
+ * running state: for each head, mx (running max of the scores), l (sum of exp(score - mx)) and
+ * o (dv values, the exp-weighted sum of value rows). Start a head with mx = -inf, l = 0, o = 0;
+ * the result is o / l. Several ranges of positions can be computed separately and merged
+ * (flash-decoding). Scores are dot(q, k) as given: fold the softmax scale into q.
+ * scratch: n_head * OP_MQA_BLOCK floats. */
+#define OP_MQA_BLOCK 64
+void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
+                   const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
+                   float *scratch);
+
 /* Force the portable loops (tests; WHALE_NO_SIMD=1 in the environment does the same). */
 void op_mqa_force_portable(int on);
 

@@ -19,7 +19,6 @@
 #include "model/model_impl.h"
 
 #define DS_ROWS_PER_TASK 32
-#define DS_ATT_BLK 64     /* positions per online-softmax step */
 #define DS_SPLIT_ROWS 4   /* rows per call up to which positions are split across tasks */
 #define DS_MAX_CHUNKS 32
 #define DS_CHUNK_MIN 256  /* fewest positions worth a task of their own */
@@ -130,7 +129,7 @@ int deepseek_alloc(model *m, whale_err *err) {
     wide3 = wide3 > dn ? wide3 : dn;
     int split = m->mtp && m->mtp->blk.split_kb;
     for (int64_t l = 0; l < hp->n_layer; l++) split |= m->ds[l].split_kb;
-    int64_t after = dc > H * DS_ATT_BLK ? dc : H * DS_ATT_BLK;
+    int64_t after = dc > H * OP_MQA_BLOCK ? dc : H * OP_MQA_BLOCK;
     if (split && dn * dc > after) after = dn * dc;
     m->ds_wide = wide3;
     m->ds_scratch_n = wide3 + after;
@@ -233,7 +232,7 @@ static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
     int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H, pos = j->pos[row];
     int32_t seq = j->seq ? j->seq[row] : 0;
     float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *uk = wrow + m->ds_wide;
-    float *sc = m->att_scores + (size_t)thread * (size_t)j->kv->n_ctx;
+    float *sc = m->att_scores + (size_t)thread * (size_t)m->att_scores_n;
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
     /* W_UV[h] row d is row uv0 + d of wuv; W_UK[h] row d is row uk0 + d of wkv_b (fused layout) */
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
@@ -300,23 +299,8 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
     const float *base = latent_row(j->kv, j->layer, j->seq ? j->seq[row] : 0, 0);
     memset(o, 0, (size_t)(H * dc) * sizeof *o);
     for (int64_t h = 0; h < H; h++) mx[h] = -INFINITY, l[h] = 0;
-    for (int64_t b = t0; b < t1; b += DS_ATT_BLK) {
-        int64_t nb = t1 - b < DS_ATT_BLK ? t1 - b : DS_ATT_BLK;
-        op_mqa_scores(sc, DS_ATT_BLK, qc, dc + dr, H, base + b * kd, kd, nb, dc + dr);
-        for (int64_t h = 0; h < H; h++) {
-            float *s = sc + h * DS_ATT_BLK, mnew = mx[h], sum = 0;
-            for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
-            if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
-                float corr = expf(mx[h] - mnew);
-                for (int64_t i = 0; i < dc; i++) o[h * dc + i] *= corr;
-                l[h] *= corr;
-            }
-            for (int64_t t = 0; t < nb; t++) sum += s[t] = expf(s[t] - mnew);
-            l[h] += sum;
-            mx[h] = mnew;
-        }
-        op_mqa_accum(o, dc, sc, DS_ATT_BLK, H, base + b * kd, kd, nb, dc);
-    }
+    if (t1 > t0)
+        op_mqa_attend(o, dc, mx, l, qc, dc + dr, H, base + t0 * kd, kd, dc + dr, base + t0 * kd, kd, dc, t1 - t0, sc);
 }
 
 static void ds_out_task(void *ctx, int64_t task, int thread) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "kernels/attn.h"
 #include "model/model_impl.h"
 
 /* Rows of a weight matrix per thread-pool task: big enough to amortize the dispatch, small
@@ -90,26 +91,28 @@ typedef struct att_job {
     int64_t n_ctx_used; /* scores buffer stride per thread */
 } att_job;
 
+/* One (row, KV head) task: the query heads sharing that KV head attend together, reading each
+ * cached key and value row once (online softmax, kernels/attn.h). */
 static void att_task(void *ctx, int64_t task, int thread) {
     att_job *j = ctx;
-    const model_hparams *hp = &j->m->hp;
-    int64_t D = hp->head_dim, H = hp->n_head, group = hp->n_head / hp->n_head_kv;
-    int64_t row = task / H, h = task % H, kvh = h / group;
-    int64_t pos = j->pos[row];
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    int64_t D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv, group = H / HKV;
+    int64_t row = task / HKV, kvh = task % HKV, P = (int64_t)j->pos[row] + 1;
     int32_t seq = j->seq ? j->seq[row] : 0;
-    const float *q = j->m->q + (size_t)(row * H * D + h * D);
-    float *out = j->m->att + (size_t)(row * H * D + h * D);
-    float *sc = j->m->att_scores + (size_t)thread * (size_t)j->n_ctx_used;
+    float *sc = m->att_scores + (size_t)thread * (size_t)j->n_ctx_used, *qs = sc + group * OP_MQA_BLOCK;
+    float *mx = qs + group * D, *l = mx + group;
+    const float *q = m->q + (size_t)(row * H * D + kvh * group * D);
+    float *out = m->att + (size_t)(row * H * D + kvh * group * D);
     float scale = 1.0f / sqrtf((float)D);
-    for (int64_t t = 0; t <= pos; t++)
-        sc[t] = op_dot(q, kv_row(j->kv, j->kv->k, j->layer, seq, t) + kvh * D, D) * scale;
-    op_softmax(sc, pos + 1);
-    memset(out, 0, (size_t)D * sizeof *out);
-    for (int64_t t = 0; t <= pos; t++) {
-        const float *v = kv_row(j->kv, j->kv->v, j->layer, seq, t) + kvh * D;
-        float p = sc[t];
-        for (int64_t d = 0; d < D; d++) out[d] += p * v[d];
-    }
+    for (int64_t i = 0; i < group * D; i++) qs[i] = q[i] * scale;
+    memset(out, 0, (size_t)(group * D) * sizeof *out);
+    for (int64_t h = 0; h < group; h++) mx[h] = -INFINITY, l[h] = 0;
+    int64_t KV = HKV * D;
+    op_mqa_attend(out, D, mx, l, qs, D, group, kv_row(j->kv, j->kv->k, j->layer, seq, 0) + kvh * D, KV, D,
+                  kv_row(j->kv, j->kv->v, j->layer, seq, 0) + kvh * D, KV, D, P, sc);
+    for (int64_t h = 0; h < group; h++)
+        for (int64_t i = 0; i < D; i++) out[h * D + i] /= l[h];
 }
 
 /* ---- the forward pass ----------------------------------------------------------------- */
@@ -148,8 +151,8 @@ static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r
             memcpy(kv_row(kv, kv->k, l, s, pos[i]), m->k + i * KV, (size_t)KV * sizeof(float));
             memcpy(kv_row(kv, kv->v, l, s, pos[i]), m->v + i * KV, (size_t)KV * sizeof(float));
         }
-        att_job aj = {m, kv, l, pos, seq, kv->n_ctx};
-        tp_run(m->tp, n * H, att_task, &aj);
+        att_job aj = {m, kv, l, pos, seq, m->att_scores_n};
+        tp_run(m->tp, n * HKV, att_task, &aj);
         matmul(m, m->tmp_rows, &L->wo, m->att, n);
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
 
@@ -191,11 +194,16 @@ static int check_batch(model *m, kv_cache *kv, const model_batch *b, whale_err *
         if (b->seq && (b->seq[i] < 0 || b->seq[i] >= kv->n_seq))
             return err_set(err, WHALE_E_ARG, "sequence %d does not exist (cache has %d)", b->seq[i], kv->n_seq);
     }
-    if (m->att_scores_n < kv->n_ctx) {
-        float *p = realloc(m->att_scores, (size_t)tp_threads(m->tp) * (size_t)kv->n_ctx * sizeof(float));
+    /* per thread: the naive MLA form's scores over the context, or a dense attention task's
+     * block of scores, scaled queries and softmax state for one KV head's group */
+    const model_hparams *hp = &m->hp;
+    int64_t group = hp->n_head / hp->n_head_kv, need = group * (OP_MQA_BLOCK + hp->head_dim + 2);
+    if (need < kv->n_ctx) need = kv->n_ctx;
+    if (m->att_scores_n < need) {
+        float *p = realloc(m->att_scores, (size_t)tp_threads(m->tp) * (size_t)need * sizeof(float));
         if (!p) return err_set(err, WHALE_E_NOMEM, "out of memory for attention scores");
         m->att_scores = p;
-        m->att_scores_n = kv->n_ctx;
+        m->att_scores_n = need;
     }
     return 0;
 }

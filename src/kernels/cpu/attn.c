@@ -5,6 +5,7 @@
  * Scores: four positions at a time, so each query load feeds four fused multiply-adds and each
  * key row is read once per head from L1. Accumulation: 64 output columns of one head held in
  * four registers while the positions stream by. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,4 +157,26 @@ void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_
     }
 #endif
     accum_portable(o, ldo, p, ldp, n_head, v, ldv, n_pos, d);
+}
+
+void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
+                   const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
+                   float *scratch) {
+    for (int64_t b = 0; b < n_pos; b += OP_MQA_BLOCK) {
+        int64_t nb = n_pos - b < OP_MQA_BLOCK ? n_pos - b : OP_MQA_BLOCK;
+        op_mqa_scores(scratch, OP_MQA_BLOCK, q, ldq, n_head, k + b * ldk, ldk, nb, dk);
+        for (int64_t h = 0; h < n_head; h++) {
+            float *s = scratch + h * OP_MQA_BLOCK, mnew = mx[h], sum = 0;
+            for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
+            if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
+                float corr = expf(mx[h] - mnew);
+                for (int64_t i = 0; i < dv; i++) o[h * ldo + i] *= corr;
+                l[h] *= corr;
+            }
+            for (int64_t t = 0; t < nb; t++) sum += s[t] = expf(s[t] - mnew);
+            l[h] += sum;
+            mx[h] = mnew;
+        }
+        op_mqa_accum(o, ldo, scratch, OP_MQA_BLOCK, n_head, v + b * ldv, ldv, nb, dv);
+    }
 }
