@@ -19,14 +19,38 @@ static void usage(FILE *f) {
                "  --mtp         DeepSeek-V3: the MTP module's logits instead, one row per position i < last,\n"
                "                predicting the token at i+2 from the main model's state at i and token i+1\n"
                "  --mtp-prenorm with --mtp: feed the hidden state from before the final norm\n"
+               "  --batch-with N  decode the prompt token by token in one batch with N other sequences\n"
+               "                (random tokens); shows that a sequence's logits do not depend on its\n"
+               "                batch neighbours\n"
                "  -t N          threads (default: all cores)\n");
+}
+
+/* Position by position, sequence 0 runs the prompt while sequences 1..n_other run random
+ * tokens in the same forward call; logits of sequence 0 only. */
+static int batched(model *m, kv_cache *kv, const tok_ids *ids, int n_other, float *lg, whale_err *err) {
+    int32_t tok[65], pos[65], seq[65];
+    int8_t want[65] = {1};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int64_t V = model_n_vocab(m);
+    for (size_t p = 0; p < ids->n; p++) {
+        for (int s = 0; s <= n_other; s++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            tok[s] = s ? (int32_t)(x % (uint64_t)V) : ids->v[p];
+            pos[s] = (int32_t)p;
+            seq[s] = s;
+        }
+        model_batch b = {1 + n_other, tok, pos, seq, want};
+        int rc = model_forward(m, kv, &b, lg + p * (size_t)V, err);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
-    int naive = 0, mtp = 0, prenorm = 0;
+    int naive = 0, mtp = 0, prenorm = 0, others = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -40,6 +64,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
         else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
+        else if (next && !strcmp(a, "--batch-with")) { others = atoi(next); i++; }
         else if (!strcmp(a, "--mla-naive")) naive = 1;
         else if (!strcmp(a, "--mtp")) mtp = 1;
         else if (!strcmp(a, "--mtp-prenorm")) mtp = prenorm = 1;
@@ -65,7 +90,11 @@ int cmd_logits(int argc, char **argv) {
     if (ids.n == 0) { fprintf(stderr, "whale logits: empty prompt\n"); goto done; }
     if (mtp && !model_has_mtp(m)) { fprintf(stderr, "whale logits: this model has no MTP module\n"); goto done; }
     if (mtp && ids.n < 2) { fprintf(stderr, "whale logits: --mtp needs at least 2 tokens\n"); goto done; }
-    kv_cache *kv = kv_cache_new(m, (int64_t)ids.n, 1);
+    if (others < 0 || others > 64 || (others && mtp)) {
+        fprintf(stderr, "whale logits: --batch-with takes 0..64 and does not combine with --mtp\n");
+        goto done;
+    }
+    kv_cache *kv = kv_cache_new(m, (int64_t)ids.n, 1 + others);
     int64_t V = model_n_vocab(m);
     float *lg = malloc((size_t)V * ids.n * sizeof(float));
     int32_t *pos = malloc(ids.n * sizeof *pos);
@@ -75,7 +104,11 @@ int cmd_logits(int argc, char **argv) {
     if (!kv || !lg || !pos || !want || (mtp && !hid)) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
     for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
     if (step <= 0) step = (int64_t)ids.n;
-    for (int64_t r0 = 0; r0 < (int64_t)ids.n; r0 += step) {
+    if (others) {
+        if (batched(m, kv, &ids, others, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+        step = (int64_t)ids.n; /* done: the loop below has nothing left */
+    }
+    for (int64_t r0 = others ? (int64_t)ids.n : 0; r0 < (int64_t)ids.n; r0 += step) {
         int64_t k = (int64_t)ids.n - r0 < step ? (int64_t)ids.n - r0 : step;
         model_batch b = {k, ids.v + r0, pos + r0, NULL, want + r0};
         if (model_forward_hidden(m, kv, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, &err)) {

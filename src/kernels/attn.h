@@ -14,6 +14,10 @@
 void op_mqa_scores(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const float *k, int64_t ldk,
                    int64_t n_pos, int64_t d);
 
+/* The same with key rows stored as IEEE half floats. */
+void op_mqa_scores_f16(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k,
+                       int64_t ldk, int64_t n_pos, int64_t d);
+
 /* o[h*ldo + i] += sum_t p[h*ldp + t] * v[t*ldv + i] for h < n_head, i < d, t < n_pos. */
 void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
                   int64_t n_pos, int64_t d);

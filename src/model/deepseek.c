@@ -38,6 +38,50 @@ static int load_expert(model *m, const char *fmt_gate, const char *fmt_up, const
     return wt_need_mat(m, n, width, E, &x->down, err);
 }
 
+/* The absorbed query q~ = W_UK[h]^T q_nope reads W_UK[h] transposed: dc rows of dn per head,
+ * llama.cpp's attn_k_b layout. A fused attn_kv_b stores it the other way round, so it is
+ * transposed once at load (as llama.cpp's converter does offline); a split file's k_b is used
+ * as it is when F32/F16. F32 stays F32 (exact); any other type becomes F16, finer than the
+ * quantized source, so one kernel (op_mqa_scores[_f16]) serves every row count alike. */
+static int build_kb(model *m, ds_layer *L, whale_err *err) {
+    const model_hparams *hp = &m->hp;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
+    if (L->split_kb && !L->wk_b.scale && (L->wk_b.type == WHALE_DTYPE_F32 || L->wk_b.type == WHALE_DTYPE_F16))
+        return 0;
+    const wmat *src = L->split_kb ? &L->wk_b : &L->wkv_b;
+    int f32 = src->type == WHALE_DTYPE_F32 && !src->scale;
+    size_t n = (size_t)(H * dc * dn);
+    void *buf = malloc(n * (f32 ? sizeof(float) : sizeof(uint16_t)));
+    float *row = malloc((size_t)(dc > dn ? dc : dn) * sizeof(float));
+    if (!buf || !row || wt_own(m, buf)) {
+        free(buf);
+        free(row);
+        return err_set(err, WHALE_E_NOMEM, "out of memory for the absorbed key projection");
+    }
+    float *o32 = buf;
+    uint16_t *o16 = buf;
+    for (int64_t h = 0; h < H; h++) {
+        if (L->split_kb) { /* already transposed: convert row by row */
+            for (int64_t i = 0; i < dc; i++) {
+                wmat_row(src, h * dc + i, row);
+                for (int64_t d = 0; d < dn; d++) o16[(size_t)((h * dc + i) * dn + d)] = f32_to_fp16(row[d]);
+            }
+            continue;
+        }
+        for (int64_t d = 0; d < dn; d++) {
+            wmat_row(src, h * (dn + dv) + d, row);
+            for (int64_t i = 0; i < dc; i++) {
+                size_t at = (size_t)((h * dc + i) * dn + d);
+                if (f32) o32[at] = row[i];
+                else o16[at] = f32_to_fp16(row[i]);
+            }
+        }
+    }
+    free(row);
+    L->wk_b = (wmat){f32 ? WHALE_DTYPE_F32 : WHALE_DTYPE_F16, buf, dn, H * dc, NULL};
+    return 0;
+}
+
 int ds_load_layer(model *m, int64_t l, ds_layer *L, int moe, whale_err *err) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
@@ -64,6 +108,7 @@ int ds_load_layer(model *m, int64_t l, ds_layer *L, int moe, whale_err *err) {
         if ((rc = wt_need_mat3(m, NAME("attn_k_b.weight"), dn, dc, H, &L->wk_b, err))) return rc;
         if ((rc = wt_need_mat3(m, NAME("attn_v_b.weight"), dc, dv, H, &L->wv_b, err))) return rc;
     }
+    if ((rc = build_kb(m, L, err))) return rc;
     if ((rc = wt_need_mat(m, NAME("attn_output.weight"), H * dv, E, &L->wo, err))) return rc;
     L->moe = moe;
     if (!moe) /* "%.0lld" prints nothing for 0: the same loader serves names without an expert index. */
@@ -210,6 +255,7 @@ typedef struct ds_att {
     int64_t layer;
     const int32_t *pos, *seq;
     int64_t n_chunk; /* absorbed form: position chunks per row */
+    int64_t n_rows;
 } ds_att;
 
 /* W_UK[h] (dn x dc) of a split-layout layer as floats, row-major, into out: k_b stores its
@@ -263,27 +309,28 @@ static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
  * A decode row (few rows per call) splits its positions into chunks for the threads; a
  * prefill row is one chunk (rows already keep the threads busy). */
 
+/* One head, all rows: qcat[row][h] = scale [W_UK[h]^T q_nope ; q_pe]. The same arithmetic for
+ * one row or many, so batching does not change a row's result. */
 static void ds_q_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
     ds_att *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
-    const ds_layer *L = j->L;
-    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim;
-    int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H;
-    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
-    const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
-    float *qc = m->qcat + (size_t)(task * (dc + dr)), a = m->attn_scale;
-    if (L->split_kb) {
-        for (int64_t i = 0; i < dc; i++) qc[i] = a * wmat_dot(&L->wk_b, h * dc + i, q, wrow);
-    } else {
-        memset(qc, 0, (size_t)dc * sizeof *qc);
-        for (int64_t d = 0; d < dn; d++) {
-            wmat_row(&L->wkv_b, h * (dn + dv) + d, wrow);
-            float x = a * q[d];
-            for (int64_t i = 0; i < dc; i++) qc[i] += x * wrow[i];
-        }
+    const wmat *kb = &j->L->wk_b;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim;
+    int64_t dc = hp->kv_lora_rank, h = task, ldq = H * (dn + dr), ldc = H * (dc + dr);
+    const float *q = m->q + h * (dn + dr);
+    float *qc = m->qcat + h * (dc + dr), a = m->attn_scale;
+    if (kb->type == WHALE_DTYPE_F32)
+        op_mqa_scores(qc, ldc, q, ldq, j->n_rows, (const float *)kb->data + h * dc * dn, dn, dc, dn);
+    else
+        op_mqa_scores_f16(qc, ldc, q, ldq, j->n_rows, (const uint16_t *)kb->data + h * dc * dn, dn, dc, dn);
+    for (int64_t r = 0; r < j->n_rows; r++) {
+        float *c = qc + r * ldc;
+        const float *qr = q + r * ldq;
+        for (int64_t i = 0; i < dc; i++) c[i] *= a;
+        for (int64_t i = 0; i < dr; i++) c[dc + i] = a * qr[dn + i];
     }
-    for (int64_t i = 0; i < dr; i++) qc[dc + i] = a * q[dn + i];
 }
 
 static void ds_chunk_task(void *ctx, int64_t task, int thread) {
@@ -335,7 +382,7 @@ static void ds_out_task(void *ctx, int64_t task, int thread) {
 static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos,
                          const int32_t *seq, int64_t n) {
     int64_t H = m->hp.n_head;
-    ds_att j = {m, kv, L, layer, pos, seq, 1};
+    ds_att j = {m, kv, L, layer, pos, seq, 1, n};
     if (m->mla_naive) {
         tp_run(m->tp, n * H, ds_att_naive_task, &j);
         return;
@@ -348,7 +395,7 @@ static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t laye
         if (j.n_chunk > DS_MAX_CHUNKS) j.n_chunk = DS_MAX_CHUNKS;
         if (j.n_chunk < 1) j.n_chunk = 1;
     }
-    tp_run(m->tp, n * H, ds_q_task, &j);
+    tp_run(m->tp, H, ds_q_task, &j);
     tp_run(m->tp, n * j.n_chunk, ds_chunk_task, &j);
     tp_run(m->tp, n * H, ds_out_task, &j);
 }

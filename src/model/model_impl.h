@@ -55,7 +55,7 @@ typedef struct ds_layer {
     /* llama.cpp's split layout instead of wkv_b (split_kb set): attn_k_b, per head W_UK
      * transposed (n_head*dc rows of dn), and attn_v_b, per head W_UV (n_head*dv rows of dc). */
     int split_kb;
-    wmat wk_b, wv_b;
+    wmat wk_b, wv_b;             /* wk_b is also built at load time from a fused wkv_b (F32 or F16) */
     wmat wo;                     /* (n_embd, n_head*dv) */
     int moe;
     ds_expert dense;             /* the FFN of a dense layer (n_ff wide) */
@@ -130,6 +130,8 @@ struct kv_cache {
  * 0 or WHALE_E_FORMAT/NOMEM with a message. An optional vector that is absent gives *out NULL. */
 int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err);
 int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err);
+/* Keep a malloc'd buffer until the model is freed: 0, or -1 (out of memory; not kept). */
+int wt_own(model *m, void *p);
 /* 1 if the model has a tensor of that name. */
 int wt_has(model *m, const char *name);
 

@@ -23,7 +23,7 @@ typedef struct tview {
 } tview;
 
 /* Keep f until the model is freed. Returns 0 or -1 (out of memory). */
-static int own(model *m, float *f) {
+int wt_own(model *m, void *f) {
     if (m->n_owned == m->cap_owned) {
         int cap = m->cap_owned ? m->cap_owned * 2 : 64;
         float **p = realloc(m->owned, (size_t)cap * sizeof *p);
@@ -95,7 +95,7 @@ static int fp8_scales(model *m, const char *name, wmat *w, whale_err *err) {
         return err_set(err, WHALE_E_FORMAT, "'%s' must be F32 or BF16 of shape [%lld, %lld]", hf, (long long)rows,
                        (long long)cols);
     float *f = malloc((size_t)(rows * cols) * sizeof *f);
-    if (!f || own(m, f)) {
+    if (!f || wt_own(m, f)) {
         free(f);
         return err_set(err, WHALE_E_NOMEM, "out of memory");
     }
@@ -159,7 +159,7 @@ int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out
         return err_set(err, WHALE_E_FORMAT, "tensor '%s': %lld elements of %s, expected %lld", name, (long long)nel,
                        dtype_name(v.type), (long long)n);
     float *f = malloc((size_t)n * sizeof *f);
-    if (!f || own(m, f)) {
+    if (!f || wt_own(m, f)) {
         free(f);
         return err_set(err, WHALE_E_NOMEM, "out of memory");
     }

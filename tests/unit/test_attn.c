@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "formats/dtype.h"
 #include "kernels/attn.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -43,6 +44,33 @@ static void test_scores(void) {
             }
 }
 
+static void test_scores_f16(void) {
+    const int64_t heads[] = {1, 4}, dims[] = {1, 16, 17, 128}, poss[] = {1, 5, 8};
+    for (size_t a = 0; a < 2; a++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t c = 0; c < 3; c++) {
+                int64_t H = heads[a], d = dims[b], T = poss[c], ldq = d + 2, ldk = d + 3, lds = T;
+                float *q = malloc(sizeof(float) * (size_t)(H * ldq)), *s1 = malloc(sizeof(float) * (size_t)(H * T));
+                float *s2 = malloc(sizeof(float) * (size_t)(H * T));
+                uint16_t *k = malloc(sizeof(uint16_t) * (size_t)(T * ldk));
+                for (int64_t i = 0; i < H * ldq; i++) q[i] = frand();
+                for (int64_t i = 0; i < T * ldk; i++) k[i] = f32_to_fp16(frand());
+                op_mqa_scores_f16(s1, lds, q, ldq, H, k, ldk, T, d);
+                op_mqa_force_portable(1);
+                op_mqa_scores_f16(s2, lds, q, ldq, H, k, ldk, T, d);
+                op_mqa_force_portable(0);
+                for (int64_t h = 0; h < H; h++)
+                    for (int64_t t = 0; t < T; t++) {
+                        double ref = 0;
+                        for (int64_t i = 0; i < d; i++) ref += (double)q[h * ldq + i] * fp16_to_f32(k[t * ldk + i]);
+                        double tol = 1e-5 * (1 + sqrt((double)d));
+                        CHECKF(fabs(s1[h * lds + t] - ref) < tol && fabs(s2[h * lds + t] - ref) < tol,
+                               "f16 H %lld d %lld T %lld", (long long)H, (long long)d, (long long)T);
+                    }
+                free(q), free(k), free(s1), free(s2);
+            }
+}
+
 static void test_accum(void) {
     const int64_t heads[] = {1, 5, 16}, dims[] = {1, 16, 40, 64, 100, 512}, poss[] = {1, 2, 64};
     for (size_t a = 0; a < 3; a++)
@@ -76,6 +104,7 @@ static void test_accum(void) {
 
 int main(void) {
     RUN(test_scores);
+    RUN(test_scores_f16);
     RUN(test_accum);
     return check_report("test_attn");
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/dtype.h"
 #include "kernels/attn.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -30,6 +31,21 @@ static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, 
             for (; i + 8 <= d; i += 8)
                 for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
             for (; i < d; i++) acc[0] += a[i] * b[i];
+            s[h * lds + t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        }
+}
+
+static void scores_f16_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k,
+                                int64_t ldk, int64_t n_pos, int64_t d) {
+    for (int64_t h = 0; h < n_head; h++)
+        for (int64_t t = 0; t < n_pos; t++) {
+            const float *a = q + h * ldq;
+            const uint16_t *b = k + t * ldk;
+            float acc[8] = {0};
+            int64_t i = 0;
+            for (; i + 8 <= d; i += 8)
+                for (int j = 0; j < 8; j++) acc[j] += a[i + j] * fp16_to_f32(b[i + j]);
+            for (; i < d; i++) acc[0] += a[i] * fp16_to_f32(b[i]);
             s[h * lds + t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
         }
 }
@@ -92,6 +108,55 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
     }
 }
 
+/* Half-float keys: each 16-wide chunk widened with vcvtph2ps (AVX-512F) before the multiply. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 ld16(const uint16_t *p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) static void scores_f16_avx512(
+    float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k, int64_t ldk, int64_t n_pos,
+    int64_t d) {
+    int64_t full = d & ~(int64_t)15;
+    __mmask16 tail = (__mmask16)((1u << (d - full)) - 1u), all = (__mmask16)0xFFFF;
+    int64_t t = 0;
+    for (; t + 4 <= n_pos; t += 4) {
+        const uint16_t *k0 = k + t * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
+        for (int64_t h = 0; h < n_head; h++) {
+            const float *a = q + h * ldq;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            for (int64_t i = 0; i < full; i += 16) {
+                __m512 x = _mm512_loadu_ps(a + i);
+                c0 = _mm512_fmadd_ps(x, ld16(k0 + i, all), c0);
+                c1 = _mm512_fmadd_ps(x, ld16(k1 + i, all), c1);
+                c2 = _mm512_fmadd_ps(x, ld16(k2 + i, all), c2);
+                c3 = _mm512_fmadd_ps(x, ld16(k3 + i, all), c3);
+            }
+            if (tail) {
+                __m512 x = _mm512_maskz_loadu_ps(tail, a + full);
+                c0 = _mm512_fmadd_ps(x, ld16(k0 + full, tail), c0);
+                c1 = _mm512_fmadd_ps(x, ld16(k1 + full, tail), c1);
+                c2 = _mm512_fmadd_ps(x, ld16(k2 + full, tail), c2);
+                c3 = _mm512_fmadd_ps(x, ld16(k3 + full, tail), c3);
+            }
+            float *o = s + h * lds + t;
+            o[0] = _mm512_reduce_add_ps(c0);
+            o[1] = _mm512_reduce_add_ps(c1);
+            o[2] = _mm512_reduce_add_ps(c2);
+            o[3] = _mm512_reduce_add_ps(c3);
+        }
+    }
+    for (; t < n_pos; t++) {
+        const uint16_t *k0 = k + t * ldk;
+        for (int64_t h = 0; h < n_head; h++) {
+            const float *a = q + h * ldq;
+            __m512 c0 = _mm512_setzero_ps();
+            for (int64_t i = 0; i < full; i += 16) c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), ld16(k0 + i, all), c0);
+            if (tail) c0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + full), ld16(k0 + full, tail), c0);
+            s[h * lds + t] = _mm512_reduce_add_ps(c0);
+        }
+    }
+}
+
 __attribute__((target("avx512f"))) static void accum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp,
                                                             int64_t n_head, const float *v, int64_t ldv,
                                                             int64_t n_pos, int64_t d) {
@@ -131,7 +196,8 @@ static int have_avx512(void) {
     static int have = -1;
     if (have < 0) {
         const char *e = getenv("WHALE_NO_SIMD");
-        have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f");
+        have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     }
     return have && !g_force_portable;
 }
@@ -146,6 +212,17 @@ void op_mqa_scores(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n
     }
 #endif
     scores_portable(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+}
+
+void op_mqa_scores_f16(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k,
+                       int64_t ldk, int64_t n_pos, int64_t d) {
+#ifdef WHALE_X86
+    if (have_avx512()) {
+        scores_f16_avx512(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+        return;
+    }
+#endif
+    scores_f16_portable(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
 }
 
 void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
