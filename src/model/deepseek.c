@@ -186,16 +186,21 @@ int deepseek_alloc(model *m, whale_err *err) {
     if (m->mtp && !(m->mtp_cat = malloc((size_t)(B * 2 * hp->n_embd) * sizeof(float))))
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     int64_t NE = hp->n_expert > 0 ? hp->n_expert : 1, K = hp->n_expert_used > 0 ? hp->n_expert_used : 1;
-    m->moe_x = malloc((size_t)(B * hp->n_embd) * sizeof(float));
-    m->moe_y = malloc((size_t)(B * hp->n_embd) * sizeof(float));
-    m->moe_g = malloc((size_t)(B * wide) * sizeof(float));
-    m->moe_u = malloc((size_t)(B * wide) * sizeof(float));
+    /* rows are gathered once per chosen expert: n_batch * n_expert_used slots; the shared
+     * experts reuse moe_g/moe_u/moe_y with n_batch rows of their (wider) FFN */
+    int64_t S = B * K, fw = hp->n_ff_expert * K > wide ? hp->n_ff_expert * K : wide;
+    m->moe_x = malloc((size_t)(S * hp->n_embd) * sizeof(float));
+    m->moe_y = malloc((size_t)(S * hp->n_embd) * sizeof(float));
+    m->moe_g = malloc((size_t)(B * fw) * sizeof(float));
+    m->moe_u = malloc((size_t)(B * fw) * sizeof(float));
     m->moe_h = malloc((size_t)(B * NE * 2) * sizeof(float));
-    m->moe_w = malloc((size_t)(B * K) * sizeof(float));
-    m->moe_id = malloc((size_t)(B * K) * sizeof(int32_t));
-    m->moe_rows = malloc((size_t)B * sizeof(int32_t));
+    m->moe_w = malloc((size_t)S * sizeof(float));
+    m->moe_id = malloc((size_t)S * sizeof(int32_t));
+    m->moe_rows = malloc((size_t)S * sizeof(int32_t));
+    m->moe_slot = malloc((size_t)S * sizeof(int32_t));
+    m->moe_cnt = malloc((size_t)(5 * NE + 1) * sizeof(int32_t));
     if (!m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_y || !m->moe_g || !m->moe_u ||
-        !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows)
+        !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows || !m->moe_slot || !m->moe_cnt)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     return 0;
 }
@@ -218,6 +223,8 @@ void deepseek_free(model *m) {
     free(m->moe_w);
     free(m->moe_id);
     free(m->moe_rows);
+    free(m->moe_slot);
+    free(m->moe_cnt);
 }
 
 /* ---- threaded matrix products --------------------------------------------------------- */
@@ -468,32 +475,82 @@ void ds_route(const model_hparams *hp, const float *bias, const float *z, float 
     }
 }
 
-/* MoE over n rows: route every row, then run each expert once on the rows routed to it
- * (gathered), scattering its weighted output back; the shared experts run on all rows. */
+/* The routed experts of one MoE layer as one job: rows gathered per expert (slot = position in
+ * the gathered list), gate and up for every active expert in one parallel pass, down in a
+ * second, so a step pays two synchronizations instead of three per expert. */
+typedef struct moe_job {
+    model *m;
+    const ds_layer *L;
+    int64_t n_active;
+    const int32_t *active, *start, *count; /* (n_active) expert id, first slot, slots */
+    const int32_t *task0;                   /* (n_active + 1) first task of each expert */
+    int down;
+} moe_job;
+
+static void moe_task(void *ctx, int64_t task, int thread) {
+    moe_job *j = ctx;
+    model *m = j->m;
+    int64_t a = 0;
+    while (task >= j->task0[a + 1]) a++;
+    const ds_expert *x = &j->L->experts[j->active[a]];
+    int64_t E = m->hp.n_embd, F = x->gate.n_out, r0 = (task - j->task0[a]) * DS_ROWS_PER_TASK;
+    int64_t s0 = j->start[a], ns = j->count[a];
+    float *scratch = m->row_scratch + (size_t)thread * (size_t)m->row_width;
+    if (j->down) {
+        int64_t r1 = r0 + DS_ROWS_PER_TASK < E ? r0 + DS_ROWS_PER_TASK : E;
+        wmat_matmul_rows(m->moe_y + s0 * E, E, &x->down, m->moe_g + s0 * F, F, ns, r0, r1, scratch);
+        return;
+    }
+    int64_t r1 = r0 + DS_ROWS_PER_TASK < F ? r0 + DS_ROWS_PER_TASK : F;
+    wmat_matmul_rows(m->moe_g + s0 * F, F, &x->gate, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
+    wmat_matmul_rows(m->moe_u + s0 * F, F, &x->up, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
+}
+
+/* MoE over n rows: route every row, gather the rows of each chosen expert, run the experts (each
+ * weight row read once for all its rows), scatter the weighted outputs back; the shared
+ * experts run on all rows. */
 static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_t n) {
     const model_hparams *hp = &m->hp;
-    int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used;
+    int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used, F = hp->n_ff_expert;
     ds_mm(m, m->moe_h, &L->router, xn, n); /* (n, N) router logits */
     for (int64_t i = 0; i < n; i++)
         ds_route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
-    memset(out, 0, (size_t)(n * E) * sizeof *out);
+    /* counting sort of the (row, choice) pairs by expert */
+    int32_t *cnt = m->moe_cnt, *active = cnt + N, *start = active + N, *count = start + N, *task0 = count + N;
+    memset(cnt, 0, (size_t)N * sizeof *cnt);
+    for (int64_t i = 0; i < n * K; i++) cnt[m->moe_id[i]]++;
+    int64_t na = 0, slot = 0;
     for (int64_t e = 0; e < N; e++) {
-        int64_t k = 0;
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < K; j++)
-                if (m->moe_id[i * K + j] == e) {
-                    m->moe_rows[k] = (int32_t)(i * K + j);
-                    memcpy(m->moe_x + k * E, xn + i * E, (size_t)E * sizeof(float));
-                    k++;
-                }
-        if (!k) continue;
-        expert_ffn(m, &L->experts[e], m->moe_x, m->moe_y, k);
-        for (int64_t r = 0; r < k; r++) {
-            int64_t i = m->moe_rows[r] / K;
-            float w = m->moe_w[m->moe_rows[r]];
-            for (int64_t c = 0; c < E; c++) out[i * E + c] += w * m->moe_y[r * E + c];
-        }
+        if (!cnt[e]) continue;
+        active[na] = (int32_t)e;
+        start[na] = (int32_t)slot;
+        count[na] = 0;
+        slot += cnt[e];
+        cnt[e] = (int32_t)na++; /* expert -> active index */
     }
+    for (int64_t i = 0; i < n * K; i++) {
+        int64_t a = cnt[m->moe_id[i]], s = start[a] + count[a]++;
+        m->moe_rows[s] = (int32_t)i;
+        memcpy(m->moe_x + s * E, xn + (i / K) * E, (size_t)E * sizeof(float));
+    }
+    moe_job j = {m, L, na, active, start, count, task0, 0};
+    int64_t per = (F + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
+    for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
+    tp_run(m->tp, na * per, moe_task, &j);
+    op_swiglu(m->moe_g, m->moe_g, m->moe_u, slot * F);
+    j.down = 1;
+    per = (E + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
+    for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
+    tp_run(m->tp, na * per, moe_task, &j);
+    /* scatter: each row's K outputs added in its own choice order, whatever the batch */
+    memset(out, 0, (size_t)(n * E) * sizeof *out);
+    for (int64_t s = 0; s < slot; s++) m->moe_slot[m->moe_rows[s]] = (int32_t)s;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k < K; k++) {
+            float w = m->moe_w[i * K + k];
+            const float *y = m->moe_y + (size_t)m->moe_slot[i * K + k] * (size_t)E;
+            for (int64_t c = 0; c < E; c++) out[i * E + c] += w * y[c];
+        }
     if (L->has_shared) {
         expert_ffn(m, &L->shared, xn, m->moe_y, n);
         for (int64_t i = 0; i < n * E; i++) out[i] += m->moe_y[i];

@@ -97,11 +97,12 @@ struct model {
     int mtp_prenorm;     /* feed MTP the hidden state before the final norm (model_opts) */
     float *mtp_cat;      /* (n_batch, 2*n_embd) MTP input concatenation */
     float *hidden_out;   /* set during model_forward_hidden: where the rows' hidden states go */
-    /* deepseek2 MoE scratch for n_batch rows: gathered inputs and outputs (n_batch, n_embd),
-     * expert hidden (n_batch, widest FFN), router logits and scores (n_batch, 2*n_expert),
-     * each row's chosen experts and weights (n_batch, n_expert_used), rows per expert. */
+    /* deepseek2 MoE scratch: inputs gathered per chosen expert and outputs (n_batch *
+     * n_expert_used slots of n_embd), expert hidden (slots of n_ff_expert, or n_batch rows of the
+     * widest dense/shared FFN), router logits and scores (n_batch, 2*n_expert), each row's choices
+     * and weights, slot -> (row, choice) and back, per-expert counts and task offsets. */
     float *moe_x, *moe_y, *moe_g, *moe_u, *moe_h, *moe_w;
-    int32_t *moe_id, *moe_rows;
+    int32_t *moe_id, *moe_rows, *moe_slot, *moe_cnt;
     float *out_norm;     /* (n_embd) */
     wmat output;         /* (n_vocab, n_embd); the embedding when tied */
     rope_style rope;
