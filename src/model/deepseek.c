@@ -41,15 +41,17 @@ static int load_expert(model *m, const char *fmt_gate, const char *fmt_up, const
 /* The absorbed query q~ = W_UK[h]^T q_nope reads W_UK[h] transposed: dc rows of dn per head,
  * llama.cpp's attn_k_b layout. A fused attn_kv_b stores it the other way round, so it is
  * transposed once at load (as llama.cpp's converter does offline); a split file's k_b is used
- * as it is when F32/F16. F32 stays F32 (exact); any other type becomes F16, finer than the
- * quantized source, so one kernel (op_mqa_scores[_f16]) serves every row count alike. */
+ * as it is when F32/F16. F32 and block-scaled FP8 become F32 (exact); any other type becomes
+ * F16, finer than the quantized source, so one kernel (op_mqa_scores[_f16]) serves every row
+ * count alike. */
 static int build_kb(model *m, ds_layer *L, whale_err *err) {
     const model_hparams *hp = &m->hp;
     int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
     if (L->split_kb && !L->wk_b.scale && (L->wk_b.type == WHALE_DTYPE_F32 || L->wk_b.type == WHALE_DTYPE_F16))
         return 0;
     const wmat *src = L->split_kb ? &L->wk_b : &L->wkv_b;
-    int f32 = src->type == WHALE_DTYPE_F32 && !src->scale;
+    /* FP8 with block scales: any float, so F32 too (F16 would round what the reference keeps) */
+    int f32 = src->type == WHALE_DTYPE_F32 || src->scale;
     size_t n = (size_t)(H * dc * dn);
     void *buf = malloc(n * (f32 ? sizeof(float) : sizeof(uint16_t)));
     float *row = malloc((size_t)(dc > dn ? dc : dn) * sizeof(float));
@@ -64,7 +66,11 @@ static int build_kb(model *m, ds_layer *L, whale_err *err) {
         if (L->split_kb) { /* already transposed: convert row by row */
             for (int64_t i = 0; i < dc; i++) {
                 wmat_row(src, h * dc + i, row);
-                for (int64_t d = 0; d < dn; d++) o16[(size_t)((h * dc + i) * dn + d)] = f32_to_fp16(row[d]);
+                for (int64_t d = 0; d < dn; d++) {
+                    size_t at = (size_t)((h * dc + i) * dn + d);
+                    if (f32) o32[at] = row[d];
+                    else o16[at] = f32_to_fp16(row[d]);
+                }
             }
             continue;
         }
@@ -199,7 +205,12 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->moe_rows = malloc((size_t)S * sizeof(int32_t));
     m->moe_slot = malloc((size_t)S * sizeof(int32_t));
     m->moe_cnt = malloc((size_t)(5 * NE + 1) * sizeof(int32_t));
-    if (!m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_y || !m->moe_g || !m->moe_u ||
+    int64_t xq_n = S * (hp->n_embd > hp->n_ff_expert ? hp->n_embd : hp->n_ff_expert) / QACT_BLOCK;
+    if (xq_n > B * m->row_width / QACT_BLOCK) {
+        free(m->xq);
+        m->xq = malloc((size_t)xq_n * sizeof(qact_block));
+    }
+    if (!m->xq || !m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_y || !m->moe_g || !m->moe_u ||
         !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows || !m->moe_slot || !m->moe_cnt)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     return 0;
@@ -229,25 +240,7 @@ void deepseek_free(model *m) {
 
 /* ---- threaded matrix products --------------------------------------------------------- */
 
-typedef struct ds_mm_job {
-    model *m;
-    float *Y;
-    const wmat *w;
-    const float *X;
-    int64_t n_tok;
-} ds_mm_job;
-
-static void ds_mm_task(void *ctx, int64_t task, int thread) {
-    ds_mm_job *j = ctx;
-    int64_t r0 = task * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < j->w->n_out ? r0 + DS_ROWS_PER_TASK : j->w->n_out;
-    wmat_matmul_rows(j->Y, j->w->n_out, j->w, j->X, j->w->n_in, j->n_tok, r0, r1,
-                     j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
-}
-
-void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
-    ds_mm_job j = {m, Y, w, X, n_tok};
-    tp_run(m->tp, (w->n_out + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK, ds_mm_task, &j);
-}
+void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) { model_matmul(m, Y, w, X, n_tok); }
 
 /* ---- attention (absorbed) ------------------------------------------------------------- */
 
@@ -485,6 +478,7 @@ typedef struct moe_job {
     const int32_t *active, *start, *count; /* (n_active) expert id, first slot, slots */
     const int32_t *task0;                   /* (n_active + 1) first task of each expert */
     int down;
+    const qact_block *xq;                   /* the integer path's activations, or NULL */
 } moe_job;
 
 static void moe_task(void *ctx, int64_t task, int thread) {
@@ -498,10 +492,16 @@ static void moe_task(void *ctx, int64_t task, int thread) {
     float *scratch = m->row_scratch + (size_t)thread * (size_t)m->row_width;
     if (j->down) {
         int64_t r1 = r0 + DS_ROWS_PER_TASK < E ? r0 + DS_ROWS_PER_TASK : E;
-        wmat_matmul_rows(m->moe_y + s0 * E, E, &x->down, m->moe_g + s0 * F, F, ns, r0, r1, scratch);
+        if (j->xq) wmat_matmul_rows_q(m->moe_y + s0 * E, E, &x->down, j->xq + s0 * (F / QACT_BLOCK), ns, r0, r1);
+        else wmat_matmul_rows(m->moe_y + s0 * E, E, &x->down, m->moe_g + s0 * F, F, ns, r0, r1, scratch);
         return;
     }
     int64_t r1 = r0 + DS_ROWS_PER_TASK < F ? r0 + DS_ROWS_PER_TASK : F;
+    if (j->xq) {
+        wmat_matmul_rows_q(m->moe_g + s0 * F, F, &x->gate, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
+        wmat_matmul_rows_q(m->moe_u + s0 * F, F, &x->up, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
+        return;
+    }
     wmat_matmul_rows(m->moe_g + s0 * F, F, &x->gate, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
     wmat_matmul_rows(m->moe_u + s0 * F, F, &x->up, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
 }
@@ -533,12 +533,16 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
         m->moe_rows[s] = (int32_t)i;
         memcpy(m->moe_x + s * E, xn + (i / K) * E, (size_t)E * sizeof(float));
     }
-    moe_job j = {m, L, na, active, start, count, task0, 0};
+    /* one weight type for all routed experts of a layer (as every converter writes them) */
+    const ds_expert *x0 = &L->experts[active[0]];
+    moe_job j = {m, L, na, active, start, count, task0, 0, NULL};
+    if (wmat_int_path(&x0->gate) && wmat_int_path(&x0->up)) j.xq = wmat_quantize_x(m, m->moe_x, E, slot, E);
     int64_t per = (F + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
     for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
     tp_run(m->tp, na * per, moe_task, &j);
     op_swiglu(m->moe_g, m->moe_g, m->moe_u, slot * F);
     j.down = 1;
+    j.xq = wmat_int_path(&x0->down) ? wmat_quantize_x(m, m->moe_g, F, slot, F) : NULL;
     per = (E + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
     for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
     tp_run(m->tp, na * per, moe_task, &j);

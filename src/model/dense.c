@@ -20,6 +20,10 @@
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
+static float *kv_row(const kv_cache *kv, float *base, int64_t layer, int32_t seq, int64_t pos) {
+    return base + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+}
+
 kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
     if (n_ctx <= 0 || n_seq <= 0) return NULL;
     kv_cache *kv = calloc(1, sizeof *kv);
@@ -40,6 +44,23 @@ kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
     return kv;
 }
 
+int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_err *err) {
+    if (seq < 0 || seq >= kv->n_seq || n < 0 || n > kv->n_ctx)
+        return err_set(err, WHALE_E_ARG, "cannot fill %lld positions of sequence %d (cache: %d x %lld)", (long long)n,
+                       seq, kv->n_seq, (long long)kv->n_ctx);
+    uint64_t x = seed | 1;
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int which = 0; which < (kv->v ? 2 : 1); which++) {
+            float *row = kv_row(kv, which ? kv->v : kv->k, l, seq, 0);
+            for (int64_t i = 0; i < n * kv->kv_dim; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                /* uniform on [-sqrt 3, sqrt 3): unit variance */
+                row[i] = (float)((double)(x >> 11) * (1.0 / 9007199254740992.0) * 3.4641016151377544 - 1.7320508075688772);
+            }
+        }
+    return 0;
+}
+
 void kv_cache_free(kv_cache *kv) {
     if (!kv) return;
     free(kv->k);
@@ -52,9 +73,6 @@ size_t kv_cache_bytes(const kv_cache *kv) {
     return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * sizeof(float);
 }
 
-static float *kv_row(const kv_cache *kv, float *base, int64_t layer, int32_t seq, int64_t pos) {
-    return base + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
-}
 
 /* ---- parallel matmul ------------------------------------------------------------------ */
 
@@ -64,6 +82,7 @@ typedef struct mm_job {
     int64_t ldy;
     const wmat *w;
     const float *X;
+    const qact_block *Xq; /* the integer path's activations, or NULL */
     int64_t ldx, n_tok;
 } mm_job;
 
@@ -71,15 +90,18 @@ static void mm_task(void *ctx, int64_t task, int thread) {
     mm_job *j = ctx;
     int64_t r0 = task * MATMUL_ROWS_PER_TASK, r1 = r0 + MATMUL_ROWS_PER_TASK;
     if (r1 > j->w->n_out) r1 = j->w->n_out;
-    wmat_matmul_rows(j->Y, j->ldy, j->w, j->X, j->ldx, j->n_tok, r0, r1,
-                     j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
+    if (j->Xq) wmat_matmul_rows_q(j->Y, j->ldy, j->w, j->Xq, j->n_tok, r0, r1);
+    else wmat_matmul_rows(j->Y, j->ldy, j->w, j->X, j->ldx, j->n_tok, r0, r1,
+                          j->m->row_scratch + (size_t)thread * (size_t)j->m->row_width);
 }
 
-/* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ */
-static void matmul(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
-    mm_job j = {m, Y, w->n_out, w, X, w->n_in, n_tok};
+/* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ, on the thread pool. */
+void model_matmul(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) {
+    mm_job j = {m, Y, w->n_out, w, X, NULL, w->n_in, n_tok};
+    if (wmat_int_path(w)) j.Xq = wmat_quantize_x(m, X, w->n_in, n_tok, w->n_in);
     tp_run(m->tp, (w->n_out + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK, mm_task, &j);
 }
+
 
 /* ---- attention ------------------------------------------------------------------------ */
 
@@ -138,9 +160,9 @@ static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const dense_layer *L = &m->layers[l];
         for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->attn_norm, E, hp->rms_eps);
-        matmul(m, m->q, &L->wq, m->xn, n);
-        matmul(m, m->k, &L->wk, m->xn, n);
-        matmul(m, m->v, &L->wv, m->xn, n);
+        model_matmul(m, m->q, &L->wq, m->xn, n);
+        model_matmul(m, m->k, &L->wk, m->xn, n);
+        model_matmul(m, m->v, &L->wv, m->xn, n);
         add_bias(m->q, L->bq, n, Q);
         add_bias(m->k, L->bk, n, KV);
         add_bias(m->v, L->bv, n, KV);
@@ -153,14 +175,14 @@ static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r
         }
         att_job aj = {m, kv, l, pos, seq, m->att_scores_n};
         tp_run(m->tp, n * HKV, att_task, &aj);
-        matmul(m, m->tmp_rows, &L->wo, m->att, n);
+        model_matmul(m, m->tmp_rows, &L->wo, m->att, n);
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
 
         for (int64_t i = 0; i < n; i++) op_rmsnorm(m->xn + i * E, m->x + i * E, L->ffn_norm, E, hp->rms_eps);
-        matmul(m, m->gate, &L->w_gate, m->xn, n);
-        matmul(m, m->up, &L->w_up, m->xn, n);
+        model_matmul(m, m->gate, &L->w_gate, m->xn, n);
+        model_matmul(m, m->up, &L->w_up, m->xn, n);
         for (int64_t i = 0; i < n; i++) op_swiglu(m->gate + i * F, m->gate + i * F, m->up + i * F, F);
-        matmul(m, m->tmp_rows, &L->w_down, m->gate, n);
+        model_matmul(m, m->tmp_rows, &L->w_down, m->gate, n);
         for (int64_t i = 0; i < n; i++) op_add(m->x + i * E, m->tmp_rows + i * E, E);
     }
 
@@ -179,7 +201,7 @@ void model_output_logits(model *m, const model_batch *b, int64_t r0, int64_t n, 
                    (size_t)E * sizeof(float));
         k += want;
     }
-    if (k) matmul(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
+    if (k) model_matmul(m, logits + (size_t)*n_logits * (size_t)m->output.n_out, &m->output, m->xn, k);
     *n_logits += k;
 }
 

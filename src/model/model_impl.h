@@ -6,6 +6,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "kernels/ops.h"
+#include "kernels/qdot.h"
 #include "model/model.h"
 
 /* A 2-D weight: n_out rows of n_in elements of `type`, row-major (GGUF ne = {n_in, n_out}). */
@@ -26,6 +27,13 @@ void wmat_row(const wmat *w, int64_t r, float *out);
 float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch);
 void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
                       int64_t r1, float *scratch);
+/* The integer path (kernels/qdot.h) for weight types that have it: 1 if w takes it. The caller
+ * quantizes the activations once per product (wmat_quantize_x, into m->xq, n_tok rows of n_in)
+ * and every row task then reads them. */
+int wmat_int_path(const wmat *w);
+const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
+void wmat_matmul_rows_q(float *Y, int64_t ldy, const wmat *w, const qact_block *X, int64_t n_tok, int64_t r0,
+                        int64_t r1);
 
 typedef struct dense_layer {
     float *attn_norm;      /* (n_embd) */
@@ -116,6 +124,7 @@ struct model {
     /* scratch for n_batch rows */
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp_rows;
     float *row_scratch;  /* (threads, row_width) dequantized weight rows */
+    qact_block *xq;      /* activations quantized for the integer path (see wmat_quantize_x) */
     int64_t row_width;   /* the widest n_in of any matrix */
     float *att_scores;   /* (threads, n_ctx_max) grows with the cache */
     int64_t att_scores_n;
@@ -126,6 +135,10 @@ struct kv_cache {
     int n_seq;
     float *k, *v; /* (n_layer, n_seq, n_ctx, kv_dim) */
 };
+
+/* dense.c: Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ on the thread pool,
+ * through the integer path where the weight type has one. */
+void model_matmul(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok);
 
 /* weights.c: a matrix (n_out rows of n_in) or an F32 copy of a vector, by GGUF-style name;
  * 0 or WHALE_E_FORMAT/NOMEM with a message. An optional vector that is absent gives *out NULL. */

@@ -309,7 +309,9 @@ static int alloc_scratch(model *m, whale_err *err) {
     m->up = malloc((size_t)(B * F) * sizeof(float));
     m->tmp_rows = malloc((size_t)(B * E) * sizeof(float));
     m->row_scratch = malloc((size_t)(T * widest) * sizeof(float));
-    if (!m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->gate || !m->up || !m->tmp_rows || !m->row_scratch)
+    m->xq = malloc((size_t)(B * ((widest + QACT_BLOCK - 1) / QACT_BLOCK)) * sizeof(qact_block));
+    if (!m->x || !m->xn || !m->q || !m->k || !m->v || !m->att || !m->gate || !m->up || !m->tmp_rows || !m->row_scratch ||
+        !m->xq)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers (batch %lld)", (long long)B);
     return 0;
 }
@@ -419,6 +421,7 @@ void model_free(model *m) {
     deepseek_free(m);
     free(m->inv_freq);
     tp_free(m->tp);
+    free(m->xq);
     free(m->x);
     free(m->xn);
     free(m->q);

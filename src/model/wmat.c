@@ -1,6 +1,7 @@
 /* wmat.c — weight matrices as the forward passes see them: any dtype, plus DeepSeek's FP8
  * checkpoints, whose 128x128 blocks each carry an F32 scale (SPEC-deepseek.md §5:
  * W[i][j] = fp8(Wq[i][j]) * S[i/128][j/128]). */
+#include "kernels/qdot.h"
 #include "model/model_impl.h"
 
 static size_t row_bytes(const wmat *w) {
@@ -33,4 +34,29 @@ void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int6
         wmat_row(w, r, scratch);
         for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot(scratch, X + b * ldx, w->n_in);
     }
+}
+
+int wmat_int_path(const wmat *w) { return !w->scale && op_qdot_supported(w->type); }
+
+void wmat_matmul_rows_q(float *Y, int64_t ldy, const wmat *w, const qact_block *X, int64_t n_tok, int64_t r0,
+                        int64_t r1) {
+    op_matmul_rows_q(Y, ldy, w->data, w->type, X, w->n_in, n_tok, r0, r1);
+}
+
+typedef struct quant_job {
+    qact_block *out;
+    const float *X;
+    int64_t ldx, n;
+} quant_job;
+
+static void quant_task(void *ctx, int64_t row, int thread) {
+    (void)thread;
+    quant_job *j = ctx;
+    op_quantize_act(j->out + row * (j->n / QACT_BLOCK), j->X + row * j->ldx, j->n);
+}
+
+const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
+    quant_job j = {m->xq, X, ldx, n_in};
+    tp_run(m->tp, n_tok, quant_task, &j);
+    return m->xq;
 }
