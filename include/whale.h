@@ -20,6 +20,7 @@ enum whale_status {
     WHALE_E_ARG = -4,         /* the caller passed something invalid */
     WHALE_E_UNSUPPORTED = -5, /* valid, but not something Whale handles (yet) */
     WHALE_E_NOTFOUND = -6,    /* a named thing (tensor, key, token) is missing */
+    WHALE_E_BUSY = -7,        /* no capacity now (queue full); try again later */
 };
 
 /* Room for one message: "<file>: <what>: <why> (<hint>)". */

@@ -14,6 +14,7 @@ const char *whale_status_str(int code) {
     case WHALE_E_ARG: return "invalid argument";
     case WHALE_E_UNSUPPORTED: return "unsupported";
     case WHALE_E_NOTFOUND: return "not found";
+    case WHALE_E_BUSY: return "busy";
     default: return "error";
     }
 }

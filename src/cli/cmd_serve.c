@@ -1,0 +1,88 @@
+/* cmd_serve.c — `whale serve`: load a model and serve the OpenAI / DeepSeek chat API. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "service/server.h"
+
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: whale serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]\n\n"
+               "Serve the model over an OpenAI / DeepSeek-compatible HTTP API:\n"
+               "  POST /v1/chat/completions (also /chat/completions), streaming or not, with\n"
+               "       reasoning_content for reasoning models and DeepSeek's cache usage fields\n"
+               "  GET  /v1/models (also /models), GET /health\n"
+               "Requests share the model through continuous batching; a prompt that repeats a cached\n"
+               "prefix (64-token units) is not computed again.\n"
+               "  -m MODEL         a .gguf file or Hugging Face checkpoint (default: the default model)\n"
+               "  --host ADDR      IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+               "  --port N         (default 8080)\n"
+               "  --parallel N     sequences decoding at once (default 4)\n"
+               "  --ctx N          tokens per sequence, prompt and reply (default: the model's, at most 4096)\n"
+               "  --queue N        requests that may wait for a sequence; beyond, 503 at once (default 64)\n"
+               "  --name NAME      the model's id in the API (default: the file name)\n"
+               "  --chat-format F  deepseek-r1 or chatml (default: from the model)\n"
+               "  -t N             threads (default: all cores)\n");
+}
+
+static int number(const char *flag, const char *v, long lo, long hi, long *out) {
+    char *end;
+    long x = v ? strtol(v, &end, 10) : 0;
+    if (!v || *end || x < lo || x > hi) {
+        fprintf(stderr, "whale serve: %s needs a number from %ld to %ld\n", flag, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    server_opts o = {0};
+    const char *model_path = NULL;
+    int threads = 0;
+    long x;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model"))) { model_path = v; i++; }
+        else if (v && !strcmp(a, "--host")) { o.host = v; i++; }
+        else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
+        else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
+        else if (!strcmp(a, "--port")) { if (number(a, v, 1, 65535, &x)) return 2; o.port = (int)x; i++; }
+        else if (!strcmp(a, "--parallel")) { if (number(a, v, 1, 256, &x)) return 2; o.n_parallel = (int)x; i++; }
+        else if (!strcmp(a, "--ctx")) { if (number(a, v, 16, 1 << 24, &x)) return 2; o.n_ctx = x; i++; }
+        else if (!strcmp(a, "--queue")) { if (number(a, v, 1, 100000, &x)) return 2; o.max_queue = (int)x; i++; }
+        else if (!strcmp(a, "-t")) { if (number(a, v, 1, 1024, &x)) return 2; threads = (int)x; i++; }
+        else { fprintf(stderr, "whale serve: bad option '%s' (see whale serve --help)\n", a); return 2; }
+    }
+    const char *path = cli_model_path(model_path);
+    char name[256];
+    if (!o.model_name) {
+        const char *b = strrchr(path, '/');
+        snprintf(name, sizeof name, "%s", b ? b + 1 : path);
+        char *dot = strstr(name, ".gguf");
+        if (dot) *dot = 0;
+        o.model_name = name;
+    }
+    whale_err err = {0};
+    model *m = NULL;
+    model_opts mo = {.n_threads = threads, .progress = isatty(2)};
+    if (model_load(&m, path, &mo, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = server_run(m, &o, &g_stop, &err);
+    if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);
+    model_free(m);
+    return rc ? 1 : 0;
+}

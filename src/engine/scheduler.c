@@ -1,0 +1,466 @@
+/* scheduler.c — continuous batching over sequence slots; see scheduler.h.
+ *
+ * Threads: the engine thread owns the slots and the model; consumers own their sched_req and
+ * touch the shared part of it (tokens, state) under the scheduler's one mutex. A request is
+ * freed when both sides are done with it: the engine has finished it (or never started it) and
+ * the consumer has released it. */
+#include "engine/scheduler.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+
+enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
+
+struct sched_req {
+    sched *s;
+    int32_t *prompt;
+    size_t n_prompt;
+    sampler_params sp;
+    int64_t max_tokens;
+    /* shared, under s->mu */
+    int state, cancelled, released;
+    int32_t *tokens; /* generated ids */
+    size_t n_tokens, cap_tokens;
+    const char *finish;
+    size_t n_cached;
+    double t_submit, t_start, t_first;
+    sched_req *next; /* waiting queue */
+};
+
+typedef struct slot {
+    sched_req *req;  /* NULL: free */
+    int32_t *tokens; /* (n_ctx) what the slot's cache holds, in order */
+    size_t n_cached; /* tokens of tokens[] whose cache rows are valid */
+    size_t n_fed;    /* prompt + generated tokens fed so far for the current request */
+    sampler *smp;
+    int has_logits;
+    int64_t n_gen;
+} slot;
+
+struct sched {
+    model *m;
+    kv_cache *kv;
+    sched_opts o;
+    slot *slots;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work, progress;
+    int stop;
+    sched_req *queue_head, *queue_tail;
+    int n_waiting;
+    /* step buffers */
+    int32_t *b_tok, *b_pos, *b_seq;
+    int8_t *b_want;
+    int *b_slot; /* slot of each logits row */
+    float *logits;
+    sched_stats stats;
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int is_end(const tokenizer *t, int32_t id) {
+    return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
+}
+
+static void req_free(sched_req *r) {
+    free(r->prompt);
+    free(r->tokens);
+    free(r);
+}
+
+/* Under mu: the engine is done with r. */
+static void finish(sched *s, sched_req *r, const char *why) {
+    r->state = RQ_DONE;
+    if (!r->finish) r->finish = why;
+    if (r->released) req_free(r);
+    pthread_cond_broadcast(&s->progress);
+}
+
+static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    size_t k = 0;
+    while (k < na && k < nb && a[k] == b[k]) k++;
+    return k;
+}
+
+/* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
+static void admit(sched *s) {
+    while (s->queue_head) {
+        int best = -1;
+        size_t best_k = 0;
+        sched_req *r = s->queue_head;
+        for (int i = 0; i < s->o.n_parallel; i++) {
+            if (s->slots[i].req) continue;
+            size_t k = common_prefix(s->slots[i].tokens, s->slots[i].n_cached, r->prompt, r->n_prompt);
+            if (best < 0 || k > best_k) best = i, best_k = k;
+        }
+        if (best < 0) return;
+        s->queue_head = r->next;
+        if (!s->queue_head) s->queue_tail = NULL;
+        s->n_waiting--;
+        slot *sl = &s->slots[best];
+        /* reuse whole cache units; the last prompt token always runs again for fresh logits */
+        size_t keep = best_k / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
+        if (keep >= r->n_prompt) keep = (r->n_prompt - 1) / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
+        memcpy(sl->tokens, r->prompt, r->n_prompt * sizeof *r->prompt);
+        sl->n_cached = keep;
+        sl->n_fed = keep;
+        sl->has_logits = 0;
+        sl->n_gen = 0;
+        sampler_free(sl->smp);
+        sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
+        sl->req = r;
+        r->state = RQ_ACTIVE;
+        r->n_cached = keep;
+        r->t_start = now_s();
+        s->stats.prompt_tokens += r->n_prompt;
+        s->stats.cached_tokens += keep;
+        if (!sl->smp) {
+            r->finish = "error";
+            sl->req = NULL;
+            finish(s, r, "error");
+        }
+    }
+}
+
+static void push_token(sched *s, sched_req *r, int32_t t) {
+    if (r->n_tokens == r->cap_tokens) {
+        size_t cap = r->cap_tokens ? r->cap_tokens * 2 : 64;
+        int32_t *p = realloc(r->tokens, cap * sizeof *p);
+        if (!p) return; /* the consumer sees fewer tokens; the request still ends */
+        r->tokens = p;
+        r->cap_tokens = cap;
+    }
+    if (!r->n_tokens) r->t_first = now_s();
+    r->tokens[r->n_tokens++] = t;
+    s->stats.tokens_generated++;
+}
+
+/* One step: build the batch from the active slots, run it, sample. Returns 0 when idle. */
+static int step(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    admit(s);
+    for (int i = 0; i < s->o.n_parallel; i++) { /* cancellations */
+        slot *sl = &s->slots[i];
+        if (sl->req && sl->req->cancelled) {
+            sched_req *r = sl->req;
+            sl->req = NULL;
+            sl->n_cached = sl->n_fed < sl->n_cached ? sl->n_fed : sl->n_cached;
+            finish(s, r, "cancelled");
+        }
+    }
+    int active = 0;
+    for (int i = 0; i < s->o.n_parallel; i++) active += s->slots[i].req != NULL;
+    s->stats.active = active;
+    s->stats.waiting = s->n_waiting;
+    pthread_mutex_unlock(&s->mu);
+    if (!active) return 0;
+
+    int64_t n = 0, n_logits = 0, budget = s->o.chunk;
+    for (int i = 0; i < s->o.n_parallel; i++) {
+        slot *sl = &s->slots[i];
+        sched_req *r = sl->req;
+        if (!r) continue;
+        if (sl->n_fed < r->n_prompt) { /* prompt chunk */
+            int64_t k = (int64_t)(r->n_prompt - sl->n_fed);
+            if (k > budget) k = budget;
+            if (k <= 0) continue;
+            budget -= k;
+            for (int64_t j = 0; j < k; j++, n++) {
+                s->b_tok[n] = sl->tokens[sl->n_fed + j];
+                s->b_pos[n] = (int32_t)(sl->n_fed + j);
+                s->b_seq[n] = i;
+                s->b_want[n] = sl->n_fed + j + 1 == r->n_prompt;
+                if (s->b_want[n]) s->b_slot[n_logits++] = i;
+            }
+            sl->n_fed += (size_t)k;
+        } else { /* decode: the token sampled last step */
+            s->b_tok[n] = sl->tokens[sl->n_fed];
+            s->b_pos[n] = (int32_t)sl->n_fed;
+            s->b_seq[n] = i;
+            s->b_want[n] = 1;
+            s->b_slot[n_logits++] = i;
+            n++;
+            sl->n_fed++;
+        }
+    }
+    whale_err err = {0};
+    model_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_want};
+    int rc = n ? model_forward(s->m, s->kv, &b, s->logits, &err) : 0;
+    const tokenizer *tok = model_tokenizer(s->m);
+    int64_t V = model_n_vocab(s->m);
+    pthread_mutex_lock(&s->mu);
+    s->stats.steps++;
+    if (rc) { /* every active request fails; the slots' caches are no longer trusted */
+        for (int i = 0; i < s->o.n_parallel; i++) {
+            slot *sl = &s->slots[i];
+            if (!sl->req) continue;
+            sched_req *r = sl->req;
+            sl->req = NULL;
+            sl->n_cached = 0;
+            finish(s, r, "error");
+        }
+        n_logits = 0;
+    }
+    for (int64_t k = 0; k < n_logits; k++) {
+        slot *sl = &s->slots[s->b_slot[k]];
+        sched_req *r = sl->req;
+        sl->n_cached = sl->n_fed;
+        int32_t t = sampler_sample(sl->smp, s->logits + k * V, sl->tokens, sl->n_fed);
+        sl->tokens[sl->n_fed] = t;
+        sl->n_gen++;
+        push_token(s, r, t);
+        const char *why = NULL;
+        if (is_end(tok, t)) why = "stop";
+        else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
+        else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
+        if (why || r->cancelled) {
+            sl->req = NULL;
+            finish(s, r, why ? why : "cancelled");
+        }
+    }
+    /* slots that only fed a prompt chunk this step keep their rows */
+    for (int i = 0; i < s->o.n_parallel; i++)
+        if (s->slots[i].req) s->slots[i].n_cached = s->slots[i].n_fed;
+    pthread_cond_broadcast(&s->progress);
+    pthread_mutex_unlock(&s->mu);
+    return 1;
+}
+
+static void *engine(void *p) {
+    sched *s = p;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        if (step(s)) continue;
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && !s->queue_head) {
+            int pending = 0;
+            for (int i = 0; i < s->o.n_parallel; i++) pending |= s->slots[i].req != NULL;
+            if (pending) break;
+            pthread_cond_wait(&s->work, &s->mu);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
+    sched *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->m = m;
+    s->o = *o;
+    const model_hparams *hp = model_hparams_get(m);
+    if (s->o.n_parallel <= 0) s->o.n_parallel = 4;
+    if (s->o.n_parallel > 256) s->o.n_parallel = 256;
+    if (s->o.n_ctx <= 0) s->o.n_ctx = hp->n_ctx_train > 0 && hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
+    if (hp->n_ctx_train > 0 && s->o.n_ctx > hp->n_ctx_train) s->o.n_ctx = hp->n_ctx_train;
+    if (s->o.max_queue <= 0) s->o.max_queue = 64;
+    if (s->o.chunk <= 0) s->o.chunk = 256;
+    int64_t rows = s->o.chunk + s->o.n_parallel, P = s->o.n_parallel;
+    s->kv = kv_cache_new(m, s->o.n_ctx, s->o.n_parallel);
+    s->slots = calloc((size_t)P, sizeof *s->slots);
+    s->b_tok = malloc((size_t)rows * sizeof *s->b_tok);
+    s->b_pos = malloc((size_t)rows * sizeof *s->b_pos);
+    s->b_seq = malloc((size_t)rows * sizeof *s->b_seq);
+    s->b_want = malloc((size_t)rows);
+    s->b_slot = malloc((size_t)P * sizeof *s->b_slot);
+    s->logits = malloc((size_t)P * (size_t)model_n_vocab(m) * sizeof *s->logits);
+    if (!s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
+    for (int64_t i = 0; i < P; i++)
+        if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
+    s->stats.n_parallel = (int)P;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->progress, NULL);
+    if (pthread_create(&s->thread, NULL, engine, s)) {
+        err_set(err, WHALE_E_NOMEM, "cannot start the engine thread");
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->work);
+        pthread_cond_destroy(&s->progress);
+        s->o.n_parallel = (int)P;
+        goto fail;
+    }
+    return s;
+oom:
+    err_set(err, WHALE_E_NOMEM, "not enough memory for %d sequences of %lld tokens (lower --parallel or --ctx)",
+            o->n_parallel > 0 ? o->n_parallel : 4, (long long)(s ? s->o.n_ctx : o->n_ctx));
+fail:
+    if (s) {
+        for (int i = 0; s->slots && i < s->o.n_parallel; i++) free(s->slots[i].tokens);
+        free(s->slots);
+        kv_cache_free(s->kv);
+        free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
+        free(s);
+    }
+    return NULL;
+}
+
+void sched_free(sched *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_lock(&s->mu);
+    while (s->queue_head) {
+        sched_req *r = s->queue_head;
+        s->queue_head = r->next;
+        finish(s, r, "cancelled");
+    }
+    for (int i = 0; i < s->o.n_parallel; i++) {
+        if (s->slots[i].req) finish(s, s->slots[i].req, "cancelled");
+        sampler_free(s->slots[i].smp);
+        free(s->slots[i].tokens);
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* Consumers still holding requests must release them before the scheduler goes: the
+     * server drains its connections first. */
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->progress);
+    kv_cache_free(s->kv);
+    free(s->slots);
+    free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
+    free(s);
+}
+
+int64_t sched_n_ctx(const sched *s) { return s->o.n_ctx; }
+
+sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
+    if (!p->n_prompt) {
+        err_set(err, WHALE_E_ARG, "empty prompt");
+        return NULL;
+    }
+    if ((int64_t)p->n_prompt >= s->o.n_ctx) {
+        err_set(err, WHALE_E_ARG, "the prompt is %zu tokens; this server's context holds %lld", p->n_prompt,
+                (long long)s->o.n_ctx);
+        return NULL;
+    }
+    sched_req *r = calloc(1, sizeof *r);
+    if (r) r->prompt = malloc(p->n_prompt * sizeof *r->prompt);
+    if (!r || !r->prompt) {
+        if (r) free(r);
+        err_set(err, WHALE_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(r->prompt, p->prompt, p->n_prompt * sizeof *r->prompt);
+    r->n_prompt = p->n_prompt;
+    r->sp = p->sp;
+    r->max_tokens = p->max_tokens;
+    r->s = s;
+    r->t_submit = now_s();
+    pthread_mutex_lock(&s->mu);
+    if (s->stop || s->n_waiting >= s->o.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        req_free(r);
+        err_set(err, WHALE_E_BUSY, "the server is busy (%d requests waiting)", s->o.max_queue);
+        return NULL;
+    }
+    if (s->queue_tail) s->queue_tail->next = r;
+    else s->queue_head = r;
+    s->queue_tail = r;
+    s->n_waiting++;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
+size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done) {
+    sched *s = r->s;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&s->mu);
+    while (r->n_tokens <= have && r->state != RQ_DONE)
+        if (pthread_cond_timedwait(&s->progress, &s->mu, &until)) break;
+    size_t k = 0;
+    while (have + k < r->n_tokens && k < cap) {
+        out[k] = r->tokens[have + k];
+        k++;
+    }
+    *done = r->state == RQ_DONE && have + k >= r->n_tokens;
+    pthread_mutex_unlock(&s->mu);
+    return k;
+}
+
+void sched_cancel(sched_req *r) {
+    sched *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    r->cancelled = 1;
+    if (r->state == RQ_WAITING) { /* still queued: take it out now */
+        sched_req **pp = &s->queue_head, *prev = NULL;
+        while (*pp && *pp != r) prev = *pp, pp = &(*pp)->next;
+        if (*pp) {
+            *pp = r->next;
+            if (s->queue_tail == r) s->queue_tail = prev;
+            s->n_waiting--;
+            r->state = RQ_DONE;
+            r->finish = "cancelled";
+            pthread_cond_broadcast(&s->progress);
+        }
+    }
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_cancel_all(sched *s) {
+    pthread_mutex_lock(&s->mu);
+    while (s->queue_head) {
+        sched_req *r = s->queue_head;
+        s->queue_head = r->next;
+        s->n_waiting--;
+        r->cancelled = 1;
+        finish(s, r, "cancelled");
+    }
+    s->queue_tail = NULL;
+    for (int i = 0; i < s->o.n_parallel; i++)
+        if (s->slots[i].req) s->slots[i].req->cancelled = 1;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_result_get(sched_req *r, sched_result *out) {
+    sched *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    out->finish = r->finish ? r->finish : "error";
+    out->n_prompt = r->n_prompt;
+    out->n_cached = r->n_cached;
+    out->n_gen = r->n_tokens;
+    out->t_queue = r->t_start > 0 ? r->t_start - r->t_submit : 0;
+    out->t_first = r->t_first > 0 ? r->t_first - r->t_submit : 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void sched_release(sched_req *r) {
+    sched *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    if (r->state != RQ_DONE) { /* the engine frees it when it lets go */
+        r->released = 1;
+        r->cancelled = 1;
+        pthread_cond_broadcast(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    pthread_mutex_unlock(&s->mu);
+    req_free(r);
+}
+
+void sched_stats_get(sched *s, sched_stats *out) {
+    pthread_mutex_lock(&s->mu);
+    *out = s->stats;
+    out->waiting = s->n_waiting;
+    pthread_mutex_unlock(&s->mu);
+}

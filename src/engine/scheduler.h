@@ -1,0 +1,86 @@
+/* scheduler.h — continuous batching: many requests share one model, one KV cache and one
+ * forward pass per step.
+ *
+ * A scheduler owns n_parallel sequence slots in one kv_cache and an engine thread. Each step it
+ * admits waiting requests into free slots (first come, first served), then runs one batched
+ * forward over every active slot: a decoding slot contributes its next token, a slot still
+ * reading its prompt contributes a chunk of it (at most `chunk` prompt rows per step in all, so
+ * a long prompt does not stall the others' decoding). Finished and cancelled requests leave
+ * between steps. Because a row's result does not depend on the other rows of its batch (the
+ * kernels are batch-invariant), a request's greedy output is the same alone or among others.
+ *
+ * Prompt caching: a slot keeps the tokens it holds after its request ends; a new request goes
+ * to the free slot sharing the longest prefix with its prompt, and that prefix (in whole units
+ * of 64 tokens, DeepSeek's cache granularity) is not computed again. sched_result reports it as
+ * cache hits.
+ *
+ * The consumer of a request (an HTTP handler thread) submits it, then waits for tokens with
+ * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
+ * the slot at the next step. */
+#ifndef WHALE_ENGINE_SCHEDULER_H
+#define WHALE_ENGINE_SCHEDULER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/sampler.h"
+#include "model/model.h"
+
+#define SCHED_CACHE_UNIT 64
+
+typedef struct sched sched;
+typedef struct sched_req sched_req;
+
+typedef struct sched_opts {
+    int n_parallel;    /* slots (sequences decoding at once); default 4 */
+    int64_t n_ctx;     /* tokens per slot (prompt + reply); default min(model's, 4096) */
+    int max_queue;     /* requests waiting for a slot beyond which sched_submit refuses; default 64 */
+    int64_t chunk;     /* prompt rows per step over all slots; default 256 */
+} sched_opts;
+
+/* Start the engine thread. NULL with a message when the cache does not fit. */
+sched *sched_new(model *m, const sched_opts *o, whale_err *err);
+/* Stop: pending and active requests end with finish "cancelled"; joins the thread. */
+void sched_free(sched *s);
+int64_t sched_n_ctx(const sched *s);
+
+typedef struct sched_params {
+    const int32_t *prompt; /* copied */
+    size_t n_prompt;
+    sampler_params sp;
+    int64_t max_tokens;    /* 0: until the context is full */
+} sched_params;
+
+/* Queue a request. NULL with WHALE_E_BUSY (queue full) or WHALE_E_ARG (prompt too long for a
+ * slot, or empty) and a message. */
+sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err);
+
+/* Wait up to timeout_ms for tokens after the first `have` ones: copies up to cap new ids into
+ * out and returns how many (0 on timeout). *done is set once the request has ended and every
+ * token has been handed out. */
+size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done);
+
+/* Stop generating (the slot is freed at the next step). Safe after the end, too. */
+void sched_cancel(sched_req *r);
+
+typedef struct sched_result {
+    const char *finish;        /* "stop" (end of turn token), "length", "cancelled", "error" */
+    size_t n_prompt, n_cached; /* prompt tokens, of which reused from the cache */
+    size_t n_gen;              /* tokens generated */
+    double t_queue, t_first;   /* seconds waiting for a slot; from submit to the first token */
+} sched_result;
+void sched_result_get(sched_req *r, sched_result *out);
+
+/* Cancel every waiting and running request (shutting down). */
+void sched_cancel_all(sched *s);
+
+/* Release the request (after it ended or was cancelled). */
+void sched_release(sched_req *r);
+
+typedef struct sched_stats {
+    int active, waiting, n_parallel;
+    uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
+} sched_stats;
+void sched_stats_get(sched *s, sched_stats *out);
+
+#endif

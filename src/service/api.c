@@ -1,0 +1,429 @@
+/* api.c — chat-completions requests and replies in OpenAI / DeepSeek's JSON; see api.h. */
+#include "service/api.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void sbuf_add(sbuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *p = realloc(b->s, cap);
+        if (!p) return;
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = 0;
+}
+
+void sbuf_free(sbuf *b) {
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+char *api_error_body(const char *message, const char *type, const char *param, const char *code) {
+    cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "type", type);
+    if (param) cJSON_AddStringToObject(e, "param", param);
+    else cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+/* Set *err to an error body and return status. */
+static int fail(char **err, int status, const char *param, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    *err = api_error_body(msg, "invalid_request_error", param, status == 422 ? "invalid_parameter" : "invalid_request_error");
+    return status;
+}
+
+/* A number field within [lo, hi]: 1 set, 0 absent (or null), -1 bad (error set). */
+static int num_field(const cJSON *j, const char *name, double lo, double hi, int integer, double *out, int *status,
+                     char **err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, name);
+    if (!v || cJSON_IsNull(v)) return 0;
+    if (!cJSON_IsNumber(v)) {
+        *status = fail(err, 422, name, "%s must be a number", name);
+        return -1;
+    }
+    double d = v->valuedouble;
+    if (d < lo || d > hi || (integer && d != (double)(long long)d)) {
+        *status = fail(err, 422, name, "%s must be %s from %g to %g (got %g)", name, integer ? "an integer" : "a number",
+                       lo, hi, d);
+        return -1;
+    }
+    *out = d;
+    return 1;
+}
+
+/* A message's content: a string, or an array of {"type": "text", "text": ...} parts. */
+static char *content_text(const cJSON *c) {
+    if (cJSON_IsString(c)) return strdup(c->valuestring);
+    if (!cJSON_IsArray(c)) return NULL;
+    sbuf b = {0};
+    sbuf_add(&b, "", 0);
+    const cJSON *part;
+    cJSON_ArrayForEach(part, c) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type"), *x = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") || !cJSON_IsString(x)) {
+            sbuf_free(&b);
+            return NULL;
+        }
+        sbuf_add(&b, x->valuestring, strlen(x->valuestring));
+    }
+    return b.s;
+}
+
+static const char *unsupported[][2] = {
+    {"tools", "function calling is not supported by this server yet"},
+    {"functions", "function calling is not supported by this server yet"},
+    {"logprobs", "logprobs are not supported by this server yet"},
+};
+
+static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, char **err) {
+    int n = cJSON_GetArraySize(msgs);
+    if (!cJSON_IsArray(msgs) || n < 1) return fail(err, 422, "messages", "messages must be a non-empty array");
+    if (n > API_MAX_MESSAGES) return fail(err, 422, "messages", "at most %d messages per request", API_MAX_MESSAGES);
+    chat_msg *m = calloc((size_t)n, sizeof *m);
+    char **texts = calloc((size_t)n, sizeof *texts);
+    int status = 0, k = 0;
+    if (!m || !texts) {
+        status = fail(err, 500, NULL, "out of memory");
+        goto done;
+    }
+    const cJSON *msg;
+    cJSON_ArrayForEach(msg, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(msg, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(msg, "content");
+        char param[64];
+        snprintf(param, sizeof param, "messages[%d]", k);
+        if (!cJSON_IsObject(msg) || !cJSON_IsString(role)) {
+            status = fail(err, 422, param, "%s must be an object with a string role", param);
+            goto done;
+        }
+        const char *r = role->valuestring;
+        if (!strcmp(r, "system") || !strcmp(r, "developer")) m[k].role = CHAT_SYSTEM;
+        else if (!strcmp(r, "user")) m[k].role = CHAT_USER;
+        else if (!strcmp(r, "assistant")) m[k].role = CHAT_ASSISTANT;
+        else if (!strcmp(r, "tool")) {
+            status = fail(err, 422, param, "tool messages are not supported by this server yet");
+            goto done;
+        } else {
+            status = fail(err, 422, param, "%s.role must be system, user, assistant or tool (got '%.40s')", param, r);
+            goto done;
+        }
+        if (m[k].role == CHAT_ASSISTANT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "prefix"))) {
+            status = fail(err, 422, param, "chat prefix completion is not supported by this server yet");
+            goto done;
+        }
+        /* an assistant's reasoning_content is never fed back: only content counts */
+        texts[k] = m[k].role == CHAT_ASSISTANT && (!content || cJSON_IsNull(content)) ? strdup("") : content_text(content);
+        if (!texts[k]) {
+            status = fail(err, 422, param, "%s.content must be a string or an array of text parts", param);
+            goto done;
+        }
+        m[k].content = texts[k];
+        k++;
+    }
+    whale_err e = {0};
+    if (chat_format_encode(a->tok, a->fmt, m, (size_t)k, CHAT_GENERATION_PROMPT, &out->prompt, &e))
+        status = fail(err, 400, "messages", "%s", e.msg);
+done:
+    for (int i = 0; texts && i < n; i++) free(texts[i]);
+    free(texts);
+    free(m);
+    return status;
+}
+
+int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
+    memset(out, 0, sizeof *out);
+    cJSON *j = cJSON_ParseWithLength(body, n);
+    int status = 0;
+    double d;
+    if (!j || !cJSON_IsObject(j)) {
+        status = fail(err, 400, NULL, "the request body must be a JSON object");
+        goto done;
+    }
+    const cJSON *mname = cJSON_GetObjectItemCaseSensitive(j, "model");
+    if (mname && !cJSON_IsString(mname)) {
+        status = fail(err, 422, "model", "model must be a string");
+        goto done;
+    }
+    if (mname && strcmp(mname->valuestring, a->model_name) && strcmp(mname->valuestring, a->alias)) {
+        status = fail(err, 400, "model", "Model Not Exist (this server has '%s', also called '%s')", a->model_name, a->alias);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, unsupported[i][0]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v))) {
+            status = fail(err, 422, unsupported[i][0], "%s", unsupported[i][1]);
+            goto done;
+        }
+    }
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(j, "response_format");
+    if (rf && !cJSON_IsNull(rf)) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
+        if (!cJSON_IsString(t) || (strcmp(t->valuestring, "text") && strcmp(t->valuestring, "json_object"))) {
+            status = fail(err, 422, "response_format", "response_format.type must be text or json_object");
+            goto done;
+        }
+        if (!strcmp(t->valuestring, "json_object")) {
+            status = fail(err, 422, "response_format", "JSON mode is not supported by this server yet");
+            goto done;
+        }
+    }
+    if ((status = parse_messages(a, cJSON_GetObjectItemCaseSensitive(j, "messages"), out, err))) goto done;
+    out->sp.sp = sampler_default_params();
+    out->sp.sp.temperature = 1.0f; /* the API's default, as OpenAI's and DeepSeek's */
+    out->sp.sp.top_p = 1.0f;
+    out->sp.sp.seed = SAMPLER_SEED_RANDOM;
+    int r;
+#define NUM(name, lo, hi, integer, assign)                                                      \
+    if ((r = num_field(j, name, lo, hi, integer, &d, &status, err)) < 0) goto done;             \
+    if (r > 0) assign;
+    NUM("temperature", 0, 2, 0, out->sp.sp.temperature = (float)d);
+    NUM("top_p", 1e-6, 1, 0, out->sp.sp.top_p = (float)d);
+    NUM("presence_penalty", -2, 2, 0, out->sp.sp.presence_penalty = (float)d);
+    NUM("frequency_penalty", -2, 2, 0, out->sp.sp.frequency_penalty = (float)d);
+    NUM("seed", 0, 9007199254740991.0, 1, out->sp.sp.seed = (uint64_t)d);
+    NUM("n", 1, 1, 1, (void)0);
+    NUM("max_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
+    NUM("max_completion_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
+#undef NUM
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
+    if (stream && !cJSON_IsNull(stream) && !cJSON_IsBool(stream)) {
+        status = fail(err, 422, "stream", "stream must be true or false");
+        goto done;
+    }
+    out->stream = cJSON_IsTrue(stream);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
+    out->include_usage = so && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(j, "stop"), *s1;
+    if (cJSON_IsString(stop)) {
+        if (stop->valuestring[0]) out->stop[out->n_stop++] = strdup(stop->valuestring);
+    } else if (cJSON_IsArray(stop)) {
+        if (cJSON_GetArraySize(stop) > API_MAX_STOP) {
+            status = fail(err, 422, "stop", "at most %d stop strings", API_MAX_STOP);
+            goto done;
+        }
+        cJSON_ArrayForEach(s1, stop) {
+            if (!cJSON_IsString(s1) || strlen(s1->valuestring) > API_MAX_STOP_LEN) {
+                status = fail(err, 422, "stop", "stop must be strings of at most %d bytes", API_MAX_STOP_LEN);
+                goto done;
+            }
+            if (s1->valuestring[0]) out->stop[out->n_stop++] = strdup(s1->valuestring);
+        }
+    } else if (stop && !cJSON_IsNull(stop)) {
+        status = fail(err, 422, "stop", "stop must be a string or an array of strings");
+        goto done;
+    }
+    if (cJSON_IsString(stop) && strlen(stop->valuestring) > API_MAX_STOP_LEN) {
+        status = fail(err, 422, "stop", "stop must be at most %d bytes", API_MAX_STOP_LEN);
+        goto done;
+    }
+    out->sp.prompt = out->prompt.v;
+    out->sp.n_prompt = out->prompt.n;
+done:
+    cJSON_Delete(j);
+    if (status) api_req_free(out);
+    return status;
+}
+
+void api_req_free(api_req *r) {
+    tok_ids_free(&r->prompt);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- the reply --------------------------------------------------------------------------- */
+
+static void reply_sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
+    api_reply *r = ctx;
+    sbuf_add(kind == REASONING_THINK ? &r->think : &r->answer, text, n);
+}
+
+void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
+    memset(r, 0, sizeof *r);
+    r->a = a;
+    r->q = q;
+    reasoning_init(&r->rs, a->reasoning, reply_sink, r);
+    sbuf_add(&r->think, "", 0);
+    sbuf_add(&r->answer, "", 0);
+    unsigned char b[12] = {0};
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+        for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)rand();
+    int k = snprintf(r->id, sizeof r->id, "chatcmpl-");
+    for (size_t i = 0; i < sizeof b; i++) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "%02x", b[i]);
+    r->created = (long long)time(NULL);
+}
+
+static size_t max_stop_len(const api_req *q) {
+    size_t m = 0;
+    for (int i = 0; i < q->n_stop; i++) m = strlen(q->stop[i]) > m ? strlen(q->stop[i]) : m;
+    return m;
+}
+
+int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
+    char buf[256];
+    for (size_t i = 0; i < n && !r->stopped; i++) {
+        if (ids[i] == tokenizer_eos(r->a->tok) || tokenizer_attr(r->a->tok, ids[i]) == TOK_CONTROL) continue;
+        if (r->rs.in_think) r->n_reasoning_tokens++;
+        int k = tokenizer_stream(r->a->tok, &r->ts, ids[i], buf, sizeof buf);
+        if (k > 0) reasoning_feed(&r->rs, buf, (size_t)k);
+        if (!r->q->n_stop) continue;
+        size_t from = r->sent_answer > max_stop_len(r->q) ? r->sent_answer - max_stop_len(r->q) : 0;
+        for (int s = 0; s < r->q->n_stop; s++) {
+            char *hit = strstr(r->answer.s + from, r->q->stop[s]);
+            if (hit) {
+                r->answer.n = (size_t)(hit - r->answer.s);
+                r->answer.s[r->answer.n] = 0;
+                r->stopped = 1;
+            }
+        }
+    }
+    return r->stopped;
+}
+
+void api_reply_end(api_reply *r) {
+    if (r->stopped) return;
+    char buf[16];
+    int k = tokenizer_stream(r->a->tok, &r->ts, -1, buf, sizeof buf);
+    if (k > 0) reasoning_feed(&r->rs, buf, (size_t)k);
+    reasoning_flush(&r->rs);
+}
+
+void api_reply_free(api_reply *r) {
+    sbuf_free(&r->think);
+    sbuf_free(&r->answer);
+}
+
+static const char *finish_reason(const api_reply *r, const sched_result *res) {
+    if (r->stopped) return "stop";
+    if (!strcmp(res->finish, "length")) return "length";
+    return "stop";
+}
+
+static cJSON *usage(const api_reply *r, const sched_result *res) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)res->n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)res->n_gen);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(res->n_prompt + res->n_gen));
+    cJSON_AddNumberToObject(u, "prompt_cache_hit_tokens", (double)res->n_cached);
+    cJSON_AddNumberToObject(u, "prompt_cache_miss_tokens", (double)(res->n_prompt - res->n_cached));
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "prompt_tokens_details"), "cached_tokens", (double)res->n_cached);
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(u, "completion_tokens_details"), "reasoning_tokens",
+                            (double)r->n_reasoning_tokens);
+    return u;
+}
+
+static cJSON *envelope(const api_reply *r, const char *object) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "id", r->id);
+    cJSON_AddStringToObject(j, "object", object);
+    cJSON_AddNumberToObject(j, "created", (double)r->created);
+    cJSON_AddStringToObject(j, "model", r->a->model_name);
+    cJSON_AddStringToObject(j, "system_fingerprint", "whale");
+    return j;
+}
+
+char *api_reply_json(api_reply *r, const sched_result *res) {
+    cJSON *j = envelope(r, "chat.completion"), *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON *c = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(c, "message");
+    cJSON_AddNumberToObject(c, "index", 0);
+    cJSON_AddStringToObject(m, "role", "assistant");
+    cJSON_AddStringToObject(m, "content", r->answer.s);
+    if (r->a->reasoning) cJSON_AddStringToObject(m, "reasoning_content", r->think.s);
+    cJSON_AddNullToObject(c, "logprobs");
+    cJSON_AddStringToObject(c, "finish_reason", finish_reason(r, res));
+    cJSON_AddItemToArray(choices, c);
+    cJSON_AddItemToObject(j, "usage", usage(r, res));
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static void emit(sbuf *out, cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (!s) return;
+    sbuf_add(out, "data: ", 6);
+    sbuf_add(out, s, strlen(s));
+    sbuf_add(out, "\n\n", 2);
+    free(s);
+}
+
+static void chunk(api_reply *r, sbuf *out, const char *key, const char *text, size_t n, const char *finish) {
+    cJSON *j = envelope(r, "chat.completion.chunk"), *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON *c = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(c, "delta");
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (key) {
+        char *t = strndup(text, n);
+        if (!strcmp(key, "role")) cJSON_AddStringToObject(d, "role", "assistant"), cJSON_AddStringToObject(d, "content", "");
+        else cJSON_AddStringToObject(d, key, t ? t : "");
+        free(t);
+    }
+    cJSON_AddNullToObject(c, "logprobs");
+    if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+    else cJSON_AddNullToObject(c, "finish_reason");
+    cJSON_AddItemToArray(choices, c);
+    emit(out, j);
+}
+
+void api_stream_first(api_reply *r, sbuf *out) { chunk(r, out, "role", "", 0, NULL); }
+
+void api_stream_deltas(api_reply *r, sbuf *out, int final) {
+    if (r->think.n > r->sent_think) {
+        chunk(r, out, "reasoning_content", r->think.s + r->sent_think, r->think.n - r->sent_think, NULL);
+        r->sent_think = r->think.n;
+    }
+    /* hold back what could still be the start of a stop string (never inside a UTF-8 sequence) */
+    size_t safe = r->answer.n, hold = final || r->stopped ? 0 : max_stop_len(r->q);
+    safe = safe > r->sent_answer + (hold ? hold - 1 : 0) ? safe - (hold ? hold - 1 : 0) : r->sent_answer;
+    while (safe > r->sent_answer && safe < r->answer.n && ((unsigned char)r->answer.s[safe] & 0xC0) == 0x80) safe--;
+    if (safe > r->sent_answer) {
+        chunk(r, out, "content", r->answer.s + r->sent_answer, safe - r->sent_answer, NULL);
+        r->sent_answer = safe;
+    }
+}
+
+void api_stream_end(api_reply *r, const sched_result *res, sbuf *out) {
+    api_stream_deltas(r, out, 1);
+    chunk(r, out, NULL, NULL, 0, finish_reason(r, res));
+    if (r->q->include_usage) {
+        cJSON *j = envelope(r, "chat.completion.chunk");
+        cJSON_AddArrayToObject(j, "choices");
+        cJSON_AddItemToObject(j, "usage", usage(r, res));
+        emit(out, j);
+    }
+    sbuf_add(out, "data: [DONE]\n\n", 14);
+}
+
+char *api_models_json(const api_ctx *a) {
+    cJSON *j = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(j, "data");
+    cJSON_AddStringToObject(j, "object", "list");
+    const char *names[2] = {a->model_name, a->alias};
+    for (int i = 0; i < 2; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "id", names[i]);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", 0);
+        cJSON_AddStringToObject(m, "owned_by", "whale");
+        cJSON_AddItemToArray(data, m);
+    }
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}

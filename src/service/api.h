@@ -1,0 +1,88 @@
+/* api.h — the OpenAI / DeepSeek chat-completions API over the scheduler, without HTTP: a
+ * request body in, a prompt and parameters out (with the error status and body when the request
+ * is bad), and the running text state of a reply (detokenizing, splitting reasoning from the
+ * answer, stop strings) that turns token ids into response JSON or stream chunks.
+ *
+ * server.c does the HTTP around it. Owns the parsed request and reply state; borrows the
+ * model and tokenizer. */
+#ifndef WHALE_SERVICE_API_H
+#define WHALE_SERVICE_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/chat_format.h"
+#include "engine/reasoning.h"
+#include "engine/scheduler.h"
+
+#define API_MAX_BODY (8u << 20) /* request bytes: far above any prompt a context holds */
+#define API_MAX_MESSAGES 4096   /* messages per request */
+#define API_MAX_STOP 16         /* stop strings, as OpenAI allows 4 and DeepSeek 16 */
+#define API_MAX_STOP_LEN 256    /* bytes per stop string */
+
+typedef struct api_ctx {
+    const tokenizer *tok;
+    chat_format_kind fmt;
+    const char *model_name; /* the file's name, as /models lists it */
+    const char *alias;      /* deepseek-reasoner or deepseek-chat */
+    int reasoning;          /* the format starts replies inside <think> */
+    int64_t n_ctx;
+} api_ctx;
+
+/* A buffer that grows. */
+typedef struct sbuf {
+    char *s;
+    size_t n, cap;
+} sbuf;
+void sbuf_add(sbuf *b, const char *s, size_t n);
+void sbuf_free(sbuf *b);
+
+typedef struct api_req {
+    tok_ids prompt;
+    sched_params sp;
+    int stream, include_usage;
+    char *stop[API_MAX_STOP];
+    int n_stop;
+} api_req;
+
+/* Parse a chat-completions body. 0, or the HTTP status (400 malformed, 422 a bad value) with
+ * the OpenAI-style error body in *err_body (malloc'd). */
+int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
+void api_req_free(api_req *r);
+
+/* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}; malloc'd. */
+char *api_error_body(const char *message, const char *type, const char *param, const char *code);
+
+/* The reply being written: token ids in, reasoning and answer text out. */
+typedef struct api_reply {
+    const api_ctx *a;
+    const api_req *q;
+    tok_stream ts;
+    reasoning rs;
+    sbuf think, answer;   /* all text so far */
+    size_t sent_think, sent_answer; /* bytes already sent as stream deltas */
+    size_t n_reasoning_tokens;
+    int stopped;          /* a stop string ended the answer */
+    char id[40];
+    long long created;
+} api_reply;
+
+void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q);
+/* Feed generated ids; returns 1 when a stop string was found (stop generating). */
+int api_reply_feed(api_reply *r, const int32_t *ids, size_t n);
+/* End of generation: flush held text. */
+void api_reply_end(api_reply *r);
+void api_reply_free(api_reply *r);
+
+/* The whole response (non-streaming), malloc'd. */
+char *api_reply_json(api_reply *r, const sched_result *res);
+/* Stream events: the first chunk (role), the deltas not sent yet (0 bytes when none), the
+ * final chunk with finish_reason, the usage chunk, and "data: [DONE]". Appended to out. */
+void api_stream_first(api_reply *r, sbuf *out);
+void api_stream_deltas(api_reply *r, sbuf *out, int final);
+void api_stream_end(api_reply *r, const sched_result *res, sbuf *out);
+
+/* GET /models body, malloc'd. */
+char *api_models_json(const api_ctx *a);
+
+#endif

@@ -1,0 +1,269 @@
+/* server.c — HTTP for `whale serve` (libmicrohttpd, one thread per connection); see server.h.
+ *
+ * A request's body is gathered up to API_MAX_BODY, then routed. A chat completion is parsed
+ * (api.c), submitted to the scheduler and answered either at once when generation ends, or as
+ * a stream whose reader callback waits for tokens and writes server-sent events; a reader that
+ * has nothing to send for SERVER_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming
+ * client goes away, libmicrohttpd frees the stream and the request is cancelled, which frees
+ * its sequence slot at the next step. */
+#include "service/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "service/api.h"
+
+#define SERVER_KEEPALIVE_MS 10000 /* idle stream: send a comment this often */
+#define SERVER_IDLE_TIMEOUT 60    /* seconds a connection may sit without sending its request */
+
+typedef struct server {
+    model *m;
+    sched *s;
+    api_ctx a;
+} server;
+
+typedef struct conn { /* per connection: the request body as it arrives */
+    sbuf body;
+    int too_big;
+} conn;
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *body, const char *type) {
+    if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":\"server_error\"}}");
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    if (status == 503 || status == 429) MHD_add_response_header(r, "Retry-After", "1");
+    enum MHD_Result rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
+                                  const char *code) {
+    return send_text(c, status, api_error_body(msg, type, NULL, code), "application/json");
+}
+
+/* ---- streaming ------------------------------------------------------------------------- */
+
+typedef struct stream {
+    server *srv;
+    api_req q;
+    api_reply rep;
+    sched_req *r;
+    size_t have;   /* token ids received */
+    sbuf out;      /* bytes not yet written */
+    size_t out_at;
+    int ended;     /* the final events are in out */
+} stream;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream *st = cls;
+    while (st->out_at >= st->out.n) {
+        if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        st->out.n = st->out_at = 0;
+        int32_t ids[64];
+        int done = 0;
+        size_t k = sched_wait(st->r, st->have, ids, 64, SERVER_KEEPALIVE_MS, &done);
+        st->have += k;
+        if (k && api_reply_feed(&st->rep, ids, k)) sched_cancel(st->r);
+        if (done || st->rep.stopped) {
+            if (!done) { /* wait for the engine to let go, then report */
+                while (!done) st->have += sched_wait(st->r, st->have, ids, 64, 1000, &done);
+            }
+            api_reply_end(&st->rep);
+            sched_result res;
+            sched_result_get(st->r, &res);
+            api_stream_end(&st->rep, &res, &st->out);
+            st->ended = 1;
+        } else if (k) {
+            api_stream_deltas(&st->rep, &st->out, 0);
+        } else {
+            sbuf_add(&st->out, ": keep-alive\n\n", 14);
+        }
+    }
+    size_t n = st->out.n - st->out_at < max ? st->out.n - st->out_at : max;
+    memcpy(buf, st->out.s + st->out_at, n);
+    st->out_at += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+    stream *st = cls;
+    if (!st->ended) sched_cancel(st->r); /* the client went away */
+    sched_release(st->r);
+    api_reply_free(&st->rep);
+    api_req_free(&st->q);
+    sbuf_free(&st->out);
+    free(st);
+}
+
+/* ---- chat completions ------------------------------------------------------------------- */
+
+static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *cn) {
+    api_req q;
+    char *err_body = NULL;
+    int status = api_parse_chat(&srv->a, cn->body.s ? cn->body.s : "", cn->body.n, &q, &err_body);
+    if (status) return send_text(c, (unsigned)status, err_body, "application/json");
+    if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
+        q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
+    whale_err e = {0};
+    sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
+    if (!r) {
+        int busy = e.code == WHALE_E_BUSY;
+        char msg[WHALE_ERR_MAX + 64];
+        if (!e.code) snprintf(msg, sizeof msg, "the prompt is %zu tokens; this server's context holds %lld", q.prompt.n,
+                              (long long)srv->a.n_ctx);
+        else snprintf(msg, sizeof msg, "%s", e.msg);
+        api_req_free(&q);
+        return busy ? send_error(c, 503, msg, "server_error", "server_busy")
+                    : send_error(c, 400, msg, "invalid_request_error", "context_length_exceeded");
+    }
+    if (q.stream) {
+        stream *st = calloc(1, sizeof *st);
+        if (!st) {
+            sched_cancel(r);
+            sched_release(r);
+            api_req_free(&q);
+            return send_error(c, 500, "out of memory", "server_error", "server_error");
+        }
+        st->srv = srv;
+        st->q = q;
+        st->r = r;
+        api_reply_init(&st->rep, &srv->a, &st->q);
+        api_stream_first(&st->rep, &st->out);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
+        if (!resp) {
+            stream_free(st);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return rc;
+    }
+    api_reply rep;
+    api_reply_init(&rep, &srv->a, &q);
+    size_t have = 0;
+    int done = 0;
+    int32_t ids[64];
+    while (!done) {
+        size_t k = sched_wait(r, have, ids, 64, 1000, &done);
+        have += k;
+        if (k && !rep.stopped && api_reply_feed(&rep, ids, k)) sched_cancel(r);
+    }
+    api_reply_end(&rep);
+    sched_result res;
+    sched_result_get(r, &res);
+    sched_release(r);
+    enum MHD_Result rc;
+    if (!strcmp(res.finish, "error"))
+        rc = send_error(c, 500, "the model failed on this request", "server_error", "server_error");
+    else
+        rc = send_text(c, 200, api_reply_json(&rep, &res), "application/json");
+    api_reply_free(&rep);
+    api_req_free(&q);
+    return rc;
+}
+
+/* ---- routing ------------------------------------------------------------------------------ */
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                              const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    (void)version;
+    server *srv = cls;
+    conn *cn = *con_cls;
+    if (!cn) { /* headers are in: set up the body */
+        if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        *con_cls = cn;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (cn->body.n + *upload_size > API_MAX_BODY) cn->too_big = 1;
+        else sbuf_add(&cn->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (cn->too_big) return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        sched_stats st;
+        sched_stats_get(srv->s, &st);
+        char *b = malloc(160);
+        if (b) snprintf(b, 160, "{\"status\":\"ok\",\"active\":%d,\"waiting\":%d,\"slots\":%d}", st.active, st.waiting,
+                        st.n_parallel);
+        return send_text(c, 200, b, "application/json");
+    }
+    if (!strcmp(url, "/models") || !strcmp(url, "/v1/models")) {
+        if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
+        return send_text(c, 200, api_models_json(&srv->a), "application/json");
+    }
+    if (!strcmp(url, "/chat/completions") || !strcmp(url, "/v1/chat/completions")) {
+        if (!post) return send_error(c, 405, "use POST", "invalid_request_error", "method_not_allowed");
+        return chat(srv, c, cn);
+    }
+    return send_error(c, 404, "no such endpoint", "invalid_request_error", "not_found");
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
+    (void)cls, (void)c, (void)why;
+    conn *cn = *con_cls;
+    if (!cn) return;
+    sbuf_free(&cn->body);
+    free(cn);
+    *con_cls = NULL;
+}
+
+int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
+    server srv = {.m = m};
+    const tokenizer *t = model_tokenizer(m);
+    if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
+    srv.a.tok = t;
+    srv.a.fmt = chat_format_detect(model_chat_template(m), t, o->chat_format);
+    if (srv.a.fmt == CHAT_FORMAT_NONE)
+        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
+    srv.a.reasoning = srv.a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
+    srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
+    srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
+    sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0};
+    if (!(srv.s = sched_new(m, &so, err))) return err->code;
+    srv.a.n_ctx = sched_n_ctx(srv.s);
+
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)(o->port > 0 ? o->port : 8080));
+    if (inet_pton(AF_INET, o->host ? o->host : "127.0.0.1", &addr.sin_addr) != 1) {
+        sched_free(srv.s);
+        return err_set(err, WHALE_E_ARG, "--host '%s' is not an IPv4 address", o->host);
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(o->max_conns > 0 ? o->max_conns : 256), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+    if (!d) {
+        sched_free(srv.s);
+        return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
+                       o->port > 0 ? o->port : 8080);
+    }
+    fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (%d parallel sequences of %lld tokens; Ctrl-C stops)\n",
+            srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
+            so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx);
+    while (!*stop) usleep(100 * 1000);
+    fprintf(stderr, "whale serve: stopping\n");
+    MHD_quiesce_daemon(d);
+    sched_cancel_all(srv.s);
+    MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
+    sched_free(srv.s);
+    return 0;
+}

@@ -1,0 +1,31 @@
+/* server.h — `whale serve`: the HTTP server (libmicrohttpd) in front of the scheduler.
+ *
+ * Endpoints: POST /chat/completions and /v1/chat/completions (JSON or a server-sent-event
+ * stream), GET /models and /v1/models, GET /health. Each connection has its own thread, so a
+ * streaming reply can wait for tokens without holding anyone else up; the scheduler decides
+ * who computes when. */
+#ifndef WHALE_SERVICE_SERVER_H
+#define WHALE_SERVICE_SERVER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "whale.h"
+
+typedef struct server_opts {
+    const char *host;  /* default 127.0.0.1 */
+    int port;          /* default 8080 */
+    int n_parallel;    /* sequences decoding at once (default 4) */
+    int64_t n_ctx;     /* tokens per sequence (default: the model's, at most 4096) */
+    int max_queue;     /* requests waiting beyond which new ones get 503 (default 64) */
+    int max_conns;     /* open connections (default 256) */
+    const char *model_name; /* how /models lists the model */
+    const char *chat_format; /* override, or NULL */
+} server_opts;
+
+/* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what
+ * runs, return. 0, or an error with a message (port taken, no chat format, out of memory). */
+int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
+
+#endif

@@ -1,0 +1,187 @@
+"""`whale serve` against the official `openai` Python SDK and raw HTTP, on the default model:
+models, chat completions (plain and streamed, with usage and DeepSeek's cache fields), cache
+hits on a repeated long prefix, stop strings, concurrency (each of 8 concurrent greedy streams
+equals its solo output: batching does not change results), client disconnect freeing its
+sequence, and the error bodies (400, 404, 405, 413, 422, 503)."""
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEFAULT_MODEL, WHALE
+
+openai = pytest.importorskip("openai")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(*flags):
+    port = free_port()
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), *flags], stderr=subprocess.PIPE)
+    for _ in range(300):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return p, port
+        except OSError:
+            time.sleep(0.1)
+        if p.poll() is not None:
+            raise AssertionError(p.stderr.read().decode())
+    p.kill()
+    raise AssertionError("whale serve did not come up")
+
+
+@pytest.fixture(scope="module")
+def server():
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    p, port = start("--parallel", "4", "--ctx", "2048", "--queue", "8")
+    yield port
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{server}/v1", api_key="none", max_retries=0)
+
+
+def raw(port, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+def ask(client, text, n=24, **kw):
+    return client.chat.completions.create(model="default", messages=[{"role": "user", "content": text}],
+                                          temperature=0, max_tokens=n, **kw)
+
+
+def test_models(client):
+    ids = [m.id for m in client.models.list().data]
+    assert ids == ["default", "deepseek-chat"]
+
+
+def test_chat_completion_and_usage(client):
+    r = ask(client, "What is 2+2? Reply with the number only.")
+    assert "4" in r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop"
+    u = r.usage
+    assert u.prompt_tokens > 10 and 0 < u.completion_tokens <= 24
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+    extra = u.model_extra
+    assert extra["prompt_cache_hit_tokens"] + extra["prompt_cache_miss_tokens"] == u.prompt_tokens
+    assert u.completion_tokens_details.reasoning_tokens == 0  # not a reasoning model
+
+
+def test_stream_equals_plain_and_reports_usage(client):
+    plain = ask(client, "Name three colors.", n=20).choices[0].message.content
+    chunks = list(ask(client, "Name three colors.", n=20, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_cache_hit_on_a_repeated_prefix(client):
+    system = "You are a careful assistant. " + " ".join(f"Rule {i}: answer briefly and precisely." for i in range(40))
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": "Say OK."}]
+    first = client.chat.completions.create(model="default", messages=msgs, temperature=0, max_tokens=4)
+    msgs[1]["content"] = "Say yes."
+    second = client.chat.completions.create(model="default", messages=msgs, temperature=0, max_tokens=4)
+    hit = second.usage.model_extra["prompt_cache_hit_tokens"]
+    assert first.usage.prompt_tokens > 300
+    assert hit >= 256 and hit % 64 == 0 and hit < second.usage.prompt_tokens
+
+
+def test_stop_string(client):
+    r = ask(client, "Count from 1 to 10, separated by commas.", n=40, stop=[", 5"])
+    text = r.choices[0].message.content
+    assert ", 5" not in text and "4" in text and r.choices[0].finish_reason == "stop"
+
+
+def test_concurrent_streams_equal_their_solo_output(client):
+    prompts = [f"Write one sentence about the number {i}." for i in range(8)]
+    solo = [ask(client, p, n=24).choices[0].message.content for p in prompts]
+
+    def streamed(p):
+        return "".join(c.choices[0].delta.content or "" for c in ask(client, p, n=24, stream=True) if c.choices)
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        together = list(ex.map(streamed, prompts))
+    assert together == solo
+
+
+def test_disconnect_frees_the_sequence(server):
+    s = socket.create_connection(("127.0.0.1", server))
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 1000,
+                       "stream": True, "temperature": 0})
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+    assert b"data:" in s.recv(4096)
+    s.close()
+    for _ in range(100):
+        st, b = raw(server, "GET", "/health")
+        if json.loads(b)["active"] == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the disconnected stream kept its sequence")
+
+
+@pytest.mark.parametrize("body,status,param", [
+    (b"{not json", 400, None),
+    (b"[]", 400, None),
+    (json.dumps({"messages": []}).encode(), 422, "messages"),
+    (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": 3}).encode(), 422, "temperature"),
+    (json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}).encode(), 422, "max_tokens"),
+    (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), 422, "messages[0]"),
+    (json.dumps({"messages": [{"role": "user", "content": "x"}], "model": "gpt-9"}).encode(), 400, "model"),
+    (json.dumps({"messages": [{"role": "user", "content": "x"}], "stop": 5}).encode(), 422, "stop"),
+    (json.dumps({"messages": [{"role": "user", "content": "x" * 40000}]}).encode(), 400, None),
+])
+def test_error_bodies(server, body, status, param):
+    st, b = raw(server, "POST", "/v1/chat/completions", body)
+    assert st == status, b
+    err = json.loads(b)["error"]
+    assert err["message"] and err["type"] == "invalid_request_error" and err["param"] == param
+
+
+def test_routes_and_limits(server):
+    assert raw(server, "GET", "/nope")[0] == 404
+    assert raw(server, "GET", "/v1/chat/completions")[0] == 405
+    assert raw(server, "POST", "/v1/chat/completions", b"x" * (9 << 20))[0] == 413
+    assert raw(server, "GET", "/health")[0] == 200  # still serving
+
+
+def test_full_queue_gets_503_at_once():
+    p, port = start("--parallel", "1", "--queue", "1", "--ctx", "512")
+    try:
+        body = json.dumps({"messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 200,
+                           "temperature": 0, "stream": True}).encode()
+        socks = []
+        for _ in range(2):  # one running, one waiting
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            socks.append(s)
+        time.sleep(0.5)
+        t0 = time.time()
+        st, b = raw(port, "POST", "/v1/chat/completions", body)
+        assert st == 503 and time.time() - t0 < 2
+        assert json.loads(b)["error"]["code"] == "server_busy"
+        for s in socks:
+            s.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
