@@ -118,21 +118,13 @@ chat_format_kind chat_format_detect(const char *tmpl, const tokenizer *t, const 
     }
     if (tmpl && strstr(tmpl, R1_ASSISTANT)) return CHAT_FORMAT_DEEPSEEK_R1;
     if (tmpl && strstr(tmpl, IM_START)) return CHAT_FORMAT_CHATML;
-    if (t && tokenizer_find(t, R1_ASSISTANT, strlen(R1_ASSISTANT)) >= 0) return CHAT_FORMAT_DEEPSEEK_R1;
-    if (t && tokenizer_find(t, IM_START, strlen(IM_START)) >= 0) return CHAT_FORMAT_CHATML;
+    if (t && tokenizer_find_added(t, R1_ASSISTANT, strlen(R1_ASSISTANT)) >= 0) return CHAT_FORMAT_DEEPSEEK_R1;
+    if (t && tokenizer_find_added(t, IM_START, strlen(IM_START)) >= 0) return CHAT_FORMAT_CHATML;
     return CHAT_FORMAT_NONE;
 }
 
-/* Exact-text lookup among all tokens (markers are added tokens, outside the BPE index). */
-static int32_t find_marker(const tokenizer *t, const char *s, size_t n) {
-    for (int32_t id = (int32_t)tokenizer_n_vocab(t) - 1; id >= 0; id--) {
-        size_t l;
-        const char *x = tokenizer_token_text(t, id, &l);
-        int a = tokenizer_attr(t, id);
-        if ((a == TOK_CONTROL || a == TOK_USER) && l == n && !memcmp(x, s, n)) return id;
-    }
-    return -1;
-}
+/* Exact-text lookup of a marker (markers are added tokens, outside the BPE index). */
+static int32_t find_marker(const tokenizer *t, const char *s, size_t n) { return tokenizer_find_added(t, s, n); }
 
 int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n, int flags,
                        tok_ids *out, whale_err *err) {

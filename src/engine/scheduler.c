@@ -21,6 +21,9 @@ struct sched_req {
     size_t n_prompt;
     sampler_params sp;
     int64_t max_tokens;
+    int64_t think_budget;
+    int32_t think_end, close[8];
+    size_t n_close;
     /* shared, under s->mu */
     int state, cancelled, released;
     int32_t *tokens; /* generated ids */
@@ -39,6 +42,8 @@ typedef struct slot {
     sampler *smp;
     int has_logits;
     int64_t n_gen;
+    int think_closed;  /* the reasoning has ended (or there is no budget) */
+    size_t n_forced;   /* tokens of the closing sequence already forced */
 } slot;
 
 struct sched {
@@ -114,6 +119,8 @@ static void admit(sched *s) {
         sl->n_fed = keep;
         sl->has_logits = 0;
         sl->n_gen = 0;
+        sl->think_closed = r->think_budget < 0 || !r->n_close;
+        sl->n_forced = 0;
         sampler_free(sl->smp);
         sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
         sl->req = r;
@@ -214,6 +221,10 @@ static int step(sched *s) {
         sched_req *r = sl->req;
         sl->n_cached = sl->n_fed;
         int32_t t = sampler_sample(sl->smp, s->logits + k * V, sl->tokens, sl->n_fed);
+        if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
+            if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
+            if (t == r->think_end || sl->n_forced == r->n_close) sl->think_closed = 1;
+        }
         sl->tokens[sl->n_fed] = t;
         sl->n_gen++;
         push_token(s, r, t);
@@ -358,6 +369,10 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     r->n_prompt = p->n_prompt;
     r->sp = p->sp;
     r->max_tokens = p->max_tokens;
+    r->think_budget = p->think_budget;
+    r->think_end = p->think_end;
+    r->n_close = p->n_close < 8 ? p->n_close : 0;
+    if (r->n_close) memcpy(r->close, p->close, r->n_close * sizeof *r->close);
     r->s = s;
     r->t_submit = now_s();
     pthread_mutex_lock(&s->mu);
@@ -462,5 +477,7 @@ void sched_stats_get(sched *s, sched_stats *out) {
     pthread_mutex_lock(&s->mu);
     *out = s->stats;
     out->waiting = s->n_waiting;
+    out->kv_tokens = 0;
+    for (int i = 0; i < s->o.n_parallel; i++) out->kv_tokens += (int64_t)s->slots[i].n_cached;
     pthread_mutex_unlock(&s->mu);
 }

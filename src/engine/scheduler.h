@@ -49,6 +49,13 @@ typedef struct sched_params {
     size_t n_prompt;
     sampler_params sp;
     int64_t max_tokens;    /* 0: until the context is full */
+    /* Reasoning budget (R1-style models): after think_budget generated tokens without think_end,
+     * the next tokens are forced to close[0..n_close) (e.g. "\n</think>\n\n") and sampling
+     * resumes for the answer. think_budget < 0: no budget. */
+    int64_t think_budget;
+    int32_t think_end;
+    const int32_t *close; /* copied */
+    size_t n_close;
 } sched_params;
 
 /* Queue a request. NULL with WHALE_E_BUSY (queue full) or WHALE_E_ARG (prompt too long for a
@@ -80,6 +87,7 @@ void sched_release(sched_req *r);
 typedef struct sched_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
+    int64_t kv_tokens; /* tokens held in the slots' caches (in use or kept for reuse) */
 } sched_stats;
 void sched_stats_get(sched *s, sched_stats *out);
 

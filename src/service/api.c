@@ -1,6 +1,8 @@
 /* api.c — chat-completions requests and replies in OpenAI / DeepSeek's JSON; see api.h. */
 #include "service/api.h"
 
+#include "base/utf8.h"
+
 #include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -148,24 +150,79 @@ done:
     return status;
 }
 
+static int check_model(const api_ctx *a, const cJSON *j, char **err);
+
+/* Sampling, limits, streaming and stop strings: what chat and completions share. */
+static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **err) {
+    int status = 0, r;
+    double d;
+    out->sp.sp = sampler_default_params();
+    out->sp.sp.temperature = 1.0f; /* the API's default, as OpenAI's and DeepSeek's */
+    out->sp.sp.top_p = 1.0f;
+    out->sp.sp.seed = SAMPLER_SEED_RANDOM;
+#define NUM(name, lo, hi, integer, assign)                                                      \
+    if ((r = num_field(j, name, lo, hi, integer, &d, &status, err)) < 0) return status;             \
+    if (r > 0) assign;
+    NUM("temperature", 0, 2, 0, out->sp.sp.temperature = (float)d);
+    NUM("top_p", 1e-6, 1, 0, out->sp.sp.top_p = (float)d);
+    NUM("presence_penalty", -2, 2, 0, out->sp.sp.presence_penalty = (float)d);
+    NUM("frequency_penalty", -2, 2, 0, out->sp.sp.frequency_penalty = (float)d);
+    NUM("seed", 0, 9007199254740991.0, 1, out->sp.sp.seed = (uint64_t)d);
+    NUM("n", 1, 1, 1, (void)0);
+    NUM("max_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
+    NUM("max_completion_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
+#undef NUM
+    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
+    if (stream && !cJSON_IsNull(stream) && !cJSON_IsBool(stream)) {
+        status = fail(err, 422, "stream", "stream must be true or false");
+        return status;
+    }
+    out->stream = cJSON_IsTrue(stream);
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
+    out->include_usage = so && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
+    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(j, "stop"), *s1;
+    if (cJSON_IsString(stop)) {
+        if (stop->valuestring[0]) out->stop[out->n_stop++] = strdup(stop->valuestring);
+    } else if (cJSON_IsArray(stop)) {
+        if (cJSON_GetArraySize(stop) > API_MAX_STOP) {
+            status = fail(err, 422, "stop", "at most %d stop strings", API_MAX_STOP);
+            return status;
+        }
+        cJSON_ArrayForEach(s1, stop) {
+            if (!cJSON_IsString(s1) || strlen(s1->valuestring) > API_MAX_STOP_LEN) {
+                status = fail(err, 422, "stop", "stop must be strings of at most %d bytes", API_MAX_STOP_LEN);
+                return status;
+            }
+            if (s1->valuestring[0]) out->stop[out->n_stop++] = strdup(s1->valuestring);
+        }
+    } else if (stop && !cJSON_IsNull(stop)) {
+        status = fail(err, 422, "stop", "stop must be a string or an array of strings");
+        return status;
+    }
+    if (cJSON_IsString(stop) && strlen(stop->valuestring) > API_MAX_STOP_LEN) {
+        status = fail(err, 422, "stop", "stop must be at most %d bytes", API_MAX_STOP_LEN);
+        return status;
+    }
+    if ((r = num_field(j, "reasoning_budget", 0, 1e9, 1, &d, &status, err)) < 0) return status;
+    out->sp.think_budget = -1;
+    if (r > 0 && a->reasoning && a->think_end >= 0 && a->n_close) { /* ignored by other models */
+        out->sp.think_budget = (int64_t)d;
+        out->sp.think_end = a->think_end;
+        out->sp.close = a->close;
+        out->sp.n_close = a->n_close;
+    }
+    return 0;
+}
+
 int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
     memset(out, 0, sizeof *out);
     cJSON *j = cJSON_ParseWithLength(body, n);
     int status = 0;
-    double d;
     if (!j || !cJSON_IsObject(j)) {
         status = fail(err, 400, NULL, "the request body must be a JSON object");
         goto done;
     }
-    const cJSON *mname = cJSON_GetObjectItemCaseSensitive(j, "model");
-    if (mname && !cJSON_IsString(mname)) {
-        status = fail(err, 422, "model", "model must be a string");
-        goto done;
-    }
-    if (mname && strcmp(mname->valuestring, a->model_name) && strcmp(mname->valuestring, a->alias)) {
-        status = fail(err, 400, "model", "Model Not Exist (this server has '%s', also called '%s')", a->model_name, a->alias);
-        goto done;
-    }
+    if ((status = check_model(a, j, err))) goto done;
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, unsupported[i][0]);
         if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v))) {
@@ -186,54 +243,7 @@ int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, c
         }
     }
     if ((status = parse_messages(a, cJSON_GetObjectItemCaseSensitive(j, "messages"), out, err))) goto done;
-    out->sp.sp = sampler_default_params();
-    out->sp.sp.temperature = 1.0f; /* the API's default, as OpenAI's and DeepSeek's */
-    out->sp.sp.top_p = 1.0f;
-    out->sp.sp.seed = SAMPLER_SEED_RANDOM;
-    int r;
-#define NUM(name, lo, hi, integer, assign)                                                      \
-    if ((r = num_field(j, name, lo, hi, integer, &d, &status, err)) < 0) goto done;             \
-    if (r > 0) assign;
-    NUM("temperature", 0, 2, 0, out->sp.sp.temperature = (float)d);
-    NUM("top_p", 1e-6, 1, 0, out->sp.sp.top_p = (float)d);
-    NUM("presence_penalty", -2, 2, 0, out->sp.sp.presence_penalty = (float)d);
-    NUM("frequency_penalty", -2, 2, 0, out->sp.sp.frequency_penalty = (float)d);
-    NUM("seed", 0, 9007199254740991.0, 1, out->sp.sp.seed = (uint64_t)d);
-    NUM("n", 1, 1, 1, (void)0);
-    NUM("max_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
-    NUM("max_completion_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
-#undef NUM
-    const cJSON *stream = cJSON_GetObjectItemCaseSensitive(j, "stream");
-    if (stream && !cJSON_IsNull(stream) && !cJSON_IsBool(stream)) {
-        status = fail(err, 422, "stream", "stream must be true or false");
-        goto done;
-    }
-    out->stream = cJSON_IsTrue(stream);
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
-    out->include_usage = so && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(so, "include_usage"));
-    const cJSON *stop = cJSON_GetObjectItemCaseSensitive(j, "stop"), *s1;
-    if (cJSON_IsString(stop)) {
-        if (stop->valuestring[0]) out->stop[out->n_stop++] = strdup(stop->valuestring);
-    } else if (cJSON_IsArray(stop)) {
-        if (cJSON_GetArraySize(stop) > API_MAX_STOP) {
-            status = fail(err, 422, "stop", "at most %d stop strings", API_MAX_STOP);
-            goto done;
-        }
-        cJSON_ArrayForEach(s1, stop) {
-            if (!cJSON_IsString(s1) || strlen(s1->valuestring) > API_MAX_STOP_LEN) {
-                status = fail(err, 422, "stop", "stop must be strings of at most %d bytes", API_MAX_STOP_LEN);
-                goto done;
-            }
-            if (s1->valuestring[0]) out->stop[out->n_stop++] = strdup(s1->valuestring);
-        }
-    } else if (stop && !cJSON_IsNull(stop)) {
-        status = fail(err, 422, "stop", "stop must be a string or an array of strings");
-        goto done;
-    }
-    if (cJSON_IsString(stop) && strlen(stop->valuestring) > API_MAX_STOP_LEN) {
-        status = fail(err, 422, "stop", "stop must be at most %d bytes", API_MAX_STOP_LEN);
-        goto done;
-    }
+    if ((status = parse_common(a, j, out, err))) goto done;
     out->sp.prompt = out->prompt.v;
     out->sp.n_prompt = out->prompt.n;
 done:
@@ -248,6 +258,106 @@ void api_req_free(api_req *r) {
     memset(r, 0, sizeof *r);
 }
 
+void api_ctx_tokens(api_ctx *a) {
+    a->think_end = tokenizer_find_added(a->tok, "</think>", 8);
+    tok_ids ids = {0};
+    whale_err e = {0};
+    a->n_close = 0;
+    if (a->think_end >= 0 && !tokenizer_encode(a->tok, "\n</think>\n\n", 12, TOK_PARSE_SPECIAL, &ids, &e) &&
+        ids.n <= 8) {
+        memcpy(a->close, ids.v, ids.n * sizeof *ids.v);
+        a->n_close = ids.n;
+    }
+    tok_ids_free(&ids);
+    /* fill-in-the-middle markers: Qwen2.5-Coder's, then DeepSeek-Coder's */
+    static const char *fim[2][3] = {{"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"},
+                                    {"<ï½" "fimâ" "beginï½>", "<ï½" "fimâ" "holeï½>",
+                                     "<ï½" "fimâ" "endï½>"}};
+    a->fim[0] = a->fim[1] = a->fim[2] = -1;
+    for (int k = 0; k < 2 && a->fim[0] < 0; k++) {
+        int32_t id[3];
+        int ok = 1;
+        for (int i = 0; i < 3; i++) ok &= (id[i] = tokenizer_find_added(a->tok, fim[k][i], strlen(fim[k][i]))) >= 0;
+        if (ok) memcpy(a->fim, id, sizeof id);
+    }
+}
+
+static int check_model(const api_ctx *a, const cJSON *j, char **err) {
+    const cJSON *mname = cJSON_GetObjectItemCaseSensitive(j, "model");
+    if (mname && !cJSON_IsString(mname)) return fail(err, 422, "model", "model must be a string");
+    if (mname && strcmp(mname->valuestring, a->model_name) && strcmp(mname->valuestring, a->alias))
+        return fail(err, 400, "model", "Model Not Exist (this server has '%s', also called '%s')", a->model_name, a->alias);
+    return 0;
+}
+
+int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
+    memset(out, 0, sizeof *out);
+    out->kind = API_COMPLETION;
+    cJSON *j = cJSON_ParseWithLength(body, n);
+    int status = 0;
+    whale_err e = {0};
+    if (!j || !cJSON_IsObject(j)) {
+        status = fail(err, 400, NULL, "the request body must be a JSON object");
+        goto done;
+    }
+    if ((status = check_model(a, j, err))) goto done;
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *suffix = cJSON_GetObjectItemCaseSensitive(j, "suffix");
+    if (!cJSON_IsString(prompt)) {
+        status = fail(err, 422, "prompt", "prompt must be a string");
+        goto done;
+    }
+    if (suffix && !cJSON_IsNull(suffix) && !cJSON_IsString(suffix)) {
+        status = fail(err, 422, "suffix", "suffix must be a string");
+        goto done;
+    }
+    const char *p = prompt->valuestring;
+    if (cJSON_IsString(suffix)) { /* fill in the middle: prefix, suffix, then the middle is written */
+        if (a->fim[0] < 0) {
+            status = fail(err, 422, "suffix", "this model has no fill-in-the-middle tokens");
+            goto done;
+        }
+        if (tok_ids_push(&out->prompt, a->fim[0]) ||
+            tokenizer_encode(a->tok, p, strlen(p), 0, &out->prompt, &e) || tok_ids_push(&out->prompt, a->fim[1]) ||
+            tokenizer_encode(a->tok, suffix->valuestring, strlen(suffix->valuestring), 0, &out->prompt, &e) ||
+            tok_ids_push(&out->prompt, a->fim[2])) {
+            status = fail(err, 400, "prompt", "%s", e.msg[0] ? e.msg : "out of memory");
+            goto done;
+        }
+    } else if (tokenizer_encode(a->tok, p, strlen(p), TOK_ADD_BOS, &out->prompt, &e)) {
+        status = fail(err, 400, "prompt", "%s", e.msg);
+        goto done;
+    }
+    if (!out->prompt.n) {
+        status = fail(err, 422, "prompt", "prompt is empty");
+        goto done;
+    }
+    if ((status = parse_common(a, j, out, err))) goto done;
+    out->sp.think_budget = -1;
+    out->sp.prompt = out->prompt.v;
+    out->sp.n_prompt = out->prompt.n;
+done:
+    cJSON_Delete(j);
+    if (status) api_req_free(out);
+    return status;
+}
+
+/* Text for JSON must be valid UTF-8: a random or confused model can emit byte tokens that do
+ * not form characters. Invalid bytes become U+FFFD; appended to out (malloc'd), returns its length. */
+static size_t clean_utf8(const char *s, size_t n, char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        int l = utf8_seq_len((const unsigned char *)s + i, n - i);
+        if (l > 0) {
+            memcpy(out + k, s + i, (size_t)l);
+            k += (size_t)l, i += (size_t)l;
+        } else {
+            memcpy(out + k, "\xef\xbf\xbd", 3);
+            k += 3, i++;
+        }
+    }
+    return k;
+}
+
 /* ---- the reply --------------------------------------------------------------------------- */
 
 static void reply_sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
@@ -259,13 +369,13 @@ void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     memset(r, 0, sizeof *r);
     r->a = a;
     r->q = q;
-    reasoning_init(&r->rs, a->reasoning, reply_sink, r);
+    reasoning_init(&r->rs, a->reasoning && q->kind == API_CHAT, reply_sink, r);
     sbuf_add(&r->think, "", 0);
     sbuf_add(&r->answer, "", 0);
     unsigned char b[12] = {0};
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
         for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)rand();
-    int k = snprintf(r->id, sizeof r->id, "chatcmpl-");
+    int k = snprintf(r->id, sizeof r->id, q->kind == API_CHAT ? "chatcmpl-" : "cmpl-");
     for (size_t i = 0; i < sizeof b; i++) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "%02x", b[i]);
     r->created = (long long)time(NULL);
 }
@@ -277,12 +387,14 @@ static size_t max_stop_len(const api_req *q) {
 }
 
 int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
-    char buf[256];
+    char buf[256], clean[3 * 256];
     for (size_t i = 0; i < n && !r->stopped; i++) {
         if (ids[i] == tokenizer_eos(r->a->tok) || tokenizer_attr(r->a->tok, ids[i]) == TOK_CONTROL) continue;
-        if (r->rs.in_think) r->n_reasoning_tokens++;
+        if (r->q->kind == API_CHAT && r->rs.in_think) r->n_reasoning_tokens++;
         int k = tokenizer_stream(r->a->tok, &r->ts, ids[i], buf, sizeof buf);
-        if (k > 0) reasoning_feed(&r->rs, buf, (size_t)k);
+        if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
+        if (k > 0 && r->q->kind == API_COMPLETION) sbuf_add(&r->answer, clean, (size_t)k);
+        else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
         if (!r->q->n_stop) continue;
         size_t from = r->sent_answer > max_stop_len(r->q) ? r->sent_answer - max_stop_len(r->q) : 0;
         for (int s = 0; s < r->q->n_stop; s++) {
@@ -299,10 +411,12 @@ int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
 
 void api_reply_end(api_reply *r) {
     if (r->stopped) return;
-    char buf[16];
+    char buf[16], clean[48];
     int k = tokenizer_stream(r->a->tok, &r->ts, -1, buf, sizeof buf);
-    if (k > 0) reasoning_feed(&r->rs, buf, (size_t)k);
-    reasoning_flush(&r->rs);
+    if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
+    if (k > 0 && r->q->kind == API_COMPLETION) sbuf_add(&r->answer, clean, (size_t)k);
+    else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
+    if (r->q->kind == API_CHAT) reasoning_flush(&r->rs);
 }
 
 void api_reply_free(api_reply *r) {
@@ -340,9 +454,21 @@ static cJSON *envelope(const api_reply *r, const char *object) {
 }
 
 char *api_reply_json(api_reply *r, const sched_result *res) {
-    cJSON *j = envelope(r, "chat.completion"), *choices = cJSON_AddArrayToObject(j, "choices");
-    cJSON *c = cJSON_CreateObject(), *m = cJSON_AddObjectToObject(c, "message");
+    int chat = r->q->kind == API_CHAT;
+    cJSON *j = envelope(r, chat ? "chat.completion" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON *c = cJSON_CreateObject();
     cJSON_AddNumberToObject(c, "index", 0);
+    if (!chat) {
+        cJSON_AddStringToObject(c, "text", r->answer.s);
+        cJSON_AddNullToObject(c, "logprobs");
+        cJSON_AddStringToObject(c, "finish_reason", finish_reason(r, res));
+        cJSON_AddItemToArray(choices, c);
+        cJSON_AddItemToObject(j, "usage", usage(r, res));
+        char *s = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        return s;
+    }
+    cJSON *m = cJSON_AddObjectToObject(c, "message");
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddStringToObject(m, "content", r->answer.s);
     if (r->a->reasoning) cJSON_AddStringToObject(m, "reasoning_content", r->think.s);
@@ -366,10 +492,16 @@ static void emit(sbuf *out, cJSON *j) {
 }
 
 static void chunk(api_reply *r, sbuf *out, const char *key, const char *text, size_t n, const char *finish) {
-    cJSON *j = envelope(r, "chat.completion.chunk"), *choices = cJSON_AddArrayToObject(j, "choices");
-    cJSON *c = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(c, "delta");
+    int chat = r->q->kind == API_CHAT;
+    if (!chat && key && !strcmp(key, "role")) return; /* completions have no opening chunk */
+    cJSON *j = envelope(r, chat ? "chat.completion.chunk" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
+    cJSON *c = cJSON_CreateObject(), *d = chat ? cJSON_AddObjectToObject(c, "delta") : c;
     cJSON_AddNumberToObject(c, "index", 0);
-    if (key) {
+    if (!chat) {
+        char *t = key ? strndup(text, n) : NULL;
+        cJSON_AddStringToObject(c, "text", t ? t : "");
+        free(t);
+    } else if (key) {
         char *t = strndup(text, n);
         if (!strcmp(key, "role")) cJSON_AddStringToObject(d, "role", "assistant"), cJSON_AddStringToObject(d, "content", "");
         else cJSON_AddStringToObject(d, key, t ? t : "");
@@ -403,7 +535,7 @@ void api_stream_end(api_reply *r, const sched_result *res, sbuf *out) {
     api_stream_deltas(r, out, 1);
     chunk(r, out, NULL, NULL, 0, finish_reason(r, res));
     if (r->q->include_usage) {
-        cJSON *j = envelope(r, "chat.completion.chunk");
+        cJSON *j = envelope(r, r->q->kind == API_CHAT ? "chat.completion.chunk" : "text_completion");
         cJSON_AddArrayToObject(j, "choices");
         cJSON_AddItemToObject(j, "usage", usage(r, res));
         emit(out, j);

@@ -27,7 +27,14 @@ typedef struct api_ctx {
     const char *alias;      /* deepseek-reasoner or deepseek-chat */
     int reasoning;          /* the format starts replies inside <think> */
     int64_t n_ctx;
+    int32_t think_end;      /* "</think>" (reasoning_budget), or -1 */
+    int32_t close[8];       /* what a spent reasoning budget forces: "\n</think>\n\n" */
+    size_t n_close;
+    int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
 } api_ctx;
+
+/* Fill in think_end/close and fim from the vocabulary. */
+void api_ctx_tokens(api_ctx *a);
 
 /* A buffer that grows. */
 typedef struct sbuf {
@@ -37,7 +44,10 @@ typedef struct sbuf {
 void sbuf_add(sbuf *b, const char *s, size_t n);
 void sbuf_free(sbuf *b);
 
+typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
+
 typedef struct api_req {
+    api_kind kind;
     tok_ids prompt;
     sched_params sp;
     int stream, include_usage;
@@ -49,6 +59,8 @@ typedef struct api_req {
  * the OpenAI-style error body in *err_body (malloc'd). */
 int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 void api_req_free(api_req *r);
+/* The same for /beta/completions: prompt (+ suffix: fill in the middle). */
+int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 
 /* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}; malloc'd. */
 char *api_error_body(const char *message, const char *type, const char *param, const char *code);

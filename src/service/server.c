@@ -9,6 +9,9 @@
 #include "service/server.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -26,6 +29,9 @@ typedef struct server {
     model *m;
     sched *s;
     api_ctx a;
+    pthread_mutex_t mu; /* the scrape state below */
+    double last_scrape;
+    uint64_t last_tokens;
 } server;
 
 typedef struct conn { /* per connection: the request body as it arrives */
@@ -33,7 +39,19 @@ typedef struct conn { /* per connection: the request body as it arrives */
     int too_big;
 } conn;
 
+/* Responses by status code, for /metrics. */
+static const unsigned g_codes[] = {200, 400, 401, 402, 404, 405, 413, 422, 429, 500, 503};
+#define N_CODES (sizeof g_codes / sizeof g_codes[0])
+static atomic_ulong g_count[N_CODES + 1]; /* the last: any other code */
+
+static void count_status(unsigned status) {
+    size_t i = 0;
+    while (i < N_CODES && g_codes[i] != status) i++;
+    atomic_fetch_add(&g_count[i], 1);
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *body, const char *type) {
+    count_status(status);
     if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":\"server_error\"}}");
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
@@ -109,10 +127,11 @@ static void stream_free(void *cls) {
 
 /* ---- chat completions ------------------------------------------------------------------- */
 
-static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *cn) {
+static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *cn, api_kind kind) {
     api_req q;
     char *err_body = NULL;
-    int status = api_parse_chat(&srv->a, cn->body.s ? cn->body.s : "", cn->body.n, &q, &err_body);
+    int status = (kind == API_CHAT ? api_parse_chat : api_parse_completion)(&srv->a, cn->body.s ? cn->body.s : "",
+                                                                            cn->body.n, &q, &err_body);
     if (status) return send_text(c, (unsigned)status, err_body, "application/json");
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
@@ -146,6 +165,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
             stream_free(st);
             return MHD_NO;
         }
+        count_status(200);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         enum MHD_Result rc = MHD_queue_response(c, 200, resp);
@@ -176,6 +196,51 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     return rc;
 }
 
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+/* Prometheus text format. The generation rate is over the time since the previous scrape. */
+static char *metrics(server *srv) {
+    sched_stats st;
+    sched_stats_get(srv->s, &st);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    pthread_mutex_lock(&srv->mu);
+    double dt = now - srv->last_scrape;
+    double rate = srv->last_scrape > 0 && dt > 0 ? (double)(st.tokens_generated - srv->last_tokens) / dt : 0;
+    srv->last_scrape = now;
+    srv->last_tokens = st.tokens_generated;
+    pthread_mutex_unlock(&srv->mu);
+    sbuf b = {0};
+    char line[256];
+#define OUT(...) sbuf_add(&b, line, (size_t)snprintf(line, sizeof line, __VA_ARGS__))
+    OUT("# HELP whale_requests_total HTTP responses by status code.\n# TYPE whale_requests_total counter\n");
+    for (size_t i = 0; i <= N_CODES; i++) {
+        if (i < N_CODES) OUT("whale_requests_total{code=\"%u\"} %lu\n", g_codes[i], atomic_load(&g_count[i]));
+        else OUT("whale_requests_total{code=\"other\"} %lu\n", atomic_load(&g_count[i]));
+    }
+    OUT("# HELP whale_queue_depth Requests waiting for a sequence slot.\n# TYPE whale_queue_depth gauge\n");
+    OUT("whale_queue_depth %d\n", st.waiting);
+    OUT("# HELP whale_active_sequences Sequences being computed.\n# TYPE whale_active_sequences gauge\n");
+    OUT("whale_active_sequences %d\nwhale_sequence_slots %d\n", st.active, st.n_parallel);
+    OUT("# HELP whale_generated_tokens_total Tokens generated.\n# TYPE whale_generated_tokens_total counter\n");
+    OUT("whale_generated_tokens_total %llu\n", (unsigned long long)st.tokens_generated);
+    OUT("# TYPE whale_prompt_tokens_total counter\nwhale_prompt_tokens_total %llu\n", (unsigned long long)st.prompt_tokens);
+    OUT("# TYPE whale_prompt_cache_hit_tokens_total counter\nwhale_prompt_cache_hit_tokens_total %llu\n",
+        (unsigned long long)st.cached_tokens);
+    OUT("# HELP whale_prompt_cache_hit_ratio Prompt tokens served from the cache, of all prompt tokens.\n");
+    OUT("# TYPE whale_prompt_cache_hit_ratio gauge\nwhale_prompt_cache_hit_ratio %.4f\n",
+        st.prompt_tokens ? (double)st.cached_tokens / (double)st.prompt_tokens : 0.0);
+    OUT("# HELP whale_generation_tokens_per_second Generated tokens per second since the previous scrape.\n");
+    OUT("# TYPE whale_generation_tokens_per_second gauge\nwhale_generation_tokens_per_second %.2f\n", rate);
+    OUT("# HELP whale_kv_pages_used KV cache pages (64 tokens) holding tokens, in use or kept for reuse.\n");
+    OUT("# TYPE whale_kv_pages_used gauge\nwhale_kv_pages_used %lld\n", (long long)((st.kv_tokens + 63) / 64));
+    OUT("# TYPE whale_kv_pages_total gauge\nwhale_kv_pages_total %lld\n",
+        (long long)(st.n_parallel * ((srv->a.n_ctx + 63) / 64)));
+#undef OUT
+    return b.s;
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -204,13 +269,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                         st.n_parallel);
         return send_text(c, 200, b, "application/json");
     }
+    if (!strcmp(url, "/metrics")) return send_text(c, 200, metrics(srv), "text/plain; version=0.0.4");
     if (!strcmp(url, "/models") || !strcmp(url, "/v1/models")) {
         if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
         return send_text(c, 200, api_models_json(&srv->a), "application/json");
     }
     if (!strcmp(url, "/chat/completions") || !strcmp(url, "/v1/chat/completions")) {
         if (!post) return send_error(c, 405, "use POST", "invalid_request_error", "method_not_allowed");
-        return chat(srv, c, cn);
+        return chat(srv, c, cn, API_CHAT);
+    }
+    if (!strcmp(url, "/beta/completions") || !strcmp(url, "/v1/completions") || !strcmp(url, "/completions")) {
+        if (!post) return send_error(c, 405, "use POST", "invalid_request_error", "method_not_allowed");
+        return chat(srv, c, cn, API_COMPLETION);
     }
     return send_error(c, 404, "no such endpoint", "invalid_request_error", "not_found");
 }
@@ -225,7 +295,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 }
 
 int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
-    server srv = {.m = m};
+    server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER};
     const tokenizer *t = model_tokenizer(m);
     if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
     srv.a.tok = t;
@@ -234,6 +304,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
     srv.a.reasoning = srv.a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
     srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
+    api_ctx_tokens(&srv.a);
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
     sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0};
     if (!(srv.s = sched_new(m, &so, err))) return err->code;

@@ -48,6 +48,14 @@ int32_t tokenizer_find(const tokenizer *t, const char *text, size_t len) {
     }
 }
 
+int32_t tokenizer_find_added(const tokenizer *t, const char *text, size_t len) {
+    for (size_t i = 0; i < t->n_added; i++) {
+        int32_t id = t->added[i];
+        if (t->len[id] == len && !memcmp(t->text + t->off[id], text, len)) return id;
+    }
+    return -1;
+}
+
 int tok_merge_find(const tokenizer *t, int32_t a, int32_t b, int32_t *rank, int32_t *result) {
     if (!t->merge_cap) return 0;
     size_t mask = t->merge_cap - 1;

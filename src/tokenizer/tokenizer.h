@@ -59,8 +59,10 @@ int32_t tokenizer_eos(const tokenizer *t);
 int tokenizer_attr(const tokenizer *t, int32_t id);
 /* The token's stored text (byte-level form for normal tokens); NULL for an invalid id. */
 const char *tokenizer_token_text(const tokenizer *t, int32_t id, size_t *len);
-/* Id of a token by its exact stored text, or -1. */
+/* Id of a token by its exact stored text, or -1. Normal (BPE) tokens only. */
 int32_t tokenizer_find(const tokenizer *t, const char *text, size_t len);
+/* Id of an added token (special or not: <|im_start|>, <think>, <|fim_prefix|>) by its text, or -1. */
+int32_t tokenizer_find_added(const tokenizer *t, const char *text, size_t len);
 const char *tokenizer_pre_name(const tokenizer *t);
 size_t tokenizer_n_merges(const tokenizer *t);
 

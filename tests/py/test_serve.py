@@ -175,13 +175,75 @@ def test_full_queue_gets_503_at_once():
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             socks.append(s)
-        time.sleep(0.5)
+        for _ in range(200):  # until one runs and one waits
+            h = json.loads(raw(port, "GET", "/health")[1])
+            if h["active"] == 1 and h["waiting"] == 1:
+                break
+            time.sleep(0.05)
         t0 = time.time()
         st, b = raw(port, "POST", "/v1/chat/completions", body)
         assert st == 503 and time.time() - t0 < 2
         assert json.loads(b)["error"]["code"] == "server_busy"
         for s in socks:
             s.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+
+
+def test_fill_in_the_middle(server):
+    body = json.dumps({"prompt": "def add(a, b):\n    ", "suffix": "\n\nprint(add(1, 2))\n", "max_tokens": 12,
+                       "temperature": 0}).encode()
+    st, b = raw(server, "POST", "/beta/completions", body)
+    r = json.loads(b)
+    assert st == 200 and r["object"] == "text_completion"
+    assert "return a + b" in r["choices"][0]["text"]
+
+
+def test_plain_completion_with_the_sdk(client):
+    r = client.completions.create(model="default", prompt="1, 2, 3, 4,", max_tokens=6, temperature=0)
+    assert r.choices[0].text.strip().startswith("5") and r.usage.completion_tokens == 6
+    text = "".join(c.choices[0].text for c in client.completions.create(
+        model="default", prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, stream=True))
+    assert text == r.choices[0].text
+
+
+def test_metrics(server, client):
+    ask(client, "Say hello.", n=4)
+    st, b = raw(server, "GET", "/metrics")
+    text = b.decode()
+    values = {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+    assert st == 200 and values['whale_requests_total{code="200"}'] >= 1
+    assert values["whale_generated_tokens_total"] >= 4 and values["whale_sequence_slots"] == 4
+    assert 0 <= values["whale_prompt_cache_hit_ratio"] <= 1 and values["whale_kv_pages_used"] >= 1
+    for k in ("whale_queue_depth", "whale_active_sequences", "whale_generation_tokens_per_second", "whale_kv_pages_total"):
+        assert k in values
+
+
+def test_reasoning_model_and_budget(tmp_path):
+    """A random-weight model with the real R1-Distill vocabulary: the server answers in the R1
+    format, with reasoning_content apart from content, and reasoning_budget closes the thinking
+    after that many tokens (the model then writes its answer)."""
+    from conftest import reference_json
+    vocab = reference_json("deepseek-r1-distill-qwen-7b", tmp_path)
+    model = tmp_path / "r1tiny.gguf"
+    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
+                    str(model)], check=True, capture_output=True)
+    p, port = start("-m", str(model), "--ctx", "256")
+    try:
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        assert [m.id for m in c.models.list().data] == ["r1tiny", "deepseek-reasoner"]
+        r = c.chat.completions.create(model="deepseek-reasoner", messages=[{"role": "user", "content": "hi"}],
+                                      temperature=0, max_tokens=30, extra_body={"reasoning_budget": 5})
+        msg = r.choices[0].message
+        assert msg.model_extra["reasoning_content"] and msg.content
+        assert 5 <= r.usage.completion_tokens_details.reasoning_tokens <= 8  # budget + the closing tokens
+        chunks = list(c.chat.completions.create(model="r1tiny", messages=[{"role": "user", "content": "hi"}],
+                                                temperature=0, max_tokens=30, stream=True,
+                                                extra_body={"reasoning_budget": 5}))
+        thought = "".join(ch.choices[0].delta.model_extra.get("reasoning_content") or "" for ch in chunks if ch.choices)
+        said = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        assert thought == msg.model_extra["reasoning_content"] and said == msg.content
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
