@@ -1,13 +1,15 @@
-/* cmd_convert.c — `whale convert`: a Hugging Face checkpoint (dense Qwen2 / Llama) to GGUF, with
- * the matrices stored as F32, F16, BF16 or Q8_0. Norms and biases stay F32. Llama's q/k rows
- * are permuted the way llama.cpp's converter does, so the file runs with adjacent-pair RoPE;
- * Llama 3 frequency scaling is written as rope_freqs.weight. */
+/* cmd_convert.c — `whale convert`: a Hugging Face checkpoint (Qwen2, Llama, DeepSeek V2/V3 with
+ * FP8 block-scaled weights) to GGUF, with the matrices stored as F32, F16, BF16, Q8_0, Q4_K,
+ * Q6_K or the Q4_K_M mix. Norms, biases and the router stay F32. Llama's q/k rows are permuted
+ * the way llama.cpp's converter does, so the file runs with adjacent-pair RoPE; DeepSeek's
+ * experts are stacked per layer; Llama 3 frequency scaling is written as rope_freqs.weight.
+ * This file owns the layout (which tensor comes from where); the bytes are made by the writer
+ * in cmd_quantize.c while the file is written, which `whale quantize` shares for HF input. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/stat.h>
 
-#include "base/progress.h"
 #include "cli/cli.h"
 #include "formats/gguf.h"
 #include "formats/hf_config.h"
@@ -16,19 +18,12 @@
 #include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type f32|f16|bf16|q8_0|q4_k|q6_k]\n\n"
+    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type " CLI_WTYPES "]\n\n"
                "Convert a Hugging Face checkpoint (directory with config.json, *.safetensors and, if\n"
                "present, tokenizer.json) of a Qwen2, Llama or DeepSeek V2/V3 model (FP8 included) to GGUF.\n"
-               "  --type T   type of the weight matrices (default f16); norms and biases stay f32\n");
-}
-
-static int parse_type(const char *s, whale_dtype *t) {
-    static const struct { const char *n; whale_dtype t; } k[] = {
-        {"f32", WHALE_DTYPE_F32}, {"f16", WHALE_DTYPE_F16}, {"bf16", WHALE_DTYPE_BF16}, {"q8_0", WHALE_DTYPE_Q8_0},
-        {"q4_k", WHALE_DTYPE_Q4_K}, {"q6_k", WHALE_DTYPE_Q6_K}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (!strcasecmp(s, k[i].n)) { *t = k[i].t; return 0; }
-    return -1;
+               "  --type T   type of the weight matrices (default f16); norms, biases and the MoE router\n"
+               "             stay f32; q4_k_m as in `whale quantize --help`\n"
+               "To re-quantize a GGUF file, use `whale quantize`.\n");
 }
 
 int cli_write_hparams(gguf_writer *w, const model_hparams *hp) {
@@ -79,112 +74,145 @@ int cli_write_hparams(gguf_writer *w, const model_hparams *hp) {
     return rc;
 }
 
-/* Llama: rows of each head go from HF's (half, half) order to interleaved pairs. */
-static void permute_rows(const float *src, float *dst, int64_t n_rows, int64_t n_in, int64_t head_dim) {
-    int64_t half = head_dim / 2;
-    for (int64_t r = 0; r < n_rows; r++) {
-        int64_t h = r / head_dim, j = r % head_dim;
-        int64_t from = h * head_dim + (j % 2) * half + j / 2;
-        memcpy(dst + r * n_in, src + from * n_in, (size_t)n_in * sizeof(float));
-    }
-}
-
-/* A tensor as F32; FP8 weights get their 128x128 block scales (<name>_scale_inv) applied.
- * Returns 0, or -1 with a message printed. */
-static int load_f32(const st_model *st, const st_tensor *t, float *f) {
-    dequantize_row(t->dtype, t->data, f, t->n_elems);
+/* FP8 block scales of st tensor t (<name>_scale_inv, F32, one per 128x128 block), or NULL when t
+ * is not FP8. Returns 0, or -1 with a message printed. */
+static int fp8_scale(const char *cmd, const st_model *st, const st_tensor *t, const float **out) {
+    *out = NULL;
     if (t->dtype != WHALE_DTYPE_F8_E4M3) return 0;
     char name[512];
     snprintf(name, sizeof name, "%s_scale_inv", t->name);
     const st_tensor *s = st_find(st, name);
     int64_t R = t->n_dims == 2 ? t->shape[0] : 1, C = t->shape[t->n_dims - 1];
-    int64_t sc = (C + 127) / 128;
-    if (!s || s->n_dims != 2 || s->shape[0] != (R + 127) / 128 || s->shape[1] != sc || s->dtype != WHALE_DTYPE_F32) {
-        fprintf(stderr, "whale convert: FP8 tensor '%s' has no usable %s\n", t->name, name);
+    if (!s || s->n_dims != 2 || s->shape[0] != (R + 127) / 128 || s->shape[1] != (C + 127) / 128 ||
+        s->dtype != WHALE_DTYPE_F32) {
+        fprintf(stderr, "whale %s: FP8 tensor '%s' has no usable %s\n", cmd, t->name, name);
         return -1;
     }
-    const float *S = s->data;
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t c = 0; c < C; c++) f[r * C + c] *= S[(r / 128) * sc + c / 128];
+    *out = s->data;
     return 0;
 }
 
 /* DeepSeek: one layer's routed experts of projection p (gate, up, down) as GGUF's stacked
- * tensor blk.L.ffn_<p>_exps.weight, ne = {n_in, n_out, n_expert}. *out receives the buffer. */
-static int stack_experts(const st_model *st, const model_hparams *hp, int64_t l, int p, whale_dtype type,
-                         gguf_writer *w, void **out) {
+ * tensor blk.L.ffn_<p>_exps.weight, ne = {n_in, n_out, n_expert}. 0, or -1 after a message. */
+static int stack_experts(const char *cmd, const st_model *st, const model_hparams *hp, int64_t l, int p,
+                         const cli_wtype *wt, qout *o) {
     static const char *const proj[] = {"gate", "up", "down"};
     int64_t N = hp->n_expert, n_in = p == 2 ? hp->n_ff_expert : hp->n_embd, n_out = p == 2 ? hp->n_embd : hp->n_ff_expert;
-    whale_dtype tt = n_in % dtype_get(type)->block_elems ? (n_in % 32 ? WHALE_DTYPE_F16 : WHALE_DTYPE_Q8_0) : type;
-    size_t rb, per;
-    dtype_bytes(tt, n_in, &rb);
-    per = rb * (size_t)n_out;
-    unsigned char *q = malloc(per * (size_t)N);
-    float *f = malloc((size_t)(n_in * n_out) * sizeof *f);
-    if (!q || !f) {
-        free(q);
-        free(f);
-        fprintf(stderr, "whale convert: out of memory\n");
-        return -1;
-    }
+    const void **data = calloc((size_t)N, sizeof *data);
+    const float **scale = calloc((size_t)N, sizeof *scale);
+    int rc = -1;
+    whale_dtype src_type = WHALE_DTYPE_F32;
+    if (!data || !scale) { fprintf(stderr, "whale %s: out of memory\n", cmd); goto done; }
     for (int64_t e = 0; e < N; e++) {
         char name[256];
         snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%lld.%s_proj.weight", (long long)l, (long long)e, proj[p]);
         const st_tensor *t = st_find(st, name);
-        if (!t || t->n_dims != 2 || t->shape[0] != n_out || t->shape[1] != n_in || load_f32(st, t, f)) {
-            fprintf(stderr, "whale convert: expert tensor '%s' is missing or has the wrong shape\n", name);
-            free(q);
-            free(f);
-            return -1;
+        const dtype_info *di = t ? dtype_get(t->dtype) : NULL;
+        if (!t || t->n_dims != 2 || t->shape[0] != n_out || t->shape[1] != n_in || !di || !di->can_dequantize ||
+            (e > 0 && t->dtype != src_type)) {
+            fprintf(stderr, "whale %s: expert tensor '%s' is missing or has the wrong shape%s\n", cmd, name,
+                    t && e > 0 && t->dtype != src_type ? " or type" : "");
+            goto done;
         }
-        for (int64_t r = 0; r < n_out; r++) quantize_row(tt, f + r * n_in, q + (size_t)e * per + (size_t)r * rb, n_in);
+        if (fp8_scale(cmd, st, t, &scale[e])) goto done;
+        src_type = t->dtype;
+        data[e] = t->data;
     }
-    free(f);
     char gname[96];
     snprintf(gname, sizeof gname, "blk.%lld.ffn_%s_exps.weight", (long long)l, proj[p]);
+    whale_dtype want = cli_wtype_for(wt, gname);
     int64_t ne[3] = {n_in, n_out, N};
-    *out = q;
-    return gguf_writer_add_tensor(w, gname, tt, 3, ne, q) ? -1 : 0;
+    qout_src src = {src_type, N, data, scale, 0, 0};
+    rc = qout_add(o, gname, want, cli_fit_type(want, n_in), 3, ne, &src, NULL);
+done:
+    free(data);
+    free(scale);
+    return rc;
 }
 
-int cmd_convert(int argc, char **argv) {
-    const char *in = NULL, *out = NULL;
-    whale_dtype type = WHALE_DTYPE_F16;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        if (!strcmp(argv[i], "--type") && i + 1 < argc) {
-            if (parse_type(argv[++i], &type)) { fprintf(stderr, "whale convert: unknown type '%s'\n", argv[i]); return 2; }
-        } else if (argv[i][0] == '-') { fprintf(stderr, "whale convert: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }
-        else if (!in) in = argv[i];
-        else if (!out) out = argv[i];
-        else { usage(stderr); return 2; }
+/* Every checkpoint tensor but the experts and FP8 scales: its GGUF name and type. */
+static int add_tensors(const char *cmd, const st_model *st, const model_hparams *hp, const cli_wtype *wt, qout *o) {
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const st_tensor *t = &st->tensors[i];
+        char gname[256];
+        size_t nl = strlen(t->name);
+        if (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv")) continue; /* applied with its weight */
+        if (strstr(t->name, ".mlp.experts.")) continue;                    /* stacked per layer */
+        if (!model_name_from_hf(t->name, gname, sizeof gname)) {
+            fprintf(stderr, "whale %s: skipping tensor '%s' (not part of a dense model)\n", cmd, t->name);
+            continue;
+        }
+        const dtype_info *di = dtype_get(t->dtype);
+        if (!di || !di->can_dequantize || t->n_dims < 1 || t->n_dims > 2) {
+            fprintf(stderr, "whale %s: tensor '%s': %s with %d dims cannot be converted\n", cmd, t->name,
+                    dtype_name(t->dtype), t->n_dims);
+            return -1;
+        }
+        const float *scale;
+        if (fp8_scale(cmd, st, t, &scale)) return -1;
+        int64_t n_in = t->shape[t->n_dims - 1], n_rows = t->n_dims == 2 ? t->shape[0] : 1;
+        int is_qk = strstr(gname, "attn_q.") || strstr(gname, "attn_k.");
+        /* The MoE router stays F32 as in llama.cpp's files: it is small, and rounding it flips
+         * expert choices. */
+        whale_dtype want = WHALE_DTYPE_F32;
+        if (t->n_dims == 2 && !strstr(gname, "ffn_gate_inp")) want = cli_wtype_for(wt, gname);
+        int64_t ne[2] = {n_in, n_rows};
+        qout_src src = {t->dtype, 1, &t->data, scale ? &scale : NULL,
+                        hp->arch == MODEL_ARCH_LLAMA && is_qk ? hp->head_dim : 0, 0};
+        if (qout_add(o, gname, want, cli_fit_type(want, n_in), t->n_dims, ne, &src, NULL)) return -1;
     }
-    if (!in || !out) { usage(stderr); return 2; }
+    return 0;
+}
+
+/* Llama 3 frequency scaling as rope_freqs.weight: base / scaled inverse frequency per pair. */
+static int add_rope_freqs(const char *cmd, const model_hparams *hp, qout *o) {
+    int64_t half = hp->head_dim / 2;
+    float *base = malloc((size_t)half * sizeof *base), *scaled = malloc((size_t)half * sizeof *scaled);
+    if (!base || !scaled) {
+        free(base);
+        free(scaled);
+        fprintf(stderr, "whale %s: out of memory\n", cmd);
+        return -1;
+    }
+    model_hparams plain = *hp;
+    plain.rope_scaling_type = ROPE_SCALING_NONE;
+    model_rope_inv_freq(&plain, hp->head_dim, base);
+    model_rope_inv_freq(hp, hp->head_dim, scaled);
+    for (int64_t i = 0; i < half; i++) base[i] /= scaled[i];
+    free(scaled);
+    int64_t ne[1] = {half};
+    const void *data = base;
+    qout_src src = {WHALE_DTYPE_F32, 1, &data, NULL, 0, 0};
+    return qout_add(o, "rope_freqs.weight", WHALE_DTYPE_F32, WHALE_DTYPE_F32, 1, ne, &src, base);
+}
+
+/* 1 if out names one of the checkpoint's shard files. */
+static int writes_over_input(const st_model *st, const char *out) {
+    struct stat so, si;
+    if (stat(out, &so)) return 0;
+    for (int i = 0; i < st->n_shards; i++)
+        if (st->shards[i].path && !stat(st->shards[i].path, &si) && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            return 1;
+    return 0;
+}
+
+int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_wtype *wt) {
     whale_err err = {0};
     st_model st;
     model_hparams hp;
     tokenizer *tok = NULL;
-    gguf_writer *w = NULL;
-    void **bufs = NULL;
-    size_t n_bufs = 0;
+    qout *o = NULL;
     int rc = 1;
-    FILE *probe_in = fopen(in, "rb");
-    char magic[4] = {0};
-    if (probe_in) {
-        size_t got = fread(magic, 1, 4, probe_in);
-        fclose(probe_in);
-        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
-            fprintf(stderr, "whale convert: %s is already a GGUF file; convert takes a Hugging Face checkpoint "
-                            "(re-quantizing GGUF files is not implemented yet)\n", in);
-            return 1;
-        }
-    }
     if (st_open(&st, in, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", st.dir);
     if (hf_config_load(&hp, path, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     if (hp.arch == MODEL_ARCH_UNKNOWN) {
-        fprintf(stderr, "whale convert: %s: architecture '%s' is not supported (qwen2, llama, deepseek2)\n", in, hp.arch_name);
+        fprintf(stderr, "whale %s: %s: architecture '%s' is not supported (qwen2, llama, deepseek2)\n", cmd, in, hp.arch_name);
+        goto done;
+    }
+    if (writes_over_input(&st, out)) {
+        fprintf(stderr, "whale %s: the output %s is one of the input's files; choose another name\n", cmd, out);
         goto done;
     }
     snprintf(path, sizeof path, "%s/tokenizer.json", st.dir);
@@ -193,93 +221,52 @@ int cmd_convert(int argc, char **argv) {
         fclose(probe);
         if (tokenizer_load_json(&tok, path, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     }
-    w = gguf_writer_init();
-    bufs = calloc(st.n_tensors + 3 * (size_t)hp.n_layer + 1, sizeof *bufs);
-    if (!w || !bufs || cli_write_hparams(w, &hp)) { fprintf(stderr, "whale convert: out of memory\n"); goto done; }
-    if (tok && tokenizer_export_gguf(tok, w, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
-
-    /* Every tensor: read as F32, permute if needed, store in the target type. Converted data
-     * stays in memory until the file is written (the writer borrows it). */
-    progress bar;
-    progress_begin(&bar, "converting", (double)st.n_tensors, 0);
-    for (size_t i = 0; i < st.n_tensors; i++) {
-        const st_tensor *t = &st.tensors[i];
-        char gname[256];
-        size_t nl = strlen(t->name);
-        if (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv")) continue; /* applied with its weight */
-        if (strstr(t->name, ".mlp.experts.")) continue;                    /* stacked per layer below */
-        if (!model_name_from_hf(t->name, gname, sizeof gname)) {
-            fprintf(stderr, "whale convert: skipping tensor '%s' (not part of a dense model)\n", t->name);
-            continue;
-        }
-        const dtype_info *di = dtype_get(t->dtype);
-        if (!di || !di->can_dequantize || t->n_dims < 1 || t->n_dims > 2) {
-            fprintf(stderr, "whale convert: tensor '%s': %s with %d dims cannot be converted\n", t->name,
-                    dtype_name(t->dtype), t->n_dims);
-            goto done;
-        }
-        int64_t n_in = t->shape[t->n_dims - 1], n_rows = t->n_dims == 2 ? t->shape[0] : 1;
-        float *f = malloc((size_t)t->n_elems * sizeof *f);
-        if (!f) { fprintf(stderr, "whale convert: out of memory\n"); goto done; }
-        if (load_f32(&st, t, f)) { free(f); goto done; }
-        int is_qk = strstr(gname, "attn_q.") || strstr(gname, "attn_k.");
-        if (hp.arch == MODEL_ARCH_LLAMA && is_qk) {
-            float *p = malloc((size_t)t->n_elems * sizeof *p);
-            if (!p) { free(f); fprintf(stderr, "whale convert: out of memory\n"); goto done; }
-            permute_rows(f, p, t->n_dims == 2 ? n_rows : n_in, t->n_dims == 2 ? n_in : 1, hp.head_dim);
-            free(f);
-            f = p;
-        }
-        /* The MoE router stays F32 as in llama.cpp's files: it is small, and rounding it flips
-         * expert choices. */
-        whale_dtype tt = t->n_dims == 2 && !strstr(gname, "ffn_gate_inp") ? type : WHALE_DTYPE_F32;
-        if (n_in % dtype_get(tt)->block_elems) /* rows that do not fill blocks */
-            tt = n_in % 32 == 0 && tt != WHALE_DTYPE_F32 ? WHALE_DTYPE_Q8_0 : tt == WHALE_DTYPE_F32 ? tt : WHALE_DTYPE_F16;
-        size_t nb;
-        dtype_bytes(tt, t->n_elems, &nb);
-        void *q = malloc(nb ? nb : 1);
-        if (!q) { free(f); fprintf(stderr, "whale convert: out of memory\n"); goto done; }
-        for (int64_t r = 0; r < n_rows; r++) {
-            size_t rb;
-            dtype_bytes(tt, n_in, &rb);
-            quantize_row(tt, f + r * n_in, (unsigned char *)q + (size_t)r * rb, n_in);
-        }
-        free(f);
-        bufs[n_bufs++] = q;
-        int64_t ne[2] = {n_in, n_rows};
-        if (gguf_writer_add_tensor(w, gname, tt, t->n_dims, ne, q)) { fprintf(stderr, "whale convert: out of memory\n"); goto done; }
-        progress_update(&bar, (double)i + 1);
+    o = qout_init(cmd, !strcmp(cmd, "convert") ? "converting" : "quantizing");
+    gguf_writer *w = o ? qout_gguf(o) : NULL;
+    if (!w || cli_write_hparams(w, &hp) || gguf_writer_add_u32(w, "general.file_type", wt->ftype)) {
+        fprintf(stderr, "whale %s: out of memory\n", cmd);
+        goto done;
     }
-    progress_end(&bar);
+    if (tok && tokenizer_export_gguf(tok, w, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
+    if (add_tensors(cmd, &st, &hp, wt, o)) goto done;
     if (hp.arch == MODEL_ARCH_DEEPSEEK2 && hp.n_expert > 0)
         for (int64_t l = hp.n_layer_dense_lead; l < hp.n_layer; l++)
-            for (int p = 0; p < 3; p++) {
-                void *q = NULL;
-                if (stack_experts(&st, &hp, l, p, type, w, &q)) goto done;
-                bufs[n_bufs++] = q;
-            }
-    if (hp.rope_scaling_type == ROPE_SCALING_LLAMA3) {
-        int64_t half = hp.head_dim / 2;
-        float *base = malloc((size_t)half * sizeof *base), *scaled = malloc((size_t)half * sizeof *scaled);
-        if (!base || !scaled) { free(base); free(scaled); goto done; }
-        model_hparams plain = hp;
-        plain.rope_scaling_type = ROPE_SCALING_NONE;
-        model_rope_inv_freq(&plain, hp.head_dim, base);
-        model_rope_inv_freq(&hp, hp.head_dim, scaled);
-        for (int64_t i = 0; i < half; i++) base[i] /= scaled[i];
-        free(scaled);
-        bufs[n_bufs++] = base;
-        int64_t ne[1] = {half};
-        gguf_writer_add_tensor(w, "rope_freqs.weight", WHALE_DTYPE_F32, 1, ne, base);
-    }
-    if (gguf_writer_write(w, out, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
-    fprintf(stderr, "wrote %s\n", out);
-    rc = 0;
+            for (int p = 0; p < 3; p++)
+                if (stack_experts(cmd, &st, &hp, l, p, wt, o)) goto done;
+    if (hp.rope_scaling_type == ROPE_SCALING_LLAMA3 && add_rope_freqs(cmd, &hp, o)) goto done;
+    double in_bytes = 0;
+    for (int i = 0; i < st.n_shards; i++) in_bytes += (double)st.shards[i].size;
+    if (qout_write(o, out, in_bytes) == 0) rc = 0;
 done:
-    for (size_t i = 0; i < n_bufs; i++) free(bufs[i]);
-    free(bufs);
-    gguf_writer_free(w);
+    qout_free(o);
     tokenizer_free(tok);
     st_close(&st);
     return rc;
+}
+
+int cmd_convert(int argc, char **argv) {
+    const char *in = NULL, *out = NULL;
+    const cli_wtype *wt = cli_wtype_parse("f16");
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--type") && i + 1 < argc) {
+            if (!(wt = cli_wtype_parse(argv[++i]))) { fprintf(stderr, "whale convert: unknown type '%s'\n", argv[i]); return 2; }
+        } else if (argv[i][0] == '-') { fprintf(stderr, "whale convert: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }
+        else if (!in) in = argv[i];
+        else if (!out) out = argv[i];
+        else { usage(stderr); return 2; }
+    }
+    if (!in || !out) { usage(stderr); return 2; }
+    FILE *probe_in = fopen(in, "rb");
+    char magic[4] = {0};
+    if (probe_in) {
+        size_t got = fread(magic, 1, 4, probe_in);
+        fclose(probe_in);
+        if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+            fprintf(stderr, "whale convert: %s is already a GGUF file; convert takes a Hugging Face checkpoint "
+                            "(use `whale quantize` to re-quantize a GGUF file)\n", in);
+            return 1;
+        }
+    }
+    return cli_convert_hf("convert", in, out, wt);
 }

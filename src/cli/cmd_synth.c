@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "base/progress.h"
 #include "cli/cli.h"
@@ -18,7 +17,7 @@ static void usage(FILE *f) {
                "  --shape NAME   r1-distill-qwen-1.5b, r1-distill-qwen-7b, deepseek-v2-lite, deepseek-v3-N (V3 with\n"
                "                 N layers), or the small test shapes test-qwen2, test-deepseek2\n"
                "  --arch ARCH    optional check: qwen2 or deepseek2 (must match the shape)\n"
-               "  --type T       f16, bf16, q8_0, q4_k, q6_k, or q4_k_m (q4_k with q6_k for the output,\n"
+               "  --type T       f32, f16, bf16, q8_0, q4_k, q6_k, or q4_k_m (q4_k with q6_k for the output,\n"
                "                 value and down projections); default q8_0. Rows that do not fill the\n"
                "                 type's blocks fall back to q8_0, then f16. Norms, biases, router: f32\n"
                "  --vocab FILE   embed a vocabulary: a .gguf (its tokenizer.* keys) or a tokenizer.json;\n"
@@ -118,17 +117,11 @@ static int fill(void *ctx, const char *name, void *buf, size_t nbytes) {
     return 0;
 }
 
-static whale_dtype pick_type(whale_dtype want, int64_t n_in) {
-    if (n_in % dtype_get(want)->block_elems == 0) return want;
-    return n_in % 32 == 0 ? WHALE_DTYPE_Q8_0 : WHALE_DTYPE_F16;
-}
-
 typedef struct synth {
     gguf_writer *w;
     synth_tensor *t;
     size_t n, cap;
-    whale_dtype type;
-    int mix_k;
+    const cli_wtype *type;
     uint64_t seed;
     double bytes;
 } synth;
@@ -137,10 +130,7 @@ typedef struct synth {
 static int add(synth *s, const char *name, int kind, int64_t n_in, int64_t n_out, int64_t n_stack) {
     if (s->n == s->cap) return -1;
     synth_tensor *t = &s->t[s->n++];
-    whale_dtype want = s->type;
-    if (s->mix_k && (strstr(name, "output.weight") || strstr(name, "attn_v.") || strstr(name, "ffn_down")))
-        want = WHALE_DTYPE_Q6_K;
-    t->type = kind ? WHALE_DTYPE_F32 : pick_type(want, n_in);
+    t->type = kind ? WHALE_DTYPE_F32 : cli_fit_type(cli_wtype_for(s->type, name), n_in);
     t->n_in = n_in;
     t->rows = n_out * n_stack;
     t->ones = kind == 1;
@@ -257,15 +247,9 @@ int cmd_synth(int argc, char **argv) {
     if (shape_get(shape, &hp)) { fprintf(stderr, "whale synth: unknown shape '%s' (see --help)\n", shape); return 2; }
     const char *an = hp.arch == MODEL_ARCH_DEEPSEEK2 ? "deepseek2" : "qwen2";
     if (arch && strcmp(arch, an)) { fprintf(stderr, "whale synth: shape %s is %s, not %s\n", shape, an, arch); return 2; }
-    static const struct { const char *n; whale_dtype t; int mix; } types[] = {
-        {"f16", WHALE_DTYPE_F16, 0}, {"bf16", WHALE_DTYPE_BF16, 0}, {"q8_0", WHALE_DTYPE_Q8_0, 0},
-        {"q4_k", WHALE_DTYPE_Q4_K, 0}, {"q6_k", WHALE_DTYPE_Q6_K, 0}, {"q4_k_m", WHALE_DTYPE_Q4_K, 1}};
     synth s = {0};
-    size_t ti = 0;
-    while (ti < sizeof types / sizeof types[0] && strcasecmp(types[ti].n, type_name)) ti++;
-    if (ti == sizeof types / sizeof types[0]) { fprintf(stderr, "whale synth: unknown type '%s'\n", type_name); return 2; }
-    s.type = types[ti].t;
-    s.mix_k = types[ti].mix;
+    s.type = cli_wtype_parse(type_name);
+    if (!s.type) { fprintf(stderr, "whale synth: unknown type '%s'\n", type_name); return 2; }
     s.seed = seed;
     s.cap = (size_t)hp.n_layer * 24 + 8;
     s.t = calloc(s.cap, sizeof *s.t);

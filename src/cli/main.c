@@ -16,6 +16,7 @@ static const struct {
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},
+    {"quantize", cmd_quantize, "re-quantize a GGUF file or a checkpoint (f16, bf16, q8_0, q4_k, q6_k, q4_k_m)"},
     {"synth", cmd_synth, "write a random-weight GGUF of a real model's shape (benchmarks, memory tests)"},
     {"perplexity", cmd_perplexity, "perplexity of the model on a text file"},
     {"logits", cmd_logits, "run a prompt and show the logits (checking against a reference)"},
