@@ -98,7 +98,8 @@ int qout_add(qout *o, const char *name, whale_dtype want, whale_dtype type, int 
 int qout_write(qout *o, const char *path, double in_bytes);
 
 /* HF checkpoint `in` to GGUF `out` with weight type t (cmd_convert.c; `whale convert` and
- * `whale quantize` on safetensors input). Returns the exit status: 0, or 1 after a message. */
-int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_wtype *t);
+ * `whale quantize` on safetensors input); mtp: keep the MTP module (error when there is none).
+ * Returns the exit status: 0, or 1 after a message. */
+int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_wtype *t, int mtp);
 
 #endif

@@ -18,11 +18,14 @@
 #include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type " CLI_WTYPES "]\n\n"
+    fprintf(f, "usage: whale convert CHECKPOINT OUT.gguf [--type " CLI_WTYPES "] [--mtp]\n\n"
                "Convert a Hugging Face checkpoint (directory with config.json, *.safetensors and, if\n"
                "present, tokenizer.json) of a Qwen2, Llama or DeepSeek V2/V3 model (FP8 included) to GGUF.\n"
                "  --type T   type of the weight matrices (default f16); norms, biases and the MoE router\n"
                "             stay f32; q4_k_m as in `whale quantize --help`\n"
+               "  --mtp      keep DeepSeek-V3/R1's multi-token prediction module (for --speculative mtp);\n"
+               "             left out by default, as llama.cpp's converter does, since tools that do not\n"
+               "             know it would run it as one more layer\n"
                "To re-quantize a GGUF file, use `whale quantize`.\n");
 }
 
@@ -37,7 +40,8 @@ int cli_write_hparams(gguf_writer *w, const model_hparams *hp) {
 #define F32(key, v) (snprintf(k, sizeof k, "%s." key, a), gguf_writer_add_f32(w, k, (float)(v)))
     rc |= U32("context_length", hp->n_ctx_train);
     rc |= U32("embedding_length", hp->n_embd);
-    rc |= U32("block_count", hp->n_layer);
+    rc |= U32("block_count", hp->n_layer + hp->n_nextn_layer); /* MTP modules follow the main layers */
+    if (hp->n_nextn_layer > 0) rc |= U32("nextn_predict_layers", hp->n_nextn_layer);
     rc |= U32("feed_forward_length", hp->n_ff);
     rc |= U32("attention.head_count", hp->n_head);
     rc |= U32("attention.head_count_kv", hp->n_head_kv);
@@ -131,11 +135,29 @@ done:
 }
 
 /* Every checkpoint tensor but the experts and FP8 scales: its GGUF name and type. */
+/* 1 if the checkpoint tensor with HF name `name` stores the same bytes as `other`. */
+static int same_tensor(const st_model *st, const st_tensor *t, const char *other) {
+    const st_tensor *u = st_find(st, other);
+    return u && u->dtype == t->dtype && u->nbytes == t->nbytes && !memcmp(u->data, t->data, t->nbytes);
+}
+
+/* Layers past the main ones are MTP modules: kept (the first n_mtp) or left out. The module's
+ * own embedding and head are left out when they equal the main ones (V3 stores copies). */
+static int skip_mtp(const st_model *st, const st_tensor *t, const model_hparams *hp) {
+    int l = -1, used = 0;
+    if (sscanf(t->name, "model.layers.%d.%n", &l, &used) != 1 || l < hp->n_layer) return 0;
+    if (l >= hp->n_layer + hp->n_nextn_layer) return 1;
+    if (!strcmp(t->name + used, "embed_tokens.weight")) return same_tensor(st, t, "model.embed_tokens.weight");
+    if (!strcmp(t->name + used, "shared_head.head.weight")) return same_tensor(st, t, "lm_head.weight");
+    return 0;
+}
+
 static int add_tensors(const char *cmd, const st_model *st, const model_hparams *hp, const cli_wtype *wt, qout *o) {
     for (size_t i = 0; i < st->n_tensors; i++) {
         const st_tensor *t = &st->tensors[i];
         char gname[256];
         size_t nl = strlen(t->name);
+        if (skip_mtp(st, t, hp)) continue;
         if (nl > 10 && !strcmp(t->name + nl - 10, "_scale_inv")) continue; /* applied with its weight */
         if (strstr(t->name, ".mlp.experts.")) continue;                    /* stacked per layer */
         if (!model_name_from_hf(t->name, gname, sizeof gname)) {
@@ -196,7 +218,7 @@ static int writes_over_input(const st_model *st, const char *out) {
     return 0;
 }
 
-int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_wtype *wt) {
+int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_wtype *wt, int mtp) {
     whale_err err = {0};
     st_model st;
     model_hparams hp;
@@ -215,6 +237,15 @@ int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_w
         fprintf(stderr, "whale %s: the output %s is one of the input's files; choose another name\n", cmd, out);
         goto done;
     }
+    /* MTP: the first module, when asked for and stored (V3/R1 carry one, as layer n_layer) */
+    char mname[96];
+    snprintf(mname, sizeof mname, "model.layers.%lld.eh_proj.weight", (long long)hp.n_layer);
+    int have_mtp = hp.n_nextn_layer > 0 && st_find(&st, mname) != NULL;
+    if (mtp && !have_mtp) {
+        fprintf(stderr, "whale %s: --mtp: %s has no multi-token prediction module\n", cmd, in);
+        goto done;
+    }
+    hp.n_nextn_layer = mtp ? 1 : 0;
     snprintf(path, sizeof path, "%s/tokenizer.json", st.dir);
     FILE *probe = fopen(path, "rb");
     if (probe) {
@@ -230,7 +261,7 @@ int cli_convert_hf(const char *cmd, const char *in, const char *out, const cli_w
     if (tok && tokenizer_export_gguf(tok, w, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     if (add_tensors(cmd, &st, &hp, wt, o)) goto done;
     if (hp.arch == MODEL_ARCH_DEEPSEEK2 && hp.n_expert > 0)
-        for (int64_t l = hp.n_layer_dense_lead; l < hp.n_layer; l++)
+        for (int64_t l = hp.n_layer_dense_lead; l < hp.n_layer + hp.n_nextn_layer; l++)
             for (int p = 0; p < 3; p++)
                 if (stack_experts(cmd, &st, &hp, l, p, wt, o)) goto done;
     if (hp.rope_scaling_type == ROPE_SCALING_LLAMA3 && add_rope_freqs(cmd, &hp, o)) goto done;
@@ -247,8 +278,10 @@ done:
 int cmd_convert(int argc, char **argv) {
     const char *in = NULL, *out = NULL;
     const cli_wtype *wt = cli_wtype_parse("f16");
+    int mtp = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "--mtp")) { mtp = 1; continue; }
         if (!strcmp(argv[i], "--type") && i + 1 < argc) {
             if (!(wt = cli_wtype_parse(argv[++i]))) { fprintf(stderr, "whale convert: unknown type '%s'\n", argv[i]); return 2; }
         } else if (argv[i][0] == '-') { fprintf(stderr, "whale convert: unknown option '%s'\n", argv[i]); usage(stderr); return 2; }
@@ -268,5 +301,5 @@ int cmd_convert(int argc, char **argv) {
             return 1;
         }
     }
-    return cli_convert_hf("convert", in, out, wt);
+    return cli_convert_hf("convert", in, out, wt, mtp);
 }

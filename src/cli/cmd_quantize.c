@@ -300,6 +300,8 @@ static void usage(FILE *f) {
                "same file `whale convert` writes).\n"
                "  --type T   f32, f16, bf16, q8_0, q4_k, q6_k, or q4_k_m (q4_k, with q6_k for the output,\n"
                "             attn_output, attn_v and ffn_down matrices)\n"
+               "  --mtp      checkpoint input: keep DeepSeek-V3/R1's MTP module (see whale convert --help);\n"
+               "             a GGUF input keeps whatever it has\n"
                "Norms, biases and the MoE router (ffn_gate_inp) stay f32. Matrices whose rows do not fill\n"
                "the type's blocks (256 values for q4_k/q6_k, 32 for q8_0) fall back to q8_0, else f16.\n"
                "Tensors already of the wanted type are copied unchanged. The file is written tensor by\n"
@@ -377,9 +379,11 @@ static int same_file(const char *a, const char *b) {
 
 int cmd_quantize(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *type_name = NULL;
+    int mtp = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--mtp")) { mtp = 1; continue; }
         if (!strcmp(a, "--type") && i + 1 < argc) type_name = argv[++i];
         else if (!strncmp(a, "--type=", 7)) type_name = a + 7;
         else if (a[0] == '-' && a[1]) {
@@ -400,7 +404,7 @@ int cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "whale quantize: the output %s is the input; choose another name\n", out);
         return 1;
     }
-    if (S_ISDIR(sb.st_mode) || cli_is_safetensors_path(in)) return cli_convert_hf("quantize", in, out, t);
+    if (S_ISDIR(sb.st_mode) || cli_is_safetensors_path(in)) return cli_convert_hf("quantize", in, out, t, mtp);
     FILE *fp = fopen(in, "rb");
     char magic[4] = {0};
     size_t got = fp ? fread(magic, 1, 4, fp) : 0;

@@ -123,3 +123,33 @@ def test_speculative_needs_mtp_and_greedy(mtp_model, tmp_path):
     assert r.returncode != 0 and b"--temp 0" in r.stderr
     r = run_whale("run", "-m", str(mtp_model), "--ids", "1 2 3", "--speculative", "eagle", check=False)
     assert r.returncode != 0 and b"takes 'mtp'" in r.stderr
+
+
+def test_mtp_through_gguf(golden, mtp_model, tmp_path):
+    """`whale convert --mtp` keeps the module (block_count counts it, nextn_predict_layers says so,
+    the embedding and head copies equal to the main ones are left out) and Whale runs it from the
+    GGUF as from the checkpoint; without --mtp the file has no module, as llama.cpp's converter
+    writes it; speculation on a Q8_0 file still equals plain greedy."""
+    gguf = pytest.importorskip("gguf")
+    f32 = tmp_path / "mtp.gguf"
+    run_whale("convert", str(mtp_model), str(f32), "--type", "f32", "--mtp")
+    r = gguf.GGUFReader(str(f32))
+    assert r.fields["deepseek2.block_count"].contents() == 3 and r.fields["deepseek2.nextn_predict_layers"].contents() == 1
+    names = {t.name for t in r.tensors}
+    assert "blk.2.nextn.eh_proj.weight" in names and "blk.2.ffn_gate_exps.weight" in names
+    assert "blk.2.nextn.embed_tokens.weight" not in names and "blk.2.nextn.shared_head_head.weight" not in names
+    for flags, key in (((), ARCH), (("--mtp",), ARCH + "_draft")):
+        ref = np.array(golden["models"][key])
+        got = logits(f32, golden["prompt"], tmp_path, *flags).reshape(ref.shape)
+        assert float(np.abs(got - ref).max()) < F32_TOL
+    plain_file = tmp_path / "plain.gguf"
+    run_whale("convert", str(mtp_model), str(plain_file), "--type", "f32")
+    assert "blk.2.nextn.eh_proj.weight" not in {t.name for t in gguf.GGUFReader(str(plain_file)).tensors}
+    r = run_whale("logits", "-m", str(plain_file), "--ids", "1 2 3", "--mtp", check=False)
+    assert r.returncode != 0 and b"no MTP module" in r.stderr
+    q8 = tmp_path / "mtp-q8.gguf"
+    run_whale("quantize", str(mtp_model), str(q8), "--type", "q8_0", "--mtp")
+    assert generate(q8, "--speculative", "mtp")["tokens"] == generate(q8)["tokens"]
+    r = run_whale("convert", str(tiny_models.write("deepseek_v3", tmp_path / "v3")), str(tmp_path / "x.gguf"), "--mtp",
+                  check=False)
+    assert r.returncode != 0 and b"no multi-token prediction module" in r.stderr
