@@ -128,8 +128,11 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
             goto done;
         }
         if (m[k].role == CHAT_ASSISTANT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "prefix"))) {
-            status = fail(err, 422, param, "chat prefix completion is not supported by this server yet");
-            goto done;
+            if (k != n - 1) {
+                status = fail(err, 422, param, "only the last message may be an assistant prefix");
+                goto done;
+            }
+            out->prefix = 1; /* chat prefix completion: the reply continues this text */
         }
         /* an assistant's reasoning_content is never fed back: only content counts */
         texts[k] = m[k].role == CHAT_ASSISTANT && (!content || cJSON_IsNull(content)) ? strdup("") : content_text(content);
@@ -141,7 +144,12 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
         k++;
     }
     whale_err e = {0};
-    if (chat_format_encode(a->tok, a->fmt, m, (size_t)k, CHAT_GENERATION_PROMPT, &out->prompt, &e))
+    /* With a prefix: the conversation before it, the assistant's opening (no forced <think>: the
+     * prefix starts the answer), then the prefix itself as plain text. */
+    size_t n_conv = out->prefix ? (size_t)k - 1 : (size_t)k;
+    int flags = CHAT_GENERATION_PROMPT | (out->prefix ? CHAT_NO_FORCED_THINK : 0);
+    if (chat_format_encode(a->tok, a->fmt, m, n_conv, flags, &out->prompt, &e) ||
+        (out->prefix && tokenizer_encode(a->tok, m[k - 1].content, strlen(m[k - 1].content), 0, &out->prompt, &e)))
         status = fail(err, 400, "messages", "%s", e.msg);
 done:
     for (int i = 0; texts && i < n; i++) free(texts[i]);
@@ -369,7 +377,7 @@ void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     memset(r, 0, sizeof *r);
     r->a = a;
     r->q = q;
-    reasoning_init(&r->rs, a->reasoning && q->kind == API_CHAT, reply_sink, r);
+    reasoning_init(&r->rs, a->reasoning && q->kind == API_CHAT && !q->prefix, reply_sink, r);
     sbuf_add(&r->think, "", 0);
     sbuf_add(&r->answer, "", 0);
     unsigned char b[12] = {0};

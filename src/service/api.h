@@ -48,6 +48,7 @@ typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
 
 typedef struct api_req {
     api_kind kind;
+    int prefix;       /* chat prefix completion: the last (assistant) message starts the reply */
     tok_ids prompt;
     sched_params sp;
     int stream, include_usage;

@@ -247,3 +247,16 @@ def test_reasoning_model_and_budget(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
+
+
+def test_chat_prefix_completion(client):
+    """DeepSeek's chat prefix completion: the last assistant message, marked prefix, starts the
+    reply; the response continues it (here: code inside a fence, stopped at the closing fence)."""
+    r = client.chat.completions.create(model="default", temperature=0, max_tokens=24, stop=["```"], messages=[
+        {"role": "user", "content": "Write a Python hello world."},
+        {"role": "assistant", "content": "```python\n", "prefix": True}])
+    assert "print(" in r.choices[0].message.content and "```" not in r.choices[0].message.content
+    st = client.chat.completions.with_raw_response.create
+    with pytest.raises(openai.UnprocessableEntityError):
+        st(model="default", max_tokens=4, messages=[{"role": "assistant", "content": "x", "prefix": True},
+                                                    {"role": "user", "content": "y"}])
