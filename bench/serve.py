@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Serving benchmark, run by hand (not part of `make test`): Whale's `whale serve` and, when
+given, llama.cpp's `llama-server` on the same GGUF and machine, through the official `openai`
+client.
+
+  throughput: N concurrent streaming clients (1, 4, 16), each asking for MAX_TOKENS tokens
+              (greedy, no stop); generated tokens per second summed over the clients
+  TTFT:       time to the first streamed token for a prompt with a ~2,000-token shared prefix,
+              the first time (cache miss) and again with the same prefix and another question
+              (cache hit), median of REPS
+
+Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--out bench/serve.md]"""
+import argparse
+import concurrent.futures
+import os
+import pathlib
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.request
+
+import openai
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MAX_TOKENS = 64
+REPS = 3
+PREFIX = " ".join(f"Fact {i}: the river number {i} flows north and is {i % 7 + 2} kilometres long." for i in range(120))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(port, proc, path):
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.args}")
+    raise SystemExit("server did not come up")
+
+
+def start(kind, model, slots, ctx, llama_server):
+    port = free_port()
+    if kind == "whale":
+        cmd = [str(ROOT / "build" / "whale"), "serve", "-m", model, "--port", str(port), "--parallel", str(slots),
+               "--ctx", str(ctx), "-t", "2"]
+    else:
+        cmd = [llama_server, "-m", model, "--port", str(port), "-np", str(slots), "-c", str(ctx * slots), "-t", "2",
+               "--cont-batching"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_up(port, p, "/health")
+    return p, openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+
+
+def stream(client, messages, n):
+    t0 = time.time()
+    first, count = None, 0
+    for c in client.chat.completions.create(model="default", messages=messages, temperature=0, max_tokens=n,
+                                            stream=True):
+        if c.choices and (c.choices[0].delta.content or getattr(c.choices[0].delta, "reasoning_content", None)):
+            count += 1
+            if first is None:
+                first = time.time() - t0
+    return first, count, time.time() - t0
+
+
+def throughput(client, n_clients):
+    msgs = [[{"role": "user", "content": f"Write a long story about a whale named {i}."}] for i in range(n_clients)]
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(n_clients) as ex:
+        res = list(ex.map(lambda m: stream(client, m, MAX_TOKENS), msgs))
+    wall = time.time() - t0
+    return sum(r[1] for r in res) / wall
+
+
+def ttft(client):
+    miss, hit = [], []
+    for rep in range(REPS):
+        system = f"[{rep}] " + PREFIX  # a new prefix per repetition: the first request misses
+        miss.append(stream(client, [{"role": "system", "content": system}, {"role": "user", "content": "Which river is longest?"}], 1)[0])
+        hit.append(stream(client, [{"role": "system", "content": system}, {"role": "user", "content": "Which river is shortest?"}], 1)[0])
+    return statistics.median(miss), statistics.median(hit)
+
+
+def run(kind, model, llama_server):
+    row = {}
+    for n in (1, 4, 16):
+        p, client = start(kind, model, n, 2560, llama_server)
+        try:
+            stream(client, [{"role": "user", "content": "warm up"}], 4)
+            row[n] = throughput(client, n)
+            if n == 1:
+                row["ttft"] = ttft(client)
+        finally:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=60)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=str(pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale")) / "models" / "default.gguf"))
+    ap.add_argument("--llama-server", default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "serve.md"))
+    a = ap.parse_args()
+    rows = {"whale": run("whale", a.model, None)}
+    if a.llama_server:
+        rows["llama-server"] = run("llama", a.model, a.llama_server)
+    lines = ["| server | 1 stream t/s | 4 streams t/s | 16 streams t/s | TTFT miss (s) | TTFT hit (s) |",
+             "|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        lines.append(f"| {k} | {r[1]:.1f} | {r[4]:.1f} | {r[16]:.1f} | {r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} |")
+    table = "\n".join(lines)
+    print(table)
+    pathlib.Path(a.out + ".last").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
