@@ -24,6 +24,7 @@ struct sched_req {
     int64_t think_budget;
     int32_t think_end, close[8];
     size_t n_close;
+    sched_constraint *con;
     /* shared, under s->mu */
     int state, cancelled, released;
     int32_t *tokens; /* generated ids */
@@ -76,6 +77,10 @@ static int is_end(const tokenizer *t, int32_t id) {
 }
 
 static void req_free(sched_req *r) {
+    if (r->con) {
+        if (r->con->free) r->con->free(r->con->ctx);
+        free(r->con);
+    }
     free(r->prompt);
     free(r->tokens);
     free(r);
@@ -220,11 +225,13 @@ static int step(sched *s) {
         slot *sl = &s->slots[s->b_slot[k]];
         sched_req *r = sl->req;
         sl->n_cached = sl->n_fed;
+        if (r->con) r->con->mask(r->con->ctx, s->logits + k * V, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
         int32_t t = sampler_sample(sl->smp, s->logits + k * V, sl->tokens, sl->n_fed);
         if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
             if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
             if (t == r->think_end || sl->n_forced == r->n_close) sl->think_closed = 1;
         }
+        if (r->con) r->con->accept(r->con->ctx, t);
         sl->tokens[sl->n_fed] = t;
         sl->n_gen++;
         push_token(s, r, t);
@@ -375,9 +382,21 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     if (r->n_close) memcpy(r->close, p->close, r->n_close * sizeof *r->close);
     r->s = s;
     r->t_submit = now_s();
+    if (p->constraint) { /* taken over below, or given back with the request on refusal */
+        r->con = malloc(sizeof *r->con);
+        if (!r->con) {
+            free(r->prompt);
+            free(r);
+            err_set(err, WHALE_E_NOMEM, "out of memory");
+            return NULL;
+        }
+        *r->con = *p->constraint;
+    }
     pthread_mutex_lock(&s->mu);
     if (s->stop || s->n_waiting >= s->o.max_queue) {
         pthread_mutex_unlock(&s->mu);
+        free(r->con); /* the caller still owns the constraint's state */
+        r->con = NULL;
         req_free(r);
         err_set(err, WHALE_E_BUSY, "the server is busy (%d requests waiting)", s->o.max_queue);
         return NULL;

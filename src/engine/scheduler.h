@@ -44,6 +44,17 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err);
 void sched_free(sched *s);
 int64_t sched_n_ctx(const sched *s);
 
+/* A constraint on what a request may generate (JSON mode), called on the engine thread: mask
+ * sets the logits of tokens that may not come next to -inf (greedy: only the best allowed token
+ * needs to survive), accept reports the token chosen. The scheduler owns it from a successful
+ * sched_submit and calls free(ctx) when the request goes. */
+typedef struct sched_constraint {
+    void (*mask)(void *ctx, float *logits, int64_t n_vocab, int greedy);
+    void (*accept)(void *ctx, int32_t token);
+    void (*free)(void *ctx);
+    void *ctx;
+} sched_constraint;
+
 typedef struct sched_params {
     const int32_t *prompt; /* copied */
     size_t n_prompt;
@@ -56,10 +67,11 @@ typedef struct sched_params {
     int32_t think_end;
     const int32_t *close; /* copied */
     size_t n_close;
+    sched_constraint *constraint; /* or NULL; owned by the scheduler once submitted */
 } sched_params;
 
 /* Queue a request. NULL with WHALE_E_BUSY (queue full) or WHALE_E_ARG (prompt too long for a
- * slot, or empty) and a message. */
+ * slot, or empty) and a message; the caller then still owns p->constraint's state. */
 sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err);
 
 /* Wait up to timeout_ms for tokens after the first `have` ones: copies up to cap new ids into

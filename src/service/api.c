@@ -2,8 +2,10 @@
 #include "service/api.h"
 
 #include "base/utf8.h"
+#include "engine/json_grammar.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,10 +247,7 @@ int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, c
             status = fail(err, 422, "response_format", "response_format.type must be text or json_object");
             goto done;
         }
-        if (!strcmp(t->valuestring, "json_object")) {
-            status = fail(err, 422, "response_format", "JSON mode is not supported by this server yet");
-            goto done;
-        }
+        out->json = !strcmp(t->valuestring, "json_object");
     }
     if ((status = parse_messages(a, cJSON_GetObjectItemCaseSensitive(j, "messages"), out, err))) goto done;
     if ((status = parse_common(a, j, out, err))) goto done;
@@ -266,7 +265,7 @@ void api_req_free(api_req *r) {
     memset(r, 0, sizeof *r);
 }
 
-void api_ctx_tokens(api_ctx *a) {
+int api_ctx_tokens(api_ctx *a) {
     a->think_end = tokenizer_find_added(a->tok, "</think>", 8);
     tok_ids ids = {0};
     whale_err e = {0};
@@ -288,6 +287,102 @@ void api_ctx_tokens(api_ctx *a) {
         for (int i = 0; i < 3; i++) ok &= (id[i] = tokenizer_find_added(a->tok, fim[k][i], strlen(fim[k][i]))) >= 0;
         if (ok) memcpy(a->fim, id, sizeof id);
     }
+    int64_t V = tokenizer_n_vocab(a->tok);
+    size_t total = 0;
+    char tmp[512];
+    for (int64_t i = 0; i < V; i++) {
+        int l = tokenizer_token_bytes(a->tok, (int32_t)i, tmp, sizeof tmp);
+        total += l > 0 ? (size_t)l : 0;
+    }
+    a->tb = malloc(total + 1);
+    a->tb_off = malloc((size_t)V * sizeof *a->tb_off);
+    a->tb_len = malloc((size_t)V * sizeof *a->tb_len);
+    if (!a->tb || !a->tb_off || !a->tb_len) return -1;
+    size_t at = 0;
+    for (int64_t i = 0; i < V; i++) {
+        int attr = tokenizer_attr(a->tok, (int32_t)i);
+        int l = tokenizer_token_bytes(a->tok, (int32_t)i, a->tb + at, total + 1 - at);
+        a->tb_off[i] = (uint32_t)at;
+        a->tb_len[i] = attr == TOK_CONTROL || attr == TOK_USER || l <= 0 || l > (int)sizeof tmp ? -1 : (int16_t)l;
+        at += l > 0 && (size_t)l <= total + 1 - at ? (size_t)l : 0;
+    }
+    return 0;
+}
+
+void api_ctx_free(api_ctx *a) {
+    free(a->tb);
+    free(a->tb_off);
+    free(a->tb_len);
+}
+
+/* ---- JSON mode ------------------------------------------------------------------------------ */
+
+typedef struct json_con {
+    const api_ctx *a;
+    json_grammar g;
+    int active; /* reasoning models: only once the thinking has ended */
+} json_con;
+
+static int json_allowed(const json_con *c, int32_t t) {
+    int l = c->a->tb_len[t];
+    if (l <= 0) return 0;
+    json_grammar g = c->g;
+    return json_grammar_feed(&g, c->a->tb + c->a->tb_off[t], (size_t)l) == 0;
+}
+
+static int is_end_token(const api_ctx *a, int32_t t) {
+    return t == tokenizer_eos(a->tok) || tokenizer_attr(a->tok, t) == TOK_CONTROL;
+}
+
+static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
+    json_con *c = ctx;
+    if (!c->active) return;
+    if (json_grammar_complete(&c->g)) { /* the object is whole: only the end of the turn */
+        for (int64_t i = 0; i < V; i++)
+            if (!is_end_token(c->a, (int32_t)i)) logits[i] = -INFINITY;
+        return;
+    }
+    if (greedy) { /* best first, until one is allowed; then it alone survives */
+        for (int tries = 0; tries < 4096; tries++) {
+            int64_t best = -1;
+            for (int64_t i = 0; i < V; i++)
+                if (logits[i] > -INFINITY && (best < 0 || logits[i] > logits[best])) best = i;
+            if (best < 0) break;
+            if (json_allowed(c, (int32_t)best)) {
+                float keep = logits[best];
+                for (int64_t i = 0; i < V; i++) logits[i] = -INFINITY;
+                logits[best] = keep;
+                return;
+            }
+            logits[best] = -INFINITY;
+        }
+    }
+    for (int64_t i = 0; i < V; i++)
+        if (logits[i] > -INFINITY && !json_allowed(c, (int32_t)i)) logits[i] = -INFINITY;
+}
+
+static void json_accept(void *ctx, int32_t t) {
+    json_con *c = ctx;
+    if (!c->active) {
+        c->active = t == c->a->think_end;
+        return;
+    }
+    if (c->a->tb_len[t] > 0) json_grammar_feed(&c->g, c->a->tb + c->a->tb_off[t], (size_t)c->a->tb_len[t]);
+}
+
+sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think) {
+    sched_constraint *k = malloc(sizeof *k);
+    json_con *c = malloc(sizeof *c);
+    if (!k || !c) {
+        free(k);
+        free(c);
+        return NULL;
+    }
+    c->a = a;
+    json_grammar_init(&c->g);
+    c->active = !start_in_think;
+    *k = (sched_constraint){json_mask, json_accept, free, c};
+    return k;
 }
 
 static int check_model(const api_ctx *a, const cJSON *j, char **err) {

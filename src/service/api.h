@@ -31,10 +31,20 @@ typedef struct api_ctx {
     int32_t close[8];       /* what a spent reasoning budget forces: "\n</think>\n\n" */
     size_t n_close;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
+    /* every token's bytes, for JSON mode: token i is tb[tb_off[i] .. + tb_len[i]); tb_len -1
+     * for added tokens (markers, control) */
+    char *tb;
+    uint32_t *tb_off;
+    int16_t *tb_len;
 } api_ctx;
 
-/* Fill in think_end/close and fim from the vocabulary. */
-void api_ctx_tokens(api_ctx *a);
+/* Fill in think_end/close, fim and the token bytes from the vocabulary; 0 or -1 (out of memory). */
+int api_ctx_tokens(api_ctx *a);
+void api_ctx_free(api_ctx *a);
+
+/* JSON mode: a constraint for the scheduler that keeps the answer a valid JSON object (for a
+ * reasoning model, from the end of its thinking on). NULL on OOM. */
+sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think);
 
 /* A buffer that grows. */
 typedef struct sbuf {
@@ -52,6 +62,7 @@ typedef struct api_req {
     tok_ids prompt;
     sched_params sp;
     int stream, include_usage;
+    int json;         /* response_format json_object */
     char *stop[API_MAX_STOP];
     int n_stop;
 } api_req;

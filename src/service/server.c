@@ -136,7 +136,15 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
     whale_err e = {0};
+    sched_constraint *con = NULL;
+    if (q.json && !(con = api_json_constraint(&srv->a, srv->a.reasoning && q.kind == API_CHAT && !q.prefix))) {
+        api_req_free(&q);
+        return send_error(c, 500, "out of memory", "server_error", "server_error");
+    }
+    q.sp.constraint = con;
     sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
+    if (!r && con) free(con->ctx); /* refused: the state is still ours */
+    free(con);                     /* accepted: the scheduler copied the callbacks and owns the state */
     if (!r) {
         int busy = e.code == WHALE_E_BUSY;
         char msg[WHALE_ERR_MAX + 64];
@@ -304,10 +312,16 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
     srv.a.reasoning = srv.a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
     srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
-    api_ctx_tokens(&srv.a);
+    if (api_ctx_tokens(&srv.a)) {
+        api_ctx_free(&srv.a);
+        return err_set(err, WHALE_E_NOMEM, "out of memory for the vocabulary table");
+    }
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
     sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0};
-    if (!(srv.s = sched_new(m, &so, err))) return err->code;
+    if (!(srv.s = sched_new(m, &so, err))) {
+        api_ctx_free(&srv.a);
+        return err->code;
+    }
     srv.a.n_ctx = sched_n_ctx(srv.s);
 
     struct sockaddr_in addr = {0};
@@ -315,6 +329,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     addr.sin_port = htons((uint16_t)(o->port > 0 ? o->port : 8080));
     if (inet_pton(AF_INET, o->host ? o->host : "127.0.0.1", &addr.sin_addr) != 1) {
         sched_free(srv.s);
+        api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_ARG, "--host '%s' is not an IPv4 address", o->host);
     }
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -324,6 +339,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!d) {
         sched_free(srv.s);
+        api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
@@ -336,5 +352,6 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     sched_cancel_all(srv.s);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     sched_free(srv.s);
+    api_ctx_free(&srv.a);
     return 0;
 }

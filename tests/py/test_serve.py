@@ -260,3 +260,16 @@ def test_chat_prefix_completion(client):
     with pytest.raises(openai.UnprocessableEntityError):
         st(model="default", max_tokens=4, messages=[{"role": "assistant", "content": "x", "prefix": True},
                                                     {"role": "user", "content": "y"}])
+
+
+@pytest.mark.parametrize("temperature", [0, 0.9])
+def test_json_mode(client, temperature):
+    """response_format json_object constrains decoding to a JSON object, even when the prompt
+    does not ask for JSON and when sampling."""
+    for prompt in ("Give Alice (age 30, from Paris) as JSON with keys name, age, city.", "Tell me a joke."):
+        r = client.chat.completions.create(model="default", messages=[{"role": "user", "content": prompt}],
+                                           temperature=temperature, seed=7, max_tokens=80,
+                                           response_format={"type": "json_object"})
+        assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+        obj = json.loads(r.choices[0].message.content)
+        assert isinstance(obj, dict) and obj
