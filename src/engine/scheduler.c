@@ -6,6 +6,7 @@
  * the consumer has released it. */
 #include "engine/scheduler.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,10 @@ struct sched_req {
     int32_t think_end, close[8];
     size_t n_close;
     sched_constraint *con;
+    int n_top;      /* -1: no log probabilities */
+    float *lp;      /* (cap_tokens) chosen token's log probability */
+    float *top_lp;  /* (cap_tokens, n_top) */
+    int32_t *top_id;
     /* shared, under s->mu */
     int state, cancelled, released;
     int32_t *tokens; /* generated ids */
@@ -63,6 +68,7 @@ struct sched {
     int8_t *b_want;
     int *b_slot; /* slot of each logits row */
     float *logits;
+    float *raw; /* (n_vocab) a row of logits kept for log probabilities */
     sched_stats stats;
 };
 
@@ -83,6 +89,9 @@ static void req_free(sched_req *r) {
     }
     free(r->prompt);
     free(r->tokens);
+    free(r->lp);
+    free(r->top_lp);
+    free(r->top_id);
     free(r);
 }
 
@@ -142,13 +151,41 @@ static void admit(sched *s) {
     }
 }
 
-static void push_token(sched *s, sched_req *r, int32_t t) {
+static int grow(void **p, size_t n, size_t each) {
+    void *q = realloc(*p, n * each);
+    if (!q) return -1;
+    *p = q;
+    return 0;
+}
+
+/* raw: the token's row of logits before sampling touched it (NULL: no log probabilities). */
+static void push_token(sched *s, sched_req *r, int32_t t, const float *raw, int64_t V) {
     if (r->n_tokens == r->cap_tokens) {
-        size_t cap = r->cap_tokens ? r->cap_tokens * 2 : 64;
-        int32_t *p = realloc(r->tokens, cap * sizeof *p);
-        if (!p) return; /* the consumer sees fewer tokens; the request still ends */
-        r->tokens = p;
+        size_t cap = r->cap_tokens ? r->cap_tokens * 2 : 64, k = r->n_top > 0 ? (size_t)r->n_top : 1;
+        if (grow((void **)&r->tokens, cap, sizeof *r->tokens)) return; /* the consumer sees fewer tokens */
+        if (r->n_top >= 0 && (grow((void **)&r->lp, cap, sizeof *r->lp) || grow((void **)&r->top_lp, cap * k, sizeof(float)) ||
+                              grow((void **)&r->top_id, cap * k, sizeof(int32_t))))
+            return;
         r->cap_tokens = cap;
+    }
+    if (raw && r->n_top >= 0) { /* log-softmax of the raw logits */
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < V; i++) mx = raw[i] > mx ? raw[i] : mx;
+        double sum = 0;
+        for (int64_t i = 0; i < V; i++) sum += exp((double)(raw[i] - mx));
+        float lse = mx + (float)log(sum);
+        size_t at = r->n_tokens;
+        r->lp[at] = raw[t] - lse;
+        for (int k = 0; k < r->n_top; k++) { /* the k-th best, not already taken */
+            int64_t best = -1;
+            for (int64_t i = 0; i < V; i++) {
+                int taken = 0;
+                for (int j = 0; j < k && !taken; j++) taken = r->top_id[at * (size_t)r->n_top + (size_t)j] == (int32_t)i;
+                if (!taken && (best < 0 || raw[i] > raw[best])) best = i;
+            }
+            r->top_id[at * (size_t)r->n_top + (size_t)k] = (int32_t)best;
+            r->top_lp[at * (size_t)r->n_top + (size_t)k] = raw[best] - lse;
+        }
     }
     if (!r->n_tokens) r->t_first = now_s();
     r->tokens[r->n_tokens++] = t;
@@ -225,6 +262,7 @@ static int step(sched *s) {
         slot *sl = &s->slots[s->b_slot[k]];
         sched_req *r = sl->req;
         sl->n_cached = sl->n_fed;
+        if (r->n_top >= 0) memcpy(s->raw, s->logits + k * V, (size_t)V * sizeof *s->raw);
         if (r->con) r->con->mask(r->con->ctx, s->logits + k * V, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
         int32_t t = sampler_sample(sl->smp, s->logits + k * V, sl->tokens, sl->n_fed);
         if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
@@ -234,7 +272,7 @@ static int step(sched *s) {
         if (r->con) r->con->accept(r->con->ctx, t);
         sl->tokens[sl->n_fed] = t;
         sl->n_gen++;
-        push_token(s, r, t);
+        push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
         const char *why = NULL;
         if (is_end(tok, t)) why = "stop";
         else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
@@ -293,7 +331,8 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     s->b_want = malloc((size_t)rows);
     s->b_slot = malloc((size_t)P * sizeof *s->b_slot);
     s->logits = malloc((size_t)P * (size_t)model_n_vocab(m) * sizeof *s->logits);
-    if (!s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
+    s->raw = malloc((size_t)model_n_vocab(m) * sizeof *s->raw);
+    if (!s->raw || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
     for (int64_t i = 0; i < P; i++)
         if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
     s->stats.n_parallel = (int)P;
@@ -317,7 +356,7 @@ fail:
         for (int i = 0; s->slots && i < s->o.n_parallel; i++) free(s->slots[i].tokens);
         free(s->slots);
         kv_cache_free(s->kv);
-        free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
+        free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
         free(s);
     }
     return NULL;
@@ -350,6 +389,7 @@ void sched_free(sched *s) {
     kv_cache_free(s->kv);
     free(s->slots);
     free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
+    free(s->raw);
     free(s);
 }
 
@@ -382,6 +422,7 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     if (r->n_close) memcpy(r->close, p->close, r->n_close * sizeof *r->close);
     r->s = s;
     r->t_submit = now_s();
+    r->n_top = !p->logprobs ? -1 : p->top_logprobs < 0 ? 0 : p->top_logprobs > SCHED_MAX_TOP ? SCHED_MAX_TOP : p->top_logprobs;
     if (p->constraint) { /* taken over below, or given back with the request on refusal */
         r->con = malloc(sizeof *r->con);
         if (!r->con) {
@@ -428,6 +469,20 @@ size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeo
     *done = r->state == RQ_DONE && have + k >= r->n_tokens;
     pthread_mutex_unlock(&s->mu);
     return k;
+}
+
+int sched_logprobs(sched_req *r, size_t i, float *lp, int32_t *ids, float *lps) {
+    sched *s = r->s;
+    pthread_mutex_lock(&s->mu);
+    int n = -1;
+    if (r->n_top >= 0 && i < r->n_tokens && r->lp) {
+        n = r->n_top;
+        *lp = r->lp[i];
+        memcpy(ids, r->top_id + i * (size_t)n, (size_t)n * sizeof *ids);
+        memcpy(lps, r->top_lp + i * (size_t)n, (size_t)n * sizeof *lps);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void sched_cancel(sched_req *r) {

@@ -68,7 +68,11 @@ typedef struct sched_params {
     const int32_t *close; /* copied */
     size_t n_close;
     sched_constraint *constraint; /* or NULL; owned by the scheduler once submitted */
+    int logprobs;                 /* record log probabilities: the chosen token's, and */
+    int top_logprobs;             /* this many best tokens' (0..SCHED_MAX_TOP) */
 } sched_params;
+
+#define SCHED_MAX_TOP 20
 
 /* Queue a request. NULL with WHALE_E_BUSY (queue full) or WHALE_E_ARG (prompt too long for a
  * slot, or empty) and a message; the caller then still owns p->constraint's state. */
@@ -78,6 +82,11 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err);
  * out and returns how many (0 on timeout). *done is set once the request has ended and every
  * token has been handed out. */
 size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done);
+
+/* Log probabilities of generated token i (the model's distribution, before sampling settings
+ * and constraints): *lp for the token itself, and the request's top_logprobs best tokens into
+ * ids/lps (room for SCHED_MAX_TOP). Returns how many best tokens, or -1 when not recorded. */
+int sched_logprobs(sched_req *r, size_t i, float *lp, int32_t *ids, float *lps);
 
 /* Stop generating (the slot is freed at the next step). Safe after the end, too. */
 void sched_cancel(sched_req *r);

@@ -94,7 +94,6 @@ static char *content_text(const cJSON *c) {
 static const char *unsupported[][2] = {
     {"tools", "function calling is not supported by this server yet"},
     {"functions", "function calling is not supported by this server yet"},
-    {"logprobs", "logprobs are not supported by this server yet"},
 };
 
 static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, char **err) {
@@ -213,6 +212,19 @@ static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **e
         status = fail(err, 422, "stop", "stop must be at most %d bytes", API_MAX_STOP_LEN);
         return status;
     }
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(j, "logprobs");
+    if (lp && !cJSON_IsNull(lp)) {
+        if (out->kind == API_COMPLETION || !cJSON_IsBool(lp))
+            return fail(err, 422, "logprobs", out->kind == API_COMPLETION ? "logprobs are not supported on completions"
+                                                                          : "logprobs must be true or false");
+        out->logprobs = cJSON_IsTrue(lp);
+        if (out->logprobs && a->reasoning)
+            return fail(err, 422, "logprobs", "logprobs are not supported for reasoning models (as DeepSeek's reasoner)");
+    }
+    if ((r = num_field(j, "top_logprobs", 0, SCHED_MAX_TOP, 1, &d, &status, err)) < 0) return status;
+    if (r > 0 && !out->logprobs) return fail(err, 422, "top_logprobs", "top_logprobs needs logprobs: true");
+    out->sp.logprobs = out->logprobs;
+    out->sp.top_logprobs = r > 0 ? (int)d : 0;
     if ((r = num_field(j, "reasoning_budget", 0, 1e9, 1, &d, &status, err)) < 0) return status;
     out->sp.think_budget = -1;
     if (r > 0 && a->reasoning && a->think_end >= 0 && a->n_close) { /* ignored by other models */
@@ -491,8 +503,16 @@ static size_t max_stop_len(const api_req *q) {
 
 int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
     char buf[256], clean[3 * 256];
-    for (size_t i = 0; i < n && !r->stopped; i++) {
+    for (size_t i = 0; i < n && !r->stopped; i++, r->n_fed++) {
         if (ids[i] == tokenizer_eos(r->a->tok) || tokenizer_attr(r->a->tok, ids[i]) == TOK_CONTROL) continue;
+        if (r->q->logprobs && !r->rs.in_think) {
+            if (r->n_lp == r->cap_lp) {
+                size_t cap = r->cap_lp ? 2 * r->cap_lp : 64;
+                size_t *p = realloc(r->lp_idx, cap * sizeof *p);
+                if (p) r->lp_idx = p, r->cap_lp = cap;
+            }
+            if (r->n_lp < r->cap_lp) r->lp_idx[r->n_lp++] = r->n_fed;
+        }
         if (r->q->kind == API_CHAT && r->rs.in_think) r->n_reasoning_tokens++;
         int k = tokenizer_stream(r->a->tok, &r->ts, ids[i], buf, sizeof buf);
         if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
@@ -525,6 +545,41 @@ void api_reply_end(api_reply *r) {
 void api_reply_free(api_reply *r) {
     sbuf_free(&r->think);
     sbuf_free(&r->answer);
+    free(r->lp_idx);
+}
+
+/* {"token", "logprob", "bytes"} for token id with log probability lp. */
+static cJSON *lp_entry(const api_reply *r, int32_t id, float lp) {
+    char raw[256], clean[768];
+    int n = tokenizer_token_bytes(r->a->tok, id, raw, sizeof raw);
+    if (n < 0 || n > (int)sizeof raw) n = 0;
+    size_t k = clean_utf8(raw, (size_t)n, clean);
+    clean[k] = 0;
+    cJSON *e = cJSON_CreateObject(), *b = cJSON_CreateArray();
+    cJSON_AddStringToObject(e, "token", clean);
+    cJSON_AddNumberToObject(e, "logprob", lp);
+    for (int i = 0; i < n; i++) cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)raw[i]));
+    cJSON_AddItemToObject(e, "bytes", b);
+    return e;
+}
+
+/* {"content": [...]} for answer tokens [from, to) of the reply, or NULL without logprobs. */
+static cJSON *logprobs_json(const api_reply *r, size_t from, size_t to) {
+    if (!r->q->logprobs || !r->req) return NULL;
+    cJSON *j = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(j, "content");
+    int32_t ids[SCHED_MAX_TOP];
+    float lps[SCHED_MAX_TOP], lp;
+    int32_t tok[1];
+    for (size_t i = from; i < to; i++) {
+        int n = sched_logprobs(r->req, r->lp_idx[i], &lp, ids, lps);
+        if (n < 0) continue;
+        int done;
+        if (sched_wait(r->req, r->lp_idx[i], tok, 1, 0, &done) != 1) continue;
+        cJSON *e = lp_entry(r, tok[0], lp), *top = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < n; k++) cJSON_AddItemToArray(top, lp_entry(r, ids[k], lps[k]));
+        cJSON_AddItemToArray(content, e);
+    }
+    return j;
 }
 
 static const char *finish_reason(const api_reply *r, const sched_result *res) {
@@ -575,7 +630,9 @@ char *api_reply_json(api_reply *r, const sched_result *res) {
     cJSON_AddStringToObject(m, "role", "assistant");
     cJSON_AddStringToObject(m, "content", r->answer.s);
     if (r->a->reasoning) cJSON_AddStringToObject(m, "reasoning_content", r->think.s);
-    cJSON_AddNullToObject(c, "logprobs");
+    cJSON *lpj = logprobs_json(r, 0, r->n_lp);
+    if (lpj) cJSON_AddItemToObject(c, "logprobs", lpj);
+    else cJSON_AddNullToObject(c, "logprobs");
     cJSON_AddStringToObject(c, "finish_reason", finish_reason(r, res));
     cJSON_AddItemToArray(choices, c);
     cJSON_AddItemToObject(j, "usage", usage(r, res));
@@ -610,7 +667,13 @@ static void chunk(api_reply *r, sbuf *out, const char *key, const char *text, si
         else cJSON_AddStringToObject(d, key, t ? t : "");
         free(t);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    cJSON *lpj = chat && key && !strcmp(key, "content") ? logprobs_json(r, r->sent_lp, r->n_lp) : NULL;
+    if (lpj) {
+        cJSON_AddItemToObject(c, "logprobs", lpj);
+        r->sent_lp = r->n_lp;
+    } else {
+        cJSON_AddNullToObject(c, "logprobs");
+    }
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
     cJSON_AddItemToArray(choices, c);

@@ -63,6 +63,7 @@ typedef struct api_req {
     sched_params sp;
     int stream, include_usage;
     int json;         /* response_format json_object */
+    int logprobs;     /* return log probabilities (top_logprobs best alternatives) */
     char *stop[API_MAX_STOP];
     int n_stop;
 } api_req;
@@ -87,6 +88,10 @@ typedef struct api_reply {
     size_t sent_think, sent_answer; /* bytes already sent as stream deltas */
     size_t n_reasoning_tokens;
     int stopped;          /* a stop string ended the answer */
+    sched_req *req;       /* set after submitting: log probabilities are read from it */
+    size_t n_fed;         /* ids fed so far */
+    size_t *lp_idx;       /* answer tokens' indices among the generated ids (logprobs) */
+    size_t n_lp, cap_lp, sent_lp;
     char id[40];
     long long created;
 } api_reply;

@@ -167,6 +167,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         st->q = q;
         st->r = r;
         api_reply_init(&st->rep, &srv->a, &st->q);
+        st->rep.req = r;
         api_stream_first(&st->rep, &st->out);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
         if (!resp) {
@@ -182,6 +183,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     }
     api_reply rep;
     api_reply_init(&rep, &srv->a, &q);
+    rep.req = r;
     size_t have = 0;
     int done = 0;
     int32_t ids[64];
@@ -193,12 +195,12 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     api_reply_end(&rep);
     sched_result res;
     sched_result_get(r, &res);
-    sched_release(r);
     enum MHD_Result rc;
     if (!strcmp(res.finish, "error"))
         rc = send_error(c, 500, "the model failed on this request", "server_error", "server_error");
     else
         rc = send_text(c, 200, api_reply_json(&rep, &res), "application/json");
+    sched_release(r);
     api_reply_free(&rep);
     api_req_free(&q);
     return rc;

@@ -273,3 +273,23 @@ def test_json_mode(client, temperature):
         assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
         obj = json.loads(r.choices[0].message.content)
         assert isinstance(obj, dict) and obj
+
+
+def test_logprobs(client):
+    """logprobs / top_logprobs in OpenAI's shape: one entry per answer token, greedy picks the
+    most likely, the alternatives come best first, and the streamed entries equal the plain ones."""
+    import math
+    r = ask(client, "Name a fruit.", n=8, logprobs=True, top_logprobs=3)
+    entries = r.choices[0].logprobs.content
+    assert "".join(e.token for e in entries) == r.choices[0].message.content
+    for e in entries:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3
+        assert e.top_logprobs[0].token == e.token and abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6
+        lps = [t.logprob for t in e.top_logprobs]
+        assert lps == sorted(lps, reverse=True) and sum(math.exp(x) for x in lps) <= 1 + 1e-5
+        assert bytes(e.bytes).decode(errors="replace") == e.token
+    streamed = [e for c in ask(client, "Name a fruit.", n=8, logprobs=True, top_logprobs=3, stream=True)
+                if c.choices and c.choices[0].logprobs for e in c.choices[0].logprobs.content]
+    assert [(e.token, round(e.logprob, 5)) for e in streamed] == [(e.token, round(e.logprob, 5)) for e in entries]
+    with pytest.raises(openai.UnprocessableEntityError):
+        ask(client, "x", n=2, top_logprobs=2)
