@@ -194,12 +194,12 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         msg_text[n_msgs] = line;
-        msgs[n_msgs] = (chat_msg){CHAT_USER, line};
+        msgs[n_msgs] = (chat_msg){.role = CHAT_USER, .content = line};
         n_msgs++;
         /* The system prompt goes first; msgs holds only user/assistant turns. */
         chat_msg all[CHAT_MAX_MESSAGES + 1];
         size_t n_all = 0;
-        if (system) all[n_all++] = (chat_msg){CHAT_SYSTEM, system};
+        if (system) all[n_all++] = (chat_msg){.role = CHAT_SYSTEM, .content = system};
         memcpy(all + n_all, msgs, n_msgs * sizeof *msgs);
         n_all += n_msgs;
         tok_ids ids = {0};
@@ -229,7 +229,7 @@ int cmd_chat(int argc, char **argv) {
                !strcmp(st.finish, "length") ? ", context or token limit reached" : "", v.tty ? "\033[0m" : "");
         fflush(stdout);
         msg_text[n_msgs] = v.reply ? v.reply : strdup("");
-        msgs[n_msgs] = (chat_msg){CHAT_ASSISTANT, msg_text[n_msgs]};
+        msgs[n_msgs] = (chat_msg){.role = CHAT_ASSISTANT, .content = msg_text[n_msgs]};
         n_msgs++;
     }
     rc = 0;

@@ -108,8 +108,8 @@ int cmd_run(int argc, char **argv) {
     } else {
         chat_msg msgs[2];
         size_t n = 0;
-        if (system) msgs[n++] = (chat_msg){CHAT_SYSTEM, system};
-        msgs[n++] = (chat_msg){CHAT_USER, prompt};
+        if (system) msgs[n++] = (chat_msg){.role = CHAT_SYSTEM, .content = system};
+        msgs[n++] = (chat_msg){.role = CHAT_USER, .content = prompt};
         int flags = CHAT_GENERATION_PROMPT | (o.think ? 0 : CHAT_NO_FORCED_THINK);
         if (chat_format_encode(t, fmt, msgs, n, flags, &ids, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     }

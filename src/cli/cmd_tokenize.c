@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "service/api.h"
 #include "formats/gguf.h"
 #include "base/err.h"
 #include "base/readall.h"
@@ -27,7 +28,8 @@ static void usage(FILE *f) {
                "  --jsonl     each input line is a JSON string holding one text; one id line per input line\n"
                "  --decode    read ids from standard input and print the text they decode to\n"
                "  --bench     report encode speed (tokens/s) instead of ids\n"
-               "  --chat      standard input is a JSON array of {role, content} messages: lay it out in\n"
+               "  --chat      standard input is a JSON array of {role, content} messages (or a chat-completions\n"
+               "              request body with messages and tools, laid out as whale serve does): lay it out in\n"
                "              the model's chat format (--chat-format deepseek-r1|chatml to choose) with the\n"
                "              assistant's opening; print the ids (--ids) or, with --render, the text\n");
 }
@@ -92,6 +94,22 @@ static int tokenize_chat(const tokenizer *tok, const char *in, size_t len, const
     chat_msg *msgs = NULL;
     int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
     chat_format_kind k = chat_format_detect(last_template, tok, format);
+    if (cJSON_IsObject(root) && k != CHAT_FORMAT_NONE && !render) {
+        /* a chat-completions request body (messages, tools): laid out as `whale serve` does */
+        api_ctx a = {.tok = tok, .fmt = k, .model_name = "", .alias = "", .reasoning = k == CHAT_FORMAT_DEEPSEEK_R1,
+                     .n_ctx = INT64_MAX / 2};
+        api_req q;
+        char *e = NULL;
+        if (api_parse_chat(&a, in, len, &q, &e)) {
+            fprintf(stderr, "whale tokenize: --chat: %s\n", e ? e : "bad request");
+            free(e);
+            goto done;
+        }
+        for (size_t j = 0; j < q.prompt.n; j++) tok_ids_push(ids, q.prompt.v[j]);
+        api_req_free(&q);
+        rc = 0;
+        goto done;
+    }
     if (n < 0) {
         fprintf(stderr, "whale tokenize: --chat: standard input is not a JSON array of messages\n");
         goto done;
@@ -130,7 +148,7 @@ done:
 }
 
 int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model_arg = NULL;
     int ids_only = 0, special = 0, bos = 0, lines = 0, jsonl = 0, decode = 0, bench = 0, chat = 0, render = 0;
     const char *format = NULL;
     for (int i = 1; i < argc; i++) {
@@ -148,14 +166,14 @@ int cmd_tokenize(int argc, char **argv) {
         else if (!strcmp(a, "--chat-format") && i + 1 < argc) format = argv[++i];
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             if (++i >= argc) { fprintf(stderr, "whale tokenize: -m needs a value\n"); return 2; }
-            model = argv[i];
+            model_arg = argv[i];
         } else {
             fprintf(stderr, "whale tokenize: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
-    const char *path = cli_model_path(model);
+    const char *path = cli_model_path(model_arg);
     tokenizer *tok = NULL;
     whale_err err = {0};
     if (cli_open_tokenizer(path, &tok, &err)) {

@@ -16,8 +16,16 @@
 #define IM_START "<|im_start|>"
 #define IM_END "<|im_end|>"
 #define QWEN_DEFAULT_SYSTEM "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+#define TOOL_CALL "<tool_call>"
+#define TOOL_CALL_END "</tool_call>"
+/* Qwen2.5's tools section, around the tools' JSON lines (its chat template's exact text) */
+#define QWEN_TOOLS_HEAD "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" \
+                        "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+#define QWEN_TOOLS_TAIL "\n</tools>\n\nFor each function call, return a json object with function name and " \
+                        "arguments within "
 
-/* A conversation is built as a list of segments; `marker` segments are special tokens. */
+/* A conversation is built as a list of segments; `marker` segments are special tokens (2: one
+ * that is plain text in a vocabulary without it, like <think> or <tool_call>). */
 typedef struct seg {
     int marker;
     const char *s;
@@ -42,10 +50,11 @@ static void add(segs *g, int marker, const char *s, size_t n) {
     g->v[g->n++] = (seg){marker, s, n};
 }
 static void mark(segs *g, const char *s) { add(g, 1, s, strlen(s)); }
+static void soft(segs *g, const char *s) { add(g, 2, s, strlen(s)); }
 static void text(segs *g, const char *s) { add(g, 0, s, strlen(s)); }
 
 static const char *role_name(chat_role r) {
-    return r == CHAT_SYSTEM ? "system" : r == CHAT_USER ? "user" : "assistant";
+    return r == CHAT_SYSTEM ? "system" : r == CHAT_USER ? "user" : r == CHAT_TOOL ? "tool" : "assistant";
 }
 
 /* The answer part of an assistant message: the text after its last </think>. */
@@ -53,6 +62,70 @@ static const char *after_think(const char *s) {
     const char *p = s, *last = NULL;
     while ((p = strstr(p, THINK_CLOSE))) last = p += strlen(THINK_CLOSE);
     return last ? last : s;
+}
+
+/* Qwen2.5's template for tools: the system turn with the tools section, assistant turns with
+ * their <tool_call> blocks, and runs of tool results as one user turn of <tool_response>s. */
+static void build_chatml_tools(segs *g, const chat_msg *m, size_t n, const chat_tools *tools, int flags) {
+    size_t first = n > 0 && m[0].role == CHAT_SYSTEM;
+    mark(g, IM_START);
+    text(g, "system\n");
+    text(g, first ? m[0].content : QWEN_DEFAULT_SYSTEM);
+    text(g, QWEN_TOOLS_HEAD);
+    for (size_t i = 0; i < tools->n; i++) {
+        text(g, "\n");
+        text(g, tools->json[i]);
+    }
+    text(g, QWEN_TOOLS_TAIL);
+    soft(g, TOOL_CALL);
+    soft(g, TOOL_CALL_END);
+    text(g, " XML tags:\n");
+    soft(g, TOOL_CALL);
+    text(g, "\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n");
+    soft(g, TOOL_CALL_END);
+    mark(g, IM_END);
+    text(g, "\n");
+    for (size_t i = first; i < n; i++) {
+        if (m[i].role == CHAT_TOOL) {
+            if (i == 0 || m[i - 1].role != CHAT_TOOL) {
+                mark(g, IM_START);
+                text(g, "user");
+            }
+            text(g, "\n<tool_response>\n");
+            text(g, m[i].content);
+            text(g, "\n</tool_response>");
+            if (i + 1 == n || m[i + 1].role != CHAT_TOOL) {
+                mark(g, IM_END);
+                text(g, "\n");
+            }
+            continue;
+        }
+        mark(g, IM_START);
+        text(g, role_name(m[i].role));
+        if (m[i].role == CHAT_ASSISTANT && m[i].n_tool_calls) {
+            if (m[i].content[0]) {
+                text(g, "\n");
+                text(g, m[i].content);
+            }
+            for (size_t c = 0; c < m[i].n_tool_calls; c++) {
+                text(g, "\n");
+                soft(g, TOOL_CALL);
+                text(g, "\n");
+                text(g, m[i].tool_calls[c]);
+                text(g, "\n");
+                soft(g, TOOL_CALL_END);
+            }
+        } else {
+            text(g, "\n");
+            text(g, m[i].content);
+        }
+        mark(g, IM_END);
+        text(g, "\n");
+    }
+    if (flags & CHAT_GENERATION_PROMPT) {
+        mark(g, IM_START);
+        text(g, "assistant\n");
+    }
 }
 
 static void build(segs *g, chat_format_kind k, const chat_msg *m, size_t n, int flags) {
@@ -126,16 +199,39 @@ chat_format_kind chat_format_detect(const char *tmpl, const tokenizer *t, const 
 /* Exact-text lookup of a marker (markers are added tokens, outside the BPE index). */
 static int32_t find_marker(const tokenizer *t, const char *s, size_t n) { return tokenizer_find_added(t, s, n); }
 
+/* Tools (or tool messages, or calls in the history) need a format that has them. */
+static int uses_tools(const chat_msg *m, size_t n, const chat_tools *tools) {
+    int any = tools && tools->n;
+    for (size_t i = 0; i < n; i++) any |= m[i].role == CHAT_TOOL || m[i].n_tool_calls;
+    return any;
+}
+
+static void build_any(segs *g, chat_format_kind k, const chat_msg *m, size_t n, const chat_tools *tools, int flags) {
+    if (k == CHAT_FORMAT_CHATML && uses_tools(m, n, tools)) {
+        chat_tools none = {NULL, 0};
+        build_chatml_tools(g, m, n, tools ? tools : &none, flags);
+    } else {
+        build(g, k, m, n, flags);
+    }
+}
+
 int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n, int flags,
                        tok_ids *out, whale_err *err) {
+    return chat_format_encode_tools(t, k, msgs, n, NULL, flags, out, err);
+}
+
+int chat_format_encode_tools(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n,
+                             const chat_tools *tools, int flags, tok_ids *out, whale_err *err) {
     if (k == CHAT_FORMAT_NONE) return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format)");
+    if (k != CHAT_FORMAT_CHATML && uses_tools(msgs, n, tools))
+        return err_set(err, WHALE_E_UNSUPPORTED, "tools are not supported in the %s format yet", chat_format_name(k));
     segs g = {0};
-    build(&g, k, msgs, n, flags);
+    build_any(&g, k, msgs, n, tools, flags);
     int rc = g.oom ? err_set(err, WHALE_E_NOMEM, "out of memory") : 0;
     for (size_t i = 0; i < g.n && !rc; i++) {
         if (g.v[i].marker) {
             int32_t id = find_marker(t, g.v[i].s, g.v[i].n);
-            if (id < 0 && !strcmp(g.v[i].s, THINK_OPEN)) /* a vocabulary without <think>: as text */
+            if (id < 0 && (g.v[i].marker == 2 || !strcmp(g.v[i].s, THINK_OPEN))) /* not in this vocabulary: text */
                 rc = tokenizer_encode(t, g.v[i].s, g.v[i].n, 0, out, err);
             else if (id < 0)
                 rc = err_set(err, WHALE_E_UNSUPPORTED, "the vocabulary has no '%s' token needed by the %s format",
@@ -164,8 +260,12 @@ int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *m
 }
 
 char *chat_format_render(chat_format_kind k, const chat_msg *msgs, size_t n, int flags) {
+    return chat_format_render_tools(k, msgs, n, NULL, flags);
+}
+
+char *chat_format_render_tools(chat_format_kind k, const chat_msg *msgs, size_t n, const chat_tools *tools, int flags) {
     segs g = {0};
-    build(&g, k, msgs, n, flags);
+    build_any(&g, k, msgs, n, tools, flags);
     size_t len = 0;
     for (size_t i = 0; i < g.n; i++) len += g.v[i].n;
     char *s = g.oom ? NULL : malloc(len + 1);

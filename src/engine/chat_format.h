@@ -18,12 +18,23 @@
 
 typedef enum chat_format_kind { CHAT_FORMAT_NONE = 0, CHAT_FORMAT_DEEPSEEK_R1, CHAT_FORMAT_CHATML } chat_format_kind;
 
-typedef enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT } chat_role;
+typedef enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT, CHAT_TOOL } chat_role;
 
 typedef struct chat_msg {
     chat_role role;
     const char *content; /* UTF-8; borrowed */
+    /* an assistant's function calls, each as the JSON text {"name": ..., "arguments": {...}} the
+     * model writes (CHATML: Qwen2.5's <tool_call> blocks); CHAT_TOOL messages carry results */
+    const char *const *tool_calls;
+    size_t n_tool_calls;
 } chat_msg;
+
+/* Function tools offered to the model, each as its JSON text (rendered as the template's tojson
+ * would: Python's json.dumps layout). Only CHATML has a tools section. */
+typedef struct chat_tools {
+    const char *const *json;
+    size_t n;
+} chat_tools;
 
 enum {
     CHAT_GENERATION_PROMPT = 1, /* end with the assistant's opening */
@@ -40,8 +51,13 @@ const char *chat_format_name(chat_format_kind k);
  * vocabulary lacks a marker the format needs, WHALE_E_ARG for invalid UTF-8 in a message. */
 int chat_format_encode(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n, int flags,
                        tok_ids *out, whale_err *err);
+/* The same with tools (NULL or n == 0: none). WHALE_E_UNSUPPORTED for tools or tool messages in
+ * a format without them (DEEPSEEK_R1 here). */
+int chat_format_encode_tools(const tokenizer *t, chat_format_kind k, const chat_msg *msgs, size_t n,
+                             const chat_tools *tools, int flags, tok_ids *out, whale_err *err);
 /* The same conversation as text (markers spelled out), malloc'd; NULL on OOM. For tests and
  * --verbose; equal to what the model's Jinja template renders. */
 char *chat_format_render(chat_format_kind k, const chat_msg *msgs, size_t n, int flags);
+char *chat_format_render_tools(chat_format_kind k, const chat_msg *msgs, size_t n, const chat_tools *tools, int flags);
 
 #endif

@@ -92,18 +92,108 @@ static char *content_text(const cJSON *c) {
 }
 
 static const char *unsupported[][2] = {
-    {"tools", "function calling is not supported by this server yet"},
-    {"functions", "function calling is not supported by this server yet"},
+    {"functions", "the legacy functions field is not supported: use tools"},
 };
+
+/* JSON as Python's json.dumps writes it (", " and ": " separators, non-ASCII kept): what the
+ * chat templates' tojson renders, so a prompt with tools reads as the model was trained on. */
+static void pyjson(sbuf *b, const cJSON *v) {
+    char num[64];
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        int obj = cJSON_IsObject(v), first = 1;
+        sbuf_add(b, obj ? "{" : "[", 1);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, v) {
+            if (!first) sbuf_add(b, ", ", 2);
+            first = 0;
+            if (obj) {
+                cJSON key = {0};
+                key.type = cJSON_String;
+                key.valuestring = c->string;
+                pyjson(b, &key);
+                sbuf_add(b, ": ", 2);
+            }
+            pyjson(b, c);
+        }
+        sbuf_add(b, obj ? "}" : "]", 1);
+    } else if (cJSON_IsString(v)) {
+        sbuf_add(b, "\"", 1);
+        for (const unsigned char *q = (const unsigned char *)v->valuestring; *q; q++) {
+            const char *e = *q == '"' ? "\\\"" : *q == '\\' ? "\\\\" : *q == '\n' ? "\\n" : *q == '\r' ? "\\r"
+                          : *q == '\t' ? "\\t" : *q == '\b' ? "\\b" : *q == '\f' ? "\\f" : NULL;
+            if (e) sbuf_add(b, e, 2);
+            else if (*q < 0x20) sbuf_add(b, num, (size_t)snprintf(num, sizeof num, "\\u%04x", *q));
+            else sbuf_add(b, (const char *)q, 1);
+        }
+        sbuf_add(b, "\"", 1);
+    } else if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == (double)(long long)d && d > -1e15 && d < 1e15) snprintf(num, sizeof num, "%lld", (long long)d);
+        else {
+            for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back the same, as repr */
+                snprintf(num, sizeof num, "%.*g", prec, d);
+                if (strtod(num, NULL) == d) break;
+            }
+        }
+        sbuf_add(b, num, strlen(num));
+    } else if (cJSON_IsBool(v)) {
+        sbuf_add(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
+    } else {
+        sbuf_add(b, "null", 4);
+    }
+}
+
+/* An assistant's tool call as the model writes it: {"name": "...", "arguments": {...}}; the
+ * API's arguments are a JSON string (kept as a string when it is not JSON). */
+static char *call_text(const cJSON *call) {
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name"), *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+    if (!cJSON_IsString(name)) return NULL;
+    sbuf b = {0};
+    sbuf_add(&b, "{\"name\": ", 9);
+    pyjson(&b, name);
+    sbuf_add(&b, ", \"arguments\": ", 15);
+    cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
+    pyjson(&b, parsed ? parsed : args ? args : cJSON_GetObjectItemCaseSensitive(f, "no such key"));
+    cJSON_Delete(parsed);
+    sbuf_add(&b, "}", 1);
+    return b.s;
+}
+
+/* tools: [{"type": "function", "function": {"name", "description", "parameters"}}]; with
+ * tool_choice "none" they are not shown to the model. */
+static int parse_tools(const cJSON *j, api_req *out, char **err) {
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools"), *choice = cJSON_GetObjectItemCaseSensitive(j, "tool_choice");
+    if (!tools || cJSON_IsNull(tools)) return 0;
+    int n = cJSON_GetArraySize(tools);
+    if (!cJSON_IsArray(tools) || n > API_MAX_TOOLS) return fail(err, 422, "tools", "tools must be an array of at most %d", API_MAX_TOOLS);
+    if (choice && !cJSON_IsNull(choice)) {
+        if (!cJSON_IsString(choice) || (strcmp(choice->valuestring, "auto") && strcmp(choice->valuestring, "none")))
+            return fail(err, 422, "tool_choice", "tool_choice must be \"auto\" or \"none\" (forcing a call is not supported yet)");
+        if (!strcmp(choice->valuestring, "none")) return 0;
+    }
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tools) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+        if (!cJSON_IsObject(t) || !cJSON_IsObject(f) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name")))
+            return fail(err, 422, "tools", "each tool needs {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        sbuf b = {0};
+        pyjson(&b, t);
+        if (!b.s) return fail(err, 500, NULL, "out of memory");
+        out->tools[out->n_tools++] = b.s;
+    }
+    return 0;
+}
 
 static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, char **err) {
     int n = cJSON_GetArraySize(msgs);
     if (!cJSON_IsArray(msgs) || n < 1) return fail(err, 422, "messages", "messages must be a non-empty array");
     if (n > API_MAX_MESSAGES) return fail(err, 422, "messages", "at most %d messages per request", API_MAX_MESSAGES);
     chat_msg *m = calloc((size_t)n, sizeof *m);
-    char **texts = calloc((size_t)n, sizeof *texts);
+    char **texts = calloc((size_t)n, sizeof *texts), ***call_texts = calloc((size_t)n, sizeof *call_texts);
+    int *n_call_texts = calloc((size_t)n, sizeof *n_call_texts);
     int status = 0, k = 0;
-    if (!m || !texts) {
+    if (!m || !texts || !call_texts || !n_call_texts) {
         status = fail(err, 500, NULL, "out of memory");
         goto done;
     }
@@ -121,10 +211,8 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
         if (!strcmp(r, "system") || !strcmp(r, "developer")) m[k].role = CHAT_SYSTEM;
         else if (!strcmp(r, "user")) m[k].role = CHAT_USER;
         else if (!strcmp(r, "assistant")) m[k].role = CHAT_ASSISTANT;
-        else if (!strcmp(r, "tool")) {
-            status = fail(err, 422, param, "tool messages are not supported by this server yet");
-            goto done;
-        } else {
+        else if (!strcmp(r, "tool")) m[k].role = CHAT_TOOL;
+        else {
             status = fail(err, 422, param, "%s.role must be system, user, assistant or tool (got '%.40s')", param, r);
             goto done;
         }
@@ -142,6 +230,22 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
             goto done;
         }
         m[k].content = texts[k];
+        const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *call;
+        if (m[k].role == CHAT_ASSISTANT && cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0) {
+            int nc = cJSON_GetArraySize(calls), ci = 0;
+            char **ct = calloc((size_t)nc, sizeof *ct);
+            if (!ct) { status = fail(err, 500, NULL, "out of memory"); goto done; }
+            call_texts[k] = ct;
+            n_call_texts[k] = nc;
+            cJSON_ArrayForEach(call, calls) {
+                if (!(ct[ci++] = call_text(call))) {
+                    status = fail(err, 422, param, "%s.tool_calls: each needs function.name", param);
+                    goto done;
+                }
+            }
+            m[k].tool_calls = (const char *const *)ct;
+            m[k].n_tool_calls = (size_t)nc;
+        }
         k++;
     }
     whale_err e = {0};
@@ -149,12 +253,19 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
      * prefix starts the answer), then the prefix itself as plain text. */
     size_t n_conv = out->prefix ? (size_t)k - 1 : (size_t)k;
     int flags = CHAT_GENERATION_PROMPT | (out->prefix ? CHAT_NO_FORCED_THINK : 0);
-    if (chat_format_encode(a->tok, a->fmt, m, n_conv, flags, &out->prompt, &e) ||
+    chat_tools tools = {(const char *const *)out->tools, (size_t)out->n_tools};
+    if (chat_format_encode_tools(a->tok, a->fmt, m, n_conv, &tools, flags, &out->prompt, &e) ||
         (out->prefix && tokenizer_encode(a->tok, m[k - 1].content, strlen(m[k - 1].content), 0, &out->prompt, &e)))
         status = fail(err, 400, "messages", "%s", e.msg);
 done:
     for (int i = 0; texts && i < n; i++) free(texts[i]);
+    for (int i = 0; call_texts && i < n; i++) {
+        for (int c = 0; call_texts[i] && c < n_call_texts[i]; c++) free(call_texts[i][c]);
+        free(call_texts[i]);
+    }
     free(texts);
+    free(call_texts);
+    free(n_call_texts);
     free(m);
     return status;
 }
@@ -261,6 +372,7 @@ int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, c
         }
         out->json = !strcmp(t->valuestring, "json_object");
     }
+    if ((status = parse_tools(j, out, err))) goto done;
     if ((status = parse_messages(a, cJSON_GetObjectItemCaseSensitive(j, "messages"), out, err))) goto done;
     if ((status = parse_common(a, j, out, err))) goto done;
     out->sp.prompt = out->prompt.v;
@@ -273,6 +385,7 @@ done:
 
 void api_req_free(api_req *r) {
     tok_ids_free(&r->prompt);
+    for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }
@@ -332,14 +445,36 @@ void api_ctx_free(api_ctx *a) {
 typedef struct json_con {
     const api_ctx *a;
     json_grammar g;
-    int active; /* reasoning models: only once the thinking has ended */
+    int active;             /* JSON mode: once the thinking has ended; tools: inside <tool_call> */
+    int tools;              /* tool mode: the text between <tool_call> and </tool_call> is JSON */
+    int32_t open_id, close_id;
+    char tail[16];          /* tool mode, outside a call: the last bytes written (spotting <tool_call>) */
+    size_t n_tail;
+    size_t closing;         /* tool mode, object complete: bytes of "</tool_call>" written so far */
 } json_con;
+
+#define TOOL_OPEN "<tool_call>"
+#define TOOL_CLOSE "</tool_call>"
 
 static int json_allowed(const json_con *c, int32_t t) {
     int l = c->a->tb_len[t];
     if (l <= 0) return 0;
     json_grammar g = c->g;
     return json_grammar_feed(&g, c->a->tb + c->a->tb_off[t], (size_t)l) == 0;
+}
+
+/* Tool mode after the object: whitespace, then "</tool_call>" spelled in any pieces. */
+static int closes_call(const json_con *c, int32_t t) {
+    int l = c->a->tb_len[t];
+    if (l <= 0) return 0;
+    const char *b = c->a->tb + c->a->tb_off[t];
+    size_t at = c->closing;
+    for (int i = 0; i < l; i++) {
+        if (at == 0 && strchr(" \n\t\r", b[i])) continue;
+        if (at >= strlen(TOOL_CLOSE) || b[i] != TOOL_CLOSE[at]) return 0;
+        at++;
+    }
+    return 1;
 }
 
 static int is_end_token(const api_ctx *a, int32_t t) {
@@ -349,9 +484,10 @@ static int is_end_token(const api_ctx *a, int32_t t) {
 static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
     json_con *c = ctx;
     if (!c->active) return;
-    if (json_grammar_complete(&c->g)) { /* the object is whole: only the end of the turn */
+    if (json_grammar_complete(&c->g)) { /* the object is whole: the end of the turn, or of the call */
         for (int64_t i = 0; i < V; i++)
-            if (!is_end_token(c->a, (int32_t)i)) logits[i] = -INFINITY;
+            if (c->tools ? (int32_t)i != c->close_id && !closes_call(c, (int32_t)i) : !is_end_token(c->a, (int32_t)i))
+                logits[i] = -INFINITY;
         return;
     }
     if (greedy) { /* best first, until one is allowed; then it alone survives */
@@ -375,6 +511,31 @@ static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
 
 static void json_accept(void *ctx, int32_t t) {
     json_con *c = ctx;
+    if (c->tools) { /* a call opens (as its token or spelled out): JSON until it closes */
+        int l = c->a->tb_len[t];
+        const char *b = c->a->tb + c->a->tb_off[t];
+        if (!c->active) {
+            for (int i = 0; i < l; i++) { /* keep the last bytes to spot the spelled-out opening */
+                if (c->n_tail == sizeof c->tail) memmove(c->tail, c->tail + 1, --c->n_tail);
+                c->tail[c->n_tail++] = b[i];
+            }
+            const char *hit = memmem(c->tail, c->n_tail, TOOL_OPEN, strlen(TOOL_OPEN));
+            if (t == c->open_id || hit) { /* what follows the opening in this token is JSON already */
+                size_t after = hit ? (size_t)(hit - c->tail) + strlen(TOOL_OPEN) : c->n_tail;
+                json_grammar_init(&c->g);
+                json_grammar_feed(&c->g, c->tail + after, c->n_tail - after);
+                c->active = 1;
+                c->closing = c->n_tail = 0;
+            }
+        } else if (json_grammar_complete(&c->g)) {
+            if (t == c->close_id) c->active = 0;
+            for (int i = 0; i < l && c->active; i++)
+                if (!(c->closing == 0 && strchr(" \n\t\r", b[i])) && ++c->closing == strlen(TOOL_CLOSE)) c->active = 0;
+        } else if (l > 0) {
+            json_grammar_feed(&c->g, b, (size_t)l);
+        }
+        return;
+    }
     if (!c->active) {
         c->active = t == c->a->think_end;
         return;
@@ -390,10 +551,24 @@ sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think) {
         free(c);
         return NULL;
     }
+    memset(c, 0, sizeof *c);
     c->a = a;
     json_grammar_init(&c->g);
     c->active = !start_in_think;
     *k = (sched_constraint){json_mask, json_accept, free, c};
+    return k;
+}
+
+sched_constraint *api_tool_constraint(const api_ctx *a) {
+    int32_t open = tokenizer_find_added(a->tok, TOOL_OPEN, strlen(TOOL_OPEN));
+    int32_t close = tokenizer_find_added(a->tok, TOOL_CLOSE, strlen(TOOL_CLOSE));
+    sched_constraint *k = api_json_constraint(a, 0);
+    if (!k) return NULL;
+    json_con *c = k->ctx;
+    c->tools = 1;
+    c->active = 0;
+    c->open_id = open;
+    c->close_id = close;
     return k;
 }
 
@@ -532,20 +707,86 @@ int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
     return r->stopped;
 }
 
+/* Qwen2.5 writes each call as <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>: the
+ * calls become OpenAI's tool_calls (arguments as a JSON string), the text before them content. */
+/* 1 if name is one of the request's tools. */
+static int offered(const api_req *q, const char *name) {
+    for (int i = 0; i < q->n_tools; i++) {
+        cJSON *t = cJSON_Parse(q->tools[i]);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+        int ok = cJSON_IsString(n) && !strcmp(n->valuestring, name);
+        cJSON_Delete(t);
+        if (ok) return 1;
+    }
+    return 0;
+}
+
+static void find_tool_calls(api_reply *r) {
+    const char *a = r->answer.s, *at = strstr(a, "<tool_call>");
+    if (!r->q->n_tools) return;
+    if (!at) { /* small models sometimes answer with the call object alone: accept it for a tool offered */
+        cJSON *j = cJSON_Parse(a), *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+        int call = cJSON_IsString(name) && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "arguments")) &&
+                   offered(r->q, name->valuestring);
+        cJSON_Delete(j);
+        if (!call) return;
+        at = a;
+        while (*at == ' ' || *at == '\n') at++;
+    }
+    cJSON *calls = cJSON_CreateArray();
+    for (const char *p = at; p; p = strstr(p, "<tool_call>")) {
+        if (!strncmp(p, "<tool_call>", 11)) p += 11;
+        const char *end = strstr(p, "</tool_call>");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        cJSON *j = cJSON_ParseWithLength(p, len), *name = cJSON_GetObjectItemCaseSensitive(j, "name");
+        cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "arguments");
+        if (cJSON_IsString(name)) {
+            cJSON *c = cJSON_CreateObject(), *f = cJSON_CreateObject();
+            unsigned char rb[8] = {0};
+            char id[32];
+            if (getrandom(rb, sizeof rb, 0) != (ssize_t)sizeof rb) memset(rb, 7, sizeof rb);
+            snprintf(id, sizeof id, "call_%02x%02x%02x%02x%02x%02x%02x%02x", rb[0], rb[1], rb[2], rb[3], rb[4], rb[5], rb[6], rb[7]);
+            cJSON_AddStringToObject(c, "id", id);
+            cJSON_AddStringToObject(c, "type", "function");
+            cJSON_AddStringToObject(f, "name", name->valuestring);
+            char *as = cJSON_IsString(args) ? strdup(args->valuestring) : cJSON_PrintUnformatted(args ? args : f);
+            cJSON_AddStringToObject(f, "arguments", args ? as : "{}");
+            free(as);
+            cJSON_AddItemToObject(c, "function", f);
+            cJSON_AddItemToArray(calls, c);
+        }
+        cJSON_Delete(j);
+        if (!end) break;
+        p = end;
+    }
+    if (!cJSON_GetArraySize(calls)) {
+        cJSON_Delete(calls);
+        return;
+    }
+    r->calls = calls;
+    r->content_len = (size_t)(at - a);
+    while (r->content_len && strchr(" \n\t\r", a[r->content_len - 1])) r->content_len--;
+}
+
 void api_reply_end(api_reply *r) {
-    if (r->stopped) return;
+    if (r->stopped) {
+        find_tool_calls(r);
+        return;
+    }
     char buf[16], clean[48];
     int k = tokenizer_stream(r->a->tok, &r->ts, -1, buf, sizeof buf);
     if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
     if (k > 0 && r->q->kind == API_COMPLETION) sbuf_add(&r->answer, clean, (size_t)k);
     else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
     if (r->q->kind == API_CHAT) reasoning_flush(&r->rs);
+    find_tool_calls(r);
 }
 
 void api_reply_free(api_reply *r) {
     sbuf_free(&r->think);
     sbuf_free(&r->answer);
     free(r->lp_idx);
+    cJSON_Delete(r->calls);
 }
 
 /* {"token", "logprob", "bytes"} for token id with log probability lp. */
@@ -583,6 +824,7 @@ static cJSON *logprobs_json(const api_reply *r, size_t from, size_t to) {
 }
 
 static const char *finish_reason(const api_reply *r, const sched_result *res) {
+    if (r->calls) return "tool_calls";
     if (r->stopped) return "stop";
     if (!strcmp(res->finish, "length")) return "length";
     return "stop";
@@ -628,7 +870,15 @@ char *api_reply_json(api_reply *r, const sched_result *res) {
     }
     cJSON *m = cJSON_AddObjectToObject(c, "message");
     cJSON_AddStringToObject(m, "role", "assistant");
-    cJSON_AddStringToObject(m, "content", r->answer.s);
+    if (r->calls) {
+        char *t = strndup(r->answer.s, r->content_len);
+        if (t && *t) cJSON_AddStringToObject(m, "content", t);
+        else cJSON_AddNullToObject(m, "content");
+        free(t);
+        cJSON_AddItemToObject(m, "tool_calls", cJSON_Duplicate(r->calls, 1));
+    } else {
+        cJSON_AddStringToObject(m, "content", r->answer.s);
+    }
     if (r->a->reasoning) cJSON_AddStringToObject(m, "reasoning_content", r->think.s);
     cJSON *lpj = logprobs_json(r, 0, r->n_lp);
     if (lpj) cJSON_AddItemToObject(c, "logprobs", lpj);
@@ -686,6 +936,25 @@ void api_stream_deltas(api_reply *r, sbuf *out, int final) {
     if (r->think.n > r->sent_think) {
         chunk(r, out, "reasoning_content", r->think.s + r->sent_think, r->think.n - r->sent_think, NULL);
         r->sent_think = r->think.n;
+    }
+    if (r->q->n_tools && !final) return; /* the answer may turn into tool calls: sent at the end */
+    if (r->calls) { /* only the text before the calls is content */
+        if (r->content_len > r->sent_answer) {
+            chunk(r, out, "content", r->answer.s + r->sent_answer, r->content_len - r->sent_answer, NULL);
+            r->sent_answer = r->content_len;
+        }
+        cJSON *j = envelope(r, "chat.completion.chunk"), *choices = cJSON_AddArrayToObject(j, "choices");
+        cJSON *c = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(c, "delta"), *tc = cJSON_Duplicate(r->calls, 1);
+        cJSON *call;
+        int i = 0;
+        cJSON_ArrayForEach(call, tc) cJSON_AddNumberToObject(call, "index", i++);
+        cJSON_AddItemToObject(d, "tool_calls", tc);
+        cJSON_AddNumberToObject(c, "index", 0);
+        cJSON_AddNullToObject(c, "finish_reason");
+        cJSON_AddItemToArray(choices, c);
+        emit(out, j);
+        r->sent_answer = r->answer.n;
+        return;
     }
     /* hold back what could still be the start of a stop string (never inside a UTF-8 sequence) */
     size_t safe = r->answer.n, hold = final || r->stopped ? 0 : max_stop_len(r->q);

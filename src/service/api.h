@@ -19,6 +19,7 @@
 #define API_MAX_MESSAGES 4096   /* messages per request */
 #define API_MAX_STOP 16         /* stop strings, as OpenAI allows 4 and DeepSeek 16 */
 #define API_MAX_STOP_LEN 256    /* bytes per stop string */
+#define API_MAX_TOOLS 128       /* function tools per request, as OpenAI allows */
 
 typedef struct api_ctx {
     const tokenizer *tok;
@@ -45,6 +46,10 @@ void api_ctx_free(api_ctx *a);
 /* JSON mode: a constraint for the scheduler that keeps the answer a valid JSON object (for a
  * reasoning model, from the end of its thinking on). NULL on OOM. */
 sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think);
+/* With tools: whatever the model writes between <tool_call> and </tool_call> is kept a JSON
+ * object (small models otherwise drift into other syntaxes). NULL when the vocabulary has no
+ * such markers (or on OOM): the model then writes freely. */
+sched_constraint *api_tool_constraint(const api_ctx *a);
 
 /* A buffer that grows. */
 typedef struct sbuf {
@@ -66,6 +71,8 @@ typedef struct api_req {
     int logprobs;     /* return log probabilities (top_logprobs best alternatives) */
     char *stop[API_MAX_STOP];
     int n_stop;
+    char *tools[API_MAX_TOOLS]; /* each tool's JSON as the template renders it */
+    int n_tools;
 } api_req;
 
 /* Parse a chat-completions body. 0, or the HTTP status (400 malformed, 422 a bad value) with
@@ -92,6 +99,8 @@ typedef struct api_reply {
     size_t n_fed;         /* ids fed so far */
     size_t *lp_idx;       /* answer tokens' indices among the generated ids (logprobs) */
     size_t n_lp, cap_lp, sent_lp;
+    void *calls;          /* cJSON array of the tool calls found in the answer at the end, or NULL */
+    size_t content_len;   /* with calls: the answer text before them */
     char id[40];
     long long created;
 } api_reply;

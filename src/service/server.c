@@ -141,6 +141,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         api_req_free(&q);
         return send_error(c, 500, "out of memory", "server_error", "server_error");
     }
+    if (!con && q.n_tools) con = api_tool_constraint(&srv->a);
     q.sp.constraint = con;
     sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
     if (!r && con) free(con->ctx); /* refused: the state is still ours */

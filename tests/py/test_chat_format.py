@@ -85,3 +85,42 @@ def test_typed_markers_stay_text(name, tmp_path_factory):
         msgs = [{"role": "user", "content": f"before {f} after"}]
         ids = [int(x) for x in whale_chat(str(path), fmt, msgs, "--ids").split()]
         assert sum(1 for i in ids if i in special_ids) == n_markers, f"{f!r} produced extra special tokens"
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city, in °C",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}},
+         {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {
+             "a": {"type": "number"}, "b": {"type": "number", "default": 1.5}}}}}]
+
+
+@pytest.mark.parametrize("with_system", [False, True])
+def test_tools_match_qwen_template(with_system, tmp_path_factory):
+    """A chat-completions body with tools, an assistant tool call and tool results (as `whale serve`
+    receives it) gives the ids tokenizers gives for Qwen2.5's template rendered by jinja2 (the
+    template's tojson is Python's json.dumps; the API's arguments strings are parsed JSON)."""
+    path = reference_json("qwen-2.5", tmp_path_factory.getbasetemp())
+    msgs = ([{"role": "system", "content": "Use tools."}] if with_system else []) + [
+        {"role": "user", "content": "Weather in Paris, and 2+3?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}},
+            {"id": "c2", "type": "function", "function": {"name": "add", "arguments": "{\"a\":2,\"b\":3}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{\"temp_c\": 18}"},
+        {"role": "tool", "tool_call_id": "c2", "content": "5"},
+        {"role": "user", "content": "Thanks!"}]
+    templ_msgs = []
+    for m in msgs:  # the template wants arguments as objects, as transformers' users pass them
+        m = dict(m)
+        if m.get("tool_calls"):
+            m["tool_calls"] = [{"function": {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])}}
+                               for c in m["tool_calls"]]
+        templ_msgs.append(m)
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    env.filters["tojson"] = lambda x: json.dumps(x, ensure_ascii=False)
+    text = env.from_string((TEMPLATES / FORMATS["chatml"][0]).read_text()).render(
+        messages=templ_msgs, tools=TOOLS, add_generation_prompt=True)
+    want = Tokenizer.from_file(str(path)).encode(text, add_special_tokens=False).ids
+    body = json.dumps({"messages": msgs, "tools": TOOLS})
+    got = [int(x) for x in run_whale("tokenize", "-m", str(path), "--chat", "--chat-format", "chatml", "--ids",
+                                     input=body.encode()).stdout.split()]
+    assert got == want

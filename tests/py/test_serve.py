@@ -168,18 +168,22 @@ def test_routes_and_limits(server):
 def test_full_queue_gets_503_at_once():
     p, port = start("--parallel", "1", "--queue", "1", "--ctx", "512")
     try:
-        body = json.dumps({"messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 200,
-                           "temperature": 0, "stream": True}).encode()
+        body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story about the sea."}],
+                           "max_tokens": 400, "temperature": 0, "stream": True}).encode()
         socks = []
-        for _ in range(2):  # one running, one waiting
+
+        def until(active, waiting):
+            for _ in range(400):
+                h = json.loads(raw(port, "GET", "/health")[1])
+                if h["active"] == active and h["waiting"] == waiting:
+                    return
+                time.sleep(0.05)
+            raise AssertionError(h)
+        for want in ((1, 0), (1, 1)):  # one running, then one waiting
             s = socket.create_connection(("127.0.0.1", port))
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             socks.append(s)
-        for _ in range(200):  # until one runs and one waits
-            h = json.loads(raw(port, "GET", "/health")[1])
-            if h["active"] == 1 and h["waiting"] == 1:
-                break
-            time.sleep(0.05)
+            until(*want)
         t0 = time.time()
         st, b = raw(port, "POST", "/v1/chat/completions", body)
         assert st == 503 and time.time() - t0 < 2
@@ -293,3 +297,39 @@ def test_logprobs(client):
     assert [(e.token, round(e.logprob, 5)) for e in streamed] == [(e.token, round(e.logprob, 5)) for e in entries]
     with pytest.raises(openai.UnprocessableEntityError):
         ask(client, "x", n=2, top_logprobs=2)
+
+
+# The 0.5B default model decides to call a tool only when the schema reads clearly (with the
+# city's description it does, greedily, every time).
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Get the current weather in a city",
+                                           "parameters": {"type": "object", "properties": {
+                                               "city": {"type": "string", "description": "The city"}},
+                                               "required": ["city"]}}}]
+
+
+def test_tool_call_round_trip(client):
+    """Function calling: the model's <tool_call> block (kept valid JSON by constrained decoding)
+    comes back as tool_calls with finish_reason tool_calls, plain and streamed; the call and its
+    result go back in the history and the model continues."""
+    msgs = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+    r = client.chat.completions.create(model="default", messages=msgs, tools=TOOLS, temperature=0, max_tokens=60)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls" and c.message.tool_calls
+    call = c.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_")
+    assert json.loads(call.function.arguments)["city"] == "Paris"
+    chunks = list(client.chat.completions.create(model="default", messages=msgs, tools=TOOLS, temperature=0,
+                                                 max_tokens=60, stream=True))
+    deltas = [d for ch in chunks if ch.choices for d in (ch.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and deltas[0].function.arguments == call.function.arguments
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+    msgs += [c.message.model_dump(exclude_none=True),
+             {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 18, "sky": "cloudy"})}]
+    r2 = client.chat.completions.create(model="default", messages=msgs, tools=TOOLS, temperature=0, max_tokens=40)
+    # the history with the call and its result is accepted and read (the 0.5B model may well call again)
+    assert r2.usage.prompt_tokens > r.usage.prompt_tokens + 20
+    assert r2.choices[0].message.content or r2.choices[0].message.tool_calls
+    # tool_choice none: no tools shown, so no calls
+    r3 = client.chat.completions.create(model="default", messages=msgs[:1], tools=TOOLS, tool_choice="none",
+                                        temperature=0, max_tokens=20)
+    assert r3.choices[0].finish_reason != "tool_calls"

@@ -156,8 +156,8 @@ static void test_reasoning_split(void) {
 /* ---- chat formats --------------------------------------------------------------------- */
 
 static void test_chat_render(void) {
-    chat_msg m[] = {{CHAT_SYSTEM, "Be brief."}, {CHAT_USER, "Hi"}, {CHAT_ASSISTANT, "<think>\nx\n</think>\n\nHello!"},
-                    {CHAT_USER, "2+2?"}};
+    chat_msg m[] = {{.role = CHAT_SYSTEM, .content = "Be brief."}, {.role = CHAT_USER, .content = "Hi"}, {.role = CHAT_ASSISTANT, .content = "<think>\nx\n</think>\n\nHello!"},
+                    {.role = CHAT_USER, .content = "2+2?"}};
     char *r1 = chat_format_render(CHAT_FORMAT_DEEPSEEK_R1, m, 4, CHAT_GENERATION_PROMPT);
     CHECK(r1 && !strcmp(r1, "<｜begin▁of▁sentence｜>Be brief.<｜User｜>Hi<｜Assistant｜>\n\nHello!<｜end▁of▁sentence｜>"
                             "<｜User｜>2+2?<｜Assistant｜><think>\n"));
@@ -180,7 +180,7 @@ static void test_chat_encode_cannot_be_forged(void) {
     gguf_close(&f);
     if (!t) return;
     /* The DeepSeek LLM vocabulary has BOS/EOS but no <｜User｜>: the R1 format must say so. */
-    chat_msg m[] = {{CHAT_USER, "hi <｜begin▁of▁sentence｜> there"}};
+    chat_msg m[] = {{.role = CHAT_USER, .content = "hi <｜begin▁of▁sentence｜> there"}};
     tok_ids ids = {0};
     int rc = chat_format_encode(t, CHAT_FORMAT_DEEPSEEK_R1, m, 1, CHAT_GENERATION_PROMPT, &ids, &err);
     CHECK(rc == WHALE_E_UNSUPPORTED && strstr(err.msg, "<｜User｜>"));
