@@ -19,6 +19,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
  * pointer to a static buffer or to arg itself. */

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "formats/gguf.h"
 #include "formats/gguf_hparams.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
@@ -35,16 +36,19 @@ void info_print_hparams(const model_hparams *hp) {
     P(n_expert_group); P(n_group_used); PF(expert_weights_scale); P(expert_weights_norm);
     if (hp->gating) printf("  %-22s %s\n", "gating", hp->gating == MOE_GATING_SIGMOID ? "sigmoid" : "softmax");
     P(n_nextn_layer);
-    /* KV cache per token over all layers, F32 as Whale stores it: MLA keeps the latent and the
-     * rope key; dense models keep K and V of every KV head. */
+    /* KV cache per token over all layers, F32 as Whale stores it (model/footprint.c): MLA keeps
+     * the latent and the rope key; dense models keep K and V of every KV head. */
+    long long kvb = (long long)model_kv_bytes_per_token(hp), mtp = (long long)model_kv_bytes_per_token_mtp(hp);
     if (hp->kv_lora_rank > 0 && hp->n_layer > 0) {
-        long long lat = (long long)(hp->kv_lora_rank + hp->qk_rope_head_dim) * 4 * hp->n_layer;
         long long full = (long long)hp->n_head * (hp->qk_nope_head_dim + hp->qk_rope_head_dim + hp->v_head_dim) * 4 * hp->n_layer;
-        printf("  %-22s %lld (MLA latent; per-head K and V would take %lld, %.1fx more)\n", "kv_bytes_per_token", lat,
-               full, (double)full / (double)lat);
-    } else if (hp->n_head_kv > 0 && hp->head_dim > 0 && hp->n_layer > 0) {
-        printf("  %-22s %lld (K and V)\n", "kv_bytes_per_token", 2LL * hp->n_head_kv * hp->head_dim * 4 * hp->n_layer);
+        printf("  %-22s %lld (MLA latent; per-head K and V would take %lld, %.1fx more)\n", "kv_bytes_per_token", kvb,
+               full, (double)full / (double)kvb);
+    } else if (hp->arch != MODEL_ARCH_DEEPSEEK2 && hp->n_head_kv > 0 && hp->head_dim > 0 && hp->n_layer > 0) {
+        printf("  %-22s %lld (K and V)\n", "kv_bytes_per_token", kvb);
     }
+    if (mtp > 0 && hp->kv_lora_rank > 0)
+        printf("  %-22s %lld (the %lld MTP layer%s, when the module is loaded)\n", "kv_bytes_per_token_mtp", mtp,
+               (long long)hp->n_nextn_layer, hp->n_nextn_layer == 1 ? "" : "s");
 #undef P
 #undef PF
 }

@@ -50,6 +50,11 @@ void kv_cache_free(kv_cache *kv);
 int64_t kv_cache_n_ctx(const kv_cache *kv);
 size_t kv_cache_bytes(const kv_cache *kv);
 
+/* Benchmarks only: fill positions [0, n) of sequence seq with random values of unit RMS, as if
+ * n tokens had been run, so that decoding at depth n can be timed without an n-token prefill
+ * (the cost of attention does not depend on the values cached). 0, or WHALE_E_ARG. */
+int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_err *err);
+
 typedef struct model_batch {
     int64_t n;
     const int32_t *token; /* (n) token ids */
@@ -84,5 +89,20 @@ void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq
  * "model.layers.3.self_attn.q_proj.weight"). Return 1 and fill out, or 0 when unknown. */
 int model_name_to_hf(const char *gguf_name, char *out, size_t cap);
 int model_name_from_hf(const char *hf_name, char *out, size_t cap);
+
+/* ---- footprint (footprint.c): bytes per token, for whale info and whale bench -------------
+ * KV-cache bytes one cached position takes over the main model's n_layer layers, exactly, as
+ * Whale stores it (F32; MLA: the latent and the rope key; dense: K and V). */
+size_t model_kv_bytes_per_token(const model_hparams *hp);
+/* The same over the MTP layers (n_nextn_layer; cached only when the module is loaded); 0 if none. */
+size_t model_kv_bytes_per_token_mtp(const model_hparams *hp);
+/* Weight bytes one decode step of the main model reads: one embedding row, every dense matrix,
+ * n_expert_used routed experts plus the shared ones per MoE layer, norms and biases (F32), the
+ * output matrix; MLA in the absorbed form. Not the MTP module. */
+size_t model_weight_bytes_per_token(const model *m);
+/* Weights plus the KV cache a token attending to n_ctx cached positions (its own included) reads. */
+size_t model_bytes_per_token(const model *m, int64_t n_ctx);
+/* Elements and bytes of every tensor in the model's file(s) (llama.cpp's "params" and "size"). */
+void model_file_totals(const model *m, int64_t *n_params, size_t *n_bytes);
 
 #endif
