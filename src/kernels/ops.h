@@ -10,10 +10,13 @@
 
 #include "formats/dtype.h"
 
-/* Y[b*ldy + r] = dot(row r of W, X[b*ldx .. +n_in]) for b < n_tok and r0 <= r < r1.
- * W holds rows of n_in elements of type t (n_in a multiple of the block size), row-major.
- * With a few tokens each row is dotted in place (op_dot_row); with more, each weight row is
- * dequantized once into scratch (n_in floats) and reused for every token. */
+/* Y[b*ldy + r] = dot(row r of W, X[b*ldx .. +n_in]) for b < n_tok and r0 <= r < r1, F32
+ * activations (kernels/cpu/fdot.c). W holds rows of n_in elements of type t (n_in a multiple
+ * of the block size), row-major. F32/F16/BF16 rows are read in place; other types are
+ * dequantized a row at a time into scratch (n_in floats) and reused for every token.
+ * Every (row, token) result is the same bits whatever n_tok, the row range and the CPU's
+ * instruction set (one arithmetic: 16 lanes of fused multiply-adds, a fixed sum tree). The
+ * quantized types with integer kernels take kernels/qdot.h's path instead (model code). */
 void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const float *X, int64_t ldx,
                     int64_t n_in, int64_t n_tok, int64_t r0, int64_t r1, float *scratch);
 
@@ -38,8 +41,8 @@ void op_add(float *y, const float *x, int64_t n);
 
 float op_dot(const float *a, const float *b, int64_t n);
 
-/* dot(row, x) for one weight row of n elements of type t, without materializing the row
- * (kernels/cpu/dot.c). Agrees with dequantize_row + op_dot up to float summation order. */
+/* dot(row, x) for one weight row of n elements of type t: the same bits as op_matmul_rows
+ * gives for that row (other types are dequantized a piece at a time on the stack). */
 float op_dot_row(whale_dtype t, const void *row, const float *x, int64_t n);
 
 #endif

@@ -1,19 +1,21 @@
 /* qdot.h — matrix products with the activations quantized to 8 bits: integer dot products
- * against the quantized weight blocks (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K), as the fast CPU
- * engines do. A weight byte is read once and its products are summed in integers (AVX2
- * maddubs, AVX-512 VNNI dpbusd); one float multiply-add per 32 elements applies the scales.
+ * against the quantized weight blocks (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K) as they lie in the
+ * file, as the fast CPU engines do. Products are summed in integers (AVX-512 VNNI dpbusd, AVX2
+ * maddubs + madd), and one float multiply-add per 64 elements applies both scales.
  *
  * Activations are quantized once per matrix product, per token, in blocks of 32: a float scale
  * d = max|x| / 127, 32 int8 q = round(x / d), and the sums of each 16 (for the weight types that
  * subtract an offset or a minimum). That is finer than llama.cpp's Q8_K (one scale per 256), and
  * costs about one part in 500 of each activation: the documented tolerance of the fast path.
  *
- * Every (row, token) dot product takes the same sequence of operations whatever the number of
- * tokens in the call, so a sequence's results do not depend on the batch it shares.
+ * One arithmetic, lane for lane, at every level (cpu/qdot.c describes it): a (row, token)
+ * result is the same bits on every CPU, whatever the number of tokens in the call and the row
+ * range, so a sequence's results do not depend on the batch it shares.
  *
- * kernels/cpu/qdot.c: quantization, portable reference dots, the token-tiled driver and the
- * run-time choice among VNNI, AVX2 and portable (tests/unit/test_qdot.c checks each against the
- * reference and against dequantize + float dot). */
+ * kernels/cpu/qdot.c: quantization, the portable reference and the run-time choice;
+ * cpu/qdot_avx512.c: 4-row x 4-token tiles (prefill) and a one-row stream (decode) on 512-bit
+ * vectors; cpu/qdot_avx2.c: the same lanes in 256-bit halves. Tests: tests/unit/test_kernels_q.c
+ * (levels equal bit for bit, shapes, batch invariance), tests/unit/test_qdot.c. */
 #ifndef WHALE_KERNELS_QDOT_H
 #define WHALE_KERNELS_QDOT_H
 
@@ -40,8 +42,10 @@ void op_quantize_act(qact_block *out, const float *x, int64_t n);
 void op_matmul_rows_q(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
                       int64_t n_tok, int64_t r0, int64_t r1);
 
-/* Which implementation runs: 2 AVX-512 VNNI, 1 AVX2, 0 portable. op_qdot_force caps it (tests):
- * -1 lifts the cap. WHALE_NO_SIMD=1 in the environment means portable. */
+/* Which implementation runs, for these kernels and the F32-activation ones (kernels/ops.h):
+ * 2 AVX-512 (F, BW, VL, DQ and VNNI), 1 AVX2 (with FMA and F16C), 0 portable. op_qdot_force
+ * caps it (tests, benchmarks; -1 lifts the cap); so do WHALE_NO_SIMD=1 (portable) and
+ * WHALE_ISA=scalar|avx2|avx512 in the environment. Every level gives the same bits. */
 int op_qdot_level(void);
 void op_qdot_force(int level);
 

@@ -21,7 +21,7 @@ void wmat_row(const wmat *w, int64_t r, float *out) {
 float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch) {
     if (!w->scale) return op_dot_row(w->type, (const unsigned char *)w->data + (size_t)r * row_bytes(w), x, w->n_in);
     wmat_row(w, r, scratch);
-    return op_dot(scratch, x, w->n_in);
+    return op_dot_row(WHALE_DTYPE_F32, scratch, x, w->n_in);
 }
 
 void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
@@ -30,9 +30,9 @@ void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int6
         op_matmul_rows(Y, ldy, w->data, w->type, X, ldx, w->n_in, n_tok, r0, r1, scratch);
         return;
     }
-    for (int64_t r = r0; r < r1; r++) {
+    for (int64_t r = r0; r < r1; r++) { /* block-scaled: the row with its scales, then the F32 kernel */
         wmat_row(w, r, scratch);
-        for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot(scratch, X + b * ldx, w->n_in);
+        op_matmul_rows(Y + r, ldy, scratch, WHALE_DTYPE_F32, X, ldx, w->n_in, n_tok, 0, 1, NULL);
     }
 }
 
@@ -55,8 +55,15 @@ static void quant_task(void *ctx, int64_t row, int thread) {
     op_quantize_act(j->out + row * (j->n / QACT_BLOCK), j->X + row * j->ldx, j->n);
 }
 
+/* Below this many elements the caller quantizes alone: a decode step's activations take about a
+ * microsecond, less than waking the pool for it (one synchronization per matrix product saved). */
+#define WMAT_QUANT_SERIAL 32768
+
 const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
     quant_job j = {m->xq, X, ldx, n_in};
-    tp_run(m->tp, n_tok, quant_task, &j);
+    if (n_tok * n_in <= WMAT_QUANT_SERIAL)
+        for (int64_t b = 0; b < n_tok; b++) quant_task(&j, b, 0);
+    else
+        tp_run(m->tp, n_tok, quant_task, &j);
     return m->xq;
 }

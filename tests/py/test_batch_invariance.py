@@ -14,15 +14,8 @@ sys.path.insert(0, str(REPO / "tests" / "golden"))
 import tiny_models  # noqa: E402
 
 
-# The tiny DeepSeek model has matrices whose rows (48 wide) fit no 32-block: they stay F16,
-# and the float matmul of F16 rows still switches to a dequantize-once path from 3 tokens on.
-F16_FALLBACK_XFAIL = pytest.mark.xfail(strict=True, reason="F16 float path switches arithmetic at 3 tokens")
-
-
-@pytest.mark.parametrize("arch,form", [
-    ("qwen2", "safetensors"), ("deepseek_v3", "safetensors"), ("qwen2", "q8_0"), ("qwen2", "q4_k"),
-    pytest.param("deepseek_v3", "q8_0", marks=F16_FALLBACK_XFAIL),
-    pytest.param("deepseek_v3", "q4_k", marks=F16_FALLBACK_XFAIL)])
+@pytest.mark.parametrize("arch", ["qwen2", "deepseek_v3"])
+@pytest.mark.parametrize("form", ["safetensors", "q8_0", "q4_k"])
 def test_logits_do_not_depend_on_the_batch(arch, form, tmp_path):
     model = tiny_models.write(arch, tmp_path / arch)
     if form != "safetensors":

@@ -1,11 +1,19 @@
-/* test_kernels.c — the fast paths of kernels/ against the scalar references: op_dot_row (fused
- * per-block dot) against dequantize_row + op_dot for every computable type, on random blocks
- * with sane scales and rows of several lengths; op_matmul_rows' two paths against each other;
- * basic properties of rmsnorm, softmax, rope and swiglu. */
+/* test_kernels.c — the F32-activation matrix kernels (kernels/cpu/fdot*.c) and the attention
+ * kernels against their portable versions, and basic properties of the small ops:
+ *   - op_dot_row against dequantize_row + a double-precision dot for every computable type,
+ *     rows of several lengths (plain types: lengths that are no multiple of 16 or 32);
+ *   - op_matmul_rows at every level this CPU has (op_qdot_force), F32/F16/BF16 rows read in
+ *     place and other types through scratch, 1..9 rows and tokens (the tiles and their
+ *     remainders): the same bits as the portable loops, for a token alone as in a batch, for
+ *     any row range, and as op_dot_row;
+ *   - op_mqa_scores / op_mqa_accum: AVX-512 and portable give the same bits;
+ *   - rmsnorm, softmax, rope, swiglu, and quantize_row round trips. */
 #include <math.h>
 
 #include "check.h"
+#include "kernels/attn.h"
 #include "kernels/ops.h"
+#include "kernels/qdot.h"
 #include "rand_blocks.h"
 
 static void test_dot_row_matches_reference(void) {
@@ -37,18 +45,79 @@ static void test_dot_row_matches_reference(void) {
     }
 }
 
-static void test_matmul_paths_agree(void) {
-    enum { NI = 512, NO = 9, NT = 5 };
-    static uint8_t w[NO * 544];
-    static float X[NT * NI], Y1[NT * NO], Y2[NT * NO], scratch[NI];
+/* One type and shape: every level against the portable loops, bit for bit. */
+static void matmul_case(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
     size_t rb;
-    dtype_bytes(WHALE_DTYPE_Q4_K, NI, &rb);
-    for (int r = 0; r < NO; r++) random_row(WHALE_DTYPE_Q4_K, w + r * rb, NI);
-    for (int i = 0; i < NT * NI; i++) X[i] = frand();
-    op_matmul_rows(Y1, NO, w, WHALE_DTYPE_Q4_K, X, NI, NI, NT, 0, NO, scratch); /* dequantize path */
-    for (int b = 0; b < NT; b++)                                                  /* fused path, one token at a time */
-        op_matmul_rows(Y2 + b * NO, NO, w, WHALE_DTYPE_Q4_K, X + b * NI, NI, NI, 1, 0, NO, scratch);
-    for (int i = 0; i < NT * NO; i++) CHECKF(fabsf(Y1[i] - Y2[i]) < 1e-4f * (1 + fabsf(Y1[i])), "%d: %g vs %g", i, (double)Y1[i], (double)Y2[i]);
+    dtype_bytes(t, n, &rb);
+    uint8_t *w = malloc(rb * (size_t)nr);
+    float *X = malloc(sizeof(float) * (size_t)(n * nt)), *scratch = malloc(sizeof(float) * (size_t)n);
+    float *ref = malloc(sizeof(float) * (size_t)(nr * nt)), *y = malloc(sizeof(float) * (size_t)(nr * nt));
+    float *y1 = malloc(sizeof(float) * (size_t)(nr * nt));
+    for (int64_t r = 0; r < nr; r++) random_row(t, w + (size_t)r * rb, n);
+    for (int64_t i = 0; i < n * nt; i++) X[i] = frand();
+    int top = op_qdot_level();
+    op_qdot_force(0);
+    op_matmul_rows(ref, nr, w, t, X, n, n, nt, 0, nr, scratch);
+    for (int lv = 0; lv <= top; lv++) {
+        op_qdot_force(lv);
+        op_matmul_rows(y, nr, w, t, X, n, n, nt, 0, nr, scratch);
+        CHECKF(!memcmp(y, ref, sizeof(float) * (size_t)(nr * nt)), "%s n=%lld %lldx%lld level %d differs from portable",
+               dtype_name(t), (long long)n, (long long)nr, (long long)nt, lv);
+        int64_t split = nr / 2 + (nr > 2);
+        for (int64_t b = 0; b < nt; b++) { /* each token alone, rows in two ranges */
+            op_matmul_rows(y1 + b * nr, nr, w, t, X + b * n, n, n, 1, 0, split, scratch);
+            op_matmul_rows(y1 + b * nr, nr, w, t, X + b * n, n, n, 1, split, nr, scratch);
+        }
+        CHECKF(!memcmp(y1, ref, sizeof(float) * (size_t)(nr * nt)), "%s n=%lld %lldx%lld level %d: alone differs",
+               dtype_name(t), (long long)n, (long long)nr, (long long)nt, lv);
+        float d = op_dot_row(t, w + (size_t)(nr - 1) * rb, X + (nt - 1) * n, n);
+        CHECKF(!memcmp(&d, &ref[(nt - 1) * nr + nr - 1], sizeof d), "%s n=%lld level %d: op_dot_row %g vs %g",
+               dtype_name(t), (long long)n, lv, (double)d, (double)ref[(nt - 1) * nr + nr - 1]);
+    }
+    op_qdot_force(-1);
+    free(w), free(X), free(scratch), free(ref), free(y), free(y1);
+}
+
+static void test_matmul_levels_and_batches(void) {
+    const whale_dtype plain[] = {WHALE_DTYPE_F32, WHALE_DTYPE_F16, WHALE_DTYPE_BF16};
+    const int64_t lens[] = {1, 15, 16, 37, 57, 64, 100, 123, 257, 896};
+    for (size_t ti = 0; ti < 3; ti++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++)
+            for (int64_t nr = 1; nr <= 9; nr += (nr < 5 ? 1 : 4))
+                for (int64_t nt = 1; nt <= 9; nt += (nt < 4 ? 1 : 5)) matmul_case(plain[ti], lens[li], nr, nt);
+    /* types without an integer kernel, and one that has one, through scratch */
+    const whale_dtype deq[] = {WHALE_DTYPE_Q4_1, WHALE_DTYPE_Q5_1, WHALE_DTYPE_Q2_K, WHALE_DTYPE_Q3_K, WHALE_DTYPE_Q4_K};
+    for (size_t ti = 0; ti < sizeof deq / sizeof deq[0]; ti++) {
+        matmul_case(deq[ti], 512, 5, 4);
+        matmul_case(deq[ti], 768, 1, 1);
+    }
+}
+
+/* Attention kernels: the AVX-512 loops and the portable ones give the same bits. */
+static void test_attention_levels_agree(void) {
+    enum { H = 5, P = 11, D = 41 };
+    static float q[H * D], k[P * D], s0[H * P], s1[H * P], o0[H * D], o1[H * D], p[H * P];
+    static uint16_t k16[P * D];
+    for (int i = 0; i < H * D; i++) q[i] = frand();
+    for (int i = 0; i < P * D; i++) k[i] = frand(), k16[i] = f32_to_fp16(frand());
+    for (int i = 0; i < H * P; i++) p[i] = frand();
+    for (int f16 = 0; f16 < 2; f16++) {
+        float *out[2] = {s0, s1};
+        for (int port = 0; port < 2; port++) {
+            op_mqa_force_portable(port);
+            if (f16) op_mqa_scores_f16(out[port], P, q, D, H, k16, D, P, D);
+            else op_mqa_scores(out[port], P, q, D, H, k, D, P, D);
+        }
+        CHECKF(!memcmp(s0, s1, sizeof s0), "scores%s: AVX-512 and portable differ", f16 ? "_f16" : "");
+    }
+    float *acc[2] = {o0, o1};
+    for (int port = 0; port < 2; port++) {
+        op_mqa_force_portable(port);
+        for (int i = 0; i < H * D; i++) acc[port][i] = 0.25f;
+        op_mqa_accum(acc[port], D, p, P, H, k, D, P, D);
+    }
+    op_mqa_force_portable(0);
+    CHECK(!memcmp(o0, o1, sizeof o0));
 }
 
 static void test_small_ops(void) {
@@ -105,7 +174,8 @@ static void test_quantize_roundtrip(void) {
 
 int main(void) {
     RUN(test_dot_row_matches_reference);
-    RUN(test_matmul_paths_agree);
+    RUN(test_matmul_levels_and_batches);
+    RUN(test_attention_levels_agree);
     RUN(test_small_ops);
     RUN(test_quantize_roundtrip);
     return check_report("test_kernels");

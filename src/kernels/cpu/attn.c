@@ -4,7 +4,11 @@
  *
  * Scores: four positions at a time, so each query load feeds four fused multiply-adds and each
  * key row is read once per head from L1. Accumulation: 64 output columns of one head held in
- * four registers while the positions stream by. */
+ * four registers while the positions stream by.
+ *
+ * The portable loops compute the same float operations as the AVX-512 ones (16 lanes of fused
+ * multiply-adds summed in one fixed tree; each output column's multiply-adds in position
+ * order), so both give the same bits and a model's output does not depend on the CPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,33 +25,38 @@ static int g_force_portable;
 
 void op_mqa_force_portable(int on) { g_force_portable = on; }
 
+/* The sum of 16 lanes in the AVX-512 kernels' order: lanes i and i + 8, then halves of 4, 2, 1. */
+static float lanes16_sum(const float *c) {
+    float h[8];
+    for (int l = 0; l < 8; l++) h[l] = c[l] + c[l + 8];
+    for (int l = 0; l < 4; l++) h[l] = h[l] + h[l + 4];
+    for (int l = 0; l < 2; l++) h[l] = h[l] + h[l + 2];
+    return h[0] + h[1];
+}
+
+/* dot(a, b) over d elements as 16 lanes of fused multiply-adds (lane l: elements l, l+16, ...;
+ * a partial last chunk adds 0 * 0 in its empty lanes, as the masked loads do). */
+static float dot16(const float *a, const float *b, const uint16_t *b16, int64_t d) {
+    float c[16] = {0};
+    for (int64_t i = 0; i < d; i += 16)
+        for (int l = 0; l < 16; l++) {
+            int in = i + l < d;
+            float x = in ? a[i + l] : 0.0f, y = !in ? 0.0f : b16 ? fp16_to_f32(b16[i + l]) : b[i + l];
+            c[l] = fmaf(x, y, c[l]);
+        }
+    return lanes16_sum(c);
+}
+
 static void scores_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const float *k,
                             int64_t ldk, int64_t n_pos, int64_t d) {
     for (int64_t h = 0; h < n_head; h++)
-        for (int64_t t = 0; t < n_pos; t++) {
-            const float *a = q + h * ldq, *b = k + t * ldk;
-            float acc[8] = {0};
-            int64_t i = 0;
-            for (; i + 8 <= d; i += 8)
-                for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-            for (; i < d; i++) acc[0] += a[i] * b[i];
-            s[h * lds + t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        }
+        for (int64_t t = 0; t < n_pos; t++) s[h * lds + t] = dot16(q + h * ldq, k + t * ldk, NULL, d);
 }
 
 static void scores_f16_portable(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k,
                                 int64_t ldk, int64_t n_pos, int64_t d) {
     for (int64_t h = 0; h < n_head; h++)
-        for (int64_t t = 0; t < n_pos; t++) {
-            const float *a = q + h * ldq;
-            const uint16_t *b = k + t * ldk;
-            float acc[8] = {0};
-            int64_t i = 0;
-            for (; i + 8 <= d; i += 8)
-                for (int j = 0; j < 8; j++) acc[j] += a[i + j] * fp16_to_f32(b[i + j]);
-            for (; i < d; i++) acc[0] += a[i] * fp16_to_f32(b[i]);
-            s[h * lds + t] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        }
+        for (int64_t t = 0; t < n_pos; t++) s[h * lds + t] = dot16(q + h * ldq, NULL, k + t * ldk, d);
 }
 
 static void accum_portable(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v,
@@ -57,13 +66,22 @@ static void accum_portable(float *o, int64_t ldo, const float *p, int64_t ldp, i
         for (int64_t t = 0; t < n_pos; t++) {
             float w = p[h * ldp + t];
             const float *row = v + t * ldv;
-            for (int64_t i = 0; i < d; i++) out[i] += w * row[i];
+            for (int64_t i = 0; i < d; i++) out[i] = fmaf(w, row[i], out[i]);
         }
     }
 }
 
 #ifdef WHALE_X86
-__attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t lds, const float *q, int64_t ldq,
+/* lanes16_sum on a register (not _mm512_reduce_add_ps, whose order is the compiler's). */
+__attribute__((target("avx512f,avx512dq"))) static inline float hsum16(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));
+    return _mm_cvtss_f32(b);
+}
+
+__attribute__((target("avx512f,avx512dq"))) static void scores_avx512(float *s, int64_t lds, const float *q, int64_t ldq,
                                                              int64_t n_head, const float *k, int64_t ldk,
                                                              int64_t n_pos, int64_t d) {
     int64_t full = d & ~(int64_t)15;
@@ -89,10 +107,10 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
                 c3 = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, k3 + full), c3);
             }
             float *o = s + h * lds + t;
-            o[0] = _mm512_reduce_add_ps(c0);
-            o[1] = _mm512_reduce_add_ps(c1);
-            o[2] = _mm512_reduce_add_ps(c2);
-            o[3] = _mm512_reduce_add_ps(c3);
+            o[0] = hsum16(c0);
+            o[1] = hsum16(c1);
+            o[2] = hsum16(c2);
+            o[3] = hsum16(c3);
         }
     }
     for (; t < n_pos; t++) {
@@ -103,7 +121,7 @@ __attribute__((target("avx512f"))) static void scores_avx512(float *s, int64_t l
             for (int64_t i = 0; i < full; i += 16) c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(k0 + i), c0);
             if (tail)
                 c0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + full), _mm512_maskz_loadu_ps(tail, k0 + full), c0);
-            s[h * lds + t] = _mm512_reduce_add_ps(c0);
+            s[h * lds + t] = hsum16(c0);
         }
     }
 }
@@ -113,7 +131,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static inline __m512 ld16(c
     return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) static void scores_f16_avx512(
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) static void scores_f16_avx512(
     float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const uint16_t *k, int64_t ldk, int64_t n_pos,
     int64_t d) {
     int64_t full = d & ~(int64_t)15;
@@ -139,10 +157,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void scores_f16_avx5
                 c3 = _mm512_fmadd_ps(x, ld16(k3 + full, tail), c3);
             }
             float *o = s + h * lds + t;
-            o[0] = _mm512_reduce_add_ps(c0);
-            o[1] = _mm512_reduce_add_ps(c1);
-            o[2] = _mm512_reduce_add_ps(c2);
-            o[3] = _mm512_reduce_add_ps(c3);
+            o[0] = hsum16(c0);
+            o[1] = hsum16(c1);
+            o[2] = hsum16(c2);
+            o[3] = hsum16(c3);
         }
     }
     for (; t < n_pos; t++) {
@@ -152,7 +170,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) static void scores_f16_avx5
             __m512 c0 = _mm512_setzero_ps();
             for (int64_t i = 0; i < full; i += 16) c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), ld16(k0 + i, all), c0);
             if (tail) c0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, a + full), ld16(k0 + full, tail), c0);
-            s[h * lds + t] = _mm512_reduce_add_ps(c0);
+            s[h * lds + t] = hsum16(c0);
         }
     }
 }
@@ -197,7 +215,8 @@ static int have_avx512(void) {
     if (have < 0) {
         const char *e = getenv("WHALE_NO_SIMD");
         have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq");
     }
     return have && !g_force_portable;
 }

@@ -1,6 +1,7 @@
 /* qdot.c — activations quantized to 8 bits and integer dot products against quantized weight
- * rows (kernels/qdot.h): the quantizer, the portable reference of every kernel, and the driver
- * that runs a row range over tokens in groups of four with the best kernel the CPU has. */
+ * rows (kernels/qdot.h): the quantizer, the portable reference of every kernel, and the run-time
+ * choice among AVX-512 VNNI (cpu/qdot_avx512.c), AVX2 (cpu/qdot_avx2.c) and portable. All three
+ * compute the same float operations lane for lane: the same bits on every CPU. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,19 @@ int op_qdot_supported(whale_dtype t) {
            t == WHALE_DTYPE_Q5_K || t == WHALE_DTYPE_Q6_K;
 }
 
+#if defined(__x86_64__)
+void qdot_avx512_quantize(qact_block *out, const float *x, int64_t n);
+void qdot_avx2_quantize(qact_block *out, const float *x, int64_t n);
+#endif
+
 void op_quantize_act(qact_block *out, const float *x, int64_t n) {
+#if defined(__x86_64__)
+    int level = op_qdot_level();
+    if (level) {
+        (level == 2 ? qdot_avx512_quantize : qdot_avx2_quantize)(out, x, n);
+        return;
+    }
+#endif
     for (int64_t b = 0; b < n / QACT_BLOCK; b++, x += QACT_BLOCK) {
         float amax = 0;
         for (int i = 0; i < QACT_BLOCK; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
@@ -31,14 +44,41 @@ void op_quantize_act(qact_block *out, const float *x, int64_t n) {
     }
 }
 
-/* ---- portable reference ------------------------------------------------------------------ */
+/* ---- portable reference ------------------------------------------------------------------
+ * The reference computes exactly what the AVX-512 kernels compute, lane for lane, so every
+ * level gives the same bits (a model's output does not depend on the CPU it runs on, and the
+ * tests compare levels for equality). A row is taken in chunks of 64 elements (two activation
+ * blocks); a chunk is 16 lanes of 4 elements:
+ *   p = float(the exact integer sum of q * a over the lane's 4 elements)
+ *   sum[chunk parity][lane] = fmaf(p, rs * ts, ...)    rs: the weight's scale for the lane,
+ *                                                      ts: the activation block's d
+ * K-quants with minimums then subtract (dmin * m_g) * (d_x * sum of the block) in lane g of
+ * the even sums, once per super-block. The result is the sum of the 32 lane sums in the fixed
+ * tree of qx_hsum (kernels/cpu/qdot_avx512.c). */
 
 static float rd_f16(const uint8_t *p) { return fp16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
 
-static int32_t idot(const int8_t *w, const int8_t *x, int n) {
-    int32_t s = 0;
-    for (int i = 0; i < n; i++) s += (int32_t)w[i] * x[i];
-    return s;
+typedef struct lanes {
+    float even[16], odd[16];
+} lanes;
+
+/* Chunk k: q (64 signed weight values) against a (64 activations), lane scales rs, ts. */
+static void lanes_chunk(lanes *L, int64_t k, const int *q, const int8_t *a, const float *rs, const float *ts) {
+    float *acc = k % 2 ? L->odd : L->even;
+    for (int l = 0; l < 16; l++) {
+        int32_t dot = 0;
+        for (int j = 4 * l; j < 4 * l + 4; j++) dot += q[j] * a[j];
+        acc[l] = fmaf((float)dot, rs[l] * ts[l], acc[l]);
+    }
+}
+
+static float lanes_sum(const lanes *L) {
+    float v[16], h[8];
+    for (int l = 0; l < 16; l++) v[l] = L->even[l] + L->odd[l];
+    for (int l = 0; l < 8; l++) h[l] = v[l] + v[l + 8];
+    for (int l = 0; l < 4; l++) h[l] = h[l] + h[l + 4];
+    for (int l = 0; l < 2; l++) h[l] = h[l] + h[l + 2];
+    return h[0] + h[1];
 }
 
 static void k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
@@ -51,78 +91,91 @@ static void k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
     }
 }
 
-/* dot(row, x) for n elements: integer products per block, float scales per block. */
+/* Weight value j (0..31) of a 32-element block, offset removed. */
+static int q32(whale_dtype t, const uint8_t *b, int j) {
+    if (t == WHALE_DTYPE_Q8_0) return (int8_t)b[2 + j];
+    const uint8_t *qs = b + (t == WHALE_DTYPE_Q5_0 ? 6 : 2);
+    int v = j < 16 ? qs[j] & 0xf : qs[j - 16] >> 4;
+    if (t == WHALE_DTYPE_Q4_0) return v - 8;
+    uint32_t qh = (uint32_t)b[2] | (uint32_t)b[3] << 8 | (uint32_t)b[4] << 16 | (uint32_t)b[5] << 24;
+    return (v | (int)((qh >> j) & 1) << 4) - 16;
+}
+
+/* dot(row, x) for n elements, as the AVX-512 kernels compute it. */
 static float dot_portable(whale_dtype t, const uint8_t *w, const qact_block *x, int64_t n) {
-    double s = 0;
-    int8_t q[32];
-    switch (t) {
-    case WHALE_DTYPE_Q8_0:
-        for (int64_t i = 0; i < n / 32; i++, w += 34) s += (double)rd_f16(w) * x[i].d * idot((const int8_t *)w + 2, x[i].q, 32);
-        break;
-    case WHALE_DTYPE_Q4_0:
-    case WHALE_DTYPE_Q5_0: {
-        int q5 = t == WHALE_DTYPE_Q5_0;
-        for (int64_t i = 0; i < n / 32; i++, w += q5 ? 22 : 18) {
-            const uint8_t *qs = w + (q5 ? 6 : 2);
-            uint32_t qh = 0;
-            if (q5) memcpy(&qh, w + 2, 4);
+    lanes L;
+    memset(&L, 0, sizeof L);
+    int q[64];
+    int8_t a[64];
+    float rs[16], ts[16];
+    if (t == WHALE_DTYPE_Q8_0 || t == WHALE_DTYPE_Q4_0 || t == WHALE_DTYPE_Q5_0) {
+        size_t bb = t == WHALE_DTYPE_Q8_0 ? 34 : t == WHALE_DTYPE_Q4_0 ? 18 : 22;
+        int64_t nb = n / 32;
+        for (int64_t k = 0; 2 * k < nb; k++) {
+            const uint8_t *b0 = w + (size_t)(2 * k) * bb;
+            int half = 2 * k + 1 == nb; /* odd block count: the second half of the chunk is zero */
+            const uint8_t *b1 = half ? b0 : b0 + bb;
             for (int j = 0; j < 32; j++) {
-                int v = j < 16 ? (qs[j] & 0xf) : (qs[j - 16] >> 4);
-                if (q5) v |= ((qh >> j) & 1) << 4;
-                q[j] = (int8_t)(v - (q5 ? 16 : 8));
+                q[j] = q32(t, b0, j), a[j] = x[2 * k].q[j];
+                q[32 + j] = half ? 0 : q32(t, b1, j), a[32 + j] = half ? 0 : x[2 * k + 1].q[j];
             }
-            s += (double)rd_f16(w) * x[i].d * idot(q, x[i].q, 32);
+            for (int l = 0; l < 8; l++) {
+                rs[l] = rd_f16(b0), rs[8 + l] = rd_f16(b1);
+                ts[l] = x[2 * k].d, ts[8 + l] = half ? 0.0f : x[2 * k + 1].d;
+            }
+            lanes_chunk(&L, k, q, a, rs, ts);
         }
-        break;
+        return lanes_sum(&L);
     }
-    case WHALE_DTYPE_Q4_K:
-    case WHALE_DTYPE_Q5_K: {
-        int q5 = t == WHALE_DTYPE_Q5_K;
-        for (int64_t b = 0; b < n / 256; b++, w += q5 ? 176 : 144) {
-            float d = rd_f16(w), dmin = rd_f16(w + 2);
-            const uint8_t *qs = w + (q5 ? 48 : 16), *qh = w + 16;
-            for (int j = 0; j < 8; j++) {
-                int sc, m, sum = 0;
-                k_scale_min(w + 4, j, &sc, &m);
-                for (int l = 0; l < 32; l++) {
-                    int v = j % 2 ? qs[32 * (j / 2) + l] >> 4 : qs[32 * (j / 2) + l] & 0xf;
-                    if (q5) v |= ((qh[l] >> j) & 1) << 4;
-                    q[l] = (int8_t)v;
-                    sum += x[b * 8 + j].q[l];
+    int q6 = t == WHALE_DTYPE_Q6_K, q5 = t == WHALE_DTYPE_Q5_K;
+    size_t bb = q6 ? 210 : q5 ? 176 : 144;
+    for (int64_t s = 0; s < n / 256; s++, w += bb) {
+        const qact_block *xs = x + 8 * s;
+        float scale[16]; /* Q4_K/Q5_K: d*sc_g (g < 8), dmin*m_g (8 + g); Q6_K: d*sc_k per 16 */
+        if (q6) {
+            for (int k = 0; k < 16; k++) scale[k] = (float)(int8_t)w[192 + k] * rd_f16(w + 208);
+        } else {
+            for (int g = 0; g < 8; g++) {
+                int sc, m;
+                k_scale_min(w + 4, g, &sc, &m);
+                scale[g] = (float)sc * rd_f16(w), scale[8 + g] = (float)m * rd_f16(w + 2);
+            }
+        }
+        for (int c = 0; c < 4; c++) {
+            for (int j = 0; j < 64; j++) {
+                int e = 64 * c + j, g = e / 32, l = e % 32;
+                if (q6) {
+                    int h = e / 128, sub = (e % 128) / 32;
+                    uint8_t lb = w[64 * h + 32 * (sub % 2) + l];
+                    int lo = sub < 2 ? lb & 0xf : lb >> 4, hi = (w[128 + 32 * h + l] >> (2 * sub)) & 3;
+                    q[j] = (lo | hi << 4) - 32;
+                } else {
+                    const uint8_t *qs = w + (q5 ? 48 : 16);
+                    q[j] = g % 2 ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 0xf;
+                    if (q5) q[j] |= ((w[16 + l] >> g) & 1) << 4;
                 }
-                const qact_block *xb = x + b * 8 + j;
-                s += (double)xb->d * ((double)d * sc * idot(q, xb->q, 32) - (double)dmin * m * sum);
+                a[j] = xs[g].q[l];
             }
-        }
-        break;
-    }
-    case WHALE_DTYPE_Q6_K:
-        for (int64_t b = 0; b < n / 256; b++, w += 210) {
-            const int8_t *scales = (const int8_t *)(w + 192);
-            float d = rd_f16(w + 208);
-            for (int j = 0; j < 8; j++) { /* 32-element group j = 128h + 32k */
-                int h = j / 4, k = j % 4;
-                for (int l = 0; l < 32; l++) {
-                    uint8_t lb = w[64 * h + 32 * (k % 2) + l];
-                    int lo = k < 2 ? lb & 0xf : lb >> 4, hi = (w[128 + 32 * h + l] >> (2 * k)) & 3;
-                    q[l] = (int8_t)((lo | hi << 4) - 32);
-                }
-                const qact_block *xb = x + b * 8 + j;
-                int64_t si = 8 * h + 2 * k;
-                s += (double)d * xb->d * ((double)scales[si] * idot(q, xb->q, 16) + (double)scales[si + 1] * idot(q + 16, xb->q + 16, 16));
+            for (int l = 0; l < 16; l++) {
+                rs[l] = q6 ? scale[4 * c + l / 4] : scale[2 * c + l / 8];
+                ts[l] = xs[2 * c + l / 8].d;
             }
+            lanes_chunk(&L, c, q, a, rs, ts);
         }
-        break;
-    default: break;
+        if (!q6)
+            for (int g = 0; g < 8; g++)
+                L.even[g] = fmaf(-scale[8 + g], xs[g].d * (float)(xs[g].s16[0] + xs[g].s16[1]), L.even[g]);
     }
-    return (float)s;
+    return lanes_sum(&L);
 }
 
 /* ---- dispatch and driver ------------------------------------------------------------------- */
 
 #if defined(__x86_64__)
-int qdot_avx2_row(whale_dtype t, const uint8_t *w, const qact_block *const *xs, int g, int64_t n_in, float *out);
-int qdot_vnni_row(whale_dtype t, const uint8_t *w, const qact_block *const *xs, int g, int64_t n_in, float *out);
+int qdot_avx2_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
+                   int64_t n_tok, int64_t r0, int64_t r1);
+int qdot_avx512_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
+                     int64_t n_tok, int64_t r0, int64_t r1);
 #endif
 
 static int g_cap = -1;
@@ -134,12 +187,14 @@ int op_qdot_level(void) {
     if (have < 0) {
         have = 0;
 #if defined(__x86_64__)
+        __builtin_cpu_init();
         const char *e = getenv("WHALE_NO_SIMD");
         /* F16C is not asked: every CPU with AVX2 has it, and clang cannot name it here */
         if (!(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
             have = 1;
             if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                __builtin_cpu_supports("avx512vnni"))
                 have = 2;
         }
 #endif
@@ -149,25 +204,16 @@ int op_qdot_level(void) {
 
 void op_matmul_rows_q(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
                       int64_t n_tok, int64_t r0, int64_t r1) {
+#if defined(__x86_64__)
+    int level = op_qdot_level();
+    if (level == 2 && !qdot_avx512_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
+    if (level == 1 && !qdot_avx2_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
+#endif
+    /* portable, and rows too long for the AVX-512 kernels' buffers: the same bits, slowly */
     size_t rb = 0;
     dtype_bytes(t, n_in, &rb);
     int64_t nb = n_in / QACT_BLOCK;
-    int level = op_qdot_level();
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = (const uint8_t *)W + (size_t)r * rb;
-        for (int64_t b0 = 0; b0 < n_tok; b0 += 4) {
-            int g = n_tok - b0 < 4 ? (int)(n_tok - b0) : 4;
-            const qact_block *xs[4];
-            float out[4];
-            for (int k = 0; k < g; k++) xs[k] = X + (b0 + k) * nb;
-            int rc = -1;
-#if defined(__x86_64__)
-            if (level == 2) rc = qdot_vnni_row(t, w, xs, g, n_in, out);
-            else if (level == 1) rc = qdot_avx2_row(t, w, xs, g, n_in, out);
-#endif
-            if (rc)
-                for (int k = 0; k < g; k++) out[k] = dot_portable(t, w, xs[k], n_in);
-            for (int k = 0; k < g; k++) Y[(b0 + k) * ldy + r] = out[k];
-        }
-    }
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t b = 0; b < n_tok; b++)
+            Y[b * ldy + r] = dot_portable(t, (const uint8_t *)W + (size_t)r * rb, X + b * nb, n_in);
 }

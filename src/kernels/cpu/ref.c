@@ -1,11 +1,9 @@
-/* ref.c — scalar reference implementations of the ops in kernels/ops.h. Plain loops the
- * compiler may vectorize; every faster kernel is tested against these. */
+/* ref.c — scalar implementations of the small ops in kernels/ops.h (norm, rope, softmax,
+ * SwiGLU, add, dot). Plain loops the compiler may vectorize. The weight-matrix products live in
+ * cpu/fdot.c (F32 activations) and cpu/qdot.c (8-bit activations). */
 #include <math.h>
 
 #include "kernels/ops.h"
-
-/* Up to this many tokens, decoding a weight row per token costs less than writing it out. */
-#define MATMUL_FUSED_MAX_TOKENS 2
 
 float op_dot(const float *a, const float *b, int64_t n) {
     /* Eight partial sums: better rounding than one long chain, and the compiler may keep them
@@ -16,29 +14,6 @@ float op_dot(const float *a, const float *b, int64_t n) {
         for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
     for (; i < n; i++) s[0] += a[i] * b[i];
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
-void op_matmul_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const float *X, int64_t ldx,
-                    int64_t n_in, int64_t n_tok, int64_t r0, int64_t r1, float *scratch) {
-    size_t row_bytes = 0;
-    dtype_bytes(t, n_in, &row_bytes);
-    const unsigned char *w = W;
-    if (n_tok <= MATMUL_FUSED_MAX_TOKENS) {
-        for (int64_t r = r0; r < r1; r++)
-            for (int64_t b = 0; b < n_tok; b++)
-                Y[b * ldy + r] = op_dot_row(t, w + (size_t)r * row_bytes, X + b * ldx, n_in);
-        return;
-    }
-    for (int64_t r = r0; r < r1; r++) {
-        const float *row;
-        if (t == WHALE_DTYPE_F32) {
-            row = (const float *)(w + (size_t)r * row_bytes);
-        } else {
-            dequantize_row(t, w + (size_t)r * row_bytes, scratch, n_in);
-            row = scratch;
-        }
-        for (int64_t b = 0; b < n_tok; b++) Y[b * ldy + r] = op_dot_row(WHALE_DTYPE_F32, row, X + b * ldx, n_in);
-    }
 }
 
 void op_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {
