@@ -21,6 +21,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* $WHALE_HOME/<sub> (WHALE_HOME defaults to ~/.cache/whale) into buf. */
+const char *cli_home_path(const char *sub, char *buf, size_t cap);
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
  * pointer to a static buffer or to arg itself. */
 const char *cli_model_path(const char *arg);

@@ -9,13 +9,17 @@
 #include "cli/cli.h"
 #include "tokenizer/tokenizer.h"
 
+const char *cli_home_path(const char *sub, char *buf, size_t cap) {
+    const char *home = getenv("WHALE_HOME");
+    if (home && *home) snprintf(buf, cap, "%s/%s", home, sub);
+    else snprintf(buf, cap, "%s/.cache/whale/%s", getenv("HOME") ? getenv("HOME") : ".", sub);
+    return buf;
+}
+
 const char *cli_model_path(const char *arg) {
     static char buf[4096];
     if (arg && strcmp(arg, "default")) return arg;
-    const char *home = getenv("WHALE_HOME");
-    if (home && *home) snprintf(buf, sizeof buf, "%s/models/default.gguf", home);
-    else snprintf(buf, sizeof buf, "%s/.cache/whale/models/default.gguf", getenv("HOME") ? getenv("HOME") : ".");
-    return buf;
+    return cli_home_path("models/default.gguf", buf, sizeof buf);
 }
 
 const char *cli_bytes(double b, char *buf, size_t cap) {

@@ -1,11 +1,14 @@
 /* cmd_serve.c — `whale serve`: load a model and serve the OpenAI / DeepSeek chat API. */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "engine/prefix_cache.h"
 #include "service/server.h"
 
 static volatile sig_atomic_t g_stop;
@@ -21,7 +24,8 @@ static void usage(FILE *f) {
                "       reasoning_content for reasoning models and DeepSeek's cache usage fields\n"
                "  GET  /v1/models (also /models), GET /health\n"
                "Requests share the model through continuous batching; a prompt that repeats a cached\n"
-               "prefix (64-token units) is not computed again.\n"
+               "prefix (64-token units) is not computed again: computed prefixes are kept in memory and\n"
+               "on disk (the context cache), so hits survive other traffic and restarts.\n"
                "  -m MODEL         a .gguf file or Hugging Face checkpoint (default: the default model)\n"
                "  --host ADDR      IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
                "  --port N         (default 8080)\n"
@@ -30,6 +34,10 @@ static void usage(FILE *f) {
                "  --queue N        requests that may wait for a sequence; beyond, 503 at once (default 64)\n"
                "  --name NAME      the model's id in the API (default: the file name)\n"
                "  --chat-format F  deepseek-r1 or chatml (default: from the model)\n"
+               "  --cache-ram MIB  context cache in memory (default 1024; 0: none)\n"
+               "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
+               "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
+               "                   (default $WHALE_HOME/kv-cache)\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -44,8 +52,47 @@ static int number(const char *flag, const char *v, long lo, long hi, long *out) 
     return 0;
 }
 
+/* Identity of the model's weights for the context cache: a file's size and its first and last
+ * MiB (header, tensor table, some weights); a checkpoint directory's files' names, sizes and
+ * modification times. A changed model gets a new identity, so stale cache blocks are never used. */
+static uint64_t fingerprint(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb)) return 0;
+    uint64_t h = pcache_hash(0, &sb.st_size, sizeof sb.st_size);
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        char p[4096];
+        uint64_t sum = 0;
+        while (d && (de = readdir(d))) { /* summed: the order of the entries does not matter */
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            struct stat e;
+            if (de->d_name[0] == '.' || stat(p, &e)) continue;
+            int64_t x[2] = {(int64_t)e.st_size, (int64_t)e.st_mtime};
+            sum += pcache_hash(pcache_hash(0, de->d_name, strlen(de->d_name)), x, sizeof x);
+        }
+        if (d) closedir(d);
+        return pcache_hash(h, &sum, sizeof sum);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return h;
+    enum { SPAN = 1 << 20 };
+    char *buf = malloc(SPAN);
+    for (int end = 0; buf && end < 2; end++) {
+        if (end && fseeko(f, sb.st_size > SPAN ? sb.st_size - SPAN : 0, SEEK_SET)) break;
+        size_t n = fread(buf, 1, SPAN, f);
+        h = pcache_hash(h, buf, n);
+    }
+    free(buf);
+    fclose(f);
+    return h;
+}
+
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
+    long cache_ram = 1024, cache_disk = 8192;
+    char cache_dir[4096];
+    o.cache_dir = cli_home_path("kv-cache", cache_dir, sizeof cache_dir);
     const char *model_path = NULL;
     int threads = 0;
     long x;
@@ -56,6 +103,9 @@ int cmd_serve(int argc, char **argv) {
         else if (v && !strcmp(a, "--host")) { o.host = v; i++; }
         else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
         else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
+        else if (v && !strcmp(a, "--cache-dir")) { o.cache_dir = v; i++; }
+        else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
+        else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }
         else if (!strcmp(a, "--port")) { if (number(a, v, 1, 65535, &x)) return 2; o.port = (int)x; i++; }
         else if (!strcmp(a, "--parallel")) { if (number(a, v, 1, 256, &x)) return 2; o.n_parallel = (int)x; i++; }
         else if (!strcmp(a, "--ctx")) { if (number(a, v, 16, 1 << 24, &x)) return 2; o.n_ctx = x; i++; }
@@ -72,6 +122,10 @@ int cmd_serve(int argc, char **argv) {
         if (dot) *dot = 0;
         o.model_name = name;
     }
+    o.cache_ram = (size_t)cache_ram << 20;
+    o.cache_disk = (size_t)cache_disk << 20;
+    if (!cache_disk) o.cache_dir = NULL;
+    o.cache_salt = fingerprint(path);
     whale_err err = {0};
     model *m = NULL;
     model_opts mo = {.n_threads = threads, .progress = isatty(2)};

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "base/err.h"
+#include "engine/prefix_cache.h"
 
 enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
 
@@ -50,6 +51,8 @@ typedef struct slot {
     int64_t n_gen;
     int think_closed;  /* the reasoning has ended (or there is no budget) */
     size_t n_forced;   /* tokens of the closing sequence already forced */
+    size_t n_stored;   /* leading blocks of tokens[] known to be in the context cache */
+    int want_store;    /* blocks computed since then should go to the context cache */
 } slot;
 
 struct sched {
@@ -70,6 +73,9 @@ struct sched {
     float *logits;
     float *raw; /* (n_vocab) a row of logits kept for log probabilities */
     sched_stats stats;
+    pcache *pc;    /* context cache, or NULL */
+    uint8_t *blk;  /* one block of cache rows, moving between the cache and a slot */
+    size_t blk_bytes;
 };
 
 static double now_s(void) {
@@ -109,6 +115,41 @@ static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_
     return k;
 }
 
+/* Under mu: the context cache's figures into the stats (read by other threads). */
+static void pc_stats(sched *s) {
+    pcache_stats p;
+    pcache_stats_get(s->pc, &p);
+    s->stats.pc_ram_blocks = p.ram_blocks, s->stats.pc_disk_blocks = p.disk_blocks;
+    s->stats.pc_ram_bytes = p.ram_bytes, s->stats.pc_disk_bytes = p.disk_bytes;
+    s->stats.pc_hits_ram = p.hits_ram, s->stats.pc_hits_disk = p.hits_disk;
+}
+
+/* Put the slot's computed blocks not yet in the context cache there. Engine thread. */
+static void store(sched *s, int i) {
+    slot *sl = &s->slots[i];
+    sl->want_store = 0;
+    if (!s->pc) return;
+    size_t nb = sl->n_cached / PC_UNIT;
+    for (size_t b = sl->n_stored; b < nb; b++)
+        if (!pcache_has(s->pc, sl->tokens, b) &&
+            !kv_cache_read(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
+            pcache_put(s->pc, sl->tokens, b, s->blk);
+    if (nb > sl->n_stored) sl->n_stored = nb;
+}
+
+/* Copy the context cache's blocks of prompt beyond the `keep` tokens slot i holds into it;
+ * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run. */
+static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, size_t keep) {
+    size_t have = keep / PC_UNIT, nb = pcache_match(s->pc, prompt, n_prompt, (n_prompt - 1) / PC_UNIT);
+    for (size_t b = have; b < nb; b++) {
+        if (pcache_get(s->pc, prompt, b, s->blk) || kv_cache_write(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
+            break;
+        keep = (b + 1) * PC_UNIT;
+    }
+    s->slots[i].n_stored = keep / PC_UNIT;
+    return keep;
+}
+
 /* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
 static void admit(sched *s) {
     while (s->queue_head) {
@@ -125,10 +166,16 @@ static void admit(sched *s) {
         if (!s->queue_head) s->queue_tail = NULL;
         s->n_waiting--;
         slot *sl = &s->slots[best];
+        if (sl->want_store) store(s, best); /* what it computed last, before it is overwritten */
         /* reuse whole cache units; the last prompt token always runs again for fresh logits */
         size_t keep = best_k / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
         if (keep >= r->n_prompt) keep = (r->n_prompt - 1) / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
         memcpy(sl->tokens, r->prompt, r->n_prompt * sizeof *r->prompt);
+        sl->n_stored = 0;
+        if (s->pc) {
+            keep = restore(s, best, r->prompt, r->n_prompt, keep);
+            pc_stats(s);
+        }
         sl->n_cached = keep;
         sl->n_fed = keep;
         sl->has_logits = 0;
@@ -202,6 +249,7 @@ static int step(sched *s) {
             sched_req *r = sl->req;
             sl->req = NULL;
             sl->n_cached = sl->n_fed < sl->n_cached ? sl->n_fed : sl->n_cached;
+            sl->want_store = 1;
             finish(s, r, "cancelled");
         }
     }
@@ -271,6 +319,7 @@ static int step(sched *s) {
         }
         if (r->con) r->con->accept(r->con->ctx, t);
         sl->tokens[sl->n_fed] = t;
+        if (!sl->n_gen) sl->want_store = 1; /* the prompt is in: keep it for the next request */
         sl->n_gen++;
         push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
         const char *why = NULL;
@@ -279,6 +328,7 @@ static int step(sched *s) {
         else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
         if (why || r->cancelled) {
             sl->req = NULL;
+            sl->want_store = 1;
             finish(s, r, why ? why : "cancelled");
         }
     }
@@ -287,6 +337,16 @@ static int step(sched *s) {
         if (s->slots[i].req) s->slots[i].n_cached = s->slots[i].n_fed;
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->mu);
+    /* keep new blocks in the context cache; the slots are the engine thread's alone (admit,
+     * which also touches them, runs on this thread too) */
+    int stored = 0;
+    for (int i = 0; i < s->o.n_parallel; i++)
+        if (s->slots[i].want_store) store(s, i), stored = 1;
+    if (stored && s->pc) {
+        pthread_mutex_lock(&s->mu);
+        pc_stats(s);
+        pthread_mutex_unlock(&s->mu);
+    }
     return 1;
 }
 
@@ -335,6 +395,16 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     if (!s->raw || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
     for (int64_t i = 0; i < P; i++)
         if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
+    if (s->o.cache_ram || s->o.cache_dir) {
+        s->blk_bytes = kv_cache_pos_bytes(s->kv) * PC_UNIT;
+        if (!(s->blk = malloc(s->blk_bytes))) goto oom;
+        /* the salt: the model's file and how its rows are laid out */
+        uint64_t lay[2] = {s->blk_bytes, (uint64_t)model_n_vocab(m)};
+        pcache_opts po = {s->blk_bytes, pcache_hash(s->o.cache_salt, lay, sizeof lay), s->o.cache_ram, s->o.cache_dir,
+                          s->o.cache_disk};
+        if (!(s->pc = pcache_new(&po, err))) goto fail;
+        pc_stats(s);
+    }
     s->stats.n_parallel = (int)P;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
@@ -357,6 +427,8 @@ fail:
         free(s->slots);
         kv_cache_free(s->kv);
         free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
+        pcache_free(s->pc);
+        free(s->blk);
         free(s);
     }
     return NULL;
@@ -390,6 +462,8 @@ void sched_free(sched *s) {
     free(s->slots);
     free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
     free(s->raw);
+    pcache_free(s->pc);
+    free(s->blk);
     free(s);
 }
 

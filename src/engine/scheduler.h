@@ -9,10 +9,14 @@
  * between steps. Because a row's result does not depend on the other rows of its batch (the
  * kernels are batch-invariant), a request's greedy output is the same alone or among others.
  *
- * Prompt caching: a slot keeps the tokens it holds after its request ends; a new request goes
- * to the free slot sharing the longest prefix with its prompt, and that prefix (in whole units
- * of 64 tokens, DeepSeek's cache granularity) is not computed again. sched_result reports it as
- * cache hits.
+ * Prompt caching, in whole units of 64 tokens (DeepSeek's cache granularity), two levels:
+ * - a slot keeps the rows it holds after its request ends; a new request goes to the free slot
+ *   sharing the longest prefix with its prompt, and that prefix is not computed again;
+ * - with a context cache (engine/prefix_cache.h: memory, then disk), every computed block of a
+ *   prompt and its reply is kept by prefix as soon as it exists; a request whose prompt starts
+ *   with kept blocks beyond what its slot holds gets them copied into the slot instead of
+ *   computed (the rows are the same bits: the kernels are batch-invariant and deterministic).
+ * sched_result reports reused tokens as cache hits.
  *
  * The consumer of a request (an HTTP handler thread) submits it, then waits for tokens with
  * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
@@ -36,6 +40,12 @@ typedef struct sched_opts {
     int64_t n_ctx;     /* tokens per slot (prompt + reply); default min(model's, 4096) */
     int max_queue;     /* requests waiting for a slot beyond which sched_submit refuses; default 64 */
     int64_t chunk;     /* prompt rows per step over all slots; default 256 */
+    /* context cache: memory budget in bytes (0 with no cache_dir: slot reuse only), a directory
+     * for the disk tier (NULL: none) and its budget, and the model's identity (a hash of its
+     * file), which keeps another model's blocks out */
+    size_t cache_ram, cache_disk;
+    const char *cache_dir;
+    uint64_t cache_salt;
 } sched_opts;
 
 /* Start the engine thread. NULL with a message when the cache does not fit. */
@@ -109,6 +119,8 @@ typedef struct sched_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
     int64_t kv_tokens; /* tokens held in the slots' caches (in use or kept for reuse) */
+    /* context cache: blocks (64 tokens) and bytes per tier, blocks served from each */
+    uint64_t pc_ram_blocks, pc_disk_blocks, pc_ram_bytes, pc_disk_bytes, pc_hits_ram, pc_hits_disk;
 } sched_stats;
 void sched_stats_get(sched *s, sched_stats *out);
 

@@ -61,6 +61,32 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
     return 0;
 }
 
+size_t kv_cache_pos_bytes(const kv_cache *kv) {
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * sizeof(float);
+}
+
+/* Copy positions [pos0, pos0+n) of seq between the cache and buf (layer by layer: keys, then
+ * values), in the direction `out` says. */
+static int kv_copy(kv_cache *kv, int seq, int64_t pos0, int64_t n, uint8_t *buf, int out) {
+    if (seq < 0 || seq >= kv->n_seq || pos0 < 0 || n < 0 || pos0 + n > kv->n_ctx) return -1;
+    size_t span = (size_t)(n * kv->kv_dim) * sizeof(float);
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int which = 0; which < (kv->v ? 2 : 1); which++, buf += span) {
+            float *row = kv_row(kv, which ? kv->v : kv->k, l, seq, pos0);
+            if (out) memcpy(buf, row, span);
+            else memcpy(row, buf, span);
+        }
+    return 0;
+}
+
+int kv_cache_read(const kv_cache *kv, int seq, int64_t pos0, int64_t n, void *dst) {
+    return kv_copy((kv_cache *)kv, seq, pos0, n, dst, 1);
+}
+
+int kv_cache_write(kv_cache *kv, int seq, int64_t pos0, int64_t n, const void *src) {
+    return kv_copy(kv, seq, pos0, n, (uint8_t *)src, 0);
+}
+
 void kv_cache_free(kv_cache *kv) {
     if (!kv) return;
     free(kv->k);

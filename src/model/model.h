@@ -50,6 +50,14 @@ void kv_cache_free(kv_cache *kv);
 int64_t kv_cache_n_ctx(const kv_cache *kv);
 size_t kv_cache_bytes(const kv_cache *kv);
 
+/* Bytes one position of one sequence holds over all layers (keys and values, or MLA latents). */
+size_t kv_cache_pos_bytes(const kv_cache *kv);
+/* Copy the cache rows of positions [pos0, pos0+n) of sequence seq out to dst, or in from src
+ * (n * kv_cache_pos_bytes bytes, layer by layer): a context cache keeps computed prefixes this
+ * way. 0, or -1 when the range is outside the cache. */
+int kv_cache_read(const kv_cache *kv, int seq, int64_t pos0, int64_t n, void *dst);
+int kv_cache_write(kv_cache *kv, int seq, int64_t pos0, int64_t n, const void *src);
+
 /* Benchmarks only: fill positions [0, n) of sequence seq with random values of unit RMS, as if
  * n tokens had been run, so that decoding at depth n can be timed without an n-token prefill
  * (the cost of attention does not depend on the values cached). 0, or WHALE_E_ARG. */

@@ -141,7 +141,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         api_req_free(&q);
         return send_error(c, 500, "out of memory", "server_error", "server_error");
     }
-    if (!con && q.n_tools) con = api_tool_constraint(&srv->a);
+    if (!con && q.n_tools) con = api_tool_constraint(&srv->a, &q);
     q.sp.constraint = con;
     sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
     if (!r && con) free(con->ctx); /* refused: the state is still ours */
@@ -248,6 +248,17 @@ static char *metrics(server *srv) {
     OUT("# TYPE whale_kv_pages_used gauge\nwhale_kv_pages_used %lld\n", (long long)((st.kv_tokens + 63) / 64));
     OUT("# TYPE whale_kv_pages_total gauge\nwhale_kv_pages_total %lld\n",
         (long long)(st.n_parallel * ((srv->a.n_ctx + 63) / 64)));
+    OUT("# HELP whale_context_cache_blocks Context cache blocks (64 tokens of KV rows) kept, by tier.\n");
+    OUT("# TYPE whale_context_cache_blocks gauge\nwhale_context_cache_blocks{tier=\"ram\"} %llu\n",
+        (unsigned long long)st.pc_ram_blocks);
+    OUT("whale_context_cache_blocks{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_disk_blocks);
+    OUT("# TYPE whale_context_cache_bytes gauge\nwhale_context_cache_bytes{tier=\"ram\"} %llu\n",
+        (unsigned long long)st.pc_ram_bytes);
+    OUT("whale_context_cache_bytes{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_disk_bytes);
+    OUT("# HELP whale_context_cache_block_hits_total Blocks copied into a sequence from the context cache, by tier.\n");
+    OUT("# TYPE whale_context_cache_block_hits_total counter\nwhale_context_cache_block_hits_total{tier=\"ram\"} %llu\n",
+        (unsigned long long)st.pc_hits_ram);
+    OUT("whale_context_cache_block_hits_total{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_hits_disk);
 #undef OUT
     return b.s;
 }
@@ -320,7 +331,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_NOMEM, "out of memory for the vocabulary table");
     }
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
-    sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0};
+    sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0, o->cache_ram, o->cache_disk, o->cache_dir, o->cache_salt};
     if (!(srv.s = sched_new(m, &so, err))) {
         api_ctx_free(&srv.a);
         return err->code;

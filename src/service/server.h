@@ -22,6 +22,12 @@ typedef struct server_opts {
     int max_conns;     /* open connections (default 256) */
     const char *model_name; /* how /models lists the model */
     const char *chat_format; /* override, or NULL */
+    /* context cache (see engine/scheduler.h): memory and disk budgets in bytes, the disk tier's
+     * directory (NULL: memory only; with cache_ram 0 too: slot reuse only) and the model's
+     * identity */
+    size_t cache_ram, cache_disk;
+    const char *cache_dir;
+    uint64_t cache_salt;
 } server_opts;
 
 /* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -27,6 +28,8 @@ def free_port():
 
 def start(*flags):
     port = free_port()
+    if "--cache-dir" not in flags:  # never the user's context cache: a fresh one per server
+        flags = (*flags, "--cache-dir", tempfile.mkdtemp(prefix="whale-test-kv-"))
     p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), *flags], stderr=subprocess.PIPE)
     for _ in range(300):
         try:
@@ -105,6 +108,75 @@ def test_cache_hit_on_a_repeated_prefix(client):
     hit = second.usage.model_extra["prompt_cache_hit_tokens"]
     assert first.usage.prompt_tokens > 300
     assert hit >= 256 and hit % 64 == 0 and hit < second.usage.prompt_tokens
+
+
+def metric(port, name):
+    for line in raw(port, "GET", "/metrics")[1].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_context_cache_survives_eviction_and_restart(tmp_path):
+    """The context cache: a long prefix computed once is served from memory after its slot was
+    taken by another prompt, from disk after a restart, and never from a damaged file; the
+    reply's log probabilities are the same bits as with no cache at all (the cached rows are
+    exactly the computed ones)."""
+    system = "You are a careful assistant. " + " ".join(f"Rule {i}: answer briefly and precisely." for i in range(40))
+    other = "You are a poet. " + " ".join(f"Verse {i}: the sea is wide and grey." for i in range(40))
+    cache = str(tmp_path / "kv")
+
+    def chat(port, sys_text, user):
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
+        r = c.chat.completions.create(model="default", temperature=0, max_tokens=6, logprobs=True,
+                                      messages=[{"role": "system", "content": sys_text},
+                                                {"role": "user", "content": user}])
+        return (r.usage.model_extra["prompt_cache_hit_tokens"],
+                [(t.token, t.logprob) for t in r.choices[0].logprobs.content])
+
+    def serve(*flags):
+        return start("--parallel", "1", "--ctx", "1024", *flags)
+
+    p, port = serve("--cache-dir", cache)
+    try:
+        assert chat(port, system, "Say OK.")[0] == 0
+        assert chat(port, other, "Say OK.")[0] == 0  # the only slot now holds another prefix
+        hit, yes = chat(port, system, "Say yes.")
+        assert hit >= 256 and hit % 64 == 0
+        assert metric(port, 'whale_context_cache_block_hits_total{tier="ram"}') >= hit // 64
+        assert metric(port, 'whale_context_cache_blocks{tier="disk"}') >= 2 * (hit // 64)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+
+    p, port = serve("--cache-dir", cache)  # a restart: the blocks come back from disk
+    try:
+        assert chat(port, system, "Say yes.") == (hit, yes)
+        assert metric(port, 'whale_context_cache_block_hits_total{tier="disk"}') >= hit // 64
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+
+    p, port = serve("--cache-ram", "0", "--cache-disk", "0")  # no cache: computed, same bits
+    try:
+        assert chat(port, system, "Say yes.") == (0, yes)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+
+    files = [f for d in (tmp_path / "kv").iterdir() for f in d.iterdir()]
+    assert files
+    for f in files:  # damage every block: each is then a miss, not an error
+        data = bytearray(f.read_bytes())
+        data[-3] ^= 0x5A
+        f.write_bytes(bytes(data))
+    p, port = serve("--cache-dir", cache)
+    try:
+        assert chat(port, system, "Say yes.") == (0, yes)
+        assert raw(port, "GET", "/health")[0] == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
 
 
 def test_stop_string(client):
@@ -333,3 +405,4 @@ def test_tool_call_round_trip(client):
     r3 = client.chat.completions.create(model="default", messages=msgs[:1], tools=TOOLS, tool_choice="none",
                                         temperature=0, max_tokens=20)
     assert r3.choices[0].finish_reason != "tool_calls"
+
