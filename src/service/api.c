@@ -160,17 +160,40 @@ static char *call_text(const cJSON *call) {
     return b.s;
 }
 
+/* 1 if name is one of the request's tools. */
+static int offered(const api_req *q, const char *name) {
+    for (int i = 0; i < q->n_tools; i++) {
+        cJSON *t = cJSON_Parse(q->tools[i]);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+        int ok = cJSON_IsString(n) && !strcmp(n->valuestring, name);
+        cJSON_Delete(t);
+        if (ok) return 1;
+    }
+    return 0;
+}
+
 /* tools: [{"type": "function", "function": {"name", "description", "parameters"}}]; with
- * tool_choice "none" they are not shown to the model. */
+ * tool_choice "none" they are not shown to the model; "required" or a named function makes the
+ * reply start with a call (of that function). */
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 static int parse_tools(const cJSON *j, api_req *out, char **err) {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools"), *choice = cJSON_GetObjectItemCaseSensitive(j, "tool_choice");
     if (!tools || cJSON_IsNull(tools)) return 0;
     int n = cJSON_GetArraySize(tools);
     if (!cJSON_IsArray(tools) || n > API_MAX_TOOLS) return fail(err, 422, "tools", "tools must be an array of at most %d", API_MAX_TOOLS);
+    const char *forced = NULL; /* tool_choice naming a function */
     if (choice && !cJSON_IsNull(choice)) {
-        if (!cJSON_IsString(choice) || (strcmp(choice->valuestring, "auto") && strcmp(choice->valuestring, "none")))
-            return fail(err, 422, "tool_choice", "tool_choice must be \"auto\" or \"none\" (forcing a call is not supported yet)");
-        if (!strcmp(choice->valuestring, "none")) return 0;
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(choice, "function"), "name");
+        if (cJSON_IsObject(choice) && cJSON_IsString(fn)) forced = fn->valuestring;
+        else if (!cJSON_IsString(choice) || (strcmp(choice->valuestring, "auto") && strcmp(choice->valuestring, "none") &&
+                                             strcmp(choice->valuestring, "required")))
+            return fail(err, 422, "tool_choice",
+                        "tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        else if (!strcmp(choice->valuestring, "none")) return 0;
+        else if (!strcmp(choice->valuestring, "required")) out->tool_force = 1;
+        if (forced && (!*forced || strlen(forced) > API_MAX_TOOL_NAME || strspn(forced, NAME_CHARS) != strlen(forced)))
+            return fail(err, 422, "tool_choice", "a function name is 1 to %d letters, digits, '_', '-' or '.'", API_MAX_TOOL_NAME);
+        if (forced) snprintf(out->tool_force_name, sizeof out->tool_force_name, "%s", forced), out->tool_force = 2;
     }
     const cJSON *t;
     cJSON_ArrayForEach(t, tools) {
@@ -182,6 +205,8 @@ static int parse_tools(const cJSON *j, api_req *out, char **err) {
         if (!b.s) return fail(err, 500, NULL, "out of memory");
         out->tools[out->n_tools++] = b.s;
     }
+    if (forced && !offered(out, forced))
+        return fail(err, 422, "tool_choice", "tool_choice names '%.64s', which is not among the tools", forced);
     return 0;
 }
 
@@ -451,6 +476,8 @@ typedef struct json_con {
     char tail[16];          /* tool mode, outside a call: the last bytes written (spotting <tool_call>) */
     size_t n_tail;
     size_t closing;         /* tool mode, object complete: bytes of "</tool_call>" written so far */
+    char lit[API_MAX_TOOL_NAME + 64]; /* forced text the reply must start with (a forced call), */
+    size_t n_lit, lit_at;             /* and how much of it is written */
 } json_con;
 
 #define TOOL_OPEN "<tool_call>"
@@ -481,8 +508,25 @@ static int is_end_token(const api_ctx *a, int32_t t) {
     return t == tokenizer_eos(a->tok) || tokenizer_attr(a->tok, t) == TOK_CONTROL;
 }
 
+/* Forced text: a token may come when its bytes continue it without going past its end (single
+ * bytes are tokens, so the text can always be written). */
+static int lit_allowed(const json_con *c, int32_t t) {
+    int l = c->a->tb_len[t];
+    if (l <= 0) return 0;
+    const char *b = c->a->tb + c->a->tb_off[t];
+    size_t left = c->n_lit - c->lit_at, k = (size_t)l < left ? (size_t)l : left;
+    if (memcmp(b, c->lit + c->lit_at, k)) return 0;
+    return (size_t)l <= left; /* tokens ending exactly at the forced text's end, at most */
+}
+
 static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
     json_con *c = ctx;
+    (void)greedy;
+    if (c->lit_at < c->n_lit) {
+        for (int64_t i = 0; i < V; i++)
+            if (logits[i] > -INFINITY && !lit_allowed(c, (int32_t)i)) logits[i] = -INFINITY;
+        return;
+    }
     if (!c->active) return;
     if (json_grammar_complete(&c->g)) { /* the object is whole: the end of the turn, or of the call */
         for (int64_t i = 0; i < V; i++)
@@ -511,6 +555,10 @@ static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
 
 static void json_accept(void *ctx, int32_t t) {
     json_con *c = ctx;
+    if (c->lit_at < c->n_lit && c->a->tb_len[t] > 0) { /* the forced text: counted, then on as usual */
+        size_t l = (size_t)c->a->tb_len[t], left = c->n_lit - c->lit_at;
+        c->lit_at += l < left ? l : left;
+    }
     if (c->tools) { /* a call opens (as its token or spelled out): JSON until it closes */
         int l = c->a->tb_len[t];
         const char *b = c->a->tb + c->a->tb_off[t];
@@ -559,7 +607,7 @@ sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think) {
     return k;
 }
 
-sched_constraint *api_tool_constraint(const api_ctx *a) {
+sched_constraint *api_tool_constraint(const api_ctx *a, const api_req *q) {
     int32_t open = tokenizer_find_added(a->tok, TOOL_OPEN, strlen(TOOL_OPEN));
     int32_t close = tokenizer_find_added(a->tok, TOOL_CLOSE, strlen(TOOL_CLOSE));
     sched_constraint *k = api_json_constraint(a, 0);
@@ -569,6 +617,9 @@ sched_constraint *api_tool_constraint(const api_ctx *a) {
     c->active = 0;
     c->open_id = open;
     c->close_id = close;
+    if (q->tool_force == 1) c->n_lit = (size_t)snprintf(c->lit, sizeof c->lit, "%s\n", TOOL_OPEN);
+    if (q->tool_force == 2)
+        c->n_lit = (size_t)snprintf(c->lit, sizeof c->lit, "%s\n{\"name\": \"%s\", \"arguments\": {", TOOL_OPEN, q->tool_force_name);
     return k;
 }
 
@@ -709,18 +760,6 @@ int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
 
 /* Qwen2.5 writes each call as <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>: the
  * calls become OpenAI's tool_calls (arguments as a JSON string), the text before them content. */
-/* 1 if name is one of the request's tools. */
-static int offered(const api_req *q, const char *name) {
-    for (int i = 0; i < q->n_tools; i++) {
-        cJSON *t = cJSON_Parse(q->tools[i]);
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
-        int ok = cJSON_IsString(n) && !strcmp(n->valuestring, name);
-        cJSON_Delete(t);
-        if (ok) return 1;
-    }
-    return 0;
-}
-
 static void find_tool_calls(api_reply *r) {
     const char *a = r->answer.s, *at = strstr(a, "<tool_call>");
     if (!r->q->n_tools) return;

@@ -47,9 +47,11 @@ void api_ctx_free(api_ctx *a);
  * reasoning model, from the end of its thinking on). NULL on OOM. */
 sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think);
 /* With tools: whatever the model writes between <tool_call> and </tool_call> is kept a JSON
- * object (small models otherwise drift into other syntaxes). NULL when the vocabulary has no
+ * object (small models otherwise drift into other syntaxes); with tool_choice "required" or a
+ * named function, the reply starts with "<tool_call>\n" (and {"name": "<it>", "arguments": {). NULL when the vocabulary has no
  * such markers (or on OOM): the model then writes freely. */
-sched_constraint *api_tool_constraint(const api_ctx *a);
+typedef struct api_req api_req;
+sched_constraint *api_tool_constraint(const api_ctx *a, const api_req *q);
 
 /* A buffer that grows. */
 typedef struct sbuf {
@@ -61,7 +63,9 @@ void sbuf_free(sbuf *b);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
 
-typedef struct api_req {
+#define API_MAX_TOOL_NAME 64
+
+struct api_req {
     api_kind kind;
     int prefix;       /* chat prefix completion: the last (assistant) message starts the reply */
     tok_ids prompt;
@@ -73,7 +77,9 @@ typedef struct api_req {
     int n_stop;
     char *tools[API_MAX_TOOLS]; /* each tool's JSON as the template renders it */
     int n_tools;
-} api_req;
+    int tool_force;             /* tool_choice: 1 "required", 2 the function named below */
+    char tool_force_name[API_MAX_TOOL_NAME + 1];
+};
 
 /* Parse a chat-completions body. 0, or the HTTP status (400 malformed, 422 a bad value) with
  * the OpenAI-style error body in *err_body (malloc'd). */

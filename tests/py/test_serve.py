@@ -406,3 +406,25 @@ def test_tool_call_round_trip(client):
                                         temperature=0, max_tokens=20)
     assert r3.choices[0].finish_reason != "tool_calls"
 
+
+def test_forced_tool_choice(client, server):
+    """tool_choice "required" and a named function force a call even where the model would answer
+    in prose (a greeting), and the named one is the function called; a name not offered is 422."""
+    tools = TOOLS + [{"type": "function", "function": {"name": "get_time", "description": "Current time in a city",
+                                                       "parameters": {"type": "object", "properties": {
+                                                           "city": {"type": "string"}}}}}]
+    msgs = [{"role": "user", "content": "Hello! How are you today?"}]
+    free = client.chat.completions.create(model="default", messages=msgs, tools=tools, temperature=0, max_tokens=30)
+    assert free.choices[0].finish_reason != "tool_calls"  # left alone, it greets back
+    for choice, name in (("required", None), ({"type": "function", "function": {"name": "get_time"}}, "get_time")):
+        r = client.chat.completions.create(model="default", messages=msgs, tools=tools, tool_choice=choice,
+                                           temperature=0, max_tokens=60)
+        c = r.choices[0]
+        assert c.finish_reason == "tool_calls" and c.message.tool_calls, c.message
+        f = c.message.tool_calls[0].function
+        assert f.name in ("get_weather", "get_time") and (name is None or f.name == name)
+        assert isinstance(json.loads(f.arguments), dict)
+    body = json.dumps({"messages": msgs, "tools": tools,
+                       "tool_choice": {"type": "function", "function": {"name": "launch_rockets"}}})
+    st, b = raw(server, "POST", "/v1/chat/completions", body)
+    assert st == 422 and json.loads(b)["error"]["param"] == "tool_choice"
