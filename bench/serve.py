@@ -7,7 +7,8 @@ client.
               (greedy, no stop); generated tokens per second summed over the clients
   TTFT:       time to the first streamed token for a prompt with a ~2,000-token shared prefix,
               the first time (cache miss) and again with the same prefix and another question
-              (cache hit), median of REPS
+              (cache hit), median of REPS; for Whale also after a restart of the server with the
+              same cache directory (the hit then comes from the disk tier)
 
 Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--out bench/serve.md]"""
 import argparse
@@ -18,6 +19,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 
@@ -48,11 +50,11 @@ def wait_up(port, proc, path):
     raise SystemExit("server did not come up")
 
 
-def start(kind, model, slots, ctx, llama_server):
+def start(kind, model, slots, ctx, llama_server, cache_dir=None):
     port = free_port()
     if kind == "whale":
         cmd = [str(ROOT / "build" / "whale"), "serve", "-m", model, "--port", str(port), "--parallel", str(slots),
-               "--ctx", str(ctx), "-t", "2"]
+               "--ctx", str(ctx), "-t", "2", "--cache-dir", cache_dir or tempfile.mkdtemp(prefix="whale-bench-kv-")]
     else:
         cmd = [llama_server, "-m", model, "--port", str(port), "-np", str(slots), "-c", str(ctx * slots), "-t", "2",
                "--cont-batching"]
@@ -82,19 +84,24 @@ def throughput(client, n_clients):
     return sum(r[1] for r in res) / wall
 
 
+def ask(client, rep, question):
+    system = f"[{rep}] " + PREFIX  # a new prefix per repetition: the first request misses
+    return stream(client, [{"role": "system", "content": system}, {"role": "user", "content": question}], 1)[0]
+
+
 def ttft(client):
     miss, hit = [], []
     for rep in range(REPS):
-        system = f"[{rep}] " + PREFIX  # a new prefix per repetition: the first request misses
-        miss.append(stream(client, [{"role": "system", "content": system}, {"role": "user", "content": "Which river is longest?"}], 1)[0])
-        hit.append(stream(client, [{"role": "system", "content": system}, {"role": "user", "content": "Which river is shortest?"}], 1)[0])
+        miss.append(ask(client, rep, "Which river is longest?"))
+        hit.append(ask(client, rep, "Which river is shortest?"))
     return statistics.median(miss), statistics.median(hit)
 
 
 def run(kind, model, llama_server):
     row = {}
     for n in (1, 4, 16):
-        p, client = start(kind, model, n, 2560, llama_server)
+        cache = tempfile.mkdtemp(prefix="whale-bench-kv-")
+        p, client = start(kind, model, n, 2560, llama_server, cache)
         try:
             stream(client, [{"role": "user", "content": "warm up"}], 4)
             row[n] = throughput(client, n)
@@ -103,6 +110,13 @@ def run(kind, model, llama_server):
         finally:
             p.send_signal(signal.SIGTERM)
             p.wait(timeout=60)
+        if n == 1 and kind == "whale":  # the same prefixes after a restart: from the disk tier
+            p, client = start(kind, model, n, 2560, llama_server, cache)
+            try:
+                row["disk"] = statistics.median(ask(client, rep, "Which river is widest?") for rep in range(REPS))
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
     return row
 
 
@@ -115,10 +129,11 @@ def main():
     rows = {"whale": run("whale", a.model, None)}
     if a.llama_server:
         rows["llama-server"] = run("llama", a.model, a.llama_server)
-    lines = ["| server | 1 stream t/s | 4 streams t/s | 16 streams t/s | TTFT miss (s) | TTFT hit (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| server | 1 stream t/s | 4 streams t/s | 16 streams t/s | TTFT miss (s) | TTFT hit (s) | TTFT hit after restart (s) |",
+             "|---|---|---|---|---|---|---|"]
     for k, r in rows.items():
-        lines.append(f"| {k} | {r[1]:.1f} | {r[4]:.1f} | {r[16]:.1f} | {r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} |")
+        disk = f"{r['disk']:.2f}" if "disk" in r else "n/a"
+        lines.append(f"| {k} | {r[1]:.1f} | {r[4]:.1f} | {r[16]:.1f} | {r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {disk} |")
     table = "\n".join(lines)
     print(table)
     pathlib.Path(a.out + ".last").write_text(table + "\n")
