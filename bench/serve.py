@@ -136,7 +136,7 @@ def main():
         lines.append(f"| {k} | {r[1]:.1f} | {r[4]:.1f} | {r[16]:.1f} | {r['ttft'][0]:.2f} | {r['ttft'][1]:.2f} | {disk} |")
     table = "\n".join(lines)
     print(table)
-    pathlib.Path(a.out + ".last").write_text(table + "\n")
+    pathlib.Path(a.out + ".last").write_text(table + "\n")  # paste into bench/serve.md with the setup
 
 
 if __name__ == "__main__":
