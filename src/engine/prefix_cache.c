@@ -204,7 +204,7 @@ static int scan(pcache *pc) {
         f[n++].mtime = sb.st_mtime;
     }
     closedir(d);
-    qsort(f, n, sizeof *f, by_mtime);
+    if (n) qsort(f, n, sizeof *f, by_mtime);
     for (size_t i = 0; i < n; i++) {
         if (find(pc, f[i].id)) continue;
         pc_ent *e = add(pc, f[i].id);
