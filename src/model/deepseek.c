@@ -206,6 +206,7 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->moe_slot = malloc((size_t)S * sizeof(int32_t));
     m->moe_cnt = malloc((size_t)(5 * NE + 1) * sizeof(int32_t));
     int64_t xq_n = S * (hp->n_embd > hp->n_ff_expert ? hp->n_embd : hp->n_ff_expert) / QACT_BLOCK;
+    if (xq_n < B * H * dc / QACT_BLOCK) xq_n = B * H * dc / QACT_BLOCK; /* MLA: o~ per (row, head) */
     if (xq_n > B * m->row_width / QACT_BLOCK) {
         free(m->xq);
         m->xq = malloc((size_t)xq_n * sizeof(qact_block));
@@ -256,6 +257,7 @@ typedef struct ds_att {
     const int32_t *pos, *seq;
     int64_t n_chunk; /* absorbed form: position chunks per row */
     int64_t n_rows;
+    qact_block *xq;  /* pass 3 on the integer path: o~ quantized, (head, row), else NULL */
 } ds_att;
 
 /* W_UK[h] (dn x dc) of a split-layout layer as floats, row-major, into out: k_b stores its
@@ -350,29 +352,66 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
         op_mqa_attend(o, dc, mx, l, qc, dc + dr, H, base + t0 * kd, kd, dc + dr, base + t0 * kd, kd, dc, t1 - t0, sc);
 }
 
+/* Pass 3a, per (row, head): merge the chunks into o~ / sum, left in place of chunk 0's o~
+ * (and, for the integer path, quantized into xq at (head, row): each head's rows together). */
+static void ds_merge_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    ds_att *j = ctx;
+    model *m = j->m;
+    int64_t H = m->hp.n_head, dc = m->hp.kv_lora_rank;
+    int64_t row = task / H, h = task % H, stride = H * (dc + 2);
+    float *part = m->att_part + (size_t)(row * j->n_chunk) * (size_t)stride, *ob = part + h * dc;
+    float M = -INFINITY, sum = 0;
+    for (int64_t c = 0; c < j->n_chunk; c++) {
+        float x = part[c * stride + H * dc + h];
+        M = x > M ? x : M;
+    }
+    for (int64_t c = 0; c < j->n_chunk; c++) { /* chunk 0 (never empty: it holds position 0) is
+                                                 the accumulator, scaled, then the others added */
+        const float *pc = part + c * stride;
+        if (pc[H * dc + H + h] <= 0) continue; /* empty chunk */
+        float w = expf(pc[H * dc + h] - M);
+        sum += w * pc[H * dc + H + h];
+        if (c == 0)
+            for (int64_t i = 0; i < dc; i++) ob[i] *= w;
+        else
+            for (int64_t i = 0; i < dc; i++) ob[i] += w * pc[h * dc + i];
+    }
+    for (int64_t i = 0; i < dc; i++) ob[i] /= sum;
+    if (j->xq) op_quantize_act(j->xq + (size_t)(h * j->n_rows + row) * (size_t)(dc / QACT_BLOCK), ob, dc);
+}
+
+/* Pass 3b, per (head, block of rows of W_UV[h]): o[row][h] = W_UV[h] o~[row][h] for every row
+ * at once, each weight row read once for all rows (the matrix kernels: batch-invariant). */
 static void ds_out_task(void *ctx, int64_t task, int thread) {
     ds_att *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const ds_layer *L = j->L;
     int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
-    int64_t row = task / H, h = task % H, stride = H * (dc + 2);
-    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *ob = wrow + m->ds_wide;
-    const float *part = m->att_part + (size_t)(row * j->n_chunk) * (size_t)stride;
-    float M = -INFINITY, sum = 0;
-    for (int64_t c = 0; c < j->n_chunk; c++) {
-        float x = part[c * stride + H * dc + h];
-        M = x > M ? x : M;
-    }
-    memset(ob, 0, (size_t)dc * sizeof *ob);
-    for (int64_t c = 0; c < j->n_chunk; c++) {
-        const float *pc = part + c * stride;
-        if (pc[H * dc + H + h] <= 0) continue; /* empty chunk */
-        float w = expf(pc[H * dc + h] - M);
-        sum += w * pc[H * dc + H + h];
-        for (int64_t i = 0; i < dc; i++) ob[i] += w * pc[h * dc + i];
-    }
-    for (int64_t i = 0; i < dc; i++) ob[i] /= sum;
+    int64_t per = (dv + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK, h = task / per;
+    int64_t r0 = (task % per) * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < dv ? r0 + DS_ROWS_PER_TASK : dv;
+    const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
+    wmat v;
+    wmat_view_rows(wuv, L->split_kb ? h * dv : h * (dn + dv) + dn, dv, &v); /* checked by ds_attention */
+    float *out = m->att + h * dv, *scratch = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
+    if (j->xq)
+        wmat_matmul_rows_q(out, H * dv, &v, j->xq + (size_t)(h * j->n_rows) * (size_t)(dc / QACT_BLOCK), j->n_rows, r0, r1);
+    else
+        wmat_matmul_rows(out, H * dv, &v, m->att_part + h * dc, j->n_chunk * H * (dc + 2), j->n_rows, r0, r1, scratch);
+}
+
+/* The former pass 3 for matrices that cannot be viewed per head (FP8 rows off a block
+ * boundary): per (row, head), one dot per output. */
+static void ds_out_dot_task(void *ctx, int64_t task, int thread) {
+    ds_att *j = ctx;
+    model *m = j->m;
+    const model_hparams *hp = &m->hp;
+    const ds_layer *L = j->L;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
+    int64_t row = task / H, h = task % H;
+    const float *ob = m->att_part + (size_t)(row * j->n_chunk) * (size_t)(H * (dc + 2)) + h * dc;
+    float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
     int64_t uv0 = L->split_kb ? h * dv : h * (dn + dv) + dn;
     float *out = m->att + (size_t)(row * H * dv + h * dv);
@@ -382,7 +421,7 @@ static void ds_out_task(void *ctx, int64_t task, int thread) {
 static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos,
                          const int32_t *seq, int64_t n) {
     int64_t H = m->hp.n_head;
-    ds_att j = {m, kv, L, layer, pos, seq, 1, n};
+    ds_att j = {m, kv, L, layer, pos, seq, 1, n, NULL};
     if (m->mla_naive) {
         tp_run(m->tp, n * H, ds_att_naive_task, &j);
         return;
@@ -395,9 +434,18 @@ static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t laye
         if (j.n_chunk > DS_MAX_CHUNKS) j.n_chunk = DS_MAX_CHUNKS;
         if (j.n_chunk < 1) j.n_chunk = 1;
     }
+    const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
+    int64_t dn = m->hp.qk_nope_head_dim, dv = m->hp.v_head_dim, dc = m->hp.kv_lora_rank;
+    wmat v;
+    int per_head = 1; /* every head's W_UV viewable as a matrix of its own */
+    for (int64_t h = 0; h < H && per_head; h++)
+        per_head = !wmat_view_rows(wuv, L->split_kb ? h * dv : h * (dn + dv) + dn, dv, &v);
+    if (per_head && wmat_int_path(wuv) && dc % QACT_BLOCK == 0) j.xq = m->xq;
     tp_run(m->tp, H, ds_q_task, &j);
     tp_run(m->tp, n * j.n_chunk, ds_chunk_task, &j);
-    tp_run(m->tp, n * H, ds_out_task, &j);
+    tp_run(m->tp, n * H, ds_merge_task, &j);
+    if (per_head) tp_run(m->tp, H * ((dv + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK), ds_out_task, &j);
+    else tp_run(m->tp, n * H, ds_out_dot_task, &j);
 }
 
 /* ---- MoE ------------------------------------------------------------------------------ */

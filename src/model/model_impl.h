@@ -24,6 +24,9 @@ typedef struct wmat {
 /* wmat.c: row r as F32 (block scales applied); dot of row r with x; rows r0..r1 of Y = X W^T
  * for n_tok tokens (the scaled path dequantizes each row once into scratch, n_in floats). */
 void wmat_row(const wmat *w, int64_t r, float *out);
+/* Rows [r0, r0+n) of w as a matrix of their own: 0, or -1 when block scales do not allow it
+ * (r0 not on a 128-row block boundary). */
+int wmat_view_rows(const wmat *w, int64_t r0, int64_t n, wmat *out);
 float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch);
 void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
                       int64_t r1, float *scratch);

@@ -18,6 +18,15 @@ void wmat_row(const wmat *w, int64_t r, float *out) {
     for (int64_t j = 0; j < w->n_in; j++) out[j] *= s[j / WMAT_SCALE_BLOCK];
 }
 
+int wmat_view_rows(const wmat *w, int64_t r0, int64_t n, wmat *out) {
+    if (w->scale && r0 % WMAT_SCALE_BLOCK) return -1;
+    *out = *w;
+    out->data = (const unsigned char *)w->data + (size_t)r0 * row_bytes(w);
+    out->n_out = n;
+    if (w->scale) out->scale = w->scale + (r0 / WMAT_SCALE_BLOCK) * ((w->n_in + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK);
+    return 0;
+}
+
 float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch) {
     if (!w->scale) return op_dot_row(w->type, (const unsigned char *)w->data + (size_t)r * row_bytes(w), x, w->n_in);
     wmat_row(w, r, scratch);
