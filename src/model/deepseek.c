@@ -194,9 +194,11 @@ int deepseek_alloc(model *m, whale_err *err) {
     int64_t NE = hp->n_expert > 0 ? hp->n_expert : 1, K = hp->n_expert_used > 0 ? hp->n_expert_used : 1;
     /* rows are gathered once per chosen expert: n_batch * n_expert_used slots; the shared
      * experts reuse moe_g/moe_u/moe_y with n_batch rows of their (wider) FFN */
-    int64_t S = B * K, fw = hp->n_ff_expert * K > wide ? hp->n_ff_expert * K : wide;
-    m->moe_x = malloc((size_t)(S * hp->n_embd) * sizeof(float));
-    m->moe_y = malloc((size_t)(S * hp->n_embd) * sizeof(float));
+    int64_t S = B * K, Fs = hp->n_ff_expert * (hp->n_expert_shared > 0 ? hp->n_expert_shared : 0);
+    int64_t fw = hp->n_ff_expert * K + Fs > wide ? hp->n_ff_expert * K + Fs : wide;
+    /* the routed slots, then the shared experts' n_batch rows (they run in the same passes) */
+    m->moe_x = malloc((size_t)((S + B) * hp->n_embd) * sizeof(float));
+    m->moe_y = malloc((size_t)((S + B) * hp->n_embd) * sizeof(float));
     m->moe_g = malloc((size_t)(B * fw) * sizeof(float));
     m->moe_u = malloc((size_t)(B * fw) * sizeof(float));
     m->moe_h = malloc((size_t)(B * NE * 2) * sizeof(float));
@@ -204,15 +206,18 @@ int deepseek_alloc(model *m, whale_err *err) {
     m->moe_id = malloc((size_t)S * sizeof(int32_t));
     m->moe_rows = malloc((size_t)S * sizeof(int32_t));
     m->moe_slot = malloc((size_t)S * sizeof(int32_t));
-    m->moe_cnt = malloc((size_t)(5 * NE + 1) * sizeof(int32_t));
+    m->moe_cnt = malloc((size_t)(5 * NE + 8) * sizeof(int32_t));
+    m->moe_goff = malloc((size_t)(NE + 1) * sizeof(int64_t));
     int64_t xq_n = S * (hp->n_embd > hp->n_ff_expert ? hp->n_embd : hp->n_ff_expert) / QACT_BLOCK;
     if (xq_n < B * H * dc / QACT_BLOCK) xq_n = B * H * dc / QACT_BLOCK; /* MLA: o~ per (row, head) */
+    if (xq_n < (S + B) * hp->n_embd / QACT_BLOCK) xq_n = (S + B) * hp->n_embd / QACT_BLOCK; /* MoE with shared rows */
+    if (xq_n < B * fw / QACT_BLOCK) xq_n = B * fw / QACT_BLOCK;
     if (xq_n > B * m->row_width / QACT_BLOCK) {
         free(m->xq);
         m->xq = malloc((size_t)xq_n * sizeof(qact_block));
     }
     if (!m->xq || !m->q || !m->k || !m->att || !m->ds_scratch || !m->moe_x || !m->moe_y || !m->moe_g || !m->moe_u ||
-        !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows || !m->moe_slot || !m->moe_cnt)
+        !m->moe_h || !m->moe_w || !m->moe_id || !m->moe_rows || !m->moe_slot || !m->moe_cnt || !m->moe_goff)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers");
     return 0;
 }
@@ -231,6 +236,7 @@ void deepseek_free(model *m) {
     free(m->moe_y);
     free(m->moe_g);
     free(m->moe_u);
+    free(m->moe_goff);
     free(m->moe_h);
     free(m->moe_w);
     free(m->moe_id);
@@ -516,15 +522,17 @@ void ds_route(const model_hparams *hp, const float *bias, const float *z, float 
     }
 }
 
-/* The routed experts of one MoE layer as one job: rows gathered per expert (slot = position in
- * the gathered list), gate and up for every active expert in one parallel pass, down in a
- * second, so a step pays two synchronizations instead of three per expert. */
+/* The experts of one MoE layer as one job: rows gathered per routed expert (slot = position in
+ * the gathered list), the shared experts as one more entry over all rows; gate and up for every
+ * entry in one parallel pass, down in a second, so a layer pays two synchronizations however
+ * many experts it runs. */
 typedef struct moe_job {
     model *m;
     const ds_layer *L;
     int64_t n_active;
-    const int32_t *active, *start, *count; /* (n_active) expert id, first slot, slots */
-    const int32_t *task0;                   /* (n_active + 1) first task of each expert */
+    const int32_t *active, *start, *count; /* (n_active) expert id (-1: shared), first slot, slots */
+    const int64_t *goff;                    /* (n_active) where its gate/up outputs start in moe_g/moe_u */
+    const int32_t *task0;                   /* (n_active + 1) first task of each entry */
     int down;
     const qact_block *xq;                   /* the integer path's activations, or NULL */
 } moe_job;
@@ -534,29 +542,39 @@ static void moe_task(void *ctx, int64_t task, int thread) {
     model *m = j->m;
     int64_t a = 0;
     while (task >= j->task0[a + 1]) a++;
-    const ds_expert *x = &j->L->experts[j->active[a]];
+    const ds_expert *x = j->active[a] < 0 ? &j->L->shared : &j->L->experts[j->active[a]];
     int64_t E = m->hp.n_embd, F = x->gate.n_out, r0 = (task - j->task0[a]) * DS_ROWS_PER_TASK;
-    int64_t s0 = j->start[a], ns = j->count[a];
+    int64_t s0 = j->start[a], ns = j->count[a], g0 = j->goff[a];
     float *scratch = m->row_scratch + (size_t)thread * (size_t)m->row_width;
     if (j->down) {
         int64_t r1 = r0 + DS_ROWS_PER_TASK < E ? r0 + DS_ROWS_PER_TASK : E;
-        if (j->xq) wmat_matmul_rows_q(m->moe_y + s0 * E, E, &x->down, j->xq + s0 * (F / QACT_BLOCK), ns, r0, r1);
-        else wmat_matmul_rows(m->moe_y + s0 * E, E, &x->down, m->moe_g + s0 * F, F, ns, r0, r1, scratch);
+        if (j->xq) wmat_matmul_rows_q(m->moe_y + s0 * E, E, &x->down, j->xq + g0 / QACT_BLOCK, ns, r0, r1);
+        else wmat_matmul_rows(m->moe_y + s0 * E, E, &x->down, m->moe_g + g0, F, ns, r0, r1, scratch);
         return;
     }
     int64_t r1 = r0 + DS_ROWS_PER_TASK < F ? r0 + DS_ROWS_PER_TASK : F;
     if (j->xq) {
-        wmat_matmul_rows_q(m->moe_g + s0 * F, F, &x->gate, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
-        wmat_matmul_rows_q(m->moe_u + s0 * F, F, &x->up, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
+        wmat_matmul_rows_q(m->moe_g + g0, F, &x->gate, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
+        wmat_matmul_rows_q(m->moe_u + g0, F, &x->up, j->xq + s0 * (E / QACT_BLOCK), ns, r0, r1);
         return;
     }
-    wmat_matmul_rows(m->moe_g + s0 * F, F, &x->gate, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
-    wmat_matmul_rows(m->moe_u + s0 * F, F, &x->up, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
+    wmat_matmul_rows(m->moe_g + g0, F, &x->gate, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
+    wmat_matmul_rows(m->moe_u + g0, F, &x->up, m->moe_x + s0 * E, E, ns, r0, r1, scratch);
+}
+
+/* Tasks of each entry: its output rows in blocks (gate/up: the entry's width; down: n_embd). */
+static void moe_tasks(const moe_job *j, int32_t *task0, int64_t E) {
+    task0[0] = 0;
+    for (int64_t a = 0; a < j->n_active; a++) {
+        const ds_expert *x = j->active[a] < 0 ? &j->L->shared : &j->L->experts[j->active[a]];
+        int64_t rows = j->down ? E : x->gate.n_out;
+        task0[a + 1] = task0[a] + (int32_t)((rows + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK);
+    }
 }
 
 /* MoE over n rows: route every row, gather the rows of each chosen expert, run the experts (each
- * weight row read once for all its rows), scatter the weighted outputs back; the shared
- * experts run on all rows. */
+ * weight row read once for all its rows) with the shared experts alongside on all rows, then
+ * add up each row's weighted outputs. */
 static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_t n) {
     const model_hparams *hp = &m->hp;
     int64_t E = hp->n_embd, N = hp->n_expert, K = hp->n_expert_used, F = hp->n_ff_expert;
@@ -564,7 +582,8 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
     for (int64_t i = 0; i < n; i++)
         ds_route(hp, L->router_bias, m->moe_h + i * N, m->moe_h + n * N + i * N, m->moe_id + i * K, m->moe_w + i * K);
     /* counting sort of the (row, choice) pairs by expert */
-    int32_t *cnt = m->moe_cnt, *active = cnt + N, *start = active + N, *count = start + N, *task0 = count + N;
+    int32_t *cnt = m->moe_cnt, *active = cnt + N, *start = active + N + 1, *count = start + N + 1, *task0 = count + N + 1;
+    int64_t *goff = m->moe_goff;
     memset(cnt, 0, (size_t)N * sizeof *cnt);
     for (int64_t i = 0; i < n * K; i++) cnt[m->moe_id[i]]++;
     int64_t na = 0, slot = 0;
@@ -572,6 +591,7 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
         if (!cnt[e]) continue;
         active[na] = (int32_t)e;
         start[na] = (int32_t)slot;
+        goff[na] = slot * F;
         count[na] = 0;
         slot += cnt[e];
         cnt[e] = (int32_t)na++; /* expert -> active index */
@@ -581,19 +601,35 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
         m->moe_rows[s] = (int32_t)i;
         memcpy(m->moe_x + s * E, xn + (i / K) * E, (size_t)E * sizeof(float));
     }
-    /* one weight type for all routed experts of a layer (as every converter writes them) */
+    /* one weight type for all routed experts of a layer (as every converter writes them); the
+     * shared experts join the same passes when their matrices take the same path */
     const ds_expert *x0 = &L->experts[active[0]];
-    moe_job j = {m, L, na, active, start, count, task0, 0, NULL};
-    if (wmat_int_path(&x0->gate) && wmat_int_path(&x0->up)) j.xq = wmat_quantize_x(m, m->moe_x, E, slot, E);
-    int64_t per = (F + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
-    for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
-    tp_run(m->tp, na * per, moe_task, &j);
-    op_swiglu(m->moe_g, m->moe_g, m->moe_u, slot * F);
+    int q_in = wmat_int_path(&x0->gate) && wmat_int_path(&x0->up), q_down = wmat_int_path(&x0->down);
+    const ds_expert *sh = &L->shared;
+    int joined = L->has_shared && q_in == (wmat_int_path(&sh->gate) && wmat_int_path(&sh->up)) &&
+                 q_down == wmat_int_path(&sh->down) && (!q_down || sh->gate.n_out % QACT_BLOCK == 0);
+    int64_t Fs = joined ? sh->gate.n_out : 0;
+    if (joined) { /* the shared experts: every row, after the routed slots */
+        active[na] = -1;
+        start[na] = (int32_t)slot;
+        count[na] = (int32_t)n;
+        goff[na++] = slot * F;
+        memcpy(m->moe_x + slot * E, xn, (size_t)(n * E) * sizeof(float));
+    }
+    int64_t rows_in = slot + (joined ? n : 0), g_total = slot * F + n * Fs;
+    moe_job j = {m, L, na, active, start, count, goff, task0, 0, NULL};
+    if (q_in) j.xq = wmat_quantize_x(m, m->moe_x, E, rows_in, E);
+    moe_tasks(&j, task0, E);
+    tp_run(m->tp, task0[na], moe_task, &j);
+    op_swiglu(m->moe_g, m->moe_g, m->moe_u, g_total);
     j.down = 1;
-    j.xq = wmat_int_path(&x0->down) ? wmat_quantize_x(m, m->moe_g, F, slot, F) : NULL;
-    per = (E + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK;
-    for (int64_t a = 0; a <= na; a++) task0[a] = (int32_t)(a * per);
-    tp_run(m->tp, na * per, moe_task, &j);
+    j.xq = NULL;
+    if (q_down) { /* routed rows are F wide, shared rows Fs: quantized as two runs, end to end */
+        j.xq = wmat_quantize_x(m, m->moe_g, F, slot, F);
+        if (joined) wmat_quantize_into(m, m->xq + slot * F / QACT_BLOCK, m->moe_g + slot * F, Fs, n, Fs);
+    }
+    moe_tasks(&j, task0, E);
+    tp_run(m->tp, task0[na], moe_task, &j);
     /* scatter: each row's K outputs added in its own choice order, whatever the batch */
     memset(out, 0, (size_t)(n * E) * sizeof *out);
     for (int64_t s = 0; s < slot; s++) m->moe_slot[m->moe_rows[s]] = (int32_t)s;
@@ -603,7 +639,9 @@ static void moe(model *m, const ds_layer *L, const float *xn, float *out, int64_
             const float *y = m->moe_y + (size_t)m->moe_slot[i * K + k] * (size_t)E;
             for (int64_t c = 0; c < E; c++) out[i * E + c] += w * y[c];
         }
-    if (L->has_shared) {
+    if (joined) {
+        for (int64_t i = 0; i < n * E; i++) out[i] += m->moe_y[slot * E + i];
+    } else if (L->has_shared) {
         expert_ffn(m, &L->shared, xn, m->moe_y, n);
         for (int64_t i = 0; i < n * E; i++) out[i] += m->moe_y[i];
     }

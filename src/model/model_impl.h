@@ -35,6 +35,8 @@ void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int6
  * and every row task then reads them. */
 int wmat_int_path(const wmat *w);
 const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
+/* The same into dst (part of m->xq). */
+void wmat_quantize_into(model *m, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
 void wmat_matmul_rows_q(float *Y, int64_t ldy, const wmat *w, const qact_block *X, int64_t n_tok, int64_t r0,
                         int64_t r1);
 
@@ -114,6 +116,7 @@ struct model {
      * and weights, slot -> (row, choice) and back, per-expert counts and task offsets. */
     float *moe_x, *moe_y, *moe_g, *moe_u, *moe_h, *moe_w;
     int32_t *moe_id, *moe_rows, *moe_slot, *moe_cnt;
+    int64_t *moe_goff; /* (n_expert + 1) MoE: where each expert's gate/up outputs start */
     float *out_norm;     /* (n_embd) */
     wmat output;         /* (n_vocab, n_embd); the embedding when tied */
     rope_style rope;

@@ -68,11 +68,15 @@ static void quant_task(void *ctx, int64_t row, int thread) {
  * microsecond, less than waking the pool for it (one synchronization per matrix product saved). */
 #define WMAT_QUANT_SERIAL 32768
 
-const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
-    quant_job j = {m->xq, X, ldx, n_in};
+void wmat_quantize_into(model *m, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
+    quant_job j = {dst, X, ldx, n_in};
     if (n_tok * n_in <= WMAT_QUANT_SERIAL)
         for (int64_t b = 0; b < n_tok; b++) quant_task(&j, b, 0);
     else
         tp_run(m->tp, n_tok, quant_task, &j);
+}
+
+const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
+    wmat_quantize_into(m, m->xq, X, ldx, n_tok, n_in);
     return m->xq;
 }
