@@ -358,14 +358,11 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
         op_mqa_attend(o, dc, mx, l, qc, dc + dr, H, base + t0 * kd, kd, dc + dr, base + t0 * kd, kd, dc, t1 - t0, sc);
 }
 
-/* Pass 3a, per (row, head): merge the chunks into o~ / sum, left in place of chunk 0's o~
- * (and, for the integer path, quantized into xq at (head, row): each head's rows together). */
-static void ds_merge_task(void *ctx, int64_t task, int thread) {
-    (void)thread;
-    ds_att *j = ctx;
+/* Pass 3, first for each row of a head: merge the chunks into o~ / sum, left in place of chunk
+ * 0's o~ (and, for the integer path, quantized into xq at (head, row): a head's rows together). */
+static void ds_merge(ds_att *j, int64_t row, int64_t h) {
     model *m = j->m;
-    int64_t H = m->hp.n_head, dc = m->hp.kv_lora_rank;
-    int64_t row = task / H, h = task % H, stride = H * (dc + 2);
+    int64_t H = m->hp.n_head, dc = m->hp.kv_lora_rank, stride = H * (dc + 2);
     float *part = m->att_part + (size_t)(row * j->n_chunk) * (size_t)stride, *ob = part + h * dc;
     float M = -INFINITY, sum = 0;
     for (int64_t c = 0; c < j->n_chunk; c++) {
@@ -387,24 +384,23 @@ static void ds_merge_task(void *ctx, int64_t task, int thread) {
     if (j->xq) op_quantize_act(j->xq + (size_t)(h * j->n_rows + row) * (size_t)(dc / QACT_BLOCK), ob, dc);
 }
 
-/* Pass 3b, per (head, block of rows of W_UV[h]): o[row][h] = W_UV[h] o~[row][h] for every row
+/* Pass 3 per head: merge each row's chunks, then o[row][h] = W_UV[h] o~[row][h] for every row
  * at once, each weight row read once for all rows (the matrix kernels: batch-invariant). */
 static void ds_out_task(void *ctx, int64_t task, int thread) {
     ds_att *j = ctx;
     model *m = j->m;
     const model_hparams *hp = &m->hp;
     const ds_layer *L = j->L;
-    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
-    int64_t per = (dv + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK, h = task / per;
-    int64_t r0 = (task % per) * DS_ROWS_PER_TASK, r1 = r0 + DS_ROWS_PER_TASK < dv ? r0 + DS_ROWS_PER_TASK : dv;
+    int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank, h = task;
+    for (int64_t row = 0; row < j->n_rows; row++) ds_merge(j, row, h);
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
     wmat v;
     wmat_view_rows(wuv, L->split_kb ? h * dv : h * (dn + dv) + dn, dv, &v); /* checked by ds_attention */
     float *out = m->att + h * dv, *scratch = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
     if (j->xq)
-        wmat_matmul_rows_q(out, H * dv, &v, j->xq + (size_t)(h * j->n_rows) * (size_t)(dc / QACT_BLOCK), j->n_rows, r0, r1);
+        wmat_matmul_rows_q(out, H * dv, &v, j->xq + (size_t)(h * j->n_rows) * (size_t)(dc / QACT_BLOCK), j->n_rows, 0, dv);
     else
-        wmat_matmul_rows(out, H * dv, &v, m->att_part + h * dc, j->n_chunk * H * (dc + 2), j->n_rows, r0, r1, scratch);
+        wmat_matmul_rows(out, H * dv, &v, m->att_part + h * dc, j->n_chunk * H * (dc + 2), j->n_rows, 0, dv, scratch);
 }
 
 /* The former pass 3 for matrices that cannot be viewed per head (FP8 rows off a block
@@ -416,6 +412,7 @@ static void ds_out_dot_task(void *ctx, int64_t task, int thread) {
     const ds_layer *L = j->L;
     int64_t H = hp->n_head, dn = hp->qk_nope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
     int64_t row = task / H, h = task % H;
+    ds_merge(j, row, h);
     const float *ob = m->att_part + (size_t)(row * j->n_chunk) * (size_t)(H * (dc + 2)) + h * dc;
     float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
@@ -449,8 +446,7 @@ static void ds_attention(model *m, kv_cache *kv, const ds_layer *L, int64_t laye
     if (per_head && wmat_int_path(wuv) && dc % QACT_BLOCK == 0) j.xq = m->xq;
     tp_run(m->tp, H, ds_q_task, &j);
     tp_run(m->tp, n * j.n_chunk, ds_chunk_task, &j);
-    tp_run(m->tp, n * H, ds_merge_task, &j);
-    if (per_head) tp_run(m->tp, H * ((dv + DS_ROWS_PER_TASK - 1) / DS_ROWS_PER_TASK), ds_out_task, &j);
+    if (per_head) tp_run(m->tp, H, ds_out_task, &j);
     else tp_run(m->tp, n * H, ds_out_dot_task, &j);
 }
 
