@@ -89,7 +89,38 @@ __attribute__((target("avx512f,avx512dq"))) static void scores_avx512(float *s, 
     int64_t t = 0;
     for (; t + 4 <= n_pos; t += 4) {
         const float *k0 = k + t * ldk, *k1 = k0 + ldk, *k2 = k1 + ldk, *k3 = k2 + ldk;
-        for (int64_t h = 0; h < n_head; h++) {
+        int64_t h = 0;
+        for (; h + 4 <= n_head; h += 4) { /* 4 heads x 4 positions: 16 products per 8 loads */
+            __m512 c[4][4];
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) c[a][b] = _mm512_setzero_ps();
+            const float *kk[4] = {k0, k1, k2, k3};
+            for (int64_t i = 0; i < full; i += 16) {
+                __m512 kv[4];
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) kv[b] = _mm512_loadu_ps(kk[b] + i);
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    __m512 x = _mm512_loadu_ps(q + (h + a) * ldq + i);
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++) c[a][b] = _mm512_fmadd_ps(x, kv[b], c[a][b]);
+                }
+            }
+            if (tail)
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    __m512 x = _mm512_maskz_loadu_ps(tail, q + (h + a) * ldq + full);
+#pragma GCC unroll 4
+                    for (int b = 0; b < 4; b++) c[a][b] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, kk[b] + full), c[a][b]);
+                }
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                for (int b = 0; b < 4; b++) s[(h + a) * lds + t + b] = hsum16(c[a][b]);
+        }
+        for (; h < n_head; h++) {
             const float *a = q + h * ldq;
             __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
             for (int64_t i = 0; i < full; i += 16) {
@@ -179,8 +210,32 @@ __attribute__((target("avx512f"))) static void accum_avx512(float *o, int64_t ld
                                                             int64_t n_head, const float *v, int64_t ldv,
                                                             int64_t n_pos, int64_t d) {
     int64_t i = 0;
-    for (; i + 64 <= d; i += 64)
-        for (int64_t h = 0; h < n_head; h++) {
+    for (; i + 64 <= d; i += 64) {
+        int64_t h0 = 0;
+        for (; h0 + 4 <= n_head; h0 += 4) { /* 4 heads x 64 lanes: 16 products per 8 loads */
+            __m512 acc[4][4];
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) acc[a][c] = _mm512_loadu_ps(o + (h0 + a) * ldo + i + 16 * c);
+            for (int64_t t = 0; t < n_pos; t++) {
+                const float *row = v + t * ldv + i;
+                __m512 r[4];
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) r[c] = _mm512_loadu_ps(row + 16 * c);
+#pragma GCC unroll 4
+                for (int a = 0; a < 4; a++) {
+                    __m512 w = _mm512_set1_ps(p[(h0 + a) * ldp + t]);
+#pragma GCC unroll 4
+                    for (int c = 0; c < 4; c++) acc[a][c] = _mm512_fmadd_ps(w, r[c], acc[a][c]);
+                }
+            }
+#pragma GCC unroll 4
+            for (int a = 0; a < 4; a++)
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) _mm512_storeu_ps(o + (h0 + a) * ldo + i + 16 * c, acc[a][c]);
+        }
+        for (int64_t h = h0; h < n_head; h++) {
             float *out = o + h * ldo + i;
             const float *ph = p + h * ldp;
             __m512 a0 = _mm512_loadu_ps(out), a1 = _mm512_loadu_ps(out + 16);
@@ -198,6 +253,7 @@ __attribute__((target("avx512f"))) static void accum_avx512(float *o, int64_t ld
             _mm512_storeu_ps(out + 32, a2);
             _mm512_storeu_ps(out + 48, a3);
         }
+    }
     for (; i < d; i += 16) {
         __mmask16 m = d - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - i)) - 1u);
         for (int64_t h = 0; h < n_head; h++) {
