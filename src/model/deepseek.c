@@ -18,7 +18,7 @@
 #include "kernels/attn.h"
 #include "model/model_impl.h"
 
-#define DS_ROWS_PER_TASK 32
+#define DS_ROWS_PER_TASK 128
 #define DS_SPLIT_ROWS 4   /* rows per call up to which positions are split across tasks */
 #define DS_MAX_CHUNKS 32
 #define DS_CHUNK_MIN 256  /* fewest positions worth a task of their own */

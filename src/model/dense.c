@@ -16,7 +16,7 @@
 
 /* Rows of a weight matrix per thread-pool task: big enough to amortize the dispatch, small
  * enough that two threads share the work evenly. */
-#define MATMUL_ROWS_PER_TASK 32
+#define MATMUL_ROWS_PER_TASK 128
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
