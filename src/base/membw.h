@@ -7,8 +7,9 @@
  * distinct (an unwritten buffer would read the kernel's shared zero page, which sits in cache).
  * A probe reads the whole buffer `passes` times with every thread of a pool: the buffer is cut
  * into slices of MEMBW_SLICE_BYTES that the threads claim one at a time, each slice is summed as
- * 64-bit words with eight independent accumulators (a loop the compiler vectorizes, so the
- * cores issue loads as fast as memory answers), and the sums are kept so no read can be
+ * 64-bit words with independent accumulators (with AVX-512: 512-bit loads and a software
+ * prefetch 4 KiB ahead, as the weight kernels read; else a loop the compiler vectorizes), so the
+ * cores issue loads as fast as memory answers, and the sums are kept so no read can be
  * optimized away. Each pass is timed; a probe returns its fastest pass in GB/s (1e9 bytes per
  * second), the pass least disturbed by other work, as STREAM reports best-of-N. Callers probe
  * several times, at different moments, and take the median of the probes.
