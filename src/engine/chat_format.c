@@ -224,7 +224,7 @@ int chat_format_encode_tools(const tokenizer *t, chat_format_kind k, const chat_
                              const chat_tools *tools, int flags, tok_ids *out, whale_err *err) {
     if (k == CHAT_FORMAT_NONE) return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format)");
     if (k != CHAT_FORMAT_CHATML && uses_tools(msgs, n, tools))
-        return err_set(err, WHALE_E_UNSUPPORTED, "tools are not supported in the %s format yet", chat_format_name(k));
+        return err_set(err, WHALE_E_UNSUPPORTED, "tools are not supported in the %s format", chat_format_name(k));
     segs g = {0};
     build_any(&g, k, msgs, n, tools, flags);
     int rc = g.oom ? err_set(err, WHALE_E_NOMEM, "out of memory") : 0;

@@ -281,7 +281,10 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
     chat_tools tools = {(const char *const *)out->tools, (size_t)out->n_tools};
     if (chat_format_encode_tools(a->tok, a->fmt, m, n_conv, &tools, flags, &out->prompt, &e) ||
         (out->prefix && tokenizer_encode(a->tok, m[k - 1].content, strlen(m[k - 1].content), 0, &out->prompt, &e)))
-        status = fail(err, 400, "messages", "%s", e.msg);
+        status = e.code == WHALE_E_UNSUPPORTED && strstr(e.msg, "tools are not supported")
+                     ? fail(err, 422, "tools", "function calling is not supported in this model's %s chat format "
+                            "(DeepSeek's deepseek-reasoner did not support it either)", chat_format_name(a->fmt))
+                     : fail(err, 400, "messages", "%s", e.msg);
 done:
     for (int i = 0; texts && i < n; i++) free(texts[i]);
     for (int i = 0; call_texts && i < n; i++) {

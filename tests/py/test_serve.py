@@ -325,6 +325,10 @@ def test_reasoning_model_and_budget(tmp_path):
         thought = "".join(ch.choices[0].delta.model_extra.get("reasoning_content") or "" for ch in chunks if ch.choices)
         said = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
         assert thought == msg.model_extra["reasoning_content"] and said == msg.content
+        # function calling is refused for the R1 format (as DeepSeek's reasoner did), naming the field
+        st, b = raw(port, "POST", "/v1/chat/completions", json.dumps(
+            {"messages": [{"role": "user", "content": "hi"}], "tools": TOOLS}))
+        assert st == 422 and json.loads(b)["error"]["param"] == "tools"
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
