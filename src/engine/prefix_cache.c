@@ -328,8 +328,9 @@ int pcache_get(pcache *pc, const int32_t *tokens, size_t i, void *dst) {
 }
 
 static int disk_write(pcache *pc, pc_ent *e, const void *src) {
-    char tmp[4096], path[4096];
-    path_of(pc, e->id, "tmp", tmp, sizeof tmp);
+    char tmp[4096], path[4096], suffix[32];
+    snprintf(suffix, sizeof suffix, "%d.tmp", (int)getpid()); /* replicas sharing the directory write apart */
+    path_of(pc, e->id, suffix, tmp, sizeof tmp);
     path_of(pc, e->id, "kvb", path, sizeof path);
     pc_file_head h = {.salt = pc->o.salt, .id = e->id, .parent = e->parent, .block_bytes = pc->o.block_bytes};
     memcpy(h.magic, PC_MAGIC, 8);
