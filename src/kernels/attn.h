@@ -21,6 +21,9 @@ void op_mqa_scores_f16(float *s, int64_t lds, const float *q, int64_t ldq, int64
 /* o[h*ldo + i] += sum_t p[h*ldp + t] * v[t*ldv + i] for h < n_head, i < d, t < n_pos. */
 void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const float *v, int64_t ldv,
                   int64_t n_pos, int64_t d);
+/* The same with value rows stored as IEEE half floats. */
+void op_mqa_accum_f16(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const uint16_t *v,
+                      int64_t ldv, int64_t n_pos, int64_t d);
 
 /* Online-softmax attention of n_head query heads over n_pos shared key/value rows, continuing
  * running state: for each head, mx (running max of the scores), l (sum of exp(score - mx)) and
@@ -32,6 +35,11 @@ void op_mqa_accum(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_
 void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                    const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
                    float *scratch);
+/* The same over a cache stored as F32 (f16 = 0) or IEEE half floats (f16 = 1): k and v point at
+ * rows of that type, ldk/ldv count elements. */
+void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
+                     const void *k, int64_t ldk, int64_t dk, const void *v, int64_t ldv, int64_t dv, int64_t n_pos,
+                     int f16, float *scratch);
 
 /* Force the portable loops (tests; WHALE_NO_SIMD=1 in the environment does the same). */
 void op_mqa_force_portable(int on);
