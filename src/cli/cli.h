@@ -21,6 +21,11 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 
+/* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */
+int cli_kv_type(const char *cmd, const char *v, int *f16);
+#define CLI_KV_TYPE_HELP                                                                                   \
+    "  --kv-type T           KV cache rows as f32 (default) or f16: half the memory and the bytes\n" \
+    "                        attention reads, values rounded to half precision\n"
 /* $WHALE_HOME/<sub> (WHALE_HOME defaults to ~/.cache/whale) into buf. */
 const char *cli_home_path(const char *sub, char *buf, size_t cap);
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a

@@ -16,6 +16,15 @@ const char *cli_home_path(const char *sub, char *buf, size_t cap) {
     return buf;
 }
 
+int cli_kv_type(const char *cmd, const char *v, int *f16) {
+    if (v && (!strcmp(v, "f32") || !strcmp(v, "f16"))) {
+        *f16 = !strcmp(v, "f16");
+        return 0;
+    }
+    fprintf(stderr, "whale %s: --kv-type takes f32 or f16\n", cmd);
+    return -1;
+}
+
 const char *cli_model_path(const char *arg) {
     static char buf[4096];
     if (arg && strcmp(arg, "default")) return arg;

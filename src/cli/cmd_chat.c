@@ -131,7 +131,7 @@ int cmd_chat(int argc, char **argv) {
     chat_msg msgs[CHAT_MAX_MESSAGES];
     size_t n_msgs = 0;
     int rc = 1;
-    model_opts mo = {.n_threads = o.threads, .progress = isatty(2)};
+    model_opts mo = {.n_threads = o.threads, .progress = isatty(2), .kv_f16 = o.kv_f16};
     const char *path = cli_model_path(o.model);
     if (model_load(&m, path, &mo, &err)) {
         fprintf(stderr, "whale: %s%s\n", err.msg, o.model ? "" : " (run `make run` or scripts/setup to fetch the default model)");

@@ -89,7 +89,7 @@ int cmd_run(int argc, char **argv) {
     tok_ids ids = {0};
     outbuf out = {0};
     int rc = 1;
-    model_opts mo = {.n_threads = o.threads, .progress = !json && isatty(2)};
+    model_opts mo = {.n_threads = o.threads, .progress = !json && isatty(2), .kv_f16 = o.kv_f16};
     if (model_load(&m, cli_model_path(o.model), &mo, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
     const tokenizer *t = model_tokenizer(m);
     if (!t && !ids_arg) { fprintf(stderr, "whale run: the model has no tokenizer (give the prompt as --ids)\n"); goto done; }

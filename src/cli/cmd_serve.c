@@ -38,6 +38,7 @@ static void usage(FILE *f) {
                "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
+               "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -91,6 +92,7 @@ static uint64_t fingerprint(const char *path) {
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
     long cache_ram = 1024, cache_disk = 8192;
+    int kv_f16 = 0;
     char cache_dir[4096];
     o.cache_dir = cli_home_path("kv-cache", cache_dir, sizeof cache_dir);
     const char *model_path = NULL;
@@ -104,6 +106,7 @@ int cmd_serve(int argc, char **argv) {
         else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
         else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
         else if (v && !strcmp(a, "--cache-dir")) { o.cache_dir = v; i++; }
+        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
         else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }
         else if (!strcmp(a, "--port")) { if (number(a, v, 1, 65535, &x)) return 2; o.port = (int)x; i++; }
@@ -128,7 +131,7 @@ int cmd_serve(int argc, char **argv) {
     o.cache_salt = fingerprint(path);
     whale_err err = {0};
     model *m = NULL;
-    model_opts mo = {.n_threads = threads, .progress = isatty(2)};
+    model_opts mo = {.n_threads = threads, .progress = isatty(2), .kv_f16 = kv_f16};
     if (model_load(&m, path, &mo, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "base/err.h"
+#include "cli/cli.h"
 
 const char gen_flags_help[] =
     "  -m MODEL              a .gguf file or Hugging Face checkpoint (default: the default model)\n"
@@ -23,6 +24,7 @@ const char gen_flags_help[] =
     "  --no-think            R1 models: do not force the reply to start with <think>\n"
     "  --speculative mtp     DeepSeek-V3/R1: draft a token ahead with the model's MTP module and\n"
     "                        verify it in the same pass (greedy: needs --temp 0; same output)\n"
+    CLI_KV_TYPE_HELP
     "  -t N                  threads (default: all cores)\n";
 
 void gen_opts_default(gen_opts *o) {
@@ -60,6 +62,9 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
             return -1;
         }
         o->spec_mtp = 1;
+        (*i)++;
+    } else if (!strcmp(a, "--kv-type")) {
+        if (cli_kv_type(cmd, v, &o->kv_f16)) return -1;
         (*i)++;
     } else if (!strcmp(a, "--ctx")) { TAKE(16, 1 << 24); o->n_ctx = (int64_t)d; }
     else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) { TAKE(0, 1 << 24); o->max_tokens = (int64_t)d; }

@@ -19,6 +19,7 @@ typedef struct gen_opts {
     int threads;
     int think;          /* R1: force the reply to start with <think> */
     int spec_mtp;       /* --speculative mtp */
+    int kv_f16;         /* --kv-type f16 */
 } gen_opts;
 
 void gen_opts_default(gen_opts *o);

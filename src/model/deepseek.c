@@ -183,7 +183,7 @@ int deepseek_alloc(model *m, whale_err *err) {
     int64_t after = dc > H * OP_MQA_BLOCK ? dc : H * OP_MQA_BLOCK;
     if (split && dn * dc > after) after = dn * dc;
     m->ds_wide = wide3;
-    m->ds_scratch_n = wide3 + after;
+    m->ds_scratch_n = wide3 + after + dc + dr; /* + one latent row widened from an F16 cache */
     m->ds_scratch = malloc((size_t)(T * m->ds_scratch_n) * sizeof(float));
     int64_t parts = B > DS_SPLIT_ROWS * DS_MAX_CHUNKS ? B : DS_SPLIT_ROWS * DS_MAX_CHUNKS;
     m->qcat = malloc((size_t)(B * H * (dc + dr)) * sizeof(float));
@@ -251,8 +251,8 @@ void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok) { m
 
 /* ---- attention (absorbed) ------------------------------------------------------------- */
 
-static float *latent_row(const kv_cache *kv, int64_t layer, int32_t seq, int64_t pos) {
-    return kv->k + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+static void *latent_row(const kv_cache *kv, int64_t layer, int32_t seq, int64_t pos) {
+    return kv_row(kv, kv->k, layer, seq, pos);
 }
 
 typedef struct ds_att {
@@ -286,6 +286,7 @@ static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
     int64_t dc = hp->kv_lora_rank, row = task / H, h = task % H, pos = j->pos[row];
     int32_t seq = j->seq ? j->seq[row] : 0;
     float *wrow = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n, *uk = wrow + m->ds_wide;
+    float *ltmp = wrow + m->ds_scratch_n - (dc + dr); /* a latent row widened from an F16 cache */
     float *sc = m->att_scores + (size_t)thread * (size_t)m->att_scores_n;
     const float *q = m->q + (size_t)(row * H * (dn + dr) + h * (dn + dr));
     /* W_UV[h] row d is row uv0 + d of wuv; W_UK[h] row d is row uk0 + d of wkv_b (fused layout) */
@@ -294,7 +295,7 @@ static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
     float *out = m->att + (size_t)(row * H * dv + h * dv);
     if (L->split_kb) w_uk_from_kb(&L->wk_b, h, dn, dc, uk, wrow); /* this head's W_UK, dn x dc */
     for (int64_t t = 0; t <= pos; t++) {
-        const float *lat = latent_row(j->kv, j->layer, seq, t);
+        const float *lat = kv_get(j->kv, latent_row(j->kv, j->layer, seq, t), dc + dr, ltmp);
         float s = 0;
         for (int64_t d = 0; d < dn; d++)
             s += q[d] * (L->split_kb ? op_dot(uk + d * dc, lat, dc) : wmat_dot(&L->wkv_b, uk0 + d, lat, wrow));
@@ -303,7 +304,7 @@ static void ds_att_naive_task(void *ctx, int64_t task, int thread) {
     op_softmax(sc, pos + 1);
     memset(out, 0, (size_t)dv * sizeof *out);
     for (int64_t t = 0; t <= pos; t++) {
-        const float *lat = latent_row(j->kv, j->layer, seq, t);
+        const float *lat = kv_get(j->kv, latent_row(j->kv, j->layer, seq, t), dc + dr, ltmp);
         for (int64_t d = 0; d < dv; d++) out[d] += sc[t] * wmat_dot(wuv, uv0 + d, lat, wrow);
     }
 }
@@ -351,11 +352,12 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
     float *o = m->att_part + (size_t)task * (size_t)(H * (dc + 2)), *mx = o + H * dc, *l = mx + H;
     float *sc = m->ds_scratch + (size_t)thread * (size_t)m->ds_scratch_n;
     const float *qc = m->qcat + (size_t)(row * H * (dc + dr));
-    const float *base = latent_row(j->kv, j->layer, j->seq ? j->seq[row] : 0, 0);
+    const char *base = latent_row(j->kv, j->layer, j->seq ? j->seq[row] : 0, 0);
     memset(o, 0, (size_t)(H * dc) * sizeof *o);
     for (int64_t h = 0; h < H; h++) mx[h] = -INFINITY, l[h] = 0;
     if (t1 > t0)
-        op_mqa_attend(o, dc, mx, l, qc, dc + dr, H, base + t0 * kd, kd, dc + dr, base + t0 * kd, kd, dc, t1 - t0, sc);
+        op_mqa_attend_t(o, dc, mx, l, qc, dc + dr, H, base + (size_t)(t0 * kd) * (j->kv->f16 ? 2 : 4), kd, dc + dr,
+                        base + (size_t)(t0 * kd) * (j->kv->f16 ? 2 : 4), kd, dc, t1 - t0, j->kv->f16, sc);
 }
 
 /* Pass 3, first for each row of a head: merge the chunks into o~ / sum, left in place of chunk
@@ -665,7 +667,7 @@ void ds_block(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const in
         op_rmsnorm(a, a, L->kv_a_norm, dc, 1e-6f);
         op_rope(a + dc, dr, pos[i], m->inv_freq, ROPE_NORM);
         for (int64_t h = 0; h < H; h++) op_rope(m->q + i * QD + h * (dn + dr) + dn, dr, pos[i], m->inv_freq, ROPE_NORM);
-        memcpy(latent_row(kv, layer, seq ? seq[i] : 0, pos[i]), a, (size_t)(dc + dr) * sizeof(float));
+        kv_put(kv, latent_row(kv, layer, seq ? seq[i] : 0, pos[i]), a, dc + dr);
     }
     ds_attention(m, kv, L, layer, pos, seq, n);
     ds_mm(m, m->tmp_rows, &L->wo, m->att, n);

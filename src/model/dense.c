@@ -20,8 +20,27 @@
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
-static float *kv_row(const kv_cache *kv, float *base, int64_t layer, int32_t seq, int64_t pos) {
-    return base + (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+static size_t kv_esz(const kv_cache *kv) { return kv->f16 ? 2 : 4; }
+
+void *kv_row(const kv_cache *kv, void *base, int64_t layer, int32_t seq, int64_t pos) {
+    size_t i = (((size_t)layer * (size_t)kv->n_seq + (size_t)seq) * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->kv_dim;
+    return (char *)base + i * kv_esz(kv);
+}
+
+void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n) {
+    if (!kv->f16) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+}
+
+const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp) {
+    if (!kv->f16) return row;
+    const uint16_t *h = row;
+    for (int64_t i = 0; i < n; i++) tmp[i] = fp16_to_f32(h[i]);
+    return tmp;
 }
 
 kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
@@ -34,9 +53,10 @@ kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq) {
     /* MLA caches one latent row (kv_lora_rank + rope key) per token and layer, no values. */
     int mla = m->hp.arch == MODEL_ARCH_DEEPSEEK2;
     kv->kv_dim = mla ? m->hp.kv_lora_rank + m->hp.qk_rope_head_dim : m->hp.n_head_kv * m->hp.head_dim;
+    kv->f16 = m->kv_f16;
     size_t n = (size_t)(kv->n_layer * n_seq * n_ctx * kv->kv_dim);
-    kv->k = calloc(n, sizeof(float));
-    kv->v = mla ? NULL : calloc(n, sizeof(float));
+    kv->k = calloc(n, kv_esz(kv));
+    kv->v = mla ? NULL : calloc(n, kv_esz(kv));
     if (!kv->k || (!mla && !kv->v)) {
         kv_cache_free(kv);
         return NULL;
@@ -51,28 +71,29 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
     uint64_t x = seed | 1;
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++) {
-            float *row = kv_row(kv, which ? kv->v : kv->k, l, seq, 0);
+            char *row = kv_row(kv, which ? kv->v : kv->k, l, seq, 0);
             for (int64_t i = 0; i < n * kv->kv_dim; i++) {
                 x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                 /* uniform on [-sqrt 3, sqrt 3): unit variance */
-                row[i] = (float)((double)(x >> 11) * (1.0 / 9007199254740992.0) * 3.4641016151377544 - 1.7320508075688772);
+                float r = (float)((double)(x >> 11) * (1.0 / 9007199254740992.0) * 3.4641016151377544 - 1.7320508075688772);
+                kv_put(kv, row + (size_t)i * kv_esz(kv), &r, 1);
             }
         }
     return 0;
 }
 
 size_t kv_cache_pos_bytes(const kv_cache *kv) {
-    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * sizeof(float);
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * kv_esz(kv);
 }
 
 /* Copy positions [pos0, pos0+n) of seq between the cache and buf (layer by layer: keys, then
  * values), in the direction `out` says. */
 static int kv_copy(kv_cache *kv, int seq, int64_t pos0, int64_t n, uint8_t *buf, int out) {
     if (seq < 0 || seq >= kv->n_seq || pos0 < 0 || n < 0 || pos0 + n > kv->n_ctx) return -1;
-    size_t span = (size_t)(n * kv->kv_dim) * sizeof(float);
+    size_t span = (size_t)(n * kv->kv_dim) * kv_esz(kv);
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++, buf += span) {
-            float *row = kv_row(kv, which ? kv->v : kv->k, l, seq, pos0);
+            void *row = kv_row(kv, which ? kv->v : kv->k, l, seq, pos0);
             if (out) memcpy(buf, row, span);
             else memcpy(row, buf, span);
         }
@@ -96,7 +117,7 @@ void kv_cache_free(kv_cache *kv) {
 
 int64_t kv_cache_n_ctx(const kv_cache *kv) { return kv->n_ctx; }
 size_t kv_cache_bytes(const kv_cache *kv) {
-    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * sizeof(float);
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->n_seq * kv->n_ctx * kv->kv_dim) * kv_esz(kv);
 }
 
 
@@ -157,8 +178,9 @@ static void att_task(void *ctx, int64_t task, int thread) {
     memset(out, 0, (size_t)(group * D) * sizeof *out);
     for (int64_t h = 0; h < group; h++) mx[h] = -INFINITY, l[h] = 0;
     int64_t KV = HKV * D;
-    op_mqa_attend(out, D, mx, l, qs, D, group, kv_row(j->kv, j->kv->k, j->layer, seq, 0) + kvh * D, KV, D,
-                  kv_row(j->kv, j->kv->v, j->layer, seq, 0) + kvh * D, KV, D, P, sc);
+    size_t off = (size_t)(kvh * D) * kv_esz(j->kv);
+    op_mqa_attend_t(out, D, mx, l, qs, D, group, (const char *)kv_row(j->kv, j->kv->k, j->layer, seq, 0) + off, KV, D,
+                    (const char *)kv_row(j->kv, j->kv->v, j->layer, seq, 0) + off, KV, D, P, j->kv->f16, sc);
     for (int64_t h = 0; h < group; h++)
         for (int64_t i = 0; i < D; i++) out[h * D + i] /= l[h];
 }
@@ -196,8 +218,8 @@ static int forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r
             for (int64_t h = 0; h < H; h++) op_rope(m->q + i * Q + h * D, m->n_rot, pos[i], m->inv_freq, m->rope);
             for (int64_t h = 0; h < HKV; h++) op_rope(m->k + i * KV + h * D, m->n_rot, pos[i], m->inv_freq, m->rope);
             int32_t s = seq ? seq[i] : 0;
-            memcpy(kv_row(kv, kv->k, l, s, pos[i]), m->k + i * KV, (size_t)KV * sizeof(float));
-            memcpy(kv_row(kv, kv->v, l, s, pos[i]), m->v + i * KV, (size_t)KV * sizeof(float));
+            kv_put(kv, kv_row(kv, kv->k, l, s, pos[i]), m->k + i * KV, KV);
+            kv_put(kv, kv_row(kv, kv->v, l, s, pos[i]), m->v + i * KV, KV);
         }
         att_job aj = {m, kv, l, pos, seq, m->att_scores_n};
         tp_run(m->tp, n * HKV, att_task, &aj);

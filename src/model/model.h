@@ -28,6 +28,8 @@ typedef struct model_opts {
                         against; slower */
     int mtp_prenorm; /* MTP: continue from the main model's hidden state before its final norm
                         instead of after it (vLLM's choice; DeepSeek never said which) */
+    int kv_f16;      /* KV caches made for the model store rows as IEEE half floats: half the
+                        memory (and of the bytes attention reads), values rounded to 11 bits */
 } model_opts;
 
 /* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and

@@ -102,6 +102,7 @@ struct model {
     ds_layer *ds;        /* (n_layer), deepseek2 */
     float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
     int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
+    int kv_f16;          /* KV caches store half floats (see model_opts) */
     float *ds_scratch;   /* deepseek2: (threads, ds_scratch_n) attention vectors per thread */
     int64_t ds_scratch_n, ds_wide;
     float *qcat;         /* deepseek2: (n_batch, n_head, kv_lora_rank + rope) absorbed queries */
@@ -139,8 +140,16 @@ struct model {
 struct kv_cache {
     int64_t n_ctx, n_layer, kv_dim;
     int n_seq;
-    float *k, *v; /* (n_layer, n_seq, n_ctx, kv_dim) */
+    int f16;      /* rows stored as IEEE half floats (model_opts.kv_f16), else F32 */
+    void *k, *v;  /* (n_layer, n_seq, n_ctx, kv_dim) elements */
 };
+
+/* dense.c: the cache row of (layer, seq, pos) in k or v, and a row of n floats stored there
+ * (converted to the cache's type); kv_get: the row as floats (in place for F32, else widened
+ * into tmp, n floats). */
+void *kv_row(const kv_cache *kv, void *base, int64_t layer, int32_t seq, int64_t pos);
+void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n);
+const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp);
 
 /* dense.c: Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ on the thread pool,
  * through the integer path where the weight type has one. */

@@ -396,6 +396,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     }
     m->n_batch = o.n_batch > 0 ? o.n_batch : 256;
     m->mla_naive = o.mla_naive;
+    m->kv_f16 = o.kv_f16;
     m->mtp_prenorm = o.mtp_prenorm;
     if ((rc = alloc_scratch(m, err))) goto fail;
     if (m->hp.arch == MODEL_ARCH_DEEPSEEK2 && (rc = deepseek_alloc(m, err))) goto fail;
