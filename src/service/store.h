@@ -1,0 +1,105 @@
+/* store.h — accounts, API keys, prices, balances and the usage ledger: what `whale serve
+ * --accounts` and `whale admin` keep between runs.
+ *
+ * One interface; this file's implementation is SQLite (store_sqlite.c: one database file, WAL,
+ * numbered migrations, prepared statements only). PostgreSQL for several replicas comes behind
+ * the same functions.
+ *
+ * Money is an integer number of micro-units of the currency (1 USD = 1,000,000), never a float.
+ * Prices are micro-units per million tokens. The ledger is append-only: every change of a
+ * balance is a ledger row written in the same transaction as the balance, so a balance always
+ * equals the sum of its user's ledger (store_check verifies it). A charge carries the request's
+ * id, unique in the ledger: committing the same request twice is refused, never counted twice.
+ *
+ * API keys are stored as a BLAKE2b-256 hash of the key (they are long random strings, so a fast
+ * hash is enough); only the key's first characters (its prefix) are kept in clear, to list
+ * them. Passwords (later: web logins) as argon2id strings.
+ *
+ * Thread-safe: one connection behind a mutex. Fallible functions return 0 or a negative
+ * WHALE_E_* with a message that never contains a key or password. */
+#ifndef WHALE_SERVICE_STORE_H
+#define WHALE_SERVICE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "whale.h"
+
+#define STORE_KEY_HASH 32   /* bytes of a key's hash */
+#define STORE_KEY_PREFIX 12 /* characters of a key kept in clear ("sk-" and 9 more) */
+#define STORE_MAX_EMAIL 254 /* RFC 5321's limit on an address */
+
+typedef struct store store;
+
+/* Open (creating and migrating as needed) the database at path. */
+int store_open(store **out, const char *path, whale_err *err);
+void store_close(store *s);
+
+typedef struct store_user {
+    int64_t id;
+    char email[STORE_MAX_EMAIL + 1];
+    int admin, disabled;
+} store_user;
+
+/* A new user with a zero balance; WHALE_E_ARG when the email is taken or malformed. */
+int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_err *err);
+/* By email; WHALE_E_NOTFOUND when there is none. */
+int store_user_find(store *s, const char *email, store_user *out, whale_err *err);
+int store_user_set_disabled(store *s, int64_t user, int disabled, whale_err *err);
+
+typedef struct store_key {
+    int64_t id, user;
+    char prefix[STORE_KEY_PREFIX + 1];
+    int64_t created, last_used, expires; /* unix seconds; expires 0: never */
+    int revoked;
+    int user_disabled;
+} store_key;
+
+/* Make a key for user: the whole key (shown once) into key_out (cap >= 52), its record into out.
+ * expires: unix seconds, 0 for never. */
+int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, size_t cap, store_key *out, whale_err *err);
+/* The key's record by its text; WHALE_E_NOTFOUND when no key hashes to it (revoked and expired
+ * keys are found: the caller decides, and says why). */
+int store_key_lookup(store *s, const char *key, store_key *out, whale_err *err);
+/* A user's keys, newest first: *out malloc'd (free it), *n of them. */
+int store_key_list(store *s, int64_t user, store_key **out, size_t *n, whale_err *err);
+/* Revoke the user's key with that id or prefix; WHALE_E_NOTFOUND when the user has none such. */
+int store_key_revoke(store *s, int64_t user, const char *id_or_prefix, whale_err *err);
+void store_key_touch(store *s, int64_t key, int64_t now);
+
+typedef struct store_price {
+    int64_t hit, miss, output; /* micro-units per million tokens: input cache hit, input cache miss, output */
+} store_price;
+/* The model's prices, or the default's ("*"), or DeepSeek's launch prices for R1 (reasoning)
+ * or V3 (chat) when neither is set. */
+int store_price_get(store *s, const char *model, int reasoning, store_price *out, whale_err *err);
+int store_price_set(store *s, const char *model, const store_price *p, whale_err *err);
+
+/* Add amount (may be negative: a correction) to a user's balance, with its ledger row. */
+int store_credit(store *s, int64_t user, int64_t amount, const char *note, whale_err *err);
+int store_balance(store *s, int64_t user, int64_t *amount, whale_err *err);
+
+typedef struct store_charge {
+    int64_t user, key;
+    const char *request_id; /* unique in the ledger */
+    const char *model;
+    int64_t hit, miss, output, reasoning; /* tokens (reasoning tokens are part of output) */
+    store_price price;
+} store_charge;
+/* The amount of a charge: sum of tokens x price / 1e6, rounded half up to a micro-unit. */
+int64_t store_charge_amount(const store_charge *c);
+/* Commit the charge: ledger row and balance in one transaction. WHALE_E_ARG when the request id
+ * is already in the ledger (nothing changes). The balance may go below zero (a request admitted
+ * with a positive balance is charged in full). */
+int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_err *err);
+
+/* Usage: one line per (day, user, key) with tokens and amount, as text rows into a callback. */
+typedef void (*store_usage_fn)(void *ctx, const char *day, const char *email, const char *key_prefix, int64_t requests,
+                               int64_t hit, int64_t miss, int64_t output, int64_t amount);
+int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err *err);
+
+/* Every balance equals the sum of its ledger: 0, or WHALE_E_FORMAT naming the first user whose
+ * does not. */
+int store_check(store *s, whale_err *err);
+
+#endif

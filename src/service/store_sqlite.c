@@ -1,0 +1,448 @@
+/* store_sqlite.c — the store (service/store.h) on SQLite: one file, WAL, numbered migrations
+ * kept in PRAGMA user_version, prepared statements only, each change in one transaction. */
+#include "service/store.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/err.h"
+
+struct store {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+/* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
+static const char *const MIGRATIONS[] = {
+    /* 1: accounts, keys, prices, balances and the ledger */
+    "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
+    "  admin INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
+    "CREATE TABLE balances (user_id INTEGER PRIMARY KEY REFERENCES users(id), amount INTEGER NOT NULL);"
+    "CREATE TABLE api_keys (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  prefix TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0,"
+    "  expires INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX api_keys_user ON api_keys(user_id);"
+    "CREATE TABLE prices (model TEXT PRIMARY KEY, hit INTEGER NOT NULL, miss INTEGER NOT NULL, output INTEGER NOT NULL);"
+    "CREATE TABLE ledger (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), key_id INTEGER,"
+    "  at INTEGER NOT NULL, kind TEXT NOT NULL, amount INTEGER NOT NULL, request_id TEXT UNIQUE, model TEXT,"
+    "  hit INTEGER NOT NULL DEFAULT 0, miss INTEGER NOT NULL DEFAULT 0, output INTEGER NOT NULL DEFAULT 0,"
+    "  reasoning INTEGER NOT NULL DEFAULT 0, note TEXT);"
+    "CREATE INDEX ledger_user ON ledger(user_id, at);"
+    /* append-only: the database itself refuses to change or remove a ledger row */
+    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+    "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;",
+};
+#define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+static int64_t now_s(void) { return (int64_t)time(NULL); }
+
+static int db_fail(store *s, whale_err *err, const char *what) {
+    return err_set(err, WHALE_E_IO, "database: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+/* Prepare, bind with a format ("i" int64, "t" text, "b" 32-byte blob), leaving the statement
+ * ready to step; NULL with a message. */
+static sqlite3_stmt *prep(store *s, const char *sql, whale_err *err, const char *fmt, ...) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        db_fail(s, err, "prepare");
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt && fmt[i]; i++) {
+        int rc = SQLITE_OK;
+        if (fmt[i] == 'i') rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+        else if (fmt[i] == 't') {
+            const char *t = va_arg(ap, const char *);
+            rc = t ? sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i + 1);
+        } else if (fmt[i] == 'b') rc = sqlite3_bind_blob(st, i + 1, va_arg(ap, const void *), STORE_KEY_HASH, SQLITE_TRANSIENT);
+        if (rc != SQLITE_OK) {
+            va_end(ap);
+            db_fail(s, err, "bind");
+            sqlite3_finalize(st);
+            return NULL;
+        }
+    }
+    va_end(ap);
+    return st;
+}
+
+static int run_done(store *s, sqlite3_stmt *st, whale_err *err, const char *what) {
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
+    if (rc == SQLITE_CONSTRAINT) return err_set(err, WHALE_E_ARG, "%s: already there", what);
+    return db_fail(s, err, what);
+}
+
+static int begin(store *s, whale_err *err) {
+    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, err, "begin");
+}
+static int commit(store *s, whale_err *err) {
+    return sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, err, "commit");
+}
+static void rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+int store_open(store **out, const char *path, whale_err *err) {
+    *out = NULL;
+    if (sodium_init() < 0) return err_set(err, WHALE_E_UNSUPPORTED, "libsodium could not start");
+    store *s = calloc(1, sizeof *s);
+    if (!s) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
+        err_set(err, WHALE_E_IO, "%s: cannot open the database: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_close(s->db);
+        free(s);
+        return err->code;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    sqlite3_busy_timeout(s->db, 10000); /* other processes (whale admin) hold the lock briefly */
+    int rc = 0;
+    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
+                     NULL) != SQLITE_OK)
+        rc = err_set(err, WHALE_E_IO, "%s: %s", path, sqlite3_errmsg(s->db));
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    if (!rc && sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!rc && version > N_MIGRATIONS)
+        rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: the database is from a newer Whale (schema %d; this one knows %d)", path,
+                     version, N_MIGRATIONS);
+    for (int v = version; !rc && v < N_MIGRATIONS; v++) { /* each migration and its version bump: one transaction */
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
+        if (begin(s, err)) rc = err->code;
+        else if (sqlite3_exec(s->db, MIGRATIONS[v], NULL, NULL, NULL) != SQLITE_OK ||
+                 sqlite3_exec(s->db, bump, NULL, NULL, NULL) != SQLITE_OK) {
+            rc = err_set(err, WHALE_E_IO, "%s: migration %d: %s", path, v + 1, sqlite3_errmsg(s->db));
+            rollback(s);
+        } else if (commit(s, err)) rc = err->code;
+    }
+    if (rc) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int email_ok(const char *e) {
+    size_t n = strlen(e);
+    const char *at = strchr(e, '@');
+    if (!n || n > STORE_MAX_EMAIL || !at || at == e || !at[1] || strchr(at + 1, '@')) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)e[i] <= ' ' || e[i] == 0x7f) return 0;
+    return 1;
+}
+
+int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_err *err) {
+    if (!email_ok(email)) return err_set(err, WHALE_E_ARG, "not an email address");
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    if (!rc) {
+        sqlite3_stmt *st = prep(s, "INSERT INTO users (email, admin, created) VALUES (?, ?, ?)", err, "tii", email,
+                                (int64_t)admin, now_s());
+        rc = st ? run_done(s, st, err, "that email has an account") : err->code;
+        int64_t uid = sqlite3_last_insert_rowid(s->db);
+        if (!rc) {
+            st = prep(s, "INSERT INTO balances (user_id, amount) VALUES (?, 0)", err, "i", uid);
+            rc = st ? run_done(s, st, err, "balance") : err->code;
+        }
+        if (!rc) rc = commit(s, err);
+        if (rc) rollback(s);
+        else if (id) *id = uid;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_user_find(store *s, const char *email, store_user *out, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT id, email, admin, disabled FROM users WHERE email = ?", err, "t", email);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            out->id = sqlite3_column_int64(st, 0);
+            snprintf(out->email, sizeof out->email, "%s", (const char *)sqlite3_column_text(st, 1));
+            out->admin = sqlite3_column_int(st, 2);
+            out->disabled = sqlite3_column_int(st, 3);
+        } else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_user_set_disabled(store *s, int64_t user, int disabled, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "UPDATE users SET disabled = ? WHERE id = ?", err, "ii", (int64_t)disabled, user);
+    int rc = st ? run_done(s, st, err, "disable user") : err->code;
+    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static void key_hash(const char *key, uint8_t out[STORE_KEY_HASH]) {
+    crypto_generichash(out, STORE_KEY_HASH, (const unsigned char *)key, strlen(key), NULL, 0);
+}
+
+static void key_row(sqlite3_stmt *st, store_key *k) {
+    k->id = sqlite3_column_int64(st, 0);
+    k->user = sqlite3_column_int64(st, 1);
+    snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
+    k->created = sqlite3_column_int64(st, 3);
+    k->last_used = sqlite3_column_int64(st, 4);
+    k->expires = sqlite3_column_int64(st, 5);
+    k->revoked = sqlite3_column_int(st, 6);
+    k->user_disabled = sqlite3_column_int(st, 7);
+}
+
+#define KEY_COLS "k.id, k.user_id, k.prefix, k.created, k.last_used, k.expires, k.revoked, u.disabled"
+
+int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, size_t cap, store_key *out, whale_err *err) {
+    unsigned char rnd[24];
+    char b64[sodium_base64_ENCODED_LEN(24, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    if (cap < 3 + sizeof b64) return err_set(err, WHALE_E_ARG, "key buffer too small");
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2base64(b64, sizeof b64, rnd, sizeof rnd, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(key_out, cap, "sk-%s", b64);
+    uint8_t h[STORE_KEY_HASH];
+    key_hash(key_out, h);
+    char prefix[STORE_KEY_PREFIX + 1];
+    snprintf(prefix, sizeof prefix, "%.*s", STORE_KEY_PREFIX, key_out);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?)", err,
+                            "itbii", user, prefix, h, now_s(), expires);
+    int rc = st ? run_done(s, st, err, "key") : err->code;
+    if (!rc && out) {
+        memset(out, 0, sizeof *out);
+        out->id = sqlite3_last_insert_rowid(s->db);
+        out->user = user;
+        snprintf(out->prefix, sizeof out->prefix, "%s", prefix);
+        out->created = now_s();
+        out->expires = expires;
+    }
+    pthread_mutex_unlock(&s->mu);
+    sodium_memzero(rnd, sizeof rnd);
+    return rc;
+}
+
+int store_key_lookup(store *s, const char *key, store_key *out, whale_err *err) {
+    uint8_t h[STORE_KEY_HASH];
+    key_hash(key, h);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = ?", err,
+                            "b", h);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) key_row(st, out);
+        else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such key") : db_fail(s, err, "key lookup");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_key_list(store *s, int64_t user, store_key **out, size_t *n, whale_err *err) {
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ?"
+                               " ORDER BY k.id DESC", err, "i", user);
+    int rc = st ? 0 : err->code;
+    size_t cap = 0;
+    while (st) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = db_fail(s, err, "list keys");
+            break;
+        }
+        if (*n == cap) {
+            store_key *g = realloc(*out, (cap = cap ? cap * 2 : 8) * sizeof **out);
+            if (!g) {
+                rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+                break;
+            }
+            *out = g;
+        }
+        key_row(st, &(*out)[(*n)++]);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_key_revoke(store *s, int64_t user, const char *id_or_prefix, whale_err *err) {
+    char *end;
+    long long id = strtoll(id_or_prefix, &end, 10);
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = *end || !*id_or_prefix
+                           ? prep(s, "UPDATE api_keys SET revoked = 1 WHERE user_id = ? AND prefix = ?", err, "it", user, id_or_prefix)
+                           : prep(s, "UPDATE api_keys SET revoked = 1 WHERE user_id = ? AND id = ?", err, "ii", user, (int64_t)id);
+    int rc = st ? run_done(s, st, err, "revoke") : err->code;
+    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "this user has no such key");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void store_key_touch(store *s, int64_t key, int64_t now) {
+    whale_err err = {0};
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "UPDATE api_keys SET last_used = ? WHERE id = ?", &err, "ii", now, key);
+    if (st) run_done(s, st, &err, "touch");
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* DeepSeek's launch prices (ANCHORS.md), micro-USD per million tokens. */
+static const store_price PRICE_REASONER = {140000, 550000, 2190000}, PRICE_CHAT = {70000, 270000, 1100000};
+
+int store_price_get(store *s, const char *model, int reasoning, store_price *out, whale_err *err) {
+    *out = reasoning ? PRICE_REASONER : PRICE_CHAT;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT hit, miss, output FROM prices WHERE model IN (?, '*') ORDER BY model = '*' LIMIT 1",
+                            err, "t", model);
+    int rc = st ? 0 : err->code;
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        out->hit = sqlite3_column_int64(st, 0);
+        out->miss = sqlite3_column_int64(st, 1);
+        out->output = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_price_set(store *s, const char *model, const store_price *p, whale_err *err) {
+    if (p->hit < 0 || p->miss < 0 || p->output < 0) return err_set(err, WHALE_E_ARG, "prices cannot be negative");
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "INSERT INTO prices (model, hit, miss, output) VALUES (?, ?, ?, ?) ON CONFLICT(model) DO "
+                               "UPDATE SET hit = excluded.hit, miss = excluded.miss, output = excluded.output",
+                            err, "tiii", model, p->hit, p->miss, p->output);
+    int rc = st ? run_done(s, st, err, "price") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* Under mu, inside a transaction: the ledger row, then the balance. */
+static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t amount, const store_charge *c,
+                 const char *note, whale_err *err) {
+    sqlite3_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
+                               " reasoning, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            err, "iiitittiiiit", user, key, now_s(), kind, amount, c ? c->request_id : NULL,
+                            c ? c->model : NULL, c ? c->hit : 0, c ? c->miss : 0, c ? c->output : 0,
+                            c ? c->reasoning : 0, note);
+    int rc = st ? run_done(s, st, err, "this request is already in the ledger") : err->code;
+    if (rc) return rc;
+    st = prep(s, "UPDATE balances SET amount = amount + ? WHERE user_id = ?", err, "ii", amount, user);
+    rc = st ? run_done(s, st, err, "balance") : err->code;
+    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    return rc;
+}
+
+int store_credit(store *s, int64_t user, int64_t amount, const char *note, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    if (!rc) {
+        rc = apply(s, user, 0, "credit", amount, NULL, note, err);
+        if (!rc) rc = commit(s, err);
+        if (rc) rollback(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_balance(store *s, int64_t user, int64_t *amount, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT amount FROM balances WHERE user_id = ?", err, "i", user);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (sqlite3_step(st) == SQLITE_ROW) *amount = sqlite3_column_int64(st, 0);
+        else rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int64_t store_charge_amount(const store_charge *c) {
+    /* at most ~1e12 tokens x 1e12 micro-units before overflow: far beyond any request */
+    int64_t x = c->hit * c->price.hit + c->miss * c->price.miss + c->output * c->price.output;
+    return (x + 500000) / 1000000;
+}
+
+int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_err *err) {
+    int64_t a = store_charge_amount(c);
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    if (!rc) {
+        rc = apply(s, c->user, c->key, "charge", -a, c, NULL, err);
+        if (!rc) rc = commit(s, err);
+        if (rc) rollback(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!rc && amount) *amount = a;
+    return rc;
+}
+
+int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s,
+                            "SELECT date(l.at, 'unixepoch'), u.email, COALESCE(k.prefix, ''), count(*), sum(l.hit),"
+                            " sum(l.miss), sum(l.output), -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id"
+                            " LEFT JOIN api_keys k ON k.id = l.key_id WHERE l.kind = 'charge' AND (? = 0 OR l.user_id = ?)"
+                            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+                            err, "ii", user, user);
+    int rc = st ? 0 : err->code;
+    while (st) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = db_fail(s, err, "usage");
+            break;
+        }
+        fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
+           sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_check(store *s, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s,
+                            "SELECT b.user_id, b.amount, COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id ="
+                            " b.user_id), 0) FROM balances b",
+                            err, NULL);
+    int rc = st ? 0 : err->code;
+    while (st && !rc) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) rc = db_fail(s, err, "check");
+        else if (sqlite3_column_int64(st, 1) != sqlite3_column_int64(st, 2))
+            rc = err_set(err, WHALE_E_FORMAT, "user %lld: balance %lld but ledger sum %lld",
+                         (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1),
+                         (long long)sqlite3_column_int64(st, 2));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
