@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "engine/prefix_cache.h"
 #include "service/server.h"
+#include "service/store.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
@@ -39,6 +40,10 @@ static void usage(FILE *f) {
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
                "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
+               "  --accounts       multi-user mode: every request needs an API key (Authorization: Bearer),\n"
+               "                   is refused with 402 at a zero balance and is charged per token when it\n"
+               "                   ends; GET /user/balance. Manage users and keys with `whale admin`\n"
+               "  --db PATH        the accounts database (default $WHALE_HOME/whale.db)\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -92,7 +97,9 @@ static uint64_t fingerprint(const char *path) {
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
     long cache_ram = 1024, cache_disk = 8192;
-    int kv_f16 = 0;
+    int kv_f16 = 0, accounts = 0;
+    char db_default[4096];
+    const char *db = cli_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
     o.cache_dir = cli_home_path("kv-cache", cache_dir, sizeof cache_dir);
     const char *model_path = NULL;
@@ -106,6 +113,8 @@ int cmd_serve(int argc, char **argv) {
         else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
         else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
         else if (v && !strcmp(a, "--cache-dir")) { o.cache_dir = v; i++; }
+        else if (!strcmp(a, "--accounts")) accounts = 1;
+        else if (v && !strcmp(a, "--db")) { db = v; i++; }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
         else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }
@@ -138,7 +147,15 @@ int cmd_serve(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    store *st = NULL;
+    if (accounts && store_open(&st, db, &err)) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        model_free(m);
+        return 1;
+    }
+    o.accounts = st;
     int rc = server_run(m, &o, &g_stop, &err);
+    store_close(st);
     if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);
     model_free(m);
     return rc ? 1 : 0;

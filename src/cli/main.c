@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     {"chat", cmd_chat, "talk with a model in the terminal (reasoning shown, then the answer)"},
     {"serve", cmd_serve, "serve the model over an OpenAI / DeepSeek-compatible HTTP API"},
+    {"admin", cmd_admin, "users, API keys, balances and prices of `whale serve --accounts`"},
     {"run", cmd_run, "answer one prompt (scripts and pipes; --json for one JSON object)"},
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},

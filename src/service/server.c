@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "service/accounts.h"
 #include "service/api.h"
 
 #define SERVER_KEEPALIVE_MS 10000 /* idle stream: send a comment this often */
@@ -32,11 +33,13 @@ typedef struct server {
     pthread_mutex_t mu; /* the scrape state below */
     double last_scrape;
     uint64_t last_tokens;
+    store *st; /* --accounts: keys, balances, charges; NULL in local mode */
 } server;
 
 typedef struct conn { /* per connection: the request body as it arrives */
     sbuf body;
     int too_big;
+    store_key key; /* with accounts: the caller's key, once checked */
 } conn;
 
 /* Responses by status code, for /metrics. */
@@ -81,7 +84,18 @@ typedef struct stream {
     sbuf out;      /* bytes not yet written */
     size_t out_at;
     int ended;     /* the final events are in out */
+    int charged;   /* accounts: the request's charge is committed */
+    store_key key;
 } stream;
+
+/* Accounts: commit the request's charge once it has ended (or been cancelled). */
+static void charge(server *srv, const store_key *key, sched_req *r, const api_reply *rep) {
+    if (!srv->st) return;
+    sched_result res;
+    sched_result_get(r, &res);
+    if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
+    accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens);
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
@@ -103,6 +117,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             sched_result_get(st->r, &res);
             api_stream_end(&st->rep, &res, &st->out);
             st->ended = 1;
+            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
         } else {
@@ -118,6 +133,13 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     stream *st = cls;
     if (!st->ended) sched_cancel(st->r); /* the client went away */
+    if (!st->charged && st->srv->st) { /* charged for what was computed: wait for the engine to let go */
+        int32_t ids[64];
+        int done = 0;
+        while (!done) st->have += sched_wait(st->r, st->have, ids, 64, 1000, &done);
+        charge(st->srv, &st->key, st->r, &st->rep);
+        st->charged = 1;
+    }
     sched_release(st->r);
     api_reply_free(&st->rep);
     api_req_free(&st->q);
@@ -133,6 +155,10 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     int status = (kind == API_CHAT ? api_parse_chat : api_parse_completion)(&srv->a, cn->body.s ? cn->body.s : "",
                                                                             cn->body.n, &q, &err_body);
     if (status) return send_text(c, (unsigned)status, err_body, "application/json");
+    if (srv->st && (status = accounts_admit(srv->st, &cn->key, &err_body))) {
+        api_req_free(&q);
+        return send_text(c, (unsigned)status, err_body, "application/json");
+    }
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
     whale_err e = {0};
@@ -167,6 +193,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         st->srv = srv;
         st->q = q;
         st->r = r;
+        st->key = cn->key;
         api_reply_init(&st->rep, &srv->a, &st->q);
         st->rep.req = r;
         api_stream_first(&st->rep, &st->out);
@@ -196,6 +223,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     api_reply_end(&rep);
     sched_result res;
     sched_result_get(r, &res);
+    charge(srv, &cn->key, r, &rep);
     enum MHD_Result rc;
     if (!strcmp(res.finish, "error"))
         rc = send_error(c, 500, "the model failed on this request", "server_error", "server_error");
@@ -292,6 +320,18 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_text(c, 200, b, "application/json");
     }
     if (!strcmp(url, "/metrics")) return send_text(c, 200, metrics(srv), "text/plain; version=0.0.4");
+    if (srv->st) { /* accounts: every other endpoint needs a valid key */
+        char *err_body = NULL;
+        int status = accounts_auth(srv->st, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &cn->key,
+                                   &err_body);
+        if (status) return send_text(c, (unsigned)status, err_body, "application/json");
+        if (!strcmp(url, "/user/balance")) {
+            if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
+            char *b = accounts_balance_json(srv->st, &cn->key);
+            return b ? send_text(c, 200, b, "application/json")
+                     : send_error(c, 500, "the account store failed", "server_error", "server_error");
+        }
+    }
     if (!strcmp(url, "/models") || !strcmp(url, "/v1/models")) {
         if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
         return send_text(c, 200, api_models_json(&srv->a), "application/json");
@@ -317,7 +357,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 }
 
 int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
-    server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER};
+    server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER, .st = o->accounts};
     const tokenizer *t = model_tokenizer(m);
     if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
     srv.a.tok = t;

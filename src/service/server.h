@@ -28,6 +28,8 @@ typedef struct server_opts {
     size_t cache_ram, cache_disk;
     const char *cache_dir;
     uint64_t cache_salt;
+    struct store *accounts; /* multi-user mode: keys, balances and charges (service/store.h); NULL:
+                               local single-user mode, no keys */
 } server_opts;
 
 /* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what

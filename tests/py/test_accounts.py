@@ -1,0 +1,150 @@
+"""`whale serve --accounts` with `whale admin` on a real SQLite file: API keys checked (no key,
+a bad key, a revoked key, an expired key, a disabled user: 401 with DeepSeek's body), a zero
+balance refused with 402, every request charged exactly its usage at the model's prices (plain,
+streamed, and a stream whose client went away), GET /user/balance in DeepSeek's shape, each
+balance equal to its ledger, and no key in the server's log."""
+import http.client
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEFAULT_MODEL, WHALE
+from test_serve import free_port
+
+openai = pytest.importorskip("openai")
+
+
+def admin(db, *args):
+    r = subprocess.run([str(WHALE), "admin", "--db", str(db), *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def micro(text):  # "1.234567" -> 1234567
+    whole, frac = text.split(".")
+    return int(whole) * 1000000 + (int(frac) if not whole.startswith("-") else -int(frac))
+
+
+def charge_of(usage, price=(70000, 270000, 1100000)):  # the default model is a chat model: V3's prices
+    hit = usage["prompt_cache_hit_tokens"]
+    x = hit * price[0] + (usage["prompt_tokens"] - hit) * price[1] + usage["completion_tokens"] * price[2]
+    return (x + 500000) // 1000000
+
+
+def call(port, path, body=None, key=None, method=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    c.request(method or ("POST" if body else "GET"), path, body=json.dumps(body) if body else None, headers=headers)
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    d = tmp_path_factory.mktemp("accounts")
+    db = d / "whale.db"
+    admin(db, "user", "add", "alice@example.com")
+    admin(db, "user", "add", "bob@example.com")
+    admin(db, "user", "add", "carol@example.com")
+    keys = {u: admin(db, "key", "create", f"{u}@example.com") for u in ("alice", "bob", "carol")}
+    keys["revoked"] = admin(db, "key", "create", "alice@example.com")
+    keys["expired"] = admin(db, "key", "create", "alice@example.com", "--days", "1")
+    admin(db, "key", "revoke", "alice@example.com", keys["revoked"][:12])
+    with sqlite3.connect(db) as c:  # move the expiry into the past, as time would
+        c.execute("UPDATE api_keys SET expires = 1 WHERE prefix = ?", (keys["expired"][:12],))
+    admin(db, "topup", "alice@example.com", "1.00")
+    admin(db, "topup", "carol@example.com", "1.00")
+    admin(db, "user", "disable", "carol@example.com")
+    port = free_port()
+    log = open(d / "serve.log", "w")
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db), "--ctx", "1024",
+                          "--cache-dir", str(d / "kv")], stderr=log, stdout=log)
+    for _ in range(300):
+        try:
+            if call(port, "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    yield {"db": db, "port": port, "keys": keys, "log": d / "serve.log"}
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+    log.close()
+    text = (d / "serve.log").read_text()
+    for k in keys.values():  # no key, whole or as its secret part, in the server's log
+        assert k not in text and k[12:] not in text
+
+
+@pytest.mark.parametrize("who,why", [(None, "no API key"), ("sk-nonsense", "is invalid"), ("revoked", "revoked"),
+                                     ("expired", "expired"), ("carol", "disabled")])
+def test_bad_keys_get_401(env, who, why):
+    key = env["keys"].get(who, who)
+    for path, body in (("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/models", None), ("/user/balance", None)):
+        st, b = call(env["port"], path, body, key)
+        assert st == 401, (path, st, b)
+        assert b["error"]["type"] == "authentication_error" and why in b["error"]["message"]
+        if key and len(key) > 16:  # a real key: neither it nor its secret part is echoed
+            assert key not in b["error"]["message"] and key[12:] not in b["error"]["message"]
+    assert call(env["port"], "/health")[0] == 200  # never needs a key
+
+
+def test_zero_balance_gets_402(env):
+    st, b = call(env["port"], "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]},
+                 env["keys"]["bob"])
+    assert st == 402 and b["error"]["message"] == "Insufficient Balance"
+
+
+def test_charges_match_usage_exactly(env):
+    key, db = env["keys"]["alice"], env["db"]
+    c = openai.OpenAI(base_url=f"http://127.0.0.1:{env['port']}/v1", api_key=key, max_retries=0)
+    before = micro(admin(db, "balance", "alice@example.com"))
+    r = c.chat.completions.create(model="default", messages=[{"role": "user", "content": "Say hello."}],
+                                  temperature=0, max_tokens=8)
+    u = r.usage.model_dump()
+    u.update(r.usage.model_extra or {})
+    after = micro(admin(db, "balance", "alice@example.com"))
+    assert before - after == charge_of(u) > 0
+    chunks = list(c.chat.completions.create(model="default", messages=[{"role": "user", "content": "Say hello."}],
+                                            temperature=0, max_tokens=8, stream=True,
+                                            stream_options={"include_usage": True}))
+    u = chunks[-1].usage.model_dump()
+    u.update(chunks[-1].usage.model_extra or {})
+    after2 = micro(admin(db, "balance", "alice@example.com"))
+    assert after - after2 == charge_of(u)
+    assert u["prompt_cache_hit_tokens"] == 0 or after - after2 < before - after  # hits bill cheaper
+    st, b = call(env["port"], "/user/balance", key=key)
+    assert st == 200 and b["is_available"] is True
+    info = b["balance_infos"][0]
+    assert info["currency"] == "USD" and abs(float(info["total_balance"]) - after2 / 1e6) < 0.01
+
+
+def test_a_stream_cut_by_its_client_is_charged(env):
+    key, db, port = env["keys"]["alice"], env["db"], env["port"]
+    before = micro(admin(db, "balance", "alice@example.com"))
+    s = socket.create_connection(("127.0.0.1", port))
+    body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 400,
+                       "stream": True, "temperature": 0})
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+    got = b""
+    while got.count(b"data:") < 3:
+        got += s.recv(4096)
+    s.close()
+    for _ in range(300):
+        if micro(admin(db, "balance", "alice@example.com")) < before:
+            break
+        time.sleep(0.1)
+    spent = before - micro(admin(db, "balance", "alice@example.com"))
+    assert 0 < spent < charge_of({"prompt_tokens": 40, "prompt_cache_hit_tokens": 0, "completion_tokens": 400})
+    assert "ok" in admin(db, "check")
+    rows = admin(db, "usage", "alice@example.com")
+    assert "alice@example.com" in rows and key[:12] in rows
