@@ -95,7 +95,10 @@ __attribute__((target("avx512f"))) static uint64_t sum_words_avx512(const uint64
         a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
         a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
     }
-    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    uint64_t lanes[8], sum = 0; /* added as unsigned: the sums wrap by design */
+    _mm512_storeu_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    for (int i = 0; i < 8; i++) sum += lanes[i];
+    return sum;
 }
 static int g_avx512 = -1;
 #endif

@@ -58,13 +58,16 @@ static int number(const char *flag, const char *v, long lo, long hi, long *out) 
     return 0;
 }
 
-/* Identity of the model's weights for the context cache: a file's size and its first and last
- * MiB (header, tensor table, some weights); a checkpoint directory's files' names, sizes and
+/* Identity of the model's weights for the context cache: a file's size, modification time and
+ * inode, and its first and last MiB (header, tensor table, some weights); a checkpoint directory's files' names, sizes and
  * modification times. A changed model gets a new identity, so stale cache blocks are never used. */
 static uint64_t fingerprint(const char *path) {
     struct stat sb;
     if (stat(path, &sb)) return 0;
-    uint64_t h = pcache_hash(0, &sb.st_size, sizeof sb.st_size);
+    /* size, modification time and inode: a file replaced or rewritten in place gets a new identity
+     * even where its first and last MiB stay the same (a fine-tune of the same shape) */
+    int64_t id[4] = {(int64_t)sb.st_size, (int64_t)sb.st_mtime, (int64_t)sb.st_ino, (int64_t)sb.st_dev};
+    uint64_t h = pcache_hash(0, id, sizeof id);
     if (S_ISDIR(sb.st_mode)) {
         DIR *d = opendir(path);
         struct dirent *de;

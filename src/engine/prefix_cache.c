@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/err.h"
 
 #define PC_MAGIC "WHKVB001"
+#define PC_STALE_TMP_S 3600 /* a temporary file this old was left by a crash: removed on indexing */
 
 typedef struct pc_ent {
     uint64_t id, parent;
@@ -66,16 +68,13 @@ uint64_t pcache_hash(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* id of block i of tokens: the hash chain from the salt over the blocks before it */
-static uint64_t block_id(const pcache *pc, const int32_t *tokens, size_t i, uint64_t *parent) {
-    uint64_t h = pc->o.salt, prev = 0;
-    for (size_t b = 0; b <= i; b++) {
-        prev = h;
+void pcache_chain(const pcache *pc, const int32_t *tokens, size_t n_blocks, uint64_t *ids) {
+    uint64_t h = pc->o.salt;
+    for (size_t b = 0; b < n_blocks; b++) {
         h = pcache_hash(h, tokens + b * PC_UNIT, PC_UNIT * sizeof *tokens);
-        if (!h) h = 1;
+        ids[b] = h ? h : 1;
+        h = ids[b];
     }
-    if (parent) *parent = i ? prev : 0;
-    return h;
 }
 
 static pc_ent *find(const pcache *pc, uint64_t id) {
@@ -191,7 +190,11 @@ static int scan(pcache *pc) {
         unsigned long long id = strtoull(de->d_name, &end, 16);
         struct stat sb;
         if (end != dot || stat(path, &sb)) continue;
-        if (strcmp(dot, ".kvb") || (size_t)sb.st_size != pc->file_bytes || !id) { /* leftovers, other layouts */
+        if (!strncmp(dot, ".tmp", 4)) { /* another writer's file in progress, or a crash's leftover */
+            if (time(NULL) - sb.st_mtime > PC_STALE_TMP_S) unlink(path);
+            continue;
+        }
+        if (strcmp(dot, ".kvb") || (size_t)sb.st_size != pc->file_bytes || !id) { /* other layouts */
             unlink(path);
             continue;
         }
@@ -260,18 +263,13 @@ void pcache_free(pcache *pc) {
     free(pc);
 }
 
-size_t pcache_match(pcache *pc, const int32_t *tokens, size_t n, size_t max_blocks) {
-    uint64_t h = pc->o.salt;
+size_t pcache_match(pcache *pc, const uint64_t *ids, size_t n_blocks) {
     size_t b = 0;
-    for (; b < max_blocks && (b + 1) * PC_UNIT <= n; b++) {
-        h = pcache_hash(h, tokens + b * PC_UNIT, PC_UNIT * sizeof *tokens);
-        if (!h) h = 1;
-        if (!find(pc, h)) break;
-    }
+    while (b < n_blocks && find(pc, ids[b])) b++;
     return b;
 }
 
-int pcache_has(pcache *pc, const int32_t *tokens, size_t i) { return find(pc, block_id(pc, tokens, i, NULL)) != NULL; }
+int pcache_has(pcache *pc, const uint64_t *ids, size_t i) { return find(pc, ids[i]) != NULL; }
 
 /* Keep a copy of src in the memory tier of e (when the tier has room for one block at all). */
 static void ram_keep(pcache *pc, pc_ent *e, const void *src) {
@@ -303,8 +301,8 @@ static int disk_read(pcache *pc, pc_ent *e, uint64_t parent, const int32_t *tok,
     return 0;
 }
 
-int pcache_get(pcache *pc, const int32_t *tokens, size_t i, void *dst) {
-    uint64_t parent, id = block_id(pc, tokens, i, &parent);
+int pcache_get(pcache *pc, const uint64_t *ids, const int32_t *tokens, size_t i, void *dst) {
+    uint64_t parent = i ? ids[i - 1] : 0, id = ids[i];
     const int32_t *tok = tokens + i * PC_UNIT;
     pc_ent *e = find(pc, id);
     if (!e) return -1;
@@ -328,27 +326,28 @@ int pcache_get(pcache *pc, const int32_t *tokens, size_t i, void *dst) {
 }
 
 static int disk_write(pcache *pc, pc_ent *e, const void *src) {
-    char tmp[4096], path[4096], suffix[32];
-    snprintf(suffix, sizeof suffix, "%d.tmp", (int)getpid()); /* replicas sharing the directory write apart */
-    path_of(pc, e->id, suffix, tmp, sizeof tmp);
+    char tmp[4096], path[4096];
+    path_of(pc, e->id, "tmp.XXXXXX", tmp, sizeof tmp); /* this writer's own file, whoever else writes */
     path_of(pc, e->id, "kvb", path, sizeof path);
     pc_file_head h = {.salt = pc->o.salt, .id = e->id, .parent = e->parent, .block_bytes = pc->o.block_bytes};
     memcpy(h.magic, PC_MAGIC, 8);
     memcpy(h.tok, e->tok, sizeof h.tok);
     h.checksum = pcache_hash(0, src, pc->o.block_bytes);
-    FILE *f = fopen(tmp, "wb");
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && !f) close(fd);
     int ok = f && fwrite(&h, sizeof h, 1, f) == 1 && fwrite(src, 1, pc->o.block_bytes, f) == pc->o.block_bytes;
     if (f && fclose(f)) ok = 0;
     if (!ok || rename(tmp, path)) {
-        unlink(tmp);
+        if (fd >= 0) unlink(tmp);
         pc->st.disk_errors++;
         return -1;
     }
     return 0;
 }
 
-void pcache_put(pcache *pc, const int32_t *tokens, size_t i, const void *src) {
-    uint64_t parent, id = block_id(pc, tokens, i, &parent);
+void pcache_put(pcache *pc, const uint64_t *ids, const int32_t *tokens, size_t i, const void *src) {
+    uint64_t parent = i ? ids[i - 1] : 0, id = ids[i];
     pc_ent *e = find(pc, id);
     if (e && e->known && (e->parent != parent || memcmp(e->tok, tokens + i * PC_UNIT, sizeof e->tok))) return; /* collision */
     if (!e) {

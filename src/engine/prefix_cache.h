@@ -14,7 +14,8 @@
  * optionally a directory on disk of at most disk_bytes, written through when a block is added
  * (one file per block, written under a temporary name and renamed, with a checksum): blocks
  * evicted from memory, or kept from an earlier run, come back from disk. A damaged or foreign
- * file is a miss (and is deleted), never an error. The key includes a `salt` the caller derives
+ * file is a miss (and is deleted), never an error. Several processes may share the directory:
+ * each writes its own temporary file (mkstemp) and renames it into place. The key includes a `salt` the caller derives
  * from the model and the cache layout: blocks of another model are never used.
  *
  * Not thread-safe: one owner (the scheduler's engine thread). */
@@ -43,19 +44,23 @@ typedef struct pcache_opts {
 pcache *pcache_new(const pcache_opts *o, whale_err *err);
 void pcache_free(pcache *pc);
 
-/* How many leading blocks of tokens[0..n) the cache holds (memory or disk), at most max_blocks.
+/* The ids of the first n_blocks blocks of tokens (the hash chain from the salt), into ids: the
+ * calls below take them, so a prompt is hashed once however many blocks are looked up. */
+void pcache_chain(const pcache *pc, const int32_t *tokens, size_t n_blocks, uint64_t *ids);
+
+/* How many leading blocks of the chain the cache holds (memory or disk), at most n_blocks.
  * Cheap: looks ids up without reading files. */
-size_t pcache_match(pcache *pc, const int32_t *tokens, size_t n, size_t max_blocks);
+size_t pcache_match(pcache *pc, const uint64_t *ids, size_t n_blocks);
 
-/* Copy block i (tokens[i*PC_UNIT .. (i+1)*PC_UNIT), preceded by tokens[0 .. i*PC_UNIT)) into dst
+/* Copy block i (tokens[i*PC_UNIT .. (i+1)*PC_UNIT), ids from pcache_chain) into dst
  * (block_bytes). 0 on a hit; -1 when it is absent or its file turned out damaged. */
-int pcache_get(pcache *pc, const int32_t *tokens, size_t i, void *dst);
+int pcache_get(pcache *pc, const uint64_t *ids, const int32_t *tokens, size_t i, void *dst);
 
-/* Keep block i of tokens from src (block_bytes). Nothing happens when it is already kept. A
- * failed disk write only costs the disk copy. */
-void pcache_put(pcache *pc, const int32_t *tokens, size_t i, const void *src);
-/* 1 if block i of tokens is kept (memory or disk). */
-int pcache_has(pcache *pc, const int32_t *tokens, size_t i);
+/* Keep block i from src (block_bytes). Nothing happens when it is already kept. A failed disk
+ * write only costs the disk copy. */
+void pcache_put(pcache *pc, const uint64_t *ids, const int32_t *tokens, size_t i, const void *src);
+/* 1 if block i is kept (memory or disk). */
+int pcache_has(pcache *pc, const uint64_t *ids, size_t i);
 
 typedef struct pcache_stats {
     size_t ram_blocks, disk_blocks;

@@ -53,6 +53,7 @@ typedef struct slot {
     size_t n_forced;   /* tokens of the closing sequence already forced */
     size_t n_stored;   /* leading blocks of tokens[] known to be in the context cache */
     int want_store;    /* blocks computed since then should go to the context cache */
+    int want_restore;  /* just admitted: copy the context cache's blocks beyond n_cached in */
 } slot;
 
 struct sched {
@@ -75,6 +76,8 @@ struct sched {
     sched_stats stats;
     pcache *pc;    /* context cache, or NULL */
     uint8_t *blk;  /* one block of cache rows, moving between the cache and a slot */
+    uint64_t *ids; /* (n_ctx / PC_UNIT + 1) block ids of the tokens being stored or restored */
+    char warning[WHALE_ERR_MAX + 64]; /* what sched_new had to do without, or "" */
     size_t blk_bytes;
 };
 
@@ -130,23 +133,28 @@ static void store(sched *s, int i) {
     sl->want_store = 0;
     if (!s->pc) return;
     size_t nb = sl->n_cached / PC_UNIT;
+    if (nb <= sl->n_stored) return;
+    pcache_chain(s->pc, sl->tokens, nb, s->ids);
     for (size_t b = sl->n_stored; b < nb; b++)
-        if (!pcache_has(s->pc, sl->tokens, b) &&
-            !kv_cache_read(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
-            pcache_put(s->pc, sl->tokens, b, s->blk);
-    if (nb > sl->n_stored) sl->n_stored = nb;
+        if (!pcache_has(s->pc, s->ids, b) && !kv_cache_read(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
+            pcache_put(s->pc, s->ids, sl->tokens, b, s->blk);
+    sl->n_stored = nb;
 }
 
 /* Copy the context cache's blocks of prompt beyond the `keep` tokens slot i holds into it;
- * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run. */
+ * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run.
+ * Engine thread, without the lock (files may be read). */
 static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, size_t keep) {
-    size_t have = keep / PC_UNIT, nb = pcache_match(s->pc, prompt, n_prompt, (n_prompt - 1) / PC_UNIT);
-    for (size_t b = have; b < nb; b++) {
-        if (pcache_get(s->pc, prompt, b, s->blk) || kv_cache_write(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
+    size_t want = (n_prompt - 1) / PC_UNIT;
+    if (want <= keep / PC_UNIT) return keep;
+    pcache_chain(s->pc, prompt, want, s->ids);
+    size_t nb = pcache_match(s->pc, s->ids, want);
+    for (size_t b = keep / PC_UNIT; b < nb; b++) {
+        if (pcache_get(s->pc, s->ids, prompt, b, s->blk) ||
+            kv_cache_write(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
             break;
         keep = (b + 1) * PC_UNIT;
     }
-    s->slots[i].n_stored = keep / PC_UNIT;
     return keep;
 }
 
@@ -172,10 +180,7 @@ static void admit(sched *s) {
         if (keep >= r->n_prompt) keep = (r->n_prompt - 1) / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
         memcpy(sl->tokens, r->prompt, r->n_prompt * sizeof *r->prompt);
         sl->n_stored = 0;
-        if (s->pc) {
-            keep = restore(s, best, r->prompt, r->n_prompt, keep);
-            pc_stats(s);
-        }
+        sl->want_restore = s->pc != NULL; /* after the lock is let go: it may read files */
         sl->n_cached = keep;
         sl->n_fed = keep;
         sl->has_logits = 0;
@@ -259,6 +264,18 @@ static int step(sched *s) {
     s->stats.waiting = s->n_waiting;
     pthread_mutex_unlock(&s->mu);
     if (!active) return 0;
+    for (int i = 0; i < s->o.n_parallel; i++) { /* the newly admitted: cached prefixes copied in */
+        slot *sl = &s->slots[i];
+        if (!sl->want_restore || !sl->req) continue;
+        sl->want_restore = 0;
+        size_t keep = restore(s, i, sl->req->prompt, sl->req->n_prompt, sl->n_cached);
+        pthread_mutex_lock(&s->mu);
+        s->stats.cached_tokens += keep - sl->n_cached;
+        sl->req->n_cached = keep;
+        sl->n_cached = sl->n_fed = keep;
+        pc_stats(s);
+        pthread_mutex_unlock(&s->mu);
+    }
 
     int64_t n = 0, n_logits = 0, budget = s->o.chunk;
     for (int i = 0; i < s->o.n_parallel; i++) {
@@ -397,12 +414,22 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
         if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
     if (s->o.cache_ram || s->o.cache_dir) {
         s->blk_bytes = kv_cache_pos_bytes(s->kv) * PC_UNIT;
-        if (!(s->blk = malloc(s->blk_bytes))) goto oom;
+        if (!(s->blk = malloc(s->blk_bytes)) || !(s->ids = malloc((size_t)(s->o.n_ctx / PC_UNIT + 1) * sizeof *s->ids)))
+            goto oom;
         /* the salt: the model's file and how its rows are laid out */
         uint64_t lay[2] = {s->blk_bytes, (uint64_t)model_n_vocab(m)};
         pcache_opts po = {s->blk_bytes, pcache_hash(s->o.cache_salt, lay, sizeof lay), s->o.cache_ram, s->o.cache_dir,
                           s->o.cache_disk};
-        if (!(s->pc = pcache_new(&po, err))) goto fail;
+        whale_err perr = {0};
+        if (!(s->pc = pcache_new(&po, &perr)) && po.dir) { /* no disk tier: memory only, and say so */
+            snprintf(s->warning, sizeof s->warning, "%s; the context cache keeps to memory", perr.msg);
+            po.dir = NULL;
+            s->pc = pcache_new(&po, &perr);
+        }
+        if (!s->pc) {
+            err_set(err, perr.code ? perr.code : WHALE_E_NOMEM, "%s", perr.msg);
+            goto fail;
+        }
         pc_stats(s);
     }
     s->stats.n_parallel = (int)P;
@@ -429,6 +456,7 @@ fail:
         free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
         pcache_free(s->pc);
         free(s->blk);
+        free(s->ids);
         free(s);
     }
     return NULL;
@@ -464,10 +492,12 @@ void sched_free(sched *s) {
     free(s->raw);
     pcache_free(s->pc);
     free(s->blk);
+    free(s->ids);
     free(s);
 }
 
 int64_t sched_n_ctx(const sched *s) { return s->o.n_ctx; }
+const char *sched_warning(const sched *s) { return s->warning[0] ? s->warning : NULL; }
 
 sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     if (!p->n_prompt) {

@@ -53,6 +53,9 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err);
 /* Stop: pending and active requests end with finish "cancelled"; joins the thread. */
 void sched_free(sched *s);
 int64_t sched_n_ctx(const sched *s);
+/* What the scheduler started without (the context cache's disk tier when its directory cannot
+ * be used), for the operator; NULL when nothing. */
+const char *sched_warning(const sched *s);
 
 /* A constraint on what a request may generate (JSON mode), called on the engine thread: mask
  * sets the logits of tokens that may not come next to -inf (greedy: only the best allowed token

@@ -178,7 +178,11 @@ static int offered(const api_req *q, const char *name) {
 #define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 static int parse_tools(const cJSON *j, api_req *out, char **err) {
     const cJSON *tools = cJSON_GetObjectItemCaseSensitive(j, "tools"), *choice = cJSON_GetObjectItemCaseSensitive(j, "tool_choice");
-    if (!tools || cJSON_IsNull(tools)) return 0;
+    if (!tools || cJSON_IsNull(tools) || !cJSON_GetArraySize(tools)) {
+        if (choice && !cJSON_IsNull(choice) && !(cJSON_IsString(choice) && !strcmp(choice->valuestring, "none")))
+            return fail(err, 422, "tool_choice", "tool_choice needs tools");
+        return 0;
+    }
     int n = cJSON_GetArraySize(tools);
     if (!cJSON_IsArray(tools) || n > API_MAX_TOOLS) return fail(err, 422, "tools", "tools must be an array of at most %d", API_MAX_TOOLS);
     const char *forced = NULL; /* tool_choice naming a function */
@@ -401,6 +405,10 @@ int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, c
         out->json = !strcmp(t->valuestring, "json_object");
     }
     if ((status = parse_tools(j, out, err))) goto done;
+    if (out->json && out->tool_force) { /* both would constrain the reply's start: refuse, as OpenAI does */
+        status = fail(err, 422, "tool_choice", "a forced tool call cannot be combined with response_format json_object");
+        goto done;
+    }
     if ((status = parse_messages(a, cJSON_GetObjectItemCaseSensitive(j, "messages"), out, err))) goto done;
     if ((status = parse_common(a, j, out, err))) goto done;
     out->sp.prompt = out->prompt.v;
@@ -441,6 +449,7 @@ int api_ctx_tokens(api_ctx *a) {
         if (ok) memcpy(a->fim, id, sizeof id);
     }
     int64_t V = tokenizer_n_vocab(a->tok);
+    a->n_tb = V;
     size_t total = 0;
     char tmp[512];
     for (int64_t i = 0; i < V; i++) {
@@ -483,11 +492,15 @@ typedef struct json_con {
     size_t n_lit, lit_at;             /* and how much of it is written */
 } json_con;
 
+/* A token's byte count, -1 for added tokens and for ids past the tokenizer's vocabulary (a
+ * checkpoint's output matrix may have padding rows). */
+static int tb_len_of(const api_ctx *a, int32_t t) { return t >= 0 && t < a->n_tb ? a->tb_len[t] : -1; }
+
 #define TOOL_OPEN "<tool_call>"
 #define TOOL_CLOSE "</tool_call>"
 
 static int json_allowed(const json_con *c, int32_t t) {
-    int l = c->a->tb_len[t];
+    int l = tb_len_of(c->a, t);
     if (l <= 0) return 0;
     json_grammar g = c->g;
     return json_grammar_feed(&g, c->a->tb + c->a->tb_off[t], (size_t)l) == 0;
@@ -495,7 +508,7 @@ static int json_allowed(const json_con *c, int32_t t) {
 
 /* Tool mode after the object: whitespace, then "</tool_call>" spelled in any pieces. */
 static int closes_call(const json_con *c, int32_t t) {
-    int l = c->a->tb_len[t];
+    int l = tb_len_of(c->a, t);
     if (l <= 0) return 0;
     const char *b = c->a->tb + c->a->tb_off[t];
     size_t at = c->closing;
@@ -514,7 +527,8 @@ static int is_end_token(const api_ctx *a, int32_t t) {
 /* Forced text: a token may come when its bytes continue it without going past its end (single
  * bytes are tokens, so the text can always be written). */
 static int lit_allowed(const json_con *c, int32_t t) {
-    int l = c->a->tb_len[t];
+    if (t == c->open_id && c->lit_at == 0 && !strncmp(c->lit, TOOL_OPEN, strlen(TOOL_OPEN))) return 1; /* the marker token */
+    int l = tb_len_of(c->a, t);
     if (l <= 0) return 0;
     const char *b = c->a->tb + c->a->tb_off[t];
     size_t left = c->n_lit - c->lit_at, k = (size_t)l < left ? (size_t)l : left;
@@ -558,13 +572,14 @@ static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
 
 static void json_accept(void *ctx, int32_t t) {
     json_con *c = ctx;
-    if (c->lit_at < c->n_lit && c->a->tb_len[t] > 0) { /* the forced text: counted, then on as usual */
-        size_t l = (size_t)c->a->tb_len[t], left = c->n_lit - c->lit_at;
+    if (c->lit_at < c->n_lit && t == c->open_id && c->lit_at == 0) c->lit_at = strlen(TOOL_OPEN); /* as its token */
+    else if (c->lit_at < c->n_lit && tb_len_of(c->a, t) > 0) { /* the forced text: counted, then on as usual */
+        size_t l = (size_t)tb_len_of(c->a, t), left = c->n_lit - c->lit_at;
         c->lit_at += l < left ? l : left;
     }
     if (c->tools) { /* a call opens (as its token or spelled out): JSON until it closes */
-        int l = c->a->tb_len[t];
-        const char *b = c->a->tb + c->a->tb_off[t];
+        int l = tb_len_of(c->a, t);
+        const char *b = l > 0 ? c->a->tb + c->a->tb_off[t] : "";
         if (!c->active) {
             for (int i = 0; i < l; i++) { /* keep the last bytes to spot the spelled-out opening */
                 if (c->n_tail == sizeof c->tail) memmove(c->tail, c->tail + 1, --c->n_tail);
@@ -591,7 +606,7 @@ static void json_accept(void *ctx, int32_t t) {
         c->active = t == c->a->think_end;
         return;
     }
-    if (c->a->tb_len[t] > 0) json_grammar_feed(&c->g, c->a->tb + c->a->tb_off[t], (size_t)c->a->tb_len[t]);
+    if (tb_len_of(c->a, t) > 0) json_grammar_feed(&c->g, c->a->tb + c->a->tb_off[t], (size_t)tb_len_of(c->a, t));
 }
 
 sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think) {

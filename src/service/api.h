@@ -37,6 +37,7 @@ typedef struct api_ctx {
     char *tb;
     uint32_t *tb_off;
     int16_t *tb_len;
+    int64_t n_tb; /* tokens in those tables (the tokenizer's vocabulary) */
 } api_ctx;
 
 /* Fill in think_end/close, fim and the token bytes from the vocabulary; 0 or -1 (out of memory). */

@@ -377,6 +377,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err->code;
     }
     srv.a.n_ctx = sched_n_ctx(srv.s);
+    if (sched_warning(srv.s)) fprintf(stderr, "whale serve: warning: %s\n", sched_warning(srv.s));
 
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;

@@ -437,3 +437,7 @@ def test_forced_tool_choice(client, server):
                        "tool_choice": {"type": "function", "function": {"name": "launch_rockets"}}})
     st, b = raw(server, "POST", "/v1/chat/completions", body)
     assert st == 422 and json.loads(b)["error"]["param"] == "tool_choice"
+    for bad in ({"tools": tools, "tool_choice": "required", "response_format": {"type": "json_object"}},
+                {"tool_choice": "required"}, {"tools": [], "tool_choice": "required"}):
+        st, b = raw(server, "POST", "/v1/chat/completions", json.dumps({"messages": msgs, **bad}))
+        assert st == 422 and json.loads(b)["error"]["param"] == "tool_choice", bad

@@ -1,9 +1,11 @@
 /* test_prefix_cache.c — the context cache: blocks found by their whole prefix (a different
  * earlier block means a different block), least recently used eviction in memory with the disk
  * tier catching what memory dropped, blocks surviving into a new cache over the same directory,
- * damaged and foreign files treated as misses (and removed), other salts kept apart, and a disk
- * budget that holds. */
+ * damaged and foreign files treated as misses (and removed), a crash's temporary files removed
+ * but another writer's left alone, other salts kept apart, and a disk budget that holds. */
 #include <dirent.h>
+#include <fcntl.h>
+#include <time.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +24,26 @@ static void tokens(int32_t *t, size_t n, int seed) {
 }
 
 static char g_dir[256];
+
+/* The calls by tokens, hashing the chain each time (the scheduler hashes once per prompt). */
+static uint64_t g_ids[64];
+static size_t match_(pcache *pc, const int32_t *t, size_t n, size_t max_blocks) {
+    size_t nb = n / PC_UNIT < max_blocks ? n / PC_UNIT : max_blocks;
+    pcache_chain(pc, t, nb, g_ids);
+    return pcache_match(pc, g_ids, nb);
+}
+static int get_(pcache *pc, const int32_t *t, size_t i, void *dst) {
+    pcache_chain(pc, t, i + 1, g_ids);
+    return pcache_get(pc, g_ids, t, i, dst);
+}
+static void put_(pcache *pc, const int32_t *t, size_t i, const void *src) {
+    pcache_chain(pc, t, i + 1, g_ids);
+    pcache_put(pc, g_ids, t, i, src);
+}
+static int has_(pcache *pc, const int32_t *t, size_t i) {
+    pcache_chain(pc, t, i + 1, g_ids);
+    return pcache_has(pc, g_ids, i);
+}
 
 static pcache *make(size_t ram_blocks, size_t disk_blocks, uint64_t salt) {
     pcache_opts o = {BB, salt, ram_blocks * BB, disk_blocks ? g_dir : NULL, disk_blocks * (BB + 512)};
@@ -50,21 +72,21 @@ static void test_memory(void) {
     memcpy(b, a, sizeof b);
     b[5] = -1; /* b differs from a in block 0 only */
     uint8_t x[BB], y[BB];
-    CHECK(pcache_match(pc, a, 4 * PC_UNIT, 10) == 0);
-    for (int i = 0; i < 3; i++) fill(x, i), pcache_put(pc, a, (size_t)i, x);
-    CHECK(pcache_match(pc, a, 4 * PC_UNIT, 10) == 3);
-    CHECK(pcache_match(pc, a, 4 * PC_UNIT, 2) == 2);
-    CHECK(pcache_match(pc, a, 2 * PC_UNIT + 10, 10) == 2); /* only whole blocks */
-    CHECK(pcache_match(pc, b, 4 * PC_UNIT, 10) == 0);      /* block 1 of b has other history */
-    CHECK(pcache_get(pc, b, 1, y) == -1);
-    CHECK(pcache_get(pc, a, 1, y) == 0);
+    CHECK(match_(pc, a, 4 * PC_UNIT, 10) == 0);
+    for (int i = 0; i < 3; i++) fill(x, i), put_(pc, a, (size_t)i, x);
+    CHECK(match_(pc, a, 4 * PC_UNIT, 10) == 3);
+    CHECK(match_(pc, a, 4 * PC_UNIT, 2) == 2);
+    CHECK(match_(pc, a, 2 * PC_UNIT + 10, 10) == 2); /* only whole blocks */
+    CHECK(match_(pc, b, 4 * PC_UNIT, 10) == 0);      /* block 1 of b has other history */
+    CHECK(get_(pc, b, 1, y) == -1);
+    CHECK(get_(pc, a, 1, y) == 0);
     fill(x, 1);
     CHECK(!memcmp(x, y, BB));
     /* a fourth block evicts the least recently used: block 0 (block 1 was just read, 2 after 0) */
     fill(x, 3);
-    pcache_put(pc, a, 3, x);
-    CHECK(!pcache_has(pc, a, 0) && pcache_has(pc, a, 1) && pcache_has(pc, a, 2) && pcache_has(pc, a, 3));
-    CHECK(pcache_match(pc, a, 4 * PC_UNIT, 10) == 0); /* a prefix needs its first block */
+    put_(pc, a, 3, x);
+    CHECK(!has_(pc, a, 0) && has_(pc, a, 1) && has_(pc, a, 2) && has_(pc, a, 3));
+    CHECK(match_(pc, a, 4 * PC_UNIT, 10) == 0); /* a prefix needs its first block */
     pcache_stats st;
     pcache_stats_get(pc, &st);
     CHECK(st.ram_blocks == 3 && st.ram_bytes == 3 * BB && st.hits_ram == 1 && st.puts == 4);
@@ -76,10 +98,10 @@ static void test_disk(void) {
     tokens(a, 3 * PC_UNIT, 2);
     uint8_t x[BB], y[BB];
     pcache *pc = make(1, 10, 9);
-    for (int i = 0; i < 3; i++) fill(x, 10 + i), pcache_put(pc, a, (size_t)i, x);
+    for (int i = 0; i < 3; i++) fill(x, 10 + i), put_(pc, a, (size_t)i, x);
     CHECK(count_files(9) == 3);
-    CHECK(pcache_match(pc, a, sizeof a / sizeof *a, 10) == 3); /* memory kept one, disk has all */
-    CHECK(pcache_get(pc, a, 0, y) == 0);
+    CHECK(match_(pc, a, sizeof a / sizeof *a, 10) == 3); /* memory kept one, disk has all */
+    CHECK(get_(pc, a, 0, y) == 0);
     fill(x, 10);
     CHECK(!memcmp(x, y, BB));
     pcache_stats st;
@@ -89,15 +111,15 @@ static void test_disk(void) {
 
     /* a new cache over the same directory: a restart */
     pc = make(1, 10, 9);
-    CHECK(pcache_match(pc, a, sizeof a / sizeof *a, 10) == 3);
+    CHECK(match_(pc, a, sizeof a / sizeof *a, 10) == 3);
     for (int i = 0; i < 3; i++) {
-        CHECK(pcache_get(pc, a, (size_t)i, y) == 0);
+        CHECK(get_(pc, a, (size_t)i, y) == 0);
         fill(x, 10 + i);
         CHECK(!memcmp(x, y, BB));
     }
     /* other salt (another model): nothing shared */
     pcache *other = make(1, 10, 10);
-    CHECK(pcache_match(other, a, sizeof a / sizeof *a, 10) == 0);
+    CHECK(match_(other, a, sizeof a / sizeof *a, 10) == 0);
     pcache_free(other);
     pcache_free(pc);
 
@@ -130,9 +152,9 @@ static void test_disk(void) {
     }
     if (dir) closedir(dir);
     CHECK(damaged == 2);
-    CHECK(pcache_get(pc, a, 0, y) == 0);
-    CHECK(pcache_get(pc, a, 1, y) == -1);
-    CHECK(pcache_match(pc, a, sizeof a / sizeof *a, 10) == 1);
+    CHECK(get_(pc, a, 0, y) == 0);
+    CHECK(get_(pc, a, 1, y) == -1);
+    CHECK(match_(pc, a, sizeof a / sizeof *a, 10) == 1);
     pcache_stats_get(pc, &st);
     CHECK(st.disk_errors == 1 && st.disk_blocks == 2);
     CHECK(count_files(9) == 2);
@@ -141,12 +163,19 @@ static void test_disk(void) {
     FILE *fp = fopen(p, "wb");
     fputs("short", fp);
     fclose(fp);
-    snprintf(p, sizeof p, "%s/%016llx/%016llx.tmp", g_dir, 9ull, 0x1235ull);
+    snprintf(p, sizeof p, "%s/%016llx/%016llx.tmp.abcdef", g_dir, 9ull, 0x1235ull);
     fp = fopen(p, "wb");
     fclose(fp);
+    char fresh[512]; /* another writer's file in progress: left alone */
+    snprintf(fresh, sizeof fresh, "%s/%016llx/%016llx.tmp.ghijkl", g_dir, 9ull, 0x1236ull);
+    fp = fopen(fresh, "wb");
+    fclose(fp);
+    struct timespec old[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+    utimensat(AT_FDCWD, p, old, 0); /* a crash's leftover, two hours old: removed */
     pcache_free(pc);
     pc = make(0, 10, 9);
-    CHECK(count_files(9) == 2);
+    CHECK(count_files(9) == 3 && access(fresh, F_OK) == 0 && access(p, F_OK) != 0);
+    unlink(fresh);
     pcache_free(pc);
 }
 
@@ -155,11 +184,11 @@ static void test_disk_budget(void) {
     tokens(a, 8 * PC_UNIT, 3);
     uint8_t x[BB];
     pcache *pc = make(0, 4, 11);
-    for (int i = 0; i < 8; i++) fill(x, i), pcache_put(pc, a, (size_t)i, x);
+    for (int i = 0; i < 8; i++) fill(x, i), put_(pc, a, (size_t)i, x);
     pcache_stats st;
     pcache_stats_get(pc, &st);
     CHECK(st.disk_blocks == 4 && count_files(11) == 4);
-    CHECK(pcache_has(pc, a, 7) && !pcache_has(pc, a, 0));
+    CHECK(has_(pc, a, 7) && !has_(pc, a, 0));
     pcache_free(pc);
     pc = make(0, 2, 11); /* a smaller budget on restart trims the directory */
     CHECK(count_files(11) == 2);

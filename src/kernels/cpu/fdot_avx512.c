@@ -118,6 +118,7 @@ FX_TYPE(bf16, TY_BF16)
 __attribute__((target(FX_TARGET))) int fdot_avx512_rows(float *Y, int64_t ldy, const void *W, whale_dtype t,
                                                         const float *X, int64_t ldx, int64_t n_in, int64_t n_tok,
                                                         int64_t r0, int64_t r1) {
+    if (n_tok <= 0 || r1 <= r0) return 0; /* nothing to compute */
     const fx_tile_fn(*tiles)[3];
     const int rm = FX_R, tm = FX_T;
     switch (t) {
