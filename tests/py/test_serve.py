@@ -193,7 +193,7 @@ def test_concurrent_streams_equal_their_solo_output(client):
         return "".join(c.choices[0].delta.content or "" for c in ask(client, p, n=24, stream=True) if c.choices)
     with concurrent.futures.ThreadPoolExecutor(16) as ex:
         together = list(ex.map(streamed, prompts))
-    assert together == solo
+    assert together == solo, [(i, a, b) for i, (a, b) in enumerate(zip(together, solo)) if a != b]
 
 
 def test_disconnect_frees_the_sequence(server):
