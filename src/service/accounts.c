@@ -81,10 +81,10 @@ static void usd(char *out, size_t cap, int64_t micro) {
     snprintf(out, cap, "%s%lld.%02lld", micro < 0 ? "-" : "", (long long)(a / 1000000), (long long)(a % 1000000 / 10000));
 }
 
-char *accounts_balance_json(store *st, const store_key *key) {
+char *accounts_balance_json(store *st, int64_t user) {
     int64_t bal = 0;
     whale_err err = {0};
-    if (store_balance(st, key->user, &bal, &err)) return NULL;
+    if (store_balance(st, user, &bal, &err)) return NULL;
     char total[32];
     usd(total, sizeof total, bal);
     cJSON *j = cJSON_CreateObject(), *infos = cJSON_AddArrayToObject(j, "balance_infos"), *b = cJSON_CreateObject();
@@ -97,4 +97,256 @@ char *accounts_balance_json(store *st, const store_key *key) {
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
+}
+
+/* ---- web accounts ------------------------------------------------------------------------ */
+
+#include <pthread.h>
+#include <sodium.h>
+
+#define ACC_SESSION_S (30 * 86400)  /* a session cookie lives 30 days */
+#define ACC_PW_MIN 8                /* password length, bytes */
+#define ACC_PW_MAX 256
+#define ACC_SIGNUPS_PER_HOUR 5      /* sign-ups from one address per hour (DeepSeek had to close them) */
+#define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
+#define ACC_COOKIE "whale_session"
+
+typedef struct ip_slot {
+    char ip[64];
+    int64_t window; /* the hour it counts */
+    int count;
+} ip_slot;
+
+struct accounts {
+    store *st;
+    signup_mode signup;
+    char dummy[crypto_pwhash_STRBYTES]; /* verified against for unknown emails: the same work either way */
+    pthread_mutex_t mu;
+    ip_slot ips[ACC_IP_SLOTS];
+};
+
+static int pw_hash(const char *pw, char out[crypto_pwhash_STRBYTES]) {
+    return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+}
+
+accounts *accounts_new(store *st, signup_mode signup) {
+    accounts *ac = calloc(1, sizeof *ac);
+    if (!ac || sodium_init() < 0 || pw_hash("not a password of anyone", ac->dummy)) {
+        free(ac);
+        return NULL;
+    }
+    ac->st = st;
+    ac->signup = signup;
+    pthread_mutex_init(&ac->mu, NULL);
+    return ac;
+}
+
+void accounts_free(accounts *ac) {
+    if (!ac) return;
+    pthread_mutex_destroy(&ac->mu);
+    free(ac);
+}
+
+static void reply(accounts_reply *out, int status, cJSON *j) {
+    out->status = status;
+    out->body = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+}
+
+static void reply_error(accounts_reply *out, int status, const char *msg, const char *type) {
+    out->status = status;
+    out->body = api_error_body(msg, type, NULL, "invalid_request_error");
+}
+
+/* The cookie's token from a Cookie header, into tok (cap); 0 or -1. */
+static int cookie_token(const char *hdr, char *tok, size_t cap) {
+    for (const char *p = hdr; p && *p;) {
+        while (*p == ' ' || *p == ';') p++;
+        size_t n = strlen(ACC_COOKIE);
+        if (!strncmp(p, ACC_COOKIE, n) && p[n] == '=') {
+            p += n + 1;
+            size_t k = strcspn(p, ";");
+            if (!k || k >= cap) return -1;
+            memcpy(tok, p, k);
+            tok[k] = 0;
+            return 0;
+        }
+        p = strchr(p, ';');
+    }
+    return -1;
+}
+
+int accounts_session(accounts *ac, const char *cookie_header, store_user *out) {
+    char tok[128];
+    if (cookie_token(cookie_header, tok, sizeof tok)) return -1;
+    uint8_t h[STORE_KEY_HASH];
+    store_token_hash(tok, h);
+    whale_err err = {0};
+    if (store_session_user(ac->st, h, (int64_t)time(NULL), out, &err) || out->disabled) return -1;
+    return 0;
+}
+
+/* A new session for user: its cookie into out->cookie. */
+static int start_session(accounts *ac, int64_t user, accounts_reply *out) {
+    unsigned char r[32];
+    char tok[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    randombytes_buf(r, sizeof r);
+    sodium_bin2base64(tok, sizeof tok, r, sizeof r, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    uint8_t h[STORE_KEY_HASH];
+    store_token_hash(tok, h);
+    whale_err err = {0};
+    if (store_session_add(ac->st, user, h, (int64_t)time(NULL) + ACC_SESSION_S, &err)) return -1;
+    snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d", tok,
+             ACC_SESSION_S);
+    return 0;
+}
+
+/* 1 if this address may sign up now (and it is counted), else 0. */
+static int signup_allowed(accounts *ac, const char *ip) {
+    int64_t hour = (int64_t)time(NULL) / 3600;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = ip; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    pthread_mutex_lock(&ac->mu);
+    ip_slot *s = &ac->ips[h % ACC_IP_SLOTS];
+    if (strcmp(s->ip, ip) || s->window != hour) {
+        snprintf(s->ip, sizeof s->ip, "%s", ip);
+        s->window = hour;
+        s->count = 0;
+    }
+    int ok = s->count < ACC_SIGNUPS_PER_HOUR;
+    if (ok) s->count++;
+    pthread_mutex_unlock(&ac->mu);
+    return ok;
+}
+
+static const char *jstr(const cJSON *j, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static void key_json(cJSON *a, const store_key *k) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)k->id);
+    cJSON_AddStringToObject(o, "prefix", k->prefix);
+    cJSON_AddNumberToObject(o, "created", (double)k->created);
+    cJSON_AddNumberToObject(o, "last_used", (double)k->last_used);
+    cJSON_AddNumberToObject(o, "expires", (double)k->expires);
+    cJSON_AddBoolToObject(o, "revoked", k->revoked);
+    cJSON_AddItemToArray(a, o);
+}
+
+void accounts_route(accounts *ac, const char *method, const char *url, const char *body, size_t n,
+                    const char *cookie_header, const char *content_type, const char *client_ip, accounts_reply *out) {
+    memset(out, 0, sizeof *out);
+    int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    int is_auth = !strncmp(url, "/auth/", 6), is_keys = !strcmp(url, "/user/keys") || !strcmp(url, "/user/keys/revoke");
+    if (!is_auth && !is_keys) return;
+    if (!(post || (get && !strcmp(url, "/user/keys")))) {
+        reply_error(out, 405, "method not allowed here", "invalid_request_error");
+        return;
+    }
+    /* cookie-carrying state changes: JSON only (no cross-site form can send it) */
+    if (post && (!content_type || strncasecmp(content_type, "application/json", 16))) {
+        reply_error(out, 403, "send Content-Type: application/json", "invalid_request_error");
+        return;
+    }
+    cJSON *j = post ? cJSON_ParseWithLength(body ? body : "", n) : NULL;
+    if (post && !cJSON_IsObject(j) && strcmp(url, "/auth/logout")) {
+        cJSON_Delete(j);
+        reply_error(out, 400, "the request body must be a JSON object", "invalid_request_error");
+        return;
+    }
+    whale_err err = {0};
+    const char *email = jstr(j, "email"), *pw = jstr(j, "password");
+    store_user u;
+    char hash[crypto_pwhash_STRBYTES];
+    if (!strcmp(url, "/auth/register")) {
+        size_t pl = pw ? strlen(pw) : 0;
+        if (ac->signup == SIGNUP_CLOSED) reply_error(out, 403, "sign-ups are closed on this server", "invalid_request_error");
+        else if (!email || !pw || pl < ACC_PW_MIN || pl > ACC_PW_MAX)
+            reply_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error");
+        else if (!signup_allowed(ac, client_ip ? client_ip : "?"))
+            reply_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error");
+        else if (pw_hash(pw, hash)) reply_error(out, 500, "out of memory", "server_error");
+        else {
+            int64_t id;
+            int rc = store_user_add(ac->st, email, 0, &id, &err);
+            if (!rc) rc = store_user_set_password(ac->st, id, hash, &err);
+            if (rc == WHALE_E_ARG) reply_error(out, 400, "this email cannot be registered", "invalid_request_error");
+            else if (rc || start_session(ac, id, out)) reply_error(out, 500, "the account store failed", "server_error");
+            else {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "email", email);
+                reply(out, 201, o);
+            }
+        }
+    } else if (!strcmp(url, "/auth/login")) {
+        char stored[crypto_pwhash_STRBYTES] = "";
+        int found = email && !store_user_password(ac->st, email, &u, stored, sizeof stored, &err) && stored[0];
+        /* the same argon2id work whether or not the email exists */
+        int ok = pw && !crypto_pwhash_str_verify(found ? stored : ac->dummy, pw, strlen(pw)) && found && !u.disabled;
+        if (!ok) reply_error(out, 401, "Invalid email or password", "authentication_error");
+        else if (start_session(ac, u.id, out)) reply_error(out, 500, "the account store failed", "server_error");
+        else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "email", u.email);
+            reply(out, 200, o);
+        }
+    } else if (accounts_session(ac, cookie_header, &u)) {
+        reply_error(out, 401, "sign in first", "authentication_error");
+    } else if (!strcmp(url, "/auth/logout")) {
+        char tok[128];
+        uint8_t h[STORE_KEY_HASH];
+        if (!cookie_token(cookie_header, tok, sizeof tok)) store_token_hash(tok, h), store_session_end(ac->st, h, &err);
+        snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+        reply(out, 200, cJSON_CreateObject());
+    } else if (!strcmp(url, "/auth/password")) {
+        char stored[crypto_pwhash_STRBYTES] = "";
+        const char *np = jstr(j, "new_password");
+        size_t nl = np ? strlen(np) : 0;
+        store_user me;
+        if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
+            crypto_pwhash_str_verify(stored, pw, strlen(pw)))
+            reply_error(out, 401, "Invalid email or password", "authentication_error");
+        else if (nl < ACC_PW_MIN || nl > ACC_PW_MAX)
+            reply_error(out, 422, "the new password must have 8 to 256 bytes", "invalid_request_error");
+        else if (pw_hash(np, hash) || store_user_set_password(ac->st, u.id, hash, &err) || start_session(ac, u.id, out))
+            reply_error(out, 500, "the account store failed", "server_error");
+        else reply(out, 200, cJSON_CreateObject());
+    } else if (!strcmp(url, "/user/keys") && get) {
+        store_key *ks;
+        size_t nk;
+        if (store_key_list(ac->st, u.id, &ks, &nk, &err)) reply_error(out, 500, "the account store failed", "server_error");
+        else {
+            cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
+            for (size_t i = 0; i < nk; i++) key_json(a, &ks[i]);
+            free(ks);
+            reply(out, 200, o);
+        }
+    } else if (!strcmp(url, "/user/keys")) {
+        const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "days");
+        int64_t exp = cJSON_IsNumber(d) && d->valuedouble >= 1 && d->valuedouble <= 36500
+                          ? (int64_t)time(NULL) + (int64_t)d->valuedouble * 86400 : 0;
+        char key[64];
+        store_key k;
+        if (d && !cJSON_IsNull(d) && !exp) reply_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error");
+        else if (store_key_create(ac->st, u.id, exp, key, sizeof key, &k, &err))
+            reply_error(out, 500, "the account store failed", "server_error");
+        else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "key", key); /* the only time it is shown */
+            cJSON_AddStringToObject(o, "prefix", k.prefix);
+            cJSON_AddNumberToObject(o, "id", (double)k.id);
+            reply(out, 201, o);
+            sodium_memzero(key, sizeof key);
+        }
+    } else { /* /user/keys/revoke */
+        const char *prefix = jstr(j, "prefix");
+        int rc = prefix ? store_key_revoke(ac->st, u.id, prefix, &err) : WHALE_E_ARG;
+        if (rc == WHALE_E_ARG) reply_error(out, 422, "give the key's prefix", "invalid_request_error");
+        else if (rc == WHALE_E_NOTFOUND) reply_error(out, 404, "you have no such key", "invalid_request_error");
+        else if (rc) reply_error(out, 500, "the account store failed", "server_error");
+        else reply(out, 200, cJSON_CreateObject());
+    }
+    cJSON_Delete(j);
 }

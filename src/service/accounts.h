@@ -24,7 +24,38 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const sched_result *res,
                      size_t reasoning_tokens);
 
-/* DeepSeek's GET /user/balance body for the key's user (malloc'd), or NULL. */
-char *accounts_balance_json(store *st, const store_key *key);
+/* DeepSeek's GET /user/balance body for the user (malloc'd), or NULL. */
+char *accounts_balance_json(store *st, int64_t user);
 
 #endif
+
+/* ---- web accounts: sign-up, login, sessions, keys over HTTP ------------------------------ */
+
+typedef struct accounts accounts;
+typedef enum { SIGNUP_OPEN = 0, SIGNUP_CLOSED } signup_mode;
+
+accounts *accounts_new(store *st, signup_mode signup);
+void accounts_free(accounts *ac);
+
+typedef struct accounts_reply {
+    int status;        /* 0: not an account endpoint */
+    char *body;        /* malloc'd JSON */
+    char cookie[200];  /* a Set-Cookie value, or "" */
+} accounts_reply;
+
+/* The account endpoints, authenticated by the session cookie (whale_session):
+ *   POST /auth/register {email, password}   a new user, signed in (201; sign-ups per address
+ *                                            limited, 403 when closed)
+ *   POST /auth/login {email, password}       200 and the cookie, or 401 "Invalid email or
+ *                                            password" whether or not the email exists
+ *   POST /auth/logout                        the session ends
+ *   POST /auth/password {password, new_password}   every session ends; a new one starts
+ *   GET  /user/keys, POST /user/keys {days?}, POST /user/keys/revoke {prefix}
+ * State-changing requests with a cookie must be Content-Type: application/json (a cross-site
+ * form cannot send that without a preflight, and the server answers no CORS), else 403.
+ * Cookies: HttpOnly, SameSite=Strict, Path=/, 30 days; stored as hashes. */
+void accounts_route(accounts *ac, const char *method, const char *url, const char *body, size_t n,
+                    const char *cookie_header, const char *content_type, const char *client_ip, accounts_reply *out);
+
+/* The user of the request's session cookie: 0, or -1 (none or expired). */
+int accounts_session(accounts *ac, const char *cookie_header, store_user *out);

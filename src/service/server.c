@@ -34,6 +34,7 @@ typedef struct server {
     double last_scrape;
     uint64_t last_tokens;
     store *st; /* --accounts: keys, balances, charges; NULL in local mode */
+    accounts *ac; /* --accounts: sign-up, login, sessions */
 } server;
 
 typedef struct conn { /* per connection: the request body as it arrives */
@@ -53,7 +54,8 @@ static void count_status(unsigned status) {
     atomic_fetch_add(&g_count[i], 1);
 }
 
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *body, const char *type) {
+static enum MHD_Result send_full(struct MHD_Connection *c, unsigned status, char *body, const char *type,
+                                 const char *cookie) {
     count_status(status);
     if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":\"server_error\"}}");
     struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
@@ -63,9 +65,25 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
     }
     MHD_add_response_header(r, "Content-Type", type);
     if (status == 503 || status == 429) MHD_add_response_header(r, "Retry-After", "1");
+    if (cookie && *cookie) {
+        MHD_add_response_header(r, "Set-Cookie", cookie);
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+    }
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *body, const char *type) {
+    return send_full(c, status, body, type, NULL);
+}
+
+/* The client's address as text (for per-address limits). */
+static void client_ip(struct MHD_Connection *c, char *out, size_t cap) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, cap, "?");
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)cap);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
@@ -320,14 +338,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_text(c, 200, b, "application/json");
     }
     if (!strcmp(url, "/metrics")) return send_text(c, 200, metrics(srv), "text/plain; version=0.0.4");
-    if (srv->st) { /* accounts: every other endpoint needs a valid key */
+    if (srv->st) { /* accounts: the account endpoints, then every other endpoint needs a valid key */
+        const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
+        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        char ip[64];
+        client_ip(c, ip, sizeof ip);
+        accounts_reply ar;
+        accounts_route(srv->ac, method, url, cn->body.s, cn->body.n, cookie,
+                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"), ip, &ar);
+        if (ar.status) return send_full(c, (unsigned)ar.status, ar.body, "application/json", ar.cookie);
+        store_user me;
+        if (!strcmp(url, "/user/balance") && !auth && get && !accounts_session(srv->ac, cookie, &me)) {
+            char *b = accounts_balance_json(srv->st, me.id);
+            return b ? send_text(c, 200, b, "application/json")
+                     : send_error(c, 500, "the account store failed", "server_error", "server_error");
+        }
         char *err_body = NULL;
         int status = accounts_auth(srv->st, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &cn->key,
                                    &err_body);
         if (status) return send_text(c, (unsigned)status, err_body, "application/json");
         if (!strcmp(url, "/user/balance")) {
             if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
-            char *b = accounts_balance_json(srv->st, &cn->key);
+            char *b = accounts_balance_json(srv->st, cn->key.user);
             return b ? send_text(c, 200, b, "application/json")
                      : send_error(c, 500, "the account store failed", "server_error", "server_error");
         }
@@ -387,6 +419,11 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_ARG, "--host '%s' is not an IPv4 address", o->host);
     }
+    if (srv.st && !(srv.ac = accounts_new(srv.st, o->signup_closed ? SIGNUP_CLOSED : SIGNUP_OPEN))) {
+        sched_free(srv.s);
+        api_ctx_free(&srv.a);
+        return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
+    }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
@@ -395,6 +432,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     if (!d) {
         sched_free(srv.s);
         api_ctx_free(&srv.a);
+        accounts_free(srv.ac);
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
@@ -408,5 +446,6 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     sched_free(srv.s);
     api_ctx_free(&srv.a);
+    accounts_free(srv.ac);
     return 0;
 }

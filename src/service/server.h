@@ -30,6 +30,7 @@ typedef struct server_opts {
     uint64_t cache_salt;
     struct store *accounts; /* multi-user mode: keys, balances and charges (service/store.h); NULL:
                                local single-user mode, no keys */
+    int signup_closed;      /* accounts: POST /auth/register refused (403) */
 } server_opts;
 
 /* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what

@@ -46,6 +46,18 @@ int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_er
 /* By email; WHALE_E_NOTFOUND when there is none. */
 int store_user_find(store *s, const char *email, store_user *out, whale_err *err);
 int store_user_set_disabled(store *s, int64_t user, int disabled, whale_err *err);
+/* By email, with its password hash ("" when it has none) into pw_hash (cap >= 128). */
+int store_user_password(store *s, const char *email, store_user *out, char *pw_hash, size_t cap, whale_err *err);
+/* Set the password hash (argon2id string); ends every session of the user. */
+int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_err *err);
+
+/* Web sessions: random tokens in cookies, stored as their hash (store_token_hash), with expiry. */
+void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]);
+int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err);
+/* The user of a live session; WHALE_E_NOTFOUND when it is unknown or expired. */
+int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now, store_user *out, whale_err *err);
+/* End the session (and clear expired ones). */
+int store_session_end(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err);
 
 typedef struct store_key {
     int64_t id, user;

@@ -37,6 +37,10 @@ static const char *const MIGRATIONS[] = {
     /* append-only: the database itself refuses to change or remove a ledger row */
     "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
     "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;",
+    /* 2: web sessions (cookies), stored hashed */
+    "CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, expires INTEGER NOT NULL);"
+    "CREATE INDEX sessions_user ON sessions(user_id);",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
 
@@ -195,6 +199,77 @@ int store_user_set_disabled(store *s, int64_t user, int disabled, whale_err *err
     if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+int store_user_password(store *s, const char *email, store_user *u, char *pw_hash, size_t cap, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT id, email, admin, disabled, COALESCE(pw_hash, '') FROM users WHERE email = ?", err, "t", email);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW) {
+            u->id = sqlite3_column_int64(st, 0);
+            snprintf(u->email, sizeof u->email, "%s", (const char *)sqlite3_column_text(st, 1));
+            u->admin = sqlite3_column_int(st, 2);
+            u->disabled = sqlite3_column_int(st, 3);
+            snprintf(pw_hash, cap, "%s", (const char *)sqlite3_column_text(st, 4));
+        } else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "UPDATE users SET pw_hash = ? WHERE id = ?", err, "ti", pw_hash, user);
+    int rc = st ? run_done(s, st, err, "password") : err->code;
+    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc) { /* a new password ends every session */
+        st = prep(s, "DELETE FROM sessions WHERE user_id = ?", err, "i", user);
+        rc = st ? run_done(s, st, err, "sessions") : err->code;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "INSERT INTO sessions (user_id, hash, created, expires) VALUES (?, ?, ?, ?)", err, "ibii",
+                            user, hash, now_s(), expires);
+    int rc = st ? run_done(s, st, err, "session") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now, store_user *u, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "SELECT u.id, u.email, u.admin, u.disabled FROM sessions x JOIN users u ON u.id = x.user_id"
+                               " WHERE x.hash = ? AND x.expires > ?", err, "bi", hash, now);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            u->id = sqlite3_column_int64(st, 0);
+            snprintf(u->email, sizeof u->email, "%s", (const char *)sqlite3_column_text(st, 1));
+            u->admin = sqlite3_column_int(st, 2);
+            u->disabled = sqlite3_column_int(st, 3);
+        } else rc = err_set(err, WHALE_E_NOTFOUND, "no such session");
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_session_end(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = prep(s, "DELETE FROM sessions WHERE hash = ? OR expires <= ?", err, "bi", hash, now_s());
+    int rc = st ? run_done(s, st, err, "session") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]) {
+    crypto_generichash(out, STORE_KEY_HASH, (const unsigned char *)token, strlen(token), NULL, 0);
 }
 
 static void key_hash(const char *key, uint8_t out[STORE_KEY_HASH]) {

@@ -2,7 +2,11 @@
 a bad key, a revoked key, an expired key, a disabled user: 401 with DeepSeek's body), a zero
 balance refused with 402, every request charged exactly its usage at the model's prices (plain,
 streamed, and a stream whose client went away), GET /user/balance in DeepSeek's shape, each
-balance equal to its ledger, and no key in the server's log."""
+balance equal to its ledger, and no key in the server's log. Web accounts: sign-up, login with
+one generic failure, HttpOnly SameSite=Strict session cookies, keys created, listed, used and
+revoked over a session, CSRF refusal, one user unable to touch another's keys, logout and
+password change ending sessions, sign-ups limited per address, no password or cookie in the
+log."""
 import http.client
 import json
 import signal
@@ -148,3 +152,70 @@ def test_a_stream_cut_by_its_client_is_charged(env):
     assert "ok" in admin(db, "check")
     rows = admin(db, "usage", "alice@example.com")
     assert "alice@example.com" in rows and key[:12] in rows
+
+
+def web(port, path, body=None, cookie=None, ctype="application/json", method=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {}
+    if ctype:
+        headers["Content-Type"] = ctype
+    if cookie:
+        headers["Cookie"] = f"whale_session={cookie}"
+    c.request(method or ("POST" if body is not None else "GET"), path,
+              body=json.dumps(body) if body is not None else None, headers=headers)
+    r = c.getresponse()
+    set_cookie = r.getheader("Set-Cookie") or ""
+    data = r.read()
+    tok = set_cookie.split(";")[0].split("=", 1)[1] if set_cookie.startswith("whale_session=") else None
+    return r.status, json.loads(data or b"null"), tok, set_cookie
+
+
+def test_web_sign_up_login_keys_and_sessions(env):
+    port, db = env["port"], env["db"]
+    st, b, dave, sc = web(port, "/auth/register", {"email": "dave@example.com", "password": "correct horse"})
+    assert st == 201 and dave and "HttpOnly" in sc and "SameSite=Strict" in sc
+    assert web(port, "/auth/register", {"email": "dave@example.com", "password": "another one"})[0] == 400
+    assert web(port, "/auth/register", {"email": "erin@example.com", "password": "short"})[0] == 422
+    # the same generic answer whether the email exists or not
+    bad1 = web(port, "/auth/login", {"email": "dave@example.com", "password": "wrong password"})
+    bad2 = web(port, "/auth/login", {"email": "nobody@example.com", "password": "wrong password"})
+    assert bad1[0] == bad2[0] == 401 and bad1[1] == bad2[1]
+    st, b, dave2, _ = web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})
+    assert st == 200 and dave2 and dave2 != dave
+    # keys over the session: created (shown once), listed by prefix only, used, revoked
+    assert web(port, "/user/keys", {}, cookie=dave, ctype="application/x-www-form-urlencoded")[0] == 403  # CSRF
+    st, b, _, _ = web(port, "/user/keys", {}, cookie=dave)
+    assert st == 201 and b["key"].startswith("sk-")
+    key = b["key"]
+    st, lst, _, _ = web(port, "/user/keys", cookie=dave)
+    assert st == 200 and [k["prefix"] for k in lst["keys"]] == [key[:12]] and key not in json.dumps(lst)
+    admin(db, "topup", "dave@example.com", "0.50")
+    assert call(port, "/v1/models", key=key)[0] == 200
+    st, bal = call(port, "/user/balance", key=key)
+    assert st == 200 and bal["balance_infos"][0]["total_balance"] == "0.50"
+    assert web(port, "/user/balance", cookie=dave)[1]["balance_infos"][0]["total_balance"] == "0.50"
+    # another user sees none of it and cannot revoke it
+    st, _, alice, _ = web(port, "/auth/register", {"email": "alice2@example.com", "password": "a long password"})
+    assert st == 201
+    assert web(port, "/user/keys", cookie=alice)[1]["keys"] == []
+    assert web(port, "/user/keys/revoke", {"prefix": key[:12]}, cookie=alice)[0] == 404
+    assert call(port, "/v1/models", key=key)[0] == 200
+    assert web(port, "/user/keys/revoke", {"prefix": key[:12]}, cookie=dave)[0] == 200
+    assert call(port, "/v1/models", key=key)[0] == 401
+    # logout ends that session only; a password change ends them all
+    st, _, _, sc = web(port, "/auth/logout", {}, cookie=dave)
+    assert st == 200 and "Max-Age=0" in sc
+    assert web(port, "/user/keys", cookie=dave)[0] == 401
+    assert web(port, "/user/keys", cookie=dave2)[0] == 200
+    st, _, dave3, _ = web(port, "/auth/password", {"password": "correct horse", "new_password": "battery staple"},
+                          cookie=dave2)
+    assert st == 200 and dave3
+    assert web(port, "/user/keys", cookie=dave2)[0] == 401 and web(port, "/user/keys", cookie=dave3)[0] == 200
+    assert web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})[0] == 401
+    assert web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})[0] == 200
+    # sign-ups from one address are limited (5 an hour; 3 used so far: dave, dave again, alice2)
+    codes = [web(port, "/auth/register", {"email": f"u{i}@example.com", "password": "password123"})[0] for i in range(3)]
+    assert codes == [201, 201, 429]
+    log = env["log"].read_text()
+    for secret in (dave, dave2, dave3, "correct horse", "battery staple"):
+        assert secret not in log
