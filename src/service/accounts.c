@@ -7,7 +7,6 @@
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "service/api.h"
@@ -59,21 +58,12 @@ int accounts_admit(store *st, const store_key *key, char **err_body) {
 }
 
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const sched_result *res,
-                     size_t reasoning_tokens) {
-    unsigned char r[12];
-    char id[40];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        memcpy(r, &ts, sizeof r < sizeof ts ? sizeof r : sizeof ts);
-    }
-    int at = snprintf(id, sizeof id, "req-");
-    for (size_t i = 0; i < sizeof r; i++) at += snprintf(id + at, sizeof id - (size_t)at, "%02x", r[i]);
-    store_charge c = {key->user, key->id, id, model_name, (int64_t)res->n_cached, (int64_t)(res->n_prompt - res->n_cached),
-                      (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}};
+                     size_t reasoning_tokens, const char *request_id) {
+    store_charge c = {key->user, key->id, request_id, model_name, (int64_t)res->n_cached,
+                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}};
     whale_err err = {0};
     if (store_price_get(st, model_name, is_reasoner, &c.price, &err) || store_charge_commit(st, &c, NULL, &err))
-        fprintf(stderr, "whale serve: charging request %s failed: %s\n", id, err.msg);
+        fprintf(stderr, "whale serve: charging request %s failed: %s\n", request_id, err.msg);
 }
 
 static void usd(char *out, size_t cap, int64_t micro) {

@@ -18,11 +18,12 @@ int accounts_auth(store *st, const char *authorization, store_key *key, char **e
 /* 0 when the key's user may start a request (balance above zero), else 402 / 500 with a body. */
 int accounts_admit(store *st, const store_key *key, char **err_body);
 
-/* Commit the charge of a finished (or cancelled) request: prompt tokens split into cache hits
- * and misses, generated tokens (reasoning included) as output, at the model's prices. A failure
- * is printed on stderr (no key or text in it); nothing else can be done for the client. */
+/* Commit the charge of a finished (or cancelled) request under its response id: prompt tokens
+ * split into cache hits and misses, generated tokens (reasoning included) as output, at the
+ * model's prices. A failure is printed on stderr (no key or text in it); nothing else can be
+ * done for the client. */
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const sched_result *res,
-                     size_t reasoning_tokens);
+                     size_t reasoning_tokens, const char *request_id);
 
 /* DeepSeek's GET /user/balance body for the user (malloc'd), or NULL. */
 char *accounts_balance_json(store *st, int64_t user);

@@ -112,7 +112,7 @@ static void charge(server *srv, const store_key *key, sched_req *r, const api_re
     sched_result res;
     sched_result_get(r, &res);
     if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
-    accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens);
+    accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens, rep->id);
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
