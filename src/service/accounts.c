@@ -229,7 +229,9 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
                     const char *cookie_header, const char *content_type, const char *client_ip, accounts_reply *out) {
     memset(out, 0, sizeof *out);
     int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
-    int is_auth = !strncmp(url, "/auth/", 6), is_keys = !strcmp(url, "/user/keys") || !strcmp(url, "/user/keys/revoke");
+    int is_auth = !strcmp(url, "/auth/register") || !strcmp(url, "/auth/login") || !strcmp(url, "/auth/logout") ||
+                  !strcmp(url, "/auth/password") || !strcmp(url, "/auth/delete");
+    int is_keys = !strcmp(url, "/user/keys") || !strcmp(url, "/user/keys/revoke");
     if (!is_auth && !is_keys) return;
     if (!(post || (get && !strcmp(url, "/user/keys")))) {
         reply_error(out, 405, "method not allowed here", "invalid_request_error");
@@ -330,6 +332,17 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
             reply(out, 201, o);
             sodium_memzero(key, sizeof key);
         }
+    } else if (!strcmp(url, "/auth/delete")) { /* the password again, then the account goes */
+        char stored[crypto_pwhash_STRBYTES] = "";
+        store_user me;
+        if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
+            crypto_pwhash_str_verify(stored, pw, strlen(pw)))
+            reply_error(out, 401, "Invalid email or password", "authentication_error");
+        else if (store_user_delete(ac->st, u.id, &err)) reply_error(out, 500, "the account store failed", "server_error");
+        else {
+            snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+            reply(out, 200, cJSON_CreateObject());
+        }
     } else { /* /user/keys/revoke */
         const char *prefix = jstr(j, "prefix");
         int rc = prefix ? store_key_revoke(ac->st, u.id, prefix, &err) : WHALE_E_ARG;
@@ -339,4 +352,31 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         else reply(out, 200, cJSON_CreateObject());
     }
     cJSON_Delete(j);
+}
+
+static void usage_row(void *ctx, const char *day, const char *email, const char *key, int64_t n, int64_t hit, int64_t miss,
+                      int64_t out, int64_t amount) {
+    (void)email;
+    cJSON *o = cJSON_CreateObject();
+    char cost[32];
+    snprintf(cost, sizeof cost, "%s%lld.%06lld", amount < 0 ? "-" : "", (long long)(llabs(amount) / 1000000),
+             (long long)(llabs(amount) % 1000000));
+    cJSON_AddStringToObject(o, "date", day);
+    cJSON_AddStringToObject(o, "key_prefix", key);
+    cJSON_AddNumberToObject(o, "requests", (double)n);
+    cJSON_AddNumberToObject(o, "prompt_cache_hit_tokens", (double)hit);
+    cJSON_AddNumberToObject(o, "prompt_cache_miss_tokens", (double)miss);
+    cJSON_AddNumberToObject(o, "completion_tokens", (double)out);
+    cJSON_AddStringToObject(o, "cost", cost);
+    cJSON_AddStringToObject(o, "currency", "USD");
+    cJSON_AddItemToArray(ctx, o);
+}
+
+char *accounts_usage_json(store *st, int64_t user) {
+    cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "usage");
+    whale_err err = {0};
+    char *s = NULL;
+    if (!store_usage(st, user, usage_row, a, &err)) s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
 }

@@ -25,6 +25,9 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const sched_result *res,
                      size_t reasoning_tokens, const char *request_id);
 
+/* GET /user/usage: the user's charges by day and key, {"usage": [{date, key_prefix, requests,
+ * prompt_cache_hit_tokens, prompt_cache_miss_tokens, completion_tokens, cost, currency}]}. */
+char *accounts_usage_json(store *st, int64_t user);
 /* DeepSeek's GET /user/balance body for the user (malloc'd), or NULL. */
 char *accounts_balance_json(store *st, int64_t user);
 
@@ -51,6 +54,7 @@ typedef struct accounts_reply {
  *                                            password" whether or not the email exists
  *   POST /auth/logout                        the session ends
  *   POST /auth/password {password, new_password}   every session ends; a new one starts
+ *   POST /auth/delete {password}             the account goes (store_user_delete)
  *   GET  /user/keys, POST /user/keys {days?}, POST /user/keys/revoke {prefix}
  * State-changing requests with a cookie must be Content-Type: application/json (a cross-site
  * form cannot send that without a preflight, and the server answers no CORS), else 403.

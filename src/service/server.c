@@ -348,8 +348,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
                        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"), ip, &ar);
         if (ar.status) return send_full(c, (unsigned)ar.status, ar.body, "application/json", ar.cookie);
         store_user me;
-        if (!strcmp(url, "/user/balance") && !auth && get && !accounts_session(srv->ac, cookie, &me)) {
-            char *b = accounts_balance_json(srv->st, me.id);
+        int is_user = !strcmp(url, "/user/balance") || !strcmp(url, "/user/usage");
+        if (is_user && !auth && get && !accounts_session(srv->ac, cookie, &me)) { /* the web page's session */
+            char *b = url[6] == 'b' ? accounts_balance_json(srv->st, me.id) : accounts_usage_json(srv->st, me.id);
             return b ? send_text(c, 200, b, "application/json")
                      : send_error(c, 500, "the account store failed", "server_error", "server_error");
         }
@@ -357,9 +358,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         int status = accounts_auth(srv->st, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &cn->key,
                                    &err_body);
         if (status) return send_text(c, (unsigned)status, err_body, "application/json");
-        if (!strcmp(url, "/user/balance")) {
+        if (is_user) {
             if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
-            char *b = accounts_balance_json(srv->st, cn->key.user);
+            char *b = url[6] == 'b' ? accounts_balance_json(srv->st, cn->key.user) : accounts_usage_json(srv->st, cn->key.user);
             return b ? send_text(c, 200, b, "application/json")
                      : send_error(c, 500, "the account store failed", "server_error", "server_error");
         }

@@ -51,6 +51,11 @@ int store_user_password(store *s, const char *email, store_user *out, char *pw_h
 /* Set the password hash (argon2id string); ends every session of the user. */
 int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_err *err);
 
+/* Delete an account: its sessions and keys go, its email and password are erased and it is
+ * disabled. Its ledger rows stay (the ledger is append-only; they hold tokens and amounts under
+ * a user id, nothing personal). */
+int store_user_delete(store *s, int64_t user, whale_err *err);
+
 /* Web sessions: random tokens in cookies, stored as their hash (store_token_hash), with expiry. */
 void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]);
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err);

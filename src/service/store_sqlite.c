@@ -233,6 +233,24 @@ int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_e
     return rc;
 }
 
+int store_user_delete(store *s, int64_t user, whale_err *err) {
+    char gone[64];
+    snprintf(gone, sizeof gone, "deleted-%lld@invalid", (long long)user);
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    const char *sql[] = {"DELETE FROM sessions WHERE user_id = ?", "DELETE FROM api_keys WHERE user_id = ?",
+                         "UPDATE users SET email = ?, pw_hash = NULL, disabled = 1 WHERE id = ?"};
+    for (int i = 0; i < 3 && !rc; i++) {
+        sqlite3_stmt *st = i < 2 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
+        rc = st ? run_done(s, st, err, "delete account") : err->code;
+    }
+    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     sqlite3_stmt *st = prep(s, "INSERT INTO sessions (user_id, hash, created, expires) VALUES (?, ?, ?, ?)", err, "ibii",

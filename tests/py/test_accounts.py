@@ -125,6 +125,13 @@ def test_charges_match_usage_exactly(env):
     after2 = micro(admin(db, "balance", "alice@example.com"))
     assert after - after2 == charge_of(u)
     assert u["prompt_cache_hit_tokens"] == 0 or after - after2 < before - after  # hits bill cheaper
+    st, usage = call(env["port"], "/user/usage", key=key)
+    assert st == 200 and sum(r["requests"] for r in usage["usage"]) >= 2
+    with sqlite3.connect(db) as c:  # the usage endpoint adds up to exactly the ledger's charges for this key
+        charged = -c.execute("SELECT sum(amount) FROM ledger l JOIN api_keys k ON k.id = l.key_id WHERE k.prefix = ?"
+                             " AND l.kind = 'charge'", (key[:12],)).fetchone()[0]
+    assert sum(micro(r["cost"]) for r in usage["usage"]) == charged > 0
+    assert all(r["key_prefix"] == key[:12] and r["currency"] == "USD" for r in usage["usage"])
     st, b = call(env["port"], "/user/balance", key=key)
     assert st == 200 and b["is_available"] is True
     info = b["balance_infos"][0]
@@ -216,6 +223,20 @@ def test_web_sign_up_login_keys_and_sessions(env):
     # sign-ups from one address are limited (5 an hour; 3 used so far: dave, dave again, alice2)
     codes = [web(port, "/auth/register", {"email": f"u{i}@example.com", "password": "password123"})[0] for i in range(3)]
     assert codes == [201, 201, 429]
+    # account deletion: the password again; then no login, no session, no key, and the ledger intact
+    st, _, dave4, _ = web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})
+    st, _, _, _ = web(port, "/user/keys", {}, cookie=dave4)
+    key2 = web(port, "/user/keys", cookie=dave4)[1]["keys"]
+    assert web(port, "/auth/delete", {"password": "wrong"}, cookie=dave4)[0] == 401
+    st, _, _, sc = web(port, "/auth/delete", {"password": "battery staple"}, cookie=dave4)
+    assert st == 200 and "Max-Age=0" in sc
+    assert web(port, "/user/keys", cookie=dave4)[0] == 401
+    assert web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})[0] == 401
+    assert key2 and "ok" in admin(db, "check")
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM users WHERE email = 'dave@example.com'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM ledger l JOIN users u ON u.id = l.user_id"
+                         " WHERE u.email LIKE 'deleted-%'").fetchone()[0] >= 1  # dave's top-up row stays
     log = env["log"].read_text()
     for secret in (dave, dave2, dave3, "correct horse", "battery staple"):
         assert secret not in log
