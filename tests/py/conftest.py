@@ -4,6 +4,7 @@ import importlib.util
 import os
 import pathlib
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -58,3 +59,13 @@ def run_whale(*args, input=None, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"whale {' '.join(args)} failed ({p.returncode}): {p.stderr.decode(errors='replace')}")
     return p
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A private PostgreSQL server for the session (tests/pg_server.py), torn down after."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import pg_server
+    s = pg_server.Server()
+    yield s
+    s.stop()

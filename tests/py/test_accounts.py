@@ -29,6 +29,18 @@ def admin(db, *args):
     return r.stdout.strip()
 
 
+def sql(db, query, *args):
+    """Rows of a query on the store's database, SQLite file or PostgreSQL URL (psql)."""
+    if str(db).startswith("postgresql://"):
+        q = query
+        for a in args:  # the tests' own literals only
+            q = q.replace("?", "'" + str(a).replace("'", "''") + "'", 1)
+        out = subprocess.run(["psql", str(db), "-At", "-F", "|", "-c", q], capture_output=True, text=True, check=True)
+        return [tuple(line.split("|")) for line in out.stdout.splitlines() if line]
+    with sqlite3.connect(db) as c:
+        return c.execute(query, args).fetchall()
+
+
 def micro(text):  # "1.234567" -> 1234567
     whole, frac = text.split(".")
     return int(whole) * 1000000 + (int(frac) if not whole.startswith("-") else -int(frac))
@@ -50,12 +62,13 @@ def call(port, path, body=None, key=None, method=None):
     return r.status, json.loads(r.read() or b"null")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def env(request, tmp_path_factory):
+    """One server per store backend: every test below runs against SQLite and PostgreSQL."""
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
     d = tmp_path_factory.mktemp("accounts")
-    db = d / "whale.db"
+    db = d / "whale.db" if request.param == "sqlite" else request.getfixturevalue("pg").new_database()
     admin(db, "user", "add", "alice@example.com")
     admin(db, "user", "add", "bob@example.com")
     admin(db, "user", "add", "carol@example.com")
@@ -63,8 +76,7 @@ def env(tmp_path_factory):
     keys["revoked"] = admin(db, "key", "create", "alice@example.com")
     keys["expired"] = admin(db, "key", "create", "alice@example.com", "--days", "1")
     admin(db, "key", "revoke", "alice@example.com", keys["revoked"][:12])
-    with sqlite3.connect(db) as c:  # move the expiry into the past, as time would
-        c.execute("UPDATE api_keys SET expires = 1 WHERE prefix = ?", (keys["expired"][:12],))
+    sql(db, "UPDATE api_keys SET expires = 1 WHERE prefix = ?", keys["expired"][:12])  # as time would
     admin(db, "topup", "alice@example.com", "1.00")
     admin(db, "topup", "carol@example.com", "1.00")
     admin(db, "user", "disable", "carol@example.com")
@@ -127,9 +139,8 @@ def test_charges_match_usage_exactly(env):
     assert u["prompt_cache_hit_tokens"] == 0 or after - after2 < before - after  # hits bill cheaper
     st, usage = call(env["port"], "/user/usage", key=key)
     assert st == 200 and sum(r["requests"] for r in usage["usage"]) >= 2
-    with sqlite3.connect(db) as c:  # the usage endpoint adds up to exactly the ledger's charges for this key
-        charged = -c.execute("SELECT sum(amount) FROM ledger l JOIN api_keys k ON k.id = l.key_id WHERE k.prefix = ?"
-                             " AND l.kind = 'charge'", (key[:12],)).fetchone()[0]
+    charged = -int(sql(db, "SELECT sum(amount) FROM ledger l JOIN api_keys k ON k.id = l.key_id WHERE k.prefix = ?"
+                       " AND l.kind = 'charge'", key[:12])[0][0])  # the usage endpoint adds up to the ledger's charges
     assert sum(micro(r["cost"]) for r in usage["usage"]) == charged > 0
     assert all(r["key_prefix"] == key[:12] and r["currency"] == "USD" for r in usage["usage"])
     st, b = call(env["port"], "/user/balance", key=key)
@@ -233,10 +244,9 @@ def test_web_sign_up_login_keys_and_sessions(env):
     assert web(port, "/user/keys", cookie=dave4)[0] == 401
     assert web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})[0] == 401
     assert key2 and "ok" in admin(db, "check")
-    with sqlite3.connect(db) as c:
-        assert c.execute("SELECT count(*) FROM users WHERE email = 'dave@example.com'").fetchone()[0] == 0
-        assert c.execute("SELECT count(*) FROM ledger l JOIN users u ON u.id = l.user_id"
-                         " WHERE u.email LIKE 'deleted-%'").fetchone()[0] >= 1  # dave's top-up row stays
+    assert int(sql(db, "SELECT count(*) FROM users WHERE email = 'dave@example.com'")[0][0]) == 0
+    assert int(sql(db, "SELECT count(*) FROM ledger l JOIN users u ON u.id = l.user_id"
+                       " WHERE u.email LIKE 'deleted-%'")[0][0]) >= 1  # dave's top-up row stays
     log = env["log"].read_text()
     for secret in (dave, dave2, dave3, "correct horse", "battery staple"):
         assert secret not in log

@@ -1,25 +1,29 @@
-/* store_sqlite.c — the store (service/store.h) on SQLite: one file, WAL, numbered migrations
- * kept in PRAGMA user_version, prepared statements only, each change in one transaction. */
+/* store_db.c — the store (service/store.h) on SQLite or PostgreSQL (service/db.h): numbered
+ * migrations (SQLite: PRAGMA user_version; PostgreSQL: the table whale_schema, migrated under an
+ * advisory lock so replicas starting together migrate once), parameterized statements only,
+ * each change in one transaction. The SQL is shared; only the schema's types and one date
+ * function differ between the two. */
 #include "service/store.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <sodium.h>
-#include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "base/err.h"
+#include "service/db.h"
 
 struct store {
-    sqlite3 *db;
+    db *d;
     pthread_mutex_t mu;
+    int64_t changes; /* rows the last run_done changed */
 };
 
 /* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
-static const char *const MIGRATIONS[] = {
+static const char *const MIGRATIONS_SQLITE[] = {
     /* 1: accounts, keys, prices, balances and the ledger */
     "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
     "  admin INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
@@ -42,92 +46,127 @@ static const char *const MIGRATIONS[] = {
     "  hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, expires INTEGER NOT NULL);"
     "CREATE INDEX sessions_user ON sessions(user_id);",
 };
-#define N_MIGRATIONS ((int)(sizeof MIGRATIONS / sizeof MIGRATIONS[0]))
+
+static const char *const MIGRATIONS_PG[] = {
+    "CREATE TABLE users (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
+    "  admin INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, created BIGINT NOT NULL);"
+    "CREATE TABLE balances (user_id BIGINT PRIMARY KEY REFERENCES users(id), amount BIGINT NOT NULL);"
+    "CREATE TABLE api_keys (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  prefix TEXT NOT NULL, hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL, last_used BIGINT NOT NULL DEFAULT 0,"
+    "  expires BIGINT NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX api_keys_user ON api_keys(user_id);"
+    "CREATE TABLE prices (model TEXT PRIMARY KEY, hit BIGINT NOT NULL, miss BIGINT NOT NULL, output BIGINT NOT NULL);"
+    "CREATE TABLE ledger (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id), key_id BIGINT,"
+    "  at BIGINT NOT NULL, kind TEXT NOT NULL, amount BIGINT NOT NULL, request_id TEXT UNIQUE, model TEXT,"
+    "  hit BIGINT NOT NULL DEFAULT 0, miss BIGINT NOT NULL DEFAULT 0, output BIGINT NOT NULL DEFAULT 0,"
+    "  reasoning BIGINT NOT NULL DEFAULT 0, note TEXT);"
+    "CREATE INDEX ledger_user ON ledger(user_id, at);"
+    "CREATE FUNCTION whale_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS"
+    "  $f$ BEGIN RAISE EXCEPTION 'the ledger is append-only'; END $f$;"
+    "CREATE TRIGGER ledger_no_change BEFORE UPDATE OR DELETE ON ledger FOR EACH ROW"
+    "  EXECUTE FUNCTION whale_ledger_append_only();",
+    "CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL, expires BIGINT NOT NULL);"
+    "CREATE INDEX sessions_user ON sessions(user_id);",
+};
+#define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
+_Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
+#define PG_MIGRATION_LOCK 0x5768616c65 /* advisory lock id for migrations ("Whale") */
 
 static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 static int db_fail(store *s, whale_err *err, const char *what) {
-    return err_set(err, WHALE_E_IO, "database: %s: %s", what, sqlite3_errmsg(s->db));
+    return err_set(err, WHALE_E_IO, "database: %s: %s", what, db_error(s->d));
 }
 
-/* Prepare, bind with a format ("i" int64, "t" text, "b" 32-byte blob), leaving the statement
- * ready to step; NULL with a message. */
-static sqlite3_stmt *prep(store *s, const char *sql, whale_err *err, const char *fmt, ...) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        db_fail(s, err, "prepare");
-        return NULL;
-    }
+/* Prepare and bind ("i" int64, "t" text, "b" 32-byte blob); NULL with a message. */
+static db_stmt *prep(store *s, const char *sql, whale_err *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    for (int i = 0; fmt && fmt[i]; i++) {
-        int rc = SQLITE_OK;
-        if (fmt[i] == 'i') rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-        else if (fmt[i] == 't') {
-            const char *t = va_arg(ap, const char *);
-            rc = t ? sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i + 1);
-        } else if (fmt[i] == 'b') rc = sqlite3_bind_blob(st, i + 1, va_arg(ap, const void *), STORE_KEY_HASH, SQLITE_TRANSIENT);
-        if (rc != SQLITE_OK) {
-            va_end(ap);
-            db_fail(s, err, "bind");
-            sqlite3_finalize(st);
-            return NULL;
-        }
-    }
+    db_stmt *st = db_vprepare(s->d, err, sql, fmt, ap);
     va_end(ap);
     return st;
 }
 
-static int run_done(store *s, sqlite3_stmt *st, whale_err *err, const char *what) {
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
-    if (rc == SQLITE_CONSTRAINT) return err_set(err, WHALE_E_ARG, "%s: already there", what);
+/* Step a statement that changes rows (or returns one); its changed rows into s->changes. */
+static int run_done(store *s, db_stmt *st, whale_err *err, const char *what) {
+    int rc = db_step(st);
+    s->changes = rc >= 0 ? db_changes(st) : 0;
+    db_finish(st);
+    if (rc == 0 || rc == 1) return 0;
+    if (rc == DB_CONSTRAINT) return err_set(err, WHALE_E_ARG, "%s: already there", what);
+    return db_fail(s, err, what);
+}
+
+/* An INSERT ... RETURNING id: the id into *id. */
+static int run_id(store *s, db_stmt *st, whale_err *err, const char *what, int64_t *id) {
+    int rc = db_step(st);
+    if (rc == 1) *id = db_int(st, 0);
+    db_finish(st);
+    if (rc == 1) return 0;
+    if (rc == DB_CONSTRAINT) return err_set(err, WHALE_E_ARG, "%s: already there", what);
     return db_fail(s, err, what);
 }
 
 static int begin(store *s, whale_err *err) {
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, err, "begin");
+    return db_exec(s->d, db_kind_of(s->d) == DB_SQLITE ? "BEGIN IMMEDIATE" : "BEGIN", err);
 }
-static int commit(store *s, whale_err *err) {
-    return sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : db_fail(s, err, "commit");
+static int commit(store *s, whale_err *err) { return db_exec(s->d, "COMMIT", err); }
+static void rollback(store *s) {
+    whale_err e = {0};
+    db_exec(s->d, "ROLLBACK", &e);
 }
-static void rollback(store *s) { sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL); }
+
+/* The schema version: SQLite's user_version, PostgreSQL's whale_schema (created if missing). */
+static int version_get(store *s, int *v, whale_err *err) {
+    int pg = db_kind_of(s->d) == DB_PG;
+    if (pg && db_exec(s->d, "CREATE TABLE IF NOT EXISTS whale_schema (version INTEGER NOT NULL);"
+                            "INSERT INTO whale_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM whale_schema)", err))
+        return err->code;
+    db_stmt *st = prep(s, pg ? "SELECT version FROM whale_schema" : "PRAGMA user_version", err, NULL);
+    if (!st) return err->code;
+    int rc = db_step(st);
+    *v = rc == 1 ? (int)db_int(st, 0) : 0;
+    db_finish(st);
+    return rc < 0 ? db_fail(s, err, "schema version") : 0;
+}
 
 int store_open(store **out, const char *path, whale_err *err) {
     *out = NULL;
     if (sodium_init() < 0) return err_set(err, WHALE_E_UNSUPPORTED, "libsodium could not start");
     store *s = calloc(1, sizeof *s);
     if (!s) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-        err_set(err, WHALE_E_IO, "%s: cannot open the database: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        sqlite3_close(s->db);
+    if (db_open(&s->d, path, err)) {
         free(s);
         return err->code;
     }
     pthread_mutex_init(&s->mu, NULL);
-    sqlite3_busy_timeout(s->db, 10000); /* other processes (whale admin) hold the lock briefly */
-    int rc = 0;
-    if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                     NULL) != SQLITE_OK)
-        rc = err_set(err, WHALE_E_IO, "%s: %s", path, sqlite3_errmsg(s->db));
-    sqlite3_stmt *st = NULL;
-    int version = 0;
-    if (!rc && sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (!rc && version > N_MIGRATIONS)
-        rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: the database is from a newer Whale (schema %d; this one knows %d)", path,
-                     version, N_MIGRATIONS);
-    for (int v = version; !rc && v < N_MIGRATIONS; v++) { /* each migration and its version bump: one transaction */
-        char bump[64];
-        snprintf(bump, sizeof bump, "PRAGMA user_version=%d", v + 1);
-        if (begin(s, err)) rc = err->code;
-        else if (sqlite3_exec(s->db, MIGRATIONS[v], NULL, NULL, NULL) != SQLITE_OK ||
-                 sqlite3_exec(s->db, bump, NULL, NULL, NULL) != SQLITE_OK) {
-            rc = err_set(err, WHALE_E_IO, "%s: migration %d: %s", path, v + 1, sqlite3_errmsg(s->db));
-            rollback(s);
-        } else if (commit(s, err)) rc = err->code;
+    int pg = db_kind_of(s->d) == DB_PG, rc = 0;
+    if (!pg && db_exec(s->d, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err))
+        rc = err->code;
+    /* each migration and its version bump: one transaction (PostgreSQL: under a lock, the
+     * version read again inside it, so that replicas starting at once migrate once) */
+    for (int done = 0; !rc && !done;) {
+        char lock[96];
+        int version = 0;
+        if (begin(s, err)) {
+            rc = err->code;
+            break;
+        }
+        snprintf(lock, sizeof lock, "SELECT pg_advisory_xact_lock(%lld)", (long long)PG_MIGRATION_LOCK);
+        if ((pg && db_exec(s->d, lock, err)) || version_get(s, &version, err)) rc = err->code;
+        else if (version > N_MIGRATIONS)
+            rc = err_set(err, WHALE_E_UNSUPPORTED, "the database is from a newer Whale (schema %d; this one knows %d)",
+                         version, N_MIGRATIONS);
+        else if (version == N_MIGRATIONS) done = 1;
+        else {
+            char bump[64];
+            snprintf(bump, sizeof bump, pg ? "UPDATE whale_schema SET version = %d" : "PRAGMA user_version=%d", version + 1);
+            if (db_exec(s->d, (pg ? MIGRATIONS_PG : MIGRATIONS_SQLITE)[version], err) || db_exec(s->d, bump, err))
+                rc = err_set(err, WHALE_E_IO, "migration %d: %s", version + 1, err->msg);
+        }
+        if (rc) rollback(s);
+        else if (commit(s, err)) rc = err->code;
     }
     if (rc) {
         store_close(s);
@@ -139,7 +178,7 @@ int store_open(store **out, const char *path, whale_err *err) {
 
 void store_close(store *s) {
     if (!s) return;
-    sqlite3_close(s->db);
+    db_close(s->d);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
@@ -158,10 +197,10 @@ int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_er
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
     if (!rc) {
-        sqlite3_stmt *st = prep(s, "INSERT INTO users (email, admin, created) VALUES (?, ?, ?)", err, "tii", email,
-                                (int64_t)admin, now_s());
-        rc = st ? run_done(s, st, err, "that email has an account") : err->code;
-        int64_t uid = sqlite3_last_insert_rowid(s->db);
+        int64_t uid = 0;
+        db_stmt *st = prep(s, "INSERT INTO users (email, admin, created) VALUES (?, ?, ?) RETURNING id", err, "tii", email,
+                           (int64_t)admin, now_s());
+        rc = st ? run_id(s, st, err, "that email has an account", &uid) : err->code;
         if (!rc) {
             st = prep(s, "INSERT INTO balances (user_id, amount) VALUES (?, 0)", err, "i", uid);
             rc = st ? run_done(s, st, err, "balance") : err->code;
@@ -176,17 +215,17 @@ int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_er
 
 int store_user_find(store *s, const char *email, store_user *out, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT id, email, admin, disabled FROM users WHERE email = ?", err, "t", email);
+    db_stmt *st = prep(s, "SELECT id, email, admin, disabled FROM users WHERE email = ?", err, "t", email);
     int rc = st ? 0 : err->code;
     if (st) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-            out->id = sqlite3_column_int64(st, 0);
-            snprintf(out->email, sizeof out->email, "%s", (const char *)sqlite3_column_text(st, 1));
-            out->admin = sqlite3_column_int(st, 2);
-            out->disabled = sqlite3_column_int(st, 3);
-        } else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
-        sqlite3_finalize(st);
+        int r = db_step(st);
+        if (r == 1) {
+            out->id = db_int(st, 0);
+            snprintf(out->email, sizeof out->email, "%s", db_text(st, 1));
+            out->admin = (int)db_int(st, 2);
+            out->disabled = (int)db_int(st, 3);
+        } else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
+        db_finish(st);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -194,27 +233,27 @@ int store_user_find(store *s, const char *email, store_user *out, whale_err *err
 
 int store_user_set_disabled(store *s, int64_t user, int disabled, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "UPDATE users SET disabled = ? WHERE id = ?", err, "ii", (int64_t)disabled, user);
+    db_stmt *st = prep(s, "UPDATE users SET disabled = ? WHERE id = ?", err, "ii", (int64_t)disabled, user);
     int rc = st ? run_done(s, st, err, "disable user") : err->code;
-    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
 int store_user_password(store *s, const char *email, store_user *u, char *pw_hash, size_t cap, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT id, email, admin, disabled, COALESCE(pw_hash, '') FROM users WHERE email = ?", err, "t", email);
+    db_stmt *st = prep(s, "SELECT id, email, admin, disabled, COALESCE(pw_hash, '') FROM users WHERE email = ?", err, "t", email);
     int rc = st ? 0 : err->code;
     if (st) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW) {
-            u->id = sqlite3_column_int64(st, 0);
-            snprintf(u->email, sizeof u->email, "%s", (const char *)sqlite3_column_text(st, 1));
-            u->admin = sqlite3_column_int(st, 2);
-            u->disabled = sqlite3_column_int(st, 3);
-            snprintf(pw_hash, cap, "%s", (const char *)sqlite3_column_text(st, 4));
-        } else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
-        sqlite3_finalize(st);
+        int r = db_step(st);
+        if (r == 1) {
+            u->id = db_int(st, 0);
+            snprintf(u->email, sizeof u->email, "%s", db_text(st, 1));
+            u->admin = (int)db_int(st, 2);
+            u->disabled = (int)db_int(st, 3);
+            snprintf(pw_hash, cap, "%s", db_text(st, 4));
+        } else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "find user");
+        db_finish(st);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -222,9 +261,9 @@ int store_user_password(store *s, const char *email, store_user *u, char *pw_has
 
 int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "UPDATE users SET pw_hash = ? WHERE id = ?", err, "ti", pw_hash, user);
+    db_stmt *st = prep(s, "UPDATE users SET pw_hash = ? WHERE id = ?", err, "ti", pw_hash, user);
     int rc = st ? run_done(s, st, err, "password") : err->code;
-    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     if (!rc) { /* a new password ends every session */
         st = prep(s, "DELETE FROM sessions WHERE user_id = ?", err, "i", user);
         rc = st ? run_done(s, st, err, "sessions") : err->code;
@@ -241,10 +280,10 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
     const char *sql[] = {"DELETE FROM sessions WHERE user_id = ?", "DELETE FROM api_keys WHERE user_id = ?",
                          "UPDATE users SET email = ?, pw_hash = NULL, disabled = 1 WHERE id = ?"};
     for (int i = 0; i < 3 && !rc; i++) {
-        sqlite3_stmt *st = i < 2 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
+        db_stmt *st = i < 2 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
         rc = st ? run_done(s, st, err, "delete account") : err->code;
     }
-    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     if (!rc) rc = commit(s, err);
     if (rc) rollback(s);
     pthread_mutex_unlock(&s->mu);
@@ -253,7 +292,7 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
 
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "INSERT INTO sessions (user_id, hash, created, expires) VALUES (?, ?, ?, ?)", err, "ibii",
+    db_stmt *st = prep(s, "INSERT INTO sessions (user_id, hash, created, expires) VALUES (?, ?, ?, ?)", err, "ibii",
                             user, hash, now_s(), expires);
     int rc = st ? run_done(s, st, err, "session") : err->code;
     pthread_mutex_unlock(&s->mu);
@@ -262,17 +301,17 @@ int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH]
 
 int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now, store_user *u, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT u.id, u.email, u.admin, u.disabled FROM sessions x JOIN users u ON u.id = x.user_id"
+    db_stmt *st = prep(s, "SELECT u.id, u.email, u.admin, u.disabled FROM sessions x JOIN users u ON u.id = x.user_id"
                                " WHERE x.hash = ? AND x.expires > ?", err, "bi", hash, now);
     int rc = st ? 0 : err->code;
     if (st) {
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            u->id = sqlite3_column_int64(st, 0);
-            snprintf(u->email, sizeof u->email, "%s", (const char *)sqlite3_column_text(st, 1));
-            u->admin = sqlite3_column_int(st, 2);
-            u->disabled = sqlite3_column_int(st, 3);
+        if (db_step(st) == 1) {
+            u->id = db_int(st, 0);
+            snprintf(u->email, sizeof u->email, "%s", db_text(st, 1));
+            u->admin = (int)db_int(st, 2);
+            u->disabled = (int)db_int(st, 3);
         } else rc = err_set(err, WHALE_E_NOTFOUND, "no such session");
-        sqlite3_finalize(st);
+        db_finish(st);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -280,7 +319,7 @@ int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now
 
 int store_session_end(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "DELETE FROM sessions WHERE hash = ? OR expires <= ?", err, "bi", hash, now_s());
+    db_stmt *st = prep(s, "DELETE FROM sessions WHERE hash = ? OR expires <= ?", err, "bi", hash, now_s());
     int rc = st ? run_done(s, st, err, "session") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -294,15 +333,15 @@ static void key_hash(const char *key, uint8_t out[STORE_KEY_HASH]) {
     crypto_generichash(out, STORE_KEY_HASH, (const unsigned char *)key, strlen(key), NULL, 0);
 }
 
-static void key_row(sqlite3_stmt *st, store_key *k) {
-    k->id = sqlite3_column_int64(st, 0);
-    k->user = sqlite3_column_int64(st, 1);
-    snprintf(k->prefix, sizeof k->prefix, "%s", (const char *)sqlite3_column_text(st, 2));
-    k->created = sqlite3_column_int64(st, 3);
-    k->last_used = sqlite3_column_int64(st, 4);
-    k->expires = sqlite3_column_int64(st, 5);
-    k->revoked = sqlite3_column_int(st, 6);
-    k->user_disabled = sqlite3_column_int(st, 7);
+static void key_row(db_stmt *st, store_key *k) {
+    k->id = db_int(st, 0);
+    k->user = db_int(st, 1);
+    snprintf(k->prefix, sizeof k->prefix, "%s", db_text(st, 2));
+    k->created = db_int(st, 3);
+    k->last_used = db_int(st, 4);
+    k->expires = db_int(st, 5);
+    k->revoked = (int)db_int(st, 6);
+    k->user_disabled = (int)db_int(st, 7);
 }
 
 #define KEY_COLS "k.id, k.user_id, k.prefix, k.created, k.last_used, k.expires, k.revoked, u.disabled"
@@ -319,12 +358,13 @@ int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, siz
     char prefix[STORE_KEY_PREFIX + 1];
     snprintf(prefix, sizeof prefix, "%.*s", STORE_KEY_PREFIX, key_out);
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?)", err,
-                            "itbii", user, prefix, h, now_s(), expires);
-    int rc = st ? run_done(s, st, err, "key") : err->code;
+    int64_t kid = 0;
+    db_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                       err, "itbii", user, prefix, h, now_s(), expires);
+    int rc = st ? run_id(s, st, err, "key", &kid) : err->code;
     if (!rc && out) {
         memset(out, 0, sizeof *out);
-        out->id = sqlite3_last_insert_rowid(s->db);
+        out->id = kid;
         out->user = user;
         snprintf(out->prefix, sizeof out->prefix, "%s", prefix);
         out->created = now_s();
@@ -339,14 +379,14 @@ int store_key_lookup(store *s, const char *key, store_key *out, whale_err *err) 
     uint8_t h[STORE_KEY_HASH];
     key_hash(key, h);
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = ?", err,
+    db_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = ?", err,
                             "b", h);
     int rc = st ? 0 : err->code;
     if (st) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_ROW) key_row(st, out);
-        else rc = r == SQLITE_DONE ? err_set(err, WHALE_E_NOTFOUND, "no such key") : db_fail(s, err, "key lookup");
-        sqlite3_finalize(st);
+        int r = db_step(st);
+        if (r == 1) key_row(st, out);
+        else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such key") : db_fail(s, err, "key lookup");
+        db_finish(st);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -356,14 +396,14 @@ int store_key_list(store *s, int64_t user, store_key **out, size_t *n, whale_err
     *out = NULL;
     *n = 0;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ?"
+    db_stmt *st = prep(s, "SELECT " KEY_COLS " FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ?"
                                " ORDER BY k.id DESC", err, "i", user);
     int rc = st ? 0 : err->code;
     size_t cap = 0;
     while (st) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE) break;
-        if (r != SQLITE_ROW) {
+        int r = db_step(st);
+        if (r == 0) break;
+        if (r != 1) {
             rc = db_fail(s, err, "list keys");
             break;
         }
@@ -377,7 +417,7 @@ int store_key_list(store *s, int64_t user, store_key **out, size_t *n, whale_err
         }
         key_row(st, &(*out)[(*n)++]);
     }
-    sqlite3_finalize(st);
+    db_finish(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -386,11 +426,11 @@ int store_key_revoke(store *s, int64_t user, const char *id_or_prefix, whale_err
     char *end;
     long long id = strtoll(id_or_prefix, &end, 10);
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = *end || !*id_or_prefix
+    db_stmt *st = *end || !*id_or_prefix
                            ? prep(s, "UPDATE api_keys SET revoked = 1 WHERE user_id = ? AND prefix = ?", err, "it", user, id_or_prefix)
                            : prep(s, "UPDATE api_keys SET revoked = 1 WHERE user_id = ? AND id = ?", err, "ii", user, (int64_t)id);
     int rc = st ? run_done(s, st, err, "revoke") : err->code;
-    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "this user has no such key");
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "this user has no such key");
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -398,7 +438,7 @@ int store_key_revoke(store *s, int64_t user, const char *id_or_prefix, whale_err
 void store_key_touch(store *s, int64_t key, int64_t now) {
     whale_err err = {0};
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "UPDATE api_keys SET last_used = ? WHERE id = ?", &err, "ii", now, key);
+    db_stmt *st = prep(s, "UPDATE api_keys SET last_used = ? WHERE id = ?", &err, "ii", now, key);
     if (st) run_done(s, st, &err, "touch");
     pthread_mutex_unlock(&s->mu);
 }
@@ -409,15 +449,15 @@ static const store_price PRICE_REASONER = {140000, 550000, 2190000}, PRICE_CHAT 
 int store_price_get(store *s, const char *model, int reasoning, store_price *out, whale_err *err) {
     *out = reasoning ? PRICE_REASONER : PRICE_CHAT;
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT hit, miss, output FROM prices WHERE model IN (?, '*') ORDER BY model = '*' LIMIT 1",
+    db_stmt *st = prep(s, "SELECT hit, miss, output FROM prices WHERE model IN (?, '*') ORDER BY model = '*' LIMIT 1",
                             err, "t", model);
     int rc = st ? 0 : err->code;
-    if (st && sqlite3_step(st) == SQLITE_ROW) {
-        out->hit = sqlite3_column_int64(st, 0);
-        out->miss = sqlite3_column_int64(st, 1);
-        out->output = sqlite3_column_int64(st, 2);
+    if (st && db_step(st) == 1) {
+        out->hit = db_int(st, 0);
+        out->miss = db_int(st, 1);
+        out->output = db_int(st, 2);
     }
-    sqlite3_finalize(st);
+    db_finish(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
@@ -425,7 +465,7 @@ int store_price_get(store *s, const char *model, int reasoning, store_price *out
 int store_price_set(store *s, const char *model, const store_price *p, whale_err *err) {
     if (p->hit < 0 || p->miss < 0 || p->output < 0) return err_set(err, WHALE_E_ARG, "prices cannot be negative");
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "INSERT INTO prices (model, hit, miss, output) VALUES (?, ?, ?, ?) ON CONFLICT(model) DO "
+    db_stmt *st = prep(s, "INSERT INTO prices (model, hit, miss, output) VALUES (?, ?, ?, ?) ON CONFLICT(model) DO "
                                "UPDATE SET hit = excluded.hit, miss = excluded.miss, output = excluded.output",
                             err, "tiii", model, p->hit, p->miss, p->output);
     int rc = st ? run_done(s, st, err, "price") : err->code;
@@ -436,7 +476,7 @@ int store_price_set(store *s, const char *model, const store_price *p, whale_err
 /* Under mu, inside a transaction: the ledger row, then the balance. */
 static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t amount, const store_charge *c,
                  const char *note, whale_err *err) {
-    sqlite3_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
+    db_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
                                " reasoning, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             err, "iiitittiiiit", user, key, now_s(), kind, amount, c ? c->request_id : NULL,
                             c ? c->model : NULL, c ? c->hit : 0, c ? c->miss : 0, c ? c->output : 0,
@@ -445,7 +485,7 @@ static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t 
     if (rc) return rc;
     st = prep(s, "UPDATE balances SET amount = amount + ? WHERE user_id = ?", err, "ii", amount, user);
     rc = st ? run_done(s, st, err, "balance") : err->code;
-    if (!rc && !sqlite3_changes(s->db)) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     return rc;
 }
 
@@ -463,12 +503,12 @@ int store_credit(store *s, int64_t user, int64_t amount, const char *note, whale
 
 int store_balance(store *s, int64_t user, int64_t *amount, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s, "SELECT amount FROM balances WHERE user_id = ?", err, "i", user);
+    db_stmt *st = prep(s, "SELECT amount FROM balances WHERE user_id = ?", err, "i", user);
     int rc = st ? 0 : err->code;
     if (st) {
-        if (sqlite3_step(st) == SQLITE_ROW) *amount = sqlite3_column_int64(st, 0);
+        if (db_step(st) == 1) *amount = db_int(st, 0);
         else rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
-        sqlite3_finalize(st);
+        db_finish(st);
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -496,46 +536,49 @@ int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_
 
 int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s,
-                            "SELECT date(l.at, 'unixepoch'), u.email, COALESCE(k.prefix, ''), count(*), sum(l.hit),"
-                            " sum(l.miss), sum(l.output), -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id"
-                            " LEFT JOIN api_keys k ON k.id = l.key_id WHERE l.kind = 'charge' AND (? = 0 OR l.user_id = ?)"
-                            " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    /* the day of a unix time: the one expression the two databases spell differently */
+#define USAGE_SQL(DAY)                                                                                        \
+    "SELECT " DAY ", u.email, COALESCE(k.prefix, ''), count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
+    " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.key_id" \
+    " WHERE l.kind = 'charge' AND (? = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    db_stmt *st = prep(s,
+                       db_kind_of(s->d) == DB_PG ? USAGE_SQL("to_char(to_timestamp(l.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+                                                 : USAGE_SQL("date(l.at, 'unixepoch')"),
                             err, "ii", user, user);
     int rc = st ? 0 : err->code;
     while (st) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE) break;
-        if (r != SQLITE_ROW) {
+        int r = db_step(st);
+        if (r == 0) break;
+        if (r != 1) {
             rc = db_fail(s, err, "usage");
             break;
         }
-        fn(ctx, (const char *)sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st, 1),
-           (const char *)sqlite3_column_text(st, 2), sqlite3_column_int64(st, 3), sqlite3_column_int64(st, 4),
-           sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7));
+        fn(ctx, db_text(st, 0), db_text(st, 1),
+           db_text(st, 2), db_int(st, 3), db_int(st, 4),
+           db_int(st, 5), db_int(st, 6), db_int(st, 7));
     }
-    sqlite3_finalize(st);
+    db_finish(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
 int store_check(store *s, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    sqlite3_stmt *st = prep(s,
+    db_stmt *st = prep(s,
                             "SELECT b.user_id, b.amount, COALESCE((SELECT sum(amount) FROM ledger l WHERE l.user_id ="
                             " b.user_id), 0) FROM balances b",
                             err, NULL);
     int rc = st ? 0 : err->code;
     while (st && !rc) {
-        int r = sqlite3_step(st);
-        if (r == SQLITE_DONE) break;
-        if (r != SQLITE_ROW) rc = db_fail(s, err, "check");
-        else if (sqlite3_column_int64(st, 1) != sqlite3_column_int64(st, 2))
+        int r = db_step(st);
+        if (r == 0) break;
+        if (r != 1) rc = db_fail(s, err, "check");
+        else if (db_int(st, 1) != db_int(st, 2))
             rc = err_set(err, WHALE_E_FORMAT, "user %lld: balance %lld but ledger sum %lld",
-                         (long long)sqlite3_column_int64(st, 0), (long long)sqlite3_column_int64(st, 1),
-                         (long long)sqlite3_column_int64(st, 2));
+                         (long long)db_int(st, 0), (long long)db_int(st, 1),
+                         (long long)db_int(st, 2));
     }
-    sqlite3_finalize(st);
+    db_finish(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

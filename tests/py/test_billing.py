@@ -1,13 +1,14 @@
-"""Crash safety of the ledger: `kill -9` of `whale serve --accounts` while 100 billed requests
-run concurrently, then a restart on the same SQLite file. Every request whose client got a
+"""Billing under stress. Crash safety of the ledger, on SQLite and on PostgreSQL: `kill -9` of `whale serve
+--accounts` while 100 billed requests run concurrently, then a restart on the same database. Every request whose client got a
 complete answer has exactly one ledger row under its response id (charges commit before the
-answer is sent, in WAL with synchronous=FULL), no row is doubled, every balance equals its
-ledger, and the restarted server serves and charges again."""
+answer is sent: SQLite in WAL with synchronous=FULL, PostgreSQL's commit), no row is doubled, every balance equals its
+ledger, and the restarted server serves and charges again. Two replicas charging one user at
+once through one PostgreSQL. The store's C suite run against PostgreSQL."""
 import concurrent.futures
+import os
 import http.client
 import json
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 
 from conftest import DEFAULT_MODEL, WHALE
-from test_accounts import admin, call
+from test_accounts import admin, call, sql
 from test_serve import free_port
 
 
@@ -33,10 +34,11 @@ def serve(db, d, port):
     raise AssertionError("whale serve did not come up")
 
 
-def test_kill_9_during_billed_requests(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_during_billed_requests(backend, tmp_path, request):
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
-    db = tmp_path / "whale.db"
+    db = tmp_path / "whale.db" if backend == "sqlite" else request.getfixturevalue("pg").new_database()
     admin(db, "user", "add", "alice@example.com")
     key = admin(db, "key", "create", "alice@example.com")
     admin(db, "topup", "alice@example.com", "100")
@@ -70,8 +72,7 @@ def test_kill_9_during_billed_requests(tmp_path):
         concurrent.futures.wait(futs)
     assert 20 <= len(done) < 100, len(done)
 
-    with sqlite3.connect(db) as c:
-        rows = [r[0] for r in c.execute("SELECT request_id FROM ledger WHERE kind = 'charge'")]
+    rows = [r[0] for r in sql(db, "SELECT request_id FROM ledger WHERE kind = 'charge'")]
     assert len(rows) == len(set(rows))  # nothing doubled
     missing = set(done) - set(rows)
     assert not missing, f"{len(missing)} answered requests have no ledger row"
@@ -84,11 +85,49 @@ def test_kill_9_during_billed_requests(tmp_path):
                      key)
         assert st == 200
         assert admin(db, "balance", "alice@example.com") != before
-        with sqlite3.connect(db) as c:
-            assert c.execute("SELECT count(*) FROM ledger WHERE request_id = ?", (b["id"],)).fetchone()[0] == 1
+        assert int(sql(db, "SELECT count(*) FROM ledger WHERE request_id = ?", b["id"])[0][0]) == 1
         assert "ok" in admin(db, "check")
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
     print(f"answered before the kill: {len(done)}; charge rows: {len(rows)} (in flight and charged: "
           f"{len(rows) - len(done)})")
+
+
+def test_two_replicas_share_one_postgres(pg, tmp_path):
+    """Two `whale serve` replicas on one PostgreSQL charge one user at once: every answered
+    request is charged once, and the balance equals the ledger and the starting amount minus the
+    charges, with nothing lost to a race between the replicas."""
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    db = pg.new_database()
+    admin(db, "user", "add", "alice@example.com")
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "5")
+    ports = [free_port(), free_port()]
+    procs = [serve(db, tmp_path / f"r{i}", port) for i, port in enumerate(ports)]
+    try:
+        def one(i):
+            st, b = call(ports[i % 2], "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": f"Say {i}."}], "max_tokens": 6, "temperature": 0}, key)
+            return b["id"] if st == 200 else None
+        with concurrent.futures.ThreadPoolExecutor(24) as ex:
+            ids = list(ex.map(one, range(48)))
+        assert all(ids)
+        rows = sql(db, "SELECT request_id, amount FROM ledger WHERE kind = 'charge'")
+        assert sorted(r[0] for r in rows) == sorted(ids)
+        spent = -sum(int(r[1]) for r in rows)
+        assert admin(db, "balance", "alice@example.com") == f"{(5000000 - spent) // 1000000}.{(5000000 - spent) % 1000000:06d}"
+        assert "ok" in admin(db, "check")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=30) == 0
+
+
+def test_store_suite_on_postgres(pg):
+    """The store's C test suite (tests/unit/test_store.c), run against PostgreSQL."""
+    r = subprocess.run([str(WHALE.parent / "test_store")], env={**os.environ, "WHALE_PG_URL": pg.new_database()},
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(PostgreSQL): 3 passed, 0 failed" in r.stdout
