@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cli/cli.h"
+#include "service/accounts.h"
 #include "service/store.h"
 
 static void usage(FILE *f) {
@@ -14,6 +15,9 @@ static void usage(FILE *f) {
                "$WHALE_HOME/whale.db). Amounts are in USD, with up to 6 decimals (kept as integer micro-dollars).\n"
                "  user add EMAIL [--admin]        a new user, balance 0\n"
                "  user disable|enable EMAIL       a disabled user's keys stop working\n"
+               "  user password EMAIL             set a new password, read from standard input (first line);\n"
+               "                                  the user's web sessions end\n"
+               "  invite                          a new invitation code for `whale serve --signup invite`\n"
                "  key create EMAIL [--days N]     a new API key, printed once (expires after N days; default never)\n"
                "  key list EMAIL                  prefix, id, creation, last use, expiry, state\n"
                "  key revoke EMAIL PREFIX|ID\n"
@@ -97,6 +101,30 @@ static int run(store *st, int argc, char **argv) {
         NEED(3);
         if (user_of(st, c2, &u)) return 1;
         OK(store_user_set_disabled(st, u.id, !strcmp(c1, "disable"), &err));
+    } else if (!strcmp(c0, "user") && !strcmp(c1, "password")) {
+        NEED(3);
+        if (user_of(st, c2, &u)) return 1;
+        char pw[512], hash[ACCOUNTS_PW_HASH_BYTES];
+        if (!fgets(pw, sizeof pw, stdin)) {
+            fprintf(stderr, "whale admin: give the new password on standard input\n");
+            return 2;
+        }
+        pw[strcspn(pw, "\r\n")] = 0;
+        if (strlen(pw) < 8) {
+            fprintf(stderr, "whale admin: a password has at least 8 bytes\n");
+            return 2;
+        }
+        if (accounts_password_hash(pw, hash)) {
+            fprintf(stderr, "whale admin: out of memory\n");
+            return 1;
+        }
+        memset(pw, 0, sizeof pw);
+        OK(store_user_set_password(st, u.id, hash, &err));
+        fprintf(stderr, "password of %s set; its sessions ended\n", c2);
+    } else if (!strcmp(c0, "invite")) {
+        char code[64];
+        OK(accounts_invite_create(st, code, sizeof code, &err));
+        printf("%s\n", code);
     } else if (!strcmp(c0, "key") && !strcmp(c1, "create")) {
         NEED(3);
         if (user_of(st, c2, &u)) return 1;

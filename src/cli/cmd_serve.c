@@ -44,8 +44,9 @@ static void usage(FILE *f) {
                "                   is refused with 402 at a zero balance and is charged per token when it\n"
                "                   ends; GET /user/balance. Manage users and keys with `whale admin`\n"
                "  --db PATH        the accounts database (default $WHALE_HOME/whale.db)\n"
-               "  --signup MODE    accounts: open (default; limited per address) or closed (no new users\n"
-               "                   over HTTP: `whale admin user add` only)\n"
+               "  --signup MODE    accounts: open (default; limited per address), invite (a code from\n"
+               "                   `whale admin invite` needed) or closed (`whale admin user add` only)\n"
+               "  --secure-cookies mark session cookies Secure (clients reach the server over TLS, via a proxy)\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -119,7 +120,11 @@ int cmd_serve(int argc, char **argv) {
         else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
         else if (v && !strcmp(a, "--cache-dir")) { o.cache_dir = v; i++; }
         else if (!strcmp(a, "--accounts")) accounts = 1;
-        else if (v && !strcmp(a, "--signup") && (!strcmp(v, "open") || !strcmp(v, "closed"))) { o.signup_closed = !strcmp(v, "closed"); i++; }
+        else if (v && !strcmp(a, "--signup") && (!strcmp(v, "open") || !strcmp(v, "closed") || !strcmp(v, "invite"))) {
+            o.signup = !strcmp(v, "open") ? 0 : !strcmp(v, "closed") ? 1 : 2;
+            i++;
+        }
+        else if (!strcmp(a, "--secure-cookies")) o.secure_cookies = 1;
         else if (v && !strcmp(a, "--db")) { db = v; i++; }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/err.h"
 #include "service/api.h"
 
 static int unauthorized(char **err_body, const char *why, const char *key) {
@@ -110,6 +111,7 @@ typedef struct ip_slot {
 struct accounts {
     store *st;
     signup_mode signup;
+    int secure; /* Secure cookies */
     char dummy[crypto_pwhash_STRBYTES]; /* verified against for unknown emails: the same work either way */
     pthread_mutex_t mu;
     ip_slot ips[ACC_IP_SLOTS];
@@ -119,7 +121,24 @@ static int pw_hash(const char *pw, char out[crypto_pwhash_STRBYTES]) {
     return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE);
 }
 
-accounts *accounts_new(store *st, signup_mode signup) {
+_Static_assert(ACCOUNTS_PW_HASH_BYTES == crypto_pwhash_STRBYTES, "argon2id strings fit");
+int accounts_password_hash(const char *password, char *out) {
+    return sodium_init() < 0 || pw_hash(password, out) ? -1 : 0;
+}
+
+int accounts_invite_create(store *st, char *code, size_t cap, whale_err *err) {
+    unsigned char r[18];
+    char b64[sodium_base64_ENCODED_LEN(18, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+    if (sodium_init() < 0 || cap < 4 + sizeof b64) return err_set(err, WHALE_E_ARG, "no room for the code");
+    randombytes_buf(r, sizeof r);
+    sodium_bin2base64(b64, sizeof b64, r, sizeof r, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    snprintf(code, cap, "inv-%s", b64);
+    uint8_t h[STORE_KEY_HASH];
+    store_token_hash(code, h);
+    return store_invite_add(st, h, err);
+}
+
+accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
     accounts *ac = calloc(1, sizeof *ac);
     if (!ac || sodium_init() < 0 || pw_hash("not a password of anyone", ac->dummy)) {
         free(ac);
@@ -127,6 +146,7 @@ accounts *accounts_new(store *st, signup_mode signup) {
     }
     ac->st = st;
     ac->signup = signup;
+    ac->secure = secure_cookies;
     pthread_mutex_init(&ac->mu, NULL);
     return ac;
 }
@@ -186,8 +206,8 @@ static int start_session(accounts *ac, int64_t user, accounts_reply *out) {
     store_token_hash(tok, h);
     whale_err err = {0};
     if (store_session_add(ac->st, user, h, (int64_t)time(NULL) + ACC_SESSION_S, &err)) return -1;
-    snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d", tok,
-             ACC_SESSION_S);
+    snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d%s", tok,
+             ACC_SESSION_S, ac->secure ? "; Secure" : "");
     return 0;
 }
 
@@ -207,6 +227,15 @@ static int signup_allowed(accounts *ac, const char *ip) {
     if (ok) s->count++;
     pthread_mutex_unlock(&ac->mu);
     return ok;
+}
+
+/* Invite-only: the code exists and was unused (it is used now). */
+static int invite_ok(accounts *ac, const char *code) {
+    if (!code || strlen(code) > 100) return 0;
+    uint8_t h[STORE_KEY_HASH];
+    store_token_hash(code, h);
+    whale_err err = {0};
+    return !store_invite_take(ac->st, h, &err);
 }
 
 static const char *jstr(const cJSON *j, const char *k) {
@@ -259,6 +288,8 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
             reply_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error");
         else if (!signup_allowed(ac, client_ip ? client_ip : "?"))
             reply_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error");
+        else if (ac->signup == SIGNUP_INVITE && !invite_ok(ac, jstr(j, "invite")))
+            reply_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error");
         else if (pw_hash(pw, hash)) reply_error(out, 500, "out of memory", "server_error");
         else {
             int64_t id;

@@ -36,9 +36,17 @@ char *accounts_balance_json(store *st, int64_t user);
 /* ---- web accounts: sign-up, login, sessions, keys over HTTP ------------------------------ */
 
 typedef struct accounts accounts;
-typedef enum { SIGNUP_OPEN = 0, SIGNUP_CLOSED } signup_mode;
+typedef enum { SIGNUP_OPEN = 0, SIGNUP_CLOSED, SIGNUP_INVITE } signup_mode;
 
-accounts *accounts_new(store *st, signup_mode signup);
+/* secure_cookies: add Secure to the cookies (when clients reach the server over TLS, through a
+ * proxy). */
+accounts *accounts_new(store *st, signup_mode signup, int secure_cookies);
+
+/* An argon2id hash string of a password (out: ACCOUNTS_PW_HASH_BYTES); 0 or -1 (out of memory). */
+#define ACCOUNTS_PW_HASH_BYTES 128
+int accounts_password_hash(const char *password, char *out);
+/* A new invitation code (invite-only sign-ups) into code (cap >= 48): 0 or a negative status. */
+int accounts_invite_create(store *st, char *code, size_t cap, whale_err *err);
 void accounts_free(accounts *ac);
 
 typedef struct accounts_reply {
@@ -48,8 +56,9 @@ typedef struct accounts_reply {
 } accounts_reply;
 
 /* The account endpoints, authenticated by the session cookie (whale_session):
- *   POST /auth/register {email, password}   a new user, signed in (201; sign-ups per address
- *                                            limited, 403 when closed)
+ *   POST /auth/register {email, password[, invite]}   a new user, signed in (201; sign-ups per
+ *                                            address limited; 403 when closed, or without a valid
+ *                                            unused invitation in invite-only mode)
  *   POST /auth/login {email, password}       200 and the cookie, or 401 "Invalid email or
  *                                            password" whether or not the email exists
  *   POST /auth/logout                        the session ends

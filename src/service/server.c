@@ -420,7 +420,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_ARG, "--host '%s' is not an IPv4 address", o->host);
     }
-    if (srv.st && !(srv.ac = accounts_new(srv.st, o->signup_closed ? SIGNUP_CLOSED : SIGNUP_OPEN))) {
+    if (srv.st && !(srv.ac = accounts_new(srv.st, (signup_mode)o->signup, o->secure_cookies))) {
         sched_free(srv.s);
         api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");

@@ -30,7 +30,8 @@ typedef struct server_opts {
     uint64_t cache_salt;
     struct store *accounts; /* multi-user mode: keys, balances and charges (service/store.h); NULL:
                                local single-user mode, no keys */
-    int signup_closed;      /* accounts: POST /auth/register refused (403) */
+    int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */
+    int secure_cookies;     /* accounts: Secure on session cookies (clients reach us over TLS) */
 } server_opts;
 
 /* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what

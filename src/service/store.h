@@ -56,6 +56,11 @@ int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_e
  * a user id, nothing personal). */
 int store_user_delete(store *s, int64_t user, whale_err *err);
 
+/* Invitations (invite-only sign-ups): a random code, stored as its hash, used once. take: 0
+ * when the code was unused (it is used now), WHALE_E_NOTFOUND otherwise. */
+int store_invite_add(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err);
+int store_invite_take(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err);
+
 /* Web sessions: random tokens in cookies, stored as their hash (store_token_hash), with expiry. */
 void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]);
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err);

@@ -45,6 +45,9 @@ static const char *const MIGRATIONS_SQLITE[] = {
     "CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, expires INTEGER NOT NULL);"
     "CREATE INDEX sessions_user ON sessions(user_id);",
+    /* 3: invitations (invite-only sign-ups), stored hashed */
+    "CREATE TABLE invites (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);",
 };
 
 static const char *const MIGRATIONS_PG[] = {
@@ -68,6 +71,8 @@ static const char *const MIGRATIONS_PG[] = {
     "CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL, expires BIGINT NOT NULL);"
     "CREATE INDEX sessions_user ON sessions(user_id);",
+    "CREATE TABLE invites (id BIGSERIAL PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);",
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -286,6 +291,23 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
     if (!rc) rc = commit(s, err);
     if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_invite_add(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "INSERT INTO invites (hash, created) VALUES (?, ?)", err, "bi", hash, now_s());
+    int rc = st ? run_done(s, st, err, "invite") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_invite_take(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "UPDATE invites SET used = 1 WHERE hash = ? AND used = 0", err, "b", hash);
+    int rc = st ? run_done(s, st, err, "invite") : err->code;
+    if (!rc && s->changes != 1) rc = err_set(err, WHALE_E_NOTFOUND, "no such unused invitation");
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

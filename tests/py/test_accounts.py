@@ -250,3 +250,38 @@ def test_web_sign_up_login_keys_and_sessions(env):
     log = env["log"].read_text()
     for secret in (dave, dave2, dave3, "correct horse", "battery staple"):
         assert secret not in log
+
+
+def test_invite_only_secure_cookies_and_password_reset(tmp_path):
+    """--signup invite: no sign-up without an unused code from `whale admin invite`; each code
+    works once. --secure-cookies marks the cookie Secure. `whale admin user password` sets a new
+    password (read from standard input) and ends the user's sessions."""
+    db = tmp_path / "whale.db"
+    admin(db, "check")  # creates the database
+    port = free_port()
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db), "--ctx", "256",
+                          "--signup", "invite", "--secure-cookies", "--cache-dir", str(tmp_path / "kv")],
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                if call(port, "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        who = {"email": "frank@example.com", "password": "first password"}
+        assert web(port, "/auth/register", who)[0] == 403
+        assert web(port, "/auth/register", {**who, "invite": "inv-made-up"})[0] == 403
+        code = admin(db, "invite")
+        st, _, tok, sc = web(port, "/auth/register", {**who, "invite": code})
+        assert st == 201 and "; Secure" in sc and "HttpOnly" in sc
+        assert web(port, "/auth/register", {"email": "gina@example.com", "password": "12345678", "invite": code})[0] == 403
+        r = subprocess.run([str(WHALE), "admin", "--db", str(db), "user", "password", "frank@example.com"],
+                           input="second password\n", capture_output=True, text=True)
+        assert r.returncode == 0 and "second password" not in r.stdout + r.stderr
+        assert web(port, "/user/keys", cookie=tok)[0] == 401  # the session ended
+        assert web(port, "/auth/login", {**who})[0] == 401
+        assert web(port, "/auth/login", {**who, "password": "second password"})[0] == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
