@@ -285,3 +285,40 @@ def test_invite_only_secure_cookies_and_password_reset(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
+
+
+def test_reasoning_tokens_bill_as_output(tmp_path):
+    """A reasoning model (random weights, the real R1-Distill vocabulary): the charge uses
+    DeepSeek's reasoner prices and counts the reasoning tokens as output, and the ledger row
+    records them."""
+    from conftest import reference_json
+    vocab = reference_json("deepseek-r1-distill-qwen-7b", tmp_path)
+    model = tmp_path / "r1tiny.gguf"
+    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
+                    str(model)], check=True, capture_output=True)
+    db = tmp_path / "whale.db"
+    admin(db, "user", "add", "hal@example.com")
+    key = admin(db, "key", "create", "hal@example.com")
+    admin(db, "topup", "hal@example.com", "1")
+    port = free_port()
+    p = subprocess.Popen([str(WHALE), "serve", "-m", str(model), "--port", str(port), "--accounts", "--db", str(db),
+                          "--ctx", "256", "--cache-dir", str(tmp_path / "kv")], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                if call(port, "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        st, r = call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 30,
+                                                    "temperature": 0, "reasoning_budget": 5}, key)
+        assert st == 200
+        u = r["usage"]
+        reasoning = u["completion_tokens_details"]["reasoning_tokens"]
+        assert reasoning >= 5 and u["completion_tokens"] > reasoning
+        spent = 1000000 - micro(admin(db, "balance", "hal@example.com"))
+        assert spent == charge_of(u, price=(140000, 550000, 2190000))
+        assert int(sql(db, "SELECT reasoning FROM ledger WHERE request_id = ?", r["id"])[0][0]) == reasoning
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
