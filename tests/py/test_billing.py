@@ -3,12 +3,15 @@
 complete answer has exactly one ledger row under its response id (charges commit before the
 answer is sent: SQLite in WAL with synchronous=FULL, PostgreSQL's commit), no row is doubled, every balance equals its
 ledger, and the restarted server serves and charges again. Two replicas charging one user at
-once through one PostgreSQL. The store's C suite run against PostgreSQL."""
+once through one PostgreSQL, with a randomized mix of requests. The store's C suite run against
+PostgreSQL."""
 import concurrent.futures
-import os
 import http.client
 import json
+import os
+import random
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -95,30 +98,59 @@ def test_kill_9_during_billed_requests(backend, tmp_path, request):
 
 
 def test_two_replicas_share_one_postgres(pg, tmp_path):
-    """Two `whale serve` replicas on one PostgreSQL charge one user at once: every answered
-    request is charged once, and the balance equals the ledger and the starting amount minus the
+    """Two `whale serve` replicas on one PostgreSQL charge two users at once with a randomized
+    mix (lengths, plain or streamed, some streams cut by their clients): every answered request
+    is charged once, and each balance equals its ledger and its starting amount minus its
     charges, with nothing lost to a race between the replicas."""
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
     db = pg.new_database()
-    admin(db, "user", "add", "alice@example.com")
-    key = admin(db, "key", "create", "alice@example.com")
-    admin(db, "topup", "alice@example.com", "5")
+    keys = {}
+    for u in ("alice", "bob"):
+        admin(db, "user", "add", f"{u}@example.com")
+        keys[u] = admin(db, "key", "create", f"{u}@example.com")
+        admin(db, "topup", f"{u}@example.com", "5")
     ports = [free_port(), free_port()]
     procs = [serve(db, tmp_path / f"r{i}", port) for i, port in enumerate(ports)]
+    rng = random.Random(7)
+    plan = [(rng.choice(ports), rng.choice(["alice", "bob"]), rng.randint(1, 16), rng.random()) for _ in range(60)]
     try:
-        def one(i):
-            st, b = call(ports[i % 2], "/v1/chat/completions",
-                         {"messages": [{"role": "user", "content": f"Say {i}."}], "max_tokens": 6, "temperature": 0}, key)
-            return b["id"] if st == 200 else None
+        def one(job):
+            port, user, n, r = job
+            body = {"messages": [{"role": "user", "content": f"Say {n} words."}], "max_tokens": n, "temperature": 0}
+            if r < 0.6:
+                st, b = call(port, "/v1/chat/completions", body, keys[user])
+                return b["id"] if st == 200 else None
+            s = socket.create_connection(("127.0.0.1", port))  # streamed; a third of them cut early
+            data = json.dumps({**body, "max_tokens": 40, "stream": True})
+            s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys[user]}\r\n"
+                      f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n{data}".encode())
+            got = b""
+            while (r > 0.87 and got.count(b"data:") < 2) or (r <= 0.87 and b"[DONE]" not in got):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            return "stream"
         with concurrent.futures.ThreadPoolExecutor(24) as ex:
-            ids = list(ex.map(one, range(48)))
-        assert all(ids)
-        rows = sql(db, "SELECT request_id, amount FROM ledger WHERE kind = 'charge'")
-        assert sorted(r[0] for r in rows) == sorted(ids)
-        spent = -sum(int(r[1]) for r in rows)
-        assert admin(db, "balance", "alice@example.com") == f"{(5000000 - spent) // 1000000}.{(5000000 - spent) % 1000000:06d}"
+            results = list(ex.map(one, plan))
+        assert all(results)
+        time.sleep(2)  # cut streams are charged once the engine lets them go
+        for _ in range(100):
+            if int(sql(db, "SELECT count(*) FROM ledger WHERE kind = 'charge'")[0][0]) == len(plan):
+                break
+            time.sleep(0.1)
+        rows = sql(db, "SELECT request_id, amount, user_id FROM ledger WHERE kind = 'charge'")
+        assert len(rows) == len(plan) == len({r[0] for r in rows})  # every request charged, once
+        assert {i for i in results if i != "stream"} <= {r[0] for r in rows}
+        for u in ("alice", "bob"):
+            uid = sql(db, "SELECT id FROM users WHERE email = ?", f"{u}@example.com")[0][0]
+            spent = -sum(int(r[1]) for r in rows if r[2] == uid)
+            want = 5000000 - spent
+            assert admin(db, "balance", f"{u}@example.com") == f"{want // 1000000}.{want % 1000000:06d}"
         assert "ok" in admin(db, "check")
+        print(f"randomized billing: {len(plan)} requests over 2 replicas, {len(rows)} charges, balances = ledgers")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
