@@ -24,8 +24,10 @@ struct store {
 
 /* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
 static const char *const MIGRATIONS_SQLITE[] = {
-    /* 1: accounts, keys, prices, balances and the ledger */
-    "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
+    /* 1: accounts, keys, prices, balances and the ledger (append-only: triggers make the
+     * database itself refuse to change or remove a ledger row). Each migration is parenthesized:
+     * its lines are one string. */
+    ("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
     "  admin INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL);"
     "CREATE TABLE balances (user_id INTEGER PRIMARY KEY REFERENCES users(id), amount INTEGER NOT NULL);"
     "CREATE TABLE api_keys (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
@@ -38,20 +40,19 @@ static const char *const MIGRATIONS_SQLITE[] = {
     "  hit INTEGER NOT NULL DEFAULT 0, miss INTEGER NOT NULL DEFAULT 0, output INTEGER NOT NULL DEFAULT 0,"
     "  reasoning INTEGER NOT NULL DEFAULT 0, note TEXT);"
     "CREATE INDEX ledger_user ON ledger(user_id, at);"
-    /* append-only: the database itself refuses to change or remove a ledger row */
     "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
-    "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;",
+    "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"),
     /* 2: web sessions (cookies), stored hashed */
-    "CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    ("CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, expires INTEGER NOT NULL);"
-    "CREATE INDEX sessions_user ON sessions(user_id);",
+    "CREATE INDEX sessions_user ON sessions(user_id);"),
     /* 3: invitations (invite-only sign-ups), stored hashed */
-    "CREATE TABLE invites (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,"
-    "  used INTEGER NOT NULL DEFAULT 0);",
+    ("CREATE TABLE invites (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);"),
 };
 
-static const char *const MIGRATIONS_PG[] = {
-    "CREATE TABLE users (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
+static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
+    ("CREATE TABLE users (id BIGSERIAL PRIMARY KEY, email TEXT NOT NULL UNIQUE, pw_hash TEXT,"
     "  admin INTEGER NOT NULL DEFAULT 0, disabled INTEGER NOT NULL DEFAULT 0, created BIGINT NOT NULL);"
     "CREATE TABLE balances (user_id BIGINT PRIMARY KEY REFERENCES users(id), amount BIGINT NOT NULL);"
     "CREATE TABLE api_keys (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
@@ -67,12 +68,12 @@ static const char *const MIGRATIONS_PG[] = {
     "CREATE FUNCTION whale_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS"
     "  $f$ BEGIN RAISE EXCEPTION 'the ledger is append-only'; END $f$;"
     "CREATE TRIGGER ledger_no_change BEFORE UPDATE OR DELETE ON ledger FOR EACH ROW"
-    "  EXECUTE FUNCTION whale_ledger_append_only();",
-    "CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  EXECUTE FUNCTION whale_ledger_append_only();"),
+    ("CREATE TABLE sessions (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL, expires BIGINT NOT NULL);"
-    "CREATE INDEX sessions_user ON sessions(user_id);",
-    "CREATE TABLE invites (id BIGSERIAL PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL,"
-    "  used INTEGER NOT NULL DEFAULT 0);",
+    "CREATE INDEX sessions_user ON sessions(user_id);"),
+    ("CREATE TABLE invites (id BIGSERIAL PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
