@@ -29,6 +29,23 @@ def admin(db, *args):
     return r.stdout.strip()
 
 
+def accounts_server(db, d, *flags, stderr=subprocess.DEVNULL):
+    """`whale serve --accounts` on db, up and answering /health: (process, port)."""
+    port = free_port()
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db),
+                          "--cache-dir", str(d / "kv"), *flags], stderr=stderr, stdout=stderr)
+    for _ in range(300):
+        try:
+            if call(port, "/health")[0] == 200:
+                return p, port
+        except OSError:
+            time.sleep(0.1)
+        if p.poll() is not None:
+            break
+    p.kill()
+    raise AssertionError("whale serve did not come up")
+
+
 def sql(db, query, *args):
     """Rows of a query on the store's database, SQLite file or PostgreSQL URL (psql)."""
     if str(db).startswith("postgresql://"):
@@ -80,16 +97,8 @@ def env(request, tmp_path_factory):
     admin(db, "topup", "alice@example.com", "1.00")
     admin(db, "topup", "carol@example.com", "1.00")
     admin(db, "user", "disable", "carol@example.com")
-    port = free_port()
     log = open(d / "serve.log", "w")
-    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db), "--ctx", "1024",
-                          "--cache-dir", str(d / "kv")], stderr=log, stdout=log)
-    for _ in range(300):
-        try:
-            if call(port, "/health")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    p, port = accounts_server(db, d, "--ctx", "1024", stderr=log)
     yield {"db": db, "port": port, "keys": keys, "log": d / "serve.log"}
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
@@ -258,17 +267,8 @@ def test_invite_only_secure_cookies_and_password_reset(tmp_path):
     password (read from standard input) and ends the user's sessions."""
     db = tmp_path / "whale.db"
     admin(db, "check")  # creates the database
-    port = free_port()
-    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db), "--ctx", "256",
-                          "--signup", "invite", "--secure-cookies", "--cache-dir", str(tmp_path / "kv")],
-                         stderr=subprocess.DEVNULL)
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--signup", "invite", "--secure-cookies")
     try:
-        for _ in range(300):
-            try:
-                if call(port, "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         who = {"email": "frank@example.com", "password": "first password"}
         assert web(port, "/auth/register", who)[0] == 403
         assert web(port, "/auth/register", {**who, "invite": "inv-made-up"})[0] == 403
@@ -300,16 +300,8 @@ def test_reasoning_tokens_bill_as_output(tmp_path):
     admin(db, "user", "add", "hal@example.com")
     key = admin(db, "key", "create", "hal@example.com")
     admin(db, "topup", "hal@example.com", "1")
-    port = free_port()
-    p = subprocess.Popen([str(WHALE), "serve", "-m", str(model), "--port", str(port), "--accounts", "--db", str(db),
-                          "--ctx", "256", "--cache-dir", str(tmp_path / "kv")], stderr=subprocess.DEVNULL)
+    p, port = accounts_server(db, tmp_path, "-m", str(model), "--ctx", "256")
     try:
-        for _ in range(300):
-            try:
-                if call(port, "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         st, r = call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 30,
                                                     "temperature": 0, "reasoning_budget": 5}, key)
         assert st == 200
