@@ -23,7 +23,10 @@ static void usage(FILE *f) {
                "Serve the model over an OpenAI / DeepSeek-compatible HTTP API:\n"
                "  POST /v1/chat/completions (also /chat/completions), streaming or not, with\n"
                "       reasoning_content for reasoning models and DeepSeek's cache usage fields\n"
-               "  GET  /v1/models (also /models), GET /health\n"
+               "  POST /beta/completions (also /v1/completions): fill in the middle (prompt + suffix)\n"
+               "  GET  /v1/models (also /models), GET /health, GET /metrics (Prometheus)\n"
+               "  with --accounts: GET /user/balance, /user/usage; POST /auth/register|login|logout|\n"
+               "       password|delete; GET|POST /user/keys, POST /user/keys/revoke\n"
                "Requests share the model through continuous batching; a prompt that repeats a cached\n"
                "prefix (64-token units) is not computed again: computed prefixes are kept in memory and\n"
                "on disk (the context cache), so hits survive other traffic and restarts.\n"
@@ -150,20 +153,23 @@ int cmd_serve(int argc, char **argv) {
     if (!cache_disk) o.cache_dir = NULL;
     o.cache_salt = fingerprint(path);
     whale_err err = {0};
+    store *st = NULL; /* the database first: a wrong --db fails before a long model load */
+    if (accounts && store_open(&st, db, &err)) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        return 1;
+    }
     model *m = NULL;
     model_opts mo = {.n_threads = threads, .progress = isatty(2), .kv_f16 = kv_f16};
-    if (model_load(&m, path, &mo, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
+    if (model_load(&m, path, &mo, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        store_close(st);
+        return 1;
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    store *st = NULL;
-    if (accounts && store_open(&st, db, &err)) {
-        fprintf(stderr, "whale serve: %s\n", err.msg);
-        model_free(m);
-        return 1;
-    }
     o.accounts = st;
     int rc = server_run(m, &o, &g_stop, &err);
     store_close(st);
