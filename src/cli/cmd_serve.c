@@ -50,6 +50,8 @@ static void usage(FILE *f) {
                "  --signup MODE    accounts: open (default; limited per address), invite (a code from\n"
                "                   `whale admin invite` needed) or closed (`whale admin user add` only)\n"
                "  --secure-cookies mark session cookies Secure (clients reach the server over TLS, via a proxy)\n"
+               "  --rpm N, --tpm N accounts: requests and tokens (prompt + output) per minute for each key and\n"
+               "                   each user, in this process (429 with Retry-After beyond; default 0: none)\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -128,6 +130,8 @@ int cmd_serve(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--secure-cookies")) o.secure_cookies = 1;
+        else if (!strcmp(a, "--rpm")) { if (number(a, v, 0, 1000000, &x)) return 2; o.rpm = x; i++; }
+        else if (!strcmp(a, "--tpm")) { if (number(a, v, 0, 1L << 40, &x)) return 2; o.tpm = x; i++; }
         else if (v && !strcmp(a, "--db")) { db = v; i++; }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }

@@ -3,6 +3,7 @@
 #include "service/accounts.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -101,6 +102,13 @@ char *accounts_balance_json(store *st, int64_t user) {
 #define ACC_SIGNUPS_PER_HOUR 5      /* sign-ups from one address per hour (DeepSeek had to close them) */
 #define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
 #define ACC_COOKIE "whale_session"
+#define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, not limited) */
+
+typedef struct bucket {
+    int64_t id;       /* key id, or -(user id) - 1; 0: empty */
+    double req, tok;  /* what is left in the request and token buckets */
+    double t;         /* when they were last refilled (seconds) */
+} bucket;
 
 typedef struct ip_slot {
     char ip[64];
@@ -115,6 +123,8 @@ struct accounts {
     char dummy[crypto_pwhash_STRBYTES]; /* verified against for unknown emails: the same work either way */
     pthread_mutex_t mu;
     ip_slot ips[ACC_IP_SLOTS];
+    int64_t rpm, tpm;
+    bucket *buckets; /* (ACC_BUCKETS), under mu */
 };
 
 static int pw_hash(const char *pw, char out[crypto_pwhash_STRBYTES]) {
@@ -144,6 +154,10 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
         free(ac);
         return NULL;
     }
+    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets))) {
+        free(ac);
+        return NULL;
+    }
     ac->st = st;
     ac->signup = signup;
     ac->secure = secure_cookies;
@@ -153,6 +167,7 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
 
 void accounts_free(accounts *ac) {
     if (!ac) return;
+    free(ac->buckets);
     pthread_mutex_destroy(&ac->mu);
     free(ac);
 }
@@ -410,4 +425,71 @@ char *accounts_usage_json(store *st, int64_t user) {
     if (!store_usage(st, user, usage_row, a, &err)) s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
+}
+
+/* ---- rate limits ------------------------------------------------------------------------- */
+
+void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm) {
+    ac->rpm = rpm > 0 ? rpm : 0;
+    ac->tpm = tpm > 0 ? tpm : 0;
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Under mu: the bucket of id, refilled to now; NULL when the table is full. */
+static bucket *bucket_of(accounts *ac, int64_t id, double now) {
+    uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < ACC_BUCKETS; i++) {
+        bucket *b = &ac->buckets[(h + (uint64_t)i) % ACC_BUCKETS];
+        if (b->id == 0) *b = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
+        if (b->id != id) continue;
+        double dt = now - b->t;
+        b->req = fmin((double)ac->rpm, b->req + dt * (double)ac->rpm / 60.0);
+        b->tok = fmin((double)ac->tpm, b->tok + dt * (double)ac->tpm / 60.0);
+        b->t = now;
+        return b;
+    }
+    return NULL;
+}
+
+/* Seconds until b can start a request (0: now). */
+static double wait_for(const accounts *ac, const bucket *b) {
+    double w = 0;
+    if (ac->rpm && b->req < 1) w = fmax(w, (1 - b->req) * 60.0 / (double)ac->rpm);
+    if (ac->tpm && b->tok <= 0) w = fmax(w, (1 - b->tok) * 60.0 / (double)ac->tpm);
+    return w;
+}
+
+int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
+    if (!ac || (!ac->rpm && !ac->tpm)) return 0;
+    double now = mono_s(), w = 0;
+    pthread_mutex_lock(&ac->mu);
+    bucket *k = bucket_of(ac, key->id, now), *u = bucket_of(ac, -key->user - 1, now);
+    if (k) w = fmax(w, wait_for(ac, k));
+    if (u) w = fmax(w, wait_for(ac, u));
+    if (w == 0) {
+        if (k) k->req -= 1;
+        if (u) u->req -= 1;
+    }
+    pthread_mutex_unlock(&ac->mu);
+    if (w == 0) return 0;
+    char msg[160];
+    snprintf(msg, sizeof msg, "Rate Limit Reached: this key or its account may send %lld requests and %lld tokens a "
+             "minute here; retry in %.0f s", (long long)ac->rpm, (long long)ac->tpm, ceil(w));
+    *err_body = api_error_body(msg, "rate_limit_error", NULL, "rate_limit_exceeded");
+    return (int)ceil(w) > 0 ? (int)ceil(w) : 1;
+}
+
+void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
+    if (!ac || !ac->tpm) return;
+    double now = mono_s();
+    pthread_mutex_lock(&ac->mu);
+    bucket *k = bucket_of(ac, key->id, now), *u = bucket_of(ac, -key->user - 1, now);
+    if (k) k->tok -= (double)tokens;
+    if (u) u->tok -= (double)tokens;
+    pthread_mutex_unlock(&ac->mu);
 }

@@ -78,6 +78,24 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
     return send_full(c, status, body, type, NULL);
 }
 
+/* 429 with Retry-After: the seconds until a retry can succeed. */
+static enum MHD_Result send_retry(struct MHD_Connection *c, char *body, int seconds) {
+    count_status(429);
+    if (!body) return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    char s[24];
+    snprintf(s, sizeof s, "%d", seconds);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Retry-After", s);
+    enum MHD_Result rc = MHD_queue_response(c, 429, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 /* The client's address as text (for per-address limits). */
 static void client_ip(struct MHD_Connection *c, char *out, size_t cap) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -112,6 +130,7 @@ static void charge(server *srv, const store_key *key, sched_req *r, const api_re
     sched_result res;
     sched_result_get(r, &res);
     if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
+    accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
     accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens, rep->id);
 }
 
@@ -176,6 +195,11 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     if (srv->st && (status = accounts_admit(srv->st, &cn->key, &err_body))) {
         api_req_free(&q);
         return send_text(c, (unsigned)status, err_body, "application/json");
+    }
+    int wait_s;
+    if (srv->st && (wait_s = accounts_limit(srv->ac, &cn->key, &err_body))) {
+        api_req_free(&q);
+        return send_retry(c, err_body, wait_s);
     }
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
@@ -425,6 +449,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         api_ctx_free(&srv.a);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
+    if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,

@@ -32,6 +32,7 @@ typedef struct server_opts {
                                local single-user mode, no keys */
     int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */
     int secure_cookies;     /* accounts: Secure on session cookies (clients reach us over TLS) */
+    int64_t rpm, tpm;       /* accounts: requests and tokens per minute per key and per user (0: none) */
 } server_opts;
 
 /* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what

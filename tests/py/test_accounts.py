@@ -314,3 +314,43 @@ def test_reasoning_tokens_bill_as_output(tmp_path):
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
+
+
+def raw_headers(port, path, body, key):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", path, json.dumps(body), {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, dict(r.getheaders()), json.loads(r.read() or b"null")
+
+
+@pytest.mark.parametrize("flags,per_user", [(("--rpm", "3"), 3), (("--tpm", "60"), None)])
+def test_rate_limits_per_key_and_user(tmp_path, flags, per_user):
+    """--rpm / --tpm: beyond a key's and its user's requests or tokens per minute, 429 with
+    Retry-After and DeepSeek's rate-limit body; another user is not held back."""
+    db = tmp_path / "whale.db"
+    keys = {}
+    for u in ("ann", "ben"):
+        admin(db, "user", "add", f"{u}@example.com")
+        keys[u] = admin(db, "key", "create", f"{u}@example.com")
+        admin(db, "topup", f"{u}@example.com", "1")
+    keys["ann2"] = admin(db, "key", "create", "ann@example.com")
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", *flags)
+    body = {"messages": [{"role": "user", "content": "Say one word about the sea, please."}], "max_tokens": 2,
+            "temperature": 0}
+    try:
+        codes = []
+        for i in range(6):
+            st, h, b = raw_headers(port, "/v1/chat/completions", body, keys["ann"])
+            codes.append(st)
+            if st == 429:
+                assert int(h["Retry-After"]) >= 1 and b["error"]["type"] == "rate_limit_error"
+                break
+        assert codes[-1] == 429 and codes[:-1] == [200] * (len(codes) - 1)
+        if per_user:
+            assert len(codes) == per_user + 1
+        # the user's other key shares the user's bucket; another user does not
+        assert raw_headers(port, "/v1/chat/completions", body, keys["ann2"])[0] == 429
+        assert raw_headers(port, "/v1/chat/completions", body, keys["ben"])[0] == 200
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
