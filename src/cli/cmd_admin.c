@@ -38,7 +38,7 @@ static int parse_money(const char *s, int64_t *out) {
     int64_t whole = 0, frac = 0;
     int digits = 0, fd = 0;
     for (; *s >= '0' && *s <= '9'; s++, digits++) {
-        if (whole > 1000000000000LL) return -1;
+        if (whole >= 1000000000LL) return -1; /* a billion USD at most: far from int64's end */
         whole = whole * 10 + (*s - '0');
     }
     if (*s == '.')

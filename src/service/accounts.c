@@ -127,8 +127,39 @@ struct accounts {
     bucket *buckets; /* (ACC_BUCKETS), under mu */
 };
 
+/* argon2id takes 64 MiB per hash: at most ACC_HASHES at once, whatever the number of logins
+ * arriving (the others wait their turn), so a login flood cannot exhaust memory. */
+#define ACC_HASHES 2
+static pthread_mutex_t g_hash_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_hash_cv = PTHREAD_COND_INITIALIZER;
+static int g_hashing;
+
+static void hash_enter(void) {
+    pthread_mutex_lock(&g_hash_mu);
+    while (g_hashing >= ACC_HASHES) pthread_cond_wait(&g_hash_cv, &g_hash_mu);
+    g_hashing++;
+    pthread_mutex_unlock(&g_hash_mu);
+}
+
+static void hash_leave(void) {
+    pthread_mutex_lock(&g_hash_mu);
+    g_hashing--;
+    pthread_cond_signal(&g_hash_cv);
+    pthread_mutex_unlock(&g_hash_mu);
+}
+
 static int pw_hash(const char *pw, char out[crypto_pwhash_STRBYTES]) {
-    return crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+    hash_enter();
+    int rc = crypto_pwhash_str(out, pw, strlen(pw), crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+    hash_leave();
+    return rc;
+}
+
+static int pw_verify(const char *stored, const char *pw) {
+    hash_enter();
+    int rc = crypto_pwhash_str_verify(stored, pw, strlen(pw));
+    hash_leave();
+    return rc;
 }
 
 _Static_assert(ACCOUNTS_PW_HASH_BYTES == crypto_pwhash_STRBYTES, "argon2id strings fit");
@@ -232,12 +263,19 @@ static int signup_allowed(accounts *ac, const char *ip) {
     uint64_t h = 1469598103934665603ull;
     for (const char *p = ip; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
     pthread_mutex_lock(&ac->mu);
-    ip_slot *s = &ac->ips[h % ACC_IP_SLOTS];
-    if (strcmp(s->ip, ip) || s->window != hour) {
+    ip_slot *s = NULL, *oldest = NULL; /* the address's slot among 8, else the stalest of them */
+    for (int i = 0; i < 8 && !s; i++) {
+        ip_slot *c = &ac->ips[(h + (uint64_t)i) % ACC_IP_SLOTS];
+        if (!strcmp(c->ip, ip)) s = c;
+        else if (!oldest || c->window < oldest->window) oldest = c;
+    }
+    if (!s) {
+        s = oldest;
         snprintf(s->ip, sizeof s->ip, "%s", ip);
         s->window = hour;
         s->count = 0;
     }
+    if (s->window != hour) s->window = hour, s->count = 0;
     int ok = s->count < ACC_SIGNUPS_PER_HOUR;
     if (ok) s->count++;
     pthread_mutex_unlock(&ac->mu);
@@ -322,7 +360,7 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         char stored[crypto_pwhash_STRBYTES] = "";
         int found = email && !store_user_password(ac->st, email, &u, stored, sizeof stored, &err) && stored[0];
         /* the same argon2id work whether or not the email exists */
-        int ok = pw && !crypto_pwhash_str_verify(found ? stored : ac->dummy, pw, strlen(pw)) && found && !u.disabled;
+        int ok = pw && !pw_verify(found ? stored : ac->dummy, pw) && found && !u.disabled;
         if (!ok) reply_error(out, 401, "Invalid email or password", "authentication_error");
         else if (start_session(ac, u.id, out)) reply_error(out, 500, "the account store failed", "server_error");
         else {
@@ -344,7 +382,7 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         size_t nl = np ? strlen(np) : 0;
         store_user me;
         if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
-            crypto_pwhash_str_verify(stored, pw, strlen(pw)))
+            pw_verify(stored, pw))
             reply_error(out, 401, "Invalid email or password", "authentication_error");
         else if (nl < ACC_PW_MIN || nl > ACC_PW_MAX)
             reply_error(out, 422, "the new password must have 8 to 256 bytes", "invalid_request_error");
@@ -382,7 +420,7 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         char stored[crypto_pwhash_STRBYTES] = "";
         store_user me;
         if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
-            crypto_pwhash_str_verify(stored, pw, strlen(pw)))
+            pw_verify(stored, pw))
             reply_error(out, 401, "Invalid email or password", "authentication_error");
         else if (store_user_delete(ac->st, u.id, &err)) reply_error(out, 500, "the account store failed", "server_error");
         else {
@@ -440,12 +478,19 @@ static double mono_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Under mu: the bucket of id, refilled to now; NULL when the table is full. */
+/* Under mu: the bucket of id, refilled to now. A bucket idle for a minute is full again, the
+ * same as a new one, so its slot may be taken. NULL when every slot is busy (the caller then
+ * refuses: limits fail closed). */
 static bucket *bucket_of(accounts *ac, int64_t id, double now) {
     uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
+    bucket *free_slot = NULL;
     for (int i = 0; i < ACC_BUCKETS; i++) {
         bucket *b = &ac->buckets[(h + (uint64_t)i) % ACC_BUCKETS];
-        if (b->id == 0) *b = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
+        if (b->id == 0 || (b->id != id && now - b->t >= 60.0)) {
+            if (!free_slot) free_slot = b;
+            if (b->id == 0) break; /* past the end of id's probe run */
+            continue;
+        }
         if (b->id != id) continue;
         double dt = now - b->t;
         b->req = fmin((double)ac->rpm, b->req + dt * (double)ac->rpm / 60.0);
@@ -453,7 +498,8 @@ static bucket *bucket_of(accounts *ac, int64_t id, double now) {
         b->t = now;
         return b;
     }
-    return NULL;
+    if (free_slot) *free_slot = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
+    return free_slot;
 }
 
 /* Seconds until b can start a request (0: now). */
@@ -469,8 +515,7 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     double now = mono_s(), w = 0;
     pthread_mutex_lock(&ac->mu);
     bucket *k = bucket_of(ac, key->id, now), *u = bucket_of(ac, -key->user - 1, now);
-    if (k) w = fmax(w, wait_for(ac, k));
-    if (u) w = fmax(w, wait_for(ac, u));
+    w = k && u ? fmax(wait_for(ac, k), wait_for(ac, u)) : 1.0; /* no room to track them: refuse for now */
     if (w == 0) {
         if (k) k->req -= 1;
         if (u) u->req -= 1;

@@ -84,7 +84,14 @@ static void pg_msg(db *d, const PGresult *r) {
     while (n && (d->msg[n - 1] == '\n' || d->msg[n - 1] == ' ')) d->msg[--n] = 0;
 }
 
+/* PostgreSQL: a connection lost (the server restarted) is opened again before the next
+ * statement; the statement that met the loss has failed, and its transaction with it. */
+static void pg_revive(db *d) {
+    if (d->kind == DB_PG && PQstatus(d->pg) == CONNECTION_BAD) PQreset(d->pg);
+}
+
 int db_exec(db *d, const char *sql, whale_err *err) {
+    pg_revive(d);
     if (d->kind == DB_SQLITE) {
         if (sqlite3_exec(d->lite, sql, NULL, NULL, NULL) == SQLITE_OK) return 0;
         return err_set(err, WHALE_E_IO, "database: %s", sqlite3_errmsg(d->lite));
@@ -192,6 +199,7 @@ int db_step(db_stmt *s) {
     }
     if (!s->ran) {
         s->ran = 1;
+        pg_revive(d);
         s->res = PQexecParams(d->pg, s->sql, s->n_params, NULL, (const char *const *)s->val, s->len, s->bin, 0);
         ExecStatusType st = s->res ? PQresultStatus(s->res) : PGRES_FATAL_ERROR;
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {

@@ -28,6 +28,7 @@
 #define STORE_KEY_HASH 32   /* bytes of a key's hash */
 #define STORE_KEY_PREFIX 12 /* characters of a key kept in clear ("sk-" and 9 more) */
 #define STORE_MAX_EMAIL 254 /* RFC 5321's limit on an address */
+#define STORE_MAX_PRICE 1000000000000LL /* micro-units per million tokens: 1,000,000 USD (keeps charges in int64) */
 
 typedef struct store store;
 

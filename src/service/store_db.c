@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,8 +280,11 @@ int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_e
 }
 
 int store_user_delete(store *s, int64_t user, whale_err *err) {
-    char gone[64];
-    snprintf(gone, sizeof gone, "deleted-%lld@invalid", (long long)user);
+    char gone[96];
+    unsigned char r[8];
+    randombytes_buf(r, sizeof r); /* not guessable: nobody can take the name first */
+    snprintf(gone, sizeof gone, "deleted-%lld-%02x%02x%02x%02x%02x%02x%02x%02x@invalid", (long long)user, r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
     const char *sql[] = {"DELETE FROM sessions WHERE user_id = ?", "DELETE FROM api_keys WHERE user_id = ?",
@@ -474,8 +478,9 @@ int store_price_get(store *s, const char *model, int reasoning, store_price *out
     pthread_mutex_lock(&s->mu);
     db_stmt *st = prep(s, "SELECT hit, miss, output FROM prices WHERE model IN (?, '*') ORDER BY model = '*' LIMIT 1",
                             err, "t", model);
-    int rc = st ? 0 : err->code;
-    if (st && db_step(st) == 1) {
+    int rc = st ? 0 : err->code, r = st ? db_step(st) : 0;
+    if (st && r < 0) rc = db_fail(s, err, "prices"); /* not the defaults in silence */
+    if (st && r == 1) {
         out->hit = db_int(st, 0);
         out->miss = db_int(st, 1);
         out->output = db_int(st, 2);
@@ -487,6 +492,8 @@ int store_price_get(store *s, const char *model, int reasoning, store_price *out
 
 int store_price_set(store *s, const char *model, const store_price *p, whale_err *err) {
     if (p->hit < 0 || p->miss < 0 || p->output < 0) return err_set(err, WHALE_E_ARG, "prices cannot be negative");
+    if (p->hit > STORE_MAX_PRICE || p->miss > STORE_MAX_PRICE || p->output > STORE_MAX_PRICE)
+        return err_set(err, WHALE_E_ARG, "prices above 1,000,000 USD per million tokens are refused");
     pthread_mutex_lock(&s->mu);
     db_stmt *st = prep(s, "INSERT INTO prices (model, hit, miss, output) VALUES (?, ?, ?, ?) ON CONFLICT(model) DO "
                                "UPDATE SET hit = excluded.hit, miss = excluded.miss, output = excluded.output",
@@ -538,9 +545,11 @@ int store_balance(store *s, int64_t user, int64_t *amount, whale_err *err) {
 }
 
 int64_t store_charge_amount(const store_charge *c) {
-    /* at most ~1e12 tokens x 1e12 micro-units before overflow: far beyond any request */
-    int64_t x = c->hit * c->price.hit + c->miss * c->price.miss + c->output * c->price.output;
-    return (x + 500000) / 1000000;
+    /* in 128 bits: tokens x prices (each price at most STORE_MAX_PRICE) cannot overflow there;
+     * the result, in micro-units, fits int64 for any real request and saturates otherwise */
+    __int128 x = (__int128)c->hit * c->price.hit + (__int128)c->miss * c->price.miss + (__int128)c->output * c->price.output;
+    x = (x + 500000) / 1000000;
+    return x > INT64_MAX ? INT64_MAX : (int64_t)x;
 }
 
 int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_err *err) {
@@ -563,7 +572,7 @@ int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err 
 #define USAGE_SQL(DAY)                                                                                        \
     "SELECT " DAY ", u.email, COALESCE(k.prefix, ''), count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
     " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.key_id" \
-    " WHERE l.kind = 'charge' AND (? = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " WHERE l.kind = 'charge' AND (CAST(? AS BIGINT) = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     db_stmt *st = prep(s,
                        db_kind_of(s->d) == DB_PG ? USAGE_SQL("to_char(to_timestamp(l.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
                                                  : USAGE_SQL("date(l.at, 'unixepoch')"),
