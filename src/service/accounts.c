@@ -514,11 +514,12 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     if (!ac || (!ac->rpm && !ac->tpm)) return 0;
     double now = mono_s(), w = 0;
     pthread_mutex_lock(&ac->mu);
-    bucket *k = bucket_of(ac, key->id, now), *u = bucket_of(ac, -key->user - 1, now);
+    /* the web page's requests (key id 0: a session, no key) count once, on the user */
+    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
     w = k && u ? fmax(wait_for(ac, k), wait_for(ac, u)) : 1.0; /* no room to track them: refuse for now */
     if (w == 0) {
-        if (k) k->req -= 1;
-        if (u) u->req -= 1;
+        if (k != u) k->req -= 1;
+        u->req -= 1;
     }
     pthread_mutex_unlock(&ac->mu);
     if (w == 0) return 0;
@@ -533,8 +534,8 @@ void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
     if (!ac || !ac->tpm) return;
     double now = mono_s();
     pthread_mutex_lock(&ac->mu);
-    bucket *k = bucket_of(ac, key->id, now), *u = bucket_of(ac, -key->user - 1, now);
-    if (k) k->tok -= (double)tokens;
+    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
+    if (k && k != u) k->tok -= (double)tokens;
     if (u) u->tok -= (double)tokens;
     pthread_mutex_unlock(&ac->mu);
 }

@@ -9,6 +9,7 @@
 #include "service/server.h"
 
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -17,11 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "base/err.h"
 #include "service/accounts.h"
 #include "service/api.h"
+#include "service/conversations.h"
+#include "service/web.h"
 
 #define SERVER_KEEPALIVE_MS 10000 /* idle stream: send a comment this often */
 #define SERVER_IDLE_TIMEOUT 60    /* seconds a connection may sit without sending its request */
@@ -35,6 +39,7 @@ typedef struct server {
     uint64_t last_tokens;
     store *st; /* --accounts: keys, balances, charges; NULL in local mode */
     accounts *ac; /* --accounts: sign-up, login, sessions */
+    int signup;   /* --signup, for the page */
 } server;
 
 typedef struct conn { /* per connection: the request body as it arrives */
@@ -44,7 +49,7 @@ typedef struct conn { /* per connection: the request body as it arrives */
 } conn;
 
 /* Responses by status code, for /metrics. */
-static const unsigned g_codes[] = {200, 400, 401, 402, 404, 405, 413, 422, 429, 500, 503};
+static const unsigned g_codes[] = {200, 304, 400, 401, 402, 403, 404, 405, 409, 413, 422, 429, 500, 503};
 #define N_CODES (sizeof g_codes / sizeof g_codes[0])
 static atomic_ulong g_count[N_CODES + 1]; /* the last: any other code */
 
@@ -52,6 +57,12 @@ static void count_status(unsigned status) {
     size_t i = 0;
     while (i < N_CODES && g_codes[i] != status) i++;
     atomic_fetch_add(&g_count[i], 1);
+}
+
+/* On every response: no content sniffing, no referrer leaving with a link from the page. */
+static void base_headers(struct MHD_Response *r) {
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
 }
 
 static enum MHD_Result send_full(struct MHD_Connection *c, unsigned status, char *body, const char *type,
@@ -64,11 +75,10 @@ static enum MHD_Result send_full(struct MHD_Connection *c, unsigned status, char
         return MHD_NO;
     }
     MHD_add_response_header(r, "Content-Type", type);
+    base_headers(r);
     if (status == 503 || status == 429) MHD_add_response_header(r, "Retry-After", "1");
-    if (cookie && *cookie) {
-        MHD_add_response_header(r, "Set-Cookie", cookie);
-        MHD_add_response_header(r, "Cache-Control", "no-store");
-    }
+    if (cookie) MHD_add_response_header(r, "Cache-Control", "no-store"); /* a user's own data */
+    if (cookie && *cookie) MHD_add_response_header(r, "Set-Cookie", cookie);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
@@ -90,6 +100,7 @@ static enum MHD_Result send_retry(struct MHD_Connection *c, char *body, int seco
     char s[24];
     snprintf(s, sizeof s, "%d", seconds);
     MHD_add_response_header(r, "Content-Type", "application/json");
+    base_headers(r);
     MHD_add_response_header(r, "Retry-After", s);
     enum MHD_Result rc = MHD_queue_response(c, 429, r);
     MHD_destroy_response(r);
@@ -246,6 +257,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         }
         count_status(200);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        base_headers(resp);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         enum MHD_Result rc = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
@@ -333,6 +345,54 @@ static char *metrics(server *srv) {
     return b.s;
 }
 
+/* ---- the chat page ------------------------------------------------------------------------ */
+
+static enum MHD_Result send_asset(struct MHD_Connection *c, const web_asset *a) {
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    int same = inm && !strcmp(inm, a->etag);
+    struct MHD_Response *r = MHD_create_response_from_buffer(same ? 0 : a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    count_status(same ? 304 : 200);
+    MHD_add_response_header(r, "Content-Type", a->type);
+    MHD_add_response_header(r, "ETag", a->etag);
+    MHD_add_response_header(r, "Cache-Control", "no-cache"); /* revalidated: a new binary serves a new page */
+    base_headers(r);
+    MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Cross-Origin-Opener-Policy", "same-origin");
+    enum MHD_Result rc = MHD_queue_response(c, same ? 304 : 200, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+/* 1 unless the request carries an Origin header naming another site than its Host. */
+static int same_origin(struct MHD_Connection *c) {
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (!o) return 1;
+    const char *p = strstr(o, "://");
+    return p && h && !strcmp(p + 3, h);
+}
+
+/* GET /web/config: what the page needs to draw itself (and who is signed in). */
+static char *web_config(server *srv, const char *cookie) {
+    static const char *const signup[] = {"open", "closed", "invite"};
+    store_user me;
+    int in = srv->ac && !accounts_session(srv->ac, cookie, &me);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", srv->a.model_name);
+    cJSON_AddStringToObject(j, "alias", srv->a.alias);
+    cJSON_AddBoolToObject(j, "reasoning", srv->a.reasoning);
+    cJSON_AddNumberToObject(j, "context", (double)srv->a.n_ctx);
+    cJSON_AddBoolToObject(j, "accounts", srv->st != NULL);
+    if (srv->ac) cJSON_AddStringToObject(j, "signup", signup[srv->signup]);
+    if (in) cJSON_AddStringToObject(j, "user", me.email);
+    else cJSON_AddNullToObject(j, "user");
+    char *b = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return b;
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -352,7 +412,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (cn->too_big) return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
-    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), head = !strcmp(method, "HEAD");
+    const web_asset *wa = get || head ? web_find(url) : NULL;
+    if (wa) return send_asset(c, wa);
+    const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
+    /* a browser on another site may send requests here but never read the answers (no CORS):
+     * it may not change anything either */
+    if (!get && !head && !same_origin(c))
+        return send_error(c, 403, "cross-origin requests are refused", "invalid_request_error", "forbidden");
+    if (!strcmp(url, "/web/config")) return send_full(c, 200, web_config(srv, cookie), "application/json", "");
     if (!strcmp(url, "/health")) {
         sched_stats st;
         sched_stats_get(srv->s, &st);
@@ -362,30 +430,35 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_text(c, 200, b, "application/json");
     }
     if (!strcmp(url, "/metrics")) return send_text(c, 200, metrics(srv), "text/plain; version=0.0.4");
-    if (srv->st) { /* accounts: the account endpoints, then every other endpoint needs a valid key */
-        const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
+    if (srv->st) { /* accounts: the account endpoints, then every other endpoint needs a key or a session */
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+        const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
         char ip[64];
         client_ip(c, ip, sizeof ip);
         accounts_reply ar;
-        accounts_route(srv->ac, method, url, cn->body.s, cn->body.n, cookie,
-                       MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type"), ip, &ar);
+        accounts_route(srv->ac, method, url, cn->body.s, cn->body.n, cookie, ctype, ip, &ar);
         if (ar.status) return send_full(c, (unsigned)ar.status, ar.body, "application/json", ar.cookie);
+        /* the web page: its session cookie stands for a key (id 0: the ledger's "web") */
         store_user me;
-        int is_user = !strcmp(url, "/user/balance") || !strcmp(url, "/user/usage");
-        if (is_user && !auth && get && !accounts_session(srv->ac, cookie, &me)) { /* the web page's session */
-            char *b = url[6] == 'b' ? accounts_balance_json(srv->st, me.id) : accounts_usage_json(srv->st, me.id);
-            return b ? send_text(c, 200, b, "application/json")
-                     : send_error(c, 500, "the account store failed", "server_error", "server_error");
+        int by_cookie = !auth && !accounts_session(srv->ac, cookie, &me);
+        if (by_cookie && !get && !head && strcmp(method, "DELETE") && (!ctype || strncasecmp(ctype, "application/json", 16)))
+            return send_error(c, 403, "send Content-Type: application/json", "invalid_request_error", "forbidden");
+        if (conv_is_route(url)) {
+            if (!by_cookie) return send_error(c, 401, "sign in first", "authentication_error", "invalid_request_error");
+            char *b = NULL;
+            int st = conv_route(srv->st, me.id, method, url, cn->body.s, cn->body.n, &b);
+            return send_full(c, (unsigned)st, b, "application/json", "");
         }
-        char *err_body = NULL;
-        int status = accounts_auth(srv->st, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"), &cn->key,
-                                   &err_body);
-        if (status) return send_text(c, (unsigned)status, err_body, "application/json");
-        if (is_user) {
+        if (by_cookie) cn->key = (store_key){.id = 0, .user = me.id};
+        else {
+            char *err_body = NULL;
+            int status = accounts_auth(srv->st, auth, &cn->key, &err_body);
+            if (status) return send_text(c, (unsigned)status, err_body, "application/json");
+        }
+        if (!strcmp(url, "/user/balance") || !strcmp(url, "/user/usage")) {
             if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
             char *b = url[6] == 'b' ? accounts_balance_json(srv->st, cn->key.user) : accounts_usage_json(srv->st, cn->key.user);
-            return b ? send_text(c, 200, b, "application/json")
+            return b ? send_full(c, 200, b, "application/json", "")
                      : send_error(c, 500, "the account store failed", "server_error", "server_error");
         }
     }
@@ -450,6 +523,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
+    srv.signup = o->signup;
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,

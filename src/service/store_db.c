@@ -50,6 +50,9 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* 3: invitations (invite-only sign-ups), stored hashed */
     ("CREATE TABLE invites (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL,"
     "  used INTEGER NOT NULL DEFAULT 0);"),
+    /* 4: the web page's conversations, per user (cid: the page's id for one) */
+    ("CREATE TABLE conversations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated INTEGER NOT NULL, UNIQUE (user_id, cid));"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -75,6 +78,8 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "CREATE INDEX sessions_user ON sessions(user_id);"),
     ("CREATE TABLE invites (id BIGSERIAL PRIMARY KEY, hash BYTEA NOT NULL UNIQUE, created BIGINT NOT NULL,"
     "  used INTEGER NOT NULL DEFAULT 0);"),
+    ("CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated BIGINT NOT NULL, UNIQUE (user_id, cid));"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -288,9 +293,10 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
     const char *sql[] = {"DELETE FROM sessions WHERE user_id = ?", "DELETE FROM api_keys WHERE user_id = ?",
+                         "DELETE FROM conversations WHERE user_id = ?",
                          "UPDATE users SET email = ?, pw_hash = NULL, disabled = 1 WHERE id = ?"};
-    for (int i = 0; i < 3 && !rc; i++) {
-        db_stmt *st = i < 2 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
+    for (int i = 0; i < 4 && !rc; i++) {
+        db_stmt *st = i < 3 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
         rc = st ? run_done(s, st, err, "delete account") : err->code;
     }
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
@@ -570,7 +576,7 @@ int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err 
     pthread_mutex_lock(&s->mu);
     /* the day of a unix time: the one expression the two databases spell differently */
 #define USAGE_SQL(DAY)                                                                                        \
-    "SELECT " DAY ", u.email, COALESCE(k.prefix, ''), count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
+    "SELECT " DAY ", u.email, CASE WHEN l.key_id = 0 THEN 'web' ELSE COALESCE(k.prefix, '') END, count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
     " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.key_id" \
     " WHERE l.kind = 'charge' AND (CAST(? AS BIGINT) = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     db_stmt *st = prep(s,
@@ -611,6 +617,73 @@ int store_check(store *s, whale_err *err) {
                          (long long)db_int(st, 2));
     }
     db_finish(st);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- the web page's conversations -------------------------------------------------------- */
+
+int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    if (rc) {
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    /* a new conversation past the cap is refused; replacing one is always allowed */
+    db_stmt *st = prep(s, "SELECT count(*), COALESCE(sum(CASE WHEN cid = ? THEN 1 ELSE 0 END), 0) FROM conversations"
+                          " WHERE user_id = ?", err, "ti", cid, user);
+    if (!st) rc = err->code;
+    else {
+        int r = db_step(st);
+        if (r != 1) rc = db_fail(s, err, "conversations");
+        else if (db_int(st, 1) == 0 && db_int(st, 0) >= STORE_MAX_CONVERSATIONS)
+            rc = err_set(err, WHALE_E_BUSY, "you have %d conversations, the most this server keeps: delete some first",
+                         STORE_MAX_CONVERSATIONS);
+        db_finish(st);
+    }
+    if (!rc) {
+        st = prep(s, "INSERT INTO conversations (user_id, cid, title, body, updated) VALUES (?, ?, ?, ?, ?)"
+                     " ON CONFLICT (user_id, cid) DO UPDATE SET title = excluded.title, body = excluded.body,"
+                     " updated = excluded.updated", err, "ittti", user, cid, title, body, now_s());
+        rc = st ? run_done(s, st, err, "conversation") : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = cid ? prep(s, "SELECT cid, title, updated, body FROM conversations WHERE user_id = ? AND cid = ?", err,
+                             "it", user, cid)
+                : with_body ? prep(s, "SELECT cid, title, updated, body FROM conversations WHERE user_id = ?"
+                                      " ORDER BY updated DESC, id DESC", err, "i", user)
+                            : prep(s, "SELECT cid, title, updated, '' FROM conversations WHERE user_id = ?"
+                                      " ORDER BY updated DESC, id DESC", err, "i", user);
+    int rc = st ? 0 : err->code, n = 0;
+    while (st) {
+        int r = db_step(st);
+        if (r == 0) break;
+        if (r != 1) {
+            rc = db_fail(s, err, "conversations");
+            break;
+        }
+        fn(ctx, db_text(st, 0), db_text(st, 1), db_int(st, 2), cid || with_body ? db_text(st, 3) : NULL);
+        n++;
+    }
+    db_finish(st);
+    pthread_mutex_unlock(&s->mu);
+    if (!rc && cid && !n) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
+    return rc;
+}
+
+int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM conversations WHERE user_id = ? AND cid = ?", err, "it", user, cid);
+    int rc = st ? run_done(s, st, err, "conversation") : err->code;
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

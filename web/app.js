@@ -1,0 +1,801 @@
+/* Whale's chat page: conversations, streamed answers with folded reasoning ("DeepThink"),
+ * markdown, and — when the server runs with --accounts — sign-in, API keys, usage, and
+ * conversations kept on the server.
+ *
+ * The one rule of this file: every string that comes from the model, the user or the server is
+ * put into the page as text (textContent, Element.append of a string, createTextNode). No
+ * innerHTML, no markup from strings, no eval; links only for http(s) and mailto URLs. The
+ * server's Content-Security-Policy forbids inline scripts, so even a slip could not run code. */
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  /* An element with attributes ("text" sets its text) and children (strings become text nodes). */
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "text") e.textContent = v;
+      else if (k === "class") e.className = v;
+      else e.setAttribute(k, v);
+    }
+    e.append(...kids);
+    return e;
+  }
+
+  const S = {
+    cfg: null,        /* GET /web/config */
+    convs: [],        /* [{id, title, updated}], newest first */
+    cur: null,        /* the open conversation {id, title, messages} */
+    busy: null,       /* the generation in flight: {ctrl, conv, msg} */
+    retry: null,      /* a pending automatic retry: {timer} */
+    think: localStorage.getItem("whale.think") !== "0",
+  };
+
+  /* ---- talking to the server ----------------------------------------------------------------- */
+
+  class HttpError extends Error {
+    constructor(status, message, retryAfter) {
+      super(message);
+      this.status = status;
+      this.retryAfter = retryAfter;
+    }
+  }
+
+  async function failure(r) {
+    let msg = `the server answered ${r.status}`;
+    try {
+      const j = await r.json();
+      if (j && j.error && typeof j.error.message === "string") msg = j.error.message;
+    } catch (_) { /* not JSON */ }
+    return new HttpError(r.status, msg, parseInt(r.headers.get("Retry-After") || "0", 10) || 0);
+  }
+
+  async function api(method, path, body) {
+    const opt = { method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) {
+      opt.headers["Content-Type"] = "application/json";
+      opt.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, opt);
+    if (!r.ok) throw await failure(r);
+    return r.json();
+  }
+
+  const serverSide = () => S.cfg && S.cfg.accounts;
+
+  /* Conversations: in this browser (local mode) or on the server, per user (--accounts). */
+  const LOCAL_KEY = "whale.conversations";
+  const local = {
+    all() {
+      try { return JSON.parse(localStorage.getItem(LOCAL_KEY) || "{}") || {}; } catch (_) { return {}; }
+    },
+    save(all) { localStorage.setItem(LOCAL_KEY, JSON.stringify(all)); },
+  };
+  const store = {
+    async list() {
+      if (serverSide()) return (await api("GET", "/user/conversations")).conversations;
+      return Object.values(local.all()).map(({ id, title, updated }) => ({ id, title, updated }))
+        .sort((a, b) => b.updated - a.updated);
+    },
+    async get(id) {
+      if (serverSide()) return api("GET", `/user/conversations/${encodeURIComponent(id)}`);
+      const c = local.all()[id];
+      if (!c) throw new HttpError(404, "no such conversation");
+      return c;
+    },
+    async put(c) {
+      const messages = c.messages.map(({ role, content, reasoning, thought_s }) => ({ role, content, reasoning, thought_s }));
+      if (serverSide()) return api("PUT", `/user/conversations/${encodeURIComponent(c.id)}`, { title: c.title, messages });
+      const all = local.all();
+      all[c.id] = { id: c.id, title: c.title, updated: Math.floor(Date.now() / 1000), messages };
+      local.save(all);
+    },
+    async del(id) {
+      if (serverSide()) return api("DELETE", `/user/conversations/${encodeURIComponent(id)}`);
+      const all = local.all();
+      delete all[id];
+      local.save(all);
+    },
+    async exportAll() {
+      if (serverSide()) return api("GET", "/user/conversations/export");
+      return { conversations: Object.values(local.all()) };
+    },
+  };
+
+  function newId() {
+    const b = new Uint8Array(12);
+    crypto.getRandomValues(b);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  /* ---- markdown, rendered as DOM nodes ----------------------------------------------------------- */
+
+  function safeUrl(href) {
+    try {
+      const u = new URL(href, location.href);
+      return ["http:", "https:", "mailto:"].includes(u.protocol) ? u.href : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  const INLINE = new RegExp([
+    "(`+)([^`]|[^`][\\s\\S]*?[^`])\\1(?!`)",            /* 1,2 code span */
+    "\\*\\*(?=\\S)([\\s\\S]*?\\S)\\*\\*",               /* 3 strong */
+    "(?<![\\w*])\\*(?=[^\\s*])([^*\\n]*?[^\\s*])\\*(?![\\w*])", /* 4 emphasis */
+    "(?<![\\w_])_(?=[^\\s_])([^_\\n]*?[^\\s_])_(?![\\w_])",     /* 5 emphasis */
+    "~~(?=\\S)([\\s\\S]*?\\S)~~",                       /* 6 strikethrough */
+    "\\[([^\\]\\n]+)\\]\\(\\s*([^)\\s]+)\\s*\\)",        /* 7,8 link */
+    "(https?://[^\\s<>()\"']+[^\\s<>()\"'.,;:!?])",     /* 9 bare URL */
+    "(\\n)",                                             /* 10 line break */
+  ].join("|"), "g");
+
+  function inline(parent, text) {
+    let last = 0;
+    for (const m of text.matchAll(INLINE)) {
+      if (m.index > last) parent.append(text.slice(last, m.index));
+      last = m.index + m[0].length;
+      if (m[1] !== undefined) parent.append(el("code", { text: m[2] }));
+      else if (m[3] !== undefined) parent.append(inlineIn("strong", m[3]));
+      else if (m[4] !== undefined) parent.append(inlineIn("em", m[4]));
+      else if (m[5] !== undefined) parent.append(inlineIn("em", m[5]));
+      else if (m[6] !== undefined) parent.append(inlineIn("del", m[6]));
+      else if (m[7] !== undefined) {
+        const href = safeUrl(m[8]);
+        if (href) parent.append(inlineIn("a", m[7], { href, target: "_blank", rel: "noopener noreferrer nofollow" }));
+        else parent.append(m[0]); /* javascript:, data: ...: shown as the text it is */
+      } else if (m[9] !== undefined) {
+        const href = safeUrl(m[9]);
+        parent.append(href ? el("a", { href, target: "_blank", rel: "noopener noreferrer nofollow", text: m[9] }) : m[9]);
+      } else parent.append(el("br"));
+    }
+    if (last < text.length) parent.append(text.slice(last));
+  }
+
+  function inlineIn(tag, text, attrs) {
+    const e = el(tag, attrs);
+    inline(e, text);
+    return e;
+  }
+
+  function copyText(text, button) {
+    const done = () => {
+      const was = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(() => { button.textContent = was; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, () => {});
+      return;
+    }
+    const t = el("textarea", { "aria-hidden": "true" });
+    t.value = text;
+    document.body.append(t);
+    t.select();
+    try { document.execCommand("copy"); done(); } catch (_) { /* nothing more to try */ }
+    t.remove();
+  }
+
+  function codeBlock(text, lang) {
+    const pre = el("pre");
+    if (lang) pre.append(el("span", { class: "lang", text: lang }));
+    const copy = el("button", { type: "button", class: "copy", text: "Copy" });
+    copy.addEventListener("click", () => copyText(text, copy));
+    pre.append(copy, el("code", { text }));
+    return pre;
+  }
+
+  const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
+  const HEADING = /^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
+  const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
+  const QUOTE = /^ {0,3}>\s?/;
+  const ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+/;
+  const startsBlock = (l) => FENCE.test(l) || HEADING.test(l) || RULE.test(l) || QUOTE.test(l) || ITEM.test(l);
+
+  /* A fragment of elements for markdown text. An unclosed code fence (an answer still streaming)
+   * runs to the end. */
+  function markdown(src) {
+    const out = document.createDocumentFragment();
+    const lines = src.replace(/\r\n?/g, "\n").split("\n");
+    for (let i = 0; i < lines.length;) {
+      const line = lines[i];
+      let m;
+      if ((m = FENCE.exec(line))) {
+        const close = new RegExp(`^ {0,3}${m[1][0] === "`" ? "`" : "~"}{${m[1].length},}\\s*$`);
+        const body = [];
+        for (i++; i < lines.length && !close.test(lines[i]); i++) body.push(lines[i]);
+        i++;
+        out.append(codeBlock(body.join("\n"), m[2]));
+      } else if (/^\s*$/.test(line)) {
+        i++;
+      } else if ((m = HEADING.exec(line))) {
+        out.append(inlineIn(`h${m[1].length}`, m[2]));
+        i++;
+      } else if (RULE.test(line)) {
+        out.append(el("hr"));
+        i++;
+      } else if (QUOTE.test(line)) {
+        const body = [];
+        for (; i < lines.length && QUOTE.test(lines[i]); i++) body.push(lines[i].replace(QUOTE, ""));
+        const q = el("blockquote");
+        q.append(markdown(body.join("\n")));
+        out.append(q);
+      } else if ((m = ITEM.exec(line))) {
+        const ordered = /\d/.test(m[2]);
+        const list = el(ordered ? "ol" : "ul");
+        if (ordered && parseInt(m[2], 10) !== 1) list.setAttribute("start", String(parseInt(m[2], 10)));
+        const indent = m[1].length;
+        let item = null;
+        for (; i < lines.length; i++) {
+          const l = lines[i], im = ITEM.exec(l);
+          if (im && im[1].length <= indent + 1 && /\d/.test(im[2]) === ordered) {
+            item = [l.slice(im[0].length)];
+            list.append(el("li"));
+            list.lastChild.lines = item;
+          } else if (/^\s*$/.test(l)) {
+            const next = lines[i + 1];
+            if (next === undefined || !/^\s/.test(next) && !ITEM.test(next)) break;
+            item.push("");
+          } else if (/^\s/.test(l) || !startsBlock(l)) {
+            item.push(l.replace(/^\s{1,4}/, ""));
+          } else break;
+        }
+        for (const li of list.children) {
+          const f = markdown(li.lines.join("\n"));
+          if (f.childNodes.length === 1 && f.firstChild.tagName === "P") li.append(...f.firstChild.childNodes);
+          else li.append(f);
+          delete li.lines;
+        }
+        out.append(list);
+      } else {
+        const body = [];
+        for (; i < lines.length && !/^\s*$/.test(lines[i]) && !(body.length && startsBlock(lines[i])); i++) body.push(lines[i]);
+        out.append(inlineIn("p", body.join("\n")));
+      }
+    }
+    return out;
+  }
+
+  /* ---- the conversation view ---------------------------------------------------------------------- */
+
+  function lastIndex(msgs, role) {
+    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i].role === role) return i;
+    return -1;
+  }
+
+  function action(label, fn, title) {
+    const b = el("button", { type: "button", text: label, title: title || label });
+    b.addEventListener("click", fn);
+    return b;
+  }
+
+  function thoughtSummary(m) {
+    if (m.thinking) return "Thinking…";
+    const s = m.thought_s;
+    return s === undefined || s === null ? "Thought" : `Thought for ${s} second${s === 1 ? "" : "s"}`;
+  }
+
+  /* The nodes of one assistant message, kept on it to update while it streams. */
+  function paintAssistant(m, node) {
+    if (m.reasoning) {
+      let d = node.querySelector("details.thought");
+      if (!d) {
+        d = el("details", { class: "thought", open: "" }, el("summary"), el("div", { class: "thought-body" }));
+        node.prepend(d);
+      }
+      d.querySelector("summary").textContent = thoughtSummary(m);
+      d.querySelector(".thought-body").textContent = m.reasoning;
+    }
+    const a = node.querySelector(".answer");
+    a.replaceChildren(markdown(m.content || ""));
+    if (m.error) a.append(el("p", { text: m.error }));
+    if (m.stopped) a.append(el("p", { class: "muted", text: "(stopped)" }));
+    a.classList.toggle("cursor", !!m.live && !m.thinking);
+    node.classList.toggle("error", !!m.error);
+  }
+
+  function messageNode(c, m, i) {
+    const busy = !!S.busy;
+    if (m.role === "user") {
+      const node = el("div", { class: "msg user" }, el("div", { class: "bubble", text: m.content }));
+      const acts = el("div", { class: "actions" }, action("Copy", (e) => copyText(m.content, e.target)));
+      if (!busy && i === lastIndex(c.messages, "user")) {
+        acts.append(action("Edit", () => editLast(c, i, node), "Edit this question and ask again"));
+        if (i === c.messages.length - 1) acts.append(action("Send again", () => generate(c, 0)));
+      }
+      node.append(acts);
+      return node;
+    }
+    const node = el("div", { class: "msg assistant" }, el("div", { class: "md answer" }));
+    paintAssistant(m, node);
+    m.node = node;
+    if (!m.live) {
+      const acts = el("div", { class: "actions" }, action("Copy", (e) => copyText(m.content, e.target)));
+      if (!busy && i === c.messages.length - 1) acts.append(action("Regenerate", () => regenerate(c)));
+      node.append(acts);
+    }
+    return node;
+  }
+
+  function renderChat() {
+    const c = S.cur;
+    const box = $("messages");
+    box.replaceChildren(...(c ? c.messages.map((m, i) => messageNode(c, m, i)) : []));
+    $("empty").hidden = !!(c && c.messages.length);
+    $("title").textContent = c ? c.title : "New chat";
+    document.title = c ? `${c.title} · Whale` : "Whale";
+    $("send").hidden = !!S.busy;
+    $("stop").hidden = !S.busy;
+    box.scrollTop = box.scrollHeight;
+    renderList();
+  }
+
+  function renderList() {
+    const nav = $("conv-list");
+    nav.replaceChildren(...S.convs.map((v) => {
+      const a = el("a", { href: `#/c/${encodeURIComponent(v.id)}`, text: v.title || "Untitled" });
+      const del = el("button", { type: "button", text: "✕", "aria-label": `Delete “${v.title}”`, title: "Delete" });
+      del.addEventListener("click", () => {
+        if (del.dataset.armed) return removeConv(v.id);
+        del.dataset.armed = "1";
+        del.textContent = "Delete?";
+        setTimeout(() => { delete del.dataset.armed; del.textContent = "✕"; }, 3000);
+      });
+      const row = el("div", { class: "conv" + (S.cur && S.cur.id === v.id ? " active" : "") }, a, del);
+      return row;
+    }));
+  }
+
+  async function removeConv(id) {
+    try {
+      await store.del(id);
+    } catch (e) {
+      return banner(`Could not delete: ${e.message}`);
+    }
+    S.convs = S.convs.filter((v) => v.id !== id);
+    if (S.cur && S.cur.id === id) location.hash = "#/";
+    else renderList();
+  }
+
+  async function save(c) {
+    try {
+      await store.put(c);
+    } catch (e) {
+      banner(`This conversation could not be saved: ${e.message}`);
+      return;
+    }
+    S.convs = [{ id: c.id, title: c.title, updated: Date.now() / 1000 }, ...S.convs.filter((v) => v.id !== c.id)];
+    renderList();
+  }
+
+  /* ---- asking -------------------------------------------------------------------------------------- */
+
+  function banner(text, retryNow) {
+    $("banner-text").textContent = text;
+    $("banner").hidden = false;
+    $("banner-retry").hidden = !retryNow;
+    $("banner-retry").onclick = retryNow || null;
+  }
+
+  function hideBanner() {
+    $("banner").hidden = true;
+    if (S.retry) clearInterval(S.retry.timer);
+    S.retry = null;
+  }
+
+  /* 429/503: say so, and ask again after Retry-After (at most 3 times on our own). */
+  function busyRetry(c, err, attempt) {
+    const why = err.status === 429 ? "You are sending requests faster than your limit allows"
+      : "The server is busy: every generation slot is taken";
+    if (attempt >= 3) {
+      banner(`${why}. Try again in a moment.`, () => { hideBanner(); generate(c, 0); });
+      return;
+    }
+    let left = Math.max(1, Math.min(err.retryAfter || 2 ** attempt, 60));
+    const show = () => banner(`${why}. Retrying in ${left} s…`, () => { hideBanner(); generate(c, attempt + 1); });
+    show();
+    const timer = setInterval(() => {
+      left -= 1;
+      if (left > 0) return show();
+      hideBanner();
+      generate(c, attempt + 1);
+    }, 1000);
+    S.retry = { timer };
+  }
+
+  function requestBody(c) {
+    const body = {
+      model: S.cfg.model,
+      stream: true,
+      messages: c.messages.filter((m) => !m.error).map(({ role, content }) => ({ role, content })),
+    };
+    if (S.cfg.reasoning) {
+      const budget = $("budget").value;
+      if (!S.think) body.reasoning_budget = 0;
+      else if (budget) body.reasoning_budget = parseInt(budget, 10);
+    }
+    return body;
+  }
+
+  async function readStream(r, m, onDelta) {
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const event = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        for (const line of event.split("\n")) {
+          if (!line.startsWith("data:")) continue; /* ": keep-alive" while queued */
+          const data = line.slice(5).trim();
+          if (data === "[DONE]") continue;
+          let j;
+          try { j = JSON.parse(data); } catch (_) { continue; }
+          if (j.error) m.error = `Error: ${j.error.message || "the server failed"}`;
+          const d = j.choices && j.choices[0] && j.choices[0].delta;
+          if (d) onDelta(d);
+        }
+      }
+    }
+  }
+
+  async function generate(c, attempt) {
+    if (S.busy) return;
+    hideBanner();
+    const m = { role: "assistant", content: "", reasoning: "", live: true };
+    const messages = requestBody(c);
+    c.messages.push(m);
+    const ctrl = new AbortController();
+    S.busy = { ctrl, conv: c, msg: m };
+    renderChat();
+    let tThink = null, frame = 0;
+    const repaint = () => {
+      if (frame) return;
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        if (m.node) paintAssistant(m, m.node);
+        const box = $("messages");
+        if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
+      });
+    };
+    let retryLater = null;
+    try {
+      const r = await fetch("/v1/chat/completions", {
+        method: "POST", credentials: "same-origin", signal: ctrl.signal,
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(messages),
+      });
+      if (!r.ok) throw await failure(r);
+      await readStream(r, m, (d) => {
+        if (d.reasoning_content) {
+          if (tThink === null) tThink = performance.now();
+          m.thinking = true;
+          m.reasoning += d.reasoning_content;
+        }
+        if (d.content) {
+          if (m.thinking) {
+            m.thinking = false;
+            m.thought_s = Math.max(1, Math.round((performance.now() - tThink) / 1000));
+          }
+          m.content += d.content;
+        }
+        repaint();
+      });
+    } catch (e) {
+      if (e.name === "AbortError") m.stopped = true;
+      else if (e.status === 429 || e.status === 503) retryLater = e;
+      else if (e.status === 401 && serverSide()) {
+        m.error = "Your session has ended: sign in again.";
+        location.hash = "#/login";
+      } else if (e.status === 402) m.error = "Your balance is empty: add funds to keep chatting (see Usage and balance).";
+      else m.error = `Error: ${e.message}`;
+    }
+    if (frame) cancelAnimationFrame(frame);
+    if (m.thinking) m.thought_s = Math.max(1, Math.round((performance.now() - tThink) / 1000));
+    m.thinking = false;
+    delete m.live;
+    delete m.node;
+    S.busy = null;
+    if (retryLater) c.messages.pop(); /* nothing was said: ask again later */
+    if (!m.reasoning) delete m.reasoning;
+    if (S.cur === c) renderChat();
+    await save(c);
+    if (retryLater && S.cur === c) busyRetry(c, retryLater, attempt);
+  }
+
+  function stop() {
+    if (S.busy) S.busy.ctrl.abort();
+  }
+
+  async function ask(text) {
+    if (S.busy || !text.trim()) return;
+    let c = S.cur;
+    if (!c) {
+      c = { id: newId(), title: text.trim().replace(/\s+/g, " ").slice(0, 60), messages: [] };
+      S.cur = c;
+      history.replaceState(null, "", `#/c/${c.id}`);
+    }
+    c.messages.push({ role: "user", content: text });
+    $("input").value = "";
+    autosize();
+    await generate(c, 0);
+  }
+
+  function regenerate(c) {
+    if (S.busy) return;
+    if (c.messages.length && c.messages[c.messages.length - 1].role === "assistant") c.messages.pop();
+    generate(c, 0);
+  }
+
+  function editLast(c, i, node) {
+    const box = el("textarea", { "aria-label": "Edit your question" });
+    box.value = c.messages[i].content;
+    const send = el("button", { type: "button", class: "btn primary", text: "Send" });
+    const cancel = el("button", { type: "button", class: "btn", text: "Cancel" });
+    const form = el("div", { class: "edit-box" }, box, el("div", { class: "row" }, send, cancel));
+    node.replaceChildren(form);
+    box.focus();
+    cancel.addEventListener("click", renderChat);
+    const go = () => {
+      const text = box.value;
+      if (!text.trim()) return;
+      c.messages.length = i; /* the question and everything after it go */
+      c.messages.push({ role: "user", content: text });
+      generate(c, 0);
+    };
+    send.addEventListener("click", go);
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); go(); }
+      if (e.key === "Escape") renderChat();
+    });
+  }
+
+  function autosize() {
+    const t = $("input");
+    t.style.height = "auto";
+    t.style.height = `${Math.min(t.scrollHeight, window.innerHeight * 0.4)}px`;
+  }
+
+  function paintThink() {
+    const b = $("think");
+    b.disabled = !S.cfg.reasoning;
+    b.setAttribute("aria-pressed", String(S.cfg.reasoning && S.think));
+    b.title = S.cfg.reasoning ? "Reason before answering (DeepSeek-R1 style)"
+      : "This model does not reason: serve an R1-format model (DeepSeek-R1 or R1-Distill) for DeepThink";
+    $("budget-label").hidden = !(S.cfg.reasoning && S.think);
+  }
+
+  /* ---- accounts: sign-in, keys, usage ---------------------------------------------------------------- */
+
+  let signingUp = false;
+
+  function paintAuth() {
+    $("auth-title").textContent = signingUp ? "Create an account" : "Sign in";
+    $("auth-submit").textContent = signingUp ? "Sign up" : "Sign in";
+    $("auth-switch").textContent = signingUp ? "Have an account? Sign in" : "No account yet? Sign up";
+    $("auth-switch").hidden = S.cfg.signup === "closed";
+    $("auth-invite-label").hidden = !(signingUp && S.cfg.signup === "invite");
+    $("auth-password").autocomplete = signingUp ? "new-password" : "current-password";
+    $("auth-error").textContent = "";
+  }
+
+  async function submitAuth(e) {
+    e.preventDefault();
+    const body = { email: $("auth-email").value.trim(), password: $("auth-password").value };
+    if (signingUp && S.cfg.signup === "invite") body.invite = $("auth-invite").value.trim();
+    try {
+      await api("POST", signingUp ? "/auth/register" : "/auth/login", body);
+    } catch (err) {
+      $("auth-error").textContent = err.message;
+      return;
+    }
+    $("auth-password").value = "";
+    await start("#/");
+  }
+
+  const fmtDate = (t) => (t ? new Date(t * 1000).toLocaleString() : "—");
+
+  async function showKeys() {
+    let keys;
+    try {
+      keys = (await api("GET", "/user/keys")).keys;
+    } catch (e) {
+      return banner(`Could not list your keys: ${e.message}`);
+    }
+    $("keys-table").tBodies[0].replaceChildren(...keys.filter((k) => !k.revoked).map((k) => {
+      const revoke = action("Revoke", async () => {
+        try {
+          await api("POST", "/user/keys/revoke", { prefix: k.prefix });
+        } catch (e) {
+          return banner(`Could not revoke: ${e.message}`);
+        }
+        showKeys();
+      });
+      return el("tr", {}, el("td", {}, el("code", { text: `${k.prefix}…` })), el("td", { text: fmtDate(k.created) }),
+        el("td", { text: fmtDate(k.last_used) }), el("td", { text: k.expires ? fmtDate(k.expires) : "never" }),
+        el("td", {}, revoke));
+    }));
+  }
+
+  async function createKey() {
+    let k;
+    try {
+      k = await api("POST", "/user/keys", {});
+    } catch (e) {
+      return banner(`Could not create a key: ${e.message}`);
+    }
+    $("key-new-text").textContent = k.key;
+    $("key-new").hidden = false;
+    showKeys();
+  }
+
+  async function showUsage() {
+    try {
+      const [b, u] = await Promise.all([api("GET", "/user/balance"), api("GET", "/user/usage")]);
+      const info = (b.balance_infos || [])[0];
+      $("balance").textContent = info ? `${info.total_balance} ${info.currency}` : "—";
+      $("usage-table").tBodies[0].replaceChildren(...u.usage.slice().reverse().map((r) => el("tr", {},
+        el("td", { text: r.date }), el("td", { text: r.key_prefix === "web" ? "chat page" : `${r.key_prefix}…` }),
+        el("td", { text: String(r.requests) }), el("td", { text: String(r.prompt_cache_hit_tokens) }),
+        el("td", { text: String(r.prompt_cache_miss_tokens) }), el("td", { text: String(r.completion_tokens) }),
+        el("td", { text: `${r.cost} ${r.currency}` }))));
+    } catch (e) {
+      banner(`Could not load your usage: ${e.message}`);
+    }
+  }
+
+  async function exportAll() {
+    let data;
+    try {
+      data = await store.exportAll();
+    } catch (e) {
+      return banner(`Could not export: ${e.message}`);
+    }
+    const blob = new Blob([JSON.stringify({ exported: new Date().toISOString(), ...data }, null, 2)],
+      { type: "application/json" });
+    const a = el("a", { href: URL.createObjectURL(blob), download: "whale-conversations.json" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }
+
+  /* ---- navigation ----------------------------------------------------------------------------------- */
+
+  function show(view) {
+    for (const v of ["chat", "auth", "keys", "usage"]) $(`view-${v}`).hidden = v !== view;
+    $("side").classList.remove("open");
+    $("menu").setAttribute("aria-expanded", "false");
+  }
+
+  async function route() {
+    const h = location.hash || "#/";
+    const signedOut = serverSide() && !S.cfg.user;
+    if (signedOut || h === "#/login" || h === "#/signup") {
+      if (!signedOut) return void (location.hash = "#/");
+      signingUp = h === "#/signup" && S.cfg.signup !== "closed";
+      paintAuth();
+      $("title").textContent = signingUp ? "Sign up" : "Sign in";
+      return show("auth");
+    }
+    if (h === "#/keys") {
+      $("title").textContent = "API keys";
+      $("key-new").hidden = true;
+      show("keys");
+      return showKeys();
+    }
+    if (h === "#/usage") {
+      $("title").textContent = "Usage and balance";
+      show("usage");
+      return showUsage();
+    }
+    show("chat");
+    const m = /^#\/c\/([\w-]{1,64})$/.exec(h);
+    if (!m) S.cur = null;
+    else if (!S.cur || S.cur.id !== m[1]) {
+      if (S.busy && S.busy.conv.id === m[1]) S.cur = S.busy.conv;
+      else {
+        try {
+          S.cur = await store.get(m[1]);
+        } catch (e) {
+          S.cur = null;
+          banner(e.status === 404 ? "There is no such conversation." : `Could not open it: ${e.message}`);
+        }
+      }
+    }
+    renderChat();
+    $("input").focus();
+  }
+
+  async function start(hash) {
+    try {
+      S.cfg = await api("GET", "/web/config");
+    } catch (e) {
+      banner(`Cannot reach the server: ${e.message}`, () => start(hash));
+      return;
+    }
+    $("model").textContent = S.cfg.model + (S.cfg.reasoning ? " · reasoning model" : "");
+    $("account").hidden = !(S.cfg.accounts && S.cfg.user);
+    $("who").textContent = S.cfg.user || "";
+    paintThink();
+    S.convs = [];
+    S.cur = null;
+    if (!serverSide() || S.cfg.user) {
+      try {
+        S.convs = await store.list();
+      } catch (e) {
+        banner(`Could not list your conversations: ${e.message}`);
+      }
+    }
+    if (hash && location.hash !== hash) location.hash = hash;
+    else await route();
+  }
+
+  function paintTheme() {
+    const t = localStorage.getItem("whale.theme");
+    if (t) document.documentElement.dataset.theme = t;
+    const dark = t ? t === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+    $("theme").textContent = dark ? "Light theme" : "Dark theme";
+  }
+
+  function wire() {
+    $("composer").addEventListener("submit", (e) => {
+      e.preventDefault();
+      ask($("input").value);
+    });
+    $("input").addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        ask($("input").value);
+      }
+    });
+    $("input").addEventListener("input", autosize);
+    $("stop").addEventListener("click", stop);
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && S.busy) stop();
+      if (e.key.toLowerCase() === "o" && e.ctrlKey && e.shiftKey) {
+        e.preventDefault();
+        location.hash = "#/";
+      }
+    });
+    $("new-chat").addEventListener("click", () => {
+      location.hash = "#/";
+      S.cur = null;
+      route();
+    });
+    $("think").addEventListener("click", () => {
+      S.think = !S.think;
+      localStorage.setItem("whale.think", S.think ? "1" : "0");
+      paintThink();
+    });
+    $("banner-close").addEventListener("click", hideBanner);
+    $("menu").addEventListener("click", () => {
+      const open = $("side").classList.toggle("open");
+      $("menu").setAttribute("aria-expanded", String(open));
+    });
+    $("theme").addEventListener("click", () => {
+      const dark = document.documentElement.dataset.theme
+        ? document.documentElement.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
+      localStorage.setItem("whale.theme", dark ? "light" : "dark");
+      paintTheme();
+    });
+    $("export").addEventListener("click", exportAll);
+    $("auth-form").addEventListener("submit", submitAuth);
+    $("auth-switch").addEventListener("click", () => { location.hash = signingUp ? "#/login" : "#/signup"; });
+    $("sign-out").addEventListener("click", async () => {
+      try { await api("POST", "/auth/logout", {}); } catch (_) { /* signed out either way */ }
+      await start("#/login");
+    });
+    $("key-create").addEventListener("click", createKey);
+    $("key-copy").addEventListener("click", (e) => copyText($("key-new-text").textContent, e.target));
+    window.addEventListener("hashchange", route);
+  }
+
+  paintTheme();
+  wire();
+  start();
+})();
