@@ -85,7 +85,8 @@
       return c;
     },
     async put(c) {
-      const messages = c.messages.map(({ role, content, reasoning, thought_s }) => ({ role, content, reasoning, thought_s }));
+      const messages = c.messages.filter((m) => !m.error) /* failures are not part of the conversation */
+        .map(({ role, content, reasoning, thought_s }) => ({ role, content, reasoning, thought_s }));
       if (serverSide()) return api("PUT", `/user/conversations/${encodeURIComponent(c.id)}`, { title: c.title, messages });
       const all = local.all();
       all[c.id] = { id: c.id, title: c.title, updated: Math.floor(Date.now() / 1000), messages };
@@ -733,6 +734,7 @@
     }
     if (hash && location.hash !== hash) location.hash = hash;
     else await route();
+    document.body.dataset.ready = "1"; /* drawn from the server's answers (tests wait for it) */
   }
 
   function paintTheme() {

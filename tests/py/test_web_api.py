@@ -1,0 +1,164 @@
+"""The chat page's side of `whale serve`, over raw HTTP: the embedded files with their security
+headers (CSP, no framing, no sniffing) and ETags; no CORS anywhere, and cross-origin changes
+refused; the page's script free of markup sinks; and, with --accounts on SQLite and PostgreSQL,
+conversations kept per user (a user never reaches another's, CSRF rules hold, bad input gets
+the right 4xx, deleting the account deletes them) and chats over the session charged under the
+ledger's "web" key."""
+import http.client
+import json
+import re
+
+import pytest
+
+from conftest import REPO
+from test_accounts import admin, env, sql, web  # noqa: F401  (env: one server per store backend)
+from test_serve import server  # noqa: F401  (the local-mode server)
+
+
+def request(port, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+
+
+def test_page_files_and_their_headers(server):  # noqa: F811
+    st, h, body = request(server, "GET", "/")
+    assert st == 200 and h["content-type"].startswith("text/html") and b"/app.js" in body
+    csp = h["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert h["x-frame-options"] == "DENY" and h["x-content-type-options"] == "nosniff"
+    assert h["referrer-policy"] == "no-referrer"
+    st, h2, _ = request(server, "GET", "/", headers={"If-None-Match": h["etag"]})
+    assert st == 304
+    for path, kind in (("/app.js", "text/javascript"), ("/app.css", "text/css"), ("/icon.svg", "image/svg+xml")):
+        st, h, body = request(server, "GET", path)
+        assert st == 200 and h["content-type"].startswith(kind) and len(body) > 100
+    st, h, _ = request(server, "HEAD", "/app.js")
+    assert st == 200
+    assert request(server, "GET", "/nothing.js")[0] == 404
+    assert request(server, "GET", "/../web/app.js")[0] == 404
+    st, _, body = request(server, "GET", "/web/config")
+    cfg = json.loads(body)
+    assert st == 200 and cfg["accounts"] is False and cfg["reasoning"] is False and cfg["user"] is None
+
+
+def test_no_cors_and_cross_origin_changes_refused(server):  # noqa: F811
+    evil = {"Origin": "http://evil.example", "Content-Type": "application/json"}
+    st, h, _ = request(server, "OPTIONS", "/v1/chat/completions",
+                       headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+    assert not any(k.startswith("access-control-") for k in h)
+    body = json.dumps({"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1})
+    st, h, b = request(server, "POST", "/v1/chat/completions", body, evil)
+    assert st == 403 and "cross-origin" in json.loads(b)["error"]["message"]
+    assert not any(k.startswith("access-control-") for k in h)
+    # the page itself (same origin) and clients that send no Origin are served
+    host = f"127.0.0.1:{server}"
+    st, _, _ = request(server, "POST", "/v1/chat/completions", body,
+                       {"Origin": f"http://{host}", "Content-Type": "application/json"})
+    assert st == 200
+    st, h, _ = request(server, "GET", "/v1/models", headers={"Origin": "http://evil.example"})
+    assert st == 200 and not any(k.startswith("access-control-") for k in h)
+
+
+def test_page_script_has_no_markup_sinks():
+    """All text reaches the page as text nodes: the script never parses strings as markup or code."""
+    src = (REPO / "web" / "app.js").read_text()
+    code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)  # the comments may name what is forbidden
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+                 "createContextualFragment", "DOMParser", "srcdoc"):
+        assert sink not in code, sink
+    html = (REPO / "web" / "index.html").read_text()
+    # no inline script, style or event handler attribute (the CSP would refuse them anyway)
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html) and "<style" not in html
+    assert not re.search(r"<[^>]*\s(on[a-z]+|style)\s*=", html, flags=re.I)
+
+
+def sign_up(port, email):
+    st, _, cookie, _ = web(port, "/auth/register", {"email": email, "password": "a long enough password"})
+    assert st == 201, st
+    return cookie
+
+
+MSGS = [{"role": "user", "content": "hello <b>there</b>"},
+        {"role": "assistant", "content": "hi", "reasoning": "they said hello", "thought_s": 2, "extra": "dropped"}]
+
+
+def test_conversations_are_per_user(env):  # noqa: F811
+    port, db = env["port"], env["db"]
+    a, b = sign_up(port, "web-a@example.com"), sign_up(port, "web-b@example.com")
+    st, j, _, _ = web(port, "/user/conversations/abc-1", {"title": "First", "messages": MSGS}, a, method="PUT")
+    assert st == 200 and j == {"id": "abc-1"}
+    st, j, _, _ = web(port, "/user/conversations/abc-2", {"title": "Second", "messages": MSGS[:1]}, a, method="PUT")
+    assert st == 200
+    st, j, _, _ = web(port, "/user/conversations", cookie=a)
+    assert st == 200 and sorted(c["id"] for c in j["conversations"]) == ["abc-1", "abc-2"]
+    assert all("messages" not in c for c in j["conversations"])
+    st, j, _, _ = web(port, "/user/conversations/abc-1", cookie=a)
+    assert st == 200 and j["title"] == "First" and j["messages"][0] == MSGS[0]
+    assert j["messages"][1] == {"role": "assistant", "content": "hi", "reasoning": "they said hello", "thought_s": 2}
+    st, j, _, _ = web(port, "/user/conversations/export", cookie=a)
+    assert st == 200 and len(j["conversations"]) == 2 and all("messages" in c for c in j["conversations"])
+
+    # the other user: nothing listed, nothing readable or deletable, and the same id is their own
+    st, j, _, _ = web(port, "/user/conversations", cookie=b)
+    assert st == 200 and j["conversations"] == []
+    assert web(port, "/user/conversations/abc-1", cookie=b)[0] == 404
+    assert web(port, "/user/conversations/abc-1", cookie=b, method="DELETE", ctype=None)[0] == 404
+    st, _, _, _ = web(port, "/user/conversations/abc-1", {"title": "Bob's", "messages": []}, b, method="PUT")
+    assert st == 200
+    assert web(port, "/user/conversations/abc-1", cookie=a)[1]["title"] == "First"
+    assert web(port, "/user/conversations/export", cookie=b)[1]["conversations"][0]["title"] == "Bob's"
+
+    # no session, or an API key instead of one: 401
+    assert web(port, "/user/conversations")[0] == 401
+    st, _ = request(port, "GET", "/user/conversations",
+                    headers={"Authorization": f"Bearer {env['keys']['alice']}"})[:2]
+    assert st == 401
+    # CSRF: a cookie-carrying change must be JSON, from this origin
+    assert web(port, "/user/conversations/abc-1", {"title": "x", "messages": []}, a, ctype="text/plain",
+               method="PUT")[0] == 403
+    st, _, _ = request(port, "PUT", "/user/conversations/abc-1", json.dumps({"title": "x", "messages": []}),
+                       {"Cookie": f"whale_session={a}", "Content-Type": "application/json",
+                        "Origin": "http://evil.example"})
+    assert st == 403
+    # bad input: the right 4xx, nothing stored
+    for body, want in ((["not", "an", "object"], 400), ({"title": "x"}, 422), ({"title": 5, "messages": []}, 422),
+                       ({"title": "x" * 201, "messages": []}, 422),
+                       ({"title": "x", "messages": [{"role": "system", "content": "x"}]}, 422),
+                       ({"title": "x", "messages": [{"role": "user", "content": 5}]}, 422),
+                       ({"title": "x", "messages": [{"role": "user", "content": "y" * (1 << 20)}]}, 413)):
+        assert web(port, "/user/conversations/abc-9", body, a, method="PUT")[0] == want, body
+    for bad in ("/user/conversations/../conversations", "/user/conversations/a%2Fb", "/user/conversations/" + "x" * 65,
+                "/user/conversations/a b"):
+        assert request(port, "GET", bad.replace(" ", "%20"), headers={"Cookie": f"whale_session={a}"})[0] == 404
+    assert web(port, "/user/conversations/abc-1", cookie=a, method="POST", ctype="application/json")[0] == 405
+    assert web(port, "/user/conversations/abc-9", cookie=a)[0] == 404
+
+    # delete one, then the account: its conversations go with it
+    assert web(port, "/user/conversations/abc-2", cookie=a, method="DELETE", ctype=None)[0] == 200
+    assert [c["id"] for c in web(port, "/user/conversations", cookie=a)[1]["conversations"]] == ["abc-1"]
+    uid = sql(db, "SELECT id FROM users WHERE email = ?", "web-a@example.com")[0][0]
+    assert web(port, "/auth/delete", {"password": "a long enough password"}, a)[0] == 200
+    assert int(sql(db, "SELECT count(*) FROM conversations WHERE user_id = ?", uid)[0][0]) == 0
+    assert int(sql(db, "SELECT count(*) FROM conversations")[0][0]) == 1  # bob's
+
+
+def test_page_chat_is_charged_under_web(env):  # noqa: F811
+    port, db = env["port"], env["db"]
+    c = sign_up(port, "web-c@example.com")
+    chat = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+    assert web(port, "/v1/chat/completions", chat, c)[0] == 402  # an empty balance
+    uid = sql(db, "SELECT id FROM users WHERE email = ?", "web-c@example.com")[0][0]
+    assert int(sql(db, "SELECT count(*) FROM ledger WHERE user_id = ?", uid)[0][0]) == 0
+    admin(db, "topup", "web-c@example.com", "1")
+    assert web(port, "/v1/chat/completions", chat, c, ctype="text/plain")[0] == 403  # CSRF
+    st, j, _, _ = web(port, "/v1/chat/completions", chat, c)
+    assert st == 200 and j["usage"]["completion_tokens"] >= 1
+    rows = sql(db, "SELECT key_id, request_id FROM ledger WHERE user_id = ? AND kind = 'charge'", uid)
+    assert [(int(k), r) for k, r in rows] == [(0, j["id"])]
+    st, u, _, _ = web(port, "/user/usage", cookie=c)
+    assert st == 200 and [r["key_prefix"] for r in u["usage"]] == ["web"]
+    st, cfg, _, _ = web(port, "/web/config", cookie=c)
+    assert cfg["accounts"] is True and cfg["user"] == "web-c@example.com" and cfg["signup"] == "open"
