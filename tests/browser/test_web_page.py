@@ -71,7 +71,8 @@ def browser():
 
 def new_page(browser, base, **kw):
     """A page in a fresh context (its own cookies and storage) that records dialogs and errors."""
-    ctx = browser.new_context(viewport={"width": 1200, "height": 820}, base_url=base, **kw)
+    kw.setdefault("viewport", {"width": 1200, "height": 820})
+    ctx = browser.new_context(base_url=base, **kw)
     page = ctx.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.dialogs, page.errors = [], []
@@ -366,3 +367,41 @@ def test_accounts_keys_usage_and_privacy(browser, tmp_path):
         bob.context.close()
     finally:
         stop_server(p)
+
+
+def test_busy_server_retry_phone_and_dark(browser, local):
+    """A 503 with Retry-After is said plainly and retried on its own; the page fits a phone; the
+    dark theme applies and is remembered."""
+    page = new_page(browser, local, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    calls = []
+
+    def first_busy(route):
+        calls.append(1)
+        if len(calls) == 1:  # the first ask finds every slot taken (as a full queue answers)
+            route.fulfill(status=503, headers={"Retry-After": "2", "Content-Type": "application/json"},
+                          body=json.dumps({"error": {"message": "busy", "type": "server_error", "code": "server_busy"}}))
+        else:
+            route.continue_()
+    page.route("**/v1/chat/completions", first_busy)
+    goto(page, "/")
+    assert not page.is_visible("#side") or page.evaluate(
+        "() => document.getElementById('side').getBoundingClientRect().right <= 0")
+    ask(page, "Say hi.")
+    page.wait_for_selector("#banner:visible")
+    assert re.search(r"busy.*Retrying in \d+ s", page.inner_text("#banner-text")), page.inner_text("#banner-text")
+    shot(page, "busy-phone")
+    wait_answered(page)
+    assert len(calls) == 2 and page.is_hidden("#banner") and answer_text(page).strip()
+    # the conversation list opens from the menu button
+    page.click("#menu")
+    page.wait_for_function("() => document.getElementById('side').getBoundingClientRect().left >= 0")
+    assert page.get_attribute("#menu", "aria-expanded") == "true"
+    page.click("#theme")
+    assert page.get_attribute("html", "data-theme") == "dark"
+    bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    assert sum(int(x) for x in re.findall(r"\d+", bg)[:3]) < 3 * 60, bg
+    goto(page, "/")
+    assert page.get_attribute("html", "data-theme") == "dark"
+    shot(page, "dark-phone")
+    assert not page.errors
+    page.context.close()
