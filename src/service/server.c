@@ -536,7 +536,8 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
-    fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (%d parallel sequences of %lld tokens; Ctrl-C stops)\n",
+    fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens; "
+            "Ctrl-C stops)\n",
             srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
             so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx);
     while (!*stop) usleep(100 * 1000);

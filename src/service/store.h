@@ -52,7 +52,7 @@ int store_user_password(store *s, const char *email, store_user *out, char *pw_h
 /* Set the password hash (argon2id string); ends every session of the user. */
 int store_user_set_password(store *s, int64_t user, const char *pw_hash, whale_err *err);
 
-/* Delete an account: its sessions and keys go, its email and password are erased and it is
+/* Delete an account: its sessions, keys and conversations go, its email and password are erased and it is
  * disabled. Its ledger rows stay (the ledger is append-only; they hold tokens and amounts under
  * a user id, nothing personal). */
 int store_user_delete(store *s, int64_t user, whale_err *err);
