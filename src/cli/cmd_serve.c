@@ -1,5 +1,6 @@
 /* cmd_serve.c — `whale serve`: load a model and serve the OpenAI / DeepSeek chat API. */
 #include <dirent.h>
+#include <arpa/inet.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) {
     (void)sig;
-    g_stop = 1;
+    if (g_stop < 2) g_stop = g_stop + 1; /* the second one cancels the drain */
 }
 
 static void usage(FILE *f) {
@@ -54,6 +55,14 @@ static void usage(FILE *f) {
                "  --secure-cookies mark session cookies Secure (clients reach the server over TLS, via a proxy)\n"
                "  --rpm N, --tpm N accounts: requests and tokens (prompt + output) per minute for each key and\n"
                "                   each user, in this process (429 with Retry-After beyond; default 0: none)\n"
+               "  --max-conns N    open connections (default 256; each has a thread)\n"
+               "  --max-conns-per-ip N  open connections from one address (default 32; 0: no limit, e.g.\n"
+               "                   behind a proxy that limits them itself)\n"
+               "  --trusted-proxy ADDR  a reverse proxy (up to 8): for its requests the client's address,\n"
+               "                   for per-address limits, is taken from X-Forwarded-For\n"
+               "  --drain S        on SIGTERM/Ctrl-C: stop accepting, let running requests finish for up\n"
+               "                   to S seconds (default 10), then cancel the rest (each charged for what it\n"
+               "                   used); a second Ctrl-C cancels at once\n"
                "  -t N             threads (default: all cores)\n");
 }
 
@@ -143,6 +152,26 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--ctx")) { if (number(a, v, 16, 1 << 24, &x)) return 2; o.n_ctx = x; i++; }
         else if (!strcmp(a, "--queue")) { if (number(a, v, 1, 100000, &x)) return 2; o.max_queue = (int)x; i++; }
         else if (!strcmp(a, "-t")) { if (number(a, v, 1, 1024, &x)) return 2; threads = (int)x; i++; }
+        else if (!strcmp(a, "--max-conns")) { if (number(a, v, 1, 10000, &x)) return 2; o.max_conns = (int)x; i++; }
+        else if (!strcmp(a, "--max-conns-per-ip")) {
+            if (number(a, v, 0, 10000, &x)) return 2;
+            o.max_conns_per_ip = x ? (int)x : -1;
+            i++;
+        }
+        else if (!strcmp(a, "--drain")) { if (number(a, v, 0, 3600, &x)) return 2; o.drain_s = x ? (int)x : -1; i++; }
+        else if (!strcmp(a, "--trusted-proxy")) {
+            unsigned char bin[16];
+            if (!v || (inet_pton(AF_INET, v, bin) != 1 && inet_pton(AF_INET6, v, bin) != 1)) {
+                fprintf(stderr, "whale serve: --trusted-proxy needs an IP address\n");
+                return 2;
+            }
+            if (o.n_trusted_proxies == SERVER_MAX_PROXIES) {
+                fprintf(stderr, "whale serve: at most %d --trusted-proxy addresses\n", SERVER_MAX_PROXIES);
+                return 2;
+            }
+            o.trusted_proxies[o.n_trusted_proxies++] = v;
+            i++;
+        }
         else { fprintf(stderr, "whale serve: bad option '%s' (see whale serve --help)\n", a); return 2; }
     }
     const char *path = cli_model_path(model_path);

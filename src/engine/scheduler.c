@@ -38,6 +38,7 @@ struct sched_req {
     const char *finish;
     size_t n_cached;
     double t_submit, t_start, t_first;
+    int64_t owner;
     sched_req *next; /* waiting queue */
 };
 
@@ -158,20 +159,38 @@ static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, s
     return keep;
 }
 
+/* Under mu: the waiting request to admit next: the oldest of those whose owner has the fewest
+ * active sequences (anonymous requests, owner 0, count as one owner). *prev: the one before it
+ * in the queue, or NULL. */
+static sched_req *next_fair(sched *s, sched_req **prev) {
+    sched_req *best = NULL, *p = NULL;
+    int best_n = 0;
+    *prev = NULL;
+    for (sched_req *r = s->queue_head; r; p = r, r = r->next) {
+        int n = 0;
+        for (int i = 0; i < s->o.n_parallel; i++) n += s->slots[i].req && s->slots[i].req->owner == r->owner;
+        if (!best || n < best_n) best = r, best_n = n, *prev = p;
+        if (!n) break; /* nobody can have fewer; the oldest such wins */
+    }
+    return best;
+}
+
 /* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
 static void admit(sched *s) {
     while (s->queue_head) {
         int best = -1;
         size_t best_k = 0;
-        sched_req *r = s->queue_head;
+        sched_req *prev, *r = next_fair(s, &prev);
         for (int i = 0; i < s->o.n_parallel; i++) {
             if (s->slots[i].req) continue;
             size_t k = common_prefix(s->slots[i].tokens, s->slots[i].n_cached, r->prompt, r->n_prompt);
             if (best < 0 || k > best_k) best = i, best_k = k;
         }
         if (best < 0) return;
-        s->queue_head = r->next;
-        if (!s->queue_head) s->queue_tail = NULL;
+        if (prev) prev->next = r->next;
+        else s->queue_head = r->next;
+        if (s->queue_tail == r) s->queue_tail = prev;
+        r->next = NULL;
         s->n_waiting--;
         slot *sl = &s->slots[best];
         if (sl->want_store) store(s, best); /* what it computed last, before it is overwritten */
@@ -521,6 +540,7 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     r->sp = p->sp;
     r->max_tokens = p->max_tokens;
     r->think_budget = p->think_budget;
+    r->owner = p->owner;
     r->think_end = p->think_end;
     r->n_close = p->n_close < 8 ? p->n_close : 0;
     if (r->n_close) memcpy(r->close, p->close, r->n_close * sizeof *r->close);
@@ -538,12 +558,18 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
         *r->con = *p->constraint;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->n_waiting >= s->o.max_queue) {
+    int mine = 0;
+    if (p->owner && s->o.max_queue_per_owner > 0)
+        for (sched_req *q = s->queue_head; q; q = q->next) mine += q->owner == p->owner;
+    if (s->stop || s->n_waiting >= s->o.max_queue || (s->o.max_queue_per_owner > 0 && mine >= s->o.max_queue_per_owner)) {
         pthread_mutex_unlock(&s->mu);
         free(r->con); /* the caller still owns the constraint's state */
         r->con = NULL;
         req_free(r);
-        err_set(err, WHALE_E_BUSY, "the server is busy (%d requests waiting)", s->o.max_queue);
+        if (s->n_waiting >= s->o.max_queue || s->stop)
+            err_set(err, WHALE_E_BUSY, "the server is busy (%d requests waiting)", s->o.max_queue);
+        else
+            err_set(err, WHALE_E_BUSY, "you have %d requests waiting already: wait for them to start", mine);
         return NULL;
     }
     if (s->queue_tail) s->queue_tail->next = r;

@@ -2,11 +2,14 @@
  * forward pass per step.
  *
  * A scheduler owns n_parallel sequence slots in one kv_cache and an engine thread. Each step it
- * admits waiting requests into free slots (first come, first served), then runs one batched
+ * admits waiting requests into free slots, then runs one batched
  * forward over every active slot: a decoding slot contributes its next token, a slot still
  * reading its prompt contributes a chunk of it (at most `chunk` prompt rows per step in all, so
  * a long prompt does not stall the others' decoding). Finished and cancelled requests leave
- * between steps. Because a row's result does not depend on the other rows of its batch (the
+ * between steps. Admission is fair between owners (users): a free slot goes to the waiting
+ * request whose owner has the fewest active sequences, the oldest among equals, so one user's
+ * burst cannot starve the others; with several owners each may also hold only
+ * max_queue_per_owner places in the queue. Because a row's result does not depend on the other rows of its batch (the
  * kernels are batch-invariant), a request's greedy output is the same alone or among others.
  *
  * Prompt caching, in whole units of 64 tokens (DeepSeek's cache granularity), two levels:
@@ -39,6 +42,8 @@ typedef struct sched_opts {
     int n_parallel;    /* slots (sequences decoding at once); default 4 */
     int64_t n_ctx;     /* tokens per slot (prompt + reply); default min(model's, 4096) */
     int max_queue;     /* requests waiting for a slot beyond which sched_submit refuses; default 64 */
+    int max_queue_per_owner; /* of those, at most this many from one owner (sched_params.owner
+                              * != 0); 0: no such limit */
     int64_t chunk;     /* prompt rows per step over all slots; default 256 */
     /* context cache: memory budget in bytes (0 with no cache_dir: slot reuse only), a directory
      * for the disk tier (NULL: none) and its budget, and the model's identity (a hash of its
@@ -83,6 +88,7 @@ typedef struct sched_params {
     sched_constraint *constraint; /* or NULL; owned by the scheduler once submitted */
     int logprobs;                 /* record log probabilities: the chosen token's, and */
     int top_logprobs;             /* this many best tokens' (0..SCHED_MAX_TOP) */
+    int64_t owner;                /* who asks (a user id; 0: nobody in particular), for fairness */
 } sched_params;
 
 #define SCHED_MAX_TOP 20

@@ -96,6 +96,8 @@ char *accounts_balance_json(store *st, int64_t user) {
 #include <pthread.h>
 #include <sodium.h>
 
+#include "service/login_guard.h"
+
 #define ACC_SESSION_S (30 * 86400)  /* a session cookie lives 30 days */
 #define ACC_PW_MIN 8                /* password length, bytes */
 #define ACC_PW_MAX 256
@@ -125,6 +127,7 @@ struct accounts {
     ip_slot ips[ACC_IP_SLOTS];
     int64_t rpm, tpm;
     bucket *buckets; /* (ACC_BUCKETS), under mu */
+    login_guard *guard; /* failed sign-ins per account and address */
 };
 
 /* argon2id takes 64 MiB per hash: at most ACC_HASHES at once, whatever the number of logins
@@ -185,7 +188,8 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
         free(ac);
         return NULL;
     }
-    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets))) {
+    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets)) || !(ac->guard = login_guard_new())) {
+        free(ac->buckets);
         free(ac);
         return NULL;
     }
@@ -199,6 +203,7 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
 void accounts_free(accounts *ac) {
     if (!ac) return;
     free(ac->buckets);
+    login_guard_free(ac->guard);
     pthread_mutex_destroy(&ac->mu);
     free(ac);
 }
@@ -324,10 +329,10 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         reply_error(out, 403, "send Content-Type: application/json", "invalid_request_error");
         return;
     }
-    cJSON *j = post ? cJSON_ParseWithLength(body ? body : "", n) : NULL;
-    if (post && !cJSON_IsObject(j) && strcmp(url, "/auth/logout")) {
-        cJSON_Delete(j);
-        reply_error(out, 400, "the request body must be a JSON object", "invalid_request_error");
+    const char *why = NULL;
+    cJSON *j = post ? api_parse_object(body, n, &why) : NULL;
+    if (post && !j && strcmp(url, "/auth/logout")) {
+        reply_error(out, 400, why, "invalid_request_error");
         return;
     }
     whale_err err = {0};
@@ -339,8 +344,10 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         if (ac->signup == SIGNUP_CLOSED) reply_error(out, 403, "sign-ups are closed on this server", "invalid_request_error");
         else if (!email || !pw || pl < ACC_PW_MIN || pl > ACC_PW_MAX)
             reply_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error");
-        else if (!signup_allowed(ac, client_ip ? client_ip : "?"))
+        else if (!signup_allowed(ac, client_ip ? client_ip : "?")) {
             reply_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error");
+            out->retry_after = 3600 - (int)(time(NULL) % 3600); /* the counting hour's end */
+        }
         else if (ac->signup == SIGNUP_INVITE && !invite_ok(ac, jstr(j, "invite")))
             reply_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error");
         else if (pw_hash(pw, hash)) reply_error(out, 500, "out of memory", "server_error");
@@ -358,9 +365,22 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
         }
     } else if (!strcmp(url, "/auth/login")) {
         char stored[crypto_pwhash_STRBYTES] = "";
+        const char *who = email && strlen(email) <= STORE_MAX_EMAIL ? email : "";
+        double wait = login_guard_wait(ac->guard, who, client_ip ? client_ip : "?");
+        if (wait > 0) { /* refused before any hashing: a flood of guesses costs nothing */
+            char msg[160];
+            out->retry_after = (int)ceil(wait);
+            snprintf(msg, sizeof msg, "too many failed sign-ins for this account or from this address: try again in %d s",
+                     out->retry_after);
+            reply_error(out, 429, msg, "rate_limit_error");
+            cJSON_Delete(j);
+            return;
+        }
         int found = email && !store_user_password(ac->st, email, &u, stored, sizeof stored, &err) && stored[0];
         /* the same argon2id work whether or not the email exists */
         int ok = pw && !pw_verify(found ? stored : ac->dummy, pw) && found && !u.disabled;
+        if (ok) login_guard_succeeded(ac->guard, who);
+        else login_guard_failed(ac->guard, who, client_ip ? client_ip : "?");
         if (!ok) reply_error(out, 401, "Invalid email or password", "authentication_error");
         else if (start_session(ac, u.id, out)) reply_error(out, 500, "the account store failed", "server_error");
         else {

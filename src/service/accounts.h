@@ -63,6 +63,7 @@ typedef struct accounts_reply {
     int status;        /* 0: not an account endpoint */
     char *body;        /* malloc'd JSON */
     char cookie[200];  /* a Set-Cookie value, or "" */
+    int retry_after;   /* 429: seconds until a retry can succeed */
 } accounts_reply;
 
 /* The account endpoints, authenticated by the session cookie (whale_session):
@@ -70,7 +71,9 @@ typedef struct accounts_reply {
  *                                            address limited; 403 when closed, or without a valid
  *                                            unused invitation in invite-only mode)
  *   POST /auth/login {email, password}       200 and the cookie, or 401 "Invalid email or
- *                                            password" whether or not the email exists
+ *                                            password" whether or not the email exists; 429
+ *                                            while failures slow the account or address down
+ *                                            (service/login_guard.h)
  *   POST /auth/logout                        the session ends
  *   POST /auth/password {password, new_password}   every session ends; a new one starts
  *   POST /auth/delete {password}             the account goes (store_user_delete)

@@ -379,12 +379,36 @@ static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **e
     return 0;
 }
 
+cJSON *api_parse_object(const char *body, size_t n, const char **why) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < n; i++) { /* brackets outside strings, before the parser recurses */
+        char c = body[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') in_str = 1;
+        else if ((c == '[' || c == '{') && ++depth > API_MAX_JSON_DEPTH) {
+            *why = "the request body is nested too deeply (at most 64 levels)";
+            return NULL;
+        } else if (c == ']' || c == '}') depth--;
+    }
+    cJSON *j = cJSON_ParseWithLength(body ? body : "", n);
+    if (!j) *why = "the request body is not valid JSON";
+    else if (!cJSON_IsObject(j)) *why = "the request body must be a JSON object";
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
 int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
     memset(out, 0, sizeof *out);
-    cJSON *j = cJSON_ParseWithLength(body, n);
+    const char *why = NULL;
+    cJSON *j = api_parse_object(body, n, &why);
     int status = 0;
-    if (!j || !cJSON_IsObject(j)) {
-        status = fail(err, 400, NULL, "the request body must be a JSON object");
+    if (!j) {
+        status = fail(err, 400, NULL, why);
         goto done;
     }
     if ((status = check_model(a, j, err))) goto done;
@@ -652,11 +676,12 @@ static int check_model(const api_ctx *a, const cJSON *j, char **err) {
 int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
     memset(out, 0, sizeof *out);
     out->kind = API_COMPLETION;
-    cJSON *j = cJSON_ParseWithLength(body, n);
+    const char *why = NULL;
+    cJSON *j = api_parse_object(body, n, &why);
     int status = 0;
     whale_err e = {0};
-    if (!j || !cJSON_IsObject(j)) {
-        status = fail(err, 400, NULL, "the request body must be a JSON object");
+    if (!j) {
+        status = fail(err, 400, NULL, why);
         goto done;
     }
     if ((status = check_model(a, j, err))) goto done;

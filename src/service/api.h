@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
+
 #include "engine/chat_format.h"
 #include "engine/reasoning.h"
 #include "engine/scheduler.h"
@@ -20,6 +22,8 @@
 #define API_MAX_STOP 16         /* stop strings, as OpenAI allows 4 and DeepSeek 16 */
 #define API_MAX_STOP_LEN 256    /* bytes per stop string */
 #define API_MAX_TOOLS 128       /* function tools per request, as OpenAI allows */
+#define API_MAX_JSON_DEPTH 64   /* nesting of a request body: tool schemas need a few levels, a
+                                   parser's stack should not meet 100,000 */
 
 typedef struct api_ctx {
     const tokenizer *tok;
@@ -91,6 +95,9 @@ int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *
 
 /* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}; malloc'd. */
 char *api_error_body(const char *message, const char *type, const char *param, const char *code);
+/* A request body parsed as a JSON object, or NULL with *why saying what is wrong with it (not
+ * JSON, nested deeper than API_MAX_JSON_DEPTH, not an object), for a 400. */
+cJSON *api_parse_object(const char *body, size_t n, const char **why);
 
 /* The reply being written: token ids in, reasoning and answer text out. */
 typedef struct api_reply {

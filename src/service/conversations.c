@@ -111,13 +111,13 @@ int conv_route(store *st, int64_t user, const char *method, const char *url, con
     }
     if (!put) return fail(out, 405, "use GET, PUT or DELETE");
     if (n > CONV_MAX_BYTES) return fail(out, 413, "the conversation is too large to keep");
-    cJSON *j = cJSON_ParseWithLength(body ? body : "", n);
-    const cJSON *title = cJSON_GetObjectItemCaseSensitive(j, "title");
     const char *why = NULL;
-    cJSON *msgs = cJSON_IsObject(j) ? clean_messages(cJSON_GetObjectItemCaseSensitive(j, "messages"), &why) : NULL;
+    cJSON *j = api_parse_object(body, n, &why);
+    if (!j) return fail(out, 400, why);
+    const cJSON *title = cJSON_GetObjectItemCaseSensitive(j, "title");
+    cJSON *msgs = clean_messages(cJSON_GetObjectItemCaseSensitive(j, "messages"), &why);
     int status;
-    if (!cJSON_IsObject(j)) status = fail(out, 400, "the request body must be a JSON object");
-    else if (!msgs) status = fail(out, 422, why);
+    if (!msgs) status = fail(out, 422, why);
     else if (!cJSON_IsString(title) || strlen(title->valuestring) > CONV_MAX_TITLE)
         status = fail(out, 422, "title must be a string of at most 200 bytes");
     else {

@@ -28,7 +28,9 @@
 #include "service/web.h"
 
 #define SERVER_KEEPALIVE_MS 10000 /* idle stream: send a comment this often */
-#define SERVER_IDLE_TIMEOUT 60    /* seconds a connection may sit without sending its request */
+#define SERVER_IDLE_TIMEOUT 30    /* seconds a connection may sit idle (no byte either way) */
+#define SERVER_CONN_MEMORY (64u << 10) /* per connection: request line and headers must fit (else 431) */
+#define SERVER_MAX_CONNS 256      /* open connections (each has a thread) */
 
 typedef struct server {
     model *m;
@@ -40,6 +42,8 @@ typedef struct server {
     store *st; /* --accounts: keys, balances, charges; NULL in local mode */
     accounts *ac; /* --accounts: sign-up, login, sessions */
     int signup;   /* --signup, for the page */
+    const server_opts *o;
+    atomic_int draining; /* stopping: new requests get 503 */
 } server;
 
 typedef struct conn { /* per connection: the request body as it arrives */
@@ -107,12 +111,38 @@ static enum MHD_Result send_retry(struct MHD_Connection *c, char *body, int seco
     return rc;
 }
 
-/* The client's address as text (for per-address limits). */
-static void client_ip(struct MHD_Connection *c, char *out, size_t cap) {
+static int trusted(const server *srv, const char *ip) {
+    for (int i = 0; i < srv->o->n_trusted_proxies; i++)
+        if (!strcmp(srv->o->trusted_proxies[i], ip)) return 1;
+    return 0;
+}
+
+/* The client's address as text (for per-address limits): the peer's, or, when the peer is a
+ * trusted proxy, the last address in X-Forwarded-For that is not one of ours (what the nearest
+ * trusted proxy saw; addresses to its left are the client's claims and are not believed). */
+static void client_ip(const server *srv, struct MHD_Connection *c, char *out, size_t cap) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(out, cap, "?");
     if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)cap);
+    const char *xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
+    if (!xff || !trusted(srv, out)) return;
+    for (size_t end = strlen(xff); end > 0;) { /* right to left */
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',') start--;
+        char a[64];
+        size_t b = start, e = end;
+        while (b < e && (xff[b] == ' ' || xff[b] == '\t')) b++;
+        while (e > b && (xff[e - 1] == ' ' || xff[e - 1] == '\t')) e--;
+        unsigned char bin[16];
+        if (e - b == 0 || e - b >= sizeof a) return;
+        memcpy(a, xff + b, e - b);
+        a[e - b] = 0;
+        if (inet_pton(AF_INET, a, bin) != 1 && inet_pton(AF_INET6, a, bin) != 1) return; /* not an address */
+        snprintf(out, cap, "%s", a);
+        if (!trusted(srv, a)) return;
+        end = start ? start - 1 : 0;
+    }
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
@@ -207,6 +237,10 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         api_req_free(&q);
         return send_text(c, (unsigned)status, err_body, "application/json");
     }
+    if (atomic_load(&srv->draining)) {
+        api_req_free(&q);
+        return send_error(c, 503, "the server is shutting down", "server_error", "server_busy");
+    }
     int wait_s;
     if (srv->st && (wait_s = accounts_limit(srv->ac, &cn->key, &err_body))) {
         api_req_free(&q);
@@ -222,6 +256,7 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     }
     if (!con && q.n_tools) con = api_tool_constraint(&srv->a, &q);
     q.sp.constraint = con;
+    q.sp.owner = srv->st ? cn->key.user : 0; /* fair shares between users */
     sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
     if (!r && con) free(con->ctx); /* refused: the state is still ours */
     free(con);                     /* accepted: the scheduler copied the callbacks and owns the state */
@@ -403,6 +438,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cn) { /* headers are in: set up the body */
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (len && strtoull(len, NULL, 10) > API_MAX_BODY) /* refused before a byte of it is read */
+            return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
         return MHD_YES;
     }
     if (*upload_size) {
@@ -434,9 +472,10 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
         const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
         char ip[64];
-        client_ip(c, ip, sizeof ip);
+        client_ip(srv, c, ip, sizeof ip);
         accounts_reply ar;
         accounts_route(srv->ac, method, url, cn->body.s, cn->body.n, cookie, ctype, ip, &ar);
+        if (ar.status == 429) return send_retry(c, ar.body, ar.retry_after > 0 ? ar.retry_after : 1);
         if (ar.status) return send_full(c, (unsigned)ar.status, ar.body, "application/json", ar.cookie);
         /* the web page: its session cookie stands for a key (id 0: the ledger's "web") */
         store_user me;
@@ -487,7 +526,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 }
 
 int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
-    server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER, .st = o->accounts};
+    server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER, .st = o->accounts, .o = o};
     const tokenizer *t = model_tokenizer(m);
     if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
     srv.a.tok = t;
@@ -501,7 +540,12 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_NOMEM, "out of memory for the vocabulary table");
     }
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
-    sched_opts so = {o->n_parallel, o->n_ctx, o->max_queue, 0, o->cache_ram, o->cache_disk, o->cache_dir, o->cache_salt};
+    int max_queue = o->max_queue > 0 ? o->max_queue : 64;
+    sched_opts so = {.n_parallel = o->n_parallel, .n_ctx = o->n_ctx, .max_queue = max_queue,
+                     /* with accounts, one user may hold a quarter of the queue */
+                     .max_queue_per_owner = o->accounts ? (max_queue >= 4 ? max_queue / 4 : 1) : 0,
+                     .cache_ram = o->cache_ram, .cache_disk = o->cache_disk, .cache_dir = o->cache_dir,
+                     .cache_salt = o->cache_salt};
     if (!(srv.s = sched_new(m, &so, err))) {
         api_ctx_free(&srv.a);
         return err->code;
@@ -527,8 +571,10 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(o->max_conns > 0 ? o->max_conns : 256), MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
+        (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(o->max_conns_per_ip > 0 ? o->max_conns_per_ip : o->max_conns_per_ip < 0 ? 0 : SERVER_CONNS_PER_IP),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)SERVER_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!d) {
         sched_free(srv.s);
         api_ctx_free(&srv.a);
@@ -541,8 +587,20 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
             srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
             so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx);
     while (!*stop) usleep(100 * 1000);
-    fprintf(stderr, "whale serve: stopping\n");
+    /* drain: no new connections or requests; what runs may finish within drain_s */
+    int drain = o->drain_s < 0 ? 0 : o->drain_s > 0 ? o->drain_s : SERVER_DRAIN_S;
+    atomic_store(&srv.draining, 1);
     MHD_quiesce_daemon(d);
+    sched_stats st;
+    sched_stats_get(srv.s, &st);
+    if (st.active + st.waiting)
+        fprintf(stderr, "whale serve: stopping: letting %d request(s) finish (at most %d s; Ctrl-C again cancels)\n",
+                st.active + st.waiting, drain);
+    else fprintf(stderr, "whale serve: stopping\n");
+    for (int i = 0; i < drain * 10 && (st.active + st.waiting) && *stop < 2; i++) {
+        usleep(100 * 1000);
+        sched_stats_get(srv.s, &st);
+    }
     sched_cancel_all(srv.s);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     sched_free(srv.s);

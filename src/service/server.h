@@ -13,6 +13,11 @@
 #include "model/model.h"
 #include "whale.h"
 
+#define SERVER_MAX_PROXIES 8   /* --trusted-proxy addresses */
+#define SERVER_CONNS_PER_IP 32 /* open connections per client address: slow clients from one place
+                                  (slowloris) cannot take every connection thread */
+#define SERVER_DRAIN_S 10      /* seconds a stopping server lets running requests finish */
+
 typedef struct server_opts {
     const char *host;  /* default 127.0.0.1 */
     int port;          /* default 8080 */
@@ -33,10 +38,18 @@ typedef struct server_opts {
     int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */
     int secure_cookies;     /* accounts: Secure on session cookies (clients reach us over TLS) */
     int64_t rpm, tpm;       /* accounts: requests and tokens per minute per key and per user (0: none) */
+    int max_conns_per_ip;   /* open connections from one client address (default SERVER_CONNS_PER_IP;
+                               -1: no limit, e.g. behind a proxy that limits them itself) */
+    const char *trusted_proxies[SERVER_MAX_PROXIES]; /* peers whose X-Forwarded-For names the client */
+    int n_trusted_proxies;
+    int drain_s;            /* on SIGTERM: seconds to let running requests finish before cancelling
+                               them (default SERVER_DRAIN_S; -1: cancel at once) */
 } server_opts;
 
-/* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then finish: stop accepting, cancel what
- * runs, return. 0, or an error with a message (port taken, no chat format, out of memory). */
+/* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then drain: stop accepting connections,
+ * refuse new requests (503), let running and queued ones finish for up to drain_s seconds, cancel
+ * what is left (each charged for what it used), return. 0, or an error with a message (port
+ * taken, no chat format, out of memory). */
 int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
 
 #endif
