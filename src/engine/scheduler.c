@@ -55,6 +55,8 @@ typedef struct slot {
     size_t n_stored;   /* leading blocks of tokens[] known to be in the context cache */
     int want_store;    /* blocks computed since then should go to the context cache */
     int want_restore;  /* just admitted: copy the context cache's blocks beyond n_cached in */
+    int64_t owner;     /* whose request it last took, and when (admission number; 0: never) */
+    uint64_t admitted;
 } slot;
 
 struct sched {
@@ -68,6 +70,7 @@ struct sched {
     int stop;
     sched_req *queue_head, *queue_tail;
     int n_waiting;
+    uint64_t n_admitted;
     /* step buffers */
     int32_t *b_tok, *b_pos, *b_seq;
     int8_t *b_want;
@@ -159,18 +162,25 @@ static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, s
     return keep;
 }
 
-/* Under mu: the waiting request to admit next: the oldest of those whose owner has the fewest
- * active sequences (anonymous requests, owner 0, count as one owner). *prev: the one before it
- * in the queue, or NULL. */
+/* Under mu: the waiting request to admit next, round robin between owners: the owner with the
+ * fewest active sequences, then the one whose last admission is the oldest (as far as the slots
+ * remember), then the oldest request. Anonymous requests (owner 0) count as one owner. *prev:
+ * the request before it in the queue, or NULL. */
 static sched_req *next_fair(sched *s, sched_req **prev) {
     sched_req *best = NULL, *p = NULL;
     int best_n = 0;
+    uint64_t best_last = 0;
     *prev = NULL;
     for (sched_req *r = s->queue_head; r; p = r, r = r->next) {
         int n = 0;
-        for (int i = 0; i < s->o.n_parallel; i++) n += s->slots[i].req && s->slots[i].req->owner == r->owner;
-        if (!best || n < best_n) best = r, best_n = n, *prev = p;
-        if (!n) break; /* nobody can have fewer; the oldest such wins */
+        uint64_t last = 0;
+        for (int i = 0; i < s->o.n_parallel; i++) {
+            const slot *sl = &s->slots[i];
+            n += sl->req && sl->req->owner == r->owner;
+            if (sl->admitted && sl->owner == r->owner && sl->admitted > last) last = sl->admitted;
+        }
+        if (!best || n < best_n || (n == best_n && last < best_last)) best = r, best_n = n, best_last = last, *prev = p;
+        if (!n && !last) break; /* nobody comes before it; the oldest such wins */
     }
     return best;
 }
@@ -209,6 +219,8 @@ static void admit(sched *s) {
         sampler_free(sl->smp);
         sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
         sl->req = r;
+        sl->owner = r->owner;
+        sl->admitted = ++s->n_admitted;
         r->state = RQ_ACTIVE;
         r->n_cached = keep;
         r->t_start = now_s();

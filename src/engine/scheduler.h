@@ -7,8 +7,8 @@
  * reading its prompt contributes a chunk of it (at most `chunk` prompt rows per step in all, so
  * a long prompt does not stall the others' decoding). Finished and cancelled requests leave
  * between steps. Admission is fair between owners (users): a free slot goes to the waiting
- * request whose owner has the fewest active sequences, the oldest among equals, so one user's
- * burst cannot starve the others; with several owners each may also hold only
+ * request whose owner has the fewest active sequences, then whose owner was served least
+ * recently (round robin), the oldest among equals, so one user's burst cannot starve the others; with several owners each may also hold only
  * max_queue_per_owner places in the queue. Because a row's result does not depend on the other rows of its batch (the
  * kernels are batch-invariant), a request's greedy output is the same alone or among others.
  *

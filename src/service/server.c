@@ -15,6 +15,7 @@
 #include <time.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,7 +570,8 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
     srv.signup = o->signup;
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, &srv,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        handle, &srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)(o->max_conns_per_ip > 0 ? o->max_conns_per_ip : o->max_conns_per_ip < 0 ? 0 : SERVER_CONNS_PER_IP),
@@ -590,7 +592,8 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     /* drain: no new connections or requests; what runs may finish within drain_s */
     int drain = o->drain_s < 0 ? 0 : o->drain_s > 0 ? o->drain_s : SERVER_DRAIN_S;
     atomic_store(&srv.draining, 1);
-    MHD_quiesce_daemon(d);
+    MHD_socket lfd = MHD_quiesce_daemon(d);
+    if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR); /* new connections are refused, not left waiting */
     sched_stats st;
     sched_stats_get(srv.s, &st);
     if (st.active + st.waiting)
@@ -603,6 +606,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     }
     sched_cancel_all(srv.s);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     sched_free(srv.s);
     api_ctx_free(&srv.a);
     accounts_free(srv.ac);
