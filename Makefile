@@ -4,7 +4,7 @@
 # and ends with one summary line "N passed, N failed".
 JOBS ?= $(shell nproc)
 
-.PHONY: all whale debug fuzz test run chat setup clean format
+.PHONY: all whale debug tsan fuzz test run chat setup clean format
 all: whale
 
 whale:
@@ -14,6 +14,11 @@ whale:
 debug:
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWHALE_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j $(JOBS)
+
+# ThreadSanitizer, optimized (-O1): the server tests run against build-tsan/whale.
+tsan:
+	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWHALE_TSAN=ON >/dev/null
+	@cmake --build build-tsan -j $(JOBS) --target whale
 
 fuzz:
 	@CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DWHALE_FUZZ=ON >/dev/null
@@ -35,4 +40,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz

@@ -45,9 +45,11 @@ typedef struct server {
     int signup;   /* --signup, for the page */
     const server_opts *o;
     atomic_int draining; /* stopping: new requests get 503 */
+    atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
 } server;
 
-typedef struct conn { /* per connection: the request body as it arrives */
+typedef struct conn { /* per request: the request body as it arrives */
+    struct server *srv;
     sbuf body;
     int too_big;
     store_key key; /* with accounts: the caller's key, once checked */
@@ -439,6 +441,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (!cn) { /* headers are in: set up the body */
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        cn->srv = srv;
+        atomic_fetch_add(&srv->inflight, 1);
         const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (len && strtoull(len, NULL, 10) > API_MAX_BODY) /* refused before a byte of it is read */
             return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
@@ -521,6 +525,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     (void)cls, (void)c, (void)why;
     conn *cn = *con_cls;
     if (!cn) return;
+    atomic_fetch_sub(&cn->srv->inflight, 1);
     sbuf_free(&cn->body);
     free(cn);
     *con_cls = NULL;
@@ -594,16 +599,12 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     atomic_store(&srv.draining, 1);
     MHD_socket lfd = MHD_quiesce_daemon(d);
     if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR); /* new connections are refused, not left waiting */
-    sched_stats st;
-    sched_stats_get(srv.s, &st);
-    if (st.active + st.waiting)
+    int left = atomic_load(&srv.inflight);
+    if (left && drain)
         fprintf(stderr, "whale serve: stopping: letting %d request(s) finish (at most %d s; Ctrl-C again cancels)\n",
-                st.active + st.waiting, drain);
+                left, drain);
     else fprintf(stderr, "whale serve: stopping\n");
-    for (int i = 0; i < drain * 10 && (st.active + st.waiting) && *stop < 2; i++) {
-        usleep(100 * 1000);
-        sched_stats_get(srv.s, &st);
-    }
+    for (int i = 0; i < drain * 10 && atomic_load(&srv.inflight) > 0 && *stop < 2; i++) usleep(100 * 1000);
     sched_cancel_all(srv.s);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     if (lfd != MHD_INVALID_SOCKET) close(lfd);

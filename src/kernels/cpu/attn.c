@@ -12,6 +12,7 @@
  * order), so both give the same bits and a model's output does not depend on the CPU. */
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "formats/dtype.h"
@@ -203,12 +204,14 @@ __attribute__((target(AT_TARGET))) static void accum_x(float *o, int64_t ldo, co
 }
 
 static int have_avx512(void) {
-    static int have = -1;
+    static _Atomic int cached = -1; /* found once; threads may race to find it, with one answer */
+    int have = atomic_load_explicit(&cached, memory_order_relaxed);
     if (have < 0) {
         const char *e = getenv("WHALE_NO_SIMD");
         have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
                __builtin_cpu_supports("avx512dq");
+        atomic_store_explicit(&cached, have, memory_order_relaxed);
     }
     return have && !g_force_portable;
 }

@@ -4,6 +4,7 @@
  * compute the same float operations lane for lane: the same bits on every CPU. */
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "kernels/qdot.h"
@@ -183,7 +184,8 @@ static int g_cap = -1;
 void op_qdot_force(int level) { g_cap = level; }
 
 int op_qdot_level(void) {
-    static int have = -1;
+    static _Atomic int cached = -1; /* found once; threads may race to find it, with one answer */
+    int have = atomic_load_explicit(&cached, memory_order_relaxed);
     if (have < 0) {
         have = 0;
 #if defined(__x86_64__)
@@ -198,6 +200,7 @@ int op_qdot_level(void) {
                 have = 2;
         }
 #endif
+        atomic_store_explicit(&cached, have, memory_order_relaxed);
     }
     return g_cap >= 0 && g_cap < have ? g_cap : have;
 }
