@@ -320,3 +320,29 @@ def test_sigterm_drains(tmp_path):
     j = json.loads(data)
     assert st == 200 and j["choices"][0]["finish_reason"] == "length" and j["usage"]["completion_tokens"] == 40
     assert p.wait(timeout=60) == 0
+
+
+def test_queued_stream_gets_keepalive_comments():
+    """A stream waiting in the queue is kept alive with ': keep-alive' comments (every 10 s)."""
+    p, port = start("--parallel", "1", "--ctx", "2048")
+    try:
+        busy = {**CHAT, "messages": [{"role": "user", "content": "Tell a very long story about the sea."}],
+                "max_tokens": 1500, "stream": True}
+        hold = socket.create_connection(("127.0.0.1", port), timeout=60)
+        hold.sendall(post(json.dumps(busy).encode()))
+        hold.recv(4096)  # it runs
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=30)
+        waiting.sendall(post(json.dumps({**busy, "max_tokens": 4}).encode()))
+        got, t0 = b"", time.time()
+        while b": keep-alive" not in got and time.time() - t0 < 25:
+            got += waiting.recv(4096)
+        assert b"HTTP/1.1 200" in got and b": keep-alive" in got, got[:500]
+        assert json.loads(call(port, "GET", "/health")[2])["waiting"] == 1
+        hold.close()  # the running stream's client goes: its slot frees, the waiting one runs
+        while b"[DONE]" not in got and time.time() - t0 < 60:
+            got += waiting.recv(4096)
+        assert b"[DONE]" in got
+        waiting.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
