@@ -23,13 +23,21 @@
     return e;
   }
 
+  /* Browser storage, which a browser may refuse (private modes, policies): then nothing is kept. */
+  const prefs = {
+    get(k) { try { return localStorage.getItem(k); } catch (_) { return null; } },
+    set(k, v) { try { localStorage.setItem(k, v); } catch (_) { /* not kept */ } },
+  };
+
   const S = {
     cfg: null,        /* GET /web/config */
     convs: [],        /* [{id, title, updated}], newest first */
     cur: null,        /* the open conversation {id, title, messages} */
     busy: null,       /* the generation in flight: {ctrl, conv, msg} */
     retry: null,      /* a pending automatic retry: {timer} */
-    think: localStorage.getItem("whale.think") !== "0",
+    think: prefs.get("whale.think") !== "0",
+    known: new Map(), /* conversations this page has saved: newer than any copy being stored */
+    routing: 0,       /* the latest navigation (older ones' answers are dropped) */
   };
 
   /* ---- talking to the server ----------------------------------------------------------------- */
@@ -68,7 +76,7 @@
   const LOCAL_KEY = "whale.conversations";
   const local = {
     all() {
-      try { return JSON.parse(localStorage.getItem(LOCAL_KEY) || "{}") || {}; } catch (_) { return {}; }
+      try { return JSON.parse(prefs.get(LOCAL_KEY) || "{}") || {}; } catch (_) { return {}; }
     },
     save(all) { localStorage.setItem(LOCAL_KEY, JSON.stringify(all)); },
   };
@@ -196,8 +204,14 @@
 
   /* A fragment of elements for markdown text. An unclosed code fence (an answer still streaming)
    * runs to the end. */
-  function markdown(src) {
+  const MAX_NESTING = 16; /* quotes and lists deeper than this are shown as text */
+
+  function markdown(src, depth = 0) {
     const out = document.createDocumentFragment();
+    if (depth > MAX_NESTING) {
+      out.append(el("p", { text: src }));
+      return out;
+    }
     const lines = src.replace(/\r\n?/g, "\n").split("\n");
     for (let i = 0; i < lines.length;) {
       const line = lines[i];
@@ -220,7 +234,7 @@
         const body = [];
         for (; i < lines.length && QUOTE.test(lines[i]); i++) body.push(lines[i].replace(QUOTE, ""));
         const q = el("blockquote");
-        q.append(markdown(body.join("\n")));
+        q.append(markdown(body.join("\n"), depth + 1));
         out.append(q);
       } else if ((m = ITEM.exec(line))) {
         const ordered = /\d/.test(m[2]);
@@ -243,7 +257,7 @@
           } else break;
         }
         for (const li of list.children) {
-          const f = markdown(li.lines.join("\n"));
+          const f = markdown(li.lines.join("\n"), depth + 1);
           if (f.childNodes.length === 1 && f.firstChild.tagName === "P") li.append(...f.firstChild.childNodes);
           else li.append(f);
           delete li.lines;
@@ -289,7 +303,13 @@
       d.querySelector(".thought-body").textContent = m.reasoning;
     }
     const a = node.querySelector(".answer");
-    a.replaceChildren(markdown(m.content || ""));
+    let body;
+    try {
+      body = markdown(m.content || "");
+    } catch (_) { /* whatever the text, it is shown: as plain text if it cannot be laid out */
+      body = el("p", { text: m.content || "" });
+    }
+    a.replaceChildren(body);
     if (m.error) a.append(el("p", { text: m.error }));
     if (m.stopped) a.append(el("p", { class: "muted", text: "(stopped)" }));
     a.classList.toggle("cursor", !!m.live && !m.thinking);
@@ -355,6 +375,7 @@
       return banner(`Could not delete: ${e.message}`);
     }
     S.convs = S.convs.filter((v) => v.id !== id);
+    S.known.delete(id);
     if (S.cur && S.cur.id === id) location.hash = "#/";
     else renderList();
   }
@@ -366,6 +387,7 @@
       banner(`This conversation could not be saved: ${e.message}`);
       return;
     }
+    S.known.set(c.id, c);
     S.convs = [{ id: c.id, title: c.title, updated: Date.now() / 1000 }, ...S.convs.filter((v) => v.id !== c.id)];
     renderList();
   }
@@ -387,6 +409,7 @@
 
   /* 429/503: say so, and ask again after Retry-After (at most 3 times on our own). */
   function busyRetry(c, err, attempt) {
+    hideBanner(); /* at most one retry pending */
     const why = err.status === 429 ? "You are sending requests faster than your limit allows"
       : "The server is busy: every generation slot is taken";
     if (attempt >= 3) {
@@ -397,10 +420,11 @@
     const show = () => banner(`${why}. Retrying in ${left} s…`, () => { hideBanner(); generate(c, attempt + 1); });
     show();
     const timer = setInterval(() => {
+      if (!S.retry || S.retry.timer !== timer) return clearInterval(timer); /* replaced or dismissed */
       left -= 1;
       if (left > 0) return show();
       hideBanner();
-      generate(c, attempt + 1);
+      if (!S.busy && S.cur === c) generate(c, attempt + 1);
     }, 1000);
     S.retry = { timer };
   }
@@ -452,7 +476,10 @@
     const messages = requestBody(c);
     c.messages.push(m);
     const ctrl = new AbortController();
-    S.busy = { ctrl, conv: c, msg: m };
+    const who = S.cfg.user; /* the conversation belongs to whoever was signed in when it was asked */
+    let finish;
+    const finished = new Promise((r) => { finish = r; }); /* settled once it is saved (sign-out waits) */
+    S.busy = { ctrl, conv: c, msg: m, finished };
     renderChat();
     let tThink = null, frame = 0;
     const repaint = () => {
@@ -464,7 +491,7 @@
         if (box.scrollHeight - box.scrollTop - box.clientHeight < 120) box.scrollTop = box.scrollHeight;
       });
     };
-    let retryLater = null;
+    let retryLater = null, signedOut = false;
     try {
       const r = await fetch("/v1/chat/completions", {
         method: "POST", credentials: "same-origin", signal: ctrl.signal,
@@ -491,7 +518,7 @@
       else if (e.status === 429 || e.status === 503) retryLater = e;
       else if (e.status === 401 && serverSide()) {
         m.error = "Your session has ended: sign in again.";
-        location.hash = "#/login";
+        signedOut = true;
       } else if (e.status === 402) m.error = "Your balance is empty: add funds to keep chatting (see Usage and balance).";
       else m.error = `Error: ${e.message}`;
     }
@@ -503,9 +530,16 @@
     S.busy = null;
     if (retryLater) c.messages.pop(); /* nothing was said: ask again later */
     if (!m.reasoning) delete m.reasoning;
-    if (S.cur === c) renderChat();
-    await save(c);
-    if (retryLater && S.cur === c) busyRetry(c, retryLater, attempt);
+    if (signedOut) {
+      finish();
+      return start("#/login");
+    }
+    if (S.cfg.user === who) { /* else signed out (or in as someone else) meanwhile: not theirs */
+      if (S.cur === c) renderChat();
+      await save(c);
+      if (retryLater && S.cur === c && S.cfg.user === who) busyRetry(c, retryLater, attempt);
+    }
+    finish();
   }
 
   function stop() {
@@ -698,11 +732,16 @@
     const m = /^#\/c\/([\w-]{1,64})$/.exec(h);
     if (!m) S.cur = null;
     else if (!S.cur || S.cur.id !== m[1]) {
+      const seq = ++S.routing;
       if (S.busy && S.busy.conv.id === m[1]) S.cur = S.busy.conv;
+      else if (S.known.has(m[1])) S.cur = S.known.get(m[1]);
       else {
         try {
-          S.cur = await store.get(m[1]);
+          const c = await store.get(m[1]);
+          if (seq !== S.routing) return; /* the user has gone elsewhere since */
+          S.cur = c;
         } catch (e) {
+          if (seq !== S.routing) return;
           S.cur = null;
           banner(e.status === 404 ? "There is no such conversation." : `Could not open it: ${e.message}`);
         }
@@ -713,6 +752,8 @@
   }
 
   async function start(hash) {
+    if (S.busy) S.busy.ctrl.abort(); /* a new sign-in state: nothing of the old one goes on */
+    hideBanner();
     try {
       S.cfg = await api("GET", "/web/config");
     } catch (e) {
@@ -725,6 +766,7 @@
     paintThink();
     S.convs = [];
     S.cur = null;
+    S.known.clear();
     if (!serverSide() || S.cfg.user) {
       try {
         S.convs = await store.list();
@@ -738,7 +780,7 @@
   }
 
   function paintTheme() {
-    const t = localStorage.getItem("whale.theme");
+    const t = prefs.get("whale.theme");
     if (t) document.documentElement.dataset.theme = t;
     const dark = t ? t === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
     $("theme").textContent = dark ? "Light theme" : "Dark theme";
@@ -771,7 +813,7 @@
     });
     $("think").addEventListener("click", () => {
       S.think = !S.think;
-      localStorage.setItem("whale.think", S.think ? "1" : "0");
+      prefs.set("whale.think", S.think ? "1" : "0");
       paintThink();
     });
     $("banner-close").addEventListener("click", hideBanner);
@@ -782,13 +824,19 @@
     $("theme").addEventListener("click", () => {
       const dark = document.documentElement.dataset.theme
         ? document.documentElement.dataset.theme === "dark" : matchMedia("(prefers-color-scheme: dark)").matches;
-      localStorage.setItem("whale.theme", dark ? "light" : "dark");
+      prefs.set("whale.theme", dark ? "light" : "dark");
       paintTheme();
     });
     $("export").addEventListener("click", exportAll);
     $("auth-form").addEventListener("submit", submitAuth);
     $("auth-switch").addEventListener("click", () => { location.hash = signingUp ? "#/login" : "#/signup"; });
     $("sign-out").addEventListener("click", async () => {
+      hideBanner();
+      if (S.busy) { /* stop the answer and keep it, while the session still stands */
+        const { finished } = S.busy;
+        S.busy.ctrl.abort();
+        await finished;
+      }
       try { await api("POST", "/auth/logout", {}); } catch (_) { /* signed out either way */ }
       await start("#/login");
     });

@@ -403,10 +403,20 @@ static enum MHD_Result send_asset(struct MHD_Connection *c, const web_asset *a) 
     return rc;
 }
 
-/* 1 unless the request carries an Origin header naming another site than its Host. */
-static int same_origin(struct MHD_Connection *c) {
+/* 1 unless the request carries an Origin header naming another site than its Host (for a trusted
+ * proxy's requests, the X-Forwarded-Host it sets, if any: the host the browser asked for). */
+static int same_origin(const server *srv, struct MHD_Connection *c) {
     const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    const char *fh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-Host");
+    if (fh && srv->o->n_trusted_proxies) {
+        char peer[64];
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        peer[0] = 0;
+        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, peer, sizeof peer);
+        if (trusted(srv, peer)) h = fh;
+    }
     if (!o) return 1;
     const char *p = strstr(o, "://");
     return p && h && !strcmp(p + 3, h);
@@ -461,7 +471,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
     /* a browser on another site may send requests here but never read the answers (no CORS):
      * it may not change anything either */
-    if (!get && !head && !same_origin(c))
+    if (!get && !head && !same_origin(srv, c))
         return send_error(c, 403, "cross-origin requests are refused", "invalid_request_error", "forbidden");
     if (!strcmp(url, "/web/config")) return send_full(c, 200, web_config(srv, cookie), "application/json", "");
     if (!strcmp(url, "/health")) {

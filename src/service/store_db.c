@@ -631,8 +631,9 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
         return rc;
     }
     /* a new conversation past the cap is refused; replacing one is always allowed */
-    db_stmt *st = prep(s, "SELECT count(*), COALESCE(sum(CASE WHEN cid = ? THEN 1 ELSE 0 END), 0) FROM conversations"
-                          " WHERE user_id = ?", err, "ti", cid, user);
+    db_stmt *st = prep(s, "SELECT count(*), COALESCE(sum(CASE WHEN cid = ? THEN 1 ELSE 0 END), 0),"
+                          " COALESCE(sum(CASE WHEN cid = ? THEN 0 ELSE length(body) END), 0) FROM conversations"
+                          " WHERE user_id = ?", err, "tti", cid, cid, user);
     if (!st) rc = err->code;
     else {
         int r = db_step(st);
@@ -640,6 +641,9 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
         else if (db_int(st, 1) == 0 && db_int(st, 0) >= STORE_MAX_CONVERSATIONS)
             rc = err_set(err, WHALE_E_BUSY, "you have %d conversations, the most this server keeps: delete some first",
                          STORE_MAX_CONVERSATIONS);
+        else if (db_int(st, 2) + (int64_t)strlen(body) > STORE_MAX_CONV_TOTAL)
+            rc = err_set(err, WHALE_E_BUSY, "your conversations fill the %d MiB this server keeps per user: delete some "
+                         "first", STORE_MAX_CONV_TOTAL >> 20);
         db_finish(st);
     }
     if (!rc) {

@@ -215,6 +215,23 @@ def test_markup_in_messages_and_answers_is_text(browser, local):
     page.context.close()
 
 
+def test_deeply_nested_markdown_renders_and_is_kept(browser, local):
+    page = new_page(browser, local)
+    deep = ">" * 20000 + " deep quote\n\n" + "- " * 5000 + "deep list"
+    sse = "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": deep}}]}) + "\n\ndata: [DONE]\n\n"
+    page.route("**/v1/chat/completions", lambda r: r.fulfill(status=200, body=sse,
+                                                             headers={"Content-Type": "text/event-stream"}))
+    goto(page, "/")
+    ask(page, "nest")
+    wait_answered(page)
+    assert "deep quote" in answer_text(page) and "deep list" in answer_text(page)
+    goto(page, "/")
+    page.click("#conv-list .conv a")
+    page.wait_for_selector("#messages .msg.assistant .answer")
+    assert "deep list" in answer_text(page) and not page.errors
+    page.context.close()
+
+
 # ---- DeepThink -----------------------------------------------------------------------------------
 
 def test_deepthink_reasoning_streams_then_answer_and_folds(browser, tmp_path):
@@ -354,14 +371,42 @@ def test_accounts_keys_usage_and_privacy(browser, tmp_path):
         cid = conv_url.rsplit("/", 1)[1]
         st = bob.evaluate(f"fetch('/user/conversations/{cid}').then(r => r.status)")
         assert st == 404
-        # and alice still has it, after signing out and in again
+        # signing out while an answer streams: it stops, is kept as alice's, and never becomes bob's
+        alice.click("#new-chat")
+        ask(alice, "ALICE SECRET: write a long story about a lighthouse keeper.")
+        alice.wait_for_function("() => document.querySelector('#messages .msg:last-child .answer')"
+                                "?.textContent.length > 20")
         alice.click("#sign-out")
         alice.wait_for_selector("#view-auth:visible")
+        for _ in range(50):  # the answer was stopped, not left running for whoever signs in next
+            if active_sequences(base) == 0:
+                break
+            time.sleep(0.1)
+        assert active_sequences(base) == 0
+        alice.fill("#auth-email", "bob@example.com")
+        alice.fill("#auth-password", "another good password")
+        alice.click("#auth-submit")
+        alice.wait_for_selector("#view-chat:visible")
+        alice.wait_for_timeout(1000)
+        mine = bob.evaluate("fetch('/user/conversations/export').then(r => r.json())")
+        assert "ALICE SECRET" not in json.dumps(mine)
+        assert alice.locator("#conv-list .conv").count() == 0
+        alice.click("#sign-out")
+        alice.wait_for_selector("#view-auth:visible")
+        # and alice still has everything, after signing in again
         alice.fill("#auth-email", "alice@example.com")
         alice.fill("#auth-password", "correct horse battery")
         alice.click("#auth-submit")
         alice.wait_for_selector("#conv-list .conv a")
-        assert alice.inner_text("#conv-list .conv a") == "Say hello."
+        titles = alice.locator("#conv-list .conv a").all_inner_texts()
+        assert titles[-1] == "Say hello." and titles[0].startswith("ALICE SECRET"), titles
+        # a session that ends on the server (here: all of alice's, removed) sends the page to sign-in
+        import sqlite3
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM sessions")
+        alice.click("#new-chat")
+        ask(alice, "Say hello again.")
+        alice.wait_for_selector("#view-auth:visible")
         assert not alice.dialogs and not alice.errors and not bob.errors
         alice.context.close()
         bob.context.close()
@@ -392,6 +437,8 @@ def test_busy_server_retry_phone_and_dark(browser, local):
     shot(page, "busy-phone")
     wait_answered(page)
     assert len(calls) == 2 and page.is_hidden("#banner") and answer_text(page).strip()
+    page.wait_for_timeout(4000)
+    assert len(calls) == 2  # no retry left behind
     # the conversation list opens from the menu button
     page.click("#menu")
     page.wait_for_function("() => document.getElementById('side').getBoundingClientRect().left >= 0")

@@ -253,6 +253,19 @@ def test_forwarded_for_only_from_a_trusted_proxy(accounts):
     assert st == 429
 
 
+def test_origin_behind_a_proxy_that_rewrites_host(accounts):
+    """The page behind a proxy that sends Host: whale: its requests are same-origin by the
+    X-Forwarded-Host the trusted proxy sets, and by nothing anyone else sets."""
+    port, _ = accounts
+    site = f"127.0.0.1:{port}"
+    h = {"Host": "whale", "X-Forwarded-Host": site, "Origin": f"http://{site}"}
+    body = {"email": "nobody@example.com", "password": "not the password"}
+    assert call(port, "POST", "/auth/login", body, h, src="127.0.0.9")[0] == 401  # through: a wrong password
+    assert call(port, "POST", "/auth/login", body, h, src="127.0.0.11")[0] == 403  # not a trusted proxy
+    h["Origin"] = "http://evil.example"
+    assert call(port, "POST", "/auth/login", body, h, src="127.0.0.9")[0] == 403
+
+
 def test_one_users_burst_does_not_starve_another(accounts):
     port, db = accounts
     keys = {}

@@ -162,3 +162,17 @@ def test_page_chat_is_charged_under_web(env):  # noqa: F811
     assert st == 200 and [r["key_prefix"] for r in u["usage"]] == ["web"]
     st, cfg, _, _ = web(port, "/web/config", cookie=c)
     assert cfg["accounts"] is True and cfg["user"] == "web-c@example.com" and cfg["signup"] == "open"
+
+
+def test_conversation_storage_is_bounded_per_user(env):  # noqa: F811
+    port = env["port"]
+    c = sign_up(port, "web-big@example.com")
+    big = [{"role": "user", "content": "x" * 1_000_000}]
+    codes = [web(port, f"/user/conversations/big{i}", {"title": "big", "messages": big}, c, method="PUT")[0]
+             for i in range(34)]
+    assert codes[:32] == [200] * 32 and codes[-1] == 409, codes  # 32 MiB per user
+    st, j, _, _ = web(port, "/user/conversations/big40", {"title": "big", "messages": big}, c, method="PUT")
+    assert st == 409 and "MiB" in j["error"]["message"]
+    # replacing one (not growing) is still allowed, and deleting makes room
+    assert web(port, "/user/conversations/big0", {"title": "small", "messages": []}, c, method="PUT")[0] == 200
+    assert web(port, "/user/conversations/big40", {"title": "big", "messages": big}, c, method="PUT")[0] == 200
