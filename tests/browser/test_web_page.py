@@ -24,7 +24,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "py"))
-from conftest import ARTIFACTS, DEFAULT_MODEL, WHALE, reference_json  # noqa: E402
+from conftest import ARTIFACTS, DEFAULT_MODEL, WHALE, reference_json, synth  # noqa: E402
 from test_serve import free_port  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -239,9 +239,7 @@ def test_deepthink_reasoning_streams_then_answer_and_folds(browser, tmp_path):
     # reasoning budget closes its thinking. Its tokens come fast, so the page gets them over a
     # slow network (Chromium's throttling), to be seen arriving
     vocab = reference_json("deepseek-r1-distill-qwen-7b", tmp_path)
-    model = tmp_path / "r1tiny.gguf"
-    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
-                    str(model)], check=True, capture_output=True)
+    model = synth(vocab, tmp_path / "r1tiny.gguf")
     p, base = serve("-m", str(model), "--ctx", "384")
     try:
         page = new_page(browser, base)

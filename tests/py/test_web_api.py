@@ -8,7 +8,6 @@ import http.client
 import json
 import re
 
-import pytest
 
 from conftest import REPO
 from test_accounts import admin, env, sql, web  # noqa: F401  (env: one server per store backend)
