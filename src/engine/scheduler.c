@@ -188,15 +188,16 @@ static sched_req *next_fair(sched *s, sched_req **prev) {
 /* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
 static void admit(sched *s) {
     while (s->queue_head) {
-        int best = -1;
+        int best = -1, any_free = 0;
         size_t best_k = 0;
+        for (int i = 0; i < s->o.n_parallel && !any_free; i++) any_free = !s->slots[i].req;
+        if (!any_free) return; /* every step while all slots run: no fairness scan for nothing */
         sched_req *prev, *r = next_fair(s, &prev);
         for (int i = 0; i < s->o.n_parallel; i++) {
             if (s->slots[i].req) continue;
             size_t k = common_prefix(s->slots[i].tokens, s->slots[i].n_cached, r->prompt, r->n_prompt);
             if (best < 0 || k > best_k) best = i, best_k = k;
         }
-        if (best < 0) return;
         if (prev) prev->next = r->next;
         else s->queue_head = r->next;
         if (s->queue_tail == r) s->queue_tail = prev;

@@ -42,7 +42,6 @@ typedef struct server {
     uint64_t last_tokens;
     store *st; /* --accounts: keys, balances, charges; NULL in local mode */
     accounts *ac; /* --accounts: sign-up, login, sessions */
-    int signup;   /* --signup, for the page */
     const server_opts *o;
     atomic_int draining; /* stopping: new requests get 503 */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
@@ -114,6 +113,14 @@ static enum MHD_Result send_retry(struct MHD_Connection *c, char *body, int seco
     return rc;
 }
 
+/* The connection's peer address as text ("?" when not IPv4). */
+static void peer_ip(struct MHD_Connection *c, char *out, size_t cap) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(out, cap, "?");
+    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)cap);
+}
+
 static int trusted(const server *srv, const char *ip) {
     for (int i = 0; i < srv->o->n_trusted_proxies; i++)
         if (!strcmp(srv->o->trusted_proxies[i], ip)) return 1;
@@ -124,10 +131,7 @@ static int trusted(const server *srv, const char *ip) {
  * trusted proxy, the last address in X-Forwarded-For that is not one of ours (what the nearest
  * trusted proxy saw; addresses to its left are the client's claims and are not believed). */
 static void client_ip(const server *srv, struct MHD_Connection *c, char *out, size_t cap) {
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(out, cap, "?");
-    if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, out, (socklen_t)cap);
+    peer_ip(c, out, cap);
     const char *xff = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-For");
     if (!xff || !trusted(srv, out)) return;
     for (size_t end = strlen(xff); end > 0;) { /* right to left */
@@ -411,10 +415,7 @@ static int same_origin(const server *srv, struct MHD_Connection *c) {
     const char *fh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-Host");
     if (fh && srv->o->n_trusted_proxies) {
         char peer[64];
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        peer[0] = 0;
-        if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, peer, sizeof peer);
+        peer_ip(c, peer, sizeof peer);
         if (trusted(srv, peer)) h = fh;
     }
     if (!o) return 1;
@@ -433,7 +434,7 @@ static char *web_config(server *srv, const char *cookie) {
     cJSON_AddBoolToObject(j, "reasoning", srv->a.reasoning);
     cJSON_AddNumberToObject(j, "context", (double)srv->a.n_ctx);
     cJSON_AddBoolToObject(j, "accounts", srv->st != NULL);
-    if (srv->ac) cJSON_AddStringToObject(j, "signup", signup[srv->signup]);
+    if (srv->ac) cJSON_AddStringToObject(j, "signup", signup[srv->o->signup]);
     if (in) cJSON_AddStringToObject(j, "user", me.email);
     else cJSON_AddNullToObject(j, "user");
     char *b = cJSON_PrintUnformatted(j);
@@ -583,7 +584,6 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
-    srv.signup = o->signup;
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         handle, &srv,

@@ -18,14 +18,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "py"))
 from conftest import ARTIFACTS, DEFAULT_MODEL, WHALE, reference_json, synth  # noqa: E402
-from test_serve import free_port  # noqa: E402
+from test_serve import start  # noqa: E402
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = os.environ.get("WHALE_CHROMIUM", "/usr/bin/chromium")
@@ -36,22 +35,8 @@ def serve(*flags):
     """`whale serve` (on the default model unless -m is given), answering /health: (process, base URL)."""
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
-    port = free_port()
-    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--cache-dir",
-                          tempfile.mkdtemp(prefix="whale-web-kv-"), *flags],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                return p, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-        if p.poll() is not None:
-            break
-    p.kill()
-    raise AssertionError("whale serve did not come up")
+    p, port = start(*flags, stderr=subprocess.DEVNULL)
+    return p, f"http://127.0.0.1:{port}"
 
 
 def stop_server(p):

@@ -26,11 +26,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(*flags):
+def start(*flags, stderr=subprocess.PIPE):
+    """`whale serve` with flags on a free port, answering /health: (process, port). stderr: where
+    its log goes (a pipe by default, read when it fails to start)."""
     port = free_port()
     if "--cache-dir" not in flags:  # never the user's context cache: a fresh one per server
         flags = (*flags, "--cache-dir", tempfile.mkdtemp(prefix="whale-test-kv-"))
-    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), *flags], stderr=subprocess.PIPE)
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), *flags], stderr=stderr)
     for _ in range(300):
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -40,7 +42,7 @@ def start(*flags):
         except OSError:
             time.sleep(0.1)
         if p.poll() is not None:
-            raise AssertionError(p.stderr.read().decode())
+            raise AssertionError(p.stderr.read().decode() if p.stderr else "whale serve exited")
     p.kill()
     raise AssertionError("whale serve did not come up")
 
