@@ -283,7 +283,7 @@ static void mean_sd(const double *v, int n, double *mean, double *sd) {
 
 typedef struct bench_ctx {
     model *m;
-    kv_cache *kv;
+    model_ctx *ctx;
     int32_t *tok, *pos; /* (n_ctx) batch rows */
     float *logits;      /* (n_vocab) the last row's */
     int64_t n_vocab;
@@ -302,7 +302,7 @@ static double forward_rows(bench_ctx *c, uint64_t seed, uint64_t stream, int64_t
     }
     model_batch b = {n, c->tok, c->pos, NULL, NULL};
     double t0 = now_ns();
-    if (model_forward(c->m, c->kv, &b, c->logits, err)) return -1;
+    if (model_forward(c->m, c->ctx, &b, c->logits, NULL, err)) return -1;
     return now_ns() - t0;
 }
 
@@ -312,7 +312,7 @@ static int fill_depth(bench_run *r, bench_ctx *c, int64_t d) {
     whale_err err = {0};
     if (c->filled >= d) return 0;
     if (r->o->fill_random) {
-        if (kv_cache_fill_random(c->kv, 0, d, r->o->seed, &err)) goto fail;
+        if (kv_cache_fill_random(model_ctx_kv(c->ctx), 0, d, r->o->seed, &err)) goto fail;
         c->filled = d;
         return 0;
     }
@@ -470,11 +470,11 @@ static int run_threads(bench_run *r, const char *path, int threads) {
     }
     const model_hparams *hp = model_hparams_get(c.m);
     c.n_vocab = model_n_vocab(c.m) < hp->n_vocab ? model_n_vocab(c.m) : hp->n_vocab;
-    c.kv = kv_cache_new(c.m, n_ctx, 1);
+    c.ctx = model_ctx_new(c.m, n_ctx, 1);
     c.tok = malloc((size_t)n_ctx * sizeof *c.tok);
     c.pos = malloc((size_t)n_ctx * sizeof *c.pos);
     c.logits = malloc((size_t)model_n_vocab(c.m) * sizeof *c.logits);
-    if (!c.kv || !c.tok || !c.pos || !c.logits) {
+    if (!c.ctx || !c.tok || !c.pos || !c.logits) {
         fprintf(stderr, "whale bench: out of memory for a KV cache of %lld positions (%s)\n", (long long)n_ctx,
                 cli_bytes((double)kv_need, b1, sizeof b1));
         goto done;
@@ -493,7 +493,7 @@ done:
     free(c.tok);
     free(c.pos);
     free(c.logits);
-    kv_cache_free(c.kv);
+    model_ctx_free(c.ctx);
     model_free(c.m);
     return rc;
 }

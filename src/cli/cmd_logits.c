@@ -28,7 +28,7 @@ static void usage(FILE *f) {
 
 /* Position by position, sequence 0 runs the prompt while sequences 1..n_other run random
  * tokens in the same forward call; logits of sequence 0 only. */
-static int batched(model *m, kv_cache *kv, const tok_ids *ids, int n_other, float *lg, whale_err *err) {
+static int batched(model *m, model_ctx *ctx, const tok_ids *ids, int n_other, float *lg, whale_err *err) {
     int32_t tok[65], pos[65], seq[65];
     int8_t want[65] = {1};
     uint64_t x = 0x9e3779b97f4a7c15ull;
@@ -41,7 +41,7 @@ static int batched(model *m, kv_cache *kv, const tok_ids *ids, int n_other, floa
             seq[s] = s;
         }
         model_batch b = {1 + n_other, tok, pos, seq, want};
-        int rc = model_forward(m, kv, &b, lg + p * (size_t)V, err);
+        int rc = model_forward(m, ctx, &b, lg + p * (size_t)V, NULL, err);
         if (rc) return rc;
     }
     return 0;
@@ -96,24 +96,24 @@ int cmd_logits(int argc, char **argv) {
         fprintf(stderr, "whale logits: --batch-with takes 0..64 and does not combine with --mtp\n");
         goto done;
     }
-    kv_cache *kv = kv_cache_new(m, (int64_t)ids.n, 1 + others);
+    model_ctx *ctx = model_ctx_new(m, (int64_t)ids.n, 1 + others);
     int64_t V = model_n_vocab(m);
     float *lg = malloc((size_t)V * ids.n * sizeof(float));
     int32_t *pos = malloc(ids.n * sizeof *pos);
     int8_t *want = malloc(ids.n);
     int64_t E = model_hparams_get(m)->n_embd;
     float *hid = mtp ? malloc((size_t)E * ids.n * sizeof(float)) : NULL;
-    if (!kv || !lg || !pos || !want || (mtp && !hid)) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
+    if (!ctx || !lg || !pos || !want || (mtp && !hid)) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
     for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
     if (step <= 0) step = (int64_t)ids.n;
     if (others) {
-        if (batched(m, kv, &ids, others, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+        if (batched(m, ctx, &ids, others, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
         step = (int64_t)ids.n; /* done: the loop below has nothing left */
     }
     for (int64_t r0 = others ? (int64_t)ids.n : 0; r0 < (int64_t)ids.n; r0 += step) {
         int64_t k = (int64_t)ids.n - r0 < step ? (int64_t)ids.n - r0 : step;
         model_batch b = {k, ids.v + r0, pos + r0, NULL, want + r0};
-        if (model_forward_hidden(m, kv, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, &err)) {
+        if (model_forward(m, ctx, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, &err)) {
             fprintf(stderr, "whale: %s\n", err.msg);
             goto cleanup;
         }
@@ -123,7 +123,7 @@ int cmd_logits(int argc, char **argv) {
         for (int64_t r0 = 0; r0 < (int64_t)n; r0 += step) {
             int64_t k = (int64_t)n - r0 < step ? (int64_t)n - r0 : step;
             model_batch b = {k, ids.v + 1 + r0, pos + r0, NULL, want + r0};
-            if (model_mtp_forward(m, kv, &b, hid + (size_t)r0 * (size_t)E, lg + (size_t)r0 * (size_t)V, &err)) {
+            if (model_mtp_forward(m, ctx, &b, hid + (size_t)r0 * (size_t)E, lg + (size_t)r0 * (size_t)V, &err)) {
                 fprintf(stderr, "whale: %s\n", err.msg);
                 goto cleanup;
             }
@@ -154,7 +154,7 @@ int cmd_logits(int argc, char **argv) {
     }
     rc = 0;
 cleanup:
-    kv_cache_free(kv);
+    model_ctx_free(ctx);
     free(lg);
     free(pos);
     free(want);

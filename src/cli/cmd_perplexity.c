@@ -48,7 +48,7 @@ int cmd_perplexity(int argc, char **argv) {
     model *m = NULL;
     model_opts o = {.n_threads = threads, .progress = 1};
     tok_ids ids = {0};
-    kv_cache *kv = NULL;
+    model_ctx *mc = NULL;
     float *lg = NULL;
     int rc = 1;
     if (model_load(&m, cli_model_path(model_path), &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
@@ -61,9 +61,9 @@ int cmd_perplexity(int argc, char **argv) {
         goto done;
     }
     int64_t V = model_n_vocab(m);
-    kv = kv_cache_new(m, ctx, 1);
+    mc = model_ctx_new(m, ctx, 1);
     lg = malloc((size_t)PPL_ROWS_PER_CALL * (size_t)V * sizeof *lg);
-    if (!kv || !lg) { fprintf(stderr, "whale perplexity: out of memory\n"); goto done; }
+    if (!mc || !lg) { fprintf(stderr, "whale perplexity: out of memory\n"); goto done; }
     int32_t pos[PPL_ROWS_PER_CALL];
     int8_t want[PPL_ROWS_PER_CALL];
     double nll = 0;
@@ -83,7 +83,7 @@ int cmd_perplexity(int argc, char **argv) {
                 n_want += want[i];
             }
             model_batch b = {n, chunk + r0, pos, NULL, want};
-            if (model_forward(m, kv, &b, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
+            if (model_forward(m, mc, &b, lg, NULL, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
             int64_t k = 0;
             for (int64_t i = 0; i < n; i++) {
                 if (!want[i]) continue;
@@ -107,7 +107,7 @@ int cmd_perplexity(int argc, char **argv) {
     rc = 0;
 done:
     free(lg);
-    kv_cache_free(kv);
+    model_ctx_free(mc);
     tok_ids_free(&ids);
     model_free(m);
     free(text);

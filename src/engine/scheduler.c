@@ -61,7 +61,8 @@ typedef struct slot {
 
 struct sched {
     model *m;
-    kv_cache *kv;
+    model_ctx *ctx;   /* the slots' KV cache, scratch and threads */
+    kv_cache *kv;     /* borrowed from ctx */
     sched_opts o;
     slot *slots;
     pthread_t thread;
@@ -339,7 +340,7 @@ static int step(sched *s) {
     }
     whale_err err = {0};
     model_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_want};
-    int rc = n ? model_forward(s->m, s->kv, &b, s->logits, &err) : 0;
+    int rc = n ? model_forward(s->m, s->ctx, &b, s->logits, NULL, &err) : 0;
     const tokenizer *tok = model_tokenizer(s->m);
     int64_t V = model_n_vocab(s->m);
     pthread_mutex_lock(&s->mu);
@@ -432,7 +433,8 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     if (s->o.max_queue <= 0) s->o.max_queue = 64;
     if (s->o.chunk <= 0) s->o.chunk = 256;
     int64_t rows = s->o.chunk + s->o.n_parallel, P = s->o.n_parallel;
-    s->kv = kv_cache_new(m, s->o.n_ctx, s->o.n_parallel);
+    s->ctx = model_ctx_new(m, s->o.n_ctx, s->o.n_parallel);
+    s->kv = s->ctx ? model_ctx_kv(s->ctx) : NULL;
     s->slots = calloc((size_t)P, sizeof *s->slots);
     s->b_tok = malloc((size_t)rows * sizeof *s->b_tok);
     s->b_pos = malloc((size_t)rows * sizeof *s->b_pos);
@@ -484,7 +486,7 @@ fail:
     if (s) {
         for (int i = 0; s->slots && i < s->o.n_parallel; i++) free(s->slots[i].tokens);
         free(s->slots);
-        kv_cache_free(s->kv);
+        model_ctx_free(s->ctx);
         free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
         pcache_free(s->pc);
         free(s->blk);
@@ -518,7 +520,7 @@ void sched_free(sched *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->progress);
-    kv_cache_free(s->kv);
+    model_ctx_free(s->ctx);
     free(s->slots);
     free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
     free(s->raw);

@@ -21,7 +21,7 @@
 
 struct session {
     model *m;
-    kv_cache *kv;
+    model_ctx *ctx;   /* the KV cache, scratch and threads of this conversation */
     sampler *smp;
     int64_t n_ctx;
     int32_t *tokens; /* (n_ctx) tokens in the cache, in order */
@@ -51,11 +51,11 @@ session *session_new(model *m, int64_t n_ctx, const sampler_params *sp, whale_er
     if (!s) goto oom;
     s->m = m;
     s->n_ctx = n_ctx;
-    s->kv = kv_cache_new(m, n_ctx, 1);
+    s->ctx = model_ctx_new(m, n_ctx, 1);
     s->tokens = malloc((size_t)n_ctx * sizeof *s->tokens);
     s->logits = malloc((size_t)model_n_vocab(m) * sizeof *s->logits);
     s->smp = sampler_init(sp, model_n_vocab(m));
-    if (!s->kv || !s->tokens || !s->logits || !s->smp) goto oom;
+    if (!s->ctx || !s->tokens || !s->logits || !s->smp) goto oom;
     return s;
 oom:
     session_free(s);
@@ -65,7 +65,7 @@ oom:
 
 void session_free(session *s) {
     if (!s) return;
-    kv_cache_free(s->kv);
+    model_ctx_free(s->ctx);
     sampler_free(s->smp);
     free(s->tokens);
     free(s->logits);
@@ -81,7 +81,7 @@ static int run(session *s, const int32_t *ids, size_t from, size_t n, whale_err 
         for (size_t i = 0; i < k; i++) s->pos[i] = (int32_t)(r0 + i);
         model_batch b = {(int64_t)k, ids + r0, s->pos, NULL, NULL};
         float *hid = s->hid ? s->hid + r0 * (size_t)model_hparams_get(s->m)->n_embd : NULL;
-        int rc = model_forward_hidden(s->m, s->kv, &b, s->logits, hid, err);
+        int rc = model_forward(s->m, s->ctx, &b, s->logits, hid, err);
         if (rc) return rc;
         memmove(s->tokens + r0, ids + r0, k * sizeof *ids); /* ids may be s->tokens itself */
         s->n_tokens = r0 + k;
@@ -140,7 +140,7 @@ static int spec_step(session *s, whale_err *err) {
         size_t c = k - r0 < SESSION_PREFILL_CHUNK ? k - r0 : SESSION_PREFILL_CHUNK;
         for (size_t i = 0; i < c; i++) s->pos[i] = (int32_t)(s->mtp_n + r0 + i);
         model_batch b = {(int64_t)c, s->tokens + s->mtp_n + r0 + 1, s->pos, NULL, NULL};
-        int rc = model_mtp_forward(s->m, s->kv, &b, s->hid + (s->mtp_n + r0) * (size_t)E, s->vlogits, err);
+        int rc = model_mtp_forward(s->m, s->ctx, &b, s->hid + (s->mtp_n + r0) * (size_t)E, s->vlogits, err);
         if (rc) return rc;
     }
     s->mtp_n = n;
@@ -149,7 +149,7 @@ static int spec_step(session *s, whale_err *err) {
     int32_t vt[2] = {t, d}, vp[2] = {(int32_t)n, (int32_t)n + 1};
     int8_t want[2] = {1, 1};
     model_batch b = {2, vt, vp, NULL, want};
-    int rc = model_forward_hidden(s->m, s->kv, &b, s->vlogits, s->hid + n * (size_t)E, err);
+    int rc = model_forward(s->m, s->ctx, &b, s->vlogits, s->hid + n * (size_t)E, err);
     if (rc) return rc;
     s->drafted++;
     s->tokens[n + 1] = d;

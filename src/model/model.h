@@ -3,8 +3,8 @@
  * and later continuous batching and speculative verification alike.
  *
  * Owns: weights (views into the mapped file; small vectors converted to F32), hyperparameters,
- * the tokenizer, scratch buffers and the thread pool of the forward pass. The KV cache is a
- * separate object the caller creates per context (kv_cache_new) so sessions can share a model.
+ * the tokenizer. What a forward pass writes (KV cache, scratch, threads) is a model_ctx the
+ * caller creates, so that sessions and threads can share one loaded model.
  * Does not own: sampling, chat formatting, sequences' lifetimes (engine/). */
 #ifndef WHALE_MODEL_H
 #define WHALE_MODEL_H
@@ -18,9 +18,20 @@
 
 typedef struct model model;
 typedef struct kv_cache kv_cache;
+typedef struct model_ctx model_ctx;
+
+/* Named intermediates: called with each named tensor of a forward pass as it is made, rows
+ * [row0, row0+n) of the batch, len floats each (borrowed for the call). Names: "inp_embd"
+ * (layer -1), then per layer "attn_norm", "attn_out" (attention after its output projection),
+ * "ffn_inp" (the residual stream after attention), "ffn_norm", "ffn_out", "moe_choice" and
+ * "moe_weight" (DeepSeek MoE layers: the chosen experts' ids, as floats, and gate weights),
+ * "l_out" (the residual stream after the layer), and "result_norm" (layer -1, after the final
+ * norm); the MTP module's block reports under layer n_layer. */
+typedef void (*model_hook_fn)(void *user, const char *name, int64_t layer, int64_t row0, int64_t n, int64_t len,
+                              const float *data);
 
 typedef struct model_opts {
-    int n_threads;   /* <= 0: one per CPU */
+    int n_threads;   /* threads of each context's pool; <= 0: one per CPU */
     int64_t n_batch; /* rows per internal chunk of a forward call (scratch size); 0: 256 */
     int progress;    /* draw a progress bar on stderr while pages are read in */
     int mla_naive;   /* DeepSeek: attention in the decompressed form (per-head keys and values
@@ -34,7 +45,9 @@ typedef struct model_opts {
 
 /* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and
  * tokenizer.json, or one of its files). Returns 0, or a negative status with a message naming
- * the file and what is wrong (missing tensor, wrong shape, unsupported architecture). */
+ * the file and what is wrong (missing tensor, wrong shape, unsupported architecture).
+ * The loaded model is read-only: any number of threads may run it at once, each with its own
+ * model_ctx. */
 int model_load(model **out, const char *path, const model_opts *opts, whale_err *err);
 void model_free(model *m);
 
@@ -46,12 +59,18 @@ const tokenizer *model_tokenizer(const model *m);
 const char *model_chat_template(const model *m);
 int64_t model_n_vocab(const model *m); /* rows of the output matrix */
 
-/* A KV cache for n_seq sequences of up to n_ctx positions each. NULL on OOM. */
-kv_cache *kv_cache_new(const model *m, int64_t n_ctx, int n_seq);
-void kv_cache_free(kv_cache *kv);
-int64_t kv_cache_n_ctx(const kv_cache *kv);
-size_t kv_cache_bytes(const kv_cache *kv);
+/* A context: what forward passes over the model write — a KV cache for n_seq sequences of up
+ * to n_ctx positions each, the scratch for model_opts.n_batch rows and a thread pool. One per
+ * caller; a context is used by one thread at a time. NULL on bad sizes or out of memory. */
+model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq);
+void model_ctx_free(model_ctx *c);
+/* The context's KV cache (borrowed: valid while the context lives). */
+kv_cache *model_ctx_kv(model_ctx *c);
+/* Report named intermediates of this context's forward passes to fn (NULL: stop). */
+void model_ctx_set_hook(model_ctx *c, model_hook_fn fn, void *user);
 
+/* ---- the KV cache (kv_cache.c): positions in pages of 64 (the context cache's unit) ------ */
+int64_t kv_cache_n_seq(const kv_cache *kv);
 /* Bytes one position of one sequence holds over all layers (keys and values, or MLA latents). */
 size_t kv_cache_pos_bytes(const kv_cache *kv);
 /* Copy the cache rows of positions [pos0, pos0+n) of sequence seq out to dst, or in from src
@@ -73,23 +92,23 @@ typedef struct model_batch {
     const int8_t *logits; /* (n) 1 where logits are wanted; NULL: only the last row */
 } model_batch;
 
-/* Run the batch. Rows of one sequence attend to every position <= their own already in the
- * cache, including rows earlier in this batch. logits receives one n_vocab row per row that
- * asked for logits, in row order. Returns 0, or WHALE_E_ARG (token out of range, position
- * past the cache, bad sequence index) with a message. */
-int model_forward(model *m, kv_cache *kv, const model_batch *b, float *logits, whale_err *err);
+/* Run the batch in context c. Rows of one sequence attend to every position <= their own
+ * already in the cache, including rows earlier in this batch. logits receives one n_vocab row
+ * per row that asked for logits, in row order. hidden, when not NULL, receives the hidden state
+ * of every row (n_embd floats per row, row order): the state the MTP module continues from.
+ * Both are the caller's buffers. Returns 0, or WHALE_E_ARG (token out of range, position past
+ * the cache, bad sequence index) with a message. */
+int model_forward(const model *m, model_ctx *c, const model_batch *b, float *logits, float *hidden, whale_err *err);
 
 /* Multi-token prediction (DeepSeek-V3's MTP module, loaded when the checkpoint has one; its cache
- * entries live in an extra layer of every kv_cache made for the model). */
+ * entries live in an extra layer of every context made for the model). */
 int model_has_mtp(const model *m);
-/* model_forward that also writes the hidden state of every row, n_embd floats per row in row
- * order, into hidden: the state the MTP module continues from. */
-int model_forward_hidden(model *m, kv_cache *kv, const model_batch *b, float *logits, float *hidden, whale_err *err);
 /* The MTP module over a batch. Row i joins hidden[i] (the main model's state at position pos[i],
- * from model_forward_hidden) with the embedding of token[i], which is the token AT position
- * pos[i]+1, and predicts the token at pos[i]+2. Writes the module's cache entry for pos[i];
- * logits as model_forward (rows flagged in b->logits, else the last). */
-int model_mtp_forward(model *m, kv_cache *kv, const model_batch *b, const float *hidden, float *logits, whale_err *err);
+ * from model_forward) with the embedding of token[i], which is the token AT position pos[i]+1,
+ * and predicts the token at pos[i]+2. Writes the module's cache entry for pos[i]; logits as
+ * model_forward (rows flagged in b->logits, else the last). */
+int model_mtp_forward(const model *m, model_ctx *c, const model_batch *b, const float *hidden, float *logits,
+                      whale_err *err);
 
 /* Angle per position of each rotary pair (n_rot/2 values), with the hyperparameters' frequency
  * scaling (Llama 3, linear) applied. */

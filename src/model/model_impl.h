@@ -1,4 +1,18 @@
-/* model_impl.h — the model's internals, shared by weights.c (loading) and dense.c (forward). */
+/* model_impl.h — the model's internals, shared by the core and its architecture leaves.
+ *
+ * Who calls whom (no file calls back into one that calls it):
+ *
+ *   model.c (core: load/free, the chunk loop, embedding, output head, contexts, the
+ *            architecture table)
+ *      |-- dense.c      (leaf: Qwen2 / Llama 3)
+ *      |-- deepseek.c   (leaf: DeepSeek V2/V3 block and loading) -- mla.c, moe.c
+ *      |-- mtp.c        (V3's multi-token prediction; uses only the DeepSeek leaf)
+ *      |-- footprint.c  (bytes per token; asks the leaves through the table)
+ *   below them all: weights.c (tensors by name), wmat.c (weight rows, threaded products),
+ *                   kv_cache.c (the paged cache), names.c (GGUF <-> Hugging Face names)
+ *
+ * A loaded model is read-only after model_load: everything a forward pass writes (scratch,
+ * activations, the thread pool, the KV cache) lives in a model_ctx, one per caller. */
 #ifndef WHALE_MODEL_IMPL_H
 #define WHALE_MODEL_IMPL_H
 
@@ -8,6 +22,8 @@
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
 #include "model/model.h"
+
+/* ---- weight matrices (wmat.c) ---------------------------------------------------------- */
 
 /* A 2-D weight: n_out rows of n_in elements of `type`, row-major (GGUF ne = {n_in, n_out}). */
 typedef struct wmat {
@@ -21,8 +37,8 @@ typedef struct wmat {
 
 #define WMAT_SCALE_BLOCK 128
 
-/* wmat.c: row r as F32 (block scales applied); dot of row r with x; rows r0..r1 of Y = X W^T
- * for n_tok tokens (the scaled path dequantizes each row once into scratch, n_in floats). */
+/* Row r as F32 (block scales applied); dot of row r with x; rows r0..r1 of Y = X W^T for n_tok
+ * tokens (the scaled path dequantizes each row once into scratch, n_in floats). */
 void wmat_row(const wmat *w, int64_t r, float *out);
 /* Rows [r0, r0+n) of w as a matrix of their own: 0, or -1 when block scales do not allow it
  * (r0 not on a 128-row block boundary). */
@@ -31,14 +47,92 @@ float wmat_dot(const wmat *w, int64_t r, const float *x, float *scratch);
 void wmat_matmul_rows(float *Y, int64_t ldy, const wmat *w, const float *X, int64_t ldx, int64_t n_tok, int64_t r0,
                       int64_t r1, float *scratch);
 /* The integer path (kernels/qdot.h) for weight types that have it: 1 if w takes it. The caller
- * quantizes the activations once per product (wmat_quantize_x, into m->xq, n_tok rows of n_in)
+ * quantizes the activations once per product (wmat_quantize_x, into c->xq, n_tok rows of n_in)
  * and every row task then reads them. */
 int wmat_int_path(const wmat *w);
-const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
-/* The same into dst (part of m->xq). */
-void wmat_quantize_into(model *m, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
+const qact_block *wmat_quantize_x(model_ctx *c, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
+/* The same into dst (part of c->xq). */
+void wmat_quantize_into(model_ctx *c, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in);
 void wmat_matmul_rows_q(float *Y, int64_t ldy, const wmat *w, const qact_block *X, int64_t n_tok, int64_t r0,
                         int64_t r1);
+/* Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ on the context's thread pool,
+ * through the integer path where the weight type has one. */
+void wmat_matmul(model_ctx *c, float *Y, const wmat *w, const float *X, int64_t n_tok);
+/* Bytes of rows [0, n_rows) of w with the block scales that cover them; of all of w. */
+size_t wmat_rows_bytes(const wmat *w, int64_t n_rows);
+size_t wmat_bytes(const wmat *w);
+/* Bytes of an F32 vector of n that may be absent (NULL: 0). */
+static inline size_t vec_bytes(const float *v, int64_t n) { return v ? (size_t)n * sizeof(float) : 0; }
+
+/* ---- the paged KV cache (kv_cache.c) --------------------------------------------------- */
+
+/* Positions per page: DeepSeek's context-cache unit (64 tokens), so that a page can later be
+ * shared by sequences with a common prefix, and the attention kernels' block (OP_MQA_BLOCK). */
+#define KV_PAGE 64
+
+struct kv_cache {
+    int64_t n_ctx, n_layer, kv_dim;
+    int n_seq;
+    int f16;            /* rows stored as IEEE half floats (model_opts.kv_f16), else F32 */
+    int64_t n_page_seq; /* pages per sequence: ceil(n_ctx / KV_PAGE) */
+    int64_t n_page;     /* pages in the pool */
+    int32_t *page;      /* (n_seq, n_page_seq) physical page holding each logical page */
+    void *k, *v;        /* (n_layer, n_page, KV_PAGE, kv_dim) elements; v NULL for MLA */
+};
+
+/* A cache of n_layer layers of kv_dim-element rows (values too when with_v), for n_seq
+ * sequences of n_ctx positions. NULL on bad sizes or out of memory. */
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int64_t n_ctx, int n_seq);
+void kv_cache_free(kv_cache *kv);
+/* The row of (layer, seq, pos) in k (which 0) or v (which 1). */
+void *kv_row(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos);
+/* Rows of (layer, seq) from pos on that lie one after another in memory, at most n: returns
+ * their count (>= 1 for a valid pos) and the first row's address in *row. Attention walks a
+ * sequence span by span, carrying its online-softmax state across. */
+int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos, int64_t n, const void **row);
+size_t kv_elem_size(const kv_cache *kv);
+/* A row of n floats stored at dst (converted to the cache's type); kv_get: the row as floats
+ * (in place for F32, else widened into tmp, n floats). */
+void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n);
+const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp);
+
+/* ---- weights by name (weights.c) -------------------------------------------------------- */
+
+/* A matrix (n_out rows of n_in) or an F32 copy of a vector, by GGUF-style name; 0 or
+ * WHALE_E_FORMAT/NOMEM with a message. An optional vector that is absent gives *out NULL. */
+int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err);
+/* 3-D tensor ne = {n_in, n_mid, n_outer} seen as a matrix of n_mid*n_outer rows. */
+int wt_need_mat3(model *m, const char *name, int64_t n_in, int64_t n_mid, int64_t n_outer, wmat *w, whale_err *err);
+int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err);
+/* Keep a malloc'd buffer until the model is freed: 0, or -1 (out of memory; not kept). */
+int wt_own(model *m, void *p);
+/* 1 if the model has a tensor of that name. */
+int wt_has(model *m, const char *name);
+/* Free what wt_own kept. */
+void wt_free_owned(model *m);
+
+/* ---- architectures --------------------------------------------------------------------- */
+
+/* What the core asks of an architecture. The core embeds the tokens into c->x, calls
+ * forward for the layers (in place on c->x), then applies the final norm and the output head. */
+typedef struct arch_ops {
+    /* Load the layers' weights (the embedding, final norm and output are loaded by the core). */
+    int (*load)(model *m, whale_err *err);
+    void (*free)(model *m);
+    /* Elements per cached row and layer, and whether values are cached beside keys. */
+    int64_t (*kv_dim)(const model_hparams *hp);
+    int kv_with_v;
+    int has_mtp; /* may carry V3's multi-token prediction module (mtp.c) */
+    /* The architecture's scratch for a context of c->n_batch rows (c->ws), and its size needs:
+     * the widest matrix input (row_width) and the quantized activations (qact blocks). */
+    int (*ws_new)(const model *m, model_ctx *c, whale_err *err);
+    void (*ws_free)(model_ctx *c);
+    int64_t (*xq_blocks)(const model *m, int64_t n_batch);
+    /* Every layer on the n rows in c->x at positions pos of sequences seq (NULL: all 0). */
+    void (*forward)(const model *m, model_ctx *c, const int32_t *pos, const int32_t *seq, int64_t n);
+    /* Weight bytes one decode step reads in layer l (footprint.c). */
+    size_t (*layer_bytes)(const model *m, int64_t l);
+} arch_ops;
 
 typedef struct dense_layer {
     float *attn_norm;      /* (n_embd) */
@@ -91,6 +185,7 @@ typedef struct ds_mtp {
 
 struct model {
     model_hparams hp;
+    const arch_ops *arch;
     tokenizer *tok;
     char *chat_template; /* owned copy or NULL */
     gguf_file gguf;      /* open when loaded from GGUF */
@@ -98,97 +193,73 @@ struct model {
     int is_gguf;
 
     wmat tok_embd;       /* (n_vocab, n_embd) */
-    dense_layer *layers; /* (n_layer), dense architectures */
-    ds_layer *ds;        /* (n_layer), deepseek2 */
-    float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
-    int mla_naive;       /* deepseek2: decompressed attention (see model_opts) */
-    int kv_f16;          /* KV caches store half floats (see model_opts) */
-    float *ds_scratch;   /* deepseek2: (threads, ds_scratch_n) attention vectors per thread */
-    int64_t ds_scratch_n, ds_wide;
-    float *qcat;         /* deepseek2: (n_batch, n_head, kv_lora_rank + rope) absorbed queries */
-    float *att_part;     /* deepseek2: per (row, position chunk): o~, max, sum for every head */
-    ds_mtp *mtp;         /* deepseek2 with an MTP module, else NULL */
-    int mtp_prenorm;     /* feed MTP the hidden state before the final norm (model_opts) */
-    float *mtp_cat;      /* (n_batch, 2*n_embd) MTP input concatenation */
-    float *hidden_out;   /* set during model_forward_hidden: where the rows' hidden states go */
-    /* deepseek2 MoE scratch: inputs gathered per chosen expert and outputs (n_batch *
-     * n_expert_used slots of n_embd), expert hidden (slots of n_ff_expert, or n_batch rows of the
-     * widest dense/shared FFN), router logits and scores (n_batch, 2*n_expert), each row's choices
-     * and weights, slot -> (row, choice) and back, per-expert counts and task offsets. */
-    float *moe_x, *moe_y, *moe_g, *moe_u, *moe_h, *moe_w;
-    int32_t *moe_id, *moe_rows, *moe_slot, *moe_cnt;
-    int64_t *moe_goff; /* (n_expert + 1) MoE: where each expert's gate/up outputs start */
     float *out_norm;     /* (n_embd) */
     wmat output;         /* (n_vocab, n_embd); the embedding when tied */
     rope_style rope;
     int64_t n_rot;
     float *inv_freq;     /* (n_rot/2) angle per position of each pair, scaling applied */
-    float **owned;       /* F32 copies of small vectors, freed with the model */
-    int n_owned, cap_owned;
 
+    dense_layer *layers; /* (n_layer), dense architectures */
+    ds_layer *ds;        /* (n_layer), deepseek2 */
+    float attn_scale;    /* deepseek2: softmax scale with YaRN's mscale^2 */
+    ds_mtp *mtp;         /* deepseek2 with an MTP module, else NULL */
+
+    /* options fixed at load (model_opts) */
+    int n_threads;       /* threads of each context's pool (<= 0: one per CPU) */
+    int64_t n_batch;     /* rows per internal chunk of a forward call */
+    int mla_naive, kv_f16, mtp_prenorm;
+
+    float **owned;       /* F32 copies of small vectors and built matrices, freed with the model */
+    int n_owned, cap_owned;
+};
+
+/* Called with every named intermediate (model_opts / model_ctx_set_hook). */
+struct model_ctx {
+    const model *m;
+    kv_cache *kv;
     threadpool *tp;
     int64_t n_batch;
-    /* scratch for n_batch rows */
-    float *x, *xn, *q, *k, *v, *att, *gate, *up, *tmp_rows;
-    float *row_scratch;  /* (threads, row_width) dequantized weight rows */
-    qact_block *xq;      /* activations quantized for the integer path (see wmat_quantize_x) */
-    int64_t row_width;   /* the widest n_in of any matrix */
-    float *att_scores;   /* (threads, n_ctx_max) grows with the cache */
+    float *x, *xn;        /* (n_batch, n_embd) residual stream, and its normalized copy */
+    float *row_scratch;   /* (threads, row_width) dequantized weight rows */
+    int64_t row_width;    /* the widest n_in of any matrix */
+    qact_block *xq;       /* activations quantized for the integer path (wmat_quantize_x) */
+    float *att_scores;    /* (threads, att_scores_n) attention scores and softmax state */
     int64_t att_scores_n;
+    void *ws;             /* the architecture's scratch (dense.c, deepseek.c) */
+    model_hook_fn hook;   /* named intermediates, or NULL */
+    void *hook_user;
+    int64_t hook_row0;    /* batch row of the chunk's first row */
 };
 
-struct kv_cache {
-    int64_t n_ctx, n_layer, kv_dim;
-    int n_seq;
-    int f16;      /* rows stored as IEEE half floats (model_opts.kv_f16), else F32 */
-    void *k, *v;  /* (n_layer, n_seq, n_ctx, kv_dim) elements */
-};
+/* Hand the named intermediate (name, layer) of the chunk's n rows of len floats to the hook. */
+static inline void model_emit(const model_ctx *c, const char *name, int64_t layer, const float *x, int64_t n,
+                              int64_t len) {
+    if (c->hook) c->hook(c->hook_user, name, layer, c->hook_row0, n, len, x);
+}
 
-/* dense.c: the cache row of (layer, seq, pos) in k or v, and a row of n floats stored there
- * (converted to the cache's type); kv_get: the row as floats (in place for F32, else widened
- * into tmp, n floats). */
-void *kv_row(const kv_cache *kv, void *base, int64_t layer, int32_t seq, int64_t pos);
-void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n);
-const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp);
-
-/* dense.c: Y (n_tok rows of w->n_out) = X (n_tok rows of w->n_in) · wᵀ on the thread pool,
- * through the integer path where the weight type has one. */
-void model_matmul(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok);
-
-/* weights.c: a matrix (n_out rows of n_in) or an F32 copy of a vector, by GGUF-style name;
- * 0 or WHALE_E_FORMAT/NOMEM with a message. An optional vector that is absent gives *out NULL. */
-int wt_need_mat(model *m, const char *name, int64_t n_in, int64_t n_out, wmat *w, whale_err *err);
-int wt_need_vec(model *m, const char *name, int64_t n, int optional, float **out, whale_err *err);
-/* Keep a malloc'd buffer until the model is freed: 0, or -1 (out of memory; not kept). */
-int wt_own(model *m, void *p);
-/* 1 if the model has a tensor of that name. */
-int wt_has(model *m, const char *name);
-
-/* dense.c: final norm and output projection for the rows of b[r0, r0+n) that want logits,
- * appended to logits after the *n_logits rows already there. */
-void model_output_logits(model *m, const model_batch *b, int64_t r0, int64_t n, float *logits, int64_t *n_logits);
-
-/* deepseek.c */
-int deepseek_load(model *m, whale_err *err);
-int deepseek_alloc(model *m, whale_err *err);
-int deepseek_forward_chunk(model *m, kv_cache *kv, const model_batch *b, int64_t r0, int64_t n, float *logits,
-                           int64_t *n_logits);
+/* model.c: the table entry for an architecture id, or NULL when Whale does not run it. */
+const arch_ops *model_arch_ops(model_arch id);
+/* dense.c */
+extern const arch_ops dense_arch;
+/* deepseek.c (+ mla.c, moe.c) */
+extern const arch_ops deepseek_arch;
 /* Load one decoder block (tensors blk.<l>.*); the MoE flag says which FFN it has. */
 int ds_load_layer(model *m, int64_t l, ds_layer *L, int moe, whale_err *err);
-/* One decoder block on the n rows in m->x (in place), caching latents in cache layer `layer`. */
-void ds_block(model *m, kv_cache *kv, const ds_layer *L, int64_t layer, const int32_t *pos, const int32_t *seq,
+void ds_free_layer(ds_layer *L);
+/* One decoder block on the n rows in c->x (in place), caching latents in cache layer `layer`. */
+void ds_block(const model *m, model_ctx *c, const ds_layer *L, int64_t layer, const int32_t *pos, const int32_t *seq,
               int64_t n);
-/* Y (n rows) = X W^T on the thread pool. */
-void ds_mm(model *m, float *Y, const wmat *w, const float *X, int64_t n_tok);
-/* mtp.c */
-int mtp_load(model *m, whale_err *err);
-int mtp_forward_chunk(model *m, kv_cache *kv, const model_batch *b, const float *hidden, int64_t r0, int64_t n,
-                      float *logits, int64_t *n_logits);
-/* 3-D tensor ne = {n_in, n_mid, n_outer} seen as a matrix of n_mid*n_outer rows. */
-int wt_need_mat3(model *m, const char *name, int64_t n_in, int64_t n_mid, int64_t n_outer, wmat *w, whale_err *err);
-void deepseek_free(model *m);
-/* Routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
+/* mla.c: the absorbed W_UK built at load; attention over the latent cache for the n rows whose
+ * queries are in ws q (see deepseek.c's scratch). */
+int mla_build_kb(model *m, ds_layer *L, whale_err *err);
+/* moe.c: routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
  * weights (score: scratch of n_expert). bias: V3's selection-only bias or NULL. */
 void ds_route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w);
+/* mtp.c: load the module if the checkpoint has one (m->mtp stays NULL otherwise); run it on a
+ * chunk, leaving the rows in c->x and naming the norm and head its logits come from. */
+int mtp_load(model *m, whale_err *err);
+void mtp_free(model *m);
+void mtp_forward_chunk(const model *m, model_ctx *c, const model_batch *b, const float *hidden, int64_t r0, int64_t n,
+                       const float **norm, const wmat **head);
 
 #endif

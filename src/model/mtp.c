@@ -1,5 +1,6 @@
 /* mtp.c — DeepSeek-V3's multi-token prediction module (SPEC-deepseek.md §4), used to draft a
- * second token per step for self-speculative decoding (engine/speculative.c).
+ * second token per step for self-speculative decoding (engine/session.c). Uses only the DeepSeek
+ * leaf (the block and its loader); the core (model.c) calls it and applies its head.
  *
  * Stored after the main layers as block n_layer: a full decoder block (MLA + MoE) under the
  * usual blk.N.* names, plus blk.N.nextn.{eh_proj, enorm, hnorm, shared_head_norm} and optional
@@ -18,7 +19,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "model/model_impl.h"
+#include "model/deepseek.h"
 
 int mtp_load(model *m, whale_err *err) {
     const model_hparams *hp = &m->hp;
@@ -48,29 +49,31 @@ int mtp_load(model *m, whale_err *err) {
     return 0;
 }
 
-int mtp_forward_chunk(model *m, kv_cache *kv, const model_batch *b, const float *hidden, int64_t r0, int64_t n,
-                      float *logits, int64_t *n_logits) {
+void mtp_free(model *m) {
+    if (!m->mtp) return;
+    ds_free_layer(&m->mtp->blk);
+    free(m->mtp);
+    m->mtp = NULL;
+}
+
+void mtp_forward_chunk(const model *m, model_ctx *c, const model_batch *b, const float *hidden, int64_t r0, int64_t n,
+                       const float **norm, const wmat **head) {
     const model_hparams *hp = &m->hp;
     const ds_mtp *x = m->mtp;
+    ds_ws *w = c->ws;
     int64_t E = hp->n_embd;
     const int32_t *tok = b->token + r0, *pos = b->pos + r0, *seq = b->seq ? b->seq + r0 : NULL;
     size_t erow = 0;
     dtype_bytes(x->embed.type, E, &erow);
     for (int64_t i = 0; i < n; i++) {
-        float *e = m->mtp_cat + i * 2 * E, *h = e + E;
+        float *e = w->mtp_cat + i * 2 * E, *h = e + E;
         if (pos[i] == 0) memset(e, 0, (size_t)E * sizeof *e);
         else dequantize_row(x->embed.type, (const unsigned char *)x->embed.data + (size_t)tok[i] * erow, e, E);
         op_rmsnorm(e, e, x->enorm, E, hp->rms_eps);
         op_rmsnorm(h, hidden + i * E, x->hnorm, E, hp->rms_eps);
     }
-    ds_mm(m, m->x, &x->eh_proj, m->mtp_cat, n);
-    ds_block(m, kv, &x->blk, hp->n_layer, pos, seq, n);
-    int64_t k = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int want = b->logits ? b->logits[r0 + i] : (r0 + i == b->n - 1);
-        if (want) op_rmsnorm(m->xn + (k++) * E, m->x + i * E, x->head_norm, E, hp->rms_eps);
-    }
-    if (k) ds_mm(m, logits + (size_t)*n_logits * (size_t)x->head.n_out, &x->head, m->xn, k);
-    *n_logits += k;
-    return 0;
+    wmat_matmul(c, c->x, &x->eh_proj, w->mtp_cat, n);
+    ds_block(m, c, &x->blk, hp->n_layer, pos, seq, n);
+    *norm = x->head_norm;
+    *head = &x->head;
 }

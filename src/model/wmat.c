@@ -1,6 +1,7 @@
 /* wmat.c — weight matrices as the forward passes see them: any dtype, plus DeepSeek's FP8
  * checkpoints, whose 128x128 blocks each carry an F32 scale (SPEC-deepseek.md §5:
- * W[i][j] = fp8(Wq[i][j]) * S[i/128][j/128]). */
+ * W[i][j] = fp8(Wq[i][j]) * S[i/128][j/128]); matrix products over a context's thread pool;
+ * the bytes a matrix occupies (footprint.c and the leaves' layer sizes). */
 #include "kernels/qdot.h"
 #include "model/model_impl.h"
 
@@ -68,15 +69,60 @@ static void quant_task(void *ctx, int64_t row, int thread) {
  * microsecond, less than waking the pool for it (one synchronization per matrix product saved). */
 #define WMAT_QUANT_SERIAL 32768
 
-void wmat_quantize_into(model *m, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
+void wmat_quantize_into(model_ctx *c, qact_block *dst, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
     quant_job j = {dst, X, ldx, n_in};
     if (n_tok * n_in <= WMAT_QUANT_SERIAL)
         for (int64_t b = 0; b < n_tok; b++) quant_task(&j, b, 0);
     else
-        tp_run(m->tp, n_tok, quant_task, &j);
+        tp_run(c->tp, n_tok, quant_task, &j);
 }
 
-const qact_block *wmat_quantize_x(model *m, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
-    wmat_quantize_into(m, m->xq, X, ldx, n_tok, n_in);
-    return m->xq;
+const qact_block *wmat_quantize_x(model_ctx *c, const float *X, int64_t ldx, int64_t n_tok, int64_t n_in) {
+    wmat_quantize_into(c, c->xq, X, ldx, n_tok, n_in);
+    return c->xq;
 }
+
+/* ---- threaded products ---------------------------------------------------------------- */
+
+/* Rows of a weight matrix per thread-pool task: big enough to amortize the dispatch, small
+ * enough that two threads share the work evenly. */
+#define MATMUL_ROWS_PER_TASK 128
+
+typedef struct mm_job {
+    model_ctx *c;
+    float *Y;
+    int64_t ldy;
+    const wmat *w;
+    const float *X;
+    const qact_block *Xq; /* the integer path's activations, or NULL */
+    int64_t ldx, n_tok;
+} mm_job;
+
+static void mm_task(void *ctx, int64_t task, int thread) {
+    mm_job *j = ctx;
+    int64_t r0 = task * MATMUL_ROWS_PER_TASK, r1 = r0 + MATMUL_ROWS_PER_TASK;
+    if (r1 > j->w->n_out) r1 = j->w->n_out;
+    if (j->Xq) wmat_matmul_rows_q(j->Y, j->ldy, j->w, j->Xq, j->n_tok, r0, r1);
+    else wmat_matmul_rows(j->Y, j->ldy, j->w, j->X, j->ldx, j->n_tok, r0, r1,
+                          j->c->row_scratch + (size_t)thread * (size_t)j->c->row_width);
+}
+
+void wmat_matmul(model_ctx *c, float *Y, const wmat *w, const float *X, int64_t n_tok) {
+    mm_job j = {c, Y, w->n_out, w, X, NULL, w->n_in, n_tok};
+    if (wmat_int_path(w)) j.Xq = wmat_quantize_x(c, X, w->n_in, n_tok, w->n_in);
+    tp_run(c->tp, (w->n_out + MATMUL_ROWS_PER_TASK - 1) / MATMUL_ROWS_PER_TASK, mm_task, &j);
+}
+
+/* ---- sizes ---------------------------------------------------------------------------- */
+
+size_t wmat_rows_bytes(const wmat *w, int64_t n_rows) {
+    size_t row = 0;
+    if (!w->data || n_rows <= 0 || dtype_bytes(w->type, w->n_in, &row)) return 0;
+    size_t b = row * (size_t)n_rows;
+    if (w->scale)
+        b += (size_t)((n_rows + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK) *
+             (size_t)((w->n_in + WMAT_SCALE_BLOCK - 1) / WMAT_SCALE_BLOCK) * sizeof(float);
+    return b;
+}
+
+size_t wmat_bytes(const wmat *w) { return wmat_rows_bytes(w, w->n_out); }

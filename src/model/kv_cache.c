@@ -1,0 +1,131 @@
+/* kv_cache.c — the KV cache: per layer, one row per cached position of each sequence (dense
+ * models: a key row and a value row; MLA: the latent and the rope key, no values).
+ *
+ * Positions are addressed in pages of KV_PAGE (64, DeepSeek's context-cache unit): a sequence's
+ * logical page j lives in the pool's physical page page[seq][j]. Today every sequence owns its
+ * pages, laid out one after another, so a sequence's rows are contiguous and attention reads
+ * them in one span; the table is there so that pages can later be shared between sequences
+ * with a common prefix without changing the callers (they walk rows span by span, kv_span).
+ * Owns: the pool, the page table, row conversion to and from F16. Does not own: what rows mean
+ * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "model/model_impl.h"
+
+size_t kv_elem_size(const kv_cache *kv) { return kv->f16 ? 2 : 4; }
+
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int64_t n_ctx, int n_seq) {
+    if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0) return NULL;
+    kv_cache *kv = calloc(1, sizeof *kv);
+    if (!kv) return NULL;
+    kv->n_ctx = n_ctx;
+    kv->n_seq = n_seq;
+    kv->n_layer = n_layer;
+    kv->kv_dim = kv_dim;
+    kv->f16 = f16;
+    kv->n_page_seq = (n_ctx + KV_PAGE - 1) / KV_PAGE;
+    kv->n_page = kv->n_page_seq * n_seq;
+    kv->page = malloc((size_t)kv->n_page * sizeof *kv->page);
+    size_t n = (size_t)(n_layer * kv->n_page * KV_PAGE * kv_dim);
+    kv->k = calloc(n, kv_elem_size(kv));
+    kv->v = with_v ? calloc(n, kv_elem_size(kv)) : NULL;
+    if (!kv->page || !kv->k || (with_v && !kv->v)) {
+        kv_cache_free(kv);
+        return NULL;
+    }
+    for (int64_t p = 0; p < kv->n_page; p++) kv->page[p] = (int32_t)p; /* each sequence its own pages */
+    return kv;
+}
+
+void kv_cache_free(kv_cache *kv) {
+    if (!kv) return;
+    free(kv->page);
+    free(kv->k);
+    free(kv->v);
+    free(kv);
+}
+
+int64_t kv_cache_n_seq(const kv_cache *kv) { return kv->n_seq; }
+
+void *kv_row(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos) {
+    int64_t phys = kv->page[(int64_t)seq * kv->n_page_seq + pos / KV_PAGE];
+    size_t row = (size_t)((layer * kv->n_page + phys) * KV_PAGE + pos % KV_PAGE);
+    return (char *)(which ? kv->v : kv->k) + row * (size_t)kv->kv_dim * kv_elem_size(kv);
+}
+
+int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos, int64_t n, const void **row) {
+    *row = kv_row(kv, which, layer, seq, pos);
+    const int32_t *pages = kv->page + (int64_t)seq * kv->n_page_seq;
+    int64_t j = pos / KV_PAGE, got = KV_PAGE - pos % KV_PAGE;
+    while (got < n && j + 1 < kv->n_page_seq && pages[j + 1] == pages[j] + 1) got += KV_PAGE, j++;
+    return got < n ? got : n;
+}
+
+void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n) {
+    if (!kv->f16) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    uint16_t *h = dst;
+    for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+}
+
+const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp) {
+    if (!kv->f16) return row;
+    const uint16_t *h = row;
+    for (int64_t i = 0; i < n; i++) tmp[i] = fp16_to_f32(h[i]);
+    return tmp;
+}
+
+int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_err *err) {
+    if (seq < 0 || seq >= kv->n_seq || n < 0 || n > kv->n_ctx)
+        return err_set(err, WHALE_E_ARG, "cannot fill %lld positions of sequence %d (cache: %d x %lld)", (long long)n,
+                       seq, kv->n_seq, (long long)kv->n_ctx);
+    uint64_t x = seed | 1;
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int which = 0; which < (kv->v ? 2 : 1); which++)
+            for (int64_t p = 0; p < n; p++) {
+                char *row = kv_row(kv, which, l, seq, p);
+                for (int64_t i = 0; i < kv->kv_dim; i++) {
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                    /* uniform on [-sqrt 3, sqrt 3): unit variance */
+                    float r = (float)((double)(x >> 11) * (1.0 / 9007199254740992.0) * 3.4641016151377544 -
+                                      1.7320508075688772);
+                    kv_put(kv, row + (size_t)i * kv_elem_size(kv), &r, 1);
+                }
+            }
+    return 0;
+}
+
+size_t kv_cache_pos_bytes(const kv_cache *kv) {
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * kv_elem_size(kv);
+}
+
+/* Copy positions [pos0, pos0+n) of seq between the cache and buf (layer by layer: keys, then
+ * values, each n rows), in the direction `out` says, span by span. */
+static int kv_copy(kv_cache *kv, int seq, int64_t pos0, int64_t n, uint8_t *buf, int out) {
+    if (seq < 0 || seq >= kv->n_seq || pos0 < 0 || n < 0 || pos0 + n > kv->n_ctx) return -1;
+    size_t row_bytes = (size_t)kv->kv_dim * kv_elem_size(kv);
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int which = 0; which < (kv->v ? 2 : 1); which++)
+            for (int64_t p = pos0; p < pos0 + n;) {
+                const void *row;
+                int64_t got = kv_span(kv, which, l, seq, p, pos0 + n - p, &row);
+                size_t span = (size_t)got * row_bytes;
+                if (out) memcpy(buf, row, span);
+                else memcpy((void *)row, buf, span);
+                buf += span;
+                p += got;
+            }
+    return 0;
+}
+
+int kv_cache_read(const kv_cache *kv, int seq, int64_t pos0, int64_t n, void *dst) {
+    return kv_copy((kv_cache *)kv, seq, pos0, n, dst, 1);
+}
+
+int kv_cache_write(kv_cache *kv, int seq, int64_t pos0, int64_t n, const void *src) {
+    return kv_copy(kv, seq, pos0, n, (uint8_t *)src, 0);
+}
