@@ -1,11 +1,84 @@
 /* cmd_logits.c — `whale logits`: run a prompt through the model and show (or dump) the logits,
  * for checking a model against a reference implementation position by position. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "model/model.h"
+
+/* ---- --dump DIR: every named intermediate to a file ------------------------------------- */
+
+/* One file per (name, layer): the rows as little-endian float32, appended in batch order. */
+#define DUMP_MAX_TENSORS 4096 /* names x layers; a 256-layer model has about 2,600 */
+
+typedef struct dump_file {
+    char name[32];
+    int64_t layer, rows, len;
+    FILE *f;
+} dump_file;
+
+typedef struct dump {
+    const char *dir;
+    dump_file *files;
+    int n;
+    int failed; /* a file could not be opened or written: reported once at the end */
+} dump;
+
+static void dump_path(const dump *d, const dump_file *x, char *out, size_t cap) {
+    if (x->layer < 0) snprintf(out, cap, "%s/%s.f32", d->dir, x->name);
+    else snprintf(out, cap, "%s/%s.%lld.f32", d->dir, x->name, (long long)x->layer);
+}
+
+static void dump_hook(void *user, const char *name, int64_t layer, int64_t row0, int64_t n, int64_t len,
+                      const float *data) {
+    (void)row0; /* rows arrive in batch order: appending keeps them in it */
+    dump *d = user;
+    dump_file *x = NULL;
+    for (int i = 0; i < d->n && !x; i++)
+        if (d->files[i].layer == layer && !strcmp(d->files[i].name, name)) x = &d->files[i];
+    if (!x) {
+        if (d->n == DUMP_MAX_TENSORS || strlen(name) >= sizeof x->name) {
+            d->failed = 1;
+            return;
+        }
+        x = &d->files[d->n++];
+        snprintf(x->name, sizeof x->name, "%s", name);
+        x->layer = layer;
+        x->len = len;
+        char path[4096];
+        dump_path(d, x, path, sizeof path);
+        if (!(x->f = fopen(path, "wb"))) d->failed = 1;
+    }
+    if (!x->f || x->len != len || fwrite(data, sizeof(float), (size_t)(n * len), x->f) != (size_t)(n * len)) {
+        d->failed = 1;
+        return;
+    }
+    x->rows += n;
+}
+
+/* Close every file and write DIR/manifest.tsv (name, layer, rows, floats per row, file).
+ * 0, or 1 with a message. */
+static int dump_finish(dump *d) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/manifest.tsv", d->dir);
+    FILE *mf = fopen(path, "w");
+    if (mf) fprintf(mf, "name\tlayer\trows\tlen\tfile\n");
+    for (int i = 0; i < d->n; i++) {
+        dump_file *x = &d->files[i];
+        if (x->f && fclose(x->f)) d->failed = 1;
+        char p[4096];
+        dump_path(d, x, p, sizeof p);
+        if (mf) fprintf(mf, "%s\t%lld\t%lld\t%lld\t%s\n", x->name, (long long)x->layer, (long long)x->rows,
+                        (long long)x->len, strrchr(p, '/') + 1);
+    }
+    if (!mf || fclose(mf)) d->failed = 1;
+    free(d->files);
+    if (d->failed) fprintf(stderr, "whale logits: could not write every tensor under %s\n", d->dir);
+    return d->failed;
+}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: whale logits [-m MODEL] (-p TEXT | --ids \"ID ID ...\") [--top K] [--all] [--raw FILE] [-t N]\n\n"
@@ -13,6 +86,10 @@ static void usage(FILE *f) {
                "  -p TEXT       prompt, tokenized as plain text (add --special to parse special tokens)\n"
                "  --ids LIST    token ids instead of text\n"
                "  --raw FILE    also write the logits as little-endian float32, positions x vocabulary\n"
+               "  --dump DIR    also write every named intermediate (inp_embd, attn_norm, attn_out,\n"
+               "                ffn_inp, ffn_norm, ffn_out, moe_logits, moe_choice, moe_weight, l_out per\n"
+               "                layer; result_norm) as DIR/NAME.LAYER.f32, rows x floats, listed in\n"
+               "                DIR/manifest.tsv: to find the first layer where two runs part\n"
                "  --step N      run the prompt N tokens per forward call (1: token by token through the\n"
                "                KV cache, as decoding does; default: all at once)\n"
                "  --mla-naive   DeepSeek: decompressed attention instead of the absorbed form (reference)\n"
@@ -48,7 +125,7 @@ static int batched(model *m, model_ctx *ctx, const tok_ids *ids, int n_other, fl
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL;
+    const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL, *dump_dir = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
     int naive = 0, mtp = 0, prenorm = 0, others = 0, kvf16 = 0;
@@ -62,6 +139,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "-p")) { prompt = next; i++; }
         else if (next && !strcmp(a, "--ids")) { ids_arg = next; i++; }
         else if (next && !strcmp(a, "--raw")) { raw = next; i++; }
+        else if (next && !strcmp(a, "--dump")) { dump_dir = next; i++; }
         else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
         else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
@@ -73,12 +151,17 @@ int cmd_logits(int argc, char **argv) {
         else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!prompt == !ids_arg) { fprintf(stderr, "whale logits: give exactly one of -p and --ids\n"); return 2; }
+    if (dump_dir && mkdir(dump_dir, 0777) && errno != EEXIST) {
+        fprintf(stderr, "whale logits: cannot create %s: %s\n", dump_dir, strerror(errno));
+        return 1;
+    }
     whale_err err = {0};
     model *m = NULL;
     model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm, .kv_f16 = kvf16};
     const char *path = cli_model_path(model_path);
     if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     tok_ids ids = {0};
+    dump dd = {NULL, NULL, 0, 0}; /* dd.dir set while the dump is open */
     int rc = 1;
     if (ids_arg) {
         if (cli_parse_ids("logits", ids_arg, &ids)) goto done;
@@ -105,6 +188,11 @@ int cmd_logits(int argc, char **argv) {
     float *hid = mtp ? malloc((size_t)E * ids.n * sizeof(float)) : NULL;
     if (!ctx || !lg || !pos || !want || (mtp && !hid)) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
     for (size_t i = 0; i < ids.n; i++) { pos[i] = (int32_t)i; want[i] = 1; }
+    if (dump_dir) {
+        dd.dir = dump_dir;
+        if (!(dd.files = calloc(DUMP_MAX_TENSORS, sizeof *dd.files))) { fprintf(stderr, "whale logits: out of memory\n"); goto cleanup; }
+        model_ctx_set_hook(ctx, dump_hook, &dd);
+    }
     if (step <= 0) step = (int64_t)ids.n;
     if (others) {
         if (batched(m, ctx, &ids, others, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
@@ -130,6 +218,11 @@ int cmd_logits(int argc, char **argv) {
         }
         ids.n = n;
     }
+    if (dd.dir) {
+        int bad = dump_finish(&dd);
+        dd.dir = NULL;
+        if (bad) goto cleanup;
+    }
     if (raw) {
         FILE *f = fopen(raw, "wb");
         if (!f || fwrite(lg, sizeof(float), (size_t)V * ids.n, f) != (size_t)V * ids.n) {
@@ -154,6 +247,7 @@ int cmd_logits(int argc, char **argv) {
     }
     rc = 0;
 cleanup:
+    if (dd.dir) dump_finish(&dd);
     model_ctx_free(ctx);
     free(lg);
     free(pos);

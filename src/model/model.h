@@ -23,8 +23,9 @@ typedef struct model_ctx model_ctx;
 /* Named intermediates: called with each named tensor of a forward pass as it is made, rows
  * [row0, row0+n) of the batch, len floats each (borrowed for the call). Names: "inp_embd"
  * (layer -1), then per layer "attn_norm", "attn_out" (attention after its output projection),
- * "ffn_inp" (the residual stream after attention), "ffn_norm", "ffn_out", "moe_choice" and
- * "moe_weight" (DeepSeek MoE layers: the chosen experts' ids, as floats, and gate weights),
+ * "ffn_inp" (the residual stream after attention), "ffn_norm", "ffn_out", and in DeepSeek MoE
+ * layers "moe_logits" (the router's), "moe_choice" and "moe_weight" (the chosen experts' ids,
+ * as floats, and their gate weights),
  * "l_out" (the residual stream after the layer), and "result_norm" (layer -1, after the final
  * norm); the MTP module's block reports under layer n_layer. */
 typedef void (*model_hook_fn)(void *user, const char *name, int64_t layer, int64_t row0, int64_t n, int64_t len,

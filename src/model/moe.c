@@ -143,6 +143,7 @@ void moe_forward(const model *m, model_ctx *c, const ds_layer *L, int64_t layer,
     wmat_matmul(c, w->moe_h, &L->router, xn, n); /* (n, N) router logits */
     for (int64_t i = 0; i < n; i++)
         ds_route(hp, L->router_bias, w->moe_h + i * N, w->moe_h + n * N + i * N, w->moe_id + i * K, w->moe_w + i * K);
+    model_emit(c, "moe_logits", layer, w->moe_h, n, N);
     if (c->hook) { /* the choices as floats, through moe_x before it is filled */
         for (int64_t i = 0; i < n * K; i++) w->moe_x[i] = (float)w->moe_id[i];
         model_emit(c, "moe_choice", layer, w->moe_x, n, K);

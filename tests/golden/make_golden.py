@@ -5,13 +5,17 @@ safetensors); commit only the small JSON files it writes:
 
   tests/golden/tiny_logits.json     logits of the tiny random Qwen2 and Llama models
                                     (tiny_models.py) for a fixed prompt, every position
+  tests/golden/tiny_hidden.json     the tiny models' named intermediates for the same prompt, layer
+                                    by layer (transformers' hidden states, and each layer's attention
+                                    and FFN outputs and MoE choices from forward hooks), for
+                                    `whale logits --dump` to be compared with
   tests/golden/default_greedy.json  the default model (GGUF, dequantized by transformers'
                                     gguf_file= loader): 5 chat prompts, greedy continuation of
                                     64 tokens, top-5 logits per step
   tests/golden/perplexity.json      the default model's perplexity on a held-out text, with the
                                     chunking whale perplexity uses
 
-Usage: python3 tests/golden/make_golden.py [--default-model PATH] [--only tiny|greedy|ppl]"""
+Usage: python3 tests/golden/make_golden.py [--default-model PATH] [--only tiny|hidden|greedy|ppl]"""
 import argparse
 import json
 import math
@@ -115,6 +119,47 @@ def tiny():
     print("wrote tiny_logits.json")
 
 
+def hidden():
+    """Per layer: the residual stream after it (hidden_states[l+1]; transformers returns the last
+    one after the final norm, so it is Whale's result_norm), the attention block's output (after
+    o_proj), the FFN or MoE block's output, and for MoE layers the router's logits — Whale's
+    inp_embd, l_out, attn_out, ffn_out, moe_logits, result_norm."""
+    from transformers import AutoModelForCausalLM
+    import transformers
+    out = {"prompt": tiny_models.PROMPT, "transformers": transformers.__version__, "models": {}}
+    rnd = lambda t: t[0].detach().numpy().astype(float).round(6).tolist()
+    with tempfile.TemporaryDirectory() as tmp:
+        for arch in tiny_models.CONFIGS:
+            d = tiny_models.write(arch, pathlib.Path(tmp) / arch)
+            m = AutoModelForCausalLM.from_pretrained(str(d), torch_dtype=torch.float32, attn_implementation="eager")
+            m.eval()
+            rec, hooks = {}, []
+            for l, layer in enumerate(m.model.layers):
+                hooks.append(layer.self_attn.register_forward_hook(
+                    lambda mod, i, o, l=l: rec.__setitem__(("attn_out", l), rnd(o[0]))))
+                hooks.append(layer.mlp.register_forward_hook(
+                    lambda mod, i, o, l=l: rec.__setitem__(("ffn_out", l), rnd(o if torch.is_tensor(o) else o[0]))))
+                gate = getattr(layer.mlp, "gate", None)
+                if gate is not None:  # the router: logits over the routed experts, one row per token
+                    hooks.append(gate.register_forward_hook(
+                        lambda mod, i, o, l=l: rec.__setitem__(("moe_logits", l), rnd((o[0] if isinstance(o, tuple) else o)[None]))))
+            with torch.no_grad():
+                r = m(torch.tensor([tiny_models.PROMPT]), output_hidden_states=True)
+            for h in hooks:
+                h.remove()
+            L = len(m.model.layers)
+            entry = {"inp_embd": rnd(r.hidden_states[0]), "n_layer": L, "result_norm": rnd(r.hidden_states[L])}
+            for l in range(L):
+                if l < L - 1:
+                    entry[f"l_out.{l}"] = rnd(r.hidden_states[l + 1])
+                for name in ("attn_out", "ffn_out", "moe_logits"):
+                    if (name, l) in rec:
+                        entry[f"{name}.{l}"] = rec[(name, l)]
+            out["models"][arch] = entry
+    (HERE / "tiny_hidden.json").write_text(json.dumps(out))
+    print("wrote tiny_hidden.json")
+
+
 def load_default(path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     p = pathlib.Path(path).resolve()
@@ -177,10 +222,12 @@ def perplexity(path):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--default-model", default=str(pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale")) / "models" / "default.gguf"))
-    ap.add_argument("--only", choices=["tiny", "greedy", "ppl"])
+    ap.add_argument("--only", choices=["tiny", "hidden", "greedy", "ppl"])
     a = ap.parse_args()
     if a.only in (None, "tiny"):
         tiny()
+    if a.only in (None, "hidden"):
+        hidden()
     if a.only in (None, "greedy"):
         greedy(a.default_model)
     if a.only in (None, "ppl"):
