@@ -1,6 +1,7 @@
 /* cmd_logits.c — `whale logits`: run a prompt through the model and show (or dump) the logits,
  * for checking a model against a reference implementation position by position. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,8 @@ static int dump_finish(dump *d) {
     return d->failed;
 }
 
+#define LOGITS_MAX_CONTEXTS 16 /* threads for --contexts: enough to show sharing, few enough to fit */
+
 static void usage(FILE *f) {
     fprintf(f, "usage: whale logits [-m MODEL] (-p TEXT | --ids \"ID ID ...\") [--top K] [--all] [--raw FILE] [-t N]\n\n"
                "Run one prompt and print the top-K logits at the last position (--all: every position).\n"
@@ -100,7 +103,45 @@ static void usage(FILE *f) {
                "  --batch-with N  decode the prompt token by token in one batch with N other sequences\n"
                "                (random tokens); shows that a sequence's logits do not depend on its\n"
                "                batch neighbours\n"
+               "  --contexts N  also run the prompt in N more contexts on N threads at once, sharing the\n"
+               "                loaded model; fails unless every context gives the same logits bits\n"
                "  -t N          threads (default: all cores)\n");
+}
+
+/* The prompt through the model in forward calls of `step` rows, logits of every row into lg
+ * and, when hid is not NULL, the hidden states. 0, or the failing call's status. */
+static int run_prompt(const model *m, model_ctx *ctx, const tok_ids *ids, const int32_t *pos, const int8_t *want,
+                      int64_t step, float *lg, float *hid, whale_err *err) {
+    int64_t V = model_n_vocab(m), E = model_hparams_get(m)->n_embd;
+    for (int64_t r0 = 0; r0 < (int64_t)ids->n; r0 += step) {
+        int64_t k = (int64_t)ids->n - r0 < step ? (int64_t)ids->n - r0 : step;
+        model_batch b = {k, ids->v + r0, pos + r0, NULL, want + r0};
+        int rc = model_forward(m, ctx, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* --contexts N: the same prompt in N more contexts on as many threads, at the same time as the
+ * main run, on the one loaded model (which is read-only). */
+typedef struct ctx_job {
+    const model *m;
+    const tok_ids *ids;
+    const int32_t *pos;
+    const int8_t *want;
+    int64_t step;
+    float *lg;
+    int rc;
+    whale_err err;
+} ctx_job;
+
+static void *ctx_job_run(void *arg) {
+    ctx_job *j = arg;
+    model_ctx *ctx = model_ctx_new(j->m, (int64_t)j->ids->n, 1);
+    j->rc = ctx ? run_prompt(j->m, ctx, j->ids, j->pos, j->want, j->step, j->lg, NULL, &j->err) : -1;
+    if (!ctx) snprintf(j->err.msg, sizeof j->err.msg, "out of memory");
+    model_ctx_free(ctx);
+    return NULL;
 }
 
 /* Position by position, sequence 0 runs the prompt while sequences 1..n_other run random
@@ -128,7 +169,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL, *dump_dir = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
-    int naive = 0, mtp = 0, prenorm = 0, others = 0, kvf16 = 0;
+    int naive = 0, mtp = 0, prenorm = 0, others = 0, kvf16 = 0, contexts = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -144,6 +185,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
         else if (next && !strcmp(a, "--step")) { step = atoll(next); i++; }
         else if (next && !strcmp(a, "--batch-with")) { others = atoi(next); i++; }
+        else if (next && !strcmp(a, "--contexts")) { contexts = atoi(next); i++; }
         else if (!strcmp(a, "--mla-naive")) naive = 1;
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("logits", next, &kvf16)) return 2; i++; }
         else if (!strcmp(a, "--mtp")) mtp = 1;
@@ -175,6 +217,11 @@ int cmd_logits(int argc, char **argv) {
     if (ids.n == 0) { fprintf(stderr, "whale logits: empty prompt\n"); goto done; }
     if (mtp && !model_has_mtp(m)) { fprintf(stderr, "whale logits: this model has no MTP module\n"); goto done; }
     if (mtp && ids.n < 2) { fprintf(stderr, "whale logits: --mtp needs at least 2 tokens\n"); goto done; }
+    if (contexts < 0 || contexts > LOGITS_MAX_CONTEXTS || (contexts && (others || mtp || dump_dir))) {
+        fprintf(stderr, "whale logits: --contexts takes 0..%d and does not combine with --batch-with, --mtp or --dump\n",
+                LOGITS_MAX_CONTEXTS);
+        goto done;
+    }
     if (others < 0 || others > 64 || (others && mtp)) {
         fprintf(stderr, "whale logits: --batch-with takes 0..64 and does not combine with --mtp\n");
         goto done;
@@ -198,14 +245,29 @@ int cmd_logits(int argc, char **argv) {
         if (batched(m, ctx, &ids, others, lg, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
         step = (int64_t)ids.n; /* done: the loop below has nothing left */
     }
-    for (int64_t r0 = others ? (int64_t)ids.n : 0; r0 < (int64_t)ids.n; r0 += step) {
-        int64_t k = (int64_t)ids.n - r0 < step ? (int64_t)ids.n - r0 : step;
-        model_batch b = {k, ids.v + r0, pos + r0, NULL, want + r0};
-        if (model_forward(m, ctx, &b, lg + (size_t)r0 * (size_t)V, hid ? hid + (size_t)r0 * (size_t)E : NULL, &err)) {
-            fprintf(stderr, "whale: %s\n", err.msg);
-            goto cleanup;
+    ctx_job jobs[LOGITS_MAX_CONTEXTS];
+    pthread_t th[LOGITS_MAX_CONTEXTS];
+    int started = 0;
+    for (; started < contexts; started++) {
+        jobs[started] = (ctx_job){m, &ids, pos, want, step, malloc((size_t)V * ids.n * sizeof(float)), 0, {0}};
+        if (!jobs[started].lg || pthread_create(&th[started], NULL, ctx_job_run, &jobs[started])) {
+            free(jobs[started].lg);
+            fprintf(stderr, "whale logits: cannot start context %d\n", started + 1);
+            break;
         }
     }
+    int main_rc = others ? 0 : run_prompt(m, ctx, &ids, pos, want, step, lg, hid, &err);
+    int differ = started < contexts;
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        if (jobs[i].rc) fprintf(stderr, "whale logits: context %d: %s\n", i + 1, jobs[i].err.msg), differ = 1;
+        else if (!main_rc && memcmp(jobs[i].lg, lg, (size_t)V * ids.n * sizeof(float)))
+            fprintf(stderr, "whale logits: context %d gave different logits\n", i + 1), differ = 1;
+        free(jobs[i].lg);
+    }
+    if (main_rc) { fprintf(stderr, "whale: %s\n", err.msg); goto cleanup; }
+    if (differ) goto cleanup;
+    if (contexts) fprintf(stderr, "whale logits: %d more contexts on other threads gave the same logits bits\n", contexts);
     if (mtp) { /* row i: the state at i and token i+1 */
         size_t n = ids.n - 1;
         for (int64_t r0 = 0; r0 < (int64_t)n; r0 += step) {

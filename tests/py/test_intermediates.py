@@ -90,3 +90,24 @@ def test_broken_layer_names_itself(golden, arch, tensor, where, tmp_path):
     got = dump(model, golden["prompt"], tmp_path / "dump")
     bad = first_divergence(golden["models"][arch], got)
     assert bad is not None and bad[0] == where, bad
+
+
+@pytest.mark.parametrize("kind", ["release", "tsan"])
+@pytest.mark.parametrize("arch", ["qwen2", "deepseek_v3"])
+def test_one_model_many_threads(kind, arch, tmp_path):
+    """A loaded model is read-only: four more contexts run the same prompt on four threads at
+    the same time as the main one and give the same logits bits; under ThreadSanitizer
+    (build-tsan/whale, made by `make tsan`) with no race reported."""
+    import os
+    import subprocess
+    binary = REPO / ("build" if kind == "release" else "build-tsan") / "whale"
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run make {'whale' if kind == 'release' else 'tsan'}")
+    model = tiny_models.write(arch, tmp_path / arch)
+    env = dict(os.environ, TSAN_OPTIONS=f"exitcode=66:log_path={tmp_path / 'tsan'}")
+    ids = " ".join(str(i) for i in range(1, 80))
+    r = subprocess.run([str(binary), "logits", "-m", str(model), "--ids", ids, "--step", "9", "--contexts", "4",
+                        "-t", "2", "--top", "1"], env=env, capture_output=True, text=True, timeout=300)
+    reports = "".join(p.read_text() for p in tmp_path.glob("tsan*"))
+    assert r.returncode == 0 and not reports, r.stderr + reports
+    assert "same logits bits" in r.stderr
