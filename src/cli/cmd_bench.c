@@ -1,7 +1,7 @@
 /* cmd_bench.c — `whale bench`: prompt-processing and generation speed in the form llama.cpp's
  * llama-bench uses (tests pp512, tg128, "tg128 @ d4096"; mean ± sd over repetitions; the same
  * JSON field names), plus what the speed means: the bytes one generated token reads (weights and
- * KV cache, model/footprint.c), the machine's memory read bandwidth (base/membw.c, probed
+ * KV cache, model/footprint.c), the machine's memory read bandwidth (kernels/membw.h, probed
  * between repetitions, median) and generation speed as a fraction of the bound they set.
  *
  * Each combination of -t, -d, -p and -n is one test. A pp test runs a prompt of p seeded random
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "base/membw.h"
+#include "kernels/membw.h"
 #include "base/progress.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"

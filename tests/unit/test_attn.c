@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "kernels/isa.h"
 #include "formats/dtype.h"
 #include "kernels/attn.h"
 
@@ -26,11 +27,11 @@ static void test_scores(void) {
                 float *s1 = calloc((size_t)(H * lds), sizeof(float)), *s2 = calloc((size_t)(H * lds), sizeof(float));
                 for (int64_t i = 0; i < H * ldq; i++) q[i] = frand();
                 for (int64_t i = 0; i < T * ldk; i++) k[i] = frand();
-                op_mqa_force_portable(0);
+                isa_force(-1);
                 op_mqa_scores(s1, lds, q, ldq, H, k, ldk, T, d);
-                op_mqa_force_portable(1);
+                isa_force(ISA_SCALAR);
                 op_mqa_scores(s2, lds, q, ldq, H, k, ldk, T, d);
-                op_mqa_force_portable(0);
+                isa_force(-1);
                 for (int64_t h = 0; h < H; h++)
                     for (int64_t t = 0; t < T; t++) {
                         double ref = 0;
@@ -56,9 +57,9 @@ static void test_scores_f16(void) {
                 for (int64_t i = 0; i < H * ldq; i++) q[i] = frand();
                 for (int64_t i = 0; i < T * ldk; i++) k[i] = f32_to_fp16(frand());
                 op_mqa_scores_f16(s1, lds, q, ldq, H, k, ldk, T, d);
-                op_mqa_force_portable(1);
+                isa_force(ISA_SCALAR);
                 op_mqa_scores_f16(s2, lds, q, ldq, H, k, ldk, T, d);
-                op_mqa_force_portable(0);
+                isa_force(-1);
                 for (int64_t h = 0; h < H; h++)
                     for (int64_t t = 0; t < T; t++) {
                         double ref = 0;
@@ -85,9 +86,9 @@ static void test_accum(void) {
                 float *o0 = malloc(sizeof(float) * (size_t)(H * ldo));
                 memcpy(o0, o1, sizeof(float) * (size_t)(H * ldo));
                 op_mqa_accum(o1, ldo, p, ldp, H, v, ldv, T, d);
-                op_mqa_force_portable(1);
+                isa_force(ISA_SCALAR);
                 op_mqa_accum(o2, ldo, p, ldp, H, v, ldv, T, d);
-                op_mqa_force_portable(0);
+                isa_force(-1);
                 for (int64_t h = 0; h < H; h++)
                     for (int64_t i = 0; i < ldo; i++) {
                         double ref = o0[h * ldo + i];
@@ -121,9 +122,9 @@ static void test_accum_f16(void) {
                 memcpy(o2, o1, ob), memcpy(o3, o1, ob);
                 op_mqa_accum_f16(o1, ldo, p, ldp, H, v16, ldv, T, d);
                 op_mqa_accum(o3, ldo, p, ldp, H, v, ldv, T, d);
-                op_mqa_force_portable(1);
+                isa_force(ISA_SCALAR);
                 op_mqa_accum_f16(o2, ldo, p, ldp, H, v16, ldv, T, d);
-                op_mqa_force_portable(0);
+                isa_force(-1);
                 CHECKF(!memcmp(o1, o2, ob) && !memcmp(o1, o3, ob), "H %lld d %lld T %lld", (long long)H, (long long)d,
                        (long long)T);
                 free(p), free(v), free(v16), free(o1), free(o2), free(o3);

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "kernels/isa.h"
 #include "kernels/attn.h"
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
@@ -55,11 +56,11 @@ static void matmul_case(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
     float *y1 = malloc(sizeof(float) * (size_t)(nr * nt));
     for (int64_t r = 0; r < nr; r++) random_row(t, w + (size_t)r * rb, n);
     for (int64_t i = 0; i < n * nt; i++) X[i] = frand();
-    int top = op_qdot_level();
-    op_qdot_force(0);
+    int top = isa_level_get();
+    isa_force(0);
     op_matmul_rows(ref, nr, w, t, X, n, n, nt, 0, nr, scratch);
     for (int lv = 0; lv <= top; lv++) {
-        op_qdot_force(lv);
+        isa_force(lv);
         op_matmul_rows(y, nr, w, t, X, n, n, nt, 0, nr, scratch);
         CHECKF(!memcmp(y, ref, sizeof(float) * (size_t)(nr * nt)), "%s n=%lld %lldx%lld level %d differs from portable",
                dtype_name(t), (long long)n, (long long)nr, (long long)nt, lv);
@@ -74,7 +75,7 @@ static void matmul_case(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
         CHECKF(!memcmp(&d, &ref[(nt - 1) * nr + nr - 1], sizeof d), "%s n=%lld level %d: op_dot_row %g vs %g",
                dtype_name(t), (long long)n, lv, (double)d, (double)ref[(nt - 1) * nr + nr - 1]);
     }
-    op_qdot_force(-1);
+    isa_force(-1);
     free(w), free(X), free(scratch), free(ref), free(y), free(y1);
 }
 
@@ -104,7 +105,7 @@ static void test_attention_levels_agree(void) {
     for (int f16 = 0; f16 < 2; f16++) {
         float *out[2] = {s0, s1};
         for (int port = 0; port < 2; port++) {
-            op_mqa_force_portable(port);
+            isa_force(port ? ISA_SCALAR : -1);
             if (f16) op_mqa_scores_f16(out[port], P, q, D, H, k16, D, P, D);
             else op_mqa_scores(out[port], P, q, D, H, k, D, P, D);
         }
@@ -112,11 +113,11 @@ static void test_attention_levels_agree(void) {
     }
     float *acc[2] = {o0, o1};
     for (int port = 0; port < 2; port++) {
-        op_mqa_force_portable(port);
+        isa_force(port ? ISA_SCALAR : -1);
         for (int i = 0; i < H * D; i++) acc[port][i] = 0.25f;
         op_mqa_accum(acc[port], D, p, P, H, k, D, P, D);
     }
-    op_mqa_force_portable(0);
+    isa_force(-1);
     CHECK(!memcmp(o0, o1, sizeof o0));
 }
 

@@ -14,6 +14,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "kernels/isa.h"
 #include "kernels/qdot.h"
 #include "rand_blocks.h"
 
@@ -33,9 +34,9 @@ static void random_x(float *x, int64_t n) {
 static void reference(whale_dtype t, const uint8_t *w, size_t rb, const qact_block *xq, int64_t n, int64_t nr,
                       int64_t nt, float *y, double *mag, double *exact) {
     float *wf = malloc(sizeof(float) * (size_t)n);
-    op_qdot_force(0);
+    isa_force(0);
     op_matmul_rows_q(y, nr, w, t, xq, n, nt, 0, nr);
-    op_qdot_force(-1);
+    isa_force(-1);
     for (int64_t r = 0; r < nr; r++) {
         dequantize_row(t, w + (size_t)r * rb, wf, n);
         for (int64_t b = 0; b < nt; b++) {
@@ -64,9 +65,9 @@ static void check_shape(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
     double *mag = malloc(sizeof(double) * (size_t)(nr * nt)), *exact = malloc(sizeof(double) * (size_t)(nr * nt));
     for (int64_t r = 0; r < nr; r++) random_row(t, w + (size_t)r * rb, n);
     random_x(x, n * nt);
-    op_qdot_force(0);
+    isa_force(0);
     for (int64_t b = 0; b < nt; b++) op_quantize_act(xq + b * nb, x + b * n, n);
-    op_qdot_force(-1);
+    isa_force(-1);
     reference(t, w, rb, xq, n, nr, nt, ref, mag, exact);
     double chunks = (double)(nb + 1) / 2;
     for (int64_t i = 0; i < nr * nt; i++) {
@@ -74,9 +75,9 @@ static void check_shape(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
         CHECKF(fabs((double)ref[i] - exact[i]) <= tol, "%s n=%lld: portable %.9g vs exact %.9g (tol %.3g)", dtype_name(t),
                (long long)n, (double)ref[i], exact[i], tol);
     }
-    int top = op_qdot_level(); /* read before forcing: op_qdot_level reports the forced level */
+    int top = isa_level_get(); /* read before forcing: op_qdot_level reports the forced level */
     for (int lv = 1; lv <= top; lv++) {
-        op_qdot_force(lv);
+        isa_force(lv);
         op_matmul_rows_q(y, nr, w, t, xq, n, nt, 0, nr);
         int bad = 0;
         for (int64_t i = 0; i < nr * nt && bad < 3; i++)
@@ -103,7 +104,7 @@ static void check_shape(whale_dtype t, int64_t n, int64_t nr, int64_t nt) {
                    dtype_name(t), (long long)n, lv, (long long)nr);
         }
     }
-    op_qdot_force(-1);
+    isa_force(-1);
     free(w), free(x), free(xq), free(ref), free(y), free(y1), free(mag), free(exact);
 }
 
@@ -137,20 +138,20 @@ static void test_quantizer_levels_agree(void) {
     x[3] = 1e-30f;                       /* tiny */
     for (int i = 64; i < 96; i++) x[i] = (float)(i - 80) * 0.5f; /* halves: round-to-even ties */
     x[100] = -3e4f;
-    int top = op_qdot_level();
-    op_qdot_force(0);
+    int top = isa_level_get();
+    isa_force(0);
     op_quantize_act(a, x, N);
     for (int lv = 1; lv <= top; lv++) {
-        op_qdot_force(lv);
+        isa_force(lv);
         memset(b, 0x55, sizeof b);
         op_quantize_act(b, x, N);
         CHECKF(!memcmp(a, b, sizeof a), "quantizer at level %d differs from the portable one", lv);
     }
-    op_qdot_force(-1);
+    isa_force(-1);
 }
 
 int main(void) {
-    printf("qdot level on this CPU: %d (2 AVX-512 VNNI, 1 AVX2, 0 portable)\n", op_qdot_level());
+    printf("qdot level on this CPU: %d (2 AVX-512 VNNI, 1 AVX2, 0 portable)\n", isa_level_get());
     RUN(test_tiles_match_reference);
     RUN(test_long_rows);
     RUN(test_quantizer_levels_agree);

@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "check.h"
+#include "kernels/isa.h"
 #include "kernels/qdot.h"
 #include "rand_blocks.h"
 
@@ -20,7 +21,7 @@ static void test_kernels_agree(void) {
     const whale_dtype types[] = {WHALE_DTYPE_Q8_0, WHALE_DTYPE_Q4_0, WHALE_DTYPE_Q5_0,
                                  WHALE_DTYPE_Q4_K, WHALE_DTYPE_Q5_K, WHALE_DTYPE_Q6_K};
     const int64_t sizes[] = {256, 512, 1024};
-    int top = op_qdot_level();
+    int top = isa_level_get();
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
         for (size_t si = 0; si < 3; si++) {
             whale_dtype t = types[ti];
@@ -36,7 +37,7 @@ static void test_kernels_agree(void) {
             for (int64_t i = 0; i < n * NT; i++) x[i] = frand() * (i % 7 == 0 ? 3.0f : 1.0f);
             for (int b = 0; b < NT; b++) op_quantize_act(xq + b * nb, x + b * n, n);
             for (int lv = 0; lv <= top; lv++) {
-                op_qdot_force(lv);
+                isa_force(lv);
                 op_matmul_rows_q(y[lv], NR, w, t, xq, n, NT, 0, NR);
                 for (int b = 0; b < NT; b++) /* alone */
                     op_matmul_rows_q(yone + b * NR, NR, w, t, xq + b * nb, n, 1, 0, NR);
@@ -44,7 +45,7 @@ static void test_kernels_agree(void) {
                 CHECKF(same, "%s n %lld level %d: a token alone differs from the same token in a batch",
                        dtype_name(t), (long long)n, lv);
             }
-            op_qdot_force(-1);
+            isa_force(-1);
             for (int r = 0; r < NR; r++) {
                 dequantize_row(t, w + r * rb, wf, n);
                 double wabs = 0;
@@ -87,7 +88,7 @@ static void test_quantizer(void) {
 }
 
 int main(void) {
-    printf("qdot level on this CPU: %d (2 VNNI, 1 AVX2, 0 portable)\n", op_qdot_level());
+    printf("qdot level on this CPU: %d (2 VNNI, 1 AVX2, 0 portable)\n", isa_level_get());
     RUN(test_kernels_agree);
     RUN(test_quantizer);
     return check_report("test_qdot");

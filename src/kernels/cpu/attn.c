@@ -1,6 +1,7 @@
 /* attn.c — multi-query attention kernels (kernels/attn.h): scores of many heads against shared
- * key rows, and the probability-weighted sum of shared value rows, with an AVX-512 version
- * picked at run time and portable loops beside it.
+ * key rows, and the probability-weighted sum of shared value rows: an AVX-512 version, run when
+ * it is the level in force (kernels/isa.h: WHALE_ISA=scalar|avx2|avx512, WHALE_NO_SIMD=1 or
+ * isa_force() lower it), and portable loops beside it, which the AVX2 level also runs.
  *
  * Scores: tiles of 4 heads x 4 positions (16 fused multiply-adds per 8 loads). Accumulation:
  * tiles of 4 heads x 64 output columns held in registers while the positions stream by. Key and
@@ -11,21 +12,16 @@
  * multiply-adds summed in one fixed tree; each output column's multiply-adds in position
  * order), so both give the same bits and a model's output does not depend on the CPU. */
 #include <math.h>
-#include <stdlib.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "formats/dtype.h"
 #include "kernels/attn.h"
+#include "kernels/isa.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WHALE_X86 1
 #include <immintrin.h>
 #endif
-
-static int g_force_portable;
-
-void op_mqa_force_portable(int on) { g_force_portable = on; }
 
 /* The sum of 16 lanes in the AVX-512 kernels' order: lanes i and i + 8, then halves of 4, 2, 1. */
 static float lanes16_sum(const float *c) {
@@ -203,24 +199,12 @@ __attribute__((target(AT_TARGET))) static void accum_x(float *o, int64_t ldo, co
     else accum_avx512(o, ldo, p, ldp, n_head, v, 0, ldv, n_pos, d);
 }
 
-static int have_avx512(void) {
-    static _Atomic int cached = -1; /* found once; threads may race to find it, with one answer */
-    int have = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (have < 0) {
-        const char *e = getenv("WHALE_NO_SIMD");
-        have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512dq");
-        atomic_store_explicit(&cached, have, memory_order_relaxed);
-    }
-    return have && !g_force_portable;
-}
 #endif
 
 static void scores_any(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const void *k, int f16,
                        int64_t ldk, int64_t n_pos, int64_t d) {
 #ifdef WHALE_X86
-    if (have_avx512()) {
+    if (isa_level_get() == ISA_AVX512) {
         scores_x(s, lds, q, ldq, n_head, k, f16, ldk, n_pos, d);
         return;
     }
@@ -231,7 +215,7 @@ static void scores_any(float *s, int64_t lds, const float *q, int64_t ldq, int64
 static void accum_any(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const void *v, int f16,
                       int64_t ldv, int64_t n_pos, int64_t d) {
 #ifdef WHALE_X86
-    if (have_avx512()) {
+    if (isa_level_get() == ISA_AVX512) {
         accum_x(o, ldo, p, ldp, n_head, v, f16, ldv, n_pos, d);
         return;
     }
