@@ -3,8 +3,8 @@
  * Reading each cached row once for all heads, instead of once per head, is what keeps decode
  * at long context bound by the weights rather than by the cache.
  *
- * kernels/cpu/attn.c: an AVX-512 version run at that level of kernels/isa.h, and the portable
- * loops it is tested against, bit for bit (tests/unit/test_ops.c). */
+ * kernels/cpu/attn.c: AVX-512 and AVX2 versions, run at those levels of kernels/isa.h, and the
+ * portable loops they are tested against, bit for bit (tests/unit/test_ops.c). */
 #ifndef WHALE_KERNELS_ATTN_H
 #define WHALE_KERNELS_ATTN_H
 
