@@ -45,6 +45,7 @@
  * properties, quantize_row round trips). */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -973,6 +974,57 @@ static void test_isa(void) {
     CHECK(isa_level_get() <= hw);
 }
 
+/* Kernels running in threads while another thread forces levels: each call reads the level once
+ * (atomics: no race for TSan to find) and every level gives the same bits, so every result
+ * equals the one computed before. */
+#define THREADS_N 3
+#define THREADS_ROUNDS 200
+typedef struct thr_job {
+    const uint8_t *w;
+    const qact_block *xq;
+    const float *x;
+    const float *want_q, *want_f;
+    int bad;
+} thr_job;
+
+static void *thr_main(void *arg) {
+    thr_job *j = arg;
+    float y[8], scratch[256];
+    for (int r = 0; r < THREADS_ROUNDS; r++) {
+        op_matmul_rows_q(y, 4, j->w, WHALE_DTYPE_Q8_0, j->xq, 256, 2, 0, 4);
+        j->bad += memcmp(y, j->want_q, sizeof y) != 0;
+        op_matmul_rows(y, 4, j->w, WHALE_DTYPE_Q8_0, j->x, 256, 256, 2, 0, 4, scratch);
+        j->bad += memcmp(y, j->want_f, sizeof y) != 0;
+    }
+    return NULL;
+}
+
+static void test_levels_across_threads(void) {
+    static uint8_t w[4 * 34 * 8];
+    static float x[512], want_q[8], want_f[8], scratch[256];
+    static qact_block xq[16];
+    for (int r = 0; r < 4; r++) random_row(WHALE_DTYPE_Q8_0, w + r * 34 * 8, 256);
+    for (int i = 0; i < 512; i++) x[i] = frand();
+    op_quantize_act(xq, x, 512);
+    op_matmul_rows_q(want_q, 4, w, WHALE_DTYPE_Q8_0, xq, 256, 2, 0, 4);
+    op_matmul_rows(want_f, 4, w, WHALE_DTYPE_Q8_0, x, 256, 256, 2, 0, 4, scratch);
+    thr_job jobs[THREADS_N];
+    pthread_t th[THREADS_N];
+    int started = 0;
+    for (int i = 0; i < THREADS_N; i++) {
+        jobs[i] = (thr_job){w, xq, x, want_q, want_f, 0};
+        if (!pthread_create(&th[i], NULL, thr_main, &jobs[i])) started++;
+        else break;
+    }
+    CHECK(started == THREADS_N);
+    for (int r = 0; r < THREADS_ROUNDS * 4; r++) isa_force(r % (ISA_N_LEVELS + 1) - 1); /* -1, 0, 1, 2, ... */
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        CHECKF(jobs[i].bad == 0, "thread %d: %d results differ", i, jobs[i].bad);
+    }
+    isa_force(-1);
+}
+
 /* A table op as one RUN-style case of check.h: "ok   NAME" or "FAIL NAME". */
 static void run_op(const op_desc *op) {
     check_case_failures = 0;
@@ -1005,6 +1057,7 @@ int main(int argc, char **argv) {
         RUN(test_small_ops);
         RUN(test_quantize_roundtrip);
         RUN(test_isa);
+        RUN(test_levels_across_threads);
     }
     return check_report("test_ops");
 }
