@@ -42,7 +42,8 @@
  *
  * Replaces test_kernels.c, test_kernels_q.c, test_qdot.c and test_attn.c; the checks of theirs
  * that are not table cases are the plain tests at the end (quantizer specifics, small-op
- * properties, quantize_row round trips). */
+ * properties, quantize_row round trips), with two of isa.c's own (forcing is clamped to the CPU;
+ * kernels in threads while another thread forces levels, for TSan). */
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -1049,8 +1050,15 @@ int main(int argc, char **argv) {
     }
     printf("levels on this CPU: scalar..%s (in force without a force: %s)\n", isa_name(isa_detected()),
            isa_name(isa_level_get()));
+    int ran = 0;
     for (int i = 0; i < N_OPS; i++)
-        if (!only || !strcmp(only, ops[i].name)) (perf ? op_perf : run_op)(&ops[i]);
+        if (!only || !strcmp(only, ops[i].name)) (perf ? op_perf : run_op)(&ops[i]), ran++;
+    if (!ran) {
+        fprintf(stderr, "usage: test_ops [--perf] [OP]; OP is one of:");
+        for (int i = 0; i < N_OPS; i++) fprintf(stderr, " %s", ops[i].name);
+        fprintf(stderr, "\n");
+        return 2;
+    }
     if (perf) return 0;
     if (!only) {
         RUN(test_quantizer_values);
