@@ -7,7 +7,8 @@
  *           multiply-add).
  * Rows are split over a thread pool in tasks of 32 rows, as the model does.
  *
- *   bench_kernels [-t THREADS] [-T TYPE] [--level 0|1|2]   (caps the integer kernels' level)
+ *   bench_kernels [-t THREADS] [-T TYPE] [--level scalar|avx2|avx512]   (caps the kernels' level,
+ *                                                                      kernels/isa.h; 0|1|2 too)
  *
  * The machine's memory bandwidth is the figure to compare matvec against (../shared/ANCHORS.md
  * gives ~43 GB/s for the 2-core development machine). */
@@ -18,6 +19,7 @@
 #include <time.h>
 
 #include "base/threadpool.h"
+#include "kernels/isa.h"
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
 
@@ -164,9 +166,16 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-T") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--level") && i + 1 < argc) op_qdot_force(atoi(argv[++i]));
-        else {
-            fprintf(stderr, "usage: bench_kernels [-t THREADS] [-T TYPE] [--level 0|1|2]\n");
+        else if (!strcmp(argv[i], "--level") && i + 1 < argc) {
+            const char *v = argv[++i];
+            int lv = isa_parse(v) >= 0 ? isa_parse(v) : (v[0] >= '0' && v[0] <= '2' && !v[1] ? v[0] - '0' : -1);
+            if (lv < 0) {
+                fprintf(stderr, "bench_kernels: --level takes scalar, avx2 or avx512\n");
+                return 2;
+            }
+            isa_force(lv);
+        } else {
+            fprintf(stderr, "usage: bench_kernels [-t THREADS] [-T TYPE] [--level scalar|avx2|avx512]\n");
             return 2;
         }
     }
@@ -176,8 +185,8 @@ int main(int argc, char **argv) {
     const whale_dtype types[] = {WHALE_DTYPE_Q4_0, WHALE_DTYPE_Q5_0, WHALE_DTYPE_Q8_0, WHALE_DTYPE_Q4_K,
                                  WHALE_DTYPE_Q5_K, WHALE_DTYPE_Q6_K, WHALE_DTYPE_F16,  WHALE_DTYPE_BF16,
                                  WHALE_DTYPE_F32};
-    printf("%d thread(s), timed by %s; integer kernels: level %d (2 AVX-512 VNNI, 1 AVX2, 0 portable)\n", threads,
-           threads == 1 ? "CPU time" : "wall clock", op_qdot_level());
+    printf("%d thread(s), timed by %s; kernels: %s (this CPU has %s)\n", threads,
+           threads == 1 ? "CPU time" : "wall clock", isa_name(isa_level_get()), isa_name(isa_detected()));
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (!only || !strcmp(only, dtype_name(types[i]))) bench_type(tp, threads, types[i]);
     tp_free(tp);

@@ -1,7 +1,7 @@
 /* cmd_bench.c — `whale bench`: prompt-processing and generation speed in the form llama.cpp's
  * llama-bench uses (tests pp512, tg128, "tg128 @ d4096"; mean ± sd over repetitions; the same
  * JSON field names), plus what the speed means: the bytes one generated token reads (weights and
- * KV cache, model/footprint.c), the machine's memory read bandwidth (base/membw.c, probed
+ * KV cache, model/footprint.c), the machine's memory read bandwidth (kernels/membw.h, probed
  * between repetitions, median) and generation speed as a fraction of the bound they set.
  *
  * Each combination of -t, -d, -p and -n is one test. A pp test runs a prompt of p seeded random
@@ -21,10 +21,11 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "base/membw.h"
 #include "base/progress.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
+#include "kernels/isa.h"
+#include "kernels/membw.h"
 #include "model/model.h"
 
 /* Values per list option (-p 1,2,3): a bench of more combinations is a script's job. */
@@ -511,6 +512,8 @@ static void print_summary(const bench_run *r, double bw) {
            cli_bytes((double)in->weight_bytes, b1, sizeof b1), (unsigned long long)in->weight_bytes,
            cli_bytes((double)in->size, b2, sizeof b2), (unsigned long long)in->kv_bytes);
     if (in->kv_bytes_mtp) printf(" (+%llu in the MTP layers)", (unsigned long long)in->kv_bytes_mtp);
+    printf("\nkernels: %s (this CPU has %s; WHALE_ISA=scalar|avx2|avx512 lowers it%s)", isa_name(isa_level_get()),
+           isa_name(isa_detected()), isa_env_unknown() ? "; its value here names no level and was ignored" : "");
     printf("\nmemory read bandwidth: %.2f GB/s (median of %d probes, %d threads reading %s)\n", bw, r->n_probes,
            tp_threads(r->probe_tp), cli_bytes((double)membw_bytes(r->bw), b3, sizeof b3));
     int any = 0;
@@ -542,6 +545,7 @@ static int print_json(const bench_run *r, double bw) {
     cJSON_AddNumberToObject(j, "bytes_per_token", (double)in->weight_bytes);
     cJSON_AddNumberToObject(j, "kv_bytes_per_token", (double)in->kv_bytes);
     cJSON_AddNumberToObject(j, "kv_bytes_per_token_mtp", (double)in->kv_bytes_mtp);
+    cJSON_AddStringToObject(j, "isa", isa_name(isa_level_get()));
     cJSON_AddNumberToObject(j, "mem_bandwidth_gbs", bw);
     cJSON_AddItemToObject(j, "mem_bandwidth_probes_gbs", json_samples(r->probes, r->n_probes, 0, 0));
     cJSON_AddNumberToObject(j, "mem_bandwidth_buffer_bytes", (double)membw_bytes(r->bw));

@@ -3,8 +3,8 @@
  * Reading each cached row once for all heads, instead of once per head, is what keeps decode
  * at long context bound by the weights rather than by the cache.
  *
- * kernels/cpu/attn.c: an AVX-512 version chosen at run time, and the portable loops it is
- * tested against (tests/unit/test_attn.c). */
+ * kernels/cpu/attn.c: AVX-512 and AVX2 versions, run at those levels of kernels/isa.h, and the
+ * portable loops they are tested against, bit for bit (tests/unit/test_ops.c). */
 #ifndef WHALE_KERNELS_ATTN_H
 #define WHALE_KERNELS_ATTN_H
 
@@ -40,8 +40,5 @@ void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, i
 void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                      const void *k, int64_t ldk, int64_t dk, const void *v, int64_t ldv, int64_t dv, int64_t n_pos,
                      int f16, float *scratch);
-
-/* Force the portable loops (tests; WHALE_NO_SIMD=1 in the environment does the same). */
-void op_mqa_force_portable(int on);
 
 #endif

@@ -12,10 +12,15 @@
  * result is the same bits on every CPU, whatever the number of tokens in the call and the row
  * range, so a sequence's results do not depend on the batch it shares.
  *
- * kernels/cpu/qdot.c: quantization, the portable reference and the run-time choice;
+ * Which version runs is the level of kernels/isa.h, read at each call (AVX-512 needs F, BW, VL,
+ * DQ and VNNI; AVX2 needs FMA and F16C): WHALE_ISA=scalar|avx2|avx512 or WHALE_NO_SIMD=1 in the
+ * environment, or isa_force() in tests and benchmarks, lower it. Every level gives the same bits.
+ *
+ * kernels/cpu/qdot.c: quantization, the portable reference and the call of the level in force;
  * cpu/qdot_avx512.c: 4-row x 4-token tiles (prefill) and a one-row stream (decode) on 512-bit
- * vectors; cpu/qdot_avx2.c: the same lanes in 256-bit halves. Tests: tests/unit/test_kernels_q.c
- * (levels equal bit for bit, shapes, batch invariance), tests/unit/test_qdot.c. */
+ * vectors; cpu/qdot_avx2.c: the same lanes in 256-bit halves. Tests: tests/unit/test_ops.c
+ * (every level against the reference and each other bit for bit, odd shapes, batch invariance,
+ * guard bytes). */
 #ifndef WHALE_KERNELS_QDOT_H
 #define WHALE_KERNELS_QDOT_H
 
@@ -41,12 +46,5 @@ void op_quantize_act(qact_block *out, const float *x, int64_t n);
  * are the n_in/32 blocks at X + b * (n_in/32). W rows of n_in elements of type t. */
 void op_matmul_rows_q(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
                       int64_t n_tok, int64_t r0, int64_t r1);
-
-/* Which implementation runs, for these kernels and the F32-activation ones (kernels/ops.h):
- * 2 AVX-512 (F, BW, VL, DQ and VNNI), 1 AVX2 (with FMA and F16C), 0 portable. op_qdot_force
- * caps it (tests, benchmarks; -1 lifts the cap); so do WHALE_NO_SIMD=1 (portable) and
- * WHALE_ISA=scalar|avx2|avx512 in the environment. Every level gives the same bits. */
-int op_qdot_level(void);
-void op_qdot_force(int level);
 
 #endif

@@ -1,31 +1,29 @@
 /* attn.c — multi-query attention kernels (kernels/attn.h): scores of many heads against shared
- * key rows, and the probability-weighted sum of shared value rows, with an AVX-512 version
- * picked at run time and portable loops beside it.
+ * key rows, and the probability-weighted sum of shared value rows, in three versions: AVX-512,
+ * AVX2 (with FMA and F16C) and portable loops; the level in force picks one at each call
+ * (kernels/isa.h: WHALE_ISA=scalar|avx2|avx512, WHALE_NO_SIMD=1 or isa_force() lower it).
  *
- * Scores: tiles of 4 heads x 4 positions (16 fused multiply-adds per 8 loads). Accumulation:
- * tiles of 4 heads x 64 output columns held in registers while the positions stream by. Key and
- * value rows may be F32 or half floats (a KV cache in F16), widened as they are loaded; one
- * source serves both, specialized per type at compile time.
+ * Scores: tiles of 4 heads x 4 positions on AVX-512 (16 fused multiply-adds per 8 loads), 2 x 2
+ * on AVX2 (its 16 registers). Accumulation: tiles of 4 heads x 64 output columns (AVX-512) or
+ * 4 x 16 (AVX2) held in registers while the positions stream by. Key and value rows may be F32
+ * or half floats (a KV cache in F16), widened as they are loaded; one source serves both,
+ * specialized per type at compile time.
  *
- * The portable loops compute the same float operations as the AVX-512 ones (16 lanes of fused
- * multiply-adds summed in one fixed tree; each output column's multiply-adds in position
- * order), so both give the same bits and a model's output does not depend on the CPU. */
+ * All three compute the same float operations (16 lanes of fused multiply-adds summed in one
+ * fixed tree, AVX2 holding the 16 lanes in two halves; each output column's multiply-adds in
+ * position order), so they give the same bits and a model's output does not depend on the CPU
+ * (tests/unit/test_ops.c compares them with memcmp). */
 #include <math.h>
-#include <stdlib.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "formats/dtype.h"
 #include "kernels/attn.h"
+#include "kernels/isa.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WHALE_X86 1
 #include <immintrin.h>
 #endif
-
-static int g_force_portable;
-
-void op_mqa_force_portable(int on) { g_force_portable = on; }
 
 /* The sum of 16 lanes in the AVX-512 kernels' order: lanes i and i + 8, then halves of 4, 2, 1. */
 static float lanes16_sum(const float *c) {
@@ -203,25 +201,140 @@ __attribute__((target(AT_TARGET))) static void accum_x(float *o, int64_t ldo, co
     else accum_avx512(o, ldo, p, ldp, n_head, v, 0, ldv, n_pos, d);
 }
 
-static int have_avx512(void) {
-    static _Atomic int cached = -1; /* found once; threads may race to find it, with one answer */
-    int have = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (have < 0) {
-        const char *e = getenv("WHALE_NO_SIMD");
-        have = !(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx512f") &&
-               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-               __builtin_cpu_supports("avx512dq");
-        atomic_store_explicit(&cached, have, memory_order_relaxed);
+
+/* ---- AVX2 (with FMA and F16C): the same lanes as two 256-bit halves (lanes 0-7, 8-15) ------ */
+
+#define AY_TARGET "avx2,fma,f16c"
+#define AY_INLINE __attribute__((target(AY_TARGET))) static inline __attribute__((always_inline))
+
+/* lanes16_sum of the halves lo, hi: lanes i and i + 8 first, then 4, 2, 1, as hsum16. */
+AY_INLINE float hsum16_y(__m256 lo, __m256 hi) {
+    __m256 a = _mm256_add_ps(lo, hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));
+    return _mm_cvtss_f32(b);
+}
+
+/* 8 elements of a row from element i: F32, or F16 widened with vcvtph2ps. */
+AY_INLINE __m256 ld8(const void *row, int f16, int64_t i) {
+    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)row + i)));
+    return _mm256_loadu_ps((const float *)row + i);
+}
+
+/* One tile of HN heads x TN positions (at most 2 x 2: 8 sums of two halves fill the 16
+ * registers with the loads). A partial last chunk is copied into zero-padded buffers: its empty
+ * lanes add 0 * 0, as the masked loads of the AVX-512 version do. */
+AY_INLINE void score_tile_y(float *s, int64_t lds, const float *q, int64_t ldq, const void *k, int f16, int64_t ldk,
+                            int64_t d, int HN, int TN) {
+    int64_t full = d & ~(int64_t)15;
+    __m256 c[2][2][2];
+    const void *kk[2];
+    for (int b = 0; b < TN; b++) kk[b] = row_at(k, f16, ldk, b);
+    for (int a = 0; a < HN; a++)
+        for (int b = 0; b < TN; b++) c[a][b][0] = c[a][b][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < full; i += 16) {
+        __m256 kv[2][2];
+        for (int b = 0; b < TN; b++) kv[b][0] = ld8(kk[b], f16, i), kv[b][1] = ld8(kk[b], f16, i + 8);
+        for (int a = 0; a < HN; a++) {
+            __m256 x0 = _mm256_loadu_ps(q + a * ldq + i), x1 = _mm256_loadu_ps(q + a * ldq + i + 8);
+            for (int b = 0; b < TN; b++) {
+                c[a][b][0] = _mm256_fmadd_ps(x0, kv[b][0], c[a][b][0]);
+                c[a][b][1] = _mm256_fmadd_ps(x1, kv[b][1], c[a][b][1]);
+            }
+        }
     }
-    return have && !g_force_portable;
+    if (full < d) {
+        float qt[2][16] = {{0}}, kt[2][16] = {{0}};
+        for (int a = 0; a < HN; a++) memcpy(qt[a], q + a * ldq + full, sizeof(float) * (size_t)(d - full));
+        for (int b = 0; b < TN; b++)
+            for (int64_t j = 0; j < d - full; j++) kt[b][j] = elem(kk[b], f16, full + j);
+        for (int a = 0; a < HN; a++)
+            for (int b = 0; b < TN; b++) {
+                c[a][b][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qt[a]), _mm256_loadu_ps(kt[b]), c[a][b][0]);
+                c[a][b][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qt[a] + 8), _mm256_loadu_ps(kt[b] + 8), c[a][b][1]);
+            }
+    }
+    for (int a = 0; a < HN; a++)
+        for (int b = 0; b < TN; b++) s[a * lds + b] = hsum16_y(c[a][b][0], c[a][b][1]);
+}
+
+AY_INLINE void scores_avx2(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const void *k, int f16,
+                           int64_t ldk, int64_t n_pos, int64_t d) {
+    int64_t t = 0;
+    for (; t + 2 <= n_pos; t += 2) {
+        const void *kt = row_at(k, f16, ldk, t);
+        int64_t h = 0;
+        for (; h + 2 <= n_head; h += 2) score_tile_y(s + h * lds + t, lds, q + h * ldq, ldq, kt, f16, ldk, d, 2, 2);
+        for (; h < n_head; h++) score_tile_y(s + h * lds + t, lds, q + h * ldq, ldq, kt, f16, ldk, d, 1, 2);
+    }
+    for (; t < n_pos; t++)
+        for (int64_t h = 0; h < n_head; h++)
+            score_tile_y(s + h * lds + t, lds, q + h * ldq, ldq, row_at(k, f16, ldk, t), f16, ldk, d, 1, 1);
+}
+
+/* HN heads (at most 4) x 8*CN output columns (CN at most 2) from column i. */
+AY_INLINE void accum_tile_y(float *o, int64_t ldo, const float *p, int64_t ldp, const void *v, int f16, int64_t ldv,
+                            int64_t n_pos, int64_t i, int HN, int CN) {
+    __m256 acc[4][2];
+    for (int a = 0; a < HN; a++)
+        for (int c = 0; c < CN; c++) acc[a][c] = _mm256_loadu_ps(o + a * ldo + i + 8 * c);
+    for (int64_t t = 0; t < n_pos; t++) {
+        const void *row = row_at(v, f16, ldv, t);
+        __m256 r[2];
+        for (int c = 0; c < CN; c++) r[c] = ld8(row, f16, i + 8 * c);
+        for (int a = 0; a < HN; a++) {
+            __m256 w = _mm256_set1_ps(p[a * ldp + t]);
+            for (int c = 0; c < CN; c++) acc[a][c] = _mm256_fmadd_ps(w, r[c], acc[a][c]);
+        }
+    }
+    for (int a = 0; a < HN; a++)
+        for (int c = 0; c < CN; c++) _mm256_storeu_ps(o + a * ldo + i + 8 * c, acc[a][c]);
+}
+
+AY_INLINE void accum_avx2(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const void *v, int f16,
+                          int64_t ldv, int64_t n_pos, int64_t d) {
+    int64_t i = 0;
+    for (; i + 16 <= d; i += 16) { /* 4 heads x 16 columns: 8 sums, 2 loads and a broadcast */
+        int64_t h = 0;
+        for (; h + 4 <= n_head; h += 4) accum_tile_y(o + h * ldo, ldo, p + h * ldp, ldp, v, f16, ldv, n_pos, i, 4, 2);
+        for (; h < n_head; h++) accum_tile_y(o + h * ldo, ldo, p + h * ldp, ldp, v, f16, ldv, n_pos, i, 1, 2);
+    }
+    for (; i + 8 <= d; i += 8)
+        for (int64_t h = 0; h < n_head; h++) accum_tile_y(o + h * ldo, ldo, p + h * ldp, ldp, v, f16, ldv, n_pos, i, 1, 1);
+    for (int64_t h = 0; i < d && h < n_head; h++) /* the last 1..7 columns: each its own chain, as portable */
+        for (int64_t t = 0; t < n_pos; t++) {
+            float w = p[h * ldp + t];
+            const void *row = row_at(v, f16, ldv, t);
+            for (int64_t j = i; j < d; j++) o[h * ldo + j] = fmaf(w, elem(row, f16, j), o[h * ldo + j]);
+        }
+}
+
+__attribute__((target(AY_TARGET))) static void scores_y(float *s, int64_t lds, const float *q, int64_t ldq,
+                                                        int64_t n_head, const void *k, int f16, int64_t ldk,
+                                                        int64_t n_pos, int64_t d) {
+    if (f16) scores_avx2(s, lds, q, ldq, n_head, k, 1, ldk, n_pos, d);
+    else scores_avx2(s, lds, q, ldq, n_head, k, 0, ldk, n_pos, d);
+}
+
+__attribute__((target(AY_TARGET))) static void accum_y(float *o, int64_t ldo, const float *p, int64_t ldp,
+                                                       int64_t n_head, const void *v, int f16, int64_t ldv,
+                                                       int64_t n_pos, int64_t d) {
+    if (f16) accum_avx2(o, ldo, p, ldp, n_head, v, 1, ldv, n_pos, d);
+    else accum_avx2(o, ldo, p, ldp, n_head, v, 0, ldv, n_pos, d);
 }
 #endif
 
 static void scores_any(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const void *k, int f16,
                        int64_t ldk, int64_t n_pos, int64_t d) {
 #ifdef WHALE_X86
-    if (have_avx512()) {
+    isa_level level = isa_level_get();
+    if (level == ISA_AVX512) {
         scores_x(s, lds, q, ldq, n_head, k, f16, ldk, n_pos, d);
+        return;
+    }
+    if (level == ISA_AVX2) {
+        scores_y(s, lds, q, ldq, n_head, k, f16, ldk, n_pos, d);
         return;
     }
 #endif
@@ -231,8 +344,13 @@ static void scores_any(float *s, int64_t lds, const float *q, int64_t ldq, int64
 static void accum_any(float *o, int64_t ldo, const float *p, int64_t ldp, int64_t n_head, const void *v, int f16,
                       int64_t ldv, int64_t n_pos, int64_t d) {
 #ifdef WHALE_X86
-    if (have_avx512()) {
+    isa_level level = isa_level_get();
+    if (level == ISA_AVX512) {
         accum_x(o, ldo, p, ldp, n_head, v, f16, ldv, n_pos, d);
+        return;
+    }
+    if (level == ISA_AVX2) {
+        accum_y(o, ldo, p, ldp, n_head, v, f16, ldv, n_pos, d);
         return;
     }
 #endif

@@ -8,13 +8,14 @@
  * and the result is the sum of the 32 lane sums in a fixed tree: even + odd, then lanes i and
  * i + 8, halves of 4, 2, 1. The AVX-512 (cpu/fdot_avx512.c) and AVX2 (cpu/fdot_avx2.c) kernels
  * perform exactly these operations, so every CPU gives the same bits, and a token's result does
- * not depend on the tokens computed beside it. This file holds the portable version and the
- * run-time choice (the level of kernels/qdot.h: WHALE_NO_SIMD=1 or WHALE_ISA=... lower it). */
+ * not depend on the tokens computed beside it. This file holds the portable version and calls
+ * the version of the level in force (kernels/isa.h: AVX-512, AVX2 or portable; WHALE_ISA=
+ * scalar|avx2|avx512, WHALE_NO_SIMD=1 or isa_force() lower it). */
 #include <math.h>
 #include <string.h>
 
+#include "kernels/isa.h"
 #include "kernels/ops.h"
-#include "kernels/qdot.h"
 
 #define FD_PIECE 256 /* op_dot_row dequantizes this many elements at a time onto the stack */
 
@@ -64,13 +65,13 @@ int fdot_avx2_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const fl
                    int64_t n_tok, int64_t r0, int64_t r1);
 #endif
 
-/* Y[b*ldy + r] for rows r0..r1 of W (F32, F16 or BF16) and n_tok tokens, best level. */
+/* Y[b*ldy + r] for rows r0..r1 of W (F32, F16 or BF16) and n_tok tokens, at the level in force. */
 static void fd_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const float *X, int64_t ldx, int64_t n_in,
                     int64_t n_tok, int64_t r0, int64_t r1) {
 #if defined(__x86_64__)
-    int level = op_qdot_level();
-    if (level == 2 && !fdot_avx512_rows(Y, ldy, W, t, X, ldx, n_in, n_tok, r0, r1)) return;
-    if (level == 1 && !fdot_avx2_rows(Y, ldy, W, t, X, ldx, n_in, n_tok, r0, r1)) return;
+    isa_level level = isa_level_get();
+    if (level == ISA_AVX512 && !fdot_avx512_rows(Y, ldy, W, t, X, ldx, n_in, n_tok, r0, r1)) return;
+    if (level == ISA_AVX2 && !fdot_avx2_rows(Y, ldy, W, t, X, ldx, n_in, n_tok, r0, r1)) return;
 #endif
     size_t rb = 0;
     dtype_bytes(t, n_in, &rb);

@@ -1,12 +1,12 @@
 /* qdot.c — activations quantized to 8 bits and integer dot products against quantized weight
- * rows (kernels/qdot.h): the quantizer, the portable reference of every kernel, and the run-time
- * choice among AVX-512 VNNI (cpu/qdot_avx512.c), AVX2 (cpu/qdot_avx2.c) and portable. All three
- * compute the same float operations lane for lane: the same bits on every CPU. */
+ * rows (kernels/qdot.h): the quantizer, the portable reference of every kernel, and the call of
+ * the level in force (kernels/isa.h): AVX-512 VNNI (cpu/qdot_avx512.c), AVX2 (cpu/qdot_avx2.c)
+ * or portable. All three compute the same float operations lane for lane: the same bits on
+ * every CPU. */
 #include <math.h>
-#include <stdlib.h>
-#include <stdatomic.h>
 #include <string.h>
 
+#include "kernels/isa.h"
 #include "kernels/qdot.h"
 
 int op_qdot_supported(whale_dtype t) {
@@ -21,9 +21,9 @@ void qdot_avx2_quantize(qact_block *out, const float *x, int64_t n);
 
 void op_quantize_act(qact_block *out, const float *x, int64_t n) {
 #if defined(__x86_64__)
-    int level = op_qdot_level();
-    if (level) {
-        (level == 2 ? qdot_avx512_quantize : qdot_avx2_quantize)(out, x, n);
+    isa_level level = isa_level_get();
+    if (level != ISA_SCALAR) {
+        (level == ISA_AVX512 ? qdot_avx512_quantize : qdot_avx2_quantize)(out, x, n);
         return;
     }
 #endif
@@ -179,38 +179,12 @@ int qdot_avx512_rows(float *Y, int64_t ldy, const void *W, whale_dtype t, const 
                      int64_t n_tok, int64_t r0, int64_t r1);
 #endif
 
-static int g_cap = -1;
-
-void op_qdot_force(int level) { g_cap = level; }
-
-int op_qdot_level(void) {
-    static _Atomic int cached = -1; /* found once; threads may race to find it, with one answer */
-    int have = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (have < 0) {
-        have = 0;
-#if defined(__x86_64__)
-        __builtin_cpu_init();
-        const char *e = getenv("WHALE_NO_SIMD");
-        /* F16C is not asked: every CPU with AVX2 has it, and clang cannot name it here */
-        if (!(e && *e && strcmp(e, "0")) && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-            have = 1;
-            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-                __builtin_cpu_supports("avx512vnni"))
-                have = 2;
-        }
-#endif
-        atomic_store_explicit(&cached, have, memory_order_relaxed);
-    }
-    return g_cap >= 0 && g_cap < have ? g_cap : have;
-}
-
 void op_matmul_rows_q(float *Y, int64_t ldy, const void *W, whale_dtype t, const qact_block *X, int64_t n_in,
                       int64_t n_tok, int64_t r0, int64_t r1) {
 #if defined(__x86_64__)
-    int level = op_qdot_level();
-    if (level == 2 && !qdot_avx512_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
-    if (level == 1 && !qdot_avx2_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
+    isa_level level = isa_level_get();
+    if (level == ISA_AVX512 && !qdot_avx512_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
+    if (level == ISA_AVX2 && !qdot_avx2_rows(Y, ldy, W, t, X, n_in, n_tok, r0, r1)) return;
 #endif
     /* portable, and rows too long for the AVX-512 kernels' buffers: the same bits, slowly */
     size_t rb = 0;

@@ -14,7 +14,7 @@
  * Two sums (even and odd chunks) give a lone row two independent chains. The tile shape
  * changes nothing in that sequence, and the portable (cpu/qdot.c) and AVX2 (cpu/qdot_avx2.c)
  * versions perform it lane for lane: same bits at every level and batch size
- * (tests/unit/test_kernels_q.c, tests/py/test_batch_invariance.py).
+ * (tests/unit/test_ops.c, tests/py/test_batch_invariance.py).
  *
  * Compiled with target attributes: the caller (qdot.c) runs these only on a CPU with
  * AVX-512 F/BW/VL/DQ and VNNI. */

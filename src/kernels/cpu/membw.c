@@ -1,5 +1,5 @@
-/* membw.c — memory read bandwidth probe; the method is described in membw.h. */
-#include "base/membw.h"
+/* membw.c — memory read bandwidth probe; the method is described in kernels/membw.h. */
+#include "kernels/membw.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "kernels/isa.h"
 
 struct membw {
     uint64_t *buf; /* (bytes / 8) words, written once at init */
@@ -100,13 +102,13 @@ __attribute__((target("avx512f"))) static uint64_t sum_words_avx512(const uint64
     for (int i = 0; i < 8; i++) sum += lanes[i];
     return sum;
 }
-static int g_avx512 = -1;
 #endif
 
 /* Slot per thread, a cache line apart so the threads' results do not share a line. */
 #define MEMBW_MAX_THREADS 1024
 typedef struct probe_job {
     const uint64_t *buf;
+    int avx512; /* read with sum_words_avx512 (the level in force when the probe began) */
     uint64_t sum[MEMBW_MAX_THREADS][8];
 } probe_job;
 
@@ -115,7 +117,7 @@ static void probe_task(void *ctx, int64_t task, int thread) {
     size_t words = MEMBW_SLICE_BYTES / sizeof(uint64_t);
     const uint64_t *p = j->buf + (size_t)task * words;
 #if defined(__x86_64__)
-    if (g_avx512) {
+    if (j->avx512) {
         j->sum[thread % MEMBW_MAX_THREADS][0] += sum_words_avx512(p, words);
         return;
     }
@@ -132,12 +134,7 @@ static double now_s(void) {
 double membw_probe(membw *b, threadpool *tp, int passes) {
     probe_job *j = calloc(1, sizeof *j);
     if (!j) return 0;
-#if defined(__x86_64__)
-    if (g_avx512 < 0) {
-        const char *isa = getenv("WHALE_ISA"), *ns = getenv("WHALE_NO_SIMD");
-        g_avx512 = __builtin_cpu_supports("avx512f") && !(ns && *ns && strcmp(ns, "0")) && !(isa && strcmp(isa, "avx512"));
-    }
-#endif
+    j->avx512 = isa_level_get() == ISA_AVX512;
     j->buf = b->buf;
     int64_t n_tasks = (int64_t)(b->bytes / MEMBW_SLICE_BYTES);
     double best = 0;

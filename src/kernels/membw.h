@@ -8,16 +8,18 @@
  * A probe reads the whole buffer `passes` times with every thread of a pool: the buffer is cut
  * into slices of MEMBW_SLICE_BYTES that the threads claim one at a time, each slice is summed as
  * 64-bit words with independent accumulators (with AVX-512: 512-bit loads and a software
- * prefetch 4 KiB ahead, as the weight kernels read; else a loop the compiler vectorizes), so the
+ * prefetch 4 KiB ahead, as the weight kernels read, when AVX-512 is the level in force of
+ * kernels/isa.h; else a loop the compiler vectorizes), so the
  * cores issue loads as fast as memory answers, and the sums are kept so no read can be
  * optimized away. Each pass is timed; a probe returns its fastest pass in GB/s (1e9 bytes per
  * second), the pass least disturbed by other work, as STREAM reports best-of-N. Callers probe
  * several times, at different moments, and take the median of the probes.
  *
  * Owns: the buffer. Does not own: the thread pool (the caller's, so the probe uses exactly the
- * threads the measured work used). */
-#ifndef WHALE_BASE_MEMBW_H
-#define WHALE_BASE_MEMBW_H
+ * threads the measured work used). Lives beside the kernels (not in base/) because it reads the
+ * way they do and takes its instruction set from kernels/isa.h. */
+#ifndef WHALE_KERNELS_MEMBW_H
+#define WHALE_KERNELS_MEMBW_H
 
 #include <stddef.h>
 
