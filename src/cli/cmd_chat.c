@@ -3,6 +3,8 @@
  * (hidden entirely with /think off); Ctrl-C stops the reply being written and keeps the
  * session. Works on a pipe too (no prompt decoration), which is how the tests drive it. */
 #include <editline/readline.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,10 @@ static void usage(FILE *f) {
                "  /think on|off      show or hide the model's reasoning\n"
                "  /exit              leave (or Ctrl-D)\n"
                "Ctrl-C stops the reply being written.\n\noptions:\n"
-               "  --system TEXT         a system prompt\n%s", gen_flags_help);
+               "  --system TEXT         a system prompt\n"
+               "  --dump-prompt FILE    append each turn's prompt to FILE as token ids, one line per\n"
+               "                        turn (for tests and debugging: `whale tokenize --decode`)\n%s",
+            gen_flags_help);
 }
 
 typedef struct view {
@@ -97,6 +102,26 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     fflush(stdout);
 }
 
+/* libedit reads keys as characters of LC_CTYPE's charset: in the default "C" locale it drops
+ * every byte above 0x7f, so a Chinese line arrives empty. Take the environment's LC_CTYPE when
+ * it is UTF-8, else C.UTF-8 (a terminal sends UTF-8 even under LANG=C). Only LC_CTYPE: number
+ * formatting and parsing (LC_NUMERIC) stay "C" everywhere. Call before the first readline(). */
+static void chat_locale_set(void) {
+    const char *got = setlocale(LC_CTYPE, "");
+    const char *cs = got ? nl_langinfo(CODESET) : "";
+    if (!got || (strcmp(cs, "UTF-8") && strcmp(cs, "utf8"))) setlocale(LC_CTYPE, "C.UTF-8");
+}
+
+/* Append the prompt's ids to the file at path as one space-separated line. Returns 0, or -1
+ * when the file cannot be opened or written. */
+static int dump_prompt(const char *path, const tok_ids *ids) {
+    FILE *f = fopen(path, "a");
+    if (!f) return -1;
+    for (size_t i = 0; i < ids->n; i++) fprintf(f, "%s%d", i ? " " : "", (int)ids->v[i]);
+    fputc('\n', f);
+    return fclose(f) ? -1 : 0;
+}
+
 static char *read_line(int tty) {
     if (tty) return readline("\001\033[1m\002>>> \001\033[0m\002");
     char *line = NULL;
@@ -114,16 +139,19 @@ int cmd_chat(int argc, char **argv) {
     gen_opts o;
     gen_opts_default(&o);
     char *system = NULL;
+    const char *dump_path = NULL;
     for (int i = 1; i < argc; i++) {
         int r = gen_parse_flag(&o, argc, argv, &i, "chat");
         if (r < 0) return 2;
         if (r) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "--system") && i + 1 < argc) { system = strdup(argv[++i]); continue; }
+        if (!strcmp(argv[i], "--dump-prompt") && i + 1 < argc) { dump_path = argv[++i]; continue; }
         fprintf(stderr, "whale chat: bad option '%s' (see whale chat --help)\n", argv[i]);
         return 2;
     }
     int tty = isatty(0) && isatty(1);
+    if (tty) chat_locale_set();
     whale_err err = {0};
     model *m = NULL;
     session *s = NULL;
@@ -206,6 +234,12 @@ int cmd_chat(int argc, char **argv) {
         int flags = CHAT_GENERATION_PROMPT | (o.think ? 0 : CHAT_NO_FORCED_THINK);
         if (chat_format_encode(t, fmt, all, n_all, flags, &ids, &err)) {
             fprintf(stderr, "whale: %s\n", err.msg);
+            tok_ids_free(&ids);
+            free(msg_text[--n_msgs]);
+            continue;
+        }
+        if (dump_path && dump_prompt(dump_path, &ids)) {
+            fprintf(stderr, "whale chat: cannot write %s\n", dump_path);
             tok_ids_free(&ids);
             free(msg_text[--n_msgs]);
             continue;
