@@ -9,9 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/strbuf.h"
 #include "cli/cli.h"
 #include "cli/gen.h"
 
@@ -45,32 +46,14 @@ typedef struct view {
     int tty, show_think, in_think_shown;
     double think_start, think_secs;
     int saw_think, saw_answer;
-    char *reply; /* the whole reply: reasoning wrapped in <think></think>, then the answer */
-    size_t n, cap;
+    strbuf reply; /* the whole reply: reasoning wrapped in <think></think>, then the answer */
 } view;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void append(view *v, const char *s, size_t n) {
-    if (v->n + n + 1 > v->cap) {
-        size_t cap = (v->n + n + 1) * 2;
-        char *p = realloc(v->reply, cap);
-        if (!p) return;
-        v->reply = p;
-        v->cap = cap;
-    }
-    memcpy(v->reply + v->n, s, n);
-    v->n += n;
-    v->reply[v->n] = 0;
-}
+static void append(view *v, const char *s, size_t n) { strbuf_add(&v->reply, s, n); }
 
 static void end_think(view *v) {
     if (!v->saw_think || v->think_secs > 0) return;
-    v->think_secs = now() - v->think_start;
+    v->think_secs = clock_now_s() - v->think_start;
     if (v->in_think_shown && v->tty) fputs("\033[0m", stdout);
     printf("%s%s(Thought for %.0f s)%s\n\n", v->in_think_shown ? "\n" : "", v->tty ? "\033[2m" : "",
            v->think_secs < 1 ? 1.0 : v->think_secs, v->tty ? "\033[0m" : "");
@@ -82,7 +65,7 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     if (kind == REASONING_THINK) {
         if (!v->saw_think) {
             v->saw_think = 1;
-            v->think_start = now();
+            v->think_start = clock_now_s();
             append(v, "<think>\n", 8);
             if (v->show_think) {
                 fputs(v->tty ? "\033[2m" : "", stdout);
@@ -253,7 +236,7 @@ int cmd_chat(int argc, char **argv) {
         if (grc) {
             fprintf(stderr, "\nwhale: %s\n", err.msg);
             free(msg_text[--n_msgs]);
-            free(v.reply);
+            strbuf_free(&v.reply);
             if ((int64_t)st.n_prompt >= session_n_ctx(s)) printf("(/reset to start a new conversation)\n");
             continue;
         }
@@ -262,7 +245,7 @@ int cmd_chat(int argc, char **argv) {
                v.tty ? "\033[2m" : "", st.n_gen, st.t_decode > 0 ? st.n_gen / st.t_decode : 0.0,
                !strcmp(st.finish, "length") ? ", context or token limit reached" : "", v.tty ? "\033[0m" : "");
         fflush(stdout);
-        msg_text[n_msgs] = v.reply ? v.reply : strdup("");
+        msg_text[n_msgs] = v.reply.s ? v.reply.s : strdup(""); /* taken: v.reply is not freed */
         msgs[n_msgs] = (chat_msg){.role = CHAT_ASSISTANT, .content = msg_text[n_msgs]};
         n_msgs++;
     }
