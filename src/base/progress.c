@@ -5,11 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "base/clock.h"
 
 static void draw(progress *p, double done) {
     double frac = p->total > 0 ? done / p->total : 1;
@@ -18,7 +14,7 @@ static void draw(progress *p, double done) {
     int fill = (int)(frac * 30);
     for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
     bar[30] = 0;
-    double dt = now() - p->t0;
+    double dt = clock_now_s() - p->t0;
     if (p->bytes && dt > 0)
         fprintf(stderr, "\r%s [%s] %3d%% %6.0f MB/s", p->label, bar, (int)(frac * 100), done / dt / 1e6);
     else
@@ -31,7 +27,7 @@ void progress_begin(progress *p, const char *label, double total, int bytes) {
     p->total = total;
     p->bytes = bytes;
     p->last_drawn = -1;
-    p->t0 = now();
+    p->t0 = clock_now_s();
     p->tty = isatty(2);
 }
 

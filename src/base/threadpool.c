@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 #define TP_SPIN_US 300 /* how long a thread spins for the next run (or the end of one) */
 
 struct threadpool {
@@ -46,12 +48,6 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
 static void drain(threadpool *tp, int thread) {
     for (;;) {
         int64_t t = atomic_fetch_add(&tp->next, 1);
@@ -67,7 +63,7 @@ static int spin_for_work(threadpool *tp, uint64_t seen) {
         if (atomic_load(&tp->generation) != seen || atomic_load(&tp->stop)) return 1;
         cpu_relax();
         if ((i & 63) == 63) {
-            double t = now_us();
+            double t = clock_now_s() * 1e6;
             if (!t0) t0 = t;
             else if (t - t0 > TP_SPIN_US) return 0;
         }

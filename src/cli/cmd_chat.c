@@ -3,13 +3,16 @@
  * (hidden entirely with /think off); Ctrl-C stops the reply being written and keeps the
  * session. Works on a pipe too (no prompt decoration), which is how the tests drive it. */
 #include <editline/readline.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/strbuf.h"
 #include "cli/cli.h"
 #include "cli/gen.h"
 
@@ -33,39 +36,24 @@ static void usage(FILE *f) {
                "  /think on|off      show or hide the model's reasoning\n"
                "  /exit              leave (or Ctrl-D)\n"
                "Ctrl-C stops the reply being written.\n\noptions:\n"
-               "  --system TEXT         a system prompt\n%s", gen_flags_help);
+               "  --system TEXT         a system prompt\n"
+               "  --dump-prompt FILE    append each turn's prompt to FILE as token ids, one line per\n"
+               "                        turn (for tests and debugging: `whale tokenize --decode`)\n%s",
+            gen_flags_help);
 }
 
 typedef struct view {
     int tty, show_think, in_think_shown;
     double think_start, think_secs;
     int saw_think, saw_answer;
-    char *reply; /* the whole reply: reasoning wrapped in <think></think>, then the answer */
-    size_t n, cap;
+    strbuf reply; /* the whole reply: reasoning wrapped in <think></think>, then the answer */
 } view;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void append(view *v, const char *s, size_t n) {
-    if (v->n + n + 1 > v->cap) {
-        size_t cap = (v->n + n + 1) * 2;
-        char *p = realloc(v->reply, cap);
-        if (!p) return;
-        v->reply = p;
-        v->cap = cap;
-    }
-    memcpy(v->reply + v->n, s, n);
-    v->n += n;
-    v->reply[v->n] = 0;
-}
+static void append(view *v, const char *s, size_t n) { strbuf_add(&v->reply, s, n); }
 
 static void end_think(view *v) {
     if (!v->saw_think || v->think_secs > 0) return;
-    v->think_secs = now() - v->think_start;
+    v->think_secs = clock_now_s() - v->think_start;
     if (v->in_think_shown && v->tty) fputs("\033[0m", stdout);
     printf("%s%s(Thought for %.0f s)%s\n\n", v->in_think_shown ? "\n" : "", v->tty ? "\033[2m" : "",
            v->think_secs < 1 ? 1.0 : v->think_secs, v->tty ? "\033[0m" : "");
@@ -77,7 +65,7 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     if (kind == REASONING_THINK) {
         if (!v->saw_think) {
             v->saw_think = 1;
-            v->think_start = now();
+            v->think_start = clock_now_s();
             append(v, "<think>\n", 8);
             if (v->show_think) {
                 fputs(v->tty ? "\033[2m" : "", stdout);
@@ -97,6 +85,26 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     fflush(stdout);
 }
 
+/* libedit reads keys as characters of LC_CTYPE's charset: in the default "C" locale it drops
+ * every byte above 0x7f, so a Chinese line arrives empty. Take the environment's LC_CTYPE when
+ * it is UTF-8, else C.UTF-8 (a terminal sends UTF-8 even under LANG=C). Only LC_CTYPE: number
+ * formatting and parsing (LC_NUMERIC) stay "C" everywhere. Call before the first readline(). */
+static void chat_locale_set(void) {
+    const char *got = setlocale(LC_CTYPE, "");
+    const char *cs = got ? nl_langinfo(CODESET) : "";
+    if (!got || (strcmp(cs, "UTF-8") && strcmp(cs, "utf8"))) setlocale(LC_CTYPE, "C.UTF-8");
+}
+
+/* Append the prompt's ids to the file at path as one space-separated line. Returns 0, or -1
+ * when the file cannot be opened or written. */
+static int dump_prompt(const char *path, const tok_ids *ids) {
+    FILE *f = fopen(path, "a");
+    if (!f) return -1;
+    for (size_t i = 0; i < ids->n; i++) fprintf(f, "%s%d", i ? " " : "", (int)ids->v[i]);
+    fputc('\n', f);
+    return fclose(f) ? -1 : 0;
+}
+
 static char *read_line(int tty) {
     if (tty) return readline("\001\033[1m\002>>> \001\033[0m\002");
     char *line = NULL;
@@ -114,16 +122,19 @@ int cmd_chat(int argc, char **argv) {
     gen_opts o;
     gen_opts_default(&o);
     char *system = NULL;
+    const char *dump_path = NULL;
     for (int i = 1; i < argc; i++) {
         int r = gen_parse_flag(&o, argc, argv, &i, "chat");
         if (r < 0) return 2;
         if (r) continue;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
         if (!strcmp(argv[i], "--system") && i + 1 < argc) { system = strdup(argv[++i]); continue; }
+        if (!strcmp(argv[i], "--dump-prompt") && i + 1 < argc) { dump_path = argv[++i]; continue; }
         fprintf(stderr, "whale chat: bad option '%s' (see whale chat --help)\n", argv[i]);
         return 2;
     }
     int tty = isatty(0) && isatty(1);
+    if (tty) chat_locale_set();
     whale_err err = {0};
     model *m = NULL;
     session *s = NULL;
@@ -210,6 +221,12 @@ int cmd_chat(int argc, char **argv) {
             free(msg_text[--n_msgs]);
             continue;
         }
+        if (dump_path && dump_prompt(dump_path, &ids)) {
+            fprintf(stderr, "whale chat: cannot write %s\n", dump_path);
+            tok_ids_free(&ids);
+            free(msg_text[--n_msgs]);
+            continue;
+        }
         view v = {.tty = isatty(1), .show_think = show_think};
         gen_stats st;
         int in_think = fmt == CHAT_FORMAT_DEEPSEEK_R1 && o.think;
@@ -219,7 +236,7 @@ int cmd_chat(int argc, char **argv) {
         if (grc) {
             fprintf(stderr, "\nwhale: %s\n", err.msg);
             free(msg_text[--n_msgs]);
-            free(v.reply);
+            strbuf_free(&v.reply);
             if ((int64_t)st.n_prompt >= session_n_ctx(s)) printf("(/reset to start a new conversation)\n");
             continue;
         }
@@ -228,7 +245,7 @@ int cmd_chat(int argc, char **argv) {
                v.tty ? "\033[2m" : "", st.n_gen, st.t_decode > 0 ? st.n_gen / st.t_decode : 0.0,
                !strcmp(st.finish, "length") ? ", context or token limit reached" : "", v.tty ? "\033[0m" : "");
         fflush(stdout);
-        msg_text[n_msgs] = v.reply ? v.reply : strdup("");
+        msg_text[n_msgs] = v.reply.s ? v.reply.s : strdup(""); /* taken: v.reply is not freed */
         msgs[n_msgs] = (chat_msg){.role = CHAT_ASSISTANT, .content = msg_text[n_msgs]};
         n_msgs++;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/readall.h"
 #include "cli/cli.h"
 #include "model/model.h"
@@ -68,8 +69,7 @@ int cmd_perplexity(int argc, char **argv) {
     int8_t want[PPL_ROWS_PER_CALL];
     double nll = 0;
     int64_t scored = 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = clock_now_s();
     printf("%zu tokens, %lld chunks of %lld\n", ids.n, (long long)n_chunks, (long long)ctx);
     for (int64_t c = 0; c < n_chunks; c++) {
         const int32_t *chunk = ids.v + c * ctx;
@@ -100,8 +100,7 @@ int cmd_perplexity(int argc, char **argv) {
         printf("[%lld] %.4f\n", (long long)c + 1, exp(nll / (double)scored));
         fflush(stdout);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double secs = clock_now_s() - t0;
     printf("perplexity: %.4f over %lld scored tokens (%.1f tokens/s)\n", exp(nll / (double)scored), (long long)scored,
            (double)(n_chunks * ctx) / secs);
     rc = 0;

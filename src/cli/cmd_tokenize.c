@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "service/api.h"
 #include "formats/gguf.h"
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/readall.h"
 #include "engine/chat_format.h"
@@ -217,8 +218,7 @@ int cmd_tokenize(int argc, char **argv) {
             free(s);
         }
     } else if (bench) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = clock_now_s(), s = 0;
         size_t total = 0;
         int reps = 0;
         do {
@@ -226,9 +226,8 @@ int cmd_tokenize(int argc, char **argv) {
             if (tokenizer_encode(tok, in, len, flags, &ids, &err)) { rc = 1; break; }
             total += ids.n;
             reps++;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-        } while ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec) < 2.0);
-        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            s = clock_now_s() - t0;
+        } while (s < 2.0);
         if (!rc)
             printf("%zu bytes -> %zu tokens; %d runs in %.2f s: %.0f tokens/s, %.1f MB/s (one thread)\n", len,
                    total / (size_t)reps, reps, s, (double)total / s, (double)len * reps / s / 1e6);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "cli/cli.h"
 
@@ -92,12 +93,6 @@ int gen_session_setup(session *s, const gen_opts *o, const char *cmd) {
     return 0;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* End of a turn: the vocabulary's EOS or any other control token (<|im_end|>, <|endoftext|>). */
 static int is_end(const tokenizer *t, int32_t id) {
     return id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL;
@@ -110,11 +105,11 @@ int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_
     st->finish = "error";
     uint64_t d0, a0;
     session_spec_stats(s, &d0, &a0);
-    double t0 = now();
+    double t0 = clock_now_s();
     int rc = session_prompt(s, ids, n, err);
     if (rc) return rc;
     st->n_prefill = session_last_prefill(s);
-    double t1 = now();
+    double t1 = clock_now_s();
     st->t_prefill = t1 - t0;
     reasoning r;
     reasoning_init(&r, start_in_think, sink, ctx);
@@ -145,7 +140,7 @@ int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_
     int k = t ? tokenizer_stream(t, &ts, -1, buf, sizeof buf) : 0;
     if (k > 0) reasoning_feed(&r, buf, (size_t)k);
     reasoning_flush(&r);
-    st->t_decode = now() - t1;
+    st->t_decode = clock_now_s() - t1;
     session_spec_stats(s, &st->drafted, &st->accepted);
     st->drafted -= d0;
     st->accepted -= a0;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "version.h" /* generated: build/gen/version.h */
 #include "whale.h"
 
 static const struct {
@@ -26,10 +27,11 @@ static const struct {
 
 static void usage(FILE *f) {
     fprintf(f, "whale %s — DeepSeek-family models in C\n\nusage: whale <command> [options]\n\n"
-               "commands:\n", WHALE_VERSION);
+               "commands:\n", WHALE_VERSION_FULL);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n`whale <command> --help` shows a command's options.\n"
+    fprintf(f, "\n`whale <command> --help` shows a command's options; `whale --version` (-V) the version\n"
+               "and the git commit it was built from.\n"
                "Models: -m PATH (a .gguf file, a safetensors directory) or -m default "
                "($WHALE_HOME/models/default.gguf, WHALE_HOME defaults to ~/.cache/whale).\n");
 }
@@ -43,8 +45,8 @@ int main(int argc, char **argv) {
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("whale %s\n", WHALE_VERSION);
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("whale %s\n", WHALE_VERSION_FULL);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

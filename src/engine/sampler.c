@@ -1,10 +1,13 @@
-/* sampler.c — see sampler.h. Random numbers: xoshiro256** seeded through splitmix64. */
+/* sampler.c — see sampler.h. Random numbers: xoshiro256** (the sampler's own: its sequence fixes every
+ * seeded output), seeded through base/rng's splitmix64. */
 #include "engine/sampler.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "base/rng.h"
 
 typedef struct cand {
     float logit;
@@ -24,13 +27,6 @@ sampler_params sampler_default_params(void) {
     return p;
 }
 
-static uint64_t splitmix(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static uint64_t next_u64(sampler *s) {
@@ -44,7 +40,7 @@ static uint64_t next_u64(sampler *s) {
     return out;
 }
 
-static double next_unit(sampler *s) { return (double)(next_u64(s) >> 11) * 0x1p-53; } /* [0, 1) */
+static double next_unit(sampler *s) { return rng_unit(next_u64(s)); } /* [0, 1) */
 
 void sampler_seed(sampler *s, uint64_t seed) {
     if (seed == SAMPLER_SEED_RANDOM) {
@@ -52,7 +48,7 @@ void sampler_seed(sampler *s, uint64_t seed) {
         clock_gettime(CLOCK_REALTIME, &ts);
         seed = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec;
     }
-    for (int i = 0; i < 4; i++) s->rng[i] = splitmix(&seed);
+    for (int i = 0; i < 4; i++) s->rng[i] = rng_splitmix64(&seed);
 }
 
 sampler *sampler_init(const sampler_params *p, int64_t n_vocab) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "engine/prefix_cache.h"
 
@@ -85,12 +86,6 @@ struct sched {
     char warning[WHALE_ERR_MAX + 64]; /* what sched_new had to do without, or "" */
     size_t blk_bytes;
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int is_end(const tokenizer *t, int32_t id) {
     return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
@@ -225,7 +220,7 @@ static void admit(sched *s) {
         sl->admitted = ++s->n_admitted;
         r->state = RQ_ACTIVE;
         r->n_cached = keep;
-        r->t_start = now_s();
+        r->t_start = clock_now_s();
         s->stats.prompt_tokens += r->n_prompt;
         s->stats.cached_tokens += keep;
         if (!sl->smp) {
@@ -272,7 +267,7 @@ static void push_token(sched *s, sched_req *r, int32_t t, const float *raw, int6
             r->top_lp[at * (size_t)r->n_top + (size_t)k] = raw[best] - lse;
         }
     }
-    if (!r->n_tokens) r->t_first = now_s();
+    if (!r->n_tokens) r->t_first = clock_now_s();
     r->tokens[r->n_tokens++] = t;
     s->stats.tokens_generated++;
 }
@@ -560,7 +555,7 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     r->n_close = p->n_close < 8 ? p->n_close : 0;
     if (r->n_close) memcpy(r->close, p->close, r->n_close * sizeof *r->close);
     r->s = s;
-    r->t_submit = now_s();
+    r->t_submit = clock_now_s();
     r->n_top = !p->logprobs ? -1 : p->top_logprobs < 0 ? 0 : p->top_logprobs > SCHED_MAX_TOP ? SCHED_MAX_TOP : p->top_logprobs;
     if (p->constraint) { /* taken over below, or given back with the request on refusal */
         r->con = malloc(sizeof *r->con);

@@ -2,8 +2,8 @@
  *
  * Owns: parsing and validating the header (metadata key/values, tensor infos) of untrusted
  * files, typed access to metadata, and views of tensor data in the mapped file; writing new
- * files (tests, vocab extraction, later quantize/synth).
- * Does not own: what the metadata means for a model (gguf_hparams.c, tokenizer/vocab.c) or
+ * files (tests, vocab extraction, quantize, synth).
+ * Does not own: what the metadata means for a model (gguf_hparams.c, tokenizer/tokenizer.c) or
  * dequantization (dtype.c). Every count, length and offset read from a file is checked against
  * the bytes that remain before it is used, so a hostile file costs at most its own size. */
 #ifndef WHALE_FORMATS_GGUF_H

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "service/api.h"
 
@@ -38,7 +39,7 @@ int accounts_auth(store *st, const char *authorization, store_key *key, char **e
         *err_body = api_error_body("the account store failed", "server_error", NULL, "server_error");
         return 500;
     }
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = clock_wall_s();
     if (key->revoked) return unauthorized(err_body, "has been revoked", k);
     if (key->expires && key->expires <= now) return unauthorized(err_body, "has expired", k);
     if (key->user_disabled) return unauthorized(err_body, "belongs to a disabled account", k);
@@ -243,7 +244,7 @@ int accounts_session(accounts *ac, const char *cookie_header, store_user *out) {
     uint8_t h[STORE_KEY_HASH];
     store_token_hash(tok, h);
     whale_err err = {0};
-    if (store_session_user(ac->st, h, (int64_t)time(NULL), out, &err) || out->disabled) return -1;
+    if (store_session_user(ac->st, h, clock_wall_s(), out, &err) || out->disabled) return -1;
     return 0;
 }
 
@@ -256,7 +257,7 @@ static int start_session(accounts *ac, int64_t user, accounts_reply *out) {
     uint8_t h[STORE_KEY_HASH];
     store_token_hash(tok, h);
     whale_err err = {0};
-    if (store_session_add(ac->st, user, h, (int64_t)time(NULL) + ACC_SESSION_S, &err)) return -1;
+    if (store_session_add(ac->st, user, h, clock_wall_s() + ACC_SESSION_S, &err)) return -1;
     snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d%s", tok,
              ACC_SESSION_S, ac->secure ? "; Secure" : "");
     return 0;
@@ -264,7 +265,7 @@ static int start_session(accounts *ac, int64_t user, accounts_reply *out) {
 
 /* 1 if this address may sign up now (and it is counted), else 0. */
 static int signup_allowed(accounts *ac, const char *ip) {
-    int64_t hour = (int64_t)time(NULL) / 3600;
+    int64_t hour = clock_wall_s() / 3600;
     uint64_t h = 1469598103934665603ull;
     for (const char *p = ip; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
     pthread_mutex_lock(&ac->mu);
@@ -346,7 +347,7 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
             reply_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error");
         else if (!signup_allowed(ac, client_ip ? client_ip : "?")) {
             reply_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error");
-            out->retry_after = 3600 - (int)(time(NULL) % 3600); /* the counting hour's end */
+            out->retry_after = 3600 - (int)(clock_wall_s() % 3600); /* the counting hour's end */
         }
         else if (ac->signup == SIGNUP_INVITE && !invite_ok(ac, jstr(j, "invite")))
             reply_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error");
@@ -422,7 +423,7 @@ void accounts_route(accounts *ac, const char *method, const char *url, const cha
     } else if (!strcmp(url, "/user/keys")) {
         const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "days");
         int64_t exp = cJSON_IsNumber(d) && d->valuedouble >= 1 && d->valuedouble <= 36500
-                          ? (int64_t)time(NULL) + (int64_t)d->valuedouble * 86400 : 0;
+                          ? clock_wall_s() + (int64_t)d->valuedouble * 86400 : 0;
         char key[64];
         store_key k;
         if (d && !cJSON_IsNull(d) && !exp) reply_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error");
@@ -492,12 +493,6 @@ void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm) {
     ac->tpm = tpm > 0 ? tpm : 0;
 }
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Under mu: the bucket of id, refilled to now. A bucket idle for a minute is full again, the
  * same as a new one, so its slot may be taken. NULL when every slot is busy (the caller then
  * refuses: limits fail closed). */
@@ -532,7 +527,7 @@ static double wait_for(const accounts *ac, const bucket *b) {
 
 int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     if (!ac || (!ac->rpm && !ac->tpm)) return 0;
-    double now = mono_s(), w = 0;
+    double now = clock_now_s(), w = 0;
     pthread_mutex_lock(&ac->mu);
     /* the web page's requests (key id 0: a session, no key) count once, on the user */
     bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
@@ -552,7 +547,7 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
 
 void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
     if (!ac || !ac->tpm) return;
-    double now = mono_s();
+    double now = clock_now_s();
     pthread_mutex_lock(&ac->mu);
     bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
     if (k && k != u) k->tok -= (double)tokens;

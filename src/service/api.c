@@ -13,24 +13,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-void sbuf_add(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = (b->n + n + 1) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) return;
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-void sbuf_free(sbuf *b) {
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
-
 char *api_error_body(const char *message, const char *type, const char *param, const char *code) {
     cJSON *j = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(j, "error");
     cJSON_AddStringToObject(e, "message", message);
@@ -77,16 +59,16 @@ static int num_field(const cJSON *j, const char *name, double lo, double hi, int
 static char *content_text(const cJSON *c) {
     if (cJSON_IsString(c)) return strdup(c->valuestring);
     if (!cJSON_IsArray(c)) return NULL;
-    sbuf b = {0};
-    sbuf_add(&b, "", 0);
+    strbuf b = {0};
+    strbuf_add(&b, "", 0);
     const cJSON *part;
     cJSON_ArrayForEach(part, c) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "type"), *x = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") || !cJSON_IsString(x)) {
-            sbuf_free(&b);
+            strbuf_free(&b);
             return NULL;
         }
-        sbuf_add(&b, x->valuestring, strlen(x->valuestring));
+        strbuf_add(&b, x->valuestring, strlen(x->valuestring));
     }
     return b.s;
 }
@@ -97,35 +79,35 @@ static const char *unsupported[][2] = {
 
 /* JSON as Python's json.dumps writes it (", " and ": " separators, non-ASCII kept): what the
  * chat templates' tojson renders, so a prompt with tools reads as the model was trained on. */
-static void pyjson(sbuf *b, const cJSON *v) {
+static void pyjson(strbuf *b, const cJSON *v) {
     char num[64];
     if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
         int obj = cJSON_IsObject(v), first = 1;
-        sbuf_add(b, obj ? "{" : "[", 1);
+        strbuf_add(b, obj ? "{" : "[", 1);
         const cJSON *c;
         cJSON_ArrayForEach(c, v) {
-            if (!first) sbuf_add(b, ", ", 2);
+            if (!first) strbuf_add(b, ", ", 2);
             first = 0;
             if (obj) {
                 cJSON key = {0};
                 key.type = cJSON_String;
                 key.valuestring = c->string;
                 pyjson(b, &key);
-                sbuf_add(b, ": ", 2);
+                strbuf_add(b, ": ", 2);
             }
             pyjson(b, c);
         }
-        sbuf_add(b, obj ? "}" : "]", 1);
+        strbuf_add(b, obj ? "}" : "]", 1);
     } else if (cJSON_IsString(v)) {
-        sbuf_add(b, "\"", 1);
+        strbuf_add(b, "\"", 1);
         for (const unsigned char *q = (const unsigned char *)v->valuestring; *q; q++) {
             const char *e = *q == '"' ? "\\\"" : *q == '\\' ? "\\\\" : *q == '\n' ? "\\n" : *q == '\r' ? "\\r"
                           : *q == '\t' ? "\\t" : *q == '\b' ? "\\b" : *q == '\f' ? "\\f" : NULL;
-            if (e) sbuf_add(b, e, 2);
-            else if (*q < 0x20) sbuf_add(b, num, (size_t)snprintf(num, sizeof num, "\\u%04x", *q));
-            else sbuf_add(b, (const char *)q, 1);
+            if (e) strbuf_add(b, e, 2);
+            else if (*q < 0x20) strbuf_add(b, num, (size_t)snprintf(num, sizeof num, "\\u%04x", *q));
+            else strbuf_add(b, (const char *)q, 1);
         }
-        sbuf_add(b, "\"", 1);
+        strbuf_add(b, "\"", 1);
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
         if (d == (double)(long long)d && d > -1e15 && d < 1e15) snprintf(num, sizeof num, "%lld", (long long)d);
@@ -135,11 +117,11 @@ static void pyjson(sbuf *b, const cJSON *v) {
                 if (strtod(num, NULL) == d) break;
             }
         }
-        sbuf_add(b, num, strlen(num));
+        strbuf_add(b, num, strlen(num));
     } else if (cJSON_IsBool(v)) {
-        sbuf_add(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
+        strbuf_add(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
     } else {
-        sbuf_add(b, "null", 4);
+        strbuf_add(b, "null", 4);
     }
 }
 
@@ -149,14 +131,14 @@ static char *call_text(const cJSON *call) {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(call, "function");
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name"), *args = cJSON_GetObjectItemCaseSensitive(f, "arguments");
     if (!cJSON_IsString(name)) return NULL;
-    sbuf b = {0};
-    sbuf_add(&b, "{\"name\": ", 9);
+    strbuf b = {0};
+    strbuf_add(&b, "{\"name\": ", 9);
     pyjson(&b, name);
-    sbuf_add(&b, ", \"arguments\": ", 15);
+    strbuf_add(&b, ", \"arguments\": ", 15);
     cJSON *parsed = cJSON_IsString(args) ? cJSON_Parse(args->valuestring) : NULL;
     pyjson(&b, parsed ? parsed : args ? args : cJSON_GetObjectItemCaseSensitive(f, "no such key"));
     cJSON_Delete(parsed);
-    sbuf_add(&b, "}", 1);
+    strbuf_add(&b, "}", 1);
     return b.s;
 }
 
@@ -204,7 +186,7 @@ static int parse_tools(const cJSON *j, api_req *out, char **err) {
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "function");
         if (!cJSON_IsObject(t) || !cJSON_IsObject(f) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name")))
             return fail(err, 422, "tools", "each tool needs {\"type\": \"function\", \"function\": {\"name\": ...}}");
-        sbuf b = {0};
+        strbuf b = {0};
         pyjson(&b, t);
         if (!b.s) return fail(err, 500, NULL, "out of memory");
         out->tools[out->n_tools++] = b.s;
@@ -749,7 +731,7 @@ static size_t clean_utf8(const char *s, size_t n, char *out) {
 
 static void reply_sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     api_reply *r = ctx;
-    sbuf_add(kind == REASONING_THINK ? &r->think : &r->answer, text, n);
+    strbuf_add(kind == REASONING_THINK ? &r->think : &r->answer, text, n);
 }
 
 void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
@@ -757,8 +739,8 @@ void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     r->a = a;
     r->q = q;
     reasoning_init(&r->rs, a->reasoning && q->kind == API_CHAT && !q->prefix, reply_sink, r);
-    sbuf_add(&r->think, "", 0);
-    sbuf_add(&r->answer, "", 0);
+    strbuf_add(&r->think, "", 0);
+    strbuf_add(&r->answer, "", 0);
     unsigned char b[12] = {0};
     if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
         for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)rand();
@@ -788,7 +770,7 @@ int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
         if (r->q->kind == API_CHAT && r->rs.in_think) r->n_reasoning_tokens++;
         int k = tokenizer_stream(r->a->tok, &r->ts, ids[i], buf, sizeof buf);
         if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
-        if (k > 0 && r->q->kind == API_COMPLETION) sbuf_add(&r->answer, clean, (size_t)k);
+        if (k > 0 && r->q->kind == API_COMPLETION) strbuf_add(&r->answer, clean, (size_t)k);
         else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
         if (!r->q->n_stop) continue;
         size_t from = r->sent_answer > max_stop_len(r->q) ? r->sent_answer - max_stop_len(r->q) : 0;
@@ -861,15 +843,15 @@ void api_reply_end(api_reply *r) {
     char buf[16], clean[48];
     int k = tokenizer_stream(r->a->tok, &r->ts, -1, buf, sizeof buf);
     if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
-    if (k > 0 && r->q->kind == API_COMPLETION) sbuf_add(&r->answer, clean, (size_t)k);
+    if (k > 0 && r->q->kind == API_COMPLETION) strbuf_add(&r->answer, clean, (size_t)k);
     else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
     if (r->q->kind == API_CHAT) reasoning_flush(&r->rs);
     find_tool_calls(r);
 }
 
 void api_reply_free(api_reply *r) {
-    sbuf_free(&r->think);
-    sbuf_free(&r->answer);
+    strbuf_free(&r->think);
+    strbuf_free(&r->answer);
     free(r->lp_idx);
     cJSON_Delete(r->calls);
 }
@@ -976,17 +958,17 @@ char *api_reply_json(api_reply *r, const sched_result *res) {
     return s;
 }
 
-static void emit(sbuf *out, cJSON *j) {
+static void emit(strbuf *out, cJSON *j) {
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return;
-    sbuf_add(out, "data: ", 6);
-    sbuf_add(out, s, strlen(s));
-    sbuf_add(out, "\n\n", 2);
+    strbuf_add(out, "data: ", 6);
+    strbuf_add(out, s, strlen(s));
+    strbuf_add(out, "\n\n", 2);
     free(s);
 }
 
-static void chunk(api_reply *r, sbuf *out, const char *key, const char *text, size_t n, const char *finish) {
+static void chunk(api_reply *r, strbuf *out, const char *key, const char *text, size_t n, const char *finish) {
     int chat = r->q->kind == API_CHAT;
     if (!chat && key && !strcmp(key, "role")) return; /* completions have no opening chunk */
     cJSON *j = envelope(r, chat ? "chat.completion.chunk" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
@@ -1015,9 +997,9 @@ static void chunk(api_reply *r, sbuf *out, const char *key, const char *text, si
     emit(out, j);
 }
 
-void api_stream_first(api_reply *r, sbuf *out) { chunk(r, out, "role", "", 0, NULL); }
+void api_stream_first(api_reply *r, strbuf *out) { chunk(r, out, "role", "", 0, NULL); }
 
-void api_stream_deltas(api_reply *r, sbuf *out, int final) {
+void api_stream_deltas(api_reply *r, strbuf *out, int final) {
     if (r->think.n > r->sent_think) {
         chunk(r, out, "reasoning_content", r->think.s + r->sent_think, r->think.n - r->sent_think, NULL);
         r->sent_think = r->think.n;
@@ -1051,7 +1033,7 @@ void api_stream_deltas(api_reply *r, sbuf *out, int final) {
     }
 }
 
-void api_stream_end(api_reply *r, const sched_result *res, sbuf *out) {
+void api_stream_end(api_reply *r, const sched_result *res, strbuf *out) {
     api_stream_deltas(r, out, 1);
     chunk(r, out, NULL, NULL, 0, finish_reason(r, res));
     if (r->q->include_usage) {
@@ -1060,7 +1042,7 @@ void api_stream_end(api_reply *r, const sched_result *res, sbuf *out) {
         cJSON_AddItemToObject(j, "usage", usage(r, res));
         emit(out, j);
     }
-    sbuf_add(out, "data: [DONE]\n\n", 14);
+    strbuf_add(out, "data: [DONE]\n\n", 14);
 }
 
 char *api_models_json(const api_ctx *a) {

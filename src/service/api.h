@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/strbuf.h"
 #include "engine/chat_format.h"
 #include "engine/reasoning.h"
 #include "engine/scheduler.h"
@@ -58,14 +59,6 @@ sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think);
 typedef struct api_req api_req;
 sched_constraint *api_tool_constraint(const api_ctx *a, const api_req *q);
 
-/* A buffer that grows. */
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-void sbuf_add(sbuf *b, const char *s, size_t n);
-void sbuf_free(sbuf *b);
-
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
 
 #define API_MAX_TOOL_NAME 64
@@ -105,7 +98,7 @@ typedef struct api_reply {
     const api_req *q;
     tok_stream ts;
     reasoning rs;
-    sbuf think, answer;   /* all text so far */
+    strbuf think, answer;   /* all text so far */
     size_t sent_think, sent_answer; /* bytes already sent as stream deltas */
     size_t n_reasoning_tokens;
     int stopped;          /* a stop string ended the answer */
@@ -130,9 +123,9 @@ void api_reply_free(api_reply *r);
 char *api_reply_json(api_reply *r, const sched_result *res);
 /* Stream events: the first chunk (role), the deltas not sent yet (0 bytes when none), the
  * final chunk with finish_reason, the usage chunk, and "data: [DONE]". Appended to out. */
-void api_stream_first(api_reply *r, sbuf *out);
-void api_stream_deltas(api_reply *r, sbuf *out, int final);
-void api_stream_end(api_reply *r, const sched_result *res, sbuf *out);
+void api_stream_first(api_reply *r, strbuf *out);
+void api_stream_deltas(api_reply *r, strbuf *out, int final);
+void api_stream_end(api_reply *r, const sched_result *res, strbuf *out);
 
 /* GET /models body, malloc'd. */
 char *api_models_json(const api_ctx *a);

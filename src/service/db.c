@@ -119,14 +119,6 @@ static char *pg_sql(const char *sql, int *n) {
     return out;
 }
 
-db_stmt *db_prepare(db *d, whale_err *err, const char *sql, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    db_stmt *s = db_vprepare(d, err, sql, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
 db_stmt *db_vprepare(db *d, whale_err *err, const char *sql, const char *fmt, va_list ap) {
     db_stmt *s = calloc(1, sizeof *s);
     if (!s) {

@@ -24,7 +24,6 @@ int db_exec(db *d, const char *sql, whale_err *err);
 
 /* Prepare and bind: fmt has one letter per parameter: i int64, t text (NULL binds NULL), b a
  * DB_BLOB_BYTES blob. NULL with a message. */
-db_stmt *db_prepare(db *d, whale_err *err, const char *sql, const char *fmt, ...);
 db_stmt *db_vprepare(db *d, whale_err *err, const char *sql, const char *fmt, va_list ap);
 /* 1: a row is ready; 0: done; DB_CONSTRAINT: a uniqueness or key constraint refused the
  * change; other negative: error (db_error for the message). */

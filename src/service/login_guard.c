@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 typedef struct record {
     uint64_t h;    /* hash of "a:" email or "i:" address; 0: empty */
     int fails;
@@ -19,12 +21,6 @@ struct login_guard {
     pthread_mutex_t mu;
     record *r; /* (LOGIN_SLOTS) */
 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t hash(char kind, const char *s) {
     uint64_t h = 1469598103934665603ull;
@@ -71,7 +67,7 @@ static double wait_of(login_guard *g, uint64_t h, double now) {
 }
 
 double login_guard_wait(login_guard *g, const char *email, const char *ip) {
-    double now = now_s();
+    double now = clock_now_s();
     pthread_mutex_lock(&g->mu);
     double w = fmax(wait_of(g, hash('a', email), now), wait_of(g, hash('i', ip), now));
     pthread_mutex_unlock(&g->mu);
@@ -89,7 +85,7 @@ static void fail(login_guard *g, uint64_t h, int free_fails, double cap, double 
 }
 
 void login_guard_failed(login_guard *g, const char *email, const char *ip) {
-    double now = now_s();
+    double now = clock_now_s();
     pthread_mutex_lock(&g->mu);
     fail(g, hash('a', email), LOGIN_FREE_PER_ACCOUNT, LOGIN_MAX_WAIT_ACCOUNT, now);
     fail(g, hash('i', ip), LOGIN_FREE_PER_ADDRESS, LOGIN_MAX_WAIT_ADDRESS, now);
@@ -97,7 +93,7 @@ void login_guard_failed(login_guard *g, const char *email, const char *ip) {
 }
 
 void login_guard_succeeded(login_guard *g, const char *email) {
-    double now = now_s();
+    double now = clock_now_s();
     pthread_mutex_lock(&g->mu);
     record *r = find(g, hash('a', email), 0, now);
     if (r) r->h = 0;

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "service/accounts.h"
 #include "service/api.h"
@@ -49,7 +50,7 @@ typedef struct server {
 
 typedef struct conn { /* per request: the request body as it arrives */
     struct server *srv;
-    sbuf body;
+    strbuf body;
     int too_big;
     store_key key; /* with accounts: the caller's key, once checked */
 } conn;
@@ -165,7 +166,7 @@ typedef struct stream {
     api_reply rep;
     sched_req *r;
     size_t have;   /* token ids received */
-    sbuf out;      /* bytes not yet written */
+    strbuf out;      /* bytes not yet written */
     size_t out_at;
     int ended;     /* the final events are in out */
     int charged;   /* accounts: the request's charge is committed */
@@ -206,7 +207,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
         } else {
-            sbuf_add(&st->out, ": keep-alive\n\n", 14);
+            strbuf_add(&st->out, ": keep-alive\n\n", 14);
         }
     }
     size_t n = st->out.n - st->out_at < max ? st->out.n - st->out_at : max;
@@ -228,7 +229,7 @@ static void stream_free(void *cls) {
     sched_release(st->r);
     api_reply_free(&st->rep);
     api_req_free(&st->q);
-    sbuf_free(&st->out);
+    strbuf_free(&st->out);
     free(st);
 }
 
@@ -337,18 +338,16 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
 static char *metrics(server *srv) {
     sched_stats st;
     sched_stats_get(srv->s, &st);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    double now = clock_now_s();
     pthread_mutex_lock(&srv->mu);
     double dt = now - srv->last_scrape;
     double rate = srv->last_scrape > 0 && dt > 0 ? (double)(st.tokens_generated - srv->last_tokens) / dt : 0;
     srv->last_scrape = now;
     srv->last_tokens = st.tokens_generated;
     pthread_mutex_unlock(&srv->mu);
-    sbuf b = {0};
+    strbuf b = {0};
     char line[256];
-#define OUT(...) sbuf_add(&b, line, (size_t)snprintf(line, sizeof line, __VA_ARGS__))
+#define OUT(...) strbuf_add(&b, line, (size_t)snprintf(line, sizeof line, __VA_ARGS__))
     OUT("# HELP whale_requests_total HTTP responses by status code.\n# TYPE whale_requests_total counter\n");
     for (size_t i = 0; i <= N_CODES; i++) {
         if (i < N_CODES) OUT("whale_requests_total{code=\"%u\"} %lu\n", g_codes[i], atomic_load(&g_count[i]));
@@ -461,7 +460,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     }
     if (*upload_size) {
         if (cn->body.n + *upload_size > API_MAX_BODY) cn->too_big = 1;
-        else sbuf_add(&cn->body, upload, *upload_size);
+        else strbuf_add(&cn->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
@@ -537,7 +536,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     conn *cn = *con_cls;
     if (!cn) return;
     atomic_fetch_sub(&cn->srv->inflight, 1);
-    sbuf_free(&cn->body);
+    strbuf_free(&cn->body);
     free(cn);
     *con_cls = NULL;
 }

@@ -1,9 +1,9 @@
 /* store.h — accounts, API keys, prices, balances and the usage ledger: what `whale serve
  * --accounts` and `whale admin` keep between runs.
  *
- * One interface; this file's implementation is SQLite (store_sqlite.c: one database file, WAL,
- * numbered migrations, prepared statements only). PostgreSQL for several replicas comes behind
- * the same functions.
+ * One interface, implemented once (store_db.c) over two databases (db.h): a SQLite file (WAL)
+ * or a PostgreSQL server shared by several replicas; numbered migrations, prepared statements
+ * only.
  *
  * Money is an integer number of micro-units of the currency (1 USD = 1,000,000), never a float.
  * Prices are micro-units per million tokens. The ledger is append-only: every change of a
@@ -13,7 +13,7 @@
  *
  * API keys are stored as a BLAKE2b-256 hash of the key (they are long random strings, so a fast
  * hash is enough); only the key's first characters (its prefix) are kept in clear, to list
- * them. Passwords (later: web logins) as argon2id strings.
+ * them. Passwords (web logins) as argon2id strings.
  *
  * Thread-safe: one connection behind a mutex. Fallible functions return 0 or a negative
  * WHALE_E_* with a message that never contains a key or password. */

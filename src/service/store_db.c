@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "service/db.h"
 
@@ -84,8 +85,6 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
 #define PG_MIGRATION_LOCK 0x5768616c65 /* advisory lock id for migrations ("Whale") */
-
-static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 static int db_fail(store *s, whale_err *err, const char *what) {
     return err_set(err, WHALE_E_IO, "database: %s: %s", what, db_error(s->d));
@@ -211,7 +210,7 @@ int store_user_add(store *s, const char *email, int admin, int64_t *id, whale_er
     if (!rc) {
         int64_t uid = 0;
         db_stmt *st = prep(s, "INSERT INTO users (email, admin, created) VALUES (?, ?, ?) RETURNING id", err, "tii", email,
-                           (int64_t)admin, now_s());
+                           (int64_t)admin, clock_wall_s());
         rc = st ? run_id(s, st, err, "that email has an account", &uid) : err->code;
         if (!rc) {
             st = prep(s, "INSERT INTO balances (user_id, amount) VALUES (?, 0)", err, "i", uid);
@@ -308,7 +307,7 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
 
 int store_invite_add(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    db_stmt *st = prep(s, "INSERT INTO invites (hash, created) VALUES (?, ?)", err, "bi", hash, now_s());
+    db_stmt *st = prep(s, "INSERT INTO invites (hash, created) VALUES (?, ?)", err, "bi", hash, clock_wall_s());
     int rc = st ? run_done(s, st, err, "invite") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -326,7 +325,7 @@ int store_invite_take(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *e
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     db_stmt *st = prep(s, "INSERT INTO sessions (user_id, hash, created, expires) VALUES (?, ?, ?, ?)", err, "ibii",
-                            user, hash, now_s(), expires);
+                            user, hash, clock_wall_s(), expires);
     int rc = st ? run_done(s, st, err, "session") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -352,7 +351,7 @@ int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now
 
 int store_session_end(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    db_stmt *st = prep(s, "DELETE FROM sessions WHERE hash = ? OR expires <= ?", err, "bi", hash, now_s());
+    db_stmt *st = prep(s, "DELETE FROM sessions WHERE hash = ? OR expires <= ?", err, "bi", hash, clock_wall_s());
     int rc = st ? run_done(s, st, err, "session") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -393,14 +392,14 @@ int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, siz
     pthread_mutex_lock(&s->mu);
     int64_t kid = 0;
     db_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
-                       err, "itbii", user, prefix, h, now_s(), expires);
+                       err, "itbii", user, prefix, h, clock_wall_s(), expires);
     int rc = st ? run_id(s, st, err, "key", &kid) : err->code;
     if (!rc && out) {
         memset(out, 0, sizeof *out);
         out->id = kid;
         out->user = user;
         snprintf(out->prefix, sizeof out->prefix, "%s", prefix);
-        out->created = now_s();
+        out->created = clock_wall_s();
         out->expires = expires;
     }
     pthread_mutex_unlock(&s->mu);
@@ -514,7 +513,7 @@ static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t 
                  const char *note, whale_err *err) {
     db_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
                                " reasoning, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            err, "iiitittiiiit", user, key, now_s(), kind, amount, c ? c->request_id : NULL,
+                            err, "iiitittiiiit", user, key, clock_wall_s(), kind, amount, c ? c->request_id : NULL,
                             c ? c->model : NULL, c ? c->hit : 0, c ? c->miss : 0, c ? c->output : 0,
                             c ? c->reasoning : 0, note);
     int rc = st ? run_done(s, st, err, "this request is already in the ledger") : err->code;
@@ -649,7 +648,7 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
     if (!rc) {
         st = prep(s, "INSERT INTO conversations (user_id, cid, title, body, updated) VALUES (?, ?, ?, ?, ?)"
                      " ON CONFLICT (user_id, cid) DO UPDATE SET title = excluded.title, body = excluded.body,"
-                     " updated = excluded.updated", err, "ittti", user, cid, title, body, now_s());
+                     " updated = excluded.updated", err, "ittti", user, cid, title, body, clock_wall_s());
         rc = st ? run_done(s, st, err, "conversation") : err->code;
     }
     if (!rc) rc = commit(s, err);

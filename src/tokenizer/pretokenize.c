@@ -127,8 +127,6 @@ void pretok_free(pretok_program *p) {
     free(p);
 }
 
-int pretok_n_steps(const pretok_program *p) { return p->n; }
-
 int pretok_add_split(pretok_program *p, const char *pattern, size_t len, whale_err *err) {
     if (p->n >= PRETOK_MAX_STEPS)
         return err_set(err, WHALE_E_UNSUPPORTED, "more than %d pre-tokenizer steps", PRETOK_MAX_STEPS);

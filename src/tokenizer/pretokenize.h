@@ -37,7 +37,6 @@ void pretok_free(pretok_program *p);
 int pretok_add_split(pretok_program *p, const char *pattern, size_t len, whale_err *err);
 /* Append a step that isolates each numeric (\p{N}) character. */
 int pretok_add_digits(pretok_program *p, whale_err *err);
-int pretok_n_steps(const pretok_program *p);
 
 /* Build the program for a GGUF `tokenizer.ggml.pre` name. Returns 0, or WHALE_E_UNSUPPORTED
  * for an unknown name. *nfc and *ignore_merges receive the matching tokenizer settings. */

@@ -17,6 +17,15 @@ DEFAULT_MODEL = WHALE_HOME / "models" / "default.gguf"
 ARTIFACTS = pathlib.Path(os.environ.get("WHALE_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
+def shared_file(rel):
+    """Path of ../shared/REL (or $WHALE_SHARED/REL); skips the calling test, naming the file, when
+    it is absent: a clone of the repository alone has no ../shared."""
+    p = SHARED / rel
+    if not p.exists():
+        pytest.skip(f"{p} missing (shared test data beside the repository; set WHALE_SHARED)")
+    return p
+
+
 def package_dir(name):
     """Directory of an installed package, or None."""
     spec = importlib.util.find_spec(name)

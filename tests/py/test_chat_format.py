@@ -7,9 +7,7 @@ import jinja2
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import DEFAULT_MODEL, SHARED, reference_json, run_whale
-
-TEMPLATES = SHARED / "templates"
+from conftest import DEFAULT_MODEL, reference_json, run_whale, shared_file
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 2+2?"}],
@@ -35,7 +33,7 @@ FAMILY = {"r1-distill-qwen-7b": "deepseek-r1-distill-qwen-7b", "r1-distill-llama
 
 def jinja_render(template_file, messages, bos):
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders templates
-    tmpl = env.from_string((TEMPLATES / template_file).read_text())
+    tmpl = env.from_string(shared_file(f"templates/{template_file}").read_text())
     return tmpl.render(messages=messages, bos_token=bos, add_generation_prompt=True)
 
 
@@ -117,7 +115,7 @@ def test_tools_match_qwen_template(with_system, tmp_path_factory):
         templ_msgs.append(m)
     env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
     env.filters["tojson"] = lambda x: json.dumps(x, ensure_ascii=False)
-    text = env.from_string((TEMPLATES / FORMATS["chatml"][0]).read_text()).render(
+    text = env.from_string(shared_file(f"templates/{FORMATS['chatml'][0]}").read_text()).render(
         messages=templ_msgs, tools=TOOLS, add_generation_prompt=True)
     want = Tokenizer.from_file(str(path)).encode(text, add_special_tokens=False).ids
     body = json.dumps({"messages": msgs, "tools": TOOLS})

@@ -1,6 +1,11 @@
 """`whale chat` as a person uses it: a real terminal (tmux), a question, a streamed answer,
 Ctrl-C in the middle of an answer, a second question in the same session, Ctrl-D to leave.
-Runs on the default model with greedy decoding and short replies to stay fast."""
+Runs on the default model with greedy decoding and short replies to stay fast.
+
+Non-ASCII input (Chinese, emoji, accents) is typed at the prompt too, under a UTF-8 locale and
+under LANG=C: `whale chat --dump-prompt FILE` writes the token ids of each turn's prompt, and
+the test decodes them with the model's tokenizer to check the model got exactly what was typed
+(libedit drops every non-ASCII key unless the program sets a UTF-8 LC_CTYPE)."""
 import shutil
 import subprocess
 import time
@@ -8,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import ARTIFACTS, DEFAULT_MODEL, WHALE
+from conftest import ARTIFACTS, DEFAULT_MODEL, WHALE, run_whale
 
 
 def tmux(*args):
@@ -29,19 +34,25 @@ def wait_for(name, pred, timeout, what):
     raise AssertionError(f"timed out waiting for {what}; screen:\n{screen(name)}")
 
 
-@pytest.fixture
-def session():
+def start(args, env="", artifact="chat-tmux.txt"):
+    """A tmux session running `whale chat ARGS` (with environment assignments ENV); yields its name."""
     if not shutil.which("tmux"):
         pytest.fail("tmux is missing: run scripts/setup")
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
     name = f"whale-{uuid.uuid4().hex[:8]}"
-    tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "50",
-         f"{WHALE} chat --temp 0 -n 48; echo WHALE-EXITED $?; sleep 30")
+    # -u: the pane is UTF-8 whatever this process's locale, as a person's terminal would be.
+    tmux("-u", "new-session", "-d", "-s", name, "-x", "160", "-y", "50",
+         f"env {env} {WHALE} chat {args}; echo WHALE-EXITED $?; sleep 30")
     yield name
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "chat-tmux.txt").write_text(screen(name))
+    (ARTIFACTS / artifact).write_text(screen(name))
     tmux("kill-session", "-t", name)
+
+
+@pytest.fixture
+def session():
+    yield from start("--temp 0 -n 48")
 
 
 def test_chat_in_a_terminal(session):
@@ -65,3 +76,35 @@ def test_chat_in_a_terminal(session):
     tmux("send-keys", "-t", s, "C-d")
     out = wait_for(s, lambda t: "WHALE-EXITED" in t, 30, "Ctrl-D to leave")
     assert "WHALE-EXITED 0" in out
+
+
+# Typed one line each; the model must receive exactly these characters.
+TYPED = ["用一句话解释什么是混合专家模型。", "🐋 café naïve Ünïcödé"]
+
+
+@pytest.mark.parametrize("lang", ["C.UTF-8", "C"])
+def test_chat_non_ascii_input(tmp_path, lang):
+    dump = tmp_path / "prompts.txt"
+    gen = start(f"--temp 0 -n 4 --dump-prompt {dump}", env=f"LC_ALL= LANG={lang}",
+                artifact=f"chat-tmux-unicode-{lang}.txt")
+    s = next(gen)
+    try:
+        wait_for(s, lambda t: ">>> " in t, 120, "the prompt")
+        for i, text in enumerate(TYPED):
+            tmux("send-keys", "-t", s, "-l", text)
+            tmux("send-keys", "-t", s, "Enter")
+            # The next prompt: after the answer, or at once when the line arrived empty.
+            wait_for(s, lambda t: t.count(">>> ") >= i + 2, 120, f"the prompt after line {i + 1}")
+        tmux("send-keys", "-t", s, "C-d")
+        out = wait_for(s, lambda t: "WHALE-EXITED" in t, 30, "Ctrl-D to leave")
+    finally:
+        gen.close()
+    for text in TYPED:
+        assert f">>> {text}" in out, f"{text!r} not echoed at the prompt; screen:\n{out}"
+    lines = dump.read_text().splitlines() if dump.exists() else []
+    assert len(lines) == len(TYPED), f"{len(lines)} prompts reached the model, {len(TYPED)} lines typed"
+    for ids, text in zip(lines, TYPED):
+        prompt = run_whale("tokenize", "-m", str(DEFAULT_MODEL), "--decode", input=ids.encode()).stdout.decode()
+        # The last user turn of the ChatML prompt holds exactly the typed line.
+        turn = prompt.rsplit("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+        assert turn == text, (prompt, text)

@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, run_whale
+from conftest import REPO, run_whale, shared_file
 
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 import tiny_models  # noqa: E402
@@ -204,9 +204,10 @@ def test_real_vocabulary_file_metadata(tmp_path):
     no tensors): the output is the input byte for byte but for the file type's value (and the
     padding the writer adds after the header). Compared as bytes: the gguf package takes seconds
     to parse this many tokens."""
-    src = (SHARED / "vocab" / "ggml-vocab-deepseek-llm.gguf").read_bytes()
+    vocab = shared_file("vocab/ggml-vocab-deepseek-llm.gguf")
+    src = vocab.read_bytes()
     out = tmp_path / "vocab-q6_k.gguf"
-    quantize(SHARED / "vocab" / "ggml-vocab-deepseek-llm.gguf", out, "q6_k")
+    quantize(vocab, out, "q6_k")
     key = b"general.file_type"
     at = src.index(len(key).to_bytes(8, "little") + key) + 8 + len(key)
     assert src[at:at + 8] == (4).to_bytes(4, "little") + (1).to_bytes(4, "little")  # UINT32 1: F16

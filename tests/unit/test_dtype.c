@@ -4,6 +4,7 @@
  * element, the packing written independently of the dequantizer's loops) and checks that
  * dequantize_row gives back scale * q - min exactly. tests/py/test_dequant.py compares the
  * same code against gguf-py on random blocks and on real model tensors. */
+#include "base/rng.h"
 #include "check.h"
 #include "formats/dtype.h"
 
@@ -14,13 +15,8 @@
 #define GUARD     8          /* floats after each output row that must stay untouched */
 #define GUARD_VAL -12345.25f /* a value no test block produces */
 
-static uint32_t rng_state = 0x12345678u;
-static uint32_t rng(void) { /* xorshift32: fixed seed, deterministic */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 17;
-    rng_state ^= rng_state << 5;
-    return rng_state;
-}
+static uint64_t rng_state = 0x12345678u;
+static uint32_t rng(void) { return (uint32_t)(rng_xorshift64(&rng_state) >> 32); } /* fixed seed */
 
 static uint32_t bits_of(float f) {
     uint32_t u;

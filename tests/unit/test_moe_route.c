@@ -3,6 +3,7 @@
  * are normalized and scaled as specified; V2's softmax weights are not renormalized. */
 #include <math.h>
 
+#include "base/rng.h"
 #include "check.h"
 #include "model/model_impl.h"
 
@@ -27,7 +28,7 @@ static void test_v3_group_limit_and_weights(void) {
         float z[16], bias[16], score[16], w[4];
         int32_t id[4];
         for (int e = 0; e < 16; e++) {
-            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            rng_xorshift64(&seed);
             z[e] = (float)((seed >> 33) % 2000) / 500.0f - 2.0f;
             bias[e] = (float)((seed >> 13) % 100) / 500.0f - 0.1f;
         }

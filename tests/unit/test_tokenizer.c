@@ -154,20 +154,23 @@ static void test_json_errors(void) {
 int main(void) {
     gguf_file f;
     whale_err err = {0};
-    if (gguf_open(&f, check_shared("vocab/ggml-vocab-deepseek-llm.gguf"), 0, &err) ||
-        tokenizer_load_gguf(&tok, &f, &err)) {
+    RUN(test_json_errors); /* the only case without the vocabulary */
+    const char *path = check_shared("vocab/ggml-vocab-deepseek-llm.gguf");
+    if (access(path, R_OK)) { /* every case below needs it */
+        check_skip_rest_missing(path);
+    } else if (gguf_open(&f, path, 0, &err) || tokenizer_load_gguf(&tok, &f, &err)) {
         fprintf(stderr, "cannot load the vocabulary: %s\n", err.msg);
         printf("test_tokenizer: 0 passed, 1 failed\n");
         return 1;
+    } else {
+        gguf_close(&f); /* the tokenizer owns copies of everything it needs */
     }
-    gguf_close(&f); /* the tokenizer owns copies of everything it needs */
     RUN(test_byte_map_is_a_bijection);
     RUN(test_roundtrip_and_empty);
     RUN(test_invalid_utf8_is_an_error);
     RUN(test_special_only_when_asked);
     RUN(test_stream_holds_partial_characters);
     RUN(test_long_repeats_are_fast_and_exact);
-    RUN(test_json_errors);
     tokenizer_free(tok);
     return check_report("test_tokenizer");
 }
