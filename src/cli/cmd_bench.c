@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/err.h"
 #include "base/progress.h"
 #include "base/threadpool.h"
@@ -210,11 +211,7 @@ static int64_t list_max(const int_list *l) {
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static double now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
-}
+static double now_ns(void) { return clock_now_s() * 1e9; }
 
 /* Token id i of stream `stream` (a splitmix64 hash, so any position can be had directly). */
 static int32_t rand_token(uint64_t seed, uint64_t stream, uint64_t i, int64_t n_vocab) {

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "base/rng.h"
 #include "model/model.h"
 
 /* ---- --dump DIR: every named intermediate to a file ------------------------------------- */
@@ -153,8 +154,8 @@ static int batched(model *m, model_ctx *ctx, const tok_ids *ids, int n_other, fl
     int64_t V = model_n_vocab(m);
     for (size_t p = 0; p < ids->n; p++) {
         for (int s = 0; s <= n_other; s++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            tok[s] = s ? (int32_t)(x % (uint64_t)V) : ids->v[p];
+            uint64_t r = rng_xorshift64(&x);
+            tok[s] = s ? (int32_t)(r % (uint64_t)V) : ids->v[p];
             pos[s] = (int32_t)p;
             seq[s] = s;
         }

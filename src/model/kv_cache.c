@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/rng.h"
 #include "model/model_impl.h"
 
 size_t kv_elem_size(const kv_cache *kv) { return kv->f16 ? 2 : 4; }
@@ -89,10 +90,8 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
             for (int64_t p = 0; p < n; p++) {
                 char *row = kv_row(kv, which, l, seq, p);
                 for (int64_t i = 0; i < kv->kv_dim; i++) {
-                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                     /* uniform on [-sqrt 3, sqrt 3): unit variance */
-                    float r = (float)((double)(x >> 11) * (1.0 / 9007199254740992.0) * 3.4641016151377544 -
-                                      1.7320508075688772);
+                    float r = (float)(rng_unit(rng_xorshift64(&x)) * 3.4641016151377544 - 1.7320508075688772);
                     kv_put(kv, row + (size_t)i * kv_elem_size(kv), &r, 1);
                 }
             }

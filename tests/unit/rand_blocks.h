@@ -8,14 +8,10 @@
 #include <string.h>
 
 #include "formats/dtype.h"
+#include "base/rng.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
+static uint32_t rnd(void) { return (uint32_t)(rng_xorshift64(&rng) >> 16); }
 static float frand(void) { return (float)(rnd() % 20001) / 10000.0f - 1.0f; }
 
 /* Random bytes for a row of type t, with every f16 scale field replaced by a sane value so the

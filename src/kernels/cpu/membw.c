@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "kernels/isa.h"
 
 struct membw {
@@ -125,12 +126,6 @@ static void probe_task(void *ctx, int64_t task, int thread) {
     j->sum[thread % MEMBW_MAX_THREADS][0] += sum_words(p, words);
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 double membw_probe(membw *b, threadpool *tp, int passes) {
     probe_job *j = calloc(1, sizeof *j);
     if (!j) return 0;
@@ -139,10 +134,10 @@ double membw_probe(membw *b, threadpool *tp, int passes) {
     int64_t n_tasks = (int64_t)(b->bytes / MEMBW_SLICE_BYTES);
     double best = 0;
     for (int p = 0; p < (passes > 0 ? passes : 1); p++) {
-        double t0 = now_s();
+        double t0 = clock_now_s();
         if (tp) tp_run(tp, n_tasks, probe_task, j);
         else for (int64_t t = 0; t < n_tasks; t++) probe_task(j, t, 0);
-        double dt = now_s() - t0;
+        double dt = clock_now_s() - t0;
         double gbs = dt > 0 ? (double)b->bytes / dt / 1e9 : 0;
         if (gbs > best) best = gbs;
     }
