@@ -8,28 +8,6 @@
 #include "base/utf8.h"
 #include "tokenizer/tokenizer_impl.h"
 
-/* ---- the byte-level map --------------------------------------------------------------- */
-
-static int byte_is_printable(unsigned b) {
-    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-}
-
-uint32_t tok_byte_to_cp(unsigned char b) {
-    if (byte_is_printable(b)) return b;
-    uint32_t n = 0; /* rank of b among the non-printable bytes */
-    for (unsigned x = 0; x < b; x++) n += !byte_is_printable(x);
-    return 256 + n;
-}
-
-int tok_cp_to_byte(uint32_t cp) {
-    if (cp < 256) return byte_is_printable(cp) ? (int)cp : -1;
-    if (cp >= 256 + 68) return -1; /* 68 bytes are non-printable */
-    uint32_t n = cp - 256;
-    for (unsigned x = 0; x < 256; x++)
-        if (!byte_is_printable(x) && n-- == 0) return (int)x;
-    return -1;
-}
-
 /* ---- ids ------------------------------------------------------------------------------ */
 
 int tok_ids_push(tok_ids *ids, int32_t id) {
