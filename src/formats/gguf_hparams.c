@@ -1,11 +1,16 @@
 /* gguf_hparams.c — model_hparams from GGUF metadata (`<arch>.*` keys as llama.cpp's
- * converters write them, for qwen2, llama and deepseek2). */
+ * converters write them, for qwen2, llama and deepseek2). The keys that map onto a field are
+ * read through the one table in gguf_keys.c (which the writers use too); this file owns the
+ * fixups after it: defaults, YaRN's derived numbers, the deepseek2 MLA/MTP conventions. */
 #include <stdio.h>
 #include <string.h>
 
 #include "base/err.h"
 #include "formats/gguf_hparams.h"
+#include "formats/gguf_keys.h"
 
+/* The keys that only adjust fields the table filled (YaRN betas, llama.cpp's MLA sizes): an
+ * absent key leaves *out as it was. */
 static int get_i(const gguf_file *f, const char *arch, const char *key, int64_t *out, whale_err *err) {
     char k[160];
     snprintf(k, sizeof k, "%s.%s", arch, key);
@@ -34,50 +39,8 @@ int gguf_hparams_load(model_hparams *hp, const gguf_file *f, whale_err *err) {
     if (!gguf_get_str(f, "general.name", &name, NULL))
         snprintf(hp->name, sizeof hp->name, "%.*s", (int)(name.n < 127 ? name.n : 127), name.s);
 
-    int64_t v = 0;
-#define I(key, field) do { if ((rc = get_i(f, arch, key, &hp->field, err))) return rc; } while (0)
-#define F(key, field) do { if ((rc = get_f(f, arch, key, &hp->field, err))) return rc; } while (0)
-    I("context_length", n_ctx_train);
-    I("embedding_length", n_embd);
-    I("block_count", n_layer);
-    I("feed_forward_length", n_ff);
-    I("attention.head_count", n_head);
-    I("attention.head_count_kv", n_head_kv);
-    I("attention.key_length", head_dim);
-    I("vocab_size", n_vocab);
-    F("attention.layer_norm_rms_epsilon", rms_eps);
-    F("rope.freq_base", rope_theta);
-    I("attention.q_lora_rank", q_lora_rank);
-    I("attention.kv_lora_rank", kv_lora_rank);
-    I("rope.dimension_count", qk_rope_head_dim);
-    I("attention.value_length", v_head_dim);
-    I("expert_count", n_expert);
-    I("expert_used_count", n_expert_used);
-    I("expert_shared_count", n_expert_shared);
-    I("expert_feed_forward_length", n_ff_expert);
-    I("leading_dense_block_count", n_layer_dense_lead);
-    I("expert_group_count", n_expert_group);
-    I("expert_group_used_count", n_group_used);
-    F("expert_weights_scale", expert_weights_scale);
-    I("nextn_predict_layers", n_nextn_layer);
-    F("rope.scaling.factor", rope_factor);
-    I("rope.scaling.original_context_length", rope_orig_ctx);
-    F("rope.scaling.yarn_log_multiplier", yarn_log_multiplier);
-#undef I
-#undef F
-    if (!get_i(f, arch, "expert_weights_norm", &v, NULL)) hp->expert_weights_norm = v != 0;
-    v = 0;
-    if (!get_i(f, arch, "expert_gating_func", &v, NULL) && v)
-        hp->gating = v == 2 ? MOE_GATING_SIGMOID : MOE_GATING_SOFTMAX; /* llama.cpp: 1 softmax, 2 sigmoid */
-    else if (hp->n_expert)
-        hp->gating = MOE_GATING_SOFTMAX; /* older deepseek2 files (V2) carry no gating key */
-    gguf_str rs;
-    char k[160];
-    snprintf(k, sizeof k, "%s.rope.scaling.type", arch);
-    if (!gguf_get_str(f, k, &rs, NULL)) {
-        if (rs.n == 4 && !memcmp(rs.s, "yarn", 4)) hp->rope_scaling_type = ROPE_SCALING_YARN;
-        else if (rs.n == 6 && !memcmp(rs.s, "linear", 6)) hp->rope_scaling_type = ROPE_SCALING_LINEAR;
-    }
+    if ((rc = gguf_keys_read(hp, f, arch, err))) return rc;
+    if (!hp->gating && hp->n_expert) hp->gating = MOE_GATING_SOFTMAX; /* older deepseek2 files (V2) carry no gating key */
     if (hp->rope_scaling_type == ROPE_SCALING_YARN) {
         /* llama.cpp's converters store 0.1 * mscale_all_dim as yarn_log_multiplier and leave the
          * betas at YaRN's defaults. */

@@ -1,6 +1,7 @@
 /* gguf_write.c — building GGUF v3 files: metadata and tensors collected in memory, then
  * written in one pass with the alignment padding the format asks for. Used by tests (to make
- * valid and hostile files), by vocabulary extraction, convert, quantize and synth. */
+ * valid and hostile files), by vocabulary extraction, and by convert/ (conversion, quantize,
+ * synth). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,51 @@ static void read_rope_scaling(cfg_reader *r, const cJSON *root, model_hparams *h
     }
 }
 
+/* config.json's top-level numbers and the model_hparams field each one fills, read in this
+ * order (the first bad one is the one reported). Nested and derived values (rope_scaling,
+ * scoring_func, defaults) are read around this table. The GGUF side of the same fields is
+ * formats/gguf_keys.c. */
+typedef enum hf_key_kind { HF_KEY_I64, HF_KEY_F32, HF_KEY_BOOL, HF_KEY_ROPE_SCALING } hf_key_kind;
+typedef struct hf_key {
+    const char *key;
+    size_t field; /* offsetof(model_hparams, ...) */
+    hf_key_kind kind;
+} hf_key;
+
+#define F(field) offsetof(model_hparams, field)
+static const hf_key hf_keys[] = {
+    {"vocab_size", F(n_vocab), HF_KEY_I64},
+    {"max_position_embeddings", F(n_ctx_train), HF_KEY_I64},
+    {"hidden_size", F(n_embd), HF_KEY_I64},
+    {"num_hidden_layers", F(n_layer), HF_KEY_I64},
+    {"intermediate_size", F(n_ff), HF_KEY_I64},
+    {"num_attention_heads", F(n_head), HF_KEY_I64},
+    {"num_key_value_heads", F(n_head_kv), HF_KEY_I64},
+    {"head_dim", F(head_dim), HF_KEY_I64},
+    {"rms_norm_eps", F(rms_eps), HF_KEY_F32},
+    {"rope_theta", F(rope_theta), HF_KEY_F32},
+    {"tie_word_embeddings", F(tie_embeddings), HF_KEY_BOOL},
+    {"attention_bias", F(attn_bias), HF_KEY_BOOL},
+    {"rope_scaling", 0, HF_KEY_ROPE_SCALING},
+    {"q_lora_rank", F(q_lora_rank), HF_KEY_I64},
+    {"kv_lora_rank", F(kv_lora_rank), HF_KEY_I64},
+    {"qk_nope_head_dim", F(qk_nope_head_dim), HF_KEY_I64},
+    {"qk_rope_head_dim", F(qk_rope_head_dim), HF_KEY_I64},
+    {"v_head_dim", F(v_head_dim), HF_KEY_I64},
+    {"n_routed_experts", F(n_expert), HF_KEY_I64},
+    {"num_experts_per_tok", F(n_expert_used), HF_KEY_I64},
+    {"n_shared_experts", F(n_expert_shared), HF_KEY_I64},
+    {"moe_intermediate_size", F(n_ff_expert), HF_KEY_I64},
+    {"first_k_dense_replace", F(n_layer_dense_lead), HF_KEY_I64},
+    {"n_group", F(n_expert_group), HF_KEY_I64},
+    {"topk_group", F(n_group_used), HF_KEY_I64},
+    {"routed_scaling_factor", F(expert_weights_scale), HF_KEY_F32},
+    {"norm_topk_prob", F(expert_weights_norm), HF_KEY_BOOL},
+    {"num_nextn_predict_layers", F(n_nextn_layer), HF_KEY_I64},
+};
+#undef F
+
+
 static int map_config(model_hparams *hp, const cJSON *root, cfg_reader *r) {
     if (!cJSON_IsObject(root))
         return err_set(r->err, WHALE_E_FORMAT, "%s: not a JSON object (not a config.json?)", r->name);
@@ -207,36 +253,16 @@ static int map_config(model_hparams *hp, const cJSON *root, cfg_reader *r) {
         hp->expert_weights_scale = 1.0f;
     }
 
-    get_i64(r, root, "", "vocab_size", &hp->n_vocab);
-    get_i64(r, root, "", "max_position_embeddings", &hp->n_ctx_train);
-    get_i64(r, root, "", "hidden_size", &hp->n_embd);
-    get_i64(r, root, "", "num_hidden_layers", &hp->n_layer);
-    get_i64(r, root, "", "intermediate_size", &hp->n_ff);
-    get_i64(r, root, "", "num_attention_heads", &hp->n_head);
-    get_i64(r, root, "", "num_key_value_heads", &hp->n_head_kv);
-    get_i64(r, root, "", "head_dim", &hp->head_dim);
-    get_f32(r, root, "", "rms_norm_eps", &hp->rms_eps);
-    get_f32(r, root, "", "rope_theta", &hp->rope_theta);
-    get_bool(r, root, "tie_word_embeddings", &hp->tie_embeddings);
-    get_bool(r, root, "attention_bias", &hp->attn_bias);
-    read_rope_scaling(r, root, hp);
-
-    get_i64(r, root, "", "q_lora_rank", &hp->q_lora_rank);
-    get_i64(r, root, "", "kv_lora_rank", &hp->kv_lora_rank);
-    get_i64(r, root, "", "qk_nope_head_dim", &hp->qk_nope_head_dim);
-    get_i64(r, root, "", "qk_rope_head_dim", &hp->qk_rope_head_dim);
-    get_i64(r, root, "", "v_head_dim", &hp->v_head_dim);
-
-    get_i64(r, root, "", "n_routed_experts", &hp->n_expert);
-    get_i64(r, root, "", "num_experts_per_tok", &hp->n_expert_used);
-    get_i64(r, root, "", "n_shared_experts", &hp->n_expert_shared);
-    get_i64(r, root, "", "moe_intermediate_size", &hp->n_ff_expert);
-    get_i64(r, root, "", "first_k_dense_replace", &hp->n_layer_dense_lead);
-    get_i64(r, root, "", "n_group", &hp->n_expert_group);
-    get_i64(r, root, "", "topk_group", &hp->n_group_used);
-    get_f32(r, root, "", "routed_scaling_factor", &hp->expert_weights_scale);
-    get_bool(r, root, "norm_topk_prob", &hp->expert_weights_norm);
-    get_i64(r, root, "", "num_nextn_predict_layers", &hp->n_nextn_layer);
+    for (size_t i = 0; i < sizeof hf_keys / sizeof hf_keys[0]; i++) {
+        const hf_key *k = &hf_keys[i];
+        void *field = (char *)hp + k->field;
+        switch (k->kind) {
+        case HF_KEY_I64: get_i64(r, root, "", k->key, (int64_t *)field); break;
+        case HF_KEY_F32: get_f32(r, root, "", k->key, (float *)field); break;
+        case HF_KEY_BOOL: get_bool(r, root, k->key, (int *)field); break;
+        case HF_KEY_ROPE_SCALING: read_rope_scaling(r, root, hp); break;
+        }
+    }
     const char *scoring = get_str(r, root, "", "scoring_func");
     if (r->rc) return r->rc;
     if (scoring) {

@@ -64,7 +64,7 @@ def models(tmp_path_factory):
     out = {}
     for shape, typ in [("test-deepseek2", "q4_k_m"), ("test-deepseek2", "f32"), ("test-qwen2", "q4_k_m")]:
         p = d / f"{shape}-{typ}.gguf"
-        run_whale("synth", "--shape", shape, "--type", typ, "-o", str(p))
+        run_whale("synth", "--shape", shape, "--type", typ, "--vocab", "none", "-o", str(p))
         out[f"{shape}-{typ}"] = p
     out["tied"] = d / "tied.gguf"
     untie(out["test-qwen2-q4_k_m"], out["tied"])

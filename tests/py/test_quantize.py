@@ -90,7 +90,7 @@ def sources(tmp_path_factory):
         run_whale("convert", str(d), str(out[arch]), "--type", "f32")
     for shape in ("test-qwen2", "test-deepseek2"):
         f16 = root / f"{shape}-f16.gguf"
-        run_whale("synth", "--shape", shape, "--type", "f16", "-o", str(f16))
+        run_whale("synth", "--shape", shape, "--type", "f16", "--vocab", "none", "-o", str(f16))
         out["synth-" + shape[5:]] = root / f"{shape}-f32.gguf"
         out["synth-" + shape[5:] + "-f16"] = f16
         quantize(f16, out["synth-" + shape[5:]], "f32")
@@ -256,7 +256,7 @@ def test_requantize_is_idempotent_and_dequantizes_like_gguf(tmp_path):
     package's dequantization exactly."""
     for shape in ("test-qwen2", "test-deepseek2"):
         q8 = tmp_path / f"{shape}-q8_0.gguf"
-        run_whale("synth", "--shape", shape, "--type", "q8_0", "-o", str(q8))
+        run_whale("synth", "--shape", shape, "--type", "q8_0", "--vocab", "none", "-o", str(q8))
         again, f32, back = (tmp_path / f"{shape}-{k}.gguf" for k in ("again", "f32", "back"))
         quantize(q8, again, "q8_0")
         quantize(q8, f32, "f32")
@@ -268,7 +268,7 @@ def test_requantize_is_idempotent_and_dequantizes_like_gguf(tmp_path):
             for name, t in a.items():
                 assert b[name].tensor_type == t.tensor_type and b[name].data.tobytes() == t.data.tobytes(), (path, name)
     mix = tmp_path / "mix.gguf"
-    run_whale("synth", "--shape", "test-deepseek2", "--type", "q4_k_m", "-o", str(mix))
+    run_whale("synth", "--shape", "test-deepseek2", "--type", "q4_k_m", "--vocab", "none", "-o", str(mix))
     quantize(mix, tmp_path / "mix-f32.gguf", "f32")
     src, out = tensors(gguf.GGUFReader(str(mix))), tensors(gguf.GGUFReader(str(tmp_path / "mix-f32.gguf")))
     assert {t.tensor_type.name for t in src.values()} == {"Q4_K", "Q6_K", "Q8_0", "F32"}
