@@ -2,27 +2,20 @@
  * the progress bar, notes on stderr, and the closing summary. Owns only printing; the work is
  * convert/'s. */
 #include <stdio.h>
-#include <time.h>
 
+#include "base/clock.h"
 #include "cli/cli.h"
-
-/* Left here until base/ gets the one clock helper (issue 16): the lead replaces it then. */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void on_progress(void *ctx, convert_phase phase, double done, double total) {
     cli_convert_ui *ui = ctx;
     if (phase == CONVERT_BEGIN) {
-        ui->t0 = now_s();
+        ui->t0 = clock_now_s();
         progress_begin(&ui->bar, ui->label, total, 1);
     } else if (phase == CONVERT_UPDATE) {
         progress_update(&ui->bar, done);
     } else {
         progress_end(&ui->bar);
-        ui->secs = now_s() - ui->t0;
+        ui->secs = clock_now_s() - ui->t0;
     }
 }
 
