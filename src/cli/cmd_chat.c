@@ -89,10 +89,19 @@ static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
  * every byte above 0x7f, so a Chinese line arrives empty. Take the environment's LC_CTYPE when
  * it is UTF-8, else C.UTF-8 (a terminal sends UTF-8 even under LANG=C). Only LC_CTYPE: number
  * formatting and parsing (LC_NUMERIC) stay "C" everywhere. Call before the first readline(). */
+static int codeset_utf8(void) {
+    const char *cs = nl_langinfo(CODESET);
+    return !strcmp(cs, "UTF-8") || !strcmp(cs, "utf8");
+}
+
 static void chat_locale_set(void) {
-    const char *got = setlocale(LC_CTYPE, "");
-    const char *cs = got ? nl_langinfo(CODESET) : "";
-    if (!got || (strcmp(cs, "UTF-8") && strcmp(cs, "utf8"))) setlocale(LC_CTYPE, "C.UTF-8");
+    if (setlocale(LC_CTYPE, "") && codeset_utf8()) return;
+    static const char *const fallback[] = {"C.UTF-8", "C.utf8", "en_US.UTF-8", "UTF-8"};
+    for (size_t i = 0; i < sizeof fallback / sizeof fallback[0]; i++)
+        if (setlocale(LC_CTYPE, fallback[i]) && codeset_utf8()) return;
+    setlocale(LC_CTYPE, "C");
+    fprintf(stderr, "whale chat: no UTF-8 locale here (tried C.UTF-8, en_US.UTF-8): text beyond ASCII typed "
+                    "at the prompt may be lost\n");
 }
 
 /* Append the prompt's ids to the file at path as one space-separated line. Returns 0, or -1

@@ -13,13 +13,13 @@
 
 /* ---- --dump DIR: every named intermediate to a file ------------------------------------- */
 
-/* One file per (name, layer): the rows as little-endian float32, appended in batch order. */
-#define DUMP_MAX_TENSORS 4096 /* names x layers; a 256-layer model has about 2,600 */
+/* One file per (name, layer): the rows as little-endian float32, appended in batch order. Each
+ * call opens and closes its file, so a model of any depth stays within the open-file limit. */
+#define DUMP_MAX_TENSORS 8192 /* names x layers: 9 per DeepSeek layer, room for 900 layers */
 
 typedef struct dump_file {
     char name[32];
     int64_t layer, rows, len;
-    FILE *f;
 } dump_file;
 
 typedef struct dump {
@@ -50,18 +50,20 @@ static void dump_hook(void *user, const char *name, int64_t layer, int64_t row0,
         snprintf(x->name, sizeof x->name, "%s", name);
         x->layer = layer;
         x->len = len;
-        char path[4096];
-        dump_path(d, x, path, sizeof path);
-        if (!(x->f = fopen(path, "wb"))) d->failed = 1;
     }
-    if (!x->f || x->len != len || fwrite(data, sizeof(float), (size_t)(n * len), x->f) != (size_t)(n * len)) {
+    char path[4096];
+    dump_path(d, x, path, sizeof path);
+    FILE *f = fopen(path, x->rows ? "ab" : "wb"); /* the first rows replace an older dump's */
+    int ok = f && x->len == len && fwrite(data, sizeof(float), (size_t)(n * len), f) == (size_t)(n * len);
+    if (f && fclose(f)) ok = 0;
+    if (!ok) {
         d->failed = 1;
         return;
     }
     x->rows += n;
 }
 
-/* Close every file and write DIR/manifest.tsv (name, layer, rows, floats per row, file).
+/* Write DIR/manifest.tsv (name, layer, rows, floats per row, file).
  * 0, or 1 with a message. */
 static int dump_finish(dump *d) {
     char path[4096];
@@ -70,7 +72,6 @@ static int dump_finish(dump *d) {
     if (mf) fprintf(mf, "name\tlayer\trows\tlen\tfile\n");
     for (int i = 0; i < d->n; i++) {
         dump_file *x = &d->files[i];
-        if (x->f && fclose(x->f)) d->failed = 1;
         char p[4096];
         dump_path(d, x, p, sizeof p);
         if (mf) fprintf(mf, "%s\t%lld\t%lld\t%lld\t%s\n", x->name, (long long)x->layer, (long long)x->rows,
@@ -218,6 +219,10 @@ int cmd_logits(int argc, char **argv) {
     if (ids.n == 0) { fprintf(stderr, "whale logits: empty prompt\n"); goto done; }
     if (mtp && !model_has_mtp(m)) { fprintf(stderr, "whale logits: this model has no MTP module\n"); goto done; }
     if (mtp && ids.n < 2) { fprintf(stderr, "whale logits: --mtp needs at least 2 tokens\n"); goto done; }
+    if (dump_dir && others) {
+        fprintf(stderr, "whale logits: --dump does not combine with --batch-with (the neighbours' rows would mix in)\n");
+        goto done;
+    }
     if (contexts < 0 || contexts > LOGITS_MAX_CONTEXTS || (contexts && (others || mtp || dump_dir))) {
         fprintf(stderr, "whale logits: --contexts takes 0..%d and does not combine with --batch-with, --mtp or --dump\n",
                 LOGITS_MAX_CONTEXTS);

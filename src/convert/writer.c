@@ -230,6 +230,7 @@ int convert_writer_write(convert_writer *o, const char *path, const convert_hook
     char tmp[WRITER_MAX_PATH];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.part", path) >= sizeof tmp)
         return err_set(err, WHALE_E_ARG, "%s: path too long", path);
+    if (o->tp || o->scratch) return err_set(err, WHALE_E_ARG, "%s: a writer writes one file", path);
     o->tp = tp_new(0);
     int n_threads = o->tp ? tp_threads(o->tp) : 0;
     size_t per_thread = 2 * (size_t)(o->max_n_in > 0 ? o->max_n_in : 1);

@@ -1,7 +1,7 @@
 /* isa.h — which instruction set the CPU kernels run: the one place that detects the CPU's
  * features, reads the environment and lets tests and benchmarks force a level. Every kernel
  * (cpu/qdot*.c, cpu/fdot*.c, cpu/attn.c) and the bandwidth probe (kernels/membw.h) ask
- * isa_level() at each call; nothing else looks at cpuid or at WHALE_ISA.
+ * isa_level_get() at each call; nothing else looks at cpuid or at WHALE_ISA.
  *
  * Levels, each implying the one below:
  *   ISA_AVX512  AVX-512 F, BW, VL, DQ and VNNI, with the OS saving the ZMM state

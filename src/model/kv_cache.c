@@ -5,7 +5,11 @@
  * logical page j lives in the pool's physical page page[seq][j]. Today every sequence owns its
  * pages, laid out one after another, so a sequence's rows are contiguous and attention reads
  * them in one span; the table is there so that pages can later be shared between sequences
- * with a common prefix without changing the callers (they walk rows span by span, kv_span).
+ * with a common prefix without changing how callers find rows (they walk them span by span,
+ * kv_span). One thing remains for that day: attention's online softmax works in blocks of 64
+ * positions from where each call starts, so a split at a page boundary gives the same bits as
+ * one call only where calls start on a page boundary — true of dense attention (from position
+ * 0), not yet of MLA's decode chunks (mla.c), whose starts must then be rounded to pages.
  * Owns: the pool, the page table, row conversion to and from F16. Does not own: what rows mean
  * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
 #include <stdlib.h>

@@ -224,7 +224,7 @@ static void ds_out_task(void *ctx, int64_t task, int thread) {
     for (int64_t row = 0; row < j->n_rows; row++) ds_merge(j, row, h);
     const wmat *wuv = L->split_kb ? &L->wv_b : &L->wkv_b;
     wmat v;
-    wmat_view_rows(wuv, L->split_kb ? h * dv : h * (dn + dv) + dn, dv, &v); /* checked by ds_attention */
+    wmat_view_rows(wuv, L->split_kb ? h * dv : h * (dn + dv) + dn, dv, &v); /* checked by mla_attention */
     float *out = w->att + h * dv, *scratch = w->scratch + (size_t)thread * (size_t)w->scratch_n;
     if (j->xq)
         wmat_matmul_rows_q(out, H * dv, &v, j->xq + (size_t)(h * j->n_rows) * (size_t)(dc / QACT_BLOCK), j->n_rows, 0, dv);

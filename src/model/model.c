@@ -239,6 +239,7 @@ model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq) {
     model_ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->m = m;
+    c->arch = m->arch;
     /* the MTP block caches in one more layer */
     c->kv = kv_cache_new(hp->n_layer + (m->mtp ? 1 : 0), m->arch->kv_dim(hp), m->arch->kv_with_v, m->kv_f16, n_ctx,
                          n_seq);
@@ -272,7 +273,7 @@ fail:
 
 void model_ctx_free(model_ctx *c) {
     if (!c) return;
-    if (c->ws) c->m->arch->ws_free(c);
+    if (c->ws) c->arch->ws_free(c);
     kv_cache_free(c->kv);
     tp_free(c->tp);
     free(c->x);
@@ -318,7 +319,8 @@ static void embed(const wmat *w, const int32_t *tok, int64_t n, float *out) {
 /* The final norm and output head for the rows of b[r0, r0+n) that want logits, appended to
  * logits after the *n_logits rows already there; every row's hidden state into hidden (rows
  * r0.., before or after the norm as model_opts.mtp_prenorm says) when hidden is not NULL. */
-static void output_logits(const model *m, model_ctx *c, const model_batch *b, int64_t r0, int64_t n, const float *norm,
+static void output_logits(const model *m, model_ctx *c, const model_batch *b, int64_t r0, int64_t n, int64_t layer,
+                          const float *norm,
                           const wmat *head, float *logits, int64_t *n_logits, float *hidden) {
     int64_t E = m->hp.n_embd, k = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -328,7 +330,7 @@ static void output_logits(const model *m, model_ctx *c, const model_batch *b, in
         if (hidden) /* every row's state, for the MTP module to continue from */
             memcpy(hidden + (size_t)(r0 + i) * (size_t)E, m->mtp_prenorm ? c->x + i * E : c->xn + k * E,
                    (size_t)E * sizeof(float));
-        if (c->hook && want) model_emit(c, "result_norm", -1, c->xn + k * E, 1, E);
+        if (c->hook && want) c->hook(c->hook_user, "result_norm", layer, r0 + i, 1, E, c->xn + k * E);
         k += want;
     }
     if (k) wmat_matmul(c, logits + (size_t)*n_logits * (size_t)head->n_out, head, c->xn, k);
@@ -346,7 +348,7 @@ int model_forward(const model *m, model_ctx *c, const model_batch *b, float *log
         embed(&m->tok_embd, b->token + r0, n, c->x);
         model_emit(c, "inp_embd", -1, c->x, n, E);
         m->arch->forward(m, c, pos, seq, n);
-        output_logits(m, c, b, r0, n, m->out_norm, &m->output, logits, &n_logits, hidden);
+        output_logits(m, c, b, r0, n, -1, m->out_norm, &m->output, logits, &n_logits, hidden);
     }
     return 0;
 }
@@ -364,7 +366,7 @@ int model_mtp_forward(const model *m, model_ctx *c, const model_batch *b, const 
         const wmat *head;
         c->hook_row0 = r0;
         mtp_forward_chunk(m, c, b, hidden + (size_t)r0 * (size_t)E, r0, n, &norm, &head);
-        output_logits(m, c, b, r0, n, norm, head, logits, &n_logits, NULL);
+        output_logits(m, c, b, r0, n, m->hp.n_layer, norm, head, logits, &n_logits, NULL);
     }
     return 0;
 }

@@ -27,7 +27,8 @@ typedef struct model_ctx model_ctx;
  * layers "moe_logits" (the router's), "moe_choice" and "moe_weight" (the chosen experts' ids,
  * as floats, and their gate weights),
  * "l_out" (the residual stream after the layer), and "result_norm" (layer -1, after the final
- * norm); the MTP module's block reports under layer n_layer. */
+ * norm, rows that asked for logits); the MTP module reports its block and its result_norm under
+ * layer n_layer. */
 typedef void (*model_hook_fn)(void *user, const char *name, int64_t layer, int64_t row0, int64_t n, int64_t len,
                               const float *data);
 
@@ -61,8 +62,11 @@ const char *model_chat_template(const model *m);
 int64_t model_n_vocab(const model *m); /* rows of the output matrix */
 
 /* A context: what forward passes over the model write — a KV cache for n_seq sequences of up
- * to n_ctx positions each, the scratch for model_opts.n_batch rows and a thread pool. One per
- * caller; a context is used by one thread at a time. NULL on bad sizes or out of memory. */
+ * to n_ctx positions each (each sequence's positions rounded up to whole pages of 64), the
+ * scratch for model_opts.n_batch rows and a thread pool of model_opts.n_threads threads (each
+ * context has its own: several busy contexts share the cores between their pools). One per
+ * caller; a context is used by one thread at a time, and is freed before its model. NULL on
+ * bad sizes or out of memory. */
 model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq);
 void model_ctx_free(model_ctx *c);
 /* The context's KV cache (borrowed: valid while the context lives). */

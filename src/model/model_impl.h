@@ -213,9 +213,10 @@ struct model {
     int n_owned, cap_owned;
 };
 
-/* Called with every named intermediate (model_opts / model_ctx_set_hook). */
+/* What forward passes write (model.h: model_ctx_new). */
 struct model_ctx {
     const model *m;
+    const arch_ops *arch; /* the model's, kept so the context frees its scratch on its own */
     kv_cache *kv;
     threadpool *tp;
     int64_t n_batch;
@@ -250,7 +251,7 @@ void ds_free_layer(ds_layer *L);
 void ds_block(const model *m, model_ctx *c, const ds_layer *L, int64_t layer, const int32_t *pos, const int32_t *seq,
               int64_t n);
 /* mla.c: the absorbed W_UK built at load; attention over the latent cache for the n rows whose
- * queries are in ws q (see deepseek.c's scratch). */
+ * queries are in ws q (ds_ws in deepseek.h). */
 int mla_build_kb(model *m, ds_layer *L, whale_err *err);
 /* moe.c: routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
  * weights (score: scratch of n_expert). bias: V3's selection-only bias or NULL. */

@@ -111,3 +111,26 @@ def test_one_model_many_threads(kind, arch, tmp_path):
     reports = "".join(p.read_text() for p in tmp_path.glob("tsan*"))
     assert r.returncode == 0 and not reports, r.stderr + reports
     assert "same logits bits" in r.stderr
+
+
+def test_mtp_dump_under_its_own_layer(golden, tmp_path):
+    """--mtp --dump: the MTP module's block and final norm go under layer n_layer, never into the
+    main model's files (which keep one row per prompt token)."""
+    model = tiny_models.write("deepseek_v3_mtp", tmp_path / "m")
+    ids = golden["prompt"]
+    out = tmp_path / "dump"
+    run_whale("logits", "-m", str(model), "--ids", " ".join(map(str, ids)), "--mtp", "--dump", str(out), "--top", "1")
+    rows = {}
+    for line in (out / "manifest.tsv").read_text().splitlines()[1:]:
+        name, layer, n, _, _ = line.split("\t")
+        rows[(name, int(layer))] = int(n)
+    L = tiny_models.CONFIGS["deepseek_v3_mtp"]["num_hidden_layers"]
+    assert rows[("result_norm", -1)] == len(ids) and rows[("l_out", L - 1)] == len(ids)
+    assert rows[("result_norm", L)] == len(ids) - 1 and rows[("l_out", L)] == len(ids) - 1
+
+
+def test_dump_refuses_batch_neighbours(tmp_path):
+    model = tiny_models.write("qwen2", tmp_path / "m")
+    r = run_whale("logits", "-m", str(model), "--ids", "1 2 3", "--dump", str(tmp_path / "d"), "--batch-with", "2",
+                  check=False)
+    assert r.returncode != 0 and b"--batch-with" in r.stderr
