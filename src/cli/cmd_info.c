@@ -65,6 +65,19 @@ static void info_print_hparams(const model_hparams *hp) {
 #undef PF
 }
 
+/* Name, architecture and hyperparameters, or why they could not be read (hp NULL: err says).
+ * source follows the "hyperparameters" heading (where they came from). */
+static void info_print_model(const model_hparams *hp, const whale_err *err, const char *source) {
+    if (!hp) {
+        printf("hyperparameters          unreadable: %s\n", err->msg);
+        return;
+    }
+    if (hp->name[0]) printf("name                     %s\n", hp->name);
+    printf("architecture             %s\n", hp->arch_name);
+    printf("hyperparameters%s\n", source);
+    info_print_hparams(hp);
+}
+
 static void print_kv_value(const gguf_kv *kv) {
     gguf_str s;
     switch (kv->type) {
@@ -127,14 +140,8 @@ static int info_gguf(const char *path, int list_tensors, int list_meta) {
         printf("WARNING                  %llu of %llu tensors lie past the end of the file (truncated download?)\n",
                (unsigned long long)f.n_missing, (unsigned long long)f.n_tensors);
     model_hparams hp;
-    if (gguf_hparams_load(&hp, &f, &err)) {
-        printf("hyperparameters          unreadable: %s\n", err.msg);
-    } else {
-        if (hp.name[0]) printf("name                     %s\n", hp.name);
-        printf("architecture             %s\n", hp.arch_name);
-        printf("hyperparameters\n");
-        info_print_hparams(&hp);
-    }
+    int rc = gguf_hparams_load(&hp, &f, &err);
+    info_print_model(rc ? NULL : &hp, &err, "");
     tokenizer *tok = NULL;
     if (tokenizer_load_gguf(&tok, &f, &err)) {
         printf("tokenizer                none usable: %s\n", err.msg);
@@ -214,14 +221,8 @@ static int info_safetensors(const char *path) {
     if (probe) {
         fclose(probe);
         model_hparams hp;
-        if (hf_config_load(&hp, cfg, &err)) {
-            printf("hyperparameters          unreadable: %s\n", err.msg);
-        } else {
-            if (hp.name[0]) printf("name                     %s\n", hp.name);
-            printf("architecture             %s\n", hp.arch_name);
-            printf("hyperparameters          (config.json)\n");
-            info_print_hparams(&hp);
-        }
+        int rc = hf_config_load(&hp, cfg, &err);
+        info_print_model(rc ? NULL : &hp, &err, "          (config.json)");
     } else {
         printf("hyperparameters          no config.json beside the weights\n");
     }

@@ -308,7 +308,7 @@ static int check_batch(const model *m, const model_ctx *c, const model_batch *b,
     return 0;
 }
 
-/* Rows [r0, r0+n) of embedding table w for tokens tok into out (n rows of n_embd). */
+/* The embedding rows of the n tokens tok (table w: one row of n_embd per token id) into out. */
 static void embed(const wmat *w, const int32_t *tok, int64_t n, float *out) {
     size_t erow = 0;
     dtype_bytes(w->type, w->n_in, &erow);
