@@ -571,12 +571,13 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     int mine = 0;
     if (p->owner && s->o.max_queue_per_owner > 0)
         for (sched_req *q = s->queue_head; q; q = q->next) mine += q->owner == p->owner;
-    if (s->stop || s->n_waiting >= s->o.max_queue || (s->o.max_queue_per_owner > 0 && mine >= s->o.max_queue_per_owner)) {
+    int full = s->stop || s->n_waiting >= s->o.max_queue; /* read under the lock: the engine changes it */
+    if (full || (s->o.max_queue_per_owner > 0 && mine >= s->o.max_queue_per_owner)) {
         pthread_mutex_unlock(&s->mu);
         free(r->con); /* the caller still owns the constraint's state */
         r->con = NULL;
         req_free(r);
-        if (s->n_waiting >= s->o.max_queue || s->stop)
+        if (full)
             err_set(err, WHALE_E_BUSY, "the server is busy (%d requests waiting)", s->o.max_queue);
         else
             err_set(err, WHALE_E_BUSY, "you have %d requests waiting already: wait for them to start", mine);
