@@ -2,10 +2,8 @@
 #include "service/api.h"
 
 #include "base/utf8.h"
-#include "engine/json_grammar.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -457,197 +455,13 @@ int api_ctx_tokens(api_ctx *a) {
         for (int i = 0; i < 3; i++) ok &= (id[i] = tokenizer_find_added(a->tok, fim[k][i], strlen(fim[k][i]))) >= 0;
         if (ok) memcpy(a->fim, id, sizeof id);
     }
-    int64_t V = tokenizer_n_vocab(a->tok);
-    a->n_tb = V;
-    size_t total = 0;
-    char tmp[512];
-    for (int64_t i = 0; i < V; i++) {
-        int l = tokenizer_token_bytes(a->tok, (int32_t)i, tmp, sizeof tmp);
-        total += l > 0 ? (size_t)l : 0;
-    }
-    a->tb = malloc(total + 1);
-    a->tb_off = malloc((size_t)V * sizeof *a->tb_off);
-    a->tb_len = malloc((size_t)V * sizeof *a->tb_len);
-    if (!a->tb || !a->tb_off || !a->tb_len) return -1;
-    size_t at = 0;
-    for (int64_t i = 0; i < V; i++) {
-        int attr = tokenizer_attr(a->tok, (int32_t)i);
-        int l = tokenizer_token_bytes(a->tok, (int32_t)i, a->tb + at, total + 1 - at);
-        a->tb_off[i] = (uint32_t)at;
-        a->tb_len[i] = attr == TOK_CONTROL || attr == TOK_USER || l <= 0 || l > (int)sizeof tmp ? -1 : (int16_t)l;
-        at += l > 0 && (size_t)l <= total + 1 - at ? (size_t)l : 0;
-    }
-    return 0;
+    a->cv = constraint_vocab_new(a->tok);
+    return a->cv ? 0 : -1;
 }
 
 void api_ctx_free(api_ctx *a) {
-    free(a->tb);
-    free(a->tb_off);
-    free(a->tb_len);
-}
-
-/* ---- JSON mode ------------------------------------------------------------------------------ */
-
-typedef struct json_con {
-    const api_ctx *a;
-    json_grammar g;
-    int active;             /* JSON mode: once the thinking has ended; tools: inside <tool_call> */
-    int tools;              /* tool mode: the text between <tool_call> and </tool_call> is JSON */
-    int32_t open_id, close_id;
-    char tail[16];          /* tool mode, outside a call: the last bytes written (spotting <tool_call>) */
-    size_t n_tail;
-    size_t closing;         /* tool mode, object complete: bytes of "</tool_call>" written so far */
-    char lit[API_MAX_TOOL_NAME + 64]; /* forced text the reply must start with (a forced call), */
-    size_t n_lit, lit_at;             /* and how much of it is written */
-} json_con;
-
-/* A token's byte count, -1 for added tokens and for ids past the tokenizer's vocabulary (a
- * checkpoint's output matrix may have padding rows). */
-static int tb_len_of(const api_ctx *a, int32_t t) { return t >= 0 && t < a->n_tb ? a->tb_len[t] : -1; }
-
-#define TOOL_OPEN "<tool_call>"
-#define TOOL_CLOSE "</tool_call>"
-
-static int json_allowed(const json_con *c, int32_t t) {
-    int l = tb_len_of(c->a, t);
-    if (l <= 0) return 0;
-    json_grammar g = c->g;
-    return json_grammar_feed(&g, c->a->tb + c->a->tb_off[t], (size_t)l) == 0;
-}
-
-/* Tool mode after the object: whitespace, then "</tool_call>" spelled in any pieces. */
-static int closes_call(const json_con *c, int32_t t) {
-    int l = tb_len_of(c->a, t);
-    if (l <= 0) return 0;
-    const char *b = c->a->tb + c->a->tb_off[t];
-    size_t at = c->closing;
-    for (int i = 0; i < l; i++) {
-        if (at == 0 && strchr(" \n\t\r", b[i])) continue;
-        if (at >= strlen(TOOL_CLOSE) || b[i] != TOOL_CLOSE[at]) return 0;
-        at++;
-    }
-    return 1;
-}
-
-static int is_end_token(const api_ctx *a, int32_t t) {
-    return t == tokenizer_eos(a->tok) || tokenizer_attr(a->tok, t) == TOK_CONTROL;
-}
-
-/* Forced text: a token may come when its bytes continue it without going past its end (single
- * bytes are tokens, so the text can always be written). */
-static int lit_allowed(const json_con *c, int32_t t) {
-    if (t == c->open_id && c->lit_at == 0 && !strncmp(c->lit, TOOL_OPEN, strlen(TOOL_OPEN))) return 1; /* the marker token */
-    int l = tb_len_of(c->a, t);
-    if (l <= 0) return 0;
-    const char *b = c->a->tb + c->a->tb_off[t];
-    size_t left = c->n_lit - c->lit_at, k = (size_t)l < left ? (size_t)l : left;
-    if (memcmp(b, c->lit + c->lit_at, k)) return 0;
-    return (size_t)l <= left; /* tokens ending exactly at the forced text's end, at most */
-}
-
-static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
-    json_con *c = ctx;
-    (void)greedy;
-    if (c->lit_at < c->n_lit) {
-        for (int64_t i = 0; i < V; i++)
-            if (logits[i] > -INFINITY && !lit_allowed(c, (int32_t)i)) logits[i] = -INFINITY;
-        return;
-    }
-    if (!c->active) return;
-    if (json_grammar_complete(&c->g)) { /* the object is whole: the end of the turn, or of the call */
-        for (int64_t i = 0; i < V; i++)
-            if (c->tools ? (int32_t)i != c->close_id && !closes_call(c, (int32_t)i) : !is_end_token(c->a, (int32_t)i))
-                logits[i] = -INFINITY;
-        return;
-    }
-    if (greedy) { /* best first, until one is allowed; then it alone survives */
-        for (int tries = 0; tries < 4096; tries++) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < V; i++)
-                if (logits[i] > -INFINITY && (best < 0 || logits[i] > logits[best])) best = i;
-            if (best < 0) break;
-            if (json_allowed(c, (int32_t)best)) {
-                float keep = logits[best];
-                for (int64_t i = 0; i < V; i++) logits[i] = -INFINITY;
-                logits[best] = keep;
-                return;
-            }
-            logits[best] = -INFINITY;
-        }
-    }
-    for (int64_t i = 0; i < V; i++)
-        if (logits[i] > -INFINITY && !json_allowed(c, (int32_t)i)) logits[i] = -INFINITY;
-}
-
-static void json_accept(void *ctx, int32_t t) {
-    json_con *c = ctx;
-    if (c->lit_at < c->n_lit && t == c->open_id && c->lit_at == 0) c->lit_at = strlen(TOOL_OPEN); /* as its token */
-    else if (c->lit_at < c->n_lit && tb_len_of(c->a, t) > 0) { /* the forced text: counted, then on as usual */
-        size_t l = (size_t)tb_len_of(c->a, t), left = c->n_lit - c->lit_at;
-        c->lit_at += l < left ? l : left;
-    }
-    if (c->tools) { /* a call opens (as its token or spelled out): JSON until it closes */
-        int l = tb_len_of(c->a, t);
-        const char *b = l > 0 ? c->a->tb + c->a->tb_off[t] : "";
-        if (!c->active) {
-            for (int i = 0; i < l; i++) { /* keep the last bytes to spot the spelled-out opening */
-                if (c->n_tail == sizeof c->tail) memmove(c->tail, c->tail + 1, --c->n_tail);
-                c->tail[c->n_tail++] = b[i];
-            }
-            const char *hit = memmem(c->tail, c->n_tail, TOOL_OPEN, strlen(TOOL_OPEN));
-            if (t == c->open_id || hit) { /* what follows the opening in this token is JSON already */
-                size_t after = hit ? (size_t)(hit - c->tail) + strlen(TOOL_OPEN) : c->n_tail;
-                json_grammar_init(&c->g);
-                json_grammar_feed(&c->g, c->tail + after, c->n_tail - after);
-                c->active = 1;
-                c->closing = c->n_tail = 0;
-            }
-        } else if (json_grammar_complete(&c->g)) {
-            if (t == c->close_id) c->active = 0;
-            for (int i = 0; i < l && c->active; i++)
-                if (!(c->closing == 0 && strchr(" \n\t\r", b[i])) && ++c->closing == strlen(TOOL_CLOSE)) c->active = 0;
-        } else if (l > 0) {
-            json_grammar_feed(&c->g, b, (size_t)l);
-        }
-        return;
-    }
-    if (!c->active) {
-        c->active = t == c->a->think_end;
-        return;
-    }
-    if (tb_len_of(c->a, t) > 0) json_grammar_feed(&c->g, c->a->tb + c->a->tb_off[t], (size_t)tb_len_of(c->a, t));
-}
-
-sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think) {
-    sched_constraint *k = malloc(sizeof *k);
-    json_con *c = malloc(sizeof *c);
-    if (!k || !c) {
-        free(k);
-        free(c);
-        return NULL;
-    }
-    memset(c, 0, sizeof *c);
-    c->a = a;
-    json_grammar_init(&c->g);
-    c->active = !start_in_think;
-    *k = (sched_constraint){json_mask, json_accept, free, c};
-    return k;
-}
-
-sched_constraint *api_tool_constraint(const api_ctx *a, const api_req *q) {
-    int32_t open = tokenizer_find_added(a->tok, TOOL_OPEN, strlen(TOOL_OPEN));
-    int32_t close = tokenizer_find_added(a->tok, TOOL_CLOSE, strlen(TOOL_CLOSE));
-    sched_constraint *k = api_json_constraint(a, 0);
-    if (!k) return NULL;
-    json_con *c = k->ctx;
-    c->tools = 1;
-    c->active = 0;
-    c->open_id = open;
-    c->close_id = close;
-    if (q->tool_force == 1) c->n_lit = (size_t)snprintf(c->lit, sizeof c->lit, "%s\n", TOOL_OPEN);
-    if (q->tool_force == 2)
-        c->n_lit = (size_t)snprintf(c->lit, sizeof c->lit, "%s\n{\"name\": \"%s\", \"arguments\": {", TOOL_OPEN, q->tool_force_name);
-    return k;
+    constraint_vocab_free(a->cv);
+    a->cv = NULL;
 }
 
 static int check_model(const api_ctx *a, const cJSON *j, char **err) {

@@ -15,6 +15,7 @@
 
 #include "base/strbuf.h"
 #include "engine/chat_format.h"
+#include "engine/constraint.h"
 #include "engine/reasoning.h"
 #include "engine/scheduler.h"
 
@@ -37,32 +38,19 @@ typedef struct api_ctx {
     int32_t close[8];       /* what a spent reasoning budget forces: "\n</think>\n\n" */
     size_t n_close;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
-    /* every token's bytes, for JSON mode: token i is tb[tb_off[i] .. + tb_len[i]); tb_len -1
-     * for added tokens (markers, control) */
-    char *tb;
-    uint32_t *tb_off;
-    int16_t *tb_len;
-    int64_t n_tb; /* tokens in those tables (the tokenizer's vocabulary) */
+    constraint_vocab *cv;   /* every token's bytes, for JSON mode and tools (owned) */
 } api_ctx;
 
-/* Fill in think_end/close, fim and the token bytes from the vocabulary; 0 or -1 (out of memory). */
+/* Fill in think_end/close, fim and the constraint vocabulary from the tokenizer; 0 or -1 (out
+ * of memory). api_ctx_free frees what it made (also after a failure). */
 int api_ctx_tokens(api_ctx *a);
 void api_ctx_free(api_ctx *a);
-
-/* JSON mode: a constraint for the scheduler that keeps the answer a valid JSON object (for a
- * reasoning model, from the end of its thinking on). NULL on OOM. */
-sched_constraint *api_json_constraint(const api_ctx *a, int start_in_think);
-/* With tools: whatever the model writes between <tool_call> and </tool_call> is kept a JSON
- * object (small models otherwise drift into other syntaxes); with tool_choice "required" or a
- * named function, the reply starts with "<tool_call>\n" (and {"name": "<it>", "arguments": {). NULL when the vocabulary has no
- * such markers (or on OOM): the model then writes freely. */
-typedef struct api_req api_req;
-sched_constraint *api_tool_constraint(const api_ctx *a, const api_req *q);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
 
 #define API_MAX_TOOL_NAME 64
 
+typedef struct api_req api_req;
 struct api_req {
     api_kind kind;
     int prefix;       /* chat prefix completion: the last (assistant) message starts the reply */

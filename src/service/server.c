@@ -24,6 +24,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "engine/constraint.h"
 #include "service/accounts.h"
 #include "service/api.h"
 #include "service/conversations.h"
@@ -258,11 +259,11 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
     whale_err e = {0};
     sched_constraint *con = NULL;
-    if (q.json && !(con = api_json_constraint(&srv->a, srv->a.reasoning && q.kind == API_CHAT && !q.prefix))) {
+    if (q.json && !(con = constraint_json(srv->a.cv, srv->a.reasoning && q.kind == API_CHAT && !q.prefix))) {
         api_req_free(&q);
         return send_error(c, 500, "out of memory", "server_error", "server_error");
     }
-    if (!con && q.n_tools) con = api_tool_constraint(&srv->a, &q);
+    if (!con && q.n_tools) con = constraint_tools(srv->a.cv, q.tool_force, q.tool_force_name);
     q.sp.constraint = con;
     q.sp.owner = srv->st ? cn->key.user : 0; /* fair shares between users */
     sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/constraint.h"
 #include "fuzz_model.h"
 #include "service/api.h"
 
@@ -35,8 +36,8 @@ static void one(int kind, const char *body, size_t n) {
         return;
     }
     if (err) abort();
-    sched_constraint *con = q.json ? api_json_constraint(&a, a.reasoning && kind == API_CHAT && !q.prefix) : NULL;
-    if (!con && q.n_tools) con = api_tool_constraint(&a, &q);
+    sched_constraint *con = q.json ? constraint_json(a.cv, a.reasoning && kind == API_CHAT && !q.prefix) : NULL;
+    if (!con && q.n_tools) con = constraint_tools(a.cv, q.tool_force, q.tool_force_name);
     if (con) {
         con->free(con->ctx);
         free(con);
