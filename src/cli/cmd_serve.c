@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "engine/prefix_cache.h"
+#include "engine/scheduler.h"
 #include "service/server.h"
 #include "service/store.h"
 
@@ -46,6 +47,9 @@ static void usage(FILE *f) {
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
                "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
+               "  --speculative mtp  greedy requests (temperature 0, no JSON mode) draft the next token with\n"
+               "                   the model's multi-token prediction module (DeepSeek-V3/R1) and verify it\n"
+               "                   in the same batch: up to two tokens per step, the same tokens as without\n"
                "  --accounts       multi-user mode: every request needs an API key (Authorization: Bearer),\n"
                "                   is refused with 402 at a zero balance and is charged per token when it\n"
                "                   ends; GET /user/balance. Manage users and keys with `whale admin`\n"
@@ -144,6 +148,14 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--rpm")) { if (number(a, v, 0, 1000000, &x)) return 2; o.rpm = x; i++; }
         else if (!strcmp(a, "--tpm")) { if (number(a, v, 0, 1L << 40, &x)) return 2; o.tpm = x; i++; }
         else if (v && !strcmp(a, "--db")) { db = v; i++; }
+        else if (!strcmp(a, "--speculative")) {
+            if (!v || strcmp(v, "mtp")) {
+                fprintf(stderr, "whale serve: --speculative takes 'mtp' (DeepSeek-V3's multi-token prediction)\n");
+                return 2;
+            }
+            o.speculative = SCHED_SPEC_MTP;
+            i++;
+        }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
         else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }

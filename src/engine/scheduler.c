@@ -3,7 +3,16 @@
  * Threads: the engine thread owns the slots and the model; consumers own their sched_req and
  * touch the shared part of it (tokens, state) under the scheduler's one mutex. A request is
  * freed when both sides are done with it: the engine has finished it (or never started it) and
- * the consumer has released it. */
+ * the consumer has released it.
+ *
+ * Speculation: before a step's batch is built, the drafter (engine/draft.h) guesses for every
+ * speculating slot that is decoding, in one call; the slot's rows are its pending token and the
+ * guesses, all asking for logits. The results are read row by row exactly as plain decoding
+ * reads its one row (take()), and reading stops at the first row whose chosen token differs
+ * from the guess fed after it: every token emitted was chosen from logits computed over the
+ * tokens plain greedy decoding would have had there. The cache rows of rejected guesses lie
+ * beyond the slot's n_cached and are overwritten later. The drafter is told which rows now
+ * stand (with their hidden states) after each step. */
 #include "engine/scheduler.h"
 
 #include <math.h>
@@ -14,6 +23,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "engine/draft.h"
 #include "engine/prefix_cache.h"
 
 enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
@@ -38,6 +48,7 @@ struct sched_req {
     size_t n_tokens, cap_tokens;
     const char *finish;
     size_t n_cached;
+    uint64_t drafted, accepted;
     double t_submit, t_start, t_first;
     int64_t owner;
     sched_req *next; /* waiting queue */
@@ -58,6 +69,11 @@ typedef struct slot {
     int want_restore;  /* just admitted: copy the context cache's blocks beyond n_cached in */
     int64_t owner;     /* whose request it last took, and when (admission number; 0: never) */
     uint64_t admitted;
+    int spec;          /* the request may speculate (greedy, no constraint) */
+    int n_draft;       /* this step: guesses fed after the pending token */
+    int32_t draft[DRAFT_MAX];
+    int64_t row0;      /* this step: the slot's first batch row (-1: none), at position pos0 */
+    size_t pos0;
 } slot;
 
 struct sched {
@@ -78,6 +94,10 @@ struct sched {
     int8_t *b_want;
     int *b_slot; /* slot of each logits row */
     float *logits;
+    drafter dr;       /* speculative decoding (dr.ops NULL: none) */
+    int max_draft;    /* guesses per slot per step (0 without a drafter) */
+    draft_req *dreq;  /* (n_parallel) this step's requests for guesses */
+    float *hid;       /* (rows, n_embd) the step's hidden states, when the drafter wants them */
     float *raw; /* (n_vocab) a row of logits kept for log probabilities */
     sched_stats stats;
     pcache *pc;    /* context cache, or NULL */
@@ -215,6 +235,8 @@ static void admit(sched *s) {
         sl->n_forced = 0;
         sampler_free(sl->smp);
         sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
+        sl->spec = s->dr.ops && sl->smp && sampler_is_greedy(sl->smp) && !r->con;
+        if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
         sl->req = r;
         sl->owner = r->owner;
         sl->admitted = ++s->n_admitted;
@@ -272,6 +294,69 @@ static void push_token(sched *s, sched_req *r, int32_t t, const float *raw, int6
     s->stats.tokens_generated++;
 }
 
+/* Under mu: choose the token that follows the slot's latest row from that row's logits (which
+ * sampling modifies), hand it out and end the request when it is due. Every emitted token goes
+ * through here, speculated or not. Returns the token; *ended is set when the request went. */
+static int32_t take(sched *s, slot *sl, float *row, int *ended) {
+    sched_req *r = sl->req;
+    const tokenizer *tok = model_tokenizer(s->m);
+    int64_t V = model_n_vocab(s->m);
+    sl->n_cached = sl->n_fed;
+    if (r->n_top >= 0) memcpy(s->raw, row, (size_t)V * sizeof *s->raw);
+    if (r->con) r->con->mask(r->con->ctx, row, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
+    int32_t t = sampler_sample(sl->smp, row, sl->tokens, sl->n_fed);
+    if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
+        if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
+        if (t == r->think_end || sl->n_forced == r->n_close) sl->think_closed = 1;
+    }
+    if (r->con) r->con->accept(r->con->ctx, t);
+    sl->tokens[sl->n_fed] = t;
+    if (!sl->n_gen) sl->want_store = 1; /* the prompt is in: keep it for the next request */
+    sl->n_gen++;
+    push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
+    const char *why = NULL;
+    if (is_end(tok, t)) why = "stop";
+    else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
+    else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
+    *ended = why || r->cancelled;
+    if (*ended) {
+        sl->req = NULL;
+        sl->want_store = 1;
+        finish(s, r, why ? why : "cancelled");
+    }
+    return t;
+}
+
+/* Ask the drafter for guesses for every speculating slot that decodes this step (engine thread,
+ * no lock). A slot gets at most as many as can still be emitted: the request's max_tokens, and
+ * the context (plain decoding feeds positions up to n_ctx - 2: the token chosen at n_ctx - 1
+ * ends the request), so no guess lies past where plain decoding would stop anyway. */
+static void draft(sched *s) {
+    int n_req = 0;
+    for (int i = 0; i < s->o.n_parallel; i++) {
+        slot *sl = &s->slots[i];
+        sl->n_draft = 0;
+        sched_req *r = sl->req;
+        /* not while a reasoning budget may force tokens: a forced token is not the model's choice */
+        if (!r || !sl->spec || !sl->think_closed || sl->n_fed < r->n_prompt) continue;
+        int64_t max = s->max_draft, room = s->o.n_ctx - 2 - (int64_t)sl->n_fed;
+        if (r->max_tokens > 0 && r->max_tokens - sl->n_gen - 1 < max) max = r->max_tokens - sl->n_gen - 1;
+        if (room < max) max = room;
+        if (max < 1) continue;
+        draft_req *q = &s->dreq[n_req++];
+        q->seq = i, q->tokens = sl->tokens, q->n = (int64_t)sl->n_fed, q->max = (int)max, q->n_out = 0;
+    }
+    if (!n_req) return;
+    whale_err err = {0};
+    if (s->dr.ops->propose(s->dr.self, s->dreq, n_req, &err)) return; /* no guesses: plain steps */
+    for (int k = 0; k < n_req; k++) {
+        slot *sl = &s->slots[s->dreq[k].seq];
+        int n = s->dreq[k].n_out < s->dreq[k].max ? s->dreq[k].n_out : s->dreq[k].max;
+        sl->n_draft = n > 0 ? n : 0;
+        memcpy(sl->draft, s->dreq[k].out, (size_t)sl->n_draft * sizeof *sl->draft);
+    }
+}
+
 /* One step: build the batch from the active slots, run it, sample. Returns 0 when idle. */
 static int step(sched *s) {
     pthread_mutex_lock(&s->mu);
@@ -297,6 +382,8 @@ static int step(sched *s) {
         if (!sl->want_restore || !sl->req) continue;
         sl->want_restore = 0;
         size_t keep = restore(s, i, sl->req->prompt, sl->req->n_prompt, sl->n_cached);
+        if (s->dr.ops && keep > sl->n_cached) /* rows without hidden states */
+            s->dr.ops->rows(s->dr.self, i, (int64_t)sl->n_cached, (int64_t)(keep - sl->n_cached), NULL);
         pthread_mutex_lock(&s->mu);
         s->stats.cached_tokens += keep - sl->n_cached;
         sl->req->n_cached = keep;
@@ -304,17 +391,20 @@ static int step(sched *s) {
         pc_stats(s);
         pthread_mutex_unlock(&s->mu);
     }
+    if (s->dr.ops) draft(s);
 
     int64_t n = 0, n_logits = 0, budget = s->o.chunk;
     for (int i = 0; i < s->o.n_parallel; i++) {
         slot *sl = &s->slots[i];
         sched_req *r = sl->req;
+        sl->row0 = -1;
         if (!r) continue;
         if (sl->n_fed < r->n_prompt) { /* prompt chunk */
             int64_t k = (int64_t)(r->n_prompt - sl->n_fed);
             if (k > budget) k = budget;
             if (k <= 0) continue;
             budget -= k;
+            sl->row0 = n, sl->pos0 = sl->n_fed;
             for (int64_t j = 0; j < k; j++, n++) {
                 s->b_tok[n] = sl->tokens[sl->n_fed + j];
                 s->b_pos[n] = (int32_t)(sl->n_fed + j);
@@ -323,20 +413,21 @@ static int step(sched *s) {
                 if (s->b_want[n]) s->b_slot[n_logits++] = i;
             }
             sl->n_fed += (size_t)k;
-        } else { /* decode: the token sampled last step */
-            s->b_tok[n] = sl->tokens[sl->n_fed];
-            s->b_pos[n] = (int32_t)sl->n_fed;
-            s->b_seq[n] = i;
-            s->b_want[n] = 1;
-            s->b_slot[n_logits++] = i;
-            n++;
-            sl->n_fed++;
+        } else { /* decode: the token sampled last step, then the guesses for the next ones */
+            sl->row0 = n, sl->pos0 = sl->n_fed;
+            for (int j = 0; j <= sl->n_draft; j++, n++) {
+                s->b_tok[n] = j ? sl->draft[j - 1] : sl->tokens[sl->n_fed];
+                s->b_pos[n] = (int32_t)sl->n_fed + j;
+                s->b_seq[n] = i;
+                s->b_want[n] = 1;
+                s->b_slot[n_logits++] = i;
+            }
+            sl->n_fed++; /* the guesses' rows count once they are confirmed */
         }
     }
     whale_err err = {0};
     model_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_want};
-    int rc = n ? model_forward(s->m, s->ctx, &b, s->logits, NULL, &err) : 0;
-    const tokenizer *tok = model_tokenizer(s->m);
+    int rc = n ? model_forward(s->m, s->ctx, &b, s->logits, s->hid, &err) : 0;
     int64_t V = model_n_vocab(s->m);
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
@@ -351,39 +442,34 @@ static int step(sched *s) {
         }
         n_logits = 0;
     }
-    for (int64_t k = 0; k < n_logits; k++) {
+    for (int64_t k = 0; k < n_logits;) {
         slot *sl = &s->slots[s->b_slot[k]];
-        sched_req *r = sl->req;
-        sl->n_cached = sl->n_fed;
-        if (r->n_top >= 0) memcpy(s->raw, s->logits + k * V, (size_t)V * sizeof *s->raw);
-        if (r->con) r->con->mask(r->con->ctx, s->logits + k * V, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
-        int32_t t = sampler_sample(sl->smp, s->logits + k * V, sl->tokens, sl->n_fed);
-        if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
-            if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
-            if (t == r->think_end || sl->n_forced == r->n_close) sl->think_closed = 1;
+        int nd = sl->n_draft, ended = 0;
+        if (nd) sl->req->drafted += (uint64_t)nd, s->stats.drafted += (uint64_t)nd;
+        for (int j = 0;; j++) { /* row j: the token after the pending one and j confirmed guesses */
+            int32_t t = take(s, sl, s->logits + (k + j) * V, &ended);
+            if (ended || j == nd || t != sl->draft[j]) break;
+            sl->n_fed++; /* guess j is the token chosen: its row stands */
+            sl->req->accepted++, s->stats.accepted++;
         }
-        if (r->con) r->con->accept(r->con->ctx, t);
-        sl->tokens[sl->n_fed] = t;
-        if (!sl->n_gen) sl->want_store = 1; /* the prompt is in: keep it for the next request */
-        sl->n_gen++;
-        push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
-        const char *why = NULL;
-        if (is_end(tok, t)) why = "stop";
-        else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
-        else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
-        if (why || r->cancelled) {
-            sl->req = NULL;
-            sl->want_store = 1;
-            finish(s, r, why ? why : "cancelled");
-        }
+        k += 1 + nd;
     }
     /* slots that only fed a prompt chunk this step keep their rows */
     for (int i = 0; i < s->o.n_parallel; i++)
         if (s->slots[i].req) s->slots[i].n_cached = s->slots[i].n_fed;
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->mu);
-    /* keep new blocks in the context cache; the slots are the engine thread's alone (admit,
-     * which also touches them, runs on this thread too) */
+    /* the drafter learns which rows stand; the slots are the engine thread's alone (admit, which
+     * also touches them, runs on this thread too) */
+    for (int i = 0; s->dr.ops && i < s->o.n_parallel; i++) {
+        slot *sl = &s->slots[i];
+        if (sl->row0 < 0) continue;
+        if (sl->n_cached < sl->pos0) s->dr.ops->truncate(s->dr.self, i, (int64_t)sl->n_cached);
+        else
+            s->dr.ops->rows(s->dr.self, i, (int64_t)sl->pos0, (int64_t)(sl->n_cached - sl->pos0),
+                            s->hid ? s->hid + sl->row0 * model_hparams_get(s->m)->n_embd : NULL);
+    }
+    /* keep new blocks in the context cache */
     int stored = 0;
     for (int i = 0; i < s->o.n_parallel; i++)
         if (s->slots[i].want_store) store(s, i), stored = 1;
@@ -427,16 +513,32 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     if (hp->n_ctx_train > 0 && s->o.n_ctx > hp->n_ctx_train) s->o.n_ctx = hp->n_ctx_train;
     if (s->o.max_queue <= 0) s->o.max_queue = 64;
     if (s->o.chunk <= 0) s->o.chunk = 256;
-    int64_t rows = s->o.chunk + s->o.n_parallel, P = s->o.n_parallel;
+    if (s->o.speculative != SCHED_SPEC_NONE && s->o.speculative != SCHED_SPEC_MTP) {
+        err_set(err, WHALE_E_ARG, "unknown speculative mode %d", s->o.speculative);
+        goto fail;
+    }
+    if (s->o.speculative == SCHED_SPEC_MTP && !model_has_mtp(m)) {
+        err_set(err, WHALE_E_UNSUPPORTED, "this model has no MTP module (DeepSeek-V3/R1 checkpoints carry one)");
+        goto fail;
+    }
+    s->max_draft = s->o.speculative ? DRAFT_MAX : 0;
+    /* rows per step: the prompt chunks, and each slot's token with its guesses */
+    int64_t P = s->o.n_parallel, rows = s->o.chunk + P * (1 + s->max_draft), n_out = P * (1 + s->max_draft);
     s->ctx = model_ctx_new(m, s->o.n_ctx, s->o.n_parallel);
     s->kv = s->ctx ? model_ctx_kv(s->ctx) : NULL;
+    if (s->ctx && s->o.speculative == SCHED_SPEC_MTP) {
+        if (draft_mtp_new(&s->dr, m, s->ctx, s->o.n_parallel, s->o.n_ctx, err)) goto fail;
+        s->dreq = malloc((size_t)P * sizeof *s->dreq);
+        if (!s->dreq) goto oom;
+        if (s->dr.ops->wants_hidden && !(s->hid = malloc((size_t)rows * (size_t)hp->n_embd * sizeof *s->hid))) goto oom;
+    }
     s->slots = calloc((size_t)P, sizeof *s->slots);
     s->b_tok = malloc((size_t)rows * sizeof *s->b_tok);
     s->b_pos = malloc((size_t)rows * sizeof *s->b_pos);
     s->b_seq = malloc((size_t)rows * sizeof *s->b_seq);
     s->b_want = malloc((size_t)rows);
-    s->b_slot = malloc((size_t)P * sizeof *s->b_slot);
-    s->logits = malloc((size_t)P * (size_t)model_n_vocab(m) * sizeof *s->logits);
+    s->b_slot = malloc((size_t)n_out * sizeof *s->b_slot);
+    s->logits = malloc((size_t)n_out * (size_t)model_n_vocab(m) * sizeof *s->logits);
     s->raw = malloc((size_t)model_n_vocab(m) * sizeof *s->raw);
     if (!s->raw || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
     for (int64_t i = 0; i < P; i++)
@@ -481,6 +583,8 @@ fail:
     if (s) {
         for (int i = 0; s->slots && i < s->o.n_parallel; i++) free(s->slots[i].tokens);
         free(s->slots);
+        drafter_free(&s->dr);
+        free(s->dreq), free(s->hid);
         model_ctx_free(s->ctx);
         free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
         pcache_free(s->pc);
@@ -515,6 +619,8 @@ void sched_free(sched *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work);
     pthread_cond_destroy(&s->progress);
+    drafter_free(&s->dr);
+    free(s->dreq), free(s->hid);
     model_ctx_free(s->ctx);
     free(s->slots);
     free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
@@ -671,6 +777,7 @@ void sched_result_get(sched_req *r, sched_result *out) {
     out->n_gen = r->n_tokens;
     out->t_queue = r->t_start > 0 ? r->t_start - r->t_submit : 0;
     out->t_first = r->t_first > 0 ? r->t_first - r->t_submit : 0;
+    out->drafted = r->drafted, out->accepted = r->accepted;
     pthread_mutex_unlock(&s->mu);
 }
 

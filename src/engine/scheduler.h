@@ -23,7 +23,15 @@
  *
  * The consumer of a request (an HTTP handler thread) submits it, then waits for tokens with
  * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
- * the slot at the next step. */
+ * the slot at the next step.
+ *
+ * Speculative decoding (sched_opts.speculative): a slot whose request decodes greedily, without
+ * a constraint and with no reasoning budget forcing tokens, feeds its pending token together
+ * with a drafter's guesses for the next ones (engine/draft.h; DeepSeek-V3's MTP module) in the
+ * same batched forward, and keeps the guesses its own sampler confirms: up to 1 + drafts tokens
+ * per step, exactly the tokens plain greedy decoding gives (stops, max_tokens and the end of
+ * the context are checked after each one; log probabilities come from each token's own row).
+ * Other requests decode one token per step beside them. */
 #ifndef WHALE_ENGINE_SCHEDULER_H
 #define WHALE_ENGINE_SCHEDULER_H
 
@@ -51,9 +59,14 @@ typedef struct sched_opts {
     size_t cache_ram, cache_disk;
     const char *cache_dir;
     uint64_t cache_salt;
+    int speculative;   /* SCHED_SPEC_NONE, or SCHED_SPEC_MTP: greedy requests draft with the
+                        * model's MTP module (sched_new refuses it for a model without one) */
 } sched_opts;
 
-/* Start the engine thread. NULL with a message when the cache does not fit. */
+enum { SCHED_SPEC_NONE = 0, SCHED_SPEC_MTP = 1 };
+
+/* Start the engine thread. NULL with a message when the cache does not fit, or with
+ * WHALE_E_UNSUPPORTED when SCHED_SPEC_MTP is asked of a model without an MTP module. */
 sched *sched_new(model *m, const sched_opts *o, whale_err *err);
 /* Stop: pending and active requests end with finish "cancelled"; joins the thread. */
 void sched_free(sched *s);
@@ -115,6 +128,7 @@ typedef struct sched_result {
     size_t n_prompt, n_cached; /* prompt tokens, of which reused from the cache */
     size_t n_gen;              /* tokens generated */
     double t_queue, t_first;   /* seconds waiting for a slot; from submit to the first token */
+    uint64_t drafted, accepted; /* speculative decoding: drafts verified, of which kept */
 } sched_result;
 void sched_result_get(sched_req *r, sched_result *out);
 
@@ -127,6 +141,7 @@ void sched_release(sched_req *r);
 typedef struct sched_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
+    uint64_t drafted, accepted; /* speculative decoding: drafts verified, of which kept */
     int64_t kv_tokens; /* tokens held in the slots' caches (in use or kept for reuse) */
     /* context cache: blocks (64 tokens) and bytes per tier, blocks served from each */
     uint64_t pc_ram_blocks, pc_disk_blocks, pc_ram_bytes, pc_disk_bytes, pc_hits_ram, pc_hits_disk;

@@ -383,6 +383,12 @@ static char *metrics(server *srv) {
     OUT("# TYPE whale_context_cache_block_hits_total counter\nwhale_context_cache_block_hits_total{tier=\"ram\"} %llu\n",
         (unsigned long long)st.pc_hits_ram);
     OUT("whale_context_cache_block_hits_total{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_hits_disk);
+    OUT("# HELP whale_speculative_drafts_total Drafted tokens verified (speculative decoding).\n");
+    OUT("# TYPE whale_speculative_drafts_total counter\nwhale_speculative_drafts_total %llu\n",
+        (unsigned long long)st.drafted);
+    OUT("# HELP whale_speculative_accepted_total Drafted tokens the model confirmed (each one a token for free).\n");
+    OUT("# TYPE whale_speculative_accepted_total counter\nwhale_speculative_accepted_total %llu\n",
+        (unsigned long long)st.accepted);
 #undef OUT
     return b.s;
 }
@@ -562,7 +568,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
                      /* with accounts, one user may hold a quarter of the queue */
                      .max_queue_per_owner = o->accounts ? (max_queue >= 4 ? max_queue / 4 : 1) : 0,
                      .cache_ram = o->cache_ram, .cache_disk = o->cache_disk, .cache_dir = o->cache_dir,
-                     .cache_salt = o->cache_salt};
+                     .cache_salt = o->cache_salt, .speculative = o->speculative};
     if (!(srv.s = sched_new(m, &so, err))) {
         api_ctx_free(&srv.a);
         return err->code;
@@ -599,10 +605,11 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
-    fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens; "
+    fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens%s; "
             "Ctrl-C stops)\n",
             srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
-            so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx);
+            so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx,
+            so.speculative == SCHED_SPEC_MTP ? ", greedy requests speculate with MTP" : "");
     while (!*stop) usleep(100 * 1000);
     /* drain: no new connections or requests; what runs may finish within drain_s */
     int drain = o->drain_s < 0 ? 0 : o->drain_s > 0 ? o->drain_s : SERVER_DRAIN_S;

@@ -42,6 +42,7 @@ typedef struct server_opts {
                                -1: no limit, e.g. behind a proxy that limits them itself) */
     const char *trusted_proxies[SERVER_MAX_PROXIES]; /* peers whose X-Forwarded-For names the client */
     int n_trusted_proxies;
+    int speculative;        /* sched_opts.speculative: SCHED_SPEC_NONE or SCHED_SPEC_MTP */
     int drain_s;            /* on SIGTERM: seconds to let running requests finish before cancelling
                                them (default SERVER_DRAIN_S; -1: cancel at once) */
 } server_opts;

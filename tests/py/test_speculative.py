@@ -6,9 +6,15 @@
    rows at once and token by token through the module's own latent cache.
 2. `whale run --speculative mtp` returns exactly the plain greedy tokens, on models where the
    draft is always right (acceptance 1), sometimes right, and almost never right, and when the
-   context is too short to verify a draft."""
+   context is too short to verify a draft.
+3. `whale serve --speculative mtp`: the scheduler speculates per slot for greedy requests; the
+   replies of concurrent requests equal a plain server's token for token (with log probabilities
+   and finish reasons), /metrics counts drafts and accepted ones, sampled requests do not
+   speculate, and a model without the module is refused with a clear message."""
+import concurrent.futures
 import json
 import pathlib
+import signal
 import sys
 
 import numpy as np
@@ -16,6 +22,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from conftest import REPO, run_whale
+from test_serve import raw as serve_raw, start as serve_start
 
 GOLDEN = REPO / "tests" / "golden"
 sys.path.insert(0, str(GOLDEN))
@@ -153,3 +160,150 @@ def test_mtp_through_gguf(golden, mtp_model, tmp_path):
     r = run_whale("convert", str(tiny_models.write("deepseek_v3", tmp_path / "v3")), str(tmp_path / "x.gguf"), "--mtp",
                   check=False)
     assert r.returncode != 0 and b"no multi-token prediction module" in r.stderr
+
+
+# ---- the server: speculation as a per-slot mode of the scheduler --------------------------------
+
+def byte_level_tokenizer(d, vocab):
+    """A tokenizer.json (and tokenizer_config.json) for a tiny checkpoint, so that `whale serve` can
+    speak text to it: GPT-2's byte-level alphabet (ids 0..255), letter-pair merges up to
+    vocab - 3, then ChatML's markers and an end-of-text token as special tokens (the last 3 ids),
+    so the vocabulary matches the model's output rows exactly. The words are meaningless; the
+    tests compare ids."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, k = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + k)
+            k += 1
+    byte_char = {b: chr(c) for b, c in zip(bs, cs)}
+    vocab_map = {byte_char[b]: b for b in range(256)}
+    letters = "etaoinshrdlucmfw" + byte_char[ord(" ")]
+    merges = []
+    for a in letters:
+        for b in letters:
+            if len(vocab_map) == vocab - 3:
+                break
+            if a + b not in vocab_map:
+                vocab_map[a + b] = len(vocab_map)
+                merges.append(f"{a} {b}")
+    added = [{"id": vocab - 3 + i, "content": c, "special": True, "single_word": False, "lstrip": False,
+              "rstrip": False, "normalized": False} for i, c in enumerate(("<|im_start|>", "<|im_end|>", "<|endoftext|>"))]
+    (d / "tokenizer.json").write_text(json.dumps({
+        "version": "1.0", "added_tokens": added, "normalizer": None,
+        # no regex split: pretokenize.c's pcre2 match data is one per tokenizer, shared by the
+        # server's connection threads (a race that hung a server here with concurrent requests)
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": vocab_map, "merges": merges}}))
+    (d / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|im_end|>", "add_bos_token": False}))
+    return d
+
+
+def chat(port, text, n, temperature=0.0, logprobs=False):
+    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": text}], "max_tokens": n,
+            "temperature": temperature}
+    if logprobs:
+        body.update(logprobs=True, top_logprobs=2)
+    st, data = serve_raw(port, "POST", "/v1/chat/completions", json.dumps(body))
+    assert st == 200, data
+    return json.loads(data)
+
+
+def reply_tokens(r):
+    """What identifies the reply token by token: each entry's bytes and log probabilities when the
+    request asked for them, else the text; with the finish reason and the token count."""
+    c = r["choices"][0]
+    lp = c.get("logprobs")
+    if lp:
+        body = [(tuple(e["bytes"]), e["logprob"], tuple((t["token"], t["logprob"]) for t in e["top_logprobs"]))
+                for e in lp["content"]]
+    else:
+        body = c["message"]["content"]
+    return body, c["finish_reason"], r["usage"]["completion_tokens"]
+
+
+def metrics(port):
+    text = serve_raw(port, "GET", "/metrics")[1].decode()
+    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+
+
+PROMPTS = ["the rain in spain", "hello there", "sum of one and one", "what now?", "a", "tell me a story about whales"]
+
+
+def serve_both(model):
+    """The same checkpoint served plainly and with --speculative mtp: (plain process, port, speculative process, port)."""
+    common = ("-m", str(model), "--chat-format", "chatml", "--parallel", "3", "--ctx", "256", "-t", "1",
+              "--cache-ram", "0", "--cache-disk", "0")
+    plain, pp = serve_start(*common)
+    try:
+        spec, sp = serve_start(*common, "--speculative", "mtp")
+    except BaseException:
+        plain.kill()
+        raise
+    return plain, pp, spec, sp
+
+
+def stop(*procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        assert p.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("kind", ["predictable", "plain"])
+def test_served_speculation_equals_greedy(tmp_path, kind):
+    """Concurrent greedy requests (3 slots, 6 requests: several batches mix speculating slots,
+    prefills and finished ones) on `--speculative mtp` give the same tokens, log probabilities,
+    finish reasons and counts as the same requests on a server without it; drafts are made (on the
+    predictable model some accepted and some rejected); a sampled request still works beside them
+    (it does not speculate)."""
+    d = tmp_path / kind
+    if kind == "predictable":
+        speculative_model(d, 0.3, 0.0)
+    else:
+        tiny_models.write(ARCH, d)
+    byte_level_tokenizer(d, tiny_models.VOCAB)
+    plain, pp, spec, sp = serve_both(d)
+    try:
+        jobs = [(p, 60 + 8 * i, i % 2 == 1) for i, p in enumerate(PROMPTS)]
+        with concurrent.futures.ThreadPoolExecutor(len(jobs) + 1) as ex:
+            want = list(ex.map(lambda j: reply_tokens(chat(pp, j[0], j[1], logprobs=j[2])), jobs))
+            hot = ex.submit(chat, sp, "warm and sampled", 40, 0.8)
+            got = list(ex.map(lambda j: reply_tokens(chat(sp, j[0], j[1], logprobs=j[2])), jobs))
+            sampled = hot.result()
+        for (p, n, _), w, g in zip(jobs, want, got):
+            assert g == w, f"{kind}: {p!r} differs"
+        lengths = [w[2] for w in want]
+        print(f"{kind}: completion tokens {lengths}, finish {[w[1] for w in want]}")
+        assert sum(lengths) >= 150  # the replies are long enough to speculate over
+        assert sampled["choices"][0]["finish_reason"] in ("stop", "length") and sampled["usage"]["completion_tokens"] > 0
+        m = metrics(sp)
+        print(f"{kind}: {m['whale_speculative_accepted_total']:.0f} of {m['whale_speculative_drafts_total']:.0f} drafts accepted")
+        assert m["whale_speculative_drafts_total"] > 0
+        if kind == "predictable":  # the random model's drafts are (almost) never right: `whale run` gets 0 of 100
+            assert 0 < m["whale_speculative_accepted_total"] < m["whale_speculative_drafts_total"]
+        assert metrics(pp)["whale_speculative_drafts_total"] == 0
+    finally:
+        stop(plain, spec)
+
+
+def test_served_sampled_requests_do_not_speculate(tmp_path):
+    d = byte_level_tokenizer(speculative_model(tmp_path / "m", 0.3, 0.0), tiny_models.VOCAB)
+    p, port = serve_start("-m", str(d), "--chat-format", "chatml", "--parallel", "2", "--ctx", "256", "-t", "1",
+                          "--speculative", "mtp")
+    try:
+        r = chat(port, "hello", 40, temperature=0.9)
+        assert r["usage"]["completion_tokens"] > 0
+        assert metrics(port)["whale_speculative_drafts_total"] == 0
+    finally:
+        stop(p)
+
+
+def test_serve_speculative_needs_mtp(tmp_path):
+    v3 = byte_level_tokenizer(tiny_models.write("deepseek_v3", tmp_path / "v3"), tiny_models.VOCAB)
+    r = run_whale("serve", "-m", str(v3), "--chat-format", "chatml", "--port", "1", "--speculative", "mtp", check=False)
+    assert r.returncode != 0 and b"this model has no MTP module (DeepSeek-V3/R1 checkpoints carry one)" in r.stderr
+    r = run_whale("serve", "-m", str(v3), "--speculative", "eagle", check=False)
+    assert r.returncode != 0 and b"'mtp'" in r.stderr
