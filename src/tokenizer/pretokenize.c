@@ -22,8 +22,7 @@ typedef struct pretok_step {
 
 struct pretok_program {
     pretok_step steps[PRETOK_MAX_STEPS];
-    int n;
-    pcre2_match_data *md; /* one match-data block reused by every step */
+    int n; /* read-only once built: any number of threads may run the program at once */
 };
 
 /* ---- the builtin programs ------------------------------------------------------------- */
@@ -107,14 +106,7 @@ const char *const pretok_builtin_names[] = {
 /* ---- programs ------------------------------------------------------------------------- */
 
 pretok_program *pretok_new(void) {
-    pretok_program *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    p->md = pcre2_match_data_create(4, NULL);
-    if (!p->md) {
-        free(p);
-        return NULL;
-    }
-    return p;
+    return calloc(1, sizeof(pretok_program));
 }
 
 void pretok_free(pretok_program *p) {
@@ -123,7 +115,6 @@ void pretok_free(pretok_program *p) {
         pcre2_code_free(p->steps[i].re);
         free(p->steps[i].src);
     }
-    pcre2_match_data_free(p->md);
     free(p);
 }
 
@@ -240,20 +231,22 @@ void pretok_pieces_free(pretok_pieces *ps) {
     memset(ps, 0, sizeof *ps);
 }
 
-/* Split one piece by re: matches and the gaps between them, in order, empty ones dropped. */
-static int split_piece(const pretok_program *p, pcre2_code *re, const char *text, pretok_piece in,
-                       pretok_pieces *out, whale_err *err) {
+/* Split one piece by re: matches and the gaps between them, in order, empty ones dropped. md:
+ * the caller's match data (one per call of pretok_run: sharing one between threads corrupted
+ * the offsets, and a bad piece length made the BPE's work buffer grow until it wrapped). */
+static int split_piece(pcre2_match_data *md, pcre2_code *re, const char *text, pretok_piece in, pretok_pieces *out,
+                       whale_err *err) {
     PCRE2_SPTR subj = (PCRE2_SPTR)(text + in.start);
     size_t pos = 0, gap = 0;
     while (pos <= in.len) {
-        int rc = pcre2_match(re, subj, in.len, pos, PCRE2_NO_UTF_CHECK, p->md, NULL);
+        int rc = pcre2_match(re, subj, in.len, pos, PCRE2_NO_UTF_CHECK, md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
             return err_set(err, WHALE_E_FORMAT, "pre-tokenizer regex failed: %s", (const char *)msg);
         }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t ms = ov[0], me = ov[1];
         if (me == ms) {
             /* Empty match: tokenizers skips it; step one character forward. */
@@ -277,13 +270,16 @@ int pretok_run(const pretok_program *p, const char *text, size_t n, pretok_piece
     out->n = 0;
     if (n == 0) return 0;
     if (pieces_push(out, 0, n)) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    pcre2_match_data *md = p->n ? pcre2_match_data_create(4, NULL) : NULL;
+    if (p->n && !md) return err_set(err, WHALE_E_NOMEM, "out of memory");
     pretok_pieces tmp = {0};
     for (int s = 0; s < p->n; s++) {
         tmp.n = 0;
         for (size_t i = 0; i < out->n; i++) {
-            int rc = split_piece(p, p->steps[s].re, text, out->v[i], &tmp, err);
+            int rc = split_piece(md, p->steps[s].re, text, out->v[i], &tmp, err);
             if (rc) {
                 pretok_pieces_free(&tmp);
+                pcre2_match_data_free(md);
                 return rc;
             }
         }
@@ -292,5 +288,6 @@ int pretok_run(const pretok_program *p, const char *text, size_t n, pretok_piece
         tmp = swap;
     }
     pretok_pieces_free(&tmp);
+    pcre2_match_data_free(md);
     return 0;
 }

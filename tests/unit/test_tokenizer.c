@@ -8,6 +8,7 @@
 #include "tokenizer/tokenizer_impl.h"
 #include "base/utf8.h"
 #include "base/err.h"
+#include <pthread.h>
 #include <unistd.h>
 
 static tokenizer *tok;
@@ -127,6 +128,46 @@ static void test_long_repeats_are_fast_and_exact(void) {
     tok_ids_free(&ids);
 }
 
+/* Threads encoding at once get what one thread gets (the server's connection threads share the
+ * model's tokenizer; a pre-tokenizer state shared between them once corrupted the pieces). */
+static const char *const race_texts[] = {
+    "You are a helpful assistant. Answer in one sentence, please!",
+    "def f(x):\n    return x * 2  # doubles 1234567 and 89\n",
+    "\u4f60\u597d\uff0c\u4e16\u754c\u3002 Hello, world. It's 12:30, isn't it?",
+    "   leading spaces, trailing tabs\t\t and newlines\n\n\nend",
+};
+#define RACE_N (sizeof race_texts / sizeof race_texts[0])
+static tok_ids race_want[RACE_N];
+
+static void *race_worker(void *arg) {
+    long bad = 0, seed = (long)(intptr_t)arg;
+    for (int it = 0; it < 3000; it++) {
+        size_t k = (size_t)(it + seed) % RACE_N;
+        tok_ids ids = {0};
+        if (tokenizer_encode(tok, race_texts[k], strlen(race_texts[k]), 0, &ids, NULL) || ids.n != race_want[k].n ||
+            memcmp(ids.v, race_want[k].v, ids.n * sizeof *ids.v))
+            bad++;
+        tok_ids_free(&ids);
+    }
+    return (void *)(intptr_t)bad;
+}
+
+static void test_threads_encode_alike(void) {
+    alarm(120); /* the old race could also loop forever: fail in two minutes, not at ctest's limit */
+    for (size_t k = 0; k < RACE_N; k++) CHECK(tokenizer_encode(tok, race_texts[k], strlen(race_texts[k]), 0, &race_want[k], NULL) == 0);
+    pthread_t th[4];
+    for (long i = 0; i < 4; i++) CHECK(pthread_create(&th[i], NULL, race_worker, (void *)(intptr_t)i) == 0);
+    long bad = 0;
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        bad += (long)(intptr_t)r;
+    }
+    CHECKF(bad == 0, "%ld of 12000 encodings differed from one thread's", bad);
+    for (size_t k = 0; k < RACE_N; k++) tok_ids_free(&race_want[k]);
+    alarm(0);
+}
+
 static void test_json_errors(void) {
     tokenizer *t = NULL;
     whale_err err = {0};
@@ -171,6 +212,7 @@ int main(void) {
     RUN(test_special_only_when_asked);
     RUN(test_stream_holds_partial_characters);
     RUN(test_long_repeats_are_fast_and_exact);
+    RUN(test_threads_encode_alike);
     tokenizer_free(tok);
     return check_report("test_tokenizer");
 }
