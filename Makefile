@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # every step (76 of 193 lines of a clean build): not output anyone reads.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all whale debug tsan fuzz test run chat setup clean format
+.PHONY: all whale debug tsan fuzz test run chat setup clean format install
 all: whale
 
 whale:
@@ -29,6 +29,12 @@ fuzz:
 
 test:
 	@scripts/test
+
+# libwhale for other programs: PREFIX/include/whale.h, PREFIX/lib/libwhale.{a,so},
+# PREFIX/lib/pkgconfig/whale.pc (`pkg-config --cflags --libs whale`; see examples/simple.c).
+PREFIX ?= /usr/local
+install: whale
+	@cmake --install build --prefix $(PREFIX)
 
 setup:
 	@scripts/setup

@@ -1,16 +1,52 @@
-/* whale.h — the public C API of Whale.
+/* whale.h — the public C API of Whale (libwhale).
  *
- * Owns: status codes, the error record every fallible call fills, and the opaque handles
- * that the CLI (and later the server) use. It does not expose tensors or kernels: those stay
- * inside the engine. Every function that can fail on input returns 0 on success or a negative
- * WHALE_E_* code and writes a message a user can act on into a whale_err. */
+ * Run DeepSeek-family models from C: open a model, turn text into tokens and back, lay out a
+ * conversation in the model's chat format, and generate through the engine — the same
+ * continuous-batching engine `whale run`, `whale chat` and `whale serve` use, with its context
+ * cache, JSON mode, reasoning budget, log probabilities and MTP speculation.
+ *
+ *     whale_model *m;  whale_engine *e;  whale_err err;
+ *     whale_model_open(&m, "default", NULL, &err);
+ *     whale_engine_new(&e, m, NULL, &err);
+ *     ... whale_chat_apply(m, msgs, n, WHALE_CHAT_GENERATION_PROMPT, &ids, &err);
+ *     ... whale_generate(e, &req, on_token, ctx, &res, &err);   (or whale_submit + whale_job_wait)
+ *     whale_engine_free(e);  whale_model_close(m);
+ *
+ * Conventions.
+ * - Every call that can fail returns 0 or a negative WHALE_E_* code and writes a message a user
+ *   can act on into its whale_err (which may be NULL when the caller does not want it).
+ * - Handles are opaque. Whoever opens or creates a handle frees it; strings and arrays passed in
+ *   are borrowed for the call (copied when kept); returned strings are malloc'd and the caller
+ *   frees them with free(), unless the comment says "owned by ...".
+ * - Thread-safety: a whale_model is read-only once opened; every function taking a const
+ *   whale_model * may run on any number of threads at once. A whale_engine's functions may be
+ *   called from any thread at once (the engine has its own thread and lock); a whale_job belongs
+ *   to the thread that submitted it, except whale_job_cancel, which any thread may call.
+ * - Parameter structs: zero-filled means "the default" except where a *_default() function
+ *   exists; call it, then change what you need.
+ *
+ * Library: libwhale.so.WHALE_SOVERSION (and libwhale.a); `pkg-config --cflags --libs whale`. */
 #ifndef WHALE_H
 #define WHALE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define WHALE_VERSION "0.1.0"
+#define WHALE_VERSION_MAJOR 0
+#define WHALE_VERSION_MINOR 1
+#define WHALE_VERSION_PATCH 0
+/* The shared library's soname is libwhale.so.WHALE_SOVERSION: it changes when the ABI breaks. */
+#define WHALE_SOVERSION 0
+
+/* The library's version string at run time (may differ from WHALE_VERSION, the header's). */
+const char *whale_version(void);
+
+/* ---- errors --------------------------------------------------------------------------------- */
 
 enum whale_status {
     WHALE_OK = 0,
@@ -19,7 +55,7 @@ enum whale_status {
     WHALE_E_NOMEM = -3,       /* an allocation failed */
     WHALE_E_ARG = -4,         /* the caller passed something invalid */
     WHALE_E_UNSUPPORTED = -5, /* valid, but not something Whale handles (yet) */
-    WHALE_E_NOTFOUND = -6,    /* a named thing (tensor, key, token) is missing */
+    WHALE_E_NOTFOUND = -6,    /* a named thing (tensor, key, token, model) is missing */
     WHALE_E_BUSY = -7,        /* no capacity now (queue full); try again later */
 };
 
@@ -31,7 +67,231 @@ typedef struct whale_err {
     char msg[WHALE_ERR_MAX];
 } whale_err;
 
-/* Short name of a status code ("format error", ...). Never NULL. */
+/* Short name of a status code ("format error", ...). Never NULL. Thread-safe. */
 const char *whale_status_str(int code);
+
+/* ---- models --------------------------------------------------------------------------------- */
+
+typedef struct whale_model whale_model;
+
+typedef struct whale_model_params {
+    int n_threads; /* threads per engine or scoring call; 0: one per CPU */
+    int kv_f16;    /* KV cache rows as half floats: half the memory, values rounded */
+    int progress;  /* draw a progress bar on stderr while the weights are read in */
+} whale_model_params;
+
+/* Open a model: a .gguf file, a Hugging Face checkpoint (a directory with config.json and
+ * *.safetensors, or one of its files), or "default" / NULL for $WHALE_HOME/models/default.gguf
+ * (WHALE_HOME defaults to ~/.cache/whale). p may be NULL (defaults). */
+int whale_model_open(whale_model **out, const char *path, const whale_model_params *p, whale_err *err);
+/* After every engine made from it is freed. NULL is fine. */
+void whale_model_close(whale_model *m);
+
+typedef struct whale_model_info {
+    const char *path;        /* as opened (resolved "default"); owned by the model */
+    const char *name;        /* the model's own name, or "" */
+    const char *arch;        /* "qwen2", "llama", "deepseek2", ... */
+    const char *chat_format; /* "deepseek-r1", "chatml", or NULL: none known */
+    int64_t n_vocab, n_embd, n_layer;
+    int64_t n_ctx_train;     /* the context the model was trained for (0: unknown) */
+    int has_tokenizer;       /* 0: the model computes from token ids only */
+    int has_mtp;             /* a DeepSeek-V3 multi-token prediction module was loaded */
+    int reasoning;           /* replies start inside <think> (R1's chat format) */
+} whale_model_info;
+void whale_model_info_get(const whale_model *m, whale_model_info *out);
+
+/* ---- tokens --------------------------------------------------------------------------------- */
+
+/* A growable list of token ids; zero-filled is empty. Functions that produce ids append. */
+typedef struct whale_ids {
+    int32_t *v;
+    size_t n, cap;
+} whale_ids;
+void whale_ids_free(whale_ids *ids);
+int whale_ids_push(whale_ids *ids, int32_t id); /* 0 or WHALE_E_NOMEM */
+
+enum {
+    WHALE_TOK_SPECIAL = 1, /* recognize special tokens' spellings ("<|im_end|>") in the text */
+    WHALE_TOK_ADD_BOS = 2, /* start with the vocabulary's BOS token, if it has one */
+};
+/* Append the ids of text[0..len) (UTF-8). WHALE_E_ARG for invalid UTF-8, WHALE_E_UNSUPPORTED
+ * for a model without a tokenizer. */
+int whale_tokenize(const whale_model *m, const char *text, size_t len, int flags, whale_ids *out, whale_err *err);
+/* The text of ids, malloc'd and NUL-terminated (*len bytes; len may be NULL). NULL on OOM or
+ * without a tokenizer. */
+char *whale_detokenize(const whale_model *m, const int32_t *ids, size_t n, size_t *len);
+/* The bytes one token stands for: writes up to cap bytes, returns the full length, -1 for an
+ * invalid id. */
+int whale_token_bytes(const whale_model *m, int32_t id, char *buf, size_t cap);
+/* 1 when id ends a turn (end of sequence, or another control token such as <|im_end|>). */
+int whale_token_is_end(const whale_model *m, int32_t id);
+/* The id of a special or added token by its exact text ("<think>", "<|fim_prefix|>"), or -1. */
+int32_t whale_token_find(const whale_model *m, const char *text);
+
+/* Streaming text: feed generated ids, receive text split into reasoning (between <think> and
+ * </think>) and answer, only ever whole UTF-8 characters, end-of-turn tokens left out. */
+typedef enum whale_text_kind { WHALE_TEXT_THINK = 0, WHALE_TEXT_ANSWER = 1 } whale_text_kind;
+typedef void (*whale_text_sink)(void *ctx, whale_text_kind kind, const char *text, size_t n);
+typedef struct whale_text whale_text;
+/* start_in_think: the prompt ended inside <think> (R1's generation prompt). NULL on OOM. */
+whale_text *whale_text_new(const whale_model *m, int start_in_think, whale_text_sink sink, void *ctx);
+void whale_text_feed(whale_text *t, const int32_t *ids, size_t n);
+int whale_text_in_think(const whale_text *t); /* inside the reasoning now */
+void whale_text_end(whale_text *t);           /* end of the reply: emit what is held back */
+void whale_text_free(whale_text *t);
+
+/* ---- chat format ---------------------------------------------------------------------------- */
+
+enum whale_role { WHALE_ROLE_SYSTEM = 0, WHALE_ROLE_USER, WHALE_ROLE_ASSISTANT, WHALE_ROLE_TOOL };
+
+typedef struct whale_msg {
+    int role;            /* enum whale_role */
+    const char *content; /* UTF-8 */
+    /* an assistant's function calls, each the JSON text {"name": ..., "arguments": {...}} */
+    const char *const *tool_calls;
+    size_t n_tool_calls;
+} whale_msg;
+
+enum {
+    WHALE_CHAT_GENERATION_PROMPT = 1, /* end with the assistant's opening: the model answers next */
+    WHALE_CHAT_NO_FORCED_THINK = 2,   /* R1: leave out the "<think>\n" that forces reasoning */
+};
+/* Append the conversation laid out in a chat format (format NULL: the model's; or "chatml",
+ * "deepseek-r1") as token ids. tools: JSON texts of function tools (NULL/0: none). Message text
+ * is always plain text: a message cannot forge a turn marker. WHALE_E_UNSUPPORTED when there
+ * is no such format for the model, or it has no tools section. */
+int whale_chat_apply(const whale_model *m, const char *format, const whale_msg *msgs, size_t n,
+                     const char *const *tools, size_t n_tools, int flags, whale_ids *out, whale_err *err);
+/* The chat format whale_chat_apply would use ("chatml", "deepseek-r1"), or NULL: none. */
+const char *whale_chat_format(const whale_model *m, const char *format);
+
+/* ---- the engine ----------------------------------------------------------------------------- */
+
+typedef struct whale_engine whale_engine;
+
+enum whale_speculative { WHALE_SPEC_NONE = 0, WHALE_SPEC_MTP = 1 };
+
+typedef struct whale_engine_params {
+    int n_parallel;          /* sequences decoding at once; 0: 1 */
+    int64_t n_ctx;           /* tokens per sequence (prompt + reply); 0: the model's, at most 4096 */
+    int max_queue;           /* requests waiting beyond which whale_submit says WHALE_E_BUSY; 0: 64 */
+    int max_queue_per_owner; /* of those, at most this many from one owner; 0: no such limit */
+    int64_t chunk;           /* prompt tokens computed per step over all sequences; 0: 256 */
+    /* The context cache (prompts' computed blocks of 64 tokens kept in memory and on disk):
+     * cache 0 turns it off. Budgets in bytes per tier (default 1 GiB in memory, 8 GiB on disk; 0:
+     * no such tier); cache_dir NULL: $WHALE_HOME/kv-cache ("": no disk tier). */
+    int cache;
+    size_t cache_ram, cache_disk;
+    const char *cache_dir;
+    int speculative;         /* enum whale_speculative: drafting for greedy requests */
+} whale_engine_params;
+/* The defaults above (the cache on, with its budgets); other fields 0. */
+void whale_engine_params_default(whale_engine_params *p);
+
+/* Start an engine (its own thread) over a model. p NULL: defaults. */
+int whale_engine_new(whale_engine **out, whale_model *m, const whale_engine_params *p, whale_err *err);
+/* Stops the thread; every job must have been released first. NULL is fine. */
+void whale_engine_free(whale_engine *e);
+int64_t whale_engine_n_ctx(const whale_engine *e);
+/* What the engine started without (e.g. the disk cache's folder was unusable), or NULL. */
+const char *whale_engine_warning(const whale_engine *e);
+
+typedef struct whale_sampling {
+    float temperature;       /* 0: greedy */
+    int32_t top_k;           /* 0: off */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off */
+    float repeat_penalty;    /* 1: off */
+    float presence_penalty;  /* 0: off */
+    float frequency_penalty; /* 0: off */
+    int32_t penalty_last_n;  /* tokens the penalties look back at (-1: all) */
+    uint64_t seed;           /* WHALE_SEED_RANDOM: from the clock */
+} whale_sampling;
+#define WHALE_SEED_RANDOM UINT64_MAX
+
+#define WHALE_MAX_TOP_LOGPROBS 20
+
+typedef struct whale_request {
+    const int32_t *prompt; /* copied by whale_submit */
+    size_t n_prompt;
+    whale_sampling sampling;
+    int64_t max_tokens;       /* 0: until the end of the turn or a full context */
+    int64_t reasoning_budget; /* R1: after this many tokens of reasoning, close it (</think>) and
+                                 answer; -1: no budget */
+    int json_mode;            /* the answer is kept a valid JSON object */
+    int start_in_think;       /* the prompt ends inside <think> (JSON mode starts after it) */
+    int tool_calls;           /* tools offered: keep <tool_call> bodies JSON; */
+    int tool_force;           /* 1: a call is required, 2: a call of tool_name */
+    const char *tool_name;
+    int logprobs;             /* record each token's log probability, and */
+    int top_logprobs;         /* this many best alternatives (0..WHALE_MAX_TOP_LOGPROBS) */
+    int64_t owner;            /* who asks (a user id; 0: nobody in particular): admission is fair
+                                 between owners */
+} whale_request;
+/* DeepSeek's recommended sampling for R1 (temperature 0.6, top-p 0.95), no budget, owner 0. */
+void whale_request_default(whale_request *r);
+
+typedef struct whale_job whale_job;
+/* Queue a request. WHALE_E_BUSY (queue full), WHALE_E_ARG (empty or longer than a sequence),
+ * WHALE_E_UNSUPPORTED (JSON mode or tools on a model without a tokenizer). */
+int whale_submit(whale_engine *e, const whale_request *r, whale_job **out, whale_err *err);
+/* Wait up to timeout_ms for generated ids after the first `have`: copies up to cap into out and
+ * returns how many (0 on timeout). *done is set once the job has ended and every id is out. */
+size_t whale_job_wait(whale_job *j, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done);
+/* Log probabilities of generated token i (the model's distribution before sampling settings and
+ * constraints): *lp for the token, the best alternatives into ids/lps (room for
+ * WHALE_MAX_TOP_LOGPROBS). Returns how many alternatives, or -1 when not recorded. */
+int whale_job_logprobs(whale_job *j, size_t i, float *lp, int32_t *ids, float *lps);
+/* Stop generating; safe from any thread, also after the end. */
+void whale_job_cancel(whale_job *j);
+
+typedef struct whale_result {
+    const char *finish;     /* "stop", "length", "cancelled", "error"; static */
+    size_t n_prompt;        /* prompt tokens, of which */
+    size_t n_cached;        /* came from the cache: not computed (DeepSeek's cache hits) */
+    size_t n_gen;           /* tokens generated */
+    double t_queue;         /* seconds waiting for a free sequence */
+    double t_first;         /* seconds from submitting to the first generated token */
+    uint64_t drafted, accepted; /* speculation: drafts verified and drafts kept */
+} whale_result;
+void whale_job_result(whale_job *j, whale_result *out);
+/* Let go of the job (cancels it if it still runs). */
+void whale_job_release(whale_job *j);
+
+/* Submit, wait and release in one call: on_token(ctx, id) for each generated id in order (return
+ * nonzero to stop), then *res. Blocks the calling thread; other threads may use the engine
+ * meanwhile. */
+typedef int (*whale_token_cb)(void *ctx, int32_t id);
+int whale_generate(whale_engine *e, const whale_request *r, whale_token_cb on_token, void *ctx, whale_result *res,
+                   whale_err *err);
+
+/* Cancel every waiting and running job (shutting down). */
+void whale_engine_cancel_all(whale_engine *e);
+
+typedef struct whale_stats {
+    int active, waiting, n_parallel;
+    uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
+    int64_t kv_tokens;         /* tokens held in the sequences' caches */
+    uint64_t cache_ram_blocks, cache_disk_blocks, cache_ram_bytes, cache_disk_bytes;
+    uint64_t cache_hits_ram, cache_hits_disk;
+    uint64_t drafted, accepted; /* speculation */
+} whale_stats;
+void whale_engine_stats(whale_engine *e, whale_stats *out);
+
+/* ---- scoring -------------------------------------------------------------------------------- */
+
+/* Teacher forcing: the log probability of each given token under the model, out[i - from] =
+ * log p(ids[i] | ids[0..i)) for i in [from, n), from >= 1. Runs on the calling thread with its
+ * own cache (any number of threads at once; they share the cores with the engines). */
+int whale_score(const whale_model *m, const int32_t *ids, size_t n, size_t from, float *out, whale_err *err);
+
+/* ---- files ---------------------------------------------------------------------------------- */
+
+/* $WHALE_HOME/<sub> (WHALE_HOME: ~/.cache/whale unless set) into buf; returns buf. */
+const char *whale_home_path(const char *sub, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -29,16 +29,13 @@ int cli_kv_type(const char *cmd, const char *v, int *f16);
 #define CLI_KV_TYPE_HELP                                                                                   \
     "  --kv-type T           KV cache rows as f32 (default) or f16: half the memory and the bytes\n" \
     "                        attention reads, values rounded to half precision\n"
-/* $WHALE_HOME/<sub> (WHALE_HOME defaults to ~/.cache/whale) into buf. */
-const char *cli_home_path(const char *sub, char *buf, size_t cap);
 /* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
  * pointer to a static buffer or to arg itself. */
 const char *cli_model_path(const char *arg);
 
 /* Token ids from a list like "1 17 200" (spaces or commas). 0, or -1 with a message printed
  * (not a number, or negative). */
-struct tok_ids;
-int cli_parse_ids(const char *cmd, const char *list, struct tok_ids *out);
+int cli_parse_ids(const char *cmd, const char *list, whale_ids *out);
 
 /* "1.23 GiB" into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t cap);

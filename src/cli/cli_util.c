@@ -10,13 +10,6 @@
 #include "cli/cli.h"
 #include "tokenizer/tokenizer.h"
 
-const char *cli_home_path(const char *sub, char *buf, size_t cap) {
-    const char *home = getenv("WHALE_HOME");
-    if (home && *home) snprintf(buf, cap, "%s/%s", home, sub);
-    else snprintf(buf, cap, "%s/.cache/whale/%s", getenv("HOME") ? getenv("HOME") : ".", sub);
-    return buf;
-}
-
 int cli_kv_type(const char *cmd, const char *v, int *f16) {
     if (v && (!strcmp(v, "f32") || !strcmp(v, "f16"))) {
         *f16 = !strcmp(v, "f16");
@@ -29,7 +22,7 @@ int cli_kv_type(const char *cmd, const char *v, int *f16) {
 const char *cli_model_path(const char *arg) {
     static char buf[4096];
     if (arg && strcmp(arg, "default")) return arg;
-    return cli_home_path("models/default.gguf", buf, sizeof buf);
+    return whale_home_path("models/default.gguf", buf, sizeof buf);
 }
 
 const char *cli_bytes(double b, char *buf, size_t cap) {

@@ -226,7 +226,7 @@ static int run(store *st, int argc, char **argv) {
 
 int cmd_admin(int argc, char **argv) {
     char def[4096];
-    const char *db = cli_home_path("whale.db", def, sizeof def);
+    const char *db = whale_home_path("whale.db", def, sizeof def);
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

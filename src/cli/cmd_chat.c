@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/err.h"
 #include "base/strbuf.h"
 #include "cli/cli.h"
 #include "cli/gen.h"
@@ -21,6 +22,7 @@
 #define CHAT_MAX_MESSAGES 1024
 
 static volatile sig_atomic_t interrupted;
+
 
 static void on_sigint(int sig) {
     (void)sig;
@@ -60,9 +62,9 @@ static void end_think(view *v) {
     append(v, "</think>\n\n", 10);
 }
 
-static void sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
+static void sink(void *ctx, whale_text_kind kind, const char *text, size_t n) {
     view *v = ctx;
-    if (kind == REASONING_THINK) {
+    if (kind == WHALE_TEXT_THINK) {
         if (!v->saw_think) {
             v->saw_think = 1;
             v->think_start = clock_now_s();
@@ -106,7 +108,7 @@ static void chat_locale_set(void) {
 
 /* Append the prompt's ids to the file at path as one space-separated line. Returns 0, or -1
  * when the file cannot be opened or written. */
-static int dump_prompt(const char *path, const tok_ids *ids) {
+static int dump_prompt(const char *path, const whale_ids *ids) {
     FILE *f = fopen(path, "a");
     if (!f) return -1;
     for (size_t i = 0; i < ids->n; i++) fprintf(f, "%s%d", i ? " " : "", (int)ids->v[i]);
@@ -145,30 +147,26 @@ int cmd_chat(int argc, char **argv) {
     int tty = isatty(0) && isatty(1);
     if (tty) chat_locale_set();
     whale_err err = {0};
-    model *m = NULL;
-    session *s = NULL;
+    whale_model *m = NULL;
+    whale_engine *e = NULL;
     char *msg_text[CHAT_MAX_MESSAGES];
-    chat_msg msgs[CHAT_MAX_MESSAGES];
+    whale_msg msgs[CHAT_MAX_MESSAGES];
     size_t n_msgs = 0;
     int rc = 1;
-    model_opts mo = {.n_threads = o.threads, .progress = isatty(2), .kv_f16 = o.kv_f16};
-    const char *path = cli_model_path(o.model);
-    if (model_load(&m, path, &mo, &err)) {
-        fprintf(stderr, "whale: %s%s\n", err.msg, o.model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
+    if (gen_open_model(&o, isatty(2), &m)) {
         free(system);
         return 1;
     }
-    const tokenizer *t = model_tokenizer(m);
-    chat_format_kind fmt = t ? chat_format_detect(model_chat_template(m), t, o.chat_format) : CHAT_FORMAT_NONE;
-    if (fmt == CHAT_FORMAT_NONE) {
+    const char *fmt = whale_chat_format(m, o.chat_format);
+    if (!fmt) {
         fprintf(stderr, "whale chat: no chat format for this model (use --chat-format deepseek-r1|chatml)\n");
         goto done;
     }
-    if (!(s = session_new(m, o.n_ctx, &o.sp, &err))) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }
-    if (gen_session_setup(s, &o, "chat")) goto done;
-    const model_hparams *hp = model_hparams_get(m);
+    if (gen_open_engine(&o, m, 0, &e, "chat")) goto done;
+    whale_model_info mi;
+    whale_model_info_get(m, &mi);
     fprintf(stderr, "%s (%s, %s format), context %lld tokens. /help for commands, Ctrl-D to leave.\n",
-            hp->name[0] ? hp->name : path, hp->arch_name, chat_format_name(fmt), (long long)session_n_ctx(s));
+            mi.name[0] ? mi.name : mi.path, mi.arch, fmt, (long long)whale_engine_n_ctx(e));
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -192,14 +190,12 @@ int cmd_chat(int argc, char **argv) {
             else if (!strcmp(line, "/reset")) {
                 for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
                 n_msgs = 0;
-                session_reset(s);
                 printf("(conversation cleared)\n");
             } else if (!strncmp(line, "/system ", 8)) {
                 free(system);
                 system = strdup(line + 8);
                 for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
                 n_msgs = 0;
-                session_reset(s);
                 printf("(system prompt set; conversation cleared)\n");
             } else if (!strcmp(line, "/think on") || !strcmp(line, "/think off")) {
                 show_think = line[8] == 'n';
@@ -214,55 +210,61 @@ int cmd_chat(int argc, char **argv) {
             continue;
         }
         msg_text[n_msgs] = line;
-        msgs[n_msgs] = (chat_msg){.role = CHAT_USER, .content = line};
+        msgs[n_msgs] = (whale_msg){.role = WHALE_ROLE_USER, .content = line};
         n_msgs++;
         /* The system prompt goes first; msgs holds only user/assistant turns. */
-        chat_msg all[CHAT_MAX_MESSAGES + 1];
+        whale_msg all[CHAT_MAX_MESSAGES + 1];
         size_t n_all = 0;
-        if (system) all[n_all++] = (chat_msg){.role = CHAT_SYSTEM, .content = system};
+        if (system) all[n_all++] = (whale_msg){.role = WHALE_ROLE_SYSTEM, .content = system};
         memcpy(all + n_all, msgs, n_msgs * sizeof *msgs);
         n_all += n_msgs;
-        tok_ids ids = {0};
-        int flags = CHAT_GENERATION_PROMPT | (o.think ? 0 : CHAT_NO_FORCED_THINK);
-        if (chat_format_encode(t, fmt, all, n_all, flags, &ids, &err)) {
+        whale_ids ids = {0};
+        int flags = WHALE_CHAT_GENERATION_PROMPT | (o.think ? 0 : WHALE_CHAT_NO_FORCED_THINK);
+        if (whale_chat_apply(m, fmt, all, n_all, NULL, 0, flags, &ids, &err)) {
             fprintf(stderr, "whale: %s\n", err.msg);
-            tok_ids_free(&ids);
+            whale_ids_free(&ids);
             free(msg_text[--n_msgs]);
             continue;
         }
         if (dump_path && dump_prompt(dump_path, &ids)) {
             fprintf(stderr, "whale chat: cannot write %s\n", dump_path);
-            tok_ids_free(&ids);
+            whale_ids_free(&ids);
             free(msg_text[--n_msgs]);
             continue;
         }
         view v = {.tty = isatty(1), .show_think = show_think};
-        gen_stats st;
-        int in_think = fmt == CHAT_FORMAT_DEEPSEEK_R1 && o.think;
-        int grc = gen_run(s, t, ids.v, ids.n, o.max_tokens, in_think, &interrupted, sink, &v, &st, &err);
-        tok_ids_free(&ids);
+        gen_stats st = {0};
+        int in_think = !strcmp(fmt, "deepseek-r1") && o.think;
+        int64_t n_ctx = whale_engine_n_ctx(e);
+        int grc = (int64_t)ids.n >= n_ctx
+                      ? err_set(&err, WHALE_E_ARG, "the conversation is %zu tokens, the context holds %lld", ids.n, (long long)n_ctx)
+                      : gen_run(e, m, &o, ids.v, ids.n, in_think, &interrupted, sink, &v, &st, &err);
+        size_t n_prompt = ids.n;
+        whale_ids_free(&ids);
         if (v.in_think_shown && v.think_secs == 0 && v.tty) fputs("\033[0m", stdout);
         if (grc) {
             fprintf(stderr, "\nwhale: %s\n", err.msg);
             free(msg_text[--n_msgs]);
             strbuf_free(&v.reply);
-            if ((int64_t)st.n_prompt >= session_n_ctx(s)) printf("(/reset to start a new conversation)\n");
+            gen_stats_free(&st);
+            if ((int64_t)n_prompt >= n_ctx) printf("(/reset to start a new conversation)\n");
             continue;
         }
         if (v.saw_think && v.think_secs == 0) append(&v, "</think>", 8); /* stopped while thinking */
         printf("%s\n%s[%zu tokens, %.1f tokens/s%s]%s\n", strcmp(st.finish, "cancelled") ? "" : "\n(stopped)",
-               v.tty ? "\033[2m" : "", st.n_gen, st.t_decode > 0 ? st.n_gen / st.t_decode : 0.0,
+               v.tty ? "\033[2m" : "", st.n_gen, st.n_gen > 1 && st.t_decode > 0 ? (double)(st.n_gen - 1) / st.t_decode : 0.0,
                !strcmp(st.finish, "length") ? ", context or token limit reached" : "", v.tty ? "\033[0m" : "");
         fflush(stdout);
         msg_text[n_msgs] = v.reply.s ? v.reply.s : strdup(""); /* taken: v.reply is not freed */
-        msgs[n_msgs] = (chat_msg){.role = CHAT_ASSISTANT, .content = msg_text[n_msgs]};
+        msgs[n_msgs] = (whale_msg){.role = WHALE_ROLE_ASSISTANT, .content = msg_text[n_msgs]};
         n_msgs++;
+        gen_stats_free(&st);
     }
     rc = 0;
 done:
     for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
     free(system);
-    session_free(s);
-    model_free(m);
+    whale_engine_free(e);
+    whale_model_close(m);
     return rc;
 }

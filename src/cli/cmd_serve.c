@@ -9,8 +9,6 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "engine/prefix_cache.h"
-#include "engine/scheduler.h"
 #include "service/server.h"
 #include "service/store.h"
 
@@ -81,53 +79,14 @@ static int number(const char *flag, const char *v, long lo, long hi, long *out) 
     return 0;
 }
 
-/* Identity of the model's weights for the context cache: a file's size, modification time and
- * inode, and its first and last MiB (header, tensor table, some weights); a checkpoint directory's files' names, sizes and
- * modification times. A changed model gets a new identity, so stale cache blocks are never used. */
-static uint64_t fingerprint(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb)) return 0;
-    /* size, modification time and inode: a file replaced or rewritten in place gets a new identity
-     * even where its first and last MiB stay the same (a fine-tune of the same shape) */
-    int64_t id[4] = {(int64_t)sb.st_size, (int64_t)sb.st_mtime, (int64_t)sb.st_ino, (int64_t)sb.st_dev};
-    uint64_t h = pcache_hash(0, id, sizeof id);
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        char p[4096];
-        uint64_t sum = 0;
-        while (d && (de = readdir(d))) { /* summed: the order of the entries does not matter */
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            struct stat e;
-            if (de->d_name[0] == '.' || stat(p, &e)) continue;
-            int64_t x[2] = {(int64_t)e.st_size, (int64_t)e.st_mtime};
-            sum += pcache_hash(pcache_hash(0, de->d_name, strlen(de->d_name)), x, sizeof x);
-        }
-        if (d) closedir(d);
-        return pcache_hash(h, &sum, sizeof sum);
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) return h;
-    enum { SPAN = 1 << 20 };
-    char *buf = malloc(SPAN);
-    for (int end = 0; buf && end < 2; end++) {
-        if (end && fseeko(f, sb.st_size > SPAN ? sb.st_size - SPAN : 0, SEEK_SET)) break;
-        size_t n = fread(buf, 1, SPAN, f);
-        h = pcache_hash(h, buf, n);
-    }
-    free(buf);
-    fclose(f);
-    return h;
-}
-
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
     long cache_ram = 1024, cache_disk = 8192;
     int kv_f16 = 0, accounts = 0;
     char db_default[4096];
-    const char *db = cli_home_path("whale.db", db_default, sizeof db_default);
+    const char *db = whale_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
-    o.cache_dir = cli_home_path("kv-cache", cache_dir, sizeof cache_dir);
+    o.cache_dir = whale_home_path("kv-cache", cache_dir, sizeof cache_dir);
     const char *model_path = NULL;
     int threads = 0;
     long x;
@@ -153,7 +112,7 @@ int cmd_serve(int argc, char **argv) {
                 fprintf(stderr, "whale serve: --speculative takes 'mtp' (DeepSeek-V3's multi-token prediction)\n");
                 return 2;
             }
-            o.speculative = SCHED_SPEC_MTP;
+            o.speculative = WHALE_SPEC_MTP;
             i++;
         }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
@@ -198,16 +157,15 @@ int cmd_serve(int argc, char **argv) {
     o.cache_ram = (size_t)cache_ram << 20;
     o.cache_disk = (size_t)cache_disk << 20;
     if (!cache_disk) o.cache_dir = NULL;
-    o.cache_salt = fingerprint(path);
     whale_err err = {0};
     store *st = NULL; /* the database first: a wrong --db fails before a long model load */
     if (accounts && store_open(&st, db, &err)) {
         fprintf(stderr, "whale serve: %s\n", err.msg);
         return 1;
     }
-    model *m = NULL;
-    model_opts mo = {.n_threads = threads, .progress = isatty(2), .kv_f16 = kv_f16};
-    if (model_load(&m, path, &mo, &err)) {
+    whale_model *m = NULL;
+    whale_model_params mp = {.n_threads = threads, .kv_f16 = kv_f16, .progress = isatty(2)};
+    if (whale_model_open(&m, path, &mp, &err)) {
         fprintf(stderr, "whale: %s\n", err.msg);
         store_close(st);
         return 1;
@@ -221,6 +179,6 @@ int cmd_serve(int argc, char **argv) {
     int rc = server_run(m, &o, &g_stop, &err);
     store_close(st);
     if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);
-    model_free(m);
+    whale_model_close(m);
     return rc ? 1 : 0;
 }

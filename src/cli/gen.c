@@ -1,13 +1,12 @@
-/* gen.c — shared generation flags and the token loop of run and chat. */
+/* gen.c — shared generation flags, opening the model and engine, and the reply loop of run
+ * and chat, all through whale.h. */
 #include "cli/gen.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "base/clock.h"
-#include "base/err.h"
 #include "cli/cli.h"
 
 const char gen_flags_help[] =
@@ -25,13 +24,24 @@ const char gen_flags_help[] =
     "  --no-think            R1 models: do not force the reply to start with <think>\n"
     "  --speculative mtp     DeepSeek-V3/R1: draft a token ahead with the model's MTP module and\n"
     "                        verify it in the same pass (greedy: needs --temp 0; same output)\n"
+    "  --json-mode           the answer is a valid JSON object (after any reasoning)\n"
+    "  --reasoning-budget N  R1 models: after N tokens of reasoning, close it and answer\n"
+    "  --logprobs K          record each token's log probability and its K best alternatives\n"
+    "                        (0..20; run --json lists them, otherwise they go to stderr)\n"
+    "  --no-cache            do not use the context cache (computed prompt blocks kept in memory\n"
+    "                        and in $WHALE_HOME/kv-cache, so a repeated long prompt costs nothing)\n"
     CLI_KV_TYPE_HELP
     "  -t N                  threads (default: all cores)\n";
 
 void gen_opts_default(gen_opts *o) {
     memset(o, 0, sizeof *o);
-    o->sp = sampler_default_params();
+    whale_request r;
+    whale_request_default(&r);
+    o->sp = r.sampling;
     o->think = 1;
+    o->cache = 1;
+    o->reasoning_budget = -1;
+    o->logprobs = -1;
 }
 
 static int num(const char *cmd, const char *flag, const char *v, double lo, double hi, double *out) {
@@ -78,71 +88,113 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
     else if (!strcmp(a, "--frequency-penalty")) { TAKE(-2, 2); o->sp.frequency_penalty = (float)d; }
     else if (!strcmp(a, "--seed")) { TAKE(0, 1.8e19); o->sp.seed = (uint64_t)d; }
     else if (!strcmp(a, "-t")) { TAKE(1, 1024); o->threads = (int)d; }
+    else if (!strcmp(a, "--reasoning-budget")) { TAKE(0, 1 << 24); o->reasoning_budget = (int64_t)d; }
+    else if (!strcmp(a, "--logprobs")) { TAKE(0, WHALE_MAX_TOP_LOGPROBS); o->logprobs = (int)d; }
     else if (!strcmp(a, "--no-think")) o->think = 0;
+    else if (!strcmp(a, "--no-cache")) o->cache = 0;
+    else if (!strcmp(a, "--json-mode")) o->json_mode = 1;
     else return 0;
 #undef TAKE
     return 1;
 }
 
-int gen_session_setup(session *s, const gen_opts *o, const char *cmd) {
+int gen_open_model(const gen_opts *o, int show_progress, whale_model **m) {
     whale_err err = {0};
-    if (o->spec_mtp && session_speculative_mtp(s, &err)) {
-        fprintf(stderr, "whale %s: --speculative mtp: %s\n", cmd, err.msg);
-        return -1;
+    whale_model_params mp = {.n_threads = o->threads, .kv_f16 = o->kv_f16, .progress = show_progress};
+    if (!whale_model_open(m, o->model, &mp, &err)) return 0;
+    fprintf(stderr, "whale: %s%s\n", err.msg, o->model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
+    return 1;
+}
+
+int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, const char *cmd) {
+    whale_err err = {0};
+    whale_model_info mi;
+    whale_model_info_get(m, &mi);
+    if (o->spec_mtp && !mi.has_mtp) {
+        fprintf(stderr, "whale %s: --speculative mtp: this model has no MTP module (DeepSeek-V3/R1 checkpoints carry one)\n", cmd);
+        return 1;
     }
+    if (o->spec_mtp && !(o->sp.temperature <= 0 || o->sp.top_k == 1)) {
+        fprintf(stderr, "whale %s: --speculative mtp: MTP speculation needs greedy decoding for now (--temp 0)\n", cmd);
+        return 1;
+    }
+    if (o->n_ctx && mi.n_ctx_train > 0 && o->n_ctx > mi.n_ctx_train) {
+        fprintf(stderr, "whale %s: --ctx %lld is longer than the model's trained %lld tokens\n", cmd, (long long)o->n_ctx,
+                (long long)mi.n_ctx_train);
+        return 1;
+    }
+    whale_engine_params ep;
+    whale_engine_params_default(&ep);
+    ep.n_parallel = 1;
+    ep.n_ctx = n_ctx ? n_ctx : o->n_ctx;
+    ep.cache = o->cache;
+    ep.speculative = o->spec_mtp ? WHALE_SPEC_MTP : WHALE_SPEC_NONE;
+    if (whale_engine_new(e, m, &ep, &err)) {
+        fprintf(stderr, "whale %s: %s\n", cmd, err.msg);
+        return 1;
+    }
+    if (whale_engine_warning(*e)) fprintf(stderr, "whale %s: warning: %s\n", cmd, whale_engine_warning(*e));
     return 0;
 }
 
-/* End of a turn: the vocabulary's EOS or any other control token (<|im_end|>, <|endoftext|>). */
-static int is_end(const tokenizer *t, int32_t id) {
-    return id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL;
+void gen_stats_free(gen_stats *st) {
+    whale_ids_free(&st->tokens);
+    free(st->lp);
+    st->lp = NULL;
 }
 
-int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_t max_tokens, int start_in_think,
-            volatile sig_atomic_t *cancel, gen_sink sink, void *ctx, gen_stats *st, whale_err *err) {
+int gen_run(whale_engine *e, const whale_model *m, const gen_opts *o, const int32_t *ids, size_t n, int start_in_think,
+            volatile sig_atomic_t *cancel, whale_text_sink sink, void *ctx, gen_stats *st, whale_err *err) {
     memset(st, 0, sizeof *st);
     st->n_prompt = n;
     st->finish = "error";
-    uint64_t d0, a0;
-    session_spec_stats(s, &d0, &a0);
-    double t0 = clock_now_s();
-    int rc = session_prompt(s, ids, n, err);
-    if (rc) return rc;
-    st->n_prefill = session_last_prefill(s);
-    double t1 = clock_now_s();
-    st->t_prefill = t1 - t0;
-    reasoning r;
-    reasoning_init(&r, start_in_think, sink, ctx);
-    tok_stream ts = {0};
-    char buf[2048];
-    st->finish = "length";
-    for (;;) {
-        if (cancel && *cancel) {
-            st->finish = "cancelled";
-            break;
-        }
-        if (max_tokens > 0 && (int64_t)st->n_gen >= max_tokens) break;
-        if ((int64_t)session_n_tokens(s) >= session_n_ctx(s)) break;
-        int32_t id = session_next(s, err);
-        if (id < 0) {
-            rc = id;
-            st->finish = "error";
-            break;
-        }
-        st->n_gen++;
-        if (t && is_end(t, id)) {
-            st->finish = "stop";
-            break;
-        }
-        int k = t ? tokenizer_stream(t, &ts, id, buf, sizeof buf) : 0;
-        if (k > 0) reasoning_feed(&r, buf, (size_t)k);
+    whale_request q;
+    whale_request_default(&q);
+    q.prompt = ids;
+    q.n_prompt = n;
+    q.sampling = o->sp;
+    q.max_tokens = o->max_tokens;
+    q.reasoning_budget = o->reasoning_budget;
+    q.json_mode = o->json_mode;
+    q.start_in_think = start_in_think;
+    q.logprobs = o->logprobs >= 0;
+    q.top_logprobs = o->logprobs > 0 ? o->logprobs : 0;
+    whale_text *tx = whale_text_new(m, start_in_think, sink, ctx);
+    whale_job *j = NULL;
+    int rc = tx ? whale_submit(e, &q, &j, err) : WHALE_E_NOMEM;
+    if (rc) {
+        if (!tx) snprintf(err->msg, sizeof err->msg, "out of memory");
+        whale_text_free(tx);
+        return rc;
     }
-    int k = t ? tokenizer_stream(t, &ts, -1, buf, sizeof buf) : 0;
-    if (k > 0) reasoning_feed(&r, buf, (size_t)k);
-    reasoning_flush(&r);
-    st->t_decode = clock_now_s() - t1;
-    session_spec_stats(s, &st->drafted, &st->accepted);
-    st->drafted -= d0;
-    st->accepted -= a0;
+    double t0 = clock_now_s();
+    int32_t buf[64];
+    int done = 0, cancelled = 0;
+    while (!done) {
+        if (cancel && *cancel && !cancelled) whale_job_cancel(j), cancelled = 1;
+        size_t k = whale_job_wait(j, st->tokens.n, buf, 64, 100, &done);
+        for (size_t i = 0; i < k; i++) {
+            if (whale_ids_push(&st->tokens, buf[i])) rc = WHALE_E_NOMEM;
+            whale_text_feed(tx, buf + i, 1);
+        }
+    }
+    whale_text_end(tx);
+    whale_text_free(tx);
+    double t_end = clock_now_s();
+    whale_result r;
+    whale_job_result(j, &r);
+    if (q.logprobs && st->tokens.n && (st->lp = calloc(st->tokens.n, sizeof *st->lp)))
+        for (size_t i = 0; i < st->tokens.n; i++)
+            st->lp[i].n_top = whale_job_logprobs(j, i, &st->lp[i].lp, st->lp[i].top_id, st->lp[i].top_lp);
+    whale_job_release(j);
+    st->n_cached = r.n_cached;
+    st->n_gen = st->tokens.n;
+    st->finish = r.finish;
+    st->drafted = r.drafted;
+    st->accepted = r.accepted;
+    st->t_prefill = r.t_first > 0 ? r.t_first : t_end - t0;
+    st->t_decode = r.t_first > 0 ? t_end - t0 - r.t_first : 0;
+    if (!strcmp(r.finish, "error") && !rc) rc = WHALE_E_NOMEM, snprintf(err->msg, sizeof err->msg, "generation failed");
+    if (rc && !err->msg[0]) snprintf(err->msg, sizeof err->msg, "out of memory");
     return rc;
 }

@@ -1,25 +1,28 @@
-/* gen.h — what `whale run` and `whale chat` share: generation options and their flags, loading
- * a model for chat, and the token loop (sample, decode, split reasoning from answer, stop). */
+/* gen.h — what `whale run` and `whale chat` share: generation options and their flags, opening
+ * the model and a one-sequence engine (whale.h), and the reply loop (submit, stream the text
+ * split into reasoning and answer, stop on Ctrl-C). */
 #ifndef WHALE_CLI_GEN_H
 #define WHALE_CLI_GEN_H
 
 #include <signal.h>
 #include <stdint.h>
 
-#include "engine/chat_format.h"
-#include "engine/reasoning.h"
-#include "engine/session.h"
+#include "whale.h"
 
 typedef struct gen_opts {
     const char *model;
     const char *chat_format; /* override name or NULL */
-    sampler_params sp;
+    whale_sampling sp;
     int64_t n_ctx;      /* 0: model default (capped at 4096) */
     int64_t max_tokens; /* per reply; 0: until the context is full */
     int threads;
     int think;          /* R1: force the reply to start with <think> */
     int spec_mtp;       /* --speculative mtp */
     int kv_f16;         /* --kv-type f16 */
+    int cache;          /* the context cache (--no-cache: 0) */
+    int json_mode;      /* --json-mode: the answer is a JSON object */
+    int64_t reasoning_budget; /* --reasoning-budget N; -1: none */
+    int logprobs;       /* --logprobs K: record log probabilities and K alternatives; -1: off */
 } gen_opts;
 
 void gen_opts_default(gen_opts *o);
@@ -28,22 +31,34 @@ void gen_opts_default(gen_opts *o);
 int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd);
 /* Lines of --help for the shared flags. */
 extern const char gen_flags_help[];
-/* Turn on what gen_opts asks of a new session (speculative decoding); message printed on error. */
-int gen_session_setup(session *s, const gen_opts *o, const char *cmd);
+
+/* Open the model -m names; 0, or 1 with a message printed. */
+int gen_open_model(const gen_opts *o, int show_progress, whale_model **m);
+/* A one-sequence engine with room for n_ctx tokens (0: o->n_ctx, else the model's); 0, or 1
+ * with a message printed. */
+int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, const char *cmd);
+
+typedef struct gen_logprob {
+    float lp;
+    int n_top;
+    int32_t top_id[WHALE_MAX_TOP_LOGPROBS];
+    float top_lp[WHALE_MAX_TOP_LOGPROBS];
+} gen_logprob;
 
 typedef struct gen_stats {
-    size_t n_prompt, n_prefill, n_gen;
-    double t_prefill, t_decode; /* seconds */
-    const char *finish;         /* "stop", "length", "cancelled", "error" */
-    uint64_t drafted, accepted; /* speculative decoding: drafts made and accepted in this reply */
+    size_t n_prompt, n_cached, n_gen; /* prompt tokens, of which from the cache; generated */
+    double t_prefill, t_decode;       /* seconds to the first token; after it */
+    const char *finish;               /* "stop", "length", "cancelled", "error" */
+    uint64_t drafted, accepted;       /* speculative decoding: drafts verified and kept */
+    whale_ids tokens;                 /* the generated ids (the caller frees them) */
+    gen_logprob *lp;                  /* (n_gen) with --logprobs, else NULL (the caller frees) */
 } gen_stats;
 
-typedef void (*gen_sink)(void *ctx, reasoning_kind kind, const char *text, size_t n);
-
-/* Prompt the session with ids and generate until an end-of-turn token, max_tokens, a full
- * context, or *cancel becoming nonzero. Text goes to sink split into reasoning and answer
- * (start_in_think: the prompt ended inside <think>). Returns 0 or a negative status. */
-int gen_run(session *s, const tokenizer *t, const int32_t *ids, size_t n, int64_t max_tokens, int start_in_think,
-            volatile sig_atomic_t *cancel, gen_sink sink, void *ctx, gen_stats *st, whale_err *err);
+/* Generate a reply to the prompt ids until an end-of-turn token, max_tokens, a full context, or
+ * *cancel becoming nonzero. Text goes to sink split into reasoning and answer (start_in_think:
+ * the prompt ended inside <think>). Returns 0 or a negative status (message in err). */
+int gen_run(whale_engine *e, const whale_model *m, const gen_opts *o, const int32_t *ids, size_t n, int start_in_think,
+            volatile sig_atomic_t *cancel, whale_text_sink sink, void *ctx, gen_stats *st, whale_err *err);
+void gen_stats_free(gen_stats *st);
 
 #endif

@@ -18,16 +18,17 @@
 
 typedef enum chat_format_kind { CHAT_FORMAT_NONE = 0, CHAT_FORMAT_DEEPSEEK_R1, CHAT_FORMAT_CHATML } chat_format_kind;
 
-typedef enum chat_role { CHAT_SYSTEM, CHAT_USER, CHAT_ASSISTANT, CHAT_TOOL } chat_role;
+typedef enum chat_role {
+    CHAT_SYSTEM = WHALE_ROLE_SYSTEM,
+    CHAT_USER = WHALE_ROLE_USER,
+    CHAT_ASSISTANT = WHALE_ROLE_ASSISTANT,
+    CHAT_TOOL = WHALE_ROLE_TOOL
+} chat_role;
 
-typedef struct chat_msg {
-    chat_role role;
-    const char *content; /* UTF-8; borrowed */
-    /* an assistant's function calls, each as the JSON text {"name": ..., "arguments": {...}} the
-     * model writes (CHATML: Qwen2.5's <tool_call> blocks); CHAT_TOOL messages carry results */
-    const char *const *tool_calls;
-    size_t n_tool_calls;
-} chat_msg;
+/* A message: the public whale_msg (role, UTF-8 content borrowed, an assistant's function calls
+ * as the JSON text {"name": ..., "arguments": {...}} the model writes — CHATML: Qwen2.5's
+ * <tool_call> blocks; CHAT_TOOL messages carry results). */
+typedef whale_msg chat_msg;
 
 /* Function tools offered to the model, each as its JSON text (rendered as the template's tojson
  * would: Python's json.dumps layout). Only CHATML has a tools section. */

@@ -9,19 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct sampler_params {
-    float temperature;       /* 0: greedy (argmax, lowest id on ties) */
-    int32_t top_k;           /* 0: off */
-    float top_p;             /* 1: off */
-    float min_p;             /* 0: off; drop tokens below min_p * p(best) */
-    float repeat_penalty;    /* 1: off; divides positive / multiplies negative logits of seen tokens */
-    float presence_penalty;  /* 0: off; subtracted once from each seen token's logit */
-    float frequency_penalty; /* 0: off; subtracted per occurrence */
-    int32_t penalty_last_n;  /* how many recent tokens the penalties look at (0: none, -1: all) */
-    uint64_t seed;           /* SAMPLER_SEED_RANDOM: from the clock */
-} sampler_params;
+#include "whale.h"
 
-#define SAMPLER_SEED_RANDOM UINT64_MAX
+/* The public whale_sampling (whale.h): temperature 0 is greedy (argmax, lowest id on ties); the
+ * penalties divide/multiply (repeat) or subtract (presence once, frequency per occurrence) the
+ * logits of the last penalty_last_n tokens. */
+typedef whale_sampling sampler_params;
+
+#define SAMPLER_SEED_RANDOM WHALE_SEED_RANDOM
 
 /* DeepSeek's recommendation for R1-style models: temperature 0.6, top-p 0.95. */
 sampler_params sampler_default_params(void);

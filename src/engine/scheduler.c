@@ -307,7 +307,8 @@ static int32_t take(sched *s, slot *sl, float *row, int *ended) {
     int32_t t = sampler_sample(sl->smp, row, sl->tokens, sl->n_fed);
     if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
         if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
-        if (t == r->think_end || sl->n_forced == r->n_close) sl->think_closed = 1;
+        /* the model's own </think> ends it; a forced close runs to its end ("\n\n" after </think>) */
+        if (sl->n_forced ? sl->n_forced == r->n_close : t == r->think_end) sl->think_closed = 1;
     }
     if (r->con) r->con->accept(r->con->ctx, t);
     sl->tokens[sl->n_fed] = t;

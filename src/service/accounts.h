@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "engine/scheduler.h"
+#include "whale.h"
 #include "service/store.h"
 
 /* The key in an "Authorization: Bearer sk-..." header (NULL: none): 0 and *key filled, or 401
@@ -22,7 +22,7 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
  * split into cache hits and misses, generated tokens (reasoning included) as output, at the
  * model's prices. A failure is printed on stderr (no key or text in it); nothing else can be
  * done for the client. */
-void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const sched_result *res,
+void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
                      size_t reasoning_tokens, const char *request_id);
 
 /* GET /user/usage: the user's charges by day and key, {"usage": [{date, key_prefix, requests,

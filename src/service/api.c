@@ -288,18 +288,18 @@ static int check_model(const api_ctx *a, const cJSON *j, char **err);
 static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **err) {
     int status = 0, r;
     double d;
-    out->sp.sp = sampler_default_params();
-    out->sp.sp.temperature = 1.0f; /* the API's default, as OpenAI's and DeepSeek's */
-    out->sp.sp.top_p = 1.0f;
-    out->sp.sp.seed = SAMPLER_SEED_RANDOM;
+    whale_request_default(&out->sp);
+    out->sp.sampling.temperature = 1.0f; /* the API's default, as OpenAI's and DeepSeek's */
+    out->sp.sampling.top_p = 1.0f;
+    out->sp.sampling.seed = WHALE_SEED_RANDOM;
 #define NUM(name, lo, hi, integer, assign)                                                      \
     if ((r = num_field(j, name, lo, hi, integer, &d, &status, err)) < 0) return status;             \
     if (r > 0) assign;
-    NUM("temperature", 0, 2, 0, out->sp.sp.temperature = (float)d);
-    NUM("top_p", 1e-6, 1, 0, out->sp.sp.top_p = (float)d);
-    NUM("presence_penalty", -2, 2, 0, out->sp.sp.presence_penalty = (float)d);
-    NUM("frequency_penalty", -2, 2, 0, out->sp.sp.frequency_penalty = (float)d);
-    NUM("seed", 0, 9007199254740991.0, 1, out->sp.sp.seed = (uint64_t)d);
+    NUM("temperature", 0, 2, 0, out->sp.sampling.temperature = (float)d);
+    NUM("top_p", 1e-6, 1, 0, out->sp.sampling.top_p = (float)d);
+    NUM("presence_penalty", -2, 2, 0, out->sp.sampling.presence_penalty = (float)d);
+    NUM("frequency_penalty", -2, 2, 0, out->sp.sampling.frequency_penalty = (float)d);
+    NUM("seed", 0, 9007199254740991.0, 1, out->sp.sampling.seed = (uint64_t)d);
     NUM("n", 1, 1, 1, (void)0);
     NUM("max_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
     NUM("max_completion_tokens", 1, (double)(a->n_ctx > 1 ? a->n_ctx - 1 : 1), 1, out->sp.max_tokens = (int64_t)d);
@@ -347,18 +347,12 @@ static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **e
         if (out->logprobs && a->reasoning)
             return fail(err, 422, "logprobs", "logprobs are not supported for reasoning models (as DeepSeek's reasoner)");
     }
-    if ((r = num_field(j, "top_logprobs", 0, SCHED_MAX_TOP, 1, &d, &status, err)) < 0) return status;
+    if ((r = num_field(j, "top_logprobs", 0, WHALE_MAX_TOP_LOGPROBS, 1, &d, &status, err)) < 0) return status;
     if (r > 0 && !out->logprobs) return fail(err, 422, "top_logprobs", "top_logprobs needs logprobs: true");
     out->sp.logprobs = out->logprobs;
     out->sp.top_logprobs = r > 0 ? (int)d : 0;
     if ((r = num_field(j, "reasoning_budget", 0, 1e9, 1, &d, &status, err)) < 0) return status;
-    out->sp.think_budget = -1;
-    if (r > 0 && a->reasoning && a->think_end >= 0 && a->n_close) { /* ignored by other models */
-        out->sp.think_budget = (int64_t)d;
-        out->sp.think_end = a->think_end;
-        out->sp.close = a->close;
-        out->sp.n_close = a->n_close;
-    }
+    out->sp.reasoning_budget = r > 0 && a->reasoning ? (int64_t)d : -1; /* ignored by other models */
     return 0;
 }
 
@@ -433,17 +427,7 @@ void api_req_free(api_req *r) {
     memset(r, 0, sizeof *r);
 }
 
-int api_ctx_tokens(api_ctx *a) {
-    a->think_end = tokenizer_find_added(a->tok, "</think>", 8);
-    tok_ids ids = {0};
-    whale_err e = {0};
-    a->n_close = 0;
-    if (a->think_end >= 0 && !tokenizer_encode(a->tok, "\n</think>\n\n", 12, TOK_PARSE_SPECIAL, &ids, &e) &&
-        ids.n <= 8) {
-        memcpy(a->close, ids.v, ids.n * sizeof *ids.v);
-        a->n_close = ids.n;
-    }
-    tok_ids_free(&ids);
+void api_ctx_tokens(api_ctx *a) {
     /* fill-in-the-middle markers: Qwen2.5-Coder's, then DeepSeek-Coder's */
     static const char *fim[2][3] = {{"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"},
                                     {"<ï½" "fimâ" "beginï½>", "<ï½" "fimâ" "holeï½>",
@@ -455,13 +439,6 @@ int api_ctx_tokens(api_ctx *a) {
         for (int i = 0; i < 3; i++) ok &= (id[i] = tokenizer_find_added(a->tok, fim[k][i], strlen(fim[k][i]))) >= 0;
         if (ok) memcpy(a->fim, id, sizeof id);
     }
-    a->cv = constraint_vocab_new(a->tok);
-    return a->cv ? 0 : -1;
-}
-
-void api_ctx_free(api_ctx *a) {
-    constraint_vocab_free(a->cv);
-    a->cv = NULL;
 }
 
 static int check_model(const api_ctx *a, const cJSON *j, char **err) {
@@ -515,7 +492,7 @@ int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *
         goto done;
     }
     if ((status = parse_common(a, j, out, err))) goto done;
-    out->sp.think_budget = -1;
+    out->sp.reasoning_budget = -1;
     out->sp.prompt = out->prompt.v;
     out->sp.n_prompt = out->prompt.n;
 done:
@@ -525,11 +502,13 @@ done:
 }
 
 /* Text for JSON must be valid UTF-8: a random or confused model can emit byte tokens that do
- * not form characters. Invalid bytes become U+FFFD; appended to out (malloc'd), returns its length. */
+ * not form characters. Invalid bytes become U+FFFD, and so does a NUL byte (a byte token of
+ * its own: kept, it would end the C string the reply is built from, and lose what follows);
+ * appended to out (malloc'd), returns its length. */
 static size_t clean_utf8(const char *s, size_t n, char *out) {
     size_t k = 0;
     for (size_t i = 0; i < n;) {
-        int l = utf8_seq_len((const unsigned char *)s + i, n - i);
+        int l = s[i] ? utf8_seq_len((const unsigned char *)s + i, n - i) : 0;
         if (l > 0) {
             memcpy(out + k, s + i, (size_t)l);
             k += (size_t)l, i += (size_t)l;
@@ -689,14 +668,14 @@ static cJSON *lp_entry(const api_reply *r, int32_t id, float lp) {
 static cJSON *logprobs_json(const api_reply *r, size_t from, size_t to) {
     if (!r->q->logprobs || !r->req) return NULL;
     cJSON *j = cJSON_CreateObject(), *content = cJSON_AddArrayToObject(j, "content");
-    int32_t ids[SCHED_MAX_TOP];
-    float lps[SCHED_MAX_TOP], lp;
+    int32_t ids[WHALE_MAX_TOP_LOGPROBS];
+    float lps[WHALE_MAX_TOP_LOGPROBS], lp;
     int32_t tok[1];
     for (size_t i = from; i < to; i++) {
-        int n = sched_logprobs(r->req, r->lp_idx[i], &lp, ids, lps);
+        int n = whale_job_logprobs(r->req, r->lp_idx[i], &lp, ids, lps);
         if (n < 0) continue;
         int done;
-        if (sched_wait(r->req, r->lp_idx[i], tok, 1, 0, &done) != 1) continue;
+        if (whale_job_wait(r->req, r->lp_idx[i], tok, 1, 0, &done) != 1) continue;
         cJSON *e = lp_entry(r, tok[0], lp), *top = cJSON_AddArrayToObject(e, "top_logprobs");
         for (int k = 0; k < n; k++) cJSON_AddItemToArray(top, lp_entry(r, ids[k], lps[k]));
         cJSON_AddItemToArray(content, e);
@@ -704,14 +683,14 @@ static cJSON *logprobs_json(const api_reply *r, size_t from, size_t to) {
     return j;
 }
 
-static const char *finish_reason(const api_reply *r, const sched_result *res) {
+static const char *finish_reason(const api_reply *r, const whale_result *res) {
     if (r->calls) return "tool_calls";
     if (r->stopped) return "stop";
     if (!strcmp(res->finish, "length")) return "length";
     return "stop";
 }
 
-static cJSON *usage(const api_reply *r, const sched_result *res) {
+static cJSON *usage(const api_reply *r, const whale_result *res) {
     cJSON *u = cJSON_CreateObject();
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)res->n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)res->n_gen);
@@ -734,7 +713,7 @@ static cJSON *envelope(const api_reply *r, const char *object) {
     return j;
 }
 
-char *api_reply_json(api_reply *r, const sched_result *res) {
+char *api_reply_json(api_reply *r, const whale_result *res) {
     int chat = r->q->kind == API_CHAT;
     cJSON *j = envelope(r, chat ? "chat.completion" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
     cJSON *c = cJSON_CreateObject();
@@ -847,7 +826,7 @@ void api_stream_deltas(api_reply *r, strbuf *out, int final) {
     }
 }
 
-void api_stream_end(api_reply *r, const sched_result *res, strbuf *out) {
+void api_stream_end(api_reply *r, const whale_result *res, strbuf *out) {
     api_stream_deltas(r, out, 1);
     chunk(r, out, NULL, NULL, 0, finish_reason(r, res));
     if (r->q->include_usage) {

@@ -1,4 +1,4 @@
-/* api.h — the OpenAI / DeepSeek chat-completions API over the scheduler, without HTTP: a
+/* api.h — the OpenAI / DeepSeek chat-completions API over the engine (whale.h), without HTTP: a
  * request body in, a prompt and parameters out (with the error status and body when the request
  * is bad), and the running text state of a reply (detokenizing, splitting reasoning from the
  * answer, stop strings) that turns token ids into response JSON or stream chunks.
@@ -15,9 +15,8 @@
 
 #include "base/strbuf.h"
 #include "engine/chat_format.h"
-#include "engine/constraint.h"
 #include "engine/reasoning.h"
-#include "engine/scheduler.h"
+#include "whale.h"
 
 #define API_MAX_BODY (8u << 20) /* request bytes: far above any prompt a context holds */
 #define API_MAX_MESSAGES 4096   /* messages per request */
@@ -34,17 +33,11 @@ typedef struct api_ctx {
     const char *alias;      /* deepseek-reasoner or deepseek-chat */
     int reasoning;          /* the format starts replies inside <think> */
     int64_t n_ctx;
-    int32_t think_end;      /* "</think>" (reasoning_budget), or -1 */
-    int32_t close[8];       /* what a spent reasoning budget forces: "\n</think>\n\n" */
-    size_t n_close;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
-    constraint_vocab *cv;   /* every token's bytes, for JSON mode and tools (owned) */
 } api_ctx;
 
-/* Fill in think_end/close, fim and the constraint vocabulary from the tokenizer; 0 or -1 (out
- * of memory). api_ctx_free frees what it made (also after a failure). */
-int api_ctx_tokens(api_ctx *a);
-void api_ctx_free(api_ctx *a);
+/* Fill in the fill-in-the-middle markers from the tokenizer. */
+void api_ctx_tokens(api_ctx *a);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
 
@@ -55,7 +48,7 @@ struct api_req {
     api_kind kind;
     int prefix;       /* chat prefix completion: the last (assistant) message starts the reply */
     tok_ids prompt;
-    sched_params sp;
+    whale_request sp; /* the engine's request: prompt, sampling, limits, JSON mode, tools */
     int stream, include_usage;
     int json;         /* response_format json_object */
     int logprobs;     /* return log probabilities (top_logprobs best alternatives) */
@@ -90,7 +83,7 @@ typedef struct api_reply {
     size_t sent_think, sent_answer; /* bytes already sent as stream deltas */
     size_t n_reasoning_tokens;
     int stopped;          /* a stop string ended the answer */
-    sched_req *req;       /* set after submitting: log probabilities are read from it */
+    whale_job *req;       /* set after submitting: log probabilities are read from it */
     size_t n_fed;         /* ids fed so far */
     size_t *lp_idx;       /* answer tokens' indices among the generated ids (logprobs) */
     size_t n_lp, cap_lp, sent_lp;
@@ -108,12 +101,12 @@ void api_reply_end(api_reply *r);
 void api_reply_free(api_reply *r);
 
 /* The whole response (non-streaming), malloc'd. */
-char *api_reply_json(api_reply *r, const sched_result *res);
+char *api_reply_json(api_reply *r, const whale_result *res);
 /* Stream events: the first chunk (role), the deltas not sent yet (0 bytes when none), the
  * final chunk with finish_reason, the usage chunk, and "data: [DONE]". Appended to out. */
 void api_stream_first(api_reply *r, strbuf *out);
 void api_stream_deltas(api_reply *r, strbuf *out, int final);
-void api_stream_end(api_reply *r, const sched_result *res, strbuf *out);
+void api_stream_end(api_reply *r, const whale_result *res, strbuf *out);
 
 /* GET /models body, malloc'd. */
 char *api_models_json(const api_ctx *a);

@@ -1,7 +1,7 @@
 /* server.c — HTTP for `whale serve` (libmicrohttpd, one thread per connection); see server.h.
  *
  * A request's body is gathered up to API_MAX_BODY, then routed. A chat completion is parsed
- * (api.c), submitted to the scheduler and answered either at once when generation ends, or as
+ * (api.c), submitted to the engine (whale.h) and answered either at once when generation ends, or as
  * a stream whose reader callback waits for tokens and writes server-sent events; a reader that
  * has nothing to send for SERVER_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming
  * client goes away, libmicrohttpd frees the stream and the request is cancelled, which frees
@@ -24,7 +24,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "engine/constraint.h"
+#include "lib/lib_tokenizer.h"
 #include "service/accounts.h"
 #include "service/api.h"
 #include "service/conversations.h"
@@ -36,8 +36,8 @@
 #define SERVER_MAX_CONNS 256      /* open connections (each has a thread) */
 
 typedef struct server {
-    model *m;
-    sched *s;
+    whale_model *m;
+    whale_engine *e;
     api_ctx a;
     pthread_mutex_t mu; /* the scrape state below */
     double last_scrape;
@@ -165,7 +165,7 @@ typedef struct stream {
     server *srv;
     api_req q;
     api_reply rep;
-    sched_req *r;
+    whale_job *r;
     size_t have;   /* token ids received */
     strbuf out;      /* bytes not yet written */
     size_t out_at;
@@ -175,10 +175,10 @@ typedef struct stream {
 } stream;
 
 /* Accounts: commit the request's charge once it has ended (or been cancelled). */
-static void charge(server *srv, const store_key *key, sched_req *r, const api_reply *rep) {
+static void charge(server *srv, const store_key *key, whale_job *r, const api_reply *rep) {
     if (!srv->st) return;
-    sched_result res;
-    sched_result_get(r, &res);
+    whale_result res;
+    whale_job_result(r, &res);
     if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
     accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
     accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens, rep->id);
@@ -192,16 +192,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         st->out.n = st->out_at = 0;
         int32_t ids[64];
         int done = 0;
-        size_t k = sched_wait(st->r, st->have, ids, 64, SERVER_KEEPALIVE_MS, &done);
+        size_t k = whale_job_wait(st->r, st->have, ids, 64, SERVER_KEEPALIVE_MS, &done);
         st->have += k;
-        if (k && api_reply_feed(&st->rep, ids, k)) sched_cancel(st->r);
+        if (k && api_reply_feed(&st->rep, ids, k)) whale_job_cancel(st->r);
         if (done || st->rep.stopped) {
             if (!done) { /* wait for the engine to let go, then report */
-                while (!done) st->have += sched_wait(st->r, st->have, ids, 64, 1000, &done);
+                while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
             }
             api_reply_end(&st->rep);
-            sched_result res;
-            sched_result_get(st->r, &res);
+            whale_result res;
+            whale_job_result(st->r, &res);
             api_stream_end(&st->rep, &res, &st->out);
             st->ended = 1;
             if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
@@ -219,15 +219,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream *st = cls;
-    if (!st->ended) sched_cancel(st->r); /* the client went away */
+    if (!st->ended) whale_job_cancel(st->r); /* the client went away */
     if (!st->charged && st->srv->st) { /* charged for what was computed: wait for the engine to let go */
         int32_t ids[64];
         int done = 0;
-        while (!done) st->have += sched_wait(st->r, st->have, ids, 64, 1000, &done);
+        while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
         charge(st->srv, &st->key, st->r, &st->rep);
         st->charged = 1;
     }
-    sched_release(st->r);
+    whale_job_release(st->r);
     api_reply_free(&st->rep);
     api_req_free(&st->q);
     strbuf_free(&st->out);
@@ -258,17 +258,15 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
         q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
     whale_err e = {0};
-    sched_constraint *con = NULL;
-    if (q.json && !(con = constraint_json(srv->a.cv, srv->a.reasoning && q.kind == API_CHAT && !q.prefix))) {
-        api_req_free(&q);
-        return send_error(c, 500, "out of memory", "server_error", "server_error");
-    }
-    if (!con && q.n_tools) con = constraint_tools(srv->a.cv, q.tool_force, q.tool_force_name);
-    q.sp.constraint = con;
+    /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
+    q.sp.json_mode = q.json;
+    q.sp.start_in_think = srv->a.reasoning && q.kind == API_CHAT && !q.prefix;
+    q.sp.tool_calls = q.n_tools > 0;
+    q.sp.tool_force = q.tool_force;
+    q.sp.tool_name = q.tool_force_name;
     q.sp.owner = srv->st ? cn->key.user : 0; /* fair shares between users */
-    sched_req *r = q.prompt.n < (size_t)srv->a.n_ctx ? sched_submit(srv->s, &q.sp, &e) : NULL;
-    if (!r && con) free(con->ctx); /* refused: the state is still ours */
-    free(con);                     /* accepted: the scheduler copied the callbacks and owns the state */
+    whale_job *r = NULL;
+    if (q.prompt.n < (size_t)srv->a.n_ctx && whale_submit(srv->e, &q.sp, &r, &e)) r = NULL;
     if (!r) {
         int busy = e.code == WHALE_E_BUSY;
         char msg[WHALE_ERR_MAX + 64];
@@ -282,8 +280,8 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     if (q.stream) {
         stream *st = calloc(1, sizeof *st);
         if (!st) {
-            sched_cancel(r);
-            sched_release(r);
+            whale_job_cancel(r);
+            whale_job_release(r);
             api_req_free(&q);
             return send_error(c, 500, "out of memory", "server_error", "server_error");
         }
@@ -314,20 +312,20 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
     int done = 0;
     int32_t ids[64];
     while (!done) {
-        size_t k = sched_wait(r, have, ids, 64, 1000, &done);
+        size_t k = whale_job_wait(r, have, ids, 64, 1000, &done);
         have += k;
-        if (k && !rep.stopped && api_reply_feed(&rep, ids, k)) sched_cancel(r);
+        if (k && !rep.stopped && api_reply_feed(&rep, ids, k)) whale_job_cancel(r);
     }
     api_reply_end(&rep);
-    sched_result res;
-    sched_result_get(r, &res);
+    whale_result res;
+    whale_job_result(r, &res);
     charge(srv, &cn->key, r, &rep);
     enum MHD_Result rc;
     if (!strcmp(res.finish, "error"))
         rc = send_error(c, 500, "the model failed on this request", "server_error", "server_error");
     else
         rc = send_text(c, 200, api_reply_json(&rep, &res), "application/json");
-    sched_release(r);
+    whale_job_release(r);
     api_reply_free(&rep);
     api_req_free(&q);
     return rc;
@@ -337,8 +335,8 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
 
 /* Prometheus text format. The generation rate is over the time since the previous scrape. */
 static char *metrics(server *srv) {
-    sched_stats st;
-    sched_stats_get(srv->s, &st);
+    whale_stats st;
+    whale_engine_stats(srv->e, &st);
     double now = clock_now_s();
     pthread_mutex_lock(&srv->mu);
     double dt = now - srv->last_scrape;
@@ -374,15 +372,15 @@ static char *metrics(server *srv) {
         (long long)(st.n_parallel * ((srv->a.n_ctx + 63) / 64)));
     OUT("# HELP whale_context_cache_blocks Context cache blocks (64 tokens of KV rows) kept, by tier.\n");
     OUT("# TYPE whale_context_cache_blocks gauge\nwhale_context_cache_blocks{tier=\"ram\"} %llu\n",
-        (unsigned long long)st.pc_ram_blocks);
-    OUT("whale_context_cache_blocks{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_disk_blocks);
+        (unsigned long long)st.cache_ram_blocks);
+    OUT("whale_context_cache_blocks{tier=\"disk\"} %llu\n", (unsigned long long)st.cache_disk_blocks);
     OUT("# TYPE whale_context_cache_bytes gauge\nwhale_context_cache_bytes{tier=\"ram\"} %llu\n",
-        (unsigned long long)st.pc_ram_bytes);
-    OUT("whale_context_cache_bytes{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_disk_bytes);
+        (unsigned long long)st.cache_ram_bytes);
+    OUT("whale_context_cache_bytes{tier=\"disk\"} %llu\n", (unsigned long long)st.cache_disk_bytes);
     OUT("# HELP whale_context_cache_block_hits_total Blocks copied into a sequence from the context cache, by tier.\n");
     OUT("# TYPE whale_context_cache_block_hits_total counter\nwhale_context_cache_block_hits_total{tier=\"ram\"} %llu\n",
-        (unsigned long long)st.pc_hits_ram);
-    OUT("whale_context_cache_block_hits_total{tier=\"disk\"} %llu\n", (unsigned long long)st.pc_hits_disk);
+        (unsigned long long)st.cache_hits_ram);
+    OUT("whale_context_cache_block_hits_total{tier=\"disk\"} %llu\n", (unsigned long long)st.cache_hits_disk);
     OUT("# HELP whale_speculative_drafts_total Drafted tokens verified (speculative decoding).\n");
     OUT("# TYPE whale_speculative_drafts_total counter\nwhale_speculative_drafts_total %llu\n",
         (unsigned long long)st.drafted);
@@ -482,8 +480,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return send_error(c, 403, "cross-origin requests are refused", "invalid_request_error", "forbidden");
     if (!strcmp(url, "/web/config")) return send_full(c, 200, web_config(srv, cookie), "application/json", "");
     if (!strcmp(url, "/health")) {
-        sched_stats st;
-        sched_stats_get(srv->s, &st);
+        whale_stats st;
+        whale_engine_stats(srv->e, &st);
         char *b = malloc(160);
         if (b) snprintf(b, 160, "{\"status\":\"ok\",\"active\":%d,\"waiting\":%d,\"slots\":%d}", st.active, st.waiting,
                         st.n_parallel);
@@ -548,45 +546,45 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
     *con_cls = NULL;
 }
 
-int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
+int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
     server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER, .st = o->accounts, .o = o};
-    const tokenizer *t = model_tokenizer(m);
+    const tokenizer *t = lib_model_tokenizer(m);
     if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
     srv.a.tok = t;
-    srv.a.fmt = chat_format_detect(model_chat_template(m), t, o->chat_format);
+    const char *fmt = whale_chat_format(m, o->chat_format);
+    srv.a.fmt = fmt ? chat_format_detect(NULL, t, fmt) : CHAT_FORMAT_NONE;
     if (srv.a.fmt == CHAT_FORMAT_NONE)
         return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
     srv.a.reasoning = srv.a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
     srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
-    if (api_ctx_tokens(&srv.a)) {
-        api_ctx_free(&srv.a);
-        return err_set(err, WHALE_E_NOMEM, "out of memory for the vocabulary table");
-    }
+    api_ctx_tokens(&srv.a);
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
-    int max_queue = o->max_queue > 0 ? o->max_queue : 64;
-    sched_opts so = {.n_parallel = o->n_parallel, .n_ctx = o->n_ctx, .max_queue = max_queue,
-                     /* with accounts, one user may hold a quarter of the queue */
-                     .max_queue_per_owner = o->accounts ? (max_queue >= 4 ? max_queue / 4 : 1) : 0,
-                     .cache_ram = o->cache_ram, .cache_disk = o->cache_disk, .cache_dir = o->cache_dir,
-                     .cache_salt = o->cache_salt, .speculative = o->speculative};
-    if (!(srv.s = sched_new(m, &so, err))) {
-        api_ctx_free(&srv.a);
-        return err->code;
-    }
-    srv.a.n_ctx = sched_n_ctx(srv.s);
-    if (sched_warning(srv.s)) fprintf(stderr, "whale serve: warning: %s\n", sched_warning(srv.s));
+    whale_engine_params ep;
+    whale_engine_params_default(&ep);
+    ep.n_parallel = o->n_parallel > 0 ? o->n_parallel : 4;
+    ep.n_ctx = o->n_ctx;
+    ep.max_queue = o->max_queue > 0 ? o->max_queue : 64;
+    /* with accounts, one user may hold a quarter of the queue */
+    ep.max_queue_per_owner = o->accounts ? (ep.max_queue >= 4 ? ep.max_queue / 4 : 1) : 0;
+    ep.cache = o->cache_ram || o->cache_dir;
+    ep.cache_ram = o->cache_ram;
+    ep.cache_disk = o->cache_dir ? o->cache_disk : 0;
+    ep.cache_dir = o->cache_dir ? o->cache_dir : "";
+    ep.speculative = o->speculative;
+    int rc = whale_engine_new(&srv.e, m, &ep, err);
+    if (rc) return rc;
+    srv.a.n_ctx = whale_engine_n_ctx(srv.e);
+    if (whale_engine_warning(srv.e)) fprintf(stderr, "whale serve: warning: %s\n", whale_engine_warning(srv.e));
 
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_port = htons((uint16_t)(o->port > 0 ? o->port : 8080));
     if (inet_pton(AF_INET, o->host ? o->host : "127.0.0.1", &addr.sin_addr) != 1) {
-        sched_free(srv.s);
-        api_ctx_free(&srv.a);
+        whale_engine_free(srv.e);
         return err_set(err, WHALE_E_ARG, "--host '%s' is not an IPv4 address", o->host);
     }
     if (srv.st && !(srv.ac = accounts_new(srv.st, (signup_mode)o->signup, o->secure_cookies))) {
-        sched_free(srv.s);
-        api_ctx_free(&srv.a);
+        whale_engine_free(srv.e);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
@@ -599,8 +597,7 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)SERVER_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!d) {
-        sched_free(srv.s);
-        api_ctx_free(&srv.a);
+        whale_engine_free(srv.e);
         accounts_free(srv.ac);
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
@@ -608,8 +605,8 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
     fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens%s; "
             "Ctrl-C stops)\n",
             srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
-            so.n_parallel > 0 ? so.n_parallel : 4, (long long)srv.a.n_ctx,
-            so.speculative == SCHED_SPEC_MTP ? ", greedy requests speculate with MTP" : "");
+            ep.n_parallel, (long long)srv.a.n_ctx,
+            ep.speculative == WHALE_SPEC_MTP ? ", greedy requests speculate with MTP" : "");
     while (!*stop) usleep(100 * 1000);
     /* drain: no new connections or requests; what runs may finish within drain_s */
     int drain = o->drain_s < 0 ? 0 : o->drain_s > 0 ? o->drain_s : SERVER_DRAIN_S;
@@ -622,11 +619,10 @@ int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whal
                 left, drain);
     else fprintf(stderr, "whale serve: stopping\n");
     for (int i = 0; i < drain * 10 && atomic_load(&srv.inflight) > 0 && *stop < 2; i++) usleep(100 * 1000);
-    sched_cancel_all(srv.s);
+    whale_engine_cancel_all(srv.e);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
-    sched_free(srv.s);
-    api_ctx_free(&srv.a);
+    whale_engine_free(srv.e);
     accounts_free(srv.ac);
     return 0;
 }

@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "model/model.h"
 #include "whale.h"
 
 #define SERVER_MAX_PROXIES 8   /* --trusted-proxy addresses */
@@ -27,12 +26,12 @@ typedef struct server_opts {
     int max_conns;     /* open connections (default 256) */
     const char *model_name; /* how /models lists the model */
     const char *chat_format; /* override, or NULL */
-    /* context cache (see engine/scheduler.h): memory and disk budgets in bytes, the disk tier's
-     * directory (NULL: memory only; with cache_ram 0 too: slot reuse only) and the model's
-     * identity */
+    /* context cache (whale.h's engine parameters): memory and disk budgets in bytes, the disk
+     * tier's directory (NULL: memory only; with cache_ram 0 too: slot reuse only) */
     size_t cache_ram, cache_disk;
     const char *cache_dir;
-    uint64_t cache_salt;
+    int speculative;        /* WHALE_SPEC_NONE, or WHALE_SPEC_MTP: greedy requests draft with the
+                               model's MTP module */
     struct store *accounts; /* multi-user mode: keys, balances and charges (service/store.h); NULL:
                                local single-user mode, no keys */
     int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */
@@ -42,7 +41,6 @@ typedef struct server_opts {
                                -1: no limit, e.g. behind a proxy that limits them itself) */
     const char *trusted_proxies[SERVER_MAX_PROXIES]; /* peers whose X-Forwarded-For names the client */
     int n_trusted_proxies;
-    int speculative;        /* sched_opts.speculative: SCHED_SPEC_NONE or SCHED_SPEC_MTP */
     int drain_s;            /* on SIGTERM: seconds to let running requests finish before cancelling
                                them (default SERVER_DRAIN_S; -1: cancel at once) */
 } server_opts;
@@ -51,6 +49,6 @@ typedef struct server_opts {
  * refuse new requests (503), let running and queued ones finish for up to drain_s seconds, cancel
  * what is left (each charged for what it used), return. 0, or an error with a message (port
  * taken, no chat format, out of memory). */
-int server_run(model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
+int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
 
 #endif

@@ -32,11 +32,8 @@ enum {
     TOK_ADD_BOS = 2,       /* prepend BOS (if the vocabulary has one) */
 };
 
-/* A growable id list. */
-typedef struct tok_ids {
-    int32_t *v;
-    size_t n, cap;
-} tok_ids;
+/* A growable id list: the public whale_ids. */
+typedef whale_ids tok_ids;
 void tok_ids_free(tok_ids *ids);
 /* Append one id. Returns 0 or WHALE_E_NOMEM. */
 int tok_ids_push(tok_ids *ids, int32_t id);

@@ -25,7 +25,9 @@ def test_top_level_help_lists_commands():
 def test_run_json_is_one_object():
     p = run_whale("run", "-p", "What is 2+2? Reply with the number only.", "--temp", "0", "-n", "8", "--json")
     obj = json.loads(p.stdout.decode())
-    assert set(obj) == {"reasoning", "answer", "finish_reason", "prompt_tokens", "completion_tokens", "tokens", "timings"}
+    assert set(obj) == {"reasoning", "answer", "finish_reason", "prompt_tokens", "completion_tokens", "tokens", "timings",
+                        "prompt_cache_hit_tokens", "prompt_cache_miss_tokens"}
+    assert obj["prompt_cache_hit_tokens"] + obj["prompt_cache_miss_tokens"] == obj["prompt_tokens"]
     assert len(obj["tokens"]) == obj["completion_tokens"]
     assert "4" in obj["answer"] and obj["finish_reason"] in ("stop", "length")
     assert obj["prompt_tokens"] > 10 and 0 < obj["completion_tokens"] <= 8

@@ -1,0 +1,240 @@
+/* whale_model.c — libwhale: opening a model, its tokens and text, chat formats, paths. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/err.h"
+#include "engine/prefix_cache.h"
+#include "engine/reasoning.h"
+#include "lib/lib_tokenizer.h"
+#include "lib/whale_impl.h"
+
+const char *whale_version(void) { return WHALE_VERSION; }
+
+const char *whale_home_path(const char *sub, char *buf, size_t cap) {
+    const char *home = getenv("WHALE_HOME");
+    if (home && *home) snprintf(buf, cap, "%s/%s", home, sub);
+    else snprintf(buf, cap, "%s/.cache/whale/%s", getenv("HOME") ? getenv("HOME") : ".", sub);
+    return buf;
+}
+
+/* Identity of the model's weights for the context cache: a file's size, modification time,
+ * inode and device, and its first and last MiB (header, tensor table, some weights); a
+ * checkpoint directory's files' names, sizes and modification times. A changed model gets a
+ * new identity, so stale cache blocks are never used. */
+static uint64_t identity(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb)) return 0;
+    int64_t id[4] = {(int64_t)sb.st_size, (int64_t)sb.st_mtime, (int64_t)sb.st_ino, (int64_t)sb.st_dev};
+    uint64_t h = pcache_hash(0, id, sizeof id);
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *de;
+        char p[4096];
+        uint64_t sum = 0;
+        while (d && (de = readdir(d))) { /* summed: the order of the entries does not matter */
+            struct stat e;
+            if (de->d_name[0] == '.' || snprintf(p, sizeof p, "%s/%s", path, de->d_name) >= (int)sizeof p || stat(p, &e))
+                continue;
+            int64_t x[2] = {(int64_t)e.st_size, (int64_t)e.st_mtime};
+            sum += pcache_hash(pcache_hash(0, de->d_name, strlen(de->d_name)), x, sizeof x);
+        }
+        if (d) closedir(d);
+        return pcache_hash(h, &sum, sizeof sum);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) return h;
+    enum { SPAN = 1 << 20 };
+    char *buf = malloc(SPAN);
+    for (int end = 0; buf && end < 2; end++) {
+        if (end && fseeko(f, sb.st_size > SPAN ? sb.st_size - SPAN : 0, SEEK_SET)) break;
+        size_t n = fread(buf, 1, SPAN, f);
+        h = pcache_hash(h, buf, n);
+    }
+    free(buf);
+    fclose(f);
+    return h;
+}
+
+int whale_model_open(whale_model **out, const char *path, const whale_model_params *p, whale_err *err) {
+    *out = NULL;
+    whale_model *w = calloc(1, sizeof *w);
+    if (!w) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    if (!path || !strcmp(path, "default")) whale_home_path("models/default.gguf", w->path, sizeof w->path);
+    else snprintf(w->path, sizeof w->path, "%s", path);
+    model_opts mo = {0};
+    if (p) mo.n_threads = p->n_threads, mo.kv_f16 = p->kv_f16, mo.progress = p->progress;
+    w->n_threads = mo.n_threads;
+    int rc = model_load(&w->m, w->path, &mo, err);
+    if (rc) {
+        free(w);
+        return rc;
+    }
+    const model_hparams *hp = model_hparams_get(w->m);
+    snprintf(w->arch, sizeof w->arch, "%s", model_arch_name(hp->arch));
+    w->identity = identity(w->path);
+    const tokenizer *t = model_tokenizer(w->m);
+    w->fmt = t ? chat_format_detect(model_chat_template(w->m), t, NULL) : CHAT_FORMAT_NONE;
+    w->think_end = t ? tokenizer_find_added(t, "</think>", 8) : -1;
+    tok_ids ids = {0};
+    whale_err e = {0};
+    if (w->think_end >= 0 && !tokenizer_encode(t, "\n</think>\n\n", 12, TOK_PARSE_SPECIAL, &ids, &e) && ids.n <= 8) {
+        memcpy(w->close, ids.v, ids.n * sizeof *ids.v);
+        w->n_close = ids.n;
+    }
+    tok_ids_free(&ids);
+    *out = w;
+    return 0;
+}
+
+void whale_model_close(whale_model *w) {
+    if (!w) return;
+    model_free(w->m);
+    free(w);
+}
+
+void whale_model_info_get(const whale_model *w, whale_model_info *o) {
+    const model_hparams *hp = model_hparams_get(w->m);
+    memset(o, 0, sizeof *o);
+    o->path = w->path;
+    o->name = hp->name;
+    o->arch = w->arch;
+    o->chat_format = w->fmt == CHAT_FORMAT_NONE ? NULL : chat_format_name(w->fmt);
+    o->n_vocab = model_n_vocab(w->m);
+    o->n_embd = hp->n_embd;
+    o->n_layer = hp->n_layer;
+    o->n_ctx_train = hp->n_ctx_train;
+    o->has_tokenizer = model_tokenizer(w->m) != NULL;
+    o->has_mtp = model_has_mtp(w->m);
+    o->reasoning = w->fmt == CHAT_FORMAT_DEEPSEEK_R1;
+}
+
+/* ---- tokens ---------------------------------------------------------------------------------- */
+
+void whale_ids_free(whale_ids *ids) { tok_ids_free(ids); }
+int whale_ids_push(whale_ids *ids, int32_t id) { return tok_ids_push(ids, id); }
+
+static const tokenizer *tok_of(const whale_model *w, whale_err *err) {
+    const tokenizer *t = model_tokenizer(w->m);
+    if (!t) err_set(err, WHALE_E_UNSUPPORTED, "%s has no tokenizer: give token ids", w->path);
+    return t;
+}
+
+int whale_tokenize(const whale_model *w, const char *text, size_t len, int flags, whale_ids *out, whale_err *err) {
+    const tokenizer *t = tok_of(w, err);
+    if (!t) return WHALE_E_UNSUPPORTED;
+    int f = (flags & WHALE_TOK_SPECIAL ? TOK_PARSE_SPECIAL : 0) | (flags & WHALE_TOK_ADD_BOS ? TOK_ADD_BOS : 0);
+    return tokenizer_encode(t, text, len, f, out, err);
+}
+
+char *whale_detokenize(const whale_model *w, const int32_t *ids, size_t n, size_t *len) {
+    const tokenizer *t = model_tokenizer(w->m);
+    size_t l;
+    return t ? tokenizer_decode(t, ids, n, len ? len : &l) : NULL;
+}
+
+int whale_token_bytes(const whale_model *w, int32_t id, char *buf, size_t cap) {
+    const tokenizer *t = model_tokenizer(w->m);
+    return t ? tokenizer_token_bytes(t, id, buf, cap) : -1;
+}
+
+int whale_token_is_end(const whale_model *w, int32_t id) {
+    const tokenizer *t = model_tokenizer(w->m);
+    return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
+}
+
+int32_t whale_token_find(const whale_model *w, const char *text) {
+    const tokenizer *t = model_tokenizer(w->m);
+    return t && text ? tokenizer_find_added(t, text, strlen(text)) : -1;
+}
+
+/* ---- streaming text --------------------------------------------------------------------------- */
+
+struct whale_text {
+    const whale_model *w;
+    tok_stream ts;
+    reasoning rs;
+    whale_text_sink sink;
+    void *ctx;
+};
+
+static void pass(void *ctx, reasoning_kind kind, const char *text, size_t n) {
+    whale_text *t = ctx;
+    t->sink(t->ctx, kind == REASONING_THINK ? WHALE_TEXT_THINK : WHALE_TEXT_ANSWER, text, n);
+}
+
+/* Into the splitter, a NUL byte (a byte token a confused model can emit) as U+FFFD: callers
+ * treat text as C strings, and a NUL would cut off everything after it. */
+static void feed(whale_text *t, const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && s[j]) j++;
+        if (j > i) reasoning_feed(&t->rs, s + i, j - i);
+        if (j < n) reasoning_feed(&t->rs, "\xef\xbf\xbd", 3), j++;
+        i = j;
+    }
+}
+
+whale_text *whale_text_new(const whale_model *w, int start_in_think, whale_text_sink sink, void *ctx) {
+    whale_text *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->w = w;
+    t->sink = sink;
+    t->ctx = ctx;
+    reasoning_init(&t->rs, start_in_think, pass, t);
+    return t;
+}
+
+void whale_text_feed(whale_text *t, const int32_t *ids, size_t n) {
+    const tokenizer *tk = model_tokenizer(t->w->m);
+    if (!tk) return;
+    char buf[2048];
+    for (size_t i = 0; i < n; i++) {
+        if (whale_token_is_end(t->w, ids[i])) continue;
+        int k = tokenizer_stream(tk, &t->ts, ids[i], buf, sizeof buf);
+        if (k > 0) feed(t, buf, (size_t)k);
+    }
+}
+
+int whale_text_in_think(const whale_text *t) { return t->rs.in_think; }
+
+void whale_text_end(whale_text *t) {
+    const tokenizer *tk = model_tokenizer(t->w->m);
+    char buf[64];
+    int k = tk ? tokenizer_stream(tk, &t->ts, -1, buf, sizeof buf) : 0;
+    if (k > 0) feed(t, buf, (size_t)k);
+    reasoning_flush(&t->rs);
+}
+
+void whale_text_free(whale_text *t) { free(t); }
+
+/* ---- chat ------------------------------------------------------------------------------------- */
+
+static chat_format_kind format_of(const whale_model *w, const char *format) {
+    if (!format) return w->fmt;
+    const tokenizer *t = model_tokenizer(w->m);
+    return t ? chat_format_detect(model_chat_template(w->m), t, format) : CHAT_FORMAT_NONE;
+}
+
+const char *whale_chat_format(const whale_model *w, const char *format) {
+    chat_format_kind k = format_of(w, format);
+    return k == CHAT_FORMAT_NONE ? NULL : chat_format_name(k);
+}
+
+int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *msgs, size_t n,
+                     const char *const *tools, size_t n_tools, int flags, whale_ids *out, whale_err *err) {
+    const tokenizer *t = tok_of(w, err);
+    if (!t) return WHALE_E_UNSUPPORTED;
+    chat_format_kind k = format_of(w, format);
+    if (k == CHAT_FORMAT_NONE)
+        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format %s (deepseek-r1 and chatml are known)",
+                       format ? "by that name" : "known for this model");
+    int f = (flags & WHALE_CHAT_GENERATION_PROMPT ? CHAT_GENERATION_PROMPT : 0) |
+            (flags & WHALE_CHAT_NO_FORCED_THINK ? CHAT_NO_FORCED_THINK : 0);
+    chat_tools tl = {tools, n_tools};
+    return chat_format_encode_tools(t, k, msgs, n, n_tools ? &tl : NULL, f, out, err);
+}
+
+const tokenizer *lib_model_tokenizer(const whale_model *w) { return model_tokenizer(w->m); }

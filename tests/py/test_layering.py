@@ -1,0 +1,50 @@
+"""The layering the public API promises (include/whale.h): the CLI's commands and the service
+reach models and kernels only through libwhale. Only the tools about the model itself (bench,
+perplexity, logits, info) may include headers under src/model or src/kernels — directly or
+through another header."""
+import pathlib
+import re
+
+from conftest import REPO
+
+SRC = REPO / "src"
+MODEL_TOOLS = {"cmd_bench.c", "cmd_perplexity.c", "cmd_logits.c", "cmd_info.c"}
+INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+
+
+def resolve(name):
+    for base in (SRC, REPO / "include"):
+        if (base / name).is_file():
+            return base / name
+    return None
+
+
+def closure(path):
+    """Every project header path reaches, with the chain that reaches it."""
+    seen, todo = {}, [(path, ())]
+    while todo:
+        p, chain = todo.pop()
+        for inc in INCLUDE.findall(p.read_text()):
+            h = resolve(inc)
+            if h and h not in seen:
+                seen[h] = chain + (inc,)
+                todo.append((h, seen[h]))
+    return seen
+
+
+def test_cli_and_service_use_only_the_public_api():
+    files = [p for p in (SRC / "cli").glob("*.[ch]") if p.name not in MODEL_TOOLS] + list((SRC / "service").glob("*.[ch]"))
+    assert len(files) > 20
+    bad = []
+    for f in files:
+        for h, chain in closure(f).items():
+            rel = h.relative_to(SRC) if SRC in h.parents else h
+            if str(rel).startswith(("model/", "kernels/")):
+                bad.append(f"{f.relative_to(REPO)} -> {' -> '.join(chain)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_check_sees_an_include(tmp_path):
+    """The closure follows headers (so the test above can fail)."""
+    f = SRC / "cli" / "cmd_logits.c"
+    assert any(str(h).endswith("model/model.h") for h in closure(f))
