@@ -109,8 +109,9 @@ def test_speculative_equals_greedy(mtp_model, tmp_path, alpha, beta, rate):
     s = spec["speculative"]
     print(f"alpha {alpha}: {s['accepted']} of {s['drafted']} drafts accepted")
     assert rate[0] <= s["acceptance_rate"] <= rate[1]
-    # every main pass yields one token, plus one per accepted draft
-    assert s["drafted"] + s["accepted"] >= 100 - 1
+    # every main pass yields one token, plus one per accepted draft; every pass drafts but the
+    # prompt's (its token comes with the prefill) and a last one with room for one token only
+    assert s["drafted"] + s["accepted"] >= 100 - 2
 
 
 def test_speculative_at_the_end_of_the_context(tmp_path):
