@@ -10,7 +10,8 @@ client.
               (cache hit), median of REPS; for Whale also after a restart of the server with the
               same cache directory (the hit then comes from the disk tier)
 
-Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--out bench/serve.md]"""
+Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--whale BIN ...] [--out bench/serve.md]
+(--whale more than once: one row per binary, e.g. before and after a change, same run)"""
 import argparse
 import concurrent.futures
 import os
@@ -28,6 +29,7 @@ import openai
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MAX_TOKENS = 64
 REPS = 3
+WHALE_BIN = str(ROOT / "build" / "whale")
 PREFIX = " ".join(f"Fact {i}: the river number {i} flows north and is {i % 7 + 2} kilometres long." for i in range(120))
 
 
@@ -53,7 +55,7 @@ def wait_up(port, proc, path):
 def start(kind, model, slots, ctx, llama_server, cache_dir=None):
     port = free_port()
     if kind == "whale":
-        cmd = [str(ROOT / "build" / "whale"), "serve", "-m", model, "--port", str(port), "--parallel", str(slots),
+        cmd = [WHALE_BIN, "serve", "-m", model, "--port", str(port), "--parallel", str(slots),
                "--ctx", str(ctx), "-t", "2", "--cache-dir", cache_dir or tempfile.mkdtemp(prefix="whale-bench-kv-")]
     else:
         cmd = [llama_server, "-m", model, "--port", str(port), "-np", str(slots), "-c", str(ctx * slots), "-t", "2",
@@ -125,8 +127,13 @@ def main():
     ap.add_argument("--model", default=str(pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale")) / "models" / "default.gguf"))
     ap.add_argument("--llama-server", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "serve.md"))
+    ap.add_argument("--whale", action="append", default=None, help="whale binary (repeat to compare several)")
     a = ap.parse_args()
-    rows = {"whale": run("whale", a.model, None)}
+    global WHALE_BIN
+    rows = {}
+    for b in a.whale or [WHALE_BIN]:
+        WHALE_BIN = b
+        rows["whale" if not a.whale or len(a.whale) == 1 else f"whale {b}"] = run("whale", a.model, None)
     if a.llama_server:
         rows["llama-server"] = run("llama", a.model, a.llama_server)
     lines = ["| server | 1 stream t/s | 4 streams t/s | 16 streams t/s | TTFT miss (s) | TTFT hit (s) | TTFT hit after restart (s) |",

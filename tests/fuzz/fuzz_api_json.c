@@ -6,23 +6,27 @@
 
 #include "engine/constraint.h"
 #include "fuzz_model.h"
+#include "lib/lib_tokenizer.h"
 #include "service/api.h"
 
-static model *m;
+static whale_model *m;
 static api_ctx a;
+static constraint_vocab *cv; /* as the engine builds it for the requests the server submits */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     m = fuzz_model_load("fuzz_api_json");
-    a.tok = model_tokenizer(m);
-    a.fmt = chat_format_detect(model_chat_template(m), a.tok, NULL);
+    a.tok = lib_model_tokenizer(m);
+    a.fmt = chat_format_detect(NULL, a.tok, whale_chat_format(m, NULL));
     a.reasoning = a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
     a.alias = a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
     a.model_name = "fuzz";
     a.n_ctx = 256;
-    if (a.fmt == CHAT_FORMAT_NONE || api_ctx_tokens(&a)) abort();
+    if (a.fmt == CHAT_FORMAT_NONE) abort();
+    api_ctx_tokens(&a);
+    if (!(cv = constraint_vocab_new(a.tok))) abort();
     return 0;
 }
 
@@ -36,8 +40,8 @@ static void one(int kind, const char *body, size_t n) {
         return;
     }
     if (err) abort();
-    sched_constraint *con = q.json ? constraint_json(a.cv, a.reasoning && kind == API_CHAT && !q.prefix) : NULL;
-    if (!con && q.n_tools) con = constraint_tools(a.cv, q.tool_force, q.tool_force_name);
+    sched_constraint *con = q.json ? constraint_json(cv, a.reasoning && kind == API_CHAT && !q.prefix) : NULL;
+    if (!con && q.n_tools) con = constraint_tools(cv, q.tool_force, q.tool_force_name);
     if (con) {
         con->free(con->ctx);
         free(con);

@@ -20,7 +20,7 @@
 #include "service/store.h"
 
 typedef struct srv {
-    model *m;
+    whale_model *m;
     server_opts o;
     pthread_t th;
 } srv;
@@ -77,7 +77,7 @@ static void finish(void) {
     stop = 1;
     for (int i = 0; i < 2; i++) {
         pthread_join(S[i].th, NULL);
-        model_free(S[i].m);
+        whale_model_close(S[i].m);
     }
     store_close(st);
     unlink(db_path);

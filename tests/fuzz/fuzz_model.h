@@ -7,19 +7,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "model/model.h"
+#include "whale.h"
 
-static model *fuzz_model_load(const char *who) {
+static whale_model *fuzz_model_load(const char *who) {
     const char *path = getenv("WHALE_FUZZ_MODEL");
-    model *m = NULL;
-    model_opts mo = {.n_threads = 1};
+    whale_model *m = NULL;
+    whale_model_params mp = {.n_threads = 1};
     whale_err err = {0};
     if (!path) {
         fprintf(stderr, "%s: set WHALE_FUZZ_MODEL to a GGUF made by `whale synth --shape test-qwen2 --vocab "
                         "<DeepSeek-V3 tokenizer.json>` (scripts/test does)\n", who);
         abort();
     }
-    if (model_load(&m, path, &mo, &err)) {
+    if (whale_model_open(&m, path, &mp, &err)) {
         fprintf(stderr, "%s: %s\n", who, err.msg);
         abort();
     }
