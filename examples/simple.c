@@ -40,7 +40,7 @@ int main(void) {
     req.max_tokens = 64;
     whale_model_info info;
     whale_model_info_get(m, &info);
-    whale_text *text = whale_text_new(m, info.reasoning, print_text, NULL);
+    whale_text *text = whale_text_new(m, info.reasoning ? WHALE_TEXT_START_IN_THINK : 0, print_text, NULL);
     whale_result res;
     printf("Q: %s\nA: ", question);
     if (!text || whale_generate(e, &req, on_token, text, &res, &err)) {

@@ -78,6 +78,9 @@ typedef struct whale_model_params {
     int n_threads; /* threads per engine or scoring call; 0: one per CPU */
     int kv_f16;    /* KV cache rows as half floats: half the memory, values rounded */
     int progress;  /* draw a progress bar on stderr while the weights are read in */
+    int vocab_only; /* load the vocabulary and chat template only (a .gguf's metadata, a
+                       tokenizer.json, or a directory holding one): tokens and chat formats
+                       work, engines and scoring do not; fast for tools and request parsing */
 } whale_model_params;
 
 /* Open a model: a .gguf file, a Hugging Face checkpoint (a directory with config.json and
@@ -129,12 +132,18 @@ int whale_token_is_end(const whale_model *m, int32_t id);
 int32_t whale_token_find(const whale_model *m, const char *text);
 
 /* Streaming text: feed generated ids, receive text split into reasoning (between <think> and
- * </think>) and answer, only ever whole UTF-8 characters, end-of-turn tokens left out. */
+ * </think>, newlines around the tags trimmed as DeepSeek's API does) and answer; only ever
+ * valid UTF-8 without NUL bytes (a byte the model emits that is not part of a character
+ * becomes U+FFFD), whole characters, end-of-turn tokens left out. Not thread-safe: one per reply. */
 typedef enum whale_text_kind { WHALE_TEXT_THINK = 0, WHALE_TEXT_ANSWER = 1 } whale_text_kind;
 typedef void (*whale_text_sink)(void *ctx, whale_text_kind kind, const char *text, size_t n);
 typedef struct whale_text whale_text;
-/* start_in_think: the prompt ended inside <think> (R1's generation prompt). NULL on OOM. */
-whale_text *whale_text_new(const whale_model *m, int start_in_think, whale_text_sink sink, void *ctx);
+enum {
+    WHALE_TEXT_START_IN_THINK = 1, /* the prompt ended inside <think> (R1's generation prompt) */
+    WHALE_TEXT_PLAIN = 2,          /* no split: everything is answer (plain completions) */
+};
+/* flags: WHALE_TEXT_*. NULL on OOM. */
+whale_text *whale_text_new(const whale_model *m, int flags, whale_text_sink sink, void *ctx);
 void whale_text_feed(whale_text *t, const int32_t *ids, size_t n);
 int whale_text_in_think(const whale_text *t); /* inside the reasoning now */
 void whale_text_end(whale_text *t);           /* end of the reply: emit what is held back */

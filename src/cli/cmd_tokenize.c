@@ -88,24 +88,34 @@ static int print_ids(const tok_ids *ids, int ids_only, const tokenizer *tok) {
 }
 
 /* --chat: JSON messages -> formatted ids (or the rendered text with --render). */
-static int tokenize_chat(const tokenizer *tok, const char *in, size_t len, const char *format, int render, tok_ids *ids,
-                         whale_err *err) {
+static int tokenize_chat(const char *path, const tokenizer *tok, const char *in, size_t len, const char *format, int render,
+                         tok_ids *ids, whale_err *err) {
     cJSON *root = cJSON_ParseWithLength(in, len);
     int rc = 1;
     chat_msg *msgs = NULL;
     int n = cJSON_IsArray(root) ? cJSON_GetArraySize(root) : -1;
     chat_format_kind k = chat_format_detect(last_template, tok, format);
     if (cJSON_IsObject(root) && k != CHAT_FORMAT_NONE && !render) {
-        /* a chat-completions request body (messages, tools): laid out as `whale serve` does */
-        api_ctx a = {.tok = tok, .fmt = k, .model_name = "", .alias = "", .reasoning = k == CHAT_FORMAT_DEEPSEEK_R1,
-                     .n_ctx = INT64_MAX / 2};
+        /* a chat-completions request body (messages, tools): laid out as `whale serve` does, by the
+         * same parser over the vocabulary opened through whale.h */
+        whale_model *vm = NULL;
+        whale_model_params mp = {.vocab_only = 1};
+        if (whale_model_open(&vm, path, &mp, err)) {
+            fprintf(stderr, "whale tokenize: %s\n", err->msg);
+            goto done;
+        }
+        api_ctx a = {.m = vm, .fmt = chat_format_name(k), .model_name = "", .alias = "",
+                     .reasoning = k == CHAT_FORMAT_DEEPSEEK_R1, .n_ctx = INT64_MAX / 2};
+        api_ctx_tokens(&a);
         api_req q;
         char *e = NULL;
         if (api_parse_chat(&a, in, len, &q, &e)) {
             fprintf(stderr, "whale tokenize: --chat: %s\n", e ? e : "bad request");
             free(e);
+            whale_model_close(vm);
             goto done;
         }
+        whale_model_close(vm);
         for (size_t j = 0; j < q.prompt.n; j++) tok_ids_push(ids, q.prompt.v[j]);
         api_req_free(&q);
         rc = 0;
@@ -194,7 +204,7 @@ int cmd_tokenize(int argc, char **argv) {
     int flags = (special ? TOK_PARSE_SPECIAL : 0) | (bos ? TOK_ADD_BOS : 0);
     tok_ids ids = {0};
     if (chat) {
-        rc = tokenize_chat(tok, in, len, format, render, &ids, &err);
+        rc = tokenize_chat(path, tok, in, len, format, render, &ids, &err);
         if (!rc && !render) print_ids(&ids, ids_only, tok);
     } else if (decode) {
         char *p = in, *end = in + len;

@@ -159,7 +159,7 @@ int gen_run(whale_engine *e, const whale_model *m, const gen_opts *o, const int3
     q.start_in_think = start_in_think;
     q.logprobs = o->logprobs >= 0;
     q.top_logprobs = o->logprobs > 0 ? o->logprobs : 0;
-    whale_text *tx = whale_text_new(m, start_in_think, sink, ctx);
+    whale_text *tx = whale_text_new(m, start_in_think ? WHALE_TEXT_START_IN_THINK : 0, sink, ctx);
     whale_job *j = NULL;
     int rc = tx ? whale_submit(e, &q, &j, err) : WHALE_E_NOMEM;
     if (rc) {

@@ -25,6 +25,7 @@ void whale_engine_params_default(whale_engine_params *p) {
 
 int whale_engine_new(whale_engine **out, whale_model *w, const whale_engine_params *p, whale_err *err) {
     *out = NULL;
+    if (!w->m) return err_set(err, WHALE_E_ARG, "%s was opened for its vocabulary only: no engine", w->path);
     whale_engine_params d;
     if (!p) whale_engine_params_default(&d), p = &d;
     whale_engine *e = calloc(1, sizeof *e);

@@ -12,7 +12,10 @@
 #include "whale.h"
 
 struct whale_model {
-    model *m;
+    model *m;              /* NULL when opened for its vocabulary only */
+    const tokenizer *tok;  /* the model's, or own_tok; NULL: none */
+    tokenizer *own_tok;    /* vocabulary only: loaded here */
+    char *own_template;    /* vocabulary only: the GGUF chat template */
     char path[4096];
     char arch[32];
     uint64_t identity; /* of the weights' files: keeps another model's cache blocks out */

@@ -6,9 +6,10 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
+#include "base/utf8.h"
+#include "formats/gguf.h"
 #include "engine/prefix_cache.h"
 #include "engine/reasoning.h"
-#include "lib/lib_tokenizer.h"
 #include "lib/whale_impl.h"
 
 const char *whale_version(void) { return WHALE_VERSION; }
@@ -58,6 +59,31 @@ static uint64_t identity(const char *path) {
     return h;
 }
 
+/* The vocabulary alone: a tokenizer.json (or a directory holding one), or a GGUF's metadata
+ * (tokenizer and chat template; no weights are read). */
+static int open_vocab(whale_model *w, whale_err *err) {
+    struct stat st;
+    char buf[4200];
+    const char *path = w->path;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(buf, sizeof buf, "%s/tokenizer.json", path);
+        path = buf;
+    }
+    size_t n = strlen(path);
+    if (n >= 5 && !strcmp(path + n - 5, ".json")) return tokenizer_load_json(&w->own_tok, path, err);
+    gguf_file f;
+    int rc = gguf_open(&f, path, GGUF_OPEN_METADATA_ONLY, err);
+    if (rc) return rc;
+    if ((rc = tokenizer_load_gguf(&w->own_tok, &f, err))) err_prefix(err, "%s", path);
+    gguf_str tmpl;
+    if (!rc && !gguf_get_str(&f, "tokenizer.chat_template", &tmpl, NULL) && (w->own_template = malloc((size_t)tmpl.n + 1))) {
+        memcpy(w->own_template, tmpl.s, (size_t)tmpl.n);
+        w->own_template[tmpl.n] = 0;
+    }
+    gguf_close(&f);
+    return rc;
+}
+
 int whale_model_open(whale_model **out, const char *path, const whale_model_params *p, whale_err *err) {
     *out = NULL;
     whale_model *w = calloc(1, sizeof *w);
@@ -67,16 +93,25 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
     model_opts mo = {0};
     if (p) mo.n_threads = p->n_threads, mo.kv_f16 = p->kv_f16, mo.progress = p->progress;
     w->n_threads = mo.n_threads;
-    int rc = model_load(&w->m, w->path, &mo, err);
+    int rc = p && p->vocab_only ? open_vocab(w, err) : model_load(&w->m, w->path, &mo, err);
     if (rc) {
+        tokenizer_free(w->own_tok);
+        free(w->own_template);
         free(w);
         return rc;
     }
-    const model_hparams *hp = model_hparams_get(w->m);
-    snprintf(w->arch, sizeof w->arch, "%s", model_arch_name(hp->arch));
-    w->identity = identity(w->path);
-    const tokenizer *t = model_tokenizer(w->m);
-    w->fmt = t ? chat_format_detect(model_chat_template(w->m), t, NULL) : CHAT_FORMAT_NONE;
+    const char *tmpl = w->own_template;
+    if (w->m) {
+        const model_hparams *hp = model_hparams_get(w->m);
+        snprintf(w->arch, sizeof w->arch, "%s", model_arch_name(hp->arch));
+        w->identity = identity(w->path);
+        w->tok = model_tokenizer(w->m);
+        tmpl = model_chat_template(w->m);
+    } else {
+        w->tok = w->own_tok;
+    }
+    const tokenizer *t = w->tok;
+    w->fmt = t ? chat_format_detect(tmpl, t, NULL) : CHAT_FORMAT_NONE;
     w->think_end = t ? tokenizer_find_added(t, "</think>", 8) : -1;
     tok_ids ids = {0};
     whale_err e = {0};
@@ -92,23 +127,28 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
 void whale_model_close(whale_model *w) {
     if (!w) return;
     model_free(w->m);
+    tokenizer_free(w->own_tok);
+    free(w->own_template);
     free(w);
 }
 
 void whale_model_info_get(const whale_model *w, whale_model_info *o) {
-    const model_hparams *hp = model_hparams_get(w->m);
     memset(o, 0, sizeof *o);
     o->path = w->path;
-    o->name = hp->name;
+    o->name = "";
     o->arch = w->arch;
     o->chat_format = w->fmt == CHAT_FORMAT_NONE ? NULL : chat_format_name(w->fmt);
+    o->has_tokenizer = w->tok != NULL;
+    o->reasoning = w->fmt == CHAT_FORMAT_DEEPSEEK_R1;
+    o->n_vocab = w->tok ? tokenizer_n_vocab(w->tok) : 0;
+    if (!w->m) return;
+    const model_hparams *hp = model_hparams_get(w->m);
+    o->name = hp->name;
     o->n_vocab = model_n_vocab(w->m);
     o->n_embd = hp->n_embd;
     o->n_layer = hp->n_layer;
     o->n_ctx_train = hp->n_ctx_train;
-    o->has_tokenizer = model_tokenizer(w->m) != NULL;
     o->has_mtp = model_has_mtp(w->m);
-    o->reasoning = w->fmt == CHAT_FORMAT_DEEPSEEK_R1;
 }
 
 /* ---- tokens ---------------------------------------------------------------------------------- */
@@ -117,7 +157,7 @@ void whale_ids_free(whale_ids *ids) { tok_ids_free(ids); }
 int whale_ids_push(whale_ids *ids, int32_t id) { return tok_ids_push(ids, id); }
 
 static const tokenizer *tok_of(const whale_model *w, whale_err *err) {
-    const tokenizer *t = model_tokenizer(w->m);
+    const tokenizer *t = w->tok;
     if (!t) err_set(err, WHALE_E_UNSUPPORTED, "%s has no tokenizer: give token ids", w->path);
     return t;
 }
@@ -130,23 +170,23 @@ int whale_tokenize(const whale_model *w, const char *text, size_t len, int flags
 }
 
 char *whale_detokenize(const whale_model *w, const int32_t *ids, size_t n, size_t *len) {
-    const tokenizer *t = model_tokenizer(w->m);
+    const tokenizer *t = w->tok;
     size_t l;
     return t ? tokenizer_decode(t, ids, n, len ? len : &l) : NULL;
 }
 
 int whale_token_bytes(const whale_model *w, int32_t id, char *buf, size_t cap) {
-    const tokenizer *t = model_tokenizer(w->m);
+    const tokenizer *t = w->tok;
     return t ? tokenizer_token_bytes(t, id, buf, cap) : -1;
 }
 
 int whale_token_is_end(const whale_model *w, int32_t id) {
-    const tokenizer *t = model_tokenizer(w->m);
+    const tokenizer *t = w->tok;
     return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
 }
 
 int32_t whale_token_find(const whale_model *w, const char *text) {
-    const tokenizer *t = model_tokenizer(w->m);
+    const tokenizer *t = w->tok;
     return t && text ? tokenizer_find_added(t, text, strlen(text)) : -1;
 }
 
@@ -158,6 +198,7 @@ struct whale_text {
     reasoning rs;
     whale_text_sink sink;
     void *ctx;
+    int plain; /* WHALE_TEXT_PLAIN: no reasoning split */
 };
 
 static void pass(void *ctx, reasoning_kind kind, const char *text, size_t n) {
@@ -165,30 +206,41 @@ static void pass(void *ctx, reasoning_kind kind, const char *text, size_t n) {
     t->sink(t->ctx, kind == REASONING_THINK ? WHALE_TEXT_THINK : WHALE_TEXT_ANSWER, text, n);
 }
 
-/* Into the splitter, a NUL byte (a byte token a confused model can emit) as U+FFFD: callers
- * treat text as C strings, and a NUL would cut off everything after it. */
-static void feed(whale_text *t, const char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && s[j]) j++;
-        if (j > i) reasoning_feed(&t->rs, s + i, j - i);
-        if (j < n) reasoning_feed(&t->rs, "\xef\xbf\xbd", 3), j++;
-        i = j;
-    }
+/* Text out is valid UTF-8 without NUL bytes, whatever a confused model emits: an invalid byte,
+ * or a NUL (a byte token of its own, which would cut a C string short), becomes U+FFFD. */
+static void emit(whale_text *t, const char *s, size_t n) {
+    if (t->plain) t->sink(t->ctx, WHALE_TEXT_ANSWER, s, n);
+    else reasoning_feed(&t->rs, s, n);
 }
 
-whale_text *whale_text_new(const whale_model *w, int start_in_think, whale_text_sink sink, void *ctx) {
+static void feed(whale_text *t, const char *s, size_t n) {
+    size_t run = 0; /* start of the valid bytes not yet passed on */
+    for (size_t i = 0; i < n;) {
+        int l = s[i] ? utf8_seq_len((const unsigned char *)s + i, n - i) : 0;
+        if (l > 0) {
+            i += (size_t)l;
+            continue;
+        }
+        if (i > run) emit(t, s + run, i - run);
+        emit(t, "\xef\xbf\xbd", 3);
+        run = ++i;
+    }
+    if (n > run) emit(t, s + run, n - run);
+}
+
+whale_text *whale_text_new(const whale_model *w, int flags, whale_text_sink sink, void *ctx) {
     whale_text *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     t->w = w;
     t->sink = sink;
     t->ctx = ctx;
-    reasoning_init(&t->rs, start_in_think, pass, t);
+    t->plain = (flags & WHALE_TEXT_PLAIN) != 0;
+    reasoning_init(&t->rs, !t->plain && (flags & WHALE_TEXT_START_IN_THINK), pass, t);
     return t;
 }
 
 void whale_text_feed(whale_text *t, const int32_t *ids, size_t n) {
-    const tokenizer *tk = model_tokenizer(t->w->m);
+    const tokenizer *tk = t->w->tok;
     if (!tk) return;
     char buf[2048];
     for (size_t i = 0; i < n; i++) {
@@ -201,11 +253,11 @@ void whale_text_feed(whale_text *t, const int32_t *ids, size_t n) {
 int whale_text_in_think(const whale_text *t) { return t->rs.in_think; }
 
 void whale_text_end(whale_text *t) {
-    const tokenizer *tk = model_tokenizer(t->w->m);
+    const tokenizer *tk = t->w->tok;
     char buf[64];
     int k = tk ? tokenizer_stream(tk, &t->ts, -1, buf, sizeof buf) : 0;
     if (k > 0) feed(t, buf, (size_t)k);
-    reasoning_flush(&t->rs);
+    if (!t->plain) reasoning_flush(&t->rs);
 }
 
 void whale_text_free(whale_text *t) { free(t); }
@@ -214,8 +266,7 @@ void whale_text_free(whale_text *t) { free(t); }
 
 static chat_format_kind format_of(const whale_model *w, const char *format) {
     if (!format) return w->fmt;
-    const tokenizer *t = model_tokenizer(w->m);
-    return t ? chat_format_detect(model_chat_template(w->m), t, format) : CHAT_FORMAT_NONE;
+    return w->tok ? chat_format_detect(NULL, w->tok, format) : CHAT_FORMAT_NONE;
 }
 
 const char *whale_chat_format(const whale_model *w, const char *format) {
@@ -237,4 +288,4 @@ int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *
     return chat_format_encode_tools(t, k, msgs, n, n_tools ? &tl : NULL, f, out, err);
 }
 
-const tokenizer *lib_model_tokenizer(const whale_model *w) { return model_tokenizer(w->m); }
+

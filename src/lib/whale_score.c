@@ -11,6 +11,7 @@
 
 int whale_score(const whale_model *w, const int32_t *ids, size_t n, size_t from, float *out, whale_err *err) {
     if (from < 1 || from > n) return err_set(err, WHALE_E_ARG, "scoring starts at token 1 to %zu, not %zu", n, from);
+    if (!w->m) return err_set(err, WHALE_E_ARG, "%s was opened for its vocabulary only: nothing to score with", w->path);
     if (from == n) return 0;
     const model_hparams *hp = model_hparams_get(w->m);
     if (hp->n_ctx_train > 0 && (int64_t)n > hp->n_ctx_train)

@@ -198,7 +198,7 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
     int n = cJSON_GetArraySize(msgs);
     if (!cJSON_IsArray(msgs) || n < 1) return fail(err, 422, "messages", "messages must be a non-empty array");
     if (n > API_MAX_MESSAGES) return fail(err, 422, "messages", "at most %d messages per request", API_MAX_MESSAGES);
-    chat_msg *m = calloc((size_t)n, sizeof *m);
+    whale_msg *m = calloc((size_t)n, sizeof *m);
     char **texts = calloc((size_t)n, sizeof *texts), ***call_texts = calloc((size_t)n, sizeof *call_texts);
     int *n_call_texts = calloc((size_t)n, sizeof *n_call_texts);
     int status = 0, k = 0;
@@ -217,15 +217,15 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
             goto done;
         }
         const char *r = role->valuestring;
-        if (!strcmp(r, "system") || !strcmp(r, "developer")) m[k].role = CHAT_SYSTEM;
-        else if (!strcmp(r, "user")) m[k].role = CHAT_USER;
-        else if (!strcmp(r, "assistant")) m[k].role = CHAT_ASSISTANT;
-        else if (!strcmp(r, "tool")) m[k].role = CHAT_TOOL;
+        if (!strcmp(r, "system") || !strcmp(r, "developer")) m[k].role = WHALE_ROLE_SYSTEM;
+        else if (!strcmp(r, "user")) m[k].role = WHALE_ROLE_USER;
+        else if (!strcmp(r, "assistant")) m[k].role = WHALE_ROLE_ASSISTANT;
+        else if (!strcmp(r, "tool")) m[k].role = WHALE_ROLE_TOOL;
         else {
             status = fail(err, 422, param, "%s.role must be system, user, assistant or tool (got '%.40s')", param, r);
             goto done;
         }
-        if (m[k].role == CHAT_ASSISTANT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "prefix"))) {
+        if (m[k].role == WHALE_ROLE_ASSISTANT && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "prefix"))) {
             if (k != n - 1) {
                 status = fail(err, 422, param, "only the last message may be an assistant prefix");
                 goto done;
@@ -233,14 +233,14 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
             out->prefix = 1; /* chat prefix completion: the reply continues this text */
         }
         /* an assistant's reasoning_content is never fed back: only content counts */
-        texts[k] = m[k].role == CHAT_ASSISTANT && (!content || cJSON_IsNull(content)) ? strdup("") : content_text(content);
+        texts[k] = m[k].role == WHALE_ROLE_ASSISTANT && (!content || cJSON_IsNull(content)) ? strdup("") : content_text(content);
         if (!texts[k]) {
             status = fail(err, 422, param, "%s.content must be a string or an array of text parts", param);
             goto done;
         }
         m[k].content = texts[k];
         const cJSON *calls = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls"), *call;
-        if (m[k].role == CHAT_ASSISTANT && cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0) {
+        if (m[k].role == WHALE_ROLE_ASSISTANT && cJSON_IsArray(calls) && cJSON_GetArraySize(calls) > 0) {
             int nc = cJSON_GetArraySize(calls), ci = 0;
             char **ct = calloc((size_t)nc, sizeof *ct);
             if (!ct) { status = fail(err, 500, NULL, "out of memory"); goto done; }
@@ -261,13 +261,13 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
     /* With a prefix: the conversation before it, the assistant's opening (no forced <think>: the
      * prefix starts the answer), then the prefix itself as plain text. */
     size_t n_conv = out->prefix ? (size_t)k - 1 : (size_t)k;
-    int flags = CHAT_GENERATION_PROMPT | (out->prefix ? CHAT_NO_FORCED_THINK : 0);
-    chat_tools tools = {(const char *const *)out->tools, (size_t)out->n_tools};
-    if (chat_format_encode_tools(a->tok, a->fmt, m, n_conv, &tools, flags, &out->prompt, &e) ||
-        (out->prefix && tokenizer_encode(a->tok, m[k - 1].content, strlen(m[k - 1].content), 0, &out->prompt, &e)))
+    int flags = WHALE_CHAT_GENERATION_PROMPT | (out->prefix ? WHALE_CHAT_NO_FORCED_THINK : 0);
+    if (whale_chat_apply(a->m, a->fmt, m, n_conv, (const char *const *)out->tools, (size_t)out->n_tools, flags,
+                         &out->prompt, &e) ||
+        (out->prefix && whale_tokenize(a->m, m[k - 1].content, strlen(m[k - 1].content), 0, &out->prompt, &e)))
         status = e.code == WHALE_E_UNSUPPORTED && strstr(e.msg, "tools are not supported")
                      ? fail(err, 422, "tools", "function calling is not supported in this model's %s chat format "
-                            "(DeepSeek's deepseek-reasoner did not support it either)", chat_format_name(a->fmt))
+                            "(DeepSeek's deepseek-reasoner did not support it either)", a->fmt)
                      : fail(err, 400, "messages", "%s", e.msg);
 done:
     for (int i = 0; texts && i < n; i++) free(texts[i]);
@@ -421,7 +421,7 @@ done:
 }
 
 void api_req_free(api_req *r) {
-    tok_ids_free(&r->prompt);
+    whale_ids_free(&r->prompt);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
@@ -436,7 +436,7 @@ void api_ctx_tokens(api_ctx *a) {
     for (int k = 0; k < 2 && a->fim[0] < 0; k++) {
         int32_t id[3];
         int ok = 1;
-        for (int i = 0; i < 3; i++) ok &= (id[i] = tokenizer_find_added(a->tok, fim[k][i], strlen(fim[k][i]))) >= 0;
+        for (int i = 0; i < 3; i++) ok &= (id[i] = whale_token_find(a->m, fim[k][i])) >= 0;
         if (ok) memcpy(a->fim, id, sizeof id);
     }
 }
@@ -476,14 +476,14 @@ int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *
             status = fail(err, 422, "suffix", "this model has no fill-in-the-middle tokens");
             goto done;
         }
-        if (tok_ids_push(&out->prompt, a->fim[0]) ||
-            tokenizer_encode(a->tok, p, strlen(p), 0, &out->prompt, &e) || tok_ids_push(&out->prompt, a->fim[1]) ||
-            tokenizer_encode(a->tok, suffix->valuestring, strlen(suffix->valuestring), 0, &out->prompt, &e) ||
-            tok_ids_push(&out->prompt, a->fim[2])) {
+        if (whale_ids_push(&out->prompt, a->fim[0]) ||
+            whale_tokenize(a->m, p, strlen(p), 0, &out->prompt, &e) || whale_ids_push(&out->prompt, a->fim[1]) ||
+            whale_tokenize(a->m, suffix->valuestring, strlen(suffix->valuestring), 0, &out->prompt, &e) ||
+            whale_ids_push(&out->prompt, a->fim[2])) {
             status = fail(err, 400, "prompt", "%s", e.msg[0] ? e.msg : "out of memory");
             goto done;
         }
-    } else if (tokenizer_encode(a->tok, p, strlen(p), TOK_ADD_BOS, &out->prompt, &e)) {
+    } else if (whale_tokenize(a->m, p, strlen(p), WHALE_TOK_ADD_BOS, &out->prompt, &e)) {
         status = fail(err, 400, "prompt", "%s", e.msg);
         goto done;
     }
@@ -522,16 +522,17 @@ static size_t clean_utf8(const char *s, size_t n, char *out) {
 
 /* ---- the reply --------------------------------------------------------------------------- */
 
-static void reply_sink(void *ctx, reasoning_kind kind, const char *text, size_t n) {
+static void reply_sink(void *ctx, whale_text_kind kind, const char *text, size_t n) {
     api_reply *r = ctx;
-    strbuf_add(kind == REASONING_THINK ? &r->think : &r->answer, text, n);
+    strbuf_add(kind == WHALE_TEXT_THINK ? &r->think : &r->answer, text, n);
 }
 
-void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
+int api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     memset(r, 0, sizeof *r);
     r->a = a;
     r->q = q;
-    reasoning_init(&r->rs, a->reasoning && q->kind == API_CHAT && !q->prefix, reply_sink, r);
+    int flags = q->kind == API_COMPLETION ? WHALE_TEXT_PLAIN : a->reasoning && !q->prefix ? WHALE_TEXT_START_IN_THINK : 0;
+    r->tx = whale_text_new(a->m, flags, reply_sink, r);
     strbuf_add(&r->think, "", 0);
     strbuf_add(&r->answer, "", 0);
     unsigned char b[12] = {0};
@@ -540,6 +541,7 @@ void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     int k = snprintf(r->id, sizeof r->id, q->kind == API_CHAT ? "chatcmpl-" : "cmpl-");
     for (size_t i = 0; i < sizeof b; i++) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "%02x", b[i]);
     r->created = (long long)time(NULL);
+    return r->tx && r->think.s && r->answer.s ? 0 : -1;
 }
 
 static size_t max_stop_len(const api_req *q) {
@@ -549,10 +551,9 @@ static size_t max_stop_len(const api_req *q) {
 }
 
 int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
-    char buf[256], clean[3 * 256];
     for (size_t i = 0; i < n && !r->stopped; i++, r->n_fed++) {
-        if (ids[i] == tokenizer_eos(r->a->tok) || tokenizer_attr(r->a->tok, ids[i]) == TOK_CONTROL) continue;
-        if (r->q->logprobs && !r->rs.in_think) {
+        if (whale_token_is_end(r->a->m, ids[i])) continue;
+        if (r->q->logprobs && !whale_text_in_think(r->tx)) {
             if (r->n_lp == r->cap_lp) {
                 size_t cap = r->cap_lp ? 2 * r->cap_lp : 64;
                 size_t *p = realloc(r->lp_idx, cap * sizeof *p);
@@ -560,11 +561,8 @@ int api_reply_feed(api_reply *r, const int32_t *ids, size_t n) {
             }
             if (r->n_lp < r->cap_lp) r->lp_idx[r->n_lp++] = r->n_fed;
         }
-        if (r->q->kind == API_CHAT && r->rs.in_think) r->n_reasoning_tokens++;
-        int k = tokenizer_stream(r->a->tok, &r->ts, ids[i], buf, sizeof buf);
-        if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
-        if (k > 0 && r->q->kind == API_COMPLETION) strbuf_add(&r->answer, clean, (size_t)k);
-        else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
+        if (r->q->kind == API_CHAT && whale_text_in_think(r->tx)) r->n_reasoning_tokens++;
+        whale_text_feed(r->tx, ids + i, 1);
         if (!r->q->n_stop) continue;
         size_t from = r->sent_answer > max_stop_len(r->q) ? r->sent_answer - max_stop_len(r->q) : 0;
         for (int s = 0; s < r->q->n_stop; s++) {
@@ -633,16 +631,13 @@ void api_reply_end(api_reply *r) {
         find_tool_calls(r);
         return;
     }
-    char buf[16], clean[48];
-    int k = tokenizer_stream(r->a->tok, &r->ts, -1, buf, sizeof buf);
-    if (k > 0) k = (int)clean_utf8(buf, (size_t)k, clean);
-    if (k > 0 && r->q->kind == API_COMPLETION) strbuf_add(&r->answer, clean, (size_t)k);
-    else if (k > 0) reasoning_feed(&r->rs, clean, (size_t)k);
-    if (r->q->kind == API_CHAT) reasoning_flush(&r->rs);
+    whale_text_end(r->tx);
     find_tool_calls(r);
 }
 
 void api_reply_free(api_reply *r) {
+    whale_text_free(r->tx);
+    r->tx = NULL;
     strbuf_free(&r->think);
     strbuf_free(&r->answer);
     free(r->lp_idx);
@@ -652,7 +647,7 @@ void api_reply_free(api_reply *r) {
 /* {"token", "logprob", "bytes"} for token id with log probability lp. */
 static cJSON *lp_entry(const api_reply *r, int32_t id, float lp) {
     char raw[256], clean[768];
-    int n = tokenizer_token_bytes(r->a->tok, id, raw, sizeof raw);
+    int n = whale_token_bytes(r->a->m, id, raw, sizeof raw);
     if (n < 0 || n > (int)sizeof raw) n = 0;
     size_t k = clean_utf8(raw, (size_t)n, clean);
     clean[k] = 0;

@@ -14,8 +14,6 @@
 #include <cjson/cJSON.h>
 
 #include "base/strbuf.h"
-#include "engine/chat_format.h"
-#include "engine/reasoning.h"
 #include "whale.h"
 
 #define API_MAX_BODY (8u << 20) /* request bytes: far above any prompt a context holds */
@@ -27,8 +25,8 @@
                                    parser's stack should not meet 100,000 */
 
 typedef struct api_ctx {
-    const tokenizer *tok;
-    chat_format_kind fmt;
+    const whale_model *m;   /* its vocabulary and chat formats (whale.h) */
+    const char *fmt;        /* the chat format's name: "deepseek-r1", "chatml" */
     const char *model_name; /* the file's name, as /models lists it */
     const char *alias;      /* deepseek-reasoner or deepseek-chat */
     int reasoning;          /* the format starts replies inside <think> */
@@ -36,7 +34,7 @@ typedef struct api_ctx {
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
 } api_ctx;
 
-/* Fill in the fill-in-the-middle markers from the tokenizer. */
+/* Fill in the fill-in-the-middle markers from the vocabulary. */
 void api_ctx_tokens(api_ctx *a);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
@@ -47,7 +45,7 @@ typedef struct api_req api_req;
 struct api_req {
     api_kind kind;
     int prefix;       /* chat prefix completion: the last (assistant) message starts the reply */
-    tok_ids prompt;
+    whale_ids prompt;
     whale_request sp; /* the engine's request: prompt, sampling, limits, JSON mode, tools */
     int stream, include_usage;
     int json;         /* response_format json_object */
@@ -77,8 +75,7 @@ cJSON *api_parse_object(const char *body, size_t n, const char **why);
 typedef struct api_reply {
     const api_ctx *a;
     const api_req *q;
-    tok_stream ts;
-    reasoning rs;
+    whale_text *tx;         /* detokenizing and the reasoning split */
     strbuf think, answer;   /* all text so far */
     size_t sent_think, sent_answer; /* bytes already sent as stream deltas */
     size_t n_reasoning_tokens;
@@ -93,7 +90,8 @@ typedef struct api_reply {
     long long created;
 } api_reply;
 
-void api_reply_init(api_reply *r, const api_ctx *a, const api_req *q);
+/* 0, or -1 when out of memory (api_reply_free is still safe). */
+int api_reply_init(api_reply *r, const api_ctx *a, const api_req *q);
 /* Feed generated ids; returns 1 when a stop string was found (stop generating). */
 int api_reply_feed(api_reply *r, const int32_t *ids, size_t n);
 /* End of generation: flush held text. */

@@ -24,7 +24,6 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "lib/lib_tokenizer.h"
 #include "service/accounts.h"
 #include "service/api.h"
 #include "service/conversations.h"
@@ -289,7 +288,10 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         st->q = q;
         st->r = r;
         st->key = cn->key;
-        api_reply_init(&st->rep, &srv->a, &st->q);
+        if (api_reply_init(&st->rep, &srv->a, &st->q)) {
+            stream_free(st); /* cancels the request */
+            return send_error(c, 500, "out of memory", "server_error", "server_error");
+        }
         st->rep.req = r;
         api_stream_first(&st->rep, &st->out);
         struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
@@ -306,7 +308,13 @@ static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *c
         return rc;
     }
     api_reply rep;
-    api_reply_init(&rep, &srv->a, &q);
+    if (api_reply_init(&rep, &srv->a, &q)) {
+        whale_job_cancel(r);
+        whale_job_release(r);
+        api_reply_free(&rep);
+        api_req_free(&q);
+        return send_error(c, 500, "out of memory", "server_error", "server_error");
+    }
     rep.req = r;
     size_t have = 0;
     int done = 0;
@@ -548,14 +556,13 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err) {
     server srv = {.m = m, .mu = PTHREAD_MUTEX_INITIALIZER, .st = o->accounts, .o = o};
-    const tokenizer *t = lib_model_tokenizer(m);
-    if (!t) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
-    srv.a.tok = t;
-    const char *fmt = whale_chat_format(m, o->chat_format);
-    srv.a.fmt = fmt ? chat_format_detect(NULL, t, fmt) : CHAT_FORMAT_NONE;
-    if (srv.a.fmt == CHAT_FORMAT_NONE)
+    whale_model_info mi;
+    whale_model_info_get(m, &mi);
+    if (!mi.has_tokenizer) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
+    srv.a.m = m;
+    if (!(srv.a.fmt = whale_chat_format(m, o->chat_format)))
         return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
-    srv.a.reasoning = srv.a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
+    srv.a.reasoning = !strcmp(srv.a.fmt, "deepseek-r1");
     srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
     api_ctx_tokens(&srv.a);
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";
@@ -604,7 +611,7 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     }
     fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens%s; "
             "Ctrl-C stops)\n",
-            srv.a.model_name, chat_format_name(srv.a.fmt), o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
+            srv.a.model_name, srv.a.fmt, o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
             ep.n_parallel, (long long)srv.a.n_ctx,
             ep.speculative == WHALE_SPEC_MTP ? ", greedy requests speculate with MTP" : "");
     while (!*stop) usleep(100 * 1000);

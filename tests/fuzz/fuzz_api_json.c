@@ -5,28 +5,33 @@
 #include <string.h>
 
 #include "engine/constraint.h"
+#include "formats/gguf.h"
 #include "fuzz_model.h"
-#include "lib/lib_tokenizer.h"
 #include "service/api.h"
 
 static whale_model *m;
 static api_ctx a;
-static constraint_vocab *cv; /* as the engine builds it for the requests the server submits */
+static tokenizer *tok;       /* the same vocabulary, for the constraints the engine would make */
+static constraint_vocab *cv;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     m = fuzz_model_load("fuzz_api_json");
-    a.tok = lib_model_tokenizer(m);
-    a.fmt = chat_format_detect(NULL, a.tok, whale_chat_format(m, NULL));
-    a.reasoning = a.fmt == CHAT_FORMAT_DEEPSEEK_R1;
+    a.m = m;
+    a.fmt = whale_chat_format(m, NULL);
+    a.reasoning = a.fmt && !strcmp(a.fmt, "deepseek-r1");
     a.alias = a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
     a.model_name = "fuzz";
     a.n_ctx = 256;
-    if (a.fmt == CHAT_FORMAT_NONE) abort();
+    if (!a.fmt) abort();
     api_ctx_tokens(&a);
-    if (!(cv = constraint_vocab_new(a.tok))) abort();
+    gguf_file f;
+    whale_err err = {0};
+    if (gguf_open(&f, getenv("WHALE_FUZZ_MODEL"), GGUF_OPEN_METADATA_ONLY, &err) || tokenizer_load_gguf(&tok, &f, &err)) abort();
+    gguf_close(&f);
+    if (!(cv = constraint_vocab_new(tok))) abort();
     return 0;
 }
 

@@ -44,6 +44,20 @@ def test_cli_and_service_use_only_the_public_api():
     assert not bad, "\n".join(bad)
 
 
+def test_generation_and_the_service_see_whale_h_only():
+    """run, chat, serve and the service generate and read vocabularies only through whale.h: no
+    engine, tokenizer, model or kernel header at all (base/ utilities and their own folders may)."""
+    files = [SRC / "cli" / f for f in ("cmd_run.c", "cmd_chat.c", "cmd_serve.c", "gen.c", "gen.h")]
+    files += list((SRC / "service").glob("*.[ch]"))
+    bad = []
+    for f in files:
+        for h, chain in closure(f).items():
+            rel = str(h.relative_to(SRC)) if SRC in h.parents else str(h)
+            if rel.startswith(("model/", "kernels/", "engine/", "tokenizer/", "lib/")):
+                bad.append(f"{f.relative_to(REPO)} -> {' -> '.join(chain)}")
+    assert not bad, "\n".join(bad)
+
+
 def test_the_check_sees_an_include(tmp_path):
     """The closure follows headers (so the test above can fail)."""
     f = SRC / "cli" / "cmd_logits.c"

@@ -122,3 +122,46 @@ def test_score_matches_reference(tmp_path, arch, start):
         assert L.whale_score(model, bad, 3, 1, out, ctypes.byref(err)) == -4 and b"outside the vocabulary" in err.msg
     finally:
         L.whale_model_close(model)
+
+
+class ModelParams(ctypes.Structure):
+    _fields_ = [("n_threads", ctypes.c_int), ("kv_f16", ctypes.c_int), ("progress", ctypes.c_int),
+                ("vocab_only", ctypes.c_int)]
+
+
+class Ids(ctypes.Structure):
+    _fields_ = [("v", ctypes.POINTER(ctypes.c_int32)), ("n", ctypes.c_size_t), ("cap", ctypes.c_size_t)]
+
+
+def test_vocab_only_model_tokenizes_like_the_cli():
+    """A model opened for its vocabulary only (no weights read) tokenizes as `whale tokenize`
+    does, decodes back, and refuses to make an engine or score, with a message."""
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"{DEFAULT_MODEL} missing (scripts/setup fetches the default model)")
+    from conftest import run_whale
+    L = lib()
+    L.whale_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.POINTER(Ids),
+                                 ctypes.c_void_p]
+    L.whale_detokenize.restype = ctypes.c_void_p
+    L.whale_detokenize.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t, ctypes.c_void_p]
+    L.whale_engine_new.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    L.whale_ids_free.argtypes = [ctypes.POINTER(Ids)]
+    libc = ctypes.CDLL(None)
+    libc.free.argtypes = [ctypes.c_void_p]
+    text = "Hello, world: 你好 12345 <|im_end|>".encode()
+    want = [int(t) for t in run_whale("tokenize", "--ids", input=text).stdout.split()]
+    model, err, ids = ctypes.c_void_p(), Err(), Ids()
+    params = ModelParams(vocab_only=1)
+    assert L.whale_model_open(ctypes.byref(model), b"default", ctypes.byref(params), ctypes.byref(err)) == 0, err.msg
+    try:
+        assert L.whale_tokenize(model, text, len(text), 0, ctypes.byref(ids), ctypes.byref(err)) == 0, err.msg
+        assert ids.v[:ids.n] == want
+        s = L.whale_detokenize(model, ids.v, ids.n, None)
+        assert ctypes.string_at(s) == text
+        libc.free(s)
+        eng = ctypes.c_void_p()
+        assert L.whale_engine_new(ctypes.byref(eng), model, None, ctypes.byref(err)) == -4
+        assert b"vocabulary only" in err.msg
+    finally:
+        L.whale_ids_free(ctypes.byref(ids))
+        L.whale_model_close(model)
