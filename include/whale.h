@@ -21,7 +21,8 @@
  * - Thread-safety: a whale_model is read-only once opened; every function taking a const
  *   whale_model * may run on any number of threads at once. A whale_engine's functions may be
  *   called from any thread at once (the engine has its own thread and lock); a whale_job belongs
- *   to the thread that submitted it, except whale_job_cancel, which any thread may call.
+ *   to the thread that submitted it, except whale_job_cancel, which any thread may call until
+ *   the owner releases the job.
  * - Parameter structs: zero-filled means "the default" except where a *_default() function
  *   exists; call it, then change what you need.
  *
@@ -182,7 +183,8 @@ enum whale_speculative { WHALE_SPEC_NONE = 0, WHALE_SPEC_MTP = 1 };
 
 typedef struct whale_engine_params {
     int n_parallel;          /* sequences decoding at once; 0: 1 */
-    int64_t n_ctx;           /* tokens per sequence (prompt + reply); 0: the model's, at most 4096 */
+    int64_t n_ctx;           /* tokens per sequence (prompt + reply); 0: the model's, at most 4096;
+                                more than the model was trained for is capped to that */
     int max_queue;           /* requests waiting beyond which whale_submit says WHALE_E_BUSY; 0: 64 */
     int max_queue_per_owner; /* of those, at most this many from one owner; 0: no such limit */
     int64_t chunk;           /* prompt tokens computed per step over all sequences; 0: 256 */
@@ -226,7 +228,7 @@ typedef struct whale_request {
     whale_sampling sampling;
     int64_t max_tokens;       /* 0: until the end of the turn or a full context */
     int64_t reasoning_budget; /* R1: after this many tokens of reasoning, close it (</think>) and
-                                 answer; -1: no budget */
+                                 answer; -1: no budget (whale_request_default; 0 closes at once) */
     int json_mode;            /* the answer is kept a valid JSON object */
     int start_in_think;       /* the prompt ends inside <think> (JSON mode starts after it) */
     int tool_calls;           /* tools offered: keep <tool_call> bodies JSON; */
@@ -241,7 +243,8 @@ typedef struct whale_request {
 void whale_request_default(whale_request *r);
 
 typedef struct whale_job whale_job;
-/* Queue a request. WHALE_E_BUSY (queue full), WHALE_E_ARG (empty or longer than a sequence),
+/* Queue a request. WHALE_E_BUSY (queue full), WHALE_E_ARG (empty, a token outside the
+ * vocabulary, or not shorter than a sequence: n_prompt >= whale_engine_n_ctx),
  * WHALE_E_UNSUPPORTED (JSON mode or tools on a model without a tokenizer). */
 int whale_submit(whale_engine *e, const whale_request *r, whale_job **out, whale_err *err);
 /* Wait up to timeout_ms for generated ids after the first `have`: copies up to cap into out and
@@ -251,11 +254,11 @@ size_t whale_job_wait(whale_job *j, size_t have, int32_t *out, size_t cap, int t
  * constraints): *lp for the token, the best alternatives into ids/lps (room for
  * WHALE_MAX_TOP_LOGPROBS). Returns how many alternatives, or -1 when not recorded. */
 int whale_job_logprobs(whale_job *j, size_t i, float *lp, int32_t *ids, float *lps);
-/* Stop generating; safe from any thread, also after the end. */
+/* Stop generating; safe from any thread, also after the end, until whale_job_release. */
 void whale_job_cancel(whale_job *j);
 
 typedef struct whale_result {
-    const char *finish;     /* "stop", "length", "cancelled", "error"; static */
+    const char *finish;     /* "stop", "length", "cancelled", "error"; "running" before the end; static */
     size_t n_prompt;        /* prompt tokens, of which */
     size_t n_cached;        /* came from the cache: not computed (DeepSeek's cache hits) */
     size_t n_gen;           /* tokens generated */
@@ -290,8 +293,9 @@ void whale_engine_stats(whale_engine *e, whale_stats *out);
 /* ---- scoring -------------------------------------------------------------------------------- */
 
 /* Teacher forcing: the log probability of each given token under the model, out[i - from] =
- * log p(ids[i] | ids[0..i)) for i in [from, n), from >= 1. Runs on the calling thread with its
- * own cache (any number of threads at once; they share the cores with the engines). */
+ * log p(ids[i] | ids[0..i)) for i in [from, n), from >= 1. Blocks the calling thread; each call
+ * makes its own cache and worker pool (whale_model_params.n_threads threads), so several calls
+ * at once, or beside an engine, share the cores between their pools. */
 int whale_score(const whale_model *m, const int32_t *ids, size_t n, size_t from, float *out, whale_err *err);
 
 /* ---- files ---------------------------------------------------------------------------------- */

@@ -144,6 +144,11 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "whale chat: bad option '%s' (see whale chat --help)\n", argv[i]);
         return 2;
     }
+    if (o.logprobs >= 0) {
+        fprintf(stderr, "whale chat: --logprobs is for whale run (run --json lists them)\n");
+        free(system);
+        return 2;
+    }
     int tty = isatty(0) && isatty(1);
     if (tty) chat_locale_set();
     whale_err err = {0};

@@ -28,8 +28,10 @@ const char gen_flags_help[] =
     "  --reasoning-budget N  R1 models: after N tokens of reasoning, close it and answer\n"
     "  --logprobs K          record each token's log probability and its K best alternatives\n"
     "                        (0..20; run --json lists them, otherwise they go to stderr)\n"
-    "  --no-cache            do not use the context cache (computed prompt blocks kept in memory\n"
-    "                        and in $WHALE_HOME/kv-cache, so a repeated long prompt costs nothing)\n"
+    "  --no-cache            do not use the context cache: by default every computed block of 64\n"
+    "                        prompt tokens is written to $WHALE_HOME/kv-cache (up to 8 GiB, with its\n"
+    "                        token ids), so a long prompt sent again, even after a restart, is read\n"
+    "                        back instead of computed\n"
     CLI_KV_TYPE_HELP
     "  -t N                  threads (default: all cores)\n";
 
@@ -128,6 +130,8 @@ int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engi
     ep.n_parallel = 1;
     ep.n_ctx = n_ctx ? n_ctx : o->n_ctx;
     ep.cache = o->cache;
+    ep.cache_ram = 0; /* one process, one sequence: its slot keeps the conversation; the disk tier
+                         is what a later process reads back */
     ep.speculative = o->spec_mtp ? WHALE_SPEC_MTP : WHALE_SPEC_NONE;
     if (whale_engine_new(e, m, &ep, &err)) {
         fprintf(stderr, "whale %s: %s\n", cmd, err.msg);
@@ -174,7 +178,12 @@ int gen_run(whale_engine *e, const whale_model *m, const gen_opts *o, const int3
         if (cancel && *cancel && !cancelled) whale_job_cancel(j), cancelled = 1;
         size_t k = whale_job_wait(j, st->tokens.n, buf, 64, 100, &done);
         for (size_t i = 0; i < k; i++) {
-            if (whale_ids_push(&st->tokens, buf[i])) rc = WHALE_E_NOMEM;
+            if (whale_ids_push(&st->tokens, buf[i])) { /* out of memory: stop, keep what came */
+                rc = WHALE_E_NOMEM;
+                whale_job_cancel(j);
+                done = 1;
+                break;
+            }
             whale_text_feed(tx, buf + i, 1);
         }
     }

@@ -772,7 +772,7 @@ void sched_cancel_all(sched *s) {
 void sched_result_get(sched_req *r, sched_result *out) {
     sched *s = r->s;
     pthread_mutex_lock(&s->mu);
-    out->finish = r->finish ? r->finish : "error";
+    out->finish = r->state != RQ_DONE ? "running" : r->finish ? r->finish : "error";
     out->n_prompt = r->n_prompt;
     out->n_cached = r->n_cached;
     out->n_gen = r->n_tokens;

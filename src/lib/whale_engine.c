@@ -24,6 +24,8 @@ void whale_engine_params_default(whale_engine_params *p) {
 }
 
 int whale_engine_new(whale_engine **out, whale_model *w, const whale_engine_params *p, whale_err *err) {
+    whale_err own = {0};
+    if (!err) err = &own; /* the status comes from the message's code */
     *out = NULL;
     if (!w->m) return err_set(err, WHALE_E_ARG, "%s was opened for its vocabulary only: no engine", w->path);
     whale_engine_params d;
@@ -52,7 +54,7 @@ int whale_engine_new(whale_engine **out, whale_model *w, const whale_engine_para
     if (!(e->s = sched_new(w->m, &so, err))) {
         constraint_vocab_free(e->cv);
         free(e);
-        return err && err->code ? err->code : WHALE_E_NOMEM;
+        return err->code ? err->code : WHALE_E_NOMEM;
     }
     *out = e;
     return 0;
@@ -81,8 +83,16 @@ static void constraint_drop(sched_constraint *c) {
 }
 
 int whale_submit(whale_engine *e, const whale_request *q, whale_job **out, whale_err *err) {
+    whale_err own = {0};
+    if (!err) err = &own;
     *out = NULL;
     const whale_model *w = e->w;
+    /* a bad id would fail the whole batch, other callers' jobs with it: refused here */
+    int64_t V = model_n_vocab(w->m);
+    for (size_t i = 0; i < q->n_prompt; i++)
+        if (q->prompt[i] < 0 || q->prompt[i] >= V)
+            return err_set(err, WHALE_E_ARG, "prompt token %zu is %d, outside the vocabulary (0..%lld)", i, (int)q->prompt[i],
+                           (long long)V - 1);
     sched_params sp = {.prompt = q->prompt, .n_prompt = q->n_prompt, .sp = q->sampling, .max_tokens = q->max_tokens,
                        .think_budget = -1, .logprobs = q->logprobs, .top_logprobs = q->top_logprobs, .owner = q->owner};
     if (q->reasoning_budget >= 0 && w->think_end >= 0 && w->n_close) {
@@ -100,7 +110,7 @@ int whale_submit(whale_engine *e, const whale_request *q, whale_job **out, whale
     sched_req *r = sched_submit(e->s, &sp, err);
     if (!r) {
         constraint_drop(sp.constraint); /* its state is still ours when refused */
-        return err && err->code ? err->code : WHALE_E_NOMEM;
+        return err->code ? err->code : WHALE_E_NOMEM;
     }
     free(sp.constraint); /* the scheduler copied the struct and owns its state now */
     *out = (whale_job *)(void *)r;

@@ -115,7 +115,8 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
     w->think_end = t ? tokenizer_find_added(t, "</think>", 8) : -1;
     tok_ids ids = {0};
     whale_err e = {0};
-    if (w->think_end >= 0 && !tokenizer_encode(t, "\n</think>\n\n", 12, TOK_PARSE_SPECIAL, &ids, &e) && ids.n <= 8) {
+    static const char close[] = "\n</think>\n\n"; /* its length, not its size: no NUL token forced */
+    if (w->think_end >= 0 && !tokenizer_encode(t, close, sizeof close - 1, TOK_PARSE_SPECIAL, &ids, &e) && ids.n < 8) {
         memcpy(w->close, ids.v, ids.n * sizeof *ids.v);
         w->n_close = ids.n;
     }
@@ -278,6 +279,9 @@ int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *
                      const char *const *tools, size_t n_tools, int flags, whale_ids *out, whale_err *err) {
     const tokenizer *t = tok_of(w, err);
     if (!t) return WHALE_E_UNSUPPORTED;
+    for (size_t i = 0; i < n; i++)
+        if (msgs[i].role < WHALE_ROLE_SYSTEM || msgs[i].role > WHALE_ROLE_TOOL || !msgs[i].content)
+            return err_set(err, WHALE_E_ARG, "message %zu: %s", i, msgs[i].content ? "unknown role" : "no content (use \"\")");
     chat_format_kind k = format_of(w, format);
     if (k == CHAT_FORMAT_NONE)
         return err_set(err, WHALE_E_UNSUPPORTED, "no chat format %s (deepseek-r1 and chatml are known)",

@@ -85,8 +85,15 @@ def test_reasoning_budget_closes_the_thinking(r1_model):
         assert budget["tokens"][:4] == free["tokens"][:4]
         assert budget["tokens"][4:4 + len(close)] == close
         assert budget["reasoning"] and "</think>" not in budget["answer"]
+        assert not budget["answer"].startswith("\ufffd")  # nothing forced after the sequence (once a NUL)
     else:
         pytest.skip("the random model closed its thinking on its own")
+
+
+def test_a_token_outside_the_vocabulary_is_refused_by_name():
+    need_default()
+    p = run_whale("run", "--ids", "1 999999999", "-n", "2", check=False)
+    assert p.returncode == 1 and b"prompt token 1 is 999999999, outside the vocabulary" in p.stderr
 
 
 def test_bad_values_are_clear_errors():
