@@ -112,10 +112,6 @@ int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engi
     whale_err err = {0};
     whale_model_info mi;
     whale_model_info_get(m, &mi);
-    if (o->spec_mtp && !mi.has_mtp) {
-        fprintf(stderr, "whale %s: --speculative mtp: this model has no MTP module (DeepSeek-V3/R1 checkpoints carry one)\n", cmd);
-        return 1;
-    }
     if (o->spec_mtp && !(o->sp.temperature <= 0 || o->sp.top_k == 1)) {
         fprintf(stderr, "whale %s: --speculative mtp: MTP speculation needs greedy decoding for now (--temp 0)\n", cmd);
         return 1;

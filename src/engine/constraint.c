@@ -85,10 +85,6 @@ static int len_of(const constraint_vocab *v, int32_t t) {
     return t >= 0 && t < v->n ? v->len[t] : -1;
 }
 
-static int is_end_token(const constraint_vocab *v, int32_t t) {
-    return t == tokenizer_eos(v->tok) || tokenizer_attr(v->tok, t) == TOK_CONTROL;
-}
-
 /* ---- the constraint ------------------------------------------------------------------------ */
 
 typedef struct json_con {
@@ -149,7 +145,7 @@ static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
     if (json_grammar_complete(&c->g)) {
         for (int64_t i = 0; i < V; i++)
             if (c->tools ? (int32_t)i != c->v->close_id && !closes_call(c, (int32_t)i)
-                         : !is_end_token(c->v, (int32_t)i))
+                         : !tokenizer_is_end(c->v->tok, (int32_t)i))
                 logits[i] = -INFINITY;
         return;
     }

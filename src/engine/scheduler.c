@@ -107,10 +107,6 @@ struct sched {
     size_t blk_bytes;
 };
 
-static int is_end(const tokenizer *t, int32_t id) {
-    return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
-}
-
 static void req_free(sched_req *r) {
     if (r->con) {
         if (r->con->free) r->con->free(r->con->ctx);
@@ -316,7 +312,7 @@ static int32_t take(sched *s, slot *sl, float *row, int *ended) {
     sl->n_gen++;
     push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
     const char *why = NULL;
-    if (is_end(tok, t)) why = "stop";
+    if (tokenizer_is_end(tok, t)) why = "stop";
     else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
     else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
     *ended = why || r->cancelled;

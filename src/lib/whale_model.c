@@ -182,8 +182,7 @@ int whale_token_bytes(const whale_model *w, int32_t id, char *buf, size_t cap) {
 }
 
 int whale_token_is_end(const whale_model *w, int32_t id) {
-    const tokenizer *t = w->tok;
-    return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
+    return tokenizer_is_end(w->tok, id);
 }
 
 int32_t whale_token_find(const whale_model *w, const char *text) {

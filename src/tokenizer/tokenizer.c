@@ -497,6 +497,10 @@ size_t tokenizer_n_merges(const tokenizer *t) { return t->n_merges; }
 int tokenizer_attr(const tokenizer *t, int32_t id) {
     return id >= 0 && id < t->n_vocab ? t->attr[id] : 0;
 }
+
+int tokenizer_is_end(const tokenizer *t, int32_t id) {
+    return t && (id == tokenizer_eos(t) || tokenizer_attr(t, id) == TOK_CONTROL);
+}
 const char *tokenizer_token_text(const tokenizer *t, int32_t id, size_t *len) {
     if (id < 0 || id >= t->n_vocab) return NULL;
     if (len) *len = t->len[id];

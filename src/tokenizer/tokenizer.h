@@ -54,6 +54,9 @@ int64_t tokenizer_n_vocab(const tokenizer *t);
 int32_t tokenizer_bos(const tokenizer *t); /* -1 if none */
 int32_t tokenizer_eos(const tokenizer *t);
 int tokenizer_attr(const tokenizer *t, int32_t id);
+/* 1 when id ends a turn: the vocabulary's EOS or any other control token (<|im_end|>,
+ * <|endoftext|>, <｜end▁of▁sentence｜>). NULL t: 0. */
+int tokenizer_is_end(const tokenizer *t, int32_t id);
 /* The token's stored text (byte-level form for normal tokens); NULL for an invalid id. */
 const char *tokenizer_token_text(const tokenizer *t, int32_t id, size_t *len);
 /* Id of a token by its exact stored text, or -1. Normal (BPE) tokens only. */
