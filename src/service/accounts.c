@@ -74,7 +74,7 @@ static void usd(char *out, size_t cap, int64_t micro) {
     snprintf(out, cap, "%s%lld.%02lld", micro < 0 ? "-" : "", (long long)(a / 1000000), (long long)(a % 1000000 / 10000));
 }
 
-char *accounts_balance_json(store *st, int64_t user) {
+static char *accounts_balance_json(store *st, int64_t user) {
     int64_t bal = 0;
     whale_err err = {0};
     if (store_balance(st, user, &bal, &err)) return NULL;
@@ -129,6 +129,8 @@ struct accounts {
     int64_t rpm, tpm;
     bucket *buckets; /* (ACC_BUCKETS), under mu */
     login_guard *guard; /* failed sign-ins per account and address */
+    void (*on_delete)(void *ctx, int64_t user);
+    void *on_delete_ctx;
 };
 
 /* argon2id takes 64 MiB per hash: at most ACC_HASHES at once, whatever the number of logins
@@ -201,23 +203,17 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
     return ac;
 }
 
+void accounts_on_delete(accounts *ac, void (*fn)(void *ctx, int64_t user), void *ctx) {
+    ac->on_delete = fn;
+    ac->on_delete_ctx = ctx;
+}
+
 void accounts_free(accounts *ac) {
     if (!ac) return;
     free(ac->buckets);
     login_guard_free(ac->guard);
     pthread_mutex_destroy(&ac->mu);
     free(ac);
-}
-
-static void reply(accounts_reply *out, int status, cJSON *j) {
-    out->status = status;
-    out->body = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-}
-
-static void reply_error(accounts_reply *out, int status, const char *msg, const char *type) {
-    out->status = status;
-    out->body = api_error_body(msg, type, NULL, "invalid_request_error");
 }
 
 /* The cookie's token from a Cookie header, into tok (cap); 0 or -1. */
@@ -249,7 +245,7 @@ int accounts_session(accounts *ac, const char *cookie_header, store_user *out) {
 }
 
 /* A new session for user: its cookie into out->cookie. */
-static int start_session(accounts *ac, int64_t user, accounts_reply *out) {
+static int start_session(accounts *ac, int64_t user, http_reply *out) {
     unsigned char r[32];
     char tok[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
     randombytes_buf(r, sizeof r);
@@ -313,149 +309,189 @@ static void key_json(cJSON *a, const store_key *k) {
     cJSON_AddItemToArray(a, o);
 }
 
-void accounts_route(accounts *ac, const char *method, const char *url, const char *body, size_t n,
-                    const char *cookie_header, const char *content_type, const char *client_ip, accounts_reply *out) {
-    memset(out, 0, sizeof *out);
-    int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
-    int is_auth = !strcmp(url, "/auth/register") || !strcmp(url, "/auth/login") || !strcmp(url, "/auth/logout") ||
-                  !strcmp(url, "/auth/password") || !strcmp(url, "/auth/delete");
-    int is_keys = !strcmp(url, "/user/keys") || !strcmp(url, "/user/keys/revoke");
-    if (!is_auth && !is_keys) return;
-    if (!(post || (get && !strcmp(url, "/user/keys")))) {
-        reply_error(out, 405, "method not allowed here", "invalid_request_error");
-        return;
-    }
-    /* cookie-carrying state changes: JSON only (no cross-site form can send it) */
-    if (post && (!content_type || strncasecmp(content_type, "application/json", 16))) {
-        reply_error(out, 403, "send Content-Type: application/json", "invalid_request_error");
-        return;
-    }
-    const char *why = NULL;
-    cJSON *j = post ? api_parse_object(body, n, &why) : NULL;
-    if (post && !j && strcmp(url, "/auth/logout")) {
-        reply_error(out, 400, why, "invalid_request_error");
-        return;
-    }
-    whale_err err = {0};
+/* Sign-in work refused while failures slow this account or address down: 1 (a 429 is in out). */
+static int throttled(accounts *ac, const char *who, const char *ip, http_reply *out) {
+    double wait = login_guard_wait(ac->guard, who, ip);
+    if (wait <= 0) return 0; /* refused before any hashing: a flood of guesses costs nothing */
+    char msg[160];
+    out->retry_after = (int)ceil(wait);
+    snprintf(msg, sizeof msg, "too many failed sign-ins for this account or from this address: try again in %d s",
+             out->retry_after);
+    http_error(out, 429, msg, "rate_limit_error", "rate_limit_exceeded");
+    return 1;
+}
+
+static void end_cookie(http_reply *out) {
+    snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+}
+
+static void store_failed(http_reply *out) { http_error(out, 500, "the account store failed", "server_error", "server_error"); }
+
+void accounts_register(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
     const char *email = jstr(j, "email"), *pw = jstr(j, "password");
-    store_user u;
+    size_t pl = pw ? strlen(pw) : 0;
     char hash[crypto_pwhash_STRBYTES];
-    if (!strcmp(url, "/auth/register")) {
-        size_t pl = pw ? strlen(pw) : 0;
-        if (ac->signup == SIGNUP_CLOSED) reply_error(out, 403, "sign-ups are closed on this server", "invalid_request_error");
-        else if (!email || !pw || pl < ACC_PW_MIN || pl > ACC_PW_MAX)
-            reply_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error");
-        else if (!signup_allowed(ac, client_ip ? client_ip : "?")) {
-            reply_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error");
-            out->retry_after = 3600 - (int)(clock_wall_s() % 3600); /* the counting hour's end */
-        }
-        else if (ac->signup == SIGNUP_INVITE && !invite_ok(ac, jstr(j, "invite")))
-            reply_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error");
-        else if (pw_hash(pw, hash)) reply_error(out, 500, "out of memory", "server_error");
+    whale_err err = {0};
+    if (ac->signup == SIGNUP_CLOSED)
+        http_error(out, 403, "sign-ups are closed on this server", "invalid_request_error", "forbidden");
+    else if (!email || !pw || pl < ACC_PW_MIN || pl > ACC_PW_MAX)
+        http_error(out, 422, "an email and a password of 8 to 256 bytes are needed", "invalid_request_error",
+                   "invalid_request_error");
+    else if (!signup_allowed(ac, q->ip)) {
+        http_error(out, 429, "too many sign-ups from this address: try again later", "rate_limit_error",
+                   "rate_limit_exceeded");
+        out->retry_after = 3600 - (int)(clock_wall_s() % 3600); /* the counting hour's end */
+    } else if (ac->signup == SIGNUP_INVITE && !invite_ok(ac, jstr(j, "invite")))
+        http_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error", "forbidden");
+    else if (pw_hash(pw, hash)) http_error(out, 500, "out of memory", "server_error", "server_error");
+    else {
+        int64_t id;
+        int rc = store_user_add(ac->st, email, 0, &id, &err);
+        if (!rc) rc = store_user_set_password(ac->st, id, hash, &err);
+        if (rc == WHALE_E_ARG) http_error(out, 400, "this email cannot be registered", "invalid_request_error", "invalid_request_error");
+        else if (rc || start_session(ac, id, out)) store_failed(out);
         else {
-            int64_t id;
-            int rc = store_user_add(ac->st, email, 0, &id, &err);
-            if (!rc) rc = store_user_set_password(ac->st, id, hash, &err);
-            if (rc == WHALE_E_ARG) reply_error(out, 400, "this email cannot be registered", "invalid_request_error");
-            else if (rc || start_session(ac, id, out)) reply_error(out, 500, "the account store failed", "server_error");
-            else {
-                cJSON *o = cJSON_CreateObject();
-                cJSON_AddStringToObject(o, "email", email);
-                reply(out, 201, o);
-            }
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "email", email);
+            http_json(out, 201, o);
         }
-    } else if (!strcmp(url, "/auth/login")) {
-        char stored[crypto_pwhash_STRBYTES] = "";
-        const char *who = email && strlen(email) <= STORE_MAX_EMAIL ? email : "";
-        double wait = login_guard_wait(ac->guard, who, client_ip ? client_ip : "?");
-        if (wait > 0) { /* refused before any hashing: a flood of guesses costs nothing */
-            char msg[160];
-            out->retry_after = (int)ceil(wait);
-            snprintf(msg, sizeof msg, "too many failed sign-ins for this account or from this address: try again in %d s",
-                     out->retry_after);
-            reply_error(out, 429, msg, "rate_limit_error");
-            cJSON_Delete(j);
-            return;
-        }
+    }
+    cJSON_Delete(j);
+}
+
+void accounts_login(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    const char *email = jstr(j, "email"), *pw = jstr(j, "password");
+    const char *who = email && strlen(email) <= STORE_MAX_EMAIL ? email : "";
+    char stored[crypto_pwhash_STRBYTES] = "";
+    store_user u;
+    whale_err err = {0};
+    if (!throttled(ac, who, q->ip, out)) {
         int found = email && !store_user_password(ac->st, email, &u, stored, sizeof stored, &err) && stored[0];
         /* the same argon2id work whether or not the email exists */
         int ok = pw && !pw_verify(found ? stored : ac->dummy, pw) && found && !u.disabled;
         if (ok) login_guard_succeeded(ac->guard, who);
-        else login_guard_failed(ac->guard, who, client_ip ? client_ip : "?");
-        if (!ok) reply_error(out, 401, "Invalid email or password", "authentication_error");
-        else if (start_session(ac, u.id, out)) reply_error(out, 500, "the account store failed", "server_error");
+        else login_guard_failed(ac->guard, who, q->ip);
+        if (!ok) http_error(out, 401, "Invalid email or password", "authentication_error", "invalid_request_error");
+        else if (start_session(ac, u.id, out)) store_failed(out);
         else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "email", u.email);
-            reply(out, 200, o);
+            http_json(out, 200, o);
         }
-    } else if (accounts_session(ac, cookie_header, &u)) {
-        reply_error(out, 401, "sign in first", "authentication_error");
-    } else if (!strcmp(url, "/auth/logout")) {
-        char tok[128];
-        uint8_t h[STORE_KEY_HASH];
-        if (!cookie_token(cookie_header, tok, sizeof tok)) store_token_hash(tok, h), store_session_end(ac->st, h, &err);
-        snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-        reply(out, 200, cJSON_CreateObject());
-    } else if (!strcmp(url, "/auth/password")) {
-        char stored[crypto_pwhash_STRBYTES] = "";
-        const char *np = jstr(j, "new_password");
-        size_t nl = np ? strlen(np) : 0;
-        store_user me;
-        if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
-            pw_verify(stored, pw))
-            reply_error(out, 401, "Invalid email or password", "authentication_error");
-        else if (nl < ACC_PW_MIN || nl > ACC_PW_MAX)
-            reply_error(out, 422, "the new password must have 8 to 256 bytes", "invalid_request_error");
-        else if (pw_hash(np, hash) || store_user_set_password(ac->st, u.id, hash, &err) || start_session(ac, u.id, out))
-            reply_error(out, 500, "the account store failed", "server_error");
-        else reply(out, 200, cJSON_CreateObject());
-    } else if (!strcmp(url, "/user/keys") && get) {
-        store_key *ks;
-        size_t nk;
-        if (store_key_list(ac->st, u.id, &ks, &nk, &err)) reply_error(out, 500, "the account store failed", "server_error");
-        else {
-            cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
-            for (size_t i = 0; i < nk; i++) key_json(a, &ks[i]);
-            free(ks);
-            reply(out, 200, o);
-        }
-    } else if (!strcmp(url, "/user/keys")) {
-        const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "days");
-        int64_t exp = cJSON_IsNumber(d) && d->valuedouble >= 1 && d->valuedouble <= 36500
-                          ? clock_wall_s() + (int64_t)d->valuedouble * 86400 : 0;
-        char key[64];
-        store_key k;
-        if (d && !cJSON_IsNull(d) && !exp) reply_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error");
-        else if (store_key_create(ac->st, u.id, exp, key, sizeof key, &k, &err))
-            reply_error(out, 500, "the account store failed", "server_error");
-        else {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "key", key); /* the only time it is shown */
-            cJSON_AddStringToObject(o, "prefix", k.prefix);
-            cJSON_AddNumberToObject(o, "id", (double)k.id);
-            reply(out, 201, o);
-            sodium_memzero(key, sizeof key);
-        }
-    } else if (!strcmp(url, "/auth/delete")) { /* the password again, then the account goes */
-        char stored[crypto_pwhash_STRBYTES] = "";
-        store_user me;
-        if (store_user_password(ac->st, u.email, &me, stored, sizeof stored, &err) || !pw ||
-            pw_verify(stored, pw))
-            reply_error(out, 401, "Invalid email or password", "authentication_error");
-        else if (store_user_delete(ac->st, u.id, &err)) reply_error(out, 500, "the account store failed", "server_error");
-        else {
-            snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-            reply(out, 200, cJSON_CreateObject());
-        }
-    } else { /* /user/keys/revoke */
-        const char *prefix = jstr(j, "prefix");
-        int rc = prefix ? store_key_revoke(ac->st, u.id, prefix, &err) : WHALE_E_ARG;
-        if (rc == WHALE_E_ARG) reply_error(out, 422, "give the key's prefix", "invalid_request_error");
-        else if (rc == WHALE_E_NOTFOUND) reply_error(out, 404, "you have no such key", "invalid_request_error");
-        else if (rc) reply_error(out, 500, "the account store failed", "server_error");
-        else reply(out, 200, cJSON_CreateObject());
     }
+    cJSON_Delete(j);
+}
+
+void accounts_logout(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    char tok[128];
+    uint8_t h[STORE_KEY_HASH];
+    whale_err err = {0};
+    if (!cookie_token(q->cookie, tok, sizeof tok)) store_token_hash(tok, h), store_session_end(ac->st, h, &err);
+    end_cookie(out);
+    http_json(out, 200, cJSON_CreateObject());
+}
+
+/* The signed-in user's current password checked (the body's "password"): 1, or 0 with a 401
+ * or 429 in out. */
+static int password_ok(accounts *ac, const http_req *q, const cJSON *j, http_reply *out) {
+    char stored[crypto_pwhash_STRBYTES] = "";
+    const char *pw = jstr(j, "password");
+    store_user me;
+    whale_err err = {0};
+    int ok = pw && !store_user_password(ac->st, q->user.email, &me, stored, sizeof stored, &err) && !pw_verify(stored, pw);
+    if (!ok) http_error(out, 401, "Invalid email or password", "authentication_error", "invalid_request_error");
+    return ok;
+}
+
+void accounts_password(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    const char *np = jstr(j, "new_password");
+    size_t nl = np ? strlen(np) : 0;
+    char hash[crypto_pwhash_STRBYTES];
+    whale_err err = {0};
+    if (!password_ok(ac, q, j, out)) {
+    } else if (nl < ACC_PW_MIN || nl > ACC_PW_MAX)
+        http_error(out, 422, "the new password must have 8 to 256 bytes", "invalid_request_error", "invalid_request_error");
+    else if (pw_hash(np, hash) || store_user_set_password(ac->st, q->user.id, hash, &err) || start_session(ac, q->user.id, out))
+        store_failed(out);
+    else http_json(out, 200, cJSON_CreateObject());
+    cJSON_Delete(j);
+}
+
+void accounts_delete(void *ctx, http_req *q, http_reply *out) { /* the password again, then the account goes */
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    whale_err err = {0};
+    if (!password_ok(ac, q, j, out)) {
+    } else if (store_user_delete(ac->st, q->user.id, &err)) store_failed(out);
+    else {
+        if (ac->on_delete) ac->on_delete(ac->on_delete_ctx, q->user.id);
+        end_cookie(out);
+        http_json(out, 200, cJSON_CreateObject());
+    }
+    cJSON_Delete(j);
+}
+
+void accounts_keys_list(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    store_key *ks;
+    size_t nk;
+    whale_err err = {0};
+    if (store_key_list(ac->st, q->user.id, &ks, &nk, &err)) {
+        store_failed(out);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "keys");
+    for (size_t i = 0; i < nk; i++) key_json(a, &ks[i]);
+    free(ks);
+    http_json(out, 200, o);
+}
+
+void accounts_keys_create(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "days");
+    int64_t exp = cJSON_IsNumber(d) && d->valuedouble >= 1 && d->valuedouble <= 36500
+                      ? clock_wall_s() + (int64_t)d->valuedouble * 86400 : 0;
+    char key[64];
+    store_key k;
+    whale_err err = {0};
+    if (d && !cJSON_IsNull(d) && !exp)
+        http_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error", "invalid_request_error");
+    else if (store_key_create(ac->st, q->user.id, exp, key, sizeof key, &k, &err)) store_failed(out);
+    else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "key", key); /* the only time it is shown */
+        cJSON_AddStringToObject(o, "prefix", k.prefix);
+        cJSON_AddNumberToObject(o, "id", (double)k.id);
+        http_json(out, 201, o);
+        sodium_memzero(key, sizeof key);
+    }
+    cJSON_Delete(j);
+}
+
+void accounts_keys_revoke(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    const char *prefix = jstr(j, "prefix");
+    whale_err err = {0};
+    int rc = prefix ? store_key_revoke(ac->st, q->user.id, prefix, &err) : WHALE_E_ARG;
+    if (rc == WHALE_E_ARG) http_error(out, 422, "give the key's prefix", "invalid_request_error", "invalid_request_error");
+    else if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "you have no such key", "invalid_request_error", "not_found");
+    else if (rc) store_failed(out);
+    else http_json(out, 200, cJSON_CreateObject());
     cJSON_Delete(j);
 }
 
@@ -477,13 +513,23 @@ static void usage_row(void *ctx, const char *day, const char *email, const char 
     cJSON_AddItemToArray(ctx, o);
 }
 
-char *accounts_usage_json(store *st, int64_t user) {
+static char *accounts_usage_json(store *st, int64_t user) {
     cJSON *j = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(j, "usage");
     whale_err err = {0};
     char *s = NULL;
     if (!store_usage(st, user, usage_row, a, &err)) s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
+}
+
+void accounts_balance(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    http_body(out, 200, accounts_balance_json(ac->st, q->key.user), NULL);
+}
+
+void accounts_usage(void *ctx, http_req *q, http_reply *out) {
+    accounts *ac = ctx;
+    http_body(out, 200, accounts_usage_json(ac->st, q->key.user), NULL);
 }
 
 /* ---- rate limits ------------------------------------------------------------------------- */

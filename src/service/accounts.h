@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "whale.h"
+#include "service/http.h"
 #include "service/store.h"
 
 /* The key in an "Authorization: Bearer sk-..." header (NULL: none): 0 and *key filled, or 401
@@ -25,13 +26,6 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
                      size_t reasoning_tokens, const char *request_id);
 
-/* GET /user/usage: the user's charges by day and key, {"usage": [{date, key_prefix, requests,
- * prompt_cache_hit_tokens, prompt_cache_miss_tokens, completion_tokens, cost, currency}]}. */
-char *accounts_usage_json(store *st, int64_t user);
-/* DeepSeek's GET /user/balance body for the user (malloc'd), or NULL. */
-char *accounts_balance_json(store *st, int64_t user);
-
-#endif
 
 /* ---- web accounts: sign-up, login, sessions, keys over HTTP ------------------------------ */
 
@@ -59,14 +53,8 @@ int accounts_password_hash(const char *password, char *out);
 int accounts_invite_create(store *st, char *code, size_t cap, whale_err *err);
 void accounts_free(accounts *ac);
 
-typedef struct accounts_reply {
-    int status;        /* 0: not an account endpoint */
-    char *body;        /* malloc'd JSON */
-    char cookie[200];  /* a Set-Cookie value, or "" */
-    int retry_after;   /* 429: seconds until a retry can succeed */
-} accounts_reply;
-
-/* The account endpoints, authenticated by the session cookie (whale_session):
+/* The account endpoints (server.c's route table; ctx is the accounts), the user from the
+ * session cookie (whale_session) where the route says HTTP_SESSION:
  *   POST /auth/register {email, password[, invite]}   a new user, signed in (201; sign-ups per
  *                                            address limited; 403 when closed, or without a valid
  *                                            unused invitation in invite-only mode)
@@ -76,13 +64,30 @@ typedef struct accounts_reply {
  *                                            (service/login_guard.h)
  *   POST /auth/logout                        the session ends
  *   POST /auth/password {password, new_password}   every session ends; a new one starts
- *   POST /auth/delete {password}             the account goes (store_user_delete)
+ *   POST /auth/delete {password}             the account goes (store_user_delete, then the
+ *                                            on_delete hook: its cached prompts are purged)
  *   GET  /user/keys, POST /user/keys {days?}, POST /user/keys/revoke {prefix}
- * State-changing requests with a cookie must be Content-Type: application/json (a cross-site
- * form cannot send that without a preflight, and the server answers no CORS), else 403.
+ *   GET  /user/balance                       DeepSeek's body for the key's user (HTTP_CALLER)
+ *   GET  /user/usage                         the user's charges by day and key, {"usage": [{date,
+ *                                            key_prefix, requests, prompt_cache_hit_tokens,
+ *                                            prompt_cache_miss_tokens, completion_tokens, cost,
+ *                                            currency}]}
  * Cookies: HttpOnly, SameSite=Strict, Path=/, 30 days; stored as hashes. */
-void accounts_route(accounts *ac, const char *method, const char *url, const char *body, size_t n,
-                    const char *cookie_header, const char *content_type, const char *client_ip, accounts_reply *out);
+void accounts_register(void *ac, http_req *q, http_reply *out);
+void accounts_login(void *ac, http_req *q, http_reply *out);
+void accounts_logout(void *ac, http_req *q, http_reply *out);
+void accounts_password(void *ac, http_req *q, http_reply *out);
+void accounts_delete(void *ac, http_req *q, http_reply *out);
+void accounts_keys_list(void *ac, http_req *q, http_reply *out);
+void accounts_keys_create(void *ac, http_req *q, http_reply *out);
+void accounts_keys_revoke(void *ac, http_req *q, http_reply *out);
+void accounts_balance(void *ac, http_req *q, http_reply *out);
+void accounts_usage(void *ac, http_req *q, http_reply *out);
+
+/* Called after an account was deleted (e.g. to purge its cached prompts). */
+void accounts_on_delete(accounts *ac, void (*fn)(void *ctx, int64_t user), void *ctx);
 
 /* The user of the request's session cookie: 0, or -1 (none or expired). */
 int accounts_session(accounts *ac, const char *cookie_header, store_user *out);
+
+#endif

@@ -3,8 +3,8 @@
  * is bad), and the running text state of a reply (detokenizing, splitting reasoning from the
  * answer, stop strings) that turns token ids into response JSON or stream chunks.
  *
- * server.c does the HTTP around it. Owns the parsed request and reply state; borrows the
- * model and tokenizer. */
+ * api_parse.c parses, api_reply.c builds replies; completions.c does the HTTP around them. Owns
+ * the parsed request and reply state; borrows the model. */
 #ifndef WHALE_SERVICE_API_H
 #define WHALE_SERVICE_API_H
 
@@ -62,6 +62,8 @@ struct api_req {
  * the OpenAI-style error body in *err_body (malloc'd). */
 int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 void api_req_free(api_req *r);
+/* 1 if name is one of the request's tools. */
+int api_req_offers(const api_req *q, const char *name);
 /* The same for /beta/completions: prompt (+ suffix: fill in the middle). */
 int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 

@@ -5,14 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "service/api.h"
-
-#define CONV_PATH "/user/conversations"
-
-int conv_is_route(const char *url) {
-    size_t n = strlen(CONV_PATH);
-    return !strncmp(url, CONV_PATH, n) && (url[n] == 0 || url[n] == '/');
-}
 
 static int id_ok(const char *id) {
     size_t n = strlen(id);
@@ -22,18 +14,6 @@ static int id_ok(const char *id) {
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return 0;
     }
     return 1;
-}
-
-static int fail(char **out, int status, const char *msg) {
-    *out = api_error_body(msg, status >= 500 ? "server_error" : "invalid_request_error", NULL,
-                          status >= 500 ? "server_error" : "invalid_request_error");
-    return status;
-}
-
-static int ok(char **out, int status, cJSON *j) {
-    *out = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return *out ? status : fail(out, 500, "out of memory");
 }
 
 /* The messages of a PUT, kept to the known fields: a new array, or NULL with *why. */
@@ -77,62 +57,88 @@ static void add_conv(void *ctx, const char *cid, const char *title, int64_t upda
     cJSON_AddItemToArray(arr, o);
 }
 
-int conv_route(store *st, int64_t user, const char *method, const char *url, const char *body, size_t n, char **out) {
-    *out = NULL;
-    const char *id = url + strlen(CONV_PATH);
-    int get = !strcmp(method, "GET"), put = !strcmp(method, "PUT"), del = !strcmp(method, "DELETE");
+static void store_failed(http_reply *out) { http_error(out, 500, "the account store failed", "server_error", "server_error"); }
+
+/* GET /user/conversations[/export]: the list (with every one's messages for the export). */
+static void list(store *st, int64_t user, int with_body, http_reply *out) {
     whale_err err = {0};
-    if (!*id || !strcmp(id, "/export")) { /* the list */
-        if (!get) return fail(out, 405, "use GET");
-        cJSON *arr = cJSON_CreateArray();
-        if (store_conv_list(st, user, NULL, *id != 0, add_conv, arr, &err)) {
-            cJSON_Delete(arr);
-            return fail(out, 500, "the account store failed");
-        }
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddItemToObject(j, "conversations", arr);
-        return ok(out, 200, j);
-    }
-    id++;
-    if (!id_ok(id)) return fail(out, 404, "no such conversation");
-    if (get) {
-        cJSON *arr = cJSON_CreateArray();
-        int rc = store_conv_list(st, user, id, 1, add_conv, arr, &err);
-        cJSON *one = rc ? NULL : cJSON_DetachItemFromArray(arr, 0);
+    cJSON *arr = cJSON_CreateArray();
+    if (store_conv_list(st, user, NULL, with_body, add_conv, arr, &err)) {
         cJSON_Delete(arr);
-        if (rc == WHALE_E_NOTFOUND) return fail(out, 404, "no such conversation");
-        if (rc || !one) return fail(out, 500, "the account store failed");
-        return ok(out, 200, one);
+        store_failed(out);
+        return;
     }
-    if (del) {
-        int rc = store_conv_delete(st, user, id, &err);
-        if (rc == WHALE_E_NOTFOUND) return fail(out, 404, "no such conversation");
-        return rc ? fail(out, 500, "the account store failed") : ok(out, 200, cJSON_CreateObject());
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "conversations", arr);
+    http_json(out, 200, j);
+}
+
+void conv_list(void *st, http_req *q, http_reply *out) { list(st, q->user.id, 0, out); }
+void conv_export(void *st, http_req *q, http_reply *out) { list(st, q->user.id, 1, out); }
+
+/* The id of /user/conversations/<id>, or NULL with a 404 in out. */
+static const char *conv_id(const http_req *q, http_reply *out) {
+    const char *id = q->rest[0] == '/' ? q->rest + 1 : "";
+    if (id_ok(id)) return id;
+    http_error(out, 404, "no such conversation", "invalid_request_error", "not_found");
+    return NULL;
+}
+
+void conv_get(void *st, http_req *q, http_reply *out) {
+    const char *id = conv_id(q, out);
+    if (!id) return;
+    whale_err err = {0};
+    cJSON *arr = cJSON_CreateArray();
+    int rc = store_conv_list(st, q->user.id, id, 1, add_conv, arr, &err);
+    cJSON *one = rc ? NULL : cJSON_DetachItemFromArray(arr, 0);
+    cJSON_Delete(arr);
+    if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "no such conversation", "invalid_request_error", "not_found");
+    else if (rc || !one) store_failed(out);
+    else {
+        http_json(out, 200, one);
+        return;
     }
-    if (!put) return fail(out, 405, "use GET, PUT or DELETE");
-    if (n > CONV_MAX_BYTES) return fail(out, 413, "the conversation is too large to keep");
+    cJSON_Delete(one);
+}
+
+void conv_delete(void *st, http_req *q, http_reply *out) {
+    const char *id = conv_id(q, out);
+    if (!id) return;
+    whale_err err = {0};
+    int rc = store_conv_delete(st, q->user.id, id, &err);
+    if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "no such conversation", "invalid_request_error", "not_found");
+    else if (rc) store_failed(out);
+    else http_json(out, 200, cJSON_CreateObject());
+}
+
+void conv_put(void *st, http_req *q, http_reply *out) {
+    const char *id = conv_id(q, out);
+    if (!id) return;
+    if (q->n > CONV_MAX_BYTES) {
+        http_error(out, 413, "the conversation is too large to keep", "invalid_request_error", "request_too_large");
+        return;
+    }
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
     const char *why = NULL;
-    cJSON *j = api_parse_object(body, n, &why);
-    if (!j) return fail(out, 400, why);
     const cJSON *title = cJSON_GetObjectItemCaseSensitive(j, "title");
     cJSON *msgs = clean_messages(cJSON_GetObjectItemCaseSensitive(j, "messages"), &why);
-    int status;
-    if (!msgs) status = fail(out, 422, why);
+    whale_err err = {0};
+    if (!msgs) http_error(out, 422, why, "invalid_request_error", "invalid_request_error");
     else if (!cJSON_IsString(title) || strlen(title->valuestring) > CONV_MAX_TITLE)
-        status = fail(out, 422, "title must be a string of at most 200 bytes");
+        http_error(out, 422, "title must be a string of at most 200 bytes", "invalid_request_error", "invalid_request_error");
     else {
         char *text = cJSON_PrintUnformatted(msgs);
-        int rc = text ? store_conv_put(st, user, id, title->valuestring, text, &err) : WHALE_E_NOMEM;
+        int rc = text ? store_conv_put(st, q->user.id, id, title->valuestring, text, &err) : WHALE_E_NOMEM;
         free(text);
-        if (rc == WHALE_E_BUSY) status = fail(out, 409, err.msg);
-        else if (rc) status = fail(out, 500, "the account store failed");
+        if (rc == WHALE_E_BUSY) http_error(out, 409, err.msg, "invalid_request_error", "invalid_request_error");
+        else if (rc) store_failed(out);
         else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "id", id);
-            status = ok(out, 200, o);
+            http_json(out, 200, o);
         }
     }
     cJSON_Delete(msgs);
     cJSON_Delete(j);
-    return status;
 }

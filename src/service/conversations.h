@@ -6,22 +6,25 @@
  *   DELETE /user/conversations/<id>
  * <id> is the page's id for a conversation: 1 to 64 of [A-Za-z0-9_-]. Messages are
  * {role: "user"|"assistant", content, reasoning?, thought_s?}; other fields are dropped. The
- * caller has authenticated the user (session cookie) and applied the CSRF rules. */
+ * server has authenticated the user (session cookie) and applied the CSRF rules. */
 #ifndef WHALE_SERVICE_CONVERSATIONS_H
 #define WHALE_SERVICE_CONVERSATIONS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "service/http.h"
 #include "service/store.h"
 
 #define CONV_MAX_BYTES (1u << 20)  /* one conversation's stored JSON: a long chat, not a file store */
 #define CONV_MAX_TITLE 200         /* bytes of a title */
 #define CONV_MAX_MESSAGES 2000     /* messages in one conversation */
 
-/* 1 if url is one of the endpoints above. */
-int conv_is_route(const char *url);
-/* Answer one request: the status, and the JSON body (malloc'd) into *body. */
-int conv_route(store *st, int64_t user, const char *method, const char *url, const char *body, size_t n, char **out);
+/* The handlers (server.c's route table; ctx is the store, the user in q->user). */
+void conv_list(void *st, http_req *q, http_reply *out);
+void conv_export(void *st, http_req *q, http_reply *out);
+void conv_get(void *st, http_req *q, http_reply *out);   /* q->rest: "/<id>" */
+void conv_put(void *st, http_req *q, http_reply *out);
+void conv_delete(void *st, http_req *q, http_reply *out);
 
 #endif

@@ -1,11 +1,10 @@
 /* server.c — HTTP for `whale serve` (libmicrohttpd, one thread per connection); see server.h.
  *
- * A request's body is gathered up to API_MAX_BODY, then routed. A chat completion is parsed
- * (api.c), submitted to the engine (whale.h) and answered either at once when generation ends, or as
- * a stream whose reader callback waits for tokens and writes server-sent events; a reader that
- * has nothing to send for SERVER_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming
- * client goes away, libmicrohttpd frees the stream and the request is cancelled, which frees
- * its sequence slot at the next step. */
+ * Every endpoint is a row of one route table {method, path, auth, flags, handler}. A request is
+ * checked as soon as its headers are in, before a byte of its body is read: the route exists,
+ * the origin, the caller (API key or session cookie), and for paid work the balance and rate
+ * limits. Only then is the body gathered (up to a cap) and the handler called; it fills one
+ * http_reply (http.h), which this file writes: a body, an embedded asset, or a stream. */
 #include "service/server.h"
 
 #include <arpa/inet.h>
@@ -26,18 +25,23 @@
 #include "base/err.h"
 #include "service/accounts.h"
 #include "service/api.h"
+#include "service/completions.h"
 #include "service/conversations.h"
+#include "service/http.h"
 #include "service/web.h"
 
-#define SERVER_KEEPALIVE_MS 10000 /* idle stream: send a comment this often */
 #define SERVER_IDLE_TIMEOUT 30    /* seconds a connection may sit idle (no byte either way) */
 #define SERVER_CONN_MEMORY (64u << 10) /* per connection: request line and headers must fit (else 431) */
 #define SERVER_MAX_CONNS 256      /* open connections (each has a thread) */
+#define SERVER_MAX_ROUTES 40
 
 typedef struct server {
     whale_model *m;
     whale_engine *e;
     api_ctx a;
+    completions comp;
+    http_route routes[SERVER_MAX_ROUTES];
+    int n_routes;
     pthread_mutex_t mu; /* the scrape state below */
     double last_scrape;
     uint64_t last_tokens;
@@ -48,11 +52,12 @@ typedef struct server {
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
 } server;
 
-typedef struct conn { /* per request: the request body as it arrives */
+typedef struct conn { /* per request, from its headers to its end */
     struct server *srv;
+    const http_route *route;
+    http_req q;
     strbuf body;
     int too_big;
-    store_key key; /* with accounts: the caller's key, once checked */
 } conn;
 
 /* Responses by status code, for /metrics. */
@@ -66,52 +71,82 @@ static void count_status(unsigned status) {
     atomic_fetch_add(&g_count[i], 1);
 }
 
-/* On every response: no content sniffing, no referrer leaving with a link from the page. */
-static void base_headers(struct MHD_Response *r) {
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+static const char g_oom[] =
+    "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":\"server_error\"}}";
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    http_reply *r = cls;
+    ssize_t n = r->read(r->stream, buf, max);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : n;
 }
 
-static enum MHD_Result send_full(struct MHD_Connection *c, unsigned status, char *body, const char *type,
-                                 const char *cookie) {
-    count_status(status);
-    if (!body) body = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\",\"param\":null,\"code\":\"server_error\"}}");
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
+static void stream_done(void *cls) {
+    http_reply *r = cls;
+    r->stream_free(r->stream);
+    free(r);
+}
+
+/* Write the reply (and free what it holds). */
+static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
+    struct MHD_Response *r;
+    unsigned status = (unsigned)rep->status;
+    int same = 0;
+    if (rep->asset) { /* revalidated by ETag: a new binary serves a new page */
+        const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+        same = inm && !strcmp(inm, rep->asset->etag);
+        if (same) status = 304;
+        r = MHD_create_response_from_buffer(same ? 0 : rep->asset->size, (void *)rep->asset->data, MHD_RESPMEM_PERSISTENT);
+    } else if (rep->stream) {
+        http_reply *held = malloc(sizeof *held);
+        if (held) *held = *rep;
+        r = held ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, held, stream_done) : NULL;
+        if (!r) {
+            if (held) free(held);
+            rep->stream_free(rep->stream);
+        }
+    } else {
+        if (!rep->body) {
+            status = 500;
+            rep->type = NULL;
+            r = MHD_create_response_from_buffer(strlen(g_oom), (void *)g_oom, MHD_RESPMEM_PERSISTENT);
+        } else {
+            r = MHD_create_response_from_buffer(strlen(rep->body), rep->body, MHD_RESPMEM_MUST_FREE);
+            if (!r) free(rep->body);
+        }
+        rep->body = NULL;
     }
-    MHD_add_response_header(r, "Content-Type", type);
-    base_headers(r);
-    if (status == 503 || status == 429) MHD_add_response_header(r, "Retry-After", "1");
-    if (cookie) MHD_add_response_header(r, "Cache-Control", "no-store"); /* a user's own data */
-    if (cookie && *cookie) MHD_add_response_header(r, "Set-Cookie", cookie);
+    if (!r) return MHD_NO;
+    count_status(status);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff"); /* no content sniffing */
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");    /* no referrer leaving with a link */
+    if (rep->asset) {
+        MHD_add_response_header(r, "Content-Type", rep->asset->type);
+        MHD_add_response_header(r, "ETag", rep->asset->etag);
+        MHD_add_response_header(r, "Cache-Control", "no-cache");
+        MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
+        MHD_add_response_header(r, "X-Frame-Options", "DENY");
+        MHD_add_response_header(r, "Cross-Origin-Opener-Policy", "same-origin");
+    } else {
+        MHD_add_response_header(r, "Content-Type", rep->type ? rep->type : "application/json");
+        MHD_add_response_header(r, "Cache-Control", rep->stream ? "no-cache" : "no-store"); /* a user's own data */
+    }
+    if (status == 503 || status == 429) {
+        char s[24];
+        snprintf(s, sizeof s, "%d", rep->retry_after > 0 ? rep->retry_after : 1);
+        MHD_add_response_header(r, "Retry-After", s);
+    }
+    if (rep->cookie[0]) MHD_add_response_header(r, "Set-Cookie", rep->cookie);
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
 }
 
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char *body, const char *type) {
-    return send_full(c, status, body, type, NULL);
-}
-
-/* 429 with Retry-After: the seconds until a retry can succeed. */
-static enum MHD_Result send_retry(struct MHD_Connection *c, char *body, int seconds) {
-    count_status(429);
-    if (!body) return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    char s[24];
-    snprintf(s, sizeof s, "%d", seconds);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    base_headers(r);
-    MHD_add_response_header(r, "Retry-After", s);
-    enum MHD_Result rc = MHD_queue_response(c, 429, r);
-    MHD_destroy_response(r);
-    return rc;
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
+                                  const char *code) {
+    http_reply rep = {0};
+    http_error(&rep, (int)status, msg, type, code);
+    return send_reply(c, &rep);
 }
 
 /* The connection's peer address as text ("?" when not IPv4). */
@@ -151,192 +186,6 @@ static void client_ip(const server *srv, struct MHD_Connection *c, char *out, si
         if (!trusted(srv, a)) return;
         end = start ? start - 1 : 0;
     }
-}
-
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
-                                  const char *code) {
-    return send_text(c, status, api_error_body(msg, type, NULL, code), "application/json");
-}
-
-/* ---- streaming ------------------------------------------------------------------------- */
-
-typedef struct stream {
-    server *srv;
-    api_req q;
-    api_reply rep;
-    whale_job *r;
-    size_t have;   /* token ids received */
-    strbuf out;      /* bytes not yet written */
-    size_t out_at;
-    int ended;     /* the final events are in out */
-    int charged;   /* accounts: the request's charge is committed */
-    store_key key;
-} stream;
-
-/* Accounts: commit the request's charge once it has ended (or been cancelled). */
-static void charge(server *srv, const store_key *key, whale_job *r, const api_reply *rep) {
-    if (!srv->st) return;
-    whale_result res;
-    whale_job_result(r, &res);
-    if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
-    accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
-    accounts_charge(srv->st, key, srv->a.model_name, srv->a.reasoning, &res, rep->n_reasoning_tokens, rep->id);
-}
-
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    stream *st = cls;
-    while (st->out_at >= st->out.n) {
-        if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
-        st->out.n = st->out_at = 0;
-        int32_t ids[64];
-        int done = 0;
-        size_t k = whale_job_wait(st->r, st->have, ids, 64, SERVER_KEEPALIVE_MS, &done);
-        st->have += k;
-        if (k && api_reply_feed(&st->rep, ids, k)) whale_job_cancel(st->r);
-        if (done || st->rep.stopped) {
-            if (!done) { /* wait for the engine to let go, then report */
-                while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
-            }
-            api_reply_end(&st->rep);
-            whale_result res;
-            whale_job_result(st->r, &res);
-            api_stream_end(&st->rep, &res, &st->out);
-            st->ended = 1;
-            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
-        } else if (k) {
-            api_stream_deltas(&st->rep, &st->out, 0);
-        } else {
-            strbuf_add(&st->out, ": keep-alive\n\n", 14);
-        }
-    }
-    size_t n = st->out.n - st->out_at < max ? st->out.n - st->out_at : max;
-    memcpy(buf, st->out.s + st->out_at, n);
-    st->out_at += n;
-    return (ssize_t)n;
-}
-
-static void stream_free(void *cls) {
-    stream *st = cls;
-    if (!st->ended) whale_job_cancel(st->r); /* the client went away */
-    if (!st->charged && st->srv->st) { /* charged for what was computed: wait for the engine to let go */
-        int32_t ids[64];
-        int done = 0;
-        while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
-        charge(st->srv, &st->key, st->r, &st->rep);
-        st->charged = 1;
-    }
-    whale_job_release(st->r);
-    api_reply_free(&st->rep);
-    api_req_free(&st->q);
-    strbuf_free(&st->out);
-    free(st);
-}
-
-/* ---- chat completions ------------------------------------------------------------------- */
-
-static enum MHD_Result chat(server *srv, struct MHD_Connection *c, const conn *cn, api_kind kind) {
-    api_req q;
-    char *err_body = NULL;
-    int status = (kind == API_CHAT ? api_parse_chat : api_parse_completion)(&srv->a, cn->body.s ? cn->body.s : "",
-                                                                            cn->body.n, &q, &err_body);
-    if (status) return send_text(c, (unsigned)status, err_body, "application/json");
-    if (srv->st && (status = accounts_admit(srv->st, &cn->key, &err_body))) {
-        api_req_free(&q);
-        return send_text(c, (unsigned)status, err_body, "application/json");
-    }
-    if (atomic_load(&srv->draining)) {
-        api_req_free(&q);
-        return send_error(c, 503, "the server is shutting down", "server_error", "server_busy");
-    }
-    int wait_s;
-    if (srv->st && (wait_s = accounts_limit(srv->ac, &cn->key, &err_body))) {
-        api_req_free(&q);
-        return send_retry(c, err_body, wait_s);
-    }
-    if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a.n_ctx)
-        q.sp.max_tokens = srv->a.n_ctx - (int64_t)q.prompt.n - 1;
-    whale_err e = {0};
-    /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
-    q.sp.json_mode = q.json;
-    q.sp.start_in_think = srv->a.reasoning && q.kind == API_CHAT && !q.prefix;
-    q.sp.tool_calls = q.n_tools > 0;
-    q.sp.tool_force = q.tool_force;
-    q.sp.tool_name = q.tool_force_name;
-    q.sp.owner = srv->st ? cn->key.user : 0; /* fair shares between users */
-    whale_job *r = NULL;
-    if (q.prompt.n < (size_t)srv->a.n_ctx && whale_submit(srv->e, &q.sp, &r, &e)) r = NULL;
-    if (!r) {
-        int busy = e.code == WHALE_E_BUSY;
-        char msg[WHALE_ERR_MAX + 64];
-        if (!e.code) snprintf(msg, sizeof msg, "the prompt is %zu tokens; this server's context holds %lld", q.prompt.n,
-                              (long long)srv->a.n_ctx);
-        else snprintf(msg, sizeof msg, "%s", e.msg);
-        api_req_free(&q);
-        return busy ? send_error(c, 503, msg, "server_error", "server_busy")
-                    : send_error(c, 400, msg, "invalid_request_error", "context_length_exceeded");
-    }
-    if (q.stream) {
-        stream *st = calloc(1, sizeof *st);
-        if (!st) {
-            whale_job_cancel(r);
-            whale_job_release(r);
-            api_req_free(&q);
-            return send_error(c, 500, "out of memory", "server_error", "server_error");
-        }
-        st->srv = srv;
-        st->q = q;
-        st->r = r;
-        st->key = cn->key;
-        if (api_reply_init(&st->rep, &srv->a, &st->q)) {
-            stream_free(st); /* cancels the request */
-            return send_error(c, 500, "out of memory", "server_error", "server_error");
-        }
-        st->rep.req = r;
-        api_stream_first(&st->rep, &st->out);
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free);
-        if (!resp) {
-            stream_free(st);
-            return MHD_NO;
-        }
-        count_status(200);
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-        base_headers(resp);
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result rc = MHD_queue_response(c, 200, resp);
-        MHD_destroy_response(resp);
-        return rc;
-    }
-    api_reply rep;
-    if (api_reply_init(&rep, &srv->a, &q)) {
-        whale_job_cancel(r);
-        whale_job_release(r);
-        api_reply_free(&rep);
-        api_req_free(&q);
-        return send_error(c, 500, "out of memory", "server_error", "server_error");
-    }
-    rep.req = r;
-    size_t have = 0;
-    int done = 0;
-    int32_t ids[64];
-    while (!done) {
-        size_t k = whale_job_wait(r, have, ids, 64, 1000, &done);
-        have += k;
-        if (k && !rep.stopped && api_reply_feed(&rep, ids, k)) whale_job_cancel(r);
-    }
-    api_reply_end(&rep);
-    whale_result res;
-    whale_job_result(r, &res);
-    charge(srv, &cn->key, r, &rep);
-    enum MHD_Result rc;
-    if (!strcmp(res.finish, "error"))
-        rc = send_error(c, 500, "the model failed on this request", "server_error", "server_error");
-    else
-        rc = send_text(c, 200, api_reply_json(&rep, &res), "application/json");
-    whale_job_release(r);
-    api_reply_free(&rep);
-    api_req_free(&q);
-    return rc;
 }
 
 /* ---- metrics ------------------------------------------------------------------------------ */
@@ -401,24 +250,6 @@ static char *metrics(server *srv) {
 
 /* ---- the chat page ------------------------------------------------------------------------ */
 
-static enum MHD_Result send_asset(struct MHD_Connection *c, const web_asset *a) {
-    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
-    int same = inm && !strcmp(inm, a->etag);
-    struct MHD_Response *r = MHD_create_response_from_buffer(same ? 0 : a->size, (void *)a->data, MHD_RESPMEM_PERSISTENT);
-    if (!r) return MHD_NO;
-    count_status(same ? 304 : 200);
-    MHD_add_response_header(r, "Content-Type", a->type);
-    MHD_add_response_header(r, "ETag", a->etag);
-    MHD_add_response_header(r, "Cache-Control", "no-cache"); /* revalidated: a new binary serves a new page */
-    base_headers(r);
-    MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
-    MHD_add_response_header(r, "X-Frame-Options", "DENY");
-    MHD_add_response_header(r, "Cross-Origin-Opener-Policy", "same-origin");
-    enum MHD_Result rc = MHD_queue_response(c, same ? 304 : 200, r);
-    MHD_destroy_response(r);
-    return rc;
-}
-
 /* 1 unless the request carries an Origin header naming another site than its Host (for a trusted
  * proxy's requests, the X-Forwarded-Host it sets, if any: the host the browser asked for). */
 static int same_origin(const server *srv, struct MHD_Connection *c) {
@@ -436,10 +267,11 @@ static int same_origin(const server *srv, struct MHD_Connection *c) {
 }
 
 /* GET /web/config: what the page needs to draw itself (and who is signed in). */
-static char *web_config(server *srv, const char *cookie) {
+static void h_web_config(void *ctx, http_req *q, http_reply *out) {
     static const char *const signup[] = {"open", "closed", "invite"};
+    server *srv = ctx;
     store_user me;
-    int in = srv->ac && !accounts_session(srv->ac, cookie, &me);
+    int in = srv->ac && !accounts_session(srv->ac, q->cookie, &me);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", srv->a.model_name);
     cJSON_AddStringToObject(j, "alias", srv->a.alias);
@@ -449,26 +281,190 @@ static char *web_config(server *srv, const char *cookie) {
     if (srv->ac) cJSON_AddStringToObject(j, "signup", signup[srv->o->signup]);
     if (in) cJSON_AddStringToObject(j, "user", me.email);
     else cJSON_AddNullToObject(j, "user");
-    char *b = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return b;
+    http_json(out, 200, j);
+}
+
+static void h_health(void *ctx, http_req *q, http_reply *out) {
+    (void)q;
+    server *srv = ctx;
+    whale_stats st;
+    whale_engine_stats(srv->e, &st);
+    char *b = malloc(160);
+    if (b) snprintf(b, 160, "{\"status\":\"ok\",\"active\":%d,\"waiting\":%d,\"slots\":%d}", st.active, st.waiting,
+                    st.n_parallel);
+    http_body(out, 200, b, NULL);
+}
+
+static void h_metrics(void *ctx, http_req *q, http_reply *out) {
+    (void)q;
+    http_body(out, 200, metrics(ctx), "text/plain; version=0.0.4");
+}
+
+static void h_models(void *ctx, http_req *q, http_reply *out) {
+    (void)q;
+    server *srv = ctx;
+    http_body(out, 200, api_models_json(&srv->a), NULL);
 }
 
 /* ---- routing ------------------------------------------------------------------------------ */
+
+static void route(server *srv, const char *method, const char *path, http_auth auth, int flags, http_handler fn,
+                  void *ctx) {
+    if (srv->n_routes < SERVER_MAX_ROUTES) srv->routes[srv->n_routes++] = (http_route){method, path, auth, flags, fn, ctx};
+}
+
+/* The service's endpoints, all in one place. The account ones exist with --accounts only. */
+static void routes_init(server *srv) {
+    route(srv, "GET", "/web/config", HTTP_OPEN, 0, h_web_config, srv);
+    route(srv, "GET", "/health", HTTP_OPEN, 0, h_health, srv);
+    route(srv, "GET", "/metrics", HTTP_OPEN, 0, h_metrics, srv);
+    route(srv, "GET", "/models", HTTP_CALLER, 0, h_models, srv);
+    route(srv, "GET", "/v1/models", HTTP_CALLER, 0, h_models, srv);
+    route(srv, "POST", "/chat/completions", HTTP_CALLER, HTTP_ADMIT, completions_chat, &srv->comp);
+    route(srv, "POST", "/v1/chat/completions", HTTP_CALLER, HTTP_ADMIT, completions_chat, &srv->comp);
+    route(srv, "POST", "/beta/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
+    route(srv, "POST", "/v1/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
+    route(srv, "POST", "/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
+    if (!srv->ac) return;
+    route(srv, "POST", "/auth/register", HTTP_OPEN, HTTP_JSON, accounts_register, srv->ac);
+    route(srv, "POST", "/auth/login", HTTP_OPEN, HTTP_JSON, accounts_login, srv->ac);
+    route(srv, "POST", "/auth/logout", HTTP_SESSION, HTTP_JSON, accounts_logout, srv->ac);
+    route(srv, "POST", "/auth/password", HTTP_SESSION, HTTP_JSON, accounts_password, srv->ac);
+    route(srv, "POST", "/auth/delete", HTTP_SESSION, HTTP_JSON, accounts_delete, srv->ac);
+    route(srv, "GET", "/user/keys", HTTP_SESSION, 0, accounts_keys_list, srv->ac);
+    route(srv, "POST", "/user/keys", HTTP_SESSION, HTTP_JSON, accounts_keys_create, srv->ac);
+    route(srv, "POST", "/user/keys/revoke", HTTP_SESSION, HTTP_JSON, accounts_keys_revoke, srv->ac);
+    route(srv, "GET", "/user/balance", HTTP_CALLER, 0, accounts_balance, srv->ac);
+    route(srv, "GET", "/user/usage", HTTP_CALLER, 0, accounts_usage, srv->ac);
+    route(srv, "GET", "/user/conversations", HTTP_SESSION, 0, conv_list, srv->st);
+    route(srv, "GET", "/user/conversations/export", HTTP_SESSION, 0, conv_export, srv->st);
+    route(srv, "GET", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_get, srv->st);
+    route(srv, "PUT", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_put, srv->st);
+    route(srv, "DELETE", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_delete, srv->st);
+}
+
+/* The route for method and path (an exact path before a prefix), or NULL with the status: 404
+ * when no route has the path, 405 (allowed methods in allow) when only other methods do. */
+static const http_route *find_route(const server *srv, const char *method, const char *path, int *status, char *allow,
+                                    size_t cap) {
+    const http_route *best = NULL;
+    int path_known = 0;
+    allow[0] = 0;
+    for (int i = 0; i < srv->n_routes; i++) {
+        const http_route *r = &srv->routes[i];
+        size_t n = strlen(r->path);
+        int exact = !strcmp(path, r->path);
+        int prefix = (r->flags & HTTP_PREFIX) && !strncmp(path, r->path, n) && path[n] == '/' && path[n + 1];
+        if (!exact && !prefix) continue;
+        if ((r->flags & HTTP_PREFIX) && exact) continue; /* a prefix route needs something after its path */
+        path_known = 1;
+        if (!strcmp(method, r->method)) {
+            if (!best || exact) best = r;
+        } else if (!strstr(allow, r->method)) {
+            size_t k = strlen(allow);
+            snprintf(allow + k, cap - k, "%s%s", k ? ", " : "", r->method);
+        }
+    }
+    *status = best ? 0 : path_known ? 405 : 404;
+    return best;
+}
+
+/* The caller, as the route asks (accounts mode): 0, or a status with the error in out. */
+static int authenticate(server *srv, const http_route *r, conn *cn, http_reply *out) {
+    http_req *q = &cn->q;
+    if (!srv->st || r->auth == HTTP_OPEN) return 0;
+    /* the web page: its session cookie stands for a key (id 0: the ledger's "web") */
+    q->by_cookie = !(r->auth == HTTP_CALLER && q->authorization) && !accounts_session(srv->ac, q->cookie, &q->user);
+    if (r->auth == HTTP_SESSION) {
+        if (!q->by_cookie) http_error(out, 401, "sign in first", "authentication_error", "invalid_request_error");
+        return q->by_cookie ? 0 : 401;
+    }
+    if (q->by_cookie) {
+        q->key = (store_key){.id = 0, .user = q->user.id};
+        return 0;
+    }
+    char *err_body = NULL;
+    int status = accounts_auth(srv->st, q->authorization, &q->key, &err_body);
+    if (status) http_body(out, status, err_body, NULL);
+    return status;
+}
+
+/* Paid work, before its body is read: the server is not stopping, the caller's balance is above
+ * zero and its rate limits allow a request. 0, or a status with the error in out. */
+static int admit(server *srv, conn *cn, http_reply *out) {
+    if (atomic_load(&srv->draining)) {
+        http_error(out, 503, "the server is shutting down", "server_error", "server_busy");
+        return 503;
+    }
+    if (!srv->st) return 0;
+    char *err_body = NULL;
+    int status = accounts_admit(srv->st, &cn->q.key, &err_body);
+    if (!status && (out->retry_after = accounts_limit(srv->ac, &cn->q.key, &err_body))) status = 429;
+    if (status) http_body(out, status, err_body, NULL);
+    return status;
+}
+
+/* Everything checked from the headers alone: 0 (read the body, then call the handler), or a
+ * reply to send now. */
+static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const char *method, const char *url,
+                         http_reply *out) {
+    http_req *q = &cn->q;
+    q->method = method;
+    q->path = url;
+    q->cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
+    q->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    q->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    client_ip(srv, c, q->ip, sizeof q->ip);
+    int get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD");
+    if ((get || head) && (out->asset = web_find(url))) return out->status = 200;
+    int status;
+    char allow[64];
+    cn->route = find_route(srv, method, url, &status, allow, sizeof allow);
+    if (!cn->route) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "use %s", allow);
+        if (status == 405) http_error(out, 405, msg, "invalid_request_error", "method_not_allowed");
+        else http_error(out, 404, "no such endpoint", "invalid_request_error", "not_found");
+        return status;
+    }
+    const http_route *r = cn->route;
+    q->rest = url + strlen(r->path);
+    /* a browser on another site may send requests here but never read the answers (no CORS):
+     * it may not change anything either */
+    if (!get && !same_origin(srv, c)) {
+        http_error(out, 403, "cross-origin requests are refused", "invalid_request_error", "forbidden");
+        return 403;
+    }
+    const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (len && strtoull(len, NULL, 10) > API_MAX_BODY) { /* refused before a byte of it is read */
+        http_error(out, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+        return 413;
+    }
+    if ((status = authenticate(srv, r, cn, out))) return status;
+    /* state changes carried by a cookie, or by a form on sign-in pages: JSON only (no cross-site
+     * form can send that) */
+    int changes = !strcmp(method, "POST") || !strcmp(method, "PUT");
+    if (changes && ((r->flags & HTTP_JSON) || q->by_cookie) &&
+        (!q->content_type || strncasecmp(q->content_type, "application/json", 16))) {
+        http_error(out, 403, "send Content-Type: application/json", "invalid_request_error", "forbidden");
+        return 403;
+    }
+    if ((r->flags & HTTP_ADMIT) && (status = admit(srv, cn, out))) return status;
+    return 0;
+}
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
     server *srv = cls;
     conn *cn = *con_cls;
-    if (!cn) { /* headers are in: set up the body */
+    if (!cn) { /* headers are in: check them all before the body */
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
         cn->srv = srv;
         atomic_fetch_add(&srv->inflight, 1);
-        const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (len && strtoull(len, NULL, 10) > API_MAX_BODY) /* refused before a byte of it is read */
-            return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+        http_reply rep = {0};
+        if (check_headers(srv, c, cn, method, url, &rep)) return send_reply(c, &rep);
         return MHD_YES;
     }
     if (*upload_size) {
@@ -478,70 +474,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (cn->too_big) return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
-    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), head = !strcmp(method, "HEAD");
-    const web_asset *wa = get || head ? web_find(url) : NULL;
-    if (wa) return send_asset(c, wa);
-    const char *cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
-    /* a browser on another site may send requests here but never read the answers (no CORS):
-     * it may not change anything either */
-    if (!get && !head && !same_origin(srv, c))
-        return send_error(c, 403, "cross-origin requests are refused", "invalid_request_error", "forbidden");
-    if (!strcmp(url, "/web/config")) return send_full(c, 200, web_config(srv, cookie), "application/json", "");
-    if (!strcmp(url, "/health")) {
-        whale_stats st;
-        whale_engine_stats(srv->e, &st);
-        char *b = malloc(160);
-        if (b) snprintf(b, 160, "{\"status\":\"ok\",\"active\":%d,\"waiting\":%d,\"slots\":%d}", st.active, st.waiting,
-                        st.n_parallel);
-        return send_text(c, 200, b, "application/json");
-    }
-    if (!strcmp(url, "/metrics")) return send_text(c, 200, metrics(srv), "text/plain; version=0.0.4");
-    if (srv->st) { /* accounts: the account endpoints, then every other endpoint needs a key or a session */
-        const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-        const char *ctype = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-        char ip[64];
-        client_ip(srv, c, ip, sizeof ip);
-        accounts_reply ar;
-        accounts_route(srv->ac, method, url, cn->body.s, cn->body.n, cookie, ctype, ip, &ar);
-        if (ar.status == 429) return send_retry(c, ar.body, ar.retry_after > 0 ? ar.retry_after : 1);
-        if (ar.status) return send_full(c, (unsigned)ar.status, ar.body, "application/json", ar.cookie);
-        /* the web page: its session cookie stands for a key (id 0: the ledger's "web") */
-        store_user me;
-        int by_cookie = !auth && !accounts_session(srv->ac, cookie, &me);
-        if (by_cookie && !get && !head && strcmp(method, "DELETE") && (!ctype || strncasecmp(ctype, "application/json", 16)))
-            return send_error(c, 403, "send Content-Type: application/json", "invalid_request_error", "forbidden");
-        if (conv_is_route(url)) {
-            if (!by_cookie) return send_error(c, 401, "sign in first", "authentication_error", "invalid_request_error");
-            char *b = NULL;
-            int st = conv_route(srv->st, me.id, method, url, cn->body.s, cn->body.n, &b);
-            return send_full(c, (unsigned)st, b, "application/json", "");
-        }
-        if (by_cookie) cn->key = (store_key){.id = 0, .user = me.id};
-        else {
-            char *err_body = NULL;
-            int status = accounts_auth(srv->st, auth, &cn->key, &err_body);
-            if (status) return send_text(c, (unsigned)status, err_body, "application/json");
-        }
-        if (!strcmp(url, "/user/balance") || !strcmp(url, "/user/usage")) {
-            if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
-            char *b = url[6] == 'b' ? accounts_balance_json(srv->st, cn->key.user) : accounts_usage_json(srv->st, cn->key.user);
-            return b ? send_full(c, 200, b, "application/json", "")
-                     : send_error(c, 500, "the account store failed", "server_error", "server_error");
-        }
-    }
-    if (!strcmp(url, "/models") || !strcmp(url, "/v1/models")) {
-        if (!get) return send_error(c, 405, "use GET", "invalid_request_error", "method_not_allowed");
-        return send_text(c, 200, api_models_json(&srv->a), "application/json");
-    }
-    if (!strcmp(url, "/chat/completions") || !strcmp(url, "/v1/chat/completions")) {
-        if (!post) return send_error(c, 405, "use POST", "invalid_request_error", "method_not_allowed");
-        return chat(srv, c, cn, API_CHAT);
-    }
-    if (!strcmp(url, "/beta/completions") || !strcmp(url, "/v1/completions") || !strcmp(url, "/completions")) {
-        if (!post) return send_error(c, 405, "use POST", "invalid_request_error", "method_not_allowed");
-        return chat(srv, c, cn, API_COMPLETION);
-    }
-    return send_error(c, 404, "no such endpoint", "invalid_request_error", "not_found");
+    cn->q.body = cn->body.s ? cn->body.s : "";
+    cn->q.n = cn->body.n;
+    http_reply rep = {0};
+    cn->route->fn(cn->route->ctx, &cn->q, &rep);
+    if (!rep.status && !rep.body) http_error(&rep, 500, "the handler gave no reply", "server_error", "server_error");
+    return send_reply(c, &rep);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode why) {
@@ -595,6 +533,8 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
+    srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
+    routes_init(&srv);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         handle, &srv,

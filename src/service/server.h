@@ -1,7 +1,7 @@
 /* server.h — `whale serve`: the HTTP server (libmicrohttpd) in front of the scheduler.
  *
- * Endpoints: POST /chat/completions and /v1/chat/completions (JSON or a server-sent-event
- * stream), GET /models and /v1/models, GET /health. Each connection has its own thread, so a
+ * Endpoints: the route table in server.c (routes_init), documented in docs/openapi.yaml. Each
+ * connection has its own thread, so a
  * streaming reply can wait for tokens without holding anyone else up; the scheduler decides
  * who computes when. */
 #ifndef WHALE_SERVICE_SERVER_H

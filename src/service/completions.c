@@ -1,0 +1,180 @@
+/* completions.c — chat and text completions over the engine, plain or streamed; see
+ * completions.h.
+ *
+ * A stream's reader waits for tokens and writes server-sent events; one that has nothing to send
+ * for COMPLETIONS_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming client goes
+ * away the stream is freed and the request cancelled, which frees its sequence slot at the next
+ * step; it is charged for what was computed. */
+#include "service/completions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/strbuf.h"
+
+/* ---- streaming ------------------------------------------------------------------------- */
+
+typedef struct stream {
+    completions *srv;
+    api_req q;
+    api_reply rep;
+    whale_job *r;
+    size_t have;   /* token ids received */
+    strbuf out;    /* bytes not yet written */
+    size_t out_at;
+    int ended;     /* the final events are in out */
+    int charged;   /* accounts: the request's charge is committed */
+    store_key key;
+} stream;
+
+/* Accounts: commit the request's charge once it has ended (or been cancelled). */
+static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep) {
+    if (!srv->st) return;
+    whale_result res;
+    whale_job_result(r, &res);
+    if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
+    accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
+    accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id);
+}
+
+static ssize_t stream_read(void *cls, char *buf, size_t max) {
+    stream *st = cls;
+    while (st->out_at >= st->out.n) {
+        if (st->ended) return -1;
+        st->out.n = st->out_at = 0;
+        int32_t ids[64];
+        int done = 0;
+        size_t k = whale_job_wait(st->r, st->have, ids, 64, COMPLETIONS_KEEPALIVE_MS, &done);
+        st->have += k;
+        if (k && api_reply_feed(&st->rep, ids, k)) whale_job_cancel(st->r);
+        if (done || st->rep.stopped) {
+            if (!done) { /* wait for the engine to let go, then report */
+                while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
+            }
+            api_reply_end(&st->rep);
+            whale_result res;
+            whale_job_result(st->r, &res);
+            api_stream_end(&st->rep, &res, &st->out);
+            st->ended = 1;
+            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
+        } else if (k) {
+            api_stream_deltas(&st->rep, &st->out, 0);
+        } else {
+            strbuf_add(&st->out, ": keep-alive\n\n", 14);
+        }
+    }
+    size_t n = st->out.n - st->out_at < max ? st->out.n - st->out_at : max;
+    memcpy(buf, st->out.s + st->out_at, n);
+    st->out_at += n;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls) {
+    stream *st = cls;
+    if (!st->ended) whale_job_cancel(st->r); /* the client went away */
+    if (!st->charged && st->srv->st) { /* charged for what was computed: wait for the engine to let go */
+        int32_t ids[64];
+        int done = 0;
+        while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
+        charge(st->srv, &st->key, st->r, &st->rep);
+        st->charged = 1;
+    }
+    whale_job_release(st->r);
+    api_reply_free(&st->rep);
+    api_req_free(&st->q);
+    strbuf_free(&st->out);
+    free(st);
+}
+
+/* ---- chat completions ------------------------------------------------------------------- */
+
+static void complete(completions *srv, http_req *hq, http_reply *out, api_kind kind) {
+    api_req q;
+    char *err_body = NULL;
+    int status = (kind == API_CHAT ? api_parse_chat : api_parse_completion)(srv->a, hq->body, hq->n, &q, &err_body);
+    if (status) {
+        http_body(out, status, err_body, NULL);
+        return;
+    }
+    if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a->n_ctx)
+        q.sp.max_tokens = srv->a->n_ctx - (int64_t)q.prompt.n - 1;
+    whale_err e = {0};
+    /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
+    q.sp.json_mode = q.json;
+    q.sp.start_in_think = srv->a->reasoning && q.kind == API_CHAT && !q.prefix;
+    q.sp.tool_calls = q.n_tools > 0;
+    q.sp.tool_force = q.tool_force;
+    q.sp.tool_name = q.tool_force_name;
+    q.sp.owner = srv->st ? hq->key.user : 0; /* fair shares between users, and their own context caches */
+    whale_job *r = NULL;
+    if (q.prompt.n < (size_t)srv->a->n_ctx && whale_submit(srv->e, &q.sp, &r, &e)) r = NULL;
+    if (!r) {
+        int busy = e.code == WHALE_E_BUSY;
+        char msg[WHALE_ERR_MAX + 64];
+        if (!e.code) snprintf(msg, sizeof msg, "the prompt is %zu tokens; this server's context holds %lld", q.prompt.n,
+                              (long long)srv->a->n_ctx);
+        else snprintf(msg, sizeof msg, "%s", e.msg);
+        api_req_free(&q);
+        if (busy) http_error(out, 503, msg, "server_error", "server_busy");
+        else http_error(out, 400, msg, "invalid_request_error", "context_length_exceeded");
+        return;
+    }
+    if (q.stream) {
+        stream *st = calloc(1, sizeof *st);
+        if (!st) {
+            whale_job_cancel(r);
+            whale_job_release(r);
+            api_req_free(&q);
+            http_error(out, 500, "out of memory", "server_error", "server_error");
+            return;
+        }
+        st->srv = srv;
+        st->q = q;
+        st->r = r;
+        st->key = hq->key;
+        if (api_reply_init(&st->rep, srv->a, &st->q)) {
+            stream_free(st); /* cancels the request */
+            http_error(out, 500, "out of memory", "server_error", "server_error");
+            return;
+        }
+        st->rep.req = r;
+        api_stream_first(&st->rep, &st->out);
+        out->status = 200;
+        out->type = "text/event-stream";
+        out->stream = st;
+        out->read = stream_read;
+        out->stream_free = stream_free;
+        return;
+    }
+    api_reply rep;
+    if (api_reply_init(&rep, srv->a, &q)) {
+        whale_job_cancel(r);
+        whale_job_release(r);
+        api_reply_free(&rep);
+        api_req_free(&q);
+        http_error(out, 500, "out of memory", "server_error", "server_error");
+        return;
+    }
+    rep.req = r;
+    size_t have = 0;
+    int done = 0;
+    int32_t ids[64];
+    while (!done) {
+        size_t k = whale_job_wait(r, have, ids, 64, 1000, &done);
+        have += k;
+        if (k && !rep.stopped && api_reply_feed(&rep, ids, k)) whale_job_cancel(r);
+    }
+    api_reply_end(&rep);
+    whale_result res;
+    whale_job_result(r, &res);
+    charge(srv, &hq->key, r, &rep);
+    if (!strcmp(res.finish, "error")) http_error(out, 500, "the model failed on this request", "server_error", "server_error");
+    else http_body(out, 200, api_reply_json(&rep, &res), NULL);
+    whale_job_release(r);
+    api_reply_free(&rep);
+    api_req_free(&q);
+}
+
+void completions_chat(void *ctx, http_req *q, http_reply *out) { complete(ctx, q, out, API_CHAT); }
+void completions_text(void *ctx, http_req *q, http_reply *out) { complete(ctx, q, out, API_COMPLETION); }

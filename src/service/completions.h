@@ -1,0 +1,29 @@
+/* completions.h — POST /chat/completions and /beta/completions: a request body parsed (api.h),
+ * submitted to the engine (whale.h), answered as one JSON body when generation ends or as a
+ * stream of server-sent events; with --accounts, charged for exactly what was computed when it
+ * ends (also when it was cancelled or its client went away). */
+#ifndef WHALE_SERVICE_COMPLETIONS_H
+#define WHALE_SERVICE_COMPLETIONS_H
+
+#include <stdatomic.h>
+
+#include "whale.h"
+#include "service/accounts.h"
+#include "service/api.h"
+#include "service/http.h"
+
+#define COMPLETIONS_KEEPALIVE_MS 10000 /* idle stream: a ": keep-alive" comment this often */
+
+typedef struct completions {
+    whale_engine *e;
+    const api_ctx *a;
+    store *st;          /* --accounts, or NULL */
+    accounts *ac;
+    atomic_int *draining; /* stopping: new requests get 503 */
+} completions;
+
+/* Handlers (ctx: a completions), the caller in q->key. */
+void completions_chat(void *ctx, http_req *q, http_reply *out);
+void completions_text(void *ctx, http_req *q, http_reply *out);
+
+#endif
