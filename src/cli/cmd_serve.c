@@ -59,9 +59,18 @@ static void usage(FILE *f) {
                "                   each user, in this process (429 with Retry-After beyond; default 0: none)\n"
                "  --max-conns N    open connections (default 256; each has a thread)\n"
                "  --max-conns-per-ip N  open connections from one address (default 32; 0: no limit, e.g.\n"
-               "                   behind a proxy that limits them itself)\n"
+               "                   behind a proxy that limits them itself); past it a request gets 429 with\n"
+               "                   Retry-After and its connection is closed\n"
                "  --trusted-proxy ADDR  a reverse proxy (up to 8): for its requests the client's address,\n"
                "                   for per-address limits, is taken from X-Forwarded-For\n"
+               "  --host-name NAME  a name clients reach the server by (repeatable); requests whose Host\n"
+               "                   (or a trusted proxy's X-Forwarded-Host) names another get 421,\n"
+               "                   so a web page cannot reach the server by DNS rebinding. Always served:\n"
+               "                   the --host address, localhost, 127.0.0.1, [::1], and on 0.0.0.0 this\n"
+               "                   machine's addresses and host name; Host's port must be --port or absent\n"
+               "                   (X-Forwarded-Host's port is the proxy's and is not checked)\n"
+               "  --metrics-token T  accounts: GET /metrics needs Authorization: Bearer T (also from\n"
+               "                   $WHALE_METRICS_TOKEN); without one /metrics is refused (403)\n"
                "  --drain S        on SIGTERM/Ctrl-C: stop accepting, let running requests finish for up\n"
                "                   to S seconds (default 10), then cancel the rest (each charged for what it\n"
                "                   used); a second Ctrl-C cancels at once\n"
@@ -143,6 +152,19 @@ int cmd_serve(int argc, char **argv) {
             o.trusted_proxies[o.n_trusted_proxies++] = v;
             i++;
         }
+        else if (!strcmp(a, "--host-name")) {
+            if (!v || !*v || strlen(v) > 255) {
+                fprintf(stderr, "whale serve: --host-name needs a host name (as a browser sends it in Host)\n");
+                return 2;
+            }
+            if (o.n_host_names == SERVER_MAX_HOST_NAMES) {
+                fprintf(stderr, "whale serve: at most %d --host-name names\n", SERVER_MAX_HOST_NAMES);
+                return 2;
+            }
+            o.host_names[o.n_host_names++] = v;
+            i++;
+        }
+        else if (v && !strcmp(a, "--metrics-token")) { o.metrics_token = v; i++; }
         else { fprintf(stderr, "whale serve: bad option '%s' (see whale serve --help)\n", a); return 2; }
     }
     const char *path = cli_model_path(model_path);
@@ -176,6 +198,8 @@ int cmd_serve(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     o.accounts = st;
+    if (!o.metrics_token && getenv("WHALE_METRICS_TOKEN") && *getenv("WHALE_METRICS_TOKEN"))
+        o.metrics_token = getenv("WHALE_METRICS_TOKEN");
     int rc = server_run(m, &o, &g_stop, &err);
     store_close(st);
     if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);

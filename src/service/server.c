@@ -9,6 +9,8 @@
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -34,6 +36,9 @@
 #define SERVER_CONN_MEMORY (64u << 10) /* per connection: request line and headers must fit (else 431) */
 #define SERVER_MAX_CONNS 256      /* open connections (each has a thread) */
 #define SERVER_MAX_ROUTES 40
+#define SERVER_MAX_HOSTS 64       /* names the Host header may carry: ours, the machine's addresses,
+                                     --host-name; more interface addresses than this are not served */
+#define SERVER_HOST_CHARS 256     /* a DNS name is at most 253 characters */
 
 typedef struct server {
     whale_model *m;
@@ -48,9 +53,20 @@ typedef struct server {
     store *st; /* --accounts: keys, balances, charges; NULL in local mode */
     accounts *ac; /* --accounts: sign-up, login, sessions */
     const server_opts *o;
+    char hosts[SERVER_MAX_HOSTS][SERVER_HOST_CHARS]; /* names a request's Host may carry (lower case) */
+    int n_hosts;
+    int conns_per_ip; /* the per-address cap (0: none) */
+    pthread_mutex_t ip_mu; /* ips */
+    struct ip_conns *ips; /* open connections per peer address, max_conns slots (a slot with n 0 is free) */
+    int n_ips;
     atomic_int draining; /* stopping: new requests get 503 */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
 } server;
+
+typedef struct ip_conns { /* one peer address's open connections */
+    unsigned char addr[16]; /* IPv4 in the first 4 bytes, the rest zero; or IPv6 */
+    int n;
+} ip_conns;
 
 typedef struct conn { /* per request, from its headers to its end */
     struct server *srv;
@@ -61,7 +77,7 @@ typedef struct conn { /* per request, from its headers to its end */
 } conn;
 
 /* Responses by status code, for /metrics. */
-static const unsigned g_codes[] = {200, 304, 400, 401, 402, 403, 404, 405, 409, 413, 422, 429, 500, 503};
+static const unsigned g_codes[] = {200, 304, 400, 401, 402, 403, 404, 405, 409, 413, 421, 422, 429, 500, 503};
 #define N_CODES (sizeof g_codes / sizeof g_codes[0])
 static atomic_ulong g_count[N_CODES + 1]; /* the last: any other code */
 
@@ -87,8 +103,8 @@ static void stream_done(void *cls) {
     free(r);
 }
 
-/* Write the reply (and free what it holds). */
-static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
+/* Write the reply (and free what it holds); with close, the connection closes after it. */
+static enum MHD_Result send_reply_close(struct MHD_Connection *c, http_reply *rep, int close) {
     struct MHD_Response *r;
     unsigned status = (unsigned)rep->status;
     int same = 0;
@@ -137,9 +153,14 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
         MHD_add_response_header(r, "Retry-After", s);
     }
     if (rep->cookie[0]) MHD_add_response_header(r, "Set-Cookie", rep->cookie);
+    if (close) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
+    return send_reply_close(c, rep, 0);
 }
 
 static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
@@ -246,6 +267,90 @@ static char *metrics(server *srv) {
         (unsigned long long)st.accepted);
 #undef OUT
     return b.s;
+}
+
+/* ---- host names (DNS rebinding) ----------------------------------------------------------- */
+
+/* A page on evil.example can make its name resolve to 127.0.0.1 and then call us from the
+ * victim's browser as "same origin": the browser sends Host: evil.example. So only names we were
+ * told, or that are ours, are served; anything else gets 421 before a byte is read. */
+
+static void host_add(server *srv, const char *name) {
+    if (srv->n_hosts == SERVER_MAX_HOSTS || !*name) return;
+    char *h = srv->hosts[srv->n_hosts];
+    snprintf(h, SERVER_HOST_CHARS, "%s", name);
+    for (char *p = h; *p; p++)
+        if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+    for (int i = 0; i < srv->n_hosts; i++)
+        if (!strcmp(srv->hosts[i], h)) return;
+    srv->n_hosts++;
+}
+
+/* The names served: --host-name, the listen address, the loopback names, and when listening on
+ * every address, each interface address (IPv6 ones in brackets, as in a URL) and the host name. */
+static void hosts_init(server *srv) {
+    const server_opts *o = srv->o;
+    const char *listen = o->host ? o->host : "127.0.0.1";
+    for (int i = 0; i < o->n_host_names; i++) host_add(srv, o->host_names[i]);
+    host_add(srv, listen);
+    host_add(srv, "localhost");
+    host_add(srv, "127.0.0.1");
+    host_add(srv, "[::1]");
+    if (strcmp(listen, "0.0.0.0")) return;
+    char name[SERVER_HOST_CHARS];
+    if (!gethostname(name, sizeof name)) {
+        name[sizeof name - 1] = 0;
+        host_add(srv, name);
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs)) return;
+    for (struct ifaddrs *f = ifs; f; f = f->ifa_next) {
+        char a[INET6_ADDRSTRLEN + 2] = "[";
+        if (!f->ifa_addr) continue;
+        if (f->ifa_addr->sa_family == AF_INET &&
+            inet_ntop(AF_INET, &((struct sockaddr_in *)f->ifa_addr)->sin_addr, a, sizeof a))
+            host_add(srv, a);
+        else if (f->ifa_addr->sa_family == AF_INET6 &&
+                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)f->ifa_addr)->sin6_addr, a + 1, sizeof a - 2)) {
+            strcat(a, "]");
+            host_add(srv, a);
+        }
+    }
+    freeifaddrs(ifs);
+}
+
+/* 1 when a Host value ("name", "name:port", "[v6]" or "[v6]:port") names a host we serve and,
+ * when check_port, its port is absent or the one we listen on (a proxy's X-Forwarded-Host carries
+ * the proxy's port, which is its own business). */
+static int host_ok(const server *srv, const char *h, int check_port) {
+    size_t n = strlen(h);
+    const char *colon = h[0] == '[' ? (strchr(h, ']') ? strchr(h, ']') + 1 : NULL) : strchr(h, ':');
+    if (!colon && h[0] == '[') return 0; /* an unclosed bracket */
+    if (!colon) colon = h + n;
+    if (*colon == ':') {
+        n = (size_t)(colon - h);
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || end == colon + 1) return 0;
+        if (check_port && port != (srv->o->port > 0 ? srv->o->port : 8080)) return 0;
+    } else if (*colon) return 0;
+    for (int i = 0; i < srv->n_hosts; i++)
+        if (strlen(srv->hosts[i]) == n && !strncasecmp(srv->hosts[i], h, n)) return 1;
+    return 0;
+}
+
+/* 1 when the request names a host we serve: its Host, or for a trusted proxy's request the
+ * X-Forwarded-Host it sets (the host the browser asked for), if any. No Host at all (HTTP/1.0)
+ * is no browser's request and passes. */
+static int host_allowed(const server *srv, struct MHD_Connection *c) {
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    const char *fh = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Forwarded-Host");
+    if (fh && srv->o->n_trusted_proxies) {
+        char peer[64];
+        peer_ip(c, peer, sizeof peer);
+        if (trusted(srv, peer)) return host_ok(srv, fh, 0);
+    }
+    return !h || host_ok(srv, h, 1);
 }
 
 /* ---- the chat page ------------------------------------------------------------------------ */
@@ -415,6 +520,12 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
     q->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     q->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     client_ip(srv, c, q->ip, sizeof q->ip);
+    if (!host_allowed(srv, c)) { /* first: a rebinding page may not even load the page */
+        http_error(out, 421,
+                   "this server does not serve that Host name; start it with --host-name NAME to serve NAME",
+                   "invalid_request_error", "misdirected_request");
+        return 421;
+    }
     int get = !strcmp(method, "GET"), head = !strcmp(method, "HEAD");
     if ((get || head) && (out->asset = web_find(url))) return out->status = 200;
     int status;
@@ -453,6 +564,55 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
     return 0;
 }
 
+/* ---- connections per address ------------------------------------------------------------- */
+
+/* libmicrohttpd's own per-address limit closes a connection without a word, which a client sees
+ * as a reset. So its limit is set SERVER_CONNS_OVER_IP above ours, connections are counted here,
+ * and one opened past our cap is answered 429 as soon as its headers are in, then closed. The
+ * socket context holds the connection's slot + 1, times 2, plus 1 when it is past the cap. */
+static void conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code) {
+    server *srv = cls;
+    if (!srv->conns_per_ip) return;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        uintptr_t v = (uintptr_t)*socket_context;
+        if (!v) return;
+        pthread_mutex_lock(&srv->ip_mu);
+        srv->ips[(v >> 1) - 1].n--;
+        pthread_mutex_unlock(&srv->ip_mu);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    unsigned char a[16] = {0};
+    if (!ci || !ci->client_addr) return;
+    if (ci->client_addr->sa_family == AF_INET) memcpy(a, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, 4);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        memcpy(a, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr, 16);
+    else return;
+    pthread_mutex_lock(&srv->ip_mu);
+    int slot = -1, free_slot = -1;
+    for (int i = 0; i < srv->n_ips && slot < 0; i++) {
+        if (srv->ips[i].n && !memcmp(srv->ips[i].addr, a, 16)) slot = i;
+        else if (!srv->ips[i].n && free_slot < 0) free_slot = i;
+    }
+    if (slot < 0 && free_slot >= 0) {
+        slot = free_slot;
+        memcpy(srv->ips[slot].addr, a, 16);
+    }
+    if (slot >= 0) {
+        int over = ++srv->ips[slot].n > srv->conns_per_ip;
+        *socket_context = (void *)(((uintptr_t)(slot + 1) << 1) | (uintptr_t)over);
+    }
+    pthread_mutex_unlock(&srv->ip_mu);
+}
+
+/* 1 when the connection was opened past the per-address cap. */
+static int conn_over_cap(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci && ((uintptr_t)ci->socket_context & 1);
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -464,6 +624,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         cn->srv = srv;
         atomic_fetch_add(&srv->inflight, 1);
         http_reply rep = {0};
+        if (conn_over_cap(c)) { /* answered without reading a body, then closed */
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "too many open connections from your address (the limit is %d); close some, or retry later",
+                     srv->conns_per_ip);
+            http_error(&rep, 429, msg, "rate_limit_error", "too_many_connections");
+            rep.retry_after = 1;
+            return send_reply_close(c, &rep, 1);
+        }
         if (check_headers(srv, c, cn, method, url, &rep)) return send_reply(c, &rep);
         return MHD_YES;
     }
@@ -535,15 +704,27 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
     srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
     routes_init(&srv);
+    hosts_init(&srv);
+    unsigned max_conns = (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS);
+    srv.conns_per_ip = o->max_conns_per_ip > 0 ? o->max_conns_per_ip : o->max_conns_per_ip < 0 ? 0 : SERVER_CONNS_PER_IP;
+    pthread_mutex_init(&srv.ip_mu, NULL);
+    srv.n_ips = (int)max_conns;
+    if (srv.conns_per_ip && !(srv.ips = calloc(max_conns, sizeof *srv.ips))) {
+        whale_engine_free(srv.e);
+        accounts_free(srv.ac);
+        return err_set(err, WHALE_E_NOMEM, "out of memory for the connection table");
+    }
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
         handle, &srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)(o->max_conns_per_ip > 0 ? o->max_conns_per_ip : o->max_conns_per_ip < 0 ? 0 : SERVER_CONNS_PER_IP),
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, max_conns,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(srv.conns_per_ip ? srv.conns_per_ip + SERVER_CONNS_OVER_IP : 0), /* the hard ceiling */
+        MHD_OPTION_NOTIFY_CONNECTION, conn_notify, &srv,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVER_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)SERVER_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (!d) {
+        free(srv.ips);
         whale_engine_free(srv.e);
         accounts_free(srv.ac);
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
@@ -571,5 +752,6 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     whale_engine_free(srv.e);
     accounts_free(srv.ac);
+    free(srv.ips);
     return 0;
 }

@@ -15,6 +15,10 @@
 #define SERVER_MAX_PROXIES 8   /* --trusted-proxy addresses */
 #define SERVER_CONNS_PER_IP 32 /* open connections per client address: slow clients from one place
                                   (slowloris) cannot take every connection thread */
+#define SERVER_CONNS_OVER_IP 16 /* connections past the per-address cap let in only to be answered
+                                  429 and closed; beyond it they are closed unanswered, so a slowloris
+                                  past the cap still holds at most cap + this many threads */
+#define SERVER_MAX_HOST_NAMES 16 /* --host-name names */
 #define SERVER_DRAIN_S 10      /* seconds a stopping server lets running requests finish */
 
 typedef struct server_opts {
@@ -41,6 +45,10 @@ typedef struct server_opts {
                                -1: no limit, e.g. behind a proxy that limits them itself) */
     const char *trusted_proxies[SERVER_MAX_PROXIES]; /* peers whose X-Forwarded-For names the client */
     int n_trusted_proxies;
+    const char *host_names[SERVER_MAX_HOST_NAMES]; /* --host-name: Host header names served besides
+                                                      the listen address and this machine's names */
+    int n_host_names;
+    const char *metrics_token; /* accounts: /metrics needs Authorization: Bearer this (NULL: refused) */
     int drain_s;            /* on SIGTERM: seconds to let running requests finish before cancelling
                                them (default SERVER_DRAIN_S; -1: cancel at once) */
 } server_opts;

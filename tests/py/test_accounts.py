@@ -164,7 +164,7 @@ def test_a_stream_cut_by_its_client_is_charged(env):
     s = socket.create_connection(("127.0.0.1", port))
     body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 400,
                        "stream": True, "temperature": 0})
-    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
     got = b""
     while got.count(b"data:") < 3:

@@ -123,7 +123,7 @@ def test_two_replicas_share_one_postgres(pg, tmp_path):
                 return b["id"] if st == 200 else None
             s = socket.create_connection(("127.0.0.1", port))  # streamed; a third of them cut early
             data = json.dumps({**body, "max_tokens": 40, "stream": True})
-            s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {keys[user]}\r\n"
+            s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {keys[user]}\r\n"
                       f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n{data}".encode())
             got = b""
             while (r > 0.87 and got.count(b"data:") < 2) or (r <= 0.87 and b"[DONE]" not in got):

@@ -202,7 +202,7 @@ def test_disconnect_frees_the_sequence(server):
     s = socket.create_connection(("127.0.0.1", server))
     body = json.dumps({"messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 1000,
                        "stream": True, "temperature": 0})
-    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
               f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
     got = b""
     s.settimeout(60)
@@ -243,7 +243,7 @@ def test_routes_and_limits(server):
     # an oversized body is refused from its Content-Length, before it is read (the server may
     # close while the client still sends)
     s = socket.create_connection(("127.0.0.1", server), timeout=30)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (9 << 20))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % (9 << 20))
     try:
         s.sendall(b"x" * (9 << 20))
     except OSError:
@@ -269,7 +269,7 @@ def test_full_queue_gets_503_at_once():
             raise AssertionError(h)
         for want in ((1, 0), (1, 1)):  # one running, then one waiting
             s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             socks.append(s)
             until(*want)
         t0 = time.time()

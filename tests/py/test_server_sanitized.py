@@ -37,7 +37,7 @@ def cut_stream(port, body, headers):
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
     b = json.dumps(body).encode()
     h = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{h}Content-Type: application/json\r\n"
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n{h}Content-Type: application/json\r\n"
               f"Content-Length: {len(b)}\r\n\r\n".encode() + b)
     s.recv(2048)
     s.close()
