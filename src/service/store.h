@@ -125,6 +125,10 @@ int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err 
  * does not. */
 int store_check(store *s, whale_err *err);
 
+/* The database's bytes on disk into *bytes (SQLite: the file and its WAL; PostgreSQL:
+ * pg_database_size). 0, or WHALE_E_IO with a message. */
+int store_size_bytes(store *s, int64_t *bytes, whale_err *err);
+
 /* The web page's conversations, per user. cid is the page's id for one (checked by the
  * caller), body its messages as JSON text. put inserts or replaces; a new one past
  * STORE_MAX_CONVERSATIONS, or one that would take the user past STORE_MAX_CONV_TOTAL, is

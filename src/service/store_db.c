@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "base/clock.h"
@@ -618,6 +619,33 @@ int store_check(store *s, whale_err *err) {
     db_finish(st);
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+/* The database's size on disk: PostgreSQL's pg_database_size, or the SQLite file and its
+ * write-ahead log (which holds recent commits until a checkpoint). 0 or WHALE_E_IO. */
+int store_size_bytes(store *s, int64_t *bytes, whale_err *err) {
+    *bytes = 0;
+    int pg = db_kind_of(s->d) == DB_PG;
+    char path[4096] = "";
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s,
+                       pg ? "SELECT pg_database_size(current_database())"
+                          : "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                       err, NULL);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (db_step(st) != 1) rc = db_fail(s, err, "size");
+        else if (pg) *bytes = db_int(st, 0);
+        else snprintf(path, sizeof path, "%s", db_text(st, 0));
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc || pg || !path[0]) return rc; /* an in-memory SQLite database has no file */
+    struct stat sb;
+    if (stat(path, &sb) == 0) *bytes += (int64_t)sb.st_size;
+    strncat(path, "-wal", sizeof path - strlen(path) - 1);
+    if (stat(path, &sb) == 0) *bytes += (int64_t)sb.st_size;
+    return 0;
 }
 
 /* ---- the web page's conversations -------------------------------------------------------- */

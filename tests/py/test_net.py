@@ -134,3 +134,62 @@ def test_past_the_per_address_cap_clients_get_429_not_a_reset(server):
     # the closed connections are no longer counted: the address is served again
     time.sleep(0.2)
     assert call(server, "POST", "/v1/chat/completions", CHAT, src="127.0.0.5")[0] == 200
+
+
+# ---- /metrics --------------------------------------------------------------------------------
+
+def metrics_values(text):
+    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+
+
+def test_scrapes_do_not_reset_the_generation_rate(server):
+    """The rate is over a fixed window: a second scrape right after the first (a user hammering
+    /metrics) reads the same figure, not 0."""
+    assert call(server, "POST", "/v1/chat/completions", {**CHAT, "max_tokens": 8})[0] == 200
+    rates = []
+    for _ in range(3):
+        st, _, data = call(server, "GET", "/metrics")
+        assert st == 200
+        rates.append(metrics_values(data.decode())["whale_generation_tokens_per_second"])
+    assert rates[0] > 0 and rates[2] > 0 and abs(rates[2] - rates[0]) <= 0.2 * rates[0], rates
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_metrics_needs_the_operator_token_in_accounts_mode(backend, tmp_path, request, monkeypatch):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    db = tmp_path / "whale.db" if backend == "sqlite" else request.getfixturevalue("pg").new_database()
+    admin(db, "user", "add", "m@example.com")
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--parallel", "1")  # no token: refused
+    try:
+        st, _, data = call(port, "GET", "/metrics")
+        assert st == 403 and "--metrics-token" in json.loads(data)["error"]["message"]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    monkeypatch.setenv("WHALE_METRICS_TOKEN", "env-token-1")  # from the environment
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--parallel", "1")
+    try:
+        key = admin(db, "key", "create", "m@example.com")
+        for auth in (None, f"Bearer {key}", "Bearer env-token-", "Bearer env-token-12", "env-token-1"):
+            st = call(port, "GET", "/metrics", None, {"Authorization": auth} if auth else {})[0]
+            assert st == 401, (auth, st)
+        st, _, data = call(port, "GET", "/metrics", None, {"Authorization": "Bearer env-token-1"})
+        assert st == 200
+        size = metrics_values(data.decode())["whale_db_bytes"]
+        if backend == "sqlite":  # the file and its write-ahead log
+            on_disk = sum(f.stat().st_size for f in tmp_path.glob("whale.db*") if not f.name.endswith("-shm"))
+            assert 0 < size <= on_disk * 1.5 and size >= (tmp_path / "whale.db").stat().st_size, (size, on_disk)
+        else:
+            assert size > 1 << 20, size  # an empty PostgreSQL database is several MB
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)
+    # --metrics-token on the command line
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--parallel", "1", "--metrics-token", "cli-token")
+    try:
+        assert call(port, "GET", "/metrics", None, {"Authorization": "Bearer cli-token"})[0] == 200
+        assert call(port, "GET", "/metrics", None, {"Authorization": "Bearer env-token-1"})[0] == 401
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=30)

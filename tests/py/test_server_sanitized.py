@@ -60,7 +60,7 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
     port = port_sock.getsockname()[1]
     port_sock.close()
     p = subprocess.Popen([str(binary), "serve", "-m", str(v3tiny), "--port", str(port), "--accounts", "--db", str(db),
-                          "--ctx", "256", "--parallel", "4", "--queue", "32", "--max-conns-per-ip", "0", "--rpm", "100000", "--drain", "30",
+                          "--ctx", "256", "--parallel", "4", "--queue", "32", "--max-conns-per-ip", "0", "--rpm", "100000", "--drain", "30", "--metrics-token", "san-metrics",
                           "--cache-dir", str(tmp_path / "kv"), "-t", "2"],
                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
     try:
@@ -89,7 +89,7 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
                                       {"Cookie": cookie}))
                 jobs.append(ex.submit(request, port, "POST", "/auth/login",
                                       {"email": "san@example.com", "password": f"wrong {i}"}))
-                jobs.append(ex.submit(request, port, "GET", "/metrics"))
+                jobs.append(ex.submit(request, port, "GET", "/metrics", None, {"Authorization": "Bearer san-metrics"}))
                 jobs.append(ex.submit(request, port, "POST", "/v1/chat/completions", "[" * 100 + "]" * 100, auth))
             statuses = [j.result()[0] if isinstance(j.result(), tuple) else 0 for j in jobs]
         assert not {s for s in statuses if s >= 500 and s != 503}, statuses  # 503: the queue was full, said so
