@@ -190,7 +190,10 @@ typedef struct whale_engine_params {
     int64_t chunk;           /* prompt tokens computed per step over all sequences; 0: 256 */
     /* The context cache (prompts' computed blocks of 64 tokens kept in memory and on disk):
      * cache 0 turns it off. Budgets in bytes per tier (default 1 GiB in memory, 8 GiB on disk; 0:
-     * no such tier); cache_dir NULL: $WHALE_HOME/kv-cache ("": no disk tier). */
+     * no such tier); cache_dir NULL: $WHALE_HOME/kv-cache ("": no disk tier). Kept per owner
+     * (whale_request.owner): a prompt is a cache hit only for the owner who computed it. The
+     * directory holds a secret key (cache.key, mode 0600, made on first use) the blocks are
+     * named and checked with; its files hold no token ids. */
     int cache;
     size_t cache_ram, cache_disk;
     const char *cache_dir;
@@ -237,7 +240,8 @@ typedef struct whale_request {
     int logprobs;             /* record each token's log probability, and */
     int top_logprobs;         /* this many best alternatives (0..WHALE_MAX_TOP_LOGPROBS) */
     int64_t owner;            /* who asks (a user id; 0: nobody in particular): admission is fair
-                                 between owners */
+                                 between owners, and cached prompts are reused only for the same
+                                 owner (one user's cache hits say nothing about another's prompts) */
 } whale_request;
 /* DeepSeek's recommended sampling for R1 (temperature 0.6, top-p 0.95), no budget, owner 0. */
 void whale_request_default(whale_request *r);

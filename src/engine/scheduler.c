@@ -150,23 +150,25 @@ static void store(sched *s, int i) {
     if (!s->pc) return;
     size_t nb = sl->n_cached / PC_UNIT;
     if (nb <= sl->n_stored) return;
-    pcache_chain(s->pc, sl->tokens, nb, s->ids);
+    pcache_chain(s->pc, sl->owner, sl->tokens, nb, s->ids);
     for (size_t b = sl->n_stored; b < nb; b++)
         if (!pcache_has(s->pc, s->ids, b) && !kv_cache_read(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
-            pcache_put(s->pc, s->ids, sl->tokens, b, s->blk);
+            pcache_put(s->pc, sl->owner, s->ids, sl->tokens, b, s->blk);
     sl->n_stored = nb;
 }
 
 /* Copy the context cache's blocks of prompt beyond the `keep` tokens slot i holds into it;
- * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run.
- * Engine thread, without the lock (files may be read). */
+ * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run. Only
+ * the blocks of the slot's owner (its request's) are looked at. Engine thread, without the lock
+ * (files may be read). */
 static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, size_t keep) {
     size_t want = (n_prompt - 1) / PC_UNIT;
+    int64_t owner = s->slots[i].owner;
     if (want <= keep / PC_UNIT) return keep;
-    pcache_chain(s->pc, prompt, want, s->ids);
+    pcache_chain(s->pc, owner, prompt, want, s->ids);
     size_t nb = pcache_match(s->pc, s->ids, want);
     for (size_t b = keep / PC_UNIT; b < nb; b++) {
-        if (pcache_get(s->pc, s->ids, prompt, b, s->blk) ||
+        if (pcache_get(s->pc, owner, s->ids, prompt, b, s->blk) ||
             kv_cache_write(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
             break;
         keep = (b + 1) * PC_UNIT;
@@ -197,7 +199,9 @@ static sched_req *next_fair(sched *s, sched_req **prev) {
     return best;
 }
 
-/* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
+/* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix.
+ * Only a slot whose last request had the same owner shares anything: another owner's prompt is
+ * never reused, so the cache hits a request reports say nothing about what others sent. */
 static void admit(sched *s) {
     while (s->queue_head) {
         int best = -1, any_free = 0;
@@ -206,8 +210,9 @@ static void admit(sched *s) {
         if (!any_free) return; /* every step while all slots run: no fairness scan for nothing */
         sched_req *prev, *r = next_fair(s, &prev);
         for (int i = 0; i < s->o.n_parallel; i++) {
-            if (s->slots[i].req) continue;
-            size_t k = common_prefix(s->slots[i].tokens, s->slots[i].n_cached, r->prompt, r->n_prompt);
+            const slot *f = &s->slots[i];
+            if (f->req) continue;
+            size_t k = f->owner == r->owner ? common_prefix(f->tokens, f->n_cached, r->prompt, r->n_prompt) : 0;
             if (best < 0 || k > best_k) best = i, best_k = k;
         }
         if (prev) prev->next = r->next;

@@ -19,7 +19,10 @@
  *   prompt and its reply is kept by prefix as soon as it exists; a request whose prompt starts
  *   with kept blocks beyond what its slot holds gets them copied into the slot instead of
  *   computed (the rows are the same bits: the kernels are batch-invariant and deterministic).
- * sched_result reports reused tokens as cache hits.
+ * sched_result reports reused tokens as cache hits. Both levels are per owner
+ * (sched_params.owner): a slot's rows go only to a request of the owner of its last request,
+ * and the context cache keeps each owner's blocks apart, so one user's hits say nothing about
+ * what another sent.
  *
  * The consumer of a request (an HTTP handler thread) submits it, then waits for tokens with
  * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
