@@ -284,6 +284,26 @@ int whale_generate(whale_engine *e, const whale_request *r, whale_token_cb on_to
 /* Cancel every waiting and running job (shutting down). */
 void whale_engine_cancel_all(whale_engine *e);
 
+/* Forget everything the engine's caches keep for an owner (whale_request.owner), e.g. when a
+ * user's account is deleted: its context cache blocks in memory, its files in the engine's
+ * cache directory (for every model using that directory) and the rows its last requests left
+ * in the engine's sequences. Thread-safe: any thread, while the engine runs; returns once done
+ * (between two steps of the engine). A job of the owner still running ends as usual but keeps
+ * nothing more; jobs submitted or still waiting after the call are cached again, so stop taking
+ * the owner's requests first. Returns 0, or WHALE_E_IO when files could not be removed (the
+ * rest is done; calling again retries), WHALE_E_ARG while the engine is being freed. */
+int whale_engine_purge_owner(whale_engine *e, int64_t owner, whale_err *err);
+
+/* The same for a context cache directory alone, for a process without a running engine over it
+ * (`whale admin` deleting a user while a server runs separately): removes the owner's files of
+ * every model in cache_dir (NULL: $WHALE_HOME/kv-cache, as whale_engine_params.cache_dir; "":
+ * nothing to do), found with the directory's key, and files of the layout before owners
+ * existed (their owner is unknown). An engine running over the directory still holds what it
+ * keeps in memory: call whale_engine_purge_owner in that process too. Thread-safe (touches no
+ * engine). Returns 0, also when the directory or its key does not exist (nothing was kept);
+ * WHALE_E_IO, or WHALE_E_FORMAT for a damaged key file. */
+int whale_cache_purge_owner(const char *cache_dir, int64_t owner, whale_err *err);
+
 typedef struct whale_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;

@@ -6,7 +6,8 @@
  * used entry (a tick counter; a few thousand entries at most, so a linear scan). The disk tier
  * is written through: a block is on disk from the moment it is added, so memory pressure and
  * restarts only cost a file read. An entry remembers its owner's tag (the folder of its file),
- * so a lookup under one owner never finds another's block. */
+ * so a lookup under one owner never finds another's block, and purging an owner is a walk of
+ * the table and the removal of one folder per model. */
 #include "engine/prefix_cache.h"
 
 #include <ctype.h>
@@ -28,6 +29,7 @@
 #define PC_MAGIC "WHKVB002"
 #define PC_STALE_TMP_S 3600 /* a temporary file this old was left by a crash: removed on indexing */
 #define PC_KEY_BYTES 32     /* two SipHash keys: ids and owner tags, then checks */
+#define PC_PURGE_TRIES 4    /* a writer may add a file to a folder being removed: try again */
 
 /* Domains: every keyed hash starts with one of these, so no value of one kind can pass for
  * another (a block id for an owner tag, a check for a file check). */
@@ -100,7 +102,9 @@ static uint64_t keyed2(const uint8_t *key, uint64_t dom, uint64_t a, const void 
     return x;
 }
 
-static uint64_t owner_tag(const uint8_t *key, int64_t owner) { return keyed2(key, DOM_OWNER, (uint64_t)owner, NULL, 0); }
+static uint64_t owner_tag(const uint8_t *key, int64_t owner) {
+    return keyed2(key, DOM_OWNER, (uint64_t)owner, NULL, 0);
+}
 
 static uint64_t chain_root(const pcache *pc, int64_t owner) {
     uint64_t o = (uint64_t)owner;
@@ -117,8 +121,8 @@ static void block_check(const pcache *pc, uint64_t parent, const int32_t *tok, u
     siphash_final(&h, out);
 }
 
-static void file_mac(const pcache *pc, const pc_file_head *fh, uint64_t tag, const uint8_t check[16], const void *rows,
-                     uint8_t out[16]) {
+static void file_mac(const pcache *pc, const pc_file_head *fh, uint64_t tag, const uint8_t check[16],
+                     const void *rows, uint8_t out[16]) {
     siphash h;
     uint64_t dom = DOM_FILE;
     siphash_init(&h, pc->key + 16, 16);
@@ -163,20 +167,24 @@ static int key_open(const char *root, int create, uint8_t key[PC_KEY_BYTES], wha
                      read(fd, key, PC_KEY_BYTES) == PC_KEY_BYTES;
             close(fd);
             if (!ok)
-                return err_set(err, WHALE_E_FORMAT, "%s is not a context cache key (%d bytes): remove it (the cache starts empty)",
-                               path, PC_KEY_BYTES);
+                return err_set(err, WHALE_E_FORMAT,
+                               "%s is not a context cache key (%d bytes): remove it (the cache starts empty)", path,
+                               PC_KEY_BYTES);
             if (create && ((sb.st_mode & 077) || sb.st_uid != geteuid()))
-                return err_set(err, WHALE_E_IO, "%s is readable by other users or not ours: it must be private (chmod 600)", path);
+                return err_set(err, WHALE_E_IO,
+                               "%s is readable by other users or not ours: it must be private (chmod 600)", path);
             return 0;
         }
         if (errno != ENOENT) return err_set(err, WHALE_E_IO, "cannot read %s: %s", path, strerror(errno));
         if (!create) return 1;
         uint8_t fresh[PC_KEY_BYTES];
-        if (random_bytes(fresh, sizeof fresh)) return err_set(err, WHALE_E_IO, "no random bytes for %s: %s", path, strerror(errno));
+        if (random_bytes(fresh, sizeof fresh))
+            return err_set(err, WHALE_E_IO, "no random bytes for %s: %s", path, strerror(errno));
         snprintf(tmp, sizeof tmp, "%s/" PC_KEY_FILE ".tmp.XXXXXX", root);
         int t = mkstemp(tmp); /* mode 0600 */
         if (t < 0) return err_set(err, WHALE_E_IO, "cannot create %s: %s", tmp, strerror(errno));
         int ok = write(t, fresh, sizeof fresh) == (ssize_t)sizeof fresh && !fsync(t);
+        explicit_bzero(fresh, sizeof fresh);
         ok = !close(t) && ok;
         int rc = ok ? link(tmp, path) : -1, link_errno = errno;
         unlink(tmp);
@@ -401,9 +409,9 @@ pcache *pcache_new(const pcache_opts *o, whale_err *err) {
             pcache_free(pc);
             return NULL;
         }
-        if (key_open(pc->root, 1, pc->key, err) || scan(pc)) {
-            if (!err || !err->code)
-                err_set(err, WHALE_E_IO, "cannot use %s as the context cache directory: %s", pc->dir, strerror(errno));
+        int rc = key_open(pc->root, 1, pc->key, err);
+        if (rc || scan(pc)) {
+            if (!rc) err_set(err, WHALE_E_IO, "cannot use %s as the context cache directory: %s", pc->dir, strerror(errno));
             pcache_free(pc);
             return NULL;
         }
@@ -524,7 +532,8 @@ void pcache_put(pcache *pc, int64_t owner, const uint64_t *ids, const int32_t *t
     uint8_t check[16];
     block_check(pc, parent, tokens + i * PC_UNIT, check);
     pc_ent *e = find(pc, id);
-    if (e && (e->tag != tag || (e->known && (e->parent != parent || !same16(e->check, check))))) return; /* collision */
+    if (e && (e->tag != tag || (e->known && (e->parent != parent || !same16(e->check, check)))))
+        return; /* an id collision: the block kept stays */
     if (!e) {
         if (!(e = add(pc, id))) return;
         e->tag = tag;
@@ -544,6 +553,91 @@ void pcache_put(pcache *pc, int64_t owner, const uint64_t *ids, const int32_t *t
         }
     }
     drop_if_empty(pc, e);
+}
+
+/* ---- purging an owner ------------------------------------------------------------------------ */
+
+/* Remove folder <dir>/<tag>: its files, then itself. 0, or -1 with errno. */
+static int purge_folder(const char *dir, uint64_t tag) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%016llx", dir, (unsigned long long)tag) >= (int)sizeof path)
+        return errno = ENAMETOOLONG, -1;
+    for (int tries = 0; tries < PC_PURGE_TRIES; tries++) {
+        DIR *d = opendir(path);
+        if (!d) return errno == ENOENT ? 0 : -1;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            char f[4200];
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            if (snprintf(f, sizeof f, "%s/%s", path, de->d_name) < (int)sizeof f) unlink(f);
+        }
+        closedir(d);
+        if (!rmdir(path) || errno == ENOENT) return 0;
+        if (errno != ENOTEMPTY && errno != EEXIST) return -1; /* else a writer just added a file */
+    }
+    return -1;
+}
+
+/* Remove the owner folder `tag` under every model folder of root, and the earlier layout's
+ * files (token ids in clear, owner unknown: they go for everyone). */
+static int purge_tree(const char *root, uint64_t tag, whale_err *err) {
+    DIR *d = opendir(root);
+    if (!d) return errno == ENOENT ? 0 : err_set(err, WHALE_E_IO, "cannot read %s: %s", root, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char dir[4096];
+        uint64_t salt;
+        struct stat sb;
+        const char *dot = hex_name(de->d_name, &salt);
+        if (!dot || *dot || snprintf(dir, sizeof dir, "%s/%s", root, de->d_name) >= (int)sizeof dir) continue;
+        if (lstat(dir, &sb) || !S_ISDIR(sb.st_mode)) continue;
+        if (purge_folder(dir, tag) && !rc)
+            rc = err_set(err, WHALE_E_IO, "cannot remove %s/%016llx: %s", dir, (unsigned long long)tag,
+                         strerror(errno));
+        DIR *m = opendir(dir);
+        struct dirent *fe;
+        while (m && (fe = readdir(m))) {
+            uint64_t id;
+            const char *fdot = hex_name(fe->d_name, &id);
+            char f[4200];
+            if (!fdot || strcmp(fdot, ".kvb")) continue;
+            if (snprintf(f, sizeof f, "%s/%s", dir, fe->d_name) >= (int)sizeof f) continue;
+            if (!lstat(f, &sb) && S_ISREG(sb.st_mode)) unlink(f);
+        }
+        if (m) closedir(m);
+    }
+    closedir(d);
+    return rc;
+}
+
+int pcache_dir_purge(const char *dir, int64_t owner, whale_err *err) {
+    if (!dir || !*dir) return 0;
+    uint8_t key[PC_KEY_BYTES];
+    int rc = key_open(dir, 0, key, err);
+    if (rc == 1) return 0; /* no key: no block was ever written there */
+    if (rc) return rc;
+    rc = purge_tree(dir, owner_tag(key, owner), err);
+    explicit_bzero(key, sizeof key);
+    return rc;
+}
+
+int pcache_purge(pcache *pc, int64_t owner, whale_err *err) {
+    uint64_t tag = owner_tag(pc->key, owner);
+    for (size_t i = 0; i < pc->n_bucket; i++)
+        for (pc_ent **pp = &pc->bucket[i]; *pp;) {
+            pc_ent *e = *pp;
+            if (e->tag != tag) {
+                pp = &e->next;
+                continue;
+            }
+            if (e->data) ram_remove(pc, e);
+            if (e->on_disk) disk_remove(pc, e);
+            *pp = e->next;
+            free(e);
+            pc->n_ent--;
+        }
+    return pc->root ? purge_tree(pc->root, tag, err) : 0;
 }
 
 void pcache_stats_get(const pcache *pc, pcache_stats *out) { *out = pc->st; }

@@ -24,14 +24,15 @@
  * blocks evicted from memory, or kept from an earlier run, come back from disk. Layout:
  *     <dir>/cache.key                        the key
  *     <dir>/<salt>/<owner tag>/<id>.kvb      one file per block (hex names; the owner tag is a
- *                                            keyed hash of the owner)
+ *                                            keyed hash of the owner: purging an owner removes
+ *                                            one folder per model)
  * A file is written under a temporary name (mkstemp, so several processes may share the
  * directory) and renamed. A damaged or foreign file is a miss (and is deleted), never an error;
  * files of the earlier layout (<salt>/<id>.kvb, with token ids in clear) are deleted. The salt
  * is what the caller derives from the model and the cache layout: blocks of another model are
  * never used.
  *
- * Not thread-safe: one owner (the scheduler's engine thread). */
+ * Not thread-safe: one owner (the scheduler's engine thread); pcache_dir_purge is free-standing. */
 #ifndef WHALE_ENGINE_PREFIX_CACHE_H
 #define WHALE_ENGINE_PREFIX_CACHE_H
 
@@ -85,6 +86,17 @@ typedef struct pcache_stats {
     uint64_t hits_ram, hits_disk, puts, disk_errors;
 } pcache_stats;
 void pcache_stats_get(const pcache *pc, pcache_stats *out);
+
+/* Forget owner: its blocks leave memory, and its folder goes from every model's folder of the
+ * cache directory (pcache_dir_purge with this cache's key). 0, or WHALE_E_IO with a message
+ * when files could not be removed (the memory part is done all the same). */
+int pcache_purge(pcache *pc, int64_t owner, whale_err *err);
+
+/* The disk part alone, for a process without the cache open: remove owner's folder under every
+ * model's folder of dir, with the key found there. 0 also when dir or its key does not exist
+ * (nothing was ever kept); WHALE_E_IO or WHALE_E_FORMAT (a damaged key) with a message. A cache
+ * open elsewhere keeps what it holds in memory. Any thread. */
+int pcache_dir_purge(const char *dir, int64_t owner, whale_err *err);
 
 /* A 64-bit hash of bytes, continuing from h (start with 0), not keyed: for salts and model
  * identities, never for names a user could probe. */

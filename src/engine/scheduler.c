@@ -28,6 +28,14 @@
 
 enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
 
+/* A caller of sched_purge_owner waiting for the engine thread (on its stack). */
+typedef struct sched_purge {
+    int64_t owner;
+    int done, rc;
+    whale_err err;
+    struct sched_purge *next;
+} sched_purge;
+
 struct sched_req {
     sched *s;
     int32_t *prompt;
@@ -69,6 +77,7 @@ typedef struct slot {
     int want_restore;  /* just admitted: copy the context cache's blocks beyond n_cached in */
     int64_t owner;     /* whose request it last took, and when (admission number; 0: never) */
     uint64_t admitted;
+    int purged;        /* that owner was purged since: its rows are neither reused nor stored */
     int spec;          /* the request may speculate (greedy, no constraint) */
     int n_draft;       /* this step: guesses fed after the pending token */
     int32_t draft[DRAFT_MAX];
@@ -100,6 +109,7 @@ struct sched {
     float *hid;       /* (rows, n_embd) the step's hidden states, when the drafter wants them */
     float *raw; /* (n_vocab) a row of logits kept for log probabilities */
     sched_stats stats;
+    sched_purge *purges; /* owners to forget, waiting for the engine thread (under mu) */
     pcache *pc;    /* context cache, or NULL */
     uint8_t *blk;  /* one block of cache rows, moving between the cache and a slot */
     uint64_t *ids; /* (n_ctx / PC_UNIT + 1) block ids of the tokens being stored or restored */
@@ -147,7 +157,7 @@ static void pc_stats(sched *s) {
 static void store(sched *s, int i) {
     slot *sl = &s->slots[i];
     sl->want_store = 0;
-    if (!s->pc) return;
+    if (!s->pc || sl->purged) return;
     size_t nb = sl->n_cached / PC_UNIT;
     if (nb <= sl->n_stored) return;
     pcache_chain(s->pc, sl->owner, sl->tokens, nb, s->ids);
@@ -212,7 +222,8 @@ static void admit(sched *s) {
         for (int i = 0; i < s->o.n_parallel; i++) {
             const slot *f = &s->slots[i];
             if (f->req) continue;
-            size_t k = f->owner == r->owner ? common_prefix(f->tokens, f->n_cached, r->prompt, r->n_prompt) : 0;
+            int mine = f->owner == r->owner && !f->purged;
+            size_t k = mine ? common_prefix(f->tokens, f->n_cached, r->prompt, r->n_prompt) : 0;
             if (best < 0 || k > best_k) best = i, best_k = k;
         }
         if (prev) prev->next = r->next;
@@ -240,6 +251,7 @@ static void admit(sched *s) {
         if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
         sl->req = r;
         sl->owner = r->owner;
+        sl->purged = 0;
         sl->admitted = ++s->n_admitted;
         r->state = RQ_ACTIVE;
         r->n_cached = keep;
@@ -483,16 +495,45 @@ static int step(sched *s) {
     return 1;
 }
 
+/* Forget the owners of the purge requests in list, then wake their callers. Engine thread,
+ * between steps: the slots and the context cache are its own. A slot the owner holds or held
+ * keeps no reusable rows (a running request ends as it would, storing nothing). */
+static void purge(sched *s, sched_purge *list) {
+    for (sched_purge *pg = list; pg; pg = pg->next) {
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < s->o.n_parallel; i++) {
+            slot *sl = &s->slots[i];
+            if (!sl->admitted || sl->owner != pg->owner) continue;
+            sl->purged = 1;
+            if (!sl->req) sl->n_cached = sl->n_fed = 0;
+        }
+        pthread_mutex_unlock(&s->mu);
+        whale_err err = {0};
+        int rc = s->pc ? pcache_purge(s->pc, pg->owner, &err) : 0;
+        pthread_mutex_lock(&s->mu);
+        if (s->pc) pc_stats(s);
+        pg->rc = rc, pg->err = err;
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_lock(&s->mu);
+    for (sched_purge *pg = list; pg; pg = pg->next) pg->done = 1; /* pg may go once done is seen */
+    pthread_cond_broadcast(&s->progress);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *engine(void *p) {
     sched *s = p;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int stop = s->stop;
+        sched_purge *pg = s->purges; /* taken with stop: none is left behind when it stops */
+        s->purges = NULL;
         pthread_mutex_unlock(&s->mu);
+        if (pg) purge(s, pg);
         if (stop) break;
         if (step(s)) continue;
         pthread_mutex_lock(&s->mu);
-        while (!s->stop && !s->queue_head) {
+        while (!s->stop && !s->queue_head && !s->purges) {
             int pending = 0;
             for (int i = 0; i < s->o.n_parallel; i++) pending |= s->slots[i].req != NULL;
             if (pending) break;
@@ -698,6 +739,22 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+int sched_purge_owner(sched *s, int64_t owner, whale_err *err) {
+    sched_purge pg = {.owner = owner};
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return err_set(err, WHALE_E_ARG, "the engine is stopping");
+    }
+    pg.next = s->purges;
+    s->purges = &pg;
+    pthread_cond_broadcast(&s->work);
+    while (!pg.done) pthread_cond_wait(&s->progress, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (pg.rc && err) *err = pg.err;
+    return pg.rc;
 }
 
 size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done) {

@@ -4,8 +4,9 @@
  * damaged and foreign files treated as misses (and removed), a crash's temporary files removed
  * but another writer's left alone, other salts kept apart, and a disk budget that holds.
  * Owners (issue #18): the same tokens under two owners are two blocks, never a hit for the
- * other (memory, disk, restart); files hold no token ids; changed, moved or made-up files
- * are misses; the key file is private, kept, and shared with a second process. */
+ * other (memory, disk, restart); files hold no token ids; purging an owner (open cache or the
+ * directory alone) leaves the others' blocks; changed, moved or made-up files are misses; the
+ * key file is private, kept, and shared with a second process. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <time.h>
@@ -308,6 +309,51 @@ static void test_no_tokens_in_files(void) {
     CHECKF(c.found == 0, "%zu token ids found in the files", c.found);
 }
 
+/* Purging an owner: its blocks leave memory and disk, under every model's folder, in the open
+ * cache or from the directory alone; the other owners' stay. */
+static void test_purge(void) {
+    int32_t a[2 * PC_UNIT];
+    tokens(a, 2 * PC_UNIT, 6);
+    uint8_t x[BB], y[BB];
+    uint64_t id1[2], id2[2], id3[2];
+    whale_err err = {0};
+    pcache *pc = make(10, 10, 24), *other = make(10, 10, 25); /* two models, one directory */
+    pcache_chain(pc, 1, a, 2, id1);
+    pcache_chain(pc, 2, a, 2, id2);
+    pcache_chain(pc, 3, a, 2, id3);
+    for (int i = 0; i < 2; i++) {
+        fill(x, 50 + i);
+        pcache_put(pc, 1, id1, a, (size_t)i, x);
+        pcache_put(pc, 2, id2, a, (size_t)i, x);
+    }
+    uint64_t o1[2];
+    pcache_chain(other, 1, a, 2, o1);
+    pcache_put(other, 1, o1, a, 0, x);
+    CHECK(count_files(24) == 4 && count_files(25) == 1);
+    CHECKF(pcache_purge(pc, 1, &err) == 0, "%s", err.msg);
+    CHECK(pcache_match(pc, id1, 2) == 0 && pcache_get(pc, 1, id1, a, 0, y) == -1);
+    CHECK(pcache_match(pc, id2, 2) == 2 && pcache_get(pc, 2, id2, a, 1, y) == 0);
+    CHECK(count_files(24) == 2 && count_files(25) == 0);
+    pcache_stats st;
+    pcache_stats_get(pc, &st);
+    CHECK(st.ram_blocks == 2 && st.disk_blocks == 2 && st.ram_bytes == 2 * BB);
+    pcache_put(pc, 3, id3, a, 0, x);
+    pcache_free(other);
+    pcache_free(pc);
+    pc = make(10, 10, 24); /* a restart finds owner 2's and 3's only */
+    CHECK(pcache_match(pc, id1, 2) == 0 && pcache_match(pc, id2, 2) == 2 && pcache_match(pc, id3, 2) == 1);
+    pcache_free(pc);
+    /* the directory alone, as `whale admin` deleting a user would */
+    CHECKF(pcache_dir_purge(g_dir, 2, &err) == 0, "%s", err.msg);
+    CHECK(count_files(24) == 1);
+    pc = make(10, 10, 24);
+    CHECK(pcache_match(pc, id2, 2) == 0 && pcache_match(pc, id3, 2) == 1 && pcache_get(pc, 3, id3, a, 0, y) == 0);
+    pcache_free(pc);
+    /* nothing kept there: nothing to do */
+    CHECK(pcache_dir_purge("/nonexistent/whale-test-pcache", 2, &err) == 0);
+    CHECK(pcache_dir_purge(NULL, 2, &err) == 0 && pcache_dir_purge("", 2, &err) == 0);
+}
+
 static void flip(const char *path, long at) { /* at < 0: from the end */
     FILE *fp = fopen(path, "r+b");
     CHECK(fp != NULL);
@@ -431,6 +477,7 @@ static void test_key_file(void) {
     fclose(f);
     err.code = 0;
     CHECK(!pcache_new(&o, &err) && err.code == WHALE_E_FORMAT);
+    CHECK(pcache_dir_purge(fresh, 7, &err) == WHALE_E_FORMAT);
     f = fopen(kp, "wb");
     fwrite(k1, 1, 32, f);
     fclose(f);
@@ -462,6 +509,7 @@ int main(void) {
     RUN(test_owners_apart);
     RUN(test_memory_keys_differ);
     RUN(test_no_tokens_in_files);
+    RUN(test_purge);
     RUN(test_forged_files);
     RUN(test_key_file);
     char top[256];
