@@ -288,10 +288,11 @@ void whale_engine_cancel_all(whale_engine *e);
  * user's account is deleted: its context cache blocks in memory, its files in the engine's
  * cache directory (for every model using that directory) and the rows its last requests left
  * in the engine's sequences. Thread-safe: any thread, while the engine runs; returns once done
- * (between two steps of the engine). A job of the owner still running ends as usual but keeps
- * nothing more; jobs submitted or still waiting after the call are cached again, so stop taking
- * the owner's requests first. Returns 0, or WHALE_E_IO when files could not be removed (the
- * rest is done; calling again retries), WHALE_E_ARG while the engine is being freed. */
+ * (between two steps of the engine). The owner's jobs already submitted, running or waiting,
+ * end as usual but leave nothing in the caches; jobs submitted after the call are cached
+ * again, so stop taking the owner's requests first. Returns 0, or WHALE_E_IO when files could
+ * not be removed (the rest is done; calling again retries), WHALE_E_ARG while the engine is
+ * being freed. */
 int whale_engine_purge_owner(whale_engine *e, int64_t owner, whale_err *err);
 
 /* The same for a context cache directory alone, for a process without a running engine over it

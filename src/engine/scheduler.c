@@ -59,6 +59,7 @@ struct sched_req {
     uint64_t drafted, accepted;
     double t_submit, t_start, t_first;
     int64_t owner;
+    int purged;      /* its owner was purged while it waited: it keeps nothing in the caches */
     sched_req *next; /* waiting queue */
 };
 
@@ -251,7 +252,7 @@ static void admit(sched *s) {
         if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
         sl->req = r;
         sl->owner = r->owner;
-        sl->purged = 0;
+        sl->purged = r->purged;
         sl->admitted = ++s->n_admitted;
         r->state = RQ_ACTIVE;
         r->n_cached = keep;
@@ -497,10 +498,12 @@ static int step(sched *s) {
 
 /* Forget the owners of the purge requests in list, then wake their callers. Engine thread,
  * between steps: the slots and the context cache are its own. A slot the owner holds or held
- * keeps no reusable rows (a running request ends as it would, storing nothing). */
+ * keeps no reusable rows, and its requests running or waiting end as they would, storing
+ * nothing. */
 static void purge(sched *s, sched_purge *list) {
     for (sched_purge *pg = list; pg; pg = pg->next) {
         pthread_mutex_lock(&s->mu);
+        for (sched_req *q = s->queue_head; q; q = q->next) q->purged |= q->owner == pg->owner;
         for (int i = 0; i < s->o.n_parallel; i++) {
             slot *sl = &s->slots[i];
             if (!sl->admitted || sl->owner != pg->owner) continue;

@@ -140,9 +140,10 @@ void sched_cancel_all(sched *s);
 
 /* Forget what the caches hold for owner: its context cache blocks (memory, and its files for
  * every model in the cache directory) and its rows in the slots. Any thread; returns once the
- * engine thread has done it, between two steps. A running request of the owner ends as usual
- * but stores nothing more; requests submitted later are cached again. 0, WHALE_E_IO (files
- * left; the rest is done) or WHALE_E_ARG (the scheduler is stopping) with a message. */
+ * engine thread has done it, between two steps. The owner's requests running or waiting then
+ * end as usual but store nothing; requests submitted after the call are cached again. 0,
+ * WHALE_E_IO (files left; the rest is done) or WHALE_E_ARG (the scheduler is stopping) with a
+ * message. */
 int sched_purge_owner(sched *s, int64_t owner, whale_err *err);
 
 /* Release the request (after it ended or was cancelled). */

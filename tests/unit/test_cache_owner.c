@@ -2,7 +2,8 @@
  * a prompt another owner computed is no hit (slot reuse or context cache), one's own repeat
  * is; whale_engine_purge_owner forgets an owner in a running engine (its context cache blocks
  * in memory and on disk, and the rows its request left in a slot) and leaves the others';
- * whale_cache_purge_owner does the disk part for a directory no engine has open. Prompts of
+ * whale_cache_purge_owner does the disk part for a directory no engine has open; a purge
+ * while the owner's request runs leaves nothing of it reusable. Prompts of
  * 129 ids: two cache blocks of 64 and the last token, which always runs; replies of 1 token. */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -104,6 +105,32 @@ static void test_purge_slot_rows(void) {
     whale_engine_free(e);
 }
 
+/* A purge while the owner's request runs (from another thread than the engine's): whenever it
+ * lands, that request leaves nothing reusable behind, and the owner is cached again after. */
+static void test_purge_while_running(void) {
+    whale_engine *e = engine(1);
+    if (!e) return;
+    whale_request r;
+    whale_request_default(&r);
+    r.prompt = g_prompt;
+    r.n_prompt = N_PROMPT;
+    r.max_tokens = 8;
+    r.sampling.temperature = 0;
+    r.owner = 4;
+    whale_job *j = NULL;
+    whale_err err = {0};
+    CHECKF(whale_submit(e, &r, &j, &err) == 0, "%s", err.msg);
+    CHECKF(whale_engine_purge_owner(e, 4, &err) == 0, "%s", err.msg);
+    int32_t ids[16];
+    size_t have = 0;
+    int done = 0;
+    while (j && !done) have += whale_job_wait(j, have, ids, 16, 1000, &done);
+    whale_job_release(j);
+    CHECK(cached(e, 4) == 0);
+    CHECK(cached(e, 4) == 128);
+    whale_engine_free(e);
+}
+
 static void cleanup(const char *d) {
     DIR *dir = opendir(d);
     struct dirent *de;
@@ -132,6 +159,7 @@ int main(void) {
     for (int i = 0; i < N_PROMPT; i++) g_prompt[i] = 100 + 7 * i;
     RUN(test_owners_and_purge);
     RUN(test_purge_slot_rows);
+    RUN(test_purge_while_running);
     cleanup(g_dir);
     whale_model_close(g_m);
     return check_report("test_cache_owner");
