@@ -190,7 +190,10 @@ typedef struct whale_engine_params {
     int64_t chunk;           /* prompt tokens computed per step over all sequences; 0: 256 */
     /* The context cache (prompts' computed blocks of 64 tokens kept in memory and on disk):
      * cache 0 turns it off. Budgets in bytes per tier (default 1 GiB in memory, 8 GiB on disk; 0:
-     * no such tier); cache_dir NULL: $WHALE_HOME/kv-cache ("": no disk tier). */
+     * no such tier); cache_dir NULL: $WHALE_HOME/kv-cache ("": no disk tier). Kept per owner
+     * (whale_request.owner): a prompt is a cache hit only for the owner who computed it. The
+     * directory holds a secret key (cache.key, mode 0600, made on first use) the blocks are
+     * named and checked with; its files hold no token ids. */
     int cache;
     size_t cache_ram, cache_disk;
     const char *cache_dir;
@@ -237,7 +240,8 @@ typedef struct whale_request {
     int logprobs;             /* record each token's log probability, and */
     int top_logprobs;         /* this many best alternatives (0..WHALE_MAX_TOP_LOGPROBS) */
     int64_t owner;            /* who asks (a user id; 0: nobody in particular): admission is fair
-                                 between owners */
+                                 between owners, and cached prompts are reused only for the same
+                                 owner (one user's cache hits say nothing about another's prompts) */
 } whale_request;
 /* DeepSeek's recommended sampling for R1 (temperature 0.6, top-p 0.95), no budget, owner 0. */
 void whale_request_default(whale_request *r);
@@ -279,6 +283,27 @@ int whale_generate(whale_engine *e, const whale_request *r, whale_token_cb on_to
 
 /* Cancel every waiting and running job (shutting down). */
 void whale_engine_cancel_all(whale_engine *e);
+
+/* Forget everything the engine's caches keep for an owner (whale_request.owner), e.g. when a
+ * user's account is deleted: its context cache blocks in memory, its files in the engine's
+ * cache directory (for every model using that directory) and the rows its last requests left
+ * in the engine's sequences. Thread-safe: any thread, while the engine runs; returns once done
+ * (between two steps of the engine). The owner's jobs already submitted, running or waiting,
+ * end as usual but leave nothing in the caches; jobs submitted after the call are cached
+ * again, so stop taking the owner's requests first. Returns 0, or WHALE_E_IO when files could
+ * not be removed (the rest is done; calling again retries), WHALE_E_ARG while the engine is
+ * being freed. */
+int whale_engine_purge_owner(whale_engine *e, int64_t owner, whale_err *err);
+
+/* The same for a context cache directory alone, for a process without a running engine over it
+ * (`whale admin` deleting a user while a server runs separately): removes the owner's files of
+ * every model in cache_dir (NULL: $WHALE_HOME/kv-cache, as whale_engine_params.cache_dir; "":
+ * nothing to do), found with the directory's key, and files of the layout before owners
+ * existed (their owner is unknown). An engine running over the directory still holds what it
+ * keeps in memory: call whale_engine_purge_owner in that process too. Thread-safe (touches no
+ * engine). Returns 0, also when the directory or its key does not exist (nothing was kept);
+ * WHALE_E_IO, or WHALE_E_FORMAT for a damaged key file. */
+int whale_cache_purge_owner(const char *cache_dir, int64_t owner, whale_err *err);
 
 typedef struct whale_stats {
     int active, waiting, n_parallel;

@@ -28,6 +28,14 @@
 
 enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
 
+/* A caller of sched_purge_owner waiting for the engine thread (on its stack). */
+typedef struct sched_purge {
+    int64_t owner;
+    int done, rc;
+    whale_err err;
+    struct sched_purge *next;
+} sched_purge;
+
 struct sched_req {
     sched *s;
     int32_t *prompt;
@@ -51,6 +59,7 @@ struct sched_req {
     uint64_t drafted, accepted;
     double t_submit, t_start, t_first;
     int64_t owner;
+    int purged;      /* its owner was purged while it waited: it keeps nothing in the caches */
     sched_req *next; /* waiting queue */
 };
 
@@ -69,6 +78,7 @@ typedef struct slot {
     int want_restore;  /* just admitted: copy the context cache's blocks beyond n_cached in */
     int64_t owner;     /* whose request it last took, and when (admission number; 0: never) */
     uint64_t admitted;
+    int purged;        /* that owner was purged since: its rows are neither reused nor stored */
     int spec;          /* the request may speculate (greedy, no constraint) */
     int n_draft;       /* this step: guesses fed after the pending token */
     int32_t draft[DRAFT_MAX];
@@ -100,6 +110,7 @@ struct sched {
     float *hid;       /* (rows, n_embd) the step's hidden states, when the drafter wants them */
     float *raw; /* (n_vocab) a row of logits kept for log probabilities */
     sched_stats stats;
+    sched_purge *purges; /* owners to forget, waiting for the engine thread (under mu) */
     pcache *pc;    /* context cache, or NULL */
     uint8_t *blk;  /* one block of cache rows, moving between the cache and a slot */
     uint64_t *ids; /* (n_ctx / PC_UNIT + 1) block ids of the tokens being stored or restored */
@@ -147,26 +158,28 @@ static void pc_stats(sched *s) {
 static void store(sched *s, int i) {
     slot *sl = &s->slots[i];
     sl->want_store = 0;
-    if (!s->pc) return;
+    if (!s->pc || sl->purged) return;
     size_t nb = sl->n_cached / PC_UNIT;
     if (nb <= sl->n_stored) return;
-    pcache_chain(s->pc, sl->tokens, nb, s->ids);
+    pcache_chain(s->pc, sl->owner, sl->tokens, nb, s->ids);
     for (size_t b = sl->n_stored; b < nb; b++)
         if (!pcache_has(s->pc, s->ids, b) && !kv_cache_read(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
-            pcache_put(s->pc, s->ids, sl->tokens, b, s->blk);
+            pcache_put(s->pc, sl->owner, s->ids, sl->tokens, b, s->blk);
     sl->n_stored = nb;
 }
 
 /* Copy the context cache's blocks of prompt beyond the `keep` tokens slot i holds into it;
- * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run.
- * Engine thread, without the lock (files may be read). */
+ * returns how many prompt tokens the slot now holds. Leaves the last prompt token to run. Only
+ * the blocks of the slot's owner (its request's) are looked at. Engine thread, without the lock
+ * (files may be read). */
 static size_t restore(sched *s, int i, const int32_t *prompt, size_t n_prompt, size_t keep) {
     size_t want = (n_prompt - 1) / PC_UNIT;
+    int64_t owner = s->slots[i].owner;
     if (want <= keep / PC_UNIT) return keep;
-    pcache_chain(s->pc, prompt, want, s->ids);
+    pcache_chain(s->pc, owner, prompt, want, s->ids);
     size_t nb = pcache_match(s->pc, s->ids, want);
     for (size_t b = keep / PC_UNIT; b < nb; b++) {
-        if (pcache_get(s->pc, s->ids, prompt, b, s->blk) ||
+        if (pcache_get(s->pc, owner, s->ids, prompt, b, s->blk) ||
             kv_cache_write(s->kv, i, (int64_t)(b * PC_UNIT), PC_UNIT, s->blk))
             break;
         keep = (b + 1) * PC_UNIT;
@@ -197,7 +210,9 @@ static sched_req *next_fair(sched *s, sched_req **prev) {
     return best;
 }
 
-/* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix. */
+/* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix.
+ * Only a slot whose last request had the same owner shares anything: another owner's prompt is
+ * never reused, so the cache hits a request reports say nothing about what others sent. */
 static void admit(sched *s) {
     while (s->queue_head) {
         int best = -1, any_free = 0;
@@ -206,8 +221,10 @@ static void admit(sched *s) {
         if (!any_free) return; /* every step while all slots run: no fairness scan for nothing */
         sched_req *prev, *r = next_fair(s, &prev);
         for (int i = 0; i < s->o.n_parallel; i++) {
-            if (s->slots[i].req) continue;
-            size_t k = common_prefix(s->slots[i].tokens, s->slots[i].n_cached, r->prompt, r->n_prompt);
+            const slot *f = &s->slots[i];
+            if (f->req) continue;
+            int mine = f->owner == r->owner && !f->purged;
+            size_t k = mine ? common_prefix(f->tokens, f->n_cached, r->prompt, r->n_prompt) : 0;
             if (best < 0 || k > best_k) best = i, best_k = k;
         }
         if (prev) prev->next = r->next;
@@ -235,6 +252,7 @@ static void admit(sched *s) {
         if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
         sl->req = r;
         sl->owner = r->owner;
+        sl->purged = r->purged;
         sl->admitted = ++s->n_admitted;
         r->state = RQ_ACTIVE;
         r->n_cached = keep;
@@ -478,16 +496,47 @@ static int step(sched *s) {
     return 1;
 }
 
+/* Forget the owners of the purge requests in list, then wake their callers. Engine thread,
+ * between steps: the slots and the context cache are its own. A slot the owner holds or held
+ * keeps no reusable rows, and its requests running or waiting end as they would, storing
+ * nothing. */
+static void purge(sched *s, sched_purge *list) {
+    for (sched_purge *pg = list; pg; pg = pg->next) {
+        pthread_mutex_lock(&s->mu);
+        for (sched_req *q = s->queue_head; q; q = q->next) q->purged |= q->owner == pg->owner;
+        for (int i = 0; i < s->o.n_parallel; i++) {
+            slot *sl = &s->slots[i];
+            if (!sl->admitted || sl->owner != pg->owner) continue;
+            sl->purged = 1;
+            if (!sl->req) sl->n_cached = sl->n_fed = 0;
+        }
+        pthread_mutex_unlock(&s->mu);
+        whale_err err = {0};
+        int rc = s->pc ? pcache_purge(s->pc, pg->owner, &err) : 0;
+        pthread_mutex_lock(&s->mu);
+        if (s->pc) pc_stats(s);
+        pg->rc = rc, pg->err = err;
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_mutex_lock(&s->mu);
+    for (sched_purge *pg = list; pg; pg = pg->next) pg->done = 1; /* pg may go once done is seen */
+    pthread_cond_broadcast(&s->progress);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *engine(void *p) {
     sched *s = p;
     for (;;) {
         pthread_mutex_lock(&s->mu);
         int stop = s->stop;
+        sched_purge *pg = s->purges; /* taken with stop: none is left behind when it stops */
+        s->purges = NULL;
         pthread_mutex_unlock(&s->mu);
+        if (pg) purge(s, pg);
         if (stop) break;
         if (step(s)) continue;
         pthread_mutex_lock(&s->mu);
-        while (!s->stop && !s->queue_head) {
+        while (!s->stop && !s->queue_head && !s->purges) {
             int pending = 0;
             for (int i = 0; i < s->o.n_parallel; i++) pending |= s->slots[i].req != NULL;
             if (pending) break;
@@ -693,6 +742,22 @@ sched_req *sched_submit(sched *s, const sched_params *p, whale_err *err) {
     pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
     return r;
+}
+
+int sched_purge_owner(sched *s, int64_t owner, whale_err *err) {
+    sched_purge pg = {.owner = owner};
+    pthread_mutex_lock(&s->mu);
+    if (s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        return err_set(err, WHALE_E_ARG, "the engine is stopping");
+    }
+    pg.next = s->purges;
+    s->purges = &pg;
+    pthread_cond_broadcast(&s->work);
+    while (!pg.done) pthread_cond_wait(&s->progress, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    if (pg.rc && err) *err = pg.err;
+    return pg.rc;
 }
 
 size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done) {

@@ -19,7 +19,10 @@
  *   prompt and its reply is kept by prefix as soon as it exists; a request whose prompt starts
  *   with kept blocks beyond what its slot holds gets them copied into the slot instead of
  *   computed (the rows are the same bits: the kernels are batch-invariant and deterministic).
- * sched_result reports reused tokens as cache hits.
+ * sched_result reports reused tokens as cache hits. Both levels are per owner
+ * (sched_params.owner): a slot's rows go only to a request of the owner of its last request,
+ * and the context cache keeps each owner's blocks apart, so one user's hits say nothing about
+ * what another sent; sched_purge_owner forgets an owner.
  *
  * The consumer of a request (an HTTP handler thread) submits it, then waits for tokens with
  * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
@@ -134,6 +137,14 @@ void sched_result_get(sched_req *r, sched_result *out);
 
 /* Cancel every waiting and running request (shutting down). */
 void sched_cancel_all(sched *s);
+
+/* Forget what the caches hold for owner: its context cache blocks (memory, and its files for
+ * every model in the cache directory) and its rows in the slots. Any thread; returns once the
+ * engine thread has done it, between two steps. The owner's requests running or waiting then
+ * end as usual but store nothing; requests submitted after the call are cached again. 0,
+ * WHALE_E_IO (files left; the rest is done) or WHALE_E_ARG (the scheduler is stopping) with a
+ * message. */
+int sched_purge_owner(sched *s, int64_t owner, whale_err *err);
 
 /* Release the request (after it ended or was cancelled). */
 void sched_release(sched_req *r);

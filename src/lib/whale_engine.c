@@ -5,6 +5,7 @@
 
 #include "base/err.h"
 #include "engine/constraint.h"
+#include "engine/prefix_cache.h"
 #include "engine/scheduler.h"
 #include "lib/whale_impl.h"
 
@@ -160,6 +161,16 @@ int whale_generate(whale_engine *e, const whale_request *q, whale_token_cb on_to
 }
 
 void whale_engine_cancel_all(whale_engine *e) { sched_cancel_all(e->s); }
+
+int whale_engine_purge_owner(whale_engine *e, int64_t owner, whale_err *err) {
+    return sched_purge_owner(e->s, owner, err);
+}
+
+int whale_cache_purge_owner(const char *cache_dir, int64_t owner, whale_err *err) {
+    char dir[4096];
+    if (!cache_dir) cache_dir = whale_home_path("kv-cache", dir, sizeof dir);
+    return pcache_dir_purge(cache_dir, owner, err);
+}
 
 void whale_engine_stats(whale_engine *e, whale_stats *o) {
     sched_stats s;

@@ -166,7 +166,7 @@ def test_context_cache_survives_eviction_and_restart(tmp_path):
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=30) == 0
 
-    files = [f for d in (tmp_path / "kv").iterdir() for f in d.iterdir()]
+    files = list((tmp_path / "kv").rglob("*.kvb"))  # <dir>/<model>/<owner>/<block>.kvb
     assert files
     for f in files:  # damage every block: each is then a miss, not an error
         data = bytearray(f.read_bytes())
