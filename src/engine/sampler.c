@@ -230,3 +230,43 @@ int64_t sampler_candidates(sampler *s, float *logits, const int32_t *history, si
     for (int64_t i = 0; i < n; i++) ids[i] = s->c[i].id, probs[i] = s->c[i].p;
     return n;
 }
+
+/* Logit order for sampler_top: higher first, lower id among equals, NaN after everything. */
+static int top_before(const float *l, int32_t a, int32_t b) {
+    if (isnan(l[a]) || isnan(l[b])) return isnan(l[a]) != isnan(l[b]) ? !isnan(l[a]) : a < b;
+    return l[a] != l[b] ? l[a] > l[b] : a < b;
+}
+
+/* Restore the heap below i: the root is the worst kept (every parent comes after its children). */
+static void top_sift(const float *l, int32_t *h, int k, int i) {
+    for (;;) {
+        int w = i, a = 2 * i + 1, b = a + 1;
+        if (a < k && top_before(l, h[w], h[a])) w = a;
+        if (b < k && top_before(l, h[w], h[b])) w = b;
+        if (w == i) return;
+        int32_t t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+int sampler_top(const float *logits, int64_t n, int k, int32_t *ids) {
+    if (k > n) k = (int)n;
+    if (k <= 0) return 0;
+    for (int i = 0; i < k; i++) ids[i] = i;
+    for (int i = k / 2 - 1; i >= 0; i--) top_sift(logits, ids, k, i);
+    for (int64_t i = k; i < n; i++)
+        if (top_before(logits, (int32_t)i, ids[0])) {
+            ids[0] = (int32_t)i;
+            top_sift(logits, ids, k, 0);
+        }
+    /* heap sort: take the worst off the root into the end */
+    for (int m = k - 1; m > 0; m--) {
+        int32_t t = ids[0];
+        ids[0] = ids[m];
+        ids[m] = t;
+        top_sift(logits, ids, m, 0);
+    }
+    return k;
+}

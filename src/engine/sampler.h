@@ -34,6 +34,9 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t
  * when no logit is finite). Consumes no random numbers. */
 int64_t sampler_candidates(sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t *ids,
                            float *probs);
+/* The k best of logits[0..n) into ids, best first (the lower id among equal logits, NaN
+ * last): a heap of k, O(n log k). Returns how many (k, or n when smaller). */
+int sampler_top(const float *logits, int64_t n, int k, int32_t *ids);
 /* 1 if sampling is deterministic argmax (temperature 0 or top-k 1). */
 int sampler_is_greedy(const sampler *s);
 /* Reseed (a new run that should repeat an earlier one). */

@@ -279,11 +279,46 @@ static void test_sampler_candidates_match_full_sort(void) {
     CHECKF(bad == 0, "%d of %d settings differ from the full sort", bad, cases);
 }
 
+/* sampler_top (a heap of k) against the scan it replaced: the best not yet taken, k times. */
+static void test_sampler_top_matches_scan(void) {
+    enum { V = 3000 };
+    static float l[V];
+    int32_t got[32], want[32];
+    uint64_t rng = 99;
+    int bad = 0;
+    for (int shape = 0; shape < 3; shape++) {
+        for (int64_t i = 0; i < V; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            l[i] = shape == 2 ? (float)(rng % 5) : (float)(rng >> 40) / 1e6f; /* shape 2: ties */
+            if (shape == 1 && i % 3) l[i] = -INFINITY;
+        }
+        const int64_t sizes[] = {V, 7, 1};
+        for (int z = 0; z < 3; z++)
+            for (int k = 0; k <= 20; k++) {
+                int64_t n = sizes[z];
+                int m = sampler_top(l, n, k, got), want_m = k < n ? k : (int)n;
+                for (int j = 0; j < want_m; j++) {
+                    int64_t best = -1;
+                    for (int64_t i = 0; i < n; i++) {
+                        int taken = 0;
+                        for (int q = 0; q < j && !taken; q++) taken = want[q] == (int32_t)i;
+                        if (!taken && (best < 0 || l[i] > l[best])) best = i;
+                    }
+                    want[j] = (int32_t)best;
+                }
+                int ok = m == want_m && !memcmp(got, want, (size_t)m * sizeof *got);
+                if (!ok && bad++ < 3) fprintf(stderr, "shape %d n %lld k %d: differs\n", shape, (long long)n, k);
+            }
+    }
+    CHECK(bad == 0);
+}
+
 int main(void) {
     RUN(test_sampler_greedy_and_ties);
     RUN(test_sampler_seed_reproducible_and_distribution);
     RUN(test_sampler_penalties);
     RUN(test_sampler_candidates_match_full_sort);
+    RUN(test_sampler_top_matches_scan);
     RUN(test_reasoning_split);
     RUN(test_chat_render);
     RUN(test_chat_encode_cannot_be_forged);
