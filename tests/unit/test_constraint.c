@@ -189,8 +189,8 @@ static int json_whole(const char *text, size_t n) {
 
 /* Greedy decoding of a model that cares nothing for JSON (random logits, fixed seed), nudged to
  * nest before closing and to leave strings now and then: every token it writes keeps the text a
- * JSON prefix, and once the object is whole the turn ends. One walk (seconds: where few tokens
- * are allowed, greedy masking tries thousands of best tokens before it scans the vocabulary). */
+ * JSON prefix, and once the object is whole the turn ends. One walk (where few tokens are
+ * allowed, greedy masking tries thousands of best tokens before it scans the vocabulary). */
 static void test_greedy_writes_only_json_prefixes(void) {
     static char closes[1 << 18], quotes[1 << 18]; /* token i has a '}', a '"' in it (V fits) */
     char buf[512];
