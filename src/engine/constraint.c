@@ -20,8 +20,8 @@
 /* Longest token a constraint lets through, in bytes: far above real vocabularies' tokens; a
  * longer one counts as no text (never allowed), and every length fits the int16 table. */
 #define CONSTRAINT_MAX_TOKEN 512
-/* Greedy masking tries the best tokens one by one, each try a pass over the logits, before it
- * checks the whole vocabulary: a model that wants JSON finds an allowed token within a few. */
+/* Greedy masking tries the best tokens one by one (best first, off a heap) before it checks the
+ * whole vocabulary: a model that wants JSON finds an allowed token within a few. */
 #define CONSTRAINT_GREEDY_TRIES 4096
 
 /* ---- the vocabulary ------------------------------------------------------------------------ */
@@ -32,6 +32,7 @@ struct constraint_vocab {
     char *bytes;
     uint32_t *off;
     int16_t *len;
+    uint8_t *cls;              /* (n) JSON_TOKEN_* classes of each token's bytes */
     int64_t n;                 /* tokens in those tables (the tokenizer's vocabulary) */
     int32_t think_end;         /* "</think>", or -1 */
     int32_t open_id, close_id; /* "<tool_call>", "</tool_call>" as added tokens, or -1 */
@@ -55,7 +56,8 @@ constraint_vocab *constraint_vocab_new(const tokenizer *t) {
     v->bytes = malloc(total + 1);
     v->off = malloc((size_t)V * sizeof *v->off);
     v->len = malloc((size_t)V * sizeof *v->len);
-    if (!v->bytes || !v->off || !v->len) {
+    v->cls = malloc((size_t)V + 1); /* + 1: never a zero-byte request */
+    if (!v->bytes || !v->off || !v->len || !v->cls) {
         constraint_vocab_free(v);
         return NULL;
     }
@@ -66,6 +68,7 @@ constraint_vocab *constraint_vocab_new(const tokenizer *t) {
         v->off[i] = (uint32_t)at;
         int text = attr != TOK_CONTROL && attr != TOK_USER && l > 0 && l <= CONSTRAINT_MAX_TOKEN;
         v->len[i] = text ? (int16_t)l : -1;
+        v->cls[i] = text ? (uint8_t)json_token_class(v->bytes + at, (size_t)l) : 0;
         at += l > 0 && (size_t)l <= total + 1 - at ? (size_t)l : 0;
     }
     return v;
@@ -76,6 +79,7 @@ void constraint_vocab_free(constraint_vocab *v) {
     free(v->bytes);
     free(v->off);
     free(v->len);
+    free(v->cls);
     free(v);
 }
 
@@ -95,15 +99,65 @@ typedef struct json_con {
     char tail[16]; /* tool mode, outside a call: the last bytes written (spotting <tool_call>) */
     size_t n_tail;
     size_t closing;       /* tool mode, object complete: bytes of "</tool_call>" written so far */
+    int32_t *order;       /* (n_order) greedy masking's heap of token ids, allocated on first use */
+    int64_t n_order;
     size_t n_lit, lit_at; /* forced text the reply must start with (a forced call), and how much */
     char lit[];           /* of it is written; the text itself, n_lit bytes and a NUL */
 } json_con;
 
-static int json_allowed(const json_con *c, int32_t t) {
+/* pr: the probe of c->g (json_probe_init), the same answer as feeding the bytes to c->g */
+static int json_allowed(const json_con *c, const json_probe *pr, int32_t t) {
     int l = len_of(c->v, t);
     if (l <= 0) return 0;
-    json_grammar g = c->g;
-    return json_grammar_feed(&g, c->v->bytes + c->v->off[t], (size_t)l) == 0;
+    return json_probe_accepts(pr, c->v->bytes + c->v->off[t], (size_t)l, c->v->cls[t]);
+}
+
+/* Greedy masking's order: higher logit first, the lower id among equals. */
+static int logit_before(const float *l, int32_t a, int32_t b) { return l[a] != l[b] ? l[a] > l[b] : a < b; }
+
+/* Restore the max-heap h[0..n) below i. */
+static void order_sift(const float *l, int32_t *h, int64_t n, int64_t i) {
+    for (;;) {
+        int64_t w = i, a = 2 * i + 1, b = a + 1;
+        if (a < n && logit_before(l, h[a], h[w])) w = a;
+        if (b < n && logit_before(l, h[b], h[w])) w = b;
+        if (w == i) return;
+        int32_t t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* Greedy: the best token the grammar allows among the CONSTRAINT_GREEDY_TRIES best, or -1
+ * (then the tokens tried are -inf in logits). The first try is one pass for the best token (a
+ * model that wants JSON usually has it there); after it the rest come off a heap of every
+ * live token, each in O(log V), in the order repeated passes would find them. */
+static int64_t greedy_best(json_con *c, const json_probe *pr, float *logits, int64_t V) {
+    int64_t best = -1;
+    for (int64_t i = 0; i < V; i++)
+        if (logits[i] > -INFINITY && (best < 0 || logits[i] > logits[best])) best = i;
+    if (best < 0) return -1;
+    if (json_allowed(c, pr, (int32_t)best)) return best;
+    logits[best] = -INFINITY;
+    if (c->n_order < V) {
+        int32_t *o = realloc(c->order, (size_t)V * sizeof *o);
+        if (!o) return -1; /* out of memory: the whole-vocabulary pass decides alone */
+        c->order = o, c->n_order = V;
+    }
+    int32_t *h = c->order;
+    int64_t n = 0;
+    for (int64_t i = 0; i < V; i++)
+        if (logits[i] > -INFINITY) h[n++] = (int32_t)i;
+    for (int64_t i = n / 2 - 1; i >= 0; i--) order_sift(logits, h, n, i);
+    for (int tries = 1; tries < CONSTRAINT_GREEDY_TRIES && n > 0; tries++) {
+        int32_t t = h[0];
+        h[0] = h[--n];
+        order_sift(logits, h, n, 0);
+        if (json_allowed(c, pr, t)) return t;
+        logits[t] = -INFINITY;
+    }
+    return -1;
 }
 
 /* Tool mode after the object: whitespace, then "</tool_call>" spelled in any pieces. */
@@ -149,23 +203,19 @@ static void json_mask(void *ctx, float *logits, int64_t V, int greedy) {
                 logits[i] = -INFINITY;
         return;
     }
+    json_probe pr;
+    json_probe_init(&pr, &c->g);
     if (greedy) { /* best first, until one is allowed; then it alone survives */
-        for (int tries = 0; tries < CONSTRAINT_GREEDY_TRIES; tries++) {
-            int64_t best = -1;
-            for (int64_t i = 0; i < V; i++)
-                if (logits[i] > -INFINITY && (best < 0 || logits[i] > logits[best])) best = i;
-            if (best < 0) break;
-            if (json_allowed(c, (int32_t)best)) {
-                float keep = logits[best];
-                for (int64_t i = 0; i < V; i++) logits[i] = -INFINITY;
-                logits[best] = keep;
-                return;
-            }
-            logits[best] = -INFINITY;
+        int64_t best = greedy_best(c, &pr, logits, V);
+        if (best >= 0) {
+            float keep = logits[best];
+            for (int64_t i = 0; i < V; i++) logits[i] = -INFINITY;
+            logits[best] = keep;
+            return;
         }
     }
     for (int64_t i = 0; i < V; i++)
-        if (logits[i] > -INFINITY && !json_allowed(c, (int32_t)i)) logits[i] = -INFINITY;
+        if (logits[i] > -INFINITY && !json_allowed(c, &pr, (int32_t)i)) logits[i] = -INFINITY;
 }
 
 static void json_accept(void *ctx, int32_t t) {
@@ -211,6 +261,12 @@ static void json_accept(void *ctx, int32_t t) {
     if (len_of(v, t) > 0) json_grammar_feed(&c->g, v->bytes + v->off[t], (size_t)len_of(v, t));
 }
 
+static void json_free(void *ctx) {
+    json_con *c = ctx;
+    if (c) free(c->order);
+    free(c);
+}
+
 /* A constraint with room for n_lit forced bytes (and a NUL); NULL on out of memory. */
 static sched_constraint *con_new(const constraint_vocab *v, size_t n_lit) {
     sched_constraint *k = malloc(sizeof *k);
@@ -223,7 +279,7 @@ static sched_constraint *con_new(const constraint_vocab *v, size_t n_lit) {
     memset(c, 0, sizeof *c + n_lit + 1);
     c->v = v;
     json_grammar_init(&c->g);
-    *k = (sched_constraint){json_mask, json_accept, free, c};
+    *k = (sched_constraint){json_mask, json_accept, json_free, c};
     return k;
 }
 

@@ -84,10 +84,14 @@ static int end_number(json_grammar *g, char c) {
     return g->state == S_DONE ? -1 : after_value(g, c);
 }
 
+/* Whitespace is only counted in this state (else it is a string byte, or an error). */
+static int ws_counts(const json_grammar *g) {
+    return g->state != S_STRING && g->state != S_ESC && g->state != S_UHEX && g->state != S_LITERAL &&
+           g->state != S_NUM_MINUS && g->state != S_NUM_DOT && g->state != S_NUM_E && g->state != S_NUM_ESIGN;
+}
+
 static int step(json_grammar *g, char c) {
-    int ws_ok = g->state != S_STRING && g->state != S_ESC && g->state != S_UHEX && g->state != S_LITERAL &&
-                g->state != S_NUM_MINUS && g->state != S_NUM_DOT && g->state != S_NUM_E && g->state != S_NUM_ESIGN;
-    if (is_ws(c) && ws_ok) {
+    if (is_ws(c) && ws_counts(g)) {
         if (++g->ws > JSON_MAX_WS) return -1;
         switch (g->state) {
         case S_NUM_ZERO: case S_NUM_INT: case S_NUM_FRAC: case S_NUM_EXP: return end_number(g, c);
@@ -177,4 +181,50 @@ int json_grammar_feed(json_grammar *g, const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (step(g, s[i])) return -1;
     return 0;
+}
+
+int json_token_class(const char *s, size_t n) {
+    int string = n > 0, digits = n > 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        string &= c >= 0x20 && c != '"' && c != '\\';
+        digits &= is_digit((char)c);
+    }
+    return (string ? JSON_TOKEN_STRING : 0) | (digits ? JSON_TOKEN_DIGITS : 0);
+}
+
+/* Why the shortcuts hold (step above): in S_STRING a byte >= 0x20 other than '"' and '\\'
+ * leaves the state as it is (but for the whitespace count, which strings do not use); in a
+ * number's digit states a digit does the same. Where whitespace counts, a run of it leaves the
+ * state as its first byte did (a number ends at the first; later ones only count), and the
+ * byte after the run is judged without the count: so a byte refused after one space is
+ * refused after any run. */
+void json_probe_init(json_probe *p, const json_grammar *g) {
+    p->g = *g;
+    p->classes = g->state == S_STRING ? JSON_TOKEN_STRING
+                 : g->state == S_NUM_INT || g->state == S_NUM_FRAC || g->state == S_NUM_EXP ? JSON_TOKEN_DIGITS
+                                                                                             : 0;
+    p->ws_counts = ws_counts(g);
+    json_grammar after = *g;
+    int ws_ok = p->ws_counts && step(&after, ' ') == 0;
+    for (int c = 0; c < 256; c++) {
+        json_grammar t = *g;
+        p->first[c] = step(&t, (char)c) == 0;
+        t = after;
+        p->after_ws[c] = ws_ok && step(&t, (char)c) == 0;
+    }
+}
+
+int json_probe_accepts(const json_probe *p, const char *s, size_t n, int cls) {
+    if (!n) return 1;
+    if (!p->first[(unsigned char)s[0]]) return 0;
+    if (cls & p->classes) return 1;
+    if (p->ws_counts && is_ws(s[0])) {
+        size_t k = 1;
+        while (k < n && is_ws(s[k])) k++;
+        if (k < n && !p->after_ws[(unsigned char)s[k]]) return 0;
+    }
+    if (n == 1) return 1; /* first[] has judged it */
+    json_grammar g = p->g;
+    return json_grammar_feed(&g, s, n) == 0;
 }

@@ -2,6 +2,7 @@
  * repetition / presence / frequency penalties, with an explicit, seedable random state so a
  * run can be repeated exactly.
  * Order of operations: penalties -> top-k -> temperature -> softmax -> top-p -> min-p -> draw.
+ * Cost: O(n_vocab) per token; only top-k's k and top-p's leading candidates are ever sorted.
  * Owns: its random state and scratch for n_vocab candidates (allocated once, none per call). */
 #ifndef WHALE_ENGINE_SAMPLER_H
 #define WHALE_ENGINE_SAMPLER_H
@@ -27,6 +28,15 @@ void sampler_free(sampler *s);
 /* Pick a token. logits (n_vocab) are modified (penalties, scaling). history: tokens so far,
  * for the penalties. NaN logits are never picked; if every logit is -inf or NaN, returns 0. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* What sampler_sample would draw from, for tests: the candidates that survive the settings
+ * into ids and their probabilities (not renormalized after top-p / min-p) into probs (room for
+ * n_vocab each), in no promised order; returns how many (1 with probability 1 when greedy, 0
+ * when no logit is finite). Consumes no random numbers. */
+int64_t sampler_candidates(sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t *ids,
+                           float *probs);
+/* The k best of logits[0..n) into ids, best first (the lower id among equal logits, NaN
+ * last): a heap of k, O(n log k). Returns how many (k, or n when smaller). */
+int sampler_top(const float *logits, int64_t n, int k, int32_t *ids);
 /* 1 if sampling is deterministic argmax (temperature 0 or top-k 1). */
 int sampler_is_greedy(const sampler *s);
 /* Reseed (a new run that should repeat an earlier one). */

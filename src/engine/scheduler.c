@@ -3,12 +3,15 @@
  * Threads: the engine thread owns the slots and the model; consumers own their sched_req and
  * touch the shared part of it (tokens, state) under the scheduler's one mutex. A request is
  * freed when both sides are done with it: the engine has finished it (or never started it) and
- * the consumer has released it.
+ * the consumer has released it. After each forward pass the slots choose their tokens
+ * (constraint, sampling, log probabilities) in parallel on the model context's thread pool,
+ * without the mutex; only handing the tokens out and finishing requests take it, so a request
+ * with costly settings neither blocks the consumers nor makes the others wait in turn.
  *
  * Speculation: before a step's batch is built, the drafter (engine/draft.h) guesses for every
  * speculating slot that is decoding, in one call; the slot's rows are its pending token and the
  * guesses, all asking for logits. The results are read row by row exactly as plain decoding
- * reads its one row (take()), and reading stops at the first row whose chosen token differs
+ * reads its one row (choose()), and reading stops at the first row whose chosen token differs
  * from the guess fed after it: every token emitted was chosen from logits computed over the
  * tokens plain greedy decoding would have had there. The cache rows of rejected guesses lie
  * beyond the slot's n_cached and are overwritten later. The drafter is told which rows now
@@ -23,6 +26,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/threadpool.h"
 #include "engine/draft.h"
 #include "engine/prefix_cache.h"
 
@@ -84,6 +88,16 @@ typedef struct slot {
     int32_t draft[DRAFT_MAX];
     int64_t row0;      /* this step: the slot's first batch row (-1: none), at position pos0 */
     size_t pos0;
+    /* this step's tokens, chosen without the lock (choose) and handed out under it (hand_out):
+     * token j with its log probabilities, and the slot's n_fed when it was chosen (the rows
+     * that stand if it is the last); why: the last one ends the request ("stop", "length") */
+    int n_chosen;
+    int32_t chosen[1 + DRAFT_MAX];
+    size_t chosen_at[1 + DRAFT_MAX];
+    const char *why;
+    float c_lp[1 + DRAFT_MAX], c_top_lp[(1 + DRAFT_MAX) * SCHED_MAX_TOP];
+    int32_t c_top_id[(1 + DRAFT_MAX) * SCHED_MAX_TOP];
+    float *raw; /* (n_vocab) a row of logits kept for log probabilities; allocated on first use */
 } slot;
 
 struct sched {
@@ -108,7 +122,8 @@ struct sched {
     int max_draft;    /* guesses per slot per step (0 without a drafter) */
     draft_req *dreq;  /* (n_parallel) this step's requests for guesses */
     float *hid;       /* (rows, n_embd) the step's hidden states, when the drafter wants them */
-    float *raw; /* (n_vocab) a row of logits kept for log probabilities */
+    int *pick; /* (n_parallel) this step: first logits row of each slot that has some */
+    int *pick_slot;
     sched_stats stats;
     sched_purge *purges; /* owners to forget, waiting for the engine thread (under mu) */
     pcache *pc;    /* context cache, or NULL */
@@ -274,8 +289,8 @@ static int grow(void **p, size_t n, size_t each) {
     return 0;
 }
 
-/* raw: the token's row of logits before sampling touched it (NULL: no log probabilities). */
-static void push_token(sched *s, sched_req *r, int32_t t, const float *raw, int64_t V) {
+/* Under mu: append the slot's chosen token j (and its log probabilities) to the request. */
+static void push_token(sched *s, sched_req *r, const slot *sl, int j) {
     if (r->n_tokens == r->cap_tokens) {
         size_t cap = r->cap_tokens ? r->cap_tokens * 2 : 64, k = r->n_top > 0 ? (size_t)r->n_top : 1;
         if (grow((void **)&r->tokens, cap, sizeof *r->tokens)) return; /* the consumer sees fewer tokens */
@@ -284,39 +299,43 @@ static void push_token(sched *s, sched_req *r, int32_t t, const float *raw, int6
             return;
         r->cap_tokens = cap;
     }
-    if (raw && r->n_top >= 0) { /* log-softmax of the raw logits */
-        float mx = -INFINITY;
-        for (int64_t i = 0; i < V; i++) mx = raw[i] > mx ? raw[i] : mx;
-        double sum = 0;
-        for (int64_t i = 0; i < V; i++) sum += exp((double)(raw[i] - mx));
-        float lse = mx + (float)log(sum);
-        size_t at = r->n_tokens;
-        r->lp[at] = raw[t] - lse;
-        for (int k = 0; k < r->n_top; k++) { /* the k-th best, not already taken */
-            int64_t best = -1;
-            for (int64_t i = 0; i < V; i++) {
-                int taken = 0;
-                for (int j = 0; j < k && !taken; j++) taken = r->top_id[at * (size_t)r->n_top + (size_t)j] == (int32_t)i;
-                if (!taken && (best < 0 || raw[i] > raw[best])) best = i;
-            }
-            r->top_id[at * (size_t)r->n_top + (size_t)k] = (int32_t)best;
-            r->top_lp[at * (size_t)r->n_top + (size_t)k] = raw[best] - lse;
-        }
+    if (r->n_top >= 0) {
+        size_t at = r->n_tokens, k = (size_t)r->n_top;
+        r->lp[at] = sl->c_lp[j];
+        memcpy(r->top_id + at * k, sl->c_top_id + (size_t)j * SCHED_MAX_TOP, k * sizeof *r->top_id);
+        memcpy(r->top_lp + at * k, sl->c_top_lp + (size_t)j * SCHED_MAX_TOP, k * sizeof *r->top_lp);
     }
     if (!r->n_tokens) r->t_first = clock_now_s();
-    r->tokens[r->n_tokens++] = t;
+    r->tokens[r->n_tokens++] = sl->chosen[j];
     s->stats.tokens_generated++;
 }
 
-/* Under mu: choose the token that follows the slot's latest row from that row's logits (which
- * sampling modifies), hand it out and end the request when it is due. Every emitted token goes
- * through here, speculated or not. Returns the token; *ended is set when the request went. */
-static int32_t take(sched *s, slot *sl, float *row, int *ended) {
+/* Engine thread, without the lock (slots are the engine's; the request's settings and
+ * constraint are read only here): choose the token that follows the slot's latest row from
+ * that row's logits (which sampling modifies) as the slot's chosen token j, with its log
+ * probabilities (the model's distribution: log-softmax of the row before any masking) when
+ * the request wants them. Every emitted token goes through here, speculated or not. Sets
+ * sl->why when the token ends the request. Returns the token. */
+static int32_t choose(sched *s, slot *sl, float *row, int j) {
     sched_req *r = sl->req;
     const tokenizer *tok = model_tokenizer(s->m);
     int64_t V = model_n_vocab(s->m);
-    sl->n_cached = sl->n_fed;
-    if (r->n_top >= 0) memcpy(s->raw, row, (size_t)V * sizeof *s->raw);
+    float lse = 0;
+    int have_raw = 0;
+    if (r->n_top >= 0) {
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < V; i++) mx = row[i] > mx ? row[i] : mx;
+        double sum = 0;
+        for (int64_t i = 0; i < V; i++) sum += exp((double)(row[i] - mx));
+        lse = mx + (float)log(sum);
+        int32_t *ids = sl->c_top_id + (size_t)j * SCHED_MAX_TOP;
+        float *lps = sl->c_top_lp + (size_t)j * SCHED_MAX_TOP;
+        int n = sampler_top(row, V, r->n_top, ids);
+        for (int k = 0; k < n; k++) lps[k] = row[ids[k]] - lse;
+        /* once per slot, not per token: a copy of the row for the chosen token's own value */
+        if (!sl->raw) sl->raw = malloc((size_t)V * sizeof *sl->raw);
+        if (sl->raw) memcpy(sl->raw, row, (size_t)V * sizeof *sl->raw), have_raw = 1;
+    }
     if (r->con) r->con->mask(r->con->ctx, row, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
     int32_t t = sampler_sample(sl->smp, row, sl->tokens, sl->n_fed);
     if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
@@ -325,21 +344,58 @@ static int32_t take(sched *s, slot *sl, float *row, int *ended) {
         if (sl->n_forced ? sl->n_forced == r->n_close : t == r->think_end) sl->think_closed = 1;
     }
     if (r->con) r->con->accept(r->con->ctx, t);
+    if (r->n_top >= 0) sl->c_lp[j] = have_raw ? sl->raw[t] - lse : NAN; /* NaN: no memory for the copy */
+    sl->chosen[j] = t;
+    sl->chosen_at[j] = sl->n_fed;
+    sl->n_chosen = j + 1;
     sl->tokens[sl->n_fed] = t;
     if (!sl->n_gen) sl->want_store = 1; /* the prompt is in: keep it for the next request */
     sl->n_gen++;
-    push_token(s, r, t, r->n_top >= 0 ? s->raw : NULL, V);
-    const char *why = NULL;
-    if (tokenizer_is_end(tok, t)) why = "stop";
-    else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) why = "length";
-    else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) why = "length";
-    *ended = why || r->cancelled;
-    if (*ended) {
-        sl->req = NULL;
-        sl->want_store = 1;
-        finish(s, r, why ? why : "cancelled");
-    }
+    sl->why = NULL;
+    if (tokenizer_is_end(tok, t)) sl->why = "stop";
+    else if (r->max_tokens > 0 && sl->n_gen >= r->max_tokens) sl->why = "length";
+    else if ((int64_t)sl->n_fed + 1 >= s->o.n_ctx) sl->why = "length";
     return t;
+}
+
+/* Engine thread, without the lock: one slot's rows of this step, from the first (the token
+ * after the pending one) on while each confirms the guess fed after it. */
+static void choose_rows(sched *s, int i, int64_t k) {
+    slot *sl = &s->slots[i];
+    int64_t V = model_n_vocab(s->m);
+    int nd = sl->n_draft;
+    sl->n_chosen = 0;
+    for (int j = 0;; j++) { /* row j: the token after the pending one and j confirmed guesses */
+        int32_t t = choose(s, sl, s->logits + (k + j) * V, j);
+        if (sl->why || j == nd || t != sl->draft[j]) break;
+        sl->n_fed++; /* guess j is the token chosen: its row stands */
+    }
+}
+
+static void choose_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    sched *s = ctx;
+    choose_rows(s, s->pick_slot[task], s->pick[task]);
+}
+
+/* Under mu: hand the slot's chosen tokens to its request, and end the request when one of them
+ * is its last or it was cancelled (after the first, as when tokens came one at a time). */
+static void hand_out(sched *s, slot *sl) {
+    sched_req *r = sl->req;
+    int nd = sl->n_draft;
+    if (nd) r->drafted += (uint64_t)nd, s->stats.drafted += (uint64_t)nd;
+    for (int j = 0; j < sl->n_chosen; j++) {
+        sl->n_cached = sl->chosen_at[j];
+        push_token(s, r, sl, j);
+        if (j) r->accepted++, s->stats.accepted++; /* row j came because guess j - 1 stood */
+        const char *why = j + 1 == sl->n_chosen ? sl->why : NULL;
+        if (why || r->cancelled) {
+            sl->req = NULL;
+            sl->want_store = 1;
+            finish(s, r, why ? why : "cancelled");
+            return;
+        }
+    }
 }
 
 /* Ask the drafter for guesses for every speculating slot that decodes this step (engine thread,
@@ -443,7 +499,13 @@ static int step(sched *s) {
     whale_err err = {0};
     model_batch b = {n, s->b_tok, s->b_pos, s->b_seq, s->b_want};
     int rc = n ? model_forward(s->m, s->ctx, &b, s->logits, s->hid, &err) : 0;
-    int64_t V = model_n_vocab(s->m);
+    /* Each slot's choice (constraint, sampling, log probabilities) in parallel, without the lock:
+     * one request's costly settings must not hold up the others' tokens or their consumers. */
+    int n_pick = 0;
+    for (int64_t k = 0; !rc && k < n_logits; k += 1 + s->slots[s->b_slot[k]].n_draft)
+        s->pick_slot[n_pick] = s->b_slot[k], s->pick[n_pick++] = (int)k;
+    if (n_pick > 1) tp_run(model_ctx_pool(s->ctx), n_pick, choose_task, s);
+    else if (n_pick) choose_rows(s, s->pick_slot[0], s->pick[0]);
     pthread_mutex_lock(&s->mu);
     s->stats.steps++;
     if (rc) { /* every active request fails; the slots' caches are no longer trusted */
@@ -455,20 +517,8 @@ static int step(sched *s) {
             sl->n_cached = 0;
             finish(s, r, "error");
         }
-        n_logits = 0;
     }
-    for (int64_t k = 0; k < n_logits;) {
-        slot *sl = &s->slots[s->b_slot[k]];
-        int nd = sl->n_draft, ended = 0;
-        if (nd) sl->req->drafted += (uint64_t)nd, s->stats.drafted += (uint64_t)nd;
-        for (int j = 0;; j++) { /* row j: the token after the pending one and j confirmed guesses */
-            int32_t t = take(s, sl, s->logits + (k + j) * V, &ended);
-            if (ended || j == nd || t != sl->draft[j]) break;
-            sl->n_fed++; /* guess j is the token chosen: its row stands */
-            sl->req->accepted++, s->stats.accepted++;
-        }
-        k += 1 + nd;
-    }
+    for (int k = 0; !rc && k < n_pick; k++) hand_out(s, &s->slots[s->pick_slot[k]]);
     /* slots that only fed a prompt chunk this step keep their rows */
     for (int i = 0; i < s->o.n_parallel; i++)
         if (s->slots[i].req) s->slots[i].n_cached = s->slots[i].n_fed;
@@ -585,8 +635,9 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     s->b_want = malloc((size_t)rows);
     s->b_slot = malloc((size_t)n_out * sizeof *s->b_slot);
     s->logits = malloc((size_t)n_out * (size_t)model_n_vocab(m) * sizeof *s->logits);
-    s->raw = malloc((size_t)model_n_vocab(m) * sizeof *s->raw);
-    if (!s->raw || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
+    s->pick = malloc((size_t)P * sizeof *s->pick);
+    s->pick_slot = malloc((size_t)P * sizeof *s->pick_slot);
+    if (!s->pick || !s->pick_slot || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
     for (int64_t i = 0; i < P; i++)
         if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
     if (s->o.cache_ram || s->o.cache_dir) {
@@ -632,7 +683,8 @@ fail:
         drafter_free(&s->dr);
         free(s->dreq), free(s->hid);
         model_ctx_free(s->ctx);
-        free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits), free(s->raw);
+        free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
+        free(s->pick), free(s->pick_slot);
         pcache_free(s->pc);
         free(s->blk);
         free(s->ids);
@@ -658,6 +710,7 @@ void sched_free(sched *s) {
         if (s->slots[i].req) finish(s, s->slots[i].req, "cancelled");
         sampler_free(s->slots[i].smp);
         free(s->slots[i].tokens);
+        free(s->slots[i].raw);
     }
     pthread_mutex_unlock(&s->mu);
     /* Consumers still holding requests must release them before the scheduler goes: the
@@ -670,7 +723,7 @@ void sched_free(sched *s) {
     model_ctx_free(s->ctx);
     free(s->slots);
     free(s->b_tok), free(s->b_pos), free(s->b_seq), free(s->b_want), free(s->b_slot), free(s->logits);
-    free(s->raw);
+    free(s->pick), free(s->pick_slot);
     pcache_free(s->pc);
     free(s->blk);
     free(s->ids);

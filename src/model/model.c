@@ -285,6 +285,7 @@ void model_ctx_free(model_ctx *c) {
 }
 
 kv_cache *model_ctx_kv(model_ctx *c) { return c->kv; }
+threadpool *model_ctx_pool(model_ctx *c) { return c->tp; }
 
 void model_ctx_set_hook(model_ctx *c, model_hook_fn fn, void *user) {
     c->hook = fn;

@@ -71,6 +71,9 @@ model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq);
 void model_ctx_free(model_ctx *c);
 /* The context's KV cache (borrowed: valid while the context lives). */
 kv_cache *model_ctx_kv(model_ctx *c);
+/* The context's thread pool (borrowed), for the caller's own parallel work between forward
+ * passes (the scheduler's sampling): never during one, from the thread that runs them. */
+struct threadpool *model_ctx_pool(model_ctx *c);
 /* Report named intermediates of this context's forward passes to fn (NULL: stop). */
 void model_ctx_set_hook(model_ctx *c, model_hook_fn fn, void *user);
 

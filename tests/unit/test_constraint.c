@@ -99,6 +99,87 @@ static void test_json_masks_what_breaks_the_prefix(void) {
     free_con(k);
 }
 
+/* States to mask in: inside keys, strings, escapes, numbers, literals, arrays, between values,
+ * and whitespace runs near the limit. */
+static const char *const mask_states[] = {
+    "", "{", "{\"na", "{\"name\"", "{\"name\": ", "{\"name\": \"Al", "{\"a\": \"x\\", "{\"a\": \"\\u00",
+    "{\"a\": -", "{\"a\": 0", "{\"a\": 12", "{\"a\": 1.", "{\"a\": 1.5e", "{\"a\": 1.5e+3", "{\"a\": tr",
+    "{\"a\": [", "{\"a\": [1, ", "{\"a\": [{\"b\": {}}", "{\"a\": 1", "{\"a\": 1      ", "{\"a\":        ",
+};
+
+/* Sampling: after each state the tokens left are exactly those the grammar allows on the whole
+ * text (the oracle), whatever the token classes and probes shortcut. */
+static void test_json_mask_matches_oracle_in_every_state(void) {
+    int bad = 0;
+    for (size_t st = 0; st < sizeof mask_states / sizeof *mask_states; st++) {
+        const char *text = mask_states[st];
+        sched_constraint *k = constraint_json(cv, 0);
+        CHECK(k != NULL);
+        if (!k) return;
+        accept_text(k, text);
+        for (int64_t i = 0; i < V; i++) logits[i] = 0;
+        k->mask(k->ctx, logits, V, 0);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < V; i++) wrong += json_ok(text, strlen(text), (int32_t)i) != (logits[i] == 0);
+        if (wrong && bad++ < 5) fprintf(stderr, "after '%s': %lld tokens masked wrongly\n", text, (long long)wrong);
+        free_con(k);
+    }
+    CHECK(bad == 0);
+}
+
+/* Greedy masking as it was first written, over the oracle: the best live token (lowest id
+ * among equals) is tried, refused ones go to -inf, up to 4096 tries; then every refused token
+ * goes to -inf. */
+static void greedy_reference(const char *text, float *l) {
+    for (int tries = 0; tries < 4096; tries++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < V; i++)
+            if (l[i] > -INFINITY && (best < 0 || l[i] > l[best])) best = i;
+        if (best < 0) break;
+        if (json_ok(text, strlen(text), (int32_t)best)) {
+            float keep = l[best];
+            for (int64_t i = 0; i < V; i++) l[i] = -INFINITY;
+            l[best] = keep;
+            return;
+        }
+        l[best] = -INFINITY;
+    }
+    for (int64_t i = 0; i < V; i++)
+        if (l[i] > -INFINITY && !json_ok(text, strlen(text), (int32_t)i)) l[i] = -INFINITY;
+}
+
+/* Greedy masking (a heap of the live tokens, probes) leaves the very logits the reference
+ * leaves, with random logits (ties included: coarse values) in every state: the allowed token
+ * found within the first tries, or after them (few tokens fit after a key), or by the scan. */
+static void test_greedy_mask_matches_reference(void) {
+    float *want = malloc((size_t)V * sizeof *want);
+    CHECK(want != NULL);
+    if (!want) return;
+    uint64_t rng = 3;
+    int bad = 0;
+    for (size_t st = 0; st < sizeof mask_states / sizeof *mask_states; st++)
+        for (int coarse = 0; coarse < 2; coarse++) {
+            const char *text = mask_states[st];
+            sched_constraint *k = constraint_json(cv, 0);
+            CHECK(k != NULL);
+            if (!k) break;
+            accept_text(k, text);
+            for (int64_t i = 0; i < V; i++) {
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                logits[i] = coarse ? (float)(rng % 64) : (float)(rng >> 40) / (float)(1 << 24);
+                if (i % 97 == 5) logits[i] = -INFINITY;
+            }
+            memcpy(want, logits, (size_t)V * sizeof *want);
+            greedy_reference(text, want);
+            k->mask(k->ctx, logits, V, 1);
+            if (memcmp(want, logits, (size_t)V * sizeof *want) && bad++ < 5)
+                fprintf(stderr, "after '%s' (coarse %d): the masks differ\n", text, coarse);
+            free_con(k);
+        }
+    CHECK(bad == 0);
+    free(want);
+}
+
 /* 1 when text[0..n) is a whole JSON object (whitespace around it aside). */
 static int json_whole(const char *text, size_t n) {
     json_grammar g;
@@ -108,8 +189,8 @@ static int json_whole(const char *text, size_t n) {
 
 /* Greedy decoding of a model that cares nothing for JSON (random logits, fixed seed), nudged to
  * nest before closing and to leave strings now and then: every token it writes keeps the text a
- * JSON prefix, and once the object is whole the turn ends. One walk (seconds: where few tokens
- * are allowed, greedy masking tries thousands of best tokens before it scans the vocabulary). */
+ * JSON prefix, and once the object is whole the turn ends. One walk (where few tokens are
+ * allowed, greedy masking tries thousands of best tokens before it scans the vocabulary). */
 static void test_greedy_writes_only_json_prefixes(void) {
     static char closes[1 << 18], quotes[1 << 18]; /* token i has a '}', a '"' in it (V fits) */
     char buf[512];
@@ -276,6 +357,8 @@ int main(void) {
         }
     }
     RUN(test_json_masks_what_breaks_the_prefix);
+    RUN(test_json_mask_matches_oracle_in_every_state);
+    RUN(test_greedy_mask_matches_reference);
     RUN(test_greedy_writes_only_json_prefixes);
     RUN(test_whole_object_ends_the_turn);
     RUN(test_json_after_thinking);

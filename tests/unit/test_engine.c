@@ -190,10 +190,135 @@ static void test_chat_encode_cannot_be_forged(void) {
     tokenizer_free(t);
 }
 
+/* The reference: every finite logit sorted best first (higher logit, lower id), then top-k,
+ * softmax, top-p, min-p, as sampler.h orders them; keeps the survivors' ids and probabilities
+ * in ref_id/ref_p (best first). Returns how many. */
+typedef struct ref_cand {
+    float logit;
+    int32_t id;
+} ref_cand;
+
+static int ref_desc(const void *a, const void *b) {
+    const ref_cand *x = a, *y = b;
+    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+static int64_t ref_candidates(const sampler_params *p, const float *l, int64_t V, int32_t *ref_id, double *ref_p) {
+    ref_cand *c = malloc((size_t)V * sizeof *c);
+    int64_t n = 0;
+    for (int64_t i = 0; i < V; i++)
+        if (!isnan(l[i]) && l[i] > -INFINITY) c[n++] = (ref_cand){l[i], (int32_t)i};
+    qsort(c, (size_t)n, sizeof *c, ref_desc);
+    if (p->top_k > 0 && p->top_k < n) n = p->top_k;
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += exp(((double)c[i].logit - c[0].logit) / p->temperature);
+    for (int64_t i = 0; i < n; i++) ref_id[i] = c[i].id, ref_p[i] = exp(((double)c[i].logit - c[0].logit) / p->temperature) / sum;
+    if (p->top_p > 0 && p->top_p < 1) {
+        double cum = 0;
+        int64_t m = 0;
+        while (m < n && cum < p->top_p) cum += ref_p[m++];
+        n = m;
+    }
+    if (p->min_p > 0) {
+        int64_t m = 1;
+        while (m < n && ref_p[m] >= p->min_p * ref_p[0]) m++;
+        n = m;
+    }
+    free(c);
+    return n;
+}
+
+/* The sampler's partial selection (quickselect for top-k, top-p over a growing sorted prefix,
+ * no sort without either) keeps the same candidates with the same probabilities as sorting
+ * the whole vocabulary, over settings and logits with ties, -inf and NaN. */
+static void test_sampler_candidates_match_full_sort(void) {
+    enum { V = 5000 };
+    static float l[V], work[V], probs[V];
+    static int32_t ids[V], ref_id[V];
+    static double ref_p[V], by_id[V];
+    const int top_k[] = {0, 2, 7, 40, 4999, 6000};
+    const float top_p[] = {1, 0.95f, 0.5f, 1e-6f, 0.999f};
+    const float min_p[] = {0, 0.05f};
+    const float temp[] = {0.6f, 1.0f, 1.7f};
+    uint64_t rng = 12345;
+    int cases = 0, bad = 0;
+    for (int shape = 0; shape < 3; shape++) {
+        for (int64_t i = 0; i < V; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            double u = (double)(rng >> 11) / 9007199254740992.0;
+            /* flat, peaked (a few strong tokens), and coarse (many exact ties) */
+            l[i] = shape == 0 ? (float)(u * 4) : shape == 1 ? (float)(u * 4 + (i % 997 == 3 ? 12 : 0)) : (float)(int)(u * 8);
+            if (i % 501 == 7) l[i] = -INFINITY;
+            if (i % 733 == 11) l[i] = NAN;
+        }
+        for (size_t a = 0; a < sizeof top_k / sizeof *top_k; a++)
+            for (size_t b = 0; b < sizeof top_p / sizeof *top_p; b++)
+                for (size_t d = 0; d < sizeof min_p / sizeof *min_p; d++)
+                    for (size_t e = 0; e < sizeof temp / sizeof *temp; e++) {
+                        sampler_params p = sampler_default_params();
+                        p.temperature = temp[e], p.top_k = top_k[a], p.top_p = top_p[b], p.min_p = min_p[d], p.seed = 1;
+                        sampler *s = sampler_init(&p, V);
+                        memcpy(work, l, sizeof work);
+                        int64_t n = sampler_candidates(s, work, NULL, 0, ids, probs);
+                        sampler_free(s);
+                        int64_t rn = ref_candidates(&p, l, V, ref_id, ref_p);
+                        for (int64_t i = 0; i < V; i++) by_id[i] = -1;
+                        for (int64_t i = 0; i < rn; i++) by_id[ref_id[i]] = ref_p[i];
+                        int ok = n == rn;
+                        for (int64_t i = 0; ok && i < n; i++)
+                            ok = by_id[ids[i]] >= 0 && fabs(probs[i] - by_id[ids[i]]) <= 1e-6 * by_id[ids[i]] + 1e-12;
+                        for (int64_t i = 0; ok && i < n; i++) by_id[ids[i]] = -1; /* each id once */
+                        for (int64_t i = 0; ok && i < V; i++) ok = by_id[i] < 0;
+                        cases++;
+                        if (!ok && bad++ < 5)
+                            fprintf(stderr, "shape %d top_k %d top_p %g min_p %g T %g: %lld candidates, reference %lld\n",
+                                    shape, top_k[a], top_p[b], min_p[d], temp[e], (long long)n, (long long)rn);
+                    }
+    }
+    CHECKF(bad == 0, "%d of %d settings differ from the full sort", bad, cases);
+}
+
+/* sampler_top (a heap of k) against the scan it replaced: the best not yet taken, k times. */
+static void test_sampler_top_matches_scan(void) {
+    enum { V = 3000 };
+    static float l[V];
+    int32_t got[32], want[32];
+    uint64_t rng = 99;
+    int bad = 0;
+    for (int shape = 0; shape < 3; shape++) {
+        for (int64_t i = 0; i < V; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            l[i] = shape == 2 ? (float)(rng % 5) : (float)(rng >> 40) / 1e6f; /* shape 2: ties */
+            if (shape == 1 && i % 3) l[i] = -INFINITY;
+        }
+        const int64_t sizes[] = {V, 7, 1};
+        for (int z = 0; z < 3; z++)
+            for (int k = 0; k <= 20; k++) {
+                int64_t n = sizes[z];
+                int m = sampler_top(l, n, k, got), want_m = k < n ? k : (int)n;
+                for (int j = 0; j < want_m; j++) {
+                    int64_t best = -1;
+                    for (int64_t i = 0; i < n; i++) {
+                        int taken = 0;
+                        for (int q = 0; q < j && !taken; q++) taken = want[q] == (int32_t)i;
+                        if (!taken && (best < 0 || l[i] > l[best])) best = i;
+                    }
+                    want[j] = (int32_t)best;
+                }
+                int ok = m == want_m && !memcmp(got, want, (size_t)m * sizeof *got);
+                if (!ok && bad++ < 3) fprintf(stderr, "shape %d n %lld k %d: differs\n", shape, (long long)n, k);
+            }
+    }
+    CHECK(bad == 0);
+}
+
 int main(void) {
     RUN(test_sampler_greedy_and_ties);
     RUN(test_sampler_seed_reproducible_and_distribution);
     RUN(test_sampler_penalties);
+    RUN(test_sampler_candidates_match_full_sort);
+    RUN(test_sampler_top_matches_scan);
     RUN(test_reasoning_split);
     RUN(test_chat_render);
     RUN(test_chat_encode_cannot_be_forged);
