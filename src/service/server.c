@@ -466,6 +466,13 @@ static void h_models(void *ctx, http_req *q, http_reply *out) {
     http_body(out, 200, api_models_json(&srv->a), NULL);
 }
 
+/* A deleted account's cached prompts go with it (memory and disk). */
+static void purge_owner(void *ctx, int64_t user) {
+    whale_err e = {0};
+    if (whale_engine_purge_owner(ctx, user, &e))
+        fprintf(stderr, "whale serve: purging a deleted account's context cache: %s\n", e.msg);
+}
+
 /* ---- routing ------------------------------------------------------------------------------ */
 
 static void route(server *srv, const char *method, const char *path, http_auth auth, int flags, http_handler fn,
@@ -757,6 +764,7 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
+    if (srv.ac) accounts_on_delete(srv.ac, purge_owner, srv.e);
     srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
     routes_init(&srv);
     hosts_init(&srv);

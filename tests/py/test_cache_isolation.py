@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import DEFAULT_MODEL
-from test_accounts import accounts_server, admin
+from test_accounts import accounts_server, admin, web
 
 openai = pytest.importorskip("openai")
 
@@ -85,5 +85,34 @@ def test_slot_reuse_is_per_user(users):
         other, _ = hits(port, keys["bob"], "lily-2208")  # the slot still holds Alice's prompt
         assert other == 0, other
         print(f"slot reuse: alice again {own}, bob {other}")
+    finally:
+        stop(p)
+
+
+def test_deleted_account_leaves_no_cached_prompt(users):
+    """/auth/delete purges the user's context cache blocks: their files are gone from disk (and a
+    new account cannot hit them), another user's stay."""
+    d, db, keys = users
+    kv = d / "kv"
+    p, port = accounts_server(db, d, "--parallel", "1", "--ctx", "1024", stderr=subprocess.DEVNULL)
+    try:
+        before = set(kv.rglob("*.kvb"))
+        st, _, cookie, _ = web(port, "/auth/register", {"email": "erin@example.com", "password": "purple monkey dish"})
+        assert st == 201 and cookie
+        admin(db, "topup", "erin@example.com", "1.00")
+        # the page's session stands for a key: Erin's own owner namespace
+        st, body, _, _ = web(port, "/v1/chat/completions", {
+            "model": "default", "temperature": 0, "max_tokens": 1,
+            "messages": [{"role": "system", "content": SYSTEM.format(secret="violet-9931")},
+                         {"role": "user", "content": "Hello?"}]}, cookie=cookie)
+        assert st == 200, body
+        erins = set(kv.rglob("*.kvb")) - before
+        assert len(erins) >= 2, erins  # her prompt's blocks reached the disk tier
+        st, _, _, _ = web(port, "/auth/delete", {"password": "purple monkey dish"}, cookie=cookie)
+        assert st == 200
+        left = set(kv.rglob("*.kvb"))
+        assert not (erins & left), erins & left
+        assert before <= left  # the others' blocks stay
+        print(f"account deletion: {len(erins)} of Erin's blocks on disk before, 0 after; {len(before)} others' kept")
     finally:
         stop(p)
