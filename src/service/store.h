@@ -108,6 +108,7 @@ typedef struct store_charge {
     const char *model;
     int64_t hit, miss, output, reasoning; /* tokens (reasoning tokens are part of output) */
     store_price price;
+    const char *key_prefix; /* the key's prefix, kept in the ledger row (NULL: none) */
 } store_charge;
 /* The amount of a charge: sum of tokens x price / 1e6, rounded half up to a micro-unit. */
 int64_t store_charge_amount(const store_charge *c);

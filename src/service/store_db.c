@@ -54,6 +54,26 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* 4: the web page's conversations, per user (cid: the page's id for one) */
     ("CREATE TABLE conversations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated INTEGER NOT NULL, UNIQUE (user_id, cid));"),
+    /* 5: key ids are never used twice (AUTOINCREMENT: before, a deleted user's key id went to
+     * the next key made, and old charges showed under it), the sequence starting past every id
+     * the ledger names; each ledger row keeps its key's prefix (filled for old rows from the
+     * keys as they are now: the best there is); failed sign-ins, shared by replicas
+     * (service/login_guard.h; k: a hash of the account or address) */
+    ("CREATE TABLE api_keys_5 (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  prefix TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0,"
+    "  expires INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO api_keys_5 SELECT id, user_id, prefix, hash, created, last_used, expires, revoked FROM api_keys;"
+    "DROP TABLE api_keys;"
+    "ALTER TABLE api_keys_5 RENAME TO api_keys;"
+    "CREATE INDEX api_keys_user ON api_keys(user_id);"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'api_keys', 0"
+    "  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'api_keys');"
+    "UPDATE sqlite_sequence SET seq = max(seq, (SELECT COALESCE(max(key_id), 0) FROM ledger)) WHERE name = 'api_keys';"
+    "ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
+    "DROP TRIGGER ledger_no_update;"
+    "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
+    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
+    "CREATE TABLE login_fails (k BLOB PRIMARY KEY, fails INTEGER NOT NULL, last_s REAL NOT NULL);"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -81,6 +101,12 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "  used INTEGER NOT NULL DEFAULT 0);"),
     ("CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated BIGINT NOT NULL, UNIQUE (user_id, cid));"),
+    /* 5: BIGSERIAL never gives an id twice already; the ledger's key prefixes and sign-ins */
+    ("ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
+    "ALTER TABLE ledger DISABLE TRIGGER ledger_no_change;"
+    "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
+    "ALTER TABLE ledger ENABLE TRIGGER ledger_no_change;"
+    "CREATE TABLE login_fails (k BYTEA PRIMARY KEY, fails INTEGER NOT NULL, last_s DOUBLE PRECISION NOT NULL);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -512,10 +538,10 @@ int store_price_set(store *s, const char *model, const store_price *p, whale_err
 static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t amount, const store_charge *c,
                  const char *note, whale_err *err) {
     db_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
-                               " reasoning, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            err, "iiitittiiiit", user, key, clock_wall_s(), kind, amount, c ? c->request_id : NULL,
+                               " reasoning, note, key_prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            err, "iiitittiiiitt", user, key, clock_wall_s(), kind, amount, c ? c->request_id : NULL,
                             c ? c->model : NULL, c ? c->hit : 0, c ? c->miss : 0, c ? c->output : 0,
-                            c ? c->reasoning : 0, note);
+                            c ? c->reasoning : 0, note, c ? c->key_prefix : NULL);
     int rc = st ? run_done(s, st, err, "this request is already in the ledger") : err->code;
     if (rc) return rc;
     st = prep(s, "UPDATE balances SET amount = amount + ? WHERE user_id = ?", err, "ii", amount, user);
@@ -575,8 +601,8 @@ int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err 
     pthread_mutex_lock(&s->mu);
     /* the day of a unix time: the one expression the two databases spell differently */
 #define USAGE_SQL(DAY)                                                                                        \
-    "SELECT " DAY ", u.email, CASE WHEN l.key_id = 0 THEN 'web' ELSE COALESCE(k.prefix, '') END, count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
-    " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.key_id" \
+    "SELECT " DAY ", u.email, CASE WHEN l.key_id = 0 THEN 'web' ELSE COALESCE(l.key_prefix, '') END, count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
+    " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id" \
     " WHERE l.kind = 'charge' AND (CAST(? AS BIGINT) = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     db_stmt *st = prep(s,
                        db_kind_of(s->d) == DB_PG ? USAGE_SQL("to_char(to_timestamp(l.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
