@@ -191,7 +191,7 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
         free(ac);
         return NULL;
     }
-    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets)) || !(ac->guard = login_guard_new())) {
+    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets)) || !(ac->guard = login_guard_new(st))) {
         free(ac->buckets);
         free(ac);
         return NULL;
@@ -398,14 +398,18 @@ void accounts_logout(void *ctx, http_req *q, http_reply *out) {
     http_json(out, 200, cJSON_CreateObject());
 }
 
-/* The signed-in user's current password checked (the body's "password"): 1, or 0 with a 401
- * or 429 in out. */
+/* The signed-in user's current password checked (the body's "password"), under the same
+ * throttle as sign-ins (a stolen session must not guess the password faster than a login
+ * could): 1, or 0 with a 401 or 429 in out. */
 static int password_ok(accounts *ac, const http_req *q, const cJSON *j, http_reply *out) {
     char stored[crypto_pwhash_STRBYTES] = "";
     const char *pw = jstr(j, "password");
     store_user me;
     whale_err err = {0};
+    if (throttled(ac, q->user.email, q->ip, out)) return 0;
     int ok = pw && !store_user_password(ac->st, q->user.email, &me, stored, sizeof stored, &err) && !pw_verify(stored, pw);
+    if (ok) login_guard_succeeded(ac->guard, q->user.email);
+    else login_guard_failed(ac->guard, q->user.email, q->ip);
     if (!ok) http_error(out, 401, "Invalid email or password", "authentication_error", "invalid_request_error");
     return ok;
 }

@@ -66,6 +66,8 @@ void accounts_free(accounts *ac);
  *   POST /auth/password {password, new_password}   every session ends; a new one starts
  *   POST /auth/delete {password}             the account goes (store_user_delete, then the
  *                                            on_delete hook: its cached prompts are purged)
+ *                                            (both: the current password checked under the
+ *                                            login's throttle, 401 or 429 like a sign-in)
  *   GET  /user/keys, POST /user/keys {days?}, POST /user/keys/revoke {prefix}
  *   GET  /user/balance                       DeepSeek's body for the key's user (HTTP_CALLER)
  *   GET  /user/usage                         the user's charges by day and key, {"usage": [{date,

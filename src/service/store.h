@@ -140,4 +140,17 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
 int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err);
 int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err);
 
+/* Failed sign-ins kept in the database, for replicas sharing one (service/login_guard.h): 1 when
+ * the store is one several processes may share (PostgreSQL), 0 for a SQLite file. */
+int store_shared(const store *s);
+/* The record of k (a hash of an account or an address): 0 with its failures and the time of the
+ * last one (unix ms), WHALE_E_NOTFOUND when there is none, or another negative status. */
+int store_login_get(store *s, const uint8_t k[STORE_KEY_HASH], int *fails, int64_t *last_ms, whale_err *err);
+/* One more failure for k at now_ms (the count starts again when the last one is older than
+ * forget_ms): 0 and the count in *fails, or a negative status. */
+int store_login_failed(store *s, const uint8_t k[STORE_KEY_HASH], int64_t now_ms, int64_t forget_ms, int *fails,
+                       whale_err *err);
+/* k's record removed (a success): 0 or a negative status. */
+int store_login_clear(store *s, const uint8_t k[STORE_KEY_HASH], whale_err *err);
+
 #endif

@@ -22,6 +22,7 @@ struct store {
     db *d;
     pthread_mutex_t mu;
     int64_t changes; /* rows the last run_done changed */
+    unsigned n_login_failed; /* store_login_failed calls, for its sweeps */
 };
 
 /* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
@@ -57,8 +58,7 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* 5: key ids are never used twice (AUTOINCREMENT: before, a deleted user's key id went to
      * the next key made, and old charges showed under it), the sequence starting past every id
      * the ledger names; each ledger row keeps its key's prefix (filled for old rows from the
-     * keys as they are now: the best there is); failed sign-ins, shared by replicas
-     * (service/login_guard.h; k: a hash of the account or address) */
+     * keys as they are now: the best there is) */
     ("CREATE TABLE api_keys_5 (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  prefix TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0,"
     "  expires INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
@@ -72,8 +72,7 @@ static const char *const MIGRATIONS_SQLITE[] = {
     "ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
     "DROP TRIGGER ledger_no_update;"
     "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
-    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"
-    "CREATE TABLE login_fails (k BLOB PRIMARY KEY, fails INTEGER NOT NULL, last_s REAL NOT NULL);"),
+    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -101,12 +100,15 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "  used INTEGER NOT NULL DEFAULT 0);"),
     ("CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated BIGINT NOT NULL, UNIQUE (user_id, cid));"),
-    /* 5: BIGSERIAL never gives an id twice already; the ledger's key prefixes and sign-ins */
+    /* 5: BIGSERIAL never gives an id twice already; the ledger's key prefixes; failed sign-ins,
+     * shared by the replicas (service/login_guard.h; k: a hash of the account or address;
+     * SQLite has one process, which keeps them in memory) */
     ("ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
     "ALTER TABLE ledger DISABLE TRIGGER ledger_no_change;"
     "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
     "ALTER TABLE ledger ENABLE TRIGGER ledger_no_change;"
-    "CREATE TABLE login_fails (k BYTEA PRIMARY KEY, fails INTEGER NOT NULL, last_s DOUBLE PRECISION NOT NULL);"),
+    "CREATE TABLE login_fails (k BYTEA PRIMARY KEY, fails INTEGER NOT NULL, last_ms BIGINT NOT NULL);"
+    "CREATE INDEX login_fails_last ON login_fails(last_ms);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -713,6 +715,53 @@ int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err) {
     db_stmt *st = prep(s, "DELETE FROM conversations WHERE user_id = ? AND cid = ?", err, "it", user, cid);
     int rc = st ? run_done(s, st, err, "conversation") : err->code;
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_shared(const store *s) { return db_kind_of(s->d) == DB_PG; }
+
+int store_login_get(store *s, const uint8_t k[STORE_KEY_HASH], int *fails, int64_t *last_ms, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "SELECT fails, last_ms FROM login_fails WHERE k = ?", err, "b", k);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = db_step(st);
+        if (r == 1) *fails = (int)db_int(st, 0), *last_ms = db_int(st, 1);
+        else rc = r == 0 ? WHALE_E_NOTFOUND : db_fail(s, err, "sign-in records");
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+#define STORE_LOGIN_PRUNE_EVERY 256 /* failures between two sweeps of forgotten sign-in records */
+
+int store_login_failed(store *s, const uint8_t k[STORE_KEY_HASH], int64_t now_ms, int64_t forget_ms, int *fails,
+                       whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    /* one statement: failures counted by two replicas at once both land */
+    db_stmt *st = prep(s, "INSERT INTO login_fails (k, fails, last_ms) VALUES (?, 1, ?) ON CONFLICT (k) DO UPDATE SET"
+                          " fails = CASE WHEN login_fails.last_ms < ? THEN 1 ELSE login_fails.fails + 1 END,"
+                          " last_ms = excluded.last_ms RETURNING fails", err, "bii", k, now_ms, now_ms - forget_ms);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (db_step(st) == 1) *fails = (int)db_int(st, 0);
+        else rc = db_fail(s, err, "sign-in records");
+        db_finish(st);
+    }
+    if (!rc && ++s->n_login_failed % STORE_LOGIN_PRUNE_EVERY == 0) {
+        st = prep(s, "DELETE FROM login_fails WHERE last_ms < ?", err, "i", now_ms - forget_ms);
+        if (st) run_done(s, st, err, "sign-in records");
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_login_clear(store *s, const uint8_t k[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM login_fails WHERE k = ?", err, "b", k);
+    int rc = st ? run_done(s, st, err, "sign-in records") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

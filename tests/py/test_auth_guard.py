@@ -1,0 +1,76 @@
+"""Issue #18, the sign-in side of `whale serve --accounts`: every password check (login, password
+change, account deletion) under one throttle (429 with Retry-After once the free failures are
+spent), and with `--db postgres://...` the throttle's records shared by the replicas: wrong
+passwords spread over two replicas slow the account as if they had all reached one. The
+throttle's table itself (keyed hash, no backing-off record dropped, IPv6 per /64) is tested in
+tests/unit/test_login_guard.c."""
+import http.client
+import json
+import signal
+
+import pytest
+
+from conftest import DEFAULT_MODEL
+from test_accounts import accounts_server
+
+FREE_PER_ACCOUNT = 5  # LOGIN_FREE_PER_ACCOUNT
+
+
+def post(port, path, body, cookie=None):
+    """(status, body, Retry-After or None, session token or None)"""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Content-Type": "application/json"}
+    if cookie:
+        headers["Cookie"] = f"whale_session={cookie}"
+    c.request("POST", path, body=json.dumps(body), headers=headers)
+    r = c.getresponse()
+    sc = r.getheader("Set-Cookie") or ""
+    tok = sc.split(";")[0].split("=", 1)[1] if sc.startswith("whale_session=") else None
+    return r.status, json.loads(r.read() or b"null"), r.getheader("Retry-After"), tok
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    p, port = accounts_server(tmp_path / "whale.db", tmp_path, "--ctx", "256")
+    yield port
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("path", ["/auth/password", "/auth/delete"])
+def test_password_checks_are_throttled(server, path):
+    st, _, _, cookie = post(server, "/auth/register", {"email": "eve@example.com", "password": "correct horse"})
+    assert st == 201 and cookie
+    body = {"password": "wrong guess", "new_password": "another one"}
+    codes = [post(server, path, body, cookie)[0] for _ in range(FREE_PER_ACCOUNT + 1)]
+    assert codes == [401] * (FREE_PER_ACCOUNT + 1)
+    st, b, retry, _ = post(server, path, body, cookie)  # no argon2id work done for this one
+    assert st == 429 and int(retry) >= 1 and b["error"]["type"] == "rate_limit_error"
+    st, _, retry, _ = post(server, path, {"password": "correct horse", "new_password": "another one"}, cookie)
+    assert st == 429 and retry  # even the right password waits: the guesser cannot tell
+    # the account's record is the login's: sign-in for that account waits too
+    assert post(server, "/auth/login", {"email": "eve@example.com", "password": "correct horse"})[0] == 429
+
+
+def test_replicas_share_the_throttle(pg, tmp_path):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    db = pg.new_database()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, pa = accounts_server(db, tmp_path / "a", "--ctx", "256")
+    b, pb = accounts_server(db, tmp_path / "b", "--ctx", "256")
+    try:
+        assert post(pa, "/auth/register", {"email": "vic@example.com", "password": "correct horse"})[0] == 201
+        wrong = {"email": "vic@example.com", "password": "wrong guess"}
+        codes = [post(pa if i % 2 else pb, "/auth/login", wrong)[0] for i in range(FREE_PER_ACCOUNT + 1)]
+        assert codes == [401] * (FREE_PER_ACCOUNT + 1)  # 3 on each replica: under the free 5 of either
+        for port in (pa, pb):
+            st, _, retry, _ = post(port, "/auth/login", wrong)
+            assert st == 429 and retry
+    finally:
+        for p in (a, b):
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(timeout=30) == 0
