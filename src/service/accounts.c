@@ -348,11 +348,17 @@ void accounts_register(void *ctx, http_req *q, http_reply *out) {
         http_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error", "forbidden");
     else if (pw_hash(pw, hash)) http_error(out, 500, "out of memory", "server_error", "server_error");
     else {
+        /* A taken email gets the answer of a new account, after the same argon2id work: no
+         * session either way (the caller signs in next), so neither the status, the body, the
+         * cookie nor the time tells whether the email was free (accounts.h). A malformed email
+         * is refused as before: that says nothing about anyone. */
         int64_t id;
+        store_user u;
         int rc = store_user_add(ac->st, email, 0, &id, &err);
         if (!rc) rc = store_user_set_password(ac->st, id, hash, &err);
-        if (rc == WHALE_E_ARG) http_error(out, 400, "this email cannot be registered", "invalid_request_error", "invalid_request_error");
-        else if (rc || start_session(ac, id, out)) store_failed(out);
+        else if (rc == WHALE_E_ARG && !store_user_find(ac->st, email, &u, &err)) rc = 0; /* taken */
+        if (rc == WHALE_E_ARG) http_error(out, 422, "this is not an email address", "invalid_request_error", "invalid_request_error");
+        else if (rc) store_failed(out);
         else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "email", email);

@@ -55,9 +55,20 @@ void accounts_free(accounts *ac);
 
 /* The account endpoints (server.c's route table; ctx is the accounts), the user from the
  * session cookie (whale_session) where the route says HTTP_SESSION:
- *   POST /auth/register {email, password[, invite]}   a new user, signed in (201; sign-ups per
- *                                            address limited; 403 when closed, or without a valid
- *                                            unused invitation in invite-only mode)
+ *   POST /auth/register {email, password[, invite]}   a new user (201 {email}, no session: the
+ *                                            caller signs in next; sign-ups per address limited;
+ *                                            403 when closed, or without a valid unused
+ *                                            invitation in invite-only mode; 422 for a malformed
+ *                                            email). A taken email gets the same 201 after the
+ *                                            same argon2id work, and nothing changes: the answer
+ *                                            does not say whether an account exists, and nobody
+ *                                            gets into an existing one (only its own password
+ *                                            signs in). What this server cannot hide without
+ *                                            mail: the sign-in after it fails when the email was
+ *                                            taken (unless the password was the owner's): one
+ *                                            sign-up spent per email probed (the per-address
+ *                                            limit), and a free email probed becomes the
+ *                                            prober's account.
  *   POST /auth/login {email, password}       200 and the cookie, or 401 "Invalid email or
  *                                            password" whether or not the email exists; 429
  *                                            while failures slow the account or address down

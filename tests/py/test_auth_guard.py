@@ -1,4 +1,5 @@
-"""Issue #18, the sign-in side of `whale serve --accounts`: every password check (login, password
+"""Issue #18, the sign-in side of `whale serve --accounts`: a sign-up that does not tell whether
+an email is taken; every password check (login, password
 change, account deletion) under one throttle (429 with Retry-After once the free failures are
 spent), and with `--db postgres://...` the throttle's records shared by the replicas: wrong
 passwords spread over two replicas slow the account as if they had all reached one. The
@@ -7,6 +8,7 @@ tests/unit/test_login_guard.c."""
 import http.client
 import json
 import signal
+import time
 
 import pytest
 
@@ -41,8 +43,9 @@ def server(tmp_path):
 
 @pytest.mark.parametrize("path", ["/auth/password", "/auth/delete"])
 def test_password_checks_are_throttled(server, path):
-    st, _, _, cookie = post(server, "/auth/register", {"email": "eve@example.com", "password": "correct horse"})
-    assert st == 201 and cookie
+    assert post(server, "/auth/register", {"email": "eve@example.com", "password": "correct horse"})[0] == 201
+    st, _, _, cookie = post(server, "/auth/login", {"email": "eve@example.com", "password": "correct horse"})
+    assert st == 200 and cookie
     body = {"password": "wrong guess", "new_password": "another one"}
     codes = [post(server, path, body, cookie)[0] for _ in range(FREE_PER_ACCOUNT + 1)]
     assert codes == [401] * (FREE_PER_ACCOUNT + 1)
@@ -74,3 +77,18 @@ def test_replicas_share_the_throttle(pg, tmp_path):
         for p in (a, b):
             p.send_signal(signal.SIGTERM)
             assert p.wait(timeout=30) == 0
+
+
+def test_register_does_not_tell_taken_emails(server):
+    """A taken email gets a fresh sign-up's answer (status, body, no cookie) after the same
+    argon2id work, and the existing account is untouched."""
+    answers, times = [], []
+    for pw in ("owner password", "prober password"):  # the second finds the email taken
+        t0 = time.perf_counter()
+        st, b, retry, tok = post(server, "/auth/register", {"email": "zed@example.com", "password": pw})
+        times.append(time.perf_counter() - t0)
+        answers.append((st, b, retry, tok))
+    assert answers[0] == answers[1] == (201, {"email": "zed@example.com"}, None, None)
+    assert times[1] > 0.3 * times[0]  # the hashing was done for the taken email too
+    assert post(server, "/auth/login", {"email": "zed@example.com", "password": "prober password"})[0] == 401
+    assert post(server, "/auth/login", {"email": "zed@example.com", "password": "owner password"})[0] == 200

@@ -75,8 +75,10 @@ def test_page_script_has_no_markup_sinks():
 
 
 def sign_up(port, email):
-    st, _, cookie, _ = web(port, "/auth/register", {"email": email, "password": "a long enough password"})
+    st = web(port, "/auth/register", {"email": email, "password": "a long enough password"})[0]
     assert st == 201, st
+    st, _, cookie, _ = web(port, "/auth/login", {"email": email, "password": "a long enough password"})
+    assert st == 200, st
     return cookie
 
 
