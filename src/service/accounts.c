@@ -102,7 +102,8 @@ static char *accounts_balance_json(store *st, int64_t user) {
 #define ACC_SESSION_S (30 * 86400)  /* a session cookie lives 30 days */
 #define ACC_PW_MIN 8                /* password length, bytes */
 #define ACC_PW_MAX 256
-#define ACC_SIGNUPS_PER_HOUR 5      /* sign-ups from one address per hour (DeepSeek had to close them) */
+#define ACC_SIGNUPS_PER_HOUR 3      /* sign-ups from one address per hour unless set (accounts.h):
+                                       DeepSeek had to close them; a person needs one */
 #define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
 #define ACC_COOKIE "whale_session"
 #define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, not limited) */
@@ -127,6 +128,7 @@ struct accounts {
     pthread_mutex_t mu;
     ip_slot ips[ACC_IP_SLOTS];
     int64_t rpm, tpm;
+    int signups_per_hour;
     bucket *buckets; /* (ACC_BUCKETS), under mu */
     login_guard *guard; /* failed sign-ins per account and address */
     void (*on_delete)(void *ctx, int64_t user);
@@ -199,8 +201,15 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
     ac->st = st;
     ac->signup = signup;
     ac->secure = secure_cookies;
+    ac->signups_per_hour = ACC_SIGNUPS_PER_HOUR;
     pthread_mutex_init(&ac->mu, NULL);
     return ac;
+}
+
+void accounts_set_signups(accounts *ac, int per_hour) {
+    pthread_mutex_lock(&ac->mu);
+    ac->signups_per_hour = per_hour > 0 ? per_hour : ACC_SIGNUPS_PER_HOUR;
+    pthread_mutex_unlock(&ac->mu);
 }
 
 void accounts_on_delete(accounts *ac, void (*fn)(void *ctx, int64_t user), void *ctx) {
@@ -278,7 +287,7 @@ static int signup_allowed(accounts *ac, const char *ip) {
         s->count = 0;
     }
     if (s->window != hour) s->window = hour, s->count = 0;
-    int ok = s->count < ACC_SIGNUPS_PER_HOUR;
+    int ok = s->count < ac->signups_per_hour;
     if (ok) s->count++;
     pthread_mutex_unlock(&ac->mu);
     return ok;

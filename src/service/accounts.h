@@ -40,6 +40,8 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies);
  * a user's limit is then per replica). rpm: requests per minute, tpm: tokens (prompt + output)
  * per minute; 0: no limit. Token buckets: a burst of a minute's worth, refilled continuously. */
 void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm);
+/* Sign-ups allowed from one address per hour (open sign-ups; 0: the default, 3). */
+void accounts_set_signups(accounts *ac, int per_hour);
 /* At admission: 0 when the key and its user may start a request now (one request taken from
  * their buckets), else the seconds to wait (for Retry-After) and the 429 body in *err_body. */
 int accounts_limit(accounts *ac, const store_key *key, char **err_body);

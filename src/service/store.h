@@ -128,13 +128,19 @@ int store_check(store *s, whale_err *err);
 
 /* The web page's conversations, per user. cid is the page's id for one (checked by the
  * caller), body its messages as JSON text. put inserts or replaces; a new one past
- * STORE_MAX_CONVERSATIONS, or one that would take the user past STORE_MAX_CONV_TOTAL, is
+ * STORE_MAX_CONVERSATIONS, or one that would take the user past store_set_conv_total's, is
  * WHALE_E_BUSY. list calls fn for each, newest first (body NULL unless
  * with_body), or for the one named cid (WHALE_E_NOTFOUND when the user has none by that id; a
  * user never reaches another's). */
 #define STORE_MAX_CONVERSATIONS 1000
-#define STORE_MAX_CONV_TOTAL (32 << 20) /* characters of all of a user's conversations (what an
-                                           export builds in memory) */
+#define STORE_CONV_TOTAL_DEFAULT (8 << 20) /* characters of all of a user's conversations unless
+                                              set (whale serve --user-storage): a free account's
+                                              disk, with 3 sign-ups an hour per address */
+#define STORE_MAX_CONV_TOTAL ((int64_t)1 << 30) /* the most that may be set (what an export builds
+                                                   in memory) */
+/* The characters of conversations one user may keep (1..STORE_MAX_CONV_TOTAL; before any call:
+ * STORE_CONV_TOTAL_DEFAULT). */
+void store_set_conv_total(store *s, int64_t chars);
 typedef void (*store_conv_fn)(void *ctx, const char *cid, const char *title, int64_t updated, const char *body);
 int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err);
 int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err);

@@ -23,6 +23,7 @@ struct store {
     pthread_mutex_t mu;
     int64_t changes; /* rows the last run_done changed */
     unsigned n_login_failed; /* store_login_failed calls, for its sweeps */
+    int64_t conv_total;      /* store_set_conv_total */
 };
 
 /* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
@@ -180,6 +181,7 @@ int store_open(store **out, const char *path, whale_err *err) {
         return err->code;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->conv_total = STORE_CONV_TOTAL_DEFAULT;
     int pg = db_kind_of(s->d) == DB_PG, rc = 0;
     if (!pg && db_exec(s->d, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err))
         rc = err->code;
@@ -650,6 +652,12 @@ int store_check(store *s, whale_err *err) {
 
 /* ---- the web page's conversations -------------------------------------------------------- */
 
+void store_set_conv_total(store *s, int64_t chars) {
+    pthread_mutex_lock(&s->mu);
+    s->conv_total = chars < 1 ? 1 : chars > STORE_MAX_CONV_TOTAL ? STORE_MAX_CONV_TOTAL : chars;
+    pthread_mutex_unlock(&s->mu);
+}
+
 int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
@@ -668,9 +676,9 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
         else if (db_int(st, 1) == 0 && db_int(st, 0) >= STORE_MAX_CONVERSATIONS)
             rc = err_set(err, WHALE_E_BUSY, "you have %d conversations, the most this server keeps: delete some first",
                          STORE_MAX_CONVERSATIONS);
-        else if (db_int(st, 2) + (int64_t)strlen(body) > STORE_MAX_CONV_TOTAL)
-            rc = err_set(err, WHALE_E_BUSY, "your conversations fill the %d MiB this server keeps per user: delete some "
-                         "first", STORE_MAX_CONV_TOTAL >> 20);
+        else if (db_int(st, 2) + (int64_t)strlen(body) > s->conv_total)
+            rc = err_set(err, WHALE_E_BUSY, "your conversations fill the %.3g MiB this server keeps per user: delete "
+                         "some first", (double)s->conv_total / (1 << 20));
         db_finish(st);
     }
     if (!rc) {

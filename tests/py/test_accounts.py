@@ -98,7 +98,7 @@ def env(request, tmp_path_factory):
     admin(db, "topup", "carol@example.com", "1.00")
     admin(db, "user", "disable", "carol@example.com")
     log = open(d / "serve.log", "w")
-    p, port = accounts_server(db, d, "--ctx", "1024", stderr=log)
+    p, port = accounts_server(db, d, "--ctx", "1024", "--signups-per-hour", "5", "--user-storage", "2", stderr=log)
     yield {"db": db, "port": port, "keys": keys, "log": d / "serve.log"}
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
@@ -246,7 +246,7 @@ def test_web_sign_up_login_keys_and_sessions(env):
     assert web(port, "/user/keys", cookie=dave2)[0] == 401 and web(port, "/user/keys", cookie=dave3)[0] == 200
     assert web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})[0] == 401
     assert web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})[0] == 200
-    # sign-ups from one address are limited (5 an hour; 3 used so far: dave, dave again, alice2)
+    # sign-ups from one address are limited (--signups-per-hour 5; 3 used so far: dave, dave again, alice2)
     codes = [web(port, "/auth/register", {"email": f"u{i}@example.com", "password": "password123"})[0] for i in range(3)]
     assert codes == [201, 201, 429]
     # account deletion: the password again; then no login, no session, no key, and the ledger intact

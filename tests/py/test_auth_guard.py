@@ -2,8 +2,8 @@
 an email is taken; every password check (login, password
 change, account deletion) under one throttle (429 with Retry-After once the free failures are
 spent), and with `--db postgres://...` the throttle's records shared by the replicas: wrong
-passwords spread over two replicas slow the account as if they had all reached one. The
-throttle's table itself (keyed hash, no backing-off record dropped, IPv6 per /64) is tested in
+passwords spread over two replicas slow the account as if they had all reached one; the
+defaults of sign-ups per address and storage per user. The throttle's table itself (keyed hash, no backing-off record dropped, IPv6 per /64) is tested in
 tests/unit/test_login_guard.c."""
 import http.client
 import json
@@ -92,3 +92,20 @@ def test_register_does_not_tell_taken_emails(server):
     assert times[1] > 0.3 * times[0]  # the hashing was done for the taken email too
     assert post(server, "/auth/login", {"email": "zed@example.com", "password": "prober password"})[0] == 401
     assert post(server, "/auth/login", {"email": "zed@example.com", "password": "owner password"})[0] == 200
+
+
+def test_default_signups_and_storage(server):
+    """Without flags: 3 sign-ups per address an hour, 8 MiB of conversations per user (the
+    flags' own values are tested by test_accounts.py's and test_web_api.py's servers)."""
+    codes = [post(server, "/auth/register", {"email": f"s{i}@example.com", "password": "password123"})[0]
+             for i in range(4)]
+    assert codes == [201, 201, 201, 429]
+    cookie = post(server, "/auth/login", {"email": "s0@example.com", "password": "password123"})[3]
+    big = {"title": "big", "messages": [{"role": "user", "content": "x" * 1_000_000}]}
+    codes = []
+    for i in range(9):
+        c = http.client.HTTPConnection("127.0.0.1", server, timeout=60)
+        c.request("PUT", f"/user/conversations/big{i}", body=json.dumps(big),
+                  headers={"Content-Type": "application/json", "Cookie": f"whale_session={cookie}"})
+        codes.append(c.getresponse().status)
+    assert codes == [200] * 8 + [409], codes
