@@ -273,7 +273,8 @@ def test_invite_only_secure_cookies_and_password_reset(tmp_path):
     password (read from standard input) and ends the user's sessions."""
     db = tmp_path / "whale.db"
     admin(db, "check")  # creates the database
-    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--signup", "invite", "--secure-cookies")
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--signup", "invite", "--secure-cookies",
+                              "--signups-per-hour", "5")  # 4 tries below
     try:
         who = {"email": "frank@example.com", "password": "first password"}
         assert web(port, "/auth/register", who)[0] == 403
