@@ -18,8 +18,8 @@
 enum { KIND_ACCOUNT, KIND_ADDRESS, N_KIND };
 
 typedef struct record {
-    uint64_t h;  /* keyed hash of the account or address; 0: empty */
-    int kind;    /* KIND_* */
+    uint64_t h; /* keyed hash of the account or address; 0: empty */
+    int kind;   /* KIND_* */
     int fails;
     double last; /* the last failure (clock_now_s) */
 } record;
@@ -146,7 +146,8 @@ static double wait_of(login_guard *g, int kind, const char *s, double now) {
         whale_err err = {0};
         store_key_of(kind, s, k);
         if (!store_login_get(g->shared, k, &fails, &last_ms, &err))
-            w = fmax(w, (double)last_ms / 1000 + wait_after(kind, fails) - (double)clock_wall_ms() / 1000);
+            w = fmax(w, (double)last_ms / 1000 + wait_after(kind, fails) -
+                            (double)clock_wall_ms() / 1000);
     }
     return w;
 }
@@ -168,7 +169,8 @@ static void fail(login_guard *g, int kind, const char *s, double now) {
         int fails;
         whale_err err = {0};
         store_key_of(kind, s, k);
-        store_login_failed(g->shared, k, clock_wall_ms(), (int64_t)(LOGIN_FORGET_S * 1000), &fails, &err);
+        store_login_failed(g->shared, k, clock_wall_ms(), (int64_t)(LOGIN_FORGET_S * 1000), &fails,
+                           &err);
     }
 }
 

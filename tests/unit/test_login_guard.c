@@ -11,7 +11,8 @@
 static void test_waits_start_past_free_failures(void) {
     login_guard *g = login_guard_new_sized(LOGIN_SLOTS);
     CHECK(g);
-    for (int i = 0; i < LOGIN_FREE_PER_ACCOUNT; i++) login_guard_failed(g, "victim@example.com", "10.0.0.1");
+    for (int i = 0; i < LOGIN_FREE_PER_ACCOUNT; i++)
+        login_guard_failed(g, "victim@example.com", "10.0.0.1");
     CHECK(login_guard_wait(g, "victim@example.com", "10.0.0.2") == 0);
     login_guard_failed(g, "victim@example.com", "10.0.0.1");
     double w = login_guard_wait(g, "victim@example.com", "10.0.0.2");
@@ -27,7 +28,8 @@ static void test_waits_start_past_free_failures(void) {
 static void test_backing_off_record_never_evicted(void) {
     login_guard *g = login_guard_new_sized(LOGIN_PROBES);
     CHECK(g);
-    for (int i = 0; i <= LOGIN_FREE_PER_ACCOUNT; i++) login_guard_failed(g, "victim@example.com", "10.0.0.1");
+    for (int i = 0; i <= LOGIN_FREE_PER_ACCOUNT; i++)
+        login_guard_failed(g, "victim@example.com", "10.0.0.1");
     CHECK(login_guard_wait(g, "victim@example.com", "10.0.0.9") > 0);
     char email[64], ip[32];
     for (int i = 0; i < 4 * LOGIN_PROBES; i++) { /* each from its own address */
@@ -43,7 +45,8 @@ static void test_backing_off_record_never_evicted(void) {
         snprintf(email, sizeof email, "kept-%d@example.com", i);
         for (int k = 0; k <= LOGIN_FREE_PER_ACCOUNT; k++) login_guard_failed(h, email, "10.0.0.1");
     }
-    for (int k = 0; k <= LOGIN_FREE_PER_ACCOUNT; k++) login_guard_failed(h, "late@example.com", "10.0.0.2");
+    for (int k = 0; k <= LOGIN_FREE_PER_ACCOUNT; k++)
+        login_guard_failed(h, "late@example.com", "10.0.0.2");
     CHECK(login_guard_wait(h, "late@example.com", "10.0.0.3") > 0);
     CHECK(login_guard_wait(h, "kept-0@example.com", "10.0.0.3") > 0);
     login_guard_free(h);
@@ -53,12 +56,14 @@ static void test_backing_off_record_never_evicted(void) {
 static void test_ipv6_grouped_by_64(void) {
     login_guard *g = login_guard_new_sized(LOGIN_SLOTS);
     char email[64];
-    for (int i = 0; i <= LOGIN_FREE_PER_ADDRESS; i++) { /* a new email each time: only the address counts */
+    for (int i = 0; i <= LOGIN_FREE_PER_ADDRESS;
+         i++) { /* a new email each time: only the address counts */
         snprintf(email, sizeof email, "guess-%d@example.com", i);
-        login_guard_failed(g, email, i % 2 ? "2001:db8:1:2::1" : "2001:db8:1:2:ffff:ffff:ffff:fffe");
+        login_guard_failed(g, email,
+                           i % 2 ? "2001:db8:1:2::1" : "2001:db8:1:2:ffff:ffff:ffff:fffe");
     }
     CHECK(login_guard_wait(g, "new@example.com", "2001:db8:1:2:abcd::7") > 0); /* the same /64 */
-    CHECK(login_guard_wait(g, "new@example.com", "2001:db8:1:3::1") == 0);      /* another /64 */
+    CHECK(login_guard_wait(g, "new@example.com", "2001:db8:1:3::1") == 0);     /* another /64 */
     CHECK(login_guard_wait(g, "new@example.com", "10.0.0.1") == 0);
     for (int i = 0; i <= LOGIN_FREE_PER_ADDRESS; i++) {
         snprintf(email, sizeof email, "v4-%d@example.com", i);
