@@ -623,7 +623,10 @@
     const body = { email: $("auth-email").value.trim(), password: $("auth-password").value };
     if (signingUp && S.cfg.signup === "invite") body.invite = $("auth-invite").value.trim();
     try {
-      await api("POST", signingUp ? "/auth/register" : "/auth/login", body);
+      /* a sign-up starts no session (it answers the same for a taken email): sign in next; a
+       * taken email then gets the sign-in's one generic failure, unless the password is its own */
+      if (signingUp) await api("POST", "/auth/register", body);
+      await api("POST", "/auth/login", { email: body.email, password: body.password });
     } catch (err) {
       $("auth-error").textContent = err.message;
       return;

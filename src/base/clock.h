@@ -12,5 +12,7 @@ double clock_now_s(void);
 
 /* Seconds since the Unix epoch (the system time; may jump when it is set). */
 int64_t clock_wall_s(void);
+/* The same in milliseconds (stored times finer than a second: sign-in waits). */
+int64_t clock_wall_ms(void);
 
 #endif

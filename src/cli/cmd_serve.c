@@ -57,6 +57,9 @@ static void usage(FILE *f) {
                "  --secure-cookies mark session cookies Secure (clients reach the server over TLS, via a proxy)\n"
                "  --rpm N, --tpm N accounts: requests and tokens (prompt + output) per minute for each key and\n"
                "                   each user, in this process (429 with Retry-After beyond; default 0: none)\n"
+               "  --signups-per-hour N  accounts: open sign-ups from one address per hour (default 3)\n"
+               "  --user-storage MIB  accounts: the web page's conversations kept per user (default 8; at\n"
+               "                   most 1024); a new one past it is refused (409)\n"
                "  --max-conns N    open connections (default 256; each has a thread)\n"
                "  --max-conns-per-ip N  open connections from one address (default 32; 0: no limit, e.g.\n"
                "                   behind a proxy that limits them itself); past it a request gets 429 with\n"
@@ -115,6 +118,16 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--secure-cookies")) o.secure_cookies = 1;
         else if (!strcmp(a, "--rpm")) { if (number(a, v, 0, 1000000, &x)) return 2; o.rpm = x; i++; }
         else if (!strcmp(a, "--tpm")) { if (number(a, v, 0, 1L << 40, &x)) return 2; o.tpm = x; i++; }
+        else if (!strcmp(a, "--signups-per-hour")) {
+            if (number(a, v, 1, 1000000, &x)) return 2;
+            o.signups_per_hour = (int)x;
+            i++;
+        }
+        else if (!strcmp(a, "--user-storage")) {
+            if (number(a, v, 1, STORE_MAX_CONV_TOTAL >> 20, &x)) return 2;
+            o.user_storage = x << 20;
+            i++;
+        }
         else if (v && !strcmp(a, "--db")) { db = v; i++; }
         else if (!strcmp(a, "--speculative")) {
             if (!v || strcmp(v, "mtp")) {

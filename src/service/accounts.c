@@ -63,7 +63,7 @@ int accounts_admit(store *st, const store_key *key, char **err_body) {
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
                      size_t reasoning_tokens, const char *request_id) {
     store_charge c = {key->user, key->id, request_id, model_name, (int64_t)res->n_cached,
-                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}};
+                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}, key->prefix};
     whale_err err = {0};
     if (store_price_get(st, model_name, is_reasoner, &c.price, &err) || store_charge_commit(st, &c, NULL, &err))
         fprintf(stderr, "whale serve: charging request %s failed: %s\n", request_id, err.msg);
@@ -102,7 +102,8 @@ static char *accounts_balance_json(store *st, int64_t user) {
 #define ACC_SESSION_S (30 * 86400)  /* a session cookie lives 30 days */
 #define ACC_PW_MIN 8                /* password length, bytes */
 #define ACC_PW_MAX 256
-#define ACC_SIGNUPS_PER_HOUR 5      /* sign-ups from one address per hour (DeepSeek had to close them) */
+#define ACC_SIGNUPS_PER_HOUR 3      /* sign-ups from one address per hour unless set (accounts.h):
+                                       DeepSeek had to close them; a person needs one */
 #define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
 #define ACC_COOKIE "whale_session"
 #define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, not limited) */
@@ -127,6 +128,7 @@ struct accounts {
     pthread_mutex_t mu;
     ip_slot ips[ACC_IP_SLOTS];
     int64_t rpm, tpm;
+    int signups_per_hour;
     bucket *buckets; /* (ACC_BUCKETS), under mu */
     login_guard *guard; /* failed sign-ins per account and address */
     void (*on_delete)(void *ctx, int64_t user);
@@ -191,7 +193,7 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
         free(ac);
         return NULL;
     }
-    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets)) || !(ac->guard = login_guard_new())) {
+    if (!(ac->buckets = calloc(ACC_BUCKETS, sizeof *ac->buckets)) || !(ac->guard = login_guard_new(st))) {
         free(ac->buckets);
         free(ac);
         return NULL;
@@ -199,8 +201,15 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies) {
     ac->st = st;
     ac->signup = signup;
     ac->secure = secure_cookies;
+    ac->signups_per_hour = ACC_SIGNUPS_PER_HOUR;
     pthread_mutex_init(&ac->mu, NULL);
     return ac;
+}
+
+void accounts_set_signups(accounts *ac, int per_hour) {
+    pthread_mutex_lock(&ac->mu);
+    ac->signups_per_hour = per_hour > 0 ? per_hour : ACC_SIGNUPS_PER_HOUR;
+    pthread_mutex_unlock(&ac->mu);
 }
 
 void accounts_on_delete(accounts *ac, void (*fn)(void *ctx, int64_t user), void *ctx) {
@@ -278,7 +287,7 @@ static int signup_allowed(accounts *ac, const char *ip) {
         s->count = 0;
     }
     if (s->window != hour) s->window = hour, s->count = 0;
-    int ok = s->count < ACC_SIGNUPS_PER_HOUR;
+    int ok = s->count < ac->signups_per_hour;
     if (ok) s->count++;
     pthread_mutex_unlock(&ac->mu);
     return ok;
@@ -348,11 +357,17 @@ void accounts_register(void *ctx, http_req *q, http_reply *out) {
         http_error(out, 403, "sign-ups on this server need an invitation code", "invalid_request_error", "forbidden");
     else if (pw_hash(pw, hash)) http_error(out, 500, "out of memory", "server_error", "server_error");
     else {
+        /* A taken email gets the answer of a new account, after the same argon2id work: no
+         * session either way (the caller signs in next), so neither the status, the body, the
+         * cookie nor the time tells whether the email was free (accounts.h). A malformed email
+         * is refused as before: that says nothing about anyone. */
         int64_t id;
+        store_user u;
         int rc = store_user_add(ac->st, email, 0, &id, &err);
         if (!rc) rc = store_user_set_password(ac->st, id, hash, &err);
-        if (rc == WHALE_E_ARG) http_error(out, 400, "this email cannot be registered", "invalid_request_error", "invalid_request_error");
-        else if (rc || start_session(ac, id, out)) store_failed(out);
+        else if (rc == WHALE_E_ARG && !store_user_find(ac->st, email, &u, &err)) rc = 0; /* taken */
+        if (rc == WHALE_E_ARG) http_error(out, 422, "this is not an email address", "invalid_request_error", "invalid_request_error");
+        else if (rc) store_failed(out);
         else {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "email", email);
@@ -398,14 +413,18 @@ void accounts_logout(void *ctx, http_req *q, http_reply *out) {
     http_json(out, 200, cJSON_CreateObject());
 }
 
-/* The signed-in user's current password checked (the body's "password"): 1, or 0 with a 401
- * or 429 in out. */
+/* The signed-in user's current password checked (the body's "password"), under the same
+ * throttle as sign-ins (a stolen session must not guess the password faster than a login
+ * could): 1, or 0 with a 401 or 429 in out. */
 static int password_ok(accounts *ac, const http_req *q, const cJSON *j, http_reply *out) {
     char stored[crypto_pwhash_STRBYTES] = "";
     const char *pw = jstr(j, "password");
     store_user me;
     whale_err err = {0};
+    if (throttled(ac, q->user.email, q->ip, out)) return 0;
     int ok = pw && !store_user_password(ac->st, q->user.email, &me, stored, sizeof stored, &err) && !pw_verify(stored, pw);
+    if (ok) login_guard_succeeded(ac->guard, q->user.email);
+    else login_guard_failed(ac->guard, q->user.email, q->ip);
     if (!ok) http_error(out, 401, "Invalid email or password", "authentication_error", "invalid_request_error");
     return ok;
 }

@@ -40,6 +40,8 @@ accounts *accounts_new(store *st, signup_mode signup, int secure_cookies);
  * a user's limit is then per replica). rpm: requests per minute, tpm: tokens (prompt + output)
  * per minute; 0: no limit. Token buckets: a burst of a minute's worth, refilled continuously. */
 void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm);
+/* Sign-ups allowed from one address per hour (open sign-ups; 0: the default, 3). */
+void accounts_set_signups(accounts *ac, int per_hour);
 /* At admission: 0 when the key and its user may start a request now (one request taken from
  * their buckets), else the seconds to wait (for Retry-After) and the 429 body in *err_body. */
 int accounts_limit(accounts *ac, const store_key *key, char **err_body);
@@ -55,9 +57,20 @@ void accounts_free(accounts *ac);
 
 /* The account endpoints (server.c's route table; ctx is the accounts), the user from the
  * session cookie (whale_session) where the route says HTTP_SESSION:
- *   POST /auth/register {email, password[, invite]}   a new user, signed in (201; sign-ups per
- *                                            address limited; 403 when closed, or without a valid
- *                                            unused invitation in invite-only mode)
+ *   POST /auth/register {email, password[, invite]}   a new user (201 {email}, no session: the
+ *                                            caller signs in next; sign-ups per address limited;
+ *                                            403 when closed, or without a valid unused
+ *                                            invitation in invite-only mode; 422 for a malformed
+ *                                            email). A taken email gets the same 201 after the
+ *                                            same argon2id work, and nothing changes: the answer
+ *                                            does not say whether an account exists, and nobody
+ *                                            gets into an existing one (only its own password
+ *                                            signs in). What this server cannot hide without
+ *                                            mail: the sign-in after it fails when the email was
+ *                                            taken (unless the password was the owner's): one
+ *                                            sign-up spent per email probed (the per-address
+ *                                            limit), and a free email probed becomes the
+ *                                            prober's account.
  *   POST /auth/login {email, password}       200 and the cookie, or 401 "Invalid email or
  *                                            password" whether or not the email exists; 429
  *                                            while failures slow the account or address down
@@ -66,6 +79,8 @@ void accounts_free(accounts *ac);
  *   POST /auth/password {password, new_password}   every session ends; a new one starts
  *   POST /auth/delete {password}             the account goes (store_user_delete, then the
  *                                            on_delete hook: its cached prompts are purged)
+ *                                            (both: the current password checked under the
+ *                                            login's throttle, 401 or 429 like a sign-in)
  *   GET  /user/keys, POST /user/keys {days?}, POST /user/keys/revoke {prefix}
  *   GET  /user/balance                       DeepSeek's body for the key's user (HTTP_CALLER)
  *   GET  /user/usage                         the user's charges by day and key, {"usage": [{date,

@@ -763,8 +763,12 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         whale_engine_free(srv.e);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
-    if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
-    if (srv.ac) accounts_on_delete(srv.ac, purge_owner, srv.e);
+    if (srv.ac) {
+        accounts_set_limits(srv.ac, o->rpm, o->tpm);
+        accounts_set_signups(srv.ac, o->signups_per_hour);
+        accounts_on_delete(srv.ac, purge_owner, srv.e);
+        if (o->user_storage > 0) store_set_conv_total(srv.st, o->user_storage);
+    }
     srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
     routes_init(&srv);
     hosts_init(&srv);

@@ -41,6 +41,9 @@ typedef struct server_opts {
     int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */
     int secure_cookies;     /* accounts: Secure on session cookies (clients reach us over TLS) */
     int64_t rpm, tpm;       /* accounts: requests and tokens per minute per key and per user (0: none) */
+    int signups_per_hour;   /* accounts: sign-ups from one address per hour (0: the default, 3) */
+    int64_t user_storage;   /* accounts: characters of conversations per user (0: the default,
+                               STORE_CONV_TOTAL_DEFAULT) */
     int max_conns_per_ip;   /* open connections from one client address (default SERVER_CONNS_PER_IP;
                                -1: no limit, e.g. behind a proxy that limits them itself) */
     const char *trusted_proxies[SERVER_MAX_PROXIES]; /* peers whose X-Forwarded-For names the client */

@@ -108,6 +108,7 @@ typedef struct store_charge {
     const char *model;
     int64_t hit, miss, output, reasoning; /* tokens (reasoning tokens are part of output) */
     store_price price;
+    const char *key_prefix; /* the key's prefix, kept in the ledger row (NULL: none) */
 } store_charge;
 /* The amount of a charge: sum of tokens x price / 1e6, rounded half up to a micro-unit. */
 int64_t store_charge_amount(const store_charge *c);
@@ -131,16 +132,35 @@ int store_size_bytes(store *s, int64_t *bytes, whale_err *err);
 
 /* The web page's conversations, per user. cid is the page's id for one (checked by the
  * caller), body its messages as JSON text. put inserts or replaces; a new one past
- * STORE_MAX_CONVERSATIONS, or one that would take the user past STORE_MAX_CONV_TOTAL, is
+ * STORE_MAX_CONVERSATIONS, or one that would take the user past store_set_conv_total's, is
  * WHALE_E_BUSY. list calls fn for each, newest first (body NULL unless
  * with_body), or for the one named cid (WHALE_E_NOTFOUND when the user has none by that id; a
  * user never reaches another's). */
 #define STORE_MAX_CONVERSATIONS 1000
-#define STORE_MAX_CONV_TOTAL (32 << 20) /* characters of all of a user's conversations (what an
-                                           export builds in memory) */
+#define STORE_CONV_TOTAL_DEFAULT (8 << 20) /* characters of all of a user's conversations unless
+                                              set (whale serve --user-storage): a free account's
+                                              disk, with 3 sign-ups an hour per address */
+#define STORE_MAX_CONV_TOTAL ((int64_t)1 << 30) /* the most that may be set (what an export builds
+                                                   in memory) */
+/* The characters of conversations one user may keep (1..STORE_MAX_CONV_TOTAL; before any call:
+ * STORE_CONV_TOTAL_DEFAULT). */
+void store_set_conv_total(store *s, int64_t chars);
 typedef void (*store_conv_fn)(void *ctx, const char *cid, const char *title, int64_t updated, const char *body);
 int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err);
 int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err);
 int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err);
+
+/* Failed sign-ins kept in the database, for replicas sharing one (service/login_guard.h): 1 when
+ * the store is one several processes may share (PostgreSQL), 0 for a SQLite file. */
+int store_shared(const store *s);
+/* The record of k (a hash of an account or an address): 0 with its failures and the time of the
+ * last one (unix ms), WHALE_E_NOTFOUND when there is none, or another negative status. */
+int store_login_get(store *s, const uint8_t k[STORE_KEY_HASH], int *fails, int64_t *last_ms, whale_err *err);
+/* One more failure for k at now_ms (the count starts again when the last one is older than
+ * forget_ms): 0 and the count in *fails, or a negative status. */
+int store_login_failed(store *s, const uint8_t k[STORE_KEY_HASH], int64_t now_ms, int64_t forget_ms, int *fails,
+                       whale_err *err);
+/* k's record removed (a success): 0 or a negative status. */
+int store_login_clear(store *s, const uint8_t k[STORE_KEY_HASH], whale_err *err);
 
 #endif

@@ -23,6 +23,8 @@ struct store {
     db *d;
     pthread_mutex_t mu;
     int64_t changes; /* rows the last run_done changed */
+    unsigned n_login_failed; /* store_login_failed calls, for its sweeps */
+    int64_t conv_total;      /* store_set_conv_total */
 };
 
 /* Migration N brings the schema from version N-1 to N; never edit one that has shipped. */
@@ -55,6 +57,24 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* 4: the web page's conversations, per user (cid: the page's id for one) */
     ("CREATE TABLE conversations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated INTEGER NOT NULL, UNIQUE (user_id, cid));"),
+    /* 5: key ids are never used twice (AUTOINCREMENT: before, a deleted user's key id went to
+     * the next key made, and old charges showed under it), the sequence starting past every id
+     * the ledger names; each ledger row keeps its key's prefix (filled for old rows from the
+     * keys as they are now: the best there is) */
+    ("CREATE TABLE api_keys_5 (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  prefix TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0,"
+    "  expires INTEGER NOT NULL DEFAULT 0, revoked INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO api_keys_5 SELECT id, user_id, prefix, hash, created, last_used, expires, revoked FROM api_keys;"
+    "DROP TABLE api_keys;"
+    "ALTER TABLE api_keys_5 RENAME TO api_keys;"
+    "CREATE INDEX api_keys_user ON api_keys(user_id);"
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'api_keys', 0"
+    "  WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'api_keys');"
+    "UPDATE sqlite_sequence SET seq = max(seq, (SELECT COALESCE(max(key_id), 0) FROM ledger)) WHERE name = 'api_keys';"
+    "ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
+    "DROP TRIGGER ledger_no_update;"
+    "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
+    "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -82,6 +102,15 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "  used INTEGER NOT NULL DEFAULT 0);"),
     ("CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated BIGINT NOT NULL, UNIQUE (user_id, cid));"),
+    /* 5: BIGSERIAL never gives an id twice already; the ledger's key prefixes; failed sign-ins,
+     * shared by the replicas (service/login_guard.h; k: a hash of the account or address;
+     * SQLite has one process, which keeps them in memory) */
+    ("ALTER TABLE ledger ADD COLUMN key_prefix TEXT;"
+    "ALTER TABLE ledger DISABLE TRIGGER ledger_no_change;"
+    "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
+    "ALTER TABLE ledger ENABLE TRIGGER ledger_no_change;"
+    "CREATE TABLE login_fails (k BYTEA PRIMARY KEY, fails INTEGER NOT NULL, last_ms BIGINT NOT NULL);"
+    "CREATE INDEX login_fails_last ON login_fails(last_ms);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -153,6 +182,7 @@ int store_open(store **out, const char *path, whale_err *err) {
         return err->code;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->conv_total = STORE_CONV_TOTAL_DEFAULT;
     int pg = db_kind_of(s->d) == DB_PG, rc = 0;
     if (!pg && db_exec(s->d, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", err))
         rc = err->code;
@@ -513,10 +543,10 @@ int store_price_set(store *s, const char *model, const store_price *p, whale_err
 static int apply(store *s, int64_t user, int64_t key, const char *kind, int64_t amount, const store_charge *c,
                  const char *note, whale_err *err) {
     db_stmt *st = prep(s, "INSERT INTO ledger (user_id, key_id, at, kind, amount, request_id, model, hit, miss, output,"
-                               " reasoning, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            err, "iiitittiiiit", user, key, clock_wall_s(), kind, amount, c ? c->request_id : NULL,
+                               " reasoning, note, key_prefix) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            err, "iiitittiiiitt", user, key, clock_wall_s(), kind, amount, c ? c->request_id : NULL,
                             c ? c->model : NULL, c ? c->hit : 0, c ? c->miss : 0, c ? c->output : 0,
-                            c ? c->reasoning : 0, note);
+                            c ? c->reasoning : 0, note, c ? c->key_prefix : NULL);
     int rc = st ? run_done(s, st, err, "this request is already in the ledger") : err->code;
     if (rc) return rc;
     st = prep(s, "UPDATE balances SET amount = amount + ? WHERE user_id = ?", err, "ii", amount, user);
@@ -576,8 +606,8 @@ int store_usage(store *s, int64_t user, store_usage_fn fn, void *ctx, whale_err 
     pthread_mutex_lock(&s->mu);
     /* the day of a unix time: the one expression the two databases spell differently */
 #define USAGE_SQL(DAY)                                                                                        \
-    "SELECT " DAY ", u.email, CASE WHEN l.key_id = 0 THEN 'web' ELSE COALESCE(k.prefix, '') END, count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
-    " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id LEFT JOIN api_keys k ON k.id = l.key_id" \
+    "SELECT " DAY ", u.email, CASE WHEN l.key_id = 0 THEN 'web' ELSE COALESCE(l.key_prefix, '') END, count(*), sum(l.hit), sum(l.miss), sum(l.output),"     \
+    " -sum(l.amount) FROM ledger l JOIN users u ON u.id = l.user_id" \
     " WHERE l.kind = 'charge' AND (CAST(? AS BIGINT) = 0 OR l.user_id = ?) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     db_stmt *st = prep(s,
                        db_kind_of(s->d) == DB_PG ? USAGE_SQL("to_char(to_timestamp(l.at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
@@ -650,6 +680,12 @@ int store_size_bytes(store *s, int64_t *bytes, whale_err *err) {
 
 /* ---- the web page's conversations -------------------------------------------------------- */
 
+void store_set_conv_total(store *s, int64_t chars) {
+    pthread_mutex_lock(&s->mu);
+    s->conv_total = chars < 1 ? 1 : chars > STORE_MAX_CONV_TOTAL ? STORE_MAX_CONV_TOTAL : chars;
+    pthread_mutex_unlock(&s->mu);
+}
+
 int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
@@ -668,9 +704,9 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
         else if (db_int(st, 1) == 0 && db_int(st, 0) >= STORE_MAX_CONVERSATIONS)
             rc = err_set(err, WHALE_E_BUSY, "you have %d conversations, the most this server keeps: delete some first",
                          STORE_MAX_CONVERSATIONS);
-        else if (db_int(st, 2) + (int64_t)strlen(body) > STORE_MAX_CONV_TOTAL)
-            rc = err_set(err, WHALE_E_BUSY, "your conversations fill the %d MiB this server keeps per user: delete some "
-                         "first", STORE_MAX_CONV_TOTAL >> 20);
+        else if (db_int(st, 2) + (int64_t)strlen(body) > s->conv_total)
+            rc = err_set(err, WHALE_E_BUSY, "your conversations fill the %.3g MiB this server keeps per user: delete "
+                         "some first", (double)s->conv_total / (1 << 20));
         db_finish(st);
     }
     if (!rc) {
@@ -715,6 +751,53 @@ int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err) {
     db_stmt *st = prep(s, "DELETE FROM conversations WHERE user_id = ? AND cid = ?", err, "it", user, cid);
     int rc = st ? run_done(s, st, err, "conversation") : err->code;
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_shared(const store *s) { return db_kind_of(s->d) == DB_PG; }
+
+int store_login_get(store *s, const uint8_t k[STORE_KEY_HASH], int *fails, int64_t *last_ms, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "SELECT fails, last_ms FROM login_fails WHERE k = ?", err, "b", k);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = db_step(st);
+        if (r == 1) *fails = (int)db_int(st, 0), *last_ms = db_int(st, 1);
+        else rc = r == 0 ? WHALE_E_NOTFOUND : db_fail(s, err, "sign-in records");
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+#define STORE_LOGIN_PRUNE_EVERY 256 /* failures between two sweeps of forgotten sign-in records */
+
+int store_login_failed(store *s, const uint8_t k[STORE_KEY_HASH], int64_t now_ms, int64_t forget_ms, int *fails,
+                       whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    /* one statement: failures counted by two replicas at once both land */
+    db_stmt *st = prep(s, "INSERT INTO login_fails (k, fails, last_ms) VALUES (?, 1, ?) ON CONFLICT (k) DO UPDATE SET"
+                          " fails = CASE WHEN login_fails.last_ms < ? THEN 1 ELSE login_fails.fails + 1 END,"
+                          " last_ms = excluded.last_ms RETURNING fails", err, "bii", k, now_ms, now_ms - forget_ms);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (db_step(st) == 1) *fails = (int)db_int(st, 0);
+        else rc = db_fail(s, err, "sign-in records");
+        db_finish(st);
+    }
+    if (!rc && ++s->n_login_failed % STORE_LOGIN_PRUNE_EVERY == 0) {
+        st = prep(s, "DELETE FROM login_fails WHERE last_ms < ?", err, "i", now_ms - forget_ms);
+        if (st) run_done(s, st, err, "sign-in records");
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_login_clear(store *s, const uint8_t k[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM login_fails WHERE k = ?", err, "b", k);
+    int rc = st ? run_done(s, st, err, "sign-in records") : err->code;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

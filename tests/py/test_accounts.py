@@ -98,7 +98,7 @@ def env(request, tmp_path_factory):
     admin(db, "topup", "carol@example.com", "1.00")
     admin(db, "user", "disable", "carol@example.com")
     log = open(d / "serve.log", "w")
-    p, port = accounts_server(db, d, "--ctx", "1024", stderr=log)
+    p, port = accounts_server(db, d, "--ctx", "1024", "--signups-per-hour", "5", "--user-storage", "2", stderr=log)
     yield {"db": db, "port": port, "keys": keys, "log": d / "serve.log"}
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0
@@ -199,9 +199,13 @@ def web(port, path, body=None, cookie=None, ctype="application/json", method=Non
 
 def test_web_sign_up_login_keys_and_sessions(env):
     port, db = env["port"], env["db"]
-    st, b, dave, sc = web(port, "/auth/register", {"email": "dave@example.com", "password": "correct horse"})
-    assert st == 201 and dave and "HttpOnly" in sc and "SameSite=Strict" in sc
-    assert web(port, "/auth/register", {"email": "dave@example.com", "password": "another one"})[0] == 400
+    st, b, tok, _ = web(port, "/auth/register", {"email": "dave@example.com", "password": "correct horse"})
+    assert st == 201 and b == {"email": "dave@example.com"} and tok is None  # a sign-in comes next
+    st, _, dave, sc = web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})
+    assert st == 200 and dave and "HttpOnly" in sc and "SameSite=Strict" in sc
+    # a taken email: the same answer, and the account unchanged (tests/py/test_auth_guard.py)
+    assert web(port, "/auth/register", {"email": "dave@example.com", "password": "another one"})[:3] == \
+        (201, {"email": "dave@example.com"}, None)
     assert web(port, "/auth/register", {"email": "erin@example.com", "password": "short"})[0] == 422
     # the same generic answer whether the email exists or not
     bad1 = web(port, "/auth/login", {"email": "dave@example.com", "password": "wrong password"})
@@ -209,6 +213,7 @@ def test_web_sign_up_login_keys_and_sessions(env):
     assert bad1[0] == bad2[0] == 401 and bad1[1] == bad2[1]
     st, b, dave2, _ = web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})
     assert st == 200 and dave2 and dave2 != dave
+    assert web(port, "/auth/login", {"email": "dave@example.com", "password": "another one"})[0] == 401
     # keys over the session: created (shown once), listed by prefix only, used, revoked
     assert web(port, "/user/keys", {}, cookie=dave, ctype="application/x-www-form-urlencoded")[0] == 403  # CSRF
     st, b, _, _ = web(port, "/user/keys", {}, cookie=dave)
@@ -222,8 +227,9 @@ def test_web_sign_up_login_keys_and_sessions(env):
     assert st == 200 and bal["balance_infos"][0]["total_balance"] == "0.50"
     assert web(port, "/user/balance", cookie=dave)[1]["balance_infos"][0]["total_balance"] == "0.50"
     # another user sees none of it and cannot revoke it
-    st, _, alice, _ = web(port, "/auth/register", {"email": "alice2@example.com", "password": "a long password"})
-    assert st == 201
+    assert web(port, "/auth/register", {"email": "alice2@example.com", "password": "a long password"})[0] == 201
+    st, _, alice, _ = web(port, "/auth/login", {"email": "alice2@example.com", "password": "a long password"})
+    assert st == 200
     assert web(port, "/user/keys", cookie=alice)[1]["keys"] == []
     assert web(port, "/user/keys/revoke", {"prefix": key[:12]}, cookie=alice)[0] == 404
     assert call(port, "/v1/models", key=key)[0] == 200
@@ -240,7 +246,7 @@ def test_web_sign_up_login_keys_and_sessions(env):
     assert web(port, "/user/keys", cookie=dave2)[0] == 401 and web(port, "/user/keys", cookie=dave3)[0] == 200
     assert web(port, "/auth/login", {"email": "dave@example.com", "password": "correct horse"})[0] == 401
     assert web(port, "/auth/login", {"email": "dave@example.com", "password": "battery staple"})[0] == 200
-    # sign-ups from one address are limited (5 an hour; 3 used so far: dave, dave again, alice2)
+    # sign-ups from one address are limited (--signups-per-hour 5; 3 used so far: dave, dave again, alice2)
     codes = [web(port, "/auth/register", {"email": f"u{i}@example.com", "password": "password123"})[0] for i in range(3)]
     assert codes == [201, 201, 429]
     # account deletion: the password again; then no login, no session, no key, and the ledger intact
@@ -267,14 +273,16 @@ def test_invite_only_secure_cookies_and_password_reset(tmp_path):
     password (read from standard input) and ends the user's sessions."""
     db = tmp_path / "whale.db"
     admin(db, "check")  # creates the database
-    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--signup", "invite", "--secure-cookies")
+    p, port = accounts_server(db, tmp_path, "--ctx", "256", "--signup", "invite", "--secure-cookies",
+                              "--signups-per-hour", "5")  # 4 tries below
     try:
         who = {"email": "frank@example.com", "password": "first password"}
         assert web(port, "/auth/register", who)[0] == 403
         assert web(port, "/auth/register", {**who, "invite": "inv-made-up"})[0] == 403
         code = admin(db, "invite")
-        st, _, tok, sc = web(port, "/auth/register", {**who, "invite": code})
-        assert st == 201 and "; Secure" in sc and "HttpOnly" in sc
+        assert web(port, "/auth/register", {**who, "invite": code})[0] == 201
+        st, _, tok, sc = web(port, "/auth/login", who)
+        assert st == 200 and "; Secure" in sc and "HttpOnly" in sc
         assert web(port, "/auth/register", {"email": "gina@example.com", "password": "12345678", "invite": code})[0] == 403
         r = subprocess.run([str(WHALE), "admin", "--db", str(db), "user", "password", "frank@example.com"],
                            input="second password\n", capture_output=True, text=True)

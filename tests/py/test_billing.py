@@ -162,4 +162,4 @@ def test_store_suite_on_postgres(pg):
     r = subprocess.run([str(WHALE.parent / "test_store")], env={**os.environ, "WHALE_PG_URL": pg.new_database()},
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "(PostgreSQL): 3 passed, 0 failed" in r.stdout
+    assert "(PostgreSQL): 4 passed, 0 failed" in r.stdout

@@ -171,7 +171,8 @@ def accounts(tmp_path):
     if not DEFAULT_MODEL.exists():
         pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
     db = tmp_path / "whale.db"
-    p, port = accounts_server(db, tmp_path, "--ctx", "512", "--parallel", "1", "--trusted-proxy", "127.0.0.9")
+    p, port = accounts_server(db, tmp_path, "--ctx", "512", "--parallel", "1", "--trusted-proxy", "127.0.0.9",
+                              "--signups-per-hour", "5")
     yield port, db
     p.send_signal(signal.SIGTERM)
     assert p.wait(timeout=30) == 0

@@ -70,8 +70,9 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
                     break
             except OSError:
                 time.sleep(0.1)
-        st, cookie, _ = request(port, "POST", "/auth/register", {"email": "san@example.com", "password": "sanitizer pw"})
-        assert st == 201
+        assert request(port, "POST", "/auth/register", {"email": "san@example.com", "password": "sanitizer pw"})[0] == 201
+        st, cookie, _ = request(port, "POST", "/auth/login", {"email": "san@example.com", "password": "sanitizer pw"})
+        assert st == 200
         cookie = cookie.split(";")[0]
         admin(db, "topup", "san@example.com", "10")
         key = admin(db, "key", "create", "san@example.com")

@@ -2,7 +2,8 @@
  * cases on a real PostgreSQL database): users, keys found by their text and
  * never stored in clear, revocation, prices (defaults and overrides), credits and charges with
  * their ledger rows (a balance always equals its ledger; a request charged twice is refused),
- * the append-only ledger enforced by the database, and a reopen that keeps everything. */
+ * the append-only ledger enforced by the database, a reopen that keeps everything, and key ids
+ * never given twice (the ledger keeping each charge's key prefix). */
 #include <pthread.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ static void *charge_many(void *p) {
     for (int i = 0; i < 50; i++) {
         char id[32];
         snprintf(id, sizeof id, "req-%d", c->base + i);
-        store_charge ch = {c->user, 0, id, "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}};
+        store_charge ch = {c->user, 0, id, "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL};
         whale_err err = {0};
         CHECK(!store_charge_commit(c->s, &ch, NULL, &err));
     }
@@ -98,7 +99,7 @@ static void test_money(void) {
     store_user u;
     CHECK(!store_user_find(s, "bob@example.com", &u, &err));
     CHECK(!store_credit(s, u.id, 5000000, "top-up", &err));
-    store_charge c = {u.id, 0, "req-a", "m", 1000, 3000, 500, 200, {140000, 550000, 2190000}};
+    store_charge c = {u.id, 0, "req-a", "m", 1000, 3000, 500, 200, {140000, 550000, 2190000}, NULL};
     /* 1000*0.14 + 3000*0.55 + 500*2.19 = 140 + 1650 + 1095 = 2885 micro-units */
     CHECK(store_charge_amount(&c) == 2885);
     int64_t a = 0, bal = 0;
@@ -114,7 +115,7 @@ static void test_money(void) {
     pthread_join(t2, NULL);
     int64_t want = 5000000 - 2885;
     for (int i = 0; i < 50; i++) {
-        store_charge ch = {u.id, 0, "x", "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}};
+        store_charge ch = {u.id, 0, "x", "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL};
         want -= 2 * store_charge_amount(&ch);
     }
     CHECK(!store_balance(s, u.id, &bal, &err) && bal == want);
@@ -131,6 +132,44 @@ static void test_money(void) {
     db_close(d);
 }
 
+typedef struct usage_seen {
+    char prefix[64];
+    int64_t requests;
+} usage_seen;
+
+static void usage_one(void *ctx, const char *day, const char *email, const char *key_prefix, int64_t requests,
+                      int64_t hit, int64_t miss, int64_t output, int64_t amount) {
+    (void)day, (void)email, (void)hit, (void)miss, (void)output, (void)amount;
+    usage_seen *u = ctx;
+    snprintf(u->prefix, sizeof u->prefix, "%s", key_prefix);
+    u->requests += requests;
+}
+
+/* A deleted user's key id is never given to a later key (issue #18: the deleted user's charges
+ * showed under someone else's key), and the usage shows the prefix the charge was made with. */
+static void test_key_ids_never_reused(void) {
+    store *s = open_store();
+    whale_err err = {0};
+    int64_t gone, next;
+    char key[64];
+    store_key kg, kn;
+    CHECK(!store_user_add(s, "gone@example.com", 0, &gone, &err));
+    CHECK(!store_key_create(s, gone, 0, key, sizeof key, &kg, &err)); /* the highest key id */
+    CHECK(!store_credit(s, gone, 1000000, "top-up", &err));
+    store_charge c = {gone, kg.id, "req-gone", "m", 1, 2, 3, 0, {140000, 550000, 2190000}, kg.prefix};
+    CHECK(!store_charge_commit(s, &c, NULL, &err));
+    CHECK(!store_user_delete(s, gone, &err));
+    store_close(s);
+    s = open_store(); /* reopened: SQLite without AUTOINCREMENT took max(id) + 1 again */
+    CHECK(!store_user_add(s, "next@example.com", 0, &next, &err));
+    CHECK(!store_key_create(s, next, 0, key, sizeof key, &kn, &err));
+    CHECKF(kn.id != kg.id, "key id %lld given twice", (long long)kn.id);
+    usage_seen u = {{0}, 0};
+    CHECK(!store_usage(s, gone, usage_one, &u, &err) && u.requests == 1);
+    CHECKF(!strcmp(u.prefix, kg.prefix), "usage shows '%s', the charge was made with '%s'", u.prefix, kg.prefix);
+    store_close(s);
+}
+
 int main(void) {
     /* SQLite by default; WHALE_PG_URL (an empty PostgreSQL database) runs the same cases there */
     const char *pg = getenv("WHALE_PG_URL");
@@ -141,6 +180,7 @@ int main(void) {
     RUN(test_users_and_keys);
     RUN(test_prices);
     RUN(test_money);
+    RUN(test_key_ids_never_reused);
     char p[600];
     if (g_pg) return check_report("test_store (PostgreSQL)");
     unlink(g_path);
