@@ -97,8 +97,10 @@ def test_deleted_account_leaves_no_cached_prompt(users):
     p, port = accounts_server(db, d, "--parallel", "1", "--ctx", "1024", stderr=subprocess.DEVNULL)
     try:
         before = set(kv.rglob("*.kvb"))
-        st, _, cookie, _ = web(port, "/auth/register", {"email": "erin@example.com", "password": "purple monkey dish"})
-        assert st == 201 and cookie
+        creds = {"email": "erin@example.com", "password": "purple monkey dish"}
+        assert web(port, "/auth/register", creds)[0] == 201
+        st, _, cookie, _ = web(port, "/auth/login", creds)
+        assert st == 200 and cookie
         admin(db, "topup", "erin@example.com", "1.00")
         # the page's session stands for a key: Erin's own owner namespace
         st, body, _, _ = web(port, "/v1/chat/completions", {
