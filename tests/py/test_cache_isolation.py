@@ -6,6 +6,7 @@ repeated prefix still hits. Checked for both ways a prefix is reused: the contex
 token) keep it fast."""
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -108,7 +109,11 @@ def test_deleted_account_leaves_no_cached_prompt(users):
             "messages": [{"role": "system", "content": SYSTEM.format(secret="violet-9931")},
                          {"role": "user", "content": "Hello?"}]}, cookie=cookie)
         assert st == 200, body
-        erins = set(kv.rglob("*.kvb")) - before
+        for _ in range(100):  # the engine keeps a prompt's blocks once its request has ended
+            erins = set(kv.rglob("*.kvb")) - before
+            if len(erins) >= 2:
+                break
+            time.sleep(0.1)
         assert len(erins) >= 2, erins  # her prompt's blocks reached the disk tier
         st, _, _, _ = web(port, "/auth/delete", {"password": "purple monkey dish"}, cookie=cookie)
         assert st == 200
