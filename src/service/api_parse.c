@@ -424,6 +424,11 @@ void api_req_free(api_req *r) {
     memset(r, 0, sizeof *r);
 }
 
+size_t api_max_body(int64_t n_ctx) {
+    if (n_ctx <= 0 || (uint64_t)n_ctx > (API_MAX_BODY - API_BODY_EXTRA) / API_BODY_PER_TOKEN) return API_MAX_BODY;
+    return (size_t)n_ctx * API_BODY_PER_TOKEN + API_BODY_EXTRA;
+}
+
 void api_ctx_tokens(api_ctx *a) {
     /* fill-in-the-middle markers: Qwen2.5-Coder's, then DeepSeek-Coder's */
     static const char *fim[2][3] = {{"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"},

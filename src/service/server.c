@@ -50,6 +50,7 @@ typedef struct server {
     const server_opts *o;
     atomic_int draining; /* stopping: new requests get 503 */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
+    size_t max_body; /* request bytes read at most: api_max_body of the context */
 } server;
 
 typedef struct conn { /* per request, from its headers to its end */
@@ -140,13 +141,6 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
     enum MHD_Result rc = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return rc;
-}
-
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
-                                  const char *code) {
-    http_reply rep = {0};
-    http_error(&rep, (int)status, msg, type, code);
-    return send_reply(c, &rep);
 }
 
 /* The connection's peer address as text ("?" when not IPv4). */
@@ -369,6 +363,14 @@ static const http_route *find_route(const server *srv, const char *method, const
     return best;
 }
 
+/* The 413 for a body over srv->max_body, naming the limit. */
+static void too_large(const server *srv, http_reply *out) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "the request body is too large: this server reads at most %zu bytes (its context holds "
+             "%lld tokens)", srv->max_body, (long long)srv->a.n_ctx);
+    http_error(out, 413, msg, "invalid_request_error", "request_too_large");
+}
+
 /* The caller, as the route asks (accounts mode): 0, or a status with the error in out. */
 static int authenticate(server *srv, const http_route *r, conn *cn, http_reply *out) {
     http_req *q = &cn->q;
@@ -436,8 +438,8 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
         return 403;
     }
     const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (len && strtoull(len, NULL, 10) > API_MAX_BODY) { /* refused before a byte of it is read */
-        http_error(out, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+    if (len && strtoull(len, NULL, 10) > srv->max_body) { /* refused before a byte of it is read */
+        too_large(srv, out);
         return 413;
     }
     if ((status = authenticate(srv, r, cn, out))) return status;
@@ -468,12 +470,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (*upload_size) {
-        if (cn->body.n + *upload_size > API_MAX_BODY) cn->too_big = 1;
+        if (cn->body.n + *upload_size > srv->max_body) cn->too_big = 1;
         else strbuf_add(&cn->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
-    if (cn->too_big) return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+    if (cn->too_big) {
+        http_reply rep = {0};
+        too_large(srv, &rep);
+        return send_reply(c, &rep);
+    }
     cn->q.body = cn->body.s ? cn->body.s : "";
     cn->q.n = cn->body.n;
     http_reply rep = {0};
@@ -519,6 +525,7 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     int rc = whale_engine_new(&srv.e, m, &ep, err);
     if (rc) return rc;
     srv.a.n_ctx = whale_engine_n_ctx(srv.e);
+    srv.max_body = api_max_body(srv.a.n_ctx);
     if (whale_engine_warning(srv.e)) fprintf(stderr, "whale serve: warning: %s\n", whale_engine_warning(srv.e));
 
     struct sockaddr_in addr = {0};

@@ -1,0 +1,117 @@
+"""Money and limits under attack (issue #18): paid work refused from the headers before its body
+is read, bodies capped by the context, API keys capped per user, and rate-limit buckets that one
+user with many keys cannot exhaust for everyone else."""
+import hashlib
+import http.client
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import DEFAULT_MODEL, WHALE
+from test_accounts import accounts_server, admin, call, sql
+
+CTX = 512
+MAX_BODY = CTX * 16 + (256 << 10)  # api_max_body: API_BODY_PER_TOKEN per token + API_BODY_EXTRA
+
+
+@pytest.fixture
+def db(tmp_path):
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    d = tmp_path / "whale.db"
+    admin(d, "user", "add", "alice@example.com")
+    admin(d, "user", "add", "bob@example.com")
+    return d
+
+
+def test_zero_balance_large_body_refused_from_headers(db, tmp_path):
+    key = admin(db, "key", "create", "alice@example.com")  # balance 0
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX))
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        t = time.monotonic()
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {MAX_BODY - 100}\r\n\r\n").encode())
+        head = s.recv(4096).decode(errors="replace")  # no body sent: the answer must not wait for it
+        assert time.monotonic() - t < 2
+        assert head.startswith("HTTP/1.1 402"), head
+        s.close()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_body_capped_by_context(db, tmp_path):
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX))
+    try:
+        t = time.monotonic()
+        data = json.dumps({"messages": [{"role": "user", "content": "lorem ipsum " * 200000}], "max_tokens": 1}).encode()
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        try:  # the server may answer and close before the body is all sent
+            s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data)
+        except OSError:
+            pass
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+            if b"}}" in reply:
+                break
+        s.close()
+        head, _, rest = reply.decode(errors="replace").partition("\r\n\r\n")
+        status, body = int(head.split()[1]), json.loads(rest)
+        assert status == 413, (status, body)
+        assert str(MAX_BODY) in body["error"]["message"] and str(CTX) in body["error"]["message"]
+        assert time.monotonic() - t < 5
+        assert sql(db, "SELECT count(*) FROM ledger WHERE kind = 'charge'")[0][0] == 0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_keys_capped_per_user(db, tmp_path):
+    uid = sql(db, "SELECT id FROM users WHERE email = 'alice@example.com'")[0][0]
+    for i in range(100):  # STORE_MAX_KEYS live keys, made directly
+        sql(db, "INSERT INTO api_keys (user_id, prefix, hash, created) VALUES (?, ?, ?, 0)", uid, f"sk-x{i}",
+            hashlib.blake2b(f"sk-x{i}".encode(), digest_size=32).digest())
+    r = subprocess.run([str(WHALE), "admin", "--db", str(db), "key", "create", "alice@example.com"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "100 keys" in r.stderr, r.stderr
+    sql(db, "UPDATE api_keys SET revoked = 1 WHERE prefix = 'sk-x0'")  # a revoked one makes room
+    admin(db, "key", "create", "alice@example.com")
+
+
+def test_many_keys_cannot_exhaust_rate_limit_table(db, tmp_path):
+    """One user with more keys than the 4,096 buckets (made directly, past the cap) sends a request
+    with each: only its first is admitted, and another user is still served."""
+    uid = sql(db, "SELECT id FROM users WHERE email = 'alice@example.com'")[0][0]
+    keys = [f"sk-many{i:05d}" for i in range(4200)]
+    import sqlite3
+    with sqlite3.connect(db) as c:
+        c.executemany("INSERT INTO api_keys (user_id, prefix, hash, created) VALUES (?, ?, ?, 0)",
+                      [(uid, k[:12], hashlib.blake2b(k.encode(), digest_size=32).digest()) for k in keys])
+    admin(db, "topup", "alice@example.com", "10")
+    admin(db, "topup", "bob@example.com", "10")
+    bob = admin(db, "key", "create", "bob@example.com")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX), "--rpm", "1")
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        codes = {}
+        for k in keys:  # a body-less request: refused (429) from the headers, or admitted and 400
+            c.request("POST", "/v1/chat/completions", body=b"{}",
+                      headers={"Authorization": f"Bearer {k}", "Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            codes[r.status] = codes.get(r.status, 0) + 1
+        assert codes.get(429, 0) == len(keys) - 1, codes
+        status, body = call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                                           "max_tokens": 1}, key=bob)
+        assert status == 200, (status, body)
+    finally:
+        p.kill()
+        p.wait()
