@@ -105,7 +105,8 @@ static char *accounts_balance_json(store *st, int64_t user) {
 #define ACC_SIGNUPS_PER_HOUR 5      /* sign-ups from one address per hour (DeepSeek had to close them) */
 #define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
 #define ACC_COOKIE "whale_session"
-#define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, not limited) */
+#define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, the
+                            least recently used is forgotten) */
 
 typedef struct bucket {
     int64_t id;       /* key id, or -(user id) - 1; 0: empty */
@@ -469,7 +470,10 @@ void accounts_keys_create(void *ctx, http_req *q, http_reply *out) {
     whale_err err = {0};
     if (d && !cJSON_IsNull(d) && !exp)
         http_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error", "invalid_request_error");
-    else if (store_key_create(ac->st, q->user.id, exp, key, sizeof key, &k, &err)) store_failed(out);
+    else if (store_key_create(ac->st, q->user.id, exp, key, sizeof key, &k, &err)) {
+        if (err.code == WHALE_E_ARG) http_error(out, 422, err.msg, "invalid_request_error", "too_many_keys");
+        else store_failed(out);
+    }
     else {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "key", key); /* the only time it is shown */
@@ -540,8 +544,8 @@ void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm) {
 }
 
 /* Under mu: the bucket of id, refilled to now. A bucket idle for a minute is full again, the
- * same as a new one, so its slot may be taken. NULL when every slot is busy (the caller then
- * refuses: limits fail closed). */
+ * same as a new one, so its slot may be taken; when none is free the least recently used is
+ * (a slot is never emptied, so no other id's probe run is cut). Never NULL. */
 static bucket *bucket_of(accounts *ac, int64_t id, double now) {
     uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
     bucket *free_slot = NULL;
@@ -559,7 +563,12 @@ static bucket *bucket_of(accounts *ac, int64_t id, double now) {
         b->t = now;
         return b;
     }
-    if (free_slot) *free_slot = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
+    if (!free_slot) { /* full: forget the least recently used (it comes back full, as after a minute) */
+        free_slot = &ac->buckets[0];
+        for (int i = 1; i < ACC_BUCKETS; i++)
+            if (ac->buckets[i].t < free_slot->t) free_slot = &ac->buckets[i];
+    }
+    *free_slot = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
     return free_slot;
 }
 
@@ -575,9 +584,15 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     if (!ac || (!ac->rpm && !ac->tpm)) return 0;
     double now = clock_now_s(), w = 0;
     pthread_mutex_lock(&ac->mu);
-    /* the web page's requests (key id 0: a session, no key) count once, on the user */
-    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
-    w = k && u ? fmax(wait_for(ac, k), wait_for(ac, u)) : 1.0; /* no room to track them: refuse for now */
+    /* the web page's requests (key id 0: a session, no key) count once, on the user. The user's
+     * bucket first: a key's is made only for a request its user may send, so a user with many
+     * keys holds no more buckets than its own limit lets it use */
+    bucket *u = bucket_of(ac, -key->user - 1, now), *k = u;
+    w = wait_for(ac, u);
+    if (w == 0 && key->id) { /* u was used just now: it is not the one a key's bucket replaces */
+        k = bucket_of(ac, key->id, now);
+        w = wait_for(ac, k);
+    }
     if (w == 0) {
         if (k != u) k->req -= 1;
         u->req -= 1;
@@ -595,8 +610,8 @@ void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
     if (!ac || !ac->tpm) return;
     double now = clock_now_s();
     pthread_mutex_lock(&ac->mu);
-    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
+    bucket *k = key->id ? bucket_of(ac, key->id, now) : NULL, *u = bucket_of(ac, -key->user - 1, now);
     if (k && k != u) k->tok -= (double)tokens;
-    if (u) u->tok -= (double)tokens;
+    u->tok -= (double)tokens;
     pthread_mutex_unlock(&ac->mu);
 }

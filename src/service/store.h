@@ -26,6 +26,8 @@
 #include "whale.h"
 
 #define STORE_KEY_HASH 32   /* bytes of a key's hash */
+#define STORE_MAX_KEYS 100  /* live (not revoked) API keys per user: each may hold a rate-limit
+                               bucket, and nobody needs more to tell their programs apart */
 #define STORE_KEY_PREFIX 12 /* characters of a key kept in clear ("sk-" and 9 more) */
 #define STORE_MAX_EMAIL 254 /* RFC 5321's limit on an address */
 #define STORE_MAX_PRICE 1000000000000LL /* micro-units per million tokens: 1,000,000 USD (keeps charges in int64) */

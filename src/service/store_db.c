@@ -391,9 +391,28 @@ int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, siz
     snprintf(prefix, sizeof prefix, "%.*s", STORE_KEY_PREFIX, key_out);
     pthread_mutex_lock(&s->mu);
     int64_t kid = 0;
-    db_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
-                       err, "itbii", user, prefix, h, clock_wall_s(), expires);
-    int rc = st ? run_id(s, st, err, "key", &kid) : err->code;
+    /* at most STORE_MAX_KEYS live keys: counted and inserted in one transaction, on PostgreSQL
+     * with the user's row locked, so two replicas creating keys at once cannot both pass */
+    int rc = begin(s, err);
+    db_stmt *st = NULL;
+    if (!rc && db_kind_of(s->d) == DB_PG) {
+        st = prep(s, "SELECT id FROM users WHERE id = ? FOR UPDATE", err, "i", user);
+        rc = st ? run_done(s, st, err, "key") : err->code;
+    }
+    if (!rc && (st = prep(s, "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked = 0", err, "i", user))) {
+        int64_t n = db_step(st) == 1 ? db_int(st, 0) : -1;
+        db_finish(st);
+        if (n < 0) rc = db_fail(s, err, "key");
+        else if (n >= STORE_MAX_KEYS)
+            rc = err_set(err, WHALE_E_ARG, "this account has %d keys already: revoke one first", STORE_MAX_KEYS);
+    } else if (!rc) rc = err->code;
+    if (!rc) {
+        st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                  err, "itbii", user, prefix, h, clock_wall_s(), expires);
+        rc = st ? run_id(s, st, err, "key", &kid) : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
     if (!rc && out) {
         memset(out, 0, sizeof *out);
         out->id = kid;
