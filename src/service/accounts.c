@@ -61,12 +61,44 @@ int accounts_admit(store *st, const store_key *key, char **err_body) {
 }
 
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
-                     size_t reasoning_tokens, const char *request_id) {
+                     size_t reasoning_tokens, const char *request_id, int64_t reservation) {
     store_charge c = {key->user, key->id, request_id, model_name, (int64_t)res->n_cached,
-                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}};
+                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0},
+                      reservation};
     whale_err err = {0};
     if (store_price_get(st, model_name, is_reasoner, &c.price, &err) || store_charge_commit(st, &c, NULL, &err))
         fprintf(stderr, "whale serve: charging request %s failed: %s\n", request_id, err.msg);
+}
+
+int accounts_reserve(store *st, const store_key *key, const char *model_name, int is_reasoner, int64_t n_prompt,
+                     int64_t max_out, const char *instance, int64_t *id, char **err_body) {
+    store_charge c = {.miss = n_prompt, .output = max_out};
+    int64_t avail = 0;
+    whale_err err = {0};
+    int rc = store_price_get(st, model_name, is_reasoner, &c.price, &err);
+    if (!rc) {
+        if (c.price.hit > c.price.miss) c.price.miss = c.price.hit; /* whichever a prompt token turns out to be */
+        rc = store_reserve(st, key->user, store_charge_amount(&c), instance, id, &avail, &err);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        *err_body = api_error_body("the account store failed", "server_error", NULL, "server_error");
+        return 500;
+    }
+    if (rc == 0) return 0;
+    char msg[256];
+    int64_t need = store_charge_amount(&c);
+    snprintf(msg, sizeof msg, "Insufficient Balance: this request may cost up to %lld.%06lld USD (%lld prompt tokens and "
+             "max_tokens %lld); %s%lld.%06lld USD is available (the balance less running requests)",
+             (long long)(need / 1000000), (long long)(need % 1000000), (long long)n_prompt, (long long)max_out,
+             avail < 0 ? "-" : "", (long long)(llabs(avail) / 1000000), (long long)(llabs(avail) % 1000000));
+    *err_body = api_error_body(msg, "unknown_error", NULL, "invalid_request_error");
+    return 402;
+}
+
+void accounts_release(store *st, int64_t id) {
+    whale_err err = {0};
+    if (id && store_release(st, id, &err)) fprintf(stderr, "whale serve: releasing a reservation failed: %s\n", err.msg);
 }
 
 static void usd(char *out, size_t cap, int64_t micro) {

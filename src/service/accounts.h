@@ -24,7 +24,17 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
  * model's prices. A failure is printed on stderr (no key or text in it); nothing else can be
  * done for the client. */
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
-                     size_t reasoning_tokens, const char *request_id);
+                     size_t reasoning_tokens, const char *request_id, int64_t reservation);
+
+/* Once the prompt is known: reserve the most the request may cost (every prompt token at the
+ * dearer input price, max_out tokens at the output price) under instance. 0 and the
+ * reservation's id in *id (settled by accounts_charge, or released by accounts_release), or 402
+ * (the balance less the user's other reservations is below it; the body names both amounts) or
+ * 500, with the body in *err_body. */
+int accounts_reserve(store *st, const store_key *key, const char *model_name, int is_reasoner, int64_t n_prompt,
+                     int64_t max_out, const char *instance, int64_t *id, char **err_body);
+/* Release a reservation no charge will settle (the request failed before or while running). */
+void accounts_release(store *st, int64_t id);
 
 
 /* ---- web accounts: sign-up, login, sessions, keys over HTTP ------------------------------ */

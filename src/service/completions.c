@@ -26,16 +26,20 @@ typedef struct stream {
     int ended;     /* the final events are in out */
     int charged;   /* accounts: the request's charge is committed */
     store_key key;
+    int64_t held, held_tokens; /* accounts: its reservation, and the tokens taken from its buckets */
 } stream;
 
-/* Accounts: commit the request's charge once it has ended (or been cancelled). */
-static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep) {
+/* Accounts: commit the request's charge once it has ended (or been cancelled), settling its
+ * reservation held (money) and held_tokens (rate limits) to what it really cost. */
+static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep, int64_t held,
+                   int64_t held_tokens) {
     if (!srv->st) return;
     whale_result res;
     whale_job_result(r, &res);
-    if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
-    accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
-    accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id);
+    int failed = !strcmp(res.finish, "error"); /* the model failed: nothing to charge for */
+    accounts_limit_tokens(srv->ac, key, (failed ? 0 : (int64_t)(res.n_prompt + res.n_gen)) - held_tokens);
+    if (failed) accounts_release(srv->st, held);
+    else accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id, held);
 }
 
 static ssize_t stream_read(void *cls, char *buf, size_t max) {
@@ -57,7 +61,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
             whale_job_result(st->r, &res);
             api_stream_end(&st->rep, &res, &st->out);
             st->ended = 1;
-            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
+            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens), st->charged = 1;
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
         } else {
@@ -77,7 +81,7 @@ static void stream_free(void *cls) {
         int32_t ids[64];
         int done = 0;
         while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
-        charge(st->srv, &st->key, st->r, &st->rep);
+        charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens);
         st->charged = 1;
     }
     whale_job_release(st->r);
@@ -97,8 +101,23 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         http_body(out, status, err_body, NULL);
         return;
     }
+    if (!q.sp.max_tokens && srv->st) q.sp.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a->n_ctx)
         q.sp.max_tokens = srv->a->n_ctx - (int64_t)q.prompt.n - 1;
+    /* accounts: the most it may cost is reserved before it runs (money), and its most tokens
+     * taken from its rate-limit buckets (both settled to the real figures at the end) */
+    int64_t held = 0, held_tokens = 0;
+    if (srv->st && q.prompt.n < (size_t)srv->a->n_ctx) {
+        status = accounts_reserve(srv->st, &hq->key, srv->a->model_name, srv->a->reasoning, (int64_t)q.prompt.n,
+                                  q.sp.max_tokens, srv->instance, &held, &err_body);
+        if (status) {
+            api_req_free(&q);
+            http_body(out, status, err_body, NULL);
+            return;
+        }
+        held_tokens = (int64_t)q.prompt.n + q.sp.max_tokens;
+        accounts_limit_tokens(srv->ac, &hq->key, held_tokens);
+    }
     whale_err e = {0};
     /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
     q.sp.json_mode = q.json;
@@ -116,6 +135,10 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
                               (long long)srv->a->n_ctx);
         else snprintf(msg, sizeof msg, "%s", e.msg);
         api_req_free(&q);
+        if (srv->st) {
+            accounts_release(srv->st, held);
+            accounts_limit_tokens(srv->ac, &hq->key, -held_tokens);
+        }
         if (busy) http_error(out, 503, msg, "server_error", "server_busy");
         else http_error(out, 400, msg, "invalid_request_error", "context_length_exceeded");
         return;
@@ -125,6 +148,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         if (!st) {
             whale_job_cancel(r);
             whale_job_release(r);
+            if (srv->st) accounts_release(srv->st, held);
             api_req_free(&q);
             http_error(out, 500, "out of memory", "server_error", "server_error");
             return;
@@ -133,6 +157,8 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         st->q = q;
         st->r = r;
         st->key = hq->key;
+        st->held = held;
+        st->held_tokens = held_tokens;
         if (api_reply_init(&st->rep, srv->a, &st->q)) {
             stream_free(st); /* cancels the request */
             http_error(out, 500, "out of memory", "server_error", "server_error");
@@ -151,6 +177,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
     if (api_reply_init(&rep, srv->a, &q)) {
         whale_job_cancel(r);
         whale_job_release(r);
+        if (srv->st) accounts_release(srv->st, held);
         api_reply_free(&rep);
         api_req_free(&q);
         http_error(out, 500, "out of memory", "server_error", "server_error");
@@ -168,7 +195,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
     api_reply_end(&rep);
     whale_result res;
     whale_job_result(r, &res);
-    charge(srv, &hq->key, r, &rep);
+    charge(srv, &hq->key, r, &rep, held, held_tokens);
     if (!strcmp(res.finish, "error")) http_error(out, 500, "the model failed on this request", "server_error", "server_error");
     else http_body(out, 200, api_reply_json(&rep, &res), NULL);
     whale_job_release(r);

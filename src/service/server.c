@@ -51,6 +51,7 @@ typedef struct server {
     atomic_int draining; /* stopping: new requests get 503 */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
     size_t max_body; /* request bytes read at most: api_max_body of the context */
+    char instance[STORE_MAX_INSTANCE]; /* --accounts: "host:port", this server's name on its reservations */
 } server;
 
 typedef struct conn { /* per request, from its headers to its end */
@@ -540,7 +541,14 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         return err_set(err, WHALE_E_NOMEM, "out of memory for the accounts");
     }
     if (srv.ac) accounts_set_limits(srv.ac, o->rpm, o->tpm);
-    srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
+    /* a replica is named by its host and port: the same across its restarts (so a restart
+     * releases what a crashed run held), different from every other replica serving at the
+     * same time (they cannot share both), so no live replica's reservations are touched */
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(srv.instance, sizeof srv.instance, "%s:%d", host, o->port > 0 ? o->port : 8080);
+    atomic_store(&srv.draining, 1); /* no paid work until a previous run's reservations are released */
+    srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining, srv.instance};
     routes_init(&srv);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL,
@@ -556,6 +564,13 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
+    /* the port is ours now: no live server has this name */
+    int64_t stale = 0;
+    whale_err se = {0};
+    if (srv.st && store_reservations_release(srv.st, srv.instance, &stale, &se))
+        fprintf(stderr, "whale serve: warning: releasing earlier reservations failed: %s\n", se.msg);
+    else if (stale) fprintf(stderr, "whale serve: released %lld reservation(s) of a previous run\n", (long long)stale);
+    atomic_store(&srv.draining, 0);
     fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens%s; "
             "Ctrl-C stops)\n",
             srv.a.model_name, srv.a.fmt, o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,

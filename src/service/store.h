@@ -110,13 +110,34 @@ typedef struct store_charge {
     const char *model;
     int64_t hit, miss, output, reasoning; /* tokens (reasoning tokens are part of output) */
     store_price price;
+    int64_t reservation;    /* the request's reservation (store_reserve), released by the charge; 0: none */
 } store_charge;
 /* The amount of a charge: sum of tokens x price / 1e6, rounded half up to a micro-unit. */
 int64_t store_charge_amount(const store_charge *c);
-/* Commit the charge: ledger row and balance in one transaction. WHALE_E_ARG when the request id
- * is already in the ledger (nothing changes). The balance may go below zero (a request admitted
+/* Commit the charge: ledger row and balance in one transaction, with c->reservation released in
+ * it. WHALE_E_ARG when the request id is already in the ledger (nothing changes). The balance may go below zero (a request admitted
  * with a positive balance is charged in full). */
 int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_err *err);
+
+/* Reservations: a running request holds the most it may cost, so that requests admitted
+ * together cannot spend more than the balance. They are never ledger rows: the balance stays
+ * the sum of the ledger, and what a user may start with is the balance less its reservations.
+ * Each names the server instance that made it (store_reserve's instance: "host:port", the same
+ * for a replica across restarts, different between replicas), so a restarted replica releases
+ * what its dead predecessor held (store_reservations_release) and no other replica's. */
+#define STORE_MAX_INSTANCE 128 /* bytes of an instance name */
+/* Reserve amount for user: 0 and the reservation's id in *id, or 1 (nothing reserved) when the
+ * balance less the user's other reservations is below amount, with that available amount in
+ * *available; a negative WHALE_E_* when the database fails. */
+int store_reserve(store *s, int64_t user, int64_t amount, const char *instance, int64_t *id, int64_t *available,
+                  whale_err *err);
+/* Release a reservation that no charge settles (the request failed or was never run). */
+int store_release(store *s, int64_t id, whale_err *err);
+/* Release every reservation of instance (at its start: what a crashed run of it held). The
+ * number released into *n (may be NULL). */
+int store_reservations_release(store *s, const char *instance, int64_t *n, whale_err *err);
+/* The user's balance less its reservations. */
+int store_available(store *s, int64_t user, int64_t *amount, whale_err *err);
 
 /* Usage: one line per (day, user, key) with tokens and amount, as text rows into a callback. */
 typedef void (*store_usage_fn)(void *ctx, const char *day, const char *email, const char *key_prefix, int64_t requests,

@@ -54,6 +54,11 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* 4: the web page's conversations, per user (cid: the page's id for one) */
     ("CREATE TABLE conversations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated INTEGER NOT NULL, UNIQUE (user_id, cid));"),
+    /* 5: reservations: what running requests may still cost (store_reserve), per server instance */
+    ("CREATE TABLE reservations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  amount INTEGER NOT NULL, created INTEGER NOT NULL, instance TEXT NOT NULL);"
+    "CREATE INDEX reservations_user ON reservations(user_id);"
+    "CREATE INDEX reservations_instance ON reservations(instance);"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -81,6 +86,10 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "  used INTEGER NOT NULL DEFAULT 0);"),
     ("CREATE TABLE conversations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  cid TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, updated BIGINT NOT NULL, UNIQUE (user_id, cid));"),
+    ("CREATE TABLE reservations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  amount BIGINT NOT NULL, created BIGINT NOT NULL, instance TEXT NOT NULL);"
+    "CREATE INDEX reservations_user ON reservations(user_id);"
+    "CREATE INDEX reservations_instance ON reservations(instance);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -582,11 +591,75 @@ int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_
     int rc = begin(s, err);
     if (!rc) {
         rc = apply(s, c->user, c->key, "charge", -a, c, NULL, err);
+        if (!rc && c->reservation) {
+            db_stmt *st = prep(s, "DELETE FROM reservations WHERE id = ?", err, "i", c->reservation);
+            rc = st ? run_done(s, st, err, "reservation") : err->code;
+        }
         if (!rc) rc = commit(s, err);
         if (rc) rollback(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (!rc && amount) *amount = a;
+    return rc;
+}
+
+/* Under mu: the user's balance less its reservations into *out. */
+static int available(store *s, int64_t user, int64_t *out, whale_err *err) {
+    db_stmt *st = prep(s, "SELECT b.amount - COALESCE((SELECT sum(r.amount) FROM reservations r WHERE r.user_id ="
+                          " b.user_id), 0) FROM balances b WHERE b.user_id = ?",
+                       err, "i", user);
+    if (!st) return err->code;
+    int r = db_step(st), rc = 0;
+    if (r == 1) *out = db_int(st, 0);
+    else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "balance");
+    db_finish(st);
+    return rc;
+}
+
+int store_available(store *s, int64_t user, int64_t *amount, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = available(s, user, amount, err);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_reserve(store *s, int64_t user, int64_t amount, const char *instance, int64_t *id, int64_t *avail,
+                  whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err); /* SQLite: BEGIN IMMEDIATE, one writer at a time */
+    db_stmt *st = NULL;
+    if (!rc && db_kind_of(s->d) == DB_PG) { /* the balance row locked: reservations and charges of one
+                                               user, on any replica, one after another */
+        st = prep(s, "SELECT amount FROM balances WHERE user_id = ? FOR UPDATE", err, "i", user);
+        rc = st ? run_done(s, st, err, "balance") : err->code;
+    }
+    if (!rc) rc = available(s, user, avail, err);
+    if (!rc && *avail < amount) rc = 1;
+    if (!rc) {
+        st = prep(s, "INSERT INTO reservations (user_id, amount, created, instance) VALUES (?, ?, ?, ?) RETURNING id",
+                  err, "iiit", user, amount, clock_wall_s(), instance);
+        rc = st ? run_id(s, st, err, "reservation", id) : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_release(store *s, int64_t id, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM reservations WHERE id = ?", err, "i", id);
+    int rc = st ? run_done(s, st, err, "reservation") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_reservations_release(store *s, const char *instance, int64_t *n, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM reservations WHERE instance = ?", err, "t", instance);
+    int rc = st ? run_done(s, st, err, "reservations") : err->code;
+    if (!rc && n) *n = s->changes;
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 

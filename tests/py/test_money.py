@@ -115,3 +115,70 @@ def test_many_keys_cannot_exhaust_rate_limit_table(db, tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_concurrent_requests_cannot_overdraw(db, tmp_path):
+    """8 requests at once, each able to cost 0.02 USD, from a 0.05 USD balance: 2 run (their most
+    is reserved before they start), 6 are refused with the amount, and the balance stays >= 0."""
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "0.05")
+    admin(db, "price", "set", "*", "0", "0", "1000")  # 0.001 USD per output token: max_tokens 20 = 0.02
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX), "--parallel", "8")
+    try:
+        def one(i):
+            return call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": f"Count from {i} to 99."}],
+                                                       "max_tokens": 20, "temperature": 0}, key=key)
+        import concurrent.futures
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            res = list(ex.map(one, range(8)))
+        codes = sorted(s for s, _ in res)
+        assert codes == [200] * 2 + [402] * 6, res
+        assert all("0.020000 USD" in b["error"]["message"] for s, b in res if s == 402)
+        assert int(sql(db, "SELECT amount FROM balances b JOIN users u ON u.id = b.user_id WHERE email = ?",
+                       "alice@example.com")[0][0]) >= 0
+        assert sql(db, "SELECT count(*) FROM reservations")[0][0] == 0  # settled with their charges
+        admin(db, "check")
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_crash_releases_reservations(db, tmp_path):
+    """SIGKILL mid-request leaves its reservation; the restarted server (same host and port) releases
+    it, and every balance still equals its ledger."""
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX))
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("POST", "/v1/chat/completions", json.dumps(
+            {"messages": [{"role": "user", "content": "Count to 300."}], "max_tokens": 400, "stream": True}),
+            {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200
+        r.fp.readline()  # the stream has begun
+        assert sql(db, "SELECT count(*) FROM reservations")[0][0] == 1
+    finally:
+        p.kill()
+        p.wait()
+    p = subprocess.Popen([str(WHALE), "serve", "--port", str(port), "--accounts", "--db", str(db), "--ctx", str(CTX),
+                          "--cache-dir", str(tmp_path / "kv")], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                if call(port, "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        for _ in range(50):  # released just after the port is taken
+            if sql(db, "SELECT count(*) FROM reservations")[0][0] == 0:
+                break
+            time.sleep(0.1)
+        assert sql(db, "SELECT count(*) FROM reservations")[0][0] == 0
+        admin(db, "check")
+        status, _ = call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+                         key=key)
+        assert status == 200
+    finally:
+        p.kill()
+        p.wait()
