@@ -62,9 +62,11 @@ int accounts_admit(store *st, const store_key *key, char **err_body) {
 
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
                      size_t reasoning_tokens, const char *request_id, int64_t reservation) {
-    store_charge c = {key->user, key->id, request_id, model_name, (int64_t)res->n_cached,
-                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0},
-                      reservation};
+    /* only what was computed: a request cancelled while queued has no prompt tokens in, one
+     * cancelled mid-prompt some (whale_result.n_prompt_done) */
+    size_t done = res->n_prompt_done, hit = res->n_cached < done ? res->n_cached : done;
+    store_charge c = {key->user, key->id, request_id, model_name, (int64_t)hit, (int64_t)(done - hit),
+                      (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}, reservation};
     whale_err err = {0};
     if (store_price_get(st, model_name, is_reasoner, &c.price, &err) || store_charge_commit(st, &c, NULL, &err))
         fprintf(stderr, "whale serve: charging request %s failed: %s\n", request_id, err.msg);

@@ -2,14 +2,18 @@
  * completions.h.
  *
  * A stream's reader waits for tokens and writes server-sent events; one that has nothing to send
- * for COMPLETIONS_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming client goes
- * away the stream is freed and the request cancelled, which frees its sequence slot at the next
- * step; it is charged for what was computed. */
+ * for COMPLETIONS_KEEPALIVE_MS writes a ": keep-alive" comment, and every
+ * COMPLETIONS_HANGUP_POLL_MS looks whether its client has gone (a write would only tell at the
+ * next token). When a streaming client goes away the stream is freed and the request cancelled,
+ * which takes it out of the queue at once or frees its sequence slot at the next step; it is
+ * charged for what was computed (none of the prompt while queued). */
 #include "service/completions.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/strbuf.h"
 
@@ -27,7 +31,20 @@ typedef struct stream {
     int charged;   /* accounts: the request's charge is committed */
     store_key key;
     int64_t held, held_tokens; /* accounts: its reservation, and the tokens taken from its buckets */
+    int fd;        /* the client's socket (server.c fills it), or -1 */
+    int idle_ms;   /* waited since the last bytes were written */
 } stream;
+
+/* 1 when the client has closed its side of the connection (a stream's client sends nothing after
+ * its request, so end of input means it went away). */
+static int client_gone(int fd) {
+    if (fd < 0) return 0;
+    struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return 1;
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
 
 /* Accounts: commit the request's charge once it has ended (or been cancelled), settling its
  * reservation held (money) and held_tokens (rate limits) to what it really cost. */
@@ -49,8 +66,13 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
         st->out.n = st->out_at = 0;
         int32_t ids[64];
         int done = 0;
-        size_t k = whale_job_wait(st->r, st->have, ids, 64, COMPLETIONS_KEEPALIVE_MS, &done);
+        size_t k = whale_job_wait(st->r, st->have, ids, 64, COMPLETIONS_HANGUP_POLL_MS, &done);
         st->have += k;
+        if (!k && !done) { /* nothing yet (queued, or a long prompt): is anyone still there? */
+            if (client_gone(st->fd)) return -1; /* stream_free cancels and charges what was computed */
+            if ((st->idle_ms += COMPLETIONS_HANGUP_POLL_MS) < COMPLETIONS_KEEPALIVE_MS) continue;
+        }
+        st->idle_ms = 0;
         if (k && api_reply_feed(&st->rep, ids, k)) whale_job_cancel(st->r);
         if (done || st->rep.stopped) {
             if (!done) { /* wait for the engine to let go, then report */
@@ -159,6 +181,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         st->key = hq->key;
         st->held = held;
         st->held_tokens = held_tokens;
+        st->fd = -1;
         if (api_reply_init(&st->rep, srv->a, &st->q)) {
             stream_free(st); /* cancels the request */
             http_error(out, 500, "out of memory", "server_error", "server_error");
@@ -171,6 +194,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         out->stream = st;
         out->read = stream_read;
         out->stream_free = stream_free;
+        out->client_fd = &st->fd;
         return;
     }
     api_reply rep;

@@ -13,6 +13,8 @@
 #include "service/http.h"
 
 #define COMPLETIONS_KEEPALIVE_MS 10000 /* idle stream: a ": keep-alive" comment this often */
+#define COMPLETIONS_HANGUP_POLL_MS 200 /* idle stream: how often to look for a client gone (it stops
+                                          being charged and holding its place within this) */
 #define COMPLETIONS_DEFAULT_MAX_TOKENS 4096 /* accounts: output tokens when max_tokens is omitted, as
                                                DeepSeek's default; what the reservation covers */
 

@@ -100,6 +100,8 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
         if (same) status = 304;
         r = MHD_create_response_from_buffer(same ? 0 : rep->asset->size, (void *)rep->asset->data, MHD_RESPMEM_PERSISTENT);
     } else if (rep->stream) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (rep->client_fd) *rep->client_fd = ci ? (int)ci->connect_fd : -1;
         http_reply *held = malloc(sizeof *held);
         if (held) *held = *rep;
         r = held ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, held, stream_done) : NULL;

@@ -182,3 +182,73 @@ def test_crash_releases_reservations(db, tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def _stream_then_close(port, key, max_tokens, n_lines):
+    """Start a streamed request, read n_lines "data:" lines, close the socket: the response id."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    body = json.dumps({"messages": [{"role": "user", "content": "Count from 1 to 500, one number a line."}],
+                       "max_tokens": max_tokens, "temperature": 0, "stream": True}).encode()
+    s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
+    f = s.makefile("rb")
+    rid, seen = None, 0
+    while seen < n_lines:
+        line = f.readline()
+        assert line, "the stream ended early"
+        if line.startswith(b"data: {"):
+            rid = rid or json.loads(line[6:])["id"]
+            seen += 1
+    f.close()
+    s.close()
+    return rid
+
+
+def _charge_row(db, rid, within):
+    t = time.monotonic()
+    while time.monotonic() - t < within:
+        rows = sql(db, "SELECT miss, output, amount FROM ledger WHERE request_id = ?", rid)
+        if rows:
+            return [int(x) for x in rows[0]], time.monotonic() - t
+        time.sleep(0.05)
+    return None, within
+
+
+def test_stream_closed_while_queued_is_not_charged(db, tmp_path):
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX), "--parallel", "1")
+    try:
+        import threading
+        def busy():
+            try:
+                call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "Count from 1 to 500."}],
+                                                    "max_tokens": 300, "temperature": 0}, key=key)
+            except (OSError, http.client.HTTPException):
+                pass  # cut when the server is stopped
+        threading.Thread(target=busy, daemon=True).start()
+        for _ in range(100):  # the one slot is busy
+            if call(port, "/health")[1]["active"] == 1:
+                break
+            time.sleep(0.05)
+        rid = _stream_then_close(port, key, 300, 1)  # its first chunk comes while it waits in the queue
+        row, took = _charge_row(db, rid, 2.0)
+        assert row == [0, 0, 0], (row, took)  # nothing computed, nothing charged
+        assert call(port, "/health")[1]["active"] == 1  # the first still runs: this one never did
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_stream_closed_mid_generation_charged_promptly(db, tmp_path):
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX), "--parallel", "2")
+    try:
+        rid = _stream_then_close(port, key, 300, 6)
+        row, took = _charge_row(db, rid, 2.0)
+        assert row is not None, "not charged within 2 s of closing"
+        assert row[0] > 0 and 0 < row[1] < 300, row
+    finally:
+        p.kill()
+        p.wait()
