@@ -614,9 +614,27 @@ static double wait_for(const accounts *ac, const bucket *b) {
     return w;
 }
 
+/* Shared limits (PostgreSQL): take from id's bucket in the database. The wait in seconds (0: taken);
+ * a failing database refuses for a second (limits fail closed). */
+static double shared_take(accounts *ac, int64_t id, int take_req, int64_t tokens) {
+    int64_t wait_ms = 0;
+    whale_err err = {0};
+    if (store_bucket_take(ac->st, id, ac->rpm, ac->tpm, take_req, tokens, &wait_ms, &err)) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        return 1.0;
+    }
+    return (double)wait_ms / 1000.0;
+}
+
 int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     if (!ac || (!ac->rpm && !ac->tpm)) return 0;
     double now = clock_now_s(), w = 0;
+    if (store_shared_limits(ac->st)) { /* several replicas: one bucket each in the database */
+        w = shared_take(ac, -key->user - 1, 1, 0);
+        if (w == 0 && key->id && (w = shared_take(ac, key->id, 1, 0)) > 0)
+            shared_take(ac, -key->user - 1, -1, 0); /* the key may not: the user's request back */
+        goto decided;
+    }
     pthread_mutex_lock(&ac->mu);
     /* the web page's requests (key id 0: a session, no key) count once, on the user. The user's
      * bucket first: a key's is made only for a request its user may send, so a user with many
@@ -632,6 +650,7 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
         u->req -= 1;
     }
     pthread_mutex_unlock(&ac->mu);
+decided:
     if (w == 0) return 0;
     char msg[160];
     snprintf(msg, sizeof msg, "Rate Limit Reached: this key or its account may send %lld requests and %lld tokens a "
@@ -641,7 +660,12 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
 }
 
 void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
-    if (!ac || !ac->tpm) return;
+    if (!ac || !ac->tpm || !tokens) return;
+    if (store_shared_limits(ac->st)) {
+        if (key->id) shared_take(ac, key->id, 0, tokens);
+        shared_take(ac, -key->user - 1, 0, tokens);
+        return;
+    }
     double now = clock_now_s();
     pthread_mutex_lock(&ac->mu);
     bucket *k = key->id ? bucket_of(ac, key->id, now) : NULL, *u = bucket_of(ac, -key->user - 1, now);

@@ -46,14 +46,16 @@ typedef enum { SIGNUP_OPEN = 0, SIGNUP_CLOSED, SIGNUP_INVITE } signup_mode;
  * proxy). */
 accounts *accounts_new(store *st, signup_mode signup, int secure_cookies);
 
-/* Rate limits per API key and per user, in this process (several replicas each keep their own:
- * a user's limit is then per replica). rpm: requests per minute, tpm: tokens (prompt + output)
+/* Rate limits per API key and per user: in this process on SQLite; on PostgreSQL in the database
+ * (store_bucket_take: one statement per bucket), so a user's limit holds for the sum over
+ * replicas. rpm: requests per minute, tpm: tokens (prompt + output)
  * per minute; 0: no limit. Token buckets: a burst of a minute's worth, refilled continuously. */
 void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm);
 /* At admission: 0 when the key and its user may start a request now (one request taken from
  * their buckets), else the seconds to wait (for Retry-After) and the 429 body in *err_body. */
 int accounts_limit(accounts *ac, const store_key *key, char **err_body);
-/* When a request ends: its tokens taken from the key's and the user's token buckets. */
+/* Tokens taken from the key's and the user's token buckets: a request's most at admission, the
+ * difference to its real count (negative: given back) when it ends. */
 void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens);
 
 /* An argon2id hash string of a password (out: ACCOUNTS_PW_HASH_BYTES); 0 or -1 (out of memory). */

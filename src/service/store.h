@@ -139,6 +139,15 @@ int store_reservations_release(store *s, const char *instance, int64_t *n, whale
 /* The user's balance less its reservations. */
 int store_available(store *s, int64_t user, int64_t *amount, whale_err *err);
 
+/* Rate limits shared by replicas (PostgreSQL; store_shared_limits says 1): the token bucket id
+ * (accounts.c's numbering) refilled to the database's clock at rpm/tpm a minute, then, with
+ * take_req, a request and tokens taken if it may start (*wait_ms 0), else nothing taken and
+ * *wait_ms the wait; with take_req 0 (or -1: a request given back), tokens taken (or given
+ * back, negative) in any case. */
+int store_shared_limits(store *s);
+int store_bucket_take(store *s, int64_t id, int64_t rpm, int64_t tpm, int take_req, int64_t tokens, int64_t *wait_ms,
+                      whale_err *err);
+
 /* Usage: one line per (day, user, key) with tokens and amount, as text rows into a callback. */
 typedef void (*store_usage_fn)(void *ctx, const char *day, const char *email, const char *key_prefix, int64_t requests,
                                int64_t hit, int64_t miss, int64_t output, int64_t amount);

@@ -58,7 +58,10 @@ static const char *const MIGRATIONS_SQLITE[] = {
     ("CREATE TABLE reservations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
     "  amount INTEGER NOT NULL, created INTEGER NOT NULL, instance TEXT NOT NULL);"
     "CREATE INDEX reservations_user ON reservations(user_id);"
-    "CREATE INDEX reservations_instance ON reservations(instance);"),
+    "CREATE INDEX reservations_instance ON reservations(instance);"
+    /* and rate-limit buckets shared by replicas (used on PostgreSQL: store_bucket_take) */
+    "CREATE TABLE rate_buckets (id INTEGER PRIMARY KEY, req REAL NOT NULL, tok REAL NOT NULL, t REAL NOT NULL,"
+    "  admitted INTEGER NOT NULL DEFAULT 1);"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -89,7 +92,9 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     ("CREATE TABLE reservations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
     "  amount BIGINT NOT NULL, created BIGINT NOT NULL, instance TEXT NOT NULL);"
     "CREATE INDEX reservations_user ON reservations(user_id);"
-    "CREATE INDEX reservations_instance ON reservations(instance);"),
+    "CREATE INDEX reservations_instance ON reservations(instance);"
+    "CREATE TABLE rate_buckets (id BIGINT PRIMARY KEY, req DOUBLE PRECISION NOT NULL, tok DOUBLE PRECISION NOT NULL,"
+    "  t DOUBLE PRECISION NOT NULL, admitted INTEGER NOT NULL DEFAULT 1);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -659,6 +664,42 @@ int store_reservations_release(store *s, const char *instance, int64_t *n, whale
     db_stmt *st = prep(s, "DELETE FROM reservations WHERE instance = ?", err, "t", instance);
     int rc = st ? run_done(s, st, err, "reservations") : err->code;
     if (!rc && n) *n = s->changes;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_shared_limits(store *s) { return db_kind_of(s->d) == DB_PG; }
+
+int store_bucket_take(store *s, int64_t id, int64_t rpm, int64_t tpm, int take_req, int64_t tokens, int64_t *wait_ms,
+                      whale_err *err) {
+    /* one statement: the bucket refilled to the database's clock (one clock for every replica),
+     * then a request taken if it may start (or tokens taken, or a request given back, in any
+     * case); $1 id, $2 rpm, $3 tpm, $4 requests to take (1, 0, or -1: give one back), $5 tokens */
+#define NOW "extract(epoch FROM clock_timestamp())"
+#define R "LEAST(CAST($2 AS DOUBLE PRECISION), b.req + (excluded.t - b.t) * $2 / 60.0)"
+#define T "LEAST(CAST($3 AS DOUBLE PRECISION), b.tok + (excluded.t - b.t) * $3 / 60.0)"
+#define OK "(CAST($4 AS INTEGER) <= 0 OR (($2 = 0 OR " R " >= 1) AND ($3 = 0 OR " T " > 0)))"
+    static const char sql[] =
+        "INSERT INTO rate_buckets AS b (id, req, tok, t, admitted) VALUES (CAST($1 AS BIGINT),"
+        " CAST($2 AS DOUBLE PRECISION) - $4, CAST($3 AS DOUBLE PRECISION) - $5, " NOW ", 1)"
+        " ON CONFLICT (id) DO UPDATE SET req = " R " - CASE WHEN " OK " THEN $4 ELSE 0 END,"
+        " tok = " T " - CASE WHEN " OK " THEN $5 ELSE 0 END, t = excluded.t,"
+        " admitted = CASE WHEN " OK " THEN 1 ELSE 0 END"
+        " RETURNING admitted, CAST(ceil(1000 * GREATEST(0,"
+        " CASE WHEN $2 > 0 AND req < 1 THEN (1 - req) * 60 / $2 ELSE 0 END,"
+        " CASE WHEN $3 > 0 AND tok <= 0 THEN (1 - tok) * 60 / $3 ELSE 0 END)) AS BIGINT)";
+#undef NOW
+#undef R
+#undef T
+#undef OK
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, sql, err, "iiiii", id, rpm, tpm, (int64_t)take_req, tokens);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (db_step(st) == 1) *wait_ms = db_int(st, 0) ? 0 : (db_int(st, 1) > 0 ? db_int(st, 1) : 1);
+        else rc = db_fail(s, err, "rate limit");
+        db_finish(st);
+    }
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -252,3 +252,31 @@ def test_stream_closed_mid_generation_charged_promptly(db, tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_rate_limit_holds_across_replicas(pg, tmp_path):
+    """Two replicas on one PostgreSQL, --rpm 6: 12 requests of one user alternating between them
+    get 6 admitted in all (each replica alone would admit 6)."""
+    db = pg.new_database()
+    admin(db, "user", "add", "alice@example.com")
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pa, porta = accounts_server(db, tmp_path / "a", "--ctx", str(CTX), "--rpm", "6")
+    pb, portb = accounts_server(db, tmp_path / "b", "--ctx", str(CTX), "--rpm", "6")
+    try:
+        codes = []
+        t = time.monotonic()
+        for i in range(12):  # a body-less request: 429 from the headers, or admitted and 400
+            c = http.client.HTTPConnection("127.0.0.1", porta if i % 2 else portb, timeout=30)
+            c.request("POST", "/v1/chat/completions", body=b"{}",
+                      headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+            codes.append(c.getresponse().status)
+        took = time.monotonic() - t
+        admitted = sum(s != 429 for s in codes)
+        assert admitted == 6 or (admitted == 7 and took > 10), (codes, took)  # refill: 1 per 10 s
+    finally:
+        for p in (pa, pb):
+            p.kill()
+            p.wait()
