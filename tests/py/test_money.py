@@ -117,9 +117,15 @@ def test_many_keys_cannot_exhaust_rate_limit_table(db, tmp_path):
         p.wait()
 
 
-def test_concurrent_requests_cannot_overdraw(db, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_requests_cannot_overdraw(backend, tmp_path, request):
     """8 requests at once, each able to cost 0.02 USD, from a 0.05 USD balance: 2 run (their most
     is reserved before they start), 6 are refused with the amount, and the balance stays >= 0."""
+    if backend == "sqlite":
+        db = request.getfixturevalue("db")
+    else:
+        db = request.getfixturevalue("pg").new_database()
+        admin(db, "user", "add", "alice@example.com")
     key = admin(db, "key", "create", "alice@example.com")
     admin(db, "topup", "alice@example.com", "0.05")
     admin(db, "price", "set", "*", "0", "0", "1000")  # 0.001 USD per output token: max_tokens 20 = 0.02
@@ -136,7 +142,7 @@ def test_concurrent_requests_cannot_overdraw(db, tmp_path):
         assert all("0.020000 USD" in b["error"]["message"] for s, b in res if s == 402)
         assert int(sql(db, "SELECT amount FROM balances b JOIN users u ON u.id = b.user_id WHERE email = ?",
                        "alice@example.com")[0][0]) >= 0
-        assert sql(db, "SELECT count(*) FROM reservations")[0][0] == 0  # settled with their charges
+        assert int(sql(db, "SELECT count(*) FROM reservations")[0][0]) == 0  # settled with their charges
         admin(db, "check")
     finally:
         p.kill()
