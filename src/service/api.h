@@ -36,6 +36,8 @@ typedef struct api_ctx {
     int reasoning;          /* the format starts replies inside <think> */
     int64_t n_ctx;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
+    size_t max_token_bytes; /* the most text one token stands for: B bytes of text are at least
+                               B / max_token_bytes tokens (0: unknown) */
 } api_ctx;
 
 /* The largest request body worth reading for a context of n_ctx tokens: API_BODY_PER_TOKEN bytes
@@ -43,7 +45,7 @@ typedef struct api_ctx {
  * that fits, so it is refused (413) before it is read or tokenized. */
 size_t api_max_body(int64_t n_ctx);
 
-/* Fill in the fill-in-the-middle markers from the vocabulary. */
+/* Fill in the fill-in-the-middle markers and max_token_bytes from the vocabulary. */
 void api_ctx_tokens(api_ctx *a);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;

@@ -286,3 +286,30 @@ def test_rate_limit_holds_across_replicas(pg, tmp_path):
         for p in (pa, pb):
             p.kill()
             p.wait()
+
+
+def test_text_that_cannot_fit_refused_before_tokenizing(db, tmp_path):
+    """A body under the cap whose text alone cannot fit the context: 400 context_length_exceeded
+    from its length, before tokenizing."""
+    key = admin(db, "key", "create", "alice@example.com")
+    admin(db, "topup", "alice@example.com", "10")
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX))
+    try:
+        t = time.monotonic()
+        status, body = call(port, "/v1/chat/completions", {"messages": [{"role": "user", "content": "abc " * 60000}],
+                                                           "max_tokens": 1}, key=key)
+        took = time.monotonic() - t
+        assert status == 400 and body["error"]["code"] == "context_length_exceeded", (status, body)
+        assert "before" in body["error"]["message"] or "no token stands" in body["error"]["message"], body
+        assert took < 1.0, took
+    finally:
+        p.kill()
+        p.wait()
+    # the same for a text completion's prompt
+    p, port = accounts_server(db, tmp_path, "--ctx", str(CTX))
+    try:
+        status, body = call(port, "/beta/completions", {"prompt": "abc " * 60000, "max_tokens": 1}, key=key)
+        assert status == 400 and "no token stands" in body["error"]["message"], (status, body)
+    finally:
+        p.kill()
+        p.wait()
