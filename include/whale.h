@@ -269,6 +269,9 @@ typedef struct whale_result {
     double t_queue;         /* seconds waiting for a free sequence */
     double t_first;         /* seconds from submitting to the first generated token */
     uint64_t drafted, accepted; /* speculation: drafts verified and drafts kept */
+    size_t n_prompt_done;   /* prompt tokens in the sequence when it ended, cached or computed: all of
+                               them once a token was generated, none for a job cancelled while
+                               queued, part for one cancelled mid-prompt (the rest never computed) */
 } whale_result;
 void whale_job_result(whale_job *j, whale_result *out);
 /* Let go of the job (cancels it if it still runs). */

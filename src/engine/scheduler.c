@@ -60,6 +60,7 @@ struct sched_req {
     size_t n_tokens, cap_tokens;
     const char *finish;
     size_t n_cached;
+    size_t n_prompt_done; /* prompt tokens in the slot after the last step (cached or computed) */
     uint64_t drafted, accepted;
     double t_submit, t_start, t_first;
     int64_t owner;
@@ -521,7 +522,11 @@ static int step(sched *s) {
     for (int k = 0; !rc && k < n_pick; k++) hand_out(s, &s->slots[s->pick_slot[k]]);
     /* slots that only fed a prompt chunk this step keep their rows */
     for (int i = 0; i < s->o.n_parallel; i++)
-        if (s->slots[i].req) s->slots[i].n_cached = s->slots[i].n_fed;
+        if (s->slots[i].req) {
+            slot *sl = &s->slots[i];
+            sl->n_cached = sl->n_fed;
+            sl->req->n_prompt_done = sl->n_fed < sl->req->n_prompt ? sl->n_fed : sl->req->n_prompt;
+        }
     pthread_cond_broadcast(&s->progress);
     pthread_mutex_unlock(&s->mu);
     /* the drafter learns which rows stand; the slots are the engine thread's alone (admit, which
@@ -893,6 +898,9 @@ void sched_result_get(sched_req *r, sched_result *out) {
     out->t_queue = r->t_start > 0 ? r->t_start - r->t_submit : 0;
     out->t_first = r->t_first > 0 ? r->t_first - r->t_submit : 0;
     out->drafted = r->drafted, out->accepted = r->accepted;
+    /* a generated token means the whole prompt was in; a request may end in the step that
+     * completed its prompt, before the count above is kept */
+    out->n_prompt_done = r->n_tokens ? r->n_prompt : r->n_prompt_done > r->n_cached ? r->n_prompt_done : r->n_cached;
     pthread_mutex_unlock(&s->mu);
 }
 

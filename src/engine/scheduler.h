@@ -132,6 +132,7 @@ typedef struct sched_result {
     size_t n_gen;              /* tokens generated */
     double t_queue, t_first;   /* seconds waiting for a slot; from submit to the first token */
     uint64_t drafted, accepted; /* speculative decoding: drafts verified, of which kept */
+    size_t n_prompt_done;       /* prompt tokens in the sequence (cached or computed) when it ended */
 } sched_result;
 void sched_result_get(sched_req *r, sched_result *out);
 

@@ -131,7 +131,8 @@ void whale_job_cancel(whale_job *j) { sched_cancel(req_of(j)); }
 void whale_job_result(whale_job *j, whale_result *o) {
     sched_result r;
     sched_result_get(req_of(j), &r);
-    *o = (whale_result){r.finish, r.n_prompt, r.n_cached, r.n_gen, r.t_queue, r.t_first, r.drafted, r.accepted};
+    *o = (whale_result){r.finish, r.n_prompt, r.n_cached, r.n_gen, r.t_queue, r.t_first, r.drafted, r.accepted,
+                        r.n_prompt_done};
 }
 
 void whale_job_release(whale_job *j) {

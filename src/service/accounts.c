@@ -61,12 +61,46 @@ int accounts_admit(store *st, const store_key *key, char **err_body) {
 }
 
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
-                     size_t reasoning_tokens, const char *request_id) {
-    store_charge c = {key->user, key->id, request_id, model_name, (int64_t)res->n_cached,
-                      (int64_t)(res->n_prompt - res->n_cached), (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}, key->prefix};
+                     size_t reasoning_tokens, const char *request_id, int64_t reservation) {
+    /* only what was computed: a request cancelled while queued has no prompt tokens in, one
+     * cancelled mid-prompt some (whale_result.n_prompt_done) */
+    size_t done = res->n_prompt_done, hit = res->n_cached < done ? res->n_cached : done;
+    store_charge c = {key->user, key->id, request_id, model_name, (int64_t)hit, (int64_t)(done - hit),
+                      (int64_t)res->n_gen, (int64_t)reasoning_tokens, {0, 0, 0}, key->prefix, reservation};
     whale_err err = {0};
     if (store_price_get(st, model_name, is_reasoner, &c.price, &err) || store_charge_commit(st, &c, NULL, &err))
         fprintf(stderr, "whale serve: charging request %s failed: %s\n", request_id, err.msg);
+}
+
+int accounts_reserve(store *st, const store_key *key, const char *model_name, int is_reasoner, int64_t n_prompt,
+                     int64_t max_out, const char *instance, int64_t *id, char **err_body) {
+    store_charge c = {.miss = n_prompt, .output = max_out};
+    int64_t avail = 0;
+    whale_err err = {0};
+    int rc = store_price_get(st, model_name, is_reasoner, &c.price, &err);
+    if (!rc) {
+        if (c.price.hit > c.price.miss) c.price.miss = c.price.hit; /* whichever a prompt token turns out to be */
+        rc = store_reserve(st, key->user, store_charge_amount(&c), instance, id, &avail, &err);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        *err_body = api_error_body("the account store failed", "server_error", NULL, "server_error");
+        return 500;
+    }
+    if (rc == 0) return 0;
+    char msg[256];
+    int64_t need = store_charge_amount(&c);
+    snprintf(msg, sizeof msg, "Insufficient Balance: this request may cost up to %lld.%06lld USD (%lld prompt tokens and "
+             "max_tokens %lld); %s%lld.%06lld USD is available (the balance less running requests)",
+             (long long)(need / 1000000), (long long)(need % 1000000), (long long)n_prompt, (long long)max_out,
+             avail < 0 ? "-" : "", (long long)(llabs(avail) / 1000000), (long long)(llabs(avail) % 1000000));
+    *err_body = api_error_body(msg, "unknown_error", NULL, "invalid_request_error");
+    return 402;
+}
+
+void accounts_release(store *st, int64_t id) {
+    whale_err err = {0};
+    if (id && store_release(st, id, &err)) fprintf(stderr, "whale serve: releasing a reservation failed: %s\n", err.msg);
 }
 
 static void usd(char *out, size_t cap, int64_t micro) {
@@ -106,7 +140,8 @@ static char *accounts_balance_json(store *st, int64_t user) {
                                        DeepSeek had to close them; a person needs one */
 #define ACC_IP_SLOTS 1024           /* addresses remembered for that (the oldest is forgotten first) */
 #define ACC_COOKIE "whale_session"
-#define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, not limited) */
+#define ACC_BUCKETS 4096 /* keys and users tracked for rate limits (open addressing; when full, the
+                            least recently used is forgotten) */
 
 typedef struct bucket {
     int64_t id;       /* key id, or -(user id) - 1; 0: empty */
@@ -488,7 +523,10 @@ void accounts_keys_create(void *ctx, http_req *q, http_reply *out) {
     whale_err err = {0};
     if (d && !cJSON_IsNull(d) && !exp)
         http_error(out, 422, "days must be a number from 1 to 36500", "invalid_request_error", "invalid_request_error");
-    else if (store_key_create(ac->st, q->user.id, exp, key, sizeof key, &k, &err)) store_failed(out);
+    else if (store_key_create(ac->st, q->user.id, exp, key, sizeof key, &k, &err)) {
+        if (err.code == WHALE_E_ARG) http_error(out, 422, err.msg, "invalid_request_error", "too_many_keys");
+        else store_failed(out);
+    }
     else {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "key", key); /* the only time it is shown */
@@ -559,8 +597,8 @@ void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm) {
 }
 
 /* Under mu: the bucket of id, refilled to now. A bucket idle for a minute is full again, the
- * same as a new one, so its slot may be taken. NULL when every slot is busy (the caller then
- * refuses: limits fail closed). */
+ * same as a new one, so its slot may be taken; when none is free the least recently used is
+ * (a slot is never emptied, so no other id's probe run is cut). Never NULL. */
 static bucket *bucket_of(accounts *ac, int64_t id, double now) {
     uint64_t h = (uint64_t)id * 0x9e3779b97f4a7c15ull;
     bucket *free_slot = NULL;
@@ -578,7 +616,12 @@ static bucket *bucket_of(accounts *ac, int64_t id, double now) {
         b->t = now;
         return b;
     }
-    if (free_slot) *free_slot = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
+    if (!free_slot) { /* full: forget the least recently used (it comes back full, as after a minute) */
+        free_slot = &ac->buckets[0];
+        for (int i = 1; i < ACC_BUCKETS; i++)
+            if (ac->buckets[i].t < free_slot->t) free_slot = &ac->buckets[i];
+    }
+    *free_slot = (bucket){id, (double)ac->rpm, (double)ac->tpm, now};
     return free_slot;
 }
 
@@ -590,18 +633,43 @@ static double wait_for(const accounts *ac, const bucket *b) {
     return w;
 }
 
+/* Shared limits (PostgreSQL): take from id's bucket in the database. The wait in seconds (0: taken);
+ * a failing database refuses for a second (limits fail closed). */
+static double shared_take(accounts *ac, int64_t id, int take_req, int64_t tokens) {
+    int64_t wait_ms = 0;
+    whale_err err = {0};
+    if (store_bucket_take(ac->st, id, ac->rpm, ac->tpm, take_req, tokens, &wait_ms, &err)) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        return 1.0;
+    }
+    return (double)wait_ms / 1000.0;
+}
+
 int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
     if (!ac || (!ac->rpm && !ac->tpm)) return 0;
     double now = clock_now_s(), w = 0;
+    if (store_shared_limits(ac->st)) { /* several replicas: one bucket each in the database */
+        w = shared_take(ac, -key->user - 1, 1, 0);
+        if (w == 0 && key->id && (w = shared_take(ac, key->id, 1, 0)) > 0)
+            shared_take(ac, -key->user - 1, -1, 0); /* the key may not: the user's request back */
+        goto decided;
+    }
     pthread_mutex_lock(&ac->mu);
-    /* the web page's requests (key id 0: a session, no key) count once, on the user */
-    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
-    w = k && u ? fmax(wait_for(ac, k), wait_for(ac, u)) : 1.0; /* no room to track them: refuse for now */
+    /* the web page's requests (key id 0: a session, no key) count once, on the user. The user's
+     * bucket first: a key's is made only for a request its user may send, so a user with many
+     * keys holds no more buckets than its own limit lets it use */
+    bucket *u = bucket_of(ac, -key->user - 1, now), *k = u;
+    w = wait_for(ac, u);
+    if (w == 0 && key->id) { /* u was used just now: it is not the one a key's bucket replaces */
+        k = bucket_of(ac, key->id, now);
+        w = wait_for(ac, k);
+    }
     if (w == 0) {
         if (k != u) k->req -= 1;
         u->req -= 1;
     }
     pthread_mutex_unlock(&ac->mu);
+decided:
     if (w == 0) return 0;
     char msg[160];
     snprintf(msg, sizeof msg, "Rate Limit Reached: this key or its account may send %lld requests and %lld tokens a "
@@ -611,11 +679,16 @@ int accounts_limit(accounts *ac, const store_key *key, char **err_body) {
 }
 
 void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens) {
-    if (!ac || !ac->tpm) return;
+    if (!ac || !ac->tpm || !tokens) return;
+    if (store_shared_limits(ac->st)) {
+        if (key->id) shared_take(ac, key->id, 0, tokens);
+        shared_take(ac, -key->user - 1, 0, tokens);
+        return;
+    }
     double now = clock_now_s();
     pthread_mutex_lock(&ac->mu);
-    bucket *u = bucket_of(ac, -key->user - 1, now), *k = key->id ? bucket_of(ac, key->id, now) : u;
+    bucket *k = key->id ? bucket_of(ac, key->id, now) : NULL, *u = bucket_of(ac, -key->user - 1, now);
     if (k && k != u) k->tok -= (double)tokens;
-    if (u) u->tok -= (double)tokens;
+    u->tok -= (double)tokens;
     pthread_mutex_unlock(&ac->mu);
 }

@@ -24,7 +24,17 @@ int accounts_admit(store *st, const store_key *key, char **err_body);
  * model's prices. A failure is printed on stderr (no key or text in it); nothing else can be
  * done for the client. */
 void accounts_charge(store *st, const store_key *key, const char *model_name, int is_reasoner, const whale_result *res,
-                     size_t reasoning_tokens, const char *request_id);
+                     size_t reasoning_tokens, const char *request_id, int64_t reservation);
+
+/* Once the prompt is known: reserve the most the request may cost (every prompt token at the
+ * dearer input price, max_out tokens at the output price) under instance. 0 and the
+ * reservation's id in *id (settled by accounts_charge, or released by accounts_release), or 402
+ * (the balance less the user's other reservations is below it; the body names both amounts) or
+ * 500, with the body in *err_body. */
+int accounts_reserve(store *st, const store_key *key, const char *model_name, int is_reasoner, int64_t n_prompt,
+                     int64_t max_out, const char *instance, int64_t *id, char **err_body);
+/* Release a reservation no charge will settle (the request failed before or while running). */
+void accounts_release(store *st, int64_t id);
 
 
 /* ---- web accounts: sign-up, login, sessions, keys over HTTP ------------------------------ */
@@ -36,8 +46,9 @@ typedef enum { SIGNUP_OPEN = 0, SIGNUP_CLOSED, SIGNUP_INVITE } signup_mode;
  * proxy). */
 accounts *accounts_new(store *st, signup_mode signup, int secure_cookies);
 
-/* Rate limits per API key and per user, in this process (several replicas each keep their own:
- * a user's limit is then per replica). rpm: requests per minute, tpm: tokens (prompt + output)
+/* Rate limits per API key and per user: in this process on SQLite; on PostgreSQL in the database
+ * (store_bucket_take: one statement per bucket), so a user's limit holds for the sum over
+ * replicas. rpm: requests per minute, tpm: tokens (prompt + output)
  * per minute; 0: no limit. Token buckets: a burst of a minute's worth, refilled continuously. */
 void accounts_set_limits(accounts *ac, int64_t rpm, int64_t tpm);
 /* Sign-ups allowed from one address per hour (open sign-ups; 0: the default, 3). */
@@ -45,7 +56,8 @@ void accounts_set_signups(accounts *ac, int per_hour);
 /* At admission: 0 when the key and its user may start a request now (one request taken from
  * their buckets), else the seconds to wait (for Retry-After) and the 429 body in *err_body. */
 int accounts_limit(accounts *ac, const store_key *key, char **err_body);
-/* When a request ends: its tokens taken from the key's and the user's token buckets. */
+/* Tokens taken from the key's and the user's token buckets: a request's most at admission, the
+ * difference to its real count (negative: given back) when it ends. */
 void accounts_limit_tokens(accounts *ac, const store_key *key, int64_t tokens);
 
 /* An argon2id hash string of a password (out: ACCOUNTS_PW_HASH_BYTES); 0 or -1 (out of memory). */

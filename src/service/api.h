@@ -17,6 +17,10 @@
 #include "whale.h"
 
 #define API_MAX_BODY (8u << 20) /* request bytes: far above any prompt a context holds */
+#define API_BODY_PER_TOKEN 16   /* request bytes per context token: a token is rarely more than 8
+                                   bytes of text, and JSON escaping may double that */
+#define API_BODY_EXTRA (256u << 10) /* request bytes beside the prompt's text: tool schemas,
+                                       parameters, message framing */
 #define API_MAX_MESSAGES 4096   /* messages per request */
 #define API_MAX_STOP 16         /* stop strings, as OpenAI allows 4 and DeepSeek 16 */
 #define API_MAX_STOP_LEN 256    /* bytes per stop string */
@@ -32,9 +36,16 @@ typedef struct api_ctx {
     int reasoning;          /* the format starts replies inside <think> */
     int64_t n_ctx;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
+    size_t max_token_bytes; /* the most text one token stands for: B bytes of text are at least
+                               B / max_token_bytes tokens (0: unknown) */
 } api_ctx;
 
-/* Fill in the fill-in-the-middle markers from the vocabulary. */
+/* The largest request body worth reading for a context of n_ctx tokens: API_BODY_PER_TOKEN bytes
+ * per token plus API_BODY_EXTRA, never above API_MAX_BODY. A larger body cannot hold a prompt
+ * that fits, so it is refused (413) before it is read or tokenized. */
+size_t api_max_body(int64_t n_ctx);
+
+/* Fill in the fill-in-the-middle markers and max_token_bytes from the vocabulary. */
 void api_ctx_tokens(api_ctx *a);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;

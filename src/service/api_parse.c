@@ -31,6 +31,8 @@ static int fail(char **err, int status, const char *param, const char *fmt, ...)
     return status;
 }
 
+static int too_long(const api_ctx *a, size_t text, const char *param, char **err);
+
 /* A number field within [lo, hi]: 1 set, 0 absent (or null), -1 bad (error set). */
 static int num_field(const cJSON *j, const char *name, double lo, double hi, int integer, double *out, int *status,
                      char **err) {
@@ -254,6 +256,9 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
         }
         k++;
     }
+    size_t text = 0;
+    for (int i = 0; i < k; i++) text += m[i].content ? strlen(m[i].content) : 0;
+    if ((status = too_long(a, text, "messages", err))) goto done;
     whale_err e = {0};
     /* With a prefix: the conversation before it, the assistant's opening (no forced <think>: the
      * prefix starts the answer), then the prefix itself as plain text. */
@@ -424,6 +429,11 @@ void api_req_free(api_req *r) {
     memset(r, 0, sizeof *r);
 }
 
+size_t api_max_body(int64_t n_ctx) {
+    if (n_ctx <= 0 || (uint64_t)n_ctx > (API_MAX_BODY - API_BODY_EXTRA) / API_BODY_PER_TOKEN) return API_MAX_BODY;
+    return (size_t)n_ctx * API_BODY_PER_TOKEN + API_BODY_EXTRA;
+}
+
 void api_ctx_tokens(api_ctx *a) {
     /* fill-in-the-middle markers: Qwen2.5-Coder's, then DeepSeek-Coder's */
     static const char *fim[2][3] = {{"<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"},
@@ -436,6 +446,26 @@ void api_ctx_tokens(api_ctx *a) {
         for (int i = 0; i < 3; i++) ok &= (id[i] = whale_token_find(a->m, fim[k][i])) >= 0;
         if (ok) memcpy(a->fim, id, sizeof id);
     }
+    whale_model_info mi;
+    whale_model_info_get(a->m, &mi);
+    a->max_token_bytes = 0;
+    for (int64_t i = 0; i < mi.n_vocab; i++) {
+        char c;
+        int n = whale_token_bytes(a->m, (int32_t)i, &c, 0);
+        if (n > 0 && (size_t)n > a->max_token_bytes) a->max_token_bytes = (size_t)n;
+    }
+}
+
+/* Text that cannot fit, by its length alone, is refused before the work of tokenizing it: 400
+ * context_length_exceeded, or 0. */
+static int too_long(const api_ctx *a, size_t text, const char *param, char **err) {
+    if (!a->max_token_bytes || a->n_ctx <= 0 || text / a->max_token_bytes < (size_t)a->n_ctx) return 0;
+    char why[256];
+    snprintf(why, sizeof why, "the %s hold %zu bytes of text: at least %zu tokens (no token stands for more than %zu "
+             "bytes); this server's context holds %lld", param, text, text / a->max_token_bytes, a->max_token_bytes,
+             (long long)a->n_ctx);
+    *err = api_error_body(why, "invalid_request_error", param, "context_length_exceeded");
+    return 400;
 }
 
 static int check_model(const api_ctx *a, const cJSON *j, char **err) {
@@ -468,6 +498,8 @@ int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *
         goto done;
     }
     const char *p = prompt->valuestring;
+    if ((status = too_long(a, strlen(p) + (cJSON_IsString(suffix) ? strlen(suffix->valuestring) : 0), "prompt", err)))
+        goto done;
     if (cJSON_IsString(suffix)) { /* fill in the middle: prefix, suffix, then the middle is written */
         if (a->fim[0] < 0) {
             status = fail(err, 422, "suffix", "this model has no fill-in-the-middle tokens");

@@ -2,14 +2,18 @@
  * completions.h.
  *
  * A stream's reader waits for tokens and writes server-sent events; one that has nothing to send
- * for COMPLETIONS_KEEPALIVE_MS writes a ": keep-alive" comment. When a streaming client goes
- * away the stream is freed and the request cancelled, which frees its sequence slot at the next
- * step; it is charged for what was computed. */
+ * for COMPLETIONS_KEEPALIVE_MS writes a ": keep-alive" comment, and every
+ * COMPLETIONS_HANGUP_POLL_MS looks whether its client has gone (a write would only tell at the
+ * next token). When a streaming client goes away the stream is freed and the request cancelled,
+ * which takes it out of the queue at once or frees its sequence slot at the next step; it is
+ * charged for what was computed (none of the prompt while queued). */
 #include "service/completions.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base/strbuf.h"
 
@@ -26,16 +30,33 @@ typedef struct stream {
     int ended;     /* the final events are in out */
     int charged;   /* accounts: the request's charge is committed */
     store_key key;
+    int64_t held, held_tokens; /* accounts: its reservation, and the tokens taken from its buckets */
+    int fd;        /* the client's socket (server.c fills it), or -1 */
+    int idle_ms;   /* waited since the last bytes were written */
 } stream;
 
-/* Accounts: commit the request's charge once it has ended (or been cancelled). */
-static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep) {
+/* 1 when the client has closed its side of the connection (a stream's client sends nothing after
+ * its request, so end of input means it went away). */
+static int client_gone(int fd) {
+    if (fd < 0) return 0;
+    struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+    if (poll(&p, 1, 0) <= 0) return 0;
+    if (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) return 1;
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/* Accounts: commit the request's charge once it has ended (or been cancelled), settling its
+ * reservation held (money) and held_tokens (rate limits) to what it really cost. */
+static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep, int64_t held,
+                   int64_t held_tokens) {
     if (!srv->st) return;
     whale_result res;
     whale_job_result(r, &res);
-    if (!strcmp(res.finish, "error")) return; /* the model failed: nothing to charge for */
-    accounts_limit_tokens(srv->ac, key, (int64_t)(res.n_prompt + res.n_gen));
-    accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id);
+    int failed = !strcmp(res.finish, "error"); /* the model failed: nothing to charge for */
+    accounts_limit_tokens(srv->ac, key, (failed ? 0 : (int64_t)(res.n_prompt + res.n_gen)) - held_tokens);
+    if (failed) accounts_release(srv->st, held);
+    else accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id, held);
 }
 
 static ssize_t stream_read(void *cls, char *buf, size_t max) {
@@ -45,8 +66,13 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
         st->out.n = st->out_at = 0;
         int32_t ids[64];
         int done = 0;
-        size_t k = whale_job_wait(st->r, st->have, ids, 64, COMPLETIONS_KEEPALIVE_MS, &done);
+        size_t k = whale_job_wait(st->r, st->have, ids, 64, COMPLETIONS_HANGUP_POLL_MS, &done);
         st->have += k;
+        if (!k && !done) { /* nothing yet (queued, or a long prompt): is anyone still there? */
+            if (client_gone(st->fd)) return -1; /* stream_free cancels and charges what was computed */
+            if ((st->idle_ms += COMPLETIONS_HANGUP_POLL_MS) < COMPLETIONS_KEEPALIVE_MS) continue;
+        }
+        st->idle_ms = 0;
         if (k && api_reply_feed(&st->rep, ids, k)) whale_job_cancel(st->r);
         if (done || st->rep.stopped) {
             if (!done) { /* wait for the engine to let go, then report */
@@ -57,7 +83,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
             whale_job_result(st->r, &res);
             api_stream_end(&st->rep, &res, &st->out);
             st->ended = 1;
-            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep), st->charged = 1;
+            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens), st->charged = 1;
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
         } else {
@@ -77,7 +103,7 @@ static void stream_free(void *cls) {
         int32_t ids[64];
         int done = 0;
         while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
-        charge(st->srv, &st->key, st->r, &st->rep);
+        charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens);
         st->charged = 1;
     }
     whale_job_release(st->r);
@@ -97,8 +123,23 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         http_body(out, status, err_body, NULL);
         return;
     }
+    if (!q.sp.max_tokens && srv->st) q.sp.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;
     if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a->n_ctx)
         q.sp.max_tokens = srv->a->n_ctx - (int64_t)q.prompt.n - 1;
+    /* accounts: the most it may cost is reserved before it runs (money), and its most tokens
+     * taken from its rate-limit buckets (both settled to the real figures at the end) */
+    int64_t held = 0, held_tokens = 0;
+    if (srv->st && q.prompt.n < (size_t)srv->a->n_ctx) {
+        status = accounts_reserve(srv->st, &hq->key, srv->a->model_name, srv->a->reasoning, (int64_t)q.prompt.n,
+                                  q.sp.max_tokens, srv->instance, &held, &err_body);
+        if (status) {
+            api_req_free(&q);
+            http_body(out, status, err_body, NULL);
+            return;
+        }
+        held_tokens = (int64_t)q.prompt.n + q.sp.max_tokens;
+        accounts_limit_tokens(srv->ac, &hq->key, held_tokens);
+    }
     whale_err e = {0};
     /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
     q.sp.json_mode = q.json;
@@ -116,6 +157,10 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
                               (long long)srv->a->n_ctx);
         else snprintf(msg, sizeof msg, "%s", e.msg);
         api_req_free(&q);
+        if (srv->st) {
+            accounts_release(srv->st, held);
+            accounts_limit_tokens(srv->ac, &hq->key, -held_tokens);
+        }
         if (busy) http_error(out, 503, msg, "server_error", "server_busy");
         else http_error(out, 400, msg, "invalid_request_error", "context_length_exceeded");
         return;
@@ -125,6 +170,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         if (!st) {
             whale_job_cancel(r);
             whale_job_release(r);
+            if (srv->st) accounts_release(srv->st, held);
             api_req_free(&q);
             http_error(out, 500, "out of memory", "server_error", "server_error");
             return;
@@ -133,6 +179,9 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         st->q = q;
         st->r = r;
         st->key = hq->key;
+        st->held = held;
+        st->held_tokens = held_tokens;
+        st->fd = -1;
         if (api_reply_init(&st->rep, srv->a, &st->q)) {
             stream_free(st); /* cancels the request */
             http_error(out, 500, "out of memory", "server_error", "server_error");
@@ -145,12 +194,14 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         out->stream = st;
         out->read = stream_read;
         out->stream_free = stream_free;
+        out->client_fd = &st->fd;
         return;
     }
     api_reply rep;
     if (api_reply_init(&rep, srv->a, &q)) {
         whale_job_cancel(r);
         whale_job_release(r);
+        if (srv->st) accounts_release(srv->st, held);
         api_reply_free(&rep);
         api_req_free(&q);
         http_error(out, 500, "out of memory", "server_error", "server_error");
@@ -168,7 +219,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
     api_reply_end(&rep);
     whale_result res;
     whale_job_result(r, &res);
-    charge(srv, &hq->key, r, &rep);
+    charge(srv, &hq->key, r, &rep, held, held_tokens);
     if (!strcmp(res.finish, "error")) http_error(out, 500, "the model failed on this request", "server_error", "server_error");
     else http_body(out, 200, api_reply_json(&rep, &res), NULL);
     whale_job_release(r);

@@ -13,6 +13,10 @@
 #include "service/http.h"
 
 #define COMPLETIONS_KEEPALIVE_MS 10000 /* idle stream: a ": keep-alive" comment this often */
+#define COMPLETIONS_HANGUP_POLL_MS 200 /* idle stream: how often to look for a client gone (it stops
+                                          being charged and holding its place within this) */
+#define COMPLETIONS_DEFAULT_MAX_TOKENS 4096 /* accounts: output tokens when max_tokens is omitted, as
+                                               DeepSeek's default; what the reservation covers */
 
 typedef struct completions {
     whale_engine *e;
@@ -20,6 +24,7 @@ typedef struct completions {
     store *st;          /* --accounts, or NULL */
     accounts *ac;
     atomic_int *draining; /* stopping: new requests get 503 */
+    const char *instance; /* --accounts: this server's name on its reservations (store.h) */
 } completions;
 
 /* Handlers (ctx: a completions), the caller in q->key. */

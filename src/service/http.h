@@ -54,6 +54,8 @@ typedef struct http_reply {
     void *stream;            /* a stream instead of a body: read until -1, then stream_free */
     http_read_fn read;
     void (*stream_free)(void *ctx);
+    int *client_fd;          /* a stream's: where the sender puts the client's socket, so the reader
+                                can notice a client gone while it has nothing to write (or NULL) */
 } http_reply;
 
 /* A JSON reply from j (deleted), or a 500 when out of memory. */

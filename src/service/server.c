@@ -64,6 +64,8 @@ typedef struct server {
     int n_ips;
     atomic_int draining; /* stopping: new requests get 503 */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
+    size_t max_body; /* request bytes read at most: api_max_body of the context */
+    char instance[STORE_MAX_INSTANCE]; /* --accounts: "host:port", this server's name on its reservations */
 } server;
 
 typedef struct ip_conns { /* one peer address's open connections */
@@ -117,6 +119,8 @@ static enum MHD_Result send_reply_close(struct MHD_Connection *c, http_reply *re
         if (same) status = 304;
         r = MHD_create_response_from_buffer(same ? 0 : rep->asset->size, (void *)rep->asset->data, MHD_RESPMEM_PERSISTENT);
     } else if (rep->stream) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (rep->client_fd) *rep->client_fd = ci ? (int)ci->connect_fd : -1;
         http_reply *held = malloc(sizeof *held);
         if (held) *held = *rep;
         r = held ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, held, stream_done) : NULL;
@@ -164,13 +168,6 @@ static enum MHD_Result send_reply_close(struct MHD_Connection *c, http_reply *re
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, http_reply *rep) {
     return send_reply_close(c, rep, 0);
-}
-
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *msg, const char *type,
-                                  const char *code) {
-    http_reply rep = {0};
-    http_error(&rep, (int)status, msg, type, code);
-    return send_reply(c, &rep);
 }
 
 /* The connection's peer address as text ("?" when not IPv4). */
@@ -536,6 +533,22 @@ static const http_route *find_route(const server *srv, const char *method, const
     return best;
 }
 
+/* The body bytes a route reads at most: a completion's are capped by the context, other
+ * routes' (a stored conversation) by API_MAX_BODY. */
+static size_t body_cap(const server *srv, const http_route *r) {
+    return r && (r->flags & HTTP_ADMIT) ? srv->max_body : API_MAX_BODY;
+}
+
+/* The 413 for a body over the route's cap, naming the limit. */
+static void too_large(const server *srv, const http_route *r, http_reply *out) {
+    char msg[160];
+    if (r && (r->flags & HTTP_ADMIT))
+        snprintf(msg, sizeof msg, "the request body is too large: this server reads at most %zu bytes (its context holds "
+                 "%lld tokens)", srv->max_body, (long long)srv->a.n_ctx);
+    else snprintf(msg, sizeof msg, "the request body is too large: at most %u bytes", API_MAX_BODY);
+    http_error(out, 413, msg, "invalid_request_error", "request_too_large");
+}
+
 /* The caller, as the route asks (accounts mode): 0, or a status with the error in out. */
 static int authenticate(server *srv, const http_route *r, conn *cn, http_reply *out) {
     http_req *q = &cn->q;
@@ -609,8 +622,8 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
         return 403;
     }
     const char *len = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (len && strtoull(len, NULL, 10) > API_MAX_BODY) { /* refused before a byte of it is read */
-        http_error(out, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+    if (len && strtoull(len, NULL, 10) > body_cap(srv, r)) { /* refused before a byte of it is read */
+        too_large(srv, r, out);
         return 413;
     }
     if ((status = authenticate(srv, r, cn, out))) return status;
@@ -699,12 +712,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (*upload_size) {
-        if (cn->body.n + *upload_size > API_MAX_BODY) cn->too_big = 1;
+        if (cn->body.n + *upload_size > body_cap(srv, cn->route)) cn->too_big = 1;
         else strbuf_add(&cn->body, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
-    if (cn->too_big) return send_error(c, 413, "the request body is too large", "invalid_request_error", "request_too_large");
+    if (cn->too_big) {
+        http_reply rep = {0};
+        too_large(srv, cn->route, &rep);
+        return send_reply(c, &rep);
+    }
     cn->q.body = cn->body.s ? cn->body.s : "";
     cn->q.n = cn->body.n;
     http_reply rep = {0};
@@ -750,6 +767,7 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     int rc = whale_engine_new(&srv.e, m, &ep, err);
     if (rc) return rc;
     srv.a.n_ctx = whale_engine_n_ctx(srv.e);
+    srv.max_body = api_max_body(srv.a.n_ctx);
     if (whale_engine_warning(srv.e)) fprintf(stderr, "whale serve: warning: %s\n", whale_engine_warning(srv.e));
 
     struct sockaddr_in addr = {0};
@@ -769,7 +787,14 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         accounts_on_delete(srv.ac, purge_owner, srv.e);
         if (o->user_storage > 0) store_set_conv_total(srv.st, o->user_storage);
     }
-    srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining};
+    /* a replica is named by its host and port: the same across its restarts (so a restart
+     * releases what a crashed run held), different from every other replica serving at the
+     * same time (they cannot share both), so no live replica's reservations are touched */
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(srv.instance, sizeof srv.instance, "%s:%d", host, o->port > 0 ? o->port : 8080);
+    atomic_store(&srv.draining, 1); /* no paid work until a previous run's reservations are released */
+    srv.comp = (completions){srv.e, &srv.a, srv.st, srv.ac, &srv.draining, srv.instance};
     routes_init(&srv);
     hosts_init(&srv);
     unsigned max_conns = (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS);
@@ -797,6 +822,13 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
         return err_set(err, WHALE_E_IO, "cannot listen on %s:%d (in use, or not allowed)", o->host ? o->host : "127.0.0.1",
                        o->port > 0 ? o->port : 8080);
     }
+    /* the port is ours now: no live server has this name */
+    int64_t stale = 0;
+    whale_err se = {0};
+    if (srv.st && store_reservations_release(srv.st, srv.instance, &stale, &se))
+        fprintf(stderr, "whale serve: warning: releasing earlier reservations failed: %s\n", se.msg);
+    else if (stale) fprintf(stderr, "whale serve: released %lld reservation(s) of a previous run\n", (long long)stale);
+    atomic_store(&srv.draining, 0);
     fprintf(stderr, "whale serve: %s (%s format) on http://%s:%d  (chat page at /; %d parallel sequences of %lld tokens%s; "
             "Ctrl-C stops)\n",
             srv.a.model_name, srv.a.fmt, o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,

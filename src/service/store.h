@@ -26,6 +26,8 @@
 #include "whale.h"
 
 #define STORE_KEY_HASH 32   /* bytes of a key's hash */
+#define STORE_MAX_KEYS 100  /* live (not revoked) API keys per user: each may hold a rate-limit
+                               bucket, and nobody needs more to tell their programs apart */
 #define STORE_KEY_PREFIX 12 /* characters of a key kept in clear ("sk-" and 9 more) */
 #define STORE_MAX_EMAIL 254 /* RFC 5321's limit on an address */
 #define STORE_MAX_PRICE 1000000000000LL /* micro-units per million tokens: 1,000,000 USD (keeps charges in int64) */
@@ -109,13 +111,43 @@ typedef struct store_charge {
     int64_t hit, miss, output, reasoning; /* tokens (reasoning tokens are part of output) */
     store_price price;
     const char *key_prefix; /* the key's prefix, kept in the ledger row (NULL: none) */
+    int64_t reservation;    /* the request's reservation (store_reserve), released by the charge; 0: none */
 } store_charge;
 /* The amount of a charge: sum of tokens x price / 1e6, rounded half up to a micro-unit. */
 int64_t store_charge_amount(const store_charge *c);
-/* Commit the charge: ledger row and balance in one transaction. WHALE_E_ARG when the request id
- * is already in the ledger (nothing changes). The balance may go below zero (a request admitted
+/* Commit the charge: ledger row and balance in one transaction, with c->reservation released in
+ * it. WHALE_E_ARG when the request id is already in the ledger (nothing changes). The balance may go below zero (a request admitted
  * with a positive balance is charged in full). */
 int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_err *err);
+
+/* Reservations: a running request holds the most it may cost, so that requests admitted
+ * together cannot spend more than the balance. They are never ledger rows: the balance stays
+ * the sum of the ledger, and what a user may start with is the balance less its reservations.
+ * Each names the server instance that made it (store_reserve's instance: "host:port", the same
+ * for a replica across restarts, different between replicas), so a restarted replica releases
+ * what its dead predecessor held (store_reservations_release) and no other replica's. */
+#define STORE_MAX_INSTANCE 128 /* bytes of an instance name */
+/* Reserve amount for user: 0 and the reservation's id in *id, or 1 (nothing reserved) when the
+ * balance less the user's other reservations is below amount, with that available amount in
+ * *available; a negative WHALE_E_* when the database fails. */
+int store_reserve(store *s, int64_t user, int64_t amount, const char *instance, int64_t *id, int64_t *available,
+                  whale_err *err);
+/* Release a reservation that no charge settles (the request failed or was never run). */
+int store_release(store *s, int64_t id, whale_err *err);
+/* Release every reservation of instance (at its start: what a crashed run of it held). The
+ * number released into *n (may be NULL). */
+int store_reservations_release(store *s, const char *instance, int64_t *n, whale_err *err);
+/* The user's balance less its reservations. */
+int store_available(store *s, int64_t user, int64_t *amount, whale_err *err);
+
+/* Rate limits shared by replicas (PostgreSQL; store_shared_limits says 1): the token bucket id
+ * (accounts.c's numbering) refilled to the database's clock at rpm/tpm a minute, then, with
+ * take_req, a request and tokens taken if it may start (*wait_ms 0), else nothing taken and
+ * *wait_ms the wait; with take_req 0 (or -1: a request given back), tokens taken (or given
+ * back, negative) in any case. */
+int store_shared_limits(store *s);
+int store_bucket_take(store *s, int64_t id, int64_t rpm, int64_t tpm, int take_req, int64_t tokens, int64_t *wait_ms,
+                      whale_err *err);
 
 /* Usage: one line per (day, user, key) with tokens and amount, as text rows into a callback. */
 typedef void (*store_usage_fn)(void *ctx, const char *day, const char *email, const char *key_prefix, int64_t requests,

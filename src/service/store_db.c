@@ -75,6 +75,14 @@ static const char *const MIGRATIONS_SQLITE[] = {
     "DROP TRIGGER ledger_no_update;"
     "UPDATE ledger SET key_prefix = (SELECT prefix FROM api_keys k WHERE k.id = ledger.key_id) WHERE key_id <> 0;"
     "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;"),
+    /* 6: reservations: what running requests may still cost (store_reserve), per server instance */
+    ("CREATE TABLE reservations (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  amount INTEGER NOT NULL, created INTEGER NOT NULL, instance TEXT NOT NULL);"
+    "CREATE INDEX reservations_user ON reservations(user_id);"
+    "CREATE INDEX reservations_instance ON reservations(instance);"
+    /* and rate-limit buckets shared by replicas (used on PostgreSQL: store_bucket_take) */
+    "CREATE TABLE rate_buckets (id INTEGER PRIMARY KEY, req REAL NOT NULL, tok REAL NOT NULL, t REAL NOT NULL,"
+    "  admitted INTEGER NOT NULL DEFAULT 1);"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -111,6 +119,12 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "ALTER TABLE ledger ENABLE TRIGGER ledger_no_change;"
     "CREATE TABLE login_fails (k BYTEA PRIMARY KEY, fails INTEGER NOT NULL, last_ms BIGINT NOT NULL);"
     "CREATE INDEX login_fails_last ON login_fails(last_ms);"),
+    ("CREATE TABLE reservations (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  amount BIGINT NOT NULL, created BIGINT NOT NULL, instance TEXT NOT NULL);"
+    "CREATE INDEX reservations_user ON reservations(user_id);"
+    "CREATE INDEX reservations_instance ON reservations(instance);"
+    "CREATE TABLE rate_buckets (id BIGINT PRIMARY KEY, req DOUBLE PRECISION NOT NULL, tok DOUBLE PRECISION NOT NULL,"
+    "  t DOUBLE PRECISION NOT NULL, admitted INTEGER NOT NULL DEFAULT 1);"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -422,9 +436,28 @@ int store_key_create(store *s, int64_t user, int64_t expires, char *key_out, siz
     snprintf(prefix, sizeof prefix, "%.*s", STORE_KEY_PREFIX, key_out);
     pthread_mutex_lock(&s->mu);
     int64_t kid = 0;
-    db_stmt *st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
-                       err, "itbii", user, prefix, h, clock_wall_s(), expires);
-    int rc = st ? run_id(s, st, err, "key", &kid) : err->code;
+    /* at most STORE_MAX_KEYS live keys: counted and inserted in one transaction, on PostgreSQL
+     * with the user's row locked, so two replicas creating keys at once cannot both pass */
+    int rc = begin(s, err);
+    db_stmt *st = NULL;
+    if (!rc && db_kind_of(s->d) == DB_PG) {
+        st = prep(s, "SELECT id FROM users WHERE id = ? FOR UPDATE", err, "i", user);
+        rc = st ? run_done(s, st, err, "key") : err->code;
+    }
+    if (!rc && (st = prep(s, "SELECT count(*) FROM api_keys WHERE user_id = ? AND revoked = 0", err, "i", user))) {
+        int64_t n = db_step(st) == 1 ? db_int(st, 0) : -1;
+        db_finish(st);
+        if (n < 0) rc = db_fail(s, err, "key");
+        else if (n >= STORE_MAX_KEYS)
+            rc = err_set(err, WHALE_E_ARG, "this account has %d keys already: revoke one first", STORE_MAX_KEYS);
+    } else if (!rc) rc = err->code;
+    if (!rc) {
+        st = prep(s, "INSERT INTO api_keys (user_id, prefix, hash, created, expires) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                  err, "itbii", user, prefix, h, clock_wall_s(), expires);
+        rc = st ? run_id(s, st, err, "key", &kid) : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
     if (!rc && out) {
         memset(out, 0, sizeof *out);
         out->id = kid;
@@ -594,11 +627,111 @@ int store_charge_commit(store *s, const store_charge *c, int64_t *amount, whale_
     int rc = begin(s, err);
     if (!rc) {
         rc = apply(s, c->user, c->key, "charge", -a, c, NULL, err);
+        if (!rc && c->reservation) {
+            db_stmt *st = prep(s, "DELETE FROM reservations WHERE id = ?", err, "i", c->reservation);
+            rc = st ? run_done(s, st, err, "reservation") : err->code;
+        }
         if (!rc) rc = commit(s, err);
         if (rc) rollback(s);
     }
     pthread_mutex_unlock(&s->mu);
     if (!rc && amount) *amount = a;
+    return rc;
+}
+
+/* Under mu: the user's balance less its reservations into *out. */
+static int available(store *s, int64_t user, int64_t *out, whale_err *err) {
+    db_stmt *st = prep(s, "SELECT b.amount - COALESCE((SELECT sum(r.amount) FROM reservations r WHERE r.user_id ="
+                          " b.user_id), 0) FROM balances b WHERE b.user_id = ?",
+                       err, "i", user);
+    if (!st) return err->code;
+    int r = db_step(st), rc = 0;
+    if (r == 1) *out = db_int(st, 0);
+    else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such user") : db_fail(s, err, "balance");
+    db_finish(st);
+    return rc;
+}
+
+int store_available(store *s, int64_t user, int64_t *amount, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = available(s, user, amount, err);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_reserve(store *s, int64_t user, int64_t amount, const char *instance, int64_t *id, int64_t *avail,
+                  whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err); /* SQLite: BEGIN IMMEDIATE, one writer at a time */
+    db_stmt *st = NULL;
+    if (!rc && db_kind_of(s->d) == DB_PG) { /* the balance row locked: reservations and charges of one
+                                               user, on any replica, one after another */
+        st = prep(s, "SELECT amount FROM balances WHERE user_id = ? FOR UPDATE", err, "i", user);
+        rc = st ? run_done(s, st, err, "balance") : err->code;
+    }
+    if (!rc) rc = available(s, user, avail, err);
+    if (!rc && *avail < amount) rc = 1;
+    if (!rc) {
+        st = prep(s, "INSERT INTO reservations (user_id, amount, created, instance) VALUES (?, ?, ?, ?) RETURNING id",
+                  err, "iiit", user, amount, clock_wall_s(), instance);
+        rc = st ? run_id(s, st, err, "reservation", id) : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_release(store *s, int64_t id, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM reservations WHERE id = ?", err, "i", id);
+    int rc = st ? run_done(s, st, err, "reservation") : err->code;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_reservations_release(store *s, const char *instance, int64_t *n, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM reservations WHERE instance = ?", err, "t", instance);
+    int rc = st ? run_done(s, st, err, "reservations") : err->code;
+    if (!rc && n) *n = s->changes;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_shared_limits(store *s) { return db_kind_of(s->d) == DB_PG; }
+
+int store_bucket_take(store *s, int64_t id, int64_t rpm, int64_t tpm, int take_req, int64_t tokens, int64_t *wait_ms,
+                      whale_err *err) {
+    /* one statement: the bucket refilled to the database's clock (one clock for every replica),
+     * then a request taken if it may start (or tokens taken, or a request given back, in any
+     * case); $1 id, $2 rpm, $3 tpm, $4 requests to take (1, 0, or -1: give one back), $5 tokens */
+#define NOW "extract(epoch FROM clock_timestamp())"
+#define R "LEAST(CAST($2 AS DOUBLE PRECISION), b.req + (excluded.t - b.t) * $2 / 60.0)"
+#define T "LEAST(CAST($3 AS DOUBLE PRECISION), b.tok + (excluded.t - b.t) * $3 / 60.0)"
+#define OK "(CAST($4 AS INTEGER) <= 0 OR (($2 = 0 OR " R " >= 1) AND ($3 = 0 OR " T " > 0)))"
+    static const char sql[] =
+        "INSERT INTO rate_buckets AS b (id, req, tok, t, admitted) VALUES (CAST($1 AS BIGINT),"
+        " CAST($2 AS DOUBLE PRECISION) - $4, CAST($3 AS DOUBLE PRECISION) - $5, " NOW ", 1)"
+        " ON CONFLICT (id) DO UPDATE SET req = " R " - CASE WHEN " OK " THEN $4 ELSE 0 END,"
+        " tok = " T " - CASE WHEN " OK " THEN $5 ELSE 0 END, t = excluded.t,"
+        " admitted = CASE WHEN " OK " THEN 1 ELSE 0 END"
+        " RETURNING admitted, CAST(ceil(1000 * GREATEST(0,"
+        " CASE WHEN $2 > 0 AND req < 1 THEN (1 - req) * 60 / $2 ELSE 0 END,"
+        " CASE WHEN $3 > 0 AND tok <= 0 THEN (1 - tok) * 60 / $3 ELSE 0 END)) AS BIGINT)";
+#undef NOW
+#undef R
+#undef T
+#undef OK
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, sql, err, "iiiii", id, rpm, tpm, (int64_t)take_req, tokens);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        if (db_step(st) == 1) *wait_ms = db_int(st, 0) ? 0 : (db_int(st, 1) > 0 ? db_int(st, 1) : 1);
+        else rc = db_fail(s, err, "rate limit");
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 

@@ -192,3 +192,46 @@ def test_streams_pass_unbuffered(replicas):
 # ---- one service, not two: limits and reservations across replicas ---------------------------
 # Both need the rate-limit buckets and balance reservations in PostgreSQL (not each process's
 # memory); until then they fail here by design.
+
+def test_rpm_holds_across_replicas(replicas):
+    """--rpm 4 on both replicas: of 8 requests through nginx, 4 succeed and the rest get 429
+    (with each replica counting alone, all 8 would)."""
+    nport, _, db = replicas
+    key = user(db, "rpm@example.com")
+    chat = {"model": "default", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 1, "temperature": 0}
+    sts = [call(nport, "POST", "/v1/chat/completions", chat, key)[0] for _ in range(2 * RPM)]
+    assert sts.count(200) == RPM and sts.count(429) == RPM, sts
+
+
+def test_reservation_on_one_replica_counts_on_the_other(replicas):
+    """A user whose balance covers one long request: while it runs on one replica (holding its
+    reservation), a second one through nginx lands on the other replica and gets 402 naming
+    the amount it needs."""
+    nport, ports, db = replicas
+    admin(db, "price", "set", "default", "1", "1", "1")  # $1 per million tokens: 1 micro-USD a token
+    key = user(db, "reserve@example.com", "0.000100")  # 100 tokens' worth
+    long = json.dumps({"model": "default", "messages": [{"role": "user", "content": "Count from 1 to 100."}],
+                       "max_tokens": 60, "temperature": 0, "stream": True})
+    s = socket.create_connection(("127.0.0.1", nport), timeout=120)
+    s.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{nport}\r\nAuthorization: Bearer {key}\r\n"
+              f"Content-Type: application/json\r\nContent-Length: {len(long)}\r\n\r\n{long}".encode())
+    got = b""
+    while b"data:" not in got:  # it runs: its reservation is held
+        d = s.recv(65536)
+        assert d, got
+        got += d
+    assert got.startswith(b"HTTP/1.1 200"), got[:300]
+    busy = [json.loads(call(p, "GET", "/health")[1])["active"] for p in ports]
+    before = [counts(p) for p in ports]
+    short = {"model": "default", "messages": [{"role": "user", "content": "Count from 1 to 100."}],
+             "max_tokens": 60, "temperature": 0}
+    st, data = call(nport, "POST", "/v1/chat/completions", short, key)
+    s.close()
+    after = [counts(p) for p in ports]
+    print("active per replica while the long request ran:", busy, "; responses per replica:", before, "->", after)
+    idle = busy.index(0)  # the replica not running the long request
+    # round robin sent the second request there: its one answer besides the first /metrics read
+    assert sum(after[idle].values()) - sum(before[idle].values()) == 2, (busy, before, after)
+    assert st == 402, (st, data)
+    msg = json.loads(data)["error"]["message"]
+    assert any(ch.isdigit() for ch in msg), msg  # names the amount needed

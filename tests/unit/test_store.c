@@ -86,7 +86,7 @@ static void *charge_many(void *p) {
     for (int i = 0; i < 50; i++) {
         char id[32];
         snprintf(id, sizeof id, "req-%d", c->base + i);
-        store_charge ch = {c->user, 0, id, "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL};
+        store_charge ch = {c->user, 0, id, "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL, 0};
         whale_err err = {0};
         CHECK(!store_charge_commit(c->s, &ch, NULL, &err));
     }
@@ -99,7 +99,7 @@ static void test_money(void) {
     store_user u;
     CHECK(!store_user_find(s, "bob@example.com", &u, &err));
     CHECK(!store_credit(s, u.id, 5000000, "top-up", &err));
-    store_charge c = {u.id, 0, "req-a", "m", 1000, 3000, 500, 200, {140000, 550000, 2190000}, NULL};
+    store_charge c = {u.id, 0, "req-a", "m", 1000, 3000, 500, 200, {140000, 550000, 2190000}, NULL, 0};
     /* 1000*0.14 + 3000*0.55 + 500*2.19 = 140 + 1650 + 1095 = 2885 micro-units */
     CHECK(store_charge_amount(&c) == 2885);
     int64_t a = 0, bal = 0;
@@ -115,7 +115,7 @@ static void test_money(void) {
     pthread_join(t2, NULL);
     int64_t want = 5000000 - 2885;
     for (int i = 0; i < 50; i++) {
-        store_charge ch = {u.id, 0, "x", "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL};
+        store_charge ch = {u.id, 0, "x", "m", i, 100 + i, 7 * i, i, {140000, 550000, 2190000}, NULL, 0};
         want -= 2 * store_charge_amount(&ch);
     }
     CHECK(!store_balance(s, u.id, &bal, &err) && bal == want);
@@ -156,7 +156,7 @@ static void test_key_ids_never_reused(void) {
     CHECK(!store_user_add(s, "gone@example.com", 0, &gone, &err));
     CHECK(!store_key_create(s, gone, 0, key, sizeof key, &kg, &err)); /* the highest key id */
     CHECK(!store_credit(s, gone, 1000000, "top-up", &err));
-    store_charge c = {gone, kg.id, "req-gone", "m", 1, 2, 3, 0, {140000, 550000, 2190000}, kg.prefix};
+    store_charge c = {gone, kg.id, "req-gone", "m", 1, 2, 3, 0, {140000, 550000, 2190000}, kg.prefix, 0};
     CHECK(!store_charge_commit(s, &c, NULL, &err));
     CHECK(!store_user_delete(s, gone, &err));
     store_close(s);
