@@ -330,6 +330,12 @@ int whale_score(const whale_model *m, const int32_t *ids, size_t n, size_t from,
 
 /* $WHALE_HOME/<sub> (WHALE_HOME: ~/.cache/whale unless set) into buf; returns buf. */
 const char *whale_home_path(const char *sub, char *buf, size_t cap);
+/* What a model argument names, as a path into buf: NULL or "default" is the default model; a
+ * catalog name or alias (`whale list`, `whale show NAME`) is its pulled file; a name registered
+ * with `whale pull PATH --name N` is its path; anything else is a path. WHALE_E_NOTFOUND with a
+ * message saying what to do for a name not pulled yet, or a word that names nothing.
+ * whale_model_open resolves its path argument this way. */
+int whale_model_resolve(const char *name, char *buf, size_t cap, whale_err *err);
 
 #ifdef __cplusplus
 }

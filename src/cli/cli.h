@@ -23,14 +23,18 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 /* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */
 int cli_kv_type(const char *cmd, const char *v, int *f16);
 #define CLI_KV_TYPE_HELP                                                                                   \
     "  --kv-type T           KV cache rows as f32 (default) or f16: half the memory and the bytes\n" \
     "                        attention reads, values rounded to half precision\n"
-/* Resolve a -m argument: NULL or "default" -> $WHALE_HOME/models/default.gguf. Returns a
- * pointer to a static buffer or to arg itself. */
+/* Resolve a -m argument (whale_model_resolve: a name, an alias, a path or "default") into a
+ * static buffer; on failure prints the reason and exits with status 1. */
 const char *cli_model_path(const char *arg);
 
 /* Token ids from a list like "1 17 200" (spaces or commas). 0, or -1 with a message printed

@@ -21,8 +21,12 @@ int cli_kv_type(const char *cmd, const char *v, int *f16) {
 
 const char *cli_model_path(const char *arg) {
     static char buf[4096];
-    if (arg && strcmp(arg, "default")) return arg;
-    return whale_home_path("models/default.gguf", buf, sizeof buf);
+    whale_err err = {0};
+    if (whale_model_resolve(arg, buf, sizeof buf, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        exit(1);
+    }
+    return buf;
 }
 
 const char *cli_bytes(double b, char *buf, size_t cap) {

@@ -77,10 +77,10 @@ static const char *default_vocab(const model_hparams *hp, char *buf, size_t cap)
                         "installed where --help says); pass --vocab FILE, or --vocab none for a file without one\n");
         return NULL;
     }
-    whale_home_path("models/default.gguf", buf, cap);
-    if (!stat(buf, &sb)) return buf;
-    fprintf(stderr, "whale synth: no vocabulary at hand: %s is missing (run scripts/setup); pass --vocab FILE,\n"
-                    "or --vocab none for a file without one\n", buf);
+    whale_err err = {0};
+    if (!whale_model_resolve("default", buf, cap, &err) && !stat(buf, &sb)) return buf;
+    fprintf(stderr, "whale synth: no vocabulary at hand: %s (run scripts/setup); pass --vocab FILE,\n"
+                    "or --vocab none for a file without one\n", err.code ? err.msg : buf);
     return NULL;
 }
 

@@ -15,6 +15,10 @@ static const struct {
     {"serve", cmd_serve, "serve the model over an OpenAI / DeepSeek-compatible HTTP API"},
     {"admin", cmd_admin, "users, API keys, balances and prices of `whale serve --accounts`"},
     {"run", cmd_run, "answer one prompt (scripts and pipes; --json for one JSON object)"},
+    {"pull", cmd_pull, "fetch a model by name (`whale list` shows them), or name a local one"},
+    {"list", cmd_list, "the models here, their size on disk, and what can be pulled"},
+    {"show", cmd_show, "one model by name: its catalog entry, file, architecture, size"},
+    {"rm", cmd_rm, "remove a pulled model or forget a registered name"},
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},
@@ -32,8 +36,9 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n`whale <command> --help` shows a command's options; `whale --version` (-V) the version\n"
                "and the git commit it was built from.\n"
-               "Models: -m PATH (a .gguf file, a safetensors directory) or -m default "
-               "($WHALE_HOME/models/default.gguf, WHALE_HOME defaults to ~/.cache/whale).\n");
+               "Models: -m NAME (a catalog or registered name: `whale list`), -m PATH (a .gguf file, a\n"
+               "safetensors directory) or nothing for the default model (in $WHALE_HOME/models, WHALE_HOME\n"
+               "defaults to ~/.cache/whale).\n");
 }
 
 int main(int argc, char **argv) {

@@ -9,16 +9,16 @@
 #include "base/utf8.h"
 #include "formats/gguf.h"
 #include "engine/prefix_cache.h"
+#include "hub/hub.h"
 #include "engine/reasoning.h"
 #include "lib/whale_impl.h"
 
 const char *whale_version(void) { return WHALE_VERSION; }
 
-const char *whale_home_path(const char *sub, char *buf, size_t cap) {
-    const char *home = getenv("WHALE_HOME");
-    if (home && *home) snprintf(buf, cap, "%s/%s", home, sub);
-    else snprintf(buf, cap, "%s/.cache/whale/%s", getenv("HOME") ? getenv("HOME") : ".", sub);
-    return buf;
+const char *whale_home_path(const char *sub, char *buf, size_t cap) { return hub_home_path(sub, buf, cap); }
+
+int whale_model_resolve(const char *name, char *buf, size_t cap, whale_err *err) {
+    return hub_resolve(name, buf, cap, err);
 }
 
 /* Identity of the model's weights for the context cache: a file's size, modification time,
@@ -88,12 +88,15 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
     *out = NULL;
     whale_model *w = calloc(1, sizeof *w);
     if (!w) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    if (!path || !strcmp(path, "default")) whale_home_path("models/default.gguf", w->path, sizeof w->path);
-    else snprintf(w->path, sizeof w->path, "%s", path);
+    int rc = hub_resolve(path, w->path, sizeof w->path, err);
+    if (rc) {
+        free(w);
+        return rc;
+    }
     model_opts mo = {0};
     if (p) mo.n_threads = p->n_threads, mo.kv_f16 = p->kv_f16, mo.progress = p->progress;
     w->n_threads = mo.n_threads;
-    int rc = p && p->vocab_only ? open_vocab(w, err) : model_load(&w->m, w->path, &mo, err);
+    rc = p && p->vocab_only ? open_vocab(w, err) : model_load(&w->m, w->path, &mo, err);
     if (rc) {
         tokenizer_free(w->own_tok);
         free(w->own_template);
