@@ -78,9 +78,11 @@ static const char *default_vocab(const model_hparams *hp, char *buf, size_t cap)
         return NULL;
     }
     whale_err err = {0};
+    char dir[4096];
     if (!whale_model_resolve("default", buf, cap, &err) && !stat(buf, &sb)) return buf;
-    fprintf(stderr, "whale synth: no vocabulary at hand: %s (run scripts/setup); pass --vocab FILE,\n"
-                    "or --vocab none for a file without one\n", err.code ? err.msg : buf);
+    fprintf(stderr, "whale synth: no vocabulary at hand: %s (looked in %s); pass --vocab FILE,\n"
+                    "or --vocab none for a file without one\n", err.code ? err.msg : "the default model is missing",
+            whale_home_path("models", dir, sizeof dir));
     return NULL;
 }
 
