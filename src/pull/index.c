@@ -102,7 +102,9 @@ static int parse_html(const char *page, size_t n, const char *page_url, const ch
         char yanked[8];
         if (!wanted(fname, prefix) || attr(p, te, "data-yanked", yanked, sizeof yanked)) continue;
         if (fetch_resolve_url(page_url, href, out->url, sizeof out->url, err)) return err->code;
-        snprintf(out->filename, sizeof out->filename, "%s", fname);
+        size_t fl = strlen(fname);
+        if (fl >= sizeof out->filename) continue;
+        memcpy(out->filename, fname, fl + 1);
         const char *h = strstr(href, "#sha256=");
         out->sha256[0] = 0;
         if (h && strspn(h + 8, "0123456789abcdefABCDEF") >= 64) {
