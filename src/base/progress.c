@@ -27,14 +27,18 @@ void progress_begin(progress *p, const char *label, double total, int bytes) {
     p->total = total;
     p->bytes = bytes;
     p->last_drawn = -1;
+    p->last_t = 0;
     p->t0 = clock_now_s();
     p->tty = isatty(2);
 }
 
 void progress_update(progress *p, double done) {
     if (!p->tty) return;
+    double now = clock_now_s();
+    if (p->last_t > 0 && now - p->last_t < 0.1) return; /* ten redraws a second are plenty */
     draw(p, done);
     p->last_drawn = done;
+    p->last_t = now;
 }
 
 void progress_end(progress *p) {

@@ -6,7 +6,7 @@
 typedef struct progress {
     const char *label;
     double total, last_drawn;
-    double t0;
+    double t0, last_t; /* start; last redraw (at most 10 a second) */
     int bytes; /* 1: total counts bytes (shows MB/s) */
     int tty;
 } progress;

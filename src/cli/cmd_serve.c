@@ -38,7 +38,7 @@ static void usage(FILE *f) {
                "  --parallel N     sequences decoding at once (default 4)\n"
                "  --ctx N          tokens per sequence, prompt and reply (default: the model's, at most 4096)\n"
                "  --queue N        requests that may wait for a sequence; beyond, 503 at once (default 64)\n"
-               "  --name NAME      the model's id in the API (default: the file name)\n"
+               "  --name NAME      the model's id in the API (default: the name given to -m, or the file name)\n"
                "  --chat-format F  deepseek-r1 or chatml (default: from the model)\n"
                "  --cache-ram MIB  context cache in memory (default 1024; 0: none)\n"
                "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
@@ -183,9 +183,10 @@ int cmd_serve(int argc, char **argv) {
     }
     const char *path = cli_model_path(model_path);
     char name[256];
-    if (!o.model_name) {
+    if (!o.model_name) { /* served as named: the name given to -m, "default", else the file's stem */
         const char *b = strrchr(path, '/');
-        snprintf(name, sizeof name, "%s", b ? b + 1 : path);
+        const char *given = model_path ? model_path : "default";
+        snprintf(name, sizeof name, "%s", strcmp(given, path) ? given : b ? b + 1 : path);
         char *dot = strstr(name, ".gguf");
         if (dot) *dot = 0;
         o.model_name = name;
