@@ -88,6 +88,7 @@ struct bpe_trainer {
     size_t slot_cap;
     pretok_pieces pieces;
     strbuf clean; /* a span with its bad UTF-8 repaired */
+    strbuf norm;  /* a segment after NFC */
     bpe_train_stats st;
 
     /* learned: tokens 0..n_tok-1 (bytes, then merge results), merges in order */
@@ -112,6 +113,7 @@ void bpe_trainer_free(bpe_trainer *t) {
     free(t->slot);
     pretok_pieces_free(&t->pieces);
     strbuf_free(&t->clean);
+    strbuf_free(&t->norm);
     strbuf_free(&t->tokbytes);
     free(t->tok_off);
     free(t->tok_len);
@@ -209,16 +211,40 @@ static int piece_add(bpe_trainer *t, const char *p, size_t len) {
     return 0;
 }
 
+/* NFC of s[0..n) into t->norm. Code points below U+0300 (UTF-8 bytes below 0xCC) are left as
+ * they are by NFC and compose with nothing before them, and a newline blocks composition, so
+ * only lines holding a byte >= 0xCC go through utf8proc (most of code and English is copied). */
+static int nfc_lines(bpe_trainer *t, const char *s, size_t n, whale_err *err) {
+    t->norm.n = 0;
+    for (size_t i = 0; i < n;) {
+        const char *nl = memchr(s + i, '\n', n - i);
+        size_t e = nl ? (size_t)(nl - s) + 1 : n;
+        int plain = 1;
+        for (size_t k = i; k < e && plain; k++) plain = (unsigned char)s[k] < 0xCC;
+        if (plain) {
+            if (strbuf_add(&t->norm, s + i, e - i)) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        } else {
+            utf8proc_uint8_t *m = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(e - i), &m,
+                                              UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            if (r < 0) return err_set(err, WHALE_E_NOMEM, "cannot normalize text: %s", utf8proc_errmsg(r));
+            int bad = strbuf_add(&t->norm, (const char *)m, (size_t)r);
+            free(m);
+            if (bad) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        }
+        i = e;
+    }
+    return 0;
+}
+
 /* Count the pieces of s[0..n) (valid UTF-8, no added-token spellings). */
 static int count_segment(bpe_trainer *t, const char *s, size_t n, whale_err *err) {
     if (!n) return 0;
-    utf8proc_uint8_t *norm = NULL;
     if (t->nfc) {
-        utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)n, &norm,
-                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-        if (r < 0) return err_set(err, WHALE_E_NOMEM, "cannot normalize text: %s", utf8proc_errmsg(r));
-        s = (const char *)norm;
-        n = (size_t)r;
+        int rc = nfc_lines(t, s, n, err);
+        if (rc) return rc;
+        s = t->norm.s;
+        n = t->norm.n;
     }
     int rc = pretok_run(t->pre, s, n, &t->pieces, err);
     for (size_t i = 0; !rc && i < t->pieces.n; i++) {
@@ -230,7 +256,6 @@ static int count_segment(bpe_trainer *t, const char *s, size_t n, whale_err *err
         }
         if (piece_add(t, s + pc.start, pc.len)) rc = err_set(err, WHALE_E_NOMEM, "out of memory counting pieces");
     }
-    free(norm);
     return rc;
 }
 

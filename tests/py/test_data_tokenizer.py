@@ -218,6 +218,19 @@ def test_streamed_spans_count_as_the_whole_file(tmp_path):
     assert a.read_bytes() == b.read_bytes()
 
 
+def test_training_text_is_normalized_as_encoding_will_be(tmp_path):
+    """Qwen2's vocabularies NFC-normalize input: decomposed text (e + U+0301) is learned in its
+    composed form, so encoding (which normalizes first) finds the learned word whole."""
+    src = tmp_path / "nfd.txt"
+    src.write_text("cafe\u0301 au lait, " * 300 + "\n" + "x" * 40 + "\n")
+    out = tmp_path / "nfd.json"
+    train([src], out, 300, "--no-default-special")
+    tok = Tokenizer.from_file(str(out))
+    for text in (" cafe\u0301", " caf\u00e9"):
+        assert len(tok.encode(text).ids) == 1, tok.encode(text).tokens
+        assert whale_ids(out, [text])[0] == tok.encode(text).ids
+
+
 def test_deepseek_v3_pre_tokenizer(corpus, tmp_path):
     out = tmp_path / "v3.json"
     train(corpus, out, 4096, "--pre", "deepseek-v3")
