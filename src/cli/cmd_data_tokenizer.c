@@ -1,6 +1,7 @@
 /* cmd_data_tokenizer.c — `whale data tokenizer`: train a byte-level BPE vocabulary. Argument
  * parsing, the progress bars and the summary; the reading is data/corpus.c, the training and
  * the file data/bpe_train.c. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,17 @@ int cmd_data_tokenizer(int argc, char **argv) {
         err_set(&err, WHALE_E_ARG, "--vocab-size %lld is too small: the 256 byte tokens and %zu added tokens need %lld",
                 (long long)vocab_size, n_sp, (long long)(256 + n_sp));
         goto fail;
+    }
+    { /* the output must be writable before a long read, not after */
+        char part[4096];
+        snprintf(part, sizeof part, "%s.part", out);
+        FILE *f = fopen(part, "wb");
+        if (!f) {
+            err_set(&err, WHALE_E_IO, "cannot write %s: %s", part, strerror(errno));
+            goto fail;
+        }
+        fclose(f);
+        remove(part);
     }
     for (size_t i = 0; i < n_in; i++)
         if (corpus_add(&c, inputs[i], &err)) goto fail;

@@ -248,6 +248,9 @@ def test_bad_input(tmp_path):
     # a missing file: named, nothing written
     p = train([tmp_path / "nope.txt"], out, 1000, check=False)
     assert p.returncode == 1 and b"nope.txt: No such file" in p.stderr and not out.exists()
+    # an output that cannot be written: refused before reading
+    p = train([ok], tmp_path / "no" / "dir.json", 300, check=False)
+    assert p.returncode == 1 and b"cannot write" in p.stderr
     # too small a vocabulary: refused before reading, saying what it needs
     p = train([ok], out, 260, check=False)
     assert p.returncode == 1 and b"too small" in p.stderr and b"261" in p.stderr
