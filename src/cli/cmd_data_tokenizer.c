@@ -145,6 +145,10 @@ int cmd_data_tokenizer(int argc, char **argv) {
                 (long long)vocab_size, n_sp, (long long)(256 + n_sp));
         goto fail;
     }
+    if (min_freq < 1) {
+        err_set(&err, WHALE_E_ARG, "--min-frequency must be at least 1");
+        goto fail;
+    }
     { /* the output must be writable before a long read, not after */
         char part[4096];
         snprintf(part, sizeof part, "%s.part", out);

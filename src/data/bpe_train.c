@@ -196,7 +196,7 @@ static int piece_add(bpe_trainer *t, const char *p, size_t len) {
             return 0;
         }
     }
-    if (t->n_ent == UINT32_MAX - 1) return -1;
+    if (t->n_ent >= INT32_MAX) return -1; /* word indices are int32 in the where-lists */
     if (t->n_ent == t->cap_ent) {
         size_t cap = t->cap_ent ? t->cap_ent * 2 : 1 << 14;
         piece_entry *v = realloc(t->ent, cap * sizeof *v);

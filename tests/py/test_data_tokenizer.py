@@ -269,6 +269,7 @@ def test_bad_input(tmp_path):
     assert p.returncode == 1 and b"c.jsonl:3:" in p.stderr and b'"text"' in p.stderr
     # arguments
     for args in ([], [str(ok), "-o", str(out)], [str(ok), "--vocab-size", "x", "-o", str(out)],
+                 [str(ok), "--vocab-size", "300", "-o", str(out), "--min-frequency", "0"],
                  [str(ok), "--vocab-size", "300", "-o", str(out), "--pre", "nonesuch"]):
         p = run_whale("data", "tokenizer", *args, check=False)
         assert p.returncode != 0 and p.stderr, args
