@@ -130,7 +130,7 @@ int cmd_data_tokenizer(int argc, char **argv) {
         fprintf(stderr, "whale data tokenizer: %s\n",
                 !n_in ? "no input (give text files, .jsonl files or directories)"
                 : vocab_size < 0 ? "--vocab-size N is required (e.g. 8192)" : "-o tokenizer.json is required");
-        usage(stderr);
+        fprintf(stderr, "usage: whale data tokenizer INPUT... --vocab-size N -o tokenizer.json [options] (--help: more)\n");
         goto done;
     }
     size_t n_sp = 0;

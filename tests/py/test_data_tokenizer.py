@@ -231,11 +231,14 @@ def test_training_text_is_normalized_as_encoding_will_be(tmp_path):
         assert whale_ids(out, [text])[0] == tok.encode(text).ids
 
 
-def test_deepseek_v3_pre_tokenizer(corpus, tmp_path):
-    out = tmp_path / "v3.json"
-    train(corpus, out, 4096, "--pre", "deepseek-v3")
+@pytest.mark.parametrize("pre", ["deepseek-v3", "llama3", "deepseek-llm", "deepseek-coder", "gpt2"])
+def test_other_pre_tokenizers(corpus, tmp_path, pre):
+    out = tmp_path / f"{pre}.json"
+    train(corpus, out, 4096, "--pre", pre)
     j = json.loads(out.read_text("utf-8"))
-    assert j["normalizer"] is None and len(j["pre_tokenizer"]["pretokenizers"]) == 4
+    if pre == "deepseek-v3":
+        assert j["normalizer"] is None and len(j["pre_tokenizer"]["pretokenizers"]) == 4
+    assert j["model"]["ignore_merges"] == (pre == "llama3")  # as Llama 3's own file
     tok = Tokenizer.from_file(str(out))
     for text, ids in zip(HELD_OUT, whale_ids(out, HELD_OUT)):
         assert ids == tok.encode(text).ids, text
