@@ -4,6 +4,8 @@
  * text is encoded and decoded (bpe.c). */
 #include "tokenizer/tokenizer_impl.h"
 
+#include "base/utf8.h"
+
 static int byte_is_printable(unsigned b) {
     return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
 }
@@ -24,3 +26,7 @@ int tok_cp_to_byte(uint32_t cp) {
     return -1;
 }
 
+
+int tokenizer_byte_char(unsigned char b, char *out) {
+    return utf8_encode(tok_byte_to_cp(b), out);
+}

@@ -170,6 +170,16 @@ int pretok_builtin(pretok_program **out, const char *name, int *nfc, int *ignore
     return err_set(err, WHALE_E_UNSUPPORTED, "unknown pre-tokenizer '%s'", name);
 }
 
+const char *const *pretok_builtin_patterns(const char *name, int *nfc, int *ignore_merges) {
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+        if (strcmp(builtins[i].name, name)) continue;
+        if (nfc) *nfc = builtins[i].nfc;
+        if (ignore_merges) *ignore_merges = builtins[i].ignore_merges;
+        return builtins[i].pats;
+    }
+    return NULL;
+}
+
 /* Spell a pattern the way the builtin table does: non-ASCII characters as \x{...}, CR and LF
  * as \r and \n. Returns 0, or -1 if out does not have room. */
 static int spell_ascii(const char *src, char *out, size_t cap) {

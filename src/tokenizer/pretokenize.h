@@ -41,6 +41,10 @@ int pretok_add_digits(pretok_program *p, whale_err *err);
 /* Build the program for a GGUF `tokenizer.ggml.pre` name. Returns 0, or WHALE_E_UNSUPPORTED
  * for an unknown name. *nfc and *ignore_merges receive the matching tokenizer settings. */
 int pretok_builtin(pretok_program **out, const char *name, int *nfc, int *ignore_merges, whale_err *err);
+/* The split patterns of a builtin program (tokenizers' syntax, non-ASCII as \x{...}),
+ * NULL-terminated, and its settings; NULL for an unknown name. What a writer of tokenizer.json
+ * files (the BPE trainer) puts in its Split steps, so the file encodes as the builtin does. */
+const char *const *pretok_builtin_patterns(const char *name, int *nfc, int *ignore_merges);
 /* Names pretok_builtin knows, NULL-terminated (for messages). */
 extern const char *const pretok_builtin_names[];
 /* The builtin name whose program p equals (same split patterns), or NULL. */

@@ -70,6 +70,10 @@ size_t tokenizer_n_merges(const tokenizer *t);
  * their literal text). Writes up to cap bytes, returns the full length (or -1: invalid id). */
 int tokenizer_token_bytes(const tokenizer *t, int32_t id, char *buf, size_t cap);
 
+/* GPT-2's byte-level alphabet, which vocabularies are written in: the UTF-8 of the character
+ * that stands for byte b (1 or 2 bytes) into out (>= 4 bytes); returns its length. */
+int tokenizer_byte_char(unsigned char b, char *out);
+
 /* Streaming decode: feed ids one at a time, get only complete UTF-8 characters out. A token
  * that ends inside a multi-byte character emits nothing until the character completes. */
 typedef struct tok_stream {
