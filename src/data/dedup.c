@@ -272,18 +272,16 @@ double lsh_candidate_probability(double s, int bands, int rows) {
 }
 
 void lsh_choose(double threshold, int n_perm, int *bands, int *rows) {
-    double best = INFINITY;
+    double best_fp = INFINITY, best_p = -1;
     *bands = 1, *rows = n_perm;
     const int steps = 400; /* midpoint rule: areas to ~1e-5, plenty to rank the shapes */
     for (int b = 1; b <= n_perm; b++)
         for (int r = 1; b * r <= n_perm; r++) {
-            double fp = 0, fn = 0;
-            for (int k = 0; k < steps; k++) {
-                double s = (k + 0.5) / steps, p = lsh_candidate_probability(s, b, r);
-                if (s < threshold) fp += p / steps;
-                else fn += (1 - p) / steps;
-            }
-            if (fp + fn < best) best = fp + fn, *bands = b, *rows = r;
+            double p_t = lsh_candidate_probability(threshold, b, r), fp = 0;
+            for (int k = 0; k < steps && (k + 0.5) / steps < threshold; k++)
+                fp += lsh_candidate_probability((k + 0.5) / steps, b, r) / steps;
+            if (p_t >= LSH_RECALL_AT_THRESHOLD ? (best_p < LSH_RECALL_AT_THRESHOLD || fp < best_fp) : p_t > best_p && best_p < LSH_RECALL_AT_THRESHOLD)
+                best_fp = fp, best_p = p_t, *bands = b, *rows = r;
         }
 }
 

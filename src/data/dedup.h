@@ -52,8 +52,12 @@ double minhash_similarity(const minhash_sig *a, const minhash_sig *b);
 
 /* Probability that two documents of Jaccard similarity s share at least one band. */
 double lsh_candidate_probability(double s, int bands, int rows);
-/* The bands x rows (<= n_perm) minimizing the area of false positives (s < threshold) plus false
- * negatives (s >= threshold) under lsh_candidate_probability, equally weighted. */
+/* A pair exactly at the threshold becomes a candidate with at least this probability; pairs
+ * above it more surely still. */
+#define LSH_RECALL_AT_THRESHOLD 0.9
+/* The bands x rows (<= n_perm) with the least area of false candidates (pairs below the
+ * threshold) among those meeting LSH_RECALL_AT_THRESHOLD: candidates are confirmed, so a false
+ * one costs a compare while a missed one keeps a duplicate. (None meets it: the best recall.) */
 void lsh_choose(double threshold, int n_perm, int *bands, int *rows);
 
 typedef struct lsh_index lsh_index;
