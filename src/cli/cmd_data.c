@@ -49,7 +49,9 @@ static void usage_prepare(FILE *f) {
             "                         min_words=%lld max_nonprintable_ratio=%g max_symbol_ratio=%g\n"
             "                         max_digit_ratio=%g mean_word_length_min=%g mean_word_length_max=%g\n"
             "                         max_duplicate_line_fraction=%g\n"
-            "  --checkpoint-mb N    input between checkpoints (default %lld; does not change the output)\n",
+            "  --checkpoint-mb N    input between checkpoints (default %lld; does not change the output)\n"
+            "  -t, --threads N      threads measuring, hashing and tokenizing (default: one per CPU; the\n"
+            "                       output is the same for any number)\n",
             d.val_fraction, (long long)d.shard_tokens, d.near_threshold, (long long)d.rules.min_words,
             d.rules.max_nonprintable_ratio, d.rules.max_symbol_ratio, d.rules.max_digit_ratio,
             d.rules.mean_word_length_min, d.rules.mean_word_length_max, d.rules.max_duplicate_line_fraction,
@@ -115,6 +117,9 @@ static int cmd_data_prepare(int argc, char **argv) {
             if (parse_num(a, v, 0, 1e9, &x)) goto done;
             o.checkpoint_bytes = (int64_t)(x * (1 << 20)), i++;
             if (o.checkpoint_bytes < 1) o.checkpoint_bytes = 1;
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            if (parse_num(a, v, 1, 4096, &x)) goto done;
+            o.n_threads = (int)x, i++;
         } else if (!strcmp(a, "--no-filter")) {
             o.filter = 0;
         } else if (!strcmp(a, "--quality")) {

@@ -23,6 +23,8 @@
 #include "base/clock.h"
 #include "base/err.h"
 #include "base/readall.h"
+#include "base/strbuf.h"
+#include "base/threadpool.h"
 #include "base/utf8.h"
 #include "data/dedup.h"
 #include "data/docs.h"
@@ -32,6 +34,8 @@
 #define PREP_STATE_MAX (256u << 20) /* state.json holds counts and shard lengths: far below this */
 #define PREP_DIR_DEPTH 64           /* nested input directories followed (a link loop must end) */
 #define PREP_PROGRESS_STEP (256 << 10)
+#define PREP_BATCH_BYTES (4u << 20) /* text per batch: enough work to share among threads */
+#define PREP_BATCH_DOCS 1024
 
 static const char *const reason_names[PREP_N] = {
     "kept", "malformed_jsonl", "too_large", "invalid_utf8", "empty", "exact_duplicate", "near_duplicate",
@@ -72,7 +76,6 @@ typedef struct prep {
     lsh_index *near;
     int32_t eot;
     int64_t notes[PREP_N];
-    tok_ids ids;
     char *fingerprint;
 } prep;
 
@@ -402,55 +405,175 @@ static size_t utf8_bad_at(const char *s, size_t n) {
     return n;
 }
 
-static int count(prep *p, in_file *f, int reason) {
+static void count(prep *p, in_file *f, int reason) {
     p->rep->counts[reason]++;
     if (reason == PREP_KEPT) f->kept++;
+}
+
+/* A batch of documents read in order: the costly per-document work (measuring, MinHash,
+ * tokenizing) runs on every thread, each decision that depends on earlier documents (dedup,
+ * the split, the shards) runs in order on the caller's thread. The output is the same whatever
+ * the batch size and thread count. */
+typedef struct batch_doc {
+    size_t off, n;      /* the text in batch.text */
+    int status;         /* doc_status */
+    const char *why;
+    int64_t line;
+    int64_t resume_offset, resume_line; /* where reading goes on after this document */
+    int reason;         /* after phase 1: a reason found alone (utf8, empty, quality) or -1 */
+    size_t bad_at;      /* invalid UTF-8: first bad byte */
+    int quality;        /* quality_check's rule */
+    doc_hash h;
+    minhash_sig sig;
+    int keep;           /* after phase 2: to be tokenized and written */
+    tok_ids ids;        /* after phase 3 */
+    int rc;
+    whale_err err;
+} batch_doc;
+
+typedef struct batch {
+    prep *p;
+    batch_doc *d;
+    int64_t n, cap;
+    strbuf text;
+} batch;
+
+static void phase_measure(void *ctx, int64_t i, int thread) {
+    (void)thread;
+    batch *b = ctx;
+    batch_doc *d = &b->d[i];
+    const char *text = b->text.s + d->off;
+    d->reason = -1;
+    d->keep = 0;
+    d->rc = 0;
+    if (d->status != DOC_OK) return;
+    if (!utf8_valid(text, d->n)) {
+        d->reason = PREP_INVALID_UTF8;
+        d->bad_at = utf8_bad_at(text, d->n);
+        return;
+    }
+    if (blank_text(text, d->n)) {
+        d->reason = PREP_EMPTY;
+        return;
+    }
+    d->h = doc_hash_text(text, d->n);
+    text_stats st;
+    if ((d->rc = text_stats_compute(&st, text, d->n, &d->err))) return;
+    d->quality = quality_check(&b->p->o->rules, &st);
+    minhash_compute(&d->sig, text, d->n, text_stats_unspaced(&st));
+}
+
+static void phase_tokenize(void *ctx, int64_t i, int thread) {
+    (void)thread;
+    batch *b = ctx;
+    batch_doc *d = &b->d[i];
+    if (!d->keep) return;
+    d->ids.n = 0;
+    d->rc = tokenizer_encode(b->p->o->tok, b->text.s + d->off, d->n, 0, &d->ids, &d->err);
+}
+
+/* Phase 2, in order: count what was found alone, then dedup; mark the survivors. */
+static int decide(prep *p, in_file *f, batch *b, whale_err *err) {
+    for (int64_t i = 0; i < b->n; i++) {
+        batch_doc *d = &b->d[i];
+        p->rep->documents++;
+        f->documents++;
+        if (d->status == DOC_MALFORMED) {
+            note(p, PREP_MALFORMED_JSONL, "%s:%lld: malformed JSONL line (%s); skipped", f->path, (long long)d->line, d->why);
+            count(p, f, PREP_MALFORMED_JSONL);
+            continue;
+        }
+        if (d->status == DOC_TOO_LARGE) {
+            note(p, PREP_TOO_LARGE, "%s:%lld: document over %u MiB; skipped", f->path, (long long)d->line, DOC_MAX_BYTES >> 20);
+            count(p, f, PREP_TOO_LARGE);
+            continue;
+        }
+        if (d->rc) {
+            *err = d->err;
+            return d->rc;
+        }
+        if (d->reason == PREP_INVALID_UTF8)
+            note(p, PREP_INVALID_UTF8, "%s:%lld: invalid UTF-8 (byte %zu of the document); skipped", f->path,
+                 (long long)d->line, d->bad_at);
+        if (d->reason >= 0) {
+            count(p, f, d->reason);
+            continue;
+        }
+        int rc = exact_set_add(p->exact, d->h, err);
+        if (rc < 0) return rc;
+        if (rc == 0) {
+            count(p, f, PREP_EXACT_DUPLICATE);
+            continue;
+        }
+        if (p->o->filter && d->quality != QUALITY_OK) {
+            count(p, f, PREP_QUALITY + d->quality - 1);
+            continue;
+        }
+        if ((rc = lsh_index_add(p->near, &d->sig, NULL, err)) < 0) return rc;
+        if (rc == 1) {
+            count(p, f, PREP_NEAR_DUPLICATE);
+            continue;
+        }
+        d->keep = 1;
+    }
     return 0;
 }
 
-static int process(prep *p, in_file *f, doc_reader *r, whale_err *err) {
+/* Phase 4, in order: the split and the shards. */
+static int write_kept(prep *p, in_file *f, batch *b, whale_err *err) {
     prepare_report *rep = p->rep;
-    rep->documents++;
-    f->documents++;
-    if (r->status == DOC_MALFORMED) {
-        note(p, PREP_MALFORMED_JSONL, "%s:%lld: malformed JSONL line (%s); skipped", f->path, (long long)r->doc_line, r->why);
-        return count(p, f, PREP_MALFORMED_JSONL);
+    for (int64_t i = 0; i < b->n; i++) {
+        batch_doc *d = &b->d[i];
+        if (!d->keep) continue;
+        if (d->rc) {
+            *err = d->err;
+            return err_prefix(err, "%s:%lld", f->path, (long long)d->line);
+        }
+        /* the split: the text's hash (so equal texts agree), and the first kept document */
+        double u = (double)(d->h.hi >> 11) * 0x1p-53;
+        int to_val = p->o->val_fraction > 0 && (u < p->o->val_fraction || rep->train_docs + rep->val_docs == 0);
+        int rc = shard_set_add(to_val ? &p->val : &p->train, d->ids.v, d->ids.n, (uint32_t)p->eot, err);
+        if (rc) return rc;
+        if (to_val) rep->val_docs++;
+        else rep->train_docs++;
+        count(p, f, PREP_KEPT);
     }
-    if (r->status == DOC_TOO_LARGE) {
-        note(p, PREP_TOO_LARGE, "%s:%lld: document over %u MiB; skipped", f->path, (long long)r->doc_line, DOC_MAX_BYTES >> 20);
-        return count(p, f, PREP_TOO_LARGE);
+    return 0;
+}
+
+/* Read documents into b until it holds max_bytes of text or PREP_BATCH_DOCS documents.
+ * Returns 1 when the file ended, 0 when the batch is full, or a negative status. */
+static int fill_batch(batch *b, doc_reader *r, size_t max_bytes, whale_err *err) {
+    b->n = 0;
+    b->text.n = 0;
+    for (;;) {
+        if (b->n >= PREP_BATCH_DOCS || (b->n && b->text.n >= max_bytes)) return 0;
+        int rc = doc_reader_next(r, err);
+        if (rc <= 0) return rc < 0 ? rc : 1;
+        if (b->n == b->cap) {
+            int64_t cap = b->cap ? 2 * b->cap : 64;
+            batch_doc *d = realloc(b->d, (size_t)cap * sizeof *d);
+            if (!d) return err_set(err, WHALE_E_NOMEM, "out of memory");
+            memset(d + b->cap, 0, (size_t)(cap - b->cap) * sizeof *d);
+            b->d = d;
+            b->cap = cap;
+        }
+        batch_doc *d = &b->d[b->n++];
+        d->off = b->text.n;
+        d->n = r->doc.n;
+        d->status = r->status;
+        d->why = r->why;
+        d->line = r->doc_line;
+        d->resume_offset = r->resume_offset;
+        d->resume_line = r->resume_line;
+        if (strbuf_add(&b->text, r->doc.s ? r->doc.s : "", r->doc.n)) return err_set(err, WHALE_E_NOMEM, "out of memory");
     }
-    const char *text = r->doc.s ? r->doc.s : "";
-    size_t n = r->doc.n;
-    if (!utf8_valid(text, n)) {
-        note(p, PREP_INVALID_UTF8, "%s:%lld: invalid UTF-8 (byte %zu of the document); skipped", f->path,
-             (long long)r->doc_line, utf8_bad_at(text, n));
-        return count(p, f, PREP_INVALID_UTF8);
-    }
-    if (blank_text(text, n)) return count(p, f, PREP_EMPTY);
-    doc_hash h = doc_hash_text(text, n);
-    int rc = exact_set_add(p->exact, h, err);
-    if (rc < 0) return rc;
-    if (rc == 0) return count(p, f, PREP_EXACT_DUPLICATE);
-    text_stats st;
-    if ((rc = text_stats_compute(&st, text, n, err))) return rc;
-    if (p->o->filter) {
-        int q = quality_check(&p->o->rules, &st);
-        if (q != QUALITY_OK) return count(p, f, PREP_QUALITY + q - 1);
-    }
-    minhash_sig sig;
-    minhash_compute(&sig, text, n, text_stats_unspaced(&st));
-    if ((rc = lsh_index_add(p->near, &sig, NULL, err)) < 0) return rc;
-    if (rc == 1) return count(p, f, PREP_NEAR_DUPLICATE);
-    p->ids.n = 0;
-    if ((rc = tokenizer_encode(p->o->tok, text, n, 0, &p->ids, err))) return err_prefix(err, "%s:%lld", f->path, (long long)r->doc_line);
-    /* the split: the text's hash (so equal texts agree), and the first kept document */
-    double u = (double)(h.hi >> 11) * 0x1p-53;
-    int to_val = p->o->val_fraction > 0 && (u < p->o->val_fraction || rep->train_docs + rep->val_docs == 0);
-    if ((rc = shard_set_add(to_val ? &p->val : &p->train, p->ids.v, p->ids.n, (uint32_t)p->eot, err))) return rc;
-    if (to_val) rep->val_docs++;
-    else rep->train_docs++;
-    return count(p, f, PREP_KEPT);
+}
+
+static void batch_free(batch *b) {
+    for (int64_t i = 0; i < b->cap; i++) tok_ids_free(&b->d[i].ids);
+    free(b->d);
+    strbuf_free(&b->text);
 }
 
 /* ---- the run -------------------------------------------------------------------------------- */
@@ -463,7 +586,6 @@ static void prep_free(prep *p) {
     shard_set_close(&p->val);
     exact_set_close(p->exact);
     lsh_index_close(p->near);
-    tok_ids_free(&p->ids);
     free(p->fingerprint);
 }
 
@@ -588,14 +710,28 @@ int data_prepare(const prepare_opts *o, prepare_report *rep, whale_err *err) {
         note(&p, -1, "resuming from the checkpoint in %s/state.json: input %lld of %lld, %.1f of %.1f MB read", o->out_dir,
              (long long)(p.file < p.n_files ? p.file + 1 : p.n_files), (long long)p.n_files, (double)start_bytes / 1e6,
              (double)rep->bytes_total / 1e6);
+    batch b = {.p = &p};
+    threadpool *tp = NULL;
+    if (!rc && !(tp = tp_new(o->n_threads))) rc = err_set(err, WHALE_E_NOMEM, "cannot start threads");
+    /* a batch never holds more than a checkpoint's worth of input, so checkpoints come as often
+     * as asked */
+    size_t max_bytes = o->checkpoint_bytes < PREP_BATCH_BYTES ? (size_t)o->checkpoint_bytes : PREP_BATCH_BYTES;
     for (; !rc && p.file < p.n_files; p.file++, p.offset = p.line = 0) {
         in_file *f = &p.files[p.file];
         doc_reader r;
         if ((rc = doc_reader_open(&r, f->path, f->jsonl, p.offset, p.line, err))) break;
-        while ((rc = doc_reader_next(&r, err)) == 1) {
-            if ((rc = process(&p, f, &r, err))) break;
-            p.offset = r.resume_offset;
-            p.line = r.resume_line;
+        for (int end = 0; !end;) {
+            if ((end = fill_batch(&b, &r, max_bytes, err)) < 0) {
+                rc = end;
+                break;
+            }
+            if (!b.n) break;
+            tp_run(tp, b.n, phase_measure, &b);
+            if ((rc = decide(&p, f, &b, err))) break;
+            tp_run(tp, b.n, phase_tokenize, &b);
+            if ((rc = write_kept(&p, f, &b, err))) break;
+            p.offset = b.d[b.n - 1].resume_offset;
+            p.line = b.d[b.n - 1].resume_line;
             int64_t done = p.bytes_before + p.offset;
             if (o->progress && done - last_progress >= PREP_PROGRESS_STEP) {
                 o->progress(o->user, (double)done, (double)rep->bytes_total);
@@ -606,11 +742,13 @@ int data_prepare(const prepare_opts *o, prepare_report *rep, whale_err *err) {
                 last_ckpt = done;
             }
         }
-        if (rc < 0) err_prefix(err, "%s", f->path);
+        if (rc < 0 && err && !strstr(err->msg, f->path)) err_prefix(err, "%s", f->path);
         doc_reader_close(&r);
         if (rc) break;
         p.bytes_before += f->bytes;
     }
+    batch_free(&b);
+    tp_free(tp);
     if (!rc) { /* everything read: one last checkpoint, then the manifest, then clean up */
         p.offset = p.line = 0;
         rc = checkpoint(&p, err);

@@ -49,6 +49,7 @@ typedef struct prepare_opts {
     double near_threshold;      /* Jaccard similarity at or above which a document is a near duplicate */
     int64_t shard_tokens;
     int64_t checkpoint_bytes;   /* input bytes between checkpoints (not a setting: output is the same) */
+    int n_threads;              /* measuring, MinHash and tokenizing; <= 0: one per CPU (same output) */
     quality_rules rules;
     void (*note)(void *user, const char *msg);            /* bad input, resume notices; may be NULL */
     void (*progress)(void *user, double done, double total); /* input bytes; may be NULL */
