@@ -14,48 +14,63 @@ static void usage(FILE *f) {
     fprintf(f, "usage: whale data prepare INPUT... -m MODEL_OR_TOKENIZER -o DIR [options]\n"
                "       whale data tokenizer INPUT... --vocab-size N -o tokenizer.json\n"
                "\n"
-               "  prepare   text, JSONL and directories -> deduplicated, filtered token shards for training\n"
+               "  prepare   text, JSONL and directories -> deduplicated, filtered token shards for "
+               "training\n"
                "  tokenizer train a byte-level BPE vocabulary (whale data tokenizer --help)\n");
 }
 
 static void usage_prepare(FILE *f) {
     prepare_opts d;
     prepare_opts_default(&d);
-    fprintf(f,
-            "usage: whale data prepare INPUT... -m MODEL_OR_TOKENIZER -o DIR [options]\n"
-            "\n"
-            "Turn text into training shards: DIR/train-000000.bin, ... and DIR/val-000000.bin (uint32\n"
-            "little-endian token ids, each document followed by the end-of-text token) and DIR/manifest.json\n"
-            "(inputs, counts per reason, tokens per shard, tokenizer, thresholds).\n"
-            "\n"
-            "INPUT  a file or a directory (every file under it, in name order; hidden files skipped).\n"
-            "       *.jsonl, *.ndjson, *.json: one JSON object per line, its \"text\" is a document.\n"
-            "       Any other file is text: documents are separated by blank lines.\n"
-            "\n"
-            "Each document is dropped when it is malformed, invalid UTF-8, empty, an exact duplicate of an\n"
-            "earlier one, fails a quality rule, or is a near duplicate of a kept one (MinHash LSH); the\n"
-            "counts per reason are printed and kept in the manifest. docs/DATA.md explains every rule.\n"
-            "\n"
-            "  -m, --model PATH     the tokenizer: a tokenizer.json, a .gguf, a directory holding one, or a\n"
-            "                       model name (whale list); its <|endoftext|> (else EOS) separates documents\n"
-            "  -o, --out DIR        output directory (created; a killed run there resumes when re-run)\n"
-            "  --val-fraction F     share of documents held out for validation, chosen by a hash of the\n"
-            "                       text (default %g; 0: none; the first kept document always goes there)\n"
-            "  --shard-tokens N     tokens per shard file (default %lld)\n"
-            "  --near-threshold J   MinHash Jaccard similarity from which a document is a near duplicate\n"
-            "                       (default %g)\n"
-            "  --no-filter          skip the quality rules (deduplication stays)\n"
-            "  --quality NAME=V     change one quality threshold (repeatable); defaults:\n"
-            "                         min_words=%lld max_nonprintable_ratio=%g max_symbol_ratio=%g\n"
-            "                         max_digit_ratio=%g mean_word_length_min=%g mean_word_length_max=%g\n"
-            "                         max_duplicate_line_fraction=%g\n"
-            "  --checkpoint-mb N    input between checkpoints (default %lld; does not change the output)\n"
-            "  -t, --threads N      threads measuring, hashing and tokenizing (default: one per CPU; the\n"
-            "                       output is the same for any number)\n",
-            d.val_fraction, (long long)d.shard_tokens, d.near_threshold, (long long)d.rules.min_words,
-            d.rules.max_nonprintable_ratio, d.rules.max_symbol_ratio, d.rules.max_digit_ratio,
-            d.rules.mean_word_length_min, d.rules.mean_word_length_max, d.rules.max_duplicate_line_fraction,
-            (long long)(d.checkpoint_bytes >> 20));
+    fprintf(
+        f,
+        "usage: whale data prepare INPUT... -m MODEL_OR_TOKENIZER -o DIR [options]\n"
+        "\n"
+        "Turn text into training shards: DIR/train-000000.bin, ... and DIR/val-000000.bin (uint32\n"
+        "little-endian token ids, each document followed by the end-of-text token) and "
+        "DIR/manifest.json\n"
+        "(inputs, counts per reason, tokens per shard, tokenizer, thresholds).\n"
+        "\n"
+        "INPUT  a file or a directory (every file under it, in name order; hidden files skipped).\n"
+        "       *.jsonl, *.ndjson, *.json: one JSON object per line, its \"text\" is a document.\n"
+        "       Any other file is text: documents are separated by blank lines.\n"
+        "\n"
+        "Each document is dropped when it is malformed, invalid UTF-8, empty, an exact duplicate "
+        "of an\n"
+        "earlier one, fails a quality rule, or is a near duplicate of a kept one (MinHash LSH); "
+        "the\n"
+        "counts per reason are printed and kept in the manifest. docs/DATA.md explains every "
+        "rule.\n"
+        "\n"
+        "  -m, --model PATH     the tokenizer: a tokenizer.json, a .gguf, a directory holding one, "
+        "or a\n"
+        "                       model name (whale list); its <|endoftext|> (else EOS) separates "
+        "documents\n"
+        "  -o, --out DIR        output directory (created; a killed run there resumes when "
+        "re-run)\n"
+        "  --val-fraction F     share of documents held out for validation, chosen by a hash of "
+        "the\n"
+        "                       text (default %g; 0: none; the first kept document always goes "
+        "there)\n"
+        "  --shard-tokens N     tokens per shard file (default %lld)\n"
+        "  --near-threshold J   MinHash Jaccard similarity from which a document is a near "
+        "duplicate\n"
+        "                       (default %g)\n"
+        "  --no-filter          skip the quality rules (deduplication stays)\n"
+        "  --quality NAME=V     change one quality threshold (repeatable); defaults:\n"
+        "                         min_words=%lld max_nonprintable_ratio=%g max_symbol_ratio=%g\n"
+        "                         max_digit_ratio=%g mean_word_length_min=%g "
+        "mean_word_length_max=%g\n"
+        "                         max_duplicate_line_fraction=%g\n"
+        "  --checkpoint-mb N    input between checkpoints (default %lld; does not change the "
+        "output)\n"
+        "  -t, --threads N      threads measuring, hashing and tokenizing (default: one per CPU; "
+        "the\n"
+        "                       output is the same for any number)\n",
+        d.val_fraction, (long long)d.shard_tokens, d.near_threshold, (long long)d.rules.min_words,
+        d.rules.max_nonprintable_ratio, d.rules.max_symbol_ratio, d.rules.max_digit_ratio,
+        d.rules.mean_word_length_min, d.rules.mean_word_length_max,
+        d.rules.max_duplicate_line_fraction, (long long)(d.checkpoint_bytes >> 20));
 }
 
 static void on_note(void *user, const char *msg) {
@@ -141,7 +156,10 @@ static int cmd_data_prepare(int argc, char **argv) {
         goto done;
     }
     if (!n_in || !model || !o.out_dir) {
-        fprintf(stderr, "whale data prepare: %s missing\n\n", !n_in ? "INPUT" : !model ? "-m MODEL_OR_TOKENIZER" : "-o DIR");
+        fprintf(stderr, "whale data prepare: %s missing\n\n",
+                !n_in    ? "INPUT"
+                : !model ? "-m MODEL_OR_TOKENIZER"
+                         : "-o DIR");
         usage_prepare(stderr);
         goto done;
     }
@@ -168,15 +186,20 @@ static int cmd_data_prepare(int argc, char **argv) {
         fprintf(stderr, "whale data prepare: %s\n", err.msg);
         goto done;
     }
-    if (r.already_complete) printf("%s: already prepared with these inputs and settings (manifest.json); nothing to do\n", o.out_dir);
+    if (r.already_complete)
+        printf(
+            "%s: already prepared with these inputs and settings (manifest.json); nothing to do\n",
+            o.out_dir);
     else
         printf("read %.1f MB in %.1f s (%.1f MB/s)%s\n", (double)r.bytes_run / 1e6, r.seconds,
-               r.seconds > 0 ? (double)r.bytes_run / 1e6 / r.seconds : 0, r.resumed ? ", resumed from a checkpoint" : "");
+               r.seconds > 0 ? (double)r.bytes_run / 1e6 / r.seconds : 0,
+               r.resumed ? ", resumed from a checkpoint" : "");
     printf("documents %lld\n", (long long)r.documents);
     for (int k = 0; k < PREP_N; k++)
-        if (k == PREP_KEPT || r.counts[k]) printf("  %-28s %lld\n", prep_reason_name(k), (long long)r.counts[k]);
-    printf("train: %lld documents, %lld tokens in %lld shard%s\n", (long long)r.train_docs, (long long)r.train_tokens,
-           (long long)r.train_shards, r.train_shards == 1 ? "" : "s");
+        if (k == PREP_KEPT || r.counts[k])
+            printf("  %-28s %lld\n", prep_reason_name(k), (long long)r.counts[k]);
+    printf("train: %lld documents, %lld tokens in %lld shard%s\n", (long long)r.train_docs,
+           (long long)r.train_tokens, (long long)r.train_shards, r.train_shards == 1 ? "" : "s");
     printf("val:   %lld documents, %lld tokens\n", (long long)r.val_docs, (long long)r.val_tokens);
     printf("wrote %s/manifest.json\n", o.out_dir);
     rc = 0;

@@ -72,7 +72,8 @@ static int read_at(int fd, void *p, size_t n, off_t off) {
 }
 
 /* Open path for appending records of rec bytes: a new empty file (n_resume = 0), or the first
- * n_resume records of an existing one with the rest cut off. Returns an fd, or a negative status. */
+ * n_resume records of an existing one with the rest cut off. Returns an fd, or a negative status.
+ */
 static int log_open(const char *path, size_t rec, int64_t n_resume, whale_err *err) {
     int fd = open(path, O_RDWR | O_CREAT | (n_resume ? 0 : O_TRUNC) | O_CLOEXEC, 0644);
     if (fd < 0) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
@@ -80,7 +81,8 @@ static int log_open(const char *path, size_t rec, int64_t n_resume, whale_err *e
     off_t want = (off_t)((uint64_t)n_resume * rec);
     if (fstat(fd, &st) || st.st_size < want) {
         close(fd);
-        return err_set(err, WHALE_E_FORMAT, "%s: shorter than the checkpoint says (%lld of %lld bytes): cannot resume",
+        return err_set(err, WHALE_E_FORMAT,
+                       "%s: shorter than the checkpoint says (%lld of %lld bytes): cannot resume",
                        path, (long long)st.st_size, (long long)want);
     }
     if (ftruncate(fd, want) || lseek(fd, want, SEEK_SET) != want) {
@@ -163,12 +165,16 @@ int exact_set_add(exact_set *s, doc_hash h, whale_err *err) {
     if (rc < 0) return err_set(err, WHALE_E_NOMEM, "out of memory (exact-duplicate set)");
     if (rc == 0) return 0;
     uint8_t b[16];
-    for (int k = 0; k < 8; k++) b[k] = (uint8_t)(h.lo >> (8 * k)), b[8 + k] = (uint8_t)(h.hi >> (8 * k));
-    if (write_all(s->fd, b, 16)) return err_set(err, WHALE_E_IO, "%s: %s", s->path, strerror(errno));
+    for (int k = 0; k < 8; k++)
+        b[k] = (uint8_t)(h.lo >> (8 * k)), b[8 + k] = (uint8_t)(h.hi >> (8 * k));
+    if (write_all(s->fd, b, 16))
+        return err_set(err, WHALE_E_IO, "%s: %s", s->path, strerror(errno));
     return 1;
 }
 
-int64_t exact_set_count(const exact_set *s) { return s->n; }
+int64_t exact_set_count(const exact_set *s) {
+    return s->n;
+}
 
 int exact_set_sync(exact_set *s, whale_err *err) {
     if (fsync(s->fd)) return err_set(err, WHALE_E_IO, "%s: %s", s->path, strerror(errno));
@@ -225,21 +231,25 @@ void minhash_compute(minhash_sig *out, const char *text, size_t n, int by_chars)
         int len = 1;
         if (i < n) {
             len = utf8_seq_len(p + i, n - i);
-            if (len <= 0) len = 1, c = 0xFFFD;
-            else c = utf8_decode(p + i, len);
+            if (len <= 0)
+                len = 1, c = 0xFFFD;
+            else
+                c = utf8_decode(p + i, len);
         }
         int item = 0; /* an item (word or character) completed: its hash in `word` */
         uint64_t item_h = 0;
         if (by_chars) {
             int cat = utf8proc_category((utf8proc_int32_t)c);
-            int space = c == ' ' || (c >= 9 && c <= 13) || cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL ||
-                        cat == UTF8PROC_CATEGORY_ZP;
-            if (i < n && !space) item = 1, item_h = mix64((uint64_t)utf8proc_tolower((utf8proc_int32_t)c) + 0x51ed);
+            int space = c == ' ' || (c >= 9 && c <= 13) || cat == UTF8PROC_CATEGORY_ZS ||
+                        cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
+            if (i < n && !space)
+                item = 1, item_h = mix64((uint64_t)utf8proc_tolower((utf8proc_int32_t)c) + 0x51ed);
         } else {
             int cat = utf8proc_category((utf8proc_int32_t)c);
             int alnum = i < n && cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_NO;
             if (alnum) {
-                word = mix64(word ^ (uint64_t)utf8proc_tolower((utf8proc_int32_t)c)) + (uint64_t)in_word;
+                word = mix64(word ^ (uint64_t)utf8proc_tolower((utf8proc_int32_t)c)) +
+                       (uint64_t)in_word;
                 in_word = 1;
             } else if (in_word) {
                 item = 1, item_h = word;
@@ -247,8 +257,10 @@ void minhash_compute(minhash_sig *out, const char *text, size_t n, int by_chars)
             }
         }
         if (item) {
-            if (have == MINHASH_SHINGLE) head = (head + 1) % MINHASH_SHINGLE;
-            else have++;
+            if (have == MINHASH_SHINGLE)
+                head = (head + 1) % MINHASH_SHINGLE;
+            else
+                have++;
             ring[(head + have - 1) % MINHASH_SHINGLE] = item_h;
             if (have == MINHASH_SHINGLE) {
                 sig_update(out, &fam, shingle_hash(ring, head, have));
@@ -280,7 +292,8 @@ void lsh_choose(double threshold, int n_perm, int *bands, int *rows) {
             double p_t = lsh_candidate_probability(threshold, b, r), fp = 0;
             for (int k = 0; k < steps && (k + 0.5) / steps < threshold; k++)
                 fp += lsh_candidate_probability((k + 0.5) / steps, b, r) / steps;
-            if (p_t >= LSH_RECALL_AT_THRESHOLD ? (best_p < LSH_RECALL_AT_THRESHOLD || fp < best_fp) : p_t > best_p && best_p < LSH_RECALL_AT_THRESHOLD)
+            if (p_t >= LSH_RECALL_AT_THRESHOLD ? (best_p < LSH_RECALL_AT_THRESHOLD || fp < best_fp)
+                                               : p_t > best_p && best_p < LSH_RECALL_AT_THRESHOLD)
                 best_fp = fp, best_p = p_t, *bands = b, *rows = r;
         }
 }
@@ -341,13 +354,16 @@ static int sig_read(lsh_index *x, int64_t doc, minhash_sig *s) {
     uint8_t b[4 * MINHASH_PERM];
     if (read_at(x->fd, b, sizeof b, (off_t)(doc * (int64_t)sizeof b))) return -1;
     for (int i = 0; i < MINHASH_PERM; i++)
-        s->v[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        s->v[i] = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 |
+                  (uint32_t)b[4 * i + 3] << 24;
     return 0;
 }
 
-int lsh_index_open(lsh_index **out, const char *log_path, double threshold, int64_t n_resume, whale_err *err) {
+int lsh_index_open(lsh_index **out, const char *log_path, double threshold, int64_t n_resume,
+                   whale_err *err) {
     *out = NULL;
-    if (!(threshold > 0 && threshold <= 1)) return err_set(err, WHALE_E_ARG, "near-duplicate threshold %g is not in (0, 1]", threshold);
+    if (!(threshold > 0 && threshold <= 1))
+        return err_set(err, WHALE_E_ARG, "near-duplicate threshold %g is not in (0, 1]", threshold);
     lsh_index *x = calloc(1, sizeof *x);
     if (!x || !(x->path = strdup(log_path))) {
         free(x);
@@ -386,7 +402,8 @@ int lsh_index_add(lsh_index *x, const minhash_sig *sig, int64_t *match, whale_er
             if (x->v[j].key != key || x->v[j].doc == last) continue;
             minhash_sig other;
             last = x->v[j].doc;
-            if (sig_read(x, last, &other)) return err_set(err, WHALE_E_IO, "%s: read failed", x->path);
+            if (sig_read(x, last, &other))
+                return err_set(err, WHALE_E_IO, "%s: read failed", x->path);
             if (minhash_similarity(sig, &other) >= x->threshold) {
                 if (match) *match = last;
                 return 1;
@@ -396,13 +413,17 @@ int lsh_index_add(lsh_index *x, const minhash_sig *sig, int64_t *match, whale_er
     uint8_t b[4 * MINHASH_PERM];
     for (int i = 0; i < MINHASH_PERM; i++)
         for (int k = 0; k < 4; k++) b[4 * i + k] = (uint8_t)(sig->v[i] >> (8 * k));
-    if (write_all(x->fd, b, sizeof b)) return err_set(err, WHALE_E_IO, "%s: %s", x->path, strerror(errno));
-    if (lsh_insert_sig(x, sig, x->n)) return err_set(err, WHALE_E_NOMEM, "out of memory (near-duplicate index)");
+    if (write_all(x->fd, b, sizeof b))
+        return err_set(err, WHALE_E_IO, "%s: %s", x->path, strerror(errno));
+    if (lsh_insert_sig(x, sig, x->n))
+        return err_set(err, WHALE_E_NOMEM, "out of memory (near-duplicate index)");
     x->n++;
     return 0;
 }
 
-int64_t lsh_index_count(const lsh_index *x) { return x->n; }
+int64_t lsh_index_count(const lsh_index *x) {
+    return x->n;
+}
 
 void lsh_index_shape(const lsh_index *x, int *bands, int *rows) {
     *bands = x->bands;

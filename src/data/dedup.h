@@ -16,7 +16,8 @@
 
 #include "whale.h"
 
-#define MINHASH_PERM 128  /* hash functions per signature: estimate's sd <= 0.044 (sqrt(.25/128)) */
+#define MINHASH_PERM 128  /* hash functions per signature: estimate's sd <= 0.044 (sqrt(.25/128))  \
+                           */
 #define MINHASH_SHINGLE 5 /* words (spaced text) or code points (CJK-heavy text) per shingle */
 
 typedef struct doc_hash {
@@ -62,7 +63,8 @@ void lsh_choose(double threshold, int n_perm, int *bands, int *rows);
 
 typedef struct lsh_index lsh_index;
 /* As exact_set_open, for signatures; threshold in (0, 1] picks the bands and confirms matches. */
-int lsh_index_open(lsh_index **out, const char *log_path, double threshold, int64_t n_resume, whale_err *err);
+int lsh_index_open(lsh_index **out, const char *log_path, double threshold, int64_t n_resume,
+                   whale_err *err);
 /* 1: sig is a near duplicate of an earlier signature (*match gets its number; sig is not added);
  * 0: added and logged; or a negative status. */
 int lsh_index_add(lsh_index *x, const minhash_sig *sig, int64_t *match, whale_err *err);

@@ -8,14 +8,16 @@
 
 #include "base/err.h"
 
-int doc_reader_open(doc_reader *r, const char *path, int jsonl, int64_t offset, int64_t line, whale_err *err) {
+int doc_reader_open(doc_reader *r, const char *path, int jsonl, int64_t offset, int64_t line,
+                    whale_err *err) {
     memset(r, 0, sizeof *r);
     r->jsonl = jsonl;
     r->f = fopen(path, "rb");
     if (!r->f) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
     if (offset && fseeko(r->f, (off_t)offset, SEEK_SET)) {
         doc_reader_close(r);
-        return err_set(err, WHALE_E_IO, "%s: cannot seek to %lld: %s", path, (long long)offset, strerror(errno));
+        return err_set(err, WHALE_E_IO, "%s: cannot seek to %lld: %s", path, (long long)offset,
+                       strerror(errno));
     }
     r->buf = malloc(DOC_READ_BUF);
     if (!r->buf) {
@@ -51,7 +53,8 @@ static int read_line(doc_reader *r, whale_err *err) {
             r->buf_n = fread(r->buf, 1, DOC_READ_BUF, r->f);
             r->buf_pos = 0;
             if (!r->buf_n) {
-                if (ferror(r->f)) return err_set(err, WHALE_E_IO, "read failed: %s", strerror(errno));
+                if (ferror(r->f))
+                    return err_set(err, WHALE_E_IO, "read failed: %s", strerror(errno));
                 if (any) r->line++;
                 return any;
             }
@@ -62,8 +65,10 @@ static int read_line(doc_reader *r, whale_err *err) {
         const char *nl = memchr(s, '\n', left);
         size_t take = nl ? (size_t)(nl - s) : left;
         if (!r->line_over) {
-            if (r->lbuf.n + take > DOC_MAX_BYTES) r->line_over = 1;
-            else if (strbuf_add(&r->lbuf, s, take)) return err_set(err, WHALE_E_NOMEM, "out of memory");
+            if (r->lbuf.n + take > DOC_MAX_BYTES)
+                r->line_over = 1;
+            else if (strbuf_add(&r->lbuf, s, take))
+                return err_set(err, WHALE_E_NOMEM, "out of memory");
         }
         r->buf_pos += take + (nl ? 1 : 0);
         r->offset += (int64_t)(take + (nl ? 1 : 0));
@@ -97,10 +102,12 @@ static int next_text(doc_reader *r, whale_err *err) {
             r->status = DOC_TOO_LARGE;
             continue;
         }
-        if ((r->doc.n && strbuf_add(&r->doc, "\n", 1)) || strbuf_add(&r->doc, r->lbuf.s ? r->lbuf.s : "", r->lbuf.n))
+        if ((r->doc.n && strbuf_add(&r->doc, "\n", 1)) ||
+            strbuf_add(&r->doc, r->lbuf.s ? r->lbuf.s : "", r->lbuf.n))
             return err_set(err, WHALE_E_NOMEM, "out of memory");
     }
-    if (r->doc.n && r->doc.s[r->doc.n - 1] == '\r') r->doc.s[--r->doc.n] = 0; /* the last line's CRLF */
+    if (r->doc.n && r->doc.s[r->doc.n - 1] == '\r')
+        r->doc.s[--r->doc.n] = 0; /* the last line's CRLF */
     return 1;
 }
 
@@ -119,7 +126,8 @@ static int next_jsonl(doc_reader *r, whale_err *err) {
         if (!j) {
             r->status = DOC_MALFORMED, r->why = "not valid JSON";
         } else if (!cJSON_IsString(t)) {
-            r->status = DOC_MALFORMED, r->why = cJSON_IsObject(j) ? "no \"text\" string" : "not a JSON object";
+            r->status = DOC_MALFORMED,
+            r->why = cJSON_IsObject(j) ? "no \"text\" string" : "not a JSON object";
         } else if (strbuf_add(&r->doc, t->valuestring, strlen(t->valuestring))) {
             cJSON_Delete(j);
             return err_set(err, WHALE_E_NOMEM, "out of memory");

@@ -17,7 +17,7 @@
 /* A document longer than this is skipped (counted as too_large) rather than held: the reader
  * must never need more memory than one bounded document. */
 #define DOC_MAX_BYTES (64u << 20)
-#define DOC_READ_BUF (1u << 20)
+#define DOC_READ_BUF  (1u << 20)
 
 enum doc_status {
     DOC_OK = 0,
@@ -28,22 +28,23 @@ enum doc_status {
 typedef struct doc_reader {
     FILE *f;
     int jsonl;
-    int64_t offset;  /* bytes consumed: where the next read starts */
-    int64_t line;    /* lines consumed */
+    int64_t offset;                     /* bytes consumed: where the next read starts */
+    int64_t line;                       /* lines consumed */
     int64_t resume_offset, resume_line; /* just after the last document returned */
     char *buf;
     size_t buf_n, buf_pos;
-    strbuf lbuf;     /* the current line (up to DOC_MAX_BYTES) */
-    int line_over;   /* the current line was longer than that */
-    strbuf doc;      /* the current document's text */
-    int64_t doc_line;/* line number (1-based) where it starts */
-    const char *why; /* DOC_MALFORMED: what was wrong */
+    strbuf lbuf;      /* the current line (up to DOC_MAX_BYTES) */
+    int line_over;    /* the current line was longer than that */
+    strbuf doc;       /* the current document's text */
+    int64_t doc_line; /* line number (1-based) where it starts */
+    const char *why;  /* DOC_MALFORMED: what was wrong */
     int status;
 } doc_reader;
 
 /* Open path and start reading at byte offset (a value resume_offset had; 0 at first) with
  * `line` lines before it. Returns 0 or WHALE_E_IO / WHALE_E_NOMEM. */
-int doc_reader_open(doc_reader *r, const char *path, int jsonl, int64_t offset, int64_t line, whale_err *err);
+int doc_reader_open(doc_reader *r, const char *path, int jsonl, int64_t offset, int64_t line,
+                    whale_err *err);
 /* The next document into r->doc, r->status, r->doc_line. Returns 1, 0 at the end of the file,
  * or WHALE_E_IO. After it, r->resume_offset/resume_line say where a restart goes on. */
 int doc_reader_next(doc_reader *r, whale_err *err);

@@ -31,14 +31,16 @@
 #include "data/shards.h"
 #include "tokenizer/tokenizer.h"
 
-#define PREP_STATE_MAX (256u << 20) /* state.json holds counts and shard lengths: far below this */
-#define PREP_DIR_DEPTH 64           /* nested input directories followed (a link loop must end) */
+#define PREP_STATE_MAX (256u << 20) /* state.json holds counts and shard lengths: far below this   \
+                                     */
+#define PREP_DIR_DEPTH     64       /* nested input directories followed (a link loop must end) */
 #define PREP_PROGRESS_STEP (256 << 10)
-#define PREP_BATCH_BYTES (4u << 20) /* text per batch: enough work to share among threads */
-#define PREP_BATCH_DOCS 1024
+#define PREP_BATCH_BYTES   (4u << 20) /* text per batch: enough work to share among threads */
+#define PREP_BATCH_DOCS    1024
 
 static const char *const reason_names[PREP_N] = {
-    "kept", "malformed_jsonl", "too_large", "invalid_utf8", "empty", "exact_duplicate", "near_duplicate",
+    "kept",  "malformed_jsonl", "too_large",      "invalid_utf8",
+    "empty", "exact_duplicate", "near_duplicate",
     /* quality rules follow, named by quality_rule_name */
 };
 
@@ -68,7 +70,7 @@ typedef struct prep {
     prepare_report *rep;
     in_file *files;
     int64_t n_files, cap_files;
-    char *out_real; /* DIR's real path: never read as input */
+    char *out_real;             /* DIR's real path: never read as input */
     int64_t file, offset, line; /* where reading stands (the resume point) */
     int64_t bytes_before;       /* bytes of the files before `file` */
     shard_set train, val;
@@ -122,20 +124,25 @@ static int add_file(prep *p, const char *path, int64_t bytes) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* Add path: a file, or every regular file under a directory in byte order of names. */
 static int add_input(prep *p, const char *path, int depth, whale_err *err) {
     struct stat st;
     if (stat(path, &st)) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
     if (S_ISREG(st.st_mode)) {
-        if (add_file(p, path, (int64_t)st.st_size)) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        if (add_file(p, path, (int64_t)st.st_size))
+            return err_set(err, WHALE_E_NOMEM, "out of memory");
         return 0;
     }
     if (!S_ISDIR(st.st_mode)) return err_set(err, WHALE_E_ARG, "%s: not a file or directory", path);
-    if (depth >= PREP_DIR_DEPTH) return err_set(err, WHALE_E_ARG, "%s: directories nested too deep (a link loop?)", path);
+    if (depth >= PREP_DIR_DEPTH)
+        return err_set(err, WHALE_E_ARG, "%s: directories nested too deep (a link loop?)", path);
     char real[PATH_MAX];
-    if (p->out_real && realpath(path, real) && !strcmp(real, p->out_real)) return 0; /* our own output */
+    if (p->out_real && realpath(path, real) && !strcmp(real, p->out_real))
+        return 0; /* our own output */
     DIR *d = opendir(path);
     if (!d) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
     char **names = NULL;
@@ -146,10 +153,16 @@ static int add_input(prep *p, const char *path, int depth, whale_err *err) {
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
             char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) { rc = WHALE_E_NOMEM; break; }
+            if (!nn) {
+                rc = WHALE_E_NOMEM;
+                break;
+            }
             names = nn;
         }
-        if (!(names[n] = path_join(path, e->d_name))) { rc = WHALE_E_NOMEM; break; }
+        if (!(names[n] = path_join(path, e->d_name))) {
+            rc = WHALE_E_NOMEM;
+            break;
+        }
         n++;
     }
     closedir(d);
@@ -163,7 +176,9 @@ static int add_input(prep *p, const char *path, int depth, whale_err *err) {
 
 /* ---- manifest and state -------------------------------------------------------------------- */
 
-static void add_num(cJSON *o, const char *k, double v) { cJSON_AddItemToObject(o, k, cJSON_CreateNumber(v)); }
+static void add_num(cJSON *o, const char *k, double v) {
+    cJSON_AddItemToObject(o, k, cJSON_CreateNumber(v));
+}
 
 static cJSON *settings_json(const prep *p) {
     const prepare_opts *o = p->o;
@@ -204,12 +219,15 @@ static cJSON *settings_json(const prep *p) {
 /* What makes two runs the same run: the settings and each input's path and size. */
 static char *fingerprint(const cJSON *doc) {
     cJSON *f = cJSON_CreateObject(), *in = cJSON_AddArrayToObject(f, "inputs");
-    cJSON_AddItemToObject(f, "settings", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(doc, "settings"), 1));
+    cJSON_AddItemToObject(f, "settings",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(doc, "settings"), 1));
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(doc, "inputs")) {
         cJSON *x = cJSON_CreateObject();
-        cJSON_AddItemToObject(x, "path", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "path"), 1));
-        cJSON_AddItemToObject(x, "bytes", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "bytes"), 1));
+        cJSON_AddItemToObject(x, "path",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "path"), 1));
+        cJSON_AddItemToObject(x, "bytes",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "bytes"), 1));
         cJSON_AddItemToArray(in, x);
     }
     char *s = cJSON_PrintUnformatted(f);
@@ -238,7 +256,9 @@ static cJSON *manifest_json(const prep *p, int with_resume) {
     const prepare_report *r = p->rep;
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "tool", "whale " WHALE_VERSION);
-    cJSON_AddStringToObject(m, "format", "uint32 little-endian token ids; every document is followed by the end-of-text id");
+    cJSON_AddStringToObject(
+        m, "format",
+        "uint32 little-endian token ids; every document is followed by the end-of-text id");
     cJSON_AddItemToObject(m, "settings", settings_json(p));
     cJSON *in = cJSON_AddArrayToObject(m, "inputs");
     for (int64_t i = 0; i < p->n_files; i++) {
@@ -280,8 +300,10 @@ static int write_file_atomic(const char *dir, const char *name, const char *text
     while (!rc && off < n) {
         ssize_t w = write(fd, text + off, n - off);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) rc = WHALE_E_IO;
-        else off += (size_t)w;
+        if (w <= 0)
+            rc = WHALE_E_IO;
+        else
+            off += (size_t)w;
     }
     if (!rc && (write(fd, "\n", 1) != 1 || fsync(fd))) rc = WHALE_E_IO;
     if (fd >= 0 && close(fd)) rc = WHALE_E_IO;
@@ -305,8 +327,8 @@ static int write_json(const prep *p, const char *name, cJSON *m, whale_err *err)
  * state never names bytes that a crash could lose). */
 static int checkpoint(prep *p, whale_err *err) {
     int rc;
-    if ((rc = shard_set_sync(&p->train, err)) || (rc = shard_set_sync(&p->val, err)) || (rc = exact_set_sync(p->exact, err)) ||
-        (rc = lsh_index_sync(p->near, err)))
+    if ((rc = shard_set_sync(&p->train, err)) || (rc = shard_set_sync(&p->val, err)) ||
+        (rc = exact_set_sync(p->exact, err)) || (rc = lsh_index_sync(p->near, err)))
         return rc;
     return write_json(p, "state.json", manifest_json(p, 1), err);
 }
@@ -323,9 +345,12 @@ static cJSON *read_json(const char *dir, const char *name, whale_err *err) {
         fclose(f);
         if (s) j = cJSON_ParseWithLength(s, n);
         free(s);
-        if (!j) err_set(err, WHALE_E_FORMAT, "%s: not a JSON file this tool wrote (remove it to start over)", path);
+        if (!j)
+            err_set(err, WHALE_E_FORMAT,
+                    "%s: not a JSON file this tool wrote (remove it to start over)", path);
     } else {
-        err_set(err, errno == ENOENT ? WHALE_E_NOTFOUND : WHALE_E_IO, "%s: %s", path, strerror(errno));
+        err_set(err, errno == ENOENT ? WHALE_E_NOTFOUND : WHALE_E_IO, "%s: %s", path,
+                strerror(errno));
     }
     free(path);
     return j;
@@ -369,7 +394,9 @@ static int restore_counts(prep *p, const cJSON *st) {
     int64_t i = 0;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "inputs")) {
         if (i >= p->n_files) return -1;
-        if ((p->files[i].documents = get_i64(e, "documents")) < 0 || (p->files[i].kept = get_i64(e, "kept")) < 0) return -1;
+        if ((p->files[i].documents = get_i64(e, "documents")) < 0 ||
+            (p->files[i].kept = get_i64(e, "kept")) < 0)
+            return -1;
         i++;
     }
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(st, "resume");
@@ -415,18 +442,18 @@ static void count(prep *p, in_file *f, int reason) {
  * the split, the shards) runs in order on the caller's thread. The output is the same whatever
  * the batch size and thread count. */
 typedef struct batch_doc {
-    size_t off, n;      /* the text in batch.text */
-    int status;         /* doc_status */
+    size_t off, n; /* the text in batch.text */
+    int status;    /* doc_status */
     const char *why;
     int64_t line;
     int64_t resume_offset, resume_line; /* where reading goes on after this document */
-    int reason;         /* after phase 1: a reason found alone (utf8, empty, quality) or -1 */
-    size_t bad_at;      /* invalid UTF-8: first bad byte */
-    int quality;        /* quality_check's rule */
+    int reason;    /* after phase 1: a reason found alone (utf8, empty, quality) or -1 */
+    size_t bad_at; /* invalid UTF-8: first bad byte */
+    int quality;   /* quality_check's rule */
     doc_hash h;
     minhash_sig sig;
-    int keep;           /* after phase 2: to be tokenized and written */
-    tok_ids ids;        /* after phase 3 */
+    int keep;    /* after phase 2: to be tokenized and written */
+    tok_ids ids; /* after phase 3 */
     int rc;
     whale_err err;
 } batch_doc;
@@ -479,12 +506,14 @@ static int decide(prep *p, in_file *f, batch *b, whale_err *err) {
         p->rep->documents++;
         f->documents++;
         if (d->status == DOC_MALFORMED) {
-            note(p, PREP_MALFORMED_JSONL, "%s:%lld: malformed JSONL line (%s); skipped", f->path, (long long)d->line, d->why);
+            note(p, PREP_MALFORMED_JSONL, "%s:%lld: malformed JSONL line (%s); skipped", f->path,
+                 (long long)d->line, d->why);
             count(p, f, PREP_MALFORMED_JSONL);
             continue;
         }
         if (d->status == DOC_TOO_LARGE) {
-            note(p, PREP_TOO_LARGE, "%s:%lld: document over %u MiB; skipped", f->path, (long long)d->line, DOC_MAX_BYTES >> 20);
+            note(p, PREP_TOO_LARGE, "%s:%lld: document over %u MiB; skipped", f->path,
+                 (long long)d->line, DOC_MAX_BYTES >> 20);
             count(p, f, PREP_TOO_LARGE);
             continue;
         }
@@ -493,8 +522,8 @@ static int decide(prep *p, in_file *f, batch *b, whale_err *err) {
             return d->rc;
         }
         if (d->reason == PREP_INVALID_UTF8)
-            note(p, PREP_INVALID_UTF8, "%s:%lld: invalid UTF-8 (byte %zu of the document); skipped", f->path,
-                 (long long)d->line, d->bad_at);
+            note(p, PREP_INVALID_UTF8, "%s:%lld: invalid UTF-8 (byte %zu of the document); skipped",
+                 f->path, (long long)d->line, d->bad_at);
         if (d->reason >= 0) {
             count(p, f, d->reason);
             continue;
@@ -531,11 +560,15 @@ static int write_kept(prep *p, in_file *f, batch *b, whale_err *err) {
         }
         /* the split: the text's hash (so equal texts agree), and the first kept document */
         double u = (double)(d->h.hi >> 11) * 0x1p-53;
-        int to_val = p->o->val_fraction > 0 && (u < p->o->val_fraction || rep->train_docs + rep->val_docs == 0);
-        int rc = shard_set_add(to_val ? &p->val : &p->train, d->ids.v, d->ids.n, (uint32_t)p->eot, err);
+        int to_val = p->o->val_fraction > 0 &&
+                     (u < p->o->val_fraction || rep->train_docs + rep->val_docs == 0);
+        int rc =
+            shard_set_add(to_val ? &p->val : &p->train, d->ids.v, d->ids.n, (uint32_t)p->eot, err);
         if (rc) return rc;
-        if (to_val) rep->val_docs++;
-        else rep->train_docs++;
+        if (to_val)
+            rep->val_docs++;
+        else
+            rep->train_docs++;
         count(p, f, PREP_KEPT);
     }
     return 0;
@@ -566,7 +599,8 @@ static int fill_batch(batch *b, doc_reader *r, size_t max_bytes, whale_err *err)
         d->line = r->doc_line;
         d->resume_offset = r->resume_offset;
         d->resume_line = r->resume_line;
-        if (strbuf_add(&b->text, r->doc.s ? r->doc.s : "", r->doc.n)) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        if (strbuf_add(&b->text, r->doc.s ? r->doc.s : "", r->doc.n))
+            return err_set(err, WHALE_E_NOMEM, "out of memory");
     }
 }
 
@@ -591,7 +625,8 @@ static void prep_free(prep *p) {
 
 static int open_sets(prep *p, const cJSON *st, whale_err *err) {
     const prepare_opts *o = p->o;
-    char *ex = path_join(o->out_dir, "dedup-exact.log"), *mh = path_join(o->out_dir, "dedup-minhash.log");
+    char *ex = path_join(o->out_dir, "dedup-exact.log"),
+         *mh = path_join(o->out_dir, "dedup-minhash.log");
     int64_t *tt = NULL, *vt = NULL, nt = 0, nv = 0, n_exact = 0, n_sig = 0;
     int rc = 0;
     if (!ex || !mh) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
@@ -602,7 +637,9 @@ static int open_sets(prep *p, const cJSON *st, whale_err *err) {
         tt = split_tokens(st, "train", &nt, &p->rep->train_docs);
         vt = split_tokens(st, "val", &nv, &p->rep->val_docs);
         if (!tt || !vt || n_exact < 0 || n_sig < 0)
-            rc = err_set(err, WHALE_E_FORMAT, "%s/state.json: damaged (remove the directory's files to start over)", o->out_dir);
+            rc = err_set(err, WHALE_E_FORMAT,
+                         "%s/state.json: damaged (remove the directory's files to start over)",
+                         o->out_dir);
     }
     if (!rc) rc = shard_set_open(&p->train, o->out_dir, "train", o->shard_tokens, tt, nt, err);
     if (!rc) rc = shard_set_open(&p->val, o->out_dir, "val", o->shard_tokens, vt, nv, err);
@@ -630,7 +667,9 @@ static int report_finished(prep *p, cJSON *m, whale_err *err) {
     free(fp);
     if (!same) {
         cJSON_Delete(m);
-        return err_set(err, WHALE_E_ARG, "%s holds a finished run with other inputs or settings (manifest.json): use another directory",
+        return err_set(err, WHALE_E_ARG,
+                       "%s holds a finished run with other inputs or settings (manifest.json): use "
+                       "another directory",
                        p->o->out_dir);
     }
     prepare_report *r = p->rep;
@@ -640,9 +679,12 @@ static int report_finished(prep *p, cJSON *m, whale_err *err) {
     const char *sp[2] = {"train", "val"};
     for (int i = 0; i < 2; i++) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(m, sp[i]);
-        int64_t docs = get_i64(s, "documents"), tokens = get_i64(s, "tokens"), shards = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "shards"));
-        if (i == 0) r->train_docs = docs, r->train_tokens = tokens, r->train_shards = shards;
-        else r->val_docs = docs, r->val_tokens = tokens, r->val_shards = shards;
+        int64_t docs = get_i64(s, "documents"), tokens = get_i64(s, "tokens"),
+                shards = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(s, "shards"));
+        if (i == 0)
+            r->train_docs = docs, r->train_tokens = tokens, r->train_shards = shards;
+        else
+            r->val_docs = docs, r->val_tokens = tokens, r->val_shards = shards;
     }
     r->already_complete = 1;
     cJSON_Delete(m);
@@ -652,19 +694,26 @@ static int report_finished(prep *p, cJSON *m, whale_err *err) {
 int data_prepare(const prepare_opts *o, prepare_report *rep, whale_err *err) {
     memset(rep, 0, sizeof *rep);
     double t0 = clock_now_s();
-    if (!o->tok || !o->out_dir || o->n_inputs < 1) return err_set(err, WHALE_E_ARG, "inputs, a tokenizer and an output directory are needed");
-    if (!(o->val_fraction >= 0 && o->val_fraction <= 1)) return err_set(err, WHALE_E_ARG, "--val-fraction %g is not in [0, 1]", o->val_fraction);
-    if (!(o->near_threshold > 0 && o->near_threshold <= 1)) return err_set(err, WHALE_E_ARG, "--near-threshold %g is not in (0, 1]", o->near_threshold);
+    if (!o->tok || !o->out_dir || o->n_inputs < 1)
+        return err_set(err, WHALE_E_ARG, "inputs, a tokenizer and an output directory are needed");
+    if (!(o->val_fraction >= 0 && o->val_fraction <= 1))
+        return err_set(err, WHALE_E_ARG, "--val-fraction %g is not in [0, 1]", o->val_fraction);
+    if (!(o->near_threshold > 0 && o->near_threshold <= 1))
+        return err_set(err, WHALE_E_ARG, "--near-threshold %g is not in (0, 1]", o->near_threshold);
     if (o->shard_tokens < 2) return err_set(err, WHALE_E_ARG, "--shard-tokens must be at least 2");
     prep p = {.o = o, .rep = rep};
     p.train.fd = p.val.fd = -1;
     int rc = 0;
     p.eot = tokenizer_find_added(o->tok, "<|endoftext|>", 13);
     if (p.eot < 0) p.eot = tokenizer_eos(o->tok);
-    if (p.eot < 0) return err_set(err, WHALE_E_ARG, "%s: the vocabulary has neither <|endoftext|> nor an EOS token", o->tokenizer_path);
+    if (p.eot < 0)
+        return err_set(err, WHALE_E_ARG,
+                       "%s: the vocabulary has neither <|endoftext|> nor an EOS token",
+                       o->tokenizer_path);
     rep->eot = p.eot;
     lsh_choose(o->near_threshold, MINHASH_PERM, &rep->bands, &rep->rows);
-    if (mkdir(o->out_dir, 0755) && errno != EEXIST) return err_set(err, WHALE_E_IO, "%s: %s", o->out_dir, strerror(errno));
+    if (mkdir(o->out_dir, 0755) && errno != EEXIST)
+        return err_set(err, WHALE_E_IO, "%s: %s", o->out_dir, strerror(errno));
     p.out_real = realpath(o->out_dir, NULL);
     for (int i = 0; i < o->n_inputs && !rc; i++) rc = add_input(&p, o->inputs[i], 0, err);
     if (!rc && !p.n_files) rc = err_set(err, WHALE_E_ARG, "no input files found");
@@ -694,10 +743,15 @@ int data_prepare(const prepare_opts *o, prepare_report *rep, whale_err *err) {
         if (st) {
             char *fp = fingerprint(st);
             if (!fp || strcmp(fp, p.fingerprint))
-                rc = err_set(err, WHALE_E_ARG, "%s holds an unfinished run with other inputs or settings (state.json): "
-                             "run it with those, or use another directory", o->out_dir);
+                rc = err_set(
+                    err, WHALE_E_ARG,
+                    "%s holds an unfinished run with other inputs or settings (state.json): "
+                    "run it with those, or use another directory",
+                    o->out_dir);
             else if (restore_counts(&p, st))
-                rc = err_set(err, WHALE_E_FORMAT, "%s/state.json: damaged (remove the directory's files to start over)", o->out_dir);
+                rc = err_set(err, WHALE_E_FORMAT,
+                             "%s/state.json: damaged (remove the directory's files to start over)",
+                             o->out_dir);
             free(fp);
             rep->resumed = !rc;
         }
@@ -707,15 +761,19 @@ int data_prepare(const prepare_opts *o, prepare_report *rep, whale_err *err) {
     for (int64_t i = 0; i < p.file && i < p.n_files; i++) p.bytes_before += p.files[i].bytes;
     int64_t start_bytes = p.bytes_before + p.offset, last_ckpt = start_bytes, last_progress = -1;
     if (!rc && rep->resumed)
-        note(&p, -1, "resuming from the checkpoint in %s/state.json: input %lld of %lld, %.1f of %.1f MB read", o->out_dir,
-             (long long)(p.file < p.n_files ? p.file + 1 : p.n_files), (long long)p.n_files, (double)start_bytes / 1e6,
-             (double)rep->bytes_total / 1e6);
+        note(&p, -1,
+             "resuming from the checkpoint in %s/state.json: input %lld of %lld, %.1f of %.1f MB "
+             "read",
+             o->out_dir, (long long)(p.file < p.n_files ? p.file + 1 : p.n_files),
+             (long long)p.n_files, (double)start_bytes / 1e6, (double)rep->bytes_total / 1e6);
     batch b = {.p = &p};
     threadpool *tp = NULL;
-    if (!rc && !(tp = tp_new(o->n_threads))) rc = err_set(err, WHALE_E_NOMEM, "cannot start threads");
+    if (!rc && !(tp = tp_new(o->n_threads)))
+        rc = err_set(err, WHALE_E_NOMEM, "cannot start threads");
     /* a batch never holds more than a checkpoint's worth of input, so checkpoints come as often
      * as asked */
-    size_t max_bytes = o->checkpoint_bytes < PREP_BATCH_BYTES ? (size_t)o->checkpoint_bytes : PREP_BATCH_BYTES;
+    size_t max_bytes =
+        o->checkpoint_bytes < PREP_BATCH_BYTES ? (size_t)o->checkpoint_bytes : PREP_BATCH_BYTES;
     for (; !rc && p.file < p.n_files; p.file++, p.offset = p.line = 0) {
         in_file *f = &p.files[p.file];
         doc_reader r;

@@ -36,22 +36,24 @@ enum prep_reason {
 };
 const char *prep_reason_name(int reason);
 
-#define PREP_NOTES_PER_REASON 5 /* file:line notes per kind of bad input; the rest are only counted */
+#define PREP_NOTES_PER_REASON                                                                      \
+    5 /* file:line notes per kind of bad input; the rest are only counted */
 
 typedef struct prepare_opts {
     const char *const *inputs; /* files or directories (read recursively, sorted, hidden skipped) */
     int n_inputs;
-    const char *out_dir;        /* created if missing */
-    const char *tokenizer_path; /* recorded in the manifest */
+    const char *out_dir;         /* created if missing */
+    const char *tokenizer_path;  /* recorded in the manifest */
     const struct tokenizer *tok; /* borrowed */
-    double val_fraction;        /* share of documents held out; 0: none */
-    int filter;                 /* 1: apply the quality rules */
-    double near_threshold;      /* Jaccard similarity at or above which a document is a near duplicate */
+    double val_fraction;         /* share of documents held out; 0: none */
+    int filter;                  /* 1: apply the quality rules */
+    double near_threshold; /* Jaccard similarity at or above which a document is a near duplicate */
     int64_t shard_tokens;
-    int64_t checkpoint_bytes;   /* input bytes between checkpoints (not a setting: output is the same) */
-    int n_threads;              /* measuring, MinHash and tokenizing; <= 0: one per CPU (same output) */
+    int64_t
+        checkpoint_bytes; /* input bytes between checkpoints (not a setting: output is the same) */
+    int n_threads;        /* measuring, MinHash and tokenizing; <= 0: one per CPU (same output) */
     quality_rules rules;
-    void (*note)(void *user, const char *msg);            /* bad input, resume notices; may be NULL */
+    void (*note)(void *user, const char *msg); /* bad input, resume notices; may be NULL */
     void (*progress)(void *user, double done, double total); /* input bytes; may be NULL */
     void *user;
 } prepare_opts;
@@ -64,13 +66,13 @@ typedef struct prepare_report {
     int64_t counts[PREP_N];
     int64_t documents; /* read, in all */
     int64_t train_docs, val_docs, train_tokens, val_tokens, train_shards, val_shards;
-    int64_t bytes_total;   /* of all inputs */
-    int64_t bytes_run;     /* read by this call (less than bytes_total after a resume) */
-    double seconds;        /* this call */
-    int resumed;           /* went on from a checkpoint */
-    int already_complete;  /* DIR held this run finished: nothing was done */
+    int64_t bytes_total;  /* of all inputs */
+    int64_t bytes_run;    /* read by this call (less than bytes_total after a resume) */
+    double seconds;       /* this call */
+    int resumed;          /* went on from a checkpoint */
+    int already_complete; /* DIR held this run finished: nothing was done */
     int32_t eot;
-    int bands, rows;       /* the LSH shape used */
+    int bands, rows; /* the LSH shape used */
 } prepare_report;
 
 /* Run (or resume) the preparation. Returns 0 with *rep filled; WHALE_E_ARG for bad options or

@@ -12,8 +12,13 @@
 #include "base/utf8.h"
 
 static const char *const rule_names[QUALITY_N] = {
-    "kept", "min_words", "max_nonprintable_ratio", "max_symbol_ratio", "max_digit_ratio",
-    "mean_word_length", "max_duplicate_line_fraction",
+    "kept",
+    "min_words",
+    "max_nonprintable_ratio",
+    "max_symbol_ratio",
+    "max_digit_ratio",
+    "mean_word_length",
+    "max_duplicate_line_fraction",
 };
 
 const char *quality_rule_name(int rule) {
@@ -21,23 +26,28 @@ const char *quality_rule_name(int rule) {
 }
 
 void quality_rules_default(quality_rules *q) {
-    q->min_words = 50;                   /* Gopher's lower bound */
-    q->max_nonprintable_ratio = 0.01;    /* one control character in a hundred: not text */
-    q->max_symbol_ratio = 0.6;           /* our C: 0.24 median, 0.33 at most; rows of marks near 1 */
-    q->max_digit_ratio = 0.4;            /* tables of numbers, hex dumps */
-    q->mean_word_length_min = 2.5;       /* Gopher: 3; identifiers like i, n, x in code */
-    q->mean_word_length_max = 12;        /* Gopher: 10; long identifiers in code */
+    q->min_words = 50;                /* Gopher's lower bound */
+    q->max_nonprintable_ratio = 0.01; /* one control character in a hundred: not text */
+    q->max_symbol_ratio = 0.6;        /* our C: 0.24 median, 0.33 at most; rows of marks near 1 */
+    q->max_digit_ratio = 0.4;         /* tables of numbers, hex dumps */
+    q->mean_word_length_min = 2.5;    /* Gopher: 3; identifiers like i, n, x in code */
+    q->mean_word_length_max = 12;     /* Gopher: 10; long identifiers in code */
     q->max_duplicate_line_fraction = 0.3; /* Gopher: 0.2 of characters in duplicate lines */
 }
 
 int quality_rules_set(quality_rules *q, const char *a, whale_err *err) {
     const char *eq = strchr(a, '=');
-    if (!eq || eq == a || !eq[1]) return err_set(err, WHALE_E_ARG, "--quality %s: expected NAME=VALUE", a);
+    if (!eq || eq == a || !eq[1])
+        return err_set(err, WHALE_E_ARG, "--quality %s: expected NAME=VALUE", a);
     char *end;
     double v = strtod(eq + 1, &end);
-    if (*end || v < 0) return err_set(err, WHALE_E_ARG, "--quality %s: the value is not a number >= 0", a);
+    if (*end || v < 0)
+        return err_set(err, WHALE_E_ARG, "--quality %s: the value is not a number >= 0", a);
     size_t n = (size_t)(eq - a);
-    struct { const char *name; double *d; } dbl[] = {
+    struct {
+        const char *name;
+        double *d;
+    } dbl[] = {
         {"max_nonprintable_ratio", &q->max_nonprintable_ratio},
         {"max_symbol_ratio", &q->max_symbol_ratio},
         {"max_digit_ratio", &q->max_digit_ratio},
@@ -55,21 +65,24 @@ int quality_rules_set(quality_rules *q, const char *a, whale_err *err) {
             return 0;
         }
     return err_set(err, WHALE_E_ARG,
-                   "--quality %s: unknown rule (min_words, max_nonprintable_ratio, max_symbol_ratio, max_digit_ratio, "
-                   "mean_word_length_min, mean_word_length_max, max_duplicate_line_fraction)", a);
+                   "--quality %s: unknown rule (min_words, max_nonprintable_ratio, "
+                   "max_symbol_ratio, max_digit_ratio, "
+                   "mean_word_length_min, mean_word_length_max, max_duplicate_line_fraction)",
+                   a);
 }
 
 static int is_unspaced(uint32_t c) {
-    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x3FFFF) ||
-           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x3040 && c <= 0x30FF) || /* Han, kana */
-           (c >= 0x0E00 && c <= 0x0EFF) ||                                  /* Thai, Lao */
-           (c >= 0x0F00 && c <= 0x0FFF) ||                                  /* Tibetan */
-           (c >= 0x1000 && c <= 0x109F) || (c >= 0x1780 && c <= 0x17FF);    /* Myanmar, Khmer */
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x3FFFF) || (c >= 0xF900 && c <= 0xFAFF) ||
+           (c >= 0x3040 && c <= 0x30FF) ||                               /* Han, kana */
+           (c >= 0x0E00 && c <= 0x0EFF) ||                               /* Thai, Lao */
+           (c >= 0x0F00 && c <= 0x0FFF) ||                               /* Tibetan */
+           (c >= 0x1000 && c <= 0x109F) || (c >= 0x1780 && c <= 0x17FF); /* Myanmar, Khmer */
 }
 
 static int is_space(uint32_t c, int cat) {
-    return c == ' ' || (c >= 0x09 && c <= 0x0D) || cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL ||
-           cat == UTF8PROC_CATEGORY_ZP;
+    return c == ' ' || (c >= 0x09 && c <= 0x0D) || cat == UTF8PROC_CATEGORY_ZS ||
+           cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP;
 }
 
 int text_stats_unspaced(const text_stats *s) {
@@ -123,13 +136,16 @@ int text_stats_compute(text_stats *s, const char *text, size_t n, whale_err *err
         int len = 1;
         if (i < n) {
             len = utf8_seq_len(p + i, n - i);
-            if (len <= 0) len = 1, c = 0xFFFD; /* the caller validated; stay safe anyway */
-            else c = utf8_decode(p + i, len);
+            if (len <= 0)
+                len = 1, c = 0xFFFD; /* the caller validated; stay safe anyway */
+            else
+                c = utf8_decode(p + i, len);
         }
         if (c == '\n') { /* a line ends (or the text does) */
             if (line_ns > 0) {
                 s->line_chars += line_ns;
-                int dup = line_set_add(&lines, siphash64(line_key, text + line_first, line_last - line_first));
+                int dup = line_set_add(
+                    &lines, siphash64(line_key, text + line_first, line_last - line_first));
                 if (dup < 0) {
                     free(lines.v);
                     return err_set(err, WHALE_E_NOMEM, "out of memory measuring lines");
@@ -156,7 +172,8 @@ int text_stats_compute(text_stats *s, const char *text, size_t n, whale_err *err
         if (unspaced) s->unspaced++;
         if (digit) s->digits++;
         if (cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_SO) s->symbols++;
-        if ((cat == UTF8PROC_CATEGORY_CC && c != '\t' && c != '\n' && c != '\r') || c == 0xFFFD) s->nonprintable++;
+        if ((cat == UTF8PROC_CATEGORY_CC && c != '\t' && c != '\n' && c != '\r') || c == 0xFFFD)
+            s->nonprintable++;
         /* words: whitespace tokens, every unspaced letter one of its own */
         if (space) {
             in_word = 0;
@@ -190,9 +207,11 @@ int quality_check(const quality_rules *q, const text_stats *s) {
     if ((double)s->digits > q->max_digit_ratio * ns) return QUALITY_MAX_DIGIT_RATIO;
     if (!text_stats_unspaced(s) && s->runs > 0) {
         double mean = (double)s->run_chars / (double)s->runs;
-        if (mean < q->mean_word_length_min || mean > q->mean_word_length_max) return QUALITY_MEAN_WORD_LENGTH;
+        if (mean < q->mean_word_length_min || mean > q->mean_word_length_max)
+            return QUALITY_MEAN_WORD_LENGTH;
     }
-    if (s->line_chars > 0 && (double)s->dup_line_chars > q->max_duplicate_line_fraction * (double)s->line_chars)
+    if (s->line_chars > 0 &&
+        (double)s->dup_line_chars > q->max_duplicate_line_fraction * (double)s->line_chars)
         return QUALITY_MAX_DUPLICATE_LINE_FRACTION;
     return QUALITY_OK;
 }

@@ -26,11 +26,11 @@
 /* The rules in the order they are checked; a document is counted under the first it fails. */
 enum quality_rule {
     QUALITY_OK = 0,
-    QUALITY_MIN_WORDS,                   /* fewer than min_words words */
-    QUALITY_MAX_NONPRINTABLE_RATIO,      /* control characters, U+FFFD: binary or broken text */
-    QUALITY_MAX_SYMBOL_RATIO,            /* punctuation and symbols per non-space character */
-    QUALITY_MAX_DIGIT_RATIO,             /* digits per non-space character */
-    QUALITY_MEAN_WORD_LENGTH,            /* mean alnum run length outside [min, max] (spaced text) */
+    QUALITY_MIN_WORDS,              /* fewer than min_words words */
+    QUALITY_MAX_NONPRINTABLE_RATIO, /* control characters, U+FFFD: binary or broken text */
+    QUALITY_MAX_SYMBOL_RATIO,       /* punctuation and symbols per non-space character */
+    QUALITY_MAX_DIGIT_RATIO,        /* digits per non-space character */
+    QUALITY_MEAN_WORD_LENGTH,       /* mean alnum run length outside [min, max] (spaced text) */
     QUALITY_MAX_DUPLICATE_LINE_FRACTION, /* characters in lines that repeat an earlier line */
     QUALITY_N
 };
@@ -46,15 +46,15 @@ typedef struct quality_rules {
 
 /* What the rules measure, for a document (also used by near-duplicate shingling). */
 typedef struct text_stats {
-    int64_t chars;       /* code points */
-    int64_t nonspace;    /* code points that are not space */
-    int64_t letters;     /* L* and M* */
-    int64_t unspaced;    /* letters of unspaced scripts */
-    int64_t digits;      /* N* */
-    int64_t symbols;     /* P* and S* */
-    int64_t nonprintable;/* Cc other than tab, LF, CR; U+FFFD */
-    int64_t words;       /* see the file comment */
-    int64_t runs, run_chars; /* alnum runs and the code points in them */
+    int64_t chars;                      /* code points */
+    int64_t nonspace;                   /* code points that are not space */
+    int64_t letters;                    /* L* and M* */
+    int64_t unspaced;                   /* letters of unspaced scripts */
+    int64_t digits;                     /* N* */
+    int64_t symbols;                    /* P* and S* */
+    int64_t nonprintable;               /* Cc other than tab, LF, CR; U+FFFD */
+    int64_t words;                      /* see the file comment */
+    int64_t runs, run_chars;            /* alnum runs and the code points in them */
     int64_t line_chars, dup_line_chars; /* non-space code points in lines; in repeated lines */
 } text_stats;
 

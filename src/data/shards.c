@@ -59,7 +59,8 @@ static int open_shard(shard_set *s, int64_t i, int64_t tokens, int fresh, whale_
     if (fd < 0) {
         rc = err_set(err, WHALE_E_IO, "%s: %s", p, strerror(errno));
     } else if (fstat(fd, &st) || st.st_size < (off_t)tokens * 4) {
-        rc = err_set(err, WHALE_E_FORMAT, "%s: shorter than the checkpoint says (%lld of %lld tokens): cannot resume", p,
+        rc = err_set(err, WHALE_E_FORMAT,
+                     "%s: shorter than the checkpoint says (%lld of %lld tokens): cannot resume", p,
                      (long long)(st.st_size / 4), (long long)tokens);
     } else if (ftruncate(fd, (off_t)tokens * 4) || lseek(fd, (off_t)tokens * 4, SEEK_SET) < 0) {
         rc = err_set(err, WHALE_E_IO, "%s: %s", p, strerror(errno));
@@ -103,7 +104,8 @@ int shard_set_open(shard_set *s, const char *dir, const char *prefix, int64_t sh
     } else {
         for (int64_t i = 0; i < n_resume && !rc; i++) rc = push_shard(s, resume_tokens[i]);
         /* every earlier shard is complete; check it and cut off anything written after */
-        for (int64_t i = 0; i < n_resume && !rc; i++) rc = open_shard(s, i, resume_tokens[i], 0, err);
+        for (int64_t i = 0; i < n_resume && !rc; i++)
+            rc = open_shard(s, i, resume_tokens[i], 0, err);
     }
     if (rc == WHALE_E_NOMEM) err_set(err, rc, "out of memory");
     if (rc) {
@@ -126,7 +128,8 @@ int shard_set_add(shard_set *s, const int32_t *ids, size_t n, uint32_t eot, whal
         uint32_t v = i < n ? (uint32_t)ids[i] : eot;
         if (s->n_buf == (size_t)SHARD_BUF_TOKENS * 4 && flush_buf(s, err)) return WHALE_E_IO;
         uint8_t *b = s->buf + s->n_buf;
-        b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16), b[3] = (uint8_t)(v >> 24);
+        b[0] = (uint8_t)v, b[1] = (uint8_t)(v >> 8), b[2] = (uint8_t)(v >> 16),
+        b[3] = (uint8_t)(v >> 24);
         s->n_buf += 4;
     }
     s->tokens[s->n_shards - 1] += (int64_t)n + 1;

@@ -19,8 +19,8 @@ typedef struct shard_set {
     int64_t shard_tokens;
     int64_t *tokens; /* tokens in each shard, n_shards of them; the last is the one being written */
     int64_t n_shards, cap;
-    int fd;          /* the last shard */
-    uint8_t *buf;    /* ids not yet written to fd */
+    int fd;       /* the last shard */
+    uint8_t *buf; /* ids not yet written to fd */
     size_t n_buf;
 } shard_set;
 

@@ -56,11 +56,13 @@ static void test_minhash_estimates(void) {
     CHECK(minhash_similarity(&sa, &sc) < 0.05);
     /* word shingles ignore case and punctuation between words */
     strbuf d = {0};
-    for (size_t i = 0; i < a.n; i++) strbuf_add(&d, a.s[i] == ' ' ? ", " : a.s[i] == 'w' ? "W" : a.s + i, a.s[i] == ' ' ? 2 : 1);
+    for (size_t i = 0; i < a.n; i++)
+        strbuf_add(&d, a.s[i] == ' ' ? ", " : a.s[i] == 'w' ? "W" : a.s + i, a.s[i] == ' ' ? 2 : 1);
     minhash_sig sd;
     minhash_compute(&sd, d.s, d.n, 0);
     CHECK(minhash_similarity(&sa, &sd) == 1.0);
-    /* known overlap: words 0..399 vs 100..499 share 296 of 504 distinct 5-word shingles (J = 0.587) */
+    /* known overlap: words 0..399 vs 100..499 share 296 of 504 distinct 5-word shingles (J = 0.587)
+     */
     strbuf e = {0};
     words(&e, 1, 100, 400);
     minhash_sig se;
@@ -68,7 +70,8 @@ static void test_minhash_estimates(void) {
     double j = 296.0 / 504.0, est = minhash_similarity(&sa, &se);
     CHECKF(est > j - 0.15 && est < j + 0.15, "estimate %.3f for J %.3f", est, j);
     /* characters: the same for a CJK text, and a text without shingles gets all-ones */
-    const char *zh = "深度学习模型在大量文本上训练，分词器把文字切成词元，再由注意力机制处理上下文。";
+    const char *zh =
+        "深度学习模型在大量文本上训练，分词器把文字切成词元，再由注意力机制处理上下文。";
     minhash_sig z1, z2;
     minhash_compute(&z1, zh, strlen(zh), 1);
     minhash_compute(&z2, zh, strlen(zh), 1);
@@ -139,7 +142,8 @@ static void test_exact_set(void) {
     const char *log = tmp_path("exact.log");
     CHECK(exact_set_open(&s, log, 0, &err) == 0);
     if (!s) return;
-    doc_hash h1 = doc_hash_text("one", 3), h2 = doc_hash_text("two", 3), h1b = doc_hash_text("one", 3);
+    doc_hash h1 = doc_hash_text("one", 3), h2 = doc_hash_text("two", 3),
+             h1b = doc_hash_text("one", 3);
     CHECK(h1.lo == h1b.lo && h1.hi == h1b.hi && (h1.lo != h2.lo || h1.hi != h2.hi));
     CHECK(exact_set_add(s, h1, &err) == 1);
     CHECK(exact_set_add(s, h1b, &err) == 0);
@@ -194,13 +198,16 @@ static void test_quality_rules_each(void) {
     CHECK(rule_of("Too short to be a document.") == QUALITY_MIN_WORDS);
     CHECK(rule_of("短文本") == QUALITY_MIN_WORDS);
     /* binary in the text: one control byte in every few words */
-    CHECK(rule_of(repeat(&b, "plain words then \x01\x02 bytes ", 30)) == QUALITY_MAX_NONPRINTABLE_RATIO);
+    CHECK(rule_of(repeat(&b, "plain words then \x01\x02 bytes ", 30)) ==
+          QUALITY_MAX_NONPRINTABLE_RATIO);
     CHECK(rule_of(repeat(&b, "### *** @@@ !!! ~~~ %% ", 20)) == QUALITY_MAX_SYMBOL_RATIO);
-    CHECK(rule_of(repeat(&b, "1234 5678 9012 3456 7890 1234 5678 ab ", 10)) == QUALITY_MAX_DIGIT_RATIO);
+    CHECK(rule_of(repeat(&b, "1234 5678 9012 3456 7890 1234 5678 ab ", 10)) ==
+          QUALITY_MAX_DIGIT_RATIO);
     CHECK(rule_of(repeat(&b, "a b c d e f g h i j ", 10)) == QUALITY_MEAN_WORD_LENGTH);
-    CHECK(rule_of(repeat(&b, "aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQ aW5wdXQgdGhhdCBuZXZlciBlbmRz ", 40)) == QUALITY_MEAN_WORD_LENGTH);
-    CHECK(rule_of(repeat(&b, "Click here to subscribe to our newsletter today\nShare this page\n", 12)) ==
-          QUALITY_MAX_DUPLICATE_LINE_FRACTION);
+    CHECK(rule_of(repeat(&b, "aGVsbG8gd29ybGQgdGhpcyBpcyBiYXNlNjQ aW5wdXQgdGhhdCBuZXZlciBlbmRz ",
+                         40)) == QUALITY_MEAN_WORD_LENGTH);
+    CHECK(rule_of(repeat(&b, "Click here to subscribe to our newsletter today\nShare this page\n",
+                         12)) == QUALITY_MAX_DUPLICATE_LINE_FRACTION);
     /* thresholds are settings */
     quality_rules q;
     quality_rules_default(&q);
@@ -246,9 +253,12 @@ static void sources_pass(const char *dir, int *n_files) {
             CHECK(text_stats_compute(&s, buf, got, &err) == 0);
             int r = quality_check(&q, &s);
             if (s.words >= q.min_words) {
-                CHECKF(r == QUALITY_OK, "%s fails %s (symbols %.2f digits %.2f mean word %.2f dup lines %.2f)", p,
-                       quality_rule_name(r), (double)s.symbols / (double)s.nonspace, (double)s.digits / (double)s.nonspace,
-                       (double)s.run_chars / (double)(s.runs ? s.runs : 1), (double)s.dup_line_chars / (double)(s.line_chars ? s.line_chars : 1));
+                CHECKF(r == QUALITY_OK,
+                       "%s fails %s (symbols %.2f digits %.2f mean word %.2f dup lines %.2f)", p,
+                       quality_rule_name(r), (double)s.symbols / (double)s.nonspace,
+                       (double)s.digits / (double)s.nonspace,
+                       (double)s.run_chars / (double)(s.runs ? s.runs : 1),
+                       (double)s.dup_line_chars / (double)(s.line_chars ? s.line_chars : 1));
                 (*n_files)++;
             }
         }
@@ -275,25 +285,30 @@ static void test_quality_keeps_code(void) {
 
 static void test_docs_text_and_resume(void) {
     const char *p = tmp_path("in.txt");
-    write_file(p, "\n\nfirst doc line one\nline two\n\n \t\nsecond\r\nwith crlf\r\n\r\nthird at eof");
+    write_file(p,
+               "\n\nfirst doc line one\nline two\n\n \t\nsecond\r\nwith crlf\r\n\r\nthird at eof");
     doc_reader r;
     whale_err err = {0};
     CHECK(doc_reader_open(&r, p, 0, 0, 0, &err) == 0);
-    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "first doc line one\nline two") && r.doc_line == 3);
+    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "first doc line one\nline two") &&
+          r.doc_line == 3);
     int64_t off = r.resume_offset, line = r.resume_line;
-    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "second\r\nwith crlf") && r.doc_line == 7);
+    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "second\r\nwith crlf") &&
+          r.doc_line == 7);
     CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "third at eof") && r.doc_line == 10);
     CHECK(doc_reader_next(&r, &err) == 0);
     doc_reader_close(&r);
     /* restarting where the first document ended gives the rest, with the same line numbers */
     CHECK(doc_reader_open(&r, p, 0, off, line, &err) == 0);
-    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "second\r\nwith crlf") && r.doc_line == 7);
+    CHECK(doc_reader_next(&r, &err) == 1 && !strcmp(r.doc.s, "second\r\nwith crlf") &&
+          r.doc_line == 7);
     doc_reader_close(&r);
 }
 
 static void test_docs_jsonl(void) {
     const char *p = tmp_path("in.jsonl");
-    write_file(p, "{\"text\": \"a\\nb\"}\n\n{\"text\": 3}\nnot json\n[1]\n{\"text\": \"\\u4e2d\", \"id\": 1}");
+    write_file(p, "{\"text\": \"a\\nb\"}\n\n{\"text\": 3}\nnot json\n[1]\n{\"text\": \"\\u4e2d\", "
+                  "\"id\": 1}");
     doc_reader r;
     whale_err err = {0};
     CHECK(doc_reader_open(&r, p, 1, 0, 0, &err) == 0);
@@ -301,7 +316,8 @@ static void test_docs_jsonl(void) {
     CHECK(doc_reader_next(&r, &err) == 1 && r.status == DOC_MALFORMED && r.doc_line == 3);
     CHECK(doc_reader_next(&r, &err) == 1 && r.status == DOC_MALFORMED && r.doc_line == 4);
     CHECK(doc_reader_next(&r, &err) == 1 && r.status == DOC_MALFORMED && r.doc_line == 5);
-    CHECK(doc_reader_next(&r, &err) == 1 && r.status == DOC_OK && !strcmp(r.doc.s, "中") && r.doc_line == 6);
+    CHECK(doc_reader_next(&r, &err) == 1 && r.status == DOC_OK && !strcmp(r.doc.s, "中") &&
+          r.doc_line == 6);
     CHECK(doc_reader_next(&r, &err) == 0);
     doc_reader_close(&r);
 }
@@ -316,9 +332,9 @@ static void test_shards(void) {
     whale_err err = {0};
     int32_t ids[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     CHECK(shard_set_open(&s, g_dir, "t", 8, NULL, 0, &err) == 0);
-    CHECK(shard_set_add(&s, ids, 3, 99, &err) == 0); /* 4 tokens */
-    CHECK(shard_set_add(&s, ids, 3, 99, &err) == 0); /* 8: still fits */
-    CHECK(shard_set_add(&s, ids, 2, 99, &err) == 0); /* a new shard */
+    CHECK(shard_set_add(&s, ids, 3, 99, &err) == 0);  /* 4 tokens */
+    CHECK(shard_set_add(&s, ids, 3, 99, &err) == 0);  /* 8: still fits */
+    CHECK(shard_set_add(&s, ids, 2, 99, &err) == 0);  /* a new shard */
     CHECK(shard_set_add(&s, ids, 10, 99, &err) == 0); /* longer than a shard: one of its own */
     CHECK(s.n_shards == 3 && s.tokens[0] == 8 && s.tokens[1] == 3 && s.tokens[2] == 11);
     CHECK(shard_set_sync(&s, &err) == 0);
@@ -328,7 +344,8 @@ static void test_shards(void) {
     uint8_t b[32];
     CHECK(fread(b, 1, 32, f) == 32);
     fclose(f);
-    CHECK(b[0] == 1 && b[1] == 0 && b[12] == 99 && b[13] == 0 && b[28] == 99); /* little-endian, eot after each */
+    CHECK(b[0] == 1 && b[1] == 0 && b[12] == 99 && b[13] == 0 &&
+          b[28] == 99); /* little-endian, eot after each */
     /* resume at the checkpoint "8, 3": shard 1 is current again, shard 2 goes */
     int64_t at[2] = {8, 3};
     CHECK(shard_set_open(&s, g_dir, "t", 8, at, 2, &err) == 0);
