@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import REPO, WHALE, reference_json, shared_file
+from conftest import DEFAULT_MODEL, REPO, WHALE, reference_json, shared_file
 
 WORDS = ("time year people way day man thing woman life child world school state family student group country "
          "problem hand part place case week company system program question work government number night point "
@@ -127,6 +127,19 @@ def test_shards_decode_to_the_reference_ids(tmp_path, tok, hf):
     assert len(set(got)) == len(got) == m["counts"]["kept"]
     assert m["counts"]["kept"] + m["counts"]["exact_duplicate"] + m["counts"]["near_duplicate"] == len(docs)
     assert val and not set(val) & set(train)
+
+
+def test_gguf_vocabulary_gives_the_same_shards(tmp_path, tok):
+    """-m takes a GGUF (the default model, Qwen2.5): the same shards as its tokenizer.json."""
+    if not DEFAULT_MODEL.exists():
+        pytest.skip(f"{DEFAULT_MODEL} missing (scripts/setup fetches it)")
+    src = write_txt(tmp_path / "in.txt", [prose(i) for i in range(20)] + [CHINESE])
+    a, b = tmp_path / "a", tmp_path / "b"
+    prepare([src], a, tok)
+    prepare([src], b, DEFAULT_MODEL)
+    assert manifest(b)["settings"]["tokenizer"]["eot"] == "<|endoftext|>"
+    for split in ("train", "val"):
+        assert split_docs(a, split) == split_docs(b, split)
 
 
 def test_exact_duplicates_within_and_across_files(tmp_path, tok, hf):
