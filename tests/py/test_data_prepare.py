@@ -169,6 +169,13 @@ def test_near_duplicate_removed_different_kept(tmp_path, tok, hf):
     assert m["counts"]["near_duplicate"] == 1 and m["counts"]["exact_duplicate"] == 0 and m["counts"]["kept"] == 2
     got = split_docs(out, "train") + split_docs(out, "val")
     assert sorted(got) == sorted([ids_of(hf, a), ids_of(hf, other)])
+    # Chinese: shingles of characters; two characters changed in a long text
+    zh = CHINESE * 3
+    zh_edited = zh.replace("蔬菜", "水果", 1)
+    src_zh = write_jsonl(tmp_path / "zh.jsonl", [zh, zh_edited, prose(12, 300)])
+    out_zh = tmp_path / "zh"
+    prepare([src_zh], out_zh, tok)
+    assert manifest(out_zh)["counts"]["near_duplicate"] == 1
     # a threshold above the pair's similarity keeps both
     out2 = tmp_path / "out2"
     prepare([src], out2, tok, "--near-threshold", "1")
