@@ -27,6 +27,7 @@ int cmd_pull(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 /* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */
 int cli_kv_type(const char *cmd, const char *v, int *f16);

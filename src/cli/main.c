@@ -19,6 +19,7 @@ static const struct {
     {"list", cmd_list, "the models here, their size on disk, and what can be pulled"},
     {"show", cmd_show, "one model by name: its catalog entry, file, architecture, size"},
     {"rm", cmd_rm, "remove a pulled model or forget a registered name"},
+    {"train", cmd_train, "pretrain or fine-tune a model on token shards (AdamW; checkpoints, --resume)"},
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},

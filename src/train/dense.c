@@ -195,7 +195,8 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
         int nb = 0;
         for (int t = 0; t < T; t++) nb += tg[t] >= 0;
         float w = n_targets ? (float)nb / (float)n_targets : 0;
-        total += tr_cross_entropy(logits, logits, tg, T, V, w * loss_scale) / (loss_scale ? loss_scale : 1);
+        total += w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, w * loss_scale);
+        if (loss_scale == 0) continue; /* forward only (validation) */
         /* backward: logits now hold dL/dlogits */
         memset(dxn, 0, sizeof(float) * Td);
         tr_matmul_bwd(dxn, m->dhead, NULL, logits, xfn, m->head, T, d, V);

@@ -53,7 +53,7 @@ tr_param *tr_dense_param(tr_dense *m, const char *name);
 /* Forward and backward over B sequences of T tokens (ids[B][T]); targets[B][T] is the next
  * token to predict at each position (-1: none). The loss is the mean cross-entropy over all
  * positions with a target, times loss_scale; its gradients are ADDED to m->grads (zero them
- * between steps). Returns the loss (unscaled mean). */
+ * between steps). Returns the loss (unscaled mean). loss_scale 0: forward only, no gradients. */
 double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
                      whale_err *err);
 

@@ -199,5 +199,5 @@ double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targ
             dz[targets[t]] -= c;
         }
     }
-    return n ? loss / n * weight : 0;
+    return n ? loss / n : 0;
 }

@@ -52,8 +52,9 @@ void tr_swiglu_fwd(float *h, const float *g, const float *u, size_t n);
 void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 
 /* Cross-entropy of logits[T][V] against targets (-1: no loss at that row), averaged over the
- * rows with a target, times weight. Returns the loss; when dlogits is not NULL it is SET (not
- * added) to the gradient: weight * (softmax - onehot) / n_targets, zero on ignored rows. */
+ * rows with a target. Returns that mean; when dlogits is not NULL it is SET (not added) to the
+ * gradient of weight x the mean: weight * (softmax - onehot) / n_targets, zero on ignored rows.
+ * dlogits may be logits itself. */
 double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int T, int V, float weight);
 
 #endif
