@@ -193,23 +193,25 @@ int cmd_train(int argc, char **argv) {
     }
     char p[4300];
     snprintf(p, sizeof p, "%s/model.safetensors", from ? from : "");
-    if (from && tr_dense_load(&m, p, &err)) {
+    if (from && tr_params_load(&m.P, p, &err)) {
         fprintf(stderr, "whale train: %s\n", err.msg);
         tr_dense_free(&m);
         return 1;
     }
-    if (!from) tr_dense_init_weights(&m, o.seed);
+    tr_model model;
+    tr_dense_model(&m, &model);
+    if (!from) tr_init_weights(&model, o.seed);
     /* what it is and what it costs, before it starts */
     size_t emb = (size_t)c.vocab * c.d * (c.tied ? 1 : 2);
-    double flops = 6.0 * (double)(m.n_params - emb + (size_t)c.vocab * c.d) + 6.0 * c.n_layer * o.ctx * c.n_head * c.head_dim;
+    double flops = 6.0 * (double)(m.P.n - emb + (size_t)c.vocab * c.d) + 6.0 * c.n_layer * o.ctx * c.n_head * c.head_dim;
     double act = (double)c.n_layer * ((double)o.ctx * (c.d * 4 + c.n_head * c.head_dim * 2 + c.n_kv * c.head_dim * 2 + c.d_ff * 3) +
                                       (double)c.n_head * o.ctx * o.ctx) * 4.0 + (double)o.ctx * c.vocab * 4.0;
-    double need = (double)m.n_params * 16 + act;
+    double need = (double)m.P.n * 16 + act;
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
     fprintf(stderr, "whale train: %s, %.2fM parameters (%.2fM without the embedding and head), vocabulary %d\n"
                     "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
-            init ? init : from, m.n_params / 1e6, (m.n_params - emb) / 1e6, c.vocab, flops / 1e6, cli_bytes(need, b1, sizeof b1),
+            init ? init : from, m.P.n / 1e6, (m.P.n - emb) / 1e6, c.vocab, flops / 1e6, cli_bytes(need, b1, sizeof b1),
             cli_bytes(avail, b2, sizeof b2));
     if (need > avail) {
         fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
@@ -218,7 +220,7 @@ int cmd_train(int argc, char **argv) {
     }
     ui u = {.tty = isatty(2)};
     o.on_step = on_step, o.on_note = on_note, o.hook_ctx = &u;
-    int rc = tr_train(&m, &o, &err);
+    int rc = tr_train(&model, &o, &err);
     if (rc) fprintf(stderr, "whale train: %s\n", err.msg);
     else printf("%s/step-%06ld\n", o.out_dir, o.steps);
     tr_dense_free(&m);

@@ -1,6 +1,7 @@
 /* dense.c — training a dense decoder (see dense.h). */
 #include "train/dense.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,32 +12,20 @@
 #include "formats/safetensors.h"
 #include "train/ops.h"
 
-static tr_param *add(tr_dense *m, size_t *at, const char *name, int rows, int cols, int decay) {
-    tr_param *p = &m->t[m->n_t++];
-    snprintf(p->name, sizeof p->name, "%s", name);
-    p->n = (size_t)rows * cols;
-    p->rows = rows, p->cols = cols, p->decay = decay;
-    p->w = m->params ? m->params + *at : NULL;
-    p->g = m->grads ? m->grads + *at : NULL;
-    *at += p->n;
-    return p;
-}
-
-/* Walk the layout: count (params NULL) or place the views. */
-static void layout(tr_dense *m, size_t *total) {
+/* One pass of the layout (see params.h). */
+static void layout(tr_dense *m) {
     const tr_dense_cfg *c = &m->c;
-    size_t at = 0;
-    char nm[96];
+    char nm[112];
     int qd = c->n_head * c->head_dim, kvd = c->n_kv * c->head_dim;
-    m->n_t = 0;
-    tr_param *p = add(m, &at, "model.embed_tokens.weight", c->vocab, c->d, 1);
+    tr_params_begin(&m->P);
+    tr_param *p = tr_params_add(&m->P, "model.embed_tokens.weight", c->vocab, c->d, 1);
     m->embed = p->w, m->dembed = p->g;
     for (int l = 0; l < c->n_layer; l++) {
         tr_layer *L = &m->L[l], *dL = &m->dL[l];
 #define P(field, suffix, r, cc, dec)                                                              \
     do {                                                                                           \
         snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                  \
-        tr_param *q_ = add(m, &at, nm, r, cc, dec);                                                \
+        tr_param *q_ = tr_params_add(&m->P, nm, r, cc, dec);                                                \
         L->field = q_->w, dL->field = q_->g;                                                       \
     } while (0)
         P(attn_norm, "input_layernorm.weight", c->d, 1, 0);
@@ -53,15 +42,14 @@ static void layout(tr_dense *m, size_t *total) {
         P(wd, "mlp.down_proj.weight", c->d, c->d_ff, 1);
 #undef P
     }
-    p = add(m, &at, "model.norm.weight", c->d, 1, 0);
+    p = tr_params_add(&m->P, "model.norm.weight", c->d, 1, 0);
     m->out_norm = p->w, m->dout_norm = p->g;
     if (c->tied) {
         m->head = m->embed, m->dhead = m->dembed;
     } else {
-        p = add(m, &at, "lm_head.weight", c->vocab, c->d, 1);
+        p = tr_params_add(&m->P, "lm_head.weight", c->vocab, c->d, 1);
         m->head = p->w, m->dhead = p->g;
     }
-    *total = at;
 }
 
 int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err) {
@@ -70,57 +58,23 @@ int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err) {
     if (c->n_layer < 1 || c->d < 1 || c->n_head < 1 || c->n_kv < 1 || c->n_head % c->n_kv || c->head_dim < 2 ||
         c->head_dim % 2 || c->d_ff < 1 || c->vocab < 2)
         return err_set(err, WHALE_E_ARG, "bad model shape");
-    m->t = calloc((size_t)c->n_layer * 12 + 4, sizeof *m->t);
     m->L = calloc((size_t)c->n_layer, sizeof *m->L);
     m->dL = calloc((size_t)c->n_layer, sizeof *m->dL);
-    if (!m->t || !m->L || !m->dL) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    layout(m, &m->n_params);
-    m->params = calloc(m->n_params, sizeof(float));
-    m->grads = calloc(m->n_params, sizeof(float));
-    if (!m->params || !m->grads) {
+    if (!m->L || !m->dL) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    layout(m); /* count */
+    int rc = tr_params_alloc(&m->P, err);
+    if (rc) {
         tr_dense_free(m);
-        return err_set(err, WHALE_E_NOMEM, "out of memory for %zu parameters", m->n_params);
+        return rc;
     }
-    size_t again;
-    layout(m, &again);
+    layout(m); /* place */
     return 0;
 }
 
 void tr_dense_free(tr_dense *m) {
-    free(m->params), free(m->grads), free(m->t), free(m->L), free(m->dL);
+    tr_params_free(&m->P);
+    free(m->L), free(m->dL);
     memset(m, 0, sizeof *m);
-}
-
-tr_param *tr_dense_param(tr_dense *m, const char *name) {
-    for (int i = 0; i < m->n_t; i++)
-        if (!strcmp(m->t[i].name, name)) return &m->t[i];
-    return NULL;
-}
-
-int tr_dense_load(tr_dense *m, const char *path, whale_err *err) {
-    st_model st;
-    int rc = st_open(&st, path, err);
-    if (rc) return rc;
-    for (int i = 0; i < m->n_t && !rc; i++) {
-        tr_param *p = &m->t[i];
-        const st_tensor *t = st_find(&st, p->name);
-        if (!t) {
-            rc = err_set(err, WHALE_E_NOTFOUND, "%s: no tensor %s", path, p->name);
-            break;
-        }
-        if ((size_t)t->n_elems != p->n) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s: %s has %lld elements, the shape needs %zu", path, p->name,
-                         (long long)t->n_elems, p->n);
-            break;
-        }
-        if (!dtype_get(t->dtype)->can_dequantize) {
-            rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: %s is %s", path, p->name, st_dtype_name(t->dtype));
-            break;
-        }
-        dequantize_row(t->dtype, t->data, p->w, (int64_t)p->n);
-    }
-    st_close(&st);
-    return rc;
 }
 
 /* What the backward pass needs of one layer, for one sequence of T tokens. */
@@ -236,4 +190,27 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
     }
     free(mem), free(A), free(pos);
     return total;
+}
+
+char *tr_dense_config_json(const tr_dense *m) {
+    const tr_dense_cfg *c = &m->c;
+    cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("Qwen2ForCausalLM"));
+    cJSON_AddStringToObject(j, "model_type", "qwen2");
+    cJSON_AddNumberToObject(j, "hidden_size", c->d);
+    cJSON_AddNumberToObject(j, "intermediate_size", c->d_ff);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layer);
+    cJSON_AddNumberToObject(j, "num_attention_heads", c->n_head);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv);
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
+    cJSON_AddNumberToObject(j, "max_position_embeddings", 4096);
+    cJSON_AddNumberToObject(j, "rms_norm_eps", c->eps);
+    cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied);
+    cJSON_AddStringToObject(j, "hidden_act", "silu");
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
 }

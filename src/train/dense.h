@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "train/params.h"
 #include "whale.h"
 
 typedef struct tr_dense_cfg {
@@ -18,24 +19,13 @@ typedef struct tr_dense_cfg {
     int tied;     /* the output head is the embedding table */
 } tr_dense_cfg;
 
-typedef struct tr_param {
-    char name[96];
-    float *w, *g; /* into tr_dense.params / .grads */
-    size_t n;
-    int rows, cols; /* a matrix's shape (rows x cols); a vector: rows = n, cols = 1 */
-    int decay;      /* weight decay applies (matrices; not norms or biases) */
-} tr_param;
-
 typedef struct tr_layer {
     float *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *wg, *wu, *wd;
 } tr_layer;
 
 typedef struct tr_dense {
     tr_dense_cfg c;
-    float *params, *grads; /* one allocation each, n_params floats */
-    size_t n_params;
-    tr_param *t;
-    int n_t;
+    tr_params P; /* every tensor, in Hugging Face's names */
     float *embed, *out_norm, *head;
     tr_layer *L;  /* parameters */
     tr_layer *dL; /* the same views into grads */
@@ -45,10 +35,8 @@ typedef struct tr_dense {
 /* Lay out the parameters for c (zeroed). */
 int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err);
 void tr_dense_free(tr_dense *m);
-/* Parameters from a safetensors checkpoint (F32/F16/BF16) with Hugging Face's names. */
-int tr_dense_load(tr_dense *m, const char *path, whale_err *err);
-/* The parameter called name, or NULL. */
-tr_param *tr_dense_param(tr_dense *m, const char *name);
+/* config.json of a Qwen2ForCausalLM with this shape (malloc'd). */
+char *tr_dense_config_json(const tr_dense *m);
 
 /* Forward and backward over B sequences of T tokens (ids[B][T]); targets[B][T] is the next
  * token to predict at each position (-1: none). The loss is the mean cross-entropy over all

@@ -46,14 +46,23 @@ static double gauss(uint64_t *s) { /* Box-Muller */
     return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
-void tr_dense_init_weights(tr_dense *m, uint64_t seed) {
+static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
+    return tr_dense_step(impl, ids, tg, B, T, scale, err);
+}
+static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
+
+void tr_dense_model(tr_dense *d, tr_model *out) {
+    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config};
+}
+
+void tr_init_weights(tr_model *m, uint64_t seed) {
     uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
     rng_splitmix64(&s);
-    for (int i = 0; i < m->n_t; i++) {
-        tr_param *p = &m->t[i];
-        int is_norm = strstr(p->name, "norm") != NULL, is_bias = strstr(p->name, ".bias") != NULL;
+    for (int i = 0; i < m->P->n_t; i++) {
+        tr_param *p = &m->P->t[i];
+        int is_norm = strstr(p->name, "norm") != NULL, is_bias = strstr(p->name, ".bias") != NULL || p->frozen;
         double std = 0.02;
-        if (strstr(p->name, "o_proj") || strstr(p->name, "down_proj")) std /= sqrt(2.0 * m->c.n_layer);
+        if (strstr(p->name, "o_proj") || strstr(p->name, "down_proj")) std /= sqrt(2.0 * m->n_layer);
         for (size_t j = 0; j < p->n; j++) p->w[j] = is_norm ? 1.0f : is_bias ? 0.0f : (float)(gauss(&s) * std);
     }
 }
@@ -80,28 +89,6 @@ static int write_text(const char *path, const char *text, whale_err *err) {
     return bad ? err_set(err, WHALE_E_IO, "%s: %m", path) : 0;
 }
 
-static char *config_json(const tr_dense_cfg *c) {
-    cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("Qwen2ForCausalLM"));
-    cJSON_AddStringToObject(j, "model_type", "qwen2");
-    cJSON_AddNumberToObject(j, "hidden_size", c->d);
-    cJSON_AddNumberToObject(j, "intermediate_size", c->d_ff);
-    cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layer);
-    cJSON_AddNumberToObject(j, "num_attention_heads", c->n_head);
-    cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv);
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
-    cJSON_AddNumberToObject(j, "max_position_embeddings", 4096);
-    cJSON_AddNumberToObject(j, "rms_norm_eps", c->eps);
-    cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
-    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied);
-    cJSON_AddStringToObject(j, "hidden_act", "silu");
-    cJSON_AddStringToObject(j, "torch_dtype", "float32");
-    cJSON_AddBoolToObject(j, "use_sliding_window", 0);
-    char *s = cJSON_Print(j);
-    cJSON_Delete(j);
-    return s;
-}
-
 static void tensor_of(st_out_tensor *o, const tr_param *p, const float *data, const char *name) {
     memset(o, 0, sizeof *o);
     o->name = name ? name : p->name;
@@ -113,18 +100,18 @@ static void tensor_of(st_out_tensor *o, const tr_param *p, const float *data, co
     o->nbytes = p->n * sizeof(float);
 }
 
-int tr_save_hf(const tr_dense *m, const char *dir, const char *tokenizer, whale_err *err) {
+int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err) {
     char tmp[4200], p[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     mkdir(tmp, 0755);
-    st_out_tensor *t = calloc((size_t)m->n_t, sizeof *t);
+    st_out_tensor *t = calloc((size_t)m->P->n_t, sizeof *t);
     if (!t) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    for (int i = 0; i < m->n_t; i++) tensor_of(&t[i], &m->t[i], m->t[i].w, NULL);
+    for (int i = 0; i < m->P->n_t; i++) tensor_of(&t[i], &m->P->t[i], m->P->t[i].w, NULL);
     snprintf(p, sizeof p, "%s/model.safetensors", tmp);
     const char *meta[] = {"format", "pt"};
-    int rc = st_write(p, t, m->n_t, meta, 1, err);
+    int rc = st_write(p, t, m->P->n_t, meta, 1, err);
     free(t);
-    char *cfg = config_json(&m->c);
+    char *cfg = m->config_json(m->impl);
     snprintf(p, sizeof p, "%s/config.json", tmp);
     if (!rc) rc = write_text(p, cfg, err);
     free(cfg);
@@ -161,22 +148,22 @@ typedef struct state {
 } state;
 
 /* A full checkpoint: the model (loadable by itself) plus what resuming needs. */
-static int save_checkpoint(const tr_dense *m, const state *s, const tr_opts *o, char *dir, size_t cap, whale_err *err) {
+static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, char *dir, size_t cap, whale_err *err) {
     snprintf(dir, cap, "%s/step-%06ld", o->out_dir, s->step);
     int rc = tr_save_hf(m, dir, o->tokenizer, err);
     char p[4400];
     if (!rc) {
-        st_out_tensor t[2] = {{.name = "adam.m", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->n_params},
-                               .data = s->m, .nbytes = m->n_params * sizeof(float)},
-                              {.name = "adam.v", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->n_params},
-                               .data = s->v, .nbytes = m->n_params * sizeof(float)}};
+        st_out_tensor t[2] = {{.name = "adam.m", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
+                               .data = s->m, .nbytes = m->P->n * sizeof(float)},
+                              {.name = "adam.v", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
+                               .data = s->v, .nbytes = m->P->n * sizeof(float)}};
         snprintf(p, sizeof p, "%s.tmp/optimizer.safetensors", dir);
         rc = st_write(p, t, 2, NULL, 0, err);
     }
     if (!rc) {
         char text[256];
         snprintf(text, sizeof text, "{\"step\": %ld, \"rng\": \"%llu\", \"n_params\": %zu}\n", s->step,
-                 (unsigned long long)s->rng, m->n_params);
+                 (unsigned long long)s->rng, m->P->n);
         snprintf(p, sizeof p, "%s.tmp/trainer_state.json", dir);
         rc = write_text(p, text, err);
     }
@@ -203,20 +190,20 @@ static long latest_checkpoint(const char *out, char *dir, size_t cap) {
     return best;
 }
 
-static int load_checkpoint(tr_dense *m, state *s, const char *dir, whale_err *err) {
+static int load_checkpoint(tr_model *m, state *s, const char *dir, whale_err *err) {
     char p[4400];
     snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    int rc = tr_dense_load(m, p, err);
+    int rc = tr_params_load(m->P, p, err);
     if (rc) return rc;
     st_model st;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
     if ((rc = st_open(&st, p, err))) return rc;
     const st_tensor *tm = st_find(&st, "adam.m"), *tv = st_find(&st, "adam.v");
-    if (!tm || !tv || (size_t)tm->n_elems != m->n_params || (size_t)tv->n_elems != m->n_params || tm->dtype != WHALE_DTYPE_F32)
+    if (!tm || !tv || (size_t)tm->n_elems != m->P->n || (size_t)tv->n_elems != m->P->n || tm->dtype != WHALE_DTYPE_F32)
         rc = err_set(err, WHALE_E_FORMAT, "%s: not this model's optimizer state", p);
     else {
-        memcpy(s->m, tm->data, m->n_params * sizeof(float));
-        memcpy(s->v, tv->data, m->n_params * sizeof(float));
+        memcpy(s->m, tm->data, m->P->n * sizeof(float));
+        memcpy(s->v, tv->data, m->P->n * sizeof(float));
     }
     st_close(&st);
     if (rc) return rc;
@@ -298,14 +285,14 @@ static void batch_at(const shards *s, uint64_t *rng, const uint64_t *fixed, int 
 
 /* ---- the loop --------------------------------------------------------------------------------- */
 
-static double val_loss(tr_dense *m, const shards *val, const tr_opts *o, int32_t *ids, int32_t *tg, whale_err *err) {
+static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t *ids, int32_t *tg, whale_err *err) {
     /* fixed windows spread over the validation shard, forward only */
     double sum = 0;
     for (int i = 0; i < o->eval_batches; i++) {
         uint64_t fixed[256];
         for (int b = 0; b < o->batch && b < 256; b++) fixed[b] = (uint64_t)(i * o->batch + b) * 7919u * (uint64_t)(o->ctx + 1);
         batch_at(val, NULL, fixed, o->batch, o->ctx, ids, tg);
-        sum += tr_dense_step(m, ids, tg, o->batch, o->ctx, 0.0f, err);
+        sum += m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
     }
     return sum / o->eval_batches;
 }
@@ -325,7 +312,7 @@ static void trim_metrics(const char *path, long step) {
     if (g && !fclose(g)) rename(tmp, path);
 }
 
-int tr_train(tr_dense *m, const tr_opts *o, whale_err *err) {
+int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (o->batch < 1 || o->batch > 256 || o->ctx < 2 || o->accum < 1 || o->steps < 1)
         return err_set(err, WHALE_E_ARG, "batch 1..256, ctx >= 2, accum >= 1, steps >= 1");
     shards tr, va;
@@ -339,8 +326,8 @@ int tr_train(tr_dense *m, const tr_opts *o, whale_err *err) {
     }
     mkdir(o->out_dir, 0755);
     state s = {.step = 0, .rng = o->seed * 0x2545f4914f6cdd1dull + 7};
-    s.m = calloc(m->n_params, sizeof(float));
-    s.v = calloc(m->n_params, sizeof(float));
+    s.m = calloc(m->P->n, sizeof(float));
+    s.v = calloc(m->P->n, sizeof(float));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx), *tg = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx);
     if (!s.m || !s.v || !ids || !tg) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
     char dir[4096], metrics[4300];
@@ -363,21 +350,21 @@ int tr_train(tr_dense *m, const tr_opts *o, whale_err *err) {
     double t0 = clock_now_s();
     for (; !rc && s.step < o->steps;) {
         double ts = clock_now_s(), loss = 0;
-        memset(m->grads, 0, m->n_params * sizeof(float));
+        memset(m->P->g, 0, m->P->n * sizeof(float));
         for (int a = 0; a < o->accum && !rc; a++) {
             batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
-            loss += tr_dense_step(m, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
+            loss += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
             if (err && err->code) rc = err->code;
         }
         if (rc) break;
-        float *bufs[1] = {m->grads};
-        size_t lens[1] = {m->n_params};
+        float *bufs[1] = {m->P->g};
+        size_t lens[1] = {m->P->n};
         double gnorm = tr_clip_grad_norm(bufs, lens, 1, o->clip);
         tr_adamw c = o->adam;
         c.lr = tr_lr_at(s.step, o->steps, warmup, o->adam.lr, o->adam.lr * o->min_lr_frac, o->schedule, o->wsd_decay);
-        for (int i = 0; i < m->n_t; i++) {
-            size_t off = (size_t)(m->t[i].w - m->params);
-            tr_adamw_step(m->t[i].w, m->t[i].g, s.m + off, s.v + off, m->t[i].n, s.step + 1, &c, m->t[i].decay);
+        for (int i = 0; i < m->P->n_t; i++) {
+            const tr_param *q = &m->P->t[i];
+            if (!q->frozen) tr_adamw_step(q->w, q->g, s.m + q->off, s.v + q->off, q->n, s.step + 1, &c, q->decay);
         }
         s.step++;
         tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};

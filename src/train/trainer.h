@@ -38,15 +38,27 @@ typedef struct tr_opts {
 /* Default options (lr 3e-3 peak, betas 0.9/0.95, weight decay 0.1, clip 1.0, cosine to 10%). */
 void tr_opts_default(tr_opts *o);
 
+/* What the loop needs of a model: its parameter table, a training step over a batch (forward,
+ * loss, backward adding into P->g; loss_scale 0: forward only), its config.json. */
+typedef struct tr_model {
+    tr_params *P;
+    void *impl;
+    int n_layer;
+    double (*step)(void *impl, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
+    char *(*config_json)(const void *impl);
+} tr_model;
+
+void tr_dense_model(tr_dense *d, tr_model *out);
+
 /* Random initial weights (normal, std 0.02; the projections into the residual stream scaled by
- * 1/sqrt(2 n_layer); norms 1, biases 0) from seed. */
-void tr_dense_init_weights(tr_dense *m, uint64_t seed);
+ * 1/sqrt(2 n_layer); norms 1, biases and frozen buffers 0) from seed. */
+void tr_init_weights(tr_model *m, uint64_t seed);
 
 /* Train m (initialized or loaded) per o. Returns 0, or a negative code with err set. */
-int tr_train(tr_dense *m, const tr_opts *o, whale_err *err);
+int tr_train(tr_model *m, const tr_opts *o, whale_err *err);
 
 /* Write m as a Hugging Face checkpoint directory (config.json, model.safetensors, and
  * tokenizer.json when tokenizer is given), atomically: DIR.tmp renamed to DIR. */
-int tr_save_hf(const tr_dense *m, const char *dir, const char *tokenizer, whale_err *err);
+int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err);
 
 #endif

@@ -34,7 +34,7 @@ static void test_step_matches_torch(void) {
     cJSON_Delete(j);
     tr_dense m;
     CHECK(tr_dense_init(&m, &c, &err) == 0);
-    CHECKF(tr_dense_load(&m, g_path, &err) == 0, "%s", err.msg);
+    CHECKF(tr_params_load(&m.P, g_path, &err) == 0, "%s", err.msg);
     const st_tensor *ids = st_find(&st, "ids"), *labels = st_find(&st, "labels"), *loss = st_find(&st, "loss");
     int B = (int)ids->shape[0], T = (int)ids->shape[1];
     int32_t *tg = malloc(sizeof(int32_t) * B * T);
@@ -45,17 +45,17 @@ static void test_step_matches_torch(void) {
     float want = *(const float *)loss->data;
     CHECKF(fabs(L - want) <= 1e-5 * fabs(want), "loss %.7f, PyTorch %.7f", L, want);
     int checked = 0;
-    for (int i = 0; i < m.n_t; i++) {
+    for (int i = 0; i < m.P.n_t; i++) {
         char name[128];
-        snprintf(name, sizeof name, "grad.%s", m.t[i].name);
+        snprintf(name, sizeof name, "grad.%s", m.P.t[i].name);
         const st_tensor *g = st_find(&st, name);
-        CHECKF(g && (size_t)g->n_elems == m.t[i].n, "%s", name);
+        CHECKF(g && (size_t)g->n_elems == m.P.t[i].n, "%s", name);
         if (!g) continue;
         const float *ref = g->data;
         double mx = 0, diff = 0;
-        for (size_t k = 0; k < m.t[i].n; k++) mx = fmax(mx, fabs(ref[k]));
-        for (size_t k = 0; k < m.t[i].n; k++) diff = fmax(diff, fabs(m.t[i].g[k] - ref[k]));
-        CHECKF(diff <= 1e-4 * mx + 1e-8, "%s: off by %g (largest gradient %g)", m.t[i].name, diff, mx);
+        for (size_t k = 0; k < m.P.t[i].n; k++) mx = fmax(mx, fabs(ref[k]));
+        for (size_t k = 0; k < m.P.t[i].n; k++) diff = fmax(diff, fabs(m.P.t[i].g[k] - ref[k]));
+        CHECKF(diff <= 1e-4 * mx + 1e-8, "%s: off by %g (largest gradient %g)", m.P.t[i].name, diff, mx);
         checked++;
     }
     CHECK(checked == 2 * 12 + 3);
