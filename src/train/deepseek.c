@@ -169,7 +169,7 @@ static void lay_acts(acts *a, arena *ar, const tr_ds_cfg *c, int T, int moe) {
 
 /* The MoE block's forward: routing, experts over their gathered rows, the shared experts; the
  * block's output into y (set). */
-static void moe_fwd(tr_ds *m, int l, acts *a, int T, float *y, float *scratch) {
+static void moe_fwd(tr_ds *m, int l, acts *a, int T, float *y, float *scratch, int count) {
     const tr_ds_cfg *c = &m->c;
     const tr_ds_layer *L = &m->L[l];
     int E = c->n_expert, K = c->n_used, d = c->d, F = c->moe_ff;
@@ -183,7 +183,7 @@ static void moe_fwd(tr_ds *m, int l, acts *a, int T, float *y, float *scratch) {
     for (int t = 0; t < T; t++) {
         ds_route(&hp, c->sigmoid ? L->router_bias : NULL, a->z + (size_t)t * E, a->score + (size_t)t * E, a->id + (size_t)t * K,
                  a->w + (size_t)t * K);
-        for (int k = 0; k < K; k++) load[a->id[(size_t)t * K + k]]++;
+        for (int k = 0; k < K && count; k++) load[a->id[(size_t)t * K + k]]++;
     }
     /* counting sort of the (t, k) pairs by expert */
     memset(a->start, 0, sizeof(int32_t) * (size_t)(E + 1));
@@ -340,7 +340,7 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
             for (size_t i = 0; i < Tz * d; i++) a->h1[i] = a->x[i] + b1[i];
             tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
             if (is_moe(c, l)) {
-                moe_fwd(m, l, a, T, b1, scratch);
+                moe_fwd(m, l, a, T, b1, scratch, loss_scale != 0); /* validation counts no load */
             } else {
                 tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, c->d_ff);
                 tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, c->d_ff);

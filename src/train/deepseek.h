@@ -41,7 +41,8 @@ typedef struct tr_ds {
 int tr_ds_init(tr_ds *m, const tr_ds_cfg *c, whale_err *err);
 void tr_ds_free(tr_ds *m);
 /* As tr_dense_step (dense.h). The balance loss, when alpha > 0, is added per sequence and
- * layer; the returned loss is the cross-entropy alone. Expert loads are counted into m->load. */
+ * layer; the returned loss is the cross-entropy alone. Expert loads are counted into m->load
+ * (training steps only: loss_scale 0 counts nothing). */
 double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
 /* config.json of a DeepseekV3ForCausalLM with this shape (malloc'd). */
 char *tr_ds_config_json(const tr_ds *m);

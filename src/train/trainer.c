@@ -18,12 +18,13 @@
 #include "base/rng.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_write.h"
+#include "train/moe.h"
 
 void tr_opts_default(tr_opts *o) {
     memset(o, 0, sizeof *o);
     o->steps = 100, o->warmup = -1, o->batch = 8, o->ctx = 128, o->accum = 1;
     o->adam = (tr_adamw){.lr = 3e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
-    o->min_lr_frac = 0.1f, o->clip = 1.0f, o->wsd_decay = 0.2f, o->schedule = TR_LR_COSINE;
+    o->min_lr_frac = 0.1f, o->clip = 1.0f, o->wsd_decay = 0.2f, o->schedule = TR_LR_COSINE, o->bias_gamma = 0.001f;
     o->eval_every = 0, o->save_every = 0, o->eval_batches = 4, o->seed = 1;
 }
 
@@ -53,6 +54,33 @@ static char *dense_config(const void *impl) { return tr_dense_config_json(impl);
 
 void tr_dense_model(tr_dense *d, tr_model *out) {
     *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config};
+}
+
+static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
+    return tr_ds_step(impl, ids, tg, B, T, scale, err);
+}
+static char *ds_config(const void *impl) { return tr_ds_config_json(impl); }
+
+static double ds_balance(void *impl, float gamma) {
+    tr_ds *m = impl;
+    const tr_ds_cfg *c = &m->c;
+    double sum = 0;
+    int layers = 0;
+    for (int l = c->first_dense; l < c->n_layer && c->n_expert; l++) {
+        int64_t *load = m->load + (size_t)l * c->n_expert, mx = 0, tot = 0;
+        for (int e = 0; e < c->n_expert; e++) mx = load[e] > mx ? load[e] : mx, tot += load[e];
+        if (!tot) continue;
+        sum += (double)mx / ((double)tot / c->n_expert);
+        layers++;
+        if (gamma > 0 && c->sigmoid) tr_bias_update(m->L[l].router_bias, load, c->n_expert, gamma);
+        memset(load, 0, sizeof(int64_t) * (size_t)c->n_expert);
+    }
+    return layers ? sum / layers : 0;
+}
+
+void tr_ds_model(tr_ds *d, tr_model *out) {
+    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = ds_step, .config_json = ds_config,
+                      .balance = ds_balance};
 }
 
 void tr_init_weights(tr_model *m, uint64_t seed) {
@@ -368,12 +396,14 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         }
         s.step++;
         tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};
+        if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
         info.tokens_per_s = (double)o->batch * o->ctx * o->accum / (clock_now_s() - ts);
         int last = s.step == o->steps;
         if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, &va, o, ids, tg, err);
         info.elapsed_s = clock_now_s() - t0;
         fprintf(mf, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"tokens_per_s\": %.1f", s.step, loss,
                 c.lr, gnorm, info.tokens_per_s);
+        if (m->balance) fprintf(mf, ", \"expert_load\": %.4f", info.expert_load);
         if (info.val_loss >= 0) fprintf(mf, ", \"val_loss\": %.6f", info.val_loss);
         fprintf(mf, "}\n");
         fflush(mf);

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "train/deepseek.h"
 #include "train/dense.h"
 #include "train/optim.h"
 
@@ -16,6 +17,7 @@ typedef struct tr_step_info {
     double loss, val_loss; /* val_loss < 0: not evaluated at this step */
     float lr;
     double grad_norm, tokens_per_s, elapsed_s;
+    double expert_load; /* largest load / mean load (MoE), 0 for dense models */
 } tr_step_info;
 
 typedef struct tr_opts {
@@ -25,6 +27,7 @@ typedef struct tr_opts {
     int batch, ctx, accum; /* sequences per micro-batch, tokens per sequence, micro-batches per step */
     tr_adamw adam;
     float min_lr_frac, clip, wsd_decay;
+    float bias_gamma; /* the selection bias' step per optimizer step (MoE; DeepSeek-V3: 0.001) */
     tr_lr_kind schedule;
     long eval_every, save_every; /* 0: only at the end */
     int eval_batches;
@@ -46,9 +49,14 @@ typedef struct tr_model {
     int n_layer;
     double (*step)(void *impl, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
     char *(*config_json)(const void *impl);
+    /* MoE models: after each optimizer step, move the routers' selection biases by gamma from
+     * the loads counted since the last call (auxiliary-loss-free balancing), reset the counts and
+     * return the largest expert load over the mean, averaged over the MoE layers. NULL: dense. */
+    double (*balance)(void *impl, float gamma);
 } tr_model;
 
 void tr_dense_model(tr_dense *d, tr_model *out);
+void tr_ds_model(tr_ds *d, tr_model *out);
 
 /* Random initial weights (normal, std 0.02; the projections into the residual stream scaled by
  * 1/sqrt(2 n_layer); norms 1, biases and frozen buffers 0) from seed. */
