@@ -29,6 +29,7 @@ int cmd_show(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_data(int argc, char **argv);           /* cmd_data.c: prepare, and dispatch */
 int cmd_data_tokenizer(int argc, char **argv); /* cmd_data_tokenizer.c */
+int cmd_train(int argc, char **argv);
 
 /* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */
 int cli_kv_type(const char *cmd, const char *v, int *f16);

@@ -1,0 +1,216 @@
+/* dense.c — training a dense decoder (see dense.h). */
+#include "train/dense.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "formats/dtype.h"
+#include "formats/safetensors.h"
+#include "train/ops.h"
+
+/* One pass of the layout (see params.h). */
+static void layout(tr_dense *m) {
+    const tr_dense_cfg *c = &m->c;
+    char nm[112];
+    int qd = c->n_head * c->head_dim, kvd = c->n_kv * c->head_dim;
+    tr_params_begin(&m->P);
+    tr_param *p = tr_params_add(&m->P, "model.embed_tokens.weight", c->vocab, c->d, 1);
+    m->embed = p->w, m->dembed = p->g;
+    for (int l = 0; l < c->n_layer; l++) {
+        tr_layer *L = &m->L[l], *dL = &m->dL[l];
+#define P(field, suffix, r, cc, dec)                                                              \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                  \
+        tr_param *q_ = tr_params_add(&m->P, nm, r, cc, dec);                                                \
+        L->field = q_->w, dL->field = q_->g;                                                       \
+    } while (0)
+        P(attn_norm, "input_layernorm.weight", c->d, 1, 0);
+        P(wq, "self_attn.q_proj.weight", qd, c->d, 1);
+        if (c->qkv_bias) P(bq, "self_attn.q_proj.bias", qd, 1, 0);
+        P(wk, "self_attn.k_proj.weight", kvd, c->d, 1);
+        if (c->qkv_bias) P(bk, "self_attn.k_proj.bias", kvd, 1, 0);
+        P(wv, "self_attn.v_proj.weight", kvd, c->d, 1);
+        if (c->qkv_bias) P(bv, "self_attn.v_proj.bias", kvd, 1, 0);
+        P(wo, "self_attn.o_proj.weight", c->d, qd, 1);
+        P(ffn_norm, "post_attention_layernorm.weight", c->d, 1, 0);
+        P(wg, "mlp.gate_proj.weight", c->d_ff, c->d, 1);
+        P(wu, "mlp.up_proj.weight", c->d_ff, c->d, 1);
+        P(wd, "mlp.down_proj.weight", c->d, c->d_ff, 1);
+#undef P
+    }
+    p = tr_params_add(&m->P, "model.norm.weight", c->d, 1, 0);
+    m->out_norm = p->w, m->dout_norm = p->g;
+    if (c->tied) {
+        m->head = m->embed, m->dhead = m->dembed;
+    } else {
+        p = tr_params_add(&m->P, "lm_head.weight", c->vocab, c->d, 1);
+        m->head = p->w, m->dhead = p->g;
+    }
+}
+
+int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err) {
+    memset(m, 0, sizeof *m);
+    m->c = *c;
+    if (c->n_layer < 1 || c->d < 1 || c->n_head < 1 || c->n_kv < 1 || c->n_head % c->n_kv || c->head_dim < 2 ||
+        c->head_dim % 2 || c->d_ff < 1 || c->vocab < 2)
+        return err_set(err, WHALE_E_ARG, "bad model shape");
+    m->L = calloc((size_t)c->n_layer, sizeof *m->L);
+    m->dL = calloc((size_t)c->n_layer, sizeof *m->dL);
+    if (!m->L || !m->dL) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    layout(m); /* count */
+    int rc = tr_params_alloc(&m->P, err);
+    if (rc) {
+        tr_dense_free(m);
+        return rc;
+    }
+    layout(m); /* place */
+    return 0;
+}
+
+void tr_dense_free(tr_dense *m) {
+    tr_params_free(&m->P);
+    free(m->L), free(m->dL);
+    memset(m, 0, sizeof *m);
+}
+
+/* What the backward pass needs of one layer, for one sequence of T tokens. */
+typedef struct acts {
+    float *x, *xn1, *inv1, *q, *k, *v, *P, *att, *h1, *xn2, *inv2, *g, *u, *a;
+} acts;
+
+double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
+                     whale_err *err) {
+    const tr_dense_cfg *c = &m->c;
+    int d = c->d, H = c->n_head, Hk = c->n_kv, hd = c->head_dim, F = c->d_ff, V = c->vocab, NL = c->n_layer;
+    int qd = H * hd, kvd = Hk * hd;
+    size_t Td = (size_t)T * d;
+    int n_targets = 0;
+    for (int i = 0; i < B * T; i++) n_targets += targets[i] >= 0;
+    for (int i = 0; i < B * T; i++)
+        if (ids[i] < 0 || ids[i] >= V || targets[i] >= V) return err_set(err, WHALE_E_ARG, "a token id outside the vocabulary");
+    /* per layer: x, xn1, q, k, v, att, h1, xn2 (Td or T*qd...), g, u, a (T*F), P (H*T*T), inv1, inv2 (T) */
+    size_t per = Td * 4 + (size_t)T * qd * 2 + (size_t)T * kvd * 2 + (size_t)T * F * 3 + (size_t)H * T * T + 2 * (size_t)T;
+    size_t tail = Td * 2 + T + (size_t)T * V + Td * 2 + (size_t)T * (qd > F ? qd : F) * 2 + (size_t)T * kvd * 2 +
+                  (size_t)T * F * 2 + Td * 2;
+    float *mem = malloc(sizeof(float) * (per * NL + tail));
+    acts *A = malloc(sizeof *A * (size_t)NL);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    if (!mem || !A || !pos) {
+        free(mem), free(A), free(pos);
+        return err_set(err, WHALE_E_NOMEM, "out of memory for the activations of %d x %d tokens", B, T);
+    }
+    for (int t = 0; t < T; t++) pos[t] = t;
+    float *at = mem;
+#define TAKE(n) (at += (n), at - (n))
+    for (int l = 0; l < NL; l++) {
+        acts *a = &A[l];
+        a->x = TAKE(Td), a->xn1 = TAKE(Td), a->inv1 = TAKE((size_t)T), a->q = TAKE((size_t)T * qd), a->k = TAKE((size_t)T * kvd);
+        a->v = TAKE((size_t)T * kvd), a->P = TAKE((size_t)H * T * T), a->att = TAKE((size_t)T * qd), a->h1 = TAKE(Td);
+        a->xn2 = TAKE(Td), a->inv2 = TAKE((size_t)T), a->g = TAKE((size_t)T * F), a->u = TAKE((size_t)T * F), a->a = TAKE((size_t)T * F);
+    }
+    float *xf = TAKE(Td), *xfn = TAKE(Td), *invf = TAKE((size_t)T), *logits = TAKE((size_t)T * V);
+    float *dx = TAKE(Td), *dtmp = TAKE(Td), *dbig1 = TAKE((size_t)T * (qd > F ? qd : F)), *dbig2 = TAKE((size_t)T * (qd > F ? qd : F));
+    float *dk = TAKE((size_t)T * kvd), *dv = TAKE((size_t)T * kvd), *dg = TAKE((size_t)T * F), *du = TAKE((size_t)T * F);
+    float *dxn = TAKE(Td), *tmp = TAKE(Td);
+#undef TAKE
+    float scale = 1.0f / sqrtf((float)hd);
+    double total = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *id = ids + (size_t)b * T, *tg = targets + (size_t)b * T;
+        /* forward */
+        tr_embed_fwd(A[0].x, m->embed, id, T, d);
+        for (int l = 0; l < NL; l++) {
+            acts *a = &A[l];
+            const tr_layer *L = &m->L[l];
+            tr_rmsnorm_fwd(a->xn1, a->inv1, a->x, L->attn_norm, T, d, c->eps);
+            tr_matmul_fwd(a->q, a->xn1, L->wq, L->bq, T, d, qd);
+            tr_matmul_fwd(a->k, a->xn1, L->wk, L->bk, T, d, kvd);
+            tr_matmul_fwd(a->v, a->xn1, L->wv, L->bv, T, d, kvd);
+            tr_rope(a->q, pos, T, H, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
+            tr_rope(a->k, pos, T, Hk, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
+            tr_attn_fwd(a->att, a->P, a->q, a->k, a->v, T, H, Hk, hd, hd, scale);
+            tr_matmul_fwd(tmp, a->att, L->wo, NULL, T, qd, d);
+            for (size_t i = 0; i < Td; i++) a->h1[i] = a->x[i] + tmp[i];
+            tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
+            tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, F);
+            tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, F);
+            tr_swiglu_fwd(a->a, a->g, a->u, (size_t)T * F);
+            float *next = l + 1 < NL ? A[l + 1].x : xf;
+            tr_matmul_fwd(tmp, a->a, L->wd, NULL, T, F, d);
+            for (size_t i = 0; i < Td; i++) next[i] = a->h1[i] + tmp[i];
+        }
+        tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
+        tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
+        /* the loss: a mean over every target of the batch */
+        int nb = 0;
+        for (int t = 0; t < T; t++) nb += tg[t] >= 0;
+        float w = n_targets ? (float)nb / (float)n_targets : 0;
+        total += w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, w * loss_scale);
+        if (loss_scale == 0) continue; /* forward only (validation) */
+        /* backward: logits now hold dL/dlogits */
+        memset(dxn, 0, sizeof(float) * Td);
+        tr_matmul_bwd(dxn, m->dhead, NULL, logits, xfn, m->head, T, d, V);
+        memset(dx, 0, sizeof(float) * Td);
+        tr_rmsnorm_bwd(dx, m->dout_norm, dxn, xf, m->out_norm, invf, T, d);
+        for (int l = NL - 1; l >= 0; l--) {
+            acts *a = &A[l];
+            const tr_layer *L = &m->L[l];
+            tr_layer *G = &m->dL[l];
+            /* next = h1 + down(swiglu(gate(xn2), up(xn2))); dx holds dL/dnext */
+            memset(dbig1, 0, sizeof(float) * (size_t)T * F);
+            tr_matmul_bwd(dbig1, G->wd, NULL, dx, a->a, L->wd, T, F, d);
+            memset(dg, 0, sizeof(float) * (size_t)T * F);
+            memset(du, 0, sizeof(float) * (size_t)T * F);
+            tr_swiglu_bwd(dg, du, dbig1, a->g, a->u, (size_t)T * F);
+            memset(dxn, 0, sizeof(float) * Td);
+            tr_matmul_bwd(dxn, G->wg, NULL, dg, a->xn2, L->wg, T, d, F);
+            tr_matmul_bwd(dxn, G->wu, NULL, du, a->xn2, L->wu, T, d, F);
+            tr_rmsnorm_bwd(dx, G->ffn_norm, dxn, a->h1, L->ffn_norm, a->inv2, T, d); /* dx is now dL/dh1 */
+            /* h1 = x + o(attn(...)) */
+            memset(dbig1, 0, sizeof(float) * (size_t)T * qd);
+            tr_matmul_bwd(dbig1, G->wo, NULL, dx, a->att, L->wo, T, qd, d);
+            memset(dbig2, 0, sizeof(float) * (size_t)T * qd);
+            memset(dk, 0, sizeof(float) * (size_t)T * kvd);
+            memset(dv, 0, sizeof(float) * (size_t)T * kvd);
+            tr_attn_bwd(dbig2, dk, dv, dbig1, a->P, a->q, a->k, a->v, T, H, Hk, hd, hd, scale);
+            tr_rope(dbig2, pos, T, H, hd, hd, c->rope_theta, NULL, 1.0f, 1, 1);
+            tr_rope(dk, pos, T, Hk, hd, hd, c->rope_theta, NULL, 1.0f, 1, 1);
+            memset(dxn, 0, sizeof(float) * Td);
+            tr_matmul_bwd(dxn, G->wq, G->bq, dbig2, a->xn1, L->wq, T, d, qd);
+            tr_matmul_bwd(dxn, G->wk, G->bk, dk, a->xn1, L->wk, T, d, kvd);
+            tr_matmul_bwd(dxn, G->wv, G->bv, dv, a->xn1, L->wv, T, d, kvd);
+            tr_rmsnorm_bwd(dx, G->attn_norm, dxn, a->x, L->attn_norm, a->inv1, T, d); /* dL/dx */
+        }
+        (void)dtmp;
+        tr_embed_bwd(m->dembed, dx, id, T, d);
+    }
+    free(mem), free(A), free(pos);
+    return total;
+}
+
+char *tr_dense_config_json(const tr_dense *m) {
+    const tr_dense_cfg *c = &m->c;
+    cJSON *j = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(j, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("Qwen2ForCausalLM"));
+    cJSON_AddStringToObject(j, "model_type", "qwen2");
+    cJSON_AddNumberToObject(j, "hidden_size", c->d);
+    cJSON_AddNumberToObject(j, "intermediate_size", c->d_ff);
+    cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layer);
+    cJSON_AddNumberToObject(j, "num_attention_heads", c->n_head);
+    cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv);
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
+    cJSON_AddNumberToObject(j, "max_position_embeddings", 4096);
+    cJSON_AddNumberToObject(j, "rms_norm_eps", c->eps);
+    cJSON_AddNumberToObject(j, "rope_theta", c->rope_theta);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tied);
+    cJSON_AddStringToObject(j, "hidden_act", "silu");
+    cJSON_AddStringToObject(j, "torch_dtype", "float32");
+    cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
+}

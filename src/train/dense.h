@@ -1,0 +1,48 @@
+/* dense.h — a dense decoder (Qwen2 / Llama) for training: parameters and their gradients as
+ * named F32 tensors in Hugging Face's names, a forward pass that keeps what the backward pass
+ * needs, and the backward pass through every layer into the gradients. Built on ops.h; checked
+ * against PyTorch autograd (tests/unit/test_train_dense.c, golden from
+ * tests/golden/make_train_goldens.py). */
+#ifndef WHALE_TRAIN_DENSE_H
+#define WHALE_TRAIN_DENSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "train/params.h"
+#include "whale.h"
+
+typedef struct tr_dense_cfg {
+    int n_layer, d, n_head, n_kv, head_dim, d_ff, vocab;
+    float eps, rope_theta;
+    int qkv_bias; /* Qwen2: q, k, v projections have biases */
+    int tied;     /* the output head is the embedding table */
+} tr_dense_cfg;
+
+typedef struct tr_layer {
+    float *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *wg, *wu, *wd;
+} tr_layer;
+
+typedef struct tr_dense {
+    tr_dense_cfg c;
+    tr_params P; /* every tensor, in Hugging Face's names */
+    float *embed, *out_norm, *head;
+    tr_layer *L;  /* parameters */
+    tr_layer *dL; /* the same views into grads */
+    float *dembed, *dout_norm, *dhead;
+} tr_dense;
+
+/* Lay out the parameters for c (zeroed). */
+int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err);
+void tr_dense_free(tr_dense *m);
+/* config.json of a Qwen2ForCausalLM with this shape (malloc'd). */
+char *tr_dense_config_json(const tr_dense *m);
+
+/* Forward and backward over B sequences of T tokens (ids[B][T]); targets[B][T] is the next
+ * token to predict at each position (-1: none). The loss is the mean cross-entropy over all
+ * positions with a target, times loss_scale; its gradients are ADDED to m->grads (zero them
+ * between steps). Returns the loss (unscaled mean). loss_scale 0: forward only, no gradients. */
+double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
+                     whale_err *err);
+
+#endif

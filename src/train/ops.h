@@ -1,0 +1,60 @@
+/* ops.h — the training ops: each forward op with its backward, on plain row-major F32 arrays.
+ * The forward ops compute what the inference model computes (src/model), written here for
+ * training: they keep what the backward pass needs, and each backward op takes the gradient of
+ * the loss with respect to the op's output (d*) and ADDS the gradients of its inputs into the
+ * given buffers (so a tensor used twice collects both). Shapes: T rows (tokens), the rest as
+ * named. Every backward op is checked against finite differences in double precision
+ * (tests/unit/test_train_ops.c). Single-threaded reference versions; fast paths come later
+ * under the same contracts. */
+#ifndef WHALE_TRAIN_OPS_H
+#define WHALE_TRAIN_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* out[t] = table[ids[t]] (rows of width d). */
+void tr_embed_fwd(float *out, const float *table, const int32_t *ids, int T, int d);
+/* dtable[ids[t]] += dout[t]. */
+void tr_embed_bwd(float *dtable, const float *dout, const int32_t *ids, int T, int d);
+
+/* RMSNorm: y = x / rms(x) * w, rms = sqrt(mean(x^2) + eps); inv_rms[t] is saved for the
+ * backward pass. */
+void tr_rmsnorm_fwd(float *y, float *inv_rms, const float *x, const float *w, int T, int d, float eps);
+void tr_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *inv_rms,
+                    int T, int d);
+
+/* Y[T x N] = X[T x K] * W^T, W as N rows of K (the layout of a GGUF weight and of
+ * nn.Linear.weight); bias (N, may be NULL) added. */
+void tr_matmul_fwd(float *Y, const float *X, const float *W, const float *bias, int T, int K, int N);
+/* dX += dY * W, dW += dY^T * X, dbias += sum over rows of dY; any of dX, dW, dbias may be NULL. */
+void tr_matmul_bwd(float *dX, float *dW, float *dbias, const float *dY, const float *X, const float *W, int T, int K,
+                   int N);
+
+/* Rotary position embedding on x[T][n_heads][head_dim], the first rot_dim dims of each head,
+ * in place. neox = 1: pairs (i, i + rot_dim/2) (Qwen2, Llama); neox = 0: pairs (2i, 2i+1)
+ * (GPT-J, DeepSeek's interleaved rope). theta_i = pos * base^(-2i/rot_dim) * freq_scale[i] (freq
+ * scale NULL: 1), cos/sin scaled by mscale (YaRN's attention factor; 1 otherwise). The backward
+ * op is the same rotation by -theta (an orthogonal map's transpose), applied to dx in place. */
+void tr_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, int rot_dim, float base,
+             const float *freq_scale, float mscale, int neox, int inverse);
+
+/* Causal attention with grouped queries, one sequence of T tokens: q[T][Hq][dk], k[T][Hkv][dk],
+ * v[T][Hkv][dv] -> out[T][Hq][dv], softmax(q.k * scale) over positions <= t. Hq a multiple of
+ * Hkv (query head h reads key/value head h / (Hq/Hkv)). P[Hq][T][T] keeps the probabilities for
+ * the backward pass (memory T*T*Hq floats: training contexts are short). */
+void tr_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v, int T, int Hq, int Hkv, int dk,
+                 int dv, float scale);
+void tr_attn_bwd(float *dq, float *dk_, float *dv_, const float *dout, const float *P, const float *q, const float *k,
+                 const float *v, int T, int Hq, int Hkv, int dk, int dv, float scale);
+
+/* SwiGLU: h = silu(g) * u, elementwise over n. */
+void tr_swiglu_fwd(float *h, const float *g, const float *u, size_t n);
+void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
+
+/* Cross-entropy of logits[T][V] against targets (-1: no loss at that row), averaged over the
+ * rows with a target. Returns that mean; when dlogits is not NULL it is SET (not added) to the
+ * gradient of weight x the mean: weight * (softmax - onehot) / n_targets, zero on ignored rows.
+ * dlogits may be logits itself. */
+double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int T, int V, float weight);
+
+#endif

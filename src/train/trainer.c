@@ -1,0 +1,418 @@
+/* trainer.c — the training loop (see trainer.h). */
+#include "train/trainer.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/clock.h"
+#include "base/err.h"
+#include "base/mapfile.h"
+#include "base/rng.h"
+#include "formats/safetensors.h"
+#include "formats/safetensors_write.h"
+#include "train/moe.h"
+
+void tr_opts_default(tr_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->steps = 100, o->warmup = -1, o->batch = 8, o->ctx = 128, o->accum = 1;
+    o->adam = (tr_adamw){.lr = 3e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
+    o->min_lr_frac = 0.1f, o->clip = 1.0f, o->wsd_decay = 0.2f, o->schedule = TR_LR_COSINE, o->bias_gamma = 0.001f;
+    o->eval_every = 0, o->save_every = 0, o->eval_batches = 4, o->seed = 1;
+}
+
+static void note(const tr_opts *o, const char *fmt, ...) WHALE_PRINTF(2, 3);
+static void note(const tr_opts *o, const char *fmt, ...) {
+    if (!o->on_note) return;
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    o->on_note(o->hook_ctx, msg);
+}
+
+/* ---- weights ---------------------------------------------------------------------------------- */
+
+static double gauss(uint64_t *s) { /* Box-Muller */
+    double u1 = rng_unit(rng_xorshift64(s)), u2 = rng_unit(rng_xorshift64(s));
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
+}
+
+static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
+    return tr_dense_step(impl, ids, tg, B, T, scale, err);
+}
+static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
+
+void tr_dense_model(tr_dense *d, tr_model *out) {
+    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config};
+}
+
+static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
+    return tr_ds_step(impl, ids, tg, B, T, scale, err);
+}
+static char *ds_config(const void *impl) { return tr_ds_config_json(impl); }
+
+static double ds_balance(void *impl, float gamma) {
+    tr_ds *m = impl;
+    const tr_ds_cfg *c = &m->c;
+    double sum = 0;
+    int layers = 0;
+    for (int l = c->first_dense; l < c->n_layer && c->n_expert; l++) {
+        int64_t *load = m->load + (size_t)l * c->n_expert, mx = 0, tot = 0;
+        for (int e = 0; e < c->n_expert; e++) mx = load[e] > mx ? load[e] : mx, tot += load[e];
+        if (!tot) continue;
+        sum += (double)mx / ((double)tot / c->n_expert);
+        layers++;
+        if (gamma > 0 && c->sigmoid) tr_bias_update(m->L[l].router_bias, load, c->n_expert, gamma);
+        memset(load, 0, sizeof(int64_t) * (size_t)c->n_expert);
+    }
+    return layers ? sum / layers : 0;
+}
+
+void tr_ds_model(tr_ds *d, tr_model *out) {
+    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = ds_step, .config_json = ds_config,
+                      .balance = ds_balance};
+}
+
+void tr_init_weights(tr_model *m, uint64_t seed) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    rng_splitmix64(&s);
+    for (int i = 0; i < m->P->n_t; i++) {
+        tr_param *p = &m->P->t[i];
+        int is_norm = strstr(p->name, "norm") != NULL, is_bias = strstr(p->name, ".bias") != NULL || p->frozen;
+        double std = 0.02;
+        if (strstr(p->name, "o_proj") || strstr(p->name, "down_proj")) std /= sqrt(2.0 * m->n_layer);
+        for (size_t j = 0; j < p->n; j++) p->w[j] = is_norm ? 1.0f : is_bias ? 0.0f : (float)(gauss(&s) * std);
+    }
+}
+
+/* ---- checkpoints ------------------------------------------------------------------------------ */
+
+static int copy_file(const char *from, const char *to, whale_err *err) {
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    char buf[1 << 16];
+    size_t n;
+    int rc = 0;
+    if (!a || !b) rc = err_set(err, WHALE_E_IO, "%s: %m", a ? to : from);
+    while (!rc && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        if (fwrite(buf, 1, n, b) != n) rc = err_set(err, WHALE_E_IO, "%s: %m", to);
+    if (a) fclose(a);
+    if (b && fclose(b) && !rc) rc = err_set(err, WHALE_E_IO, "%s: %m", to);
+    return rc;
+}
+
+static int write_text(const char *path, const char *text, whale_err *err) {
+    FILE *f = fopen(path, "w");
+    int bad = !f || fputs(text, f) < 0;
+    if (f && fclose(f)) bad = 1;
+    return bad ? err_set(err, WHALE_E_IO, "%s: %m", path) : 0;
+}
+
+static void tensor_of(st_out_tensor *o, const tr_param *p, const float *data, const char *name) {
+    memset(o, 0, sizeof *o);
+    o->name = name ? name : p->name;
+    o->dtype = WHALE_DTYPE_F32;
+    o->n_dims = p->cols > 1 ? 2 : 1;
+    o->shape[0] = p->rows;
+    o->shape[1] = p->cols;
+    o->data = data;
+    o->nbytes = p->n * sizeof(float);
+}
+
+int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err) {
+    char tmp[4200], p[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    mkdir(tmp, 0755);
+    st_out_tensor *t = calloc((size_t)m->P->n_t, sizeof *t);
+    if (!t) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    for (int i = 0; i < m->P->n_t; i++) tensor_of(&t[i], &m->P->t[i], m->P->t[i].w, NULL);
+    snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+    const char *meta[] = {"format", "pt"};
+    int rc = st_write(p, t, m->P->n_t, meta, 1, err);
+    free(t);
+    char *cfg = m->config_json(m->impl);
+    snprintf(p, sizeof p, "%s/config.json", tmp);
+    if (!rc) rc = write_text(p, cfg, err);
+    free(cfg);
+    snprintf(p, sizeof p, "%s/tokenizer.json", tmp);
+    if (!rc && tokenizer) rc = copy_file(tokenizer, p, err);
+    return rc;
+}
+
+/* Move DIR.tmp into place as DIR (an older DIR of the same name is replaced). */
+static int commit_dir(const char *dir, whale_err *err) {
+    char tmp[4200], old[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    snprintf(old, sizeof old, "%s.old", dir);
+    struct stat st;
+    if (stat(dir, &st) == 0 && rename(dir, old)) return err_set(err, WHALE_E_IO, "%s: %m", dir);
+    if (rename(tmp, dir)) return err_set(err, WHALE_E_IO, "%s: %m", dir);
+    if (stat(old, &st) == 0) {
+        char cmd_path[4400];
+        DIR *d = opendir(old);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (de->d_name[0] != '.' && snprintf(cmd_path, sizeof cmd_path, "%s/%s", old, de->d_name) < (int)sizeof cmd_path)
+                unlink(cmd_path);
+        if (d) closedir(d);
+        rmdir(old);
+    }
+    return 0;
+}
+
+typedef struct state {
+    long step;
+    uint64_t rng;
+    float *m, *v; /* AdamW moments, n_params each */
+} state;
+
+/* A full checkpoint: the model (loadable by itself) plus what resuming needs. */
+static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, char *dir, size_t cap, whale_err *err) {
+    snprintf(dir, cap, "%s/step-%06ld", o->out_dir, s->step);
+    int rc = tr_save_hf(m, dir, o->tokenizer, err);
+    char p[4400];
+    if (!rc) {
+        st_out_tensor t[2] = {{.name = "adam.m", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
+                               .data = s->m, .nbytes = m->P->n * sizeof(float)},
+                              {.name = "adam.v", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
+                               .data = s->v, .nbytes = m->P->n * sizeof(float)}};
+        snprintf(p, sizeof p, "%s.tmp/optimizer.safetensors", dir);
+        rc = st_write(p, t, 2, NULL, 0, err);
+    }
+    if (!rc) {
+        char text[256];
+        snprintf(text, sizeof text, "{\"step\": %ld, \"rng\": \"%llu\", \"n_params\": %zu}\n", s->step,
+                 (unsigned long long)s->rng, m->P->n);
+        snprintf(p, sizeof p, "%s.tmp/trainer_state.json", dir);
+        rc = write_text(p, text, err);
+    }
+    return rc ? rc : commit_dir(dir, err);
+}
+
+/* The newest complete step-* directory under out into dir; 0 when there is none. */
+static long latest_checkpoint(const char *out, char *dir, size_t cap) {
+    DIR *d = opendir(out);
+    struct dirent *de;
+    long best = -1;
+    while (d && (de = readdir(d))) {
+        long s;
+        char tail;
+        if (sscanf(de->d_name, "step-%ld%c", &s, &tail) == 1 && s > best) {
+            char p[4400];
+            struct stat st;
+            snprintf(p, sizeof p, "%s/%s/trainer_state.json", out, de->d_name);
+            if (stat(p, &st) == 0) best = s;
+        }
+    }
+    if (d) closedir(d);
+    if (best >= 0) snprintf(dir, cap, "%s/step-%06ld", out, best);
+    return best;
+}
+
+static int load_checkpoint(tr_model *m, state *s, const char *dir, whale_err *err) {
+    char p[4400];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    int rc = tr_params_load(m->P, p, err);
+    if (rc) return rc;
+    st_model st;
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    if ((rc = st_open(&st, p, err))) return rc;
+    const st_tensor *tm = st_find(&st, "adam.m"), *tv = st_find(&st, "adam.v");
+    if (!tm || !tv || (size_t)tm->n_elems != m->P->n || (size_t)tv->n_elems != m->P->n || tm->dtype != WHALE_DTYPE_F32)
+        rc = err_set(err, WHALE_E_FORMAT, "%s: not this model's optimizer state", p);
+    else {
+        memcpy(s->m, tm->data, m->P->n * sizeof(float));
+        memcpy(s->v, tv->data, m->P->n * sizeof(float));
+    }
+    st_close(&st);
+    if (rc) return rc;
+    snprintf(p, sizeof p, "%s/trainer_state.json", dir);
+    FILE *f = fopen(p, "r");
+    unsigned long long r = 0;
+    if (!f || fscanf(f, "{\"step\": %ld, \"rng\": \"%llu\"", &s->step, &r) != 2) rc = err_set(err, WHALE_E_FORMAT, "%s: damaged", p);
+    if (f) fclose(f);
+    s->rng = r;
+    return rc;
+}
+
+/* ---- data ------------------------------------------------------------------------------------- */
+
+typedef struct shards {
+    mapfile *f;
+    int n;
+    uint64_t tokens;
+} shards;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int open_shards(shards *s, const char *dir, const char *prefix, whale_err *err) {
+    memset(s, 0, sizeof *s);
+    DIR *d = opendir(dir);
+    if (!d) return err_set(err, WHALE_E_IO, "%s: %m", dir);
+    char *names[4096];
+    int n = 0;
+    struct dirent *de;
+    size_t pl = strlen(prefix);
+    while ((de = readdir(d)) && n < 4096) {
+        size_t l = strlen(de->d_name);
+        if (!strncmp(de->d_name, prefix, pl) && l > 4 && !strcmp(de->d_name + l - 4, ".bin")) names[n++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    s->f = calloc((size_t)(n ? n : 1), sizeof *s->f);
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        char p[4400];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (!rc && !(rc = mapfile_open(&s->f[s->n], p, err))) s->tokens += s->f[s->n++].size / 4;
+        free(names[i]);
+    }
+    if (!rc && !s->tokens) rc = err_set(err, WHALE_E_NOTFOUND, "%s: no %s*.bin shards with tokens", dir, prefix);
+    return rc;
+}
+
+static void close_shards(shards *s) {
+    for (int i = 0; i < s->n; i++) mapfile_close(&s->f[i]);
+    free(s->f);
+}
+
+/* n consecutive tokens from global offset at (across shard boundaries). */
+static void read_tokens(const shards *s, uint64_t at, int32_t *out, int n) {
+    int i = 0;
+    uint64_t base = 0;
+    while (i < s->n && at >= base + s->f[i].size / 4) base += s->f[i++].size / 4;
+    for (int k = 0; k < n; k++, at++) {
+        while (i < s->n && at >= base + s->f[i].size / 4) base += s->f[i++].size / 4;
+        uint32_t v;
+        memcpy(&v, s->f[i].data + (at - base) * 4, 4);
+        out[k] = (int32_t)v;
+    }
+}
+
+/* A batch of B windows of T+1 tokens: ids = window[0..T), targets = window[1..T]. */
+static void batch_at(const shards *s, uint64_t *rng, const uint64_t *fixed, int B, int T, int32_t *ids, int32_t *tg) {
+    int32_t *w = malloc(sizeof(int32_t) * (size_t)(T + 1));
+    for (int b = 0; b < B; b++) {
+        uint64_t span = s->tokens - (uint64_t)T - 1;
+        uint64_t at = fixed ? fixed[b] % (span + 1) : rng_xorshift64(rng) % (span + 1);
+        read_tokens(s, at, w, T + 1);
+        memcpy(ids + (size_t)b * T, w, sizeof(int32_t) * (size_t)T);
+        memcpy(tg + (size_t)b * T, w + 1, sizeof(int32_t) * (size_t)T);
+    }
+    free(w);
+}
+
+/* ---- the loop --------------------------------------------------------------------------------- */
+
+static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t *ids, int32_t *tg, whale_err *err) {
+    /* fixed windows spread over the validation shard, forward only */
+    double sum = 0;
+    for (int i = 0; i < o->eval_batches; i++) {
+        uint64_t fixed[256];
+        for (int b = 0; b < o->batch && b < 256; b++) fixed[b] = (uint64_t)(i * o->batch + b) * 7919u * (uint64_t)(o->ctx + 1);
+        batch_at(val, NULL, fixed, o->batch, o->ctx, ids, tg);
+        sum += m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+    }
+    return sum / o->eval_batches;
+}
+
+/* metrics.jsonl without the lines past step (after a resume). */
+static void trim_metrics(const char *path, long step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char tmp[4400], line[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *g = fopen(tmp, "w");
+    while (g && fgets(line, sizeof line, f)) {
+        long s;
+        if (sscanf(line, "{\"step\": %ld", &s) == 1 && s <= step) fputs(line, g);
+    }
+    fclose(f);
+    if (g && !fclose(g)) rename(tmp, path);
+}
+
+int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
+    if (o->batch < 1 || o->batch > 256 || o->ctx < 2 || o->accum < 1 || o->steps < 1)
+        return err_set(err, WHALE_E_ARG, "batch 1..256, ctx >= 2, accum >= 1, steps >= 1");
+    shards tr, va;
+    int rc = open_shards(&tr, o->data_dir, "train-", err);
+    if (rc) return rc;
+    if (open_shards(&va, o->data_dir, "val-", NULL)) va = tr, va.f = NULL; /* no val shard: val on train windows */
+    if (tr.tokens < (uint64_t)o->ctx + 2) {
+        close_shards(&tr);
+        return err_set(err, WHALE_E_ARG, "%s holds %llu tokens, fewer than one window of %d", o->data_dir,
+                       (unsigned long long)tr.tokens, o->ctx + 1);
+    }
+    mkdir(o->out_dir, 0755);
+    state s = {.step = 0, .rng = o->seed * 0x2545f4914f6cdd1dull + 7};
+    s.m = calloc(m->P->n, sizeof(float));
+    s.v = calloc(m->P->n, sizeof(float));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx), *tg = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx);
+    if (!s.m || !s.v || !ids || !tg) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+    char dir[4096], metrics[4300];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", o->out_dir);
+    if (!rc && o->resume) {
+        long at = latest_checkpoint(o->out_dir, dir, sizeof dir);
+        if (at >= 0) {
+            if (!(rc = load_checkpoint(m, &s, dir, err))) note(o, "resuming from %s (step %ld)", dir, s.step);
+            trim_metrics(metrics, s.step);
+        } else {
+            note(o, "nothing to resume in %s: starting at step 0", o->out_dir);
+        }
+    } else if (!rc) {
+        unlink(metrics);
+    }
+    long warmup = o->warmup >= 0 ? o->warmup : o->steps / 10;
+    if (warmup > o->steps / 10) warmup = o->steps / 10;
+    FILE *mf = rc ? NULL : fopen(metrics, "a");
+    if (!rc && !mf) rc = err_set(err, WHALE_E_IO, "%s: %m", metrics);
+    double t0 = clock_now_s();
+    for (; !rc && s.step < o->steps;) {
+        double ts = clock_now_s(), loss = 0;
+        memset(m->P->g, 0, m->P->n * sizeof(float));
+        for (int a = 0; a < o->accum && !rc; a++) {
+            batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
+            loss += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
+            if (err && err->code) rc = err->code;
+        }
+        if (rc) break;
+        float *bufs[1] = {m->P->g};
+        size_t lens[1] = {m->P->n};
+        double gnorm = tr_clip_grad_norm(bufs, lens, 1, o->clip);
+        tr_adamw c = o->adam;
+        c.lr = tr_lr_at(s.step, o->steps, warmup, o->adam.lr, o->adam.lr * o->min_lr_frac, o->schedule, o->wsd_decay);
+        for (int i = 0; i < m->P->n_t; i++) {
+            const tr_param *q = &m->P->t[i];
+            if (!q->frozen) tr_adamw_step(q->w, q->g, s.m + q->off, s.v + q->off, q->n, s.step + 1, &c, q->decay);
+        }
+        s.step++;
+        tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};
+        if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
+        info.tokens_per_s = (double)o->batch * o->ctx * o->accum / (clock_now_s() - ts);
+        int last = s.step == o->steps;
+        if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, &va, o, ids, tg, err);
+        info.elapsed_s = clock_now_s() - t0;
+        fprintf(mf, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"tokens_per_s\": %.1f", s.step, loss,
+                c.lr, gnorm, info.tokens_per_s);
+        if (m->balance) fprintf(mf, ", \"expert_load\": %.4f", info.expert_load);
+        if (info.val_loss >= 0) fprintf(mf, ", \"val_loss\": %.6f", info.val_loss);
+        fprintf(mf, "}\n");
+        fflush(mf);
+        if ((o->save_every && s.step % o->save_every == 0) || last) rc = save_checkpoint(m, &s, o, dir, sizeof dir, err);
+        if (o->on_step) o->on_step(o->hook_ctx, &info);
+    }
+    if (mf) fclose(mf);
+    free(s.m), free(s.v), free(ids), free(tg);
+    close_shards(&tr);
+    if (va.f) close_shards(&va);
+    return rc;
+}

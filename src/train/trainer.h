@@ -1,0 +1,72 @@
+/* trainer.h — the training loop: token shards in (whale data prepare's DIR/train-*.bin,
+ * val-*.bin: uint32 ids), AdamW steps with a schedule, gradient accumulation and clipping,
+ * validation, metrics.jsonl, checkpoints as Hugging Face directories written atomically, and
+ * --resume that continues to the same parameters as an uninterrupted run. Dense models for now
+ * (train/dense.h); the DeepSeek path plugs in beside it. */
+#ifndef WHALE_TRAIN_TRAINER_H
+#define WHALE_TRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "train/deepseek.h"
+#include "train/dense.h"
+#include "train/optim.h"
+
+typedef struct tr_step_info {
+    long step, steps;
+    double loss, val_loss; /* val_loss < 0: not evaluated at this step */
+    float lr;
+    double grad_norm, tokens_per_s, elapsed_s;
+    double expert_load; /* largest load / mean load (MoE), 0 for dense models */
+} tr_step_info;
+
+typedef struct tr_opts {
+    const char *data_dir, *out_dir;
+    const char *tokenizer; /* a tokenizer.json copied into every checkpoint (NULL: none) */
+    long steps, warmup;    /* warmup < 0: 10% of steps, at most */
+    int batch, ctx, accum; /* sequences per micro-batch, tokens per sequence, micro-batches per step */
+    tr_adamw adam;
+    float min_lr_frac, clip, wsd_decay;
+    float bias_gamma; /* the selection bias' step per optimizer step (MoE; DeepSeek-V3: 0.001) */
+    tr_lr_kind schedule;
+    long eval_every, save_every; /* 0: only at the end */
+    int eval_batches;
+    uint64_t seed;
+    int resume;
+    void (*on_step)(void *ctx, const tr_step_info *s);
+    void (*on_note)(void *ctx, const char *msg);
+    void *hook_ctx;
+} tr_opts;
+
+/* Default options (lr 3e-3 peak, betas 0.9/0.95, weight decay 0.1, clip 1.0, cosine to 10%). */
+void tr_opts_default(tr_opts *o);
+
+/* What the loop needs of a model: its parameter table, a training step over a batch (forward,
+ * loss, backward adding into P->g; loss_scale 0: forward only), its config.json. */
+typedef struct tr_model {
+    tr_params *P;
+    void *impl;
+    int n_layer;
+    double (*step)(void *impl, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
+    char *(*config_json)(const void *impl);
+    /* MoE models: after each optimizer step, move the routers' selection biases by gamma from
+     * the loads counted since the last call (auxiliary-loss-free balancing), reset the counts and
+     * return the largest expert load over the mean, averaged over the MoE layers. NULL: dense. */
+    double (*balance)(void *impl, float gamma);
+} tr_model;
+
+void tr_dense_model(tr_dense *d, tr_model *out);
+void tr_ds_model(tr_ds *d, tr_model *out);
+
+/* Random initial weights (normal, std 0.02; the projections into the residual stream scaled by
+ * 1/sqrt(2 n_layer); norms 1, biases and frozen buffers 0) from seed. */
+void tr_init_weights(tr_model *m, uint64_t seed);
+
+/* Train m (initialized or loaded) per o. Returns 0, or a negative code with err set. */
+int tr_train(tr_model *m, const tr_opts *o, whale_err *err);
+
+/* Write m as a Hugging Face checkpoint directory (config.json, model.safetensors, and
+ * tokenizer.json when tokenizer is given), atomically: DIR.tmp renamed to DIR. */
+int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err);
+
+#endif
