@@ -1,6 +1,7 @@
 /* cmd_data.c — `whale data`: prepare (curated token shards; the work is src/data/prepare.c) and
  * tokenizer (train a BPE vocabulary, cmd_data_tokenizer.c). Argument parsing and printing only. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,7 +175,8 @@ static int cmd_data_prepare(int argc, char **argv) {
     progress_begin(&bar, "prepare", 1, 1);
     o.inputs = inputs;
     o.n_inputs = n_in;
-    o.tokenizer_path = model;
+    char abs_tok[PATH_MAX]; /* recorded absolute, so `whale train --data DIR` finds it from anywhere */
+    o.tokenizer_path = realpath(path, abs_tok) ? abs_tok : path;
     o.tok = tok;
     o.note = on_note;
     o.progress = on_progress;

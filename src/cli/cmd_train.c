@@ -188,7 +188,9 @@ int cmd_train(int argc, char **argv) {
     if (!o.tokenizer) { /* the shards' tokenizer */
         snprintf(tok, sizeof tok, "%s/manifest.json", o.data_dir);
         cJSON *j = read_json(tok);
-        const cJSON *t = cJSON_GetObjectItem(j, "tokenizer"), *p = cJSON_IsObject(t) ? cJSON_GetObjectItem(t, "path") : t;
+        const cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "settings"), "tokenizer"); /* whale data prepare's */
+        if (!t) t = cJSON_GetObjectItem(j, "tokenizer");
+        const cJSON *p = cJSON_IsObject(t) ? cJSON_GetObjectItem(t, "path") : t;
         if (cJSON_IsString(p)) snprintf(tok, sizeof tok, "%s", p->valuestring), o.tokenizer = tok;
         cJSON_Delete(j);
     }

@@ -2,7 +2,8 @@
 resumed ends with the same parameters and loss curve as one never stopped, checkpoints load in
 transformers with the logits Whale computes, and the command refuses what it cannot do. The
 models are qwen2:test and deepseek2:test (~0.1M parameters without the embedding and head) on
-a 512-token BPE vocabulary trained here, so each run takes seconds."""
+a 512-id vocabulary from `whale data tokenizer` and shards from `whale data prepare`, so each
+run takes seconds."""
 import json
 import os
 import pathlib
@@ -15,27 +16,21 @@ import pytest
 
 from conftest import WHALE, run_whale, shared_file
 
-tokenizers = pytest.importorskip("tokenizers")
-
-
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    """Token shards of ../shared's multilingual corpus text with a small BPE vocabulary."""
-    text = shared_file("corpus/multilingual.txt").read_text(encoding="utf-8")
+    """The pipeline as a user runs it: a 512-id vocabulary trained by `whale data tokenizer` on
+    ../shared's multilingual corpus, cut into documents of 12 lines and prepared into shards by
+    `whale data prepare` (which records the tokenizer that `whale train` then finds)."""
+    src = shared_file("corpus/multilingual.txt")
     d = tmp_path_factory.mktemp("shards")
-    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
-    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = tokenizers.decoders.ByteLevel()
-    trainer = tokenizers.trainers.BpeTrainer(vocab_size=512, special_tokens=["<|endoftext|>"],
-                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([text], trainer)
-    tok.save(str(d / "tokenizer.json"))
-    ids = np.array(tok.encode(text).ids, dtype=np.uint32)
-    cut = int(len(ids) * 0.9)
-    ids[:cut].tofile(d / "train-000000.bin")
-    ids[cut:].tofile(d / "val-000000.bin")
-    (d / "manifest.json").write_text(json.dumps({"tokenizer": {"path": str(d / "tokenizer.json")}}))
-    return d
+    lines = src.read_text(encoding="utf-8").splitlines()
+    docs = d / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 12])}) + "\n" for i in range(0, len(lines), 12)),
+                    encoding="utf-8")
+    run_whale("data", "tokenizer", str(src), "--vocab-size", "512", "-o", str(d / "tokenizer.json"))
+    run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
+              "--val-fraction", "0.1")
+    return d / "data"
 
 
 def train(shards, out, *extra, check=True, shape="qwen2:test"):
@@ -112,6 +107,6 @@ def test_refusals(shards, tmp_path):
     assert r.returncode == 2 and b"--init" in r.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    r = run_whale("train", "--init", "qwen2:test", "--tokenizer", str(shards / "tokenizer.json"), "--data", str(empty),
+    r = run_whale("train", "--init", "qwen2:test", "--tokenizer", str(shards.parent / "tokenizer.json"), "--data", str(empty),
                   "-o", str(tmp_path / "z"), "--steps", "1", check=False)
     assert r.returncode == 1 and b"no train-" in r.stderr
