@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "base/readall.h"
 #include "cli/cli.h"
+#include "formats/json_file.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -70,17 +70,7 @@ static const shape shapes[] = {
 };
 #undef DS
 
-static cJSON *read_json(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t n = 0;
-    int big = 0;
-    char *t = read_all(f, 16 << 20, &n, &big);
-    fclose(f);
-    cJSON *j = t ? cJSON_ParseWithLength(t, n) : NULL;
-    free(t);
-    return j;
-}
+static cJSON *read_json(const char *path) { return json_read_file(path, 16 << 20, NULL); }
 
 /* A checkpoint's config.json: 0 Qwen2 (into c), 1 DeepSeek-V3 (into dc), negative otherwise. */
 static int cfg_from_json(const char *dir, tr_dense_cfg *c, tr_ds_cfg *dc) {

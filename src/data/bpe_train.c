@@ -24,6 +24,7 @@
 #include <utf8proc.h>
 
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/strbuf.h"
 #include "base/utf8.h"
 #include "tokenizer/pretokenize.h"
@@ -44,14 +45,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     return h ^ (h >> 32);
 }
 
-static uint64_t hash_pair(int32_t a, int32_t b) {
-    uint64_t x = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
-}
 
 static size_t pow2_at_least(size_t n) {
     size_t c = 64;
@@ -389,7 +382,7 @@ static int pslot_grow(learner *L) {
     uint32_t *s = calloc(cap, sizeof *s);
     if (!s) return -1;
     for (size_t i = 0; i < L->n_pr; i++) {
-        size_t k = hash_pair(L->pr[i].a, L->pr[i].b) & (cap - 1);
+        size_t k = hash_id_pair(L->pr[i].a, L->pr[i].b) & (cap - 1);
         while (s[k]) k = (k + 1) & (cap - 1);
         s[k] = (uint32_t)(i + 1);
     }
@@ -401,7 +394,7 @@ static int pslot_grow(learner *L) {
 
 /* Index of pair (a, b), or -1 when it was never counted. */
 static int64_t pair_find(const learner *L, int32_t a, int32_t b) {
-    size_t mask = L->pslot_cap - 1, k = hash_pair(a, b) & mask;
+    size_t mask = L->pslot_cap - 1, k = hash_id_pair(a, b) & mask;
     for (; L->pslot[k]; k = (k + 1) & mask) {
         uint32_t i = L->pslot[k] - 1;
         if (L->pr[i].a == a && L->pr[i].b == b) return i;
@@ -412,7 +405,7 @@ static int64_t pair_find(const learner *L, int32_t a, int32_t b) {
 /* Index of pair (a, b), created with count 0 when absent. -1: out of memory. */
 static int64_t pair_get(learner *L, int32_t a, int32_t b) {
     if ((L->n_pr + 1) * 2 > L->pslot_cap && pslot_grow(L)) return -1;
-    size_t mask = L->pslot_cap - 1, k = hash_pair(a, b) & mask;
+    size_t mask = L->pslot_cap - 1, k = hash_id_pair(a, b) & mask;
     for (; L->pslot[k]; k = (k + 1) & mask) {
         uint32_t i = L->pslot[k] - 1;
         if (L->pr[i].a == a && L->pr[i].b == b) return i;

@@ -22,13 +22,13 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "base/readall.h"
 #include "base/strbuf.h"
 #include "base/threadpool.h"
 #include "base/utf8.h"
 #include "data/dedup.h"
 #include "data/docs.h"
 #include "data/shards.h"
+#include "formats/json_file.h"
 #include "tokenizer/tokenizer.h"
 
 #define PREP_STATE_MAX (256u << 20) /* state.json holds counts and shard lengths: far below this   \
@@ -336,22 +336,9 @@ static int checkpoint(prep *p, whale_err *err) {
 static cJSON *read_json(const char *dir, const char *name, whale_err *err) {
     char *path = path_join(dir, name);
     if (!path) return err_set(err, WHALE_E_NOMEM, "out of memory"), NULL;
-    FILE *f = fopen(path, "rb");
-    cJSON *j = NULL;
-    if (f) {
-        size_t n;
-        int big = 0;
-        char *s = read_all(f, PREP_STATE_MAX, &n, &big);
-        fclose(f);
-        if (s) j = cJSON_ParseWithLength(s, n);
-        free(s);
-        if (!j)
-            err_set(err, WHALE_E_FORMAT,
-                    "%s: not a JSON file this tool wrote (remove it to start over)", path);
-    } else {
-        err_set(err, errno == ENOENT ? WHALE_E_NOTFOUND : WHALE_E_IO, "%s: %s", path,
-                strerror(errno));
-    }
+    cJSON *j = json_read_file(path, PREP_STATE_MAX, err);
+    if (!j && err && err->code == WHALE_E_FORMAT)
+        err_set(err, WHALE_E_FORMAT, "%s: not a JSON file this tool wrote (remove it to start over)", path);
     free(path);
     return j;
 }

@@ -30,7 +30,7 @@ void quality_rules_default(quality_rules *q) {
     q->max_nonprintable_ratio = 0.01; /* one control character in a hundred: not text */
     q->max_symbol_ratio = 0.6;        /* our C: 0.24 median, 0.33 at most; rows of marks near 1 */
     q->max_digit_ratio = 0.4;         /* tables of numbers, hex dumps */
-    q->mean_word_length_min = 2.5;    /* Gopher: 3; identifiers like i, n, x in code */
+    q->mean_word_length_min = 2.0;    /* Gopher: 3; code: i, n, x[i] * w[k] (src/train/ops.c: 2.45) */
     q->mean_word_length_max = 12;     /* Gopher: 10; long identifiers in code */
     q->max_duplicate_line_fraction = 0.3; /* Gopher: 0.2 of characters in duplicate lines */
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "base/err.h"
-#include "base/readall.h"
+#include "formats/json_file.h"
 #include "hub/hub.h"
 
 /* Real models that PyPI projects ship as GGUF parts (checked by assembling each once and
@@ -89,15 +89,9 @@ static const hub_entry *find_in(const hub_entry *es, int n, const char *name) {
 }
 
 static int load_extra(const char *path, whale_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(err, WHALE_E_IO, "cannot open: %m");
-    size_t n = 0;
-    int too_big = 0, rc = 0;
-    char *text = read_all(f, 1 << 20, &n, &too_big);
-    fclose(f);
-    if (!text) return err_set(err, WHALE_E_IO, too_big ? "larger than 1 MiB" : "cannot read");
-    cJSON *j = cJSON_ParseWithLength(text, n);
-    free(text);
+    int rc = 0;
+    cJSON *j = json_read_file(path, 1 << 20, err);
+    if (!j) return err->code;
     if (!cJSON_IsArray(j)) {
         cJSON_Delete(j);
         return err_set(err, WHALE_E_FORMAT, "not a JSON list of catalog entries");

@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
-#include "base/readall.h"
 #include "formats/dtype_summary.h"
 #include "formats/gguf.h"
+#include "formats/json_file.h"
 #include "formats/safetensors.h"
 #include "hub/hub.h"
 
@@ -56,14 +56,8 @@ static int gguf_info(const char *path, hub_info *out, whale_err *err) {
 static int dir_info(const char *path, hub_info *out, whale_err *err) {
     char p[4200];
     snprintf(p, sizeof p, "%s/config.json", path);
-    FILE *f = fopen(p, "rb");
-    if (!f) return err_set(err, WHALE_E_FORMAT, "%s: not a model directory (no config.json)", path);
-    size_t n = 0;
-    int too_big = 0;
-    char *text = read_all(f, 1 << 20, &n, &too_big);
-    fclose(f);
-    cJSON *j = text ? cJSON_ParseWithLength(text, n) : NULL;
-    free(text);
+    cJSON *j = json_read_file(p, 1 << 20, NULL);
+    if (!j) return err_set(err, WHALE_E_FORMAT, "%s: not a model directory (no readable config.json)", path);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(j, "model_type");
     snprintf(out->arch, sizeof out->arch, "%s", cJSON_IsString(mt) ? mt->valuestring : "?");
     cJSON_Delete(j);

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "base/readall.h"
+#include "formats/json_file.h"
 #include "hub/hub.h"
 
 const char *hub_home_path(const char *sub, char *buf, size_t cap) {
@@ -37,20 +37,13 @@ int hub_entry_path(const hub_entry *e, char *buf, size_t cap) {
 static int read_names(cJSON **out, whale_err *err) {
     char path[4096];
     hub_models_path("names.json", path, sizeof path);
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno != ENOENT) return err_set(err, WHALE_E_IO, "%s: %m", path);
+    whale_err e = {0};
+    *out = json_read_file(path, 16 << 20, &e);
+    if (!*out && e.code == WHALE_E_NOTFOUND) { /* nothing registered yet */
         *out = cJSON_CreateObject();
         return *out ? 0 : err_set(err, WHALE_E_NOMEM, "out of memory");
     }
-    size_t n = 0;
-    int too_big = 0;
-    char *text = read_all(f, 16 << 20, &n, &too_big);
-    fclose(f);
-    if (!text) return err_set(err, WHALE_E_IO, "%s: %s", path, too_big ? "larger than 16 MiB" : "cannot read");
-    *out = cJSON_ParseWithLength(text, n);
-    free(text);
+    if (!*out && e.code == WHALE_E_IO) return err_set(err, WHALE_E_IO, "%s", e.msg);
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;

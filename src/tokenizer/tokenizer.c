@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/err.h"
+#include "base/hash.h"
 #include "base/mapfile.h"
 #include "base/utf8.h"
 
@@ -22,14 +23,6 @@ static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
     return h ^ (h >> 29);
-}
-static uint64_t hash_pair(int32_t a, int32_t b) {
-    uint64_t x = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    return x ^ (x >> 33);
 }
 
 static size_t pow2_at_least(size_t n) {
@@ -59,7 +52,7 @@ int32_t tokenizer_find_added(const tokenizer *t, const char *text, size_t len) {
 int tok_merge_find(const tokenizer *t, int32_t a, int32_t b, int32_t *rank, int32_t *result) {
     if (!t->merge_cap) return 0;
     size_t mask = t->merge_cap - 1;
-    for (size_t i = hash_pair(a, b) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash_id_pair(a, b) & mask;; i = (i + 1) & mask) {
         const tok_merge *m = &t->merges[i];
         if (m->rank < 0) return 0;
         if (m->a == a && m->b == b) {
@@ -169,7 +162,7 @@ static int add_merge(tokenizer *t, const char *a, size_t na, const char *b, size
     int32_t r = tokenizer_find(t, buf, na + nb);
     if (r < 0) return -1;
     size_t mask = t->merge_cap - 1;
-    for (size_t i = hash_pair(ia, ib) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash_id_pair(ia, ib) & mask;; i = (i + 1) & mask) {
         tok_merge *m = &t->merges[i];
         if (m->rank >= 0 && m->a == ia && m->b == ib) return 0; /* duplicate: keep the lower rank */
         if (m->rank < 0) {
