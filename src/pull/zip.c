@@ -75,11 +75,10 @@ static int copy_member(const mapfile *m, const member *e, FILE *out, whale_err *
     return 0;
 }
 
-int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
-                    whale_err *err) {
-    mapfile m;
-    int rc = mapfile_open(&m, zip_path, err);
-    if (rc) return rc;
+static int extract(const mapfile *mp, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
+                   whale_err *err) {
+    const mapfile m = *mp;
+    int rc = 0;
     uint32_t off;
     uint16_t count;
     member found = {0};
@@ -131,6 +130,23 @@ int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t 
     }
     if (!(rc = copy_member(&m, &found, out, err))) *written = found.usize;
 done:
+    return rc;
+}
+
+int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
+                    whale_err *err) {
+    mapfile m;
+    int rc = mapfile_open(&m, zip_path, err);
+    if (!rc) rc = extract(&m, match, out, written, err);
     mapfile_close(&m);
     return rc ? err_prefix(err, "%s", zip_path) : 0;
+}
+
+int zip_extract_one_memory(const void *data, size_t n, int (*match)(const char *name, size_t n), FILE *out,
+                           uint64_t *written, whale_err *err) {
+    mapfile m;
+    int rc = mapfile_from_memory(&m, data, n, "zip", err);
+    if (!rc) rc = extract(&m, match, out, written, err);
+    mapfile_close(&m);
+    return rc;
 }

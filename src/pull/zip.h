@@ -13,4 +13,8 @@
 int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
                     whale_err *err);
 
+/* The same over bytes in memory (fuzzing, tests). */
+int zip_extract_one_memory(const void *data, size_t n, int (*match)(const char *name, size_t n), FILE *out,
+                           uint64_t *written, whale_err *err);
+
 #endif
