@@ -3,7 +3,60 @@
 #include "train/ops.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "base/threadpool.h"
+#include "kernels/ops.h"
+
+/* ---- threads: one pool for the training ops; every op splits its work so that each output
+ * value is computed by one task in a fixed order, so results do not depend on the count ---- */
+
+static threadpool *g_pool;
+static int g_threads = 0; /* 0: one per CPU */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static void pool_init(void) { g_pool = tp_new(g_threads); }
+
+void tr_set_threads(int n) {
+    if (!g_pool) g_threads = n; /* before the first op; later calls keep the pool */
+}
+
+static void run(int64_t n_tasks, tp_fn fn, void *ctx) {
+    pthread_once(&g_once, pool_init);
+    if (g_pool && n_tasks > 1) tp_run(g_pool, n_tasks, fn, ctx);
+    else
+        for (int64_t i = 0; i < n_tasks; i++) fn(ctx, i, 0);
+}
+
+/* A = B^T for B rows x cols. */
+static void transpose(float *A, const float *B, int rows, int cols) {
+    enum { TB = 32 };
+    for (int r0 = 0; r0 < rows; r0 += TB)
+        for (int c0 = 0; c0 < cols; c0 += TB)
+            for (int r = r0; r < r0 + TB && r < rows; r++)
+                for (int c = c0; c < c0 + TB && c < cols; c++) A[(size_t)c * rows + r] = B[(size_t)r * cols + c];
+}
+
+/* Y[t][r] = dot(W row r, X row t) for t < T, r < R (rows of n floats), over the pool. */
+typedef struct mm_job {
+    float *Y;
+    const float *W, *X;
+    int T, R, n, chunk;
+} mm_job;
+
+static void mm_task(void *ctx, int64_t task, int thread) {
+    (void)thread;
+    const mm_job *j = ctx;
+    int64_t r0 = task * j->chunk, r1 = r0 + j->chunk < j->R ? r0 + j->chunk : j->R;
+    op_matmul_rows(j->Y, j->R, j->W, WHALE_DTYPE_F32, j->X, j->n, j->n, j->T, r0, r1, NULL);
+}
+
+static void rows_dot(float *Y, const float *W, const float *X, int T, int R, int n) {
+    mm_job j = {Y, W, X, T, R, n, 16};
+    if ((int64_t)R * n < 64 * 1024) j.chunk = R; /* small: one task */
+    run((R + j.chunk - 1) / j.chunk, mm_task, &j);
+}
 
 void tr_embed_fwd(float *out, const float *table, const int32_t *ids, int T, int d) {
     for (int t = 0; t < T; t++) memcpy(out + (size_t)t * d, table + (size_t)ids[t] * d, sizeof(float) * (size_t)d);
@@ -44,35 +97,33 @@ void tr_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 }
 
 void tr_matmul_fwd(float *Y, const float *X, const float *W, const float *bias, int T, int K, int N) {
-    for (int t = 0; t < T; t++) {
-        const float *x = X + (size_t)t * K;
-        for (int n = 0; n < N; n++) {
-            const float *w = W + (size_t)n * K;
-            float s = 0;
-            for (int k = 0; k < K; k++) s += x[k] * w[k];
-            Y[(size_t)t * N + n] = s + (bias ? bias[n] : 0);
-        }
-    }
+    rows_dot(Y, W, X, T, N, K);
+    if (bias)
+        for (int t = 0; t < T; t++)
+            for (int n = 0; n < N; n++) Y[(size_t)t * N + n] += bias[n];
 }
 
 void tr_matmul_bwd(float *dX, float *dW, float *dbias, const float *dY, const float *X, const float *W, int T, int K,
                    int N) {
-    for (int t = 0; t < T; t++) {
-        const float *g = dY + (size_t)t * N, *x = X + (size_t)t * K;
-        float *dx = dX ? dX + (size_t)t * K : NULL;
-        for (int n = 0; n < N; n++) {
-            float gn = g[n];
-            if (gn == 0) continue;
-            const float *w = W + (size_t)n * K;
-            if (dx)
-                for (int k = 0; k < K; k++) dx[k] += gn * w[k];
-            if (dW) {
-                float *dw = dW + (size_t)n * K;
-                for (int k = 0; k < K; k++) dw[k] += gn * x[k];
-            }
-            if (dbias) dbias[n] += gn;
-        }
+    size_t big = (size_t)N * K > (size_t)T * K ? (size_t)N * K : (size_t)T * K;
+    float *tmp = malloc(sizeof(float) * (big + (size_t)N * K + (size_t)T * N + (size_t)T * K));
+    if (!tmp) abort();
+    float *a = tmp + big, *b = a + (size_t)N * K, *c = b + (size_t)T * N;
+    if (dX) { /* dX[t][k] += sum_n dY[t][n] W[n][k]: rows of W^T against rows of dY */
+        transpose(a, W, N, K);
+        rows_dot(tmp, a, dY, T, K, N);
+        for (size_t i = 0; i < (size_t)T * K; i++) dX[i] += tmp[i];
     }
+    if (dW) { /* dW[n][k] += sum_t dY[t][n] X[t][k]: rows of X^T against rows of dY^T */
+        transpose(b, dY, T, N);
+        transpose(c, X, T, K);
+        rows_dot(tmp, c, b, N, K, T);
+        for (size_t i = 0; i < (size_t)N * K; i++) dW[i] += tmp[i];
+    }
+    if (dbias)
+        for (int t = 0; t < T; t++)
+            for (int n = 0; n < N; n++) dbias[n] += dY[(size_t)t * N + n];
+    free(tmp);
 }
 
 void tr_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, int rot_dim, float base,
@@ -93,11 +144,21 @@ void tr_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, int
         }
 }
 
-void tr_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v, int T, int Hq, int Hkv, int dk,
-                 int dv, float scale) {
-    int group = Hq / Hkv;
-    for (int h = 0; h < Hq; h++) {
-        int g = h / group;
+/* Attention runs one task per key/value group (its query heads write only their own rows and
+ * the group's own dk, dv rows). */
+typedef struct attn_job {
+    float *out, *P, *dq, *dk, *dv;
+    const float *dout, *Pc, *q, *k, *v;
+    int T, Hq, Hkv, dk_, dv_;
+    float scale;
+} attn_job;
+
+static void attn_fwd_group(const attn_job *job, int g) {
+    float *out = job->out, *P = job->P;
+    const float *q = job->q, *k = job->k, *v = job->v;
+    int T = job->T, Hq = job->Hq, Hkv = job->Hkv, dk = job->dk_, dv = job->dv_, group = Hq / Hkv;
+    float scale = job->scale;
+    for (int h = g * group; h < (g + 1) * group; h++) {
         for (int t = 0; t < T; t++) {
             const float *qt = q + ((size_t)t * Hq + h) * dk;
             float *p = P + ((size_t)h * T + t) * T;
@@ -124,11 +185,23 @@ void tr_attn_fwd(float *out, float *P, const float *q, const float *k, const flo
     }
 }
 
-void tr_attn_bwd(float *dq, float *dk_, float *dv_, const float *dout, const float *P, const float *q, const float *k,
-                 const float *v, int T, int Hq, int Hkv, int dk, int dv, float scale) {
-    int group = Hq / Hkv;
-    for (int h = 0; h < Hq; h++) {
-        int g = h / group;
+static void attn_fwd_task(void *ctx, int64_t g, int thread) {
+    (void)thread;
+    attn_fwd_group(ctx, (int)g);
+}
+
+void tr_attn_fwd(float *out, float *P, const float *q, const float *k, const float *v, int T, int Hq, int Hkv, int dk,
+                 int dv, float scale) {
+    attn_job j = {.out = out, .P = P, .q = q, .k = k, .v = v, .T = T, .Hq = Hq, .Hkv = Hkv, .dk_ = dk, .dv_ = dv, .scale = scale};
+    run(Hkv, attn_fwd_task, &j);
+}
+
+static void attn_bwd_group(const attn_job *job, int g) {
+    float *dq = job->dq, *dk_ = job->dk, *dv_ = job->dv;
+    const float *dout = job->dout, *P = job->Pc, *q = job->q, *k = job->k, *v = job->v;
+    int T = job->T, Hq = job->Hq, Hkv = job->Hkv, dk = job->dk_, dv = job->dv_, group = Hq / Hkv;
+    float scale = job->scale;
+    for (int h = g * group; h < (g + 1) * group; h++) {
         for (int t = 0; t < T; t++) {
             const float *p = P + ((size_t)h * T + t) * T, *go = dout + ((size_t)t * Hq + h) * dv;
             const float *qt = q + ((size_t)t * Hq + h) * dk;
@@ -160,6 +233,18 @@ void tr_attn_bwd(float *dq, float *dk_, float *dv_, const float *dout, const flo
             }
         }
     }
+}
+
+static void attn_bwd_task(void *ctx, int64_t g, int thread) {
+    (void)thread;
+    attn_bwd_group(ctx, (int)g);
+}
+
+void tr_attn_bwd(float *dq, float *dk_, float *dv_, const float *dout, const float *P, const float *q, const float *k,
+                 const float *v, int T, int Hq, int Hkv, int dk, int dv, float scale) {
+    attn_job j = {.dq = dq, .dk = dk_, .dv = dv_, .dout = dout, .Pc = P, .q = q, .k = k, .v = v, .T = T, .Hq = Hq,
+                  .Hkv = Hkv, .dk_ = dk, .dv_ = dv, .scale = scale};
+    run(Hkv, attn_bwd_task, &j);
 }
 
 static inline float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }

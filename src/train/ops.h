@@ -4,13 +4,17 @@
  * the loss with respect to the op's output (d*) and ADDS the gradients of its inputs into the
  * given buffers (so a tensor used twice collects both). Shapes: T rows (tokens), the rest as
  * named. Every backward op is checked against finite differences in double precision
- * (tests/unit/test_train_ops.c). Single-threaded reference versions; fast paths come later
- * under the same contracts. */
+ * (tests/unit/test_train_ops.c). Matrix products run on the kernels' F32 row products
+ * (kernels/ops.h: one arithmetic on every CPU) over a thread pool. */
 #ifndef WHALE_TRAIN_OPS_H
 #define WHALE_TRAIN_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Threads for the ops (0: one per CPU), before the first op runs. Results are the same bits
+ * for any count: each output value is one task's, summed in a fixed order. */
+void tr_set_threads(int n);
 
 /* out[t] = table[ids[t]] (rows of width d). */
 void tr_embed_fwd(float *out, const float *table, const int32_t *ids, int T, int d);
