@@ -76,6 +76,7 @@ class PackageIndex:
         self._slow = {}  # filename -> (delay s, chunk bytes)
         self._corrupt = set()
         self._fail = {}  # filename -> [status, times left]
+        self.ignore_range = False  # True: answer every GET with the whole file (200), as servers without Range do
         self._server = None
         self._thread = None
         for project, files in (projects or {}).items():
@@ -245,7 +246,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             rec["status"] = fail[0]
             return self._simple(fail[0], b"server error\n", head=head)
         total, start, end = len(data), 0, len(data) - 1
-        rng = self.headers.get("Range")
+        rng = None if idx.ignore_range else self.headers.get("Range")
         status = 200
         if rng:
             r = re.fullmatch(r"\s*bytes\s*=\s*(\d+)\s*-\s*(\d*)\s*", rng)

@@ -31,8 +31,7 @@ static const hub_entry *catalog_or_die(const char *cmd, int *n) {
     const hub_entry *all;
     whale_err err = {0};
     *n = hub_catalog(&all, &err);
-    if (*n < 0 || err.code) fprintf(stderr, "whale %s: %s (the built-in entries are used)\n", cmd, err.msg);
-    if (*n < 0) *n = 0;
+    if (err.code) fprintf(stderr, "whale %s: %s (only the built-in entries are used)\n", cmd, err.msg);
     return all;
 }
 
@@ -105,8 +104,11 @@ int cmd_pull(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             pull_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--name") && i + 1 < argc) name = argv[++i];
-        else if (!strcmp(a, "--index-url") && i + 1 < argc) index_url = argv[++i];
+        } else if ((!strcmp(a, "--name") || !strcmp(a, "--index-url")) && i + 1 == argc) {
+            fprintf(stderr, "whale pull: %s needs a value\n", a);
+            return 2;
+        } else if (!strcmp(a, "--name")) name = argv[++i];
+        else if (!strcmp(a, "--index-url")) index_url = argv[++i];
         else if (!strcmp(a, "--force")) force = 1;
         else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "whale pull: unknown option %s (see --help)\n", a);
@@ -127,8 +129,10 @@ int cmd_pull(int argc, char **argv) {
     struct stat st;
     if (name) return register_path(what, name, force);
     if (!e) {
-        if (strchr(what, '/') || stat(what, &st) == 0)
+        if (stat(what, &st) == 0)
             fprintf(stderr, "whale pull: to register a local model, name it: whale pull %s --name NAME\n", what);
+        else if (strchr(what, '/'))
+            fprintf(stderr, "whale pull: %s: no such file or directory\n", what);
         else
             fprintf(stderr, "whale pull: no model '%s' in the catalog (`whale list` shows what can be pulled)\n", what);
         return 1;

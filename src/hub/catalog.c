@@ -66,10 +66,15 @@ static int parse_entry(const cJSON *o, hub_entry *e, whale_err *err) {
         return err_set(err, WHALE_E_FORMAT, "%s: \"parts\" (1..10000) and \"size\" (bytes) must be numbers", e->name);
     e->parts = (int)parts->valuedouble;
     e->size = (uint64_t)size->valuedouble;
-    if (!hub_valid_name(e->name) || strchr(e->file, '/') || !strcmp(e->file, "..") || e->file[0] == '.' ||
-        !strstr(e->package, "{n}") || strlen(e->sha256) != 64 || strspn(e->sha256, "0123456789abcdef") != 64)
+    size_t fl = strlen(e->file);
+    if (!hub_valid_name(e->name) || strchr(e->file, '/') || e->file[0] == '.' || fl < 6 || strcmp(e->file + fl - 5, ".gguf") ||
+        !strcmp(e->file, "default.gguf") || !strstr(e->package, "{n}") ||
+        strspn(e->package, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-{}") != strlen(e->package) ||
+        strlen(e->sha256) != 64 || strspn(e->sha256, "0123456789abcdef") != 64 || parts->valuedouble != e->parts ||
+        size->valuedouble != (double)e->size)
         return err_set(err, WHALE_E_FORMAT,
-                       "%s: needs a valid name, a plain file name, a package with {n} and a lowercase hex sha256", e->name);
+                       "%s: needs a valid name, a file name ending in .gguf (not default.gguf), a package of letters, "
+                       "digits, . _ - with {n}, whole numbers for parts and size, and a lowercase hex sha256", e->name);
     const cJSON *al = cJSON_GetObjectItemCaseSensitive(o, "aliases"), *a;
     cJSON_ArrayForEach(a, al) {
         if (!cJSON_IsString(a) || !hub_valid_name(a->valuestring) || e->n_aliases == HUB_MAX_ALIASES)
@@ -111,6 +116,9 @@ static int load_extra(const char *path, whale_err *err) {
         for (int a = -1; !rc && a < all[k].n_aliases; a++)
             if (find_in(all, k, a < 0 ? all[k].name : all[k].aliases[a]))
                 rc = err_set(err, WHALE_E_FORMAT, "%s: the name is taken by another entry", a < 0 ? all[k].name : all[k].aliases[a]);
+        for (int i = 0; !rc && i < k; i++)
+            if (!strcmp(all[i].file, all[k].file))
+                rc = err_set(err, WHALE_E_FORMAT, "%s: its file %s is %s's", all[k].name, all[k].file, all[i].name);
         if (rc) break;
         k++;
     }
@@ -128,7 +136,7 @@ static void load(void) {
     n_entries = (int)(sizeof builtin / sizeof builtin[0]);
     const char *extra = getenv("WHALE_CATALOG");
     if (extra && *extra && load_extra(extra, &load_err)) {
-        err_prefix(&load_err, "$WHALE_CATALOG %s", extra);
+        err_prefix(&load_err, "$WHALE_CATALOG");
         entries = (hub_entry *)builtin;
         n_entries = (int)(sizeof builtin / sizeof builtin[0]);
     }
@@ -137,7 +145,7 @@ static void load(void) {
 int hub_catalog(const hub_entry **out, whale_err *err) {
     pthread_once(&once, load);
     *out = entries;
-    if (load_err.code) return err_set(err, load_err.code, "%s", load_err.msg);
+    if (load_err.code) err_set(err, load_err.code, "%s", load_err.msg); /* the built-in entries stand */
     return n_entries;
 }
 

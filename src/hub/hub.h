@@ -30,7 +30,7 @@ typedef struct hub_entry {
 
 /* The catalog: the built-in entries, then those of the JSON file $WHALE_CATALOG (a list of
  * {name, aliases, file, package, version, parts, size, sha256, about}), read once. Returns the
- * number of entries, or a negative code with err set for a malformed $WHALE_CATALOG. */
+ * number of entries; a malformed $WHALE_CATALOG leaves the built-in entries alone and err set. */
 int hub_catalog(const hub_entry **out, whale_err *err);
 /* The entry named or aliased `name`, or NULL. */
 const hub_entry *hub_catalog_find(const char *name);
@@ -65,10 +65,10 @@ int hub_registry_add(const char *name, const char *path, int replace, whale_err 
 /* Remove name: 1 removed, 0 it was not there, negative on error. */
 int hub_registry_remove(const char *name, whale_err *err);
 
-/* Resolve a -m argument into buf: NULL or "default" -> the default model's file; a catalog name
- * or alias -> its file (WHALE_E_NOTFOUND, saying which `whale pull` fetches it, when it is not
- * pulled); a registered name -> its path; anything else is a path, returned as given. A bare word
- * that is neither a name nor an existing file gets WHALE_E_NOTFOUND. */
+/* Resolve a -m argument into buf: NULL or "default" -> the default model's file; anything with a
+ * slash is a path; then a catalog name or alias -> its file (WHALE_E_NOTFOUND, saying which
+ * `whale pull` fetches it, when it is not pulled); a registered name -> its path; a file or
+ * directory here of that name; a bare word that is none of these gets WHALE_E_NOTFOUND. */
 int hub_resolve(const char *arg, char *buf, size_t cap, whale_err *err);
 
 /* What `whale list` shows of a model file or checkpoint directory. */

@@ -121,7 +121,7 @@ static int update_names(int (*change)(cJSON *j, const char *name, const char *pa
     if (rc > 0) { /* changed: write it */
         char *text = cJSON_Print(j);
         FILE *f = text ? fopen(tmp, "wb") : NULL;
-        int bad = !f || fputs(text, f) < 0 || fputc('\n', f) < 0;
+        int bad = !f || fputs(text, f) < 0 || fputc('\n', f) < 0 || fflush(f) || fsync(fileno(f));
         if (f && fclose(f)) bad = 1;
         if (bad || rename(tmp, file)) {
             rc = err_set(err, WHALE_E_IO, "%s: %m", file);
@@ -175,11 +175,11 @@ static void human_size(uint64_t b, char *buf, size_t cap) {
 int hub_resolve(const char *arg, char *buf, size_t cap, whale_err *err) {
     if (!arg) arg = "default";
     struct stat st;
-    /* a path: it has a slash, or it is there on disk */
-    if (strchr(arg, '/') || (stat(arg, &st) == 0 && !hub_catalog_find(arg))) {
+    if (strchr(arg, '/')) { /* a path */
         snprintf(buf, cap, "%s", arg);
         return 0;
     }
+    /* a name first (catalog, then registered), then a file here of that name */
     const hub_entry *e = hub_catalog_find(arg);
     if (e) {
         if (hub_entry_path(e, buf, cap)) return 0;
@@ -200,6 +200,10 @@ int hub_resolve(const char *arg, char *buf, size_t cap, whale_err *err) {
         if (stat(buf, &st))
             return err_set(err, WHALE_E_NOTFOUND, "model '%s' is registered as %s, which is gone (`whale rm %s` forgets it)",
                            arg, buf, arg);
+        return 0;
+    }
+    if (stat(arg, &st) == 0) {
+        snprintf(buf, cap, "%s", arg);
         return 0;
     }
     size_t n = strlen(arg);

@@ -39,6 +39,27 @@ static CURL *new_handle(const char *url, char *errbuf) {
 
 static const char *why(CURLcode rc, const char *errbuf) { return errbuf[0] ? errbuf : curl_easy_strerror(rc); }
 
+const char *fetch_redact(const char *url, char *out, size_t cap) {
+    pthread_once(&once, init);
+    CURLU *u = curl_url();
+    char *s = NULL;
+    if (u && !curl_url_set(u, CURLUPART_URL, url, 0) && !curl_url_set(u, CURLUPART_USER, NULL, 0) &&
+        !curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) && !curl_url_get(u, CURLUPART_URL, &s, 0))
+        snprintf(out, cap, "%s", s);
+    else
+        snprintf(out, cap, "%s", strchr(url, '@') ? "(the index URL)" : url);
+    curl_free(s);
+    curl_url_cleanup(u);
+    return out;
+}
+
+static int transient(CURLcode rc, long code) {
+    if (rc == CURLE_HTTP_RETURNED_ERROR) return code >= 500 || code == 429 || code == 408;
+    return rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING ||
+           rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SSL_CONNECT_ERROR;
+}
+
 typedef struct page {
     char *p;
     size_t n;
@@ -63,42 +84,55 @@ static size_t page_write(char *data, size_t size, size_t nmemb, void *ctx) {
 
 int fetch_page(const char *url, const char *accept, char **body, size_t *n, char *content_type, size_t ct_cap,
                char *final_url, size_t url_cap, whale_err *err) {
-    char errbuf[CURL_ERROR_SIZE], hdr[256];
-    page pg = {0};
+    char errbuf[CURL_ERROR_SIZE], hdr[256], shown[2400];
     *body = NULL;
-    CURL *c = new_handle(url, errbuf);
-    if (!c) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    struct curl_slist *h = NULL;
-    snprintf(hdr, sizeof hdr, "Accept: %s", accept);
-    h = curl_slist_append(h, hdr);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, page_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &pg);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
-    CURLcode rc = curl_easy_perform(c);
-    int out = 0;
-    if (rc != CURLE_OK) {
-        out = err_set(err, WHALE_E_IO, "%s: %s", url, pg.too_big ? "the page is larger than 8 MiB" : why(rc, errbuf));
-        free(pg.p);
-    } else {
-        *body = pg.p ? pg.p : strdup("");
-        *n = pg.n;
-        char *ct = NULL, *eff = NULL;
-        curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-        curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff);
-        if (content_type) snprintf(content_type, ct_cap, "%s", ct ? ct : "");
-        if (final_url) snprintf(final_url, url_cap, "%s", eff ? eff : url);
+    for (int attempt = 0;; attempt++) {
+        page pg = {0};
+        CURL *c = new_handle(url, errbuf);
+        if (!c) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        struct curl_slist *h = NULL;
+        snprintf(hdr, sizeof hdr, "Accept: %s", accept);
+        h = curl_slist_append(h, hdr);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, page_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &pg);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+        CURLcode rc = curl_easy_perform(c);
+        long code = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        int out = 0, again = 0;
+        if (rc == CURLE_OK) {
+            *body = pg.p ? pg.p : strdup("");
+            *n = pg.n;
+            char *ct = NULL, *eff = NULL;
+            curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+            curl_easy_getinfo(c, CURLINFO_EFFECTIVE_URL, &eff);
+            if (content_type) snprintf(content_type, ct_cap, "%s", ct ? ct : "");
+            if (final_url) snprintf(final_url, url_cap, "%s", eff ? eff : url);
+        } else {
+            free(pg.p);
+            fetch_redact(url, shown, sizeof shown);
+            if (pg.too_big) out = err_set(err, WHALE_E_IO, "%s: the page is larger than 8 MiB", shown);
+            else if (rc == CURLE_HTTP_RETURNED_ERROR && code == 404)
+                out = err_set(err, WHALE_E_NOTFOUND, "%s: no such project on this index (404)", shown);
+            else if (transient(rc, code) && attempt < 4) again = 1;
+            else
+                out = err_set(err, WHALE_E_IO, "%s: %s%s", shown, why(rc, errbuf),
+                              transient(rc, code) ? " (5 tries; run the same command again)" : "");
+        }
+        curl_slist_free_all(h);
+        curl_easy_cleanup(c);
+        if (!again) return out;
+        sleep(1u << attempt);
     }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return out;
 }
 
 typedef struct sink {
     FILE *f;
     CURL *c;
     uint64_t start, got; /* bytes on disk when this try began; bytes this try wrote */
-    int checked, failed;
+    int checked, failed, too_big;
+    uint64_t max; /* 0: no limit */
     fetch_progress_fn fn;
     void *ctx;
 } sink;
@@ -115,6 +149,10 @@ static size_t sink_write(char *data, size_t size, size_t nmemb, void *ctx) {
             s->start = 0;
         }
     }
+    if (s->max && s->start + s->got + n > s->max) { /* past what this file can be: stop */
+        s->too_big = 1;
+        return 0;
+    }
     if (fwrite(data, 1, n, s->f) != n) {
         s->failed = errno ? errno : EIO;
         return 0;
@@ -124,15 +162,9 @@ static size_t sink_write(char *data, size_t size, size_t nmemb, void *ctx) {
     return n;
 }
 
-static int transient(CURLcode rc, long code) {
-    if (rc == CURLE_HTTP_RETURNED_ERROR) return code >= 500 || code == 429 || code == 408;
-    return rc == CURLE_PARTIAL_FILE || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
-           rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_COULDNT_CONNECT || rc == CURLE_GOT_NOTHING ||
-           rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_SSL_CONNECT_ERROR;
-}
-
-int fetch_file(const char *url, const char *path, uint64_t expect_size, fetch_progress_fn fn, void *ctx, whale_err *err) {
-    char errbuf[CURL_ERROR_SIZE];
+int fetch_file(const char *url, const char *path, uint64_t expect_size, uint64_t max_size, fetch_progress_fn fn, void *ctx,
+               whale_err *err) {
+    char errbuf[CURL_ERROR_SIZE], shown[2400];
     for (int attempt = 0;; attempt++) {
         struct stat st;
         uint64_t have = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
@@ -148,10 +180,11 @@ int fetch_file(const char *url, const char *path, uint64_t expect_size, fetch_pr
             fclose(f);
             return err_set(err, WHALE_E_NOMEM, "out of memory");
         }
-        sink s = {.f = f, .c = c, .start = have, .fn = fn, .ctx = ctx};
+        sink s = {.f = f, .c = c, .start = have, .max = max_size, .fn = fn, .ctx = ctx};
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
         if (have) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)have);
+        if (max_size) curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max_size); /* a reply larger is refused */
         CURLcode rc = curl_easy_perform(c);
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -159,12 +192,20 @@ int fetch_file(const char *url, const char *path, uint64_t expect_size, fetch_pr
         if (fclose(f) && rc == CURLE_OK) return err_set(err, WHALE_E_IO, "%s: %m", path);
         if (s.failed) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(s.failed));
         if (rc == CURLE_OK) return 0;
-        if (rc == CURLE_HTTP_RETURNED_ERROR && code == 416 && have) { /* what is there is not a prefix: start over */
+        /* 416: what is there is not a prefix of this file; 33: the server cannot resume (it
+         * ignores Range, and libcurl stops before reading): start over from the first byte */
+        if (have && ((rc == CURLE_HTTP_RETURNED_ERROR && code == 416) || rc == CURLE_RANGE_ERROR) && attempt < 4) {
             if (truncate(path, 0)) return err_set(err, WHALE_E_IO, "%s: %m", path);
             continue;
         }
+        fetch_redact(url, shown, sizeof shown);
+        if (rc == CURLE_FILESIZE_EXCEEDED || s.too_big) {
+            if (truncate(path, 0)) return err_set(err, WHALE_E_IO, "%s: %m", path);
+            return err_set(err, WHALE_E_FORMAT, "%s: larger than the %llu bytes this part can be", shown,
+                           (unsigned long long)max_size);
+        }
         if (!transient(rc, code) || attempt == 4)
-            return err_set(err, WHALE_E_IO, "%s: %s%s", url, why(rc, errbuf),
+            return err_set(err, WHALE_E_IO, "%s: %s%s", shown, why(rc, errbuf),
                            transient(rc, code) ? " (5 tries; run the same command again to resume)" : "");
         sleep(1u << attempt);
     }

@@ -19,8 +19,13 @@ typedef void (*fetch_progress_fn)(void *ctx, uint64_t have);
 /* Download url to path, appending to what path already holds (an HTTP Range request; a server
  * that ignores it is read from the start). A dropped connection, a timeout or a 5xx/429 reply is
  * retried up to 4 times (after 1, 2, 4, 8 s), resuming each time. expect_size, when not 0, is the
- * file's full size. */
-int fetch_file(const char *url, const char *path, uint64_t expect_size, fetch_progress_fn fn, void *ctx, whale_err *err);
+ * file's full size; max_size, when not 0, the most it may hold (a longer reply is refused and
+ * what came is dropped). A server that ignores Range is read again from the start. */
+int fetch_file(const char *url, const char *path, uint64_t expect_size, uint64_t max_size, fetch_progress_fn fn, void *ctx,
+               whale_err *err);
+
+/* url without its user and password (for messages) into out. */
+const char *fetch_redact(const char *url, char *out, size_t cap);
 
 /* url resolved against base (a page's URL) into out, without its #fragment. */
 int fetch_resolve_url(const char *base, const char *url, char *out, size_t cap, whale_err *err);

@@ -75,8 +75,8 @@ static int copy_member(const mapfile *m, const member *e, FILE *out, whale_err *
     return 0;
 }
 
-static int extract(const mapfile *mp, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
-                   whale_err *err) {
+static int extract(const mapfile *mp, int (*match)(const char *name, size_t n), uint64_t max_size, FILE *out,
+                   uint64_t *written, whale_err *err) {
     const mapfile m = *mp;
     int rc = 0;
     uint32_t off;
@@ -128,25 +128,30 @@ static int extract(const mapfile *mp, int (*match)(const char *name, size_t n), 
         rc = err_set(err, WHALE_E_FORMAT, "expected one data file (*/data/*.bin), found %d", n_found);
         goto done;
     }
+    if (max_size && found.usize > max_size) {
+        rc = err_set(err, WHALE_E_FORMAT, "its data file says %u bytes, more than the %llu the model has left", found.usize,
+                     (unsigned long long)max_size);
+        goto done;
+    }
     if (!(rc = copy_member(&m, &found, out, err))) *written = found.usize;
 done:
     return rc;
 }
 
-int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t n), FILE *out, uint64_t *written,
-                    whale_err *err) {
+int zip_extract_one(const char *zip_path, int (*match)(const char *name, size_t n), uint64_t max_size, FILE *out,
+                    uint64_t *written, whale_err *err) {
     mapfile m;
     int rc = mapfile_open(&m, zip_path, err);
-    if (!rc) rc = extract(&m, match, out, written, err);
+    if (!rc) rc = extract(&m, match, max_size, out, written, err);
     mapfile_close(&m);
     return rc ? err_prefix(err, "%s", zip_path) : 0;
 }
 
-int zip_extract_one_memory(const void *data, size_t n, int (*match)(const char *name, size_t n), FILE *out,
-                           uint64_t *written, whale_err *err) {
+int zip_extract_one_memory(const void *data, size_t n, int (*match)(const char *name, size_t n), uint64_t max_size,
+                           FILE *out, uint64_t *written, whale_err *err) {
     mapfile m;
     int rc = mapfile_from_memory(&m, data, n, "zip", err);
-    if (!rc) rc = extract(&m, match, out, written, err);
+    if (!rc) rc = extract(&m, match, max_size, out, written, err);
     mapfile_close(&m);
     return rc;
 }

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FILE *out = tmpfile();
     if (!out) return 0;
     uint64_t written = 0;
-    int rc = zip_extract_one_memory(data, size, any_bin, out, &written, &err);
+    int rc = zip_extract_one_memory(data, size, any_bin, 1 << 20, out, &written, &err);
     if (rc && !err.msg[0]) abort();
     if (!rc && (uint64_t)ftell(out) != written) abort();
     fclose(out);

