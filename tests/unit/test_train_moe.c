@@ -113,9 +113,10 @@ static void test_balance_loss(void) {
     }
     CHECK(bad == 0);
     /* perfectly even loads with even affinities: the loss is alpha (its minimum, sum f_i P_i = 1) */
-    int32_t even[N];
-    float flat[N];
-    for (int e = 0; e < N; e++) even[e] = e, flat[e] = 0.5f;
+    int32_t even[N]; /* N / K tokens, each taking K experts: every expert once */
+    float flat[N / K * N];
+    for (int e = 0; e < N; e++) even[e] = e;
+    for (int i = 0; i < N / K * N; i++) flat[i] = 0.5f;
     CHECK(fabs(tr_balance_loss(NULL, flat, even, N / K, N, K, 1.0f) - 1.0) < 1e-6);
 }
 
