@@ -2,7 +2,6 @@
 #include "data/corpus.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
+#include "base/listdir.h"
 #include "base/utf8.h"
 
 /* ---- the file list -------------------------------------------------------------------- */
@@ -34,10 +34,6 @@ static int push_file(corpus *c, const char *path, uint64_t size, whale_err *err)
     return 0;
 }
 
-static int cmp_names(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Nesting deeper than this is a symlink loop, not a corpus. */
 #define CORPUS_MAX_DEPTH 64
 
@@ -47,30 +43,10 @@ static int add_at(corpus *c, const char *path, int depth, whale_err *err) {
     if (S_ISREG(st.st_mode)) return push_file(c, path, (uint64_t)st.st_size, err);
     if (!S_ISDIR(st.st_mode)) return err_set(err, WHALE_E_IO, "%s: not a file or directory", path);
     if (depth >= CORPUS_MAX_DEPTH) return err_set(err, WHALE_E_IO, "%s: directories nested too deep", path);
-    DIR *d = opendir(path);
-    if (!d) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue; /* ".", "..", and hidden files (.git) */
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **v = realloc(names, cap * sizeof *v);
-            if (!v) {
-                rc = err_set(err, WHALE_E_NOMEM, "out of memory listing %s", path);
-                break;
-            }
-            names = v;
-        }
-        if (!(names[n] = strdup(e->d_name))) {
-            rc = err_set(err, WHALE_E_NOMEM, "out of memory listing %s", path);
-            break;
-        }
-        n++;
-    }
-    closedir(d);
-    if (!rc) qsort(names, n, sizeof *names, cmp_names); /* name order: the same corpus, the same vocabulary */
+    char **names;
+    size_t n;
+    int rc = list_dir(path, &names, &n, err); /* name order: the same corpus, the same vocabulary */
+    if (rc) return rc;
     for (size_t i = 0; i < n && !rc; i++) {
         size_t len = strlen(path) + strlen(names[i]) + 2;
         char *sub = malloc(len);
@@ -82,8 +58,7 @@ static int add_at(corpus *c, const char *path, int depth, whale_err *err) {
         rc = add_at(c, sub, depth + 1, err);
         free(sub);
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
+    list_dir_free(names, n);
     return rc;
 }
 

@@ -9,7 +9,6 @@
 #include "data/prepare.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,6 +21,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/listdir.h"
 #include "base/strbuf.h"
 #include "base/threadpool.h"
 #include "base/utf8.h"
@@ -124,10 +124,6 @@ static int add_file(prep *p, const char *path, int64_t bytes) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* Add path: a file, or every regular file under a directory in byte order of names. */
 static int add_input(prep *p, const char *path, int depth, whale_err *err) {
     struct stat st;
@@ -143,34 +139,15 @@ static int add_input(prep *p, const char *path, int depth, whale_err *err) {
     char real[PATH_MAX];
     if (p->out_real && realpath(path, real) && !strcmp(real, p->out_real))
         return 0; /* our own output */
-    DIR *d = opendir(path);
-    if (!d) return err_set(err, WHALE_E_IO, "%s: %s", path, strerror(errno));
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int rc = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) {
-                rc = WHALE_E_NOMEM;
-                break;
-            }
-            names = nn;
-        }
-        if (!(names[n] = path_join(path, e->d_name))) {
-            rc = WHALE_E_NOMEM;
-            break;
-        }
-        n++;
+    char **names;
+    size_t n;
+    int rc = list_dir(path, &names, &n, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        char *sub = path_join(path, names[i]);
+        rc = sub ? add_input(p, sub, depth + 1, err) : err_set(err, WHALE_E_NOMEM, "out of memory");
+        free(sub);
     }
-    closedir(d);
-    if (!rc) qsort(names, n, sizeof *names, cmp_str);
-    if (rc) err_set(err, rc, "out of memory");
-    for (size_t i = 0; i < n && !rc; i++) rc = add_input(p, names[i], depth + 1, err);
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
+    list_dir_free(names, n);
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "base/listdir.h"
 #include "base/mapfile.h"
 #include "base/rng.h"
 #include "formats/safetensors.h"
@@ -252,30 +253,23 @@ typedef struct shards {
     uint64_t tokens;
 } shards;
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 static int open_shards(shards *s, const char *dir, const char *prefix, whale_err *err) {
     memset(s, 0, sizeof *s);
-    DIR *d = opendir(dir);
-    if (!d) return err_set(err, WHALE_E_IO, "%s: %m", dir);
-    char *names[4096];
-    int n = 0;
-    struct dirent *de;
+    char **names;
+    size_t n;
+    int rc = list_dir(dir, &names, &n, err);
+    if (rc) return rc;
+    s->f = calloc(n ? n : 1, sizeof *s->f);
     size_t pl = strlen(prefix);
-    while ((de = readdir(d)) && n < 4096) {
-        size_t l = strlen(de->d_name);
-        if (!strncmp(de->d_name, prefix, pl) && l > 4 && !strcmp(de->d_name + l - 4, ".bin")) names[n++] = strdup(de->d_name);
-    }
-    closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
-    s->f = calloc((size_t)(n ? n : 1), sizeof *s->f);
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !rc && s->f; i++) {
+        size_t l = strlen(names[i]);
+        if (strncmp(names[i], prefix, pl) || l < 5 || strcmp(names[i] + l - 4, ".bin")) continue;
         char p[4400];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        if (!rc && !(rc = mapfile_open(&s->f[s->n], p, err))) s->tokens += s->f[s->n++].size / 4;
-        free(names[i]);
+        if (!(rc = mapfile_open(&s->f[s->n], p, err))) s->tokens += s->f[s->n++].size / 4;
     }
+    list_dir_free(names, n);
+    if (!s->f) return err_set(err, WHALE_E_NOMEM, "out of memory");
     if (!rc && !s->tokens) rc = err_set(err, WHALE_E_NOTFOUND, "%s: no %s*.bin shards with tokens", dir, prefix);
     return rc;
 }
