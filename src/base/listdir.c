@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 
@@ -47,4 +49,14 @@ int list_dir(const char *path, char ***names, size_t *n, whale_err *err) {
     qsort(v, k, sizeof *v, cmp_names);
     *names = v, *n = k;
     return 0;
+}
+
+void remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    char p[4400];
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p)
+            unlink(p);
+    if (d) closedir(d);
+    rmdir(dir);
 }

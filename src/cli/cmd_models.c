@@ -12,13 +12,6 @@
 #include "pull/index.h"
 #include "pull/pull.h"
 
-/* "1.1 GB", "491 MB": sizes of downloads, as package indexes print them */
-static const char *mb(uint64_t b, char *buf, size_t cap) {
-    if (b >= 1000000000ull) snprintf(buf, cap, "%.1f GB", b / 1e9);
-    else snprintf(buf, cap, "%.0f MB", b / 1e6);
-    return buf;
-}
-
 /* "494M", "1.54B" */
 static const char *count(uint64_t n, char *buf, size_t cap) {
     if (n >= 1000000000ull) snprintf(buf, cap, "%.2fB", n / 1e9);
@@ -92,7 +85,7 @@ static int register_path(const char *path, const char *name, int force) {
     }
     char c[32], s[32];
     printf("registered %s -> %s (%s, %s parameters, %s, %s)\n", name, abs, info.arch, count(info.params, c, sizeof c),
-           info.quant, mb(info.bytes, s, sizeof s));
+           info.quant, hub_size_text(info.bytes, s, sizeof s));
     return 0;
 }
 
@@ -278,7 +271,7 @@ int cmd_list(int argc, char **argv) {
             if (hub_entry_path(&cat[i], p, sizeof p)) continue;
             if (first) printf("\nnot pulled yet (whale pull NAME):\n");
             first = 0;
-            printf("  %-22s %8s  %s\n", cat[i].name, mb(cat[i].size, s, sizeof s), cat[i].about);
+            printf("  %-22s %8s  %s\n", cat[i].name, hub_size_text(cat[i].size, s, sizeof s), cat[i].about);
         }
     }
     free(rows);
@@ -360,7 +353,7 @@ int cmd_show(int argc, char **argv) {
     if (!here) printf(e ? " (not pulled yet: whale pull %s)" : " (missing)", e ? e->name : "");
     printf("\n");
     if (e) {
-        printf("size          %s (%llu bytes)\nsha256        %s\n", mb(e->size, s, sizeof s), (unsigned long long)e->size,
+        printf("size          %s (%llu bytes)\nsha256        %s\n", hub_size_text(e->size, s, sizeof s), (unsigned long long)e->size,
                e->sha256);
         printf("packages      %s .. %s, version %s (%d parts)\n", hub_part_project(e, 1, p1, sizeof p1),
                hub_part_project(e, e->parts, pn, sizeof pn), e->version, e->parts);

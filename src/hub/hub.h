@@ -46,6 +46,9 @@ const char *hub_models_path(const char *rel, char *buf, size_t cap);
 /* The entry's file path; 1 when the file is there (pulled), 0 when not. */
 int hub_entry_path(const hub_entry *e, char *buf, size_t cap);
 
+/* "1.1 GB", "491 MB": a download's size as package indexes print it, into buf; returns buf. */
+const char *hub_size_text(uint64_t bytes, char *buf, size_t cap);
+
 /* 1 when name is a valid model name: 1..63 of [a-z0-9._-], starting with a letter or digit. */
 int hub_valid_name(const char *name);
 

@@ -167,9 +167,10 @@ int hub_registry_remove(const char *name, whale_err *err) { return update_names(
 
 /* ---- resolving -m ----------------------------------------------------------------------------- */
 
-static void human_size(uint64_t b, char *buf, size_t cap) {
+const char *hub_size_text(uint64_t b, char *buf, size_t cap) {
     if (b >= 1000000000ull) snprintf(buf, cap, "%.1f GB", b / 1e9);
     else snprintf(buf, cap, "%.0f MB", b / 1e6);
+    return buf;
 }
 
 int hub_resolve(const char *arg, char *buf, size_t cap, whale_err *err) {
@@ -190,7 +191,7 @@ int hub_resolve(const char *arg, char *buf, size_t cap, whale_err *err) {
             return 0;
         }
         char sz[32];
-        human_size(e->size, sz, sizeof sz);
+        hub_size_text(e->size, sz, sizeof sz);
         return err_set(err, WHALE_E_NOTFOUND, "model '%s' is not pulled yet: `whale pull %s` fetches it (%s)", arg,
                        e->name, sz);
     }

@@ -1,5 +1,4 @@
 /* pull.c — assembling a catalog model from its parts (see pull.h). */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/listdir.h"
 #include "pull/fetch.h"
 #include "pull/index.h"
 #include "pull/pull.h"
@@ -103,18 +103,6 @@ static int link_default(const hub_entry *e, const pull_hooks *h, whale_err *err)
     }
     if (symlink(e->file, link)) return err_set(err, WHALE_E_IO, "%s: %m", link);
     return 0;
-}
-
-/* Remove dir and the plain files in it (the work directory holds nothing else). */
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[4400];
-    while (d && (de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && snprintf(p, sizeof p, "%s/%s", dir, de->d_name) < (int)sizeof p)
-            unlink(p);
-    if (d) closedir(d);
-    rmdir(dir);
 }
 
 typedef struct job {
@@ -260,7 +248,7 @@ static int assemble(const hub_entry *e, const char *index_url, const pull_hooks 
         j.parts_done <= e->parts && stat(j.model, &st) == 0 && (uint64_t)st.st_size >= bd) {
         j.bytes_done = bd;
     } else { /* nothing, or an unfinished pull of another version of this file */
-        if (sf) remove_dir(j.dir);
+        if (sf) remove_flat_dir(j.dir);
         j.parts_done = 0, j.bytes_done = 0;
     }
     if (sf) fclose(sf);
@@ -273,11 +261,11 @@ static int assemble(const hub_entry *e, const char *index_url, const pull_hooks 
     note(h, "%s (%.0f MB, %d parts) from %s", e->name, e->size / 1e6, e->parts, fetch_redact(index_url, shown, sizeof shown));
     if (h && h->stage) h->stage(h->ctx, "downloading", e->size);
     for (int k = j.parts_done + 1; !rc && k <= e->parts; k++) rc = one_part(&j, index_url, k, err);
-    if (rc && !j.parts_done && stat(partial, &st)) remove_dir(j.dir); /* nothing came: no empty work directory */
+    if (rc && !j.parts_done && stat(partial, &st)) remove_flat_dir(j.dir); /* nothing came: no empty work directory */
     if (!rc && j.bytes_done != e->size) {
         rc = err_set(err, WHALE_E_FORMAT, "checksum: the parts hold %llu bytes, the catalog says %llu: nothing was kept",
                      (unsigned long long)j.bytes_done, (unsigned long long)e->size);
-        remove_dir(j.dir);
+        remove_flat_dir(j.dir);
     }
     if (!rc) {
         if (h && h->stage) h->stage(h->ctx, "verifying", e->size);
@@ -285,7 +273,7 @@ static int assemble(const hub_entry *e, const char *index_url, const pull_hooks 
             rc = err_set(err, WHALE_E_FORMAT,
                          "checksum mismatch: the assembled file's SHA-256 is %s, the catalog says %s: nothing was kept",
                          hex, e->sha256);
-            remove_dir(j.dir);
+            remove_flat_dir(j.dir);
         }
     }
     if (!rc) {
@@ -293,7 +281,7 @@ static int assemble(const hub_entry *e, const char *index_url, const pull_hooks 
         snprintf(line, sizeof line, "%s\n", hex);
         if (rename(j.model, buf)) rc = err_set(err, WHALE_E_IO, "%s: %m", buf);
         else rc = write_small(stamp, line, err);
-        if (!rc) remove_dir(j.dir);
+        if (!rc) remove_flat_dir(j.dir);
     }
     return rc;
 }
@@ -331,7 +319,7 @@ int pull_remove(const hub_entry *e, whale_err *err) {
     snprintf(p, sizeof p, "%s.pull-%s", path, e->file);
     struct stat st;
     if (stat(p, &st) == 0) {
-        remove_dir(p);
+        remove_flat_dir(p);
         had = 1;
     }
     hub_models_path("default.gguf", p, sizeof p);

@@ -279,10 +279,8 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
     int d = c->d, H = c->n_head, V = c->vocab, NL = c->n_layer, n = c->nope, r = c->rope, qk = n + r, vd = c->vdim;
     int kvl = c->kv_lora, K = c->n_used > 0 ? c->n_used : 1, F = c->moe_ff;
     size_t Tz = (size_t)T;
-    int n_targets = 0;
-    for (int i = 0; i < B * T; i++) n_targets += targets[i] >= 0;
-    for (int i = 0; i < B * T; i++)
-        if (ids[i] < 0 || ids[i] >= V || targets[i] >= V) return err_set(err, WHALE_E_ARG, "a token id outside the vocabulary");
+    int n_targets;
+    if (tr_batch_check(ids, targets, B * T, V, &n_targets, err)) return err->code;
     size_t widest = (size_t)(d > H * qk ? d : H * qk);
     if ((size_t)V > widest) widest = (size_t)V;
     size_t ff = (size_t)(c->d_ff > F * c->n_shared ? c->d_ff : F * c->n_shared);
@@ -352,10 +350,8 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
         }
         tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
         tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
-        int nb = 0;
-        for (int t = 0; t < T; t++) nb += tg[t] >= 0;
-        float w = n_targets ? (float)nb / (float)n_targets : 0;
-        total += w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, w * loss_scale);
+        float w; /* the loss: a mean over every target of the batch */
+        total += tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, &w);
         if (loss_scale == 0) continue;
         /* backward */
         tr_param *ph = &m->P.t[m->P.n_t - 1], *pn = &m->P.t[m->P.n_t - 2], *pe = &m->P.t[0];

@@ -88,10 +88,8 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
     int d = c->d, H = c->n_head, Hk = c->n_kv, hd = c->head_dim, F = c->d_ff, V = c->vocab, NL = c->n_layer;
     int qd = H * hd, kvd = Hk * hd;
     size_t Td = (size_t)T * d;
-    int n_targets = 0;
-    for (int i = 0; i < B * T; i++) n_targets += targets[i] >= 0;
-    for (int i = 0; i < B * T; i++)
-        if (ids[i] < 0 || ids[i] >= V || targets[i] >= V) return err_set(err, WHALE_E_ARG, "a token id outside the vocabulary");
+    int n_targets;
+    if (tr_batch_check(ids, targets, B * T, V, &n_targets, err)) return err->code;
     /* per layer: x, xn1, q, k, v, att, h1, xn2 (Td or T*qd...), g, u, a (T*F), P (H*T*T), inv1, inv2 (T) */
     size_t per = Td * 4 + (size_t)T * qd * 2 + (size_t)T * kvd * 2 + (size_t)T * F * 3 + (size_t)H * T * T + 2 * (size_t)T;
     size_t tail = Td * 2 + T + (size_t)T * V + Td * 2 + (size_t)T * (qd > F ? qd : F) * 2 + (size_t)T * kvd * 2 +
@@ -145,11 +143,8 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
         }
         tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
         tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
-        /* the loss: a mean over every target of the batch */
-        int nb = 0;
-        for (int t = 0; t < T; t++) nb += tg[t] >= 0;
-        float w = n_targets ? (float)nb / (float)n_targets : 0;
-        total += w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, w * loss_scale);
+        float w; /* the loss: a mean over every target of the batch */
+        total += tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, &w);
         if (loss_scale == 0) continue; /* forward only (validation) */
         /* backward: logits now hold dL/dlogits */
         memset(dxn, 0, sizeof(float) * Td);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/err.h"
 #include "base/threadpool.h"
 #include "kernels/ops.h"
 
@@ -285,4 +286,20 @@ double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targ
         }
     }
     return n ? loss / n : 0;
+}
+
+int tr_batch_check(const int32_t *ids, const int32_t *targets, int n, int V, int *n_targets, whale_err *err) {
+    *n_targets = 0;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= V || targets[i] >= V) return err_set(err, WHALE_E_ARG, "a token id outside the vocabulary");
+        *n_targets += targets[i] >= 0;
+    }
+    return 0;
+}
+
+double tr_seq_loss(float *logits, const int32_t *tg, int T, int V, int n_targets, float loss_scale, float *w) {
+    int nb = 0;
+    for (int t = 0; t < T; t++) nb += tg[t] >= 0;
+    *w = n_targets ? (float)nb / (float)n_targets : 0;
+    return *w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, *w * loss_scale);
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "whale.h"
+
 /* Threads for the ops (0: one per CPU), before the first op runs. Results are the same bits
  * for any count: each output value is one task's, summed in a fixed order. */
 void tr_set_threads(int n);
@@ -60,5 +62,14 @@ void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const 
  * gradient of weight x the mean: weight * (softmax - onehot) / n_targets, zero on ignored rows.
  * dlogits may be logits itself. */
 double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int T, int V, float weight);
+
+/* A batch of n token ids with their targets (-1: none): WHALE_E_ARG for an id or target outside
+ * the vocabulary of V; the targets' count into *n_targets. */
+int tr_batch_check(const int32_t *ids, const int32_t *targets, int n, int V, int *n_targets, whale_err *err);
+
+/* One sequence's share of its batch's mean cross-entropy: *w = its targets / the batch's
+ * n_targets; returns *w x its mean loss. Unless loss_scale is 0 (forward only), logits become
+ * the gradient of loss_scale x that share. */
+double tr_seq_loss(float *logits, const int32_t *tg, int T, int V, int n_targets, float loss_scale, float *w);
 
 #endif

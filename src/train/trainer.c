@@ -157,16 +157,7 @@ static int commit_dir(const char *dir, whale_err *err) {
     struct stat st;
     if (stat(dir, &st) == 0 && rename(dir, old)) return err_set(err, WHALE_E_IO, "%s: %m", dir);
     if (rename(tmp, dir)) return err_set(err, WHALE_E_IO, "%s: %m", dir);
-    if (stat(old, &st) == 0) {
-        char cmd_path[4400];
-        DIR *d = opendir(old);
-        struct dirent *de;
-        while (d && (de = readdir(d)))
-            if (de->d_name[0] != '.' && snprintf(cmd_path, sizeof cmd_path, "%s/%s", old, de->d_name) < (int)sizeof cmd_path)
-                unlink(cmd_path);
-        if (d) closedir(d);
-        rmdir(old);
-    }
+    if (stat(old, &st) == 0) remove_flat_dir(old);
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "train_golden.h"
 #include "formats/safetensors.h"
 #include "train/dense.h"
 
@@ -35,29 +36,13 @@ static void test_step_matches_torch(void) {
     tr_dense m;
     CHECK(tr_dense_init(&m, &c, &err) == 0);
     CHECKF(tr_params_load(&m.P, g_path, &err) == 0, "%s", err.msg);
-    const st_tensor *ids = st_find(&st, "ids"), *labels = st_find(&st, "labels"), *loss = st_find(&st, "loss");
-    int B = (int)ids->shape[0], T = (int)ids->shape[1];
-    int32_t *tg = malloc(sizeof(int32_t) * B * T);
-    const int32_t *lab = labels->data;
-    for (int b = 0; b < B; b++) /* transformers shifts the labels: position t predicts label t+1 */
-        for (int t = 0; t < T; t++) tg[b * T + t] = t + 1 < T && lab[b * T + t + 1] >= 0 ? lab[b * T + t + 1] : -1;
+    const st_tensor *ids = st_find(&st, "ids"), *loss = st_find(&st, "loss");
+    int B, T, frozen;
+    int32_t *tg = golden_targets(&st, &B, &T);
     double L = tr_dense_step(&m, ids->data, tg, B, T, 1.0f, &err);
     float want = *(const float *)loss->data;
     CHECKF(fabs(L - want) <= 1e-5 * fabs(want), "loss %.7f, PyTorch %.7f", L, want);
-    int checked = 0;
-    for (int i = 0; i < m.P.n_t; i++) {
-        char name[128];
-        snprintf(name, sizeof name, "grad.%s", m.P.t[i].name);
-        const st_tensor *g = st_find(&st, name);
-        CHECKF(g && (size_t)g->n_elems == m.P.t[i].n, "%s", name);
-        if (!g) continue;
-        const float *ref = g->data;
-        double mx = 0, diff = 0;
-        for (size_t k = 0; k < m.P.t[i].n; k++) mx = fmax(mx, fabs(ref[k]));
-        for (size_t k = 0; k < m.P.t[i].n; k++) diff = fmax(diff, fabs(m.P.t[i].g[k] - ref[k]));
-        CHECKF(diff <= 1e-4 * mx + 1e-8, "%s: off by %g (largest gradient %g)", m.P.t[i].name, diff, mx);
-        checked++;
-    }
+    int checked = golden_check_grads(&st, &m.P, 1e-4, "qwen2", &frozen);
     CHECK(checked == 2 * 12 + 3);
     free(tg);
     tr_dense_free(&m);
