@@ -14,7 +14,8 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: whale train (--init SHAPE | --from CKPT) --data DIR --steps N -o RUN_DIR [options]\n\n"
+            "usage: whale train (--init SHAPE | --from CKPT) (--data DIR | --sft FILE.jsonl) --steps N -o RUN_DIR [options]\n"
+            "       whale train plot RUN_DIR [-o DIR]\n\n"
             "Trains a model on token shards (`whale data prepare`: DIR/train-*.bin, DIR/val-*.bin) with AdamW.\n"
             "Writes RUN_DIR/metrics.jsonl (one JSON object per step: step, loss, lr, grad_norm,\n"
             "tokens_per_s, val_loss when evaluated) and checkpoints RUN_DIR/step-NNNNNN/ (Hugging Face\n"
@@ -25,6 +26,12 @@ static void usage(FILE *f) {
             "                      and a shared expert), deepseek2:small (~50M); qwen2:test and\n"
             "                      deepseek2:test (~0.1M, for tests)\n"
             "  --from CKPT         continue from a checkpoint directory written by whale train\n"
+            "  --sft FILE.jsonl    fine-tune on conversations, one {\"messages\": [{\"role\", \"content\"}, ...]} per\n"
+            "                      line, laid out in the model's chat format (ChatML for a `whale data\n"
+            "                      tokenizer` vocabulary); the loss is on the assistant's tokens only; one\n"
+            "                      conversation per row, padded; longer ones cut to --ctx (counted)\n"
+            "  --val-fraction F    --sft: share of the conversations held out for val_loss (default 0.05)\n"
+            "  --chat-format NAME  --sft: chatml or deepseek-r1 instead of the model's own\n"
             "  --tokenizer FILE    tokenizer.json (its vocabulary sizes the model; copied into checkpoints);\n"
             "                      default: the one DIR/manifest.json names\n"
             "  --steps N           optimizer steps\n"
@@ -127,10 +134,37 @@ static void on_step(void *ctx, const tr_step_info *s) {
             s->steps, s->loss, val, s->lr, s->tokens_per_s, eta, u->tty && s->val_loss < 0 && s->step < s->steps ? "" : "\n");
 }
 
+/* The conversations of path, tokenized with vocab's tokenizer and chat format; prints what was
+ * read. Returns 0, or 1 with the reason printed. */
+static int open_sft(tr_sft **out, const char *path, const char *vocab, const char *format, int ctx, double val_fraction) {
+    whale_model *vm = NULL;
+    whale_err err = {0};
+    whale_model_params mp = {.vocab_only = 1};
+    if (!vocab) {
+        fprintf(stderr, "whale train: --sft needs a tokenizer: pass --tokenizer FILE\n");
+        return 1;
+    }
+    int rc = whale_model_open(&vm, vocab, &mp, &err) || tr_sft_open(out, path, vm, format, ctx, val_fraction, &err);
+    whale_model_close(vm);
+    if (rc) {
+        fprintf(stderr, "whale train: %s\n", err.msg);
+        return 1;
+    }
+    const tr_sft_stats *st = tr_sft_stats_get(*out);
+    fprintf(stderr, "whale train: %s: %ld conversations (%ld held out for validation), %lld tokens in the %s format, "
+                    "%lld of them the assistant's (the loss's); %ld cut to --ctx %d, %ld dropped (no assistant token "
+                    "within it)\n",
+            path, st->examples, st->val, (long long)st->tokens, st->format, (long long)st->loss_tokens, st->truncated,
+            ctx, st->dropped);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     tr_opts o;
     tr_opts_default(&o);
-    const char *init = NULL, *from = NULL, *sched = "cosine";
+    const char *init = NULL, *from = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
+    double val_fraction = 0.05;
+    if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -141,6 +175,9 @@ int cmd_train(int argc, char **argv) {
         if (ARG("--init")) init = v;
         else if (ARG("--from")) from = v;
         else if (ARG("--data")) o.data_dir = v;
+        else if (ARG("--sft")) sft = v;
+        else if (ARG("--val-fraction")) val_fraction = atof(v);
+        else if (ARG("--chat-format")) chat_format = v;
         else if (ARG("-o") || (!strcmp(a, "--out") && v && ++i)) o.out_dir = v;
         else if (ARG("--tokenizer")) o.tokenizer = v;
         else if (ARG("--steps")) o.steps = atol(v);
@@ -164,8 +201,9 @@ int cmd_train(int argc, char **argv) {
         }
 #undef ARG
     }
-    if (!!init == !!from || !o.data_dir || !o.out_dir || o.steps < 1) {
-        fprintf(stderr, "whale train: needs one of --init SHAPE or --from CKPT, --data DIR, --steps N and -o RUN_DIR "
+    if (!!init == !!from || !o.data_dir == !sft || !o.out_dir || o.steps < 1) {
+        fprintf(stderr, "whale train: needs one of --init SHAPE or --from CKPT, one of --data DIR or --sft FILE.jsonl, "
+                        "--steps N and -o RUN_DIR "
                         "(see --help)\n");
         return 2;
     }
@@ -175,7 +213,7 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     char tok[4200];
-    if (!o.tokenizer) { /* the shards' tokenizer */
+    if (!o.tokenizer && o.data_dir) { /* the shards' tokenizer */
         snprintf(tok, sizeof tok, "%s/manifest.json", o.data_dir);
         cJSON *j = read_json(tok);
         const cJSON *t = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "settings"), "tokenizer"); /* whale data prepare's */
@@ -260,10 +298,15 @@ int cmd_train(int argc, char **argv) {
             rc = 1;
         }
     }
+    tr_sft *examples = NULL;
+    if (!rc && sft && (rc = open_sft(&examples, sft, o.tokenizer ? o.tokenizer : from, chat_format, o.ctx, val_fraction)))
+        rc = 1;
+    o.sft = examples;
     ui u = {.tty = isatty(2)};
     o.on_step = on_step, o.on_note = on_note, o.hook_ctx = &u;
     if (!rc && (rc = tr_train(&model, &o, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
     if (!rc) printf("%s/step-%06ld\n", o.out_dir, o.steps);
+    tr_sft_free(examples);
     if (deepseek) tr_ds_free(&ds);
     else tr_dense_free(&m);
     return rc ? 1 : 0;

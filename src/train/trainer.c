@@ -299,9 +299,14 @@ static void batch_at(const shards *s, uint64_t *rng, const uint64_t *fixed, int 
 /* ---- the loop --------------------------------------------------------------------------------- */
 
 static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t *ids, int32_t *tg, whale_err *err) {
-    /* fixed windows spread over the validation shard, forward only */
+    /* fixed windows spread over the validation shard (or the held-out chat examples in order), forward only */
     double sum = 0;
     for (int i = 0; i < o->eval_batches; i++) {
+        if (o->sft) {
+            tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
+            sum += m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+            continue;
+        }
         uint64_t fixed[256];
         for (int b = 0; b < o->batch && b < 256; b++) fixed[b] = (uint64_t)(i * o->batch + b) * 7919u * (uint64_t)(o->ctx + 1);
         batch_at(val, NULL, fixed, o->batch, o->ctx, ids, tg);
@@ -328,11 +333,11 @@ static void trim_metrics(const char *path, long step) {
 int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (o->batch < 1 || o->batch > 256 || o->ctx < 2 || o->accum < 1 || o->steps < 1)
         return err_set(err, WHALE_E_ARG, "batch 1..256, ctx >= 2, accum >= 1, steps >= 1");
-    shards tr, va;
-    int rc = open_shards(&tr, o->data_dir, "train-", err);
+    shards tr = {0}, va = {0};
+    int rc = o->sft ? 0 : open_shards(&tr, o->data_dir, "train-", err);
     if (rc) return rc;
-    if (open_shards(&va, o->data_dir, "val-", NULL)) va = tr, va.f = NULL; /* no val shard: val on train windows */
-    if (tr.tokens < (uint64_t)o->ctx + 2) {
+    if (!o->sft && open_shards(&va, o->data_dir, "val-", NULL)) va = tr, va.f = NULL; /* no val shard: val on train windows */
+    if (!o->sft && tr.tokens < (uint64_t)o->ctx + 2) {
         close_shards(&tr);
         return err_set(err, WHALE_E_ARG, "%s holds %llu tokens, fewer than one window of %d", o->data_dir,
                        (unsigned long long)tr.tokens, o->ctx + 1);
@@ -365,7 +370,8 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         double ts = clock_now_s(), loss = 0;
         memset(m->P->g, 0, m->P->n * sizeof(float));
         for (int a = 0; a < o->accum && !rc; a++) {
-            batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
+            if (o->sft) tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
+            else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
             loss += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
             if (err && err->code) rc = err->code;
         }
@@ -397,7 +403,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     }
     if (mf) fclose(mf);
     free(s.m), free(s.v), free(ids), free(tg);
-    close_shards(&tr);
+    if (tr.f) close_shards(&tr);
     if (va.f) close_shards(&va);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include "train/deepseek.h"
 #include "train/dense.h"
 #include "train/optim.h"
+#include "train/sft.h"
 
 typedef struct tr_step_info {
     long step, steps;
@@ -22,6 +23,7 @@ typedef struct tr_step_info {
 
 typedef struct tr_opts {
     const char *data_dir, *out_dir;
+    const tr_sft *sft;     /* chat examples (train/sft.h) instead of data_dir's shards; borrowed */
     const char *tokenizer; /* a tokenizer.json copied into every checkpoint (NULL: none) */
     long steps, warmup;    /* warmup < 0: 10% of steps, at most */
     int batch, ctx, accum; /* sequences per micro-batch, tokens per sequence, micro-batches per step */
