@@ -10,11 +10,12 @@
 
 #include "cli/cli.h"
 #include "formats/json_file.h"
+#include "train/load.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: whale train (--init SHAPE | --from CKPT) (--data DIR | --sft FILE.jsonl) --steps N -o RUN_DIR [options]\n"
+            "usage: whale train (--init SHAPE | --config config.json | --from MODEL) (--data DIR | --sft FILE.jsonl) --steps N -o RUN_DIR [options]\n"
             "       whale train plot RUN_DIR [-o DIR]\n\n"
             "Trains a model on token shards (`whale data prepare`: DIR/train-*.bin, DIR/val-*.bin) with AdamW.\n"
             "Writes RUN_DIR/metrics.jsonl (one JSON object per step: step, loss, lr, grad_norm,\n"
@@ -25,7 +26,12 @@ static void usage(FILE *f) {
             "                      qwen2:small (~50M), deepseek2:tiny (~10M: MLA + 16 routed experts, top-2,\n"
             "                      and a shared expert), deepseek2:small (~50M); qwen2:test and\n"
             "                      deepseek2:test (~0.1M, for tests)\n"
-            "  --from CKPT         continue from a checkpoint directory written by whale train\n"
+            "  --config FILE       a new model of a Hugging Face config.json's shape (Qwen2ForCausalLM,\n"
+            "                      LlamaForCausalLM as Qwen2 with zero q/k/v biases, DeepseekV3ForCausalLM),\n"
+            "                      initialized as --init does\n"
+            "  --from MODEL        full fine-tuning of a model: a name or path Whale resolves (GGUF of a\n"
+            "                      Qwen2 model, any type, dequantized to F32; a Hugging Face directory of a\n"
+            "                      Qwen2 or DeepSeek-V3 model in F32/BF16/F16; a whale train checkpoint)\n"
             "  --sft FILE.jsonl    fine-tune on conversations, one {\"messages\": [{\"role\", \"content\"}, ...]} per\n"
             "                      line, laid out in the model's chat format (ChatML for a `whale data\n"
             "                      tokenizer` vocabulary); the loss is on the assistant's tokens only; one\n"
@@ -79,42 +85,6 @@ static const shape shapes[] = {
 
 static cJSON *read_json(const char *path) { return json_read_file(path, 16 << 20, NULL); }
 
-/* A checkpoint's config.json: 0 Qwen2 (into c), 1 DeepSeek-V3 (into dc), negative otherwise. */
-static int cfg_from_json(const char *dir, tr_dense_cfg *c, tr_ds_cfg *dc) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    cJSON *j = read_json(p);
-    if (!j) return -1;
-#define I(k) (cJSON_IsNumber(cJSON_GetObjectItem(j, k)) ? (int)cJSON_GetObjectItem(j, k)->valuedouble : 0)
-#define F(k, dflt) (cJSON_IsNumber(cJSON_GetObjectItem(j, k)) ? (float)cJSON_GetObjectItem(j, k)->valuedouble : (dflt))
-    const cJSON *mt = cJSON_GetObjectItem(j, "model_type");
-    int kind = !cJSON_IsString(mt) ? -2 : !strcmp(mt->valuestring, "qwen2") ? 0 : !strcmp(mt->valuestring, "deepseek_v3") ? 1 : -2;
-    if (kind == 0) {
-        c->n_layer = I("num_hidden_layers"), c->d = I("hidden_size"), c->n_head = I("num_attention_heads");
-        c->n_kv = I("num_key_value_heads"), c->d_ff = I("intermediate_size"), c->vocab = I("vocab_size");
-        c->head_dim = c->n_head ? c->d / c->n_head : 0;
-        c->eps = F("rms_norm_eps", 1e-6f), c->rope_theta = F("rope_theta", 1e4f);
-        c->tied = cJSON_IsTrue(cJSON_GetObjectItem(j, "tie_word_embeddings"));
-        c->qkv_bias = 1;
-    } else if (kind == 1) {
-        const cJSON *sf = cJSON_GetObjectItem(j, "scoring_func");
-        *dc = (tr_ds_cfg){.n_layer = I("num_hidden_layers"), .d = I("hidden_size"), .n_head = I("num_attention_heads"),
-                          .vocab = I("vocab_size"), .q_lora = I("q_lora_rank"), .kv_lora = I("kv_lora_rank"),
-                          .nope = I("qk_nope_head_dim"), .rope = I("qk_rope_head_dim"), .vdim = I("v_head_dim"),
-                          .d_ff = I("intermediate_size"), .moe_ff = I("moe_intermediate_size"), .n_expert = I("n_routed_experts"),
-                          .n_used = I("num_experts_per_tok"), .n_shared = I("n_shared_experts"), .n_group = I("n_group"),
-                          .topk_group = I("topk_group"), .first_dense = I("first_k_dense_replace"),
-                          .route_scale = F("routed_scaling_factor", 1.0f),
-                          .norm_topk = cJSON_IsTrue(cJSON_GetObjectItem(j, "norm_topk_prob")),
-                          .sigmoid = !cJSON_IsString(sf) || !strcmp(sf->valuestring, "sigmoid"), .eps = F("rms_norm_eps", 1e-6f),
-                          .rope_theta = F("rope_theta", 1e4f), .balance_alpha = 1e-4f};
-    }
-#undef I
-#undef F
-    cJSON_Delete(j);
-    return kind;
-}
-
 typedef struct ui {
     double t0;
     int tty;
@@ -132,6 +102,26 @@ static void on_step(void *ctx, const tr_step_info *s) {
     if (s->val_loss >= 0) snprintf(val, sizeof val, " val %.4f", s->val_loss);
     fprintf(stderr, "%sstep %ld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %.0fs%s", u->tty ? "\r\033[K" : "", s->step,
             s->steps, s->loss, val, s->lr, s->tokens_per_s, eta, u->tty && s->val_loss < 0 && s->step < s->steps ? "" : "\n");
+}
+
+/* 0 when the tokenizer's ids fit a model of vocab rows; 1 with the reason printed. */
+static int check_vocab(const char *tokenizer, int vocab) {
+    whale_model *vm = NULL;
+    whale_err err = {0};
+    whale_model_params mp = {.vocab_only = 1};
+    if (whale_model_open(&vm, tokenizer, &mp, &err)) {
+        fprintf(stderr, "whale train: %s\n", err.msg);
+        return 1;
+    }
+    whale_model_info mi;
+    whale_model_info_get(vm, &mi);
+    whale_model_close(vm);
+    if (mi.n_vocab > vocab) {
+        fprintf(stderr, "whale train: %s has %lld tokens, more than the model's vocab_size %d\n", tokenizer,
+                (long long)mi.n_vocab, vocab);
+        return 1;
+    }
+    return 0;
 }
 
 /* The conversations of path, tokenized with vocab's tokenizer and chat format; prints what was
@@ -162,7 +152,7 @@ static int open_sft(tr_sft **out, const char *path, const char *vocab, const cha
 int cmd_train(int argc, char **argv) {
     tr_opts o;
     tr_opts_default(&o);
-    const char *init = NULL, *from = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
+    const char *init = NULL, *from = NULL, *config = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
     double val_fraction = 0.05;
     if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
@@ -174,6 +164,7 @@ int cmd_train(int argc, char **argv) {
 #define ARG(flag) (!strcmp(a, flag) && v && ++i)
         if (ARG("--init")) init = v;
         else if (ARG("--from")) from = v;
+        else if (ARG("--config")) config = v;
         else if (ARG("--data")) o.data_dir = v;
         else if (ARG("--sft")) sft = v;
         else if (ARG("--val-fraction")) val_fraction = atof(v);
@@ -201,8 +192,8 @@ int cmd_train(int argc, char **argv) {
         }
 #undef ARG
     }
-    if (!!init == !!from || !o.data_dir == !sft || !o.out_dir || o.steps < 1) {
-        fprintf(stderr, "whale train: needs one of --init SHAPE or --from CKPT, one of --data DIR or --sft FILE.jsonl, "
+    if (!!init + !!from + !!config != 1 || !o.data_dir == !sft || !o.out_dir || o.steps < 1) {
+        fprintf(stderr, "whale train: needs one of --init SHAPE, --config FILE or --from MODEL, one of --data DIR or --sft FILE.jsonl, "
                         "--steps N and -o RUN_DIR "
                         "(see --help)\n");
         return 2;
@@ -248,14 +239,29 @@ int cmd_train(int argc, char **argv) {
         c.vocab = dc.vocab = vocab = (int)mi.n_vocab;
         whale_model_close(vm);
     } else {
-        int k = cfg_from_json(from, &c, &dc);
-        if (k < 0) {
-            fprintf(stderr, "whale train: %s: not a checkpoint written by whale train (config.json of a Qwen2 or "
-                            "DeepSeek-V3 model)\n", from);
+        tr_shape sh;
+        whale_err e = {0};
+        char where[4200];
+        if (from && whale_model_resolve(from, where, sizeof where, &e)) {
+            fprintf(stderr, "whale train: %s\n", e.msg);
             return 1;
         }
-        deepseek = k == 1;
+        if (from) from = strdup(where);
+        if (from ? tr_shape_from_model(&sh, from, &e) : tr_shape_from_config(&sh, config, &e)) {
+            fprintf(stderr, "whale train: %s\n", e.msg);
+            free((char *)from);
+            return 1;
+        }
+        c = sh.dense, dc = sh.ds, deepseek = sh.deepseek;
         vocab = deepseek ? dc.vocab : c.vocab;
+        if (from && !o.tokenizer) { /* a Hugging Face directory's own tokenizer.json */
+            snprintf(tok, sizeof tok, "%s/tokenizer.json", from);
+            if (!access(tok, R_OK)) o.tokenizer = tok;
+        }
+        if (o.tokenizer && check_vocab(o.tokenizer, vocab)) {
+            free((char *)from);
+            return 1;
+        }
     }
     tr_dense m;
     tr_ds ds;
@@ -267,11 +273,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (deepseek) tr_ds_model(&ds, &model);
     else tr_dense_model(&m, &model);
-    char p[4300];
-    snprintf(p, sizeof p, "%s/model.safetensors", from ? from : "");
     int rc = 0;
-    if (from && (rc = tr_params_load(model.P, p, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
-    if (!from) tr_init_weights(&model, o.seed);
     /* what it is and what it costs, before it starts */
     int d = deepseek ? dc.d : c.d, L = deepseek ? dc.n_layer : c.n_layer, H = deepseek ? dc.n_head : c.n_head;
     int hd = deepseek ? dc.nope + dc.rope : c.head_dim;
@@ -291,13 +293,16 @@ int cmd_train(int argc, char **argv) {
     if (!rc) {
         fprintf(stderr, "whale train: %s, %.2fM parameters (%.2fM without the embedding and head%s), vocabulary %d\n"
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
-                init ? init : from, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
+                init ? init : from ? from : config, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
                 flops / 1e6, cli_bytes(need, b1, sizeof b1), cli_bytes(avail, b2, sizeof b2));
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;
         }
     }
+    /* the weights only once the memory is known to suffice */
+    if (!rc && from && (rc = tr_load_weights(model.P, from, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
+    if (!rc && !from) tr_init_weights(&model, o.seed);
     tr_sft *examples = NULL;
     if (!rc && sft && (rc = open_sft(&examples, sft, o.tokenizer ? o.tokenizer : from, chat_format, o.ctx, val_fraction)))
         rc = 1;
@@ -307,6 +312,7 @@ int cmd_train(int argc, char **argv) {
     if (!rc && (rc = tr_train(&model, &o, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
     if (!rc) printf("%s/step-%06ld\n", o.out_dir, o.steps);
     tr_sft_free(examples);
+    free((char *)from);
     if (deepseek) tr_ds_free(&ds);
     else tr_dense_free(&m);
     return rc ? 1 : 0;

@@ -336,7 +336,8 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     shards tr = {0}, va = {0};
     int rc = o->sft ? 0 : open_shards(&tr, o->data_dir, "train-", err);
     if (rc) return rc;
-    if (!o->sft && open_shards(&va, o->data_dir, "val-", NULL)) va = tr, va.f = NULL; /* no val shard: val on train windows */
+    const shards *vs = &va;
+    if (!o->sft && open_shards(&va, o->data_dir, "val-", NULL)) vs = &tr; /* no val shard: val on train windows */
     if (!o->sft && tr.tokens < (uint64_t)o->ctx + 2) {
         close_shards(&tr);
         return err_set(err, WHALE_E_ARG, "%s holds %llu tokens, fewer than one window of %d", o->data_dir,
@@ -390,7 +391,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
         info.tokens_per_s = (double)o->batch * o->ctx * o->accum / (clock_now_s() - ts);
         int last = s.step == o->steps;
-        if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, &va, o, ids, tg, err);
+        if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, vs, o, ids, tg, err);
         info.elapsed_s = clock_now_s() - t0;
         fprintf(mf, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"tokens_per_s\": %.1f", s.step, loss,
                 c.lr, gnorm, info.tokens_per_s);
@@ -404,6 +405,6 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (mf) fclose(mf);
     free(s.m), free(s.v), free(ids), free(tg);
     if (tr.f) close_shards(&tr);
-    if (va.f) close_shards(&va);
+    if (vs == &va && va.f) close_shards(&va);
     return rc;
 }
