@@ -571,9 +571,21 @@ char *tr_ds_config_json(const tr_ds *m) {
     N("v_head_dim", c->vdim), N("n_routed_experts", c->n_expert), N("num_experts_per_tok", c->n_used);
     N("n_shared_experts", c->n_shared), N("n_group", c->n_group > 0 ? c->n_group : 1), N("topk_group", c->topk_group > 0 ? c->topk_group : 1);
     N("routed_scaling_factor", c->route_scale), N("first_k_dense_replace", c->first_dense);
-    N("max_position_embeddings", 4096), N("rms_norm_eps", c->eps), N("rope_theta", c->rope_theta);
-    N("num_nextn_predict_layers", 0);
+    N("max_position_embeddings", c->rope_factor > 1 ? (int)(c->rope_factor * (c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096)) : 4096);
+    N("rms_norm_eps", c->eps), N("rope_theta", c->rope_theta);
+    N("num_nextn_predict_layers", c->n_mtp);
+    if (c->n_mtp) N("mtp_loss_weight", c->mtp_weight); /* whale train's own: --from keeps it */
 #undef N
+    if (c->rope_factor > 1) {
+        cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "yarn");
+        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096);
+        cJSON_AddNumberToObject(rs, "beta_fast", c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32);
+        cJSON_AddNumberToObject(rs, "beta_slow", c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1);
+        cJSON_AddNumberToObject(rs, "mscale", c->yarn_mscale);
+        cJSON_AddNumberToObject(rs, "mscale_all_dim", c->yarn_mscale_all_dim);
+    }
     if (c->q_lora) cJSON_AddNumberToObject(j, "q_lora_rank", c->q_lora);
     else cJSON_AddNullToObject(j, "q_lora_rank");
     cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk);
