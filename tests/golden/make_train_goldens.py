@@ -10,7 +10,7 @@
   groups with a random selection bias, a shared expert, the first layer dense), its fused expert
   tensors written one tensor per expert as DeepSeek's checkpoints name them
   (tests/unit/test_train_deepseek.c). train_deepseek_v3 and _yarn add one multi-token prediction
-  module (DeepSeek-V3 report, section 2.2), written here since transformers' model has none for
+  module (_yarn: two, chained; DeepSeek-V3 report, section 2.2), written here since transformers' model has none for
   training: eh_proj [enorm(emb(t_{i+1})); hnorm(h_i)] with h_i the main model's last hidden state
   before its final norm, transformers' own decoder layer at index num_hidden_layers, the shared
   head after shared_head.norm predicting t_{i+2}; the loss is the main cross-entropy + 0.3 x the
@@ -208,7 +208,7 @@ def main():
     deepseek_golden("train_deepseek_v3_nolora.safetensors", q_lora_rank=None)
     # YaRN on a small base so that the positions of 9 tokens turn the scaled pairs visibly: pair 0
     # keeps its frequency, pair 1 is ramped a third of the way to /factor
-    deepseek_golden("train_deepseek_v3_yarn.safetensors", mtp=1, q_lora_rank=None, rope_theta=100.0, max_position_embeddings=4096,
+    deepseek_golden("train_deepseek_v3_yarn.safetensors", mtp=2, q_lora_rank=None, rope_theta=100.0, max_position_embeddings=4096,
                     yarn=dict(factor=4.0, original_max_position_embeddings=1024, beta_fast=32.0, beta_slow=1.0, mscale=1.0,
                               mscale_all_dim=0.8))
 
