@@ -279,8 +279,8 @@ int cmd_train(int argc, char **argv) {
                 init ? init : from, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
                 flops / 1e6, cli_bytes(need, b1, sizeof b1), cli_bytes(avail, b2, sizeof b2));
         if (mtp)
-            fprintf(stderr, "whale train: multi-token prediction: %d module%s, %.2fM parameters (in the count above), loss weight %.2f\n",
-                    mtp, mtp > 1 ? "s" : "", mtp_n / 1e6, dc.mtp_weight);
+            fprintf(stderr, "whale train: multi-token prediction: %d module%s, %.2fM parameters (in the count above), "
+                            "loss weight %.2f\n", mtp, mtp > 1 ? "s" : "", mtp_n / 1e6, dc.mtp_weight);
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;

@@ -502,7 +502,8 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
     for (int k = 1; k <= D; k++) lay_mtp(&X[k], &ar, c, T);
     float *xf = take(&ar, Tz * d), *xfn = take(&ar, Tz * d), *invf = take(&ar, Tz), *logits = take(&ar, Tz * V);
     float *dx = take(&ar, Tz * d), *dcat = take(&ar, Tz * d * 2), *dpart = take(&ar, Tz * d);
-    bufs s = {.b1 = take(&ar, Tz * widest), .b2 = take(&ar, Tz * widest), .b3 = take(&ar, Tz * widest), .b4 = take(&ar, Tz * widest)};
+    bufs s = {.b1 = take(&ar, Tz * widest), .b2 = take(&ar, Tz * widest)};
+    s.b3 = take(&ar, Tz * widest), s.b4 = take(&ar, Tz * widest);
     s.dckv = take(&ar, Tz * (kvl + r)), s.dcb = take(&ar, Tz * kvl), s.dcn = take(&ar, Tz * kvl);
     s.dkv = take(&ar, Tz * H * (n + vd)), take(&ar, Tz * (kvl + r)), s.ffb = take(&ar, Tz * ff), s.scratch = take(&ar, scratch_n);
     double total = 0, mtp = 0;
@@ -571,7 +572,8 @@ char *tr_ds_config_json(const tr_ds *m) {
     N("v_head_dim", c->vdim), N("n_routed_experts", c->n_expert), N("num_experts_per_tok", c->n_used);
     N("n_shared_experts", c->n_shared), N("n_group", c->n_group > 0 ? c->n_group : 1), N("topk_group", c->topk_group > 0 ? c->topk_group : 1);
     N("routed_scaling_factor", c->route_scale), N("first_k_dense_replace", c->first_dense);
-    N("max_position_embeddings", c->rope_factor > 1 ? (int)(c->rope_factor * (c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096)) : 4096);
+    int orig = c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096;
+    N("max_position_embeddings", c->rope_factor > 1 ? (int)(c->rope_factor * orig) : 4096);
     N("rms_norm_eps", c->eps), N("rope_theta", c->rope_theta);
     N("num_nextn_predict_layers", c->n_mtp);
     if (c->n_mtp) N("mtp_loss_weight", c->mtp_weight); /* whale train's own: --from keeps it */
@@ -580,7 +582,7 @@ char *tr_ds_config_json(const tr_ds *m) {
         cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
         cJSON_AddStringToObject(rs, "type", "yarn");
         cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
-        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", orig);
         cJSON_AddNumberToObject(rs, "beta_fast", c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32);
         cJSON_AddNumberToObject(rs, "beta_slow", c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1);
         cJSON_AddNumberToObject(rs, "mscale", c->yarn_mscale);

@@ -139,6 +139,32 @@ def test_mtp_trains_and_drafts(shards, tmp_path):
     assert drafted["speculative"]["drafted"] > 0  # the module was loaded and drafted
 
 
+def test_yarn_checkpoint_loads_in_transformers(shards, tmp_path):
+    """A DeepSeek checkpoint given YaRN (rope_scaling as DeepSeek-V3's config.json writes it, over
+    an original context shorter than the positions used) trains with --from, writes the scaling
+    back, and transformers computes the logits Whale does past the original context."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    train(shards, tmp_path / "a", "--steps", "2", shape="deepseek2:test")
+    src = tmp_path / "a" / "step-000002"
+    conf = json.loads((src / "config.json").read_text())
+    conf["rope_scaling"] = dict(type="yarn", factor=4.0, original_max_position_embeddings=16, beta_fast=32, beta_slow=1,
+                                mscale=1.0, mscale_all_dim=1.0)
+    (src / "config.json").write_text(json.dumps(conf))
+    run_whale("train", "--from", str(src), "--data", str(shards), "-o", str(tmp_path / "b"), "--batch", "4", "--ctx", "48",
+              "--steps", "2")
+    ck = tmp_path / "b" / "step-000002"
+    rs = json.loads((ck / "config.json").read_text())["rope_scaling"]
+    assert rs["type"] == "yarn" and rs["factor"] == 4 and rs["original_max_position_embeddings"] == 16
+    ids = list(range(3, 43))  # 40 positions, past the original 16
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(ck), torch_dtype=torch.float32)
+    ref = model(torch.tensor([ids])).logits[0].detach().numpy()
+    raw = tmp_path / "logits.f32"
+    run_whale("logits", "-m", str(ck), "--ids", " ".join(map(str, ids)), "--raw", str(raw))
+    got = np.fromfile(raw, dtype=np.float32).reshape(ref.shape)
+    assert np.abs(got - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+
+
 def test_refusals(shards, tmp_path):
     r = train(shards, tmp_path / "x", "--steps", "2", "--batch", "256", "--ctx", "200000", check=False)
     assert r.returncode == 1 and b"will not fit" in r.stderr
