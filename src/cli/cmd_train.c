@@ -68,11 +68,12 @@ typedef struct shape {
 
 /* DeepSeek shapes: MLA without the q low-rank path (as V2-Lite), DeepSeekMoE with V3's routing
  * (sigmoid affinities, 4 groups, the best 2 kept, normalized gates scaled by 2.5), one shared
- * expert, the first layer dense. */
+ * expert, the first layer dense, one MTP module (loss weight 0.3, V3's first phase). */
 #define DS(L_, d_, H_, kvl, nope_, rope_, v_, ff, E, K, mff)                                                     \
     {.n_layer = L_, .d = d_, .n_head = H_, .kv_lora = kvl, .nope = nope_, .rope = rope_, .vdim = v_, .d_ff = ff, \
      .moe_ff = mff, .n_expert = E, .n_used = K, .n_shared = 1, .n_group = 4, .topk_group = 2, .first_dense = 1,  \
-     .route_scale = 2.5f, .norm_topk = 1, .sigmoid = 1, .eps = 1e-6f, .rope_theta = 10000.0f, .balance_alpha = 1e-4f}
+     .route_scale = 2.5f, .norm_topk = 1, .sigmoid = 1, .eps = 1e-6f, .rope_theta = 10000.0f, .balance_alpha = 1e-4f,  \
+     .n_mtp = 1, .mtp_weight = TR_DS_MTP_WEIGHT}
 static const shape shapes[] = {
     {"qwen2:test", 0, {.n_layer = 2, .d = 64, .n_head = 4, .n_kv = 2, .head_dim = 16, .d_ff = 160}, {0}},
     {"qwen2:tiny", 0, {.n_layer = 14, .d = 256, .n_head = 4, .n_kv = 2, .head_dim = 64, .d_ff = 704}, {0}},
@@ -279,14 +280,20 @@ int cmd_train(int argc, char **argv) {
     int hd = deepseek ? dc.nope + dc.rope : c.head_dim;
     size_t emb = (size_t)vocab * d * 2, n = model.P->n;
     double active = (double)(n - emb);
+    int mtp = deepseek ? dc.n_mtp : 0; /* MTP: one more block and one more pass of the head per module */
     if (deepseek && dc.n_expert) /* per token, only n_used of the routed experts run */
-        active -= (double)(L - dc.first_dense) * (dc.n_expert - dc.n_used) * 3.0 * dc.d * dc.moe_ff;
-    double flops = 6.0 * (active + (double)vocab * d) + 6.0 * L * o.ctx * H * hd;
+        active -= (double)(L + mtp - dc.first_dense) * (dc.n_expert - dc.n_used) * 3.0 * dc.d * dc.moe_ff;
+    double flops = 6.0 * (active + (double)vocab * d * (1 + mtp)) + 6.0 * (L + mtp) * o.ctx * H * hd;
+    size_t mtp_n = 0;
+    for (int i = 0; i < model.P->n_t; i++) {
+        int l = -1;
+        if (sscanf(model.P->t[i].name, "model.layers.%d.", &l) == 1 && l >= L) mtp_n += model.P->t[i].n;
+    }
     double per_layer = deepseek ? (double)o.ctx * (d * 5 + H * hd * 3 + dc.kv_lora * 3 + H * (dc.nope + dc.vdim) +
                                                    H * dc.vdim * 2 + dc.d_ff * 3 + dc.n_used * (3 * dc.moe_ff + d + 2) +
                                                    dc.n_expert * 2)
                                 : (double)o.ctx * (d * 4 + H * hd * 2 + c.n_kv * hd * 2 + c.d_ff * 3);
-    double act = (double)L * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0;
+    double act = (double)(L + mtp) * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0;
     double need = (double)n * 16 + act;
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
@@ -295,6 +302,9 @@ int cmd_train(int argc, char **argv) {
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
                 init ? init : from ? from : config, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
                 flops / 1e6, cli_bytes(need, b1, sizeof b1), cli_bytes(avail, b2, sizeof b2));
+        if (mtp)
+            fprintf(stderr, "whale train: multi-token prediction: %d module%s, %.2fM parameters (in the count above), "
+                            "loss weight %.2f\n", mtp, mtp > 1 ? "s" : "", mtp_n / 1e6, dc.mtp_weight);
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;

@@ -20,8 +20,8 @@ static void layout(tr_ds *m) {
     int H = c->n_head, qk = c->nope + c->rope;
     tr_params_begin(&m->P);
     tr_param *p = tr_params_add(&m->P, "model.embed_tokens.weight", c->vocab, c->d, 1);
-    m->embed = p->w;
-    for (int l = 0; l < c->n_layer; l++) {
+    m->embed = p->w, m->d_embed = p->g;
+    for (int l = 0; l < c->n_layer + c->n_mtp; l++) {
         tr_ds_layer *L = &m->L[l], *G = &m->dL[l];
 #define P(field, suffix, r, cc, dec)                                                               \
     do {                                                                                            \
@@ -29,6 +29,20 @@ static void layout(tr_ds *m) {
         tr_param *q_ = tr_params_add(&m->P, nm, r, cc, dec);                                        \
         L->field = q_->w, G->field = q_->g;                                                         \
     } while (0)
+        if (l >= c->n_layer) { /* an MTP module: its own tensors, then its block */
+            tr_ds_mtp *X = &m->mtp[l - c->n_layer], *DX = &m->dmtp[l - c->n_layer];
+#define PM(field, suffix, r, cc, dec)                                                              \
+    do {                                                                                            \
+        snprintf(nm, sizeof nm, "model.layers.%d.%s", l, suffix);                                   \
+        tr_param *q_ = tr_params_add(&m->P, nm, r, cc, dec);                                        \
+        X->field = q_->w, DX->field = q_->g;                                                        \
+    } while (0)
+            PM(enorm, "enorm.weight", c->d, 1, 0);
+            PM(hnorm, "hnorm.weight", c->d, 1, 0);
+            PM(eh_proj, "eh_proj.weight", c->d, 2 * c->d, 1);
+            PM(head_norm, "shared_head.norm.weight", c->d, 1, 0);
+#undef PM
+        }
         P(attn_norm, "input_layernorm.weight", c->d, 1, 0);
         if (c->q_lora) {
             P(wqa, "self_attn.q_a_proj.weight", c->q_lora, c->d, 1);
@@ -72,9 +86,43 @@ static void layout(tr_ds *m) {
 #undef P
     }
     p = tr_params_add(&m->P, "model.norm.weight", c->d, 1, 0);
-    m->out_norm = p->w;
+    m->out_norm = p->w, m->d_out_norm = p->g;
     p = tr_params_add(&m->P, "lm_head.weight", c->vocab, c->d, 1);
-    m->head = p->w;
+    m->head = p->w, m->d_head = p->g;
+}
+
+/* YaRN's numbers (deepseek.h): the per-pair frequency scale, the cos/sin factor and the softmax
+ * scale, as transformers' DeepseekV3 computes them (and src/model for the frequencies). */
+static double yarn_mscale(double s, double m) { return s <= 1 ? 1.0 : 0.1 * m * log(s) + 1.0; }
+
+static int setup_rope(tr_ds *m, whale_err *err) {
+    const tr_ds_cfg *c = &m->c;
+    m->rope_mscale = 1.0f;
+    m->attn_scale = (float)(1.0 / sqrt((double)(c->nope + c->rope)));
+    if (!(c->rope_factor > 1)) return 0;
+    int half = c->rope / 2;
+    m->freq_scale = malloc(sizeof(float) * (size_t)half);
+    if (!m->freq_scale) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    double base = c->rope_theta, d = c->rope, f = c->rope_factor, L0 = c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096;
+    double bf = c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32, bs = c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1;
+    double lo = floor(d * log(L0 / (2 * M_PI * bf)) / (2 * log(base)));
+    double hi = ceil(d * log(L0 / (2 * M_PI * bs)) / (2 * log(base)));
+    if (lo < 0) lo = 0;
+    if (hi > d - 1) hi = d - 1;
+    if (hi == lo) hi += 0.001;
+    for (int i = 0; i < half; i++) {
+        double g = ((double)i - lo) / (hi - lo); /* 0: the pair keeps its frequency, 1: divided by f */
+        g = g < 0 ? 0 : g > 1 ? 1 : g;
+        m->freq_scale[i] = (float)(1 - g + g / f);
+    }
+    m->rope_mscale = (float)(c->yarn_mscale > 0 && c->yarn_mscale_all_dim > 0
+                                 ? yarn_mscale(f, c->yarn_mscale) / yarn_mscale(f, c->yarn_mscale_all_dim)
+                                 : yarn_mscale(f, 1.0));
+    if (c->yarn_mscale_all_dim > 0) {
+        double ms = yarn_mscale(f, c->yarn_mscale_all_dim);
+        m->attn_scale = (float)(m->attn_scale * ms * ms);
+    }
+    return 0;
 }
 
 int tr_ds_init(tr_ds *m, const tr_ds_cfg *c, whale_err *err) {
@@ -84,11 +132,20 @@ int tr_ds_init(tr_ds *m, const tr_ds_cfg *c, whale_err *err) {
         c->vocab < 2 || (c->n_expert && (c->n_used < 1 || c->n_used > c->n_expert || c->n_expert > 4096 ||
                                          c->moe_ff < 1 || (c->n_group > 1 && c->n_expert % c->n_group))))
         return err_set(err, WHALE_E_ARG, "bad DeepSeek shape");
-    m->L = calloc((size_t)c->n_layer, sizeof *m->L);
-    m->dL = calloc((size_t)c->n_layer, sizeof *m->dL);
-    m->load = calloc((size_t)c->n_layer * (size_t)(c->n_expert ? c->n_expert : 1), sizeof *m->load);
-    if (!m->L || !m->dL || !m->load) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    for (int l = 0; l < c->n_layer && c->n_expert; l++) {
+    if (c->n_mtp < 0 || c->n_mtp > 16 || !(c->mtp_weight >= 0) || c->rope_factor < 0 || c->rope_orig_ctx < 0 ||
+        c->yarn_mscale < 0 || c->yarn_mscale_all_dim < 0)
+        return err_set(err, WHALE_E_ARG, "bad DeepSeek MTP or YaRN settings (n_mtp %d, weight %g, rope factor %g)", c->n_mtp,
+                       c->mtp_weight, c->rope_factor);
+    int NB = c->n_layer + c->n_mtp;
+    m->L = calloc((size_t)NB, sizeof *m->L);
+    m->dL = calloc((size_t)NB, sizeof *m->dL);
+    m->mtp = calloc((size_t)c->n_mtp + 1, sizeof *m->mtp);
+    m->dmtp = calloc((size_t)c->n_mtp + 1, sizeof *m->dmtp);
+    m->load = calloc((size_t)NB * (size_t)(c->n_expert ? c->n_expert : 1), sizeof *m->load);
+    if (!m->L || !m->dL || !m->mtp || !m->dmtp || !m->load) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    int rc = setup_rope(m, err);
+    if (rc) return rc;
+    for (int l = 0; l < NB && c->n_expert; l++) {
         tr_ds_layer *x[2] = {&m->L[l], &m->dL[l]};
         for (int k = 0; k < 2; k++) {
             x[k]->eg = calloc((size_t)c->n_expert, sizeof(float *));
@@ -98,19 +155,19 @@ int tr_ds_init(tr_ds *m, const tr_ds_cfg *c, whale_err *err) {
         }
     }
     layout(m);
-    int rc = tr_params_alloc(&m->P, err);
+    rc = tr_params_alloc(&m->P, err);
     if (rc) return rc;
     layout(m);
     return 0;
 }
 
 void tr_ds_free(tr_ds *m) {
-    for (int l = 0; m->L && l < m->c.n_layer; l++) {
+    for (int l = 0; m->L && l < m->c.n_layer + m->c.n_mtp; l++) {
         free(m->L[l].eg), free(m->L[l].eu), free(m->L[l].ed);
         free(m->dL[l].eg), free(m->dL[l].eu), free(m->dL[l].ed);
     }
     tr_params_free(&m->P);
-    free(m->L), free(m->dL), free(m->load);
+    free(m->L), free(m->dL), free(m->mtp), free(m->dmtp), free(m->load), free(m->freq_scale);
     memset(m, 0, sizeof *m);
 }
 
@@ -274,148 +331,232 @@ static double moe_bwd(tr_ds *m, int l, const acts *a, int T, const float *dy, fl
     return loss_scale ? bal / loss_scale : 0;
 }
 
+/* The step's shared buffers (each T rows). */
+typedef struct bufs {
+    float *b1, *b2, *b3, *b4, *dckv, *dcb, *dcn, *dkv, *ffb, *scratch;
+} bufs;
+
+/* Decoder block l over a->x (T rows at positions pos): its output into out (set). */
+static void block_fwd(tr_ds *m, int l, acts *a, const int32_t *pos, int T, float *out, const bufs *s, int count) {
+    const tr_ds_cfg *c = &m->c;
+    const tr_ds_layer *L = &m->L[l];
+    int d = c->d, H = c->n_head, n = c->nope, r = c->rope, qk = n + r, vd = c->vdim, kvl = c->kv_lora;
+    size_t Tz = (size_t)T;
+    float *b1 = s->b1;
+    tr_rmsnorm_fwd(a->xn1, a->inv1, a->x, L->attn_norm, T, d, c->eps);
+    if (c->q_lora) {
+        tr_matmul_fwd(a->qa, a->xn1, L->wqa, NULL, T, d, c->q_lora);
+        tr_rmsnorm_fwd(a->qan, a->invq, a->qa, L->q_norm, T, c->q_lora, c->eps);
+        tr_matmul_fwd(a->q, a->qan, L->wqb, NULL, T, c->q_lora, H * qk);
+    } else {
+        tr_matmul_fwd(a->q, a->xn1, L->wq, NULL, T, d, H * qk);
+    }
+    tr_rope(a->q + n, pos, T, H, qk, r, c->rope_theta, m->freq_scale, m->rope_mscale, 0, 0);
+    tr_matmul_fwd(a->ckv, a->xn1, L->wkva, NULL, T, d, kvl + r);
+    for (int t = 0; t < T; t++) memcpy(a->cb + (size_t)t * kvl, a->ckv + (size_t)t * (kvl + r), sizeof(float) * kvl);
+    tr_rmsnorm_fwd(a->cn, a->invc, a->cb, L->kv_norm, T, kvl, c->eps);
+    tr_rope(a->ckv + kvl, pos, T, 1, kvl + r, r, c->rope_theta, m->freq_scale, m->rope_mscale, 0, 0);
+    tr_matmul_fwd(a->kv, a->cn, L->wkvb, NULL, T, kvl, H * (n + vd));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            const float *kvh = a->kv + ((size_t)t * H + h) * (n + vd);
+            float *kh = a->K + ((size_t)t * H + h) * qk;
+            memcpy(kh, kvh, sizeof(float) * n);
+            memcpy(kh + n, a->ckv + (size_t)t * (kvl + r) + kvl, sizeof(float) * r);
+            memcpy(a->V + ((size_t)t * H + h) * vd, kvh + n, sizeof(float) * vd);
+        }
+    tr_attn_fwd(a->att, a->P, a->q, a->K, a->V, T, H, H, qk, vd, m->attn_scale);
+    tr_matmul_fwd(b1, a->att, L->wo, NULL, T, H * vd, d);
+    for (size_t i = 0; i < Tz * d; i++) a->h1[i] = a->x[i] + b1[i];
+    tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
+    if (is_moe(c, l)) {
+        moe_fwd(m, l, a, T, b1, s->scratch, count); /* validation counts no load */
+    } else {
+        tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, c->d_ff);
+        tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, c->d_ff);
+        tr_swiglu_fwd(a->a, a->g, a->u, Tz * c->d_ff);
+        tr_matmul_fwd(b1, a->a, L->wd, NULL, T, c->d_ff, d);
+    }
+    for (size_t i = 0; i < Tz * d; i++) out[i] = a->h1[i] + b1[i];
+}
+
+/* Its backward: dx holds dL/d(output) on entry, dL/d(input) on return; gradients added.
+ * bal_scale weights the balance loss (MoE). */
+static void block_bwd(tr_ds *m, int l, const acts *a, const int32_t *pos, int T, float *dx, const bufs *s, float bal_scale) {
+    const tr_ds_cfg *c = &m->c;
+    const tr_ds_layer *L = &m->L[l];
+    tr_ds_layer *G = &m->dL[l];
+    int d = c->d, H = c->n_head, n = c->nope, r = c->rope, qk = n + r, vd = c->vdim, kvl = c->kv_lora;
+    size_t Tz = (size_t)T;
+    float *scratch = s->scratch, *dxn = s->b2;
+    memset(dxn, 0, sizeof(float) * Tz * d);
+    if (is_moe(c, l)) {
+        moe_bwd(m, l, a, T, dx, dxn, scratch, bal_scale);
+    } else {
+        float *da = s->ffb, *dg = scratch, *du = scratch + Tz * c->d_ff;
+        memset(da, 0, sizeof(float) * Tz * c->d_ff);
+        memset(dg, 0, sizeof(float) * Tz * c->d_ff * 2);
+        tr_matmul_bwd(da, G->wd, NULL, dx, a->a, L->wd, T, c->d_ff, d);
+        tr_swiglu_bwd(dg, du, da, a->g, a->u, Tz * c->d_ff);
+        tr_matmul_bwd(dxn, G->wg, NULL, dg, a->xn2, L->wg, T, d, c->d_ff);
+        tr_matmul_bwd(dxn, G->wu, NULL, du, a->xn2, L->wu, T, d, c->d_ff);
+    }
+    tr_rmsnorm_bwd(dx, G->ffn_norm, dxn, a->h1, L->ffn_norm, a->inv2, T, d); /* dL/dh1 */
+    float *datt = s->b1, *dq = s->b3, *dK = s->b4, *dV = scratch, *dckv = s->dckv, *dkv = s->dkv;
+    memset(datt, 0, sizeof(float) * Tz * H * vd);
+    tr_matmul_bwd(datt, G->wo, NULL, dx, a->att, L->wo, T, H * vd, d);
+    memset(dq, 0, sizeof(float) * Tz * H * qk);
+    memset(dK, 0, sizeof(float) * Tz * H * qk);
+    memset(dV, 0, sizeof(float) * Tz * H * vd);
+    tr_attn_bwd(dq, dK, dV, datt, a->P, a->q, a->K, a->V, T, H, H, qk, vd, m->attn_scale);
+    tr_rope(dq + n, pos, T, H, qk, r, c->rope_theta, m->freq_scale, m->rope_mscale, 0, 1);
+    memset(dckv, 0, sizeof(float) * Tz * (kvl + r));
+    for (int t = 0; t < T; t++)
+        for (int h = 0; h < H; h++) {
+            const float *dkh = dK + ((size_t)t * H + h) * qk;
+            float *dkvh = dkv + ((size_t)t * H + h) * (n + vd), *dpe = dckv + (size_t)t * (kvl + r) + kvl;
+            memcpy(dkvh, dkh, sizeof(float) * n);
+            memcpy(dkvh + n, dV + ((size_t)t * H + h) * vd, sizeof(float) * vd);
+            for (int i = 0; i < r; i++) dpe[i] += dkh[n + i];
+        }
+    tr_rope(dckv + kvl, pos, T, 1, kvl + r, r, c->rope_theta, m->freq_scale, m->rope_mscale, 0, 1);
+    memset(s->dcn, 0, sizeof(float) * Tz * kvl);
+    tr_matmul_bwd(s->dcn, G->wkvb, NULL, dkv, a->cn, L->wkvb, T, kvl, H * (n + vd));
+    memset(s->dcb, 0, sizeof(float) * Tz * kvl);
+    tr_rmsnorm_bwd(s->dcb, G->kv_norm, s->dcn, a->cb, L->kv_norm, a->invc, T, kvl);
+    for (int t = 0; t < T; t++) memcpy(dckv + (size_t)t * (kvl + r), s->dcb + (size_t)t * kvl, sizeof(float) * kvl);
+    memset(dxn, 0, sizeof(float) * Tz * d);
+    tr_matmul_bwd(dxn, G->wkva, NULL, dckv, a->xn1, L->wkva, T, d, kvl + r);
+    if (c->q_lora) {
+        float *dqan = scratch, *dqa = scratch + Tz * c->q_lora;
+        memset(dqan, 0, sizeof(float) * Tz * c->q_lora * 2);
+        tr_matmul_bwd(dqan, G->wqb, NULL, dq, a->qan, L->wqb, T, c->q_lora, H * qk);
+        tr_rmsnorm_bwd(dqa, G->q_norm, dqan, a->qa, L->q_norm, a->invq, T, c->q_lora);
+        tr_matmul_bwd(dxn, G->wqa, NULL, dqa, a->xn1, L->wqa, T, d, c->q_lora);
+    } else {
+        tr_matmul_bwd(dxn, G->wq, NULL, dq, a->xn1, L->wq, T, d, H * qk);
+    }
+    tr_rmsnorm_bwd(dx, G->attn_norm, dxn, a->x, L->attn_norm, a->inv1, T, d);
+}
+
+/* What one MTP module keeps (T rows each): the embedding rows and their norm, the previous
+ * depth's normed hidden state, the concatenation, the block's output and its gradient. */
+typedef struct mtp_acts {
+    float *e, *en, *inv_e, *hn, *inv_h, *cat, *out, *dout;
+} mtp_acts;
+
+static size_t mtp_floats(const tr_ds_cfg *c, int T) { return (size_t)T * ((size_t)c->d * 7 + 2); }
+
+static void lay_mtp(mtp_acts *x, arena *ar, const tr_ds_cfg *c, int T) {
+    size_t Tz = (size_t)T, d = (size_t)c->d;
+    x->e = take(ar, Tz * d), x->en = take(ar, Tz * d), x->inv_e = take(ar, Tz), x->hn = take(ar, Tz * d);
+    x->inv_h = take(ar, Tz), x->cat = take(ar, Tz * 2 * d), x->out = take(ar, Tz * d), x->dout = take(ar, Tz * d);
+}
+
+/* The shared output head over hidden rows h (T of them) after norm w: the loss share of these
+ * rows against tg (of the batch's n_targets), and unless loss_scale is 0 the gradient of
+ * loss_scale x that share with respect to h SET into dh (and added into the head's and the norm's). */
+static double head_fwd_bwd(tr_ds *m, const float *h, const float *w, float *dw, const int32_t *tg, int T, int n_targets,
+                           float loss_scale, float *dh, float *hn, float *inv, float *logits, float *dhn, float *share) {
+    const tr_ds_cfg *c = &m->c;
+    int d = c->d, V = c->vocab;
+    tr_rmsnorm_fwd(hn, inv, h, w, T, d, c->eps);
+    tr_matmul_fwd(logits, hn, m->head, NULL, T, d, V);
+    double loss = tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, share);
+    if (loss_scale == 0) return loss;
+    memset(dhn, 0, sizeof(float) * (size_t)T * d);
+    tr_matmul_bwd(dhn, m->d_head, NULL, logits, hn, m->head, T, d, V);
+    memset(dh, 0, sizeof(float) * (size_t)T * d);
+    tr_rmsnorm_bwd(dh, dw, dhn, h, w, inv, T, d);
+    return loss;
+}
+
 double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err) {
     const tr_ds_cfg *c = &m->c;
     int d = c->d, H = c->n_head, V = c->vocab, NL = c->n_layer, n = c->nope, r = c->rope, qk = n + r, vd = c->vdim;
-    int kvl = c->kv_lora, K = c->n_used > 0 ? c->n_used : 1, F = c->moe_ff;
+    int kvl = c->kv_lora, K = c->n_used > 0 ? c->n_used : 1, F = c->moe_ff, D = c->n_mtp;
     size_t Tz = (size_t)T;
-    int n_targets;
+    int n_targets, mtp_targets[17] = {0};
+    m->mtp_loss = 0;
     if (tr_batch_check(ids, targets, B * T, V, &n_targets, err)) return err->code;
+    for (int k = 1; k <= D; k++) /* depth k: rows i < T - k, target t_{i+k+1} = targets[i + k] */
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i + k < T; i++) mtp_targets[k] += targets[(size_t)b * T + i + k] >= 0;
     size_t widest = (size_t)(d > H * qk ? d : H * qk);
     if ((size_t)V > widest) widest = (size_t)V;
     size_t ff = (size_t)(c->d_ff > F * c->n_shared ? c->d_ff : F * c->n_shared);
     size_t scratch_n = Tz * K * (1 + 2 * (size_t)d + 3 * (size_t)F + (size_t)d) + Tz * ff * 3 + Tz * (size_t)(c->n_expert + 1) + 64;
     size_t tail = Tz * (size_t)d * 3 + Tz + Tz * (size_t)V + Tz * widest * 4 + Tz * (size_t)(kvl + r) * 2 + Tz * (size_t)kvl * 2 +
-                  Tz * (size_t)H * (n + vd) + Tz * ff + scratch_n;
-    arena ar = {.cap = layer_floats(c, T) * (size_t)NL + tail};
+                  Tz * (size_t)H * (n + vd) + Tz * ff + scratch_n + Tz * (size_t)d * 3;
+    arena ar = {.cap = layer_floats(c, T) * (size_t)(NL + D) + mtp_floats(c, T) * (size_t)D + tail};
     ar.p = malloc(sizeof(float) * ar.cap);
-    acts *A = calloc((size_t)NL, sizeof *A);
+    acts *A = calloc((size_t)(NL + D), sizeof *A);
+    mtp_acts *X = calloc((size_t)D + 1, sizeof *X);
     int32_t *pos = malloc(sizeof(int32_t) * Tz);
-    if (!ar.p || !A || !pos) {
-        free(ar.p), free(A), free(pos);
+    if (!ar.p || !A || !X || !pos) {
+        free(ar.p), free(A), free(X), free(pos);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the activations of %d x %d tokens", B, T);
     }
     for (int t = 0; t < T; t++) pos[t] = t;
-    for (int l = 0; l < NL; l++) lay_acts(&A[l], &ar, c, T, is_moe(c, l));
+    for (int l = 0; l < NL + D; l++) lay_acts(&A[l], &ar, c, T, is_moe(c, l));
+    for (int k = 1; k <= D; k++) lay_mtp(&X[k], &ar, c, T);
     float *xf = take(&ar, Tz * d), *xfn = take(&ar, Tz * d), *invf = take(&ar, Tz), *logits = take(&ar, Tz * V);
-    float *dx = take(&ar, Tz * d), *b1 = take(&ar, Tz * widest), *b2 = take(&ar, Tz * widest), *b3 = take(&ar, Tz * widest);
-    float *b4 = take(&ar, Tz * widest), *dckv = take(&ar, Tz * (kvl + r)), *dcb = take(&ar, Tz * kvl);
-    float *dcn = take(&ar, Tz * kvl), *dkv = take(&ar, Tz * H * (n + vd)), *tmp2 = take(&ar, Tz * (kvl + r));
-    float *ffb = take(&ar, Tz * ff), *scratch = take(&ar, scratch_n);
-    (void)tmp2;
-    float scale = 1.0f / sqrtf((float)qk);
-    double total = 0;
+    float *dx = take(&ar, Tz * d), *dcat = take(&ar, Tz * d * 2), *dpart = take(&ar, Tz * d);
+    bufs s = {.b1 = take(&ar, Tz * widest), .b2 = take(&ar, Tz * widest)};
+    s.b3 = take(&ar, Tz * widest), s.b4 = take(&ar, Tz * widest);
+    s.dckv = take(&ar, Tz * (kvl + r)), s.dcb = take(&ar, Tz * kvl), s.dcn = take(&ar, Tz * kvl);
+    s.dkv = take(&ar, Tz * H * (n + vd)), take(&ar, Tz * (kvl + r)), s.ffb = take(&ar, Tz * ff), s.scratch = take(&ar, scratch_n);
+    double total = 0, mtp = 0;
     for (int b = 0; b < B; b++) {
         const int32_t *id = ids + (size_t)b * T, *tg = targets + (size_t)b * T;
         tr_embed_fwd(A[0].x, m->embed, id, T, d);
-        for (int l = 0; l < NL; l++) {
-            acts *a = &A[l];
-            const tr_ds_layer *L = &m->L[l];
-            tr_rmsnorm_fwd(a->xn1, a->inv1, a->x, L->attn_norm, T, d, c->eps);
-            if (c->q_lora) {
-                tr_matmul_fwd(a->qa, a->xn1, L->wqa, NULL, T, d, c->q_lora);
-                tr_rmsnorm_fwd(a->qan, a->invq, a->qa, L->q_norm, T, c->q_lora, c->eps);
-                tr_matmul_fwd(a->q, a->qan, L->wqb, NULL, T, c->q_lora, H * qk);
-            } else {
-                tr_matmul_fwd(a->q, a->xn1, L->wq, NULL, T, d, H * qk);
-            }
-            tr_rope(a->q + n, pos, T, H, qk, r, c->rope_theta, NULL, 1.0f, 0, 0);
-            tr_matmul_fwd(a->ckv, a->xn1, L->wkva, NULL, T, d, kvl + r);
-            for (int t = 0; t < T; t++) memcpy(a->cb + (size_t)t * kvl, a->ckv + (size_t)t * (kvl + r), sizeof(float) * kvl);
-            tr_rmsnorm_fwd(a->cn, a->invc, a->cb, L->kv_norm, T, kvl, c->eps);
-            tr_rope(a->ckv + kvl, pos, T, 1, kvl + r, r, c->rope_theta, NULL, 1.0f, 0, 0);
-            tr_matmul_fwd(a->kv, a->cn, L->wkvb, NULL, T, kvl, H * (n + vd));
-            for (int t = 0; t < T; t++)
-                for (int h = 0; h < H; h++) {
-                    const float *kvh = a->kv + ((size_t)t * H + h) * (n + vd);
-                    float *kh = a->K + ((size_t)t * H + h) * qk;
-                    memcpy(kh, kvh, sizeof(float) * n);
-                    memcpy(kh + n, a->ckv + (size_t)t * (kvl + r) + kvl, sizeof(float) * r);
-                    memcpy(a->V + ((size_t)t * H + h) * vd, kvh + n, sizeof(float) * vd);
-                }
-            tr_attn_fwd(a->att, a->P, a->q, a->K, a->V, T, H, H, qk, vd, scale);
-            tr_matmul_fwd(b1, a->att, L->wo, NULL, T, H * vd, d);
-            for (size_t i = 0; i < Tz * d; i++) a->h1[i] = a->x[i] + b1[i];
-            tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
-            if (is_moe(c, l)) {
-                moe_fwd(m, l, a, T, b1, scratch, loss_scale != 0); /* validation counts no load */
-            } else {
-                tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, c->d_ff);
-                tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, c->d_ff);
-                tr_swiglu_fwd(a->a, a->g, a->u, Tz * c->d_ff);
-                tr_matmul_fwd(b1, a->a, L->wd, NULL, T, c->d_ff, d);
-            }
-            float *next = l + 1 < NL ? A[l + 1].x : xf;
-            for (size_t i = 0; i < Tz * d; i++) next[i] = a->h1[i] + b1[i];
-        }
-        tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
-        tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
+        for (int l = 0; l < NL; l++) block_fwd(m, l, &A[l], pos, T, l + 1 < NL ? A[l + 1].x : xf, &s, loss_scale != 0);
         float w; /* the loss: a mean over every target of the batch */
-        total += tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, &w);
-        if (loss_scale == 0) continue;
-        /* backward */
-        tr_param *ph = &m->P.t[m->P.n_t - 1], *pn = &m->P.t[m->P.n_t - 2], *pe = &m->P.t[0];
-        memset(b1, 0, sizeof(float) * Tz * d);
-        tr_matmul_bwd(b1, ph->g, NULL, logits, xfn, m->head, T, d, V);
-        memset(dx, 0, sizeof(float) * Tz * d);
-        tr_rmsnorm_bwd(dx, pn->g, b1, xf, m->out_norm, invf, T, d);
-        for (int l = NL - 1; l >= 0; l--) {
-            acts *a = &A[l];
-            const tr_ds_layer *L = &m->L[l];
-            tr_ds_layer *G = &m->dL[l];
-            float *dxn = b2;
-            memset(dxn, 0, sizeof(float) * Tz * d);
-            if (is_moe(c, l)) {
-                moe_bwd(m, l, a, T, dx, dxn, scratch, w * loss_scale);
-            } else {
-                float *da = ffb, *dg = scratch, *du = scratch + Tz * c->d_ff;
-                memset(da, 0, sizeof(float) * Tz * c->d_ff);
-                memset(dg, 0, sizeof(float) * Tz * c->d_ff * 2);
-                tr_matmul_bwd(da, G->wd, NULL, dx, a->a, L->wd, T, c->d_ff, d);
-                tr_swiglu_bwd(dg, du, da, a->g, a->u, Tz * c->d_ff);
-                tr_matmul_bwd(dxn, G->wg, NULL, dg, a->xn2, L->wg, T, d, c->d_ff);
-                tr_matmul_bwd(dxn, G->wu, NULL, du, a->xn2, L->wu, T, d, c->d_ff);
+        total += head_fwd_bwd(m, xf, m->out_norm, m->d_out_norm, tg, T, n_targets, loss_scale, dx, xfn, invf, logits, s.b1, &w);
+        /* MTP: module k over rows i < T - k; its head's gradient kept in X[k].dout */
+        for (int k = 1; k <= D && T - k > 0; k++) {
+            mtp_acts *x = &X[k];
+            const tr_ds_mtp *P = &m->mtp[k - 1];
+            int Tk = T - k, l = NL + k - 1;
+            const float *h = k == 1 ? xf : X[k - 1].out;
+            tr_embed_fwd(x->e, m->embed, id + k, Tk, d);
+            tr_rmsnorm_fwd(x->en, x->inv_e, x->e, P->enorm, Tk, d, c->eps);
+            tr_rmsnorm_fwd(x->hn, x->inv_h, h, P->hnorm, Tk, d, c->eps);
+            for (int i = 0; i < Tk; i++) {
+                memcpy(x->cat + (size_t)i * 2 * d, x->en + (size_t)i * d, sizeof(float) * d);
+                memcpy(x->cat + (size_t)i * 2 * d + d, x->hn + (size_t)i * d, sizeof(float) * d);
             }
-            tr_rmsnorm_bwd(dx, G->ffn_norm, dxn, a->h1, L->ffn_norm, a->inv2, T, d); /* dL/dh1 */
-            float *datt = b1, *dq = b3, *dK = b4, *dV = scratch;
-            memset(datt, 0, sizeof(float) * Tz * H * vd);
-            tr_matmul_bwd(datt, G->wo, NULL, dx, a->att, L->wo, T, H * vd, d);
-            memset(dq, 0, sizeof(float) * Tz * H * qk);
-            memset(dK, 0, sizeof(float) * Tz * H * qk);
-            memset(dV, 0, sizeof(float) * Tz * H * vd);
-            tr_attn_bwd(dq, dK, dV, datt, a->P, a->q, a->K, a->V, T, H, H, qk, vd, scale);
-            tr_rope(dq + n, pos, T, H, qk, r, c->rope_theta, NULL, 1.0f, 0, 1);
-            memset(dckv, 0, sizeof(float) * Tz * (kvl + r));
-            for (int t = 0; t < T; t++)
-                for (int h = 0; h < H; h++) {
-                    const float *dkh = dK + ((size_t)t * H + h) * qk;
-                    float *dkvh = dkv + ((size_t)t * H + h) * (n + vd), *dpe = dckv + (size_t)t * (kvl + r) + kvl;
-                    memcpy(dkvh, dkh, sizeof(float) * n);
-                    memcpy(dkvh + n, dV + ((size_t)t * H + h) * vd, sizeof(float) * vd);
-                    for (int i = 0; i < r; i++) dpe[i] += dkh[n + i];
-                }
-            tr_rope(dckv + kvl, pos, T, 1, kvl + r, r, c->rope_theta, NULL, 1.0f, 0, 1);
-            memset(dcn, 0, sizeof(float) * Tz * kvl);
-            tr_matmul_bwd(dcn, G->wkvb, NULL, dkv, a->cn, L->wkvb, T, kvl, H * (n + vd));
-            memset(dcb, 0, sizeof(float) * Tz * kvl);
-            tr_rmsnorm_bwd(dcb, G->kv_norm, dcn, a->cb, L->kv_norm, a->invc, T, kvl);
-            for (int t = 0; t < T; t++) memcpy(dckv + (size_t)t * (kvl + r), dcb + (size_t)t * kvl, sizeof(float) * kvl);
-            memset(dxn, 0, sizeof(float) * Tz * d);
-            tr_matmul_bwd(dxn, G->wkva, NULL, dckv, a->xn1, L->wkva, T, d, kvl + r);
-            if (c->q_lora) {
-                float *dqan = scratch, *dqa = scratch + Tz * c->q_lora;
-                memset(dqan, 0, sizeof(float) * Tz * c->q_lora * 2);
-                tr_matmul_bwd(dqan, G->wqb, NULL, dq, a->qan, L->wqb, T, c->q_lora, H * qk);
-                tr_rmsnorm_bwd(dqa, G->q_norm, dqan, a->qa, L->q_norm, a->invq, T, c->q_lora);
-                tr_matmul_bwd(dxn, G->wqa, NULL, dqa, a->xn1, L->wqa, T, d, c->q_lora);
-            } else {
-                tr_matmul_bwd(dxn, G->wq, NULL, dq, a->xn1, L->wq, T, d, H * qk);
-            }
-            tr_rmsnorm_bwd(dx, G->attn_norm, dxn, a->x, L->attn_norm, a->inv1, T, d);
+            tr_matmul_fwd(A[l].x, x->cat, P->eh_proj, NULL, Tk, 2 * d, d);
+            block_fwd(m, l, &A[l], pos, Tk, x->out, &s, loss_scale != 0);
+            float wk;
+            float ls = D ? loss_scale * c->mtp_weight / (float)D : 0;
+            mtp += head_fwd_bwd(m, x->out, P->head_norm, m->dmtp[k - 1].head_norm, tg + k, Tk, mtp_targets[k], ls, x->dout, xfn,
+                                invf, logits, s.b1, &wk);
         }
-        tr_embed_bwd(pe->g, dx, id, T, d);
+        if (loss_scale == 0) continue;
+        /* backward: the MTP modules last to first, each adding into the previous depth's gradient */
+        for (int k = D < T - 1 ? D : T - 1; k >= 1; k--) {
+            mtp_acts *x = &X[k];
+            const tr_ds_mtp *P = &m->mtp[k - 1];
+            tr_ds_mtp *DP = &m->dmtp[k - 1];
+            int Tk = T - k, l = NL + k - 1;
+            const float *h = k == 1 ? xf : X[k - 1].out;
+            float *dh = k == 1 ? dx : X[k - 1].dout;
+            block_bwd(m, l, &A[l], pos, Tk, x->dout, &s, w * loss_scale);
+            memset(dcat, 0, sizeof(float) * (size_t)Tk * 2 * d);
+            tr_matmul_bwd(dcat, DP->eh_proj, NULL, x->dout, x->cat, P->eh_proj, Tk, 2 * d, d);
+            for (int i = 0; i < Tk; i++) memcpy(dpart + (size_t)i * d, dcat + (size_t)i * 2 * d, sizeof(float) * d);
+            memset(s.b1, 0, sizeof(float) * (size_t)Tk * d);
+            tr_rmsnorm_bwd(s.b1, DP->enorm, dpart, x->e, P->enorm, x->inv_e, Tk, d);
+            tr_embed_bwd(m->d_embed, s.b1, id + k, Tk, d);
+            for (int i = 0; i < Tk; i++) memcpy(dpart + (size_t)i * d, dcat + (size_t)i * 2 * d + d, sizeof(float) * d);
+            tr_rmsnorm_bwd(dh, DP->hnorm, dpart, h, P->hnorm, x->inv_h, Tk, d);
+        }
+        for (int l = NL - 1; l >= 0; l--) block_bwd(m, l, &A[l], pos, T, dx, &s, w * loss_scale);
+        tr_embed_bwd(m->d_embed, dx, id, T, d);
     }
-    free(ar.p), free(A), free(pos);
+    m->mtp_loss = D ? mtp / D : 0;
+    free(ar.p), free(A), free(X), free(pos);
     return total;
 }
 
@@ -431,9 +572,22 @@ char *tr_ds_config_json(const tr_ds *m) {
     N("v_head_dim", c->vdim), N("n_routed_experts", c->n_expert), N("num_experts_per_tok", c->n_used);
     N("n_shared_experts", c->n_shared), N("n_group", c->n_group > 0 ? c->n_group : 1), N("topk_group", c->topk_group > 0 ? c->topk_group : 1);
     N("routed_scaling_factor", c->route_scale), N("first_k_dense_replace", c->first_dense);
-    N("max_position_embeddings", 4096), N("rms_norm_eps", c->eps), N("rope_theta", c->rope_theta);
-    N("num_nextn_predict_layers", 0);
+    int orig = c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096;
+    N("max_position_embeddings", c->rope_factor > 1 ? (int)(c->rope_factor * orig) : 4096);
+    N("rms_norm_eps", c->eps), N("rope_theta", c->rope_theta);
+    N("num_nextn_predict_layers", c->n_mtp);
+    if (c->n_mtp) N("mtp_loss_weight", c->mtp_weight); /* whale train's own: --from keeps it */
 #undef N
+    if (c->rope_factor > 1) {
+        cJSON *rs = cJSON_AddObjectToObject(j, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "yarn");
+        cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", orig);
+        cJSON_AddNumberToObject(rs, "beta_fast", c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32);
+        cJSON_AddNumberToObject(rs, "beta_slow", c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1);
+        cJSON_AddNumberToObject(rs, "mscale", c->yarn_mscale);
+        cJSON_AddNumberToObject(rs, "mscale_all_dim", c->yarn_mscale_all_dim);
+    }
     if (c->q_lora) cJSON_AddNumberToObject(j, "q_lora_rank", c->q_lora);
     else cJSON_AddNullToObject(j, "q_lora_rank");
     cJSON_AddBoolToObject(j, "norm_topk_prob", c->norm_topk);

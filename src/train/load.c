@@ -33,8 +33,10 @@ static int shape_of(tr_shape *s, const model_hparams *hp, const char *path, whal
     if (hp->arch != MODEL_ARCH_QWEN2 && hp->arch != MODEL_ARCH_LLAMA && hp->arch != MODEL_ARCH_DEEPSEEK2)
         return err_set(err, WHALE_E_UNSUPPORTED, "%s: architecture \"%s\" cannot be trained (Qwen2, Llama and "
                                                  "DeepSeek-V3 shapes can)", path, hp->arch_name);
-    if (hp->rope_scaling_type != ROPE_SCALING_NONE)
-        return err_set(err, WHALE_E_UNSUPPORTED, "%s: rope_scaling is not supported by the trainer (plain RoPE only)", path);
+    if (hp->rope_scaling_type != ROPE_SCALING_NONE &&
+        !(hp->rope_scaling_type == ROPE_SCALING_YARN && hp->arch == MODEL_ARCH_DEEPSEEK2))
+        return err_set(err, WHALE_E_UNSUPPORTED, "%s: rope_scaling is not supported by the trainer (plain RoPE, and "
+                                                 "YaRN for DeepSeek, only)", path);
     if (hp->n_vocab < 2 || hp->n_ff < 1 || hp->n_layer < 1 || hp->n_embd < 1 || hp->n_head < 1)
         return err_set(err, WHALE_E_FORMAT, "%s: needs vocab_size, intermediate_size, hidden_size, num_hidden_layers "
                                             "and num_attention_heads", path);
@@ -70,7 +72,13 @@ static int shape_of(tr_shape *s, const model_hparams *hp, const char *path, whal
                         .route_scale = hp->expert_weights_scale ? hp->expert_weights_scale : 1.0f,
                         .norm_topk = hp->expert_weights_norm, .sigmoid = hp->gating != MOE_GATING_SOFTMAX,
                         .eps = hp->rms_eps ? hp->rms_eps : 1e-6f, .rope_theta = hp->rope_theta ? hp->rope_theta : 1e4f,
-                        .balance_alpha = 1e-4f};
+                        .balance_alpha = 1e-4f, .n_mtp = (int)hp->n_nextn_layer, .mtp_weight = TR_DS_MTP_WEIGHT};
+    if (hp->rope_scaling_type == ROPE_SCALING_YARN) {
+        tr_ds_cfg *c = &s->ds;
+        c->rope_factor = hp->rope_factor, c->rope_orig_ctx = (int)hp->rope_orig_ctx;
+        c->yarn_beta_fast = hp->yarn_beta_fast, c->yarn_beta_slow = hp->yarn_beta_slow;
+        c->yarn_mscale = hp->yarn_mscale, c->yarn_mscale_all_dim = hp->yarn_mscale_all_dim;
+    }
     return 0;
 }
 

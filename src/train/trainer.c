@@ -67,7 +67,7 @@ static double ds_balance(void *impl, float gamma) {
     const tr_ds_cfg *c = &m->c;
     double sum = 0;
     int layers = 0;
-    for (int l = c->first_dense; l < c->n_layer && c->n_expert; l++) {
+    for (int l = c->first_dense; l < c->n_layer + c->n_mtp && c->n_expert; l++) { /* the MTP blocks too */
         int64_t *load = m->load + (size_t)l * c->n_expert, mx = 0, tot = 0;
         for (int e = 0; e < c->n_expert; e++) mx = load[e] > mx ? load[e] : mx, tot += load[e];
         if (!tot) continue;
@@ -79,9 +79,11 @@ static double ds_balance(void *impl, float gamma) {
     return layers ? sum / layers : 0;
 }
 
+static double ds_mtp_loss(const void *impl) { return ((const tr_ds *)impl)->mtp_loss; }
+
 void tr_ds_model(tr_ds *d, tr_model *out) {
     *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = ds_step, .config_json = ds_config,
-                      .balance = ds_balance};
+                      .balance = ds_balance, .mtp_loss = d->c.n_mtp ? ds_mtp_loss : NULL};
 }
 
 void tr_init_weights(tr_model *m, uint64_t seed) {
@@ -368,12 +370,13 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (!rc && !mf) rc = err_set(err, WHALE_E_IO, "%s: %m", metrics);
     double t0 = clock_now_s();
     for (; !rc && s.step < o->steps;) {
-        double ts = clock_now_s(), loss = 0;
+        double ts = clock_now_s(), loss = 0, mtp = 0;
         memset(m->P->g, 0, m->P->n * sizeof(float));
         for (int a = 0; a < o->accum && !rc; a++) {
             if (o->sft) tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
             else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
             loss += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
+            if (m->mtp_loss) mtp += m->mtp_loss(m->impl) / o->accum;
             if (err && err->code) rc = err->code;
         }
         if (rc) break;
@@ -396,6 +399,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         fprintf(mf, "{\"step\": %ld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.5f, \"tokens_per_s\": %.1f", s.step, loss,
                 c.lr, gnorm, info.tokens_per_s);
         if (m->balance) fprintf(mf, ", \"expert_load\": %.4f", info.expert_load);
+        if (m->mtp_loss) fprintf(mf, ", \"mtp_loss\": %.6f", mtp);
         if (info.val_loss >= 0) fprintf(mf, ", \"val_loss\": %.6f", info.val_loss);
         fprintf(mf, "}\n");
         fflush(mf);

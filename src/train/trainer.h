@@ -55,6 +55,9 @@ typedef struct tr_model {
      * the loads counted since the last call (auxiliary-loss-free balancing), reset the counts and
      * return the largest expert load over the mean, averaged over the MoE layers. NULL: dense. */
     double (*balance)(void *impl, float gamma);
+    /* Models with multi-token prediction: the last step's MTP cross-entropy (metrics.jsonl's
+     * mtp_loss). NULL: none. */
+    double (*mtp_loss)(const void *impl);
 } tr_model;
 
 void tr_dense_model(tr_dense *d, tr_model *out);

@@ -112,6 +112,59 @@ def test_checkpoint_loads_in_transformers(shards, tmp_path, shape):
     assert np.abs(got - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
 
 
+def test_mtp_trains_and_drafts(shards, tmp_path):
+    """deepseek2:test carries one multi-token prediction module: its loss is logged beside the
+    main loss (and falls), the checkpoint names it as DeepSeek-V3 does, and `whale run` loads it
+    and, drafting with it (--speculative mtp), writes the same greedy text as without."""
+    from safetensors.numpy import load_file
+    r = train(shards, tmp_path / "run", "--steps", "20", "--lr", "1e-2", shape="deepseek2:test")
+    assert b"multi-token prediction: 1 module" in r.stderr
+    m = metrics(tmp_path / "run")
+    assert all("mtp_loss" in row for row in m)
+    first, last = np.mean([row["mtp_loss"] for row in m[:3]]), np.mean([row["mtp_loss"] for row in m[-3:]])
+    assert first > 5.5 and last < first - 0.3, (first, last)
+    ck = tmp_path / "run" / "step-000020"
+    conf = json.loads((ck / "config.json").read_text())
+    assert conf["num_nextn_predict_layers"] == 1 and conf["mtp_loss_weight"] == pytest.approx(0.3)
+    w = load_file(str(ck / "model.safetensors"))
+    n = conf["num_hidden_layers"]
+    for suffix in ("enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight",
+                   "self_attn.kv_b_proj.weight", "mlp.gate.weight", "mlp.experts.0.down_proj.weight"):
+        assert f"model.layers.{n}.{suffix}" in w, suffix
+    assert w[f"model.layers.{n}.eh_proj.weight"].shape == (conf["hidden_size"], 2 * conf["hidden_size"])
+    args = ("run", "-m", str(ck), "--raw", "-p", "The first", "-n", "32", "--temp", "0", "--no-cache", "--json")
+    plain = json.loads(run_whale(*args).stdout)
+    drafted = json.loads(run_whale(*args, "--speculative", "mtp").stdout)
+    assert plain["completion_tokens"] == 32 and drafted["answer"] == plain["answer"]
+    assert drafted["speculative"]["drafted"] > 0  # the module was loaded and drafted
+
+
+def test_yarn_checkpoint_loads_in_transformers(shards, tmp_path):
+    """A DeepSeek checkpoint given YaRN (rope_scaling as DeepSeek-V3's config.json writes it, over
+    an original context shorter than the positions used) trains with --from, writes the scaling
+    back, and transformers computes the logits Whale does past the original context."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    train(shards, tmp_path / "a", "--steps", "2", shape="deepseek2:test")
+    src = tmp_path / "a" / "step-000002"
+    conf = json.loads((src / "config.json").read_text())
+    conf["rope_scaling"] = dict(type="yarn", factor=4.0, original_max_position_embeddings=16, beta_fast=32, beta_slow=1,
+                                mscale=1.0, mscale_all_dim=1.0)
+    (src / "config.json").write_text(json.dumps(conf))
+    run_whale("train", "--from", str(src), "--data", str(shards), "-o", str(tmp_path / "b"), "--batch", "4", "--ctx", "48",
+              "--steps", "2")
+    ck = tmp_path / "b" / "step-000002"
+    rs = json.loads((ck / "config.json").read_text())["rope_scaling"]
+    assert rs["type"] == "yarn" and rs["factor"] == 4 and rs["original_max_position_embeddings"] == 16
+    ids = list(range(3, 43))  # 40 positions, past the original 16
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(ck), torch_dtype=torch.float32)
+    ref = model(torch.tensor([ids])).logits[0].detach().numpy()
+    raw = tmp_path / "logits.f32"
+    run_whale("logits", "-m", str(ck), "--ids", " ".join(map(str, ids)), "--raw", str(raw))
+    got = np.fromfile(raw, dtype=np.float32).reshape(ref.shape)
+    assert np.abs(got - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
+
+
 def test_refusals(shards, tmp_path):
     r = train(shards, tmp_path / "x", "--steps", "2", "--batch", "256", "--ctx", "200000", check=False)
     assert r.returncode == 1 and b"will not fit" in r.stderr

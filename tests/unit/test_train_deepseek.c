@@ -1,9 +1,11 @@
 /* test_train_deepseek.c — a DeepSeek-V3-architecture training step against PyTorch autograd
  * (transformers' DeepseekV3ForCausalLM): MLA with and without the q low-rank path, 8 routed
  * experts in 4 groups chosen with a random selection bias, a shared expert, a dense first layer,
- * a batch of two sequences with a padded tail. The loss must match within 1e-5 relative and
- * every parameter's gradient within 2e-4 of that tensor's largest gradient (goldens:
- * tests/golden/train_deepseek_v3*.safetensors, made by tests/golden/make_train_goldens.py). */
+ * a batch of two sequences with a padded tail; one multi-token prediction module (its loss
+ * weighted 0.3) with plain RoPE and with YaRN. The main and the MTP loss must match within 1e-5
+ * relative and every parameter's gradient (of main + weighted MTP loss) within 2e-4 of that
+ * tensor's largest gradient (goldens: tests/golden/train_deepseek_v3*.safetensors, made by
+ * tests/golden/make_train_goldens.py). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +22,10 @@ static const char *g_src;
 static int num(const cJSON *j, const char *k) {
     const cJSON *v = cJSON_GetObjectItem(j, k);
     return cJSON_IsNumber(v) ? (int)v->valuedouble : 0;
+}
+static float fnum(const cJSON *j, const char *k) {
+    const cJSON *v = cJSON_GetObjectItem(j, k);
+    return cJSON_IsNumber(v) ? (float)v->valuedouble : 0;
 }
 
 static void check_golden(const char *file) {
@@ -42,7 +48,14 @@ static void check_golden(const char *file) {
                    .route_scale = (float)cJSON_GetObjectItem(j, "routed_scaling_factor")->valuedouble,
                    .norm_topk = cJSON_IsTrue(cJSON_GetObjectItem(j, "norm_topk_prob")), .sigmoid = 1,
                    .eps = (float)cJSON_GetObjectItem(j, "rms_norm_eps")->valuedouble,
-                   .rope_theta = (float)cJSON_GetObjectItem(j, "rope_theta")->valuedouble};
+                   .rope_theta = (float)cJSON_GetObjectItem(j, "rope_theta")->valuedouble,
+                   .n_mtp = num(j, "num_nextn_predict_layers"), .mtp_weight = fnum(j, "mtp_loss_weight")};
+    const cJSON *rs = cJSON_GetObjectItem(j, "rope_scaling");
+    if (rs) {
+        c.rope_factor = fnum(rs, "factor"), c.rope_orig_ctx = num(rs, "original_max_position_embeddings");
+        c.yarn_beta_fast = fnum(rs, "beta_fast"), c.yarn_beta_slow = fnum(rs, "beta_slow");
+        c.yarn_mscale = fnum(rs, "mscale"), c.yarn_mscale_all_dim = fnum(rs, "mscale_all_dim");
+    }
     cJSON_Delete(j);
     tr_ds m;
     CHECKF(tr_ds_init(&m, &c, &err) == 0, "%s", err.msg);
@@ -53,12 +66,20 @@ static void check_golden(const char *file) {
     double L = tr_ds_step(&m, ids->data, tg, B, T, 1.0f, &err);
     float want = *(const float *)loss->data;
     CHECKF(fabs(L - want) <= 1e-5 * fabs(want), "%s: loss %.7f, PyTorch %.7f", file, L, want);
+    const st_tensor *mtp = st_find(&st, "mtp_loss");
+    CHECK((mtp != NULL) == (c.n_mtp > 0));
+    if (mtp) {
+        float mw = *(const float *)mtp->data;
+        CHECKF(fabs(m.mtp_loss - mw) <= 1e-5 * fabs(mw), "%s: MTP loss %.7f, PyTorch %.7f", file, m.mtp_loss, mw);
+    }
     int checked = golden_check_grads(&st, &m.P, 2e-4, file, &frozen);
-    CHECK(frozen == c.n_layer - c.first_dense);
-    CHECK(checked > 20);
-    int64_t total = 0;
-    for (int e = 0; e < c.n_expert; e++) total += m.load[(size_t)(c.n_layer - 1) * c.n_expert + e];
-    CHECK(total == (int64_t)B * T * c.n_used); /* every token took n_used experts */
+    CHECK(frozen == c.n_layer + c.n_mtp - c.first_dense);
+    CHECK(checked > 20 + 16 * c.n_mtp);
+    for (int l = c.n_layer - 1; l < c.n_layer + c.n_mtp; l++) { /* every row took n_used experts */
+        int64_t total = 0;
+        for (int e = 0; e < c.n_expert; e++) total += m.load[(size_t)l * c.n_expert + e];
+        CHECKF(total == (int64_t)B * (T - (l - c.n_layer + 1)) * c.n_used, "layer %d: %lld expert rows", l, (long long)total);
+    }
     free(tg);
     tr_ds_free(&m);
     st_close(&st);
@@ -66,10 +87,12 @@ static void check_golden(const char *file) {
 
 static void test_v3(void) { check_golden("train_deepseek_v3.safetensors"); }
 static void test_v3_without_q_lora(void) { check_golden("train_deepseek_v3_nolora.safetensors"); }
+static void test_v3_yarn(void) { check_golden("train_deepseek_v3_yarn.safetensors"); }
 
 int main(void) {
     g_src = getenv("WHALE_SRC") ? getenv("WHALE_SRC") : ".";
     RUN(test_v3);
     RUN(test_v3_without_q_lora);
+    RUN(test_v3_yarn);
     return check_report("test_train_deepseek");
 }
