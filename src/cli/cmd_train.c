@@ -10,6 +10,8 @@
 
 #include "cli/cli.h"
 #include "formats/json_file.h"
+#include "train/dist.h"
+#include "train/ops.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -43,7 +45,12 @@ static void usage(FILE *f) {
             "  --bias-update G     MoE: the routers' selection bias moves by G per step toward even expert\n"
             "                      loads (auxiliary-loss-free balancing; default 0.001; 0: off)\n"
             "  --resume            continue from RUN_DIR's newest checkpoint: same parameters and loss\n"
-            "                      curve as a run that was never stopped\n");
+            "                      curve as a run that was never stopped\n\n"
+            "Data parallel: `mpirun -np N whale train ...` trains on N ranks (processes, on one host or\n"
+            "many; needs a whale built with MPI): each step's global batch is B x T x A x N tokens, each\n"
+            "rank draws its own micro-batches of it, gradients are summed in rank order, and rank 0 alone\n"
+            "writes metrics and checkpoints. N ranks with --accum A end with the parameters of one process\n"
+            "with --accum N*A (the same bits when A is 1). See docs/TRAIN.md, \"Many machines\".\n");
 }
 
 typedef struct shape {
@@ -127,6 +134,41 @@ static void on_step(void *ctx, const tr_step_info *s) {
             s->steps, s->loss, val, s->lr, s->tokens_per_s, eta, u->tty && s->val_loss < 0 && s->step < s->steps ? "" : "\n");
 }
 
+/* Under an MPI launcher with several ranks, start MPI (only here: no other command, and no
+ * `whale train` run alone, loads or starts it) and share the CPUs among this host's ranks.
+ * Returns 0, or the exit code after saying why not. */
+static int start_ranks(tr_dist *d) {
+    int n = tr_dist_launched_size();
+    if (n < 2) return 0;
+#ifdef WHALE_HAVE_MPI
+    whale_err err = {0};
+    if (tr_dist_mpi_open(d, &err)) {
+        fprintf(stderr, "whale train: %s\n", err.msg);
+        return 1;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (d->local_size > 1 && cpus > 0) tr_set_threads(cpus / d->local_size > 1 ? (int)(cpus / d->local_size) : 1);
+    return 0;
+#else
+    (void)d;
+    fprintf(stderr, "whale train: started as one of %d MPI ranks, but this whale was built without MPI: install "
+                    "Open MPI (Debian: libopenmpi-dev, or scripts/setup) and rebuild, or run whale train alone\n", n);
+    return 1;
+#endif
+}
+
+/* The end of a run under MPI: a rank that failed ends every rank (none may wait forever on it);
+ * otherwise MPI_Finalize. Returns code. */
+static int stop_ranks(tr_dist *d, int code) {
+#ifdef WHALE_HAVE_MPI
+    if (d->size > 1 && code) d->abort(d, code);
+    if (d->size > 1) tr_dist_mpi_close(d);
+#else
+    (void)d;
+#endif
+    return code;
+}
+
 int cmd_train(int argc, char **argv) {
     tr_opts o;
     tr_opts_default(&o);
@@ -174,6 +216,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "whale train: --schedule is cosine or wsd\n");
         return 2;
     }
+    tr_dist dist = {.rank = 0, .size = 1, .local_size = 1};
+    int rc = start_ranks(&dist);
+    if (rc) return rc;
+    o.dist = dist.size > 1 ? &dist : NULL;
     char tok[4200];
     if (!o.tokenizer) { /* the shards' tokenizer */
         snprintf(tok, sizeof tok, "%s/manifest.json", o.data_dir);
@@ -194,7 +240,7 @@ int cmd_train(int argc, char **argv) {
         if (!s) {
             fprintf(stderr, "whale train: unknown shape '%s' (qwen2:test, qwen2:tiny, qwen2:small, deepseek2:test, "
                             "deepseek2:tiny, deepseek2:small)\n", init);
-            return 2;
+            return stop_ranks(&dist, 2);
         }
         c = s->c, dc = s->ds, deepseek = s->deepseek;
         c.eps = 1e-6f, c.rope_theta = 10000.0f, c.qkv_bias = 1, c.tied = 0;
@@ -203,7 +249,7 @@ int cmd_train(int argc, char **argv) {
         whale_model_params mp = {.vocab_only = 1};
         if (!o.tokenizer || whale_model_open(&vm, o.tokenizer, &mp, &err)) {
             fprintf(stderr, "whale train: %s\n", o.tokenizer ? err.msg : "no tokenizer: pass --tokenizer FILE");
-            return 1;
+            return stop_ranks(&dist, 1);
         }
         whale_model_info mi;
         whale_model_info_get(vm, &mi);
@@ -214,7 +260,7 @@ int cmd_train(int argc, char **argv) {
         if (k < 0) {
             fprintf(stderr, "whale train: %s: not a checkpoint written by whale train (config.json of a Qwen2 or "
                             "DeepSeek-V3 model)\n", from);
-            return 1;
+            return stop_ranks(&dist, 1);
         }
         deepseek = k == 1;
         vocab = deepseek ? dc.vocab : c.vocab;
@@ -225,13 +271,12 @@ int cmd_train(int argc, char **argv) {
     whale_err err = {0};
     if (deepseek ? tr_ds_init(&ds, &dc, &err) : tr_dense_init(&m, &c, &err)) {
         fprintf(stderr, "whale train: %s\n", err.msg);
-        return 1;
+        return stop_ranks(&dist, 1);
     }
     if (deepseek) tr_ds_model(&ds, &model);
     else tr_dense_model(&m, &model);
     char p[4300];
     snprintf(p, sizeof p, "%s/model.safetensors", from ? from : "");
-    int rc = 0;
     if (from && (rc = tr_params_load(model.P, p, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
     if (!from) tr_init_weights(&model, o.seed);
     /* what it is and what it costs, before it starts */
@@ -250,11 +295,14 @@ int cmd_train(int argc, char **argv) {
     double need = (double)n * 16 + act;
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
-    if (!rc) {
+    if (!rc && dist.rank == 0) {
         fprintf(stderr, "whale train: %s, %.2fM parameters (%.2fM without the embedding and head%s), vocabulary %d\n"
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
                 init ? init : from, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
                 flops / 1e6, cli_bytes(need, b1, sizeof b1), cli_bytes(avail, b2, sizeof b2));
+        if (dist.size > 1)
+            fprintf(stderr, "whale train: ranks: %d; global batch %d x %d x %d x %d = %.0f tokens per step\n", dist.size,
+                    o.batch, o.ctx, o.accum, dist.size, (double)o.batch * o.ctx * o.accum * dist.size);
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;
@@ -263,8 +311,8 @@ int cmd_train(int argc, char **argv) {
     ui u = {.tty = isatty(2)};
     o.on_step = on_step, o.on_note = on_note, o.hook_ctx = &u;
     if (!rc && (rc = tr_train(&model, &o, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
-    if (!rc) printf("%s/step-%06ld\n", o.out_dir, o.steps);
+    if (!rc && dist.rank == 0) printf("%s/step-%06ld\n", o.out_dir, o.steps);
     if (deepseek) tr_ds_free(&ds);
     else tr_dense_free(&m);
-    return rc ? 1 : 0;
+    return stop_ranks(&dist, rc ? 1 : 0);
 }

@@ -33,6 +33,7 @@ typedef struct tr_opts {
     int eval_batches;
     uint64_t seed;
     int resume;
+    struct tr_dist *dist; /* data parallel over ranks (train/dist.h); NULL: one process */
     void (*on_step)(void *ctx, const tr_step_info *s);
     void (*on_note)(void *ctx, const char *msg);
     void *hook_ctx;
@@ -53,6 +54,8 @@ typedef struct tr_model {
      * the loads counted since the last call (auxiliary-loss-free balancing), reset the counts and
      * return the largest expert load over the mean, averaged over the MoE layers. NULL: dense. */
     double (*balance)(void *impl, float gamma);
+    int64_t *load; /* MoE: the counts balance() reads, [n_load], summed over ranks before it */
+    size_t n_load;
 } tr_model;
 
 void tr_dense_model(tr_dense *d, tr_model *out);
