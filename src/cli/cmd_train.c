@@ -292,7 +292,7 @@ int cmd_train(int argc, char **argv) {
                                                    dc.n_expert * 2)
                                 : (double)o.ctx * (d * 4 + H * hd * 2 + c.n_kv * hd * 2 + c.d_ff * 3);
     double act = (double)L * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0;
-    double need = (double)n * 16 + act;
+    double need = (double)n * (o.accum > 1 ? 20 : 16) + act; /* w, g, Adam m and v; the micro-batch sum */
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
     if (!rc && dist.rank == 0) {
