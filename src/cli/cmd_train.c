@@ -11,6 +11,8 @@
 #include "cli/cli.h"
 #include "formats/json_file.h"
 #include "train/load.h"
+#include "train/dist.h"
+#include "train/ops.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -56,7 +58,12 @@ static void usage(FILE *f) {
             "  --bias-update G     MoE: the routers' selection bias moves by G per step toward even expert\n"
             "                      loads (auxiliary-loss-free balancing; default 0.001; 0: off)\n"
             "  --resume            continue from RUN_DIR's newest checkpoint: same parameters and loss\n"
-            "                      curve as a run that was never stopped\n");
+            "                      curve as a run that was never stopped\n\n"
+            "Data parallel: `mpirun -np N whale train ...` trains on N ranks (processes, on one host or\n"
+            "many; needs a whale built with MPI): each step's global batch is B x T x A x N tokens, each\n"
+            "rank draws its own micro-batches of it, gradients are summed in rank order, and rank 0 alone\n"
+            "writes metrics and checkpoints. N ranks with --accum A end with the parameters of one process\n"
+            "with --accum N*A (the same bits when A is 1). See docs/TRAIN.md, \"Many machines\".\n");
 }
 
 typedef struct shape {
@@ -150,6 +157,41 @@ static int open_sft(tr_sft **out, const char *path, const char *vocab, const cha
     return 0;
 }
 
+/* Under an MPI launcher with several ranks, start MPI (only here: no other command, and no
+ * `whale train` run alone, loads or starts it) and share the CPUs among this host's ranks.
+ * Returns 0, or the exit code after saying why not. */
+static int start_ranks(tr_dist *d) {
+    int n = tr_dist_launched_size();
+    if (n < 2) return 0;
+#ifdef WHALE_HAVE_MPI
+    whale_err err = {0};
+    if (tr_dist_mpi_open(d, &err)) {
+        fprintf(stderr, "whale train: %s\n", err.msg);
+        return 1;
+    }
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (d->local_size > 1 && cpus > 0) tr_set_threads(cpus / d->local_size > 1 ? (int)(cpus / d->local_size) : 1);
+    return 0;
+#else
+    (void)d;
+    fprintf(stderr, "whale train: started as one of %d MPI ranks, but this whale was built without MPI: install "
+                    "Open MPI (Debian: libopenmpi-dev, or scripts/setup) and rebuild, or run whale train alone\n", n);
+    return 1;
+#endif
+}
+
+/* The end of a run under MPI: a rank that failed ends every rank (none may wait forever on it);
+ * otherwise MPI_Finalize. Returns code. */
+static int stop_ranks(tr_dist *d, int code) {
+#ifdef WHALE_HAVE_MPI
+    if (d->size > 1 && code) d->abort(d, code);
+    if (d->size > 1) tr_dist_mpi_close(d);
+#else
+    (void)d;
+#endif
+    return code;
+}
+
 int cmd_train(int argc, char **argv) {
     tr_opts o;
     tr_opts_default(&o);
@@ -204,6 +246,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "whale train: --schedule is cosine or wsd\n");
         return 2;
     }
+    tr_dist dist = {.rank = 0, .size = 1, .local_size = 1};
+    int rc = start_ranks(&dist);
+    if (rc) return rc;
+    o.dist = dist.size > 1 ? &dist : NULL;
     char tok[4200];
     if (!o.tokenizer && o.data_dir) { /* the shards' tokenizer */
         snprintf(tok, sizeof tok, "%s/manifest.json", o.data_dir);
@@ -224,7 +270,7 @@ int cmd_train(int argc, char **argv) {
         if (!s) {
             fprintf(stderr, "whale train: unknown shape '%s' (qwen2:test, qwen2:tiny, qwen2:small, deepseek2:test, "
                             "deepseek2:tiny, deepseek2:small)\n", init);
-            return 2;
+            return stop_ranks(&dist, 2);
         }
         c = s->c, dc = s->ds, deepseek = s->deepseek;
         c.eps = 1e-6f, c.rope_theta = 10000.0f, c.qkv_bias = 1, c.tied = 0;
@@ -233,7 +279,7 @@ int cmd_train(int argc, char **argv) {
         whale_model_params mp = {.vocab_only = 1};
         if (!o.tokenizer || whale_model_open(&vm, o.tokenizer, &mp, &err)) {
             fprintf(stderr, "whale train: %s\n", o.tokenizer ? err.msg : "no tokenizer: pass --tokenizer FILE");
-            return 1;
+            return stop_ranks(&dist, 1);
         }
         whale_model_info mi;
         whale_model_info_get(vm, &mi);
@@ -245,13 +291,13 @@ int cmd_train(int argc, char **argv) {
         char where[4200];
         if (from && whale_model_resolve(from, where, sizeof where, &e)) {
             fprintf(stderr, "whale train: %s\n", e.msg);
-            return 1;
+            return stop_ranks(&dist, 1);
         }
         if (from) from = strdup(where);
         if (from ? tr_shape_from_model(&sh, from, &e) : tr_shape_from_config(&sh, config, &e)) {
             fprintf(stderr, "whale train: %s\n", e.msg);
             free((char *)from);
-            return 1;
+            return stop_ranks(&dist, 1);
         }
         c = sh.dense, dc = sh.ds, deepseek = sh.deepseek;
         vocab = deepseek ? dc.vocab : c.vocab;
@@ -261,7 +307,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (o.tokenizer && check_vocab(o.tokenizer, vocab)) {
             free((char *)from);
-            return 1;
+            return stop_ranks(&dist, 1);
         }
     }
     tr_dense m;
@@ -270,11 +316,10 @@ int cmd_train(int argc, char **argv) {
     whale_err err = {0};
     if (deepseek ? tr_ds_init(&ds, &dc, &err) : tr_dense_init(&m, &c, &err)) {
         fprintf(stderr, "whale train: %s\n", err.msg);
-        return 1;
+        return stop_ranks(&dist, 1);
     }
     if (deepseek) tr_ds_model(&ds, &model);
     else tr_dense_model(&m, &model);
-    int rc = 0;
     /* what it is and what it costs, before it starts */
     int d = deepseek ? dc.d : c.d, L = deepseek ? dc.n_layer : c.n_layer, H = deepseek ? dc.n_head : c.n_head;
     int hd = deepseek ? dc.nope + dc.rope : c.head_dim;
@@ -294,10 +339,10 @@ int cmd_train(int argc, char **argv) {
                                                    dc.n_expert * 2)
                                 : (double)o.ctx * (d * 4 + H * hd * 2 + c.n_kv * hd * 2 + c.d_ff * 3);
     double act = (double)(L + mtp) * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0;
-    double need = (double)n * 16 + act;
+    double need = (double)n * (o.accum > 1 ? 20 : 16) + act; /* w, g, Adam m and v; the micro-batch sum */
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
-    if (!rc) {
+    if (!rc && dist.rank == 0) {
         fprintf(stderr, "whale train: %s, %.2fM parameters (%.2fM without the embedding and head%s), vocabulary %d\n"
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
                 init ? init : from ? from : config, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
@@ -305,6 +350,9 @@ int cmd_train(int argc, char **argv) {
         if (mtp)
             fprintf(stderr, "whale train: multi-token prediction: %d module%s, %.2fM parameters (in the count above), "
                             "loss weight %.2f\n", mtp, mtp > 1 ? "s" : "", mtp_n / 1e6, dc.mtp_weight);
+        if (dist.size > 1)
+            fprintf(stderr, "whale train: ranks: %d; global batch %d x %d x %d x %d = %.0f tokens per step\n", dist.size,
+                    o.batch, o.ctx, o.accum, dist.size, (double)o.batch * o.ctx * o.accum * dist.size);
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;
@@ -320,10 +368,10 @@ int cmd_train(int argc, char **argv) {
     ui u = {.tty = isatty(2)};
     o.on_step = on_step, o.on_note = on_note, o.hook_ctx = &u;
     if (!rc && (rc = tr_train(&model, &o, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
-    if (!rc) printf("%s/step-%06ld\n", o.out_dir, o.steps);
+    if (!rc && dist.rank == 0) printf("%s/step-%06ld\n", o.out_dir, o.steps);
     tr_sft_free(examples);
     free((char *)from);
     if (deepseek) tr_ds_free(&ds);
     else tr_dense_free(&m);
-    return rc ? 1 : 0;
+    return stop_ranks(&dist, rc ? 1 : 0);
 }

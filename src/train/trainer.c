@@ -19,6 +19,7 @@
 #include "base/rng.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_write.h"
+#include "train/dist.h"
 #include "train/moe.h"
 
 void tr_opts_default(tr_opts *o) {
@@ -84,6 +85,8 @@ static double ds_mtp_loss(const void *impl) { return ((const tr_ds *)impl)->mtp_
 void tr_ds_model(tr_ds *d, tr_model *out) {
     *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = ds_step, .config_json = ds_config,
                       .balance = ds_balance, .mtp_loss = d->c.n_mtp ? ds_mtp_loss : NULL};
+    out->load = d->load,
+    out->n_load = (size_t)(d->c.n_layer + d->c.n_mtp) * (size_t)(d->c.n_expert ? d->c.n_expert : 1);
 }
 
 void tr_init_weights(tr_model *m, uint64_t seed) {
@@ -298,22 +301,76 @@ static void batch_at(const shards *s, uint64_t *rng, const uint64_t *fixed, int 
     free(w);
 }
 
+/* ---- ranks (train/dist.h) ---------------------------------------------------------------------
+ * A step's global batch is ranks x accum micro-batches drawn from one random stream that every
+ * rank follows; rank r trains on micro-batches r*accum .. r*accum+accum-1 and steps over the
+ * others' draws, so N ranks with --accum A see exactly the sequences one process sees with
+ * --accum N*A, in the same order. Each rank's gradient is summed in rank order (dist.h) before
+ * clipping, and a step with several micro-batches sums them the same way: each micro-batch's
+ * gradient whole, then added to the running sum. So one rank per micro-batch gives the bits of
+ * one process; more micro-batches per rank regroup the sum (equal to rounding). */
+
+/* Advance rng over n micro-batches as batch_at would draw them, reading nothing. */
+static void batch_skip(uint64_t *rng, long n, int B) {
+    for (long i = 0; i < n * B; i++) rng_xorshift64(rng);
+}
+
+/* Every rank's rc made one: 0 when all succeeded, else this rank's own code and message, or for a
+ * rank that succeeded, a code saying another failed (whose message is on its own stderr). */
+static int dist_agree(tr_dist *d, int rc, whale_err *err) {
+    int64_t bad = rc != 0;
+    int mrc = tr_dist_sum_i64(d, &bad, 1, err);
+    if (rc) return rc;
+    if (mrc) return mrc;
+    return bad ? err_set(err, WHALE_E_IO, "stopped: another rank failed (its message is above)") : 0;
+}
+
+/* After rank 0 has initialized or loaded m and s: every rank takes its parameters (selection
+ * biases included), optimizer moments, step and random state. */
+static int dist_start(tr_model *m, state *s, tr_dist *d, int rc, whale_err *err) {
+    if ((rc = dist_agree(d, rc, err)) || tr_dist_size(d) == 1) return rc;
+    uint64_t at[2] = {(uint64_t)s->step, s->rng};
+    if (!rc) rc = tr_dist_bcast(d, m->P->w, m->P->n * sizeof(float), err);
+    if (!rc) rc = tr_dist_bcast(d, s->m, m->P->n * sizeof(float), err);
+    if (!rc) rc = tr_dist_bcast(d, s->v, m->P->n * sizeof(float), err);
+    if (!rc) rc = tr_dist_bcast(d, at, sizeof at, err);
+    s->step = (long)at[0], s->rng = at[1];
+    return rc;
+}
+
+/* After this rank's micro-batches: the global losses (main and MTP), gradients and expert loads on
+ * every rank. */
+static int dist_step(tr_model *m, tr_dist *d, double losses[2], int rc, whale_err *err) {
+    if ((rc = dist_agree(d, rc, err)) || tr_dist_size(d) == 1) return rc;
+    rc = tr_dist_sum_f64(d, losses, 2, err);
+    if (!rc) rc = tr_dist_sum_f32(d, m->P->g, m->P->n, err);
+    if (!rc && m->balance && m->load) rc = tr_dist_sum_i64(d, m->load, m->n_load, err);
+    return rc;
+}
+
 /* ---- the loop --------------------------------------------------------------------------------- */
 
 static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t *ids, int32_t *tg, whale_err *err) {
-    /* fixed windows spread over the validation shard (or the held-out chat examples in order), forward only */
-    double sum = 0;
-    for (int i = 0; i < o->eval_batches; i++) {
+    /* fixed windows spread over the validation shard (or the held-out chat examples in order),
+     * forward only; with ranks, batch i on rank i % ranks, the losses gathered (others' slots are
+     * 0, so the sum is exact) and added in order */
+    double sum = 0, *each = calloc((size_t)o->eval_batches, sizeof(double));
+    int rank = tr_dist_rank(o->dist), ranks = tr_dist_size(o->dist);
+    if (!each) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    for (int i = rank; i < o->eval_batches; i += ranks) {
         if (o->sft) {
             tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
-            sum += m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+            each[i] = m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
             continue;
         }
         uint64_t fixed[256];
         for (int b = 0; b < o->batch && b < 256; b++) fixed[b] = (uint64_t)(i * o->batch + b) * 7919u * (uint64_t)(o->ctx + 1);
         batch_at(val, NULL, fixed, o->batch, o->ctx, ids, tg);
-        sum += m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+        each[i] = m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
     }
+    tr_dist_sum_f64(o->dist, each, (size_t)o->eval_batches, err);
+    for (int i = 0; i < o->eval_batches; i++) sum += each[i];
+    free(each);
     return sum / o->eval_batches;
 }
 
@@ -335,6 +392,10 @@ static void trim_metrics(const char *path, long step) {
 int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (o->batch < 1 || o->batch > 256 || o->ctx < 2 || o->accum < 1 || o->steps < 1)
         return err_set(err, WHALE_E_ARG, "batch 1..256, ctx >= 2, accum >= 1, steps >= 1");
+    tr_opts quiet; /* ranks: rank 0 alone reports, writes metrics and checkpoints */
+    tr_dist *dist = o->dist;
+    int rank = tr_dist_rank(dist), ranks = tr_dist_size(dist);
+    if (rank) quiet = *o, quiet.on_step = NULL, quiet.on_note = NULL, o = &quiet;
     shards tr = {0}, va = {0};
     int rc = o->sft ? 0 : open_shards(&tr, o->data_dir, "train-", err);
     if (rc) return rc;
@@ -350,10 +411,11 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     s.m = calloc(m->P->n, sizeof(float));
     s.v = calloc(m->P->n, sizeof(float));
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx), *tg = malloc(sizeof(int32_t) * (size_t)o->batch * o->ctx);
-    if (!s.m || !s.v || !ids || !tg) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+    float *gsum = o->accum > 1 ? malloc(m->P->n * sizeof(float)) : NULL; /* the micro-batches' sum (ranks section) */
+    if (!s.m || !s.v || !ids || !tg || (o->accum > 1 && !gsum)) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
     char dir[4096], metrics[4300];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", o->out_dir);
-    if (!rc && o->resume) {
+    if (!rc && o->resume && rank == 0) {
         long at = latest_checkpoint(o->out_dir, dir, sizeof dir);
         if (at >= 0) {
             if (!(rc = load_checkpoint(m, &s, dir, err))) note(o, "resuming from %s (step %ld)", dir, s.step);
@@ -361,24 +423,32 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         } else {
             note(o, "nothing to resume in %s: starting at step 0", o->out_dir);
         }
-    } else if (!rc) {
+    } else if (!rc && !o->resume && rank == 0) {
         unlink(metrics);
     }
+    rc = dist_start(m, &s, dist, rc, err);
     long warmup = o->warmup >= 0 ? o->warmup : o->steps / 10;
     if (warmup > o->steps / 10) warmup = o->steps / 10;
-    FILE *mf = rc ? NULL : fopen(metrics, "a");
+    FILE *mf = rc ? NULL : fopen(rank ? "/dev/null" : metrics, "a");
     if (!rc && !mf) rc = err_set(err, WHALE_E_IO, "%s: %m", metrics);
     double t0 = clock_now_s();
     for (; !rc && s.step < o->steps;) {
-        double ts = clock_now_s(), loss = 0, mtp = 0;
+        double ts = clock_now_s(), lm[2] = {0, 0}; /* this step's loss and MTP loss */
         memset(m->P->g, 0, m->P->n * sizeof(float));
+        batch_skip(&s.rng, (long)rank * o->accum, o->batch); /* the ranks before this one */
         for (int a = 0; a < o->accum && !rc; a++) {
+            if (gsum && a) memset(m->P->g, 0, m->P->n * sizeof(float));
             if (o->sft) tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
             else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
-            loss += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)o->accum, err) / o->accum;
-            if (m->mtp_loss) mtp += m->mtp_loss(m->impl) / o->accum;
+            lm[0] += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
+            if (m->mtp_loss) lm[1] += m->mtp_loss(m->impl) / (o->accum * ranks);
             if (err && err->code) rc = err->code;
+            for (size_t i = 0; gsum && i < m->P->n; i++) gsum[i] = a ? gsum[i] + m->P->g[i] : m->P->g[i];
         }
+        if (gsum) memcpy(m->P->g, gsum, m->P->n * sizeof(float));
+        batch_skip(&s.rng, (long)(ranks - 1 - rank) * o->accum, o->batch); /* and after it */
+        rc = dist_step(m, dist, lm, rc, err);
+        double loss = lm[0], mtp = lm[1];
         if (rc) break;
         float *bufs[1] = {m->P->g};
         size_t lens[1] = {m->P->n};
@@ -392,7 +462,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         s.step++;
         tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};
         if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
-        info.tokens_per_s = (double)o->batch * o->ctx * o->accum / (clock_now_s() - ts);
+        info.tokens_per_s = (double)o->batch * o->ctx * o->accum * ranks / (clock_now_s() - ts);
         int last = s.step == o->steps;
         if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, vs, o, ids, tg, err);
         info.elapsed_s = clock_now_s() - t0;
@@ -403,11 +473,12 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         if (info.val_loss >= 0) fprintf(mf, ", \"val_loss\": %.6f", info.val_loss);
         fprintf(mf, "}\n");
         fflush(mf);
-        if ((o->save_every && s.step % o->save_every == 0) || last) rc = save_checkpoint(m, &s, o, dir, sizeof dir, err);
+        if ((o->save_every && s.step % o->save_every == 0) || last)
+            rc = dist_agree(dist, rank ? 0 : save_checkpoint(m, &s, o, dir, sizeof dir, err), err);
         if (o->on_step) o->on_step(o->hook_ctx, &info);
     }
     if (mf) fclose(mf);
-    free(s.m), free(s.v), free(ids), free(tg);
+    free(s.m), free(s.v), free(ids), free(tg), free(gsum);
     if (tr.f) close_shards(&tr);
     if (vs == &va && va.f) close_shards(&va);
     return rc;

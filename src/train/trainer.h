@@ -35,6 +35,7 @@ typedef struct tr_opts {
     int eval_batches;
     uint64_t seed;
     int resume;
+    struct tr_dist *dist; /* data parallel over ranks (train/dist.h); NULL: one process */
     void (*on_step)(void *ctx, const tr_step_info *s);
     void (*on_note)(void *ctx, const char *msg);
     void *hook_ctx;
@@ -58,6 +59,8 @@ typedef struct tr_model {
     /* Models with multi-token prediction: the last step's MTP cross-entropy (metrics.jsonl's
      * mtp_loss). NULL: none. */
     double (*mtp_loss)(const void *impl);
+    int64_t *load; /* MoE: the counts balance() reads, [n_load], summed over ranks before it */
+    size_t n_load;
 } tr_model;
 
 void tr_dense_model(tr_dense *d, tr_model *out);
