@@ -18,6 +18,7 @@ typedef struct tr_step_info {
     float lr;
     double grad_norm, tokens_per_s, elapsed_s;
     double expert_load; /* largest load / mean load (MoE), 0 for dense models */
+    double mfu;         /* flops_per_token x tokens/s / tr_peak_flops(); 0 when flops_per_token is 0 */
 } tr_step_info;
 
 typedef struct tr_opts {
@@ -33,6 +34,7 @@ typedef struct tr_opts {
     int eval_batches;
     uint64_t seed;
     int resume;
+    double flops_per_token; /* model FLOPs per token, forward + backward, for MFU (0: none) */
     void (*on_step)(void *ctx, const tr_step_info *s);
     void (*on_note)(void *ctx, const char *msg);
     void *hook_ctx;
