@@ -8,7 +8,9 @@ F32, AdamW, the same batch of real shards) for the same steps. Prints one table 
 and writes bench/train.json.
 
   python3 bench/train.py --data DIR [--shapes qwen2:tiny,deepseek2:tiny] [--batch 4] [--ctx 128]
-                         [--steps 6] [--threads 2]
+                         [--steps 6] [--threads 2] [--repeat 3]
+Each repeat runs Whale F32, Whale BF16, PyTorch F32 and PyTorch BF16 autocast one after the
+other (so a neighbour's load hits all alike); each figure is the median over the repeats.
 DIR: shards from `whale data prepare` (its manifest names the tokenizer)."""
 import argparse
 import json
@@ -25,15 +27,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 WHALE = REPO / "build" / "whale"
 
 
-def whale_run(shape, data, out, a):
+def whale_run(shape, data, out, a, precision):
+    """tokens/s (mean of steps 2..) and MFU (the same steps) of one `whale train` run."""
     subprocess.run([str(WHALE), "train", "--init", shape, "--data", str(data), "-o", str(out), "--steps", str(a.steps),
-                    "--batch", str(a.batch), "--ctx", str(a.ctx)], check=True, capture_output=True,
-                   env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
+                    "--batch", str(a.batch), "--ctx", str(a.ctx), "--precision", precision], check=True,
+                   capture_output=True, env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-    return float(np.mean([r["tokens_per_s"] for r in rows[1:]]))
+    return float(np.mean([r["tokens_per_s"] for r in rows[1:]])), float(np.mean([r.get("mfu", 0) for r in rows[1:]]))
 
 
-def torch_run(ckpt, data, a):
+def torch_run(ckpt, data, a, bf16=False):
     import torch
     from transformers import AutoModelForCausalLM
     torch.set_num_threads(a.threads)
@@ -47,7 +50,8 @@ def torch_run(ckpt, data, a):
         starts = rng.integers(0, len(ids) - a.ctx - 1, size=a.batch)
         x = torch.from_numpy(np.stack([ids[s:s + a.ctx] for s in starts]))
         t0 = time.perf_counter()
-        loss = model(input_ids=x, labels=x).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(input_ids=x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -64,17 +68,32 @@ def main():
     p.add_argument("--ctx", type=int, default=128)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--repeat", type=int, default=3)
     a = p.parse_args()
     results = []
+    med = lambda v: round(float(np.median(v)), 1)
     with tempfile.TemporaryDirectory() as tmp:
         for shape in a.shapes.split(","):
             out = pathlib.Path(tmp) / shape.replace(":", "_")
-            w = whale_run(shape, a.data, out, a)
-            t = torch_run(out / f"step-{a.steps:06d}", a.data, a)
-            results.append({"shape": shape, "whale_tokens_per_s": round(w, 1), "torch_tokens_per_s": round(t, 1),
-                            "ratio": round(w / t, 2)})
-            print(f"{shape:16s} whale {w:8.1f} tok/s   torch eager {t:8.1f} tok/s   whale/torch {w / t:5.2f}", flush=True)
-    (REPO / "bench" / "train.json").write_text(json.dumps({"batch": a.batch, "ctx": a.ctx, "threads": a.threads,
+            r = {k: [] for k in ("w32", "m32", "w16", "m16", "t32", "t16")}
+            for _ in range(a.repeat):
+                w, m = whale_run(shape, a.data, out, a, "f32")
+                r["w32"].append(w), r["m32"].append(m)
+                w, m = whale_run(shape, a.data, out, a, "bf16")
+                r["w16"].append(w), r["m16"].append(m)
+                r["t32"].append(torch_run(out / f"step-{a.steps:06d}", a.data, a))
+                r["t16"].append(torch_run(out / f"step-{a.steps:06d}", a.data, a, bf16=True))
+            row = {"shape": shape, "whale_f32_tokens_per_s": med(r["w32"]), "whale_f32_mfu": round(float(np.median(r["m32"])), 3),
+                   "whale_bf16_tokens_per_s": med(r["w16"]), "whale_bf16_mfu": round(float(np.median(r["m16"])), 3),
+                   "torch_tokens_per_s": med(r["t32"]), "torch_bf16_autocast_tokens_per_s": med(r["t16"]),
+                   "runs": {k: [round(x, 3) for x in v] for k, v in r.items()}}
+            row["ratio_f32"] = round(row["whale_f32_tokens_per_s"] / row["torch_tokens_per_s"], 2)
+            results.append(row)
+            print(f"{shape:16s} whale f32 {row['whale_f32_tokens_per_s']:8.1f} tok/s (MFU {row['whale_f32_mfu']:.2f})  "
+                  f"bf16 {row['whale_bf16_tokens_per_s']:8.1f} (MFU {row['whale_bf16_mfu']:.2f})   torch eager "
+                  f"{row['torch_tokens_per_s']:8.1f}, bf16 autocast {row['torch_bf16_autocast_tokens_per_s']:8.1f}   "
+                  f"whale/torch f32 {row['ratio_f32']:5.2f}", flush=True)
+    (REPO / "bench" / "train.json").write_text(json.dumps({"batch": a.batch, "ctx": a.ctx, "threads": a.threads, "repeat": a.repeat,
                                                             "results": results}, indent=1) + "\n")
 
 

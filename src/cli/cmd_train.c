@@ -45,6 +45,8 @@ static void usage(FILE *f) {
             "  --steps N           optimizer steps\n"
             "  --batch B           sequences per micro-batch (default 8)\n"
             "  --ctx T             tokens per sequence (default 128)\n"
+            "  --precision P       matrix products in bf16 (operands rounded, F32 sums and master weights)\n"
+            "                      or f32; default bf16 when the CPU has AVX512_BF16, else f32\n"
             "  --accum A           micro-batches per step (default 1)\n"
             "  --lr LR             peak learning rate (default 3e-3)\n"
             "  --min-lr-frac F     the schedule ends at F x LR (default 0.1)\n"
@@ -108,8 +110,11 @@ static void on_step(void *ctx, const tr_step_info *s) {
     double eta = s->elapsed_s / (double)s->step * (double)(s->steps - s->step);
     char val[32] = "";
     if (s->val_loss >= 0) snprintf(val, sizeof val, " val %.4f", s->val_loss);
-    fprintf(stderr, "%sstep %ld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s  ETA %.0fs%s", u->tty ? "\r\033[K" : "", s->step,
-            s->steps, s->loss, val, s->lr, s->tokens_per_s, eta, u->tty && s->val_loss < 0 && s->step < s->steps ? "" : "\n");
+    char mfu[32] = "";
+    if (s->mfu > 0) snprintf(mfu, sizeof mfu, "  MFU %.0f%%", 100 * s->mfu);
+    fprintf(stderr, "%sstep %ld/%ld  loss %.4f%s  lr %.2e  %.0f tok/s%s  ETA %.0fs%s", u->tty ? "\r\033[K" : "", s->step,
+            s->steps, s->loss, val, s->lr, s->tokens_per_s, mfu, eta,
+            u->tty && s->val_loss < 0 && s->step < s->steps ? "" : "\n");
 }
 
 /* 0 when the tokenizer's ids fit a model of vocab rows; 1 with the reason printed. */
@@ -198,6 +203,7 @@ int cmd_train(int argc, char **argv) {
     const char *init = NULL, *from = NULL, *config = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
     double val_fraction = 0.05;
     if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
+    int precision = tr_precision_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -229,6 +235,12 @@ int cmd_train(int argc, char **argv) {
         else if (ARG("--seed")) o.seed = strtoull(v, NULL, 10);
         else if (ARG("--bias-update")) o.bias_gamma = (float)atof(v);
         else if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (ARG("--precision")) {
+            if ((precision = tr_precision_parse(v)) < 0) {
+                fprintf(stderr, "whale train: --precision is f32 or bf16, not '%s'\n", v);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "whale train: bad option '%s' (see --help)\n", a);
             return 2;
@@ -342,6 +354,8 @@ int cmd_train(int argc, char **argv) {
     double need = (double)n * (o.accum > 1 ? 20 : 16) + act; /* w, g, Adam m and v; the micro-batch sum */
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];
+    tr_set_precision(precision);
+    o.flops_per_token = flops;
     if (!rc && dist.rank == 0) {
         fprintf(stderr, "whale train: %s, %.2fM parameters (%.2fM without the embedding and head%s), vocabulary %d\n"
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
@@ -353,6 +367,8 @@ int cmd_train(int argc, char **argv) {
         if (dist.size > 1)
             fprintf(stderr, "whale train: ranks: %d; global batch %d x %d x %d x %d = %.0f tokens per step\n", dist.size,
                     o.batch, o.ctx, o.accum, dist.size, (double)o.batch * o.ctx * o.accum * dist.size);
+        fprintf(stderr, "whale train: %s matrix products, peak %.1f GFLOP/s (this machine's 256^3 product; MFU against it)\n",
+                tr_precision_name(precision), tr_peak_flops() / 1e9);
         if (need > avail) {
             fprintf(stderr, "whale train: it will not fit: lower --batch/--ctx or choose a smaller shape\n");
             rc = 1;

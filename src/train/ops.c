@@ -9,7 +9,7 @@
 
 #include "base/err.h"
 #include "base/threadpool.h"
-#include "kernels/ops.h"
+#include "kernels/gemm.h"
 
 /* ---- threads: one pool for the training ops; every op splits its work so that each output
  * value is computed by one task in a fixed order, so results do not depend on the count ---- */
@@ -30,33 +30,33 @@ static void run(int64_t n_tasks, tp_fn fn, void *ctx) {
         for (int64_t i = 0; i < n_tasks; i++) fn(ctx, i, 0);
 }
 
-/* A = B^T for B rows x cols. */
-static void transpose(float *A, const float *B, int rows, int cols) {
-    enum { TB = 32 };
-    for (int r0 = 0; r0 < rows; r0 += TB)
-        for (int c0 = 0; c0 < cols; c0 += TB)
-            for (int r = r0; r < r0 + TB && r < rows; r++)
-                for (int c = c0; c < c0 + TB && c < cols; c++) A[(size_t)c * rows + r] = B[(size_t)r * cols + c];
+/* ---- precision of the matrix products (kernels/gemm.h): F32 unless set ---- */
+
+static int g_prec = TR_F32;
+
+void tr_set_precision(int p) { g_prec = p == TR_BF16 ? TR_BF16 : TR_F32; }
+int tr_precision(void) { return g_prec; }
+int tr_precision_default(void) { return gemm_cpu_has_bf16() ? TR_BF16 : TR_F32; }
+const char *tr_precision_name(int p) { return p == TR_BF16 ? "bf16" : "f32"; }
+int tr_precision_parse(const char *s) {
+    if (!s) return -1;
+    if (!strcmp(s, "f32")) return TR_F32;
+    if (!strcmp(s, "bf16")) return TR_BF16;
+    return -1;
 }
 
-/* Y[t][r] = dot(W row r, X row t) for t < T, r < R (rows of n floats), over the pool. */
-typedef struct mm_job {
-    float *Y;
-    const float *W, *X;
-    int T, R, n, chunk;
-} mm_job;
+static gemm_prec prec(void) { return g_prec == TR_BF16 ? GEMM_BF16 : GEMM_F32; }
 
-static void mm_task(void *ctx, int64_t task, int thread) {
-    (void)thread;
-    const mm_job *j = ctx;
-    int64_t r0 = task * j->chunk, r1 = r0 + j->chunk < j->R ? r0 + j->chunk : j->R;
-    op_matmul_rows(j->Y, j->R, j->W, WHALE_DTYPE_F32, j->X, j->n, j->n, j->T, r0, r1, NULL);
+static threadpool *pool(void) {
+    pthread_once(&g_once, pool_init);
+    return g_pool;
 }
 
-static void rows_dot(float *Y, const float *W, const float *X, int T, int R, int n) {
-    mm_job j = {Y, W, X, T, R, n, 16};
-    if ((int64_t)R * n < 64 * 1024) j.chunk = R; /* small: one task */
-    run((R + j.chunk - 1) / j.chunk, mm_task, &j);
+double tr_peak_flops(void) {
+    static double peak[2];
+    int p = g_prec == TR_BF16;
+    if (!peak[p]) peak[p] = gemm_measure_flops(256, prec(), pool(), 0.15);
+    return peak[p];
 }
 
 void tr_embed_fwd(float *out, const float *table, const int32_t *ids, int T, int d) {
@@ -98,7 +98,8 @@ void tr_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const
 }
 
 void tr_matmul_fwd(float *Y, const float *X, const float *W, const float *bias, int T, int K, int N) {
-    rows_dot(Y, W, X, T, N, K);
+    /* Y = X W^T: B(k, n) = W[n][k] read in place */
+    gemm(Y, N, X, K, 1, W, 1, K, T, N, K, 1.0f, 0, prec(), pool());
     if (bias)
         for (int t = 0; t < T; t++)
             for (int n = 0; n < N; n++) Y[(size_t)t * N + n] += bias[n];
@@ -106,25 +107,13 @@ void tr_matmul_fwd(float *Y, const float *X, const float *W, const float *bias, 
 
 void tr_matmul_bwd(float *dX, float *dW, float *dbias, const float *dY, const float *X, const float *W, int T, int K,
                    int N) {
-    size_t big = (size_t)N * K > (size_t)T * K ? (size_t)N * K : (size_t)T * K;
-    float *tmp = malloc(sizeof(float) * (big + (size_t)N * K + (size_t)T * N + (size_t)T * K));
-    if (!tmp) abort();
-    float *a = tmp + big, *b = a + (size_t)N * K, *c = b + (size_t)T * N;
-    if (dX) { /* dX[t][k] += sum_n dY[t][n] W[n][k]: rows of W^T against rows of dY */
-        transpose(a, W, N, K);
-        rows_dot(tmp, a, dY, T, K, N);
-        for (size_t i = 0; i < (size_t)T * K; i++) dX[i] += tmp[i];
-    }
-    if (dW) { /* dW[n][k] += sum_t dY[t][n] X[t][k]: rows of X^T against rows of dY^T */
-        transpose(b, dY, T, N);
-        transpose(c, X, T, K);
-        rows_dot(tmp, c, b, N, K, T);
-        for (size_t i = 0; i < (size_t)N * K; i++) dW[i] += tmp[i];
-    }
+    if (dX) /* dX[t][k] += sum_n dY[t][n] W[n][k] */
+        gemm(dX, K, dY, N, 1, W, K, 1, T, K, N, 1.0f, 1, prec(), pool());
+    if (dW) /* dW[n][k] += sum_t dY[t][n] X[t][k]: A(n, t) = dY[t][n] read in place */
+        gemm(dW, K, dY, 1, N, X, K, 1, N, K, T, 1.0f, 1, prec(), pool());
     if (dbias)
         for (int t = 0; t < T; t++)
             for (int n = 0; n < N; n++) dbias[n] += dY[(size_t)t * N + n];
-    free(tmp);
 }
 
 void tr_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, int rot_dim, float base,
@@ -154,34 +143,37 @@ typedef struct attn_job {
     float scale;
 } attn_job;
 
+/* Causal blocks: rows r0 .. r0+ATT_BQ-1 of a head's scores need keys 0 .. r0+ATT_BQ-1 only,
+ * so each product runs over that block's keys (3/4 of the full square at T = 128 instead of
+ * all of it). Products are single-threaded gemm calls: the parallelism is the group tasks. */
+#define ATT_BQ 32
+
 static void attn_fwd_group(const attn_job *job, int g) {
-    float *out = job->out, *P = job->P;
     const float *q = job->q, *k = job->k, *v = job->v;
     int T = job->T, Hq = job->Hq, Hkv = job->Hkv, dk = job->dk_, dv = job->dv_, group = Hq / Hkv;
-    float scale = job->scale;
+    gemm_prec pr = prec();
+    const float *kg = k + (size_t)g * dk, *vg = v + (size_t)g * dv;
     for (int h = g * group; h < (g + 1) * group; h++) {
-        for (int t = 0; t < T; t++) {
-            const float *qt = q + ((size_t)t * Hq + h) * dk;
-            float *p = P + ((size_t)h * T + t) * T;
-            float mx = -INFINITY;
-            for (int j = 0; j <= t; j++) {
-                const float *kj = k + ((size_t)j * Hkv + g) * dk;
-                float s = 0;
-                for (int i = 0; i < dk; i++) s += qt[i] * kj[i];
-                p[j] = s * scale;
-                if (p[j] > mx) mx = p[j];
-            }
+        float *P = job->P + (size_t)h * T * T, *oh = job->out + (size_t)h * dv;
+        const float *qh = q + (size_t)h * dk;
+        for (int r0 = 0; r0 < T; r0 += ATT_BQ) { /* P = scale q k^T */
+            int r1 = r0 + ATT_BQ < T ? r0 + ATT_BQ : T;
+            gemm(P + (size_t)r0 * T, T, qh + (size_t)r0 * Hq * dk, (int64_t)Hq * dk, 1, kg, 1, (int64_t)Hkv * dk,
+                 r1 - r0, r1, dk, job->scale, 0, pr, NULL);
+        }
+        for (int t = 0; t < T; t++) { /* softmax over keys <= t */
+            float *p = P + (size_t)t * T, mx = -INFINITY;
+            for (int j = 0; j <= t; j++) mx = p[j] > mx ? p[j] : mx;
             double sum = 0;
             for (int j = 0; j <= t; j++) sum += p[j] = expf(p[j] - mx);
             float inv = (float)(1.0 / sum);
             for (int j = 0; j <= t; j++) p[j] *= inv;
             for (int j = t + 1; j < T; j++) p[j] = 0;
-            float *o = out + ((size_t)t * Hq + h) * dv;
-            memset(o, 0, sizeof(float) * (size_t)dv);
-            for (int j = 0; j <= t; j++) {
-                const float *vj = v + ((size_t)j * Hkv + g) * dv;
-                for (int i = 0; i < dv; i++) o[i] += p[j] * vj[i];
-            }
+        }
+        for (int r0 = 0; r0 < T; r0 += ATT_BQ) { /* out = P v */
+            int r1 = r0 + ATT_BQ < T ? r0 + ATT_BQ : T;
+            gemm(oh + (size_t)r0 * Hq * dv, (int64_t)Hq * dv, P + (size_t)r0 * T, T, 1, vg, (int64_t)Hkv * dv, 1, r1 - r0,
+                 dv, r1, 1.0f, 0, pr, NULL);
         }
     }
 }
@@ -197,43 +189,44 @@ void tr_attn_fwd(float *out, float *P, const float *q, const float *k, const flo
     run(Hkv, attn_fwd_task, &j);
 }
 
+/* dP = dout v^T, dS = P (dP - rowsum(P dP)) scale, then dq += dS k, dk += dS^T q, dv += P^T dout;
+ * dS is zero above the diagonal, so the transposed products start at the block's first row. */
 static void attn_bwd_group(const attn_job *job, int g) {
-    float *dq = job->dq, *dk_ = job->dk, *dv_ = job->dv;
-    const float *dout = job->dout, *P = job->Pc, *q = job->q, *k = job->k, *v = job->v;
+    const float *q = job->q, *k = job->k, *v = job->v, *dout = job->dout;
     int T = job->T, Hq = job->Hq, Hkv = job->Hkv, dk = job->dk_, dv = job->dv_, group = Hq / Hkv;
-    float scale = job->scale;
+    gemm_prec pr = prec();
+    const float *kg = k + (size_t)g * dk, *vg = v + (size_t)g * dv;
+    int64_t qs = (int64_t)Hq * dk, ks = (int64_t)Hkv * dk, os = (int64_t)Hq * dv, vs = (int64_t)Hkv * dv;
+    float *dS = malloc(sizeof(float) * (size_t)T * (size_t)T);
+    if (!dS) abort();
     for (int h = g * group; h < (g + 1) * group; h++) {
+        const float *P = job->Pc + (size_t)h * T * T, *qh = q + (size_t)h * dk, *goh = dout + (size_t)h * dv;
+        for (int r0 = 0; r0 < T; r0 += ATT_BQ) {
+            int r1 = r0 + ATT_BQ < T ? r0 + ATT_BQ : T;
+            gemm(dS + (size_t)r0 * T, T, goh + (size_t)r0 * os, os, 1, vg, 1, vs, r1 - r0, r1, dv, 1.0f, 0, pr, NULL);
+        }
         for (int t = 0; t < T; t++) {
-            const float *p = P + ((size_t)h * T + t) * T, *go = dout + ((size_t)t * Hq + h) * dv;
-            const float *qt = q + ((size_t)t * Hq + h) * dk;
-            /* sum_j P_tj dP_tj, dP_tj = dout_t . v_j */
+            const float *p = P + (size_t)t * T;
+            float *d = dS + (size_t)t * T;
             double s = 0;
-            for (int j = 0; j <= t; j++) {
-                const float *vj = v + ((size_t)j * Hkv + g) * dv;
-                float d = 0;
-                for (int i = 0; i < dv; i++) d += go[i] * vj[i];
-                s += (double)p[j] * d;
-            }
-            for (int j = 0; j <= t; j++) {
-                const float *vj = v + ((size_t)j * Hkv + g) * dv, *kj = k + ((size_t)j * Hkv + g) * dk;
-                float d = 0;
-                for (int i = 0; i < dv; i++) d += go[i] * vj[i];
-                float ds = p[j] * (d - (float)s) * scale;
-                if (dv_) {
-                    float *dvj = dv_ + ((size_t)j * Hkv + g) * dv;
-                    for (int i = 0; i < dv; i++) dvj[i] += p[j] * go[i];
-                }
-                if (dq) {
-                    float *dqt = dq + ((size_t)t * Hq + h) * dk;
-                    for (int i = 0; i < dk; i++) dqt[i] += ds * kj[i];
-                }
-                if (dk_) {
-                    float *dkj = dk_ + ((size_t)j * Hkv + g) * dk;
-                    for (int i = 0; i < dk; i++) dkj[i] += ds * qt[i];
-                }
-            }
+            for (int j = 0; j <= t; j++) s += (double)p[j] * d[j];
+            for (int j = 0; j <= t; j++) d[j] = p[j] * (d[j] - (float)s) * job->scale;
+            for (int j = t + 1; j < T; j++) d[j] = 0;
+        }
+        for (int r0 = 0; r0 < T; r0 += ATT_BQ) {
+            int r1 = r0 + ATT_BQ < T ? r0 + ATT_BQ : T, n = r1 - r0;
+            if (job->dq)
+                gemm(job->dq + (size_t)h * dk + (size_t)r0 * qs, qs, dS + (size_t)r0 * T, T, 1, kg, ks, 1, n, dk, r1, 1.0f,
+                     1, pr, NULL);
+            if (job->dk) /* rows r0..r1 of dk over queries t >= r0 */
+                gemm(job->dk + (size_t)g * dk + (size_t)r0 * ks, ks, dS + (size_t)r0 * T + r0, 1, T,
+                     qh + (size_t)r0 * qs, qs, 1, n, dk, T - r0, 1.0f, 1, pr, NULL);
+            if (job->dv)
+                gemm(job->dv + (size_t)g * dv + (size_t)r0 * vs, vs, P + (size_t)r0 * T + r0, 1, T,
+                     goh + (size_t)r0 * os, os, 1, n, dv, T - r0, 1.0f, 1, pr, NULL);
         }
     }
+    free(dS);
 }
 
 static void attn_bwd_task(void *ctx, int64_t g, int thread) {

@@ -4,8 +4,8 @@
  * the loss with respect to the op's output (d*) and ADDS the gradients of its inputs into the
  * given buffers (so a tensor used twice collects both). Shapes: T rows (tokens), the rest as
  * named. Every backward op is checked against finite differences in double precision
- * (tests/unit/test_train_ops.c). Matrix products run on the kernels' F32 row products
- * (kernels/ops.h: one arithmetic on every CPU) over a thread pool. */
+ * (tests/unit/test_train_ops.c). Matrix products, attention's included, run on the blocked
+ * product of kernels/gemm.h (one arithmetic on every CPU) over a thread pool. */
 #ifndef WHALE_TRAIN_OPS_H
 #define WHALE_TRAIN_OPS_H
 
@@ -17,6 +17,23 @@
 /* Threads for the ops (0: one per CPU), before the first op runs. Results are the same bits
  * for any count: each output value is one task's, summed in a fixed order. */
 void tr_set_threads(int n);
+
+/* Precision of the ops' matrix products (linear layers and attention; kernels/gemm.h):
+ * TR_F32 (the default) or TR_BF16 (operands rounded to bfloat16, products summed in F32; the
+ * weights and everything else stay F32). Set before a step, not during one. */
+enum { TR_F32 = 0, TR_BF16 = 1 };
+void tr_set_precision(int p);
+int tr_precision(void);
+/* TR_BF16 when the CPU has AVX512_BF16, else TR_F32 (the choice for `whale train`). */
+int tr_precision_default(void);
+/* "f32" or "bf16"; tr_precision_parse gives the value of such a name, or -1. */
+const char *tr_precision_name(int p);
+int tr_precision_parse(const char *s);
+
+/* FLOP/s of the ops' matrix product at the precision in force on this machine and pool: the
+ * best of repeated 256^3 products for about 0.15 s, measured once per precision and cached.
+ * The peak `whale train` reports MFU against (bench_gemm measures the same at more sizes). */
+double tr_peak_flops(void);
 
 /* out[t] = table[ids[t]] (rows of width d). */
 void tr_embed_fwd(float *out, const float *table, const int32_t *ids, int T, int d);

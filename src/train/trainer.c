@@ -21,6 +21,7 @@
 #include "formats/safetensors_write.h"
 #include "train/dist.h"
 #include "train/moe.h"
+#include "train/ops.h"
 
 void tr_opts_default(tr_opts *o) {
     memset(o, 0, sizeof *o);
@@ -187,8 +188,8 @@ static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, 
     }
     if (!rc) {
         char text[256];
-        snprintf(text, sizeof text, "{\"step\": %ld, \"rng\": \"%llu\", \"n_params\": %zu}\n", s->step,
-                 (unsigned long long)s->rng, m->P->n);
+        snprintf(text, sizeof text, "{\"step\": %ld, \"rng\": \"%llu\", \"n_params\": %zu, \"precision\": \"%s\"}\n",
+                 s->step, (unsigned long long)s->rng, m->P->n, tr_precision_name(tr_precision()));
         snprintf(p, sizeof p, "%s.tmp/trainer_state.json", dir);
         rc = write_text(p, text, err);
     }
@@ -431,6 +432,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     if (warmup > o->steps / 10) warmup = o->steps / 10;
     FILE *mf = rc ? NULL : fopen(rank ? "/dev/null" : metrics, "a");
     if (!rc && !mf) rc = err_set(err, WHALE_E_IO, "%s: %m", metrics);
+    double peak = o->flops_per_token > 0 ? tr_peak_flops() : 0; /* measured once, cached */
     double t0 = clock_now_s();
     for (; !rc && s.step < o->steps;) {
         double ts = clock_now_s(), lm[2] = {0, 0}; /* this step's loss and MTP loss */
@@ -463,6 +465,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};
         if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
         info.tokens_per_s = (double)o->batch * o->ctx * o->accum * ranks / (clock_now_s() - ts);
+        if (peak > 0) info.mfu = o->flops_per_token * info.tokens_per_s / ranks / peak; /* each rank's peak */
         int last = s.step == o->steps;
         if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, vs, o, ids, tg, err);
         info.elapsed_s = clock_now_s() - t0;
@@ -470,6 +473,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
                 c.lr, gnorm, info.tokens_per_s);
         if (m->balance) fprintf(mf, ", \"expert_load\": %.4f", info.expert_load);
         if (m->mtp_loss) fprintf(mf, ", \"mtp_loss\": %.6f", mtp);
+        if (peak > 0) fprintf(mf, ", \"mfu\": %.4f", info.mfu);
         if (info.val_loss >= 0) fprintf(mf, ", \"val_loss\": %.6f", info.val_loss);
         fprintf(mf, "}\n");
         fflush(mf);

@@ -19,6 +19,7 @@ typedef struct tr_step_info {
     float lr;
     double grad_norm, tokens_per_s, elapsed_s;
     double expert_load; /* largest load / mean load (MoE), 0 for dense models */
+    double mfu;         /* flops_per_token x tokens/s / tr_peak_flops(); 0 when flops_per_token is 0 */
 } tr_step_info;
 
 typedef struct tr_opts {
@@ -36,6 +37,7 @@ typedef struct tr_opts {
     uint64_t seed;
     int resume;
     struct tr_dist *dist; /* data parallel over ranks (train/dist.h); NULL: one process */
+    double flops_per_token; /* model FLOPs per token, forward + backward, for MFU (0: none) */
     void (*on_step)(void *ctx, const tr_step_info *s);
     void (*on_note)(void *ctx, const char *msg);
     void *hook_ctx;

@@ -57,7 +57,7 @@ def mpirun(n, *whale_args):
 
 def metrics(run):
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("tokens_per_s", "mfu")} for r in rows]
 
 
 def same_run(a, b):

@@ -37,7 +37,7 @@ def test_plot_a_real_run(tmp_path):
               "--eval-every", "3")
     p = run_whale("train", "plot", str(tmp_path / "run"))
     names = {os.path.basename(l) for l in p.stdout.decode().split()}
-    assert names == {"loss.png", "lr.png", "tokens_per_s.png"}  # a dense run: no MFU, expert load or MTP
+    assert names == {"loss.png", "lr.png", "tokens_per_s.png", "mfu.png"}  # a dense run: no expert load or MTP
     for n in names:
         assert png_size(tmp_path / "run" / n) == (900, 500)
 
