@@ -21,13 +21,15 @@ static void usage(FILE *f) {
             "       whale train plot RUN_DIR [-o DIR]\n\n"
             "Trains a model on token shards (`whale data prepare`: DIR/train-*.bin, DIR/val-*.bin) with AdamW.\n"
             "Writes RUN_DIR/metrics.jsonl (one JSON object per step: step, loss, lr, grad_norm,\n"
-            "tokens_per_s, val_loss when evaluated) and checkpoints RUN_DIR/step-NNNNNN/ (Hugging Face\n"
-            "layout: config.json, model.safetensors, tokenizer.json; plus the optimizer state), one always\n"
-            "at the end; `whale run -m RUN_DIR/step-NNNNNN` loads one.\n\n"
+            "tokens_per_s, mfu, val_loss when evaluated; expert_load and mtp_loss for DeepSeek shapes) and\n"
+            "checkpoints RUN_DIR/step-NNNNNN/ (Hugging Face layout: config.json, model.safetensors,\n"
+            "tokenizer.json; plus the optimizer state), one always at the end; `whale run -m\n"
+            "RUN_DIR/step-NNNNNN` loads one. docs/TRAIN.md explains it all.\n\n"
             "  --init SHAPE        a new model: qwen2:tiny (~10M parameters without the embedding and head),\n"
-            "                      qwen2:small (~50M), deepseek2:tiny (~10M: MLA + 16 routed experts, top-2,\n"
-            "                      and a shared expert), deepseek2:small (~50M); qwen2:test and\n"
-            "                      deepseek2:test (~0.1M, for tests)\n"
+            "                      qwen2:small (~50M), deepseek2:tiny (~12M: MLA + 16 routed experts, top-2,\n"
+            "                      a shared expert, one MTP module; ~3.3M active per token in the main\n"
+            "                      model), deepseek2:small (~50M); qwen2:test and deepseek2:test (~0.1M,\n"
+            "                      for tests)\n"
             "  --config FILE       a new model of a Hugging Face config.json's shape (Qwen2ForCausalLM,\n"
             "                      LlamaForCausalLM as Qwen2 with zero q/k/v biases, DeepseekV3ForCausalLM),\n"
             "                      initialized as --init does\n"
@@ -57,6 +59,8 @@ static void usage(FILE *f) {
             "  --eval-every N      validation loss every N steps (default: at the end)\n"
             "  --save-every N      a checkpoint every N steps (default: at the end)\n"
             "  --seed S            initial weights and batch order (default 1)\n"
+            "  --threads N         threads for the matrix products and attention (default: one per CPU;\n"
+            "                      under mpirun, the host's CPUs shared among its ranks)\n"
             "  --bias-update G     MoE: the routers' selection bias moves by G per step toward even expert\n"
             "                      loads (auxiliary-loss-free balancing; default 0.001; 0: off)\n"
             "  --resume            continue from RUN_DIR's newest checkpoint: same parameters and loss\n"
@@ -203,7 +207,7 @@ int cmd_train(int argc, char **argv) {
     const char *init = NULL, *from = NULL, *config = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
     double val_fraction = 0.05;
     if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
-    int precision = tr_precision_default();
+    int precision = tr_precision_default(), threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -233,6 +237,14 @@ int cmd_train(int argc, char **argv) {
         else if (ARG("--eval-every")) o.eval_every = atol(v);
         else if (ARG("--save-every")) o.save_every = atol(v);
         else if (ARG("--seed")) o.seed = strtoull(v, NULL, 10);
+        else if (ARG("--threads")) {
+            int n = atoi(v);
+            if (n < 1 || n > 1024) {
+                fprintf(stderr, "whale train: --threads is 1 to 1024, not '%s'\n", v);
+                return 2;
+            }
+            threads = n;
+        }
         else if (ARG("--bias-update")) o.bias_gamma = (float)atof(v);
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (ARG("--precision")) {
@@ -261,6 +273,7 @@ int cmd_train(int argc, char **argv) {
     tr_dist dist = {.rank = 0, .size = 1, .local_size = 1};
     int rc = start_ranks(&dist);
     if (rc) return rc;
+    if (threads) tr_set_threads(threads); /* after the ranks' share, which it overrides */
     o.dist = dist.size > 1 ? &dist : NULL;
     char tok[4200];
     if (!o.tokenizer && o.data_dir) { /* the shards' tokenizer */
