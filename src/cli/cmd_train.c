@@ -63,6 +63,9 @@ static void usage(FILE *f) {
             "                      under mpirun, the host's CPUs shared among its ranks)\n"
             "  --bias-update G     MoE: the routers' selection bias moves by G per step toward even expert\n"
             "                      loads (auxiliary-loss-free balancing; default 0.001; 0: off)\n"
+            "  --recompute         activation recomputation: keep only each layer's input and run its\n"
+            "                      forward again before its backward (less memory, ~1/3 more compute;\n"
+            "                      same results)\n"
             "  --resume            continue from RUN_DIR's newest checkpoint: same parameters and loss\n"
             "                      curve as a run that was never stopped\n\n"
             "Data parallel: `mpirun -np N whale train ...` trains on N ranks (processes, on one host or\n"
@@ -207,7 +210,7 @@ int cmd_train(int argc, char **argv) {
     const char *init = NULL, *from = NULL, *config = NULL, *sched = "cosine", *sft = NULL, *chat_format = NULL;
     double val_fraction = 0.05;
     if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
-    int precision = tr_precision_default(), threads = 0;
+    int precision = tr_precision_default(), threads = 0, recompute = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -247,6 +250,7 @@ int cmd_train(int argc, char **argv) {
         }
         else if (ARG("--bias-update")) o.bias_gamma = (float)atof(v);
         else if (!strcmp(a, "--resume")) o.resume = 1;
+        else if (!strcmp(a, "--recompute")) recompute = 1;
         else if (ARG("--precision")) {
             if ((precision = tr_precision_parse(v)) < 0) {
                 fprintf(stderr, "whale train: --precision is f32 or bf16, not '%s'\n", v);
@@ -343,8 +347,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "whale train: %s\n", err.msg);
         return stop_ranks(&dist, 1);
     }
-    if (deepseek) tr_ds_model(&ds, &model);
-    else tr_dense_model(&m, &model);
+    if (deepseek) ds.recompute = recompute, tr_ds_model(&ds, &model);
+    else m.recompute = recompute, tr_dense_model(&m, &model);
     /* what it is and what it costs, before it starts */
     int d = deepseek ? dc.d : c.d, L = deepseek ? dc.n_layer : c.n_layer, H = deepseek ? dc.n_head : c.n_head;
     int hd = deepseek ? dc.nope + dc.rope : c.head_dim;
@@ -363,7 +367,10 @@ int cmd_train(int argc, char **argv) {
                                                    H * dc.vdim * 2 + dc.d_ff * 3 + dc.n_used * (3 * dc.moe_ff + d + 2) +
                                                    dc.n_expert * 2)
                                 : (double)o.ctx * (d * 4 + H * hd * 2 + c.n_kv * hd * 2 + c.d_ff * 3);
-    double act = (double)(L + mtp) * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0;
+    /* --recompute keeps one layer's activations of each kind and every layer's input */
+    double kept = recompute ? (deepseek ? 2 : 1) + mtp : L + mtp;
+    double act = kept * (per_layer + (double)H * o.ctx * o.ctx) * 4.0 + (double)o.ctx * vocab * 4.0 +
+                 (recompute ? (double)(L + 1) * o.ctx * d * 4.0 : 0);
     double need = (double)n * (o.accum > 1 ? 20 : 16) + act; /* w, g, Adam m and v; the micro-batch sum */
     double avail = (double)sysconf(_SC_AVPHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     char b1[32], b2[32];

@@ -488,19 +488,30 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
     size_t scratch_n = Tz * K * (1 + 2 * (size_t)d + 3 * (size_t)F + (size_t)d) + Tz * ff * 3 + Tz * (size_t)(c->n_expert + 1) + 64;
     size_t tail = Tz * (size_t)d * 3 + Tz + Tz * (size_t)V + Tz * widest * 4 + Tz * (size_t)(kvl + r) * 2 + Tz * (size_t)kvl * 2 +
                   Tz * (size_t)H * (n + vd) + Tz * ff + scratch_n + Tz * (size_t)d * 3;
-    arena ar = {.cap = layer_floats(c, T) * (size_t)(NL + D) + mtp_floats(c, T) * (size_t)D + tail};
+    /* recompute: two layers' worth of activations (one of each kind) and every layer's input */
+    int RC = m->recompute != 0, n_full = RC ? 2 + D : NL + D;
+    arena ar = {.cap = layer_floats(c, T) * (size_t)n_full + mtp_floats(c, T) * (size_t)D + tail +
+                       (RC ? Tz * (size_t)d * (size_t)(NL + 1) : 0)};
     ar.p = malloc(sizeof(float) * ar.cap);
-    acts *A = calloc((size_t)(NL + D), sizeof *A);
+    acts *A = calloc((size_t)(NL + D), sizeof *A), R[2];
     mtp_acts *X = calloc((size_t)D + 1, sizeof *X);
     int32_t *pos = malloc(sizeof(int32_t) * Tz);
-    if (!ar.p || !A || !X || !pos) {
-        free(ar.p), free(A), free(X), free(pos);
+    float **in = calloc((size_t)NL + 1, sizeof *in); /* layer l's input (NL: the last one's output) */
+    if (!ar.p || !A || !X || !pos || !in) {
+        free(ar.p), free(A), free(X), free(pos), free(in);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the activations of %d x %d tokens", B, T);
     }
     for (int t = 0; t < T; t++) pos[t] = t;
-    for (int l = 0; l < NL + D; l++) lay_acts(&A[l], &ar, c, T, is_moe(c, l));
+    for (int l = RC ? NL : 0; l < NL + D; l++) lay_acts(&A[l], &ar, c, T, is_moe(c, l));
+    if (RC) { /* R[0] for the dense layers, R[1] for the MoE ones; the layers' inputs apart */
+        lay_acts(&R[0], &ar, c, T, 0), lay_acts(&R[1], &ar, c, T, c->n_expert > 0);
+        for (int l = 0; l <= NL; l++) in[l] = take(&ar, Tz * d);
+        for (int l = 0; l < NL; l++) A[l] = R[is_moe(c, l)];
+    } else {
+        for (int l = 0; l < NL; l++) in[l] = A[l].x;
+    }
     for (int k = 1; k <= D; k++) lay_mtp(&X[k], &ar, c, T);
-    float *xf = take(&ar, Tz * d), *xfn = take(&ar, Tz * d), *invf = take(&ar, Tz), *logits = take(&ar, Tz * V);
+    float *xf = RC ? in[NL] : take(&ar, Tz * d), *xfn = take(&ar, Tz * d), *invf = take(&ar, Tz), *logits = take(&ar, Tz * V);
     float *dx = take(&ar, Tz * d), *dcat = take(&ar, Tz * d * 2), *dpart = take(&ar, Tz * d);
     bufs s = {.b1 = take(&ar, Tz * widest), .b2 = take(&ar, Tz * widest)};
     s.b3 = take(&ar, Tz * widest), s.b4 = take(&ar, Tz * widest);
@@ -509,8 +520,11 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
     double total = 0, mtp = 0;
     for (int b = 0; b < B; b++) {
         const int32_t *id = ids + (size_t)b * T, *tg = targets + (size_t)b * T;
-        tr_embed_fwd(A[0].x, m->embed, id, T, d);
-        for (int l = 0; l < NL; l++) block_fwd(m, l, &A[l], pos, T, l + 1 < NL ? A[l + 1].x : xf, &s, loss_scale != 0);
+        tr_embed_fwd(in[0], m->embed, id, T, d);
+        for (int l = 0; l < NL; l++) {
+            A[l].x = in[l];
+            block_fwd(m, l, &A[l], pos, T, l + 1 < NL ? in[l + 1] : xf, &s, loss_scale != 0);
+        }
         float w; /* the loss: a mean over every target of the batch */
         total += head_fwd_bwd(m, xf, m->out_norm, m->d_out_norm, tg, T, n_targets, loss_scale, dx, xfn, invf, logits, s.b1, &w);
         /* MTP: module k over rows i < T - k; its head's gradient kept in X[k].dout */
@@ -552,11 +566,17 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
             for (int i = 0; i < Tk; i++) memcpy(dpart + (size_t)i * d, dcat + (size_t)i * 2 * d + d, sizeof(float) * d);
             tr_rmsnorm_bwd(dh, DP->hnorm, dpart, h, P->hnorm, x->inv_h, Tk, d);
         }
-        for (int l = NL - 1; l >= 0; l--) block_bwd(m, l, &A[l], pos, T, dx, &s, w * loss_scale);
+        for (int l = NL - 1; l >= 0; l--) {
+            if (RC) { /* this layer's activations again, from its kept input (its output unused) */
+                A[l].x = in[l];
+                block_fwd(m, l, &A[l], pos, T, dpart, &s, 0);
+            }
+            block_bwd(m, l, &A[l], pos, T, dx, &s, w * loss_scale);
+        }
         tr_embed_bwd(m->d_embed, dx, id, T, d);
     }
     m->mtp_loss = D ? mtp / D : 0;
-    free(ar.p), free(A), free(X), free(pos);
+    free(ar.p), free(A), free(X), free(pos), free(in);
     return total;
 }
 

@@ -62,6 +62,10 @@ typedef struct tr_ds {
     tr_ds_layer *L, *dL; /* n_layer + n_mtp blocks: the MTP modules' blocks last */
     tr_ds_mtp *mtp, *dmtp;
     int64_t *load;   /* [n_layer + n_mtp][n_expert]: tokens each expert took since the last reset */
+    /* Activation recomputation: keep only each main layer's input during the forward pass and
+     * run the layer's forward again just before its backward (one layer's activations in
+     * memory instead of n_layer's, for about a third more compute). Same results, bit for bit. */
+    int recompute;
     double mtp_loss; /* the last tr_ds_step's MTP cross-entropy, averaged over the depths */
     float *freq_scale;          /* [rope/2]: YaRN's per-pair frequency scale (NULL: none) */
     float rope_mscale, attn_scale;

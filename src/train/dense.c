@@ -82,6 +82,30 @@ typedef struct acts {
     float *x, *xn1, *inv1, *q, *k, *v, *P, *att, *h1, *xn2, *inv2, *g, *u, *a;
 } acts;
 
+/* Layer l over a->x (T rows at positions pos): its output into next (set); tmp: T x d scratch. */
+static void layer_fwd(const tr_dense *m, int l, acts *a, const int32_t *pos, int T, float *next, float *tmp) {
+    const tr_dense_cfg *c = &m->c;
+    const tr_layer *L = &m->L[l];
+    int d = c->d, H = c->n_head, Hk = c->n_kv, hd = c->head_dim, F = c->d_ff, qd = H * hd, kvd = Hk * hd;
+    size_t Td = (size_t)T * d;
+    float scale = 1.0f / sqrtf((float)hd);
+    tr_rmsnorm_fwd(a->xn1, a->inv1, a->x, L->attn_norm, T, d, c->eps);
+    tr_matmul_fwd(a->q, a->xn1, L->wq, L->bq, T, d, qd);
+    tr_matmul_fwd(a->k, a->xn1, L->wk, L->bk, T, d, kvd);
+    tr_matmul_fwd(a->v, a->xn1, L->wv, L->bv, T, d, kvd);
+    tr_rope(a->q, pos, T, H, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
+    tr_rope(a->k, pos, T, Hk, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
+    tr_attn_fwd(a->att, a->P, a->q, a->k, a->v, T, H, Hk, hd, hd, scale);
+    tr_matmul_fwd(tmp, a->att, L->wo, NULL, T, qd, d);
+    for (size_t i = 0; i < Td; i++) a->h1[i] = a->x[i] + tmp[i];
+    tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
+    tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, F);
+    tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, F);
+    tr_swiglu_fwd(a->a, a->g, a->u, (size_t)T * F);
+    tr_matmul_fwd(tmp, a->a, L->wd, NULL, T, F, d);
+    for (size_t i = 0; i < Td; i++) next[i] = a->h1[i] + tmp[i];
+}
+
 double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
                      whale_err *err) {
     const tr_dense_cfg *c = &m->c;
@@ -94,23 +118,28 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
     size_t per = Td * 4 + (size_t)T * qd * 2 + (size_t)T * kvd * 2 + (size_t)T * F * 3 + (size_t)H * T * T + 2 * (size_t)T;
     size_t tail = Td * 2 + T + (size_t)T * V + Td * 2 + (size_t)T * (qd > F ? qd : F) * 2 + (size_t)T * kvd * 2 +
                   (size_t)T * F * 2 + Td * 2;
-    float *mem = malloc(sizeof(float) * (per * NL + tail));
+    /* recompute: one layer's activations shared by all, and every layer's input apart */
+    int RC = m->recompute != 0, n_full = RC ? 1 : NL;
+    float *mem = malloc(sizeof(float) * (per * n_full + tail + (RC ? Td * (size_t)(NL + 1) : 0)));
     acts *A = malloc(sizeof *A * (size_t)NL);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
-    if (!mem || !A || !pos) {
-        free(mem), free(A), free(pos);
+    float **in = malloc(sizeof *in * (size_t)(NL + 1)); /* layer l's input (NL: the last one's output) */
+    if (!mem || !A || !pos || !in) {
+        free(mem), free(A), free(pos), free(in);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the activations of %d x %d tokens", B, T);
     }
     for (int t = 0; t < T; t++) pos[t] = t;
     float *at = mem;
 #define TAKE(n) (at += (n), at - (n))
-    for (int l = 0; l < NL; l++) {
+    for (int l = 0; l < n_full; l++) {
         acts *a = &A[l];
         a->x = TAKE(Td), a->xn1 = TAKE(Td), a->inv1 = TAKE((size_t)T), a->q = TAKE((size_t)T * qd), a->k = TAKE((size_t)T * kvd);
         a->v = TAKE((size_t)T * kvd), a->P = TAKE((size_t)H * T * T), a->att = TAKE((size_t)T * qd), a->h1 = TAKE(Td);
         a->xn2 = TAKE(Td), a->inv2 = TAKE((size_t)T), a->g = TAKE((size_t)T * F), a->u = TAKE((size_t)T * F), a->a = TAKE((size_t)T * F);
     }
-    float *xf = TAKE(Td), *xfn = TAKE(Td), *invf = TAKE((size_t)T), *logits = TAKE((size_t)T * V);
+    for (int l = 0; l <= NL; l++) in[l] = RC ? TAKE(Td) : l < NL ? A[l].x : NULL;
+    for (int l = 1; RC && l < NL; l++) A[l] = A[0];
+    float *xf = RC ? in[NL] : TAKE(Td), *xfn = TAKE(Td), *invf = TAKE((size_t)T), *logits = TAKE((size_t)T * V);
     float *dx = TAKE(Td), *dtmp = TAKE(Td), *dbig1 = TAKE((size_t)T * (qd > F ? qd : F)), *dbig2 = TAKE((size_t)T * (qd > F ? qd : F));
     float *dk = TAKE((size_t)T * kvd), *dv = TAKE((size_t)T * kvd), *dg = TAKE((size_t)T * F), *du = TAKE((size_t)T * F);
     float *dxn = TAKE(Td), *tmp = TAKE(Td);
@@ -120,26 +149,10 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
     for (int b = 0; b < B; b++) {
         const int32_t *id = ids + (size_t)b * T, *tg = targets + (size_t)b * T;
         /* forward */
-        tr_embed_fwd(A[0].x, m->embed, id, T, d);
+        tr_embed_fwd(in[0], m->embed, id, T, d);
         for (int l = 0; l < NL; l++) {
-            acts *a = &A[l];
-            const tr_layer *L = &m->L[l];
-            tr_rmsnorm_fwd(a->xn1, a->inv1, a->x, L->attn_norm, T, d, c->eps);
-            tr_matmul_fwd(a->q, a->xn1, L->wq, L->bq, T, d, qd);
-            tr_matmul_fwd(a->k, a->xn1, L->wk, L->bk, T, d, kvd);
-            tr_matmul_fwd(a->v, a->xn1, L->wv, L->bv, T, d, kvd);
-            tr_rope(a->q, pos, T, H, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
-            tr_rope(a->k, pos, T, Hk, hd, hd, c->rope_theta, NULL, 1.0f, 1, 0);
-            tr_attn_fwd(a->att, a->P, a->q, a->k, a->v, T, H, Hk, hd, hd, scale);
-            tr_matmul_fwd(tmp, a->att, L->wo, NULL, T, qd, d);
-            for (size_t i = 0; i < Td; i++) a->h1[i] = a->x[i] + tmp[i];
-            tr_rmsnorm_fwd(a->xn2, a->inv2, a->h1, L->ffn_norm, T, d, c->eps);
-            tr_matmul_fwd(a->g, a->xn2, L->wg, NULL, T, d, F);
-            tr_matmul_fwd(a->u, a->xn2, L->wu, NULL, T, d, F);
-            tr_swiglu_fwd(a->a, a->g, a->u, (size_t)T * F);
-            float *next = l + 1 < NL ? A[l + 1].x : xf;
-            tr_matmul_fwd(tmp, a->a, L->wd, NULL, T, F, d);
-            for (size_t i = 0; i < Td; i++) next[i] = a->h1[i] + tmp[i];
+            A[l].x = in[l];
+            layer_fwd(m, l, &A[l], pos, T, l + 1 < NL ? in[l + 1] : xf, tmp);
         }
         tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
         tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
@@ -155,6 +168,10 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
             acts *a = &A[l];
             const tr_layer *L = &m->L[l];
             tr_layer *G = &m->dL[l];
+            if (RC) { /* this layer's activations again, from its kept input (its output unused) */
+                a->x = in[l];
+                layer_fwd(m, l, a, pos, T, dtmp, tmp);
+            }
             /* next = h1 + down(swiglu(gate(xn2), up(xn2))); dx holds dL/dnext */
             memset(dbig1, 0, sizeof(float) * (size_t)T * F);
             tr_matmul_bwd(dbig1, G->wd, NULL, dx, a->a, L->wd, T, F, d);
@@ -180,10 +197,9 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
             tr_matmul_bwd(dxn, G->wv, G->bv, dv, a->xn1, L->wv, T, d, kvd);
             tr_rmsnorm_bwd(dx, G->attn_norm, dxn, a->x, L->attn_norm, a->inv1, T, d); /* dL/dx */
         }
-        (void)dtmp;
         tr_embed_bwd(m->dembed, dx, id, T, d);
     }
-    free(mem), free(A), free(pos);
+    free(mem), free(A), free(pos), free(in);
     return total;
 }
 

@@ -30,6 +30,10 @@ typedef struct tr_dense {
     tr_layer *L;  /* parameters */
     tr_layer *dL; /* the same views into grads */
     float *dembed, *dout_norm, *dhead;
+    /* Activation recomputation: keep only each layer's input in the forward pass and run the
+     * layer's forward again just before its backward (one layer's activations in memory instead
+     * of n_layer's, for about a third more compute). Same results, bit for bit. */
+    int recompute;
 } tr_dense;
 
 /* Lay out the parameters for c (zeroed). */
