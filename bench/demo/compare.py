@@ -35,7 +35,7 @@ def main():
             "MFLOP per token": f"{mflop:.1f}",
             "steps x tokens per step": f"{steps} x {batch_tokens}",
             "tokens seen": f"{steps * batch_tokens / 1e6:.2f}M",
-            "training compute": f"{steps * batch_tokens * mflop * 1e6 / 1e15:.1f} PFLOP",
+            "training compute": f"{steps * batch_tokens * mflop * 1e6 / 1e12:.1f} TFLOP",
             "final train loss": f"{rows[-1]['loss']:.3f}",
             "final val loss": f"{val[-1][1]:.3f}",
             "best val loss": f"{min(v for _, v in val):.3f}",
@@ -57,13 +57,13 @@ def main():
     data = {}
     for name, (rows, mflop, _, _) in runs.items():
         f = out / f".{name}-val.dat"
-        f.write_text("".join(f"{r['step'] * batch_tokens * mflop * 1e6 / 1e15} {r['val_loss']}\n"
+        f.write_text("".join(f"{r['step'] * batch_tokens * mflop * 1e6 / 1e12} {r['val_loss']}\n"
                              for r in rows if "val_loss" in r))
         data[name] = f
     script = f"""set terminal pngcairo size 900,500
 set output '{out / "val_loss.png"}'
 set title 'Validation loss at equal training compute'
-set xlabel 'training compute (PFLOP)'
+set xlabel 'training compute (TFLOP)'
 set ylabel 'validation loss (nats per token)'
 set grid
 plot '{data["moe"]}' with linespoints title 'DeepSeek-V3 architecture (MoE + MLA + MTP), 3.3M active', \\

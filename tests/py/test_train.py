@@ -16,23 +16,6 @@ import pytest
 
 from conftest import WHALE, run_whale, shared_file
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """The pipeline as a user runs it: a 512-id vocabulary trained by `whale data tokenizer` on
-    ../shared's multilingual corpus, cut into documents of 12 lines and prepared into shards by
-    `whale data prepare` (which records the tokenizer that `whale train` then finds)."""
-    src = shared_file("corpus/multilingual.txt")
-    d = tmp_path_factory.mktemp("shards")
-    lines = src.read_text(encoding="utf-8").splitlines()
-    docs = d / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 12])}) + "\n" for i in range(0, len(lines), 12)),
-                    encoding="utf-8")
-    run_whale("data", "tokenizer", str(src), "--vocab-size", "512", "-o", str(d / "tokenizer.json"))
-    run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
-              "--val-fraction", "0.1")
-    return d / "data"
-
-
 def train(shards, out, *extra, check=True, shape="qwen2:test"):
     return run_whale("train", "--init", shape, "--data", str(shards), "-o", str(out), "--batch", "4",
                      "--ctx", "48", *extra, check=check)

@@ -20,20 +20,6 @@ from conftest import WHALE, run_whale, shared_file
 STEPS = 4
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    src = shared_file("corpus/multilingual.txt")
-    d = tmp_path_factory.mktemp("shards")
-    lines = src.read_text(encoding="utf-8").splitlines()
-    docs = d / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 12])}) + "\n" for i in range(0, len(lines), 12)),
-                    encoding="utf-8")
-    run_whale("data", "tokenizer", str(src), "--vocab-size", "512", "-o", str(d / "tokenizer.json"))
-    run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
-              "--val-fraction", "0.1")
-    return d / "data"
-
-
 def args(shards, out, shape, *extra):
     return ["train", "--init", shape, "--data", str(shards), "-o", str(out), "--batch", "4", "--ctx", "48",
             "--steps", str(STEPS), "--eval-every", "2", "--bias-update", "0.01", *extra]

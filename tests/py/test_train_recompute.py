@@ -9,20 +9,6 @@ import pytest
 from conftest import run_whale, shared_file
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    src = shared_file("corpus/multilingual.txt")
-    d = tmp_path_factory.mktemp("shards")
-    lines = src.read_text(encoding="utf-8").splitlines()
-    docs = d / "docs.jsonl"
-    docs.write_text("".join(json.dumps({"text": "\n".join(lines[i:i + 12])}) + "\n" for i in range(0, len(lines), 12)),
-                    encoding="utf-8")
-    run_whale("data", "tokenizer", str(src), "--vocab-size", "512", "-o", str(d / "tokenizer.json"))
-    run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
-              "--val-fraction", "0.1")
-    return d / "data"
-
-
 # A DeepSeek-V3 shape deep enough that layers of one kind share the recomputed activations
 # (deepseek2:test has one dense and one MoE layer, which recomputation would not touch)
 DEEP_V3 = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "vocab_size": 512,
