@@ -52,6 +52,20 @@ static int check_hparams(const model_hparams *hp, whale_err *err) {
     return 0;
 }
 
+/* YaRN's ramp (SPEC-deepseek.md §6) for rotary pair i of n_rot dimensions: 0 where the pair turns
+ * fast enough to keep its frequency, 1 where it is divided by the scaling factor, linear between
+ * the corrected dimensions low..high. orig_ctx, beta_fast, beta_slow <= 0: 4096, 32, 1. */
+double rope_yarn_ramp(double theta, double n_rot, double orig_ctx, double beta_fast, double beta_slow, int64_t i) {
+    double L0 = orig_ctx > 0 ? orig_ctx : 4096.0, bf = beta_fast > 0 ? beta_fast : 32, bs = beta_slow > 0 ? beta_slow : 1;
+    double lo = floor(n_rot * log(L0 / (2 * M_PI * bf)) / (2 * log(theta)));
+    double hi = ceil(n_rot * log(L0 / (2 * M_PI * bs)) / (2 * log(theta)));
+    if (lo < 0) lo = 0;
+    if (hi > n_rot - 1) hi = n_rot - 1;
+    if (hi == lo) hi += 0.001;
+    double g = ((double)i - lo) / (hi - lo);
+    return g < 0 ? 0 : g > 1 ? 1 : g;
+}
+
 void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq) {
     int64_t half = n_rot / 2;
     float theta = hp->rope_theta > 0 ? hp->rope_theta : 10000.0f;
@@ -77,16 +91,8 @@ void model_rope_inv_freq(const model_hparams *hp, int64_t n_rot, float *inv_freq
     } else if (hp->rope_scaling_type == ROPE_SCALING_YARN && hp->rope_factor > 1) {
         /* YaRN (SPEC-deepseek.md §6): pairs that turn fast keep their frequency, slow ones are
          * divided by factor, with a linear ramp between the corrected dimensions low..high. */
-        double base = theta, d = (double)n_rot, L0 = hp->rope_orig_ctx > 0 ? (double)hp->rope_orig_ctx : 4096.0;
-        double bf = hp->yarn_beta_fast > 0 ? hp->yarn_beta_fast : 32, bs = hp->yarn_beta_slow > 0 ? hp->yarn_beta_slow : 1;
-        double lo = floor(d * log(L0 / (2 * M_PI * bf)) / (2 * log(base)));
-        double hi = ceil(d * log(L0 / (2 * M_PI * bs)) / (2 * log(base)));
-        if (lo < 0) lo = 0;
-        if (hi > d - 1) hi = d - 1;
-        if (hi == lo) hi += 0.001;
         for (int64_t i = 0; i < half; i++) {
-            double g = ((double)i - lo) / (hi - lo);
-            g = g < 0 ? 0 : g > 1 ? 1 : g;
+            double g = rope_yarn_ramp(theta, (double)n_rot, hp->rope_orig_ctx, hp->yarn_beta_fast, hp->yarn_beta_slow, i);
             double f = inv_freq[i];
             inv_freq[i] = (float)(f * (1 - g) + f / hp->rope_factor * g);
         }

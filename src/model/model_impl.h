@@ -253,6 +253,9 @@ void ds_block(const model *m, model_ctx *c, const ds_layer *L, int64_t layer, co
 /* mla.c: the absorbed W_UK built at load; attention over the latent cache for the n rows whose
  * queries are in ws q (ds_ws in deepseek.h). */
 int mla_build_kb(model *m, ds_layer *L, whale_err *err);
+/* model.c: YaRN's ramp for rotary pair i (0: frequency kept, 1: divided by the factor); the
+ * trainer's YaRN uses the same. */
+double rope_yarn_ramp(double theta, double n_rot, double orig_ctx, double beta_fast, double beta_slow, int64_t i);
 /* moe.c: routing for one token: router logits z (n_expert) -> n_expert_used expert ids and gate
  * weights (score: scratch of n_expert). bias: V3's selection-only bias or NULL. */
 void ds_route(const model_hparams *hp, const float *bias, const float *z, float *score, int32_t *id, float *w);

@@ -103,16 +103,10 @@ static int setup_rope(tr_ds *m, whale_err *err) {
     int half = c->rope / 2;
     m->freq_scale = malloc(sizeof(float) * (size_t)half);
     if (!m->freq_scale) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    double base = c->rope_theta, d = c->rope, f = c->rope_factor, L0 = c->rope_orig_ctx > 0 ? c->rope_orig_ctx : 4096;
-    double bf = c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32, bs = c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1;
-    double lo = floor(d * log(L0 / (2 * M_PI * bf)) / (2 * log(base)));
-    double hi = ceil(d * log(L0 / (2 * M_PI * bs)) / (2 * log(base)));
-    if (lo < 0) lo = 0;
-    if (hi > d - 1) hi = d - 1;
-    if (hi == lo) hi += 0.001;
+    double f = c->rope_factor;
     for (int i = 0; i < half; i++) {
-        double g = ((double)i - lo) / (hi - lo); /* 0: the pair keeps its frequency, 1: divided by f */
-        g = g < 0 ? 0 : g > 1 ? 1 : g;
+        /* 0: the pair keeps its frequency, 1: divided by f (the inference model's ramp) */
+        double g = rope_yarn_ramp(c->rope_theta, c->rope, c->rope_orig_ctx, c->yarn_beta_fast, c->yarn_beta_slow, i);
         m->freq_scale[i] = (float)(1 - g + g / f);
     }
     m->rope_mscale = (float)(c->yarn_mscale > 0 && c->yarn_mscale_all_dim > 0

@@ -112,3 +112,9 @@ def shards(tmp_path_factory):
     run_whale("data", "prepare", str(docs), "-m", str(d / "tokenizer.json"), "-o", str(d / "data"), "--no-filter",
               "--val-fraction", "0.1")
     return d / "data"
+
+
+@pytest.fixture(scope="session")
+def tok(shards):
+    """The 512-id vocabulary the shards were made with (a tokenizer.json)."""
+    return shards.parent / "tokenizer.json"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_whale, shared_file
+from conftest import run_whale
 
 QWEN2 = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 512, "hidden_size": 48,
          "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -20,14 +20,6 @@ DSV3 = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3",
         "num_experts_per_tok": 2, "n_shared_experts": 1, "n_group": 4, "topk_group": 2, "first_k_dense_replace": 1,
         "routed_scaling_factor": 2.5, "norm_topk_prob": True, "scoring_func": "sigmoid", "rms_norm_eps": 1e-6,
         "rope_theta": 10000.0, "hidden_act": "silu"}
-
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    d = tmp_path_factory.mktemp("load")
-    run_whale("data", "tokenizer", str(shared_file("corpus/multilingual.txt")), "--vocab-size", "512", "-o",
-              str(d / "tokenizer.json"))
-    return d / "tokenizer.json"
 
 
 def shard(d, n, seed=0):

@@ -13,7 +13,7 @@ import jinja2
 import numpy as np
 import pytest
 
-from conftest import run_whale, shared_file, require_package
+from conftest import run_whale, require_package
 
 # Qwen2.5's chat template without its tools branch (the default system prompt when none is given).
 CHATML = (
@@ -31,14 +31,6 @@ CHATML = (
 
 STATS = re.compile(r"(\d+) conversations \((\d+) held out for validation\), (\d+) tokens in the (\S+) format, "
                    r"(\d+) of them the assistant's \(the loss's\); (\d+) cut to --ctx \d+, (\d+) dropped")
-
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-    d = tmp_path_factory.mktemp("sft")
-    run_whale("data", "tokenizer", str(shared_file("corpus/multilingual.txt")), "--vocab-size", "512", "-o",
-              str(d / "tokenizer.json"))
-    return d / "tokenizer.json"
 
 
 def write_jsonl(path, convs):
