@@ -51,7 +51,7 @@ static double gauss(uint64_t *s) { /* Box-Muller */
 }
 
 static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
-    return tr_dense_step(impl, ids, tg, B, T, scale, err);
+    return tr_dense_step(impl, ids, tg, NULL, NULL, B, T, scale, err);
 }
 static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
 
@@ -60,7 +60,7 @@ void tr_dense_model(tr_dense *d, tr_model *out) {
 }
 
 static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
-    return tr_ds_step(impl, ids, tg, B, T, scale, err);
+    return tr_ds_step(impl, ids, tg, NULL, NULL, B, T, scale, err);
 }
 static char *ds_config(const void *impl) { return tr_ds_config_json(impl); }
 

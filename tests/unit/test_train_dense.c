@@ -39,7 +39,7 @@ static void test_step_matches_torch(void) {
     const st_tensor *ids = st_find(&st, "ids"), *loss = st_find(&st, "loss");
     int B, T, frozen;
     int32_t *tg = golden_targets(&st, &B, &T);
-    double L = tr_dense_step(&m, ids->data, tg, B, T, 1.0f, &err);
+    double L = tr_dense_step(&m, ids->data, tg, NULL, NULL, B, T, 1.0f, &err);
     float want = *(const float *)loss->data;
     CHECKF(fabs(L - want) <= 1e-5 * fabs(want), "loss %.7f, PyTorch %.7f", L, want);
     int checked = golden_check_grads(&st, &m.P, 1e-4, "qwen2", &frozen);
