@@ -3,7 +3,6 @@
  * sequences, one with a padded tail. The loss must match within 1e-5 relative and every
  * parameter's gradient within 1e-4 of that tensor's largest gradient (golden:
  * tests/golden/train_qwen2.safetensors, made by tests/golden/make_train_goldens.py). */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +15,6 @@
 
 static char g_path[4096];
 
-static int cfg_int(const cJSON *j, const char *k) { return (int)cJSON_GetObjectItem(j, k)->valuedouble; }
-
 static void test_step_matches_torch(void) {
     st_model st;
     whale_err err = {0};
@@ -25,14 +22,7 @@ static void test_step_matches_torch(void) {
         CHECKF(0, "%s", err.msg);
         return;
     }
-    cJSON *j = cJSON_Parse(st_metadata(&st, "config"));
-    tr_dense_cfg c = {.n_layer = cfg_int(j, "num_hidden_layers"), .d = cfg_int(j, "hidden_size"),
-                      .n_head = cfg_int(j, "num_attention_heads"), .n_kv = cfg_int(j, "num_key_value_heads"),
-                      .d_ff = cfg_int(j, "intermediate_size"), .vocab = cfg_int(j, "vocab_size"),
-                      .eps = (float)cJSON_GetObjectItem(j, "rms_norm_eps")->valuedouble,
-                      .rope_theta = (float)cJSON_GetObjectItem(j, "rope_theta")->valuedouble, .qkv_bias = 1};
-    c.head_dim = c.d / c.n_head;
-    cJSON_Delete(j);
+    tr_dense_cfg c = golden_dense_cfg(&st);
     tr_dense m;
     CHECK(tr_dense_init(&m, &c, &err) == 0);
     CHECKF(tr_params_load(&m.P, g_path, &err) == 0, "%s", err.msg);
