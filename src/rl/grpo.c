@@ -10,11 +10,13 @@
 int grpo_advantages(float *adv, const float *rewards, int G, const grpo_cfg *cfg, whale_err *err) {
     int dr = cfg->variant == GRPO_DR;
     if (G < (dr ? 1 : 2))
-        return err_set(err, WHALE_E_ARG, "a group of %d responses: GRPO's advantages need at least %d (a sample std)", G,
-                       dr ? 1 : 2);
+        return err_set(err, WHALE_E_ARG,
+                       "a group of %d responses: GRPO's advantages need at least %d (a sample std)",
+                       G, dr ? 1 : 2);
     double mean = 0;
     for (int i = 0; i < G; i++) {
-        if (!isfinite(rewards[i])) return err_set(err, WHALE_E_ARG, "reward %d of the group is not a finite number", i);
+        if (!isfinite(rewards[i]))
+            return err_set(err, WHALE_E_ARG, "reward %d of the group is not a finite number", i);
         mean += rewards[i];
     }
     mean /= G;
@@ -28,13 +30,18 @@ int grpo_advantages(float *adv, const float *rewards, int G, const grpo_cfg *cfg
     return 0;
 }
 
-int grpo_objective(double *J, float *dJ, grpo_stats *st, const float *logp, const float *old, const float *ref,
-                   const uint8_t *mask, const float *adv, int G, int L, const grpo_cfg *cfg, whale_err *err) {
+int grpo_objective(double *J, float *dJ, grpo_stats *st, const float *logp, const float *old,
+                   const float *ref, const uint8_t *mask, const float *adv, int G, int L,
+                   const grpo_cfg *cfg, whale_err *err) {
     int dr = cfg->variant == GRPO_DR;
-    if (G < 1 || L < 1) return err_set(err, WHALE_E_ARG, "a group of %d responses of %d positions", G, L);
-    if (!(cfg->clip_eps >= 0 && cfg->clip_eps < 1)) return err_set(err, WHALE_E_ARG, "clip epsilon %g outside [0, 1)", cfg->clip_eps);
+    if (G < 1 || L < 1)
+        return err_set(err, WHALE_E_ARG, "a group of %d responses of %d positions", G, L);
+    if (!(cfg->clip_eps >= 0 && cfg->clip_eps < 1))
+        return err_set(err, WHALE_E_ARG, "clip epsilon %g outside [0, 1)", cfg->clip_eps);
     if (!(cfg->beta >= 0)) return err_set(err, WHALE_E_ARG, "KL coefficient %g below 0", cfg->beta);
-    if (dr && cfg->max_len < 1) return err_set(err, WHALE_E_ARG, "Dr. GRPO needs the constant max length (got %d)", cfg->max_len);
+    if (dr && cfg->max_len < 1)
+        return err_set(err, WHALE_E_ARG, "Dr. GRPO needs the constant max length (got %d)",
+                       cfg->max_len);
     double lo = 1.0 - cfg->clip_eps, hi = 1.0 + cfg->clip_eps, beta = cfg->beta;
     double sum = 0, kl_sum = 0;
     int64_t n_tok = 0, n_clip = 0;
@@ -50,7 +57,8 @@ int grpo_objective(double *J, float *dJ, grpo_stats *st, const float *logp, cons
                 if (dJ) dJ[row + t] = 0;
                 continue;
             }
-            double lp = logp[row + t], rho = exp(lp - old[row + t]), d = (double)ref[row + t] - lp, e = exp(d);
+            double lp = logp[row + t], rho = exp(lp - old[row + t]), d = (double)ref[row + t] - lp,
+                   e = exp(d);
             double kl = e - d - 1;
             /* min(rho A, clip(rho) A): the clipped branch is the smaller exactly when the clip
              * bites in the direction A pushes; there it is constant in logp */

@@ -8,11 +8,11 @@
  * autograd (tests/golden/make_grpo_goldens.py, tests/unit/test_rl_grpo.c); docs/RL.md, "GRPO".
  *
  * Sign conventions. J is an objective to MAXIMIZE. grpo_objective returns J and dJ[t] = dJ/dlogp_t.
- * The trainer MINIMIZES its loss sum_t w_t * (-logp_t), whose gradient is sum_t w_t * d(-logp_t)/dtheta;
- * passing w_t = dJ[t] (times 1/n_groups when a batch holds several groups and the batch's objective
- * is their mean) therefore gives exactly -dJ/dtheta, the gradient of the loss -J. The weights are
- * constants of the backward pass (as a detached tensor is in PyTorch): the trainer's reported loss
- * is then not -J; J is the one grpo_objective returns. */
+ * The trainer MINIMIZES its loss sum_t w_t * (-logp_t), whose gradient is sum_t w_t *
+ * d(-logp_t)/dtheta; passing w_t = dJ[t] (times 1/n_groups when a batch holds several groups and
+ * the batch's objective is their mean) therefore gives exactly -dJ/dtheta, the gradient of the loss
+ * -J. The weights are constants of the backward pass (as a detached tensor is in PyTorch): the
+ * trainer's reported loss is then not -J; J is the one grpo_objective returns. */
 #ifndef WHALE_RL_GRPO_H
 #define WHALE_RL_GRPO_H
 
@@ -32,15 +32,21 @@ typedef enum grpo_variant {
 
 typedef struct grpo_cfg {
     grpo_variant variant;
-    float clip_eps; /* epsilon: the ratio is clipped to [1 - eps, 1 + eps] (0.2 in DeepSeekMath/TRL) */
-    float beta;     /* the KL penalty's coefficient (0.04 in DeepSeekMath/TRL; 0: none) */
-    float adv_eps;  /* GRPO_STD: added to the std, so a group of equal rewards gives A = 0 (TRL: 1e-4) */
-    int max_len;    /* GRPO_DR: the constant length that divides (the rollouts' maximum new tokens) */
+    /* epsilon: the ratio is clipped to [1 - eps, 1 + eps] (0.2 in DeepSeekMath and TRL) */
+    float clip_eps;
+    /* the KL penalty's coefficient (0.04 in DeepSeekMath and TRL; 0: none) */
+    float beta;
+    /* GRPO_STD: added to the std, so a group of equal rewards gets A = 0 (TRL: 1e-4) */
+    float adv_eps;
+    /* GRPO_DR: the constant length that divides (the rollouts' maximum new tokens) */
+    int max_len;
 } grpo_cfg;
 
-/* What a group's objective reports besides J (over the group's response tokens). */
+/* What a group's objective reports besides J, over the group's response tokens. */
 typedef struct grpo_stats {
-    double clip_frac; /* tokens whose clipped branch was taken: rho < 1 - eps with A < 0, or rho > 1 + eps with A > 0 */
+    /* the share of tokens whose clipped branch was taken: rho < 1 - eps with A < 0, or
+     * rho > 1 + eps with A > 0 (TRL's clip_ratio) */
+    double clip_frac;
     double kl_mean;   /* the mean of the k3 estimator KL_t */
     int64_t n_tokens; /* the tokens counted (mask set) */
 } grpo_stats;
@@ -61,11 +67,15 @@ int grpo_advantages(float *adv, const float *rewards, int G, const grpo_cfg *cfg
  * GRPO_STD: J = 1/G sum_i 1/|o_i| sum_t term_t (a response with no token adds 0);
  * GRPO_DR:  J = 1/(G max_len) sum_i sum_t term_t.
  * Writes *J, dJ[G][L] = dJ/dlogp_t (when dJ is not NULL):
- *   factor_i x (g_t - beta (1 - exp(ref_t - logp_t))),  g_t = rho_t A_i on the unclipped branch, 0 on
- *   the clipped one (the clip is constant there), factor_i = 1/(G |o_i|) or 1/(G max_len);
+ *   factor_i x (g_t - beta (1 - exp(ref_t - logp_t))),
+ *   g_t = rho_t A_i on the unclipped branch, 0 on the clipped one (the clip is constant there),
+ *   factor_i = 1/(G |o_i|) or 1/(G max_len);
  * and *st (when not NULL). Arithmetic in double. Returns 0, or WHALE_E_ARG with a message for a
- * bad shape or configuration (G, L < 1; eps outside [0, 1); beta < 0; GRPO_DR's max_len < 1). */
-int grpo_objective(double *J, float *dJ, grpo_stats *st, const float *logp, const float *old, const float *ref,
-                   const uint8_t *mask, const float *adv, int G, int L, const grpo_cfg *cfg, whale_err *err);
+ * bad shape or configuration (G, L < 1; eps outside [0, 1); beta < 0; GRPO_DR's max_len < 1).
+ * Layout: with the group's rows as the trainer's batch rows (L = T, mask = targets >= 0), logp is
+ * the step's logp output as it comes and dJ its weights argument as it goes (x 1/n_groups). */
+int grpo_objective(double *J, float *dJ, grpo_stats *st, const float *logp, const float *old,
+                   const float *ref, const uint8_t *mask, const float *adv, int G, int L,
+                   const grpo_cfg *cfg, whale_err *err);
 
 #endif
