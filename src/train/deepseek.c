@@ -448,15 +448,18 @@ static void lay_mtp(mtp_acts *x, arena *ar, const tr_ds_cfg *c, int T) {
 }
 
 /* The shared output head over hidden rows h (T of them) after norm w: the loss share of these
- * rows against tg (of the batch's n_targets), and unless loss_scale is 0 the gradient of
- * loss_scale x that share with respect to h SET into dh (and added into the head's and the norm's). */
-static double head_fwd_bwd(tr_ds *m, const float *h, const float *w, float *dw, const int32_t *tg, int T, int n_targets,
-                           float loss_scale, float *dh, float *hn, float *inv, float *logits, float *dhn, float *share) {
+ * rows against tg (of the batch's n_targets; with per-row weights tw, their weighted sum, and
+ * each row's log p into logp when not NULL: tr_seq_loss), and unless loss_scale is 0 the
+ * gradient of loss_scale x that share with respect to h SET into dh (and added into the head's
+ * and the norm's). */
+static double head_fwd_bwd(tr_ds *m, const float *h, const float *w, float *dw, const int32_t *tg, const float *tw, float *logp,
+                           int T, int n_targets, float loss_scale, float *dh, float *hn, float *inv, float *logits, float *dhn,
+                           float *share) {
     const tr_ds_cfg *c = &m->c;
     int d = c->d, V = c->vocab;
     tr_rmsnorm_fwd(hn, inv, h, w, T, d, c->eps);
     tr_matmul_fwd(logits, hn, m->head, NULL, T, d, V);
-    double loss = tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, share);
+    double loss = tr_seq_loss(logits, logp, tg, tw, T, V, n_targets, loss_scale, share);
     if (loss_scale == 0) return loss;
     memset(dhn, 0, sizeof(float) * (size_t)T * d);
     tr_matmul_bwd(dhn, m->d_head, NULL, logits, hn, m->head, T, d, V);
@@ -465,7 +468,8 @@ static double head_fwd_bwd(tr_ds *m, const float *h, const float *w, float *dw, 
     return loss;
 }
 
-double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err) {
+double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, const float *weights, float *logp, int B, int T,
+                  float loss_scale, whale_err *err) {
     const tr_ds_cfg *c = &m->c;
     int d = c->d, H = c->n_head, V = c->vocab, NL = c->n_layer, n = c->nope, r = c->rope, qk = n + r, vd = c->vdim;
     int kvl = c->kv_lora, K = c->n_used > 0 ? c->n_used : 1, F = c->moe_ff, D = c->n_mtp;
@@ -520,7 +524,9 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
             block_fwd(m, l, &A[l], pos, T, l + 1 < NL ? in[l + 1] : xf, &s, loss_scale != 0);
         }
         float w; /* the loss: a mean over every target of the batch */
-        total += head_fwd_bwd(m, xf, m->out_norm, m->d_out_norm, tg, T, n_targets, loss_scale, dx, xfn, invf, logits, s.b1, &w);
+        size_t row = (size_t)b * T;
+        total += head_fwd_bwd(m, xf, m->out_norm, m->d_out_norm, tg, weights ? weights + row : NULL, logp ? logp + row : NULL, T,
+                              n_targets, loss_scale, dx, xfn, invf, logits, s.b1, &w);
         /* MTP: module k over rows i < T - k; its head's gradient kept in X[k].dout */
         for (int k = 1; k <= D && T - k > 0; k++) {
             mtp_acts *x = &X[k];
@@ -538,8 +544,8 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, i
             block_fwd(m, l, &A[l], pos, Tk, x->out, &s, loss_scale != 0);
             float wk;
             float ls = D ? loss_scale * c->mtp_weight / (float)D : 0;
-            mtp += head_fwd_bwd(m, x->out, P->head_norm, m->dmtp[k - 1].head_norm, tg + k, Tk, mtp_targets[k], ls, x->dout, xfn,
-                                invf, logits, s.b1, &wk);
+            mtp += head_fwd_bwd(m, x->out, P->head_norm, m->dmtp[k - 1].head_norm, tg + k, NULL, NULL, Tk, mtp_targets[k], ls,
+                                x->dout, xfn, invf, logits, s.b1, &wk);
         }
         if (loss_scale == 0) continue;
         /* backward: the MTP modules last to first, each adding into the previous depth's gradient */

@@ -73,11 +73,15 @@ typedef struct tr_ds {
 
 int tr_ds_init(tr_ds *m, const tr_ds_cfg *c, whale_err *err);
 void tr_ds_free(tr_ds *m);
-/* As tr_dense_step (dense.h). The balance loss, when alpha > 0, is added per sequence and
- * layer; the MTP modules' loss with its weight (their cross-entropy, averaged over the depths,
- * into m->mtp_loss). The returned loss is the main cross-entropy alone. Expert loads are counted
- * into m->load (training steps only: loss_scale 0 counts nothing). */
-double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
+/* As tr_dense_step (dense.h), weights and logp included: they apply to the main model's
+ * cross-entropy only. The balance loss, when alpha > 0, is added per sequence and layer (scaled
+ * by the sequence's share of the batch's targets, with or without weights); the MTP modules'
+ * loss with its weight (their mean cross-entropy, averaged over the depths, into m->mtp_loss;
+ * a policy-gradient caller sets mtp_weight and balance_alpha to 0). The returned loss is the
+ * main cross-entropy alone (its mean, or the weighted sum). Expert loads are counted into
+ * m->load (training steps only: loss_scale 0 counts nothing). */
+double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, const float *weights, float *logp, int B, int T,
+                  float loss_scale, whale_err *err);
 /* config.json of a DeepseekV3ForCausalLM with this shape (malloc'd). */
 char *tr_ds_config_json(const tr_ds *m);
 

@@ -106,8 +106,8 @@ static void layer_fwd(const tr_dense *m, int l, acts *a, const int32_t *pos, int
     for (size_t i = 0; i < Td; i++) next[i] = a->h1[i] + tmp[i];
 }
 
-double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
-                     whale_err *err) {
+double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, const float *weights, float *logp, int B, int T,
+                     float loss_scale, whale_err *err) {
     const tr_dense_cfg *c = &m->c;
     int d = c->d, H = c->n_head, Hk = c->n_kv, hd = c->head_dim, F = c->d_ff, V = c->vocab, NL = c->n_layer;
     int qd = H * hd, kvd = Hk * hd;
@@ -156,8 +156,9 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, in
         }
         tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
         tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
-        float w; /* the loss: a mean over every target of the batch */
-        total += tr_seq_loss(logits, tg, T, V, n_targets, loss_scale, &w);
+        float w; /* the loss: a mean over every target of the batch, or the weighted sum */
+        size_t row = (size_t)b * T;
+        total += tr_seq_loss(logits, logp ? logp + row : NULL, tg, weights ? weights + row : NULL, T, V, n_targets, loss_scale, &w);
         if (loss_scale == 0) continue; /* forward only (validation) */
         /* backward: logits now hold dL/dlogits */
         memset(dxn, 0, sizeof(float) * Td);

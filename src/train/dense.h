@@ -43,10 +43,17 @@ void tr_dense_free(tr_dense *m);
 char *tr_dense_config_json(const tr_dense *m);
 
 /* Forward and backward over B sequences of T tokens (ids[B][T]); targets[B][T] is the next
- * token to predict at each position (-1: none). The loss is the mean cross-entropy over all
- * positions with a target, times loss_scale; its gradients are ADDED to m->grads (zero them
- * between steps). Returns the loss (unscaled mean). loss_scale 0: forward only, no gradients. */
-double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale,
-                     whale_err *err);
+ * token to predict at each position (-1: none). Its gradients are ADDED to m->grads (zero them
+ * between steps); loss_scale 0: forward only, no gradients.
+ * - weights NULL: the loss is the mean cross-entropy over all positions with a target, times
+ *   loss_scale. Returns that mean (unscaled).
+ * - weights[B][T] given: the loss is sum_{b,t} weights[b][t] * -log p(targets[b][t]) over the
+ *   positions with a target, times loss_scale: its gradient is loss_scale x sum w_t x
+ *   d(-log p_t)/dtheta, so a policy-gradient caller passes w_t = dJ/dlogp_t (rl/grpo.h) to get
+ *   -dJ/dtheta. Returns that weighted sum (unscaled).
+ * logp[B][T] (or NULL) receives log p of each position's target under the current parameters,
+ * from this same forward (0 where there is no target). */
+double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, const float *weights, float *logp, int B, int T,
+                     float loss_scale, whale_err *err);
 
 #endif

@@ -255,7 +255,8 @@ void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const 
     }
 }
 
-double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int T, int V, float weight) {
+double tr_cross_entropy(float *dlogits, float *logp, const float *logits, const int32_t *targets, const float *tw, int T,
+                        int V, float weight) {
     int n = 0;
     for (int t = 0; t < T; t++) n += targets[t] >= 0;
     double loss = 0;
@@ -264,6 +265,7 @@ double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targ
         float *dz = dlogits ? dlogits + (size_t)t * V : NULL;
         if (targets[t] < 0 || n == 0) {
             if (dz) memset(dz, 0, sizeof(float) * (size_t)V);
+            if (logp) logp[t] = 0;
             continue;
         }
         float mx = z[0];
@@ -271,14 +273,16 @@ double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targ
         double sum = 0;
         for (int i = 0; i < V; i++) sum += exp((double)z[i] - mx);
         double lse = mx + log(sum);
-        loss += lse - z[targets[t]];
+        if (logp) logp[t] = (float)(z[targets[t]] - lse);
+        /* without weights the rows' losses are summed then divided by n; with, each is weighted */
+        loss += tw ? tw[t] * (lse - z[targets[t]]) : lse - z[targets[t]];
         if (dz) {
-            float c = weight / (float)n;
+            float c = tw ? weight * tw[t] : weight / (float)n;
             for (int i = 0; i < V; i++) dz[i] = (float)(exp((double)z[i] - lse)) * c;
             dz[targets[t]] -= c;
         }
     }
-    return n ? loss / n : 0;
+    return tw || !n ? loss : loss / n;
 }
 
 int tr_batch_check(const int32_t *ids, const int32_t *targets, int n, int V, int *n_targets, whale_err *err) {
@@ -290,9 +294,11 @@ int tr_batch_check(const int32_t *ids, const int32_t *targets, int n, int V, int
     return 0;
 }
 
-double tr_seq_loss(float *logits, const int32_t *tg, int T, int V, int n_targets, float loss_scale, float *w) {
+double tr_seq_loss(float *logits, float *logp, const int32_t *tg, const float *tw, int T, int V, int n_targets,
+                   float loss_scale, float *w) {
     int nb = 0;
     for (int t = 0; t < T; t++) nb += tg[t] >= 0;
     *w = n_targets ? (float)nb / (float)n_targets : 0;
-    return *w * tr_cross_entropy(loss_scale ? logits : NULL, logits, tg, T, V, *w * loss_scale);
+    if (tw) return tr_cross_entropy(loss_scale ? logits : NULL, logp, logits, tg, tw, T, V, loss_scale);
+    return *w * tr_cross_entropy(loss_scale ? logits : NULL, logp, logits, tg, NULL, T, V, *w * loss_scale);
 }

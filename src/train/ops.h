@@ -74,19 +74,28 @@ void tr_attn_bwd(float *dq, float *dk_, float *dv_, const float *dout, const flo
 void tr_swiglu_fwd(float *h, const float *g, const float *u, size_t n);
 void tr_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 
-/* Cross-entropy of logits[T][V] against targets (-1: no loss at that row), averaged over the
- * rows with a target. Returns that mean; when dlogits is not NULL it is SET (not added) to the
- * gradient of weight x the mean: weight * (softmax - onehot) / n_targets, zero on ignored rows.
- * dlogits may be logits itself. */
-double tr_cross_entropy(float *dlogits, const float *logits, const int32_t *targets, int T, int V, float weight);
+/* Cross-entropy of logits[T][V] against targets (-1: no loss at that row), in one of two forms:
+ * - tw NULL (pre-training, SFT): the mean over the rows with a target; when dlogits is not NULL
+ *   it is SET (not added) to the gradient of weight x the mean, weight * (softmax - onehot) /
+ *   n_targets, zero on ignored rows. Returns the mean.
+ * - tw[T] given (a per-row loss weight, e.g. GRPO's dJ/dlogp): the weighted sum
+ *   sum_t tw[t] * -log p_t over the rows with a target; dlogits SET to weight * tw[t] *
+ *   (softmax - onehot). Returns the weighted sum (no division).
+ * logp (T floats, or NULL) receives log p_t, the log-probability of row t's target under these
+ * logits (0 on rows without one), computed alongside the loss. dlogits may be logits itself. */
+double tr_cross_entropy(float *dlogits, float *logp, const float *logits, const int32_t *targets, const float *tw, int T,
+                        int V, float weight);
 
 /* A batch of n token ids with their targets (-1: none): WHALE_E_ARG for an id or target outside
  * the vocabulary of V; the targets' count into *n_targets. */
 int tr_batch_check(const int32_t *ids, const int32_t *targets, int n, int V, int *n_targets, whale_err *err);
 
-/* One sequence's share of its batch's mean cross-entropy: *w = its targets / the batch's
- * n_targets; returns *w x its mean loss. Unless loss_scale is 0 (forward only), logits become
- * the gradient of loss_scale x that share. */
-double tr_seq_loss(float *logits, const int32_t *tg, int T, int V, int n_targets, float loss_scale, float *w);
+/* One sequence's share of its batch's loss: *w = its targets / the batch's n_targets. tw NULL:
+ * returns *w x its mean cross-entropy (its share of the batch mean); tw given: returns its
+ * weighted sum (tr_cross_entropy), the batch's loss being the sum of those. Unless loss_scale
+ * is 0 (forward only), logits become the gradient of loss_scale x that return value. logp as in
+ * tr_cross_entropy. */
+double tr_seq_loss(float *logits, float *logp, const int32_t *tg, const float *tw, int T, int V, int n_targets,
+                   float loss_scale, float *w);
 
 #endif

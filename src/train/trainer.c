@@ -50,8 +50,9 @@ static double gauss(uint64_t *s) { /* Box-Muller */
     return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
 }
 
-static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
-    return tr_dense_step(impl, ids, tg, B, T, scale, err);
+static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, const float *w, float *logp, int B, int T,
+                         float scale, whale_err *err) {
+    return tr_dense_step(impl, ids, tg, w, logp, B, T, scale, err);
 }
 static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
 
@@ -59,8 +60,9 @@ void tr_dense_model(tr_dense *d, tr_model *out) {
     *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config};
 }
 
-static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, int B, int T, float scale, whale_err *err) {
-    return tr_ds_step(impl, ids, tg, B, T, scale, err);
+static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, const float *w, float *logp, int B, int T,
+                      float scale, whale_err *err) {
+    return tr_ds_step(impl, ids, tg, w, logp, B, T, scale, err);
 }
 static char *ds_config(const void *impl) { return tr_ds_config_json(impl); }
 
@@ -361,13 +363,13 @@ static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t
     for (int i = rank; i < o->eval_batches; i += ranks) {
         if (o->sft) {
             tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
-            each[i] = m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+            each[i] = m->step(m->impl, ids, tg, NULL, NULL, o->batch, o->ctx, 0.0f, err);
             continue;
         }
         uint64_t fixed[256];
         for (int b = 0; b < o->batch && b < 256; b++) fixed[b] = (uint64_t)(i * o->batch + b) * 7919u * (uint64_t)(o->ctx + 1);
         batch_at(val, NULL, fixed, o->batch, o->ctx, ids, tg);
-        each[i] = m->step(m->impl, ids, tg, o->batch, o->ctx, 0.0f, err);
+        each[i] = m->step(m->impl, ids, tg, NULL, NULL, o->batch, o->ctx, 0.0f, err);
     }
     tr_dist_sum_f64(o->dist, each, (size_t)o->eval_batches, err);
     for (int i = 0; i < o->eval_batches; i++) sum += each[i];
@@ -442,7 +444,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
             if (gsum && a) memset(m->P->g, 0, m->P->n * sizeof(float));
             if (o->sft) tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
             else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
-            lm[0] += m->step(m->impl, ids, tg, o->batch, o->ctx, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
+            lm[0] += m->step(m->impl, ids, tg, NULL, NULL, o->batch, o->ctx, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
             if (m->mtp_loss) lm[1] += m->mtp_loss(m->impl) / (o->accum * ranks);
             if (err && err->code) rc = err->code;
             for (size_t i = 0; gsum && i < m->P->n; i++) gsum[i] = a ? gsum[i] + m->P->g[i] : m->P->g[i];

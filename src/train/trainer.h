@@ -47,12 +47,15 @@ typedef struct tr_opts {
 void tr_opts_default(tr_opts *o);
 
 /* What the loop needs of a model: its parameter table, a training step over a batch (forward,
- * loss, backward adding into P->g; loss_scale 0: forward only), its config.json. */
+ * loss, backward adding into P->g; loss_scale 0: forward only; weights and logp as in
+ * tr_dense_step: NULL for the mean cross-entropy, or per-token loss weights and log-probabilities
+ * for a policy-gradient loop such as GRPO's), its config.json. */
 typedef struct tr_model {
     tr_params *P;
     void *impl;
     int n_layer;
-    double (*step)(void *impl, const int32_t *ids, const int32_t *targets, int B, int T, float loss_scale, whale_err *err);
+    double (*step)(void *impl, const int32_t *ids, const int32_t *targets, const float *weights, float *logp, int B, int T,
+                   float loss_scale, whale_err *err);
     char *(*config_json)(const void *impl);
     /* MoE models: after each optimizer step, move the routers' selection biases by gamma from
      * the loads counted since the last call (auxiliary-loss-free balancing), reset the counts and

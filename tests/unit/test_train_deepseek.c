@@ -5,7 +5,8 @@
  * weighted 0.3) with plain RoPE and with YaRN. The main and the MTP loss must match within 1e-5
  * relative and every parameter's gradient (of main + weighted MTP loss) within 2e-4 of that
  * tensor's largest gradient (goldens: tests/golden/train_deepseek_v3*.safetensors, made by
- * tests/golden/make_train_goldens.py). */
+ * tests/golden/make_train_goldens.py). The per-token loss weights and log-probabilities (GRPO's
+ * hooks) against the plain step on the same models. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,6 +27,53 @@ static int num(const cJSON *j, const char *k) {
 static float fnum(const cJSON *j, const char *k) {
     const cJSON *v = cJSON_GetObjectItem(j, k);
     return cJSON_IsNumber(v) ? (float)v->valuedouble : 0;
+}
+
+/* The per-token hooks on this model (tr_ds_step's logp and weights; GRPO's inputs): asking for
+ * logp changes no bit of the losses or the gradients and its mean is the main loss; weights of
+ * 1/n_targets give the unweighted step again to rounding, the MTP loss bit for bit (weights
+ * apply to the main cross-entropy only). m->P.g holds the step's gradient of L0 on entry. */
+static void check_hooks(tr_ds *m, const int32_t *ids, const int32_t *tg, int B, int T, double L0, const char *file) {
+    size_t n = (size_t)B * T, np = m->P.n;
+    float *g0 = malloc(sizeof(float) * np), *logp = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
+    double mtp0 = m->mtp_loss, mean = 0;
+    int nt = 0;
+    whale_err err = {0};
+    memcpy(g0, m->P.g, sizeof(float) * np);
+    memset(m->P.g, 0, sizeof(float) * np);
+    double L1 = tr_ds_step(m, ids, tg, NULL, logp, B, T, 1.0f, &err);
+    CHECKF(L1 == L0 && m->mtp_loss == mtp0 && !memcmp(g0, m->P.g, sizeof(float) * np), "%s: logp output changed the step", file);
+    for (size_t i = 0; i < n; i++) nt += tg[i] >= 0, mean -= tg[i] >= 0 ? logp[i] : 0;
+    mean /= nt;
+    CHECKF(fabs(mean - L0) <= 1e-6 * L0, "%s: mean -logp %.9f, loss %.9f", file, mean, L0);
+    for (size_t i = 0; i < n; i++) w[i] = 1.0f / (float)nt;
+    memset(m->P.g, 0, sizeof(float) * np);
+    double L2 = tr_ds_step(m, ids, tg, w, NULL, B, T, 1.0f, &err);
+    CHECKF(fabs(L2 - L0) <= 1e-6 * L0 && m->mtp_loss == mtp0, "%s: weighted loss %.9f, mean %.9f", file, L2, L0);
+    double mx = 0, diff = 0;
+    for (size_t i = 0; i < np; i++) mx = fmax(mx, fabs(g0[i])), diff = fmax(diff, fabs(m->P.g[i] - g0[i]));
+    CHECKF(diff <= 1e-5 * mx, "%s: weighted gradients off by %g (largest %g)", file, diff, mx);
+    /* the weights are used: all 0 leaves the MTP gradient alone (the final norm, which only the
+     * main head reads, gets none), and the main part is linear in them: g(2w) = 2 g(w) - g(0) */
+    float *g1 = g0; /* g0 is no longer needed */
+    memcpy(g1, m->P.g, sizeof(float) * np);
+    for (size_t i = 0; i < n; i++) w[i] = 0;
+    memset(m->P.g, 0, sizeof(float) * np);
+    double Lz = tr_ds_step(m, ids, tg, w, NULL, B, T, 1.0f, &err);
+    float *gz = malloc(sizeof(float) * np);
+    memcpy(gz, m->P.g, sizeof(float) * np);
+    const tr_param *fn = tr_params_find(&m->P, "model.norm.weight");
+    int nz = 0;
+    for (size_t i = 0; i < fn->n; i++) nz += fn->g[i] != 0;
+    CHECKF(Lz == 0 && nz == 0 && m->mtp_loss == mtp0, "%s: zero weights: loss %g, %d final-norm gradients", file, Lz, nz);
+    for (size_t i = 0; i < n; i++) w[i] = 2.0f / (float)nt;
+    memset(m->P.g, 0, sizeof(float) * np);
+    double L3 = tr_ds_step(m, ids, tg, w, NULL, B, T, 1.0f, &err);
+    diff = 0;
+    for (size_t i = 0; i < np; i++) diff = fmax(diff, fabs(m->P.g[i] - (2 * g1[i] - gz[i])));
+    CHECKF(fabs(L3 - 2 * L0) <= 2e-6 * L0 && diff <= 1e-5 * mx, "%s: doubled weights: loss %.9f (2 x %.9f), gradients off by %g",
+           file, L3, L0, diff);
+    free(g0), free(gz), free(logp), free(w);
 }
 
 static void check_golden(const char *file) {
@@ -63,7 +111,7 @@ static void check_golden(const char *file) {
     const st_tensor *ids = st_find(&st, "ids"), *loss = st_find(&st, "loss");
     int B, T, frozen;
     int32_t *tg = golden_targets(&st, &B, &T);
-    double L = tr_ds_step(&m, ids->data, tg, B, T, 1.0f, &err);
+    double L = tr_ds_step(&m, ids->data, tg, NULL, NULL, B, T, 1.0f, &err);
     float want = *(const float *)loss->data;
     CHECKF(fabs(L - want) <= 1e-5 * fabs(want), "%s: loss %.7f, PyTorch %.7f", file, L, want);
     const st_tensor *mtp = st_find(&st, "mtp_loss");
@@ -80,6 +128,7 @@ static void check_golden(const char *file) {
         for (int e = 0; e < c.n_expert; e++) total += m.load[(size_t)l * c.n_expert + e];
         CHECKF(total == (int64_t)B * (T - (l - c.n_layer + 1)) * c.n_used, "layer %d: %lld expert rows", l, (long long)total);
     }
+    check_hooks(&m, ids->data, tg, B, T, L, file);
     free(tg);
     tr_ds_free(&m);
     st_close(&st);

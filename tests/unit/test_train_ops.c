@@ -3,7 +3,8 @@
  * loss is L = sum_i r_i * y_i for fixed random r, so dL/dy = r; each input element's
  * derivative is (L(x+h) - L(x-h)) / 2h in double precision and must match the op's float
  * gradient within |a - n| <= 2e-4 + 2e-3 |n|. The float forward must match the double one
- * within 2e-5 relative to the output's scale. */
+ * within 2e-5 relative to the output's scale. The cross-entropy is checked in both forms (the
+ * mean; per-row weights) with its log-probabilities. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -272,7 +273,8 @@ static void test_embedding(void) {
 }
 
 /* ---- cross-entropy ---- */
-typedef struct { double *z; const int32_t *tg; int T, V; double w; } ce_ctx;
+/* tw NULL: w x the mean over the rows with a target; else w x sum_t tw[t] x the row's loss */
+typedef struct { double *z; const int32_t *tg; int T, V; double w; const float *tw; } ce_ctx;
 static double ce_loss(void *p) {
     ce_ctx *c = p;
     double L = 0;
@@ -281,10 +283,10 @@ static double ce_loss(void *p) {
         if (c->tg[t] < 0) continue;
         double s = 0;
         for (int i = 0; i < c->V; i++) s += exp(c->z[(size_t)t * c->V + i]);
-        L += log(s) - c->z[(size_t)t * c->V + c->tg[t]];
+        L += (c->tw ? c->tw[t] : 1) * (log(s) - c->z[(size_t)t * c->V + c->tg[t]]);
         n++;
     }
-    return L / n * c->w;
+    return (c->tw ? L : L / n) * c->w;
 }
 
 static void test_cross_entropy(void) {
@@ -292,12 +294,35 @@ static void test_cross_entropy(void) {
     int32_t tg[6] = {4, -1, 22, 0, 4, -1};
     float *z = frand((size_t)T * V, 5), *dz = malloc(sizeof(float) * T * V);
     z[7] = 60.0f; /* a large logit: the loss stays finite */
-    double L = tr_cross_entropy(dz, z, tg, T, V, 0.3f);
-    ce_ctx c = {todouble(z, (size_t)T * V), tg, T, V, 0.3};
+    double L = tr_cross_entropy(dz, NULL, z, tg, NULL, T, V, 0.3f);
+    ce_ctx c = {todouble(z, (size_t)T * V), tg, T, V, 0.3, NULL};
     CHECKF(fabs(L * 0.3 - ce_loss(&c)) <= 1e-6 * fabs(L), "loss %g vs %g", L * 0.3, ce_loss(&c));
     CHECK(check_grad("cross-entropy", c.z, (size_t)T * V, dz, ce_loss, &c, 400) == 0);
     int zero = 1;
     for (int i = 0; i < V; i++) zero &= dz[V + i] == 0; /* an ignored row */
+    CHECK(zero);
+    free(z), free(dz), free(c.z);
+}
+
+/* Per-row weights of both signs (GRPO's dJ/dlogp), and the log-probabilities alongside. */
+static void test_cross_entropy_weighted(void) {
+    int T = 6, V = 23;
+    int32_t tg[6] = {4, -1, 22, 0, 4, -1};
+    float tw[6] = {0.7f, 9.0f, -0.4f, 0.0f, 1.3f, -2.0f}; /* rows 1 and 5 have no target */
+    float *z = frand((size_t)T * V, 5), *dz = malloc(sizeof(float) * T * V), logp[6];
+    z[7] = 60.0f;
+    double L = tr_cross_entropy(dz, logp, z, tg, tw, T, V, 0.3f);
+    ce_ctx c = {todouble(z, (size_t)T * V), tg, T, V, 0.3, tw};
+    CHECKF(fabs(L * 0.3 - ce_loss(&c)) <= 1e-6 * fabs(L), "loss %g vs %g", L * 0.3, ce_loss(&c));
+    CHECK(check_grad("weighted cross-entropy", c.z, (size_t)T * V, dz, ce_loss, &c, 400) == 0);
+    for (int t = 0; t < T; t++) {
+        double s = 0, want = 0;
+        for (int i = 0; i < V && tg[t] >= 0; i++) s += exp(c.z[(size_t)t * V + i]);
+        if (tg[t] >= 0) want = c.z[(size_t)t * V + tg[t]] - log(s);
+        CHECKF(fabs(logp[t] - want) <= 1e-5 * fmax(1, fabs(want)), "row %d: logp %g, want %g", t, logp[t], want);
+    }
+    int zero = 1;
+    for (int i = 0; i < V; i++) zero &= dz[V + i] == 0 && dz[(size_t)3 * V + i] == 0; /* no target; weight 0 */
     CHECK(zero);
     free(z), free(dz), free(c.z);
 }
@@ -310,5 +335,6 @@ int main(void) {
     RUN(test_attention);
     RUN(test_swiglu);
     RUN(test_cross_entropy);
+    RUN(test_cross_entropy_weighted);
     return check_report("test_train_ops");
 }

@@ -1,15 +1,18 @@
 /* train_golden.h — what the training-step tests share: a golden file's labels as next-token
- * targets (transformers shifts them: position t predicts label t+1), and every trained
- * parameter's gradient against the golden's "grad.<name>" within tol x that tensor's largest. */
+ * targets (transformers shifts them: position t predicts label t+1), a Qwen2 golden's shape from
+ * its "config" metadata, and every trained parameter's gradient against the golden's
+ * "grad.<name>" within tol x that tensor's largest. */
 #ifndef WHALE_TEST_TRAIN_GOLDEN_H
 #define WHALE_TEST_TRAIN_GOLDEN_H
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "check.h"
 #include "formats/safetensors.h"
+#include "train/dense.h"
 #include "train/params.h"
 
 static int32_t *golden_targets(const st_model *st, int *B, int *T) {
@@ -20,6 +23,21 @@ static int32_t *golden_targets(const st_model *st, int *B, int *T) {
     for (int b = 0; b < *B; b++)
         for (int t = 0; t < *T; t++) tg[b * *T + t] = t + 1 < *T && lab[b * *T + t + 1] >= 0 ? lab[b * *T + t + 1] : -1;
     return tg;
+}
+
+static inline int golden_cfg_int(const cJSON *j, const char *k) { return (int)cJSON_GetObjectItem(j, k)->valuedouble; }
+
+/* The tr_dense shape of a golden made from transformers' Qwen2 (q/k/v biases, untied head). */
+static inline tr_dense_cfg golden_dense_cfg(const st_model *st) {
+    cJSON *j = cJSON_Parse(st_metadata(st, "config"));
+    tr_dense_cfg c = {.n_layer = golden_cfg_int(j, "num_hidden_layers"), .d = golden_cfg_int(j, "hidden_size"),
+                      .n_head = golden_cfg_int(j, "num_attention_heads"), .n_kv = golden_cfg_int(j, "num_key_value_heads"),
+                      .d_ff = golden_cfg_int(j, "intermediate_size"), .vocab = golden_cfg_int(j, "vocab_size"),
+                      .eps = (float)cJSON_GetObjectItem(j, "rms_norm_eps")->valuedouble,
+                      .rope_theta = (float)cJSON_GetObjectItem(j, "rope_theta")->valuedouble, .qkv_bias = 1};
+    c.head_dim = c.d / c.n_head;
+    cJSON_Delete(j);
+    return c;
 }
 
 /* Returns the tensors compared; *frozen gets those skipped (not trained). */
