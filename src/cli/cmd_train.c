@@ -36,6 +36,13 @@ static void usage(FILE *f) {
             "  --from MODEL        full fine-tuning of a model: a name or path Whale resolves (GGUF of a\n"
             "                      Qwen2 model, any type, dequantized to F32; a Hugging Face directory of a\n"
             "                      Qwen2 or DeepSeek-V3 model in F32/BF16/F16; a whale train checkpoint)\n"
+            "  --lora-rank R       with --from (a dense model): train low-rank adapters (LoRA) on its\n"
+            "                      projections instead of the whole model, which stays frozen; checkpoints\n"
+            "                      then hold the adapters alone, as PEFT saves them (adapter_config.json,\n"
+            "                      adapter_model.safetensors)\n"
+            "  --lora-alpha A      the adapters' scale is A / R (default A = 2R)\n"
+            "  --lora-targets L    which projections: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj\n"
+            "                      (comma-separated) or all (the default)\n"
             "  --sft FILE.jsonl    fine-tune on conversations, one {\"messages\": [{\"role\", \"content\"}, ...]} per\n"
             "                      line, laid out in the model's chat format (ChatML for a `whale data\n"
             "                      tokenizer` vocabulary); the loss is on the assistant's tokens only; one\n"
@@ -211,6 +218,8 @@ int cmd_train(int argc, char **argv) {
     double val_fraction = 0.05;
     if (argc > 1 && !strcmp(argv[1], "plot")) return cmd_train_plot(argc - 1, argv + 1);
     int precision = tr_precision_default(), threads = 0, recompute = 0;
+    tr_lora lora = {0};
+    const char *lora_targets = "all";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -249,6 +258,9 @@ int cmd_train(int argc, char **argv) {
             threads = n;
         }
         else if (ARG("--bias-update")) o.bias_gamma = (float)atof(v);
+        else if (ARG("--lora-rank")) lora.rank = atoi(v);
+        else if (ARG("--lora-alpha")) lora.alpha = (float)atof(v);
+        else if (ARG("--lora-targets")) lora_targets = v;
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--recompute")) recompute = 1;
         else if (ARG("--precision")) {
@@ -343,12 +355,26 @@ int cmd_train(int argc, char **argv) {
     tr_ds ds;
     tr_model model;
     whale_err err = {0};
+    if (lora.rank) {
+        const char *why = !from ? "--lora-rank needs --from MODEL (adapters on a trained model)"
+                          : deepseek ? "--lora-rank: adapters for DeepSeek models (MLA, experts) are not built yet; "
+                                       "fine-tune it whole (without --lora-rank)"
+                                     : NULL;
+        if (why || tr_lora_targets_parse(lora_targets, &lora.targets, &err)) {
+            fprintf(stderr, "whale train: %s\n", why ? why : err.msg);
+            free((char *)from);
+            return stop_ranks(&dist, 2);
+        }
+        if (!(lora.alpha > 0)) lora.alpha = 2.0f * (float)lora.rank;
+        c.lora = lora;
+    }
     if (deepseek ? tr_ds_init(&ds, &dc, &err) : tr_dense_init(&m, &c, &err)) {
         fprintf(stderr, "whale train: %s\n", err.msg);
         return stop_ranks(&dist, 1);
     }
     if (deepseek) ds.recompute = recompute, tr_ds_model(&ds, &model);
     else m.recompute = recompute, tr_dense_model(&m, &model);
+    model.base = from;
     /* what it is and what it costs, before it starts */
     int d = deepseek ? dc.d : c.d, L = deepseek ? dc.n_layer : c.n_layer, H = deepseek ? dc.n_head : c.n_head;
     int hd = deepseek ? dc.nope + dc.rope : c.head_dim;
@@ -357,7 +383,11 @@ int cmd_train(int argc, char **argv) {
     int mtp = deepseek ? dc.n_mtp : 0; /* MTP: one more block and one more pass of the head per module */
     if (deepseek && dc.n_expert) /* per token, only n_used of the routed experts run */
         active -= (double)(L + mtp - dc.first_dense) * (dc.n_expert - dc.n_used) * 3.0 * dc.d * dc.moe_ff;
-    double flops = 6.0 * (active + (double)vocab * d * (1 + mtp)) + 6.0 * (L + mtp) * o.ctx * H * hd;
+    /* a frozen weight costs its forward and its input gradient (4 FLOPs per parameter, not 6) */
+    double per_param = model.lora ? 4.0 : 6.0;
+    double flops = per_param * (active + (double)vocab * d * (1 + mtp)) + 6.0 * (L + mtp) * o.ctx * H * hd;
+    size_t trainable = 0;
+    for (int i = 0; i < model.P->n_t; i++) trainable += model.P->t[i].frozen ? 0 : model.P->t[i].n;
     size_t mtp_n = 0;
     for (int i = 0; i < model.P->n_t; i++) {
         int l = -1;
@@ -381,6 +411,9 @@ int cmd_train(int argc, char **argv) {
                         "whale train: %.1f MFLOP per token (forward + backward), about %s of memory (%s available)\n",
                 init ? init : from ? from : config, n / 1e6, (n - emb) / 1e6, deepseek ? "; fewer active per token" : "", vocab,
                 flops / 1e6, cli_bytes(need, b1, sizeof b1), cli_bytes(avail, b2, sizeof b2));
+        if (model.lora)
+            fprintf(stderr, "whale train: LoRA rank %d, alpha %g on %s: %.3fM trainable parameters, the model's frozen\n",
+                    model.lora->rank, (double)model.lora->alpha, lora_targets, trainable / 1e6);
         if (mtp)
             fprintf(stderr, "whale train: multi-token prediction: %d module%s, %.2fM parameters (in the count above), "
                             "loss weight %.2f\n", mtp, mtp > 1 ? "s" : "", mtp_n / 1e6, dc.mtp_weight);
@@ -397,6 +430,7 @@ int cmd_train(int argc, char **argv) {
     /* the weights only once the memory is known to suffice */
     if (!rc && from && (rc = tr_load_weights(model.P, from, &err))) fprintf(stderr, "whale train: %s\n", err.msg);
     if (!rc && !from) tr_init_weights(&model, o.seed);
+    if (!rc && model.lora) tr_init_adapters(&model, o.seed);
     tr_sft *examples = NULL;
     if (!rc && sft && (rc = open_sft(&examples, sft, o.tokenizer ? o.tokenizer : from, chat_format, o.ctx, val_fraction)))
         rc = 1;

@@ -12,15 +12,37 @@
 #include "train/params.h"
 #include "whale.h"
 
+/* The projections LoRA can adapt, in PEFT's target_modules names (tr_lora_target_name). */
+enum { TR_Q, TR_K, TR_V, TR_O, TR_GATE, TR_UP, TR_DOWN, TR_N_PROJ };
+#define TR_LORA_ALL ((1u << TR_N_PROJ) - 1)
+/* Beyond this the "low rank" is not low: full fine-tuning (no --lora) is the better tool. */
+#define TR_LORA_MAX_RANK 1024
+
+/* Low-rank adapters (LoRA, Hu et al. 2021, as PEFT lays them out): on each targeted projection
+ * y = W x + b + s B (A x), A [rank x in], B [out x rank], s = alpha / rank; every other
+ * parameter frozen. rank 0: no adapters, everything trained. */
+typedef struct tr_lora {
+    int rank;
+    float alpha;
+    unsigned targets; /* bits 1 << TR_Q ... (0: all of them) */
+} tr_lora;
+
 typedef struct tr_dense_cfg {
     int n_layer, d, n_head, n_kv, head_dim, d_ff, vocab;
     float eps, rope_theta;
     int qkv_bias; /* Qwen2: q, k, v projections have biases */
     int tied;     /* the output head is the embedding table */
+    tr_lora lora;
 } tr_dense_cfg;
+
+/* One adapter's factors: a [rank][in], b [out][rank] (NULL: the projection has none). */
+typedef struct tr_adapter {
+    float *a, *b;
+} tr_adapter;
 
 typedef struct tr_layer {
     float *attn_norm, *wq, *bq, *wk, *bk, *wv, *bv, *wo, *ffn_norm, *wg, *wu, *wd;
+    tr_adapter lora[TR_N_PROJ];
 } tr_layer;
 
 typedef struct tr_dense {
@@ -34,9 +56,18 @@ typedef struct tr_dense {
      * layer's forward again just before its backward (one layer's activations in memory instead
      * of n_layer's, for about a third more compute). Same results, bit for bit. */
     int recompute;
+    float lora_scale; /* alpha / rank (0 without adapters) */
 } tr_dense;
 
-/* Lay out the parameters for c (zeroed). */
+/* "q_proj", "k_proj", ... "down_proj" for TR_Q..TR_DOWN (NULL outside). */
+const char *tr_lora_target_name(int proj);
+/* Parse PEFT-style target names separated by commas ("q_proj,v_proj", or "all") into bits;
+ * WHALE_E_ARG naming an unknown one. */
+int tr_lora_targets_parse(const char *s, unsigned *out, whale_err *err);
+
+/* Lay out the parameters for c (zeroed). With c->lora.rank > 0 the adapters' tensors follow
+ * the model's, in PEFT's names (base_model.model.<module>.lora_A.weight / lora_B.weight), and
+ * the model's own are frozen: their gradients are neither computed nor applied. */
 int tr_dense_init(tr_dense *m, const tr_dense_cfg *c, whale_err *err);
 void tr_dense_free(tr_dense *m);
 /* config.json of a Qwen2ForCausalLM with this shape (malloc'd). */

@@ -160,6 +160,9 @@ static int take(tr_param *q, whale_dtype t, int64_t n, const void *data, const c
     return 0;
 }
 
+/* LoRA's adapters (PEFT's names) are not in the model they adapt. */
+static int is_adapter(const tr_param *q) { return !strncmp(q->name, "base_model.model.", 17); }
+
 int tr_load_weights(tr_params *P, const char *path, whale_err *err) {
     int rc = 0;
     if (is_gguf(path)) {
@@ -167,6 +170,7 @@ int tr_load_weights(tr_params *P, const char *path, whale_err *err) {
         if ((rc = gguf_open(&f, path, 0, err))) return rc;
         for (int i = 0; i < P->n_t && !rc; i++) {
             tr_param *q = &P->t[i];
+            if (is_adapter(q)) continue;
             char g[160];
             const gguf_tensor *t = model_name_from_hf(q->name, g, sizeof g) ? gguf_find_tensor(&f, g) : NULL;
             if (!t) {
@@ -184,6 +188,7 @@ int tr_load_weights(tr_params *P, const char *path, whale_err *err) {
     if ((rc = st_open(&st, path, err))) return rc;
     for (int i = 0; i < P->n_t && !rc; i++) {
         tr_param *q = &P->t[i];
+        if (is_adapter(q)) continue;
         const st_tensor *t = st_find(&st, q->name);
         if (!t) rc = err_set(err, WHALE_E_NOTFOUND, "%s: no tensor %s", path, q->name);
         else rc = take(q, t->dtype, t->n_elems, t->data, path, q->name, err);

@@ -31,6 +31,6 @@ int tr_shape_from_model(tr_shape *s, const char *path, whale_err *err);
 /* Every parameter of P from the model at path (GGUF names mapped to Hugging Face's; quantized
  * types dequantized). Returns 0, or a negative code naming the tensor that is missing, of the
  * wrong size or of a type that cannot be trained from (FP8 with block scales). */
-int tr_load_weights(tr_params *P, const char *path, whale_err *err);
+int tr_load_weights(tr_params *P, const char *path, whale_err *err); /* LoRA adapters skipped */
 
 #endif

@@ -116,6 +116,20 @@ void tr_matmul_bwd(float *dX, float *dW, float *dbias, const float *dY, const fl
             for (int n = 0; n < N; n++) dbias[n] += dY[(size_t)t * N + n];
 }
 
+void tr_lora_fwd(float *Y, float *Z, const float *X, const float *A, const float *B, float s, int T, int K, int N,
+                 int r) {
+    gemm(Z, r, X, K, 1, A, 1, K, T, r, K, s, 0, prec(), pool()); /* Z = s X A^T */
+    gemm(Y, N, Z, r, 1, B, 1, r, T, N, r, 1.0f, 1, prec(), pool()); /* Y += Z B^T */
+}
+
+void tr_lora_bwd(float *dX, float *dA, float *dB, float *dZ, const float *dY, const float *X, const float *Z,
+                 const float *A, const float *B, float s, int T, int K, int N, int r) {
+    gemm(dB, r, dY, 1, N, Z, r, 1, N, r, T, 1.0f, 1, prec(), pool()); /* dB[n][j] += sum_t dY[t][n] Z[t][j] */
+    gemm(dZ, r, dY, N, 1, B, r, 1, T, r, N, s, 0, prec(), pool());    /* dZ[t][j] = s sum_n dY[t][n] B[n][j] */
+    gemm(dA, K, dZ, 1, r, X, K, 1, r, K, T, 1.0f, 1, prec(), pool()); /* dA[j][k] += sum_t dZ[t][j] X[t][k] */
+    if (dX) gemm(dX, K, dZ, r, 1, A, K, 1, T, K, r, 1.0f, 1, prec(), pool()); /* dX[t][k] += sum_j dZ[t][j] A[j][k] */
+}
+
 void tr_rope(float *x, const int32_t *pos, int T, int n_heads, int head_dim, int rot_dim, float base,
              const float *freq_scale, float mscale, int neox, int inverse) {
     int half = rot_dim / 2;

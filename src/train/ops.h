@@ -53,6 +53,14 @@ void tr_matmul_fwd(float *Y, const float *X, const float *W, const float *bias, 
 void tr_matmul_bwd(float *dX, float *dW, float *dbias, const float *dY, const float *X, const float *W, int T, int K,
                    int N);
 
+/* A low-rank adapter beside a projection (LoRA): Y[T x N] += Z B^T with Z[T x r] = s X A^T,
+ * A [r x K], B [N x r]; Z is kept for the backward pass. */
+void tr_lora_fwd(float *Y, float *Z, const float *X, const float *A, const float *B, float s, int T, int K, int N,
+                 int r);
+/* dB += dY^T Z, dZ = s dY B (scratch, set), dA += dZ^T X, dX += dZ A; dX may be NULL. */
+void tr_lora_bwd(float *dX, float *dA, float *dB, float *dZ, const float *dY, const float *X, const float *Z,
+                 const float *A, const float *B, float s, int T, int K, int N, int r);
+
 /* Rotary position embedding on x[T][n_heads][head_dim], the first rot_dim dims of each head,
  * in place. neox = 1: pairs (i, i + rot_dim/2) (Qwen2, Llama); neox = 0: pairs (2i, 2i+1)
  * (GPT-J, DeepSeek's interleaved rope). theta_i = pos * base^(-2i/rot_dim) * freq_scale[i] (freq

@@ -49,12 +49,13 @@ tr_param *tr_params_find(const tr_params *p, const char *name) {
     return NULL;
 }
 
-int tr_params_load(tr_params *p, const char *path, whale_err *err) {
+static int load(tr_params *p, const char *path, int trainable_only, whale_err *err) {
     st_model st;
     int rc = st_open(&st, path, err);
     if (rc) return rc;
     for (int i = 0; i < p->n_t && !rc; i++) {
         tr_param *q = &p->t[i];
+        if (trainable_only && q->frozen) continue;
         const st_tensor *t = st_find(&st, q->name);
         if (!t) rc = err_set(err, WHALE_E_NOTFOUND, "%s: no tensor %s", path, q->name);
         else if ((size_t)t->n_elems != q->n)
@@ -68,3 +69,7 @@ int tr_params_load(tr_params *p, const char *path, whale_err *err) {
     st_close(&st);
     return rc;
 }
+
+int tr_params_load(tr_params *p, const char *path, whale_err *err) { return load(p, path, 0, err); }
+
+int tr_params_load_trainable(tr_params *p, const char *path, whale_err *err) { return load(p, path, 1, err); }

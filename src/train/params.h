@@ -34,5 +34,7 @@ void tr_params_free(tr_params *p);
 tr_param *tr_params_find(const tr_params *p, const char *name);
 /* Every tensor from a safetensors checkpoint (F32/F16/BF16), by name. */
 int tr_params_load(tr_params *p, const char *path, whale_err *err);
+/* The same for the tensors not frozen (a LoRA checkpoint's adapters). */
+int tr_params_load_trainable(tr_params *p, const char *path, whale_err *err);
 
 #endif

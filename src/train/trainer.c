@@ -57,7 +57,8 @@ static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, cons
 static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
 
 void tr_dense_model(tr_dense *d, tr_model *out) {
-    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config};
+    *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config,
+                      .lora = d->c.lora.rank ? &d->c.lora : NULL};
 }
 
 static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, const float *w, float *logp, int B, int T,
@@ -104,6 +105,18 @@ void tr_init_weights(tr_model *m, uint64_t seed) {
     }
 }
 
+void tr_init_adapters(tr_model *m, uint64_t seed) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 7;
+    rng_splitmix64(&s);
+    for (int i = 0; i < m->P->n_t; i++) {
+        tr_param *p = &m->P->t[i];
+        int a = strstr(p->name, ".lora_A.") != NULL, b = strstr(p->name, ".lora_B.") != NULL;
+        double bound = 1.0 / sqrt((double)p->cols);
+        for (size_t j = 0; (a || b) && j < p->n; j++)
+            p->w[j] = b ? 0.0f : (float)((2.0 * (double)(rng_splitmix64(&s) >> 11) / 9007199254740992.0 - 1.0) * bound);
+    }
+}
+
 /* ---- checkpoints ------------------------------------------------------------------------------ */
 
 static int copy_file(const char *from, const char *to, whale_err *err) {
@@ -137,19 +150,45 @@ static void tensor_of(st_out_tensor *o, const tr_param *p, const float *data, co
     o->nbytes = p->n * sizeof(float);
 }
 
+/* What a checkpoint holds of the parameters: everything, or with LoRA the adapters alone. */
+static int saved(const tr_model *m, const tr_param *p) { return !m->lora || !p->frozen; }
+
+/* adapter_config.json as PEFT writes it (the fields its LoraConfig reads). */
+static char *adapter_config(const tr_model *m) {
+    cJSON *j = cJSON_CreateObject(), *t = cJSON_CreateArray();
+    cJSON_AddStringToObject(j, "peft_type", "LORA");
+    cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
+    cJSON_AddStringToObject(j, "base_model_name_or_path", m->base ? m->base : "");
+    cJSON_AddNumberToObject(j, "r", m->lora->rank);
+    cJSON_AddNumberToObject(j, "lora_alpha", m->lora->alpha);
+    cJSON_AddNumberToObject(j, "lora_dropout", 0);
+    cJSON_AddStringToObject(j, "bias", "none");
+    cJSON_AddBoolToObject(j, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(j, "use_rslora", 0);
+    cJSON_AddBoolToObject(j, "inference_mode", 1);
+    for (int p = 0; p < TR_N_PROJ; p++)
+        if (m->lora->targets & (1u << p)) cJSON_AddItemToArray(t, cJSON_CreateString(tr_lora_target_name(p)));
+    cJSON_AddItemToObject(j, "target_modules", t);
+    char *s = cJSON_Print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
 int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err) {
     char tmp[4200], p[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     mkdir(tmp, 0755);
     st_out_tensor *t = calloc((size_t)m->P->n_t, sizeof *t);
     if (!t) return err_set(err, WHALE_E_NOMEM, "out of memory");
-    for (int i = 0; i < m->P->n_t; i++) tensor_of(&t[i], &m->P->t[i], m->P->t[i].w, NULL);
-    snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+    int n = 0;
+    for (int i = 0; i < m->P->n_t; i++)
+        if (saved(m, &m->P->t[i])) tensor_of(&t[n++], &m->P->t[i], m->P->t[i].w, NULL);
+    snprintf(p, sizeof p, "%s/%s", tmp, m->lora ? "adapter_model.safetensors" : "model.safetensors");
     const char *meta[] = {"format", "pt"};
-    int rc = st_write(p, t, m->P->n_t, meta, 1, err);
+    int rc = st_write(p, t, n, meta, 1, err);
     free(t);
-    char *cfg = m->config_json(m->impl);
-    snprintf(p, sizeof p, "%s/config.json", tmp);
+    char *cfg = m->lora ? adapter_config(m) : m->config_json(m->impl);
+    snprintf(p, sizeof p, "%s/%s", tmp, m->lora ? "adapter_config.json" : "config.json");
     if (!rc) rc = write_text(p, cfg, err);
     free(cfg);
     snprintf(p, sizeof p, "%s/tokenizer.json", tmp);
@@ -175,19 +214,39 @@ typedef struct state {
     float *m, *v; /* AdamW moments, n_params each */
 } state;
 
+/* The AdamW moments of the tensors a checkpoint holds, m then v, into a new *out (NULL when
+ * out of memory); returns how many of each. */
+static size_t moments_pack(const tr_model *m, const state *s, float **out) {
+    size_t n = 0, at = 0;
+    for (int i = 0; i < m->P->n_t; i++) n += saved(m, &m->P->t[i]) ? m->P->t[i].n : 0;
+    if (!(*out = malloc(sizeof(float) * (2 * n + 1)))) return n;
+    for (int i = 0; i < m->P->n_t; i++) {
+        const tr_param *q = &m->P->t[i];
+        if (!saved(m, q)) continue;
+        memcpy(*out + at, s->m + q->off, q->n * sizeof(float));
+        memcpy(*out + n + at, s->v + q->off, q->n * sizeof(float));
+        at += q->n;
+    }
+    return n;
+}
+
 /* A full checkpoint: the model (loadable by itself) plus what resuming needs. */
 static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, char *dir, size_t cap, whale_err *err) {
     snprintf(dir, cap, "%s/step-%06ld", o->out_dir, s->step);
     int rc = tr_save_hf(m, dir, o->tokenizer, err);
     char p[4400];
+    float *mv = NULL;
+    size_t n = moments_pack(m, s, &mv);
+    if (!rc && !mv) rc = err_set(err, WHALE_E_NOMEM, "out of memory for the optimizer state");
     if (!rc) {
-        st_out_tensor t[2] = {{.name = "adam.m", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
-                               .data = s->m, .nbytes = m->P->n * sizeof(float)},
-                              {.name = "adam.v", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)m->P->n},
-                               .data = s->v, .nbytes = m->P->n * sizeof(float)}};
+        st_out_tensor t[2] = {{.name = "adam.m", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)n},
+                               .data = mv, .nbytes = n * sizeof(float)},
+                              {.name = "adam.v", .dtype = WHALE_DTYPE_F32, .n_dims = 1, .shape = {(int64_t)n},
+                               .data = mv + n, .nbytes = n * sizeof(float)}};
         snprintf(p, sizeof p, "%s.tmp/optimizer.safetensors", dir);
         rc = st_write(p, t, 2, NULL, 0, err);
     }
+    free(mv);
     if (!rc) {
         char text[256];
         snprintf(text, sizeof text, "{\"step\": %ld, \"rng\": \"%llu\", \"n_params\": %zu, \"precision\": \"%s\"}\n",
@@ -220,18 +279,24 @@ static long latest_checkpoint(const char *out, char *dir, size_t cap) {
 
 static int load_checkpoint(tr_model *m, state *s, const char *dir, whale_err *err) {
     char p[4400];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    int rc = tr_params_load(m->P, p, err);
+    snprintf(p, sizeof p, "%s/%s", dir, m->lora ? "adapter_model.safetensors" : "model.safetensors");
+    int rc = m->lora ? tr_params_load_trainable(m->P, p, err) : tr_params_load(m->P, p, err);
     if (rc) return rc;
     st_model st;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
     if ((rc = st_open(&st, p, err))) return rc;
     const st_tensor *tm = st_find(&st, "adam.m"), *tv = st_find(&st, "adam.v");
-    if (!tm || !tv || (size_t)tm->n_elems != m->P->n || (size_t)tv->n_elems != m->P->n || tm->dtype != WHALE_DTYPE_F32)
+    size_t n = 0, at = 0;
+    for (int i = 0; i < m->P->n_t; i++) n += saved(m, &m->P->t[i]) ? m->P->t[i].n : 0;
+    if (!tm || !tv || (size_t)tm->n_elems != n || (size_t)tv->n_elems != n || tm->dtype != WHALE_DTYPE_F32 ||
+        tv->dtype != WHALE_DTYPE_F32)
         rc = err_set(err, WHALE_E_FORMAT, "%s: not this model's optimizer state", p);
-    else {
-        memcpy(s->m, tm->data, m->P->n * sizeof(float));
-        memcpy(s->v, tv->data, m->P->n * sizeof(float));
+    for (int i = 0; !rc && i < m->P->n_t; i++) {
+        const tr_param *q = &m->P->t[i];
+        if (!saved(m, q)) continue;
+        memcpy(s->m + q->off, (const float *)tm->data + at, q->n * sizeof(float));
+        memcpy(s->v + q->off, (const float *)tv->data + at, q->n * sizeof(float));
+        at += q->n;
     }
     st_close(&st);
     if (rc) return rc;

@@ -66,6 +66,10 @@ typedef struct tr_model {
     double (*mtp_loss)(const void *impl);
     int64_t *load; /* MoE: the counts balance() reads, [n_load], summed over ranks before it */
     size_t n_load;
+    /* LoRA (dense.h): only the adapters train, and checkpoints hold only them, in PEFT's layout
+     * (adapter_config.json naming `base`, adapter_model.safetensors). NULL: the whole model. */
+    const tr_lora *lora;
+    const char *base; /* the model the adapters apply to (--from), for adapter_config.json */
 } tr_model;
 
 void tr_dense_model(tr_dense *d, tr_model *out);
@@ -75,11 +79,18 @@ void tr_ds_model(tr_ds *d, tr_model *out);
  * 1/sqrt(2 n_layer); norms 1, biases and frozen buffers 0) from seed. */
 void tr_init_weights(tr_model *m, uint64_t seed);
 
+/* LoRA's starting point, as PEFT draws it: each lora_A uniform in +-1/sqrt(its inputs)
+ * (Kaiming-uniform with a = sqrt(5)) from seed, each lora_B zero, so the adapted model starts
+ * as the base. Touches nothing else. */
+void tr_init_adapters(tr_model *m, uint64_t seed);
+
 /* Train m (initialized or loaded) per o. Returns 0, or a negative code with err set. */
 int tr_train(tr_model *m, const tr_opts *o, whale_err *err);
 
 /* Write m as a Hugging Face checkpoint directory (config.json, model.safetensors, and
- * tokenizer.json when tokenizer is given), atomically: DIR.tmp renamed to DIR. */
+ * tokenizer.json when tokenizer is given), atomically: DIR.tmp renamed to DIR. With LoRA: the
+ * adapters as PEFT saves them (adapter_config.json, adapter_model.safetensors) instead of the
+ * model. */
 int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err);
 
 #endif

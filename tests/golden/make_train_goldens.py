@@ -16,6 +16,10 @@
   head after shared_head.norm predicting t_{i+2}; the loss is the main cross-entropy + 0.3 x the
   module's ("loss" and "mtp_loss" are stored apart). _yarn also scales RoPE by YaRN
   (transformers' formulas) with mscale != mscale_all_dim, so both of its factors show.
+- tests/golden/train_qwen2_lora.safetensors: the tiny Qwen2 of train_qwen2 with PEFT's LoRA (rank 3,
+  alpha 5) on q, v, o and down_proj, B drawn non-zero (PEFT starts it at zero, which would leave A's
+  gradient zero), the loss and the adapters' gradients under PEFT's own names
+  (tests/unit/test_train_dense.c).
 Run: python3 tests/golden/make_train_goldens.py"""
 import json
 import pathlib
@@ -152,8 +156,8 @@ def deepseek_golden(name, mtp=0, yarn=None, **over):
     print(f"wrote {path}: loss {out.loss.item():.6f}, mtp loss {mtp_loss.item():.6f}")
 
 
-def dense_golden():
-    from safetensors.torch import save_file
+def tiny_qwen2():
+    """train_qwen2's model (weights from numpy seed 61), the rng after drawing them."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
     cfg = Qwen2Config(**QWEN2, attn_implementation="eager")
     model = Qwen2ForCausalLM(cfg).float()
@@ -163,6 +167,12 @@ def dense_golden():
             scale = 1.0 if "norm" in name else 0.3
             base = 1.0 if "norm" in name else 0.0
             p.copy_(torch.from_numpy(base + scale * rng.standard_normal(p.shape).astype(np.float32)))
+    return model, rng
+
+
+def dense_golden():
+    from safetensors.torch import save_file
+    model, rng = tiny_qwen2()
     ids = torch.from_numpy(rng.integers(0, QWEN2["vocab_size"], size=(2, 11)).astype(np.int64))
     labels = ids.clone()
     labels[1, 7:] = -100  # a padded tail: no loss there
@@ -175,6 +185,40 @@ def dense_golden():
     tensors["loss"] = out.loss.detach().reshape(1)
     save_file(tensors, str(DENSE), metadata={"config": json.dumps(QWEN2), "torch": torch.__version__})
     print(f"wrote {DENSE}: loss {out.loss.item():.6f}")
+
+
+LORA = dict(r=3, lora_alpha=5, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"])
+
+
+def lora_golden():
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import save_file
+    path = pathlib.Path(__file__).with_name("train_qwen2_lora.safetensors")
+    model, rng = tiny_qwen2()
+    base = {name: p.detach().clone().contiguous() for name, p in model.named_parameters()}
+    pm = get_peft_model(model, LoraConfig(lora_dropout=0.0, bias="none", **LORA))
+    adapters = {}
+    with torch.no_grad():
+        for name, p in pm.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.from_numpy(0.3 * rng.standard_normal(p.shape).astype(np.float32)))
+                adapters[name] = p
+    ids = torch.from_numpy(rng.integers(0, QWEN2["vocab_size"], size=(2, 11)).astype(np.int64))
+    labels = ids.clone()
+    labels[1, 6:] = -100
+    out = pm(input_ids=ids, labels=labels)
+    out.loss.backward()
+    tensors = dict(base)
+    for name, p in adapters.items():
+        plain = name.replace(".default", "")  # the names PEFT saves (adapter_model.safetensors)
+        tensors[plain] = p.detach().contiguous()
+        tensors["grad." + plain] = p.grad.detach().contiguous()
+    assert all(p.grad is None for n, p in pm.named_parameters() if "lora_" not in n)
+    tensors["ids"] = ids.to(torch.int32)
+    tensors["labels"] = labels.to(torch.int32)
+    tensors["loss"] = out.loss.detach().reshape(1)
+    save_file(tensors, str(path), metadata={"config": json.dumps(QWEN2), "lora": json.dumps(LORA), "torch": torch.__version__})
+    print(f"wrote {path}: loss {out.loss.item():.6f}, {len(adapters)} adapter tensors")
 
 
 def main():
@@ -204,6 +248,7 @@ def main():
     OUT.write_text(json.dumps({"torch": torch.__version__, "config": cfg, "init": init, "steps": steps, "clip": clip}) + "\n")
     print(f"wrote {OUT}")
     dense_golden()
+    lora_golden()
     deepseek_golden("train_deepseek_v3.safetensors", mtp=1)
     deepseek_golden("train_deepseek_v3_nolora.safetensors", q_lora_rank=None)
     # YaRN on a small base so that the positions of 9 tokens turn the scaled pairs visibly: pair 0

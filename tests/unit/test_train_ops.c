@@ -140,6 +140,43 @@ static void test_matmul(void) {
     free(c.X), free(c.W), free(c.b), free(c.r), free(c.Y);
 }
 
+/* ---- LoRA: Y = s X A^T B^T (added to whatever Y held) ---- */
+typedef struct { double *X, *A, *B, *r, *Y; double s; int T, K, N, R; } lora_ctx;
+static double lora_loss(void *p) {
+    lora_ctx *c = p;
+    for (int t = 0; t < c->T; t++)
+        for (int n = 0; n < c->N; n++) {
+            double y = 0;
+            for (int j = 0; j < c->R; j++) {
+                double z = 0;
+                for (int k = 0; k < c->K; k++) z += c->X[t * c->K + k] * c->A[j * c->K + k];
+                y += c->s * z * c->B[n * c->R + j];
+            }
+            c->Y[t * c->N + n] = y;
+        }
+    return dot_r(c->Y, c->r, (size_t)c->T * c->N);
+}
+
+static void test_lora(void) {
+    int T = 7, K = 19, N = 13, R = 3;
+    float s = 2.5f;
+    float *X = frand((size_t)T * K, 1), *A = frand((size_t)R * K, 1), *B = frand((size_t)N * R, 1), *r = frand((size_t)T * N, 1);
+    float *Y = calloc((size_t)T * N, 4), *Z = malloc(sizeof(float) * T * R), *dZ = malloc(sizeof(float) * T * R);
+    float *dX = calloc((size_t)T * K, 4), *dA = calloc((size_t)R * K, 4), *dB = calloc((size_t)N * R, 4);
+    tr_lora_fwd(Y, Z, X, A, B, s, T, K, N, R);
+    tr_lora_bwd(dX, dA, dB, dZ, r, X, Z, A, B, s, T, K, N, R);
+    lora_ctx c = {todouble(X, (size_t)T * K), todouble(A, (size_t)R * K), todouble(B, (size_t)N * R), todouble(r, (size_t)T * N),
+                  malloc(sizeof(double) * T * N), s, T, K, N, R};
+    lora_loss(&c);
+    double sc, m = max_abs_diff(Y, c.Y, (size_t)T * N, &sc);
+    CHECKF(m <= 2e-5 * sc, "forward off by %g", m);
+    CHECK(check_grad("lora dX", c.X, (size_t)T * K, dX, lora_loss, &c, 400) == 0);
+    CHECK(check_grad("lora dA", c.A, (size_t)R * K, dA, lora_loss, &c, 400) == 0);
+    CHECK(check_grad("lora dB", c.B, (size_t)N * R, dB, lora_loss, &c, 400) == 0);
+    free(X), free(A), free(B), free(r), free(Y), free(Z), free(dZ), free(dX), free(dA), free(dB);
+    free(c.X), free(c.A), free(c.B), free(c.r), free(c.Y);
+}
+
 /* ---- RoPE ---- */
 typedef struct { double *x, *r, *y; const int32_t *pos; int T, H, hd, rot, neox; double base, ms; const float *fs; } rope_ctx;
 static double rope_loss(void *p) {
@@ -331,6 +368,7 @@ int main(void) {
     RUN(test_embedding);
     RUN(test_rmsnorm);
     RUN(test_matmul);
+    RUN(test_lora);
     RUN(test_rope);
     RUN(test_attention);
     RUN(test_swiglu);
