@@ -30,6 +30,7 @@ int cmd_rm(int argc, char **argv);
 int cmd_data(int argc, char **argv);           /* cmd_data.c: prepare, and dispatch */
 int cmd_data_tokenizer(int argc, char **argv); /* cmd_data_tokenizer.c */
 int cmd_train(int argc, char **argv);
+int cmd_grpo(int argc, char **argv); /* cmd_grpo.c: rl/grpo_run.c's loop */
 int cmd_train_plot(int argc, char **argv); /* whale train plot RUN_DIR */
 
 /* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */

@@ -196,3 +196,30 @@ int tr_load_weights(tr_params *P, const char *path, whale_err *err) {
     st_close(&st);
     return rc;
 }
+
+int tr_loaded_open(tr_loaded *l, const char *path, const tr_lora *lora, uint64_t seed, whale_err *err) {
+    memset(l, 0, sizeof *l);
+    tr_shape sh;
+    int rc = tr_shape_from_model(&sh, path, err);
+    if (rc) return rc;
+    l->deepseek = sh.deepseek;
+    if (lora && lora->rank > 0) {
+        if (sh.deepseek)
+            return err_set(err, WHALE_E_UNSUPPORTED, "%s: LoRA adapters for DeepSeek models (MLA, experts) are not built yet",
+                           path);
+        sh.dense.lora = *lora;
+    }
+    if ((rc = sh.deepseek ? tr_ds_init(&l->ds, &sh.ds, err) : tr_dense_init(&l->dense, &sh.dense, err))) return rc;
+    if (sh.deepseek) tr_ds_model(&l->ds, &l->model);
+    else tr_dense_model(&l->dense, &l->model);
+    l->model.base = path;
+    if ((rc = tr_load_weights(l->model.P, path, err))) return rc;
+    if (l->model.lora) tr_init_adapters(&l->model, seed);
+    return 0;
+}
+
+void tr_loaded_free(tr_loaded *l) {
+    if (l->deepseek) tr_ds_free(&l->ds);
+    else if (l->model.P) tr_dense_free(&l->dense);
+    memset(l, 0, sizeof *l);
+}

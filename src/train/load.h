@@ -10,6 +10,7 @@
 
 #include "train/deepseek.h"
 #include "train/dense.h"
+#include "train/trainer.h"
 #include "whale.h"
 
 typedef struct tr_shape {
@@ -32,5 +33,21 @@ int tr_shape_from_model(tr_shape *s, const char *path, whale_err *err);
  * types dequantized). Returns 0, or a negative code naming the tensor that is missing, of the
  * wrong size or of a type that cannot be trained from (FP8 with block scales). */
 int tr_load_weights(tr_params *P, const char *path, whale_err *err); /* LoRA adapters skipped */
+
+/* A model ready to train, from a model file or directory (as tr_shape_from_model reads it): the
+ * shape's parameters laid out and its weights loaded; with lora (rank > 0; dense models only),
+ * adapters beside them, drawn as tr_init_adapters does from seed. */
+typedef struct tr_loaded {
+    int deepseek;
+    tr_dense dense;
+    tr_ds ds;
+    tr_model model; /* over dense or ds */
+} tr_loaded;
+
+/* Returns 0, or a negative code with err set (what tr_shape_from_model, the shape's init or
+ * tr_load_weights said; WHALE_E_UNSUPPORTED for LoRA on a DeepSeek model). Free with
+ * tr_loaded_free, also after a failure. */
+int tr_loaded_open(tr_loaded *l, const char *path, const tr_lora *lora, uint64_t seed, whale_err *err);
+void tr_loaded_free(tr_loaded *l);
 
 #endif

@@ -56,9 +56,14 @@ static double dense_step(void *impl, const int32_t *ids, const int32_t *tg, cons
 }
 static char *dense_config(const void *impl) { return tr_dense_config_json(impl); }
 
+static void dense_adapters(void *impl, int on) {
+    tr_dense *d = impl;
+    d->lora_scale = on && d->c.lora.rank ? d->c.lora.alpha / (float)d->c.lora.rank : 0.0f;
+}
+
 void tr_dense_model(tr_dense *d, tr_model *out) {
     *out = (tr_model){.P = &d->P, .impl = d, .n_layer = d->c.n_layer, .step = dense_step, .config_json = dense_config,
-                      .lora = d->c.lora.rank ? &d->c.lora : NULL};
+                      .lora = d->c.lora.rank ? &d->c.lora : NULL, .adapters = dense_adapters};
 }
 
 static double ds_step(void *impl, const int32_t *ids, const int32_t *tg, const float *w, float *logp, int B, int T,
@@ -197,7 +202,7 @@ int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_
 }
 
 /* Move DIR.tmp into place as DIR (an older DIR of the same name is replaced). */
-static int commit_dir(const char *dir, whale_err *err) {
+int tr_commit_dir(const char *dir, whale_err *err) {
     char tmp[4200], old[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     snprintf(old, sizeof old, "%s.old", dir);
@@ -254,7 +259,7 @@ static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, 
         snprintf(p, sizeof p, "%s.tmp/trainer_state.json", dir);
         rc = write_text(p, text, err);
     }
-    return rc ? rc : commit_dir(dir, err);
+    return rc ? rc : tr_commit_dir(dir, err);
 }
 
 /* The newest complete step-* directory under out into dir; 0 when there is none. */

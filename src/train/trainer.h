@@ -69,6 +69,7 @@ typedef struct tr_model {
     /* LoRA (dense.h): only the adapters train, and checkpoints hold only them, in PEFT's layout
      * (adapter_config.json naming `base`, adapter_model.safetensors). NULL: the whole model. */
     const tr_lora *lora;
+    void (*adapters)(void *impl, int on); /* LoRA: switch the adapters off (0) and on again (1) */
     const char *base; /* the model the adapters apply to (--from), for adapter_config.json */
 } tr_model;
 
@@ -88,9 +89,12 @@ void tr_init_adapters(tr_model *m, uint64_t seed);
 int tr_train(tr_model *m, const tr_opts *o, whale_err *err);
 
 /* Write m as a Hugging Face checkpoint directory (config.json, model.safetensors, and
- * tokenizer.json when tokenizer is given), atomically: DIR.tmp renamed to DIR. With LoRA: the
+ * tokenizer.json when tokenizer is given) into DIR.tmp, for tr_commit_dir. With LoRA: the
  * adapters as PEFT saves them (adapter_config.json, adapter_model.safetensors) instead of the
  * model. */
 int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err);
+/* Move DIR.tmp (tr_save_hf's output, and whatever was added to it) into place as DIR, replacing
+ * an older DIR. Returns 0 or WHALE_E_IO. */
+int tr_commit_dir(const char *dir, whale_err *err);
 
 #endif
