@@ -45,6 +45,13 @@ static void trim(const char *s, size_t *off, size_t *len) {
     while (*len && is_space((unsigned char)s[*off + *len - 1])) (*len)--;
 }
 
+/* s[0..n) into out (cap bytes), cut, NUL-terminated. */
+static void copy_cut(char *out, size_t cap, const char *s, size_t n) {
+    if (n >= cap) n = cap - 1;
+    memcpy(out, s, n);
+    out[n] = 0;
+}
+
 /* FNV-1a, never 0 (0 means "no vote"). */
 static uint64_t vote_hash(const char *s, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -168,7 +175,10 @@ static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out,
     if (i < n && (s[i] == 'e' || s[i] == 'E')) { /* 1e9, 2E-3: not a plain number */
         size_t j = i + 1;
         if (j < n && (s[j] == '+' || s[j] == '-')) j++;
-        if (j < n && digit_at(s, n, j, &w) >= 0) too_long = 1;
+        if (j < n && digit_at(s, n, j, &w) >= 0) { /* the exponent is part of this non-number */
+            too_long = 1;
+            for (i = j; i < n && digit_at(s, n, i, &w) >= 0; i += w) {}
+        }
     }
     *valid = !too_long;
     /* normalize: no leading zeros, no trailing fraction zeros, no "-0" */
@@ -407,7 +417,7 @@ void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *re
     case RL_VERIFY_EXACT:
     case RL_VERIFY_REGEX: {
         size_t k = rl_text_collapse(a, len, buf, sizeof buf);
-        snprintf(out->norm, sizeof out->norm, "%s", buf);
+        copy_cut(out->norm, sizeof out->norm, buf, k);
         out->vote = vote_hash(buf, k);
         if (ref->verifier == RL_VERIFY_REGEX) {
             out->correct = regex_full_match(ref->answer, buf, k);
@@ -425,7 +435,7 @@ void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *re
         for (size_t i = 0; i < len && a[i] != '='; i++)
             if (!is_space((unsigned char)a[i])) buf[k++] = a[i];
         buf[k] = 0;
-        snprintf(out->norm, sizeof out->norm, "%s", buf);
+        copy_cut(out->norm, sizeof out->norm, buf, k);
         out->vote = vote_hash(buf, k);
         out->correct = q == 1 && p == ref->target;
         return;
