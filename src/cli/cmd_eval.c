@@ -1,6 +1,7 @@
 /* cmd_eval.c — `whale eval`: a model's accuracy on a verifiable task (src/rl). Parsing and
  * printing only: the evaluation is rl_eval_run; the model is reached through whale.h. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ static void print_json(const rl_eval_result *r, const char *model, const char *t
     cJSON_AddStringToObject(j, "prompt", rl_prompt_mode_name(r->mode));
     cJSON_AddNumberToObject(j, "n", (double)r->n);
     cJSON_AddNumberToObject(j, "samples", r->samples);
-    cJSON_AddNumberToObject(j, "temperature", r->temperature);
+    cJSON_AddNumberToObject(j, "temperature", round(r->temperature * 1e6) / 1e6); /* 0.8, not 0.800000011920929 */
     cJSON_AddNumberToObject(j, "seed", (double)seed);
     cJSON_AddNumberToObject(j, "max_tokens", (double)max_tokens);
     cJSON_AddNumberToObject(j, "parallel", parallel);
