@@ -298,7 +298,7 @@ static int parse_line(rl_task *t, const char *line, whale_err *err) {
     char num[64];
     const char *ans = NULL;
     if (cJSON_IsString(a)) ans = a->valuestring;
-    else if (cJSON_IsNumber(a)) snprintf(num, sizeof num, "%.17g", a->valuedouble), ans = num;
+    else if (cJSON_IsNumber(a)) snprintf(num, sizeof num, "%.15g", a->valuedouble), ans = num; /* 0.1, not 0.10000000000000001 */
     if (!ans) { err_set(err, rc, "\"answer\" must be a string or a number"); goto done; }
     int kind = RL_VERIFY_NUMBER;
     if (v && !cJSON_IsString(v)) { err_set(err, rc, "\"verifier\" must be \"number\", \"exact\" or \"regex\""); goto done; }

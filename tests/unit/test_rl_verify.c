@@ -312,16 +312,22 @@ static void test_jsonl(void) {
     FILE *f = fdopen(fd, "w");
     fputs("{\"prompt\": \"What is 2+2?\", \"answer\": 4}\n\n"
           "{\"prompt\": \"Capital of France?\", \"answer\": \"Paris\", \"verifier\": \"exact\"}\n"
-          "{\"prompt\": \"A color?\", \"answer\": \"(?i)red|blue\", \"verifier\": \"regex\"}\n", f);
+          "{\"prompt\": \"A color?\", \"answer\": \"(?i)red|blue\", \"verifier\": \"regex\"}\n"
+          "{\"prompt\": \"A tenth?\", \"answer\": 0.1}\n", f);
     fclose(f);
     rl_task *t = NULL;
     whale_err err = {0};
     CHECK(rl_task_load_jsonl(path, &t, &err) == 0);
     if (t) {
         rl_item *it = malloc(sizeof *it);
-        CHECK(rl_task_size(t, RL_SPLIT_TEST) == 3);
+        CHECK(rl_task_size(t, RL_SPLIT_TEST) == 4);
         CHECK(it && !rl_task_item(t, RL_SPLIT_TEST, 2, 0, it, &err) && it->ref.verifier == RL_VERIFY_REGEX);
-        CHECK(it && rl_task_item(t, RL_SPLIT_TEST, 3, 0, it, &err) == WHALE_E_ARG);
+        CHECK(it && rl_task_item(t, RL_SPLIT_TEST, 4, 0, it, &err) == WHALE_E_ARG);
+        if (it && !rl_task_item(t, RL_SPLIT_TEST, 3, 0, it, &err)) { /* a JSON number answer, as written */
+            rl_verdict v;
+            rl_verify("<think>x</think>0.1", 19, 0, &it->ref, &v);
+            CHECKF(v.correct, "answer %s", it->ref.answer);
+        }
         free(it);
         rl_task_free(t);
     }
