@@ -32,6 +32,7 @@ int cmd_data_tokenizer(int argc, char **argv); /* cmd_data_tokenizer.c */
 int cmd_train(int argc, char **argv);
 int cmd_grpo(int argc, char **argv); /* cmd_grpo.c: rl/grpo_run.c's loop */
 int cmd_train_plot(int argc, char **argv); /* whale train plot RUN_DIR */
+int cmd_eval(int argc, char **argv);       /* cmd_eval.c: whale.h, src/rl and src/base only */
 
 /* --kv-type VALUE: f32 (0) or f16 (1) into *f16; -1 with a message otherwise. */
 int cli_kv_type(const char *cmd, const char *v, int *f16);

@@ -73,7 +73,7 @@ static int rows_make(rows *r, const whale_ids *prompt, const rl_sample *s, int G
     memset(r, 0, sizeof *r);
     int64_t longest = 0;
     for (int k = 0; k < G; k++)
-        if ((int64_t)prompt->n + s[k].ids.n - 1 > longest) longest = (int64_t)prompt->n + (int64_t)s[k].ids.n - 1;
+        if ((int64_t)(prompt->n + s[k].ids.n) - 1 > longest) longest = (int64_t)(prompt->n + s[k].ids.n) - 1;
     if (longest < 1) longest = 1;
     r->T = (int)longest;
     size_t n = (size_t)G * (size_t)r->T;

@@ -62,3 +62,17 @@ def test_the_check_sees_an_include(tmp_path):
     """The closure follows headers (so the test above can fail)."""
     f = SRC / "cli" / "cmd_logits.c"
     assert any(str(h).endswith("model/model.h") for h in closure(f))
+
+
+def test_eval_and_rl_see_whale_h_rl_and_base_only():
+    """src/rl (tasks, verifiers, eval) sits on the public API: it and `whale eval` include only
+    whale.h, src/rl and src/base, so a GRPO loop built on it generates as any program would."""
+    files = [SRC / "cli" / "cmd_eval.c"] + list((SRC / "rl").glob("*.[ch]"))
+    assert len(files) >= 7
+    bad = []
+    for f in files:
+        for h, chain in closure(f).items():
+            rel = str(h.relative_to(SRC)) if SRC in h.parents else h.name
+            if not (rel == "whale.h" or rel.startswith(("rl/", "base/"))):
+                bad.append(f"{f.relative_to(REPO)} -> {' -> '.join(chain)}")
+    assert not bad, "\n".join(bad)
