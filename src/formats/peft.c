@@ -93,6 +93,8 @@ static int read_config(peft_adapter *a, const char *path, whale_err *err) {
         {"fan_in_fan_out", NULL, "transposed (Conv1D) weights"},
         {"use_dora", NULL, "DoRA's magnitude vectors"},
         {"bias", "none", "trained biases"},
+        {"lora_bias", NULL, "trained biases"},
+        {"layer_replication", NULL, "replicated layers"},
         {"rank_pattern", NULL, "per-module ranks"},
         {"alpha_pattern", NULL, "per-module alphas"},
         {"modules_to_save", NULL, "fully trained module copies"},
