@@ -58,6 +58,15 @@ static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter 
      * B's rows are put in the same order. */
     int permute = hp->arch == MODEL_ARCH_LLAMA;
     int64_t hd = hp->head_dim;
+    static const char *const known[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    for (int i = 0; i < a->n_targets; i++) {
+        const char *dot = strrchr(a->targets[i], '.'), *last = dot ? dot + 1 : a->targets[i];
+        size_t k = 0;
+        while (k < sizeof known / sizeof known[0] && strcmp(known[k], last)) k++;
+        if (k == sizeof known / sizeof known[0])
+            return err_set(err, WHALE_E_UNSUPPORTED, "target module '%s' is not one Whale merges "
+                           "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", a->targets[i]);
+    }
     for (int i = 0; i < a->n_mods; i++) {
         const peft_module *pm = &a->mods[i];
         if (module_tensor(pm->name, u[i].name, sizeof u[i].name))
