@@ -49,28 +49,32 @@ static void make(peft_adapter *a, peft_module *m, char **targets) {
 }
 
 static void test_write_read_round_trip(void) {
-    peft_module m[2];
-    char *targets[2] = {"q_proj", "down_proj"};
-    peft_adapter a, b;
-    make(&a, m, targets);
-    whale_err err = {0};
-    CHECKF(peft_write(dir, &a, "tiny", &err) == 0, "%s", err.msg);
-    CHECKF(peft_load(&b, dir, &err) == 0, "%s", err.msg);
-    CHECK(b.r == 2 && b.alpha == 6 && !b.rslora && fabsf(b.scale - 3.0f) < 1e-6f);
-    CHECK(b.n_targets == 2 && !strcmp(b.targets[0], "q_proj") && !strcmp(b.targets[1], "down_proj"));
-    CHECK(b.n_mods == 2);
-    for (int k = 0; k < 2 && b.n_mods == 2; k++) {
-        CHECK(!strcmp(b.mods[k].name, m[k].name) && b.mods[k].n_in == m[k].n_in && b.mods[k].n_out == m[k].n_out);
-        CHECK(!memcmp(b.mods[k].a, m[k].a, (size_t)(2 * m[k].n_in) * sizeof(float)));
-        CHECK(!memcmp(b.mods[k].b, m[k].b, (size_t)(2 * m[k].n_out) * sizeof(float)));
+    for (int rs = 0; rs < 2; rs++) { /* plain and rsLoRA scales */
+        peft_module m[2];
+        char *targets[2] = {"q_proj", "down_proj"};
+        peft_adapter a, b;
+        make(&a, m, targets);
+        a.rslora = rs;
+        whale_err err = {0};
+        CHECKF(peft_write(dir, &a, "tiny", &err) == 0, "%s", err.msg);
+        CHECKF(peft_load(&b, dir, &err) == 0, "%s", err.msg);
+        CHECK(b.r == 2 && b.alpha == 6 && b.rslora == rs);
+        CHECK(fabsf(b.scale - (rs ? 6.0f / sqrtf(2.0f) : 3.0f)) < 1e-6f);
+        CHECK(b.n_targets == 2 && !strcmp(b.targets[0], "q_proj") && !strcmp(b.targets[1], "down_proj"));
+        CHECK(b.n_mods == 2);
+        for (int k = 0; k < 2 && b.n_mods == 2; k++) {
+            CHECK(!strcmp(b.mods[k].name, m[k].name) && b.mods[k].n_in == m[k].n_in && b.mods[k].n_out == m[k].n_out);
+            CHECK(!memcmp(b.mods[k].a, m[k].a, (size_t)(2 * m[k].n_in) * sizeof(float)));
+            CHECK(!memcmp(b.mods[k].b, m[k].b, (size_t)(2 * m[k].n_out) * sizeof(float)));
+        }
+        peft_free(&b);
+        /* the file itself as the path works too */
+        char p[512];
+        snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
+        CHECKF(peft_load(&b, p, &err) == 0, "%s", err.msg);
+        peft_free(&b);
+        for (int k = 0; k < 2; k++) free(m[k].a), free(m[k].b);
     }
-    peft_free(&b);
-    /* the file itself as the path works too */
-    char p[512];
-    snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
-    CHECKF(peft_load(&b, p, &err) == 0, "%s", err.msg);
-    peft_free(&b);
-    for (int k = 0; k < 2; k++) free(m[k].a), free(m[k].b);
 }
 
 static void test_scale_rule(void) {
