@@ -9,6 +9,7 @@
  * A LoRA adapter (lora.c) adds B (A x) after each product it targets.
  * A leaf of the model core (model.c): embedding and output head are the core's; this file owns
  * the layers' weights, their forward pass and its scratch. */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,7 @@ static void matmul(model_ctx *c, float *y, const dense_layer *L, int k, const wm
     wmat_matmul(c, y, w, x, n);
     if (L->lora[k]) {
         dense_ws *ws = c->ws;
+        assert(ws->lora_r); /* model_lora_load runs before any context is made */
         lora_apply(c, y, L->lora[k], x, n, ws->lora_r, ws->lora_d);
     }
 }
@@ -218,13 +220,22 @@ static int64_t xq_blocks(const model *m, int64_t n_batch) {
     return 0; /* the core's (n_batch rows of the widest input) is enough */
 }
 
+/* An adapter's A and B matrices of the layer (read once per decode step). */
+static size_t lora_bytes(const dense_layer *L) {
+    size_t b = 0;
+    for (int k = 0; k < DENSE_N_MAT; k++)
+        if (L->lora[k]) b += wmat_bytes(&L->lora[k]->a) + wmat_bytes(&L->lora[k]->b);
+    return b;
+}
+
 static size_t layer_bytes(const model *m, int64_t l) {
     const model_hparams *hp = &m->hp;
     const dense_layer *L = &m->layers[l];
     int64_t E = hp->n_embd, Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
     return vec_bytes(L->attn_norm, E) + wmat_bytes(&L->wq) + wmat_bytes(&L->wk) + wmat_bytes(&L->wv) +
            wmat_bytes(&L->wo) + vec_bytes(L->bq, Q) + vec_bytes(L->bk, KV) + vec_bytes(L->bv, KV) +
-           vec_bytes(L->ffn_norm, E) + wmat_bytes(&L->w_gate) + wmat_bytes(&L->w_up) + wmat_bytes(&L->w_down);
+           vec_bytes(L->ffn_norm, E) + wmat_bytes(&L->w_gate) + wmat_bytes(&L->w_up) + wmat_bytes(&L->w_down) +
+           lora_bytes(L);
 }
 
 const arch_ops dense_arch = {
