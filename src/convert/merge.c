@@ -21,7 +21,8 @@
 #define MERGE_MAX_NAME 256
 
 /* The GGUF matrices of a dense layer an adapter may change (those model/lora.c applies). */
-static const char *const merge_mats[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+static const char *const merge_mats[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                         "ffn_gate", "ffn_up", "ffn_down"};
 
 /* One changed tensor: its GGUF name and the update the writer adds. */
 typedef struct merge_upd {
@@ -48,44 +49,59 @@ static int module_tensor(const char *module, char *out, size_t cap) {
 static const gguf_tensor *find(const gguf_file *f, const char *name) {
     size_t n = strlen(name);
     for (uint64_t i = 0; i < f->n_tensors; i++)
-        if (f->tensors[i].name.n == n && !memcmp(f->tensors[i].name.s, name, n)) return &f->tensors[i];
+        if (f->tensors[i].name.n == n && !memcmp(f->tensors[i].name.s, name, n))
+            return &f->tensors[i];
     return NULL;
 }
 
 /* Check every module against the base and build its update into u (a->n_mods entries). */
-static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter *a, merge_upd *u, whale_err *err) {
+static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter *a, merge_upd *u,
+                whale_err *err) {
     /* GGUF Llama files hold q and k with each head's rows reordered for adjacent-pair rotation;
      * B's rows are put in the same order. */
     int permute = hp->arch == MODEL_ARCH_LLAMA;
     int64_t hd = hp->head_dim;
-    static const char *const known[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    static const char *const known[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                        "gate_proj", "up_proj", "down_proj"};
     for (int i = 0; i < a->n_targets; i++) {
         const char *dot = strrchr(a->targets[i], '.'), *last = dot ? dot + 1 : a->targets[i];
         size_t k = 0;
         while (k < sizeof known / sizeof known[0] && strcmp(known[k], last)) k++;
         if (k == sizeof known / sizeof known[0])
-            return err_set(err, WHALE_E_UNSUPPORTED, "target module '%s' is not one Whale merges "
-                           "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", a->targets[i]);
+            return err_set(err, WHALE_E_UNSUPPORTED,
+                           "target module '%s' is not one Whale merges "
+                           "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                           a->targets[i]);
     }
     for (int i = 0; i < a->n_mods; i++) {
         const peft_module *pm = &a->mods[i];
         if (module_tensor(pm->name, u[i].name, sizeof u[i].name))
-            return err_set(err, WHALE_E_UNSUPPORTED, "module '%s' is not one Whale merges "
-                           "(model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj)", pm->name);
+            return err_set(
+                err, WHALE_E_UNSUPPORTED,
+                "module '%s' is not one Whale merges "
+                "(model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj)",
+                pm->name);
         const gguf_tensor *gt = find(f, u[i].name);
-        if (!gt) return err_set(err, WHALE_E_FORMAT, "module '%s': the base has no tensor %s", pm->name, u[i].name);
+        if (!gt)
+            return err_set(err, WHALE_E_FORMAT, "module '%s': the base has no tensor %s", pm->name,
+                           u[i].name);
         if (gt->n_dims != 2 || gt->ne[0] != pm->n_in || gt->ne[1] != pm->n_out)
-            return err_set(err, WHALE_E_FORMAT, "module '%s': the adapter is for a [%lld x %lld] matrix, %s is [%lld x %lld] "
-                           "(an adapter for another model?)", pm->name, (long long)pm->n_out, (long long)pm->n_in, u[i].name,
-                           (long long)(gt->n_dims > 1 ? gt->ne[1] : 1), (long long)gt->ne[0]);
+            return err_set(
+                err, WHALE_E_FORMAT,
+                "module '%s': the adapter is for a [%lld x %lld] matrix, %s is [%lld x %lld] "
+                "(an adapter for another model?)",
+                pm->name, (long long)pm->n_out, (long long)pm->n_in, u[i].name,
+                (long long)(gt->n_dims > 1 ? gt->ne[1] : 1), (long long)gt->ne[0]);
         if (!dtype_get(gt->type) || !dtype_get(gt->type)->can_dequantize)
-            return err_set(err, WHALE_E_UNSUPPORTED, "%s is %s, which Whale cannot dequantize", u[i].name,
-                           dtype_name(gt->type));
+            return err_set(err, WHALE_E_UNSUPPORTED, "%s is %s, which Whale cannot dequantize",
+                           u[i].name, dtype_name(gt->type));
         for (int j = 0; j < i; j++)
-            if (!strcmp(u[j].name, u[i].name)) return err_set(err, WHALE_E_FORMAT, "module '%s' appears twice", pm->name);
+            if (!strcmp(u[j].name, u[i].name))
+                return err_set(err, WHALE_E_FORMAT, "module '%s' appears twice", pm->name);
         int qk = strstr(u[i].name, ".attn_q.") || strstr(u[i].name, ".attn_k.");
         int64_t r = a->r;
-        if (!(u[i].b = malloc((size_t)(pm->n_out * r) * sizeof(float)))) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        if (!(u[i].b = malloc((size_t)(pm->n_out * r) * sizeof(float))))
+            return err_set(err, WHALE_E_NOMEM, "out of memory");
         for (int64_t o = 0; o < pm->n_out; o++) {
             int64_t s = permute && qk ? o / hd * hd + (o % hd % 2) * (hd / 2) + o % hd / 2 : o;
             for (int64_t k = 0; k < r; k++) u[i].b[o * r + k] = pm->b[s * r + k] * a->scale;
@@ -95,10 +111,11 @@ static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter 
     return 0;
 }
 
-int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type, const convert_hooks *hooks,
-                  convert_report *rep, whale_err *err) {
+int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type,
+                  const convert_hooks *hooks, convert_report *rep, whale_err *err) {
     if (type != WHALE_DTYPE_F32 && type != WHALE_DTYPE_F16 && type != WHALE_DTYPE_Q8_0)
-        return err_set(err, WHALE_E_UNSUPPORTED, "merged matrices are written as f32, f16 or q8_0, not %s", dtype_name(type));
+        return err_set(err, WHALE_E_UNSUPPORTED,
+                       "merged matrices are written as f32, f16 or q8_0, not %s", dtype_name(type));
     gguf_file f;
     peft_adapter a = {0};
     merge_upd *u = NULL;
@@ -111,8 +128,10 @@ int convert_merge(const char *base, const char *adapter, const char *out, whale_
         goto done;
     }
     if (hp.arch != MODEL_ARCH_QWEN2 && hp.arch != MODEL_ARCH_LLAMA) {
-        rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: merging LoRA adapters into %s models (MLA attention, MoE experts) is "
-                     "not supported yet; Whale merges into dense Qwen2 and Llama models", base, model_arch_name(hp.arch));
+        rc = err_set(err, WHALE_E_UNSUPPORTED,
+                     "%s: merging LoRA adapters into %s models (MLA attention, MoE experts) is "
+                     "not supported yet; Whale merges into dense Qwen2 and Llama models",
+                     base, model_arch_name(hp.arch));
         goto done;
     }
     if ((rc = peft_load(&a, adapter, err))) goto done;
@@ -130,12 +149,14 @@ int convert_merge(const char *base, const char *adapter, const char *out, whale_
         goto done;
     }
     for (uint64_t i = 0; i < f.n_kv && !rc; i++)
-        if (gguf_writer_copy_kv(convert_writer_gguf(o), &f.kv[i])) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+        if (gguf_writer_copy_kv(convert_writer_gguf(o), &f.kv[i]))
+            rc = err_set(err, WHALE_E_NOMEM, "out of memory");
     for (uint64_t i = 0; i < f.n_tensors && !rc; i++) {
         const gguf_tensor *gt = &f.tensors[i];
         char name[MERGE_MAX_NAME];
         if (gt->name.n >= sizeof name) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s: tensor name of %llu bytes is too long", base, (unsigned long long)gt->name.n);
+            rc = err_set(err, WHALE_E_FORMAT, "%s: tensor name of %llu bytes is too long", base,
+                         (unsigned long long)gt->name.n);
             break;
         }
         memcpy(name, gt->name.s, (size_t)gt->name.n);

@@ -62,13 +62,15 @@ static int read_config(peft_adapter *a, const char *path, whale_err *err) {
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     if (v && !(cJSON_IsString(v) && !strcmp(v->valuestring, "LORA"))) {
-        rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: peft_type is not \"LORA\" (Whale applies LoRA adapters only)", path);
+        rc = err_set(err, WHALE_E_UNSUPPORTED,
+                     "%s: peft_type is not \"LORA\" (Whale applies LoRA adapters only)", path);
         goto done;
     }
     v = cJSON_GetObjectItemCaseSensitive(j, "r");
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
         v->valuedouble > PEFT_MAX_RANK) {
-        rc = err_set(err, WHALE_E_FORMAT, "%s: \"r\" must be an integer rank in 1..%d", path, PEFT_MAX_RANK);
+        rc = err_set(err, WHALE_E_FORMAT, "%s: \"r\" must be an integer rank in 1..%d", path,
+                     PEFT_MAX_RANK);
         goto done;
     }
     a->r = (int64_t)v->valuedouble;
@@ -101,8 +103,8 @@ static int read_config(peft_adapter *a, const char *path, whale_err *err) {
     };
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (!is_default(cJSON_GetObjectItemCaseSensitive(j, refused[i].key), refused[i].none)) {
-            rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: \"%s\" is set: Whale does not apply %s", path, refused[i].key,
-                         refused[i].why);
+            rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: \"%s\" is set: Whale does not apply %s",
+                         path, refused[i].key, refused[i].why);
             goto done;
         }
     v = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
@@ -116,7 +118,8 @@ static int read_config(peft_adapter *a, const char *path, whale_err *err) {
         const cJSON *s;
         cJSON_ArrayForEach(s, v) {
             if (!cJSON_IsString(s) || strlen(s->valuestring) >= PEFT_MAX_NAME) {
-                rc = err_set(err, WHALE_E_FORMAT, "%s: \"target_modules\" must list module names", path);
+                rc = err_set(err, WHALE_E_FORMAT, "%s: \"target_modules\" must list module names",
+                             path);
                 goto done;
             }
             if (!(a->targets[a->n_targets] = strdup(s->valuestring))) {
@@ -126,7 +129,8 @@ static int read_config(peft_adapter *a, const char *path, whale_err *err) {
             a->n_targets++;
         }
     } else if (v && !cJSON_IsString(v) && !cJSON_IsNull(v)) {
-        rc = err_set(err, WHALE_E_FORMAT, "%s: \"target_modules\" must be a list of names or a string", path);
+        rc = err_set(err, WHALE_E_FORMAT,
+                     "%s: \"target_modules\" must be a list of names or a string", path);
         goto done;
     }
     a->scale = peft_scale(a->alpha, a->r, a->rslora);
@@ -142,8 +146,8 @@ done:
 static int parse_name(const char *name, char *module, int *which) {
     size_t n = strlen(name), p = sizeof PREFIX - 1;
     if (n <= p || memcmp(name, PREFIX, p)) return -1;
-    static const char *const tails[] = {".lora_A.weight", ".lora_B.weight", ".lora_A.default.weight",
-                                        ".lora_B.default.weight"};
+    static const char *const tails[] = {".lora_A.weight", ".lora_B.weight",
+                                        ".lora_A.default.weight", ".lora_B.default.weight"};
     for (int t = 0; t < 4; t++) {
         size_t tl = strlen(tails[t]);
         if (n > p + tl && !strcmp(name + n - tl, tails[t])) {
@@ -189,19 +193,25 @@ static int read_tensors(peft_adapter *a, const char *path, whale_err *err) {
         char module[PEFT_MAX_NAME];
         int which;
         if (parse_name(t->name, module, &which)) {
-            rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: tensor '%s' is not a LoRA A or B matrix "
-                         "(base_model.model.<module>.lora_A.weight / lora_B.weight)", path, t->name);
+            rc = err_set(err, WHALE_E_UNSUPPORTED,
+                         "%s: tensor '%s' is not a LoRA A or B matrix "
+                         "(base_model.model.<module>.lora_A.weight / lora_B.weight)",
+                         path, t->name);
             goto done;
         }
-        if (t->dtype != WHALE_DTYPE_F32 && t->dtype != WHALE_DTYPE_F16 && t->dtype != WHALE_DTYPE_BF16) {
-            rc = err_set(err, WHALE_E_UNSUPPORTED, "%s: tensor '%s' is %s (F32, F16 or BF16 expected)", path, t->name,
+        if (t->dtype != WHALE_DTYPE_F32 && t->dtype != WHALE_DTYPE_F16 &&
+            t->dtype != WHALE_DTYPE_BF16) {
+            rc = err_set(err, WHALE_E_UNSUPPORTED,
+                         "%s: tensor '%s' is %s (F32, F16 or BF16 expected)", path, t->name,
                          st_dtype_name(t->dtype));
             goto done;
         }
         /* A is (r, n_in), B is (n_out, r) */
         if (t->n_dims != 2 || t->shape[which ? 1 : 0] != a->r || t->shape[which ? 0 : 1] < 1) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s: tensor '%s' has shape [%lld, %lld], not [%s] for rank %lld", path,
-                         t->name, (long long)t->shape[0], (long long)(t->n_dims > 1 ? t->shape[1] : 0),
+            rc = err_set(err, WHALE_E_FORMAT,
+                         "%s: tensor '%s' has shape [%lld, %lld], not [%s] for rank %lld", path,
+                         t->name, (long long)t->shape[0],
+                         (long long)(t->n_dims > 1 ? t->shape[1] : 0),
                          which ? "n_out, r" : "r, n_in", (long long)a->r);
             goto done;
         }
@@ -212,11 +222,14 @@ static int read_tensors(peft_adapter *a, const char *path, whale_err *err) {
         }
         float **dst = which ? &m->b : &m->a;
         if (*dst) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s: module '%s' has two lora_%c matrices", path, module, which ? 'B' : 'A');
+            rc = err_set(err, WHALE_E_FORMAT, "%s: module '%s' has two lora_%c matrices", path,
+                         module, which ? 'B' : 'A');
             goto done;
         }
-        if (which) m->n_out = t->shape[0];
-        else m->n_in = t->shape[1];
+        if (which)
+            m->n_out = t->shape[0];
+        else
+            m->n_in = t->shape[1];
         if (!(*dst = to_f32(t))) {
             rc = err_set(err, WHALE_E_NOMEM, "out of memory");
             goto done;
@@ -228,8 +241,8 @@ static int read_tensors(peft_adapter *a, const char *path, whale_err *err) {
     }
     for (int i = 0; i < a->n_mods; i++)
         if (!a->mods[i].a || !a->mods[i].b) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s: module '%s' has lora_%c but no lora_%c", path, a->mods[i].name,
-                         a->mods[i].a ? 'A' : 'B', a->mods[i].a ? 'B' : 'A');
+            rc = err_set(err, WHALE_E_FORMAT, "%s: module '%s' has lora_%c but no lora_%c", path,
+                         a->mods[i].name, a->mods[i].a ? 'A' : 'B', a->mods[i].a ? 'B' : 'A');
             goto done;
         }
     qsort(a->mods, (size_t)a->n_mods, sizeof *a->mods, cmp_mod);
@@ -243,9 +256,11 @@ done:
 /* The adapter's directory from path (a directory, or one of its two files). */
 static int adapter_dir(const char *path, char *dir, size_t cap, whale_err *err) {
     struct stat sb;
-    if (stat(path, &sb)) return err_set(err, errno == ENOENT ? WHALE_E_NOTFOUND : WHALE_E_IO, "%s: %m", path);
+    if (stat(path, &sb))
+        return err_set(err, errno == ENOENT ? WHALE_E_NOTFOUND : WHALE_E_IO, "%s: %m", path);
     if (S_ISDIR(sb.st_mode)) {
-        if (snprintf(dir, cap, "%s", path) >= (int)cap) return err_set(err, WHALE_E_ARG, "%s: path too long", path);
+        if (snprintf(dir, cap, "%s", path) >= (int)cap)
+            return err_set(err, WHALE_E_ARG, "%s: path too long", path);
         return 0;
     }
     const char *slash = strrchr(path, '/');
@@ -266,8 +281,11 @@ int peft_load(peft_adapter *a, const char *path, whale_err *err) {
     snprintf(file, sizeof file, "%s/adapter_config.json", dir);
     if ((rc = read_config(a, file, err))) {
         if (rc == WHALE_E_NOTFOUND)
-            err_set(err, rc, "%s: no adapter_config.json (a LoRA adapter is a PEFT directory: adapter_config.json "
-                    "and adapter_model.safetensors)", dir);
+            err_set(err, rc,
+                    "%s: no adapter_config.json (a LoRA adapter is a PEFT directory: "
+                    "adapter_config.json "
+                    "and adapter_model.safetensors)",
+                    dir);
         goto fail;
     }
     snprintf(file, sizeof file, "%s/adapter_model.safetensors", dir);
@@ -280,7 +298,8 @@ fail:
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-static int write_config(const char *path, const peft_adapter *a, const char *base_model, whale_err *err) {
+static int write_config(const char *path, const peft_adapter *a, const char *base_model,
+                        whale_err *err) {
     cJSON *j = cJSON_CreateObject(), *t = cJSON_CreateArray();
     int rc = 0;
     if (!j || !t) goto oom;
@@ -288,10 +307,14 @@ static int write_config(const char *path, const peft_adapter *a, const char *bas
     for (int i = 0; i < a->n_targets; i++)
         if (!cJSON_AddItemToArray(t, cJSON_CreateString(a->targets[i]))) goto oom;
     t = NULL;
-    if (!cJSON_AddStringToObject(j, "peft_type", "LORA") || !cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM") ||
-        !cJSON_AddNumberToObject(j, "r", (double)a->r) || !cJSON_AddNumberToObject(j, "lora_alpha", a->alpha) ||
-        !cJSON_AddBoolToObject(j, "use_rslora", a->rslora) || !cJSON_AddNumberToObject(j, "lora_dropout", 0) ||
-        !cJSON_AddBoolToObject(j, "fan_in_fan_out", 0) || !cJSON_AddStringToObject(j, "bias", "none") ||
+    if (!cJSON_AddStringToObject(j, "peft_type", "LORA") ||
+        !cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM") ||
+        !cJSON_AddNumberToObject(j, "r", (double)a->r) ||
+        !cJSON_AddNumberToObject(j, "lora_alpha", a->alpha) ||
+        !cJSON_AddBoolToObject(j, "use_rslora", a->rslora) ||
+        !cJSON_AddNumberToObject(j, "lora_dropout", 0) ||
+        !cJSON_AddBoolToObject(j, "fan_in_fan_out", 0) ||
+        !cJSON_AddStringToObject(j, "bias", "none") ||
         !cJSON_AddBoolToObject(j, "inference_mode", 1) ||
         !(base_model ? cJSON_AddStringToObject(j, "base_model_name_or_path", base_model)
                      : cJSON_AddNullToObject(j, "base_model_name_or_path")))
@@ -301,9 +324,11 @@ static int write_config(const char *path, const peft_adapter *a, const char *bas
     char part[PEFT_MAX_PATH + 80];
     snprintf(part, sizeof part, "%s.part", path);
     FILE *f = fopen(part, "wb");
-    if (!f) rc = err_set(err, WHALE_E_IO, "%s: %m", part);
+    if (!f)
+        rc = err_set(err, WHALE_E_IO, "%s: %m", part);
     else {
-        if (fputs(text, f) == EOF || fputc('\n', f) == EOF) rc = err_set(err, WHALE_E_IO, "%s: %m", part);
+        if (fputs(text, f) == EOF || fputc('\n', f) == EOF)
+            rc = err_set(err, WHALE_E_IO, "%s: %m", part);
         if (fclose(f) && !rc) rc = err_set(err, WHALE_E_IO, "%s: %m", part);
         if (!rc && rename(part, path)) rc = err_set(err, WHALE_E_IO, "%s: %m", path);
         if (rc) unlink(part);
@@ -319,11 +344,13 @@ oom:
 
 int peft_write(const char *dir, const peft_adapter *a, const char *base_model, whale_err *err) {
     if (a->r < 1 || a->r > PEFT_MAX_RANK || a->n_mods < 1)
-        return err_set(err, WHALE_E_ARG, "an adapter to write needs a rank in 1..%d and at least one module", PEFT_MAX_RANK);
+        return err_set(err, WHALE_E_ARG,
+                       "an adapter to write needs a rank in 1..%d and at least one module",
+                       PEFT_MAX_RANK);
     if (strlen(dir) >= PEFT_MAX_PATH) return err_set(err, WHALE_E_ARG, "%s: path too long", dir);
     if (mkdir(dir, 0777) && errno != EEXIST) return err_set(err, WHALE_E_IO, "%s: %m", dir);
     st_out_tensor *t = calloc((size_t)a->n_mods * 2, sizeof *t);
-    char (*names)[PEFT_MAX_NAME + 64] = calloc((size_t)a->n_mods * 2, sizeof *names);
+    char(*names)[PEFT_MAX_NAME + 64] = calloc((size_t)a->n_mods * 2, sizeof *names);
     int rc = 0;
     if (!t || !names) {
         rc = err_set(err, WHALE_E_NOMEM, "out of memory");
@@ -333,7 +360,8 @@ int peft_write(const char *dir, const peft_adapter *a, const char *base_model, w
         const peft_module *m = &a->mods[i];
         for (int w = 0; w < 2; w++) {
             st_out_tensor *o = &t[2 * i + w];
-            snprintf(names[2 * i + w], sizeof names[0], "%s%s.lora_%c.weight", PREFIX, m->name, w ? 'B' : 'A');
+            snprintf(names[2 * i + w], sizeof names[0], "%s%s.lora_%c.weight", PREFIX, m->name,
+                     w ? 'B' : 'A');
             o->name = names[2 * i + w];
             o->dtype = WHALE_DTYPE_F32;
             o->n_dims = 2;

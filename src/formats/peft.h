@@ -34,8 +34,8 @@ typedef struct peft_module {
 typedef struct peft_adapter {
     int64_t r;
     double alpha;
-    int rslora;  /* use_rslora: scale alpha/sqrt(r), else alpha/r */
-    float scale; /* what B·A is multiplied by */
+    int rslora;     /* use_rslora: scale alpha/sqrt(r), else alpha/r */
+    float scale;    /* what B·A is multiplied by */
     char **targets; /* owned: target_modules as listed (NULL when given as a regex string) */
     int n_targets;
     peft_module *mods; /* owned, sorted by name */

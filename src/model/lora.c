@@ -21,9 +21,9 @@
 #include "model/model_impl.h"
 
 /* Hugging Face's module names for the dense layer's matrices, in DENSE_* order. */
-static const char *const hf_mats[DENSE_N_MAT] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                 "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
-                                                 "mlp.down_proj"};
+static const char *const hf_mats[DENSE_N_MAT] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
 
 static const wmat *dense_mat(const dense_layer *L, int k) {
     const wmat *w[DENSE_N_MAT] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
@@ -69,7 +69,8 @@ void lora_free(model *m) {
     m->n_lora = 0;
     m->lora_r = 0;
     if (m->layers)
-        for (int64_t l = 0; l < m->hp.n_layer; l++) memset(m->layers[l].lora, 0, sizeof m->layers[l].lora);
+        for (int64_t l = 0; l < m->hp.n_layer; l++)
+            memset(m->layers[l].lora, 0, sizeof m->layers[l].lora);
 }
 
 /* Check every module of a against the model and fill m->lora; a's matrices move over. */
@@ -77,8 +78,10 @@ static int map_adapter(model *m, peft_adapter *a, whale_err *err) {
     const model_hparams *hp = &m->hp;
     for (int i = 0; i < a->n_targets; i++)
         if (mat_of_target(a->targets[i]) < 0)
-            return err_set(err, WHALE_E_UNSUPPORTED, "target module '%s' is not one Whale applies LoRA to "
-                           "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)", a->targets[i]);
+            return err_set(err, WHALE_E_UNSUPPORTED,
+                           "target module '%s' is not one Whale applies LoRA to "
+                           "(q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                           a->targets[i]);
     m->lora = calloc((size_t)a->n_mods, sizeof *m->lora);
     if (!m->lora) return err_set(err, WHALE_E_NOMEM, "out of memory");
     /* GGUF Llama files hold q and k with each head's rows reordered for adjacent-pair rotation
@@ -89,23 +92,30 @@ static int map_adapter(model *m, peft_adapter *a, whale_err *err) {
         int64_t l;
         int k;
         if (parse_module(pm->name, &l, &k))
-            return err_set(err, WHALE_E_UNSUPPORTED, "module '%s' is not one Whale applies LoRA to "
-                           "(model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj)", pm->name);
+            return err_set(
+                err, WHALE_E_UNSUPPORTED,
+                "module '%s' is not one Whale applies LoRA to "
+                "(model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj)",
+                pm->name);
         if (l >= hp->n_layer)
-            return err_set(err, WHALE_E_FORMAT, "module '%s': the model has %lld layers", pm->name, (long long)hp->n_layer);
+            return err_set(err, WHALE_E_FORMAT, "module '%s': the model has %lld layers", pm->name,
+                           (long long)hp->n_layer);
         dense_layer *L = &m->layers[l];
         const wmat *w = dense_mat(L, k);
         if (pm->n_in != w->n_in || pm->n_out != w->n_out)
-            return err_set(err, WHALE_E_FORMAT, "module '%s': the adapter is for a [%lld x %lld] matrix, the model's is "
-                           "[%lld x %lld] (an adapter for another model?)", pm->name, (long long)pm->n_out,
-                           (long long)pm->n_in, (long long)w->n_out, (long long)w->n_in);
+            return err_set(err, WHALE_E_FORMAT,
+                           "module '%s': the adapter is for a [%lld x %lld] matrix, the model's is "
+                           "[%lld x %lld] (an adapter for another model?)",
+                           pm->name, (long long)pm->n_out, (long long)pm->n_in, (long long)w->n_out,
+                           (long long)w->n_in);
         if (L->lora[k]) return err_set(err, WHALE_E_FORMAT, "module '%s' appears twice", pm->name);
         int64_t r = a->r, hd = hp->head_dim;
         float *b = malloc((size_t)(pm->n_out * r) * sizeof *b);
         if (!b) return err_set(err, WHALE_E_NOMEM, "out of memory");
         for (int64_t o = 0; o < pm->n_out; o++) {
             int64_t src = o;
-            if (permute && (k == DENSE_Q || k == DENSE_K)) src = o / hd * hd + (o % hd % 2) * (hd / 2) + o % hd / 2;
+            if (permute && (k == DENSE_Q || k == DENSE_K))
+                src = o / hd * hd + (o % hd % 2) * (hd / 2) + o % hd / 2;
             for (int64_t j = 0; j < r; j++) b[o * r + j] = pm->b[src * r + j] * a->scale;
         }
         lora_mat *lm = &m->lora[m->n_lora++];
@@ -119,10 +129,13 @@ static int map_adapter(model *m, peft_adapter *a, whale_err *err) {
 
 int model_lora_load(model *m, const char *path, whale_err *err) {
     if (m->arch != &dense_arch)
-        return err_set(err, WHALE_E_UNSUPPORTED, "%s: LoRA adapters on %s models (MLA attention, MoE experts) are not "
-                       "supported yet; Whale applies them to dense Qwen2 and Llama models", path,
-                       model_arch_name(m->hp.arch));
-    if (m->lora_path) return err_set(err, WHALE_E_UNSUPPORTED, "%s: the model already has an adapter (%s)", path, m->lora_path);
+        return err_set(err, WHALE_E_UNSUPPORTED,
+                       "%s: LoRA adapters on %s models (MLA attention, MoE experts) are not "
+                       "supported yet; Whale applies them to dense Qwen2 and Llama models",
+                       path, model_arch_name(m->hp.arch));
+    if (m->lora_path)
+        return err_set(err, WHALE_E_UNSUPPORTED, "%s: the model already has an adapter (%s)", path,
+                       m->lora_path);
     peft_adapter a;
     int rc = peft_load(&a, path, err);
     if (rc) return rc;
@@ -140,7 +153,9 @@ int model_lora_load(model *m, const char *path, whale_err *err) {
     return rc;
 }
 
-const char *model_lora_path(const model *m) { return m->lora_path; }
+const char *model_lora_path(const model *m) {
+    return m->lora_path;
+}
 
 void model_lora_info(const model *m, int64_t *r, float *scale, int *n_mats) {
     *r = m->lora_r;
@@ -154,7 +169,8 @@ void model_lora_info(const model *m, int64_t *r, float *scale, int *n_mats) {
  * each output element is the same chain of operations (the pool only splits rows). */
 #define LORA_SERIAL_MACS 262144
 
-void lora_apply(model_ctx *c, float *y, const lora_mat *l, const float *x, int64_t n_tok, float *r, float *d) {
+void lora_apply(model_ctx *c, float *y, const lora_mat *l, const float *x, int64_t n_tok, float *r,
+                float *d) {
     int64_t n_out = l->b.n_out, rank = l->a.n_out;
     if (n_tok * rank * (l->a.n_in + n_out) <= LORA_SERIAL_MACS) {
         wmat_matmul_rows(r, rank, &l->a, x, l->a.n_in, n_tok, 0, rank, c->row_scratch);

@@ -35,7 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     size_t n = (size_t)data[0] | (size_t)data[1] << 8;
     if (n > size - 2) n = size - 2;
-    if (put(dir, "adapter_config.json", data + 2, n) || put(dir, "adapter_model.safetensors", data + 2 + n, size - 2 - n))
+    if (put(dir, "adapter_config.json", data + 2, n) ||
+        put(dir, "adapter_model.safetensors", data + 2 + n, size - 2 - n))
         return 0;
     peft_adapter a;
     whale_err err = {0};

@@ -60,10 +60,12 @@ static void test_write_read_round_trip(void) {
         CHECKF(peft_load(&b, dir, &err) == 0, "%s", err.msg);
         CHECK(b.r == 2 && b.alpha == 6 && b.rslora == rs);
         CHECK(fabsf(b.scale - (rs ? 6.0f / sqrtf(2.0f) : 3.0f)) < 1e-6f);
-        CHECK(b.n_targets == 2 && !strcmp(b.targets[0], "q_proj") && !strcmp(b.targets[1], "down_proj"));
+        CHECK(b.n_targets == 2 && !strcmp(b.targets[0], "q_proj") &&
+              !strcmp(b.targets[1], "down_proj"));
         CHECK(b.n_mods == 2);
         for (int k = 0; k < 2 && b.n_mods == 2; k++) {
-            CHECK(!strcmp(b.mods[k].name, m[k].name) && b.mods[k].n_in == m[k].n_in && b.mods[k].n_out == m[k].n_out);
+            CHECK(!strcmp(b.mods[k].name, m[k].name) && b.mods[k].n_in == m[k].n_in &&
+                  b.mods[k].n_out == m[k].n_out);
             CHECK(!memcmp(b.mods[k].a, m[k].a, (size_t)(2 * m[k].n_in) * sizeof(float)));
             CHECK(!memcmp(b.mods[k].b, m[k].b, (size_t)(2 * m[k].n_out) * sizeof(float)));
         }
@@ -94,7 +96,8 @@ static void refused(const char *cfg, const char *want) {
     peft_free(&a);
 }
 
-static const char GOOD[] = "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}";
+static const char GOOD[] =
+    "{\"peft_type\": \"LORA\", \"r\": 2, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\"]}";
 
 static void test_malformed_config(void) {
     peft_module m[2];
@@ -134,8 +137,9 @@ static void tensors(const char *const *names, const int64_t (*shapes)[2], int n)
     st_out_tensor t[8];
     static float zeros[4096];
     for (int i = 0; i < n; i++) {
-        t[i] = (st_out_tensor){names[i], WHALE_DTYPE_F32, 2, {shapes[i][0], shapes[i][1]}, zeros,
-                               (size_t)(shapes[i][0] * shapes[i][1]) * sizeof(float)};
+        t[i] = (st_out_tensor){names[i], WHALE_DTYPE_F32,
+                               2,        {shapes[i][0], shapes[i][1]},
+                               zeros,    (size_t)(shapes[i][0] * shapes[i][1]) * sizeof(float)};
     }
     char p[512];
     snprintf(p, sizeof p, "%s/adapter_model.safetensors", dir);
@@ -183,7 +187,8 @@ static void test_malformed_tensors(void) {
         tensors(n, s, 2);
         peft_adapter a;
         whale_err err = {0};
-        CHECKF(peft_load(&a, dir, &err) == 0 && a.n_mods == 1 && !strcmp(a.mods[0].name, "model.layers.0.self_attn.q_proj"),
+        CHECKF(peft_load(&a, dir, &err) == 0 && a.n_mods == 1 &&
+                   !strcmp(a.mods[0].name, "model.layers.0.self_attn.q_proj"),
                "%s", err.msg);
         peft_free(&a);
     }
@@ -200,8 +205,8 @@ static void test_malformed_tensors(void) {
             peft_adapter a;
             whale_err err = {0};
             int rc = peft_load(&a, dir, &err);
-            CHECKF(rc < 0 && strstr(err.msg, "adapter_model.safetensors"), "length %lld: rc %d '%s'", (long long)len, rc,
-                   err.msg);
+            CHECKF(rc < 0 && strstr(err.msg, "adapter_model.safetensors"),
+                   "length %lld: rc %d '%s'", (long long)len, rc, err.msg);
             peft_free(&a);
         }
     }
