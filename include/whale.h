@@ -91,6 +91,20 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
 /* After every engine made from it is freed. NULL is fine. */
 void whale_model_close(whale_model *m);
 
+/* Apply a LoRA adapter in Hugging Face PEFT's layout (a directory holding adapter_config.json
+ * and adapter_model.safetensors, or one of those files) to an opened model: every matrix it
+ * names computes W x + scale * B (A x), scale = lora_alpha / r (alpha / sqrt(r) with
+ * use_rslora), the base weights kept as they are. Dense models (Qwen2, Llama: q/k/v/o_proj,
+ * gate/up/down_proj); DeepSeek models are refused for now (WHALE_E_UNSUPPORTED). Call before
+ * any engine or scoring call is made from m; one adapter per model. The context cache keeps
+ * an adapted model's blocks apart from the base's. Returns 0, or a negative status with a
+ * message naming the file and what is wrong (a module Whale does not know, a shape that
+ * differs from the model's, a rank out of range, bad JSON, a missing matrix).
+ * Added in 0.1 without an ABI change: a function, not a field of whale_model_params. */
+int whale_model_lora(whale_model *m, const char *path, whale_err *err);
+/* The path of the adapter applied with whale_model_lora, or NULL; owned by the model. */
+const char *whale_model_lora_path(const whale_model *m);
+
 typedef struct whale_model_info {
     const char *path;        /* as opened (resolved "default"); owned by the model */
     const char *name;        /* the model's own name, or "" */

@@ -21,6 +21,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_admin(int argc, char **argv);
 int cmd_pull(int argc, char **argv);

@@ -52,7 +52,7 @@ typedef struct int_list {
 } int_list;
 
 typedef struct bench_opts {
-    const char *model;
+    const char *model, *lora; /* --lora: an adapter applied to the model */
     int_list p, n, d, t;
     int reps, warmup, json, fill_random, kv_f16;
     uint64_t seed;
@@ -104,6 +104,7 @@ static void usage(FILE *f) {
                "                        results[] with llama-bench's fields (test, n_prompt, n_gen, n_depth,\n"
                "                        n_threads, avg_ts, stddev_ts, samples_ts, avg_ns, ...; tg: bw_fraction)\n"
                "  --seed S              seed of the random token ids (default 1234)\n"
+               "  --lora PATH           apply a LoRA adapter (PEFT directory) to the model\n"
                "  --depth-fill MODE     prefill (default) or random: fill the depth with random cache values\n"
                "                        instead of running it (same attention cost, no wait; values unrealistic)\n"
                "  --bw-mib N            bandwidth probe buffer in MiB (default: max(1 GiB, 4 x L3), <= RAM/8)\n"
@@ -187,6 +188,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (is(a, "-o", "--output") && (!strcmp(v, "json") || !strcmp(v, "md"))) o->json = !strcmp(v, "json");
         else if (is(a, "--depth-fill", NULL) && (!strcmp(v, "prefill") || !strcmp(v, "random"))) o->fill_random = !strcmp(v, "random");
         else if (is(a, "--kv-type", NULL)) rc = cli_kv_type("bench", v, &o->kv_f16);
+        else if (is(a, "--lora", NULL)) o->lora = v;
         else {
             fprintf(stderr, "whale bench: bad option '%s %s' (see whale bench --help)\n", a, v);
             return 2;
@@ -444,7 +446,7 @@ static int run_threads(bench_run *r, const char *path, int threads) {
     bench_ctx c = {0};
     int rc = -1;
     note(r, 1, "whale bench: loading %s (%d threads)", path, threads);
-    model_opts mo = {.n_threads = threads, .progress = 1, .kv_f16 = o->kv_f16};
+    model_opts mo = {.n_threads = threads, .progress = 1, .kv_f16 = o->kv_f16, .lora = o->lora};
     if (model_load(&c.m, path, &mo, &err)) {
         note_clear(r);
         fprintf(stderr, "whale bench: %s\n", err.msg);

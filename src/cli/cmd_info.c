@@ -13,15 +13,17 @@
 #include "formats/gguf.h"
 #include "formats/gguf_hparams.h"
 #include "formats/hf_config.h"
+#include "formats/peft.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale info [FILE|DIR] [-m MODEL] [--tensors] [--meta]\n\n"
+    fprintf(f, "usage: whale info [FILE|DIR] [-m MODEL] [--tensors] [--meta] [--lora PATH]\n\n"
                "Show a model's architecture, hyperparameters, tokenizer and tensors.\n"
                "  FILE|DIR, -m MODEL  a .gguf file, a .safetensors file or checkpoint directory\n"
-               "                      (default: the default model)\n"
+               "                      (default: the default model); a LoRA adapter's directory\n"
+               "  --lora PATH         show a LoRA adapter (PEFT directory): rank, alpha, scale, modules\n"
                "  --tensors           list every tensor (name, type, shape, bytes)\n"
                "  --meta              list every metadata key (GGUF)\n");
 }
@@ -244,6 +246,28 @@ static int info_safetensors(const char *path) {
     return 0;
 }
 
+/* A PEFT LoRA adapter: its rank, scale rule, target modules and size. */
+static int info_lora(const char *path) {
+    peft_adapter a;
+    whale_err err = {0};
+    if (peft_load(&a, path, &err)) {
+        fprintf(stderr, "whale: %s\n", err.msg);
+        return 1;
+    }
+    int64_t params = 0;
+    for (int i = 0; i < a.n_mods; i++) params += a.r * (a.mods[i].n_in + a.mods[i].n_out);
+    printf("lora adapter             %s\n", path);
+    printf("rank                     %lld\n", (long long)a.r);
+    printf("alpha                    %g\n", a.alpha);
+    printf("scale                    %g (%s)\n", (double)a.scale, a.rslora ? "alpha / sqrt(r), rsLoRA" : "alpha / r");
+    printf("target modules          ");
+    for (int i = 0; i < a.n_targets; i++) printf(" %s", a.targets[i]);
+    printf("%s\n", a.n_targets ? "" : " (a pattern)");
+    printf("matrices                 %d, %lld parameters\n", a.n_mods, (long long)params);
+    peft_free(&a);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv) {
     const char *path = NULL;
     int list_tensors = 0, list_meta = 0;
@@ -253,6 +277,13 @@ int cmd_info(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--tensors")) list_tensors = 1;
         else if (!strcmp(argv[i], "--meta")) list_meta = 1;
+        else if (!strcmp(argv[i], "--lora")) {
+            if (++i >= argc) {
+                fprintf(stderr, "whale info: --lora needs an adapter directory\n");
+                return 2;
+            }
+            return info_lora(argv[i]);
+        }
         else if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
             if (++i >= argc) {
                 fprintf(stderr, "whale info: -m needs a value\n");
@@ -272,6 +303,9 @@ int cmd_info(int argc, char **argv) {
                 strstr(path, "default.gguf") ? " (run scripts/setup to fetch the default model)" : "");
         return 1;
     }
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/adapter_config.json", path);
+    if (S_ISDIR(st.st_mode) && stat(cfg, &st) == 0) return info_lora(path);
     if (S_ISDIR(st.st_mode) || cli_is_safetensors_path(path)) return info_safetensors(path);
     return info_gguf(path, list_tensors, list_meta);
 }

@@ -90,6 +90,7 @@ static void usage(FILE *f) {
                "Run one prompt and print the top-K logits at the last position (--all: every position).\n"
                "  -p TEXT       prompt, tokenized as plain text (add --special to parse special tokens)\n"
                "  --ids LIST    token ids instead of text\n"
+               "  --lora PATH   apply a LoRA adapter (PEFT directory) to the model\n"
                "  --raw FILE    also write the logits as little-endian float32, positions x vocabulary\n"
                "  --dump DIR    also write every named intermediate (inp_embd, attn_norm, attn_out,\n"
                "                ffn_inp, ffn_norm, ffn_out, moe_logits, moe_choice, moe_weight, l_out per\n"
@@ -172,6 +173,7 @@ int cmd_logits(int argc, char **argv) {
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
     int naive = 0, mtp = 0, prenorm = 0, others = 0, kvf16 = 0, contexts = 0;
+    const char *lora = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -182,6 +184,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "-p")) { prompt = next; i++; }
         else if (next && !strcmp(a, "--ids")) { ids_arg = next; i++; }
         else if (next && !strcmp(a, "--raw")) { raw = next; i++; }
+        else if (next && !strcmp(a, "--lora")) { lora = next; i++; }
         else if (next && !strcmp(a, "--dump")) { dump_dir = next; i++; }
         else if (next && !strcmp(a, "--top")) { top = atoi(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
@@ -201,7 +204,7 @@ int cmd_logits(int argc, char **argv) {
     }
     whale_err err = {0};
     model *m = NULL;
-    model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm, .kv_f16 = kvf16};
+    model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm, .kv_f16 = kvf16, .lora = lora};
     const char *path = cli_model_path(model_path);
     if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     tok_ids ids = {0};

@@ -45,6 +45,7 @@ static void usage(FILE *f) {
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
                "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
+               "  --lora PATH      apply a LoRA adapter (PEFT directory) to a Qwen2/Llama model\n"
                "  --speculative mtp  greedy requests (temperature 0, no JSON mode) draft the next token with\n"
                "                   the model's multi-token prediction module (DeepSeek-V3/R1) and verify it\n"
                "                   in the same batch: up to two tokens per step, the same tokens as without\n"
@@ -100,13 +101,14 @@ int cmd_serve(int argc, char **argv) {
     const char *db = whale_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
     o.cache_dir = whale_home_path("kv-cache", cache_dir, sizeof cache_dir);
-    const char *model_path = NULL;
+    const char *model_path = NULL, *lora = NULL;
     int threads = 0;
     long x;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model"))) { model_path = v; i++; }
+        else if (v && !strcmp(a, "--lora")) { lora = v; i++; }
         else if (v && !strcmp(a, "--host")) { o.host = v; i++; }
         else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
         else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
@@ -202,8 +204,9 @@ int cmd_serve(int argc, char **argv) {
     }
     whale_model *m = NULL;
     whale_model_params mp = {.n_threads = threads, .kv_f16 = kv_f16, .progress = isatty(2)};
-    if (whale_model_open(&m, path, &mp, &err)) {
+    if (whale_model_open(&m, path, &mp, &err) || (lora && whale_model_lora(m, lora, &err))) {
         fprintf(stderr, "whale: %s\n", err.msg);
+        whale_model_close(m);
         store_close(st);
         return 1;
     }

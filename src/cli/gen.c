@@ -11,6 +11,8 @@
 
 const char gen_flags_help[] =
     "  -m MODEL              a .gguf file or Hugging Face checkpoint (default: the default model)\n"
+    "  --lora PATH           apply a LoRA adapter (PEFT directory: adapter_config.json +\n"
+    "                        adapter_model.safetensors) to a Qwen2/Llama model\n"
     "  --ctx N               context length in tokens (default: the model's, at most 4096)\n"
     "  -n, --max-tokens N    stop a reply after N tokens (default: until done or the context is full)\n"
     "  --temp T              temperature (default 0.6, DeepSeek's recommendation for R1; 0 = greedy)\n"
@@ -76,6 +78,10 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
         }
         o->spec_mtp = 1;
         (*i)++;
+    } else if (!strcmp(a, "--lora")) {
+        if (!v) { fprintf(stderr, "whale %s: --lora needs an adapter directory\n", cmd); return -1; }
+        o->lora = v;
+        (*i)++;
     } else if (!strcmp(a, "--kv-type")) {
         if (cli_kv_type(cmd, v, &o->kv_f16)) return -1;
         (*i)++;
@@ -103,7 +109,13 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
 int gen_open_model(const gen_opts *o, int show_progress, whale_model **m) {
     whale_err err = {0};
     whale_model_params mp = {.n_threads = o->threads, .kv_f16 = o->kv_f16, .progress = show_progress};
-    if (!whale_model_open(m, o->model, &mp, &err)) return 0;
+    if (!whale_model_open(m, o->model, &mp, &err)) {
+        if (!o->lora || !whale_model_lora(*m, o->lora, &err)) return 0;
+        whale_model_close(*m);
+        *m = NULL;
+        fprintf(stderr, "whale: %s\n", err.msg);
+        return 1;
+    }
     fprintf(stderr, "whale: %s%s\n", err.msg, o->model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
     return 1;
 }

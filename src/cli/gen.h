@@ -19,6 +19,7 @@ typedef struct gen_opts {
     int think;          /* R1: force the reply to start with <think> */
     int spec_mtp;       /* --speculative mtp */
     int kv_f16;         /* --kv-type f16 */
+    const char *lora;   /* --lora PATH: a PEFT adapter applied to the model */
     int cache;          /* the context cache (--no-cache: 0) */
     int json_mode;      /* --json-mode: the answer is a JSON object */
     int64_t reasoning_budget; /* --reasoning-budget N; -1: none */

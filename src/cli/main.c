@@ -27,6 +27,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},
     {"convert", cmd_convert, "convert a Hugging Face checkpoint to GGUF (f32, f16, bf16, q8_0)"},
     {"quantize", cmd_quantize, "re-quantize a GGUF file or a checkpoint (f16, bf16, q8_0, q4_k, q6_k, q4_k_m)"},
+    {"merge", cmd_merge, "bake a LoRA adapter (PEFT) into a GGUF model (changed matrices as q8_0 or f16)"},
     {"synth", cmd_synth, "write a random-weight GGUF of a real model's shape (benchmarks, memory tests)"},
     {"bench", cmd_bench, "prompt and generation speed like llama-bench, with bytes/token and memory bandwidth"},
     {"perplexity", cmd_perplexity, "perplexity of the model on a text file"},

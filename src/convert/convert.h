@@ -79,6 +79,11 @@ typedef struct convert_src {
     const float *const *scale; /* NULL, or n_parts FP8 128x128 block scales (NULL entries: none) */
     int64_t permute_head_dim;  /* > 0: Llama q/k rows reordered from HF's halves to pairs */
     int copy;                  /* 1: the bytes are written as they are (type in == type out) */
+    /* A low-rank update added to each row (one 2-D part, no permutation): row i += B[i,:] A,
+     * lora_b (n_rows, lora_r) with the adapter's scale already in, lora_a (lora_r, n_in);
+     * borrowed like data. NULL: none. */
+    const float *lora_a, *lora_b;
+    int64_t lora_r;
 } convert_src;
 
 convert_writer *convert_writer_init(void); /* NULL on OOM */
@@ -107,6 +112,15 @@ int convert_hf(const char *in, const char *out, const convert_wtype *t, int mtp,
  * general.file_type; tensors already of their target type (and non-float ones) copied. */
 int convert_gguf(const char *in, const char *out, const convert_wtype *t, const convert_hooks *hooks,
                  convert_report *rep, whale_err *err);
+
+/* GGUF `base` (a dense Qwen2/Llama model) with the PEFT LoRA adapter at `adapter` baked in, to
+ * GGUF `out`: every matrix the adapter changes is dequantized, W' = W + scale B A, and written as
+ * `type` (F32, F16 or Q8_0; re-quantizing to 4 bits would round a small update away), every
+ * other tensor and all metadata copied as they are. Returns 0, or WHALE_E_UNSUPPORTED (a
+ * DeepSeek base, a type other than those three), WHALE_E_FORMAT (a module the base does not
+ * have, a shape that differs) or the readers' errors, with a message. */
+int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type, const convert_hooks *hooks,
+                  convert_report *rep, whale_err *err);
 
 /* ---- synthetic models ---------------------------------------------------------------------- */
 /* The hyperparameters of shape `name` (see synth_shape_names), or WHALE_E_ARG. */

@@ -74,7 +74,7 @@ static int stack_experts(const st_model *st, const model_hparams *hp, int64_t l,
     snprintf(gname, sizeof gname, "blk.%lld.ffn_%s_exps.weight", (long long)l, proj[p]);
     whale_dtype want = convert_wtype_for(wt, gname);
     int64_t ne[3] = {n_in, n_out, N};
-    convert_src src = {src_type, N, data, scale, 0, 0};
+    convert_src src = {src_type, N, data, scale, 0, 0, NULL, NULL, 0};
     rc = convert_writer_add(o, gname, want, convert_fit_type(want, n_in), 3, ne, &src, NULL, err);
 done:
     free(data);
@@ -130,7 +130,7 @@ static int add_tensors(const st_model *st, const model_hparams *hp, const conver
         if (t->n_dims == 2 && !strstr(gname, "ffn_gate_inp")) want = convert_wtype_for(wt, gname);
         int64_t ne[2] = {n_in, n_rows};
         convert_src src = {t->dtype, 1, &t->data, scale ? &scale : NULL,
-                           hp->arch == MODEL_ARCH_LLAMA && is_qk ? hp->head_dim : 0, 0};
+                           hp->arch == MODEL_ARCH_LLAMA && is_qk ? hp->head_dim : 0, 0, NULL, NULL, 0};
         if ((rc = convert_writer_add(o, gname, want, convert_fit_type(want, n_in), t->n_dims, ne, &src, NULL, err)))
             return rc;
     }
@@ -154,7 +154,7 @@ static int add_rope_freqs(const model_hparams *hp, convert_writer *o, whale_err 
     free(scaled);
     int64_t ne[1] = {half};
     const void *data = base;
-    convert_src src = {WHALE_DTYPE_F32, 1, &data, NULL, 0, 0};
+    convert_src src = {WHALE_DTYPE_F32, 1, &data, NULL, 0, 0, NULL, NULL, 0};
     return convert_writer_add(o, "rope_freqs.weight", WHALE_DTYPE_F32, WHALE_DTYPE_F32, 1, ne, &src, base, err);
 }
 

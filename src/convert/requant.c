@@ -60,7 +60,7 @@ int convert_gguf(const char *in, const char *out, const convert_wtype *t, const 
         const dtype_info *di = dtype_get(gt->type);
         int copy = gt->type == type || !di->can_dequantize || gt->nbytes == 0;
         if (copy) want = type = gt->type; /* integer tensors (none in the models Whale runs) pass through */
-        convert_src src = {gt->type, 1, &gt->data, NULL, 0, copy};
+        convert_src src = {gt->type, 1, &gt->data, NULL, 0, copy, NULL, NULL, 0};
         if ((rc = convert_writer_add(o, name, want, type, gt->n_dims, gt->ne, &src, NULL, err))) goto done;
     }
     rc = convert_writer_write(o, out, hooks, rep, err);

@@ -92,6 +92,15 @@ static void src_row(const wt *t, int64_t r, float *out, float *tmp) {
     }
     if (permute_elems)
         for (int64_t j = 0; j < n; j++) out[j] = tmp[j / hd * hd + (j % hd % 2) * (hd / 2) + j % hd / 2];
+    if (t->src.lora_b) { /* W' = W + B A, the update summed over the rank first */
+        const float *b = t->src.lora_b + r * t->src.lora_r;
+        for (int64_t j = 0; j < n; j++) tmp[j] = 0;
+        for (int64_t k = 0; k < t->src.lora_r; k++) {
+            const float *a = t->src.lora_a + k * n;
+            for (int64_t j = 0; j < n; j++) tmp[j] += b[k] * a[j];
+        }
+        for (int64_t j = 0; j < n; j++) out[j] += tmp[j];
+    }
 }
 
 typedef struct wjob {
@@ -193,6 +202,7 @@ int convert_writer_add(convert_writer *o, const char *name, whale_dtype want, wh
     /* The callers check their input against these before describing it. */
     if (!si || (!src->copy && (!si->can_dequantize || !quantize_supported(type))) || (src->copy && src->type != type) ||
         (t->n_in <= 0 && !src->copy) || t->n_rows % src->n_parts ||
+        (src->lora_b && (src->copy || src->n_parts != 1 || src->permute_head_dim || n_dims != 2 || src->lora_r < 1)) ||
         dtype_bytes(src->type, t->n_in, &t->src_row_bytes) || dtype_bytes(type, nel, &t->nbytes))
         return err_set(err, WHALE_E_ARG, "tensor '%s': cannot write %s from %s", name, dtype_name(type),
                        dtype_name(src->type));

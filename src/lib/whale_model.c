@@ -128,6 +128,18 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
     return 0;
 }
 
+int whale_model_lora(whale_model *w, const char *path, whale_err *err) {
+    if (!w->m) return err_set(err, WHALE_E_ARG, "%s: a model opened for its vocabulary only takes no adapter", path);
+    int rc = model_lora_load(w->m, path, err);
+    if (rc) return rc;
+    /* cache blocks of the adapted model are not the base's: the adapter's files join the identity */
+    uint64_t a = identity(path);
+    w->identity = pcache_hash(w->identity, &a, sizeof a);
+    return 0;
+}
+
+const char *whale_model_lora_path(const whale_model *w) { return w->m ? model_lora_path(w->m) : NULL; }
+
 void whale_model_close(whale_model *w) {
     if (!w) return;
     model_free(w->m);

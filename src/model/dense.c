@@ -6,8 +6,10 @@
  * x += att·Wo  ->  xn = rmsnorm(x)  ->  x += (silu(xn·Wg) * (xn·Wu))·Wd.
  * Matrix products split weight rows over the thread pool; each row is dequantized once and used
  * for every token of the batch.
+ * A LoRA adapter (lora.c) adds B (A x) after each product it targets.
  * A leaf of the model core (model.c): embedding and output head are the core's; this file owns
  * the layers' weights, their forward pass and its scratch. */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,8 @@ typedef struct dense_ws {
     float *k, *v;       /* (n_batch, n_head_kv*head_dim) */
     float *gate, *up;   /* (n_batch, n_ff) */
     float *tmp;         /* (n_batch, n_embd) a sublayer's output before the residual add */
+    float *lora_r;      /* (n_batch, lora_r) an adapter's A x; NULL without an adapter */
+    float *lora_d;      /* (n_batch, widest n_out) its B (A x) */
 } dense_ws;
 
 /* ---- attention ------------------------------------------------------------------------ */
@@ -73,6 +77,16 @@ static void add_bias(float *y, const float *b, int64_t n_tok, int64_t n) {
     for (int64_t t = 0; t < n_tok; t++) op_add(y + t * n, b, n);
 }
 
+/* y = x W^T for the n rows of x, plus the adapter's update of W when it has one (lora.c). */
+static void matmul(model_ctx *c, float *y, const dense_layer *L, int k, const wmat *w, const float *x, int64_t n) {
+    wmat_matmul(c, y, w, x, n);
+    if (L->lora[k]) {
+        dense_ws *ws = c->ws;
+        assert(ws->lora_r); /* model_lora_load runs before any context is made */
+        lora_apply(c, y, L->lora[k], x, n, ws->lora_r, ws->lora_d);
+    }
+}
+
 static void forward(const model *m, model_ctx *c, const int32_t *pos, const int32_t *seq, int64_t n) {
     const model_hparams *hp = &m->hp;
     dense_ws *w = c->ws;
@@ -84,9 +98,9 @@ static void forward(const model *m, model_ctx *c, const int32_t *pos, const int3
         const dense_layer *L = &m->layers[l];
         for (int64_t i = 0; i < n; i++) op_rmsnorm(xn + i * E, x + i * E, L->attn_norm, E, hp->rms_eps);
         model_emit(c, "attn_norm", l, xn, n, E);
-        wmat_matmul(c, w->q, &L->wq, xn, n);
-        wmat_matmul(c, w->k, &L->wk, xn, n);
-        wmat_matmul(c, w->v, &L->wv, xn, n);
+        matmul(c, w->q, L, DENSE_Q, &L->wq, xn, n);
+        matmul(c, w->k, L, DENSE_K, &L->wk, xn, n);
+        matmul(c, w->v, L, DENSE_V, &L->wv, xn, n);
         add_bias(w->q, L->bq, n, Q);
         add_bias(w->k, L->bk, n, KV);
         add_bias(w->v, L->bv, n, KV);
@@ -99,17 +113,17 @@ static void forward(const model *m, model_ctx *c, const int32_t *pos, const int3
         }
         att_job aj = {m, c, kv, l, pos, seq, c->att_scores_n};
         tp_run(c->tp, n * HKV, att_task, &aj);
-        wmat_matmul(c, w->tmp, &L->wo, w->att, n);
+        matmul(c, w->tmp, L, DENSE_O, &L->wo, w->att, n);
         model_emit(c, "attn_out", l, w->tmp, n, E);
         for (int64_t i = 0; i < n; i++) op_add(x + i * E, w->tmp + i * E, E);
         model_emit(c, "ffn_inp", l, x, n, E);
 
         for (int64_t i = 0; i < n; i++) op_rmsnorm(xn + i * E, x + i * E, L->ffn_norm, E, hp->rms_eps);
         model_emit(c, "ffn_norm", l, xn, n, E);
-        wmat_matmul(c, w->gate, &L->w_gate, xn, n);
-        wmat_matmul(c, w->up, &L->w_up, xn, n);
+        matmul(c, w->gate, L, DENSE_GATE, &L->w_gate, xn, n);
+        matmul(c, w->up, L, DENSE_UP, &L->w_up, xn, n);
         for (int64_t i = 0; i < n; i++) op_swiglu(w->gate + i * F, w->gate + i * F, w->up + i * F, F);
-        wmat_matmul(c, w->tmp, &L->w_down, w->gate, n);
+        matmul(c, w->tmp, L, DENSE_DOWN, &L->w_down, w->gate, n);
         model_emit(c, "ffn_out", l, w->tmp, n, E);
         for (int64_t i = 0; i < n; i++) op_add(x + i * E, w->tmp + i * E, E);
         model_emit(c, "l_out", l, x, n, E);
@@ -174,6 +188,13 @@ static int ws_new(const model *m, model_ctx *c, whale_err *err) {
     w->gate = malloc((size_t)(B * F) * sizeof(float));
     w->up = malloc((size_t)(B * F) * sizeof(float));
     w->tmp = malloc((size_t)(B * E) * sizeof(float));
+    if (m->lora) {
+        int64_t widest = Q > F ? Q : F;
+        widest = widest > E ? widest : E;
+        w->lora_r = malloc((size_t)(B * m->lora_r) * sizeof(float));
+        w->lora_d = malloc((size_t)(B * widest) * sizeof(float));
+        if (!w->lora_r || !w->lora_d) return err_set(err, WHALE_E_NOMEM, "out of memory for the adapter's scratch");
+    }
     if (!w->q || !w->k || !w->v || !w->att || !w->gate || !w->up || !w->tmp)
         return err_set(err, WHALE_E_NOMEM, "out of memory for scratch buffers (batch %lld)", (long long)B);
     return 0;
@@ -188,6 +209,8 @@ static void ws_free(model_ctx *c) {
     free(w->gate);
     free(w->up);
     free(w->tmp);
+    free(w->lora_r);
+    free(w->lora_d);
     free(w);
     c->ws = NULL;
 }
@@ -197,13 +220,22 @@ static int64_t xq_blocks(const model *m, int64_t n_batch) {
     return 0; /* the core's (n_batch rows of the widest input) is enough */
 }
 
+/* An adapter's A and B matrices of the layer (read once per decode step). */
+static size_t lora_bytes(const dense_layer *L) {
+    size_t b = 0;
+    for (int k = 0; k < DENSE_N_MAT; k++)
+        if (L->lora[k]) b += wmat_bytes(&L->lora[k]->a) + wmat_bytes(&L->lora[k]->b);
+    return b;
+}
+
 static size_t layer_bytes(const model *m, int64_t l) {
     const model_hparams *hp = &m->hp;
     const dense_layer *L = &m->layers[l];
     int64_t E = hp->n_embd, Q = hp->n_head * hp->head_dim, KV = hp->n_head_kv * hp->head_dim;
     return vec_bytes(L->attn_norm, E) + wmat_bytes(&L->wq) + wmat_bytes(&L->wk) + wmat_bytes(&L->wv) +
            wmat_bytes(&L->wo) + vec_bytes(L->bq, Q) + vec_bytes(L->bk, KV) + vec_bytes(L->bv, KV) +
-           vec_bytes(L->ffn_norm, E) + wmat_bytes(&L->w_gate) + wmat_bytes(&L->w_up) + wmat_bytes(&L->w_down);
+           vec_bytes(L->ffn_norm, E) + wmat_bytes(&L->w_gate) + wmat_bytes(&L->w_up) + wmat_bytes(&L->w_down) +
+           lora_bytes(L);
 }
 
 const arch_ops dense_arch = {

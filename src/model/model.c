@@ -209,6 +209,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     if ((rc = m->arch->load(m, err))) goto fail;
     if (m->arch->has_mtp && (rc = mtp_load(m, err))) goto fail;
     if ((rc = build_rope(m, err))) goto fail;
+    if (o.lora && (rc = model_lora_load(m, o.lora, err))) goto fail_noprefix;
     if (o.progress) prefault(m);
     *out = m;
     return 0;
@@ -221,6 +222,7 @@ fail_noprefix:
 
 void model_free(model *m) {
     if (!m) return;
+    lora_free(m);
     if (m->arch) m->arch->free(m);
     mtp_free(m);
     tokenizer_free(m->tok);

@@ -43,6 +43,7 @@ typedef struct model_opts {
                         instead of after it (vLLM's choice; DeepSeek never said which) */
     int kv_f16;      /* KV caches made for the model store rows as IEEE half floats: half the
                         memory (and of the bytes attention reads), values rounded to 11 bits */
+    const char *lora; /* a PEFT LoRA adapter applied at inference (model_lora_load), or NULL */
 } model_opts;
 
 /* Load a GGUF file or a Hugging Face checkpoint (directory with config.json, *.safetensors and
@@ -52,6 +53,17 @@ typedef struct model_opts {
  * model_ctx. */
 int model_load(model **out, const char *path, const model_opts *opts, whale_err *err);
 void model_free(model *m);
+
+/* Apply the PEFT LoRA adapter at path (formats/peft.h: a directory, or a file of it) to the
+ * model's dense layers: y = W x + scale * B (A x) on every matrix it names, the base weights
+ * kept as they are. Call before any context is made for the model; one adapter per model.
+ * Returns 0, or WHALE_E_UNSUPPORTED (a DeepSeek model: MLA and MoE targets are not mapped yet;
+ * a second adapter), WHALE_E_FORMAT (a module Whale does not know, a layer past the model's,
+ * a shape that differs from the weight's) or the adapter reader's errors, with a message. */
+int model_lora_load(model *m, const char *path, whale_err *err);
+/* The adapter's path as given, or NULL; its rank, scale and matrices changed. */
+const char *model_lora_path(const model *m);
+void model_lora_info(const model *m, int64_t *r, float *scale, int *n_mats);
 
 const model_hparams *model_hparams_get(const model *m);
 /* NULL for a file without a tokenizer (GGUF without tokenizer.ggml.*, checkpoint without

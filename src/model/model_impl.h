@@ -64,6 +64,17 @@ size_t wmat_bytes(const wmat *w);
 /* Bytes of an F32 vector of n that may be absent (NULL: 0). */
 static inline size_t vec_bytes(const float *v, int64_t n) { return v ? (size_t)n * sizeof(float) : 0; }
 
+/* ---- LoRA adapters (lora.c) ----------------------------------------------------------- */
+
+struct lora_mat;
+
+/* y (n_tok rows of l->b.n_out) += B (A x) for the n_tok rows of x (l->a.n_in each): two F32
+ * products on the context's pool (batch-invariant like every kernel), through scratch r
+ * (n_tok rows of the rank) and d (n_tok rows of n_out). */
+void lora_apply(model_ctx *c, float *y, const struct lora_mat *l, const float *x, int64_t n_tok, float *r, float *d);
+/* Free the model's adapter. */
+void lora_free(model *m);
+
 /* ---- the paged KV cache (kv_cache.c) --------------------------------------------------- */
 
 /* Positions per page: DeepSeek's context-cache unit (64 tokens), so that a page can later be
@@ -134,6 +145,16 @@ typedef struct arch_ops {
     size_t (*layer_bytes)(const model *m, int64_t l);
 } arch_ops;
 
+/* A LoRA update of one weight matrix (lora.c): y += B (A x), with the adapter's scale multiplied
+ * into B at load. F32 rows, so the products take the float kernels' batch-invariant path. */
+typedef struct lora_mat {
+    wmat a; /* (r, n_in) */
+    wmat b; /* (n_out, r), scaled */
+} lora_mat;
+
+/* The dense layer's matrices an adapter may change, in the order lora.c's table names them. */
+enum { DENSE_Q, DENSE_K, DENSE_V, DENSE_O, DENSE_GATE, DENSE_UP, DENSE_DOWN, DENSE_N_MAT };
+
 typedef struct dense_layer {
     float *attn_norm;      /* (n_embd) */
     wmat wq, wk, wv, wo;   /* q: (n_head*head_dim, n_embd), k/v: (kv_dim, n_embd), o: (n_embd, n_head*head_dim) */
@@ -141,6 +162,7 @@ typedef struct dense_layer {
     float *ffn_norm;       /* (n_embd) */
     wmat w_gate, w_up;     /* (n_ff, n_embd) */
     wmat w_down;           /* (n_embd, n_ff) */
+    const lora_mat *lora[DENSE_N_MAT]; /* the adapter's update of each matrix, or NULL (lora.c) */
 } dense_layer;
 
 /* One routed or shared expert: a SwiGLU FFN. */
@@ -208,6 +230,13 @@ struct model {
     int n_threads;       /* threads of each context's pool (<= 0: one per CPU) */
     int64_t n_batch;     /* rows per internal chunk of a forward call */
     int mla_naive, kv_f16, mtp_prenorm;
+
+    /* a LoRA adapter applied at inference (lora.c), or none */
+    lora_mat *lora;      /* (n_lora) owned */
+    int n_lora;
+    int64_t lora_r;      /* its rank (the scratch each context needs) */
+    float lora_scale;
+    char *lora_path;     /* owned copy, as given */
 
     float **owned;       /* F32 copies of small vectors and built matrices, freed with the model */
     int n_owned, cap_owned;

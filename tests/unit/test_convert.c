@@ -148,7 +148,7 @@ static void test_writer(void) {
     whale_err err = {0};
     const void *data = rows;
     int64_t ne[2] = {64, 4}, ne1[1] = {64};
-    convert_src src = {WHALE_DTYPE_F32, 1, &data, NULL, 0, 0};
+    convert_src src = {WHALE_DTYPE_F32, 1, &data, NULL, 0, 0, NULL, NULL, 0};
     CHECK(convert_writer_add(o, "m.weight", WHALE_DTYPE_Q4_K, WHALE_DTYPE_Q8_0, 2, ne, &src, NULL, &err) == 0);
     CHECK(convert_writer_add(o, "v.bias", WHALE_DTYPE_F32, WHALE_DTYPE_F32, 1, ne1, &src, NULL, &err) == 0);
     convert_src bad = src;
