@@ -5,7 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
 #include "rl/eval.h"
 #include "rl/grpo_run.h"
 #include "rl/task.h"
