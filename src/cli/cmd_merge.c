@@ -47,6 +47,12 @@ int cmd_merge(int argc, char **argv) {
         return 1;
     }
     struct stat si, so;
+    size_t pl = strlen(path);
+    if ((!stat(path, &si) && S_ISDIR(si.st_mode)) || (pl > 12 && !strcmp(path + pl - 12, ".safetensors"))) {
+        fprintf(stderr, "whale merge: %s: the base must be a GGUF file (convert a checkpoint first: whale convert "
+                        "CHECKPOINT BASE.gguf --type f16)\n", path);
+        return 1;
+    }
     if (!stat(path, &si) && !stat(out, &so) && si.st_dev == so.st_dev && si.st_ino == so.st_ino) {
         fprintf(stderr, "whale merge: the output %s is the base model; choose another name\n", out);
         return 1;

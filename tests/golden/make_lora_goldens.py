@@ -29,6 +29,13 @@ sys.path.insert(0, str(HERE))
 import tiny_models  # noqa: E402
 
 MAGIC = "whale-lora-golden"
+
+
+def rows(t):
+    """Logits as lists of 8-significant-digit floats: float32's precision, half the file."""
+    return [[float("%.8g" % v) for v in r] for r in t.tolist()]
+
+
 VERSION = 1
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ADAPTERS = {
@@ -50,7 +57,7 @@ def main():
             d = tiny_models.write(a["arch"], pathlib.Path(tmp) / a["arch"])
             base = AutoModelForCausalLM.from_pretrained(str(d), torch_dtype=torch.float32, attn_implementation="eager")
             with torch.no_grad():
-                out["base"][a["arch"]] = base(ids).logits[0].tolist()
+                out["base"][a["arch"]] = rows(base(ids).logits[0])
             cfg = LoraConfig(r=a["r"], lora_alpha=a["alpha"], use_rslora=a["rslora"], target_modules=a["targets"],
                              lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
             pm = get_peft_model(base, cfg)
@@ -61,13 +68,14 @@ def main():
                         p.copy_(torch.randn(p.shape, generator=g) * 0.1)
             pm.eval()
             with torch.no_grad():
-                out["adapters"][name] = pm(ids).logits[0].tolist()
+                out["adapters"][name] = rows(pm(ids).logits[0])
             dst = HERE / "lora" / name
             shutil.rmtree(dst, ignore_errors=True)
             pm.save_pretrained(str(dst))
             (dst / "README.md").unlink(missing_ok=True)  # PEFT's model card: nothing a test reads
             cj = json.loads((dst / "adapter_config.json").read_text())
             cj["base_model_name_or_path"] = f"tiny_models.py:{a['arch']}"  # not the temporary directory
+            cj["target_modules"] = sorted(cj["target_modules"])  # PEFT keeps a set: a stable order
             (dst / "adapter_config.json").write_text(json.dumps(cj, indent=2, sort_keys=True) + "\n")
             print(f"wrote lora/{name}")
     (HERE / "lora_logits.json").write_text(json.dumps(out))

@@ -12,7 +12,8 @@ tiny_models.py's numpy seed, so no torch is needed here).
    base merged as Q8_0: Q8_0_TWICE_TOL).
 3. Batch invariance with an adapter: the prompt decoded alone or beside 3 or 7 other sequences
    gives the same bits; concurrent requests to `whale serve --lora` get the same tokens as the
-   same requests one at a time.
+   same requests one at a time; the context cache keeps an adapted model's blocks apart from
+   its base's.
 4. Malformed adapters give a clear error and exit status 1 (never a crash) in run, logits,
    merge and serve."""
 import concurrent.futures
@@ -233,3 +234,32 @@ def test_deepseek_refused(tmp_path):
     d = tiny_models.write("deepseek_v2", tmp_path / "v2")
     r = run_whale("logits", "-m", str(d), "--ids", "1 2", "--lora", str(GOLDEN / "lora" / "qwen2"), check=False)
     assert r.returncode == 1 and "not supported yet" in r.stderr.decode()
+
+
+def test_context_cache_keeps_adapted_blocks_apart(tmp_path):
+    """The disk context cache is keyed by the model's identity: blocks a base model wrote are not
+    used for the same prompt with an adapter (their keys and values differ), and the adapted run
+    equals one without the cache."""
+    import os
+    import subprocess
+
+    from conftest import WHALE
+    from test_speculative import byte_level_tokenizer
+
+    d = byte_level_tokenizer(tiny_models.write("qwen2", tmp_path / "qwen2"), tiny_models.VOCAB)
+    env = dict(os.environ, WHALE_HOME=str(tmp_path / "home"))
+    ids = " ".join(str(i % 300 + 1) for i in range(150))  # two whole 64-token blocks and some
+
+    def run(*flags):
+        p = subprocess.run([str(WHALE), "run", "-m", str(d), "--ids", ids, "-n", "8", "--temp", "0", "--json", "-t", "1",
+                            *flags], env=env, capture_output=True, check=True)
+        return json.loads(p.stdout)
+
+    adapter = str(GOLDEN / "lora" / "qwen2")
+    run()
+    assert run()["prompt_cache_hit_tokens"] >= 128  # the cache is on and the base's blocks are there
+    cold = run("--lora", adapter, "--no-cache")
+    adapted = run("--lora", adapter)
+    assert adapted["prompt_cache_hit_tokens"] == 0
+    assert adapted["tokens"] == cold["tokens"]
+    assert run("--lora", adapter)["prompt_cache_hit_tokens"] >= 128  # its own blocks are found again
