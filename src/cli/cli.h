@@ -31,7 +31,8 @@ int cmd_rm(int argc, char **argv);
 int cmd_data(int argc, char **argv);           /* cmd_data.c: prepare, and dispatch */
 int cmd_data_tokenizer(int argc, char **argv); /* cmd_data_tokenizer.c */
 int cmd_train(int argc, char **argv);
-int cmd_grpo(int argc, char **argv); /* cmd_grpo.c: rl/grpo_run.c's loop */
+int cmd_grpo(int argc, char **argv);    /* cmd_grpo.c: rl/grpo_run.c's loop */
+int cmd_distill(int argc, char **argv); /* cmd_distill.c: rl/distill.c */
 int cmd_train_plot(int argc, char **argv); /* whale train plot RUN_DIR */
 int cmd_eval(int argc, char **argv);       /* cmd_eval.c: whale.h, src/rl and src/base only */
 

@@ -16,9 +16,14 @@
 
 #include "cli/cli.h"
 
-/* The metrics' columns, in the table's order (column 1 is the step). */
-static const char *const fields[] = {"loss", "val_loss", "lr", "tokens_per_s", "mfu", "expert_load", "mtp_loss"};
+/* The metrics' columns, in the table's order (column 1 is the step): whale train's, then whale
+ * grpo's (which has no loss). */
+static const char *const fields[] = {"loss", "val_loss", "lr", "tokens_per_s", "mfu", "expert_load", "mtp_loss",
+                                     "reward", "accuracy", "heldout_accuracy", "response_len", "kl", "clip_frac",
+                                     "format"};
 #define N_FIELDS (sizeof fields / sizeof fields[0])
+/* Recorded only on some steps (evaluations): drawn as points joined where steps are consecutive. */
+static int sparse(int field) { return field == 1 || field == 9; }
 
 typedef struct chart {
     const char *file, *title, *ylabel;
@@ -33,6 +38,12 @@ static const chart charts[] = {
     {"mfu.png", "model FLOPs utilization", "MFU", {4, -1}, 0},
     {"expert_load.png", "expert load (largest / mean)", "load", {5, -1}, 0},
     {"mtp_loss.png", "multi-token prediction loss", "cross-entropy (nats)", {6, -1}, 0},
+    {"reward.png", "reward and accuracy of the sampled replies", "mean over the replies of a step", {7, 8}, 0},
+    {"heldout.png", "held-out accuracy (greedy)", "accuracy", {9, -1}, 0},
+    {"response_len.png", "reply length", "tokens", {10, -1}, 0},
+    {"kl.png", "KL to the reference (k3 estimate)", "nats per token", {11, -1}, 0},
+    {"clip_frac.png", "clipped share of tokens", "share", {12, -1}, 0},
+    {"format.png", "think-then-answer format kept", "share of replies", {13, -1}, 0},
 };
 
 /* Run gnuplot on script; 0, or 1 with the reason printed. */
@@ -67,7 +78,8 @@ int cmd_train_plot(int argc, char **argv) {
             printf("usage: whale train plot RUN_DIR [-o DIR]\n\n"
                    "Draws RUN_DIR/metrics.jsonl as PNG charts into DIR (default RUN_DIR) with gnuplot:\n"
                    "loss.png (loss and val_loss), lr.png, tokens_per_s.png, and mfu.png, expert_load.png,\n"
-                   "mtp_loss.png when the run recorded those.\n");
+                   "mtp_loss.png when the run recorded those; for a `whale grpo` run reward.png (reward and\n"
+                   "accuracy), heldout.png, response_len.png, kl.png, clip_frac.png, format.png, lr.png.\n");
             return 0;
         }
         if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
@@ -150,7 +162,7 @@ int cmd_train_plot(int argc, char **argv) {
                 if (!seen[ch->cols[k]]) continue;
                 /* val_loss is sparse: drawn as points with a line where steps are consecutive */
                 fprintf(g, "%s'%s' using 1:%d with %s title '%s'", k ? ", " : "", table, ch->cols[k] + 2,
-                        ch->cols[k] == 1 ? "linespoints pt 7" : "lines lw 2", fields[ch->cols[k]]);
+                        sparse(ch->cols[k]) ? "linespoints pt 7" : "lines lw 2", fields[ch->cols[k]]);
             }
             fprintf(g, "\n");
             drawn[n_charts++] = ch->file;

@@ -22,6 +22,7 @@ static const struct {
     {"data", cmd_data, "curated token shards from text (prepare), a BPE vocabulary (tokenizer)"},
     {"train", cmd_train, "pretrain or fine-tune a model on token shards (AdamW; checkpoints, --resume)"},
     {"eval", cmd_eval, "a model's accuracy on checkable tasks: pass@1, maj@K, format (arithmetic, word problems)"},
+    {"distill", cmd_distill, "a teacher's verified reasoning traces as SFT data (rejection sampling, as R1)"},
     {"grpo", cmd_grpo, "reinforcement learning with verifiable rewards, as DeepSeek-R1-Zero (GRPO)"},
     {"info", cmd_info, "show a model file's architecture, hyperparameters, tokenizer and tensors"},
     {"tokenize", cmd_tokenize, "turn standard input into token ids"},

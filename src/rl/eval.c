@@ -43,6 +43,13 @@ int rl_prompt_mode_resolve(const whale_model *m, int mode) {
     return whale_chat_format(m, NULL) ? RL_PROMPT_CHAT : RL_PROMPT_R1ZERO;
 }
 
+char *rl_prompt_user_text(const char *problem) {
+    size_t n = strlen(problem) + sizeof chat_instruction;
+    char *text = malloc(n);
+    if (text) snprintf(text, n, "%s%s", problem, chat_instruction);
+    return text;
+}
+
 int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out, int *start_in_think,
                     whale_err *err) {
     whale_model_info mi;
@@ -53,10 +60,8 @@ int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_i
     if (mode == RL_PROMPT_CHAT) {
         const char *fmt = whale_chat_format(m, NULL);
         if (!fmt) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no chat format (use the r1zero prompt)");
-        size_t n = strlen(problem) + sizeof chat_instruction;
-        char *text = malloc(n);
+        char *text = rl_prompt_user_text(problem);
         if (!text) return err_set(err, WHALE_E_NOMEM, "out of memory");
-        snprintf(text, n, "%s%s", problem, chat_instruction);
         whale_msg msg = {.role = WHALE_ROLE_USER, .content = text};
         int rc = whale_chat_apply(m, fmt, &msg, 1, NULL, 0, WHALE_CHAT_GENERATION_PROMPT, out, err);
         free(text);

@@ -200,7 +200,10 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
             }
             if ((rc = grpo_advantages(adv + (size_t)i * G, rew, G, &o->g, err))) break;
             if ((rc = rows_make(&R[i], &prompts[i], s, G, err))) break;
-            if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].old, G, R[i].T, 0, err) < 0 && err->code) rc = err->code;
+            /* With one update and no KL the ratio is 1 on every token and dJ/dlogp_t is the advantage
+             * (times the aggregation): no need to know logp first. Otherwise the old policy's. */
+            if (o->mu > 1 || o->g.beta > 0)
+                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].old, G, R[i].T, 0, err) < 0 && err->code) rc = err->code;
             if (!rc && o->g.beta > 0) {
                 use_reference(m, ref_w, spare, 1);
                 if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].ref, G, R[i].T, 0, err) < 0 && err->code) rc = err->code;
@@ -219,6 +222,9 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
             int64_t ntok = 0;
             for (int i = 0; !rc && i < P; i++) {
                 rows *r = &R[i];
+                int moves = o->g.beta > 0; /* a group of equal rewards and no KL adds nothing */
+                for (int k = 0; k < G; k++) moves |= adv[(size_t)i * G + k] != 0;
+                if (!moves) continue;
                 if (it > 0 && m->step(m->impl, r->ids, r->tg, NULL, r->cur, G, r->T, 0, err) < 0 && err->code) {
                     rc = err->code;
                     break;

@@ -5,6 +5,8 @@ the mean reward must rise clearly within a few dozen updates. With LoRA: the rol
 the adapted model, the reference from the base, and the checkpoint is an adapter. The objective's math and gradients are checked against PyTorch in
 tests/unit/test_rl_grpo.c; this checks the loop."""
 import json
+import pathlib
+import shutil
 
 import pytest
 
@@ -45,6 +47,9 @@ def test_reward_rises(base, tmp_path):
     assert m[-1]["kl"] > 0
     assert (tmp_path / "run" / "step-000024" / "model.safetensors").exists()
     assert "step 24/24" in p.stderr.decode()
+    if shutil.which("gnuplot"):  # the curves, as `whale train plot` draws a grpo run
+        drawn = run_whale("train", "plot", str(tmp_path / "run")).stdout.decode().split()
+        assert {"reward.png", "kl.png", "response_len.png"} <= {pathlib.Path(x).name for x in drawn}, drawn
 
 
 def test_lora_policy_and_reference(base, tmp_path):

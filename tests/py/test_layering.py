@@ -71,7 +71,7 @@ def test_eval_and_rl_see_whale_h_rl_and_base_only():
     (src/train), but still generate only through whale.h: no engine, model, kernel or tokenizer
     header."""
     loop = {"grpo_run.c", "grpo_run.h", "cmd_grpo.c"}
-    files = [SRC / "cli" / "cmd_eval.c", SRC / "cli" / "cmd_grpo.c"] + list((SRC / "rl").glob("*.[ch]"))
+    files = [SRC / "cli" / f for f in ("cmd_eval.c", "cmd_grpo.c", "cmd_distill.c")] + list((SRC / "rl").glob("*.[ch]"))
     assert len(files) >= 9
     bad = []
     for f in files:
