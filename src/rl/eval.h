@@ -55,8 +55,7 @@ typedef struct rl_eval_params {
     uint64_t seed;        /* sampling: sample s of problem i uses a seed derived from (seed, i, s) */
     uint64_t task_seed;   /* which problems (the generators' seed) */
     int mode;             /* enum rl_prompt_mode */
-    int n_parallel;       /* sequences decoding at once (<= 0: 4) */
-    int n_threads;        /* unused here: the model's, set when opening it */
+    int n_parallel;       /* sequences decoding at once (<= 0: 4); threads are the model's */
 } rl_eval_params;
 
 void rl_eval_params_default(rl_eval_params *p);
