@@ -241,6 +241,10 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
             }
             next++;
         }
+        if (first_open == next && next < total) { /* the queue is full of nothing of ours: cannot happen */
+            rc = err_set(err, WHALE_E_BUSY, "the engine takes no requests");
+            goto done;
+        }
         int moved = 0;
         for (int64_t x = first_open; x < next; x++) {
             job_slot *js = &jobs[x];

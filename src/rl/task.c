@@ -169,7 +169,7 @@ static void make_word(gen *g, int zh) {
         break;
     case 2: /* discount: prices are multiples of 20 and discounts of 5%, so the price stays whole */
         a = 20 * draw(g, 2, 50), b = 5 * draw(g, 1, 15), r = a - a * b / 100;
-        if (zh) snprintf(t, cap, "一件外套原价%lld元，商店打折优惠%lld%%。打折后的价格是多少元？", a, b);
+        if (zh) snprintf(t, cap, "一件外套原价%lld元，现在降价%lld%%出售。现价是多少元？", a, b);
         else snprintf(t, cap, "A jacket costs %lld dollars. The store takes %lld%% off. What is the price after the "
                               "discount, in dollars?", a, b);
         key(g, a), key(g, b);
