@@ -20,7 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *s = (const char *)data + 1;
     size_t n = size - 1;
     static const char *const refs[] = {"12", "Paris", "(a|b)+c", "80"};
-    rl_ref ref = {.verifier = data[0] % 4, .answer = refs[data[0] % 4], .n_nums = 4, .nums = {25, 5, 4, 3}, .target = 80};
+    rl_ref ref = {.verifier = data[0] % 4,
+                  .answer = refs[data[0] % 4],
+                  .n_nums = 4,
+                  .nums = {25, 5, 4, 3},
+                  .target = 80};
     rl_verdict v;
     rl_verify(s, n, (data[0] >> 2) & 1, &ref, &v);
     if (v.ans_off > n || v.ans_len > n - v.ans_off || v.think_end > n) abort();
@@ -28,7 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (v.has_answer && v.ans_len > RL_ANSWER_MAX_BYTES) abort();
     if (!memchr(v.norm, 0, sizeof v.norm)) abort();
     int64_t p, q;
-    if (rl_countdown_eval(s, n < RL_ANSWER_MAX_BYTES ? n : RL_ANSWER_MAX_BYTES, ref.nums, ref.n_nums, &p, &q) == 0 && q <= 0)
+    if (rl_countdown_eval(s, n < RL_ANSWER_MAX_BYTES ? n : RL_ANSWER_MAX_BYTES, ref.nums,
+                          ref.n_nums, &p, &q) == 0 &&
+        q <= 0)
         abort();
     char norm[RL_NORM_MAX];
     int count;
