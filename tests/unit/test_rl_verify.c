@@ -93,6 +93,13 @@ static void test_number_forms(void) {
     CHECK(num_ok("<think>x</think>x = -5", "-5"));
     CHECK(!num_ok("<think>x</think>x = -5", "5"));
     CHECK(num_ok("<think>x</think>8 - 5 = 3", "3")); /* subtraction, not a sign */
+    CHECK(
+        num_ok("<think>x</think>x = 8 - 5", "5")); /* a space after the digit: still subtraction */
+    CHECK(num_ok("<think>x</think>(2 + 6) - 5", "5"));
+    CHECK(num_ok("<think>x</think>１２ - 5", "5"));
+    CHECK(num_ok("<think>x</think>The answer is -5", "-5")); /* a word before: a sign */
+    CHECK(num_ok("<think>x</think>answer:-5", "-5"));
+    CHECK(num_ok("<think>x</think>x=-5", "-5"));
     CHECK(num_ok("<think>x</think>3.50", "3.5"));
     CHECK(num_ok("<think>x</think>3.0", "3"));
     CHECK(num_ok("<think>x</think>007", "7"));
