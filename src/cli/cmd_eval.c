@@ -18,31 +18,40 @@ int cmd_eval(int argc, char **argv); /* main.c's table (cli.h) */
 #define EVAL_SHOW_MAX_CHARS 600
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale eval [-m MODEL] --task NAME|FILE.jsonl [options]\n\n"
-               "Measure a model on a task whose answers a program can check: each problem's replies are\n"
-               "sampled through the engine (all at once, batched), their answers taken from after </think>\n"
-               "(or <answer>...</answer>) and verified. Prints pass@1, maj@K, the format rate, mean\n"
-               "reasoning and answer lengths and the speed.\n\n"
-               "  --task T              a built-in task (below), or a JSONL file with one problem a line:\n"
-               "                        {\"prompt\": \"...\", \"answer\": \"42\", \"verifier\": \"number\"|\"exact\"|\"regex\"}\n"
-               "  --split test|train    which split of a built-in task (default test, the held-out one)\n"
-               "  --n N                 problems (default 50; a file: at most its lines)\n"
-               "  --samples K           replies per problem (default 1); maj@K votes over them\n"
-               "  --temp T              temperature (default 0 with one sample, else 0.6; top-p 0.95)\n"
-               "  --max-tokens M        tokens per reply (default 512)\n"
-               "  --seed S              sampling seed (default 0): the same seed gives the same replies\n"
-               "  --task-seed S         which problems a built-in task draws (default 0)\n"
-               "  --parallel P          sequences decoding at once (default 4)\n"
-               "  --prompt chat|r1zero  the model's chat format (default when it has one), or R1-Zero's\n"
-               "                        plain-text template (\"... User: PROBLEM Assistant: <think>\")\n"
-               "  -t N                  threads (default: one per CPU)\n"
-               "  --json                one JSON object on standard output instead of the table\n"
-               "  --show N              also print the first N replies with their verdicts\n\n"
-               "built-in tasks:\n");
+    fprintf(
+        f,
+        "usage: whale eval [-m MODEL] --task NAME|FILE.jsonl [options]\n\n"
+        "Measure a model on a task whose answers a program can check: each problem's replies are\n"
+        "sampled through the engine (all at once, batched), their answers taken from after "
+        "</think>\n"
+        "(or <answer>...</answer>) and verified. Prints pass@1, maj@K, the format rate, mean\n"
+        "reasoning and answer lengths and the speed.\n\n"
+        "  --task T              a built-in task (below), or a JSONL file with one problem a "
+        "line:\n"
+        "                        {\"prompt\": \"...\", \"answer\": \"42\", \"verifier\": "
+        "\"number\"|\"exact\"|\"regex\"}\n"
+        "  --split test|train    which split of a built-in task (default test, the held-out one)\n"
+        "  --n N                 problems (default 50; a file: at most its lines)\n"
+        "  --samples K           replies per problem (default 1); maj@K votes over them\n"
+        "  --temp T              temperature (default 0 with one sample, else 0.6; top-p 0.95)\n"
+        "  --max-tokens M        tokens per reply (default 512)\n"
+        "  --seed S              sampling seed (default 0): the same seed gives the same replies\n"
+        "  --task-seed S         which problems a built-in task draws (default 0)\n"
+        "  --parallel P          sequences decoding at once (default 4)\n"
+        "  --prompt chat|r1zero  the model's chat format (default when it has one), or R1-Zero's\n"
+        "                        plain-text template (\"... User: PROBLEM Assistant: <think>\")\n"
+        "  -t N                  threads (default: one per CPU)\n"
+        "  --json                one JSON object on standard output instead of the table\n"
+        "  --show N              also print the first N replies with their verdicts\n\n"
+        "built-in tasks:\n");
     for (int i = 0; rl_task_builtin(i); i++)
-        fprintf(f, "  %-12s %s\n", rl_task_name(rl_task_builtin(i)), rl_task_about(rl_task_builtin(i)));
-    fprintf(f, "\nAn answer is the LAST number after </think> (number verifier); more than %d numbers there is a\n"
-               "list of guesses and wrong; a reply whose <think> is never closed has no answer. See docs/RL.md.\n",
+        fprintf(f, "  %-12s %s\n", rl_task_name(rl_task_builtin(i)),
+                rl_task_about(rl_task_builtin(i)));
+    fprintf(f,
+            "\nAn answer is the LAST number after </think> (number verifier); more than %d numbers "
+            "there is a\n"
+            "list of guesses and wrong; a reply whose <think> is never closed has no answer. See "
+            "docs/RL.md.\n",
             RL_ANSWER_MAX_NUMBERS);
 }
 
@@ -54,7 +63,10 @@ static void on_progress(void *ctx, int64_t done, int64_t total) {
 /* A number option's value in [lo, hi]; -1 with a message otherwise. */
 static int num(const char *a, const char *v, double lo, double hi, double *d) {
     char *end;
-    if (!v) { fprintf(stderr, "whale eval: %s needs a value\n", a); return -1; }
+    if (!v) {
+        fprintf(stderr, "whale eval: %s needs a value\n", a);
+        return -1;
+    }
     *d = strtod(v, &end);
     if (end == v || *end || *d < lo || *d > hi) {
         fprintf(stderr, "whale eval: %s takes a number from %g to %g, not '%s'\n", a, lo, hi, v);
@@ -66,18 +78,20 @@ static int num(const char *a, const char *v, double lo, double hi, double *d) {
 static void print_sample(const rl_eval_result *r, int64_t x) {
     const rl_sample *s = &r->s[x];
     const rl_item *it = &r->items[x / r->samples];
-    printf("--- problem %lld, sample %lld: %s%s\n", (long long)(x / r->samples), (long long)(x % r->samples),
-           s->v.correct ? "correct" : "wrong", s->v.format_ok ? "" : " (format broken)");
+    printf("--- problem %lld, sample %lld: %s%s\n", (long long)(x / r->samples),
+           (long long)(x % r->samples), s->v.correct ? "correct" : "wrong",
+           s->v.format_ok ? "" : " (format broken)");
     printf("problem:   %s\nreference: %s\n", it->prompt, it->ref.answer);
-    printf("answer:    %.*s\n", s->v.has_answer ? (int)(s->v.ans_len < 200 ? s->v.ans_len : 200) : 0,
+    printf("answer:    %.*s\n",
+           s->v.has_answer ? (int)(s->v.ans_len < 200 ? s->v.ans_len : 200) : 0,
            s->v.has_answer ? s->text + s->v.ans_off : "");
     int cut = s->len > EVAL_SHOW_MAX_CHARS;
     printf("reply (%lld tokens, %s):\n%.*s%s\n", (long long)s->n_gen, s->finish ? s->finish : "?",
            (int)(cut ? EVAL_SHOW_MAX_CHARS : s->len), s->text, cut ? " [...]" : "");
 }
 
-static void print_json(const rl_eval_result *r, const char *model, const char *task, int split, uint64_t seed,
-                       int64_t max_tokens, int parallel, int64_t show) {
+static void print_json(const rl_eval_result *r, const char *model, const char *task, int split,
+                       uint64_t seed, int64_t max_tokens, int parallel, int64_t show) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", model ? model : "default");
     cJSON_AddStringToObject(j, "task", task);
@@ -85,7 +99,8 @@ static void print_json(const rl_eval_result *r, const char *model, const char *t
     cJSON_AddStringToObject(j, "prompt", rl_prompt_mode_name(r->mode));
     cJSON_AddNumberToObject(j, "n", (double)r->n);
     cJSON_AddNumberToObject(j, "samples", r->samples);
-    cJSON_AddNumberToObject(j, "temperature", round(r->temperature * 1e6) / 1e6); /* 0.8, not 0.800000011920929 */
+    cJSON_AddNumberToObject(j, "temperature",
+                            round(r->temperature * 1e6) / 1e6); /* 0.8, not 0.800000011920929 */
     cJSON_AddNumberToObject(j, "seed", (double)seed);
     cJSON_AddNumberToObject(j, "max_tokens", (double)max_tokens);
     cJSON_AddNumberToObject(j, "parallel", parallel);
@@ -133,35 +148,73 @@ int cmd_eval(int argc, char **argv) {
     double d;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define TAKE(lo, hi) do { if (num(a, v, lo, hi, &d)) return 2; i++; } while (0)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--json")) json = 1;
-        else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) { model = v; i++; }
-        else if (!strcmp(a, "--task") && v) { task_arg = v; i++; }
-        else if (!strcmp(a, "--split") && v) {
-            if (strcmp(v, "test") && strcmp(v, "train")) { fprintf(stderr, "whale eval: --split takes test or train\n"); return 2; }
+#define TAKE(lo, hi)                                                                               \
+    do {                                                                                           \
+        if (num(a, v, lo, hi, &d)) return 2;                                                       \
+        i++;                                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) {
+            model = v;
+            i++;
+        } else if (!strcmp(a, "--task") && v) {
+            task_arg = v;
+            i++;
+        } else if (!strcmp(a, "--split") && v) {
+            if (strcmp(v, "test") && strcmp(v, "train")) {
+                fprintf(stderr, "whale eval: --split takes test or train\n");
+                return 2;
+            }
             p.split = !strcmp(v, "test") ? RL_SPLIT_TEST : RL_SPLIT_TRAIN;
             i++;
         } else if (!strcmp(a, "--prompt") && v) {
             int mode = rl_prompt_mode_parse(v);
-            if (mode < 0) { fprintf(stderr, "whale eval: --prompt takes chat or r1zero\n"); return 2; }
+            if (mode < 0) {
+                fprintf(stderr, "whale eval: --prompt takes chat or r1zero\n");
+                return 2;
+            }
             p.mode = mode;
             i++;
+        } else if (!strcmp(a, "--n")) {
+            TAKE(1, RL_EVAL_MAX_SAMPLES);
+            p.n = (int64_t)d;
+        } else if (!strcmp(a, "--samples")) {
+            TAKE(1, 1024);
+            p.samples = (int)d;
+        } else if (!strcmp(a, "--temp")) {
+            TAKE(0, 100);
+            p.temperature = (float)d;
+        } else if (!strcmp(a, "--max-tokens")) {
+            TAKE(1, 1 << 20);
+            p.max_tokens = (int64_t)d;
+        } else if (!strcmp(a, "--seed")) {
+            TAKE(0, 9.0e15);
+            p.seed = (uint64_t)d;
+        } else if (!strcmp(a, "--task-seed")) {
+            TAKE(0, 9.0e15);
+            p.task_seed = (uint64_t)d;
+        } else if (!strcmp(a, "--parallel")) {
+            TAKE(1, 256);
+            p.n_parallel = (int)d;
+        } else if (!strcmp(a, "-t")) {
+            TAKE(1, 1024);
+            threads = (int)d;
+        } else if (!strcmp(a, "--show")) {
+            TAKE(0, RL_EVAL_MAX_SAMPLES);
+            show = (int64_t)d;
+        } else {
+            fprintf(stderr, "whale eval: bad option '%s' (see whale eval --help)\n", a);
+            return 2;
         }
-        else if (!strcmp(a, "--n")) { TAKE(1, RL_EVAL_MAX_SAMPLES); p.n = (int64_t)d; }
-        else if (!strcmp(a, "--samples")) { TAKE(1, 1024); p.samples = (int)d; }
-        else if (!strcmp(a, "--temp")) { TAKE(0, 100); p.temperature = (float)d; }
-        else if (!strcmp(a, "--max-tokens")) { TAKE(1, 1 << 20); p.max_tokens = (int64_t)d; }
-        else if (!strcmp(a, "--seed")) { TAKE(0, 9.0e15); p.seed = (uint64_t)d; }
-        else if (!strcmp(a, "--task-seed")) { TAKE(0, 9.0e15); p.task_seed = (uint64_t)d; }
-        else if (!strcmp(a, "--parallel")) { TAKE(1, 256); p.n_parallel = (int)d; }
-        else if (!strcmp(a, "-t")) { TAKE(1, 1024); threads = (int)d; }
-        else if (!strcmp(a, "--show")) { TAKE(0, RL_EVAL_MAX_SAMPLES); show = (int64_t)d; }
-        else { fprintf(stderr, "whale eval: bad option '%s' (see whale eval --help)\n", a); return 2; }
 #undef TAKE
     }
     if (!task_arg) {
-        fprintf(stderr, "whale eval: give --task NAME (arith, countdown, linear, word_en, word_zh) or --task FILE.jsonl\n");
+        fprintf(stderr, "whale eval: give --task NAME (arith, countdown, linear, word_en, word_zh) "
+                        "or --task FILE.jsonl\n");
         return 2;
     }
     whale_err err = {0};
@@ -169,10 +222,16 @@ int cmd_eval(int argc, char **argv) {
     rl_task *loaded = NULL;
     if (!task) {
         if (access(task_arg, F_OK)) {
-            fprintf(stderr, "whale eval: no task '%s': not a built-in task (see whale eval --help) and no such file\n", task_arg);
+            fprintf(stderr,
+                    "whale eval: no task '%s': not a built-in task (see whale eval --help) and no "
+                    "such file\n",
+                    task_arg);
             return 2;
         }
-        if (rl_task_load_jsonl(task_arg, &loaded, &err)) { fprintf(stderr, "whale eval: %s\n", err.msg); return 1; }
+        if (rl_task_load_jsonl(task_arg, &loaded, &err)) {
+            fprintf(stderr, "whale eval: %s\n", err.msg);
+            return 1;
+        }
         task = loaded;
     }
     whale_model *m = NULL;
@@ -180,27 +239,35 @@ int cmd_eval(int argc, char **argv) {
     int rc = 1;
     whale_model_params mp = {.n_threads = threads, .progress = !json && isatty(2)};
     if (whale_model_open(&m, model, &mp, &err)) {
-        fprintf(stderr, "whale eval: %s%s\n", err.msg, model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
+        fprintf(stderr, "whale eval: %s%s\n", err.msg,
+                model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
         goto done;
     }
     progress bar;
     int64_t n_total = p.n * p.samples;
-    if (rl_task_size(task, p.split) >= 0 && p.n > rl_task_size(task, p.split)) n_total = rl_task_size(task, p.split) * p.samples;
+    if (rl_task_size(task, p.split) >= 0 && p.n > rl_task_size(task, p.split))
+        n_total = rl_task_size(task, p.split) * p.samples;
     progress_begin(&bar, "eval", (double)n_total, 0);
     int erc = rl_eval_run(m, task, &p, json ? NULL : on_progress, &bar, &r, &err);
     if (!json) progress_end(&bar);
-    if (erc) { fprintf(stderr, "whale eval: %s\n", err.msg); goto done; }
+    if (erc) {
+        fprintf(stderr, "whale eval: %s\n", err.msg);
+        goto done;
+    }
     if (json) {
-        print_json(&r, model, rl_task_name(task), p.split, p.seed, p.max_tokens, p.n_parallel, show);
+        print_json(&r, model, rl_task_name(task), p.split, p.seed, p.max_tokens, p.n_parallel,
+                   show);
     } else {
         for (int64_t x = 0; x < r.n * r.samples && x < show; x++) print_sample(&r, x);
         whale_model_info mi;
         whale_model_info_get(m, &mi);
         const char *slash = strrchr(mi.path, '/');
-        printf("task %s (%s split), model %s, prompt %s\n", rl_task_name(task), p.split == RL_SPLIT_TEST ? "test" : "train",
-               slash ? slash + 1 : mi.path, rl_prompt_mode_name(r.mode));
-        printf("%lld problems x %d sample%s, temperature %g, at most %lld tokens each\n", (long long)r.n, r.samples,
-               r.samples == 1 ? "" : "s", r.temperature, (long long)p.max_tokens);
+        printf("task %s (%s split), model %s, prompt %s\n", rl_task_name(task),
+               p.split == RL_SPLIT_TEST ? "test" : "train", slash ? slash + 1 : mi.path,
+               rl_prompt_mode_name(r.mode));
+        printf("%lld problems x %d sample%s, temperature %g, at most %lld tokens each\n",
+               (long long)r.n, r.samples, r.samples == 1 ? "" : "s", r.temperature,
+               (long long)p.max_tokens);
         printf("  %-22s %6.1f%%\n", "pass@1", 100 * r.pass1);
         char lab[32];
         snprintf(lab, sizeof lab, "maj@%d", r.samples);
@@ -209,8 +276,8 @@ int cmd_eval(int argc, char **argv) {
         printf("  %-22s %6.1f%%\n", "answered", 100 * r.answered_rate);
         printf("  %-22s %6.1f tokens\n", "reasoning (mean)", r.mean_think);
         printf("  %-22s %6.1f tokens\n", "answer (mean)", r.mean_answer);
-        printf("  %-22s %6.1f tokens/s (%lld tokens, %d parallel, %.1f s)\n", "speed", r.tokens_per_s,
-               (long long)r.n_gen_tokens, p.n_parallel, r.seconds);
+        printf("  %-22s %6.1f tokens/s (%lld tokens, %d parallel, %.1f s)\n", "speed",
+               r.tokens_per_s, (long long)r.n_gen_tokens, p.n_parallel, r.seconds);
     }
     rc = 0;
 done:

@@ -26,12 +26,15 @@ static int write_example(FILE *f, const char *problem, const char *reply) {
     return bad;
 }
 
-int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, int per_problem, const char *out_path,
-                   rl_eval_progress progress, void *ctx, rl_distill_stats *st, whale_err *err) {
+int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, int per_problem,
+                   const char *out_path, rl_eval_progress progress, void *ctx, rl_distill_stats *st,
+                   whale_err *err) {
     memset(st, 0, sizeof *st);
     if (rl_prompt_mode_resolve(m, p->mode) != RL_PROMPT_CHAT)
-        return err_set(err, WHALE_E_ARG, "distillation writes conversations: the teacher needs a chat format and the chat "
-                                         "prompt");
+        return err_set(
+            err, WHALE_E_ARG,
+            "distillation writes conversations: the teacher needs a chat format and the chat "
+            "prompt");
     rl_eval_result r;
     int rc = rl_eval_run(m, t, p, progress, ctx, &r, err);
     if (rc) {
@@ -42,17 +45,20 @@ int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, in
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
     FILE *f = fopen(tmp, "w");
     if (!f) rc = err_set(err, WHALE_E_IO, "%s: %m", tmp);
-    st->problems = r.n, st->samples = r.n * r.samples, st->seconds = r.seconds, st->tokens_per_s = r.tokens_per_s;
+    st->problems = r.n, st->samples = r.n * r.samples, st->seconds = r.seconds,
+    st->tokens_per_s = r.tokens_per_s;
     for (int64_t i = 0; !rc && i < r.n; i++) {
         int kept = 0;
         for (int k = 0; k < r.samples; k++) {
             const rl_sample *s = &r.s[i * r.samples + k];
             st->correct += s->v.correct, st->formatted += s->v.format_ok;
-            if (!s->v.correct || !s->v.format_ok || (per_problem > 0 && kept >= per_problem)) continue;
+            if (!s->v.correct || !s->v.format_ok || (per_problem > 0 && kept >= per_problem))
+                continue;
             int seen = 0; /* the same reply twice teaches nothing twice */
             for (int q = 0; q < k && !seen; q++) {
                 const rl_sample *o = &r.s[i * r.samples + q];
-                seen = o->v.correct && o->v.format_ok && o->len == s->len && !memcmp(o->text, s->text, s->len);
+                seen = o->v.correct && o->v.format_ok && o->len == s->len &&
+                       !memcmp(o->text, s->text, s->len);
             }
             if (seen) continue;
             if (write_example(f, r.items[i].prompt, s->text)) {

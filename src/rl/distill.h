@@ -29,7 +29,8 @@ typedef struct rl_distill_stats {
  * as JSONL (replaced atomically: written beside it, then renamed). Returns 0 with *st, or a
  * negative code with err set (the evaluation's, WHALE_E_IO for the file, WHALE_E_ARG for the
  * r1zero prompt). */
-int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, int per_problem, const char *out_path,
-                   rl_eval_progress progress, void *ctx, rl_distill_stats *st, whale_err *err);
+int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, int per_problem,
+                   const char *out_path, rl_eval_progress progress, void *ctx, rl_distill_stats *st,
+                   whale_err *err);
 
 #endif

@@ -12,15 +12,18 @@
 #include "base/rng.h"
 
 /* A prompt the model opened <think> in: R1-Zero's template as DeepSeek-R1's paper gives it. */
-static const char r1zero_head[] =
-    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
-    "assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
-    "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
-    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. User: ";
+static const char r1zero_head[] = "A conversation between User and Assistant. The user asks a "
+                                  "question, and the Assistant solves it. The "
+                                  "assistant first thinks about the reasoning process in the mind "
+                                  "and then provides the user with the answer. "
+                                  "The reasoning process and answer are enclosed within <think> "
+                                  "</think> and <answer> </answer> tags, "
+                                  "respectively, i.e., <think> reasoning process here </think> "
+                                  "<answer> answer here </answer>. User: ";
 static const char r1zero_tail[] = " Assistant: <think>";
 /* What the chat mode adds to the problem. */
-static const char chat_instruction[] =
-    "\n\nThink step by step inside <think> </think> tags, then write only the final answer after </think>.";
+static const char chat_instruction[] = "\n\nThink step by step inside <think> </think> tags, then "
+                                       "write only the final answer after </think>.";
 
 /* Longest reply the defaults allow when the caller gives none. */
 #define RL_EVAL_DEFAULT_MAX_TOKENS 512
@@ -50,16 +53,20 @@ char *rl_prompt_user_text(const char *problem) {
     return text;
 }
 
-int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out, int *start_in_think,
-                    whale_err *err) {
+int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out,
+                    int *start_in_think, whale_err *err) {
     whale_model_info mi;
     whale_model_info_get(m, &mi);
-    if (!mi.has_tokenizer) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer: it cannot read problems");
+    if (!mi.has_tokenizer)
+        return err_set(err, WHALE_E_UNSUPPORTED,
+                       "the model has no tokenizer: it cannot read problems");
     mode = rl_prompt_mode_resolve(m, mode);
     *start_in_think = 0;
     if (mode == RL_PROMPT_CHAT) {
         const char *fmt = whale_chat_format(m, NULL);
-        if (!fmt) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no chat format (use the r1zero prompt)");
+        if (!fmt)
+            return err_set(err, WHALE_E_UNSUPPORTED,
+                           "the model has no chat format (use the r1zero prompt)");
         char *text = rl_prompt_user_text(problem);
         if (!text) return err_set(err, WHALE_E_NOMEM, "out of memory");
         whale_msg msg = {.role = WHALE_ROLE_USER, .content = text};
@@ -90,7 +97,8 @@ void rl_eval_params_default(rl_eval_params *p) {
 
 void rl_eval_result_free(rl_eval_result *r) {
     if (!r) return;
-    for (int64_t i = 0; r->s && i < r->n * r->samples; i++) free(r->s[i].text), whale_ids_free(&r->s[i].ids);
+    for (int64_t i = 0; r->s && i < r->n * r->samples; i++)
+        free(r->s[i].text), whale_ids_free(&r->s[i].ids);
     free(r->s);
     free(r->items);
     free(r->maj_correct);
@@ -110,8 +118,8 @@ static int64_t tokens_through(const whale_model *m, const int32_t *ids, size_t n
 }
 
 /* One finished job into its sample: text, verdict, lengths. */
-static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it, int start_in_think, rl_sample *s,
-                         whale_err *err) {
+static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it,
+                         int start_in_think, rl_sample *s, whale_err *err) {
     size_t n = ids->n;
     s->n_gen = (int64_t)n;
     while (n && whale_token_is_end(m, ids->v[n - 1])) n--; /* the end-of-turn token is not text */
@@ -119,13 +127,16 @@ static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it
     s->text = n ? whale_detokenize(m, ids->v, n, &s->len) : strdup("");
     if (!s->text) return err_set(err, WHALE_E_NOMEM, "out of memory");
     rl_verify(s->text, s->len, start_in_think, &it->ref, &s->v);
-    if (s->v.think_end) s->n_think = tokens_through(m, ids->v, n, s->v.think_end);
-    else if (!s->v.has_answer && (start_in_think || strstr(s->text, "<think>"))) s->n_think = (int64_t)n; /* never closed */
+    if (s->v.think_end)
+        s->n_think = tokens_through(m, ids->v, n, s->v.think_end);
+    else if (!s->v.has_answer && (start_in_think || strstr(s->text, "<think>")))
+        s->n_think = (int64_t)n; /* never closed */
     return 0;
 }
 
 static void metrics(rl_eval_result *r) {
-    int64_t total = r->n * r->samples, correct = 0, fmt = 0, answered = 0, think = 0, gen = 0, text = 0, maj = 0;
+    int64_t total = r->n * r->samples, correct = 0, fmt = 0, answered = 0, think = 0, gen = 0,
+            text = 0, maj = 0;
     for (int64_t i = 0; i < total; i++) {
         const rl_sample *s = &r->s[i];
         correct += s->v.correct;
@@ -143,7 +154,10 @@ static void metrics(rl_eval_result *r) {
             int c = 0, seen = 0;
             for (int b = 0; b < r->samples; b++) {
                 if (s[b].v.vote != s[a].v.vote) continue;
-                if (b < a) { seen = 1; break; }
+                if (b < a) {
+                    seen = 1;
+                    break;
+                }
                 c++;
             }
             if (!seen && c > best_count) best = a, best_count = c;
@@ -169,8 +183,8 @@ typedef struct job_slot {
     int done;
 } job_slot;
 
-int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_eval_progress progress, void *ctx,
-                rl_eval_result *out, whale_err *err) {
+int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin,
+                rl_eval_progress progress, void *ctx, rl_eval_result *out, whale_err *err) {
     rl_eval_params p = *pin;
     memset(out, 0, sizeof *out);
     if (p.n <= 0) p.n = 50;
@@ -181,8 +195,8 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
     int64_t size = rl_task_size(t, p.split);
     if (size >= 0 && p.n > size) p.n = size;
     if (p.n * p.samples > RL_EVAL_MAX_SAMPLES)
-        return err_set(err, WHALE_E_ARG, "%lld problems x %d samples is more than %d", (long long)p.n, p.samples,
-                       RL_EVAL_MAX_SAMPLES);
+        return err_set(err, WHALE_E_ARG, "%lld problems x %d samples is more than %d",
+                       (long long)p.n, p.samples, RL_EVAL_MAX_SAMPLES);
     int64_t total = p.n * p.samples;
     out->n = p.n;
     out->samples = p.samples;
@@ -204,7 +218,8 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
         int64_t at = p.first + i;
         if (size > 0) at %= size;
         if ((rc = rl_task_item(t, p.split, at, p.task_seed, &out->items[i], err))) goto done;
-        if ((rc = rl_prompt_build(m, out->mode, out->items[i].prompt, &prompts[i], &in_think, err))) goto done;
+        if ((rc = rl_prompt_build(m, out->mode, out->items[i].prompt, &prompts[i], &in_think, err)))
+            goto done;
         out->n_prompt_tokens += (int64_t)prompts[i].n;
         if (prompts[i].n > longest) longest = prompts[i].n;
     }
@@ -216,11 +231,13 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
     ep.n_ctx = (int64_t)longest + p.max_tokens + 1;
     if (mi.n_ctx_train > 0 && ep.n_ctx > mi.n_ctx_train) ep.n_ctx = mi.n_ctx_train;
     if ((int64_t)longest >= ep.n_ctx) {
-        rc = err_set(err, WHALE_E_ARG, "a prompt is %zu tokens: the model's context holds %lld", longest, (long long)ep.n_ctx);
+        rc = err_set(err, WHALE_E_ARG, "a prompt is %zu tokens: the model's context holds %lld",
+                     longest, (long long)ep.n_ctx);
         goto done;
     }
     ep.max_queue = total < 1 << 20 ? (int)total : 1 << 20;
-    ep.cache_dir = ""; /* the problems' shared prefix is reused in memory; nothing written to disk */
+    ep.cache_dir =
+        ""; /* the problems' shared prefix is reused in memory; nothing written to disk */
     if ((rc = whale_engine_new(&e, m, &ep, err))) goto done;
     double t0 = clock_now_s();
     int64_t next = 0, finished = 0, first_open = 0;
@@ -248,6 +265,11 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
             }
             next++;
         }
+        if (first_open == next &&
+            next < total) { /* the queue is full of nothing of ours: cannot happen */
+            rc = err_set(err, WHALE_E_BUSY, "the engine takes no requests");
+            goto done;
+        }
         int moved = 0;
         for (int64_t x = first_open; x < next; x++) {
             job_slot *js = &jobs[x];
@@ -255,7 +277,10 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
             int d = 0;
             size_t k = whale_job_wait(js->j, js->ids.n, buf, sizeof buf / sizeof buf[0], 0, &d);
             for (size_t a = 0; a < k; a++)
-                if (whale_ids_push(&js->ids, buf[a])) { rc = err_set(err, WHALE_E_NOMEM, "out of memory"); goto done; }
+                if (whale_ids_push(&js->ids, buf[a])) {
+                    rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+                    goto done;
+                }
             moved |= k > 0 || d;
             if (!d) continue;
             js->done = 1;
@@ -275,9 +300,13 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin, rl_
         if (!moved && first_open < next) { /* block on the oldest until something happens */
             int d = 0;
             job_slot *js = &jobs[first_open];
-            size_t k = whale_job_wait(js->j, js->ids.n, buf, sizeof buf / sizeof buf[0], RL_EVAL_POLL_MS, &d);
+            size_t k = whale_job_wait(js->j, js->ids.n, buf, sizeof buf / sizeof buf[0],
+                                      RL_EVAL_POLL_MS, &d);
             for (size_t a = 0; a < k; a++)
-                if (whale_ids_push(&js->ids, buf[a])) { rc = err_set(err, WHALE_E_NOMEM, "out of memory"); goto done; }
+                if (whale_ids_push(&js->ids, buf[a])) {
+                    rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+                    goto done;
+                }
         }
     }
     out->seconds = clock_now_s() - t0;

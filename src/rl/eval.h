@@ -46,49 +46,49 @@ int rl_prompt_mode_resolve(const whale_model *m, int mode);
  * answer), malloc'd; NULL when out of memory. Distillation writes its examples with it. */
 char *rl_prompt_user_text(const char *problem);
 
-int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out, int *start_in_think,
-                    whale_err *err);
+int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out,
+                    int *start_in_think, whale_err *err);
 
 typedef struct rl_eval_params {
-    int split;            /* enum rl_split */
-    int64_t n;            /* problems (a file task: at most its lines; <= 0: 50) */
-    int samples;          /* K per problem (<= 0: 1) */
-    float temperature;    /* < 0: 0 when samples is 1, else 0.6 */
-    float top_p;          /* 0: 0.95 when sampling, else off */
-    int64_t max_tokens;   /* per reply (<= 0: 512) */
-    uint64_t seed;        /* sampling: sample s of problem i uses a seed derived from (seed, i, s) */
-    uint64_t task_seed;   /* which problems (the generators' seed) */
-    int mode;             /* enum rl_prompt_mode */
-    int n_parallel;       /* sequences decoding at once (<= 0: 4); threads are the model's */
-    int64_t first;        /* the first problem's index in the split (a file task wraps around) */
-    int keep_ids;         /* keep each reply's generated ids in its sample (a GRPO loop trains on them) */
+    int split;          /* enum rl_split */
+    int64_t n;          /* problems (a file task: at most its lines; <= 0: 50) */
+    int samples;        /* K per problem (<= 0: 1) */
+    float temperature;  /* < 0: 0 when samples is 1, else 0.6 */
+    float top_p;        /* 0: 0.95 when sampling, else off */
+    int64_t max_tokens; /* per reply (<= 0: 512) */
+    uint64_t seed;      /* sampling: sample s of problem i uses a seed derived from (seed, i, s) */
+    uint64_t task_seed; /* which problems (the generators' seed) */
+    int mode;           /* enum rl_prompt_mode */
+    int n_parallel;     /* sequences decoding at once (<= 0: 4); threads are the model's */
+    int64_t first;      /* the first problem's index in the split (a file task wraps around) */
+    int keep_ids; /* keep each reply's generated ids in its sample (a GRPO loop trains on them) */
 } rl_eval_params;
 
 void rl_eval_params_default(rl_eval_params *p);
 
 typedef struct rl_sample {
     rl_verdict v;
-    int64_t n_gen;          /* tokens generated (with the end-of-turn token) */
-    int64_t n_text;         /* of which text (without it) */
-    int64_t n_think;        /* of which reasoning (through </think>) */
-    char *text;             /* the reply, malloc'd */
+    int64_t n_gen;   /* tokens generated (with the end-of-turn token) */
+    int64_t n_text;  /* of which text (without it) */
+    int64_t n_think; /* of which reasoning (through </think>) */
+    char *text;      /* the reply, malloc'd */
     size_t len;
-    const char *finish;     /* "stop", "length", ... (static) */
-    whale_ids ids;          /* with keep_ids: the generated ids (with the end-of-turn token) */
+    const char *finish; /* "stop", "length", ... (static) */
+    whale_ids ids;      /* with keep_ids: the generated ids (with the end-of-turn token) */
 } rl_sample;
 
 typedef struct rl_eval_result {
-    int64_t n;        /* problems evaluated */
-    int samples;      /* K */
-    int mode;         /* the resolved prompt mode */
+    int64_t n;   /* problems evaluated */
+    int samples; /* K */
+    int mode;    /* the resolved prompt mode */
     float temperature;
     double pass1, maj, format_rate, answered_rate;
     double mean_think, mean_answer, mean_gen; /* tokens per sample */
     double tokens_per_s, seconds;
     int64_t n_prompt_tokens, n_gen_tokens;
-    rl_item *items;     /* (n) */
-    rl_sample *s;       /* (n * samples): problem i's sample k at i * samples + k */
-    int *maj_correct;   /* (n) */
+    rl_item *items;   /* (n) */
+    rl_sample *s;     /* (n * samples): problem i's sample k at i * samples + k */
+    int *maj_correct; /* (n) */
 } rl_eval_result;
 
 /* Called from the evaluating thread as samples end: done of total. */
@@ -99,8 +99,8 @@ typedef void (*rl_eval_progress)(void *ctx, int64_t done, int64_t total);
  * end), verify each reply and compute the metrics into *out (free with rl_eval_result_free,
  * also after a failure). Returns 0, or a negative status with a message: the task's, the
  * prompt's, the engine's, or WHALE_E_ARG for more than RL_EVAL_MAX_SAMPLES samples. */
-int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *p, rl_eval_progress progress, void *ctx,
-                rl_eval_result *out, whale_err *err);
+int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *p,
+                rl_eval_progress progress, void *ctx, rl_eval_result *out, whale_err *err);
 void rl_eval_result_free(rl_eval_result *r);
 
 #endif

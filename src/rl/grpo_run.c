@@ -18,7 +18,8 @@ void rl_grpo_opts_default(rl_grpo_opts *o) {
     o->prompts = 8, o->group = 8, o->steps = 100, o->mu = 1;
     o->temperature = 1.0f, o->top_p = 1.0f, o->max_tokens = 256, o->format_weight = 0.2f;
     o->g = (grpo_cfg){.variant = GRPO_STD, .clip_eps = 0.2f, .beta = 0.04f, .adv_eps = 1e-4f};
-    o->adam = (tr_adamw){.lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = 0.0f};
+    o->adam =
+        (tr_adamw){.lr = 1e-5f, .beta1 = 0.9f, .beta2 = 0.99f, .eps = 1e-8f, .weight_decay = 0.0f};
     o->clip = 1.0f, o->min_lr_frac = 1.0f, o->warmup = -1;
     o->eval_every = 10, o->eval_n = 50, o->n_parallel = 8, o->seed = 1;
     o->prompt_mode = RL_PROMPT_AUTO;
@@ -39,7 +40,8 @@ static void note(const rl_grpo_opts *o, const char *fmt, ...) {
 
 /* Write the current weights (with LoRA: the adapters) as DIR = out/policy and open them for the
  * engine: the directory itself, or the base model with the adapters applied. */
-static int open_policy(const tr_model *m, const rl_grpo_opts *o, whale_model **out, whale_err *err) {
+static int open_policy(const tr_model *m, const rl_grpo_opts *o, whale_model **out,
+                       whale_err *err) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/policy", o->out_dir);
     int rc = tr_save_hf(m, dir, m->lora ? NULL : o->tokenizer, err);
@@ -73,12 +75,14 @@ static int rows_make(rows *r, const whale_ids *prompt, const rl_sample *s, int G
     memset(r, 0, sizeof *r);
     int64_t longest = 0;
     for (int k = 0; k < G; k++)
-        if ((int64_t)(prompt->n + s[k].ids.n) - 1 > longest) longest = (int64_t)(prompt->n + s[k].ids.n) - 1;
+        if ((int64_t)(prompt->n + s[k].ids.n) - 1 > longest)
+            longest = (int64_t)(prompt->n + s[k].ids.n) - 1;
     if (longest < 1) longest = 1;
     r->T = (int)longest;
     size_t n = (size_t)G * (size_t)r->T;
     r->ids = calloc(n, sizeof *r->ids), r->tg = malloc(n * sizeof *r->tg), r->mask = calloc(n, 1);
-    r->old = calloc(n, sizeof(float)), r->ref = calloc(n, sizeof(float)), r->cur = calloc(n, sizeof(float));
+    r->old = calloc(n, sizeof(float)), r->ref = calloc(n, sizeof(float)),
+    r->cur = calloc(n, sizeof(float));
     r->dJ = calloc(n, sizeof(float));
     if (!r->ids || !r->tg || !r->mask || !r->old || !r->ref || !r->cur || !r->dJ)
         return err_set(err, WHALE_E_NOMEM, "out of memory for %d replies of %d tokens", G, r->T);
@@ -103,11 +107,14 @@ static int append_metrics(const char *out_dir, const rl_grpo_info *s, whale_err 
     FILE *f = fopen(p, s->step == 1 ? "w" : "a");
     if (!f) return err_set(err, WHALE_E_IO, "%s: %m", p);
     fprintf(f,
-            "{\"step\": %ld, \"reward\": %.6g, \"accuracy\": %.6g, \"format\": %.6g, \"response_len\": %.6g, "
-            "\"kl\": %.6g, \"clip_frac\": %.6g, \"grad_norm\": %.6g, \"lr\": %.6g, \"t_gen\": %.4f, \"t_logp\": %.4f, "
+            "{\"step\": %ld, \"reward\": %.6g, \"accuracy\": %.6g, \"format\": %.6g, "
+            "\"response_len\": %.6g, "
+            "\"kl\": %.6g, \"clip_frac\": %.6g, \"grad_norm\": %.6g, \"lr\": %.6g, \"t_gen\": "
+            "%.4f, \"t_logp\": %.4f, "
             "\"t_backward\": %.4f, \"t_eval\": %.4f, \"gen_tokens_per_s\": %.2f",
-            s->step, s->reward, s->accuracy, s->format_rate, s->response_len, s->kl, s->clip_frac, s->grad_norm,
-            (double)s->lr, s->t_gen, s->t_logp, s->t_backward, s->t_eval, s->gen_tokens_per_s);
+            s->step, s->reward, s->accuracy, s->format_rate, s->response_len, s->kl, s->clip_frac,
+            s->grad_norm, (double)s->lr, s->t_gen, s->t_logp, s->t_backward, s->t_eval,
+            s->gen_tokens_per_s);
     if (s->heldout >= 0) fprintf(f, ", \"heldout_accuracy\": %.6g", s->heldout);
     fprintf(f, "}\n");
     return fclose(f) ? err_set(err, WHALE_E_IO, "%s: %m", p) : 0;
@@ -135,16 +142,21 @@ static void use_reference(tr_model *m, float *ref_w, float *spare, int on) {
         return;
     }
     size_t bytes = m->P->n * sizeof(float);
-    if (on) memcpy(spare, m->P->w, bytes), memcpy(m->P->w, ref_w, bytes);
-    else memcpy(m->P->w, spare, bytes);
+    if (on)
+        memcpy(spare, m->P->w, bytes), memcpy(m->P->w, ref_w, bytes);
+    else
+        memcpy(m->P->w, spare, bytes);
 }
 
 int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
     const int P = o->prompts, G = o->group;
     if (P < 1 || G < 2 || o->steps < 1 || o->mu < 1 || !o->task || !o->out_dir)
-        return err_set(err, WHALE_E_ARG, "grpo: needs a task, an output directory, steps >= 1, prompts >= 1, a group of "
-                                          "at least 2 and mu >= 1");
-    if (mkdir(o->out_dir, 0755) && errno != EEXIST) return err_set(err, WHALE_E_IO, "%s: %m", o->out_dir);
+        return err_set(
+            err, WHALE_E_ARG,
+            "grpo: needs a task, an output directory, steps >= 1, prompts >= 1, a group of "
+            "at least 2 and mu >= 1");
+    if (mkdir(o->out_dir, 0755) && errno != EEXIST)
+        return err_set(err, WHALE_E_IO, "%s: %m", o->out_dir);
     size_t np = m->P->n;
     int full = !m->lora, rc = 0;
     float *mom = calloc(2 * np, sizeof(float)); /* AdamW's m and v */
@@ -153,12 +165,14 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
     rows *R = calloc((size_t)P, sizeof *R);
     float *adv = calloc((size_t)P * G, sizeof(float)), *rew = calloc((size_t)G, sizeof(float));
     if (!mom || !R || !adv || !rew || (full && o->g.beta > 0 && (!ref_w || !spare))) {
-        rc = err_set(err, WHALE_E_NOMEM, "out of memory for the optimizer state and the reference weights");
+        rc = err_set(err, WHALE_E_NOMEM,
+                     "out of memory for the optimizer state and the reference weights");
         goto done;
     }
     if (ref_w) memcpy(ref_w, m->P->w, np * sizeof(float));
     double before = -1;
-    long warmup = o->warmup >= 0 ? o->warmup : o->steps * o->mu / 10, updates = 0, total_updates = o->steps * o->mu;
+    long warmup = o->warmup >= 0 ? o->warmup : o->steps * o->mu / 10, updates = 0,
+         total_updates = o->steps * o->mu;
     for (long step = 1; step <= o->steps && !rc; step++) {
         rl_grpo_info info = {.step = step, .steps = o->steps, .heldout = -1};
         double t0 = clock_now_s();
@@ -177,12 +191,14 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
         rl_eval_params_default(&ep);
         ep.split = RL_SPLIT_TRAIN, ep.first = (step - 1) * P, ep.n = P, ep.samples = G;
         ep.temperature = o->temperature, ep.top_p = o->top_p, ep.max_tokens = o->max_tokens;
-        ep.seed = o->seed * 1000003u + (uint64_t)step, ep.task_seed = o->task_seed, ep.mode = o->prompt_mode;
+        ep.seed = o->seed * 1000003u + (uint64_t)step, ep.task_seed = o->task_seed,
+        ep.mode = o->prompt_mode;
         ep.n_parallel = o->n_parallel, ep.keep_ids = 1;
         rl_eval_result ro = {0};
         whale_ids *prompts = calloc((size_t)P, sizeof *prompts);
         int in_think = 0;
-        rc = prompts ? rl_eval_run(wm, o->task, &ep, NULL, NULL, &ro, err) : err_set(err, WHALE_E_NOMEM, "out of memory");
+        rc = prompts ? rl_eval_run(wm, o->task, &ep, NULL, NULL, &ro, err)
+                     : err_set(err, WHALE_E_NOMEM, "out of memory");
         for (int i = 0; !rc && i < P; i++)
             rc = rl_prompt_build(wm, ro.mode, ro.items[i].prompt, &prompts[i], &in_think, err);
         whale_model_close(wm);
@@ -196,17 +212,23 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
             const rl_sample *s = &ro.s[(size_t)i * G];
             for (int k = 0; k < G; k++) {
                 rew[k] = (float)s[k].v.correct + o->format_weight * (float)s[k].v.format_ok;
-                rsum += rew[k], correct += s[k].v.correct, fmt += s[k].v.format_ok, gen += s[k].n_gen;
+                rsum += rew[k], correct += s[k].v.correct, fmt += s[k].v.format_ok,
+                    gen += s[k].n_gen;
             }
             if ((rc = grpo_advantages(adv + (size_t)i * G, rew, G, &o->g, err))) break;
             if ((rc = rows_make(&R[i], &prompts[i], s, G, err))) break;
-            /* With one update and no KL the ratio is 1 on every token and dJ/dlogp_t is the advantage
-             * (times the aggregation): no need to know logp first. Otherwise the old policy's. */
+            /* With one update and no KL the ratio is 1 on every token and dJ/dlogp_t is the
+             * advantage (times the aggregation): no need to know logp first. Otherwise the old
+             * policy's. */
             if (o->mu > 1 || o->g.beta > 0)
-                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].old, G, R[i].T, 0, err) < 0 && err->code) rc = err->code;
+                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].old, G, R[i].T, 0, err) < 0 &&
+                    err->code)
+                    rc = err->code;
             if (!rc && o->g.beta > 0) {
                 use_reference(m, ref_w, spare, 1);
-                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].ref, G, R[i].T, 0, err) < 0 && err->code) rc = err->code;
+                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].ref, G, R[i].T, 0, err) < 0 &&
+                    err->code)
+                    rc = err->code;
                 use_reference(m, ref_w, spare, 0);
             }
         }
@@ -225,7 +247,8 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
                 int moves = o->g.beta > 0; /* a group of equal rewards and no KL adds nothing */
                 for (int k = 0; k < G; k++) moves |= adv[(size_t)i * G + k] != 0;
                 if (!moves) continue;
-                if (it > 0 && m->step(m->impl, r->ids, r->tg, NULL, r->cur, G, r->T, 0, err) < 0 && err->code) {
+                if (it > 0 && m->step(m->impl, r->ids, r->tg, NULL, r->cur, G, r->T, 0, err) < 0 &&
+                    err->code) {
                     rc = err->code;
                     break;
                 }
@@ -233,24 +256,30 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
                 grpo_stats st;
                 grpo_cfg g = o->g;
                 if (g.variant == GRPO_DR && g.max_len < 1) g.max_len = (int)o->max_tokens;
-                if ((rc = grpo_objective(&J, r->dJ, &st, it ? r->cur : r->old, r->old, r->ref, r->mask,
-                                         adv + (size_t)i * G, G, r->T, &g, err)))
+                if ((rc = grpo_objective(&J, r->dJ, &st, it ? r->cur : r->old, r->old, r->ref,
+                                         r->mask, adv + (size_t)i * G, G, r->T, &g, err)))
                     break;
-                for (size_t x = 0; x < (size_t)G * r->T; x++) r->dJ[x] /= (float)P; /* the batch's J: the groups' mean */
-                kl += st.kl_mean * (double)st.n_tokens, clip += st.clip_frac * (double)st.n_tokens, ntok += st.n_tokens;
-                if (m->step(m->impl, r->ids, r->tg, r->dJ, NULL, G, r->T, 1, err) < 0 && err->code) rc = err->code;
+                for (size_t x = 0; x < (size_t)G * r->T; x++)
+                    r->dJ[x] /= (float)P; /* the batch's J: the groups' mean */
+                kl += st.kl_mean * (double)st.n_tokens, clip += st.clip_frac * (double)st.n_tokens,
+                    ntok += st.n_tokens;
+                if (m->step(m->impl, r->ids, r->tg, r->dJ, NULL, G, r->T, 1, err) < 0 && err->code)
+                    rc = err->code;
             }
             if (rc) break;
             float *gb = m->P->g;
             size_t len = np;
             info.grad_norm = tr_clip_grad_norm(&gb, &len, 1, o->clip);
-            float lr = tr_lr_at(updates, total_updates, warmup, o->adam.lr, o->adam.lr * o->min_lr_frac, TR_LR_COSINE, 0);
+            float lr = tr_lr_at(updates, total_updates, warmup, o->adam.lr,
+                                o->adam.lr * o->min_lr_frac, TR_LR_COSINE, 0);
             tr_adamw c = o->adam;
             c.lr = lr;
             updates++;
             for (int i = 0; i < m->P->n_t; i++) {
                 tr_param *q = &m->P->t[i];
-                if (!q->frozen) tr_adamw_step(q->w, q->g, mom + q->off, mom + np + q->off, q->n, updates, &c, q->decay);
+                if (!q->frozen)
+                    tr_adamw_step(q->w, q->g, mom + q->off, mom + np + q->off, q->n, updates, &c,
+                                  q->decay);
             }
             info.lr = lr;
             info.kl = ntok ? kl / (double)ntok : 0, info.clip_frac = ntok ? clip / (double)ntok : 0;
@@ -277,13 +306,17 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
             char p[4200];
             snprintf(p, sizeof p, "%s/summary.json", o->out_dir);
             FILE *f = fopen(p, "w");
-            if (!f) rc = err_set(err, WHALE_E_IO, "%s: %m", p);
+            if (!f)
+                rc = err_set(err, WHALE_E_IO, "%s: %m", p);
             else {
-                fprintf(f, "{\"steps\": %ld, \"heldout_n\": %lld, \"heldout_before\": %.6g, \"heldout_after\": %.6g}\n",
+                fprintf(f,
+                        "{\"steps\": %ld, \"heldout_n\": %lld, \"heldout_before\": %.6g, "
+                        "\"heldout_after\": %.6g}\n",
                         o->steps, (long long)o->eval_n, before, after);
                 if (fclose(f)) rc = err_set(err, WHALE_E_IO, "%s: %m", p);
             }
-            note(o, "held-out accuracy: %.1f%% before, %.1f%% after %ld steps", 100 * before, 100 * after, o->steps);
+            note(o, "held-out accuracy: %.1f%% before, %.1f%% after %ld steps", 100 * before,
+                 100 * after, o->steps);
         }
         whale_model_close(wm);
     }

@@ -30,7 +30,7 @@ typedef struct rl_grpo_info {
     double reward, accuracy, format_rate, response_len; /* over the step's P x G samples */
     double kl, clip_frac, grad_norm;                    /* the last update's */
     float lr;
-    double heldout;  /* held-out accuracy (greedy) when evaluated at this step, else -1 */
+    double heldout; /* held-out accuracy (greedy) when evaluated at this step, else -1 */
     double t_gen, t_logp, t_backward, t_eval;
     double gen_tokens_per_s;
     const char *sample; /* one reply of the step (borrowed, valid during the callback) */
@@ -41,21 +41,21 @@ typedef struct rl_grpo_opts {
     const char *tokenizer; /* a tokenizer.json for the policy directory (NULL: none needed) */
     const rl_task *task;
     uint64_t task_seed;
-    int prompt_mode;      /* rl/eval.h's enum rl_prompt_mode */
-    int prompts, group;   /* P problems x G samples per step */
+    int prompt_mode;    /* rl/eval.h's enum rl_prompt_mode */
+    int prompts, group; /* P problems x G samples per step */
     long steps;
-    int mu;               /* optimizer steps per batch of rollouts */
+    int mu; /* optimizer steps per batch of rollouts */
     float temperature, top_p;
     int64_t max_tokens;
-    float format_weight;  /* the format reward's weight beside accuracy's 1 */
+    float format_weight; /* the format reward's weight beside accuracy's 1 */
     grpo_cfg g;
     tr_adamw adam;
     float clip, min_lr_frac;
     long warmup;
-    long eval_every;      /* held-out accuracy every N steps (and at the first and last); 0: never */
-    int64_t eval_n;       /* held-out problems */
-    long save_every;      /* 0: only at the end */
-    int n_parallel;       /* sequences the engine decodes at once */
+    long eval_every; /* held-out accuracy every N steps (and at the first and last); 0: never */
+    int64_t eval_n;  /* held-out problems */
+    long save_every; /* 0: only at the end */
+    int n_parallel;  /* sequences the engine decodes at once */
     uint64_t seed;
     void (*on_step)(void *ctx, const rl_grpo_info *s);
     void (*on_note)(void *ctx, const char *msg);

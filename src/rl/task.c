@@ -62,11 +62,18 @@ static int64_t pow10i(int d) {
 
 static void make_arith(gen *g) {
     int op = (int)draw(g, 0, 2);
-    int da = op == 2 ? (int)draw(g, 2, 3) : (int)draw(g, 2, 4), db = op == 2 ? 2 : (int)draw(g, 2, 4);
-    int64_t a = draw(g, pow10i(da - 1), pow10i(da) - 1), b = draw(g, pow10i(db - 1), pow10i(db) - 1);
-    if (op == 1 && a < b) { int64_t t = a; a = b; b = t; }
+    int da = op == 2 ? (int)draw(g, 2, 3) : (int)draw(g, 2, 4),
+        db = op == 2 ? 2 : (int)draw(g, 2, 4);
+    int64_t a = draw(g, pow10i(da - 1), pow10i(da) - 1),
+            b = draw(g, pow10i(db - 1), pow10i(db) - 1);
+    if (op == 1 && a < b) {
+        int64_t t = a;
+        a = b;
+        b = t;
+    }
     int64_t r = op == 0 ? a + b : op == 1 ? a - b : a * b;
-    snprintf(g->it->text, sizeof g->it->text, "What is %lld %c %lld?", (long long)a, "+-*"[op], (long long)b);
+    snprintf(g->it->text, sizeof g->it->text, "What is %lld %c %lld?", (long long)a, "+-*"[op],
+             (long long)b);
     answer_int(g, r);
     key(g, op), key(g, a), key(g, b);
 }
@@ -87,10 +94,21 @@ static void make_countdown(gen *g) {
             if (j >= i) j++;
             int64_t a = v[i], b = v[j], r = 0;
             switch ((int)draw(g, 0, 3)) {
-            case 0: r = a + b; break;
-            case 1: r = a > b ? a - b : b - a; ok = r > 0; break;
-            case 2: r = a * b; ok = r <= 5000; break;
-            default: ok = b > 1 && a % b == 0; r = ok ? a / b : 0; break;
+            case 0:
+                r = a + b;
+                break;
+            case 1:
+                r = a > b ? a - b : b - a;
+                ok = r > 0;
+                break;
+            case 2:
+                r = a * b;
+                ok = r <= 5000;
+                break;
+            default:
+                ok = b > 1 && a % b == 0;
+                r = ok ? a / b : 0;
+                break;
             }
             v[i < j ? i : j] = r; /* the pair becomes one value */
             v[i < j ? j : i] = v[m - 1];
@@ -102,9 +120,11 @@ static void make_countdown(gen *g) {
         char list[64];
         size_t k = 0;
         for (int i = 0; i < n; i++)
-            k += (size_t)snprintf(list + k, sizeof list - k, "%s%lld", i ? ", " : "", (long long)given[i]);
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%lld", i ? ", " : "",
+                                  (long long)given[i]);
         snprintf(it->text, sizeof it->text,
-                 "Using the numbers %s, each at most once, and the operations +, -, *, / with parentheses, "
+                 "Using the numbers %s, each at most once, and the operations +, -, *, / with "
+                 "parentheses, "
                  "write an expression that equals %lld. The answer is the expression alone.",
                  list, (long long)target);
         snprintf(it->answer, sizeof it->answer, "%lld", (long long)target);
@@ -128,10 +148,11 @@ static void make_countdown(gen *g) {
 /* ---- linear ------------------------------------------------------------------------------- */
 
 static void make_linear(gen *g) {
-    int64_t a = draw(g, 2, 12) * (draw(g, 0, 3) ? 1 : -1), x = draw(g, -20, 20), b = draw(g, 1, 60) * (draw(g, 0, 1) ? 1 : -1);
+    int64_t a = draw(g, 2, 12) * (draw(g, 0, 3) ? 1 : -1), x = draw(g, -20, 20),
+            b = draw(g, 1, 60) * (draw(g, 0, 1) ? 1 : -1);
     int64_t c = a * x + b;
-    snprintf(g->it->text, sizeof g->it->text, "Solve for x: %lldx %c %lld = %lld. What is x?", (long long)a, b < 0 ? '-' : '+',
-             (long long)(b < 0 ? -b : b), (long long)c);
+    snprintf(g->it->text, sizeof g->it->text, "Solve for x: %lldx %c %lld = %lld. What is x?",
+             (long long)a, b < 0 ? '-' : '+', (long long)(b < 0 ? -b : b), (long long)c);
     answer_int(g, x);
     key(g, a), key(g, b), key(g, c);
 }
@@ -155,69 +176,110 @@ static void make_word(gen *g, int zh) {
     switch (tpl) {
     case 0: /* money */
         a = draw(g, 20, 200), b = draw(g, 2, 9), c = draw(g, 1, (a - 1) / b), r = a - b * c;
-        if (zh) snprintf(t, cap, "%s有%lld元，买了%lld本笔记本，每本%lld元。%s还剩多少元？", name, a, b, c, name);
-        else snprintf(t, cap, "%s has %lld dollars and buys %lld notebooks that cost %lld dollars each. How many dollars "
-                              "does %s have left?", name, a, b, c, name);
+        if (zh)
+            snprintf(t, cap, "%s有%lld元，买了%lld本笔记本，每本%lld元。%s还剩多少元？", name, a, b,
+                     c, name);
+        else
+            snprintf(t, cap,
+                     "%s has %lld dollars and buys %lld notebooks that cost %lld dollars each. How "
+                     "many dollars "
+                     "does %s have left?",
+                     name, a, b, c, name);
         key(g, a), key(g, b), key(g, c);
         break;
     case 1: /* rate: speeds are multiples of 4 so a quarter hour is whole kilometers */
         a = 4 * draw(g, 5, 30), b = draw(g, 1, 5), c = 15 * draw(g, 1, 3), r = a * b + a * c / 60;
-        if (zh) snprintf(t, cap, "一辆汽车每小时行驶%lld千米。它在%lld小时%lld分钟内一共行驶多少千米？", a, b, c);
-        else snprintf(t, cap, "A car drives at %lld kilometers per hour. How many kilometers does it travel in %lld "
-                              "hours and %lld minutes?", a, b, c);
+        if (zh)
+            snprintf(t, cap, "一辆汽车每小时行驶%lld千米。它在%lld小时%lld分钟内一共行驶多少千米？",
+                     a, b, c);
+        else
+            snprintf(t, cap,
+                     "A car drives at %lld kilometers per hour. How many kilometers does it travel "
+                     "in %lld "
+                     "hours and %lld minutes?",
+                     a, b, c);
         key(g, a), key(g, b), key(g, c);
         break;
     case 2: /* discount: prices are multiples of 20 and discounts of 5%, so the price stays whole */
         a = 20 * draw(g, 2, 50), b = 5 * draw(g, 1, 15), r = a - a * b / 100;
-        if (zh) snprintf(t, cap, "一件外套原价%lld元，商店打折优惠%lld%%。打折后的价格是多少元？", a, b);
-        else snprintf(t, cap, "A jacket costs %lld dollars. The store takes %lld%% off. What is the price after the "
-                              "discount, in dollars?", a, b);
+        if (zh)
+            snprintf(t, cap, "一件外套原价%lld元，现在降价%lld%%出售。现价是多少元？", a, b);
+        else
+            snprintf(t, cap,
+                     "A jacket costs %lld dollars. The store takes %lld%% off. What is the price "
+                     "after the "
+                     "discount, in dollars?",
+                     a, b);
         key(g, a), key(g, b);
         break;
     case 3: /* perimeter */
         a = draw(g, 3, 60), b = draw(g, 2, a - 1), r = 2 * (a + b);
-        if (zh) snprintf(t, cap, "一个长方形花园长%lld米，宽%lld米。它的周长是多少米？", a, b);
-        else snprintf(t, cap, "A rectangular garden is %lld meters long and %lld meters wide. What is its perimeter "
-                              "in meters?", a, b);
+        if (zh)
+            snprintf(t, cap, "一个长方形花园长%lld米，宽%lld米。它的周长是多少米？", a, b);
+        else
+            snprintf(t, cap,
+                     "A rectangular garden is %lld meters long and %lld meters wide. What is its "
+                     "perimeter "
+                     "in meters?",
+                     a, b);
         key(g, a), key(g, b);
         break;
     case 4: { /* two numbers from their sum and difference */
         long long x = draw(g, 10, 200), y = draw(g, 1, x - 1);
         int larger = (int)draw(g, 0, 1);
         r = larger ? x : y;
-        if (zh) snprintf(t, cap, "两个数的和是%lld，差是%lld。%s的那个数是多少？", x + y, x - y, larger ? "较大" : "较小");
-        else snprintf(t, cap, "Two numbers add up to %lld and their difference is %lld. What is the %s number?", x + y,
-                      x - y, larger ? "larger" : "smaller");
+        if (zh)
+            snprintf(t, cap, "两个数的和是%lld，差是%lld。%s的那个数是多少？", x + y, x - y,
+                     larger ? "较大" : "较小");
+        else
+            snprintf(
+                t, cap,
+                "Two numbers add up to %lld and their difference is %lld. What is the %s number?",
+                x + y, x - y, larger ? "larger" : "smaller");
         key(g, x), key(g, y), key(g, larger);
         break;
     }
     case 5: /* multi-digit multiplication */
         a = draw(g, 12, 999), b = draw(g, 12, 99), r = a * b;
-        if (zh) snprintf(t, cap, "每盒有%lld支铅笔。%lld盒一共有多少支铅笔？", a, b);
-        else snprintf(t, cap, "A box holds %lld pencils. How many pencils are in %lld boxes?", a, b);
+        if (zh)
+            snprintf(t, cap, "每盒有%lld支铅笔。%lld盒一共有多少支铅笔？", a, b);
+        else
+            snprintf(t, cap, "A box holds %lld pencils. How many pencils are in %lld boxes?", a, b);
         key(g, a), key(g, b);
         break;
     default: /* sharing by division */
         b = draw(g, 2, 12), c = draw(g, 3, 60), a = b * c, r = c;
-        if (zh) snprintf(t, cap, "%s把%lld张贴纸平均分给%lld个朋友，每个朋友分到多少张？", name, a, b);
-        else snprintf(t, cap, "%s shares %lld stickers equally among %lld friends. How many stickers does each "
-                              "friend get?", name, a, b);
+        if (zh)
+            snprintf(t, cap, "%s把%lld张贴纸平均分给%lld个朋友，每个朋友分到多少张？", name, a, b);
+        else
+            snprintf(
+                t, cap,
+                "%s shares %lld stickers equally among %lld friends. How many stickers does each "
+                "friend get?",
+                name, a, b);
         key(g, a), key(g, b);
         break;
     }
     answer_int(g, r);
 }
 
-static void make_word_en(gen *g) { make_word(g, 0); }
-static void make_word_zh(gen *g) { make_word(g, 1); }
+static void make_word_en(gen *g) {
+    make_word(g, 0);
+}
+static void make_word_zh(gen *g) {
+    make_word(g, 1);
+}
 
 static const rl_task builtins[] = {
     {"arith", "multi-digit +, -, * (a number)", make_arith, 1, NULL, 0, NULL, NULL, NULL},
-    {"countdown", "reach a target from 3-4 numbers with + - * / (an expression)", make_countdown, 2, NULL, 0, NULL, NULL, NULL},
-    {"linear", "solve a*x + b = c for integer x (a number)", make_linear, 3, NULL, 0, NULL, NULL, NULL},
-    {"word_en", "English word problems: money, rates, discounts, perimeters, sums (a number)", make_word_en, 4, NULL, 0,
-     NULL, NULL, NULL},
-    {"word_zh", "the same word problems in Chinese (a number)", make_word_zh, 5, NULL, 0, NULL, NULL, NULL},
+    {"countdown", "reach a target from 3-4 numbers with + - * / (an expression)", make_countdown, 2,
+     NULL, 0, NULL, NULL, NULL},
+    {"linear", "solve a*x + b = c for integer x (a number)", make_linear, 3, NULL, 0, NULL, NULL,
+     NULL},
+    {"word_en", "English word problems: money, rates, discounts, perimeters, sums (a number)",
+     make_word_en, 4, NULL, 0, NULL, NULL, NULL},
+    {"word_zh", "the same word problems in Chinese (a number)", make_word_zh, 5, NULL, 0, NULL,
+     NULL, NULL},
 };
 #define N_BUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -227,9 +289,15 @@ const rl_task *rl_task_find(const char *name) {
     return NULL;
 }
 
-const rl_task *rl_task_builtin(int i) { return i >= 0 && i < N_BUILTINS ? &builtins[i] : NULL; }
-const char *rl_task_name(const rl_task *t) { return t->name; }
-const char *rl_task_about(const rl_task *t) { return t->about; }
+const rl_task *rl_task_builtin(int i) {
+    return i >= 0 && i < N_BUILTINS ? &builtins[i] : NULL;
+}
+const char *rl_task_name(const rl_task *t) {
+    return t->name;
+}
+const char *rl_task_about(const rl_task *t) {
+    return t->about;
+}
 
 int64_t rl_task_size(const rl_task *t, int split) {
     (void)split;
@@ -244,15 +312,18 @@ static uint64_t mix(uint64_t a, uint64_t b) {
     return rng_splitmix64(&s);
 }
 
-int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_item *out, whale_err *err) {
+int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_item *out,
+                 whale_err *err) {
     memset(out, 0, sizeof *out);
     out->prompt = out->text;
     out->ref.answer = out->answer;
-    if (split != RL_SPLIT_TRAIN && split != RL_SPLIT_TEST) return err_set(err, WHALE_E_ARG, "split must be train or test");
+    if (split != RL_SPLIT_TRAIN && split != RL_SPLIT_TEST)
+        return err_set(err, WHALE_E_ARG, "split must be train or test");
     if (index < 0) return err_set(err, WHALE_E_ARG, "negative problem index");
     if (!t->make) {
         if (index >= t->n)
-            return err_set(err, WHALE_E_ARG, "%s has %lld problems, not %lld", t->path, (long long)t->n, (long long)index + 1);
+            return err_set(err, WHALE_E_ARG, "%s has %lld problems, not %lld", t->path,
+                           (long long)t->n, (long long)index + 1);
         out->prompt = t->prompt[index];
         out->ref.answer = t->answer[index];
         out->ref.verifier = t->verifier[index];
@@ -270,7 +341,8 @@ int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_i
         out->key = k ? k : 1;
         if ((out->key % RL_TEST_ONE_IN == 0) == (split == RL_SPLIT_TEST)) return 0;
     }
-    return err_set(err, WHALE_E_ARG, "%s: no problem of the %s split found", t->name, split ? "test" : "train");
+    return err_set(err, WHALE_E_ARG, "%s: no problem of the %s split found", t->name,
+                   split ? "test" : "train");
 }
 
 /* ---- JSONL user tasks --------------------------------------------------------------------- */
@@ -290,20 +362,41 @@ void rl_task_free(const rl_task *tc) {
 static int parse_line(rl_task *t, const char *line, whale_err *err) {
     cJSON *j = cJSON_Parse(line);
     int rc = WHALE_E_FORMAT;
-    if (!j) { err_set(err, rc, "not valid JSON"); goto done; }
-    if (!cJSON_IsObject(j)) { err_set(err, rc, "not a JSON object"); goto done; }
-    cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *a = cJSON_GetObjectItemCaseSensitive(j, "answer");
+    if (!j) {
+        err_set(err, rc, "not valid JSON");
+        goto done;
+    }
+    if (!cJSON_IsObject(j)) {
+        err_set(err, rc, "not a JSON object");
+        goto done;
+    }
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prompt"),
+          *a = cJSON_GetObjectItemCaseSensitive(j, "answer");
     cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "verifier");
-    if (!cJSON_IsString(p) || !p->valuestring[0]) { err_set(err, rc, "\"prompt\" must be a non-empty string"); goto done; }
+    if (!cJSON_IsString(p) || !p->valuestring[0]) {
+        err_set(err, rc, "\"prompt\" must be a non-empty string");
+        goto done;
+    }
     char num[64];
     const char *ans = NULL;
-    if (cJSON_IsString(a)) ans = a->valuestring;
-    else if (cJSON_IsNumber(a)) snprintf(num, sizeof num, "%.15g", a->valuedouble), ans = num; /* 0.1, not 0.10000000000000001 */
-    if (!ans) { err_set(err, rc, "\"answer\" must be a string or a number"); goto done; }
+    if (cJSON_IsString(a))
+        ans = a->valuestring;
+    else if (cJSON_IsNumber(a))
+        snprintf(num, sizeof num, "%.15g", a->valuedouble),
+            ans = num; /* 0.1, not 0.10000000000000001 */
+    if (!ans) {
+        err_set(err, rc, "\"answer\" must be a string or a number");
+        goto done;
+    }
     int kind = RL_VERIFY_NUMBER;
-    if (v && !cJSON_IsString(v)) { err_set(err, rc, "\"verifier\" must be \"number\", \"exact\" or \"regex\""); goto done; }
-    if (v && !strcmp(v->valuestring, "exact")) kind = RL_VERIFY_EXACT;
-    else if (v && !strcmp(v->valuestring, "regex")) kind = RL_VERIFY_REGEX;
+    if (v && !cJSON_IsString(v)) {
+        err_set(err, rc, "\"verifier\" must be \"number\", \"exact\" or \"regex\"");
+        goto done;
+    }
+    if (v && !strcmp(v->valuestring, "exact"))
+        kind = RL_VERIFY_EXACT;
+    else if (v && !strcmp(v->valuestring, "regex"))
+        kind = RL_VERIFY_REGEX;
     else if (v && strcmp(v->valuestring, "number")) {
         err_set(err, rc, "unknown verifier \"%.40s\" (number, exact or regex)", v->valuestring);
         goto done;
@@ -317,7 +410,10 @@ static int parse_line(rl_task *t, const char *line, whale_err *err) {
         }
     }
     if (kind == RL_VERIFY_REGEX && rl_regex_check(ans, err)) goto done;
-    if (strlen(ans) > RL_ANSWER_MAX_BYTES) { err_set(err, rc, "answer longer than %d bytes", RL_ANSWER_MAX_BYTES); goto done; }
+    if (strlen(ans) > RL_ANSWER_MAX_BYTES) {
+        err_set(err, rc, "answer longer than %d bytes", RL_ANSWER_MAX_BYTES);
+        goto done;
+    }
     t->prompt[t->n] = strdup(p->valuestring);
     t->answer[t->n] = strdup(ans);
     t->verifier[t->n] = kind;
@@ -341,13 +437,15 @@ int rl_task_load_jsonl(const char *path, rl_task **out, whale_err *err) {
     int too_big = 0;
     char *buf = read_all(f, RL_JSONL_MAX_BYTES, &len, &too_big);
     fclose(f);
-    if (!buf) return err_set(err, too_big ? WHALE_E_FORMAT : WHALE_E_IO, "%s: %s", path,
-                             too_big ? "larger than 256 MiB" : "cannot read");
+    if (!buf)
+        return err_set(err, too_big ? WHALE_E_FORMAT : WHALE_E_IO, "%s: %s", path,
+                       too_big ? "larger than 256 MiB" : "cannot read");
     int64_t lines = 1;
     for (size_t i = 0; i < len; i++) lines += buf[i] == '\n';
     rl_task *t = calloc(1, sizeof *t);
     int rc = WHALE_E_NOMEM;
-    if (!t || !(t->prompt = calloc((size_t)lines, sizeof *t->prompt)) || !(t->answer = calloc((size_t)lines, sizeof *t->answer)) ||
+    if (!t || !(t->prompt = calloc((size_t)lines, sizeof *t->prompt)) ||
+        !(t->answer = calloc((size_t)lines, sizeof *t->answer)) ||
         !(t->verifier = calloc((size_t)lines, sizeof *t->verifier)) || !(t->path = strdup(path))) {
         err_set(err, rc, "%s: out of memory", path);
         goto fail;
@@ -360,11 +458,13 @@ int rl_task_load_jsonl(const char *path, rl_task **out, whale_err *err) {
         if (nl) *nl = 0;
         size_t k = strlen(line);
         if (k != (size_t)((nl ? nl : buf + len) - line)) {
-            rc = err_set(err, WHALE_E_FORMAT, "%s:%lld: a NUL byte in the line", path, (long long)no);
+            rc = err_set(err, WHALE_E_FORMAT, "%s:%lld: a NUL byte in the line", path,
+                         (long long)no);
             goto fail;
         }
         int blank = 1;
-        for (size_t i = 0; i < k && blank; i++) blank = line[i] == ' ' || line[i] == '\t' || line[i] == '\r';
+        for (size_t i = 0; i < k && blank; i++)
+            blank = line[i] == ' ' || line[i] == '\t' || line[i] == '\r';
         if (!blank && (rc = parse_line(t, line, err))) {
             err_prefix(err, "%s:%lld", path, (long long)no);
             goto fail;
@@ -372,8 +472,10 @@ int rl_task_load_jsonl(const char *path, rl_task **out, whale_err *err) {
         line = nl ? nl + 1 : NULL;
     }
     if (!t->n) {
-        rc = err_set(err, WHALE_E_FORMAT, "%s: no problems in the file (one JSON object a line: "
-                                          "{\"prompt\": ..., \"answer\": ..., \"verifier\": \"number\"})", path);
+        rc = err_set(err, WHALE_E_FORMAT,
+                     "%s: no problems in the file (one JSON object a line: "
+                     "{\"prompt\": ..., \"answer\": ..., \"verifier\": \"number\"})",
+                     path);
         goto fail;
     }
     free(buf);

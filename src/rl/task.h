@@ -72,6 +72,7 @@ int64_t rl_task_size(const rl_task *t, int split);
 
 /* Problem `index` of `split` for `seed` into *out. Returns 0, or WHALE_E_ARG for a split other
  * than the two, a negative index, or an index past a file's last line. */
-int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_item *out, whale_err *err);
+int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_item *out,
+                 whale_err *err);
 
 #endif

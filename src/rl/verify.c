@@ -34,11 +34,15 @@ static long find_first(const char *s, size_t from, size_t n, const char *needle)
 
 static int count_of(const char *s, size_t from, size_t n, const char *needle) {
     int c = 0;
-    for (long i = find_first(s, from, n, needle); i >= 0; i = find_first(s, (size_t)i + 1, n, needle)) c++;
+    for (long i = find_first(s, from, n, needle); i >= 0;
+         i = find_first(s, (size_t)i + 1, n, needle))
+        c++;
     return c;
 }
 
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_space(unsigned char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 static void trim(const char *s, size_t *off, size_t *len) {
     while (*len && is_space((unsigned char)s[*off])) (*off)++, (*len)--;
@@ -78,7 +82,8 @@ void rl_answer_find(const char *s, size_t n, int start_in_think, rl_verdict *out
     int fmt = close >= 0 && n_close == 1;
     if (fmt) {
         long open = find_first(s, 0, n, "<think>");
-        if (start_in_think) fmt = n_open == 0;
+        if (start_in_think)
+            fmt = n_open == 0;
         else {
             fmt = n_open == 1 && open < close;
             for (long i = 0; fmt && i < open; i++) fmt = is_space((unsigned char)s[i]);
@@ -98,8 +103,10 @@ void rl_answer_find(const char *s, size_t n, int start_in_think, rl_verdict *out
         int depth = 1;
         size_t j = i;
         for (; j < end; j++) {
-            if (s[j] == '{') depth++;
-            else if (s[j] == '}' && --depth == 0) break;
+            if (s[j] == '{')
+                depth++;
+            else if (s[j] == '}' && --depth == 0)
+                break;
         }
         off = i;
         len = j - i;
@@ -117,9 +124,12 @@ void rl_answer_find(const char *s, size_t n, int start_in_think, rl_verdict *out
 /* The digit at s[i] (ASCII or full-width U+FF10..U+FF19) and its byte length, or -1. */
 static int digit_at(const char *s, size_t n, size_t i, size_t *w) {
     unsigned char c = (unsigned char)s[i];
-    if (c >= '0' && c <= '9') { *w = 1; return c - '0'; }
-    if (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBC && (unsigned char)s[i + 2] >= 0x90 &&
-        (unsigned char)s[i + 2] <= 0x99) {
+    if (c >= '0' && c <= '9') {
+        *w = 1;
+        return c - '0';
+    }
+    if (c == 0xEF && i + 2 < n && (unsigned char)s[i + 1] == 0xBC &&
+        (unsigned char)s[i + 2] >= 0x90 && (unsigned char)s[i + 2] <= 0x99) {
         *w = 3;
         return (unsigned char)s[i + 2] - 0x90;
     }
@@ -135,18 +145,22 @@ static size_t minus_before(const char *s, size_t i) {
 }
 
 static int is_alnum_byte(unsigned char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ')' || c == '_';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == ')' ||
+           c == '_';
 }
 
 /* Scan one number starting at the digit s[i]: writes its normalized form into out (cap) and
  * returns the offset after it; *valid 0 when too long or an exponent follows. */
-static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out, size_t cap, int *valid) {
+static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out, size_t cap,
+                          int *valid) {
     char ip[RL_NUMBER_MAX_DIGITS + 1], fp[RL_NUMBER_MAX_DIGITS + 1];
     size_t ni = 0, nf = 0, w, run = 0;
     int d, too_long = 0;
     while (i < n && (d = digit_at(s, n, i, &w)) >= 0) {
-        if (ni < RL_NUMBER_MAX_DIGITS) ip[ni++] = (char)('0' + d);
-        else too_long = 1;
+        if (ni < RL_NUMBER_MAX_DIGITS)
+            ip[ni++] = (char)('0' + d);
+        else
+            too_long = 1;
         i += w, run++;
     }
     /* thousands groups: a first run of 1-3 digits, then ",ddd" groups not followed by a digit */
@@ -156,18 +170,24 @@ static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out,
         while (k < 3 && j < n && (d = digit_at(s, n, j, &w)) >= 0) g[k++] = (char)('0' + d), j += w;
         if (k != 3 || (j < n && digit_at(s, n, j, &w) >= 0)) break;
         for (k = 0; k < 3; k++) {
-            if (ni < RL_NUMBER_MAX_DIGITS) ip[ni++] = g[k];
-            else too_long = 1;
+            if (ni < RL_NUMBER_MAX_DIGITS)
+                ip[ni++] = g[k];
+            else
+                too_long = 1;
         }
         i = j;
     }
-    size_t dot = i < n && s[i] == '.' ? 1 : i + 3 <= n && !memcmp(s + i, "\xEF\xBC\x8E", 3) ? 3 : 0; /* . or U+FF0E */
+    size_t dot = i < n && s[i] == '.'                              ? 1
+                 : i + 3 <= n && !memcmp(s + i, "\xEF\xBC\x8E", 3) ? 3
+                                                                   : 0; /* . or U+FF0E */
     if (dot) {
         if (i + dot < n && digit_at(s, n, i + dot, &w) >= 0) {
             i += dot;
             while (i < n && (d = digit_at(s, n, i, &w)) >= 0) {
-                if (ni + nf < RL_NUMBER_MAX_DIGITS) fp[nf++] = (char)('0' + d);
-                else too_long = 1;
+                if (ni + nf < RL_NUMBER_MAX_DIGITS)
+                    fp[nf++] = (char)('0' + d);
+                else
+                    too_long = 1;
                 i += w;
             }
         }
@@ -177,7 +197,8 @@ static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out,
         if (j < n && (s[j] == '+' || s[j] == '-')) j++;
         if (j < n && digit_at(s, n, j, &w) >= 0) { /* the exponent is part of this non-number */
             too_long = 1;
-            for (i = j; i < n && digit_at(s, n, i, &w) >= 0; i += w) {}
+            for (i = j; i < n && digit_at(s, n, i, &w) >= 0; i += w) {
+            }
         }
     }
     *valid = !too_long;
@@ -187,7 +208,8 @@ static size_t scan_number(const char *s, size_t n, size_t i, int neg, char *out,
     while (nf && fp[nf - 1] == '0') nf--;
     int zero = ni - a == 1 && ip[a] == '0' && !nf;
     if (cap && *valid)
-        snprintf(out, cap, "%s%.*s%s%.*s", neg && !zero ? "-" : "", (int)(ni - a), ip + a, nf ? "." : "", (int)nf, fp);
+        snprintf(out, cap, "%s%.*s%s%.*s", neg && !zero ? "-" : "", (int)(ni - a), ip + a,
+                 nf ? "." : "", (int)nf, fp);
     return i;
 }
 
@@ -196,7 +218,10 @@ int rl_number_last(const char *s, size_t n, char *out, size_t cap, int *count) {
     char tmp[RL_NUMBER_MAX_DIGITS + 4];
     if (cap) out[0] = 0;
     for (size_t i = 0, w; i < n;) {
-        if (digit_at(s, n, i, &w) < 0) { i++; continue; }
+        if (digit_at(s, n, i, &w) < 0) {
+            i++;
+            continue;
+        }
         size_t m = minus_before(s, i);
         int neg = m && (i == m || !is_alnum_byte((unsigned char)s[i - m - 1]));
         int valid;
@@ -219,7 +244,10 @@ size_t rl_text_collapse(const char *s, size_t n, char *out, size_t cap) {
     int space = 0;
     if (!cap) return 0;
     for (size_t i = 0; i < n && k + 1 < cap; i++) {
-        if (is_space((unsigned char)s[i])) { space = k > 0; continue; }
+        if (is_space((unsigned char)s[i])) {
+            space = k > 0;
+            continue;
+        }
         if (space && k + 2 < cap) out[k++] = ' ';
         space = 0;
         out[k++] = s[i];
@@ -245,14 +273,24 @@ typedef struct rat {
 
 static int64_t gcd64(int64_t a, int64_t b) {
     if (a < 0) a = -a;
-    while (b) { int64_t t = a % b; a = b; b = t; }
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
     return a ? a : 1;
 }
 
 static rat rat_make(expr *e, int64_t p, int64_t q) {
-    if (q == 0) { e->bad = 1; return (rat){0, 1}; }
+    if (q == 0) {
+        e->bad = 1;
+        return (rat){0, 1};
+    }
     if (q < 0) {
-        if (p == INT64_MIN || q == INT64_MIN) { e->bad = 1; return (rat){0, 1}; }
+        if (p == INT64_MIN || q == INT64_MIN) {
+            e->bad = 1;
+            return (rat){0, 1};
+        }
         p = -p, q = -q;
     }
     int64_t g = gcd64(p, q);
@@ -266,7 +304,8 @@ static rat rat_op(expr *e, rat a, rat b, char op) {
     case '-':
         if (__builtin_mul_overflow(a.p, b.q, &x) || __builtin_mul_overflow(b.p, a.q, &y) ||
             (op == '+' ? __builtin_add_overflow(x, y, &x) : __builtin_sub_overflow(x, y, &x)) ||
-            __builtin_mul_overflow(a.q, b.q, &z)) break;
+            __builtin_mul_overflow(a.q, b.q, &z))
+            break;
         return rat_make(e, x, z);
     case '*':
         if (__builtin_mul_overflow(a.p, b.p, &x) || __builtin_mul_overflow(a.q, b.q, &z)) break;
@@ -290,10 +329,22 @@ static char take_op(expr *e, int mul) {
     const char *s = e->s + e->i;
     size_t left = e->n - e->i;
     if (!left) return 0;
-    if (!mul && (*s == '+' || *s == '-')) { e->i++; return *s; }
-    if (mul && (*s == '*' || *s == '/')) { e->i++; return *s; }
-    if (mul && left >= 2 && !memcmp(s, "\xC3\x97", 2)) { e->i += 2; return '*'; } /* × */
-    if (mul && left >= 2 && !memcmp(s, "\xC3\xB7", 2)) { e->i += 2; return '/'; } /* ÷ */
+    if (!mul && (*s == '+' || *s == '-')) {
+        e->i++;
+        return *s;
+    }
+    if (mul && (*s == '*' || *s == '/')) {
+        e->i++;
+        return *s;
+    }
+    if (mul && left >= 2 && !memcmp(s, "\xC3\x97", 2)) {
+        e->i += 2;
+        return '*';
+    } /* × */
+    if (mul && left >= 2 && !memcmp(s, "\xC3\xB7", 2)) {
+        e->i += 2;
+        return '/';
+    } /* ÷ */
     return 0;
 }
 
@@ -301,27 +352,44 @@ static rat parse_sum(expr *e);
 
 static rat parse_atom(expr *e) {
     skip_ws(e);
-    if (e->bad || e->i >= e->n) { e->bad = 1; return (rat){0, 1}; }
+    if (e->bad || e->i >= e->n) {
+        e->bad = 1;
+        return (rat){0, 1};
+    }
     if (e->s[e->i] == '(') {
-        if (++e->depth > RL_EXPR_MAX_DEPTH) { e->bad = 1; return (rat){0, 1}; }
+        if (++e->depth > RL_EXPR_MAX_DEPTH) {
+            e->bad = 1;
+            return (rat){0, 1};
+        }
         e->i++;
         rat r = parse_sum(e);
         skip_ws(e);
-        if (e->i >= e->n || e->s[e->i] != ')') e->bad = 1;
-        else e->i++;
+        if (e->i >= e->n || e->s[e->i] != ')')
+            e->bad = 1;
+        else
+            e->i++;
         e->depth--;
         return r;
     }
     int64_t v = 0;
     size_t start = e->i;
     while (e->i < e->n && e->s[e->i] >= '0' && e->s[e->i] <= '9') {
-        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, e->s[e->i] - '0', &v)) { e->bad = 1; break; }
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, e->s[e->i] - '0', &v)) {
+            e->bad = 1;
+            break;
+        }
         e->i++;
     }
-    if (e->i == start || e->bad) { e->bad = 1; return (rat){0, 1}; }
+    if (e->i == start || e->bad) {
+        e->bad = 1;
+        return (rat){0, 1};
+    }
     int k = 0; /* one unused given number of this value */
     while (k < e->n_nums && (e->used[k] || e->nums[k] != v)) k++;
-    if (k == e->n_nums) { e->bad = 1; return (rat){0, 1}; }
+    if (k == e->n_nums) {
+        e->bad = 1;
+        return (rat){0, 1};
+    }
     e->used[k] = 1;
     return (rat){v, 1};
 }
@@ -340,7 +408,8 @@ static rat parse_sum(expr *e) {
     return r;
 }
 
-int rl_countdown_eval(const char *s, size_t n, const int64_t *nums, int n_nums, int64_t *num, int64_t *den) {
+int rl_countdown_eval(const char *s, size_t n, const int64_t *nums, int n_nums, int64_t *num,
+                      int64_t *den) {
     if (n_nums < 0 || n_nums > RL_COUNTDOWN_MAX_NUMS || n > RL_ANSWER_MAX_BYTES) return -1;
     long eq = find_first(s, 0, n, "=");
     if (eq >= 0) n = (size_t)eq;
@@ -358,8 +427,8 @@ int rl_countdown_eval(const char *s, size_t n, const int64_t *nums, int n_nums, 
 static pcre2_code *regex_compile(const char *pattern, whale_err *err) {
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED,
-                                   &ec, &eo, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_ANCHORED | PCRE2_ENDANCHORED, &ec, &eo, NULL);
     if (!re && err) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -396,7 +465,8 @@ static int regex_full_match(const char *pattern, const char *s, size_t n) {
 
 /* ---- the verdict -------------------------------------------------------------------------- */
 
-void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *ref, rl_verdict *out) {
+void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *ref,
+               rl_verdict *out) {
     rl_answer_find(reply, n, start_in_think, out);
     if (!out->has_answer || !ref || !ref->answer) return;
     const char *a = reply + out->ans_off;
@@ -406,11 +476,18 @@ void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *re
     case RL_VERIFY_NUMBER: {
         char want[RL_NUMBER_MAX_DIGITS + 4];
         int count = 0;
-        if (!rl_number_last(a, len, out->norm, sizeof out->norm, &count)) { out->norm[0] = 0; return; }
-        if (count > RL_ANSWER_MAX_NUMBERS) { out->norm[0] = 0; return; } /* a guess list: no vote either */
+        if (!rl_number_last(a, len, out->norm, sizeof out->norm, &count)) {
+            out->norm[0] = 0;
+            return;
+        }
+        if (count > RL_ANSWER_MAX_NUMBERS) {
+            out->norm[0] = 0;
+            return;
+        } /* a guess list: no vote either */
         out->vote = vote_hash(out->norm, strlen(out->norm));
         int wc;
-        if (!rl_number_last(ref->answer, strlen(ref->answer), want, sizeof want, &wc) || wc != 1) return;
+        if (!rl_number_last(ref->answer, strlen(ref->answer), want, sizeof want, &wc) || wc != 1)
+            return;
         out->correct = !strcmp(want, out->norm);
         return;
     }

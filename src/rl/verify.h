@@ -73,13 +73,13 @@ typedef struct rl_ref {
 } rl_ref;
 
 typedef struct rl_verdict {
-    int correct;    /* the answer is right (0 when there is no answer) */
-    int format_ok;  /* think-then-answer format kept */
-    int has_answer; /* an answer was found (it may be empty or wrong) */
-    size_t ans_off, ans_len;  /* the answer's bytes in the reply (after peeling tags, \boxed) */
-    size_t think_end;         /* bytes of the reply up to the end of the last </think> (0: none) */
-    char norm[RL_NORM_MAX];   /* the normalized answer ("" when none or not valid) */
-    uint64_t vote;            /* hash of the whole normalized answer; 0: no valid answer (no vote) */
+    int correct;             /* the answer is right (0 when there is no answer) */
+    int format_ok;           /* think-then-answer format kept */
+    int has_answer;          /* an answer was found (it may be empty or wrong) */
+    size_t ans_off, ans_len; /* the answer's bytes in the reply (after peeling tags, \boxed) */
+    size_t think_end;        /* bytes of the reply up to the end of the last </think> (0: none) */
+    char norm[RL_NORM_MAX];  /* the normalized answer ("" when none or not valid) */
+    uint64_t vote;           /* hash of the whole normalized answer; 0: no valid answer (no vote) */
 } rl_verdict;
 
 /* Find the answer in reply[0..n) as the head of this file says. start_in_think: the prompt
@@ -101,7 +101,8 @@ size_t rl_text_collapse(const char *s, size_t n, char *out, size_t cap);
  * spaces; text after a first "=" is ignored) over the given numbers, each at most once.
  * Returns 0 and sets *num and *den (den > 0, reduced) on success; -1 for a syntax error, a number
  * not given or used too often, division by zero, or overflow. */
-int rl_countdown_eval(const char *s, size_t n, const int64_t *nums, int n_nums, int64_t *num, int64_t *den);
+int rl_countdown_eval(const char *s, size_t n, const int64_t *nums, int n_nums, int64_t *num,
+                      int64_t *den);
 
 /* Check that pattern compiles (for loading user tasks). Returns 0, or WHALE_E_FORMAT with
  * PCRE2's message and offset in err. */

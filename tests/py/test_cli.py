@@ -7,7 +7,7 @@ import pytest
 
 from conftest import DEFAULT_MODEL, WHALE, run_whale
 
-COMMANDS = ["chat", "run", "info", "tokenize", "convert", "perplexity", "logits", "synth", "merge"]
+COMMANDS = ["chat", "run", "info", "tokenize", "convert", "perplexity", "logits", "synth", "merge", "eval", "grpo", "distill", "train"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

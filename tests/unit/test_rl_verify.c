@@ -18,7 +18,9 @@ static rl_verdict num_verdict(const char *reply, const char *ref, int start_in_t
     return v;
 }
 
-static int num_ok(const char *reply, const char *ref) { return num_verdict(reply, ref, 0).correct; }
+static int num_ok(const char *reply, const char *ref) {
+    return num_verdict(reply, ref, 0).correct;
+}
 
 static void test_answer_after_last_think(void) {
     rl_verdict v = num_verdict("<think>2+2 is 4, or maybe 5</think>The answer is 4.", "4", 0);
@@ -53,7 +55,8 @@ static void test_unclosed_and_nested_tags(void) {
     CHECK(v.correct && !v.format_ok);
     v = num_verdict("<think>a</think>7</think>12", "12", 0);
     CHECK(v.correct && !v.format_ok);
-    v = num_verdict("<think>a</think>The answer is 12.</think>no idea", "12", 0); /* the LAST close */
+    v = num_verdict("<think>a</think>The answer is 12.</think>no idea", "12",
+                    0); /* the LAST close */
     CHECK(!v.correct && v.has_answer && !v.format_ok);
     /* think tag when the prompt already opened it */
     v = num_verdict("<think>a</think>12", "12", 1);
@@ -90,6 +93,13 @@ static void test_number_forms(void) {
     CHECK(num_ok("<think>x</think>x = -5", "-5"));
     CHECK(!num_ok("<think>x</think>x = -5", "5"));
     CHECK(num_ok("<think>x</think>8 - 5 = 3", "3")); /* subtraction, not a sign */
+    CHECK(
+        num_ok("<think>x</think>x = 8 - 5", "5")); /* a space after the digit: still subtraction */
+    CHECK(num_ok("<think>x</think>(2 + 6) - 5", "5"));
+    CHECK(num_ok("<think>x</think>１２ - 5", "5"));
+    CHECK(num_ok("<think>x</think>The answer is -5", "-5")); /* a word before: a sign */
+    CHECK(num_ok("<think>x</think>answer:-5", "-5"));
+    CHECK(num_ok("<think>x</think>x=-5", "-5"));
     CHECK(num_ok("<think>x</think>3.50", "3.5"));
     CHECK(num_ok("<think>x</think>3.0", "3"));
     CHECK(num_ok("<think>x</think>007", "7"));
@@ -110,7 +120,8 @@ static void test_number_forms(void) {
     CHECK(!num_ok(big, "9"));
     char norm[RL_NORM_MAX];
     int count;
-    CHECK(rl_number_last("a 1,000 b -2.50", 15, norm, sizeof norm, &count) && count == 2 && !strcmp(norm, "-2.5"));
+    CHECK(rl_number_last("a 1,000 b -2.50", 15, norm, sizeof norm, &count) && count == 2 &&
+          !strcmp(norm, "-2.5"));
     CHECK(!rl_number_last("no numbers", 10, norm, sizeof norm, &count) && count == 0);
 }
 
@@ -188,14 +199,14 @@ static void test_countdown(void) {
     CHECK(cd_eval("25 / 5 + 3", nums, 4, &p, &q) == 0 && p == 8 && q == 1);
     CHECK(cd_eval("3 / 4", nums, 4, &p, &q) == 0 && p == 3 && q == 4);
     CHECK(cd_eval("25 - 5 * 4", nums, 4, &p, &q) == 0 && p == 5); /* precedence */
-    CHECK(cd_eval("25 + 25", nums, 4, &p, &q) < 0);      /* reused */
-    CHECK(cd_eval("25 + 6", nums, 4, &p, &q) < 0);       /* not given */
-    CHECK(cd_eval("25 / (5 - 5)", nums, 4, &p, &q) < 0); /* reused, and division by zero */
+    CHECK(cd_eval("25 + 25", nums, 4, &p, &q) < 0);               /* reused */
+    CHECK(cd_eval("25 + 6", nums, 4, &p, &q) < 0);                /* not given */
+    CHECK(cd_eval("25 / (5 - 5)", nums, 4, &p, &q) < 0);          /* reused, and division by zero */
     int64_t z[] = {7, 3, 3};
     CHECK(cd_eval("7 / (3 - 3)", z, 3, &p, &q) < 0); /* division by zero */
     CHECK(cd_eval("7 * (3 + 3)", z, 3, &p, &q) == 0 && p == 42);
-    CHECK(cd_eval("7 3", z, 3, &p, &q) < 0);        /* syntax */
-    CHECK(cd_eval("-7 + 3", z, 3, &p, &q) < 0);     /* no unary minus */
+    CHECK(cd_eval("7 3", z, 3, &p, &q) < 0);    /* syntax */
+    CHECK(cd_eval("-7 + 3", z, 3, &p, &q) < 0); /* no unary minus */
     CHECK(cd_eval("(7 + 3", z, 3, &p, &q) < 0);
     CHECK(cd_eval("", z, 3, &p, &q) < 0);
     char deep[400] = "";
@@ -206,7 +217,11 @@ static void test_countdown(void) {
     int64_t big[] = {50, 50, 50, 50, 50, 50};
     CHECK(cd_eval("50*50*50*50*50*50", big, 6, &p, &q) == 0 && p == 15625000000ll);
     /* the verifier: value and numbers */
-    rl_ref r = {.verifier = RL_VERIFY_COUNTDOWN, .answer = "80", .n_nums = 4, .nums = {25, 5, 4, 3}, .target = 80};
+    rl_ref r = {.verifier = RL_VERIFY_COUNTDOWN,
+                .answer = "80",
+                .n_nums = 4,
+                .nums = {25, 5, 4, 3},
+                .target = 80};
     rl_verdict v;
     const char *a = "<think>try</think>\\boxed{(25 - 5) * 4}";
     rl_verify(a, strlen(a), 0, &r, &v);
@@ -253,9 +268,12 @@ static void test_tasks_deterministic_and_disjoint(void) {
         qsort(te, N, sizeof te[0], cmp_u64);
         int shared = 0, distinct = 0;
         for (int i = 0, j = 0; i < N && j < N;) {
-            if (tr[i] == te[j]) shared++, i++, j++;
-            else if (tr[i] < te[j]) i++;
-            else j++;
+            if (tr[i] == te[j])
+                shared++, i++, j++;
+            else if (tr[i] < te[j])
+                i++;
+            else
+                j++;
         }
         for (int i = 0; i < N; i++) distinct += !i || te[i] != te[i - 1];
         CHECKF(shared == 0, "%s: %d problems in both splits", names[k], shared);
@@ -289,7 +307,8 @@ static void test_references_verify(void) {
             snprintf(reply, sizeof reply, "<think>ok</think>%s", it->ref.answer);
             rl_verdict v;
             rl_verify(reply, strlen(reply), 0, &it->ref, &v);
-            CHECKF(v.correct && v.format_ok, "%s %d: %s / %s", names[k], i, it->prompt, it->ref.answer);
+            CHECKF(v.correct && v.format_ok, "%s %d: %s / %s", names[k], i, it->prompt,
+                   it->ref.answer);
             snprintf(reply, sizeof reply, "<think>ok</think>%lld", atoll(it->ref.answer) + 1);
             rl_verify(reply, strlen(reply), 0, &it->ref, &v);
             CHECK(!v.correct);
@@ -313,7 +332,8 @@ static void test_jsonl(void) {
     fputs("{\"prompt\": \"What is 2+2?\", \"answer\": 4}\n\n"
           "{\"prompt\": \"Capital of France?\", \"answer\": \"Paris\", \"verifier\": \"exact\"}\n"
           "{\"prompt\": \"A color?\", \"answer\": \"(?i)red|blue\", \"verifier\": \"regex\"}\n"
-          "{\"prompt\": \"A tenth?\", \"answer\": 0.1}\n", f);
+          "{\"prompt\": \"A tenth?\", \"answer\": 0.1}\n",
+          f);
     fclose(f);
     rl_task *t = NULL;
     whale_err err = {0};
@@ -321,9 +341,11 @@ static void test_jsonl(void) {
     if (t) {
         rl_item *it = malloc(sizeof *it);
         CHECK(rl_task_size(t, RL_SPLIT_TEST) == 4);
-        CHECK(it && !rl_task_item(t, RL_SPLIT_TEST, 2, 0, it, &err) && it->ref.verifier == RL_VERIFY_REGEX);
+        CHECK(it && !rl_task_item(t, RL_SPLIT_TEST, 2, 0, it, &err) &&
+              it->ref.verifier == RL_VERIFY_REGEX);
         CHECK(it && rl_task_item(t, RL_SPLIT_TEST, 4, 0, it, &err) == WHALE_E_ARG);
-        if (it && !rl_task_item(t, RL_SPLIT_TEST, 3, 0, it, &err)) { /* a JSON number answer, as written */
+        if (it && !rl_task_item(t, RL_SPLIT_TEST, 3, 0, it,
+                                &err)) { /* a JSON number answer, as written */
             rl_verdict v;
             rl_verify("<think>x</think>0.1", 19, 0, &it->ref, &v);
             CHECKF(v.correct, "answer %s", it->ref.answer);
@@ -336,8 +358,10 @@ static void test_jsonl(void) {
         {"[1, 2]\n", ":1: not a JSON object"},
         {"{\"answer\": 1}\n", ":1: \"prompt\" must be"},
         {"{\"prompt\": \"a\"}\n", ":1: \"answer\" must be"},
-        {"{\"prompt\": \"a\", \"answer\": \"x\", \"verifier\": \"fuzzy\"}\n", ":1: unknown verifier"},
-        {"{\"prompt\": \"a\", \"answer\": \"twelve\"}\n", ":1: answer \"twelve\" is not one number"},
+        {"{\"prompt\": \"a\", \"answer\": \"x\", \"verifier\": \"fuzzy\"}\n",
+         ":1: unknown verifier"},
+        {"{\"prompt\": \"a\", \"answer\": \"twelve\"}\n",
+         ":1: answer \"twelve\" is not one number"},
         {"\n{\"prompt\": \"a\", \"answer\": \"(\", \"verifier\": \"regex\"}\n", ":2: bad regex"},
         {"\n\n", "no problems"},
     };
@@ -347,8 +371,8 @@ static void test_jsonl(void) {
         fclose(f);
         err = (whale_err){0};
         t = NULL;
-        CHECKF(rl_task_load_jsonl(path, &t, &err) == WHALE_E_FORMAT && strstr(err.msg, bad[i][1]), "case %zu: %s", i,
-               err.msg);
+        CHECKF(rl_task_load_jsonl(path, &t, &err) == WHALE_E_FORMAT && strstr(err.msg, bad[i][1]),
+               "case %zu: %s", i, err.msg);
         rl_task_free(t);
     }
     unlink(path);
