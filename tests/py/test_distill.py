@@ -24,7 +24,7 @@ def teacher(tok, tmp_path_factory):
                                   {"role": "assistant", "content": f"<think>{a} + {b} = {ans}</think>{ans}"}]})
     (d / "sft.jsonl").write_text("".join(json.dumps(c) + "\n" for c in conv))
     run_whale("train", "--init", "qwen2:test", "--sft", str(d / "sft.jsonl"), "--tokenizer", str(tok), "-o",
-              str(d / "t"), "--steps", "150", "--ctx", "96", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0")
+              str(d / "t"), "--steps", "150", "--ctx", "192", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0")
     (d / "task.jsonl").write_text("".join(json.dumps({"prompt": f"What is {a} + {b}?", "answer": a + b}) + "\n"
                                           for a, b in SUMS))
     return d / "t" / "step-000150", d / "task.jsonl"
@@ -53,15 +53,15 @@ def test_keeps_only_verified_traces(teacher, tmp_path):
     assert f"{len(lines)} examples from {len(seen)} of 8 problems" in stats, stats
     # the traces are SFT data as whale train reads it
     run_whale("train", "--from", str(model), "--sft", str(out), "-o", str(tmp_path / "student"), "--steps", "2",
-              "--ctx", "96", "--val-fraction", "0")
+              "--ctx", "192", "--val-fraction", "0")
 
 
 def test_eval_sees_the_teachers_accuracy(teacher):
     model, task = teacher
     r = json.loads(run_whale("eval", "-m", str(model), "--task", str(task), "--n", "8", "--max-tokens", "24",
                              "--json").stdout)
-    assert 0.5 <= r["pass1"] <= 0.75 + 1e-9, r  # 6 of 8 taught right; the tiny model may miss one
-    assert r["format"] >= 0.75, r
+    assert 0.5 <= r["pass_at_1"] <= 0.75 + 1e-9, r  # 6 of 8 taught right; the tiny model may miss one
+    assert r["format_rate"] >= 0.75, r
 
 
 def test_refuses_the_r1zero_prompt_and_missing_args(teacher, tmp_path):
