@@ -60,7 +60,9 @@ static void usage(FILE *f) {
         "  --save-every N      a checkpoint every N steps (default: at the end)\n"
         "  --parallel N        sequences the engine decodes at once (default 8)\n"
         "  --threads N         threads (default: one per CPU)\n"
-        "  --seed S            sampling and adapters' start (default 1)\n");
+        "  --seed S            sampling and adapters' start (default 1)\n"
+        "  --resume            continue from RUN_DIR's newest checkpoint (the same steps as a run\n"
+        "                      never stopped)\n");
 }
 
 typedef struct ui {
@@ -147,6 +149,8 @@ int cmd_grpo(int argc, char **argv) {
             threads = atoi(v);
         else if (ARG("--seed"))
             o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--resume"))
+            o.resume = 1;
         else {
             fprintf(stderr, "whale grpo: bad option '%s' (see --help)\n", a);
             return 2;

@@ -134,6 +134,29 @@ static int heldout(whale_model *wm, const rl_grpo_opts *o, double *acc, whale_er
     return rc;
 }
 
+/* --resume: the newest checkpoint's weights (or adapters) and AdamW moments into m and mom, the
+ * step to go on from into *first, the held-out accuracy at step 1 from metrics.jsonl (whose
+ * later lines are dropped) into *before. No checkpoint: a fresh start. */
+static int resume(tr_model *m, const rl_grpo_opts *o, float *mom, size_t np, long *first, double *before,
+                  whale_err *err) {
+    char dir[4200], p[4300], line[4096];
+    if (tr_checkpoint_latest(o->out_dir, dir, sizeof dir) < 0) return 0;
+    tr_ckpt_state s = {.m = mom, .v = mom + np};
+    int rc = tr_checkpoint_load(m, &s, dir, err);
+    if (rc) return rc;
+    *first = s.step + 1;
+    snprintf(p, sizeof p, "%s/metrics.jsonl", o->out_dir);
+    tr_metrics_trim(p, s.step);
+    FILE *f = fopen(p, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        const char *h = strstr(line, "\"heldout_accuracy\": ");
+        if (!strncmp(line, "{\"step\": 1,", 12) && h) *before = atof(h + 20);
+    }
+    if (f) fclose(f);
+    note(o, "resuming from %s (step %ld)", dir, s.step);
+    return 0;
+}
+
 /* Swap the policy's weights with the reference's (full fine-tuning: a saved copy of the start;
  * LoRA: the adapters switched off). */
 static void use_reference(tr_model *m, float *ref_w, float *spare, int on) {
@@ -169,11 +192,13 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
                      "out of memory for the optimizer state and the reference weights");
         goto done;
     }
-    if (ref_w) memcpy(ref_w, m->P->w, np * sizeof(float));
+    if (ref_w) memcpy(ref_w, m->P->w, np * sizeof(float)); /* the start, also when resuming */
     double before = -1;
     long warmup = o->warmup >= 0 ? o->warmup : o->steps * o->mu / 10, updates = 0,
-         total_updates = o->steps * o->mu;
-    for (long step = 1; step <= o->steps && !rc; step++) {
+         total_updates = o->steps * o->mu, first = 1;
+    if (o->resume && (rc = resume(m, o, mom, np, &first, &before, err))) goto done;
+    updates = (first - 1) * o->mu;
+    for (long step = first; step <= o->steps && !rc; step++) {
         rl_grpo_info info = {.step = step, .steps = o->steps, .heldout = -1};
         double t0 = clock_now_s();
         whale_model *wm = NULL;
@@ -294,8 +319,8 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
         if (!rc && ((o->save_every > 0 && step % o->save_every == 0) || step == o->steps)) {
             char dir[4200];
             snprintf(dir, sizeof dir, "%s/step-%06ld", o->out_dir, step);
-            rc = tr_save_hf(m, dir, m->lora ? NULL : o->tokenizer, err);
-            if (!rc) rc = tr_commit_dir(dir, err);
+            tr_ckpt_state cs = {.step = step, .m = mom, .v = mom + np};
+            rc = tr_checkpoint_save(m, &cs, dir, m->lora ? NULL : o->tokenizer, err);
             if (!rc) note(o, "checkpoint %s", dir);
         }
     }

@@ -56,6 +56,9 @@ typedef struct rl_grpo_opts {
     int64_t eval_n;  /* held-out problems */
     long save_every; /* 0: only at the end */
     int n_parallel;  /* sequences the engine decodes at once */
+    int resume;      /* continue from out_dir's newest checkpoint: the same steps as a run never
+                        stopped (rollouts are seeded by step; the engine's output is the same
+                        alone or batched; the reference stays the starting model) */
     uint64_t seed;
     void (*on_step)(void *ctx, const rl_grpo_info *s);
     void (*on_note)(void *ctx, const char *msg);

@@ -213,11 +213,7 @@ int tr_commit_dir(const char *dir, whale_err *err) {
     return 0;
 }
 
-typedef struct state {
-    long step;
-    uint64_t rng;
-    float *m, *v; /* AdamW moments, n_params each */
-} state;
+typedef tr_ckpt_state state;
 
 /* The AdamW moments of the tensors a checkpoint holds, m then v, into a new *out (NULL when
  * out of memory); returns how many of each. */
@@ -238,7 +234,11 @@ static size_t moments_pack(const tr_model *m, const state *s, float **out) {
 /* A full checkpoint: the model (loadable by itself) plus what resuming needs. */
 static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, char *dir, size_t cap, whale_err *err) {
     snprintf(dir, cap, "%s/step-%06ld", o->out_dir, s->step);
-    int rc = tr_save_hf(m, dir, o->tokenizer, err);
+    return tr_checkpoint_save(m, s, dir, o->tokenizer, err);
+}
+
+int tr_checkpoint_save(const tr_model *m, const tr_ckpt_state *s, const char *dir, const char *tokenizer, whale_err *err) {
+    int rc = tr_save_hf(m, dir, tokenizer, err);
     char p[4400];
     float *mv = NULL;
     size_t n = moments_pack(m, s, &mv);
@@ -262,8 +262,7 @@ static int save_checkpoint(const tr_model *m, const state *s, const tr_opts *o, 
     return rc ? rc : tr_commit_dir(dir, err);
 }
 
-/* The newest complete step-* directory under out into dir; 0 when there is none. */
-static long latest_checkpoint(const char *out, char *dir, size_t cap) {
+long tr_checkpoint_latest(const char *out, char *dir, size_t cap) {
     DIR *d = opendir(out);
     struct dirent *de;
     long best = -1;
@@ -282,7 +281,7 @@ static long latest_checkpoint(const char *out, char *dir, size_t cap) {
     return best;
 }
 
-static int load_checkpoint(tr_model *m, state *s, const char *dir, whale_err *err) {
+int tr_checkpoint_load(tr_model *m, tr_ckpt_state *s, const char *dir, whale_err *err) {
     char p[4400];
     snprintf(p, sizeof p, "%s/%s", dir, m->lora ? "adapter_model.safetensors" : "model.safetensors");
     int rc = m->lora ? tr_params_load_trainable(m->P, p, err) : tr_params_load(m->P, p, err);
@@ -448,7 +447,7 @@ static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t
 }
 
 /* metrics.jsonl without the lines past step (after a resume). */
-static void trim_metrics(const char *path, long step) {
+void tr_metrics_trim(const char *path, long step) {
     FILE *f = fopen(path, "r");
     if (!f) return;
     char tmp[4400], line[4096];
@@ -489,10 +488,10 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     char dir[4096], metrics[4300];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", o->out_dir);
     if (!rc && o->resume && rank == 0) {
-        long at = latest_checkpoint(o->out_dir, dir, sizeof dir);
+        long at = tr_checkpoint_latest(o->out_dir, dir, sizeof dir);
         if (at >= 0) {
-            if (!(rc = load_checkpoint(m, &s, dir, err))) note(o, "resuming from %s (step %ld)", dir, s.step);
-            trim_metrics(metrics, s.step);
+            if (!(rc = tr_checkpoint_load(m, &s, dir, err))) note(o, "resuming from %s (step %ld)", dir, s.step);
+            tr_metrics_trim(metrics, s.step);
         } else {
             note(o, "nothing to resume in %s: starting at step 0", o->out_dir);
         }

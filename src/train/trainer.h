@@ -93,6 +93,25 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err);
  * adapters as PEFT saves them (adapter_config.json, adapter_model.safetensors) instead of the
  * model. */
 int tr_save_hf(const tr_model *m, const char *dir, const char *tokenizer, whale_err *err);
+/* What resuming needs beside the weights: the step reached, the batch sampler's state and the
+ * AdamW moments (n_params each, laid out as the parameter table). */
+typedef struct tr_ckpt_state {
+    long step;
+    uint64_t rng;
+    float *m, *v;
+} tr_ckpt_state;
+
+/* A checkpoint directory DIR: tr_save_hf's files plus optimizer.safetensors (the moments of the
+ * tensors the checkpoint holds) and trainer_state.json, committed atomically. 0 or a code. */
+int tr_checkpoint_save(const tr_model *m, const tr_ckpt_state *s, const char *dir, const char *tokenizer, whale_err *err);
+/* The newest complete step-* directory under out into dir; its step, or -1 when there is none. */
+long tr_checkpoint_latest(const char *out, char *dir, size_t cap);
+/* Read a checkpoint back into m (the tensors it holds) and s (m and v allocated by the caller). */
+int tr_checkpoint_load(tr_model *m, tr_ckpt_state *s, const char *dir, whale_err *err);
+
+/* Keep only the lines of a metrics.jsonl whose step is at most step (what a resumed run redoes). */
+void tr_metrics_trim(const char *path, long step);
+
 /* Move DIR.tmp (tr_save_hf's output, and whatever was added to it) into place as DIR, replacing
  * an older DIR. Returns 0 or WHALE_E_IO. */
 int tr_commit_dir(const char *dir, whale_err *err);
