@@ -20,7 +20,7 @@ int cmd_eval(int argc, char **argv); /* main.c's table (cli.h) */
 static void usage(FILE *f) {
     fprintf(
         f,
-        "usage: whale eval [-m MODEL] --task NAME|FILE.jsonl [options]\n\n"
+        "usage: whale eval [-m MODEL] [--lora ADAPTER] --task NAME|FILE.jsonl [options]\n\n"
         "Measure a model on a task whose answers a program can check: each problem's replies are\n"
         "sampled through the engine (all at once, batched), their answers taken from after "
         "</think>\n"
@@ -37,6 +37,7 @@ static void usage(FILE *f) {
         "  --max-tokens M        tokens per reply (default 512)\n"
         "  --seed S              sampling seed (default 0): the same seed gives the same replies\n"
         "  --task-seed S         which problems a built-in task draws (default 0)\n"
+        "  --lora ADAPTER        apply a LoRA adapter (PEFT layout: whale train --lora-rank, whale grpo)\n"
         "  --parallel P          sequences decoding at once (default 4)\n"
         "  --prompt chat|r1zero  the model's chat format (default when it has one), or R1-Zero's\n"
         "                        plain-text template (\"... User: PROBLEM Assistant: <think>\")\n"
@@ -140,7 +141,7 @@ static void print_json(const rl_eval_result *r, const char *model, const char *t
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *task_arg = NULL;
+    const char *model = NULL, *task_arg = NULL, *lora = NULL;
     int json = 0, threads = 0;
     int64_t show = 0;
     rl_eval_params p;
@@ -163,6 +164,9 @@ int cmd_eval(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--task") && v) {
             task_arg = v;
+            i++;
+        } else if (!strcmp(a, "--lora") && v) {
+            lora = v;
             i++;
         } else if (!strcmp(a, "--split") && v) {
             if (strcmp(v, "test") && strcmp(v, "train")) {
@@ -241,6 +245,10 @@ int cmd_eval(int argc, char **argv) {
     if (whale_model_open(&m, model, &mp, &err)) {
         fprintf(stderr, "whale eval: %s%s\n", err.msg,
                 model ? "" : " (run `make run` or scripts/setup to fetch the default model)");
+        goto done;
+    }
+    if (lora && whale_model_lora(m, lora, &err)) {
+        fprintf(stderr, "whale eval: %s\n", err.msg);
         goto done;
     }
     progress bar;

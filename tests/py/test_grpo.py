@@ -67,6 +67,12 @@ def test_lora_policy_and_reference(base, tmp_path):
     assert (out / "adapter_model.safetensors").exists() and not (out / "model.safetensors").exists()
     w = load_file(str(out / "adapter_model.safetensors"))
     assert any(abs(w[k]).max() > 0 for k in w if "lora_B" in k)
+    # whale eval measures the adapted model (and says so when the adapter is not there)
+    r = json.loads(run_whale("eval", "-m", str(model), "--lora", str(out), "--task", str(tasks), "--prompt", "chat",
+                             "--n", "4", "--max-tokens", "4", "--json").stdout)
+    assert r["n"] == 4 and 0 <= r["pass_at_1"] <= 1
+    p = run_whale("eval", "-m", str(model), "--lora", str(tmp_path / "none"), "--task", str(tasks), check=False)
+    assert p.returncode != 0 and "none" in p.stderr.decode()
 
 
 def test_resume_gives_the_same_run(base, tmp_path):
