@@ -96,14 +96,11 @@ int cmd_distill(int argc, char **argv) {
         return 2;
     }
     whale_err err = {0};
-    const rl_task *task = rl_task_find(task_arg);
-    rl_task *loaded = NULL;
-    if (!task) {
-        if (rl_task_load_jsonl(task_arg, &loaded, &err)) {
-            fprintf(stderr, "whale distill: %s\n", err.msg);
-            return 1;
-        }
-        task = loaded;
+    const rl_task *task;
+    rl_task *loaded;
+    if (rl_task_open(task_arg, &task, &loaded, &err)) {
+        fprintf(stderr, "whale distill: %s\n", err.msg);
+        return 1;
     }
     whale_model *m = NULL;
     whale_model_params mp = {.n_threads = threads, .progress = isatty(2)};

@@ -222,21 +222,11 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     whale_err err = {0};
-    const rl_task *task = rl_task_find(task_arg);
-    rl_task *loaded = NULL;
-    if (!task) {
-        if (access(task_arg, F_OK)) {
-            fprintf(stderr,
-                    "whale eval: no task '%s': not a built-in task (see whale eval --help) and no "
-                    "such file\n",
-                    task_arg);
-            return 2;
-        }
-        if (rl_task_load_jsonl(task_arg, &loaded, &err)) {
-            fprintf(stderr, "whale eval: %s\n", err.msg);
-            return 1;
-        }
-        task = loaded;
+    const rl_task *task;
+    rl_task *loaded;
+    if (rl_task_open(task_arg, &task, &loaded, &err)) {
+        fprintf(stderr, "whale eval: %s\n", err.msg);
+        return err.code == WHALE_E_NOTFOUND ? 2 : 1;
     }
     whale_model *m = NULL;
     rl_eval_result r = {0};

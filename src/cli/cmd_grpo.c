@@ -177,14 +177,11 @@ int cmd_grpo(int argc, char **argv) {
         }
         if (!(lora.alpha > 0)) lora.alpha = 2.0f * (float)lora.rank;
     }
-    const rl_task *t = rl_task_find(task);
-    rl_task *loaded_task = NULL;
-    if (!t) {
-        if (rl_task_load_jsonl(task, &loaded_task, &err)) {
-            fprintf(stderr, "whale grpo: %s\n", err.msg);
-            return 1;
-        }
-        t = loaded_task;
+    const rl_task *t;
+    rl_task *loaded_task;
+    if (rl_task_open(task, &t, &loaded_task, &err)) {
+        fprintf(stderr, "whale grpo: %s\n", err.msg);
+        return 1;
     }
     o.task = t;
     char path[4200], tok[4300];

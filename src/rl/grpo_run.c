@@ -25,16 +25,7 @@ void rl_grpo_opts_default(rl_grpo_opts *o) {
     o->prompt_mode = RL_PROMPT_AUTO;
 }
 
-static void note(const rl_grpo_opts *o, const char *fmt, ...) WHALE_PRINTF(2, 3);
-static void note(const rl_grpo_opts *o, const char *fmt, ...) {
-    if (!o->on_note) return;
-    char msg[600];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    o->on_note(o->hook_ctx, msg);
-}
+#define note(o, ...) tr_notef((o)->on_note, (o)->hook_ctx, __VA_ARGS__)
 
 /* ---- the policy the engine samples from ---------------------------------------------------- */
 

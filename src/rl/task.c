@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/err.h"
 #include "base/readall.h"
@@ -484,5 +485,18 @@ int rl_task_load_jsonl(const char *path, rl_task **out, whale_err *err) {
 fail:
     free(buf);
     rl_task_free(t);
+    return rc;
+}
+
+int rl_task_open(const char *arg, const rl_task **out, rl_task **owned, whale_err *err) {
+    *owned = NULL;
+    if ((*out = rl_task_find(arg))) return 0;
+    if (access(arg, F_OK))
+        return err_set(err, WHALE_E_NOTFOUND,
+                       "no task '%s': not a built-in task (arith, countdown, linear, word_en, word_zh) "
+                       "and no such file",
+                       arg);
+    int rc = rl_task_load_jsonl(arg, owned, err);
+    *out = *owned;
     return rc;
 }

@@ -64,6 +64,10 @@ const char *rl_task_about(const rl_task *t); /* one line for --help */
  * answer that is not one number, a regex that does not compile), or for a file with no
  * problems. */
 int rl_task_load_jsonl(const char *path, rl_task **out, whale_err *err);
+/* A built-in task by name, else a JSONL task file: *out is the task, *owned the loaded file's
+ * (free it with rl_task_free; NULL for a built-in one). WHALE_E_NOTFOUND naming the argument
+ * when it is neither, or rl_task_load_jsonl's error. */
+int rl_task_open(const char *arg, const rl_task **out, rl_task **owned, whale_err *err);
 /* Free a loaded task; built-in tasks and NULL are left alone. */
 void rl_task_free(const rl_task *t);
 

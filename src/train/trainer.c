@@ -31,16 +31,16 @@ void tr_opts_default(tr_opts *o) {
     o->eval_every = 0, o->save_every = 0, o->eval_batches = 4, o->seed = 1;
 }
 
-static void note(const tr_opts *o, const char *fmt, ...) WHALE_PRINTF(2, 3);
-static void note(const tr_opts *o, const char *fmt, ...) {
-    if (!o->on_note) return;
+void tr_notef(void (*on_note)(void *ctx, const char *msg), void *ctx, const char *fmt, ...) {
+    if (!on_note) return;
     char msg[600];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    o->on_note(o->hook_ctx, msg);
+    on_note(ctx, msg);
 }
+#define note(o, ...) tr_notef((o)->on_note, (o)->hook_ctx, __VA_ARGS__)
 
 /* ---- weights ---------------------------------------------------------------------------------- */
 

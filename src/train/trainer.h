@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include "base/err.h" /* WHALE_PRINTF */
+
 #include "train/deepseek.h"
 #include "train/dense.h"
 #include "train/optim.h"
@@ -108,6 +110,9 @@ int tr_checkpoint_save(const tr_model *m, const tr_ckpt_state *s, const char *di
 long tr_checkpoint_latest(const char *out, char *dir, size_t cap);
 /* Read a checkpoint back into m (the tensors it holds) and s (m and v allocated by the caller). */
 int tr_checkpoint_load(tr_model *m, tr_ckpt_state *s, const char *dir, whale_err *err);
+
+/* printf into on_note(ctx, message) when on_note is set: how loops report (600 bytes at most). */
+void tr_notef(void (*on_note)(void *ctx, const char *msg), void *ctx, const char *fmt, ...) WHALE_PRINTF(3, 4);
 
 /* Keep only the lines of a metrics.jsonl whose step is at most step (what a resumed run redoes). */
 void tr_metrics_trim(const char *path, long step);
