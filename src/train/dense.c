@@ -193,18 +193,19 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, co
     size_t per = Td * 4 + (size_t)T * qd * 2 + (size_t)T * kvd * 2 + (size_t)T * F * 3 + (size_t)H * T * T + 2 * (size_t)T +
                  (size_t)T * R * TR_N_PROJ;
     size_t tail = Td * 2 + T + (size_t)T * V + Td * 2 + (size_t)T * (qd > F ? qd : F) * 2 + (size_t)T * kvd * 2 +
-                  (size_t)T * F * 2 + Td * 2 + (size_t)T * R;
+                  (size_t)T * F * 2 + Td * 2 + (size_t)T * R + 2 * (size_t)T;
     /* recompute: one layer's activations shared by all, and every layer's input apart */
     int RC = m->recompute != 0, n_full = RC ? 1 : NL;
     float *mem = malloc(sizeof(float) * (per * n_full + tail + (RC ? Td * (size_t)(NL + 1) : 0)));
     acts *A = malloc(sizeof *A * (size_t)NL);
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    int32_t *pos = malloc(sizeof(int32_t) * 3 * (size_t)T); /* positions, then the target rows' index and id */
     float **in = malloc(sizeof *in * (size_t)(NL + 1)); /* layer l's input (NL: the last one's output) */
     if (!mem || !A || !pos || !in) {
         free(mem), free(A), free(pos), free(in);
         return err_set(err, WHALE_E_NOMEM, "out of memory for the activations of %d x %d tokens", B, T);
     }
     for (int t = 0; t < T; t++) pos[t] = t;
+    int32_t *idx = pos + T, *tgc = pos + 2 * T;
     float *at = mem;
 #define TAKE(n) (at += (n), at - (n))
     for (int l = 0; l < n_full; l++) {
@@ -219,7 +220,7 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, co
     float *xf = RC ? in[NL] : TAKE(Td), *xfn = TAKE(Td), *invf = TAKE((size_t)T), *logits = TAKE((size_t)T * V);
     float *dx = TAKE(Td), *dtmp = TAKE(Td), *dbig1 = TAKE((size_t)T * (qd > F ? qd : F)), *dbig2 = TAKE((size_t)T * (qd > F ? qd : F));
     float *dk = TAKE((size_t)T * kvd), *dv = TAKE((size_t)T * kvd), *dg = TAKE((size_t)T * F), *du = TAKE((size_t)T * F);
-    float *dxn = TAKE(Td), *tmp = TAKE(Td), *dz = TAKE((size_t)T * R);
+    float *dxn = TAKE(Td), *tmp = TAKE(Td), *dz = TAKE((size_t)T * R), *twc = TAKE((size_t)T), *lpc = TAKE((size_t)T);
 #undef TAKE
     float scale = 1.0f / sqrtf((float)hd);
     double total = 0;
@@ -232,14 +233,28 @@ double tr_dense_step(tr_dense *m, const int32_t *ids, const int32_t *targets, co
             layer_fwd(m, l, &A[l], pos, T, l + 1 < NL ? in[l + 1] : xf, tmp);
         }
         tr_rmsnorm_fwd(xfn, invf, xf, m->out_norm, T, d, c->eps);
-        tr_matmul_fwd(logits, xfn, m->head, NULL, T, d, V);
-        float w; /* the loss: a mean over every target of the batch, or the weighted sum */
+        /* The head and the loss on the rows with a target only (a prompt's rows in SFT and RL
+         * cost nothing there): gathered into xc (dtmp, free until the layers' backward). Each
+         * row's logits and each weight gradient's sum are the same bits as over all rows. */
+        float w, *xc = dtmp; /* the loss: a mean over every target of the batch, or the weighted sum */
         size_t row = (size_t)b * T;
-        total += tr_seq_loss(logits, logp ? logp + row : NULL, tg, weights ? weights + row : NULL, T, V, n_targets, loss_scale, &w);
+        int nb = 0;
+        for (int t = 0; t < T; t++) {
+            if (logp) logp[row + t] = 0;
+            if (tg[t] < 0) continue;
+            idx[nb] = t, tgc[nb] = tg[t], twc[nb] = weights ? weights[row + t] : 0;
+            memcpy(xc + (size_t)nb * d, xfn + (size_t)t * d, sizeof(float) * (size_t)d);
+            nb++;
+        }
+        tr_matmul_fwd(logits, xc, m->head, NULL, nb, d, V);
+        total += tr_seq_loss(logits, logp ? lpc : NULL, tgc, weights ? twc : NULL, nb, V, n_targets, loss_scale, &w);
+        for (int j = 0; logp && j < nb; j++) logp[row + idx[j]] = lpc[j];
         if (loss_scale == 0) continue; /* forward only (validation) */
-        /* backward: logits now hold dL/dlogits */
+        /* backward: logits now hold dL/dlogits of the nb rows */
+        memset(tmp, 0, sizeof(float) * (size_t)nb * d);
+        tr_matmul_bwd(tmp, m->dhead, NULL, logits, xc, m->head, nb, d, V);
         memset(dxn, 0, sizeof(float) * Td);
-        tr_matmul_bwd(dxn, m->dhead, NULL, logits, xfn, m->head, T, d, V);
+        for (int j = 0; j < nb; j++) memcpy(dxn + (size_t)idx[j] * d, tmp + (size_t)j * d, sizeof(float) * (size_t)d);
         memset(dx, 0, sizeof(float) * Td);
         tr_rmsnorm_bwd(dx, m->dout_norm, dxn, xf, m->out_norm, invf, T, d);
         for (int l = NL - 1; l >= 0; l--) {
