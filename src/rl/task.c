@@ -87,7 +87,7 @@ static void make_countdown(gen *g) {
     rl_item *it = g->it;
     for (;;) {
         int n = (int)draw(g, 3, 4);
-        int64_t v[4], given[4];
+        int64_t v[4] = {0}, given[4] = {0}; /* (set below; zeroed for -Wmaybe-uninitialized at -O2) */
         for (int i = 0; i < n; i++) given[i] = v[i] = draw(g, 1, 50);
         int m = n, ok = 1;
         while (m > 1 && ok) {
