@@ -128,8 +128,8 @@ static int heldout(whale_model *wm, const rl_grpo_opts *o, double *acc, whale_er
 /* --resume: the newest checkpoint's weights (or adapters) and AdamW moments into m and mom, the
  * step to go on from into *first, the held-out accuracy at step 1 from metrics.jsonl (whose
  * later lines are dropped) into *before. No checkpoint: a fresh start. */
-static int resume(tr_model *m, const rl_grpo_opts *o, float *mom, size_t np, long *first, double *before,
-                  whale_err *err) {
+static int resume(tr_model *m, const rl_grpo_opts *o, float *mom, size_t np, long *first,
+                  double *before, whale_err *err) {
     char dir[4200], p[4300], line[4096];
     if (tr_checkpoint_latest(o->out_dir, dir, sizeof dir) < 0) return 0;
     tr_ckpt_state s = {.m = mom, .v = mom + np};
@@ -146,6 +146,16 @@ static int resume(tr_model *m, const rl_grpo_opts *o, float *mom, size_t np, lon
     if (f) fclose(f);
     note(o, "resuming from %s (step %ld)", dir, s.step);
     return 0;
+}
+
+/* One trainer pass over a group's rows: forward only (scale 0, logp out) or forward and backward
+ * with the per-token weights w. Returns 0 or the step's error (its loss may be any sign, so the
+ * code, not the value, tells). */
+static int pass(tr_model *m, const rows *r, const float *w, float *logp, int G, float scale,
+                whale_err *err) {
+    err->code = 0;
+    m->step(m->impl, r->ids, r->tg, w, logp, G, r->T, scale, err);
+    return err->code;
 }
 
 /* Swap the policy's weights with the reference's (full fine-tuning: a saved copy of the start;
@@ -236,15 +246,10 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
             /* With one update and no KL the ratio is 1 on every token and dJ/dlogp_t is the
              * advantage (times the aggregation): no need to know logp first. Otherwise the old
              * policy's. */
-            if (o->mu > 1 || o->g.beta > 0)
-                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].old, G, R[i].T, 0, err) < 0 &&
-                    err->code)
-                    rc = err->code;
+            if (o->mu > 1 || o->g.beta > 0) rc = pass(m, &R[i], NULL, R[i].old, G, 0, err);
             if (!rc && o->g.beta > 0) {
                 use_reference(m, ref_w, spare, 1);
-                if (m->step(m->impl, R[i].ids, R[i].tg, NULL, R[i].ref, G, R[i].T, 0, err) < 0 &&
-                    err->code)
-                    rc = err->code;
+                rc = pass(m, &R[i], NULL, R[i].ref, G, 0, err);
                 use_reference(m, ref_w, spare, 0);
             }
         }
@@ -263,11 +268,7 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
                 int moves = o->g.beta > 0; /* a group of equal rewards and no KL adds nothing */
                 for (int k = 0; k < G; k++) moves |= adv[(size_t)i * G + k] != 0;
                 if (!moves) continue;
-                if (it > 0 && m->step(m->impl, r->ids, r->tg, NULL, r->cur, G, r->T, 0, err) < 0 &&
-                    err->code) {
-                    rc = err->code;
-                    break;
-                }
+                if (it > 0 && (rc = pass(m, r, NULL, r->cur, G, 0, err))) break;
                 double J;
                 grpo_stats st;
                 grpo_cfg g = o->g;
@@ -279,8 +280,7 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
                     r->dJ[x] /= (float)P; /* the batch's J: the groups' mean */
                 kl += st.kl_mean * (double)st.n_tokens, clip += st.clip_frac * (double)st.n_tokens,
                     ntok += st.n_tokens;
-                if (m->step(m->impl, r->ids, r->tg, r->dJ, NULL, G, r->T, 1, err) < 0 && err->code)
-                    rc = err->code;
+                rc = pass(m, r, r->dJ, NULL, G, 1, err);
             }
             if (rc) break;
             float *gb = m->P->g;
