@@ -191,7 +191,17 @@ int cmd_grpo(int argc, char **argv) {
         return 1;
     }
     snprintf(tok, sizeof tok, "%s/tokenizer.json", path);
-    if (!access(tok, R_OK)) o.tokenizer = tok;
+    if (!access(tok, R_OK))
+        o.tokenizer = tok;
+    else if (!lora.rank) { /* the written-out policy must carry a vocabulary for the engine */
+        fprintf(
+            stderr,
+            "whale grpo: %s has no tokenizer.json beside it: training the whole model needs a "
+            "Hugging Face directory (whale train checkpoints are); for a GGUF use --lora-rank R\n",
+            path);
+        rl_task_free(loaded_task);
+        return 1;
+    }
     if (threads > 0) tr_set_threads(threads);
     tr_loaded L;
     int rc = tr_loaded_open(&L, path, lora.rank ? &lora : NULL, o.seed, &err);

@@ -103,3 +103,7 @@ def test_refusals(base, tmp_path):
     assert p.returncode == 1 and "group of at least 2" in p.stderr.decode()
     p = run_whale("grpo", "-m", str(model), "--task", str(tasks), check=False)
     assert p.returncode == 2 and "-o RUN_DIR" in p.stderr.decode()
+    gguf = tmp_path / "m.gguf"  # a GGUF: LoRA only (the whole model's policy would have no vocabulary)
+    run_whale("synth", "--shape", "test-qwen2", "--vocab", str(model / "tokenizer.json"), "-o", str(gguf))
+    p = run_whale("grpo", "-m", str(gguf), "--task", str(tasks), "-o", str(tmp_path / "r"), check=False)
+    assert p.returncode == 1 and "--lora-rank" in p.stderr.decode(), p.stderr.decode()
