@@ -92,21 +92,39 @@ static int rows_make(rows *r, const whale_ids *prompt, const rl_sample *s, int G
 
 /* ---- the loop ------------------------------------------------------------------------------ */
 
+/* One metric as JSON: a number, or null when it is not finite (a diverged run's gradient norm
+ * must not make the line unreadable). */
+static void metric(FILE *f, const char *key, double v) {
+    if (isfinite(v))
+        fprintf(f, ", \"%s\": %.6g", key, v);
+    else
+        fprintf(f, ", \"%s\": null", key);
+}
+
 static int append_metrics(const char *out_dir, const rl_grpo_info *s, whale_err *err) {
     char p[4200];
     snprintf(p, sizeof p, "%s/metrics.jsonl", out_dir);
     FILE *f = fopen(p, s->step == 1 ? "w" : "a");
     if (!f) return err_set(err, WHALE_E_IO, "%s: %m", p);
-    fprintf(f,
-            "{\"step\": %ld, \"reward\": %.6g, \"accuracy\": %.6g, \"format\": %.6g, "
-            "\"response_len\": %.6g, "
-            "\"kl\": %.6g, \"clip_frac\": %.6g, \"grad_norm\": %.6g, \"lr\": %.6g, \"t_gen\": "
-            "%.4f, \"t_logp\": %.4f, "
-            "\"t_backward\": %.4f, \"t_eval\": %.4f, \"gen_tokens_per_s\": %.2f",
-            s->step, s->reward, s->accuracy, s->format_rate, s->response_len, s->kl, s->clip_frac,
-            s->grad_norm, (double)s->lr, s->t_gen, s->t_logp, s->t_backward, s->t_eval,
-            s->gen_tokens_per_s);
-    if (s->heldout >= 0) fprintf(f, ", \"heldout_accuracy\": %.6g", s->heldout);
+    fprintf(f, "{\"step\": %ld", s->step);
+    const struct {
+        const char *key;
+        double v;
+    } m[] = {{"reward", s->reward},
+             {"accuracy", s->accuracy},
+             {"format", s->format_rate},
+             {"response_len", s->response_len},
+             {"kl", s->kl},
+             {"clip_frac", s->clip_frac},
+             {"grad_norm", s->grad_norm},
+             {"lr", s->lr},
+             {"t_gen", s->t_gen},
+             {"t_logp", s->t_logp},
+             {"t_backward", s->t_backward},
+             {"t_eval", s->t_eval},
+             {"gen_tokens_per_s", s->gen_tokens_per_s}};
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) metric(f, m[k].key, m[k].v);
+    if (s->heldout >= 0) metric(f, "heldout_accuracy", s->heldout);
     fprintf(f, "}\n");
     return fclose(f) ? err_set(err, WHALE_E_IO, "%s: %m", p) : 0;
 }

@@ -457,14 +457,40 @@ static double head_fwd_bwd(tr_ds *m, const float *h, const float *w, float *dw, 
                            float *share) {
     const tr_ds_cfg *c = &m->c;
     int d = c->d, V = c->vocab;
+    size_t rowb = sizeof(float) * (size_t)d;
     tr_rmsnorm_fwd(hn, inv, h, w, T, d, c->eps);
-    tr_matmul_fwd(logits, hn, m->head, NULL, T, d, V);
-    double loss = tr_seq_loss(logits, logp, tg, tw, T, V, n_targets, loss_scale, share);
-    if (loss_scale == 0) return loss;
-    memset(dhn, 0, sizeof(float) * (size_t)T * d);
-    tr_matmul_bwd(dhn, m->d_head, NULL, logits, hn, m->head, T, d, V);
-    memset(dh, 0, sizeof(float) * (size_t)T * d);
-    tr_rmsnorm_bwd(dh, dw, dhn, h, w, inv, T, d);
+    /* The head on the rows with a target only (a prompt's rows in SFT and RL cost nothing):
+     * those rows of hn moved to its front (j <= t, so in place), their logits, loss and
+     * gradient, then the gradient's rows moved back where they belong. Each row's logits and
+     * each weight gradient's sum are the same bits as over all rows. */
+    int nb = 0;
+    for (int t = 0; t < T; t++) nb += tg[t] >= 0;
+    int32_t *idx = NULL, *tgc = (int32_t *)tg;
+    float *twc = (float *)tw, *lpc = logp;
+    if (nb < T) {
+        idx = malloc(sizeof(int32_t) * 2 * (size_t)(nb ? nb : 1) + sizeof(float) * 2 * (size_t)(nb ? nb : 1));
+        if (!idx) return NAN; /* out of memory for 3 words a row: the loss says so */
+        tgc = idx + nb, twc = (float *)(tgc + nb), lpc = twc + nb;
+        for (int t = 0, j = 0; t < T; t++) {
+            if (logp) logp[t] = 0;
+            if (tg[t] < 0) continue;
+            idx[j] = t, tgc[j] = tg[t], twc[j] = tw ? tw[t] : 0;
+            if (j != t) memcpy(hn + (size_t)j * d, hn + (size_t)t * d, rowb);
+            j++;
+        }
+    }
+    tr_matmul_fwd(logits, hn, m->head, NULL, nb, d, V);
+    double loss = tr_seq_loss(logits, logp ? lpc : NULL, tgc, tw ? twc : NULL, nb, V, n_targets, loss_scale, share);
+    for (int j = 0; idx && logp && j < nb; j++) logp[idx[j]] = lpc[j];
+    if (loss_scale != 0) {
+        memset(dhn, 0, sizeof(float) * (size_t)T * d);
+        tr_matmul_bwd(dhn, m->d_head, NULL, logits, hn, m->head, nb, d, V);
+        for (int j = nb - 1; idx && j >= 0; j--) /* back to row idx[j] >= j, the rest zero */
+            if (idx[j] != j) memcpy(dhn + (size_t)idx[j] * d, dhn + (size_t)j * d, rowb), memset(dhn + (size_t)j * d, 0, rowb);
+        memset(dh, 0, sizeof(float) * (size_t)T * d);
+        tr_rmsnorm_bwd(dh, dw, dhn, h, w, inv, T, d);
+    }
+    free(idx);
     return loss;
 }
 
@@ -548,8 +574,9 @@ double tr_ds_step(tr_ds *m, const int32_t *ids, const int32_t *targets, const fl
                                 x->dout, xfn, invf, logits, s.b1, &wk);
         }
         if (loss_scale == 0) continue;
-        /* backward: the MTP modules last to first, each adding into the previous depth's gradient */
-        for (int k = D < T - 1 ? D : T - 1; k >= 1; k--) {
+        /* backward: the MTP modules last to first, each adding into the previous depth's gradient
+         * (none at all when their loss weighs nothing: their heads then wrote no gradient) */
+        for (int k = c->mtp_weight != 0 ? (D < T - 1 ? D : T - 1) : 0; k >= 1; k--) {
             mtp_acts *x = &X[k];
             const tr_ds_mtp *P = &m->mtp[k - 1];
             tr_ds_mtp *DP = &m->dmtp[k - 1];

@@ -52,6 +52,21 @@ def test_reward_rises(base, tmp_path):
         assert {"reward.png", "kl.png", "response_len.png"} <= {pathlib.Path(x).name for x in drawn}, drawn
 
 
+def test_deepseek_reward_rises(base, shards, tmp_path):
+    """The same on a DeepSeek-V3 model (MLA, MoE, an MTP module whose loss GRPO weighs 0: no
+    gradient may come back from it; before that was so, a stale buffer blew the gradient norm
+    up to 1e23 and the reward did not move)."""
+    _, tasks = base
+    run_whale("train", "--init", "deepseek2:test", "--data", str(shards), "-o", str(tmp_path / "ds"), "--steps", "10",
+              "--batch", "4", "--ctx", "64", "--lr", "1e-2")
+    grpo(tmp_path / "ds" / "step-000010", tasks, tmp_path / "run", "--steps", "14", "--beta", "0.02")
+    m = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    r = [x["reward"] for x in m]
+    first, last = sum(r[:4]) / 4, sum(r[-4:]) / 4
+    assert last > first + 0.15, (first, last, r)
+    assert max(x["grad_norm"] for x in m) < 1e3, [x["grad_norm"] for x in m]
+
+
 def test_lora_policy_and_reference(base, tmp_path):
     """With LoRA the engine samples from the base with the trained adapters applied, and the
     reference is the base alone (the adapters switched off): the KL is exactly 0 before the first

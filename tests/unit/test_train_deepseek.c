@@ -73,6 +73,23 @@ static void check_hooks(tr_ds *m, const int32_t *ids, const int32_t *tg, int B, 
     for (size_t i = 0; i < np; i++) diff = fmax(diff, fabs(m->P.g[i] - (2 * g1[i] - gz[i])));
     CHECKF(fabs(L3 - 2 * L0) <= 2e-6 * L0 && diff <= 1e-5 * mx, "%s: doubled weights: loss %.9f (2 x %.9f), gradients off by %g",
            file, L3, L0, diff);
+    /* MTP's loss weight 0 (as GRPO runs it): no gradient reaches the MTP modules, none comes back
+     * from them, and everything stays finite (its head's gradient buffer, never written then,
+     * must not be backpropagated: after the steps above it holds old values) */
+    if (m->c.n_mtp) {
+        float keep = m->c.mtp_weight;
+        m->c.mtp_weight = 0;
+        memset(m->P.g, 0, sizeof(float) * np);
+        tr_ds_step(m, ids, tg, w, NULL, B, T, 1.0f, &err);
+        int bad = 0;
+        for (int i = 0; i < m->P.n_t; i++) {
+            int l = -1;
+            int mtp_param = sscanf(m->P.t[i].name, "model.layers.%d.", &l) == 1 && l >= m->c.n_layer;
+            for (size_t k = 0; k < m->P.t[i].n; k++) bad += !isfinite(m->P.t[i].g[k]) || (mtp_param && m->P.t[i].g[k] != 0);
+        }
+        CHECKF(bad == 0, "%s: MTP weight 0: %d gradients from the MTP modules or not finite", file, bad);
+        m->c.mtp_weight = keep;
+    }
     free(g0), free(gz), free(logp), free(w);
 }
 
