@@ -1,5 +1,6 @@
 /* cmd_distill.c — `whale distill`: a teacher's verified reasoning traces as SFT data (R1's
  * rejection sampling). Parsing and printing only: the work is rl/distill.c. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,10 @@ int cmd_distill(int argc, char **argv) {
         }
 #undef ARG
     }
+    if (p.max_tokens < 1 || per_problem < 0 || !(p.temperature >= 0 && isfinite(p.temperature))) {
+        fprintf(stderr, "whale distill: --max-tokens must be at least 1, --per-problem 0 or more, --temp 0 or more\n");
+        return 2;
+    }
     if (!model || !task_arg || !out || p.n < 1 || p.samples < 1) {
         fprintf(stderr, "whale distill: needs -m TEACHER, --task T and -o FILE (and --n, --samples "
                         ">= 1; see --help)\n");
@@ -126,6 +131,10 @@ int cmd_distill(int argc, char **argv) {
                (long long)st.correct, (long long)st.samples, (long long)st.formatted, st.seconds,
                st.tokens_per_s);
         rc = 0;
+        if (!st.kept) { /* an empty file is written (the run's honest result), but say so */
+            fprintf(stderr, "whale distill: no reply was both correct and well formatted: %s is empty\n", out);
+            rc = 1;
+        }
     }
     whale_model_close(m);
     rl_task_free(loaded);

@@ -1,6 +1,7 @@
 /* cmd_grpo.c — `whale grpo`: DeepSeek-R1-Zero's reinforcement learning (GRPO with rule-based
  * rewards) on a model whale train can hold. Parsing and printing only: the loop is rl/grpo_run.c.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,7 @@ int cmd_grpo(int argc, char **argv) {
     rl_grpo_opts_default(&o);
     const char *model = NULL, *task = NULL, *lora_targets = "all", *prompt = "auto";
     tr_lora lora = {0};
-    int threads = 0, full = 0;
+    int threads = 0, full = 0, rank_given = 0, alpha_given = 0, lora_targets_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -108,11 +109,11 @@ int cmd_grpo(int argc, char **argv) {
         else if (!strcmp(a, "--full"))
             full = 1;
         else if (ARG("--lora-rank"))
-            lora.rank = atoi(v);
+            lora.rank = atoi(v), rank_given = 1;
         else if (ARG("--lora-alpha"))
-            lora.alpha = (float)atof(v);
+            lora.alpha = (float)atof(v), alpha_given = 1;
         else if (ARG("--lora-targets"))
-            lora_targets = v;
+            lora_targets = v, lora_targets_given = 1;
         else if (ARG("--steps"))
             o.steps = atol(v);
         else if (ARG("--prompts"))
@@ -161,6 +162,32 @@ int cmd_grpo(int argc, char **argv) {
         fprintf(stderr, "whale grpo: needs -m MODEL, --task T and -o RUN_DIR (see --help)\n");
         return 2;
     }
+    /* every number in its range, named when it is not (a silently odd value wastes a run) */
+    const char *bad = o.steps < 1             ? "--steps must be at least 1"
+                      : o.prompts < 1         ? "--prompts must be at least 1"
+                      : o.group < 2           ? "--group must be at least 2 (advantages compare replies to one problem)"
+                      : o.mu < 1              ? "--mu must be at least 1"
+                      : o.max_tokens < 1      ? "--max-tokens must be at least 1"
+                      : !(o.temperature > 0 && isfinite(o.temperature))
+                          ? "--temp must be above 0 (at 0 every reply to a problem is the same: nothing to compare)"
+                      : !(o.adam.lr > 0 && isfinite(o.adam.lr)) ? "--lr must be above 0"
+                      : !(o.g.beta >= 0 && isfinite(o.g.beta))  ? "--beta must be 0 or more"
+                      : !(o.g.clip_eps > 0 && o.g.clip_eps < 1) ? "--clip-eps must be between 0 and 1"
+                      : !isfinite(o.format_weight)              ? "--format-reward must be a number"
+                      : o.eval_every < 0 || o.save_every < 0    ? "--eval-every and --save-every are 0 or more"
+                      : o.eval_n < 1                            ? "--eval-n must be at least 1"
+                      : o.n_parallel < 1                        ? "--parallel must be at least 1"
+                      : threads < 0                             ? "--threads must be 0 (all) or more"
+                      : rank_given && (lora.rank < 1 || lora.rank > TR_LORA_MAX_RANK)
+                          ? "--lora-rank must be 1 to 1024"
+                      : !rank_given && (alpha_given || lora_targets_given)
+                          ? "--lora-alpha and --lora-targets need --lora-rank"
+                      : alpha_given && !(lora.alpha > 0 && isfinite(lora.alpha)) ? "--lora-alpha must be above 0"
+                                                                                 : NULL;
+    if (bad) {
+        fprintf(stderr, "whale grpo: %s\n", bad);
+        return 2;
+    }
     if (full && lora.rank) {
         fprintf(stderr, "whale grpo: --full and --lora-rank exclude each other\n");
         return 2;
@@ -175,7 +202,7 @@ int cmd_grpo(int argc, char **argv) {
             fprintf(stderr, "whale grpo: %s\n", err.msg);
             return 2;
         }
-        if (!(lora.alpha > 0)) lora.alpha = 2.0f * (float)lora.rank;
+        if (!alpha_given) lora.alpha = 2.0f * (float)lora.rank;
     }
     const rl_task *t;
     rl_task *loaded_task;
@@ -187,6 +214,11 @@ int cmd_grpo(int argc, char **argv) {
     char path[4200], tok[4300];
     if (whale_model_resolve(model, path, sizeof path, &err)) {
         fprintf(stderr, "whale grpo: %s\n", err.msg);
+        rl_task_free(loaded_task);
+        return 1;
+    }
+    if (access(path, F_OK)) {
+        fprintf(stderr, "whale grpo: %s: no such file or directory\n", path);
         rl_task_free(loaded_task);
         return 1;
     }

@@ -220,6 +220,7 @@ int cmd_train(int argc, char **argv) {
     int precision = tr_precision_default(), threads = 0, recompute = 0;
     tr_lora lora = {0};
     const char *lora_targets = "all";
+    int lora_given = 0; /* bits: --lora-rank, --lora-alpha, --lora-targets */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -258,9 +259,9 @@ int cmd_train(int argc, char **argv) {
             threads = n;
         }
         else if (ARG("--bias-update")) o.bias_gamma = (float)atof(v);
-        else if (ARG("--lora-rank")) lora.rank = atoi(v);
-        else if (ARG("--lora-alpha")) lora.alpha = (float)atof(v);
-        else if (ARG("--lora-targets")) lora_targets = v;
+        else if (ARG("--lora-rank")) lora.rank = atoi(v), lora_given |= 1;
+        else if (ARG("--lora-alpha")) lora.alpha = (float)atof(v), lora_given |= 2;
+        else if (ARG("--lora-targets")) lora_targets = v, lora_given |= 4;
         else if (!strcmp(a, "--resume")) o.resume = 1;
         else if (!strcmp(a, "--recompute")) recompute = 1;
         else if (ARG("--precision")) {
@@ -355,8 +356,11 @@ int cmd_train(int argc, char **argv) {
     tr_ds ds;
     tr_model model;
     whale_err err = {0};
-    if (lora.rank) {
-        const char *why = !from ? "--lora-rank needs --from MODEL (adapters on a trained model)"
+    if (lora_given) {
+        const char *why = !(lora_given & 1) ? "--lora-alpha and --lora-targets need --lora-rank"
+                          : lora.rank < 1 || lora.rank > TR_LORA_MAX_RANK ? "--lora-rank must be 1 to 1024"
+                          : (lora_given & 2) && !(lora.alpha > 0 && isfinite(lora.alpha)) ? "--lora-alpha must be above 0"
+                          : !from ? "--lora-rank needs --from MODEL (adapters on a trained model)"
                           : deepseek ? "--lora-rank: adapters for DeepSeek models (MLA, experts) are not built yet; "
                                        "fine-tune it whole (without --lora-rank)"
                                      : NULL;
@@ -365,7 +369,7 @@ int cmd_train(int argc, char **argv) {
             free((char *)from);
             return stop_ranks(&dist, 2);
         }
-        if (!(lora.alpha > 0)) lora.alpha = 2.0f * (float)lora.rank;
+        if (!(lora_given & 2)) lora.alpha = 2.0f * (float)lora.rank;
         c.lora = lora;
     }
     if (deepseek ? tr_ds_init(&ds, &dc, &err) : tr_dense_init(&m, &c, &err)) {

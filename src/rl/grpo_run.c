@@ -159,7 +159,7 @@ static int resume(tr_model *m, const rl_grpo_opts *o, float *mom, size_t np, lon
     FILE *f = fopen(p, "r");
     while (f && fgets(line, sizeof line, f)) {
         const char *h = strstr(line, "\"heldout_accuracy\": ");
-        if (!strncmp(line, "{\"step\": 1,", 12) && h) *before = atof(h + 20);
+        if (!strncmp(line, "{\"step\": 1,", 11) && h) *before = atof(h + 20);
     }
     if (f) fclose(f);
     note(o, "resuming from %s (step %ld)", dir, s.step);
@@ -216,6 +216,13 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
     long warmup = o->warmup >= 0 ? o->warmup : o->steps * o->mu / 10, updates = 0,
          total_updates = o->steps * o->mu, first = 1;
     if (o->resume && (rc = resume(m, o, mom, np, &first, &before, err))) goto done;
+    char last[4200];
+    long at = o->resume ? -1 : tr_checkpoint_latest(o->out_dir, last, sizeof last);
+    if (at >= 0) { /* a new run over an old one's checkpoints would leave them for --resume to find */
+        rc = err_set(err, WHALE_E_ARG, "%s already holds a run's checkpoints (%s): --resume to continue it, or another -o",
+                     o->out_dir, last);
+        goto done;
+    }
     updates = (first - 1) * o->mu;
     for (long step = first; step <= o->steps && !rc; step++) {
         rl_grpo_info info = {.step = step, .steps = o->steps, .heldout = -1};

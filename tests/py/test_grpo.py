@@ -25,10 +25,10 @@ def base(shards, tmp_path_factory):
     return d / "base" / "step-000030", tasks
 
 
-def grpo(model, tasks, out, *extra):
+def grpo(model, tasks, out, *extra, check=True):
     return run_whale("grpo", "-m", str(model), "--task", str(tasks), "-o", str(out), "--prompt", "chat",
                      "--prompts", "4", "--group", "8", "--max-tokens", "4", "--format-reward", "0", "--lr", "2e-2",
-                     "--eval-every", "0", "--threads", "2", *extra)
+                     "--eval-every", "0", "--threads", "2", *extra, check=check)
 
 
 def rewards(run):
@@ -113,9 +113,17 @@ def test_refusals(base, tmp_path):
     model, tasks = base
     p = run_whale("grpo", "-m", str(model), "--task", "nosuchtask", "-o", str(tmp_path / "r"), check=False)
     assert p.returncode == 1 and "nosuchtask" in p.stderr.decode()
-    p = run_whale("grpo", "-m", str(model), "--task", str(tasks), "-o", str(tmp_path / "r"), "--group", "1",
-                  check=False)
-    assert p.returncode == 1 and "group of at least 2" in p.stderr.decode()
+    for bad, why in ((["--group", "1"], "--group must be at least 2"), (["--temp", "0"], "--temp must be above 0"),
+                     (["--lr", "-1"], "--lr must be above 0"), (["--max-tokens", "0"], "--max-tokens must be at least 1"),
+                     (["--lora-rank", "0"], "--lora-rank must be 1 to 1024"), (["--steps", "0"], "--steps"),
+                     (["--lora-alpha", "4"], "need --lora-rank")):
+        p = run_whale("grpo", "-m", str(model), "--task", str(tasks), "-o", str(tmp_path / "r"), *bad, check=False)
+        assert p.returncode == 2 and why in p.stderr.decode(), (bad, p.stderr.decode())
+    p = run_whale("grpo", "-m", str(tmp_path / "nonexist"), "--task", str(tasks), "-o", str(tmp_path / "r"), check=False)
+    assert p.returncode == 1 and "no such file" in p.stderr.decode()
+    grpo(model, tasks, tmp_path / "once", "--steps", "1")
+    p = grpo(model, tasks, tmp_path / "once", "--steps", "1", check=False)  # over an old run's checkpoints
+    assert p.returncode == 1 and "--resume to continue" in p.stderr.decode()
     p = run_whale("grpo", "-m", str(model), "--task", str(tasks), check=False)
     assert p.returncode == 2 and "-o RUN_DIR" in p.stderr.decode()
     gguf = tmp_path / "m.gguf"  # a GGUF: LoRA only (the whole model's policy would have no vocabulary)

@@ -90,6 +90,10 @@ def test_lora_refusals(base, tmp_path):
     p = run_whale("train", "--from", str(ck), "--data", str(data), "-o", str(tmp_path / "r2"), "--steps", "1",
                   "--lora-rank", "4", "--lora-targets", "q_proj,lm_head", check=False)
     assert p.returncode == 2 and "lm_head" in p.stderr.decode()
-    p = run_whale("train", "--from", str(ck), "--data", str(data), "-o", str(tmp_path / "r3"), "--steps", "1",
-                  "--lora-rank", "5000", check=False)
-    assert p.returncode == 1 and "rank must be 1.." in p.stderr.decode()
+    for bad, why in ((["--lora-rank", "5000"], "--lora-rank must be 1 to 1024"),
+                     (["--lora-rank", "0"], "--lora-rank must be 1 to 1024"),  # not a silent full fine-tune
+                     (["--lora-rank", "4", "--lora-alpha", "-3"], "--lora-alpha must be above 0"),
+                     (["--lora-alpha", "8"], "need --lora-rank")):
+        p = run_whale("train", "--from", str(ck), "--data", str(data), "-o", str(tmp_path / "r3"), "--steps", "1",
+                      *bad, check=False)
+        assert p.returncode == 2 and why in p.stderr.decode(), (bad, p.stderr.decode())
