@@ -91,10 +91,11 @@ static void print_sample(const rl_eval_result *r, int64_t x) {
            (int)(cut ? EVAL_SHOW_MAX_CHARS : s->len), s->text, cut ? " [...]" : "");
 }
 
-static void print_json(const rl_eval_result *r, const char *model, const char *task, int split,
-                       uint64_t seed, int64_t max_tokens, int parallel, int64_t show) {
+static void print_json(const rl_eval_result *r, const char *model, const char *lora, const char *task,
+                       int split, uint64_t seed, int64_t max_tokens, int parallel, int64_t show) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "model", model ? model : "default");
+    if (lora) cJSON_AddStringToObject(j, "lora", lora); /* results with and without tell apart */
     cJSON_AddStringToObject(j, "task", task);
     cJSON_AddStringToObject(j, "split", split == RL_SPLIT_TEST ? "test" : "train");
     cJSON_AddStringToObject(j, "prompt", rl_prompt_mode_name(r->mode));
@@ -253,16 +254,16 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     if (json) {
-        print_json(&r, model, rl_task_name(task), p.split, p.seed, p.max_tokens, p.n_parallel,
+        print_json(&r, model, lora, rl_task_name(task), p.split, p.seed, p.max_tokens, p.n_parallel,
                    show);
     } else {
         for (int64_t x = 0; x < r.n * r.samples && x < show; x++) print_sample(&r, x);
         whale_model_info mi;
         whale_model_info_get(m, &mi);
         const char *slash = strrchr(mi.path, '/');
-        printf("task %s (%s split), model %s, prompt %s\n", rl_task_name(task),
+        printf("task %s (%s split), model %s%s%s, prompt %s\n", rl_task_name(task),
                p.split == RL_SPLIT_TEST ? "test" : "train", slash ? slash + 1 : mi.path,
-               rl_prompt_mode_name(r.mode));
+               lora ? " + LoRA " : "", lora ? lora : "", rl_prompt_mode_name(r.mode));
         printf("%lld problems x %d sample%s, temperature %g, at most %lld tokens each\n",
                (long long)r.n, r.samples, r.samples == 1 ? "" : "s", r.temperature,
                (long long)p.max_tokens);

@@ -85,7 +85,7 @@ def test_lora_policy_and_reference(base, tmp_path):
     # whale eval measures the adapted model (and says so when the adapter is not there)
     r = json.loads(run_whale("eval", "-m", str(model), "--lora", str(out), "--task", str(tasks), "--prompt", "chat",
                              "--n", "4", "--max-tokens", "4", "--json").stdout)
-    assert r["n"] == 4 and 0 <= r["pass_at_1"] <= 1
+    assert r["n"] == 4 and 0 <= r["pass_at_1"] <= 1 and r["lora"] == str(out)
     p = run_whale("eval", "-m", str(model), "--lora", str(tmp_path / "none"), "--task", str(tasks), check=False)
     assert p.returncode != 0 and "none" in p.stderr.decode()
 
