@@ -272,11 +272,11 @@ int rl_grpo_run(tr_model *m, const rl_grpo_opts *o, whale_err *err) {
              * advantage (times the aggregation): no need to know logp first. Otherwise the old
              * policy's. */
             if (o->mu > 1 || o->g.beta > 0) rc = pass(m, &R[i], NULL, R[i].old, G, 0, err);
-            if (!rc && o->g.beta > 0) {
-                use_reference(m, ref_w, spare, 1);
-                rc = pass(m, &R[i], NULL, R[i].ref, G, 0, err);
-                use_reference(m, ref_w, spare, 0);
-            }
+        }
+        if (!rc && o->g.beta > 0) { /* the reference's, all groups under one swap of the weights */
+            use_reference(m, ref_w, spare, 1);
+            for (int i = 0; !rc && i < P; i++) rc = pass(m, &R[i], NULL, R[i].ref, G, 0, err);
+            use_reference(m, ref_w, spare, 0);
         }
         if (!rc && ro.n > 0) info.sample = ro.s[0].text;
         info.reward = rsum / (double)n_s, info.accuracy = (double)correct / (double)n_s;

@@ -158,6 +158,13 @@ static void tensor_of(st_out_tensor *o, const tr_param *p, const float *data, co
 /* What a checkpoint holds of the parameters: everything, or with LoRA the adapters alone. */
 static int saved(const tr_model *m, const tr_param *p) { return !m->lora || !p->frozen; }
 
+/* The floats of the tensors a checkpoint holds. */
+static size_t saved_floats(const tr_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->P->n_t; i++) n += saved(m, &m->P->t[i]) ? m->P->t[i].n : 0;
+    return n;
+}
+
 /* adapter_config.json as PEFT writes it (the fields its LoraConfig reads). */
 static char *adapter_config(const tr_model *m) {
     cJSON *j = cJSON_CreateObject(), *t = cJSON_CreateArray();
@@ -218,8 +225,7 @@ typedef tr_ckpt_state state;
 /* The AdamW moments of the tensors a checkpoint holds, m then v, into a new *out (NULL when
  * out of memory); returns how many of each. */
 static size_t moments_pack(const tr_model *m, const state *s, float **out) {
-    size_t n = 0, at = 0;
-    for (int i = 0; i < m->P->n_t; i++) n += saved(m, &m->P->t[i]) ? m->P->t[i].n : 0;
+    size_t n = saved_floats(m), at = 0;
     if (!(*out = malloc(sizeof(float) * (2 * n + 1)))) return n;
     for (int i = 0; i < m->P->n_t; i++) {
         const tr_param *q = &m->P->t[i];
@@ -290,8 +296,7 @@ int tr_checkpoint_load(tr_model *m, tr_ckpt_state *s, const char *dir, whale_err
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
     if ((rc = st_open(&st, p, err))) return rc;
     const st_tensor *tm = st_find(&st, "adam.m"), *tv = st_find(&st, "adam.v");
-    size_t n = 0, at = 0;
-    for (int i = 0; i < m->P->n_t; i++) n += saved(m, &m->P->t[i]) ? m->P->t[i].n : 0;
+    size_t n = saved_floats(m), at = 0;
     if (!tm || !tv || (size_t)tm->n_elems != n || (size_t)tv->n_elems != n || tm->dtype != WHALE_DTYPE_F32 ||
         tv->dtype != WHALE_DTYPE_F32)
         rc = err_set(err, WHALE_E_FORMAT, "%s: not this model's optimizer state", p);
