@@ -178,16 +178,23 @@ typedef struct whale_msg {
 
 enum {
     WHALE_CHAT_GENERATION_PROMPT = 1, /* end with the assistant's opening: the model answers next */
-    WHALE_CHAT_NO_FORCED_THINK = 2,   /* R1: leave out the "<think>\n" that forces reasoning */
+    WHALE_CHAT_NO_FORCED_THINK = 2,   /* reasoning formats: leave out the "<think>\n" that forces it */
 };
 /* Append the conversation laid out in a chat format (format NULL: the model's; or "chatml",
- * "deepseek-r1") as token ids. tools: JSON texts of function tools (NULL/0: none). Message text
+ * "chatml-think", "deepseek-r1") as token ids. tools: JSON texts of function tools (NULL/0: none). Message text
  * is always plain text: a message cannot forge a turn marker. WHALE_E_UNSUPPORTED when there
  * is no such format for the model, or it has no tools section. */
 int whale_chat_apply(const whale_model *m, const char *format, const whale_msg *msgs, size_t n,
                      const char *const *tools, size_t n_tools, int flags, whale_ids *out, whale_err *err);
-/* The chat format whale_chat_apply would use ("chatml", "deepseek-r1"), or NULL: none. */
+/* The chat format whale_chat_apply would use ("chatml", "chatml-think", "deepseek-r1"), or
+ * NULL: none. */
 const char *whale_chat_format(const whale_model *m, const char *format);
+/* Whether a format (a name whale_chat_format gives) opens the reply inside <think>: a
+ * reasoning model's ("deepseek-r1", "chatml-think"). 0 for NULL or an unknown name. */
+int whale_chat_format_thinks(const char *format);
+/* A Jinja chat template Whale writes for a format into the models it makes (whale merge
+ * --chat-format): "chatml-think" only; NULL for other names. Static. */
+const char *whale_chat_template(const char *format);
 
 /* ---- the engine ----------------------------------------------------------------------------- */
 

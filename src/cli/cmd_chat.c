@@ -164,7 +164,7 @@ int cmd_chat(int argc, char **argv) {
     }
     const char *fmt = whale_chat_format(m, o.chat_format);
     if (!fmt) {
-        fprintf(stderr, "whale chat: no chat format for this model (use --chat-format deepseek-r1|chatml)\n");
+        fprintf(stderr, "whale chat: no chat format for this model (use --chat-format deepseek-r1|chatml|chatml-think)\n");
         goto done;
     }
     if (gen_open_engine(&o, m, 0, &e, "chat")) goto done;
@@ -239,7 +239,7 @@ int cmd_chat(int argc, char **argv) {
         }
         view v = {.tty = isatty(1), .show_think = show_think};
         gen_stats st = {0};
-        int in_think = !strcmp(fmt, "deepseek-r1") && o.think;
+        int in_think = whale_chat_format_thinks(fmt) && o.think;
         int64_t n_ctx = whale_engine_n_ctx(e);
         int grc = (int64_t)ids.n >= n_ctx
                       ? err_set(&err, WHALE_E_ARG, "the conversation is %zu tokens, the context holds %lld", ids.n, (long long)n_ctx)

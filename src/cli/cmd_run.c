@@ -99,11 +99,11 @@ int cmd_run(int argc, char **argv) {
     if (ids_arg && cli_parse_ids("run", ids_arg, &ids)) goto done;
     if (ids_arg && !ids.n) { fprintf(stderr, "whale run: --ids is empty\n"); goto done; }
     if (!raw && !fmt) {
-        fprintf(stderr, "whale run: no chat format %s (use --chat-format deepseek-r1|chatml, or --raw)\n",
+        fprintf(stderr, "whale run: no chat format %s (use --chat-format deepseek-r1|chatml|chatml-think, or --raw)\n",
                 o.chat_format ? "by that name" : "known for this model");
         goto done;
     }
-    int in_think = fmt && !strcmp(fmt, "deepseek-r1") && o.think;
+    int in_think = whale_chat_format_thinks(fmt) && o.think;
     if (ids_arg) {
     } else if (raw) {
         if (whale_tokenize(m, prompt, strlen(prompt), WHALE_TOK_ADD_BOS, &ids, &err)) { fprintf(stderr, "whale: %s\n", err.msg); goto done; }

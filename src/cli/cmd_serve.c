@@ -39,7 +39,7 @@ static void usage(FILE *f) {
                "  --ctx N          tokens per sequence, prompt and reply (default: the model's, at most 4096)\n"
                "  --queue N        requests that may wait for a sequence; beyond, 503 at once (default 64)\n"
                "  --name NAME      the model's id in the API (default: the name given to -m, or the file name)\n"
-               "  --chat-format F  deepseek-r1 or chatml (default: from the model)\n"
+               "  --chat-format F  deepseek-r1, chatml or chatml-think (default: from the model)\n"
                "  --cache-ram MIB  context cache in memory (default 1024; 0: none)\n"
                "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"

@@ -31,7 +31,7 @@ static void usage(FILE *f) {
                "  --bench     report encode speed (tokens/s) instead of ids\n"
                "  --chat      standard input is a JSON array of {role, content} messages (or a chat-completions\n"
                "              request body with messages and tools, laid out as whale serve does): lay it out in\n"
-               "              the model's chat format (--chat-format deepseek-r1|chatml to choose) with the\n"
+               "              the model's chat format (--chat-format deepseek-r1|chatml|chatml-think to choose) with the\n"
                "              assistant's opening; print the ids (--ids) or, with --render, the text\n");
 }
 
@@ -126,7 +126,7 @@ static int tokenize_chat(const char *path, const tokenizer *tok, const char *in,
         goto done;
     }
     if (k == CHAT_FORMAT_NONE) {
-        fprintf(stderr, "whale tokenize: no chat format for this model (use --chat-format deepseek-r1|chatml)\n");
+        fprintf(stderr, "whale tokenize: no chat format for this model (use --chat-format deepseek-r1|chatml|chatml-think)\n");
         goto done;
     }
     msgs = calloc((size_t)n + 1, sizeof *msgs);

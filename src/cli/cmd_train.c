@@ -48,7 +48,7 @@ static void usage(FILE *f) {
             "                      tokenizer` vocabulary); the loss is on the assistant's tokens only; one\n"
             "                      conversation per row, padded; longer ones cut to --ctx (counted)\n"
             "  --val-fraction F    --sft: share of the conversations held out for val_loss (default 0.05)\n"
-            "  --chat-format NAME  --sft: chatml or deepseek-r1 instead of the model's own\n"
+            "  --chat-format NAME  --sft: chatml, chatml-think or deepseek-r1 instead of the model's own\n"
             "  --tokenizer FILE    tokenizer.json (its vocabulary sizes the model; copied into checkpoints);\n"
             "                      default: the one DIR/manifest.json names\n"
             "  --steps N           optimizer steps\n"

@@ -22,7 +22,7 @@ const char gen_flags_help[] =
     "  --repeat-penalty R    penalize repeating the last 64 tokens (default 1: off)\n"
     "  --presence-penalty X  --frequency-penalty X  (OpenAI semantics, default 0)\n"
     "  --seed S              make sampling reproducible\n"
-    "  --chat-format F       deepseek-r1 or chatml (default: from the model)\n"
+    "  --chat-format F       deepseek-r1, chatml or chatml-think (default: from the model)\n"
     "  --no-think            R1 models: do not force the reply to start with <think>\n"
     "  --speculative mtp     DeepSeek-V3/R1: draft a token ahead with the model's MTP module and\n"
     "                        verify it in the same pass (greedy: needs --temp 0; same output)\n"

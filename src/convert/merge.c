@@ -113,6 +113,14 @@ static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter 
 
 int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type,
                   const convert_hooks *hooks, convert_report *rep, whale_err *err) {
+    return convert_merge_template(base, adapter, out, type, NULL, hooks, rep, err);
+}
+
+#define CHAT_TEMPLATE_KEY "tokenizer.chat_template"
+
+int convert_merge_template(const char *base, const char *adapter, const char *out, whale_dtype type,
+                           const char *chat_template, const convert_hooks *hooks, convert_report *rep,
+                           whale_err *err) {
     if (type != WHALE_DTYPE_F32 && type != WHALE_DTYPE_F16 && type != WHALE_DTYPE_Q8_0)
         return err_set(err, WHALE_E_UNSUPPORTED,
                        "merged matrices are written as f32, f16 or q8_0, not %s", dtype_name(type));
@@ -148,9 +156,16 @@ int convert_merge(const char *base, const char *adapter, const char *out, whale_
         rc = err_set(err, WHALE_E_NOMEM, "out of memory");
         goto done;
     }
-    for (uint64_t i = 0; i < f.n_kv && !rc; i++)
+    for (uint64_t i = 0; i < f.n_kv && !rc; i++) {
+        const gguf_str *k = &f.kv[i].key;
+        if (chat_template && k->n == strlen(CHAT_TEMPLATE_KEY) && !memcmp(k->s, CHAT_TEMPLATE_KEY, k->n))
+            continue; /* replaced below */
         if (gguf_writer_copy_kv(convert_writer_gguf(o), &f.kv[i]))
             rc = err_set(err, WHALE_E_NOMEM, "out of memory");
+    }
+    if (!rc && chat_template &&
+        gguf_writer_add_str(convert_writer_gguf(o), CHAT_TEMPLATE_KEY, chat_template))
+        rc = err_set(err, WHALE_E_NOMEM, "out of memory");
     for (uint64_t i = 0; i < f.n_tensors && !rc; i++) {
         const gguf_tensor *gt = &f.tensors[i];
         char name[MERGE_MAX_NAME];

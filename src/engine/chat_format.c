@@ -152,7 +152,8 @@ static void build(segs *g, chat_format_kind k, const chat_msg *m, size_t n, int 
                 text(g, "\n");
             }
         }
-    } else if (k == CHAT_FORMAT_CHATML) {
+    } else if (k == CHAT_FORMAT_CHATML || k == CHAT_FORMAT_CHATML_THINK) {
+        int thinks = k == CHAT_FORMAT_CHATML_THINK;
         size_t first = 0;
         mark(g, IM_START);
         if (n > 0 && m[0].role == CHAT_SYSTEM) {
@@ -168,28 +169,63 @@ static void build(segs *g, chat_format_kind k, const chat_msg *m, size_t n, int 
             mark(g, IM_START);
             text(g, role_name(m[i].role));
             text(g, "\n");
-            text(g, m[i].content);
+            text(g, thinks && m[i].role == CHAT_ASSISTANT ? after_think(m[i].content) : m[i].content);
             mark(g, IM_END);
             text(g, "\n");
         }
         if (flags & CHAT_GENERATION_PROMPT) {
             mark(g, IM_START);
             text(g, "assistant\n");
+            if (thinks && !(flags & CHAT_NO_FORCED_THINK)) {
+                soft(g, THINK_OPEN);
+                text(g, "\n");
+            }
         }
     }
 }
 
 const char *chat_format_name(chat_format_kind k) {
-    return k == CHAT_FORMAT_DEEPSEEK_R1 ? "deepseek-r1" : k == CHAT_FORMAT_CHATML ? "chatml" : "none";
+    return k == CHAT_FORMAT_DEEPSEEK_R1     ? "deepseek-r1"
+           : k == CHAT_FORMAT_CHATML        ? "chatml"
+           : k == CHAT_FORMAT_CHATML_THINK  ? "chatml-think"
+                                            : "none";
 }
+
+int chat_format_thinks(chat_format_kind k) {
+    return k == CHAT_FORMAT_DEEPSEEK_R1 || k == CHAT_FORMAT_CHATML_THINK;
+}
+
+/* The generation prompt of a ChatML template that forces thinking, as Jinja source spells it
+ * (QwQ's template has exactly this) or with real newlines. */
+#define CHATML_THINK_PROMPT_ESC "<|im_start|>assistant\\n<think>\\n"
+#define CHATML_THINK_PROMPT_RAW "<|im_start|>assistant\n<think>\n"
+
+const char chat_template_chatml_think[] =
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" QWEN_DEFAULT_SYSTEM "<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if loop.first and message['role'] == 'system' %}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' + message['content'].split('</think>')[-1] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '" CHATML_THINK_PROMPT_ESC "' }}{%- endif %}";
 
 chat_format_kind chat_format_detect(const char *tmpl, const tokenizer *t, const char *override) {
     if (override) {
         if (!strcmp(override, "deepseek-r1") || !strcmp(override, "r1")) return CHAT_FORMAT_DEEPSEEK_R1;
         if (!strcmp(override, "chatml")) return CHAT_FORMAT_CHATML;
+        if (!strcmp(override, "chatml-think")) return CHAT_FORMAT_CHATML_THINK;
         return CHAT_FORMAT_NONE;
     }
     if (tmpl && strstr(tmpl, R1_ASSISTANT)) return CHAT_FORMAT_DEEPSEEK_R1;
+    if (tmpl && (strstr(tmpl, CHATML_THINK_PROMPT_ESC) || strstr(tmpl, CHATML_THINK_PROMPT_RAW)))
+        return CHAT_FORMAT_CHATML_THINK;
     if (tmpl && strstr(tmpl, IM_START)) return CHAT_FORMAT_CHATML;
     if (t && tokenizer_find_added(t, R1_ASSISTANT, strlen(R1_ASSISTANT)) >= 0) return CHAT_FORMAT_DEEPSEEK_R1;
     if (t && tokenizer_find_added(t, IM_START, strlen(IM_START)) >= 0) return CHAT_FORMAT_CHATML;

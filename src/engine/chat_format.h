@@ -6,6 +6,9 @@
  *   generation prompt <｜Assistant｜><think>\n, which forces the model to start by thinking.
  * CHATML: Qwen2's <|im_start|>role\ntext<|im_end|>\n, with Qwen's default system prompt when none
  *   is given, and the generation prompt <|im_start|>assistant\n.
+ * CHATML_THINK: ChatML for a reasoning model (QwQ's layout, and Whale's default-r1): the
+ *   generation prompt is <|im_start|>assistant\n<think>\n, which forces thinking, and an
+ *   assistant turn in the history keeps only the text after its last </think>, as R1's does.
  * Special tokens come only from here, looked up by their exact text; message contents are always
  * tokenized as plain text, so typing "<｜User｜>" or "<|im_end|>" in a message cannot forge a turn.
  * Owns nothing beyond the call. */
@@ -16,7 +19,12 @@
 
 #include "tokenizer/tokenizer.h"
 
-typedef enum chat_format_kind { CHAT_FORMAT_NONE = 0, CHAT_FORMAT_DEEPSEEK_R1, CHAT_FORMAT_CHATML } chat_format_kind;
+typedef enum chat_format_kind {
+    CHAT_FORMAT_NONE = 0,
+    CHAT_FORMAT_DEEPSEEK_R1,
+    CHAT_FORMAT_CHATML,
+    CHAT_FORMAT_CHATML_THINK
+} chat_format_kind;
 
 typedef enum chat_role {
     CHAT_SYSTEM = WHALE_ROLE_SYSTEM,
@@ -39,14 +47,21 @@ typedef struct chat_tools {
 
 enum {
     CHAT_GENERATION_PROMPT = 1, /* end with the assistant's opening */
-    CHAT_NO_FORCED_THINK = 2,   /* R1: leave out the "<think>\n" after <｜Assistant｜> */
+    CHAT_NO_FORCED_THINK = 2,   /* R1, CHATML_THINK: leave out the "<think>\n" that opens the reply */
 };
 
-/* The format for a model: by name when override is given ("deepseek-r1", "chatml"), else from
- * its chat template text, else from which turn markers its vocabulary has. CHAT_FORMAT_NONE when
+/* The format for a model: by name when override is given ("deepseek-r1", "chatml",
+ * "chatml-think"), else from its chat template text (ChatML whose generation prompt opens
+ * <think> is CHATML_THINK), else from which turn markers its vocabulary has. CHAT_FORMAT_NONE when
  * nothing fits (or an unknown override name). */
 chat_format_kind chat_format_detect(const char *chat_template, const tokenizer *t, const char *override);
 const char *chat_format_name(chat_format_kind k);
+/* Whether the format's generation prompt opens the reply inside <think> (a reasoning model). */
+int chat_format_thinks(chat_format_kind k);
+/* A Jinja chat template that chat_format_detect reads as CHATML_THINK and renders what
+ * chat_format_encode does for it (Qwen's default system prompt; no tools), for models Whale
+ * makes (whale merge --chat-format chatml-think). */
+extern const char chat_template_chatml_think[];
 
 /* Append the conversation's token ids to out. Returns 0, WHALE_E_UNSUPPORTED when the
  * vocabulary lacks a marker the format needs, WHALE_E_ARG for invalid UTF-8 in a message. */

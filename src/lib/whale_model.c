@@ -289,6 +289,14 @@ const char *whale_chat_format(const whale_model *w, const char *format) {
     return k == CHAT_FORMAT_NONE ? NULL : chat_format_name(k);
 }
 
+int whale_chat_format_thinks(const char *format) {
+    return format && chat_format_thinks(chat_format_detect(NULL, NULL, format));
+}
+
+const char *whale_chat_template(const char *format) {
+    return format && !strcmp(format, "chatml-think") ? chat_template_chatml_think : NULL;
+}
+
 int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *msgs, size_t n,
                      const char *const *tools, size_t n_tools, int flags, whale_ids *out, whale_err *err) {
     const tokenizer *t = tok_of(w, err);
@@ -298,7 +306,7 @@ int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *
             return err_set(err, WHALE_E_ARG, "message %zu: %s", i, msgs[i].content ? "unknown role" : "no content (use \"\")");
     chat_format_kind k = format_of(w, format);
     if (k == CHAT_FORMAT_NONE)
-        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format %s (deepseek-r1 and chatml are known)",
+        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format %s (deepseek-r1, chatml and chatml-think are known)",
                        format ? "by that name" : "known for this model");
     int f = (flags & WHALE_CHAT_GENERATION_PROMPT ? CHAT_GENERATION_PROMPT : 0) |
             (flags & WHALE_CHAT_NO_FORCED_THINK ? CHAT_NO_FORCED_THINK : 0);

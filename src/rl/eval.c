@@ -72,7 +72,7 @@ int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_i
         whale_msg msg = {.role = WHALE_ROLE_USER, .content = text};
         int rc = whale_chat_apply(m, fmt, &msg, 1, NULL, 0, WHALE_CHAT_GENERATION_PROMPT, out, err);
         free(text);
-        *start_in_think = !strcmp(fmt, "deepseek-r1"); /* R1's format forces "<think>\n" */
+        *start_in_think = whale_chat_format_thinks(fmt); /* R1's, chatml-think: "<think>\n" */
         return rc;
     }
     size_t n = sizeof r1zero_head + strlen(problem) + sizeof r1zero_tail;
@@ -181,7 +181,27 @@ typedef struct job_slot {
     whale_job *j;
     whale_ids ids;
     int done;
+    size_t seen;    /* ids read from the job (kept or dropped) */
+    int stopped;    /* "</answer>" seen: later ids are dropped */
+    rl_stop_scan answer_end;
 } job_slot;
+
+/* Append k new ids to a job's reply. R1-Zero's template has the reply end with its answer: in
+ * r1zero mode generation stops at the first "</answer>" (as R1-Zero-style trainers stop it), or
+ * a base model that never saw an end of turn goes on writing the next "User:" line. */
+static int take_ids(const whale_model *m, int mode, job_slot *js, const int32_t *ids, size_t k,
+                    whale_err *err) {
+    for (size_t a = 0; a < k && !js->stopped; a++) {
+        if (whale_ids_push(&js->ids, ids[a])) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        char b[256];
+        int l = mode == RL_PROMPT_R1ZERO ? whale_token_bytes(m, ids[a], b, sizeof b) : 0;
+        if (l > 0 && rl_stop_feed(&js->answer_end, b, (size_t)l)) {
+            js->stopped = 1;
+            whale_job_cancel(js->j);
+        }
+    }
+    return 0;
+}
 
 int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin,
                 rl_eval_progress progress, void *ctx, rl_eval_result *out, whale_err *err) {
@@ -275,18 +295,15 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin,
             job_slot *js = &jobs[x];
             if (js->done) continue;
             int d = 0;
-            size_t k = whale_job_wait(js->j, js->ids.n, buf, sizeof buf / sizeof buf[0], 0, &d);
-            for (size_t a = 0; a < k; a++)
-                if (whale_ids_push(&js->ids, buf[a])) {
-                    rc = err_set(err, WHALE_E_NOMEM, "out of memory");
-                    goto done;
-                }
+            size_t k = whale_job_wait(js->j, js->seen, buf, sizeof buf / sizeof buf[0], 0, &d);
+            js->seen += k;
+            if ((rc = take_ids(m, out->mode, js, buf, k, err))) goto done;
             moved |= k > 0 || d;
             if (!d) continue;
             js->done = 1;
             whale_result res;
             whale_job_result(js->j, &res);
-            out->s[x].finish = res.finish;
+            out->s[x].finish = js->stopped ? "stop" : res.finish;
             whale_job_release(js->j);
             js->j = NULL;
             rc = finish_sample(m, &js->ids, &out->items[x / p.samples], in_think, &out->s[x], err);
@@ -300,13 +317,10 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin,
         if (!moved && first_open < next) { /* block on the oldest until something happens */
             int d = 0;
             job_slot *js = &jobs[first_open];
-            size_t k = whale_job_wait(js->j, js->ids.n, buf, sizeof buf / sizeof buf[0],
+            size_t k = whale_job_wait(js->j, js->seen, buf, sizeof buf / sizeof buf[0],
                                       RL_EVAL_POLL_MS, &d);
-            for (size_t a = 0; a < k; a++)
-                if (whale_ids_push(&js->ids, buf[a])) {
-                    rc = err_set(err, WHALE_E_NOMEM, "out of memory");
-                    goto done;
-                }
+            js->seen += k;
+            if ((rc = take_ids(m, out->mode, js, buf, k, err))) goto done;
         }
     }
     out->seconds = clock_now_s() - t0;

@@ -1,4 +1,4 @@
-/* task.c — the built-in task generators (arith, countdown, linear, word_en, word_zh) and JSONL
+/* task.c — the built-in task generators (arith, arith_small, countdown, linear, word_en, word_zh) and JSONL
  * user tasks. Owns the task table and a loaded file's problems; the verifiers are verify.c's.
  * Each generator draws its numbers from one splitmix64 stream and reports them as the
  * problem's identity (key parameters), which decides its split (task.h). */
@@ -76,6 +76,25 @@ static void make_arith(gen *g) {
     snprintf(g->it->text, sizeof g->it->text, "What is %lld %c %lld?", (long long)a, "+-*"[op],
              (long long)b);
     answer_int(g, r);
+    key(g, op), key(g, a), key(g, b);
+}
+
+/* The same questions with 2-3 digit + and - only: a size a tiny pretrained model can learn
+ * (bench/r1zero.md); arith's products are out of its reach. Its own task id keeps its split
+ * independent of arith's. */
+static void make_arith_small(gen *g) {
+    int op = (int)draw(g, 0, 1);
+    int da = (int)draw(g, 2, 3), db = (int)draw(g, 2, 3);
+    int64_t a = draw(g, pow10i(da - 1), pow10i(da) - 1),
+            b = draw(g, pow10i(db - 1), pow10i(db) - 1);
+    if (op == 1 && a < b) {
+        int64_t t = a;
+        a = b;
+        b = t;
+    }
+    snprintf(g->it->text, sizeof g->it->text, "What is %lld %c %lld?", (long long)a, "+-"[op],
+             (long long)b);
+    answer_int(g, op == 0 ? a + b : a - b);
     key(g, op), key(g, a), key(g, b);
 }
 
@@ -281,6 +300,8 @@ static const rl_task builtins[] = {
      make_word_en, 4, NULL, 0, NULL, NULL, NULL},
     {"word_zh", "the same word problems in Chinese (a number)", make_word_zh, 5, NULL, 0, NULL,
      NULL, NULL},
+    {"arith_small", "2-3 digit + and - (a number): arith sized for tiny models", make_arith_small,
+     6, NULL, 0, NULL, NULL, NULL},
 };
 #define N_BUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -493,7 +514,7 @@ int rl_task_open(const char *arg, const rl_task **out, rl_task **owned, whale_er
     if ((*out = rl_task_find(arg))) return 0;
     if (access(arg, F_OK))
         return err_set(err, WHALE_E_NOTFOUND,
-                       "no task '%s': not a built-in task (arith, countdown, linear, word_en, word_zh) "
+                       "no task '%s': not a built-in task (arith, arith_small, countdown, linear, word_en, word_zh) "
                        "and no such file",
                        arg);
     int rc = rl_task_load_jsonl(arg, owned, err);

@@ -10,6 +10,7 @@
  * wording), so no problem can be drawn into both; about one problem in RL_TEST_ONE_IN is a
  * test problem. Items may repeat within a split (draws are independent).
  *   arith      multi-digit +, -, *            answer: a number
+ *   arith_small  2-3 digit + and - only (arith at a size tiny models learn)
  *   countdown  reach a target from 3-4 numbers with + - * / (each number at most once)
  *   linear     solve a*x + b = c for integer x
  *   word_en    English word problems: money, rates with hours and minutes, percent discounts,

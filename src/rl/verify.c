@@ -519,3 +519,16 @@ void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *re
     }
     }
 }
+
+int rl_stop_feed(rl_stop_scan *st, const char *bytes, size_t n) {
+    const size_t k = sizeof RL_ANSWER_CLOSE - 1;
+    for (size_t i = 0; i < n && !st->hit; i++) { /* the tail plus one byte: does it end here? */
+        if (st->n_tail == sizeof st->tail) {
+            st->hit = !memcmp(st->tail, RL_ANSWER_CLOSE, k - 1) && bytes[i] == RL_ANSWER_CLOSE[k - 1];
+            memmove(st->tail, st->tail + 1, sizeof st->tail - 1);
+            st->n_tail--;
+        }
+        st->tail[st->n_tail++] = bytes[i];
+    }
+    return st->hit;
+}

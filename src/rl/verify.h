@@ -112,4 +112,14 @@ int rl_regex_check(const char *pattern, whale_err *err);
  * simply wrong. */
 void rl_verify(const char *reply, size_t n, int start_in_think, const rl_ref *ref, rl_verdict *out);
 
+/* Finding "</answer>" in a reply as it is generated, token by token (a token's bytes may hold
+ * part of it). Zero-initialize; rl_stop_feed returns 1 once the bytes fed so far contain it. */
+#define RL_ANSWER_CLOSE "</answer>"
+typedef struct rl_stop_scan {
+    char tail[sizeof RL_ANSWER_CLOSE - 2]; /* the last bytes before the newest piece */
+    size_t n_tail;
+    int hit;
+} rl_stop_scan;
+int rl_stop_feed(rl_stop_scan *st, const char *bytes, size_t n);
+
 #endif

@@ -747,8 +747,8 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     if (!mi.has_tokenizer) return err_set(err, WHALE_E_UNSUPPORTED, "the model has no tokenizer");
     srv.a.m = m;
     if (!(srv.a.fmt = whale_chat_format(m, o->chat_format)))
-        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml)");
-    srv.a.reasoning = !strcmp(srv.a.fmt, "deepseek-r1");
+        return err_set(err, WHALE_E_UNSUPPORTED, "no chat format for this model (use --chat-format deepseek-r1|chatml|chatml-think)");
+    srv.a.reasoning = whale_chat_format_thinks(srv.a.fmt);
     srv.a.alias = srv.a.reasoning ? "deepseek-reasoner" : "deepseek-chat";
     api_ctx_tokens(&srv.a);
     srv.a.model_name = o->model_name && o->model_name[0] ? o->model_name : "whale";

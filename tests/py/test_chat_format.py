@@ -122,3 +122,31 @@ def test_tools_match_qwen_template(with_system, tmp_path_factory):
     got = [int(x) for x in run_whale("tokenize", "-m", str(path), "--chat", "--chat-format", "chatml", "--ids",
                                      input=body.encode()).stdout.split()]
     assert got == want
+
+
+def test_merged_reasoner_template(tmp_path, tmp_path_factory):
+    """`whale merge --chat-format chatml-think` writes a Jinja template that renders, under jinja2
+    as transformers runs it, exactly what Whale's chatml-think layout gives (so other tools
+    format the model's chats alike), and reads back as a reasoning format."""
+    import sys
+    import gguf
+    from conftest import REPO
+    sys.path.insert(0, str(REPO / "tests" / "golden"))
+    import tiny_models
+    base = tmp_path / "base.gguf"
+    run_whale("convert", str(tiny_models.write("qwen2", tmp_path / "ckpt")), str(base), "--type", "f32")
+    merged = tmp_path / "r1.gguf"
+    run_whale("merge", "-m", str(base), "--lora", str(REPO / "tests" / "golden" / "lora" / "qwen2"), "-o", str(merged),
+              "--chat-format", "chatml-think")
+    field = gguf.GGUFReader(str(merged)).fields["tokenizer.chat_template"]
+    template = bytes(field.parts[field.data[0]]).decode()
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    path = reference_json("qwen-2.5", tmp_path_factory.getbasetemp())
+    for msgs in CONVERSATIONS:
+        text = env.from_string(template).render(messages=msgs, add_generation_prompt=True)
+        assert text.endswith("<|im_start|>assistant\n<think>\n")
+        assert whale_chat(str(path), "chatml-think", msgs, "--render") == text
+    assert "The user greets me" not in env.from_string(template).render(messages=CONVERSATIONS[2])
+    bad = run_whale("merge", "-m", str(base), "--lora", str(REPO / "tests" / "golden" / "lora" / "qwen2"), "-o",
+                    str(tmp_path / "x.gguf"), "--chat-format", "chatml", check=False)
+    assert bad.returncode == 2 and b"chatml-think" in bad.stderr

@@ -169,6 +169,23 @@ static void test_chat_render(void) {
     CHECK(chat_format_detect(NULL, NULL, "chatml") == CHAT_FORMAT_CHATML);
     CHECK(chat_format_detect("{{'<｜Assistant｜>'}}", NULL, NULL) == CHAT_FORMAT_DEEPSEEK_R1);
     CHECK(chat_format_detect(NULL, NULL, "nonsense") == CHAT_FORMAT_NONE);
+    /* ChatML that forces thinking: the reply opens <think>, history keeps only answers */
+    char *ct = chat_format_render(CHAT_FORMAT_CHATML_THINK, m, 4, CHAT_GENERATION_PROMPT);
+    CHECK(ct && !strcmp(ct, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                            "<|im_start|>assistant\n\n\nHello!<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n"
+                            "<|im_start|>assistant\n<think>\n"));
+    free(ct);
+    ct = chat_format_render(CHAT_FORMAT_CHATML_THINK, m + 1, 1, CHAT_GENERATION_PROMPT | CHAT_NO_FORCED_THINK);
+    CHECK(ct && strstr(ct, "<|im_start|>assistant\n") && !strstr(ct, "<think>"));
+    free(ct);
+    CHECK(chat_format_detect(chat_template_chatml_think, NULL, NULL) == CHAT_FORMAT_CHATML_THINK);
+    CHECK(chat_format_detect("{{ '<|im_start|>assistant\\n<think>\\n' }}", NULL, NULL) == CHAT_FORMAT_CHATML_THINK);
+    CHECK(chat_format_detect("{{ '<|im_start|>assistant\\n' }}", NULL, NULL) == CHAT_FORMAT_CHATML);
+    CHECK(chat_format_detect(NULL, NULL, "chatml-think") == CHAT_FORMAT_CHATML_THINK);
+    CHECK(chat_format_thinks(CHAT_FORMAT_CHATML_THINK) && chat_format_thinks(CHAT_FORMAT_DEEPSEEK_R1) &&
+          !chat_format_thinks(CHAT_FORMAT_CHATML));
+    CHECK(whale_chat_format_thinks("chatml-think") && !whale_chat_format_thinks("chatml") &&
+          !whale_chat_format_thinks(NULL));
 }
 
 static void test_chat_encode_cannot_be_forged(void) {

@@ -379,6 +379,30 @@ static void test_jsonl(void) {
     CHECK(rl_task_load_jsonl("/nonexistent/x.jsonl", &t, &err) == WHALE_E_IO);
 }
 
+/* Feeding pieces (tokens) into a fresh scan; the index of the piece that completed "</answer>"
+ * (-1: none did). */
+static int stop_at(const char *const *pieces, int n) {
+    rl_stop_scan st = {0};
+    for (int i = 0; i < n; i++)
+        if (rl_stop_feed(&st, pieces[i], strlen(pieces[i]))) return i;
+    return -1;
+}
+
+static void test_stop_at_answer_close(void) {
+    const char *whole[] = {"<think> 7 + 8 </think> <answer> 15 </answer>", "User:"};
+    CHECK(stop_at(whole, 2) == 0);
+    const char *split[] = {"<answer> 15 </", "ans", "wer", ">", " User"};
+    CHECK(stop_at(split, 5) == 3);
+    const char *bytes[] = {"<", "/", "a", "n", "s", "w", "e", "r", ">"};
+    CHECK(stop_at(bytes, 9) == 8);
+    const char *ahead[] = {"x</answer> more"}; /* inside a longer piece */
+    CHECK(stop_at(ahead, 1) == 0);
+    const char *near[] = {"</answer", " >", "</answe", "r", "</ answer>", "<answer>"};
+    CHECK(stop_at(near, 6) == -1);
+    const char *late[] = {"</answe", "</answer", ">"}; /* a false start, then the real one */
+    CHECK(stop_at(late, 3) == 2);
+}
+
 int main(void) {
     RUN(test_answer_after_last_think);
     RUN(test_unclosed_and_nested_tags);
@@ -390,5 +414,6 @@ int main(void) {
     RUN(test_tasks_deterministic_and_disjoint);
     RUN(test_references_verify);
     RUN(test_jsonl);
+    RUN(test_stop_at_answer_close);
     return check_report("test_rl_verify");
 }
