@@ -34,6 +34,11 @@ static void usage(FILE *f) {
         "  --samples K         replies per problem (default 4)\n"
         "  --per-problem N     keep at most N replies of a problem (default 1; 0: every distinct "
         "one)\n"
+        "  --prompt MODE       chat (default): the problem and an instruction to think in tags;\n"
+        "                      plain: the problem alone, as a user asks it, the reply read as\n"
+        "                      reasoning then its last paragraph as the answer and written so\n"
+        "                      (<think> ... </think> answer): a cold start from a model's own\n"
+        "                      answers, as R1's was\n"
         "  --temp T            sampling temperature (default 0.6)\n"
         "  --max-tokens N      per reply (default 512)\n"
         "  --parallel N        sequences decoding at once (default 4)\n"
@@ -73,7 +78,13 @@ int cmd_distill(int argc, char **argv) {
             p.samples = atoi(v);
         else if (ARG("--per-problem"))
             per_problem = atoi(v);
-        else if (ARG("--temp"))
+        else if (ARG("--prompt")) {
+            p.mode = rl_prompt_mode_parse(v);
+            if (p.mode != RL_PROMPT_CHAT && p.mode != RL_PROMPT_PLAIN) {
+                fprintf(stderr, "whale distill: --prompt takes chat or plain, not '%s'\n", v);
+                return 2;
+            }
+        } else if (ARG("--temp"))
             p.temperature = (float)atof(v);
         else if (ARG("--max-tokens"))
             p.max_tokens = atoll(v);

@@ -39,8 +39,10 @@ static void usage(FILE *f) {
         "  --task-seed S         which problems a built-in task draws (default 0)\n"
         "  --lora ADAPTER        apply a LoRA adapter (PEFT layout: whale train --lora-rank, whale grpo)\n"
         "  --parallel P          sequences decoding at once (default 4)\n"
-        "  --prompt chat|r1zero  the model's chat format (default when it has one), or R1-Zero's\n"
-        "                        plain-text template (\"... User: PROBLEM Assistant: <think>\")\n"
+        "  --prompt MODE         chat: the model's chat format; r1zero: R1-Zero's plain-text\n"
+        "                        template (\"... User: PROBLEM Assistant: <think>\"; the reply\n"
+        "                        ends at its first </answer>); auto (default): chat when the\n"
+        "                        model has a chat format, else r1zero\n"
         "  -t N                  threads (default: one per CPU)\n"
         "  --json                one JSON object on standard output instead of the table\n"
         "  --show N              also print the first N replies with their verdicts\n\n"
@@ -179,7 +181,7 @@ int cmd_eval(int argc, char **argv) {
         } else if (!strcmp(a, "--prompt") && v) {
             int mode = rl_prompt_mode_parse(v);
             if (mode < 0) {
-                fprintf(stderr, "whale eval: --prompt takes chat or r1zero\n");
+                fprintf(stderr, "whale eval: --prompt takes chat, r1zero or auto, not '%s'\n", v);
                 return 2;
             }
             p.mode = mode;

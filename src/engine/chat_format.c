@@ -264,12 +264,17 @@ int chat_format_encode_tools(const tokenizer *t, chat_format_kind k, const chat_
     segs g = {0};
     build_any(&g, k, msgs, n, tools, flags);
     int rc = g.oom ? err_set(err, WHALE_E_NOMEM, "out of memory") : 0;
+    /* A soft marker the vocabulary lacks (<think> in Qwen2.5's) is text, and joins the text
+     * around it: the template's rendered string is tokenized as one, so "<think>\n" must
+     * pre-tokenize as ">\n", exactly as in a training example whose reply starts with it. */
+    for (size_t i = 0; i < g.n; i++)
+        if (g.v[i].marker && (g.v[i].marker == 2 || !strcmp(g.v[i].s, THINK_OPEN)) &&
+            find_marker(t, g.v[i].s, g.v[i].n) < 0)
+            g.v[i].marker = 0;
     for (size_t i = 0; i < g.n && !rc; i++) {
         if (g.v[i].marker) {
             int32_t id = find_marker(t, g.v[i].s, g.v[i].n);
-            if (id < 0 && (g.v[i].marker == 2 || !strcmp(g.v[i].s, THINK_OPEN))) /* not in this vocabulary: text */
-                rc = tokenizer_encode(t, g.v[i].s, g.v[i].n, 0, out, err);
-            else if (id < 0)
+            if (id < 0)
                 rc = err_set(err, WHALE_E_UNSUPPORTED, "the vocabulary has no '%s' token needed by the %s format",
                              g.v[i].s, chat_format_name(k));
             else if (tok_ids_push(out, id))

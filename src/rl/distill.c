@@ -8,11 +8,14 @@
 
 #include "base/err.h"
 
+/* How a one-paragraph plain reply reads once re-formatted (verify.h: rl_reformat_plain). */
+#define EMPTY_THINK "<think>\n\n</think>"
+
 /* One example line: the problem as the chat prompt words it, the reply as the teacher wrote it. */
-static int write_example(FILE *f, const char *problem, const char *reply) {
+static int write_example(FILE *f, int mode, const char *problem, const char *reply) {
     cJSON *j = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(j, "messages");
     cJSON *u = cJSON_CreateObject(), *a = cJSON_CreateObject();
-    char *user = rl_prompt_user_text(problem);
+    char *user = mode == RL_PROMPT_PLAIN ? strdup(problem) : rl_prompt_user_text(problem);
     cJSON_AddStringToObject(u, "role", "user");
     cJSON_AddStringToObject(u, "content", user ? user : problem);
     cJSON_AddStringToObject(a, "role", "assistant");
@@ -30,11 +33,12 @@ int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, in
                    const char *out_path, rl_eval_progress progress, void *ctx, rl_distill_stats *st,
                    whale_err *err) {
     memset(st, 0, sizeof *st);
-    if (rl_prompt_mode_resolve(m, p->mode) != RL_PROMPT_CHAT)
+    int mode = rl_prompt_mode_resolve(m, p->mode);
+    if (mode != RL_PROMPT_CHAT && mode != RL_PROMPT_PLAIN)
         return err_set(
             err, WHALE_E_ARG,
             "distillation writes conversations: the teacher needs a chat format and the chat "
-            "prompt");
+            "or plain prompt");
     rl_eval_result r;
     int rc = rl_eval_run(m, t, p, progress, ctx, &r, err);
     if (rc) {
@@ -54,6 +58,8 @@ int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, in
             st->correct += s->v.correct, st->formatted += s->v.format_ok;
             if (!s->v.correct || !s->v.format_ok || (per_problem > 0 && kept >= per_problem))
                 continue;
+            if (!strncmp(s->text, EMPTY_THINK, sizeof EMPTY_THINK - 1))
+                continue; /* a bare answer (plain prompt): no reasoning to learn */
             int seen = 0; /* the same reply twice teaches nothing twice */
             for (int q = 0; q < k && !seen; q++) {
                 const rl_sample *o = &r.s[i * r.samples + q];
@@ -61,7 +67,7 @@ int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, in
                        !memcmp(o->text, s->text, s->len);
             }
             if (seen) continue;
-            if (write_example(f, r.items[i].prompt, s->text)) {
+            if (write_example(f, mode, r.items[i].prompt, s->text)) {
                 rc = err_set(err, WHALE_E_IO, "%s: cannot write", tmp);
                 break;
             }

@@ -7,7 +7,10 @@
  * examples, {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]} per line, the
  * shape `whale train --sft` reads (train/sft.h). The user message is the problem as the chat
  * prompt of `whale eval` words it, so a student trained on the file is evaluated on the prompt it
- * learned. Owns choosing and writing the examples; not the sampling (eval.h) or the training. */
+ * learned. With the plain prompt (the problem alone, as a user asks) a teacher that does not
+ * think in tags has its replies re-formatted as reasoning then answer (rl_reformat_plain), and
+ * replies with no reasoning left are not kept: R1's cold-start data, made from a model's own
+ * readable answers. Owns choosing and writing the examples; not the sampling (eval.h) or the training. */
 #ifndef WHALE_RL_DISTILL_H
 #define WHALE_RL_DISTILL_H
 
@@ -28,7 +31,7 @@ typedef struct rl_distill_stats {
  * identical replies once; at most per_problem per problem, <= 0: all) and write them to out_path
  * as JSONL (replaced atomically: written beside it, then renamed). Returns 0 with *st, or a
  * negative code with err set (the evaluation's, WHALE_E_IO for the file, WHALE_E_ARG for the
- * r1zero prompt). */
+ * r1zero prompt). p->mode: chat or plain. */
 int rl_distill_run(whale_model *m, const rl_task *t, const rl_eval_params *p, int per_problem,
                    const char *out_path, rl_eval_progress progress, void *ctx, rl_distill_stats *st,
                    whale_err *err);

@@ -31,12 +31,16 @@ static const char chat_instruction[] = "\n\nThink step by step inside <think> </
 #define RL_EVAL_POLL_MS 20
 
 const char *rl_prompt_mode_name(int mode) {
-    return mode == RL_PROMPT_CHAT ? "chat" : mode == RL_PROMPT_R1ZERO ? "r1zero" : "auto";
+    return mode == RL_PROMPT_CHAT     ? "chat"
+           : mode == RL_PROMPT_R1ZERO ? "r1zero"
+           : mode == RL_PROMPT_PLAIN  ? "plain"
+                                      : "auto";
 }
 
 int rl_prompt_mode_parse(const char *name) {
     if (!strcmp(name, "chat")) return RL_PROMPT_CHAT;
     if (!strcmp(name, "r1zero")) return RL_PROMPT_R1ZERO;
+    if (!strcmp(name, "plain")) return RL_PROMPT_PLAIN;
     if (!strcmp(name, "auto")) return RL_PROMPT_AUTO;
     return -1;
 }
@@ -62,12 +66,12 @@ int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_i
                        "the model has no tokenizer: it cannot read problems");
     mode = rl_prompt_mode_resolve(m, mode);
     *start_in_think = 0;
-    if (mode == RL_PROMPT_CHAT) {
+    if (mode == RL_PROMPT_CHAT || mode == RL_PROMPT_PLAIN) {
         const char *fmt = whale_chat_format(m, NULL);
         if (!fmt)
             return err_set(err, WHALE_E_UNSUPPORTED,
                            "the model has no chat format (use the r1zero prompt)");
-        char *text = rl_prompt_user_text(problem);
+        char *text = mode == RL_PROMPT_PLAIN ? strdup(problem) : rl_prompt_user_text(problem);
         if (!text) return err_set(err, WHALE_E_NOMEM, "out of memory");
         whale_msg msg = {.role = WHALE_ROLE_USER, .content = text};
         int rc = whale_chat_apply(m, fmt, &msg, 1, NULL, 0, WHALE_CHAT_GENERATION_PROMPT, out, err);
@@ -118,7 +122,7 @@ static int64_t tokens_through(const whale_model *m, const int32_t *ids, size_t n
 }
 
 /* One finished job into its sample: text, verdict, lengths. */
-static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it,
+static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it, int mode,
                          int start_in_think, rl_sample *s, whale_err *err) {
     size_t n = ids->n;
     s->n_gen = (int64_t)n;
@@ -126,9 +130,17 @@ static int finish_sample(const whale_model *m, whale_ids *ids, const rl_item *it
     s->n_text = (int64_t)n;
     s->text = n ? whale_detokenize(m, ids->v, n, &s->len) : strdup("");
     if (!s->text) return err_set(err, WHALE_E_NOMEM, "out of memory");
+    size_t added = 0; /* bytes the reformatting put before the reply's own text */
+    if (mode == RL_PROMPT_PLAIN && !start_in_think) {
+        size_t len = 0;
+        char *r = rl_reformat_plain(s->text, s->len, &len, &added);
+        if (!r) return err_set(err, WHALE_E_NOMEM, "out of memory");
+        free(s->text);
+        s->text = r, s->len = len;
+    }
     rl_verify(s->text, s->len, start_in_think, &it->ref, &s->v);
     if (s->v.think_end)
-        s->n_think = tokens_through(m, ids->v, n, s->v.think_end);
+        s->n_think = tokens_through(m, ids->v, n, s->v.think_end > added ? s->v.think_end - added : 0);
     else if (!s->v.has_answer && (start_in_think || strstr(s->text, "<think>")))
         s->n_think = (int64_t)n; /* never closed */
     return 0;
@@ -306,7 +318,8 @@ int rl_eval_run(whale_model *m, const rl_task *t, const rl_eval_params *pin,
             out->s[x].finish = js->stopped ? "stop" : res.finish;
             whale_job_release(js->j);
             js->j = NULL;
-            rc = finish_sample(m, &js->ids, &out->items[x / p.samples], in_think, &out->s[x], err);
+            rc = finish_sample(m, &js->ids, &out->items[x / p.samples], out->mode, in_think,
+                               &out->s[x], err);
             if (p.keep_ids) out->s[x].ids = js->ids, js->ids = (whale_ids){0};
             whale_ids_free(&js->ids);
             if (rc) goto done;

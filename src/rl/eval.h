@@ -30,9 +30,12 @@ enum rl_prompt_mode {
     RL_PROMPT_AUTO = 0, /* chat when the model has a chat format, else r1zero */
     RL_PROMPT_CHAT,     /* the model's chat format, one user message: problem + instruction */
     RL_PROMPT_R1ZERO,   /* DeepSeek-R1-Zero's plain-text template, ending in "Assistant: <think>" */
+    RL_PROMPT_PLAIN,    /* the model's chat format, the problem alone, as a user would ask it; a
+                           reply not inside <think> is read as reasoning up to its last paragraph,
+                           which is the answer (rl_reformat_plain: R1's cold-start post-processing) */
 };
 
-/* "chat", "r1zero", "auto"; mode for a name (-1: unknown). */
+/* "chat", "r1zero", "plain", "auto"; mode for a name (-1: unknown). */
 const char *rl_prompt_mode_name(int mode);
 int rl_prompt_mode_parse(const char *name);
 /* The mode AUTO resolves to for m. */

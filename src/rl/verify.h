@@ -3,7 +3,8 @@
  *
  * Owns answer extraction, number normalization, the verifiers (number, exact, regex, countdown)
  * and their limits. Does not own the problems (task.h) or generation (eval.h). Pure functions
- * over bytes: no model, no engine, no allocation except PCRE2's for regexes.
+ * over bytes: no model, no engine, no allocation except PCRE2's for regexes and
+ * rl_reformat_plain's result.
  *
  * The reply's answer (rl_answer_find):
  *   - the text after the LAST "</think>"; when the reply (or the prompt: start_in_think) opened
@@ -121,5 +122,13 @@ typedef struct rl_stop_scan {
     int hit;
 } rl_stop_scan;
 int rl_stop_feed(rl_stop_scan *st, const char *bytes, size_t n);
+
+/* A reply written without think tags, as reasoning then answer: everything before its last
+ * paragraph (split at the last blank line, else the last line break) inside <think> ... </think>,
+ * the last paragraph after it: "<think>\nREASONING\n</think>\n\nANSWER". A one-paragraph
+ * reply gets an empty reasoning; a reply that has think tags is returned as it is. malloc'd, its
+ * length in *out_len and the bytes put before the reply's text in *prefix; NULL when out of
+ * memory. DeepSeek-R1's cold-start data was such replies, re-formatted. */
+char *rl_reformat_plain(const char *s, size_t n, size_t *out_len, size_t *prefix);
 
 #endif

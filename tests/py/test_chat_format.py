@@ -146,6 +146,9 @@ def test_merged_reasoner_template(tmp_path, tmp_path_factory):
         text = env.from_string(template).render(messages=msgs, add_generation_prompt=True)
         assert text.endswith("<|im_start|>assistant\n<think>\n")
         assert whale_chat(str(path), "chatml-think", msgs, "--render") == text
+        # Qwen2.5's vocabulary has no <think> token: "<think>\n" is text, tokenized as in the string
+        want = Tokenizer.from_file(str(path)).encode(text, add_special_tokens=False).ids
+        assert [int(x) for x in whale_chat(str(path), "chatml-think", msgs, "--ids").split()] == want
     assert "The user greets me" not in env.from_string(template).render(messages=CONVERSATIONS[2])
     bad = run_whale("merge", "-m", str(base), "--lora", str(REPO / "tests" / "golden" / "lora" / "qwen2"), "-o",
                     str(tmp_path / "x.gguf"), "--chat-format", "chatml", check=False)

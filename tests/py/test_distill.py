@@ -1,6 +1,7 @@
 """whale distill: rejection sampling of a teacher's traces into SFT data, and the loop it feeds.
 The teacher is a tiny model taught by `whale train --sft` to answer eight sums in the
-think-then-answer format (right on six, wrong on two, so the verifier has something to reject);
+think-then-answer format, and asked plainly in two paragraphs without tags (right on six, wrong
+on two, so the verifier has something to reject);
 distill must keep only verified, well-formatted replies, phrase the user turn as the chat prompt
 of `whale eval` words it, and write conversations that `whale train --sft` reads back."""
 import json
@@ -22,12 +23,14 @@ def teacher(tok, tmp_path_factory):
         ans = a + b + (1 if (a, b) in WRONG else 0)
         conv.append({"messages": [{"role": "user", "content": f"What is {a} + {b}?{INSTRUCTION}"},
                                   {"role": "assistant", "content": f"<think>{a} + {b} = {ans}</think>{ans}"}]})
+        conv.append({"messages": [{"role": "user", "content": f"What is {a} + {b}?"},  # asked plainly: no tags
+                                  {"role": "assistant", "content": f"{a} + {b} = {ans}\n\nSo {ans}."}]})
     (d / "sft.jsonl").write_text("".join(json.dumps(c) + "\n" for c in conv))
     run_whale("train", "--init", "qwen2:test", "--sft", str(d / "sft.jsonl"), "--tokenizer", str(tok), "-o",
-              str(d / "t"), "--steps", "150", "--ctx", "192", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0")
+              str(d / "t"), "--steps", "300", "--ctx", "192", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0")
     (d / "task.jsonl").write_text("".join(json.dumps({"prompt": f"What is {a} + {b}?", "answer": a + b}) + "\n"
                                           for a, b in SUMS))
-    return d / "t" / "step-000150", d / "task.jsonl"
+    return d / "t" / "step-000300", d / "task.jsonl"
 
 
 def test_keeps_only_verified_traces(teacher, tmp_path):
@@ -71,3 +74,21 @@ def test_refuses_the_r1zero_prompt_and_missing_args(teacher, tmp_path):
     p = run_whale("distill", "-m", str(model), "--task", str(tmp_path / "none.jsonl"), "-o", str(tmp_path / "x"),
                   check=False)
     assert p.returncode == 1 and "none.jsonl" in p.stderr.decode()
+
+
+def test_plain_prompt_reformats_a_cold_start(teacher, tmp_path):
+    """--prompt plain: the problem as a user asks it; the teacher's untagged working becomes the
+    reasoning and its last paragraph the answer, as R1's cold-start data was post-processed."""
+    model, task = teacher
+    out = tmp_path / "cold.jsonl"
+    run_whale("distill", "-m", str(model), "--task", str(task), "--n", "8", "--samples", "2", "--temp", "0.3",
+              "--max-tokens", "24", "--prompt", "plain", "-o", str(out))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) >= 4
+    for c in lines:
+        user, asst = c["messages"]
+        a, b = map(int, user["content"].removeprefix("What is ").removesuffix("?").split(" + "))
+        assert (a, b) not in WRONG
+        assert asst["content"] == f"<think>\n{a} + {b} = {a + b}\n</think>\n\nSo {a + b}.", asst
+    p = run_whale("distill", "-m", str(model), "--task", str(task), "--prompt", "r1zero", "-o", str(out), check=False)
+    assert p.returncode == 2 and "chat or plain" in p.stderr.decode()

@@ -79,7 +79,8 @@ def test_jsonl_errors_name_the_line(tmp_path, text, want):
 def test_help_and_usage_errors():
     p = run_whale("eval", "--help")
     out = p.stdout.decode()
-    for name in ("arith", "countdown", "linear", "word_en", "word_zh", "--samples", "--prompt chat|r1zero"):
+    for name in ("arith", "arith_small", "countdown", "linear", "word_en", "word_zh", "--samples", "--prompt MODE",
+                 "auto"):
         assert name in out, name
     p = run_whale("eval", "--task", "nope", check=False)
     assert p.returncode == 2 and b"no task 'nope'" in p.stderr
@@ -87,4 +88,6 @@ def test_help_and_usage_errors():
     assert p.returncode == 2 and b"--task" in p.stderr
     p = run_whale("eval", "--task", "arith", "--split", "dev", check=False)
     assert p.returncode == 2 and b"--split" in p.stderr
+    p = run_whale("eval", "--task", "arith", "--prompt", "raw", check=False)
+    assert p.returncode == 2 and b"chat, r1zero or auto, not 'raw'" in p.stderr
     assert b"eval" in subprocess.run([str(WHALE), "--help"], capture_output=True).stdout

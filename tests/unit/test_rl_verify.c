@@ -403,6 +403,33 @@ static void test_stop_at_answer_close(void) {
     CHECK(stop_at(late, 3) == 2);
 }
 
+static void check_reformat(const char *in, const char *want, size_t want_prefix) {
+    size_t len = 0, prefix = 99;
+    char *r = rl_reformat_plain(in, strlen(in), &len, &prefix);
+    CHECK(r && len == strlen(want) && !strcmp(r, want) && prefix == want_prefix);
+    if (r && strcmp(r, want)) fprintf(stderr, "got  [%s]\nwant [%s]\n", r, want);
+    free(r);
+}
+
+static void test_reformat_plain(void) {
+    check_reformat("Each costs 3.\nSo 4 cost 12.\n\nThe answer is 12.\n",
+                   "<think>\nEach costs 3.\nSo 4 cost 12.\n</think>\n\nThe answer is 12.", 8);
+    check_reformat("12 * 5 = 60\nSo 60 km.", "<think>\n12 * 5 = 60\n</think>\n\nSo 60 km.", 8);
+    check_reformat("60", "<think>\n\n</think>\n\n60", 8);
+    check_reformat("<think>a</think>b", "<think>a</think>b", 0); /* tagged: left alone */
+    /* the reformatted reply is read as any other: its last paragraph is the answer */
+    const char *many = "3 + 4 = 7\n7 * 2 = 14\n14 - 1 = 13\n\nSo 13.";
+    size_t len, prefix;
+    char *r = rl_reformat_plain(many, strlen(many), &len, &prefix);
+    rl_ref ref = {.answer = "13", .verifier = RL_VERIFY_NUMBER};
+    rl_verdict v;
+    rl_verify(r, len, 0, &ref, &v);
+    CHECK(v.correct && v.format_ok);
+    free(r);
+    rl_verify(many, strlen(many), 0, &ref, &v); /* unformatted, the working is a guess list */
+    CHECK(!v.correct);
+}
+
 int main(void) {
     RUN(test_answer_after_last_think);
     RUN(test_unclosed_and_nested_tags);
@@ -415,5 +442,6 @@ int main(void) {
     RUN(test_references_verify);
     RUN(test_jsonl);
     RUN(test_stop_at_answer_close);
+    RUN(test_reformat_plain);
     return check_report("test_rl_verify");
 }
