@@ -61,10 +61,8 @@ static int64_t pow10i(int d) {
 
 /* ---- arith -------------------------------------------------------------------------------- */
 
-static void make_arith(gen *g) {
-    int op = (int)draw(g, 0, 2);
-    int da = op == 2 ? (int)draw(g, 2, 3) : (int)draw(g, 2, 4),
-        db = op == 2 ? 2 : (int)draw(g, 2, 4);
+/* "What is A op B?" with a of da digits and b of db (a >= b for -); op 0 +, 1 -, 2 *. */
+static void arith_question(gen *g, int op, int da, int db) {
     int64_t a = draw(g, pow10i(da - 1), pow10i(da) - 1),
             b = draw(g, pow10i(db - 1), pow10i(db) - 1);
     if (op == 1 && a < b) {
@@ -79,23 +77,20 @@ static void make_arith(gen *g) {
     key(g, op), key(g, a), key(g, b);
 }
 
+static void make_arith(gen *g) {
+    int op = (int)draw(g, 0, 2);
+    int da = op == 2 ? (int)draw(g, 2, 3) : (int)draw(g, 2, 4),
+        db = op == 2 ? 2 : (int)draw(g, 2, 4);
+    arith_question(g, op, da, db);
+}
+
 /* The same questions with 2-3 digit + and - only: a size a tiny pretrained model can learn
  * (bench/r1zero.md); arith's products are out of its reach. Its own task id keeps its split
  * independent of arith's. */
 static void make_arith_small(gen *g) {
     int op = (int)draw(g, 0, 1);
     int da = (int)draw(g, 2, 3), db = (int)draw(g, 2, 3);
-    int64_t a = draw(g, pow10i(da - 1), pow10i(da) - 1),
-            b = draw(g, pow10i(db - 1), pow10i(db) - 1);
-    if (op == 1 && a < b) {
-        int64_t t = a;
-        a = b;
-        b = t;
-    }
-    snprintf(g->it->text, sizeof g->it->text, "What is %lld %c %lld?", (long long)a, "+-"[op],
-             (long long)b);
-    answer_int(g, op == 0 ? a + b : a - b);
-    key(g, op), key(g, a), key(g, b);
+    arith_question(g, op, da, db);
 }
 
 /* ---- countdown ---------------------------------------------------------------------------- */
