@@ -45,7 +45,7 @@ int cmd_merge(int argc, char **argv) {
     else if (!strcmp(type_name, "f16")) type = WHALE_DTYPE_F16;
     else if (!strcmp(type_name, "f32")) type = WHALE_DTYPE_F32;
     else { fprintf(stderr, "whale merge: --type takes q8_0, f16 or f32, not '%s'\n", type_name); return 2; }
-    const char *tmpl = fmt ? whale_chat_template(fmt) : NULL;
+    const char *tmpl = whale_chat_template(fmt);
     if (fmt && !tmpl) {
         fprintf(stderr, "whale merge: --chat-format takes chatml-think (the template written is "
                         "whale's), not '%s'\n", fmt);
@@ -71,7 +71,7 @@ int cmd_merge(int argc, char **argv) {
     cli_convert_ui ui = {.cmd = "merge", .label = "merging"};
     convert_hooks hooks = cli_convert_hooks(&ui);
     convert_report rep;
-    if (convert_merge_template(path, lora, out, type, tmpl, &hooks, &rep, &err)) {
+    if (convert_merge(path, lora, out, type, tmpl, &hooks, &rep, &err)) {
         fprintf(stderr, "whale merge: %s\n", err.msg);
         return 1;
     }

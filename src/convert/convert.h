@@ -119,12 +119,9 @@ int convert_gguf(const char *in, const char *out, const convert_wtype *t, const 
  * other tensor and all metadata copied as they are. Returns 0, or WHALE_E_UNSUPPORTED (a
  * DeepSeek base, a type other than those three), WHALE_E_FORMAT (a module the base does not
  * have, a shape that differs) or the readers' errors, with a message. */
-int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type, const convert_hooks *hooks,
-                  convert_report *rep, whale_err *err);
-/* The same, with the output's tokenizer.chat_template replaced by chat_template (NULL: kept). */
-int convert_merge_template(const char *base, const char *adapter, const char *out, whale_dtype type,
-                           const char *chat_template, const convert_hooks *hooks, convert_report *rep,
-                           whale_err *err);
+/* chat_template, when not NULL, replaces the output's tokenizer.chat_template. */
+int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type,
+                  const char *chat_template, const convert_hooks *hooks, convert_report *rep, whale_err *err);
 
 /* ---- synthetic models ---------------------------------------------------------------------- */
 /* The hyperparameters of shape `name` (see synth_shape_names), or WHALE_E_ARG. */

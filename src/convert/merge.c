@@ -111,16 +111,10 @@ static int plan(const gguf_file *f, const model_hparams *hp, const peft_adapter 
     return 0;
 }
 
-int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type,
-                  const convert_hooks *hooks, convert_report *rep, whale_err *err) {
-    return convert_merge_template(base, adapter, out, type, NULL, hooks, rep, err);
-}
-
 #define CHAT_TEMPLATE_KEY "tokenizer.chat_template"
 
-int convert_merge_template(const char *base, const char *adapter, const char *out, whale_dtype type,
-                           const char *chat_template, const convert_hooks *hooks, convert_report *rep,
-                           whale_err *err) {
+int convert_merge(const char *base, const char *adapter, const char *out, whale_dtype type,
+                  const char *chat_template, const convert_hooks *hooks, convert_report *rep, whale_err *err) {
     if (type != WHALE_DTYPE_F32 && type != WHALE_DTYPE_F16 && type != WHALE_DTYPE_Q8_0)
         return err_set(err, WHALE_E_UNSUPPORTED,
                        "merged matrices are written as f32, f16 or q8_0, not %s", dtype_name(type));
@@ -158,7 +152,7 @@ int convert_merge_template(const char *base, const char *adapter, const char *ou
     }
     for (uint64_t i = 0; i < f.n_kv && !rc; i++) {
         const gguf_str *k = &f.kv[i].key;
-        if (chat_template && k->n == strlen(CHAT_TEMPLATE_KEY) && !memcmp(k->s, CHAT_TEMPLATE_KEY, k->n))
+        if (chat_template && k->n == sizeof CHAT_TEMPLATE_KEY - 1 && !memcmp(k->s, CHAT_TEMPLATE_KEY, k->n))
             continue; /* replaced below */
         if (gguf_writer_copy_kv(convert_writer_gguf(o), &f.kv[i]))
             rc = err_set(err, WHALE_E_NOMEM, "out of memory");

@@ -294,7 +294,9 @@ int whale_chat_format_thinks(const char *format) {
 }
 
 const char *whale_chat_template(const char *format) {
-    return format && !strcmp(format, "chatml-think") ? chat_template_chatml_think : NULL;
+    return format && chat_format_detect(NULL, NULL, format) == CHAT_FORMAT_CHATML_THINK
+               ? chat_template_chatml_think
+               : NULL;
 }
 
 int whale_chat_apply(const whale_model *w, const char *format, const whale_msg *msgs, size_t n,

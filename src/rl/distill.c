@@ -9,13 +9,13 @@
 #include "base/err.h"
 
 /* How a one-paragraph plain reply reads once re-formatted (verify.h: rl_reformat_plain). */
-#define EMPTY_THINK "<think>\n\n</think>"
+#define EMPTY_THINK RL_PLAIN_OPEN RL_PLAIN_CLOSE
 
 /* One example line: the problem as the chat prompt words it, the reply as the teacher wrote it. */
 static int write_example(FILE *f, int mode, const char *problem, const char *reply) {
     cJSON *j = cJSON_CreateObject(), *msgs = cJSON_AddArrayToObject(j, "messages");
     cJSON *u = cJSON_CreateObject(), *a = cJSON_CreateObject();
-    char *user = mode == RL_PROMPT_PLAIN ? strdup(problem) : rl_prompt_user_text(problem);
+    char *user = rl_prompt_user_text(problem, mode);
     cJSON_AddStringToObject(u, "role", "user");
     cJSON_AddStringToObject(u, "content", user ? user : problem);
     cJSON_AddStringToObject(a, "role", "assistant");

@@ -50,7 +50,8 @@ int rl_prompt_mode_resolve(const whale_model *m, int mode) {
     return whale_chat_format(m, NULL) ? RL_PROMPT_CHAT : RL_PROMPT_R1ZERO;
 }
 
-char *rl_prompt_user_text(const char *problem) {
+char *rl_prompt_user_text(const char *problem, int mode) {
+    if (mode == RL_PROMPT_PLAIN) return strdup(problem);
     size_t n = strlen(problem) + sizeof chat_instruction;
     char *text = malloc(n);
     if (text) snprintf(text, n, "%s%s", problem, chat_instruction);
@@ -71,7 +72,7 @@ int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_i
         if (!fmt)
             return err_set(err, WHALE_E_UNSUPPORTED,
                            "the model has no chat format (use the r1zero prompt)");
-        char *text = mode == RL_PROMPT_PLAIN ? strdup(problem) : rl_prompt_user_text(problem);
+        char *text = rl_prompt_user_text(problem, mode);
         if (!text) return err_set(err, WHALE_E_NOMEM, "out of memory");
         whale_msg msg = {.role = WHALE_ROLE_USER, .content = text};
         int rc = whale_chat_apply(m, fmt, &msg, 1, NULL, 0, WHALE_CHAT_GENERATION_PROMPT, out, err);

@@ -45,9 +45,10 @@ int rl_prompt_mode_resolve(const whale_model *m, int mode);
  * (*start_in_think: R1-Zero's template, or a chat format that forces reasoning). Returns 0, or
  * WHALE_E_UNSUPPORTED (chat mode on a model without a chat format; no tokenizer) with a message.
  * A GRPO loop builds its rollouts' prompts with this too. */
-/* The chat prompt's user message for a problem (the problem and the instruction to think, then
- * answer), malloc'd; NULL when out of memory. Distillation writes its examples with it. */
-char *rl_prompt_user_text(const char *problem);
+/* The user message for a problem in a chat mode: the problem and the instruction to think, then
+ * answer (chat), or the problem alone (plain); malloc'd, NULL when out of memory. Distillation
+ * writes its examples with it. */
+char *rl_prompt_user_text(const char *problem, int mode);
 
 int rl_prompt_build(const whale_model *m, int mode, const char *problem, whale_ids *out,
                     int *start_in_think, whale_err *err);

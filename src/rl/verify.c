@@ -534,40 +534,29 @@ int rl_stop_feed(rl_stop_scan *st, const char *bytes, size_t n) {
     return st->hit;
 }
 
-/* The last occurrence of needle in s[0, n), or -1. */
-static long rfind(const char *s, size_t n, const char *needle) {
-    size_t k = strlen(needle);
-    for (size_t i = n >= k ? n - k + 1 : 0; i-- > 0;)
-        if (!memcmp(s + i, needle, k)) return (long)i;
-    return -1;
-}
-
 char *rl_reformat_plain(const char *s, size_t n, size_t *out_len, size_t *prefix) {
-    static const char open[] = "<think>\n", mid[] = "\n</think>\n\n";
-    int tagged = count_of(s, 0, n, "<think>") || count_of(s, 0, n, "</think>");
+    static const char open[] = RL_PLAIN_OPEN, mid[] = RL_PLAIN_CLOSE "\n\n";
+    *prefix = 0, *out_len = n;
+    if (find_first(s, 0, n, "<think>") >= 0 || find_first(s, 0, n, "</think>") >= 0) {
+        char *r = malloc(n + 1); /* already tagged: as it is */
+        if (r) memcpy(r, s, n), r[n] = 0;
+        return r;
+    }
     size_t end = n;
-    while (!tagged && end && (s[end - 1] == ' ' || s[end - 1] == '\n' || s[end - 1] == '\r' || s[end - 1] == '\t'))
-        end--;
-    long cut = tagged ? -1 : rfind(s, end, "\n\n");
+    while (end && is_space((unsigned char)s[end - 1])) end--;
+    long cut = find_last(s, 0, end, "\n\n");
     size_t skip = 2;
-    if (!tagged && cut < 0) cut = rfind(s, end, "\n"), skip = 1;
+    if (cut < 0) cut = find_last(s, 0, end, "\n"), skip = 1;
     size_t think = cut < 0 ? 0 : (size_t)cut, ans = cut < 0 ? 0 : (size_t)cut + skip;
     while (think && (s[think - 1] == '\n' || s[think - 1] == ' ')) think--;
-    size_t len = tagged ? n : sizeof open - 1 + think + sizeof mid - 1 + (end - ans);
-    char *r = malloc(len + 1);
+    size_t len = sizeof open - 1 + think + sizeof mid - 1 + (end - ans);
+    char *r = malloc(len + 1), *w = r;
     if (!r) return NULL;
-    if (tagged) {
-        memcpy(r, s, n);
-        *prefix = 0;
-    } else {
-        char *w = r;
-        memcpy(w, open, sizeof open - 1), w += sizeof open - 1;
-        memcpy(w, s, think), w += think;
-        memcpy(w, mid, sizeof mid - 1), w += sizeof mid - 1;
-        memcpy(w, s + ans, end - ans);
-        *prefix = sizeof open - 1;
-    }
+    memcpy(w, open, sizeof open - 1), w += sizeof open - 1;
+    memcpy(w, s, think), w += think;
+    memcpy(w, mid, sizeof mid - 1), w += sizeof mid - 1;
+    memcpy(w, s + ans, end - ans);
     r[len] = 0;
-    *out_len = len;
+    *prefix = sizeof open - 1, *out_len = len;
     return r;
 }

@@ -129,6 +129,8 @@ int rl_stop_feed(rl_stop_scan *st, const char *bytes, size_t n);
  * reply gets an empty reasoning; a reply that has think tags is returned as it is. malloc'd, its
  * length in *out_len and the bytes put before the reply's text in *prefix; NULL when out of
  * memory. DeepSeek-R1's cold-start data was such replies, re-formatted. */
+#define RL_PLAIN_OPEN "<think>\n"
+#define RL_PLAIN_CLOSE "\n</think>" /* then "\n\n" and the answer */
 char *rl_reformat_plain(const char *s, size_t n, size_t *out_len, size_t *prefix);
 
 #endif
