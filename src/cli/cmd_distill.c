@@ -28,7 +28,7 @@ static void usage(FILE *f) {
         "  whale eval -m student.gguf --task word_en      # beside: whale eval -m default / -m "
         "TEACHER\n\n"
         "  -m MODEL            the teacher (name or path; it needs a chat format)\n"
-        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, or a JSONL task file\n"
+        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, word, or a JSONL task file\n"
         "  -o FILE             the traces (JSONL; replaced when it exists)\n"
         "  --n N               problems (default 200)\n"
         "  --samples K         replies per problem (default 4)\n"

@@ -222,7 +222,7 @@ int cmd_eval(int argc, char **argv) {
 #undef TAKE
     }
     if (!task_arg) {
-        fprintf(stderr, "whale eval: give --task NAME (arith, arith_small, countdown, linear, word_en, word_zh) "
+        fprintf(stderr, "whale eval: give --task NAME (arith, arith_small, countdown, linear, word_en, word_zh, word) "
                         "or --task FILE.jsonl\n");
         return 2;
     }

@@ -37,7 +37,7 @@ static void usage(FILE *f) {
         "`whale train plot RUN_DIR` draws the curves; docs/RL.md explains it all.\n\n"
         "  -m MODEL            a model whale train loads: a Hugging Face directory (a whale train\n"
         "                      checkpoint), or a GGUF of a dense model\n"
-        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, or a JSONL file (whale "
+        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, word, or a JSONL file (whale "
         "eval)\n"
         "  --full              train every weight (the default)\n"
         "  --lora-rank R       train LoRA adapters of rank R instead (dense models; --lora-alpha "

@@ -1,4 +1,4 @@
-/* task.c — the built-in task generators (arith, arith_small, countdown, linear, word_en, word_zh) and JSONL
+/* task.c — the built-in task generators (arith, arith_small, countdown, linear, word_en, word_zh, word) and JSONL
  * user tasks. Owns the task table and a loaded file's problems; the verifiers are verify.c's.
  * Each generator draws its numbers from one splitmix64 stream and reports them as the
  * problem's identity (key parameters), which decides its split (task.h). */
@@ -22,6 +22,7 @@
 
 typedef struct gen {
     uint64_t rs;              /* the draw's random stream */
+    int id;                   /* the task id its key is mixed with (0: the task's own) */
     uint64_t key[RL_KEY_MAX]; /* the problem's identity, beside the task and template ids */
     int n_key;
     rl_item *it;
@@ -284,6 +285,13 @@ static void make_word_en(gen *g) {
 static void make_word_zh(gen *g) {
     make_word(g, 1);
 }
+/* Half English, half Chinese: keyed as word_en's or word_zh's problem, so its held-out split is
+ * exactly theirs and no problem held out there is trained on here. */
+static void make_word_mixed(gen *g) {
+    int zh = (int)draw(g, 0, 1);
+    g->id = zh ? 5 : 4;
+    make_word(g, zh);
+}
 
 static const rl_task builtins[] = {
     {"arith", "multi-digit +, -, * (a number)", make_arith, 1, NULL, 0, NULL, NULL, NULL},
@@ -297,6 +305,8 @@ static const rl_task builtins[] = {
      NULL, NULL},
     {"arith_small", "2-3 digit + and - (a number): arith sized for tiny models", make_arith_small,
      6, NULL, 0, NULL, NULL, NULL},
+    {"word", "word_en and word_zh mixed, half each (a number)", make_word_mixed, 7, NULL, 0, NULL,
+     NULL, NULL},
 };
 #define N_BUILTINS ((int)(sizeof builtins / sizeof builtins[0]))
 
@@ -353,7 +363,7 @@ int rl_task_item(const rl_task *t, int split, int64_t index, uint64_t seed, rl_i
         memset(&out->ref, 0, sizeof out->ref);
         out->ref.answer = out->answer;
         t->make(&g);
-        uint64_t k = mix(0x5eed, (uint64_t)t->id);
+        uint64_t k = mix(0x5eed, (uint64_t)(g.id ? g.id : t->id));
         for (int i = 0; i < g.n_key; i++) k = mix(k, g.key[i]);
         out->key = k ? k : 1;
         if ((out->key % RL_TEST_ONE_IN == 0) == (split == RL_SPLIT_TEST)) return 0;
@@ -509,7 +519,7 @@ int rl_task_open(const char *arg, const rl_task **out, rl_task **owned, whale_er
     if ((*out = rl_task_find(arg))) return 0;
     if (access(arg, F_OK))
         return err_set(err, WHALE_E_NOTFOUND,
-                       "no task '%s': not a built-in task (arith, arith_small, countdown, linear, word_en, word_zh) "
+                       "no task '%s': not a built-in task (arith, arith_small, countdown, linear, word_en, word_zh, word) "
                        "and no such file",
                        arg);
     int rc = rl_task_load_jsonl(arg, owned, err);

@@ -17,6 +17,8 @@
  *              perimeters, two numbers from their sum and difference, multi-digit
  *              multiplication, sharing by division; integer answers
  *   word_zh    the same problems in Chinese
+ *   word       word_en and word_zh, half each; each problem keyed as its language's task, so
+ *              the three share one held-out split
  * User tasks are JSONL files, one problem a line:
  *   {"prompt": "...", "answer": "..." or a number, "verifier": "number"|"exact"|"regex"}
  * ("verifier" may be left out: number). A file is one set: both splits give its lines in

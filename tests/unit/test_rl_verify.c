@@ -250,11 +250,24 @@ static int cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static int n_shared(const uint64_t *a, int na, const uint64_t *b, int nb) { /* both sorted */
+    int n = 0;
+    for (int i = 0, j = 0; i < na && j < nb;) {
+        if (a[i] == b[j])
+            n++, i++, j++;
+        else if (a[i] < b[j])
+            i++;
+        else
+            j++;
+    }
+    return n;
+}
+
 static void test_tasks_deterministic_and_disjoint(void) {
     enum { N = 3000 };
     static uint64_t tr[N], te[N], again[N];
-    const char *names[] = {"arith", "countdown", "linear", "word_en", "word_zh"};
-    for (int k = 0; k < 5; k++) {
+    const char *names[] = {"arith", "arith_small", "countdown", "linear", "word_en", "word_zh", "word"};
+    for (int k = 0; k < 7; k++) {
         const rl_task *t = rl_task_find(names[k]);
         CHECKF(t != NULL, "%s", names[k]);
         if (!t) continue;
@@ -266,15 +279,7 @@ static void test_tasks_deterministic_and_disjoint(void) {
         CHECKF(memcmp(tr, again, sizeof tr), "%s: the seed changes nothing", names[k]);
         qsort(tr, N, sizeof tr[0], cmp_u64);
         qsort(te, N, sizeof te[0], cmp_u64);
-        int shared = 0, distinct = 0;
-        for (int i = 0, j = 0; i < N && j < N;) {
-            if (tr[i] == te[j])
-                shared++, i++, j++;
-            else if (tr[i] < te[j])
-                i++;
-            else
-                j++;
-        }
+        int shared = n_shared(tr, N, te, N), distinct = 0;
         for (int i = 0; i < N; i++) distinct += !i || te[i] != te[i - 1];
         CHECKF(shared == 0, "%s: %d problems in both splits", names[k], shared);
         CHECKF(distinct > N / 2, "%s: only %d distinct test problems", names[k], distinct);
@@ -291,6 +296,33 @@ static void test_tasks_deterministic_and_disjoint(void) {
     free(a);
     free(b);
     CHECK(rl_task_find("nope") == NULL);
+}
+
+/* word's problems are word_en's and word_zh's under their keys: its held-out split is theirs
+ * (a word_en or word_zh test problem is never a word training problem, and word's test
+ * problems are found among theirs). */
+static void test_word_mixed_shares_the_split(void) {
+    enum { N = 3000 };
+    static uint64_t held[2 * N], wtr[N], wte[N];
+    keys_of(rl_task_find("word_en"), RL_SPLIT_TEST, N, 7, held);
+    keys_of(rl_task_find("word_zh"), RL_SPLIT_TEST, N, 7, held + N);
+    keys_of(rl_task_find("word"), RL_SPLIT_TRAIN, N, 7, wtr);
+    keys_of(rl_task_find("word"), RL_SPLIT_TEST, N, 9, wte);
+    qsort(held, 2 * N, sizeof held[0], cmp_u64);
+    qsort(wtr, N, sizeof wtr[0], cmp_u64);
+    qsort(wte, N, sizeof wte[0], cmp_u64);
+    CHECK(n_shared(wtr, N, held, 2 * N) == 0);
+    int common = n_shared(wte, N, held, 2 * N);
+    CHECKF(common > N / 10, "only %d of word's test problems are word_en's or word_zh's", common);
+    rl_item *it = malloc(sizeof *it);
+    int zh = 0;
+    for (int i = 0; it && i < 200; i++) {
+        whale_err err = {0};
+        CHECK(!rl_task_item(rl_task_find("word"), RL_SPLIT_TRAIN, i, 1, it, &err));
+        zh += (unsigned char)it->prompt[0] >= 0x80;
+    }
+    CHECKF(zh > 60 && zh < 140, "%d of 200 problems in Chinese", zh);
+    free(it);
 }
 
 /* Every generated problem is answered right by a reply that is its reference, and wrong by one
@@ -439,6 +471,7 @@ int main(void) {
     RUN(test_exact_and_regex);
     RUN(test_countdown);
     RUN(test_tasks_deterministic_and_disjoint);
+    RUN(test_word_mixed_shares_the_split);
     RUN(test_references_verify);
     RUN(test_jsonl);
     RUN(test_stop_at_answer_close);
