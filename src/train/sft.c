@@ -212,3 +212,18 @@ int64_t tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int
     }
     return count;
 }
+
+int tr_sft_trim(int32_t *ids, int32_t *tg, int B, int T) {
+    int keep = 1;
+    for (int b = 0; b < B; b++)
+        for (int t = T - 1; t >= keep; t--)
+            if (tg[(size_t)b * T + t] >= 0) {
+                keep = t + 1;
+                break;
+            }
+    for (int b = 1; keep < T && b < B; b++) {
+        memmove(ids + (size_t)b * keep, ids + (size_t)b * T, sizeof(int32_t) * (size_t)keep);
+        memmove(tg + (size_t)b * keep, tg + (size_t)b * T, sizeof(int32_t) * (size_t)keep);
+    }
+    return keep;
+}

@@ -41,4 +41,9 @@ const tr_sft_stats *tr_sft_stats_get(const tr_sft *s);
  * wrapping. Returns the number of positions with a target. */
 int64_t tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int B, int T, int32_t *ids, int32_t *targets);
 
+/* Cut a padded batch to its longest row: the positions after every row's last target change no
+ * loss (the model's attention is causal), so B rows of T are repacked in place as B rows of the
+ * returned T' <= T (at least 1): the same losses and gradients for less work. */
+int tr_sft_trim(int32_t *ids, int32_t *targets, int B, int T);
+
 #endif

@@ -437,7 +437,8 @@ static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t
     for (int i = rank; i < o->eval_batches; i += ranks) {
         if (o->sft) {
             tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
-            each[i] = m->step(m->impl, ids, tg, NULL, NULL, o->batch, o->ctx, 0.0f, err);
+            int T = tr_sft_trim(ids, tg, o->batch, o->ctx);
+            each[i] = m->step(m->impl, ids, tg, NULL, NULL, o->batch, T, 0.0f, err);
             continue;
         }
         uint64_t fixed[256];
@@ -512,13 +513,20 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
     double t0 = clock_now_s();
     for (; !rc && s.step < o->steps;) {
         double ts = clock_now_s(), lm[2] = {0, 0}; /* this step's loss and MTP loss */
+        double computed = 0;                                 /* this rank's positions run */
         memset(m->P->g, 0, m->P->n * sizeof(float));
         batch_skip(&s.rng, (long)rank * o->accum, o->batch); /* the ranks before this one */
         for (int a = 0; a < o->accum && !rc; a++) {
             if (gsum && a) memset(m->P->g, 0, m->P->n * sizeof(float));
-            if (o->sft) tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
-            else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
-            lm[0] += m->step(m->impl, ids, tg, NULL, NULL, o->batch, o->ctx, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
+            int T = o->ctx;
+            if (o->sft) {
+                tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
+                T = tr_sft_trim(ids, tg, o->batch, o->ctx);
+            } else {
+                batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
+            }
+            computed += (double)o->batch * T;
+            lm[0] += m->step(m->impl, ids, tg, NULL, NULL, o->batch, T, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
             if (m->mtp_loss) lm[1] += m->mtp_loss(m->impl) / (o->accum * ranks);
             if (err && err->code) rc = err->code;
             for (size_t i = 0; gsum && i < m->P->n; i++) gsum[i] = a ? gsum[i] + m->P->g[i] : m->P->g[i];
@@ -540,7 +548,7 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         s.step++;
         tr_step_info info = {.step = s.step, .steps = o->steps, .loss = loss, .val_loss = -1, .lr = c.lr, .grad_norm = gnorm};
         if (m->balance) info.expert_load = m->balance(m->impl, o->bias_gamma);
-        info.tokens_per_s = (double)o->batch * o->ctx * o->accum * ranks / (clock_now_s() - ts);
+        info.tokens_per_s = computed * ranks / (clock_now_s() - ts);
         if (peak > 0) info.mfu = o->flops_per_token * info.tokens_per_s / ranks / peak; /* each rank's peak */
         int last = s.step == o->steps;
         if ((o->eval_every && s.step % o->eval_every == 0) || last) info.val_loss = val_loss(m, vs, o, ids, tg, err);

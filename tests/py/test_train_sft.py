@@ -154,3 +154,17 @@ def test_bad_lines_are_refused_with_file_and_line(tok, tmp_path, line, why):
     err = p.stderr.decode()
     assert p.returncode == 1 and f"{data}:3: " in err and why in err, err
     assert "Traceback" not in err and not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_padding_changes_nothing(tok, tmp_path):
+    """Rows are padded to --ctx, and each batch is cut to its longest conversation before the
+    forward pass: a run with a far longer --ctx has the same loss curve."""
+    data = write_jsonl(tmp_path / "mixed.jsonl", KNOWN + additions(40))
+    assert stats(sft(tok, data, tmp_path / "a", "--steps", "6", "--ctx", "96", "--eval-every", "3"))["cut"] == 0
+    sft(tok, data, tmp_path / "b", "--steps", "6", "--ctx", "400", "--eval-every", "3")
+    ma = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    mb = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss", "grad_norm"):
+        assert np.allclose([r[key] for r in ma], [r[key] for r in mb], rtol=1e-5), key
+    assert [r["val_loss"] for r in ma if "val_loss" in r] == pytest.approx(
+        [r["val_loss"] for r in mb if "val_loss" in r], rel=1e-5)
