@@ -77,3 +77,8 @@ int utf8_incomplete_tail(const unsigned char *s, size_t n) {
     }
     return 0;
 }
+
+size_t utf8_prefix(const char *s, size_t n, size_t max) {
+    if (n <= max) return n;
+    return max - (size_t)utf8_incomplete_tail((const unsigned char *)s, max);
+}

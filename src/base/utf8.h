@@ -15,5 +15,8 @@ uint32_t utf8_decode(const unsigned char *s, int len);
 int utf8_encode(uint32_t cp, char *out);
 /* Bytes at the end of s[0..n) that form an incomplete (but so far valid) sequence: 0..3. */
 int utf8_incomplete_tail(const unsigned char *s, size_t n);
+/* Bytes of s[0..n) to keep when it must fit max: n when it does, else max less the part of a
+ * character the limit splits, so a shortened text stays UTF-8. */
+size_t utf8_prefix(const char *s, size_t n, size_t max);
 
 #endif

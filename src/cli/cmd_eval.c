@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/progress.h"
+#include "base/utf8.h"
 #include "rl/eval.h"
 #include "rl/task.h"
 #include "whale.h"
@@ -87,12 +88,11 @@ static void print_sample(const rl_eval_result *r, int64_t x) {
            (long long)(x % r->samples), s->v.correct ? "correct" : "wrong",
            s->v.format_ok ? "" : " (format broken)");
     printf("problem:   %s\nreference: %s\n", it->prompt, it->ref.answer);
-    printf("answer:    %.*s\n",
-           s->v.has_answer ? (int)(s->v.ans_len < 200 ? s->v.ans_len : 200) : 0,
+    printf("answer:    %.*s\n", s->v.has_answer ? (int)utf8_prefix(s->text + s->v.ans_off, s->v.ans_len, 200) : 0,
            s->v.has_answer ? s->text + s->v.ans_off : "");
     int cut = s->len > EVAL_SHOW_MAX_CHARS;
     printf("reply (%lld tokens, %s):\n%.*s%s\n", (long long)s->n_gen, s->finish ? s->finish : "?",
-           (int)(cut ? EVAL_SHOW_MAX_CHARS : s->len), s->text, cut ? " [...]" : "");
+           (int)utf8_prefix(s->text, s->len, EVAL_SHOW_MAX_CHARS), s->text, cut ? " [...]" : "");
 }
 
 static void print_json(const rl_eval_result *r, const char *model, const char *lora, const char *task,

@@ -168,6 +168,18 @@ static void test_threads_encode_alike(void) {
     alarm(0);
 }
 
+/* A text shortened to a byte limit never ends inside a character. */
+static void test_utf8_prefix_keeps_characters_whole(void) {
+    const char *s = "ab\xe4\xb8\xad\xe6\x96\x87\xf0\x9f\x90\xb3z"; /* a b 中 文 🐳 z: 1 1 3 3 4 1 bytes */
+    size_t n = strlen(s);
+    const size_t want[] = {0, 1, 2, 2, 2, 5, 5, 5, 8, 8, 8, 8, 12, 13};
+    for (size_t max = 0; max <= n; max++) {
+        CHECKF(utf8_prefix(s, n, max) == want[max], "max %zu: %zu", max, utf8_prefix(s, n, max));
+        CHECK(utf8_valid(s, utf8_prefix(s, n, max)));
+    }
+    CHECK(utf8_prefix(s, n, 100) == n);
+}
+
 static void test_json_errors(void) {
     tokenizer *t = NULL;
     whale_err err = {0};
@@ -195,7 +207,8 @@ static void test_json_errors(void) {
 int main(void) {
     gguf_file f;
     whale_err err = {0};
-    RUN(test_json_errors); /* the only case without the vocabulary */
+    RUN(test_json_errors); /* the only cases without the vocabulary */
+    RUN(test_utf8_prefix_keeps_characters_whole);
     const char *path = check_shared("vocab/ggml-vocab-deepseek-llm.gguf");
     if (access(path, R_OK)) { /* every case below needs it */
         check_skip_rest_missing(path);
