@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # every step (76 of 193 lines of a clean build): not output anyone reads.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all whale debug tsan fuzz test run chat setup clean format install
+.PHONY: all whale debug tsan fuzz test run chat setup clean format install reasoner
 all: whale
 
 whale:
@@ -44,6 +44,12 @@ run: setup whale
 	@build/whale chat
 
 chat: run
+
+# The default model learns to think (R1's recipe: cold-start SFT on its own verified answers,
+# then GRPO): writes $WHALE_HOME/models/default-r1.gguf, registered as `default-r1`
+# (scripts/reasoner; docs/RL.md, "make reasoner").
+reasoner: setup whale
+	@scripts/reasoner
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
