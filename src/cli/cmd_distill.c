@@ -11,6 +11,8 @@
 #include "rl/task.h"
 
 static void usage(FILE *f) {
+    char names[256];
+    rl_task_names(names, sizeof names);
     fprintf(
         f,
         "usage: whale distill -m TEACHER --task NAME|FILE.jsonl -o TRACES.jsonl [options]\n\n"
@@ -28,7 +30,7 @@ static void usage(FILE *f) {
         "  whale eval -m student.gguf --task word_en      # beside: whale eval -m default / -m "
         "TEACHER\n\n"
         "  -m MODEL            the teacher (name or path; it needs a chat format)\n"
-        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, word, or a JSONL task file\n"
+        "  --task T            %s, or a JSONL task file\n"
         "  -o FILE             the traces (JSONL; replaced when it exists)\n"
         "  --n N               problems (default 200)\n"
         "  --samples K         replies per problem (default 4)\n"
@@ -44,7 +46,8 @@ static void usage(FILE *f) {
         "  --parallel N        sequences decoding at once (default 4)\n"
         "  --threads N         threads (default: one per CPU)\n"
         "  --seed S            sampling seed (default 1)\n"
-        "  --task-seed S       which problems (default 0)\n");
+        "  --task-seed S       which problems (default 0)\n",
+        names);
 }
 
 static void on_progress(void *ctx, int64_t done, int64_t total) {

@@ -222,8 +222,9 @@ int cmd_eval(int argc, char **argv) {
 #undef TAKE
     }
     if (!task_arg) {
-        fprintf(stderr, "whale eval: give --task NAME (arith, arith_small, countdown, linear, word_en, word_zh, word) "
-                        "or --task FILE.jsonl\n");
+        char names[256];
+        rl_task_names(names, sizeof names);
+        fprintf(stderr, "whale eval: give --task NAME (%s) or --task FILE.jsonl\n", names);
         return 2;
     }
     whale_err err = {0};

@@ -14,6 +14,8 @@
 #include "train/ops.h"
 
 static void usage(FILE *f) {
+    char names[256];
+    rl_task_names(names, sizeof names);
     fprintf(
         f,
         "usage: whale grpo -m MODEL --task NAME|FILE.jsonl -o RUN_DIR [--lora-rank R | --full] "
@@ -37,8 +39,8 @@ static void usage(FILE *f) {
         "`whale train plot RUN_DIR` draws the curves; docs/RL.md explains it all.\n\n"
         "  -m MODEL            a model whale train loads: a Hugging Face directory (a whale train\n"
         "                      checkpoint), or a GGUF of a dense model\n"
-        "  --task T            arith, arith_small, countdown, linear, word_en, word_zh, word, or a JSONL file (whale "
-        "eval)\n"
+        "  --task T            %s,\n"
+        "                      or a JSONL file (whale eval)\n"
         "  --full              train every weight (the default)\n"
         "  --lora-rank R       train LoRA adapters of rank R instead (dense models; --lora-alpha "
         "A,\n"
@@ -63,7 +65,8 @@ static void usage(FILE *f) {
         "  --threads N         threads (default: one per CPU)\n"
         "  --seed S            sampling and adapters' start (default 1)\n"
         "  --resume            continue from RUN_DIR's newest checkpoint (the same steps as a run\n"
-        "                      never stopped)\n");
+        "                      never stopped)\n",
+        names);
 }
 
 typedef struct ui {

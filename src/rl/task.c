@@ -1,5 +1,5 @@
-/* task.c — the built-in task generators (arith, arith_small, countdown, linear, word_en, word_zh, word) and JSONL
- * user tasks. Owns the task table and a loaded file's problems; the verifiers are verify.c's.
+/* task.c — the built-in task generators (arith, arith_small, countdown, linear, word_en, word_zh,
+ * word) and JSONL user tasks. Owns the task table and a loaded file's problems; the verifiers are verify.c's.
  * Each generator draws its numbers from one splitmix64 stream and reports them as the
  * problem's identity (key parameters), which decides its split (task.h). */
 #include "rl/task.h"
@@ -325,6 +325,14 @@ const char *rl_task_name(const rl_task *t) {
 const char *rl_task_about(const rl_task *t) {
     return t->about;
 }
+void rl_task_names(char *buf, size_t cap) {
+    size_t at = 0;
+    if (cap) buf[0] = 0;
+    for (int i = 0; i < N_BUILTINS && at < cap; i++) {
+        int n = snprintf(buf + at, cap - at, "%s%s", i ? ", " : "", builtins[i].name);
+        at += n > 0 ? (size_t)n : 0;
+    }
+}
 
 int64_t rl_task_size(const rl_task *t, int split) {
     (void)split;
@@ -517,11 +525,11 @@ fail:
 int rl_task_open(const char *arg, const rl_task **out, rl_task **owned, whale_err *err) {
     *owned = NULL;
     if ((*out = rl_task_find(arg))) return 0;
-    if (access(arg, F_OK))
-        return err_set(err, WHALE_E_NOTFOUND,
-                       "no task '%s': not a built-in task (arith, arith_small, countdown, linear, word_en, word_zh, word) "
-                       "and no such file",
-                       arg);
+    if (access(arg, F_OK)) {
+        char names[256];
+        rl_task_names(names, sizeof names);
+        return err_set(err, WHALE_E_NOTFOUND, "no task '%s': not a built-in task (%s) and no such file", arg, names);
+    }
     int rc = rl_task_load_jsonl(arg, owned, err);
     *out = *owned;
     return rc;

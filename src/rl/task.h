@@ -60,6 +60,8 @@ const rl_task *rl_task_find(const char *name);
 const rl_task *rl_task_builtin(int i);
 const char *rl_task_name(const rl_task *t);
 const char *rl_task_about(const rl_task *t); /* one line for --help */
+/* The built-in tasks' names joined by ", " into buf (cut to cap), for help and error texts. */
+void rl_task_names(char *buf, size_t cap);
 
 /* Load a JSONL task file. Returns 0 and *out (free with rl_task_free), or WHALE_E_IO (cannot
  * read), WHALE_E_FORMAT with "FILE:LINE: what is wrong" for the first malformed line (not JSON,

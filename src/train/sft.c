@@ -197,9 +197,9 @@ void tr_sft_free(tr_sft *s) {
 
 const tr_sft_stats *tr_sft_stats_get(const tr_sft *s) { return &s->st; }
 
-int64_t tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int B, int T, int32_t *ids, int32_t *tg) {
+int tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int B, int T, int32_t *ids, int32_t *tg) {
     const int64_t *ix = val && s->n_val ? s->val_ix : s->train_ix;
-    int64_t n = val && s->n_val ? s->n_val : s->n_train, count = 0;
+    int64_t n = val && s->n_val ? s->n_val : s->n_train;
     for (int b = 0; b < B; b++) {
         int64_t e = ix[val ? (first + b) % n : (int64_t)(rng_xorshift64(rng) % (uint64_t)n)];
         int64_t at = s->start[e], len = s->start[e + 1] - at;
@@ -207,10 +207,9 @@ int64_t tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int
         for (int t = 0; t < T; t++) {
             ri[t] = t < len ? s->tok[at + t] : 0;
             rt[t] = t + 1 < len && s->mask[at + t + 1] ? s->tok[at + t + 1] : -1;
-            count += rt[t] >= 0;
         }
     }
-    return count;
+    return tr_sft_trim(ids, tg, B, T);
 }
 
 int tr_sft_trim(int32_t *ids, int32_t *tg, int B, int T) {

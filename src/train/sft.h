@@ -35,11 +35,12 @@ int tr_sft_open(tr_sft **out, const char *path, const whale_model *tok, const ch
 void tr_sft_free(tr_sft *s);
 const tr_sft_stats *tr_sft_stats_get(const tr_sft *s);
 
-/* B rows of T tokens (T <= ctx) into ids[B][T] and targets[B][T] (-1: no loss; pad positions
- * hold id pad and target -1). Training rows: examples drawn with *rng (so a resumed run replays
- * the same batches); validation rows (val != 0): the held-out examples in order from index first,
- * wrapping. Returns the number of positions with a target. */
-int64_t tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int B, int T, int32_t *ids, int32_t *targets);
+/* B rows of up to T tokens (T <= ctx) into ids and targets (-1: no loss; pad positions hold id
+ * 0 and target -1), cut to the longest row (tr_sft_trim): returns that row length T', the rows
+ * lying at ids[B][T'] and targets[B][T']. Training rows: examples drawn with *rng (so a resumed
+ * run replays the same batches); validation rows (val != 0): the held-out examples in order from
+ * index first, wrapping. */
+int tr_sft_batch(const tr_sft *s, int val, uint64_t *rng, int64_t first, int B, int T, int32_t *ids, int32_t *targets);
 
 /* Cut a padded batch to its longest row: the positions after every row's last target change no
  * loss (the model's attention is causal), so B rows of T are repacked in place as B rows of the

@@ -436,8 +436,7 @@ static double val_loss(tr_model *m, const shards *val, const tr_opts *o, int32_t
     if (!each) return err_set(err, WHALE_E_NOMEM, "out of memory");
     for (int i = rank; i < o->eval_batches; i += ranks) {
         if (o->sft) {
-            tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
-            int T = tr_sft_trim(ids, tg, o->batch, o->ctx);
+            int T = tr_sft_batch(o->sft, 1, NULL, (int64_t)i * o->batch, o->batch, o->ctx, ids, tg);
             each[i] = m->step(m->impl, ids, tg, NULL, NULL, o->batch, T, 0.0f, err);
             continue;
         }
@@ -519,12 +518,8 @@ int tr_train(tr_model *m, const tr_opts *o, whale_err *err) {
         for (int a = 0; a < o->accum && !rc; a++) {
             if (gsum && a) memset(m->P->g, 0, m->P->n * sizeof(float));
             int T = o->ctx;
-            if (o->sft) {
-                tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
-                T = tr_sft_trim(ids, tg, o->batch, o->ctx);
-            } else {
-                batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
-            }
+            if (o->sft) T = tr_sft_batch(o->sft, 0, &s.rng, 0, o->batch, o->ctx, ids, tg);
+            else batch_at(&tr, &s.rng, NULL, o->batch, o->ctx, ids, tg);
             computed += (double)o->batch * T;
             lm[0] += m->step(m->impl, ids, tg, NULL, NULL, o->batch, T, 1.0f / (float)(o->accum * ranks), err) / (o->accum * ranks);
             if (m->mtp_loss) lm[1] += m->mtp_loss(m->impl) / (o->accum * ranks);
