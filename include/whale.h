@@ -200,7 +200,14 @@ const char *whale_chat_template(const char *format);
 
 typedef struct whale_engine whale_engine;
 
-enum whale_speculative { WHALE_SPEC_NONE = 0, WHALE_SPEC_MTP = 1 };
+/* Speculative decoding: a drafter guesses the next tokens and the model verifies them in one
+ * batched pass. Greedy requests get exactly plain decoding's tokens; sampled ones keep a guess
+ * with the probability the sampling gives it, so their tokens keep plain sampling's distribution
+ * (a seed gives another sequence than without speculation). JSON mode and tool calls decode
+ * without guesses. MTP: DeepSeek-V3's own module; LOOKUP: the continuation of the last earlier
+ * occurrence of the latest tokens in the prompt and reply (free; pays on quoting and editing);
+ * DRAFT: a smaller model with the same vocabulary (whale_engine_params.draft). */
+enum whale_speculative { WHALE_SPEC_NONE = 0, WHALE_SPEC_MTP = 1, WHALE_SPEC_LOOKUP = 2, WHALE_SPEC_DRAFT = 3 };
 
 typedef struct whale_engine_params {
     int n_parallel;          /* sequences decoding at once; 0: 1 */
@@ -218,7 +225,10 @@ typedef struct whale_engine_params {
     int cache;
     size_t cache_ram, cache_disk;
     const char *cache_dir;
-    int speculative;         /* enum whale_speculative: drafting for greedy requests */
+    int speculative;         /* enum whale_speculative */
+    whale_model *draft;      /* WHALE_SPEC_DRAFT: the draft model (must outlive the engine) */
+    int draft_max;           /* guesses per sequence per step (1..16); 0: the mode's default
+                                (MTP 1, lookup 8, a draft model 4) */
 } whale_engine_params;
 /* The defaults above (the cache on, with its budgets); other fields 0. */
 void whale_engine_params_default(whale_engine_params *p);
@@ -335,7 +345,9 @@ typedef struct whale_stats {
     int64_t kv_tokens;         /* tokens held in the sequences' caches */
     uint64_t cache_ram_blocks, cache_disk_blocks, cache_ram_bytes, cache_disk_bytes;
     uint64_t cache_hits_ram, cache_hits_disk;
-    uint64_t drafted, accepted; /* speculation */
+    uint64_t drafted, accepted; /* speculation: drafts verified and kept, */
+    uint64_t spec_steps;        /* over this many sequence-steps that verified drafts */
+    const char *drafter;        /* "mtp", "lookup", "model", or NULL: none (static) */
 } whale_stats;
 void whale_engine_stats(whale_engine *e, whale_stats *out);
 

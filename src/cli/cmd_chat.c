@@ -154,6 +154,7 @@ int cmd_chat(int argc, char **argv) {
     whale_err err = {0};
     whale_model *m = NULL;
     whale_engine *e = NULL;
+    whale_model *draft = NULL;
     char *msg_text[CHAT_MAX_MESSAGES];
     whale_msg msgs[CHAT_MAX_MESSAGES];
     size_t n_msgs = 0;
@@ -167,7 +168,7 @@ int cmd_chat(int argc, char **argv) {
         fprintf(stderr, "whale chat: no chat format for this model (use --chat-format deepseek-r1|chatml|chatml-think)\n");
         goto done;
     }
-    if (gen_open_engine(&o, m, 0, &e, "chat")) goto done;
+    if (gen_open_engine(&o, m, 0, &e, &draft, "chat")) goto done;
     whale_model_info mi;
     whale_model_info_get(m, &mi);
     fprintf(stderr, "%s (%s, %s format), context %lld tokens. /help for commands, Ctrl-D to leave.\n",
@@ -270,6 +271,7 @@ done:
     for (size_t i = 0; i < n_msgs; i++) free(msg_text[i]);
     free(system);
     whale_engine_free(e);
+    whale_model_close(draft);
     whale_model_close(m);
     return rc;
 }

@@ -87,6 +87,7 @@ int cmd_run(int argc, char **argv) {
     whale_err err = {0};
     whale_model *m = NULL;
     whale_engine *e = NULL;
+    whale_model *draft = NULL;
     whale_ids ids = {0};
     outbuf out = {0};
     gen_stats st = {0};
@@ -125,7 +126,7 @@ int cmd_run(int argc, char **argv) {
                 ids.n, (long long)ctx, (long long)((int64_t)ids.n - ctx + 1));
         goto done;
     }
-    if (gen_open_engine(&o, m, ctx, &e, "run")) goto done;
+    if (gen_open_engine(&o, m, ctx, &e, &draft, "run")) goto done;
     out.stream = !json;
     out.tty = isatty(1);
     out.last_kind = -1;
@@ -167,8 +168,9 @@ int cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(tm, "decode_tokens_per_s", decode_rate);
         cJSON_AddNumberToObject(tm, "prefill_s", st.t_prefill);
         cJSON_AddNumberToObject(tm, "decode_s", st.t_decode);
-        if (o.spec_mtp) {
+        if (o.spec) {
             cJSON *sp = cJSON_CreateObject();
+            cJSON_AddStringToObject(sp, "drafter", gen_spec_name(&o));
             cJSON_AddNumberToObject(sp, "drafted", (double)st.drafted);
             cJSON_AddNumberToObject(sp, "accepted", (double)st.accepted);
             cJSON_AddNumberToObject(sp, "acceptance_rate", st.drafted ? (double)st.accepted / (double)st.drafted : 0);
@@ -184,8 +186,9 @@ int cmd_run(int argc, char **argv) {
         printf("\n");
         fprintf(stderr, "[%zu prompt tokens (%zu from the cache) at %.1f t/s, %zu generated at %.1f t/s, %s]\n", st.n_prompt,
                 st.n_cached, st.t_prefill > 0 ? (double)n_miss / st.t_prefill : 0.0, st.n_gen, decode_rate, st.finish);
-        if (o.spec_mtp)
-            fprintf(stderr, "[MTP speculation: %llu of %llu drafts accepted (%.1f%%)]\n", (unsigned long long)st.accepted,
+        if (o.spec)
+            fprintf(stderr, "[speculation (%s): %llu of %llu drafts accepted (%.1f%%)]\n", gen_spec_name(&o),
+                    (unsigned long long)st.accepted,
                     (unsigned long long)st.drafted, st.drafted ? 100.0 * (double)st.accepted / (double)st.drafted : 0.0);
         for (size_t i = 0; st.lp && i < st.n_gen; i++) {
             char b[64];
@@ -203,6 +206,7 @@ done:
     gen_stats_free(&st);
     whale_ids_free(&ids);
     whale_engine_free(e);
+    whale_model_close(draft);
     whale_model_close(m);
     free(owned);
     return rc;

@@ -46,9 +46,17 @@ static void usage(FILE *f) {
                "                   (default $WHALE_HOME/kv-cache)\n"
                "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
                "  --lora PATH      apply a LoRA adapter (PEFT directory) to a Qwen2/Llama model\n"
-               "  --speculative mtp  greedy requests (temperature 0, no JSON mode) draft the next token with\n"
-               "                   the model's multi-token prediction module (DeepSeek-V3/R1) and verify it\n"
-               "                   in the same batch: up to two tokens per step, the same tokens as without\n"
+               "  --draft MODEL    speculative decoding: a smaller model with the same vocabulary guesses\n"
+               "                   each sequence's next tokens and the model checks every sequence's\n"
+               "                   guesses in its one batched step (not JSON mode or tool calls); greedy\n"
+               "                   replies are unchanged, sampled ones keep their distribution\n"
+               "  --draft lookup   the guesses come from the prompt and reply themselves (the text after\n"
+               "                   the last earlier occurrence of the latest tokens): free, pays on quoting\n"
+               "                   and editing\n"
+               "  --draft-max N    guesses per sequence per step (1..16; default 4 for a model, 8 for lookup)\n"
+               "  --speculative mtp  the guess comes from the model's multi-token prediction module\n"
+               "                   (DeepSeek-V3/R1): up to two tokens per step\n"
+               "                   /metrics: whale_speculative_* by drafter (acceptance, tokens per step)\n"
                "  --accounts       multi-user mode: every request needs an API key (Authorization: Bearer),\n"
                "                   is refused with 402 at a zero balance and is charged per token when it\n"
                "                   ends; GET /user/balance. Manage users and keys with `whale admin`\n"
@@ -101,7 +109,7 @@ int cmd_serve(int argc, char **argv) {
     const char *db = whale_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
     o.cache_dir = whale_home_path("kv-cache", cache_dir, sizeof cache_dir);
-    const char *model_path = NULL, *lora = NULL;
+    const char *model_path = NULL, *lora = NULL, *draft_name = NULL;
     int threads = 0;
     long x;
     for (int i = 1; i < argc; i++) {
@@ -133,13 +141,24 @@ int cmd_serve(int argc, char **argv) {
         }
         else if (v && !strcmp(a, "--db")) { db = v; i++; }
         else if (!strcmp(a, "--speculative")) {
-            if (!v || strcmp(v, "mtp")) {
-                fprintf(stderr, "whale serve: --speculative takes 'mtp' (DeepSeek-V3's multi-token prediction)\n");
+            if (!v || (strcmp(v, "mtp") && strcmp(v, "lookup"))) {
+                fprintf(stderr, "whale serve: --speculative takes 'mtp' (DeepSeek-V3's multi-token prediction) or "
+                                "'lookup'; a draft model is --draft MODEL\n");
                 return 2;
             }
-            o.speculative = WHALE_SPEC_MTP;
+            o.speculative = !strcmp(v, "mtp") ? WHALE_SPEC_MTP : WHALE_SPEC_LOOKUP;
             i++;
         }
+        else if (!strcmp(a, "--draft")) {
+            if (!v) {
+                fprintf(stderr, "whale serve: --draft needs a model (name or path) or 'lookup'\n");
+                return 2;
+            }
+            o.speculative = !strcmp(v, "lookup") ? WHALE_SPEC_LOOKUP : WHALE_SPEC_DRAFT;
+            draft_name = o.speculative == WHALE_SPEC_DRAFT ? v : NULL;
+            i++;
+        }
+        else if (!strcmp(a, "--draft-max")) { if (number(a, v, 1, 16, &x)) return 2; o.draft_max = (int)x; i++; }
         else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
         else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }
@@ -210,6 +229,17 @@ int cmd_serve(int argc, char **argv) {
         store_close(st);
         return 1;
     }
+    whale_model *draft = NULL;
+    if (draft_name) {
+        mp.progress = 0;
+        if (whale_model_open(&draft, draft_name, &mp, &err)) {
+            fprintf(stderr, "whale serve: --draft: %s\n", err.msg);
+            whale_model_close(m);
+            store_close(st);
+            return 1;
+        }
+        o.draft = draft;
+    }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
@@ -222,5 +252,6 @@ int cmd_serve(int argc, char **argv) {
     store_close(st);
     if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);
     whale_model_close(m);
+    whale_model_close(draft);
     return rc ? 1 : 0;
 }

@@ -24,8 +24,15 @@ const char gen_flags_help[] =
     "  --seed S              make sampling reproducible\n"
     "  --chat-format F       deepseek-r1, chatml or chatml-think (default: from the model)\n"
     "  --no-think            R1 models: do not force the reply to start with <think>\n"
-    "  --speculative mtp     DeepSeek-V3/R1: draft a token ahead with the model's MTP module and\n"
-    "                        verify it in the same pass (greedy: needs --temp 0; same output)\n"
+    "  --draft MODEL         speculative decoding: a smaller model with the same vocabulary (a name\n"
+    "                        or path, e.g. default for a Qwen2.5 1.5B/7B) guesses the next tokens\n"
+    "                        and the model checks them in one pass; greedy output is unchanged,\n"
+    "                        sampled output keeps its distribution\n"
+    "  --draft lookup        the same with guesses copied from where the latest tokens occurred\n"
+    "                        before in the prompt or reply (free; pays when the answer quotes or\n"
+    "                        edits its prompt)\n"
+    "  --draft-max N         guesses per step (1..16; default 4 for a model, 8 for lookup)\n"
+    "  --speculative mtp     DeepSeek-V3/R1: the guess comes from the model's own MTP module\n"
     "  --json-mode           the answer is a valid JSON object (after any reasoning)\n"
     "  --reasoning-budget N  R1 models: after N tokens of reasoning, close it and answer\n"
     "  --logprobs K          record each token's log probability and its K best alternatives\n"
@@ -72,11 +79,17 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
         o->chat_format = v;
         (*i)++;
     } else if (!strcmp(a, "--speculative")) {
-        if (!v || strcmp(v, "mtp")) {
-            fprintf(stderr, "whale %s: --speculative takes 'mtp' (the model's own MTP module)\n", cmd);
+        if (!v || (strcmp(v, "mtp") && strcmp(v, "lookup"))) {
+            fprintf(stderr, "whale %s: --speculative takes 'mtp' (the model's own MTP module) or 'lookup'; "
+                            "a draft model is --draft MODEL\n", cmd);
             return -1;
         }
-        o->spec_mtp = 1;
+        o->spec = !strcmp(v, "mtp") ? WHALE_SPEC_MTP : WHALE_SPEC_LOOKUP;
+        (*i)++;
+    } else if (!strcmp(a, "--draft")) {
+        if (!v) { fprintf(stderr, "whale %s: --draft needs a model (name or path) or 'lookup'\n", cmd); return -1; }
+        o->spec = !strcmp(v, "lookup") ? WHALE_SPEC_LOOKUP : WHALE_SPEC_DRAFT;
+        o->draft = o->spec == WHALE_SPEC_DRAFT ? v : NULL;
         (*i)++;
     } else if (!strcmp(a, "--lora")) {
         if (!v) { fprintf(stderr, "whale %s: --lora needs an adapter directory\n", cmd); return -1; }
@@ -96,6 +109,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
     else if (!strcmp(a, "--frequency-penalty")) { TAKE(-2, 2); o->sp.frequency_penalty = (float)d; }
     else if (!strcmp(a, "--seed")) { TAKE(0, 1.8e19); o->sp.seed = (uint64_t)d; }
     else if (!strcmp(a, "-t")) { TAKE(1, 1024); o->threads = (int)d; }
+    else if (!strcmp(a, "--draft-max")) { TAKE(1, 16); o->draft_max = (int)d; }
     else if (!strcmp(a, "--reasoning-budget")) { TAKE(0, 1 << 24); o->reasoning_budget = (int64_t)d; }
     else if (!strcmp(a, "--logprobs")) { TAKE(0, WHALE_MAX_TOP_LOGPROBS); o->logprobs = (int)d; }
     else if (!strcmp(a, "--no-think")) o->think = 0;
@@ -120,14 +134,19 @@ int gen_open_model(const gen_opts *o, int show_progress, whale_model **m) {
     return 1;
 }
 
-int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, const char *cmd) {
+const char *gen_spec_name(const gen_opts *o) {
+    return o->spec == WHALE_SPEC_MTP      ? "mtp"
+           : o->spec == WHALE_SPEC_LOOKUP ? "lookup"
+           : o->spec == WHALE_SPEC_DRAFT  ? "draft model"
+                                          : NULL;
+}
+
+int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, whale_model **draft,
+                    const char *cmd) {
     whale_err err = {0};
     whale_model_info mi;
     whale_model_info_get(m, &mi);
-    if (o->spec_mtp && !(o->sp.temperature <= 0 || o->sp.top_k == 1)) {
-        fprintf(stderr, "whale %s: --speculative mtp: MTP speculation needs greedy decoding for now (--temp 0)\n", cmd);
-        return 1;
-    }
+    *draft = NULL;
     if (o->n_ctx && mi.n_ctx_train > 0 && o->n_ctx > mi.n_ctx_train) {
         fprintf(stderr, "whale %s: --ctx %lld is longer than the model's trained %lld tokens\n", cmd, (long long)o->n_ctx,
                 (long long)mi.n_ctx_train);
@@ -140,9 +159,20 @@ int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engi
     ep.cache = o->cache;
     ep.cache_ram = 0; /* one process, one sequence: its slot keeps the conversation; the disk tier
                          is what a later process reads back */
-    ep.speculative = o->spec_mtp ? WHALE_SPEC_MTP : WHALE_SPEC_NONE;
+    ep.speculative = o->spec;
+    ep.draft_max = o->draft_max;
+    if (o->spec == WHALE_SPEC_DRAFT) {
+        whale_model_params mp = {.n_threads = o->threads, .kv_f16 = o->kv_f16};
+        if (whale_model_open(draft, o->draft, &mp, &err)) {
+            fprintf(stderr, "whale %s: --draft: %s\n", cmd, err.msg);
+            return 1;
+        }
+        ep.draft = *draft;
+    }
     if (whale_engine_new(e, m, &ep, &err)) {
-        fprintf(stderr, "whale %s: %s\n", cmd, err.msg);
+        fprintf(stderr, "whale %s: %s%s\n", cmd, o->spec == WHALE_SPEC_DRAFT ? "--draft: " : "", err.msg);
+        whale_model_close(*draft);
+        *draft = NULL;
         return 1;
     }
     if (whale_engine_warning(*e)) fprintf(stderr, "whale %s: warning: %s\n", cmd, whale_engine_warning(*e));

@@ -17,7 +17,9 @@ typedef struct gen_opts {
     int64_t max_tokens; /* per reply; 0: until the context is full */
     int threads;
     int think;          /* R1: force the reply to start with <think> */
-    int spec_mtp;       /* --speculative mtp */
+    int spec;           /* enum whale_speculative: --speculative mtp, --draft lookup|MODEL */
+    const char *draft;  /* --draft MODEL: the draft model's name or path */
+    int draft_max;      /* --draft-max N; 0: the drafter's default */
     int kv_f16;         /* --kv-type f16 */
     const char *lora;   /* --lora PATH: a PEFT adapter applied to the model */
     int cache;          /* the context cache (--no-cache: 0) */
@@ -35,9 +37,13 @@ extern const char gen_flags_help[];
 
 /* Open the model -m names; 0, or 1 with a message printed. */
 int gen_open_model(const gen_opts *o, int show_progress, whale_model **m);
-/* A one-sequence engine with room for n_ctx tokens (0: o->n_ctx, else the model's); 0, or 1
- * with a message printed. */
-int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, const char *cmd);
+/* A one-sequence engine with room for n_ctx tokens (0: o->n_ctx, else the model's), and the
+ * draft model --draft names into *draft (NULL without one; the caller closes it after freeing
+ * the engine); 0, or 1 with a message printed. */
+int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engine **e, whale_model **draft,
+                    const char *cmd);
+/* "mtp", "lookup", "draft model" for o->spec; NULL for none. */
+const char *gen_spec_name(const gen_opts *o);
 
 typedef struct gen_logprob {
     float lp;

@@ -18,9 +18,9 @@
 
 #include "model/model.h"
 
-/* Drafts per sequence per step at most: bounds the step's rows and logits buffers
- * (n_parallel * (1 + DRAFT_MAX) rows of n_vocab floats). MTP drafts 1. */
-#define DRAFT_MAX 4
+/* Drafts per sequence per step at most (the scheduler's draft_max is at most this): bounds the
+ * slots' per-step arrays. MTP drafts 1. */
+#define DRAFT_MAX 16
 
 /* One sequence asking for drafts. */
 typedef struct draft_req {
@@ -44,6 +44,7 @@ typedef struct drafter_ops {
     void (*truncate)(void *self, int seq, int64_t n);
     void (*free)(void *self);
     int wants_hidden; /* rows needs the hidden states (model_forward's `hidden` output) */
+    const char *name; /* "mtp", "lookup", "model": for metrics and reports */
 } drafter_ops;
 
 typedef struct drafter {
@@ -56,6 +57,22 @@ typedef struct drafter {
  * position of each sequence (n_seq * n_ctx * n_embd floats). 0, or WHALE_E_UNSUPPORTED (no
  * module) / WHALE_E_NOMEM with a message. */
 int draft_mtp_new(drafter *out, const model *m, model_ctx *c, int n_seq, int64_t n_ctx, whale_err *err);
+
+/* Prompt lookup: the guess is what followed the latest earlier occurrence of the sequence's last
+ * n-gram (draft_lookup.c). Keeps no state; cannot fail. */
+void draft_lookup_new(drafter *out);
+/* The search itself, for tests: the tokens that followed the latest earlier occurrence of the
+ * last n-gram of tokens[0..n_tok) (the longest length that occurs), at most max into out.
+ * Returns how many (0: no match). */
+int draft_lookup_find(const int32_t *tokens, int64_t n_tok, int max, int32_t *out);
+
+/* A separate, smaller draft model with the same vocabulary (draft_model.c): it runs greedily
+ * over its own context of n_seq sequences of n_ctx positions and guesses up to a request's max
+ * tokens, stopping early at a guess it gives less than p_min probability. 0, or WHALE_E_ARG (the
+ * vocabularies differ) / WHALE_E_NOMEM with a message. The model is borrowed: it must outlive
+ * the drafter. */
+int draft_model_new(drafter *out, const model *draft, const model *target, int n_seq, int64_t n_ctx, float p_min,
+                    whale_err *err);
 
 static inline void drafter_free(drafter *d) {
     if (d->ops) d->ops->free(d->self);

@@ -131,7 +131,7 @@ static void mtp_free(void *self) {
     free(d);
 }
 
-static const drafter_ops mtp_ops = {mtp_propose, mtp_rows, mtp_truncate, mtp_free, 1};
+static const drafter_ops mtp_ops = {mtp_propose, mtp_rows, mtp_truncate, mtp_free, 1, "mtp"};
 
 int draft_mtp_new(drafter *out, const model *m, model_ctx *c, int n_seq, int64_t n_ctx, whale_err *err) {
     out->ops = NULL;

@@ -219,6 +219,28 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t
     return c[n - 1].id;
 }
 
+int32_t sampler_sample_draft(sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t draft) {
+    int64_t best, n = dist(s, logits, history, n_history, &best);
+    if (!n) return best < 0 ? 0 : (int32_t)best;
+    const cand *c = s->c;
+    double total = 0, pd = 0;
+    for (int64_t i = 0; i < n; i++) {
+        total += c[i].p;
+        if (c[i].id == draft) pd = c[i].p;
+    }
+    if (next_unit(s) * total < pd) return draft;
+    /* rejected: draw from the rest (the draft's mass taken out) */
+    double r = next_unit(s) * (total - pd), acc = 0;
+    int64_t last = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (c[i].id == draft) continue;
+        acc += c[i].p;
+        last = i;
+        if (r < acc) return c[i].id;
+    }
+    return last >= 0 ? c[last].id : draft; /* rounding at the end of the walk; draft: the only candidate */
+}
+
 int64_t sampler_candidates(sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t *ids,
                            float *probs) {
     int64_t best, n = dist(s, logits, history, n_history, &best);

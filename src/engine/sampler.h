@@ -28,6 +28,14 @@ void sampler_free(sampler *s);
 /* Pick a token. logits (n_vocab) are modified (penalties, scaling). history: tokens so far,
  * for the penalties. NaN logits are never picked; if every logit is -inf or NaN, returns 0. */
 int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* Speculative sampling with a deterministic drafter (engine/draft.h): the draft token `draft` was
+ * proposed for this position with certainty. Returns draft with the probability p(draft) that
+ * sampler_sample would give it, else a token drawn from the other candidates in proportion to
+ * their probabilities (p with draft's share removed and renormalized), so the token returned
+ * has exactly sampler_sample's distribution whatever the draft (Leviathan et al. 2023, with the
+ * draft distribution a point mass). Greedy settings return the best token, as sampler_sample.
+ * Consumes one or two random numbers, so a seed gives another sequence than plain sampling. */
+int32_t sampler_sample_draft(sampler *s, float *logits, const int32_t *history, size_t n_history, int32_t draft);
 /* What sampler_sample would draw from, for tests: the candidates that survive the settings
  * into ids and their probabilities (not renormalized after top-p / min-p) into probs (room for
  * n_vocab each), in no promised order; returns how many (1 with probability 1 when greedy, 0

@@ -264,7 +264,7 @@ static void admit(sched *s) {
         sl->n_forced = 0;
         sampler_free(sl->smp);
         sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
-        sl->spec = s->dr.ops && sl->smp && sampler_is_greedy(sl->smp) && !r->con;
+        sl->spec = s->dr.ops && sl->smp && !r->con;
         if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
         sl->req = r;
         sl->owner = r->owner;
@@ -338,7 +338,9 @@ static int32_t choose(sched *s, slot *sl, float *row, int j) {
         if (sl->raw) memcpy(sl->raw, row, (size_t)V * sizeof *sl->raw), have_raw = 1;
     }
     if (r->con) r->con->mask(r->con->ctx, row, V, r->sp.temperature <= 0 || r->sp.top_k == 1);
-    int32_t t = sampler_sample(sl->smp, row, sl->tokens, sl->n_fed);
+    /* a guess follows this row: keep it with the probability the sampler gives it */
+    int32_t t = j < sl->n_draft ? sampler_sample_draft(sl->smp, row, sl->tokens, sl->n_fed, sl->draft[j])
+                                : sampler_sample(sl->smp, row, sl->tokens, sl->n_fed);
     if (!sl->think_closed) { /* reasoning budget: close the thinking when it is spent */
         if (sl->n_forced || (t != r->think_end && sl->n_gen >= r->think_budget)) t = r->close[sl->n_forced++];
         /* the model's own </think> ends it; a forced close runs to its end ("\n\n" after </think>) */
@@ -384,7 +386,7 @@ static void choose_task(void *ctx, int64_t task, int thread) {
 static void hand_out(sched *s, slot *sl) {
     sched_req *r = sl->req;
     int nd = sl->n_draft;
-    if (nd) r->drafted += (uint64_t)nd, s->stats.drafted += (uint64_t)nd;
+    if (nd) r->drafted += (uint64_t)nd, s->stats.drafted += (uint64_t)nd, s->stats.spec_steps++;
     for (int j = 0; j < sl->n_chosen; j++) {
         sl->n_cached = sl->chosen_at[j];
         push_token(s, r, sl, j);
@@ -614,21 +616,40 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     if (hp->n_ctx_train > 0 && s->o.n_ctx > hp->n_ctx_train) s->o.n_ctx = hp->n_ctx_train;
     if (s->o.max_queue <= 0) s->o.max_queue = 64;
     if (s->o.chunk <= 0) s->o.chunk = 256;
-    if (s->o.speculative != SCHED_SPEC_NONE && s->o.speculative != SCHED_SPEC_MTP) {
-        err_set(err, WHALE_E_ARG, "unknown speculative mode %d", s->o.speculative);
+    int spec = s->o.speculative;
+    if (spec < SCHED_SPEC_NONE || spec > SCHED_SPEC_MODEL) {
+        err_set(err, WHALE_E_ARG, "unknown speculative mode %d", spec);
         goto fail;
     }
-    if (s->o.speculative == SCHED_SPEC_MTP && !model_has_mtp(m)) {
+    if (spec == SCHED_SPEC_MTP && !model_has_mtp(m)) {
         err_set(err, WHALE_E_UNSUPPORTED, "this model has no MTP module (DeepSeek-V3/R1 checkpoints carry one)");
         goto fail;
     }
-    s->max_draft = s->o.speculative ? DRAFT_MAX : 0;
+    if (spec == SCHED_SPEC_MODEL && !s->o.draft) {
+        err_set(err, WHALE_E_ARG, "speculation with a draft model needs the draft model");
+        goto fail;
+    }
+    if (s->o.draft_max < 0 || s->o.draft_max > DRAFT_MAX) {
+        err_set(err, WHALE_E_ARG, "drafts per step must be 1..%d, not %d", DRAFT_MAX, s->o.draft_max);
+        goto fail;
+    }
+    s->max_draft = !spec ? 0
+                   : s->o.draft_max ? s->o.draft_max
+                   : spec == SCHED_SPEC_MTP ? 1
+                   : spec == SCHED_SPEC_LOOKUP ? SCHED_DRAFT_MAX_LOOKUP
+                                               : SCHED_DRAFT_MAX_MODEL;
     /* rows per step: the prompt chunks, and each slot's token with its guesses */
     int64_t P = s->o.n_parallel, rows = s->o.chunk + P * (1 + s->max_draft), n_out = P * (1 + s->max_draft);
     s->ctx = model_ctx_new(m, s->o.n_ctx, s->o.n_parallel);
     s->kv = s->ctx ? model_ctx_kv(s->ctx) : NULL;
-    if (s->ctx && s->o.speculative == SCHED_SPEC_MTP) {
-        if (draft_mtp_new(&s->dr, m, s->ctx, s->o.n_parallel, s->o.n_ctx, err)) goto fail;
+    if (s->ctx && spec) {
+        if (spec == SCHED_SPEC_MTP && draft_mtp_new(&s->dr, m, s->ctx, s->o.n_parallel, s->o.n_ctx, err)) goto fail;
+        if (spec == SCHED_SPEC_LOOKUP) draft_lookup_new(&s->dr);
+        if (spec == SCHED_SPEC_MODEL &&
+            draft_model_new(&s->dr, s->o.draft, m, s->o.n_parallel, s->o.n_ctx,
+                            s->o.draft_p_min > 0 ? s->o.draft_p_min : SCHED_DRAFT_P_MIN, err))
+            goto fail;
+        s->stats.drafter = s->dr.ops->name;
         s->dreq = malloc((size_t)P * sizeof *s->dreq);
         if (!s->dreq) goto oom;
         if (s->dr.ops->wants_hidden && !(s->hid = malloc((size_t)rows * (size_t)hp->n_embd * sizeof *s->hid))) goto oom;

@@ -28,13 +28,16 @@
  * sched_wait; tokens come as ids, in order. Cancelling (client gone, stop string found) frees
  * the slot at the next step.
  *
- * Speculative decoding (sched_opts.speculative): a slot whose request decodes greedily, without
- * a constraint and with no reasoning budget forcing tokens, feeds its pending token together
- * with a drafter's guesses for the next ones (engine/draft.h; DeepSeek-V3's MTP module) in the
- * same batched forward, and keeps the guesses its own sampler confirms: up to 1 + drafts tokens
- * per step, exactly the tokens plain greedy decoding gives (stops, max_tokens and the end of
- * the context are checked after each one; log probabilities come from each token's own row).
- * Other requests decode one token per step beside them. */
+ * Speculative decoding (sched_opts.speculative): a slot whose request has no constraint and no
+ * reasoning budget forcing tokens feeds its pending token together with a drafter's guesses for
+ * the next ones (engine/draft.h: DeepSeek-V3's MTP module, prompt lookup, or a small draft
+ * model) in the same batched forward, and keeps the guesses its own sampler confirms: up to
+ * 1 + drafts tokens per step. Greedy requests get exactly the tokens plain greedy decoding
+ * gives; sampled ones keep a guess with the probability their sampler gives it and otherwise
+ * draw from the rest (sampler_sample_draft), so every token has plain sampling's distribution
+ * (a seed gives another sequence, though). Stops, max_tokens and the end of the context are
+ * checked after each token; log probabilities come from each token's own row. Requests without
+ * guesses decode one token per step beside them. */
 #ifndef WHALE_ENGINE_SCHEDULER_H
 #define WHALE_ENGINE_SCHEDULER_H
 
@@ -62,11 +65,20 @@ typedef struct sched_opts {
     size_t cache_ram, cache_disk;
     const char *cache_dir;
     uint64_t cache_salt;
-    int speculative;   /* SCHED_SPEC_NONE, or SCHED_SPEC_MTP: greedy requests draft with the
-                        * model's MTP module (sched_new refuses it for a model without one) */
+    int speculative;   /* SCHED_SPEC_NONE; SCHED_SPEC_MTP: draft with the model's MTP module
+                        * (sched_new refuses it for a model without one); SCHED_SPEC_LOOKUP:
+                        * prompt lookup; SCHED_SPEC_MODEL: the draft model below */
+    const model *draft;  /* SCHED_SPEC_MODEL: a smaller model with the same vocabulary (borrowed) */
+    int draft_max;       /* guesses per slot per step, 1..DRAFT_MAX; 0: the mode's default
+                          * (MTP 1, lookup 8, model SCHED_DRAFT_MAX_MODEL) */
+    float draft_p_min;   /* SCHED_SPEC_MODEL: stop guessing below this draft probability; 0:
+                          * SCHED_DRAFT_P_MIN */
 } sched_opts;
 
-enum { SCHED_SPEC_NONE = 0, SCHED_SPEC_MTP = 1 };
+enum { SCHED_SPEC_NONE = 0, SCHED_SPEC_MTP = 1, SCHED_SPEC_LOOKUP = 2, SCHED_SPEC_MODEL = 3 };
+#define SCHED_DRAFT_MAX_LOOKUP 8
+#define SCHED_DRAFT_MAX_MODEL 4
+#define SCHED_DRAFT_P_MIN 0.6f
 
 /* Start the engine thread. NULL with a message when the cache does not fit, or with
  * WHALE_E_UNSUPPORTED when SCHED_SPEC_MTP is asked of a model without an MTP module. */
@@ -153,7 +165,9 @@ void sched_release(sched_req *r);
 typedef struct sched_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
-    uint64_t drafted, accepted; /* speculative decoding: drafts verified, of which kept */
+    uint64_t drafted, accepted; /* speculative decoding: drafts verified, of which kept, */
+    uint64_t spec_steps;        /* over this many slot-steps that verified drafts */
+    const char *drafter;        /* "mtp", "lookup", "model", or NULL (static) */
     int64_t kv_tokens; /* tokens held in the slots' caches (in use or kept for reuse) */
     /* context cache: blocks (64 tokens) and bytes per tier, blocks served from each */
     uint64_t pc_ram_blocks, pc_disk_blocks, pc_ram_bytes, pc_disk_bytes, pc_hits_ram, pc_hits_disk;

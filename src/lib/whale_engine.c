@@ -37,7 +37,22 @@ int whale_engine_new(whale_engine **out, whale_model *w, const whale_engine_para
     char dir[4096];
     sched_opts so = {.n_parallel = p->n_parallel > 0 ? p->n_parallel : 1, .n_ctx = p->n_ctx, .max_queue = p->max_queue,
                      .max_queue_per_owner = p->max_queue_per_owner, .chunk = p->chunk,
-                     .speculative = p->speculative == WHALE_SPEC_MTP ? SCHED_SPEC_MTP : SCHED_SPEC_NONE};
+                     .speculative = p->speculative == WHALE_SPEC_MTP      ? SCHED_SPEC_MTP
+                                    : p->speculative == WHALE_SPEC_LOOKUP ? SCHED_SPEC_LOOKUP
+                                    : p->speculative == WHALE_SPEC_DRAFT  ? SCHED_SPEC_MODEL
+                                                                          : SCHED_SPEC_NONE,
+                     .draft_max = p->draft_max};
+    if (p->speculative < WHALE_SPEC_NONE || p->speculative > WHALE_SPEC_DRAFT) {
+        free(e);
+        return err_set(err, WHALE_E_ARG, "unknown speculative mode %d", p->speculative);
+    }
+    if (p->speculative == WHALE_SPEC_DRAFT) {
+        if (!p->draft || !p->draft->m) {
+            free(e);
+            return err_set(err, WHALE_E_ARG, "speculation with a draft model needs an open draft model");
+        }
+        so.draft = p->draft->m;
+    }
     if (p->cache) {
         so.cache_ram = p->cache_ram;
         so.cache_disk = p->cache_disk;
@@ -191,5 +206,7 @@ void whale_engine_stats(whale_engine *e, whale_stats *o) {
                        .cache_hits_ram = s.pc_hits_ram,
                        .cache_hits_disk = s.pc_hits_disk,
                        .drafted = s.drafted,
-                       .accepted = s.accepted};
+                       .accepted = s.accepted,
+                       .spec_steps = s.spec_steps,
+                       .drafter = s.drafter};
 }

@@ -279,12 +279,24 @@ static char *metrics(server *srv) {
     OUT("# TYPE whale_context_cache_block_hits_total counter\nwhale_context_cache_block_hits_total{tier=\"ram\"} %llu\n",
         (unsigned long long)st.cache_hits_ram);
     OUT("whale_context_cache_block_hits_total{tier=\"disk\"} %llu\n", (unsigned long long)st.cache_hits_disk);
+    /* by drafter (one per server): acceptance = accepted / drafts; tokens per verifying step =
+     * 1 + accepted / steps, the speed-up's upper bound before the cost of drafting and checking */
+    const char *dn = st.drafter ? st.drafter : "none";
     OUT("# HELP whale_speculative_drafts_total Drafted tokens verified (speculative decoding).\n");
-    OUT("# TYPE whale_speculative_drafts_total counter\nwhale_speculative_drafts_total %llu\n",
+    OUT("# TYPE whale_speculative_drafts_total counter\nwhale_speculative_drafts_total{drafter=\"%s\"} %llu\n", dn,
         (unsigned long long)st.drafted);
     OUT("# HELP whale_speculative_accepted_total Drafted tokens the model confirmed (each one a token for free).\n");
-    OUT("# TYPE whale_speculative_accepted_total counter\nwhale_speculative_accepted_total %llu\n",
+    OUT("# TYPE whale_speculative_accepted_total counter\nwhale_speculative_accepted_total{drafter=\"%s\"} %llu\n", dn,
         (unsigned long long)st.accepted);
+    OUT("# HELP whale_speculative_steps_total Sequence-steps that verified drafts (each yields 1 + accepted tokens).\n");
+    OUT("# TYPE whale_speculative_steps_total counter\nwhale_speculative_steps_total{drafter=\"%s\"} %llu\n", dn,
+        (unsigned long long)st.spec_steps);
+    OUT("# HELP whale_speculative_acceptance_ratio Accepted drafts over drafted tokens since start.\n");
+    OUT("# TYPE whale_speculative_acceptance_ratio gauge\nwhale_speculative_acceptance_ratio{drafter=\"%s\"} %.4f\n", dn,
+        st.drafted ? (double)st.accepted / (double)st.drafted : 0.0);
+    OUT("# HELP whale_speculative_tokens_per_step Tokens per verifying sequence-step since start (1: no gain).\n");
+    OUT("# TYPE whale_speculative_tokens_per_step gauge\nwhale_speculative_tokens_per_step{drafter=\"%s\"} %.4f\n", dn,
+        st.spec_steps ? 1.0 + (double)st.accepted / (double)st.spec_steps : 0.0);
     int64_t db_bytes;
     whale_err e = {0};
     if (srv->st && !store_size_bytes(srv->st, &db_bytes, &e)) {
@@ -764,6 +776,8 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
     ep.cache_disk = o->cache_dir ? o->cache_disk : 0;
     ep.cache_dir = o->cache_dir ? o->cache_dir : "";
     ep.speculative = o->speculative;
+    ep.draft = o->draft;
+    ep.draft_max = o->draft_max;
     int rc = whale_engine_new(&srv.e, m, &ep, err);
     if (rc) return rc;
     srv.a.n_ctx = whale_engine_n_ctx(srv.e);
@@ -833,7 +847,10 @@ int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop
             "Ctrl-C stops)\n",
             srv.a.model_name, srv.a.fmt, o->host ? o->host : "127.0.0.1", o->port > 0 ? o->port : 8080,
             ep.n_parallel, (long long)srv.a.n_ctx,
-            ep.speculative == WHALE_SPEC_MTP ? ", greedy requests speculate with MTP" : "");
+            ep.speculative == WHALE_SPEC_MTP      ? ", speculating with MTP"
+            : ep.speculative == WHALE_SPEC_LOOKUP ? ", speculating with prompt lookup"
+            : ep.speculative == WHALE_SPEC_DRAFT  ? ", speculating with a draft model"
+                                                  : "");
     for (int tick = 0; !*stop; tick++) { /* a rate sample each second */
         if (tick % 10 == 0) rate_sample(&srv);
         usleep(100 * 1000);

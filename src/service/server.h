@@ -34,8 +34,9 @@ typedef struct server_opts {
      * tier's directory (NULL: memory only; with cache_ram 0 too: slot reuse only) */
     size_t cache_ram, cache_disk;
     const char *cache_dir;
-    int speculative;        /* WHALE_SPEC_NONE, or WHALE_SPEC_MTP: greedy requests draft with the
-                               model's MTP module */
+    int speculative;        /* enum whale_speculative (whale.h): how requests draft */
+    struct whale_model *draft; /* WHALE_SPEC_DRAFT: the draft model (the caller's) */
+    int draft_max;          /* guesses per sequence per step; 0: the drafter's default */
     struct store *accounts; /* multi-user mode: keys, balances and charges (service/store.h); NULL:
                                local single-user mode, no keys */
     int signup;             /* accounts: 0 open, 1 closed, 2 invite-only (accounts.h's signup_mode) */

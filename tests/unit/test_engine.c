@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "engine/chat_format.h"
+#include "engine/draft.h"
 #include "engine/reasoning.h"
 #include "engine/sampler.h"
 #include "formats/gguf.h"
@@ -70,6 +71,77 @@ static void test_sampler_seed_reproducible_and_distribution(void) {
     }
     sampler_free(a);
     sampler_free(b);
+}
+
+/* Speculative sampling against a fixed draft gives sampler_sample's own distribution, whichever
+ * token is drafted (the best, a middling one, one top-p cut away), within 4 standard deviations
+ * of N draws per token; and the draft is kept with its own probability. */
+static void test_sampler_draft_keeps_the_distribution(void) {
+    sampler_params p = sampler_default_params();
+    p.temperature = 0.8f;
+    p.top_p = 0.9f;
+    p.seed = 7;
+    enum { V = 6, N = 40000 };
+    const float base[V] = {1.0f, 2.5f, 0.3f, 2.0f, -1.0f, 1.5f};
+    sampler *s = sampler_init(&p, V);
+    float work[V], probs[V], want[V] = {0};
+    int32_t ids[V];
+    memcpy(work, base, sizeof work);
+    int64_t nc = sampler_candidates(s, work, NULL, 0, ids, probs);
+    double tot = 0;
+    for (int64_t i = 0; i < nc; i++) tot += probs[i];
+    for (int64_t i = 0; i < nc; i++) want[ids[i]] = (float)(probs[i] / tot);
+    CHECK(nc >= 3 && want[4] == 0); /* top-p cut something, here token 4 */
+    const int32_t drafts[] = {1, 3, 0, 4};
+    for (size_t d = 0; d < sizeof drafts / sizeof *drafts; d++) {
+        int counts[V] = {0}, kept = 0;
+        for (int i = 0; i < N; i++) {
+            memcpy(work, base, sizeof work);
+            int32_t t = sampler_sample_draft(s, work, NULL, 0, drafts[d]);
+            CHECK(t >= 0 && t < V);
+            counts[t]++;
+            kept += t == drafts[d];
+        }
+        for (int t = 0; t < V; t++) {
+            double pr = want[t], sd = sqrt(N * pr * (1 - pr)) + 1;
+            CHECKF(fabs(counts[t] - N * pr) < 4 * sd, "draft %d, token %d: %d draws, expected %.0f", drafts[d], t,
+                   counts[t], N * pr);
+        }
+        CHECK(kept == counts[drafts[d]]);
+    }
+    p.temperature = 0; /* greedy: the best token, whatever the draft */
+    sampler *g = sampler_init(&p, V);
+    memcpy(work, base, sizeof work);
+    CHECK(sampler_sample_draft(g, work, NULL, 0, 3) == 1);
+    sampler_free(g);
+    sampler_free(s);
+}
+
+/* Prompt lookup: the longest final n-gram (4 down to 2) with an earlier occurrence, its latest
+ * occurrence, at most max tokens, never past the end. */
+static void test_lookup_finds_the_latest_longest_match(void) {
+    int32_t out[DRAFT_MAX];
+    /* "1 2 3 9 ... 1 2 3": the 3-gram 1 2 3 occurred at 0, followed by 9 8 */
+    const int32_t a[] = {1, 2, 3, 9, 8, 7, 5, 1, 2, 3};
+    int n = draft_lookup_find(a, 10, 4, out);
+    CHECK(n == 4 && out[0] == 9 && out[1] == 8 && out[2] == 7 && out[3] == 5);
+    CHECK(draft_lookup_find(a, 10, 2, out) == 2);
+    /* the latest of two occurrences wins */
+    const int32_t b[] = {4, 5, 6, 4, 5, 7, 0, 4, 5};
+    n = draft_lookup_find(b, 9, 3, out);
+    CHECK(n == 3 && out[0] == 7 && out[1] == 0 && out[2] == 4);
+    /* a longer match beats a later shorter one: ... 3 4 5 X ... 4 5 Y ... 3 4 5 */
+    const int32_t c[] = {3, 4, 5, 10, 4, 5, 11, 3, 4, 5};
+    n = draft_lookup_find(c, 10, 1, out);
+    CHECK(n == 1 && out[0] == 10);
+    /* the continuation stops at the end of what exists: "1 2 1 2" proposes "1 2" */
+    const int32_t d[] = {1, 2, 1, 2};
+    n = draft_lookup_find(d, 4, 8, out);
+    CHECK(n == 2 && out[0] == 1 && out[1] == 2);
+    /* no bigram repeats: nothing (a lone repeated token is not enough) */
+    const int32_t e[] = {1, 2, 3, 1, 4};
+    CHECK(draft_lookup_find(e, 5, 4, out) == 0);
+    CHECK(draft_lookup_find(e, 1, 4, out) == 0);
 }
 
 static void test_sampler_penalties(void) {
@@ -335,6 +407,8 @@ int main(void) {
     RUN(test_sampler_seed_reproducible_and_distribution);
     RUN(test_sampler_penalties);
     RUN(test_sampler_candidates_match_full_sort);
+    RUN(test_sampler_draft_keeps_the_distribution);
+    RUN(test_lookup_finds_the_latest_longest_match);
     RUN(test_sampler_top_matches_scan);
     RUN(test_reasoning_split);
     RUN(test_chat_render);
