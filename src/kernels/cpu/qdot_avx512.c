@@ -20,6 +20,8 @@
  * AVX-512 F/BW/VL/DQ and VNNI. */
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/qdot.h"
@@ -393,6 +395,116 @@ QX_DECODE(q4_k, TY_Q4_K)
 QX_DECODE(q5_k, TY_Q5_K)
 QX_DECODE(q6_k, TY_Q6_K)
 
+/* ---- a few tokens: verification rows, a handful of decoding sequences -----------------------
+ * Two to QX_FEW tokens (a speculative step's pending token and its guesses; the sequences of a
+ * small batch) are limited by reading the matrix, like one token, not by arithmetic: the 4x4
+ * tile reads four rows side by side (half the speed from memory, see above) and, past four
+ * tokens, reads the matrix once per four. So the rows are read one after the other as in
+ * decode, each chunk unpacked once and multiplied with every token, the tokens' sides from one
+ * panel each. The per-(row, token) arithmetic is the tile's, operation for operation (the
+ * product of the row's and the token's scales taken per chunk, as qx_step32 and qx_stepk take
+ * it), so the bits are those of every other path. The panels live in a per-thread buffer made
+ * on first use (QX_FEW panels of 70 KiB are too much for a stack). */
+
+#define QX_FEW 8 /* tokens: 2 x QX_FEW sums + the unpacked chunk stay in the 32 vector registers */
+
+static pthread_key_t qx_few_key;
+static pthread_once_t qx_few_once = PTHREAD_ONCE_INIT;
+static int qx_few_key_ok;
+
+static void qx_few_key_make(void) { qx_few_key_ok = !pthread_key_create(&qx_few_key, free); }
+
+/* This thread's QX_FEW panels, or NULL (out of memory: the caller takes the tile path). */
+static qx_panel *qx_few_panels(void) {
+    pthread_once(&qx_few_once, qx_few_key_make);
+    if (!qx_few_key_ok) return NULL;
+    qx_panel *P = pthread_getspecific(qx_few_key);
+    if (!P && (P = aligned_alloc(64, QX_FEW * sizeof *P)) && pthread_setspecific(qx_few_key, P)) {
+        free(P);
+        P = NULL;
+    }
+    return P;
+}
+
+QX void qx_few(int ty, int T, float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P, int64_t nch,
+               int64_t nb, int64_t r0, int64_t r1) {
+    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = W + (size_t)r * rb;
+        __m512 acc[2][QX_FEW];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+        if (ty <= TY_Q5_0) {
+            size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
+            for (int64_t k = 0; k < nch; k++) {
+                const uint8_t *p = w + (size_t)(2 * k) * bb;
+                __m512i u;
+                __m512 rs;
+                _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
+                qx_w32(ty, p, 2 * k + 1 == nb, &u, &rs);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) {
+                    __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(P[t].init[k], u, P[t].a[k]));
+                    acc[k & 1][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs, P[t].ts[k]), acc[k & 1][t]);
+                }
+            }
+        } else {
+            size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+            const __m512i hi8 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+            for (int64_t s = 0; s < nch / 4; s++) {
+                const uint8_t *b = w + (size_t)s * bb;
+                for (int l = 0; l < (int)bb; l += 64) _mm_prefetch((const char *)(b + QX_PREFETCH + l), _MM_HINT_T0);
+                __m512 sc = ty == TY_Q6_K ? qx_q6k_scales(b) : qx_k45_scales(b);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    __m512i u;
+                    __m512 rs;
+                    qx_wk(ty, b, c, sc, &u, &rs);
+#pragma GCC unroll 8
+                    for (int t = 0; t < T; t++) {
+                        __m512i init = off ? P[t].init[4 * s + c] : _mm512_setzero_si512();
+                        __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, u, P[t].a[4 * s + c]));
+                        acc[c & 1][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs, P[t].ts[4 * s + c]), acc[c & 1][t]);
+                    }
+                }
+                if (ty != TY_Q6_K) {
+                    __m512 mins = _mm512_maskz_permutexvar_ps(0xff, hi8, sc);
+#pragma GCC unroll 8
+                    for (int t = 0; t < T; t++) acc[0][t] = _mm512_fnmadd_ps(mins, P[t].tsum[s], acc[0][t]);
+                }
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) Y[t * ldy + r] = qx_hsum(_mm512_add_ps(acc[0][t], acc[1][t]));
+    }
+}
+
+/* One function per (type, token count): the type's branches fold away and the sums stay in
+ * registers. */
+#define QX_FEW_FN(tn, ty, T)                                                                               \
+    QX_FN void tn##_few_##T(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P,          \
+                            int64_t nch, int64_t nb, int64_t r0, int64_t r1) {                             \
+        qx_few(ty, T, Y, ldy, W, rb, P, nch, nb, r0, r1);                                                   \
+    }
+#define QX_FEW_TYPE(tn, ty)                                                                                \
+    QX_FEW_FN(tn, ty, 2)                                                                                   \
+    QX_FEW_FN(tn, ty, 3)                                                                                   \
+    QX_FEW_FN(tn, ty, 4)                                                                                   \
+    QX_FEW_FN(tn, ty, 5)                                                                                   \
+    QX_FEW_FN(tn, ty, 6)                                                                                   \
+    QX_FEW_FN(tn, ty, 7)                                                                                   \
+    QX_FEW_FN(tn, ty, 8)                                                                                   \
+    static const qx_few_fn tn##_few[QX_FEW + 1] = {NULL,       NULL,       tn##_few_2, tn##_few_3, tn##_few_4, \
+                                                   tn##_few_5, tn##_few_6, tn##_few_7, tn##_few_8};
+typedef void (*qx_few_fn)(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P, int64_t nch,
+                          int64_t nb, int64_t r0, int64_t r1);
+QX_FEW_TYPE(q8_0, TY_Q8_0)
+QX_FEW_TYPE(q4_0, TY_Q4_0)
+QX_FEW_TYPE(q5_0, TY_Q5_0)
+QX_FEW_TYPE(q4_k, TY_Q4_K)
+QX_FEW_TYPE(q5_k, TY_Q5_K)
+QX_FEW_TYPE(q6_k, TY_Q6_K)
+
 /* ---- activations ---------------------------------------------------------------------------- */
 
 /* op_quantize_act for n elements (n a multiple of 32), bit for bit: the same scale, the same
@@ -422,14 +534,15 @@ __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, c
                                                         int64_t r1) {
     const qx_tile_fn(*tiles)[4];
     void (*decode)(float *, const uint8_t *, size_t, const qact_block *, int64_t, int64_t, int64_t);
-    int mins = 0;
+    const qx_few_fn *few;
+    int mins = 0, ty;
     switch (t) {
-    case WHALE_DTYPE_Q8_0: tiles = q8_0_tiles, decode = q8_0_decode; break;
-    case WHALE_DTYPE_Q4_0: tiles = q4_0_tiles, decode = q4_0_decode; break;
-    case WHALE_DTYPE_Q5_0: tiles = q5_0_tiles, decode = q5_0_decode; break;
-    case WHALE_DTYPE_Q4_K: tiles = q4_k_tiles, decode = q4_k_decode, mins = 1; break;
-    case WHALE_DTYPE_Q5_K: tiles = q5_k_tiles, decode = q5_k_decode, mins = 1; break;
-    case WHALE_DTYPE_Q6_K: tiles = q6_k_tiles, decode = q6_k_decode; break;
+    case WHALE_DTYPE_Q8_0: tiles = q8_0_tiles, decode = q8_0_decode, few = q8_0_few, ty = TY_Q8_0; break;
+    case WHALE_DTYPE_Q4_0: tiles = q4_0_tiles, decode = q4_0_decode, few = q4_0_few, ty = TY_Q4_0; break;
+    case WHALE_DTYPE_Q5_0: tiles = q5_0_tiles, decode = q5_0_decode, few = q5_0_few, ty = TY_Q5_0; break;
+    case WHALE_DTYPE_Q4_K: tiles = q4_k_tiles, decode = q4_k_decode, few = q4_k_few, ty = TY_Q4_K, mins = 1; break;
+    case WHALE_DTYPE_Q5_K: tiles = q5_k_tiles, decode = q5_k_decode, few = q5_k_few, ty = TY_Q5_K, mins = 1; break;
+    case WHALE_DTYPE_Q6_K: tiles = q6_k_tiles, decode = q6_k_decode, few = q6_k_few, ty = TY_Q6_K; break;
     default: return -1;
     }
     int64_t nb = n_in / QACT_BLOCK;
@@ -438,6 +551,12 @@ __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, c
     dtype_bytes(t, n_in, &rb);
     if (n_tok == 1 && (nb + 1) / 2 <= QX_PANEL) {
         decode(Y, W, rb, X, n_in, r0, r1);
+        return 0;
+    }
+    qx_panel *P = n_tok <= QX_FEW && (nb + 1) / 2 <= QX_PANEL ? qx_few_panels() : NULL;
+    if (P) {
+        for (int64_t k = 0; k < n_tok; k++) qx_panel_build(ty, X + k * nb, nb, (nb + 1) / 2, &P[k]);
+        few[n_tok](Y, ldy, (const uint8_t *)W, rb, P, (nb + 1) / 2, nb, r0, r1);
         return 0;
     }
     float dsum[4][QX_MAX_BLOCKS];
