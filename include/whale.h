@@ -343,6 +343,9 @@ typedef struct whale_stats {
     int active, waiting, n_parallel;
     uint64_t tokens_generated, prompt_tokens, cached_tokens, steps;
     int64_t kv_tokens;         /* tokens held in the sequences' caches */
+    int64_t kv_pages_used, kv_pages; /* KV pages (64 positions, every layer) in use, and in all;
+                                        sequences with a common prefix share its pages */
+    size_t kv_page_bytes;
     uint64_t cache_ram_blocks, cache_disk_blocks, cache_ram_bytes, cache_disk_bytes;
     uint64_t cache_hits_ram, cache_hits_disk;
     uint64_t drafted, accepted; /* speculation: drafts verified and kept, */

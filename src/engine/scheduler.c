@@ -84,7 +84,13 @@ typedef struct slot {
     int64_t owner;     /* whose request it last took, and when (admission number; 0: never) */
     uint64_t admitted;
     int purged;        /* that owner was purged since: its rows are neither reused nor stored */
-    int spec;          /* the request may speculate (greedy, no constraint) */
+    int spec;          /* the request may speculate (no constraint) */
+    /* waiting for slot wait_src (while it still holds its request number wait_adm) to compute
+     * the first wait_until prompt tokens this request shares with it, to map them instead of
+     * computing them too; -1: not waiting */
+    int wait_src;
+    uint64_t wait_adm;
+    size_t wait_until;
     int n_draft;       /* this step: guesses fed after the pending token */
     int32_t draft[DRAFT_MAX];
     int64_t row0;      /* this step: the slot's first batch row (-1: none), at position pos0 */
@@ -226,6 +232,69 @@ static sched_req *next_fair(sched *s, sched_req **prev) {
     return best;
 }
 
+/* The prompt tokens a slot holding k of them reuses: whole cache units, short of the last
+ * prompt token (it always runs again, for fresh logits). */
+static size_t whole_units(size_t k, size_t n_prompt) {
+    size_t keep = k / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
+    return keep < n_prompt ? keep : (n_prompt - 1) / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
+}
+
+/* Under mu: another slot, running or idle, whose last request had r's owner and whose cache
+ * holds more of r's prompt than *keep tokens (whole units): its pages can be mapped into slot
+ * dst instead of computed (kv_cache_share). Returns it, with *keep raised to what it holds, or
+ * -1. Another owner's rows are never shared. */
+static int share_source(sched *s, int dst, const sched_req *r, size_t *keep) {
+    int src = -1;
+    for (int i = 0; i < s->o.n_parallel; i++) {
+        const slot *f = &s->slots[i];
+        if (i == dst || !f->admitted || f->owner != r->owner || f->purged) continue;
+        size_t k = whole_units(common_prefix(f->tokens, f->n_cached, r->prompt, r->n_prompt), r->n_prompt);
+        if (k > *keep) src = i, *keep = k;
+    }
+    return src;
+}
+
+/* Under mu: a running slot, not itself waiting, of r's owner that is still computing a prompt
+ * beginning with more whole units of r's prompt than keep: slot dst can wait for them and map
+ * them (a burst of requests with one system prompt computes it once). Returns it, with the
+ * units' tokens in *until, or -1. */
+static int pending_source(sched *s, int dst, const sched_req *r, size_t keep, size_t *until) {
+    int src = -1;
+    *until = keep;
+    for (int i = 0; i < s->o.n_parallel; i++) {
+        const slot *f = &s->slots[i];
+        if (i == dst || !f->req || f->owner != r->owner || f->purged || f->wait_src >= 0 ||
+            f->n_fed >= f->req->n_prompt)
+            continue;
+        size_t k = whole_units(common_prefix(f->tokens, f->req->n_prompt, r->prompt, r->n_prompt), r->n_prompt);
+        if (k > *until && k > f->n_cached) src = i, *until = k;
+    }
+    return src;
+}
+
+/* Engine thread: map what slot i waits for once its source has computed it, or stop waiting
+ * when the source went on to another request. Returns 1 while the slot still waits. */
+static int resolve_wait(sched *s, int i) {
+    slot *sl = &s->slots[i], *f = &s->slots[sl->wait_src];
+    if (sl->n_cached >= sl->wait_until) { /* the context cache had it */
+        sl->wait_src = -1;
+        return 0;
+    }
+    if (f->admitted == sl->wait_adm && f->n_cached < sl->wait_until && f->req) return 1;
+    size_t had = sl->n_cached;
+    if (f->admitted == sl->wait_adm && f->n_cached >= sl->wait_until &&
+        !kv_cache_share(s->kv, i, sl->wait_src, (int64_t)sl->wait_until)) {
+        if (s->dr.ops) s->dr.ops->rows(s->dr.self, i, (int64_t)had, (int64_t)(sl->wait_until - had), NULL);
+        pthread_mutex_lock(&s->mu);
+        s->stats.cached_tokens += sl->wait_until - had;
+        sl->req->n_cached = sl->wait_until;
+        sl->n_cached = sl->n_fed = sl->wait_until;
+        pthread_mutex_unlock(&s->mu);
+    }
+    sl->wait_src = -1; /* shared, or the source is gone: compute the rest */
+    return 0;
+}
+
 /* Under mu: move waiting requests into free slots, each to the slot sharing the longest prefix.
  * Only a slot whose last request had the same owner shares anything: another owner's prompt is
  * never reused, so the cache hits a request reports say nothing about what others sent. */
@@ -251,8 +320,12 @@ static void admit(sched *s) {
         slot *sl = &s->slots[best];
         if (sl->want_store) store(s, best); /* what it computed last, before it is overwritten */
         /* reuse whole cache units; the last prompt token always runs again for fresh logits */
-        size_t keep = best_k / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
-        if (keep >= r->n_prompt) keep = (r->n_prompt - 1) / SCHED_CACHE_UNIT * SCHED_CACHE_UNIT;
+        size_t keep = whole_units(best_k, r->n_prompt), own = keep;
+        kv_cache_keep(s->kv, best, (int64_t)keep); /* the slot's pages past that go back to the pool */
+        int src = share_source(s, best, r, &keep);
+        if (src >= 0 && kv_cache_share(s->kv, best, src, (int64_t)keep)) keep = own;
+        sl->wait_src = pending_source(s, best, r, keep, &sl->wait_until);
+        sl->wait_adm = sl->wait_src >= 0 ? s->slots[sl->wait_src].admitted : 0;
         memcpy(sl->tokens, r->prompt, r->n_prompt * sizeof *r->prompt);
         sl->n_stored = 0;
         sl->want_restore = s->pc != NULL; /* after the lock is let go: it may read files */
@@ -265,7 +338,11 @@ static void admit(sched *s) {
         sampler_free(sl->smp);
         sl->smp = sampler_init(&r->sp, model_n_vocab(s->m));
         sl->spec = s->dr.ops && sl->smp && !r->con;
-        if (s->dr.ops) s->dr.ops->truncate(s->dr.self, best, (int64_t)keep);
+        if (s->dr.ops) {
+            s->dr.ops->truncate(s->dr.self, best, (int64_t)own);
+            if (keep > own) /* shared rows come without hidden states */
+                s->dr.ops->rows(s->dr.self, best, (int64_t)own, (int64_t)(keep - own), NULL);
+        }
         sl->req = r;
         sl->owner = r->owner;
         sl->purged = r->purged;
@@ -465,6 +542,9 @@ static int step(sched *s) {
         pc_stats(s);
         pthread_mutex_unlock(&s->mu);
     }
+    int waiting = 0;
+    for (int i = 0; i < s->o.n_parallel; i++) /* slots waiting for another's prompt units */
+        if (s->slots[i].req && s->slots[i].wait_src >= 0) waiting += resolve_wait(s, i);
     if (s->dr.ops) draft(s);
 
     int64_t n = 0, n_logits = 0, budget = s->o.chunk;
@@ -472,7 +552,7 @@ static int step(sched *s) {
         slot *sl = &s->slots[i];
         sched_req *r = sl->req;
         sl->row0 = -1;
-        if (!r) continue;
+        if (!r || (waiting && sl->wait_src >= 0)) continue;
         if (sl->n_fed < r->n_prompt) { /* prompt chunk */
             int64_t k = (int64_t)(r->n_prompt - sl->n_fed);
             if (k > budget) k = budget;
@@ -518,9 +598,11 @@ static int step(sched *s) {
             sched_req *r = sl->req;
             sl->req = NULL;
             sl->n_cached = 0;
+            kv_cache_keep(s->kv, i, 0);
             finish(s, r, "error");
         }
     }
+    kv_cache_pages(s->kv, &s->stats.kv_pages_used, &s->stats.kv_pages, &s->stats.kv_page_bytes);
     for (int k = 0; !rc && k < n_pick; k++) hand_out(s, &s->slots[s->pick_slot[k]]);
     /* slots that only fed a prompt chunk this step keep their rows */
     for (int i = 0; i < s->o.n_parallel; i++)
@@ -565,7 +647,10 @@ static void purge(sched *s, sched_purge *list) {
             slot *sl = &s->slots[i];
             if (!sl->admitted || sl->owner != pg->owner) continue;
             sl->purged = 1;
-            if (!sl->req) sl->n_cached = sl->n_fed = 0;
+            if (!sl->req) {
+                sl->n_cached = sl->n_fed = 0;
+                kv_cache_keep(s->kv, i, 0);
+            }
         }
         pthread_mutex_unlock(&s->mu);
         whale_err err = {0};
@@ -664,8 +749,10 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
     s->pick = malloc((size_t)P * sizeof *s->pick);
     s->pick_slot = malloc((size_t)P * sizeof *s->pick_slot);
     if (!s->pick || !s->pick_slot || !s->kv || !s->slots || !s->b_tok || !s->b_pos || !s->b_seq || !s->b_want || !s->b_slot || !s->logits) goto oom;
-    for (int64_t i = 0; i < P; i++)
+    for (int64_t i = 0; i < P; i++) {
+        s->slots[i].wait_src = -1;
         if (!(s->slots[i].tokens = malloc((size_t)s->o.n_ctx * sizeof(int32_t)))) goto oom;
+    }
     if (s->o.cache_ram || s->o.cache_dir) {
         s->blk_bytes = kv_cache_pos_bytes(s->kv) * PC_UNIT;
         if (!(s->blk = malloc(s->blk_bytes)) || !(s->ids = malloc((size_t)(s->o.n_ctx / PC_UNIT + 1) * sizeof *s->ids)))
@@ -687,6 +774,7 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
         pc_stats(s);
     }
     s->stats.n_parallel = (int)P;
+    kv_cache_pages(s->kv, &s->stats.kv_pages_used, &s->stats.kv_pages, &s->stats.kv_page_bytes);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->progress, NULL);

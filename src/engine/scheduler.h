@@ -19,7 +19,11 @@
  *   prompt and its reply is kept by prefix as soon as it exists; a request whose prompt starts
  *   with kept blocks beyond what its slot holds gets them copied into the slot instead of
  *   computed (the rows are the same bits: the kernels are batch-invariant and deterministic).
- * sched_result reports reused tokens as cache hits. Both levels are per owner
+ * The slots' KV cache is paged (model.h: kv_cache_share): a request whose prompt begins with
+ * whole units another slot of the same owner holds (running or idle) maps that slot's pages
+ * instead of computing them again, so concurrent requests with a common system prompt hold its
+ * rows once; a page is copied only when a sharer writes into it.
+ * sched_result reports reused tokens as cache hits. All levels are per owner
  * (sched_params.owner): a slot's rows go only to a request of the owner of its last request,
  * and the context cache keeps each owner's blocks apart, so one user's hits say nothing about
  * what another sent; sched_purge_owner forgets an owner.
@@ -169,6 +173,10 @@ typedef struct sched_stats {
     uint64_t spec_steps;        /* over this many slot-steps that verified drafts */
     const char *drafter;        /* "mtp", "lookup", "model", or NULL (static) */
     int64_t kv_tokens; /* tokens held in the slots' caches (in use or kept for reuse) */
+    /* KV pages (64 positions, every layer): mapped by some slot, in the pool, bytes each; slots
+     * sharing a prefix share its pages */
+    int64_t kv_pages_used, kv_pages;
+    size_t kv_page_bytes;
     /* context cache: blocks (64 tokens) and bytes per tier, blocks served from each */
     uint64_t pc_ram_blocks, pc_disk_blocks, pc_ram_bytes, pc_disk_bytes, pc_hits_ram, pc_hits_disk;
 } sched_stats;

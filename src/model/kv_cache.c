@@ -2,14 +2,18 @@
  * models: a key row and a value row; MLA: the latent and the rope key, no values).
  *
  * Positions are addressed in pages of KV_PAGE (64, DeepSeek's context-cache unit): a sequence's
- * logical page j lives in the pool's physical page page[seq][j]. Today every sequence owns its
- * pages, laid out one after another, so a sequence's rows are contiguous and attention reads
- * them in one span; the table is there so that pages can later be shared between sequences
- * with a common prefix without changing how callers find rows (they walk them span by span,
- * kv_span). One thing remains for that day: attention's online softmax works in blocks of 64
- * positions from where each call starts, so a split at a page boundary gives the same bits as
- * one call only where calls start on a page boundary — true of dense attention (from position
- * 0), not yet of MLA's decode chunks (mla.c), whose starts must then be rounded to pages.
+ * logical page j lives in the pool's physical page page[seq][j], mapped when the sequence first
+ * writes there (kv_own). Sequences with a common prefix can share its pages (kv_cache_share: the
+ * scheduler maps another slot's prefix instead of computing it again); a shared page is copied
+ * before a sharer writes into it, so each sequence still sees only its own rows. The pool has a
+ * page for every logical page, so mapping never runs out; what sharing saves is the memory the
+ * pages would have been written to (the pool is allocated zeroed and untouched pages cost
+ * nothing), and kv_cache_pages counts the pages in use. Free pages are reused last-freed first.
+ *
+ * Attention walks a sequence span by span (kv_span: pages that happen to lie one after another),
+ * carrying its online-softmax state across; its blocks of 64 positions start where each call
+ * starts, so callers start their calls on page boundaries (dense attention at position 0, MLA's
+ * decode chunks rounded to pages) and the bits do not depend on where the pages lie.
  * Owns: the pool, the page table, row conversion to and from F16. Does not own: what rows mean
  * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
 #include <stdlib.h>
@@ -32,24 +36,96 @@ kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int
     kv->f16 = f16;
     kv->n_page_seq = (n_ctx + KV_PAGE - 1) / KV_PAGE;
     kv->n_page = kv->n_page_seq * n_seq;
-    kv->page = malloc((size_t)kv->n_page * sizeof *kv->page);
-    size_t n = (size_t)(n_layer * kv->n_page * KV_PAGE * kv_dim);
-    kv->k = calloc(n, kv_elem_size(kv));
-    kv->v = with_v ? calloc(n, kv_elem_size(kv)) : NULL;
-    if (!kv->page || !kv->k || (with_v && !kv->v)) {
+    if (kv->n_page > INT32_MAX) {
         kv_cache_free(kv);
         return NULL;
     }
-    for (int64_t p = 0; p < kv->n_page; p++) kv->page[p] = (int32_t)p; /* each sequence its own pages */
+    kv->page = malloc((size_t)kv->n_page * sizeof *kv->page);
+    kv->ref = calloc((size_t)kv->n_page, sizeof *kv->ref);
+    kv->free_pages = malloc((size_t)kv->n_page * sizeof *kv->free_pages);
+    size_t n = (size_t)(n_layer * kv->n_page * KV_PAGE * kv_dim);
+    kv->k = calloc(n, kv_elem_size(kv));
+    kv->v = with_v ? calloc(n, kv_elem_size(kv)) : NULL;
+    if (!kv->page || !kv->ref || !kv->free_pages || !kv->k || (with_v && !kv->v)) {
+        kv_cache_free(kv);
+        return NULL;
+    }
+    for (int64_t p = 0; p < kv->n_page; p++) kv->page[p] = -1;
+    /* page 0 on top: one sequence alone gets its pages in order, one span as before */
+    for (int64_t p = 0; p < kv->n_page; p++) kv->free_pages[p] = (int32_t)(kv->n_page - 1 - p);
+    kv->n_free = kv->n_page;
     return kv;
 }
 
 void kv_cache_free(kv_cache *kv) {
     if (!kv) return;
     free(kv->page);
+    free(kv->ref);
+    free(kv->free_pages);
     free(kv->k);
     free(kv->v);
     free(kv);
+}
+
+/* Let go of one mapping of physical page p. */
+static void page_unref(kv_cache *kv, int32_t p) {
+    if (--kv->ref[p] == 0) kv->free_pages[kv->n_free++] = p;
+}
+
+/* Copy every layer's rows of physical page from into page to. */
+static void page_copy(kv_cache *kv, int32_t to, int32_t from) {
+    size_t bytes = (size_t)(KV_PAGE * kv->kv_dim) * kv_elem_size(kv);
+    for (int64_t l = 0; l < kv->n_layer; l++)
+        for (int which = 0; which < (kv->v ? 2 : 1); which++) {
+            char *base = which ? kv->v : kv->k;
+            memcpy(base + (size_t)(l * kv->n_page + to) * bytes, base + (size_t)(l * kv->n_page + from) * bytes, bytes);
+        }
+}
+
+int kv_own(kv_cache *kv, int32_t seq, int64_t pos) {
+    int32_t *slot = &kv->page[(int64_t)seq * kv->n_page_seq + pos / KV_PAGE];
+    if (*slot >= 0 && kv->ref[*slot] == 1) return 0;
+    if (!kv->n_free) return -1;
+    int32_t p = kv->free_pages[--kv->n_free];
+    kv->ref[p] = 1;
+    if (*slot >= 0) { /* shared: this sequence writes to a copy of its own */
+        page_copy(kv, p, *slot);
+        page_unref(kv, *slot);
+    }
+    *slot = p;
+    return 0;
+}
+
+int kv_cache_share(kv_cache *kv, int dst, int src, int64_t n) {
+    if (dst < 0 || dst >= kv->n_seq || src < 0 || src >= kv->n_seq || n < 0 || n % KV_PAGE || n > kv->n_ctx)
+        return -1;
+    int32_t *d = kv->page + (int64_t)dst * kv->n_page_seq, *s = kv->page + (int64_t)src * kv->n_page_seq;
+    for (int64_t j = 0; j < n / KV_PAGE; j++)
+        if (s[j] < 0) return -1;
+    if (dst == src) return 0;
+    for (int64_t j = 0; j < n / KV_PAGE; j++) {
+        if (d[j] == s[j]) continue;
+        kv->ref[s[j]]++;
+        if (d[j] >= 0) page_unref(kv, d[j]);
+        d[j] = s[j];
+    }
+    return 0;
+}
+
+void kv_cache_keep(kv_cache *kv, int seq, int64_t n) {
+    if (seq < 0 || seq >= kv->n_seq) return;
+    int32_t *pages = kv->page + (int64_t)seq * kv->n_page_seq;
+    for (int64_t j = n < 0 ? 0 : (n + KV_PAGE - 1) / KV_PAGE; j < kv->n_page_seq; j++)
+        if (pages[j] >= 0) {
+            page_unref(kv, pages[j]);
+            pages[j] = -1;
+        }
+}
+
+void kv_cache_pages(const kv_cache *kv, int64_t *used, int64_t *total, size_t *page_bytes) {
+    *used = kv->n_page - kv->n_free;
+    *total = kv->n_page;
+    *page_bytes = (size_t)KV_PAGE * kv_cache_pos_bytes(kv);
 }
 
 int64_t kv_cache_n_seq(const kv_cache *kv) { return kv->n_seq; }
@@ -64,7 +140,7 @@ int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64
     *row = kv_row(kv, which, layer, seq, pos);
     const int32_t *pages = kv->page + (int64_t)seq * kv->n_page_seq;
     int64_t j = pos / KV_PAGE, got = KV_PAGE - pos % KV_PAGE;
-    while (got < n && j + 1 < kv->n_page_seq && pages[j + 1] == pages[j] + 1) got += KV_PAGE, j++;
+    while (got < n && j + 1 < kv->n_page_seq && pages[j] >= 0 && pages[j + 1] == pages[j] + 1) got += KV_PAGE, j++;
     return got < n ? got : n;
 }
 
@@ -88,6 +164,8 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
     if (seq < 0 || seq >= kv->n_seq || n < 0 || n > kv->n_ctx)
         return err_set(err, WHALE_E_ARG, "cannot fill %lld positions of sequence %d (cache: %d x %lld)", (long long)n,
                        seq, kv->n_seq, (long long)kv->n_ctx);
+    for (int64_t p = 0; p < n; p += KV_PAGE)
+        if (kv_own(kv, seq, p)) return err_set(err, WHALE_E_NOMEM, "the KV cache has no free page");
     uint64_t x = seed | 1;
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++)
@@ -110,6 +188,8 @@ size_t kv_cache_pos_bytes(const kv_cache *kv) {
  * values, each n rows), in the direction `out` says, span by span. */
 static int kv_copy(kv_cache *kv, int seq, int64_t pos0, int64_t n, uint8_t *buf, int out) {
     if (seq < 0 || seq >= kv->n_seq || pos0 < 0 || n < 0 || pos0 + n > kv->n_ctx) return -1;
+    for (int64_t p = n ? pos0 - pos0 % KV_PAGE : pos0; p < pos0 + n; p += KV_PAGE) /* reading: made; writing: own */
+        if (out ? kv->page[(int64_t)seq * kv->n_page_seq + p / KV_PAGE] < 0 : kv_own(kv, seq, p)) return -1;
     size_t row_bytes = (size_t)kv->kv_dim * kv_elem_size(kv);
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++)

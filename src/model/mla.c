@@ -171,7 +171,10 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
     const model_hparams *hp = &m->hp;
     int64_t H = hp->n_head, dc = hp->kv_lora_rank, dr = hp->qk_rope_head_dim, kd = j->kv->kv_dim;
     int64_t row = task / j->n_chunk, c = task % j->n_chunk, P = (int64_t)j->pos[row] + 1;
-    int64_t len = (P + j->n_chunk - 1) / j->n_chunk, t0 = c * len, t1 = t0 + len < P ? t0 + len : P;
+    /* chunks start on page boundaries (kv_cache.c: the bits then do not depend on where pages lie);
+     * the last ones may be empty */
+    int64_t len = ((P + j->n_chunk - 1) / j->n_chunk + KV_PAGE - 1) / KV_PAGE * KV_PAGE, t0 = c * len;
+    int64_t t1 = t0 + len < P ? t0 + len : P;
     float *o = w->att_part + (size_t)task * (size_t)(H * (dc + 2)), *mx = o + H * dc, *l = mx + H;
     float *sc = w->scratch + (size_t)thread * (size_t)w->scratch_n;
     const float *qc = w->qcat + (size_t)(row * H * (dc + dr));

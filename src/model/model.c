@@ -317,6 +317,15 @@ static int check_batch(const model *m, const model_ctx *c, const model_batch *b,
     return 0;
 }
 
+/* Every row of b writes its position's cache rows: make their pages the sequences' own first
+ * (mapped, or copied from a shared page). */
+static int own_rows(model_ctx *c, const model_batch *b, whale_err *err) {
+    for (int64_t i = 0; i < b->n; i++)
+        if (kv_own(c->kv, b->seq ? b->seq[i] : 0, b->pos[i]))
+            return err_set(err, WHALE_E_NOMEM, "the KV cache has no free page");
+    return 0;
+}
+
 /* The embedding rows of the n tokens tok (table w: one row of n_embd per token id) into out. */
 static void embed(const wmat *w, const int32_t *tok, int64_t n, float *out) {
     size_t erow = 0;
@@ -348,6 +357,7 @@ static void output_logits(const model *m, model_ctx *c, const model_batch *b, in
 
 int model_forward(const model *m, model_ctx *c, const model_batch *b, float *logits, float *hidden, whale_err *err) {
     int rc = check_batch(m, c, b, err);
+    if (!rc) rc = own_rows(c, b, err);
     if (rc) return rc;
     int64_t n_logits = 0, E = m->hp.n_embd;
     for (int64_t r0 = 0; r0 < b->n; r0 += c->n_batch) {
@@ -367,6 +377,7 @@ int model_mtp_forward(const model *m, model_ctx *c, const model_batch *b, const 
     if (!m->mtp) return err_set(err, WHALE_E_UNSUPPORTED, "this model has no MTP module");
     if (c->kv->n_layer <= m->hp.n_layer) return err_set(err, WHALE_E_ARG, "this cache has no room for the MTP layer");
     int rc = check_batch(m, c, b, err);
+    if (!rc) rc = own_rows(c, b, err);
     if (rc) return rc;
     int64_t n_logits = 0, E = m->hp.n_embd;
     for (int64_t r0 = 0; r0 < b->n; r0 += c->n_batch) {

@@ -99,6 +99,18 @@ size_t kv_cache_pos_bytes(const kv_cache *kv);
 int kv_cache_read(const kv_cache *kv, int seq, int64_t pos0, int64_t n, void *dst);
 int kv_cache_write(kv_cache *kv, int seq, int64_t pos0, int64_t n, const void *src);
 
+/* Sharing pages between sequences (copy on write): sequence dst maps the pages holding
+ * positions [0, n) of src (n a multiple of 64: whole pages, all mapped in src), in place of its
+ * own; the rows are then one copy in memory until one of them writes there, which first copies
+ * the page for itself. 0, or -1 (bad sequence, n not whole pages, or a page src has not made).
+ * A caller shares only between sequences of one owner (the service keeps users apart). */
+int kv_cache_share(kv_cache *kv, int dst, int src, int64_t n);
+/* Sequence seq keeps the pages of its first n positions and lets the rest go (a new request
+ * reusing only a prefix, a sequence given up): pages no sequence maps are free again. */
+void kv_cache_keep(kv_cache *kv, int seq, int64_t n);
+/* Pages in use (mapped by some sequence) and in the pool; bytes one page holds (all layers). */
+void kv_cache_pages(const kv_cache *kv, int64_t *used, int64_t *total, size_t *page_bytes);
+
 /* Benchmarks only: fill positions [0, n) of sequence seq with random values of unit RMS, as if
  * n tokens had been run, so that decoding at depth n can be timed without an n-token prefill
  * (the cost of attention does not depend on the values cached). 0, or WHALE_E_ARG. */

@@ -86,8 +86,11 @@ struct kv_cache {
     int n_seq;
     int f16;            /* rows stored as IEEE half floats (model_opts.kv_f16), else F32 */
     int64_t n_page_seq; /* pages per sequence: ceil(n_ctx / KV_PAGE) */
-    int64_t n_page;     /* pages in the pool */
-    int32_t *page;      /* (n_seq, n_page_seq) physical page holding each logical page */
+    int64_t n_page;     /* pages in the pool: n_seq * n_page_seq, so mapping never runs out */
+    int32_t *page;      /* (n_seq, n_page_seq) physical page holding each logical page; -1: none */
+    int32_t *ref;       /* (n_page) logical pages mapping each physical page; 0: free */
+    int32_t *free_pages;/* (n_page) a stack of the free pages, the next one on top */
+    int64_t n_free;
     void *k, *v;        /* (n_layer, n_page, KV_PAGE, kv_dim) elements; v NULL for MLA */
 };
 
@@ -95,8 +98,13 @@ struct kv_cache {
  * sequences of n_ctx positions. NULL on bad sizes or out of memory. */
 kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int64_t n_ctx, int n_seq);
 void kv_cache_free(kv_cache *kv);
-/* The row of (layer, seq, pos) in k (which 0) or v (which 1). */
+/* The row of (layer, seq, pos) in k (which 0) or v (which 1). Its page must be mapped: a row
+ * is written only after kv_own, and read only where it was written. */
 void *kv_row(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos);
+/* Make the page holding (seq, pos) the sequence's own before its rows are written: map a free
+ * page where none is, or copy a page other sequences share (copy on write, every layer). 0, or
+ * -1 when no page is free (cannot happen with the pool's size; checked all the same). */
+int kv_own(kv_cache *kv, int32_t seq, int64_t pos);
 /* Rows of (layer, seq) from pos on that lie one after another in memory, at most n: returns
  * their count (>= 1 for a valid pos) and the first row's address in *row. Attention walks a
  * sequence span by span, carrying its online-softmax state across. */

@@ -264,10 +264,15 @@ static char *metrics(server *srv) {
     OUT("# HELP whale_generation_tokens_per_second Generated tokens per second over the last %d seconds.\n",
         SERVER_RATE_WINDOW);
     OUT("# TYPE whale_generation_tokens_per_second gauge\nwhale_generation_tokens_per_second %.2f\n", rate);
-    OUT("# HELP whale_kv_pages_used KV cache pages (64 tokens) holding tokens, in use or kept for reuse.\n");
-    OUT("# TYPE whale_kv_pages_used gauge\nwhale_kv_pages_used %lld\n", (long long)((st.kv_tokens + 63) / 64));
-    OUT("# TYPE whale_kv_pages_total gauge\nwhale_kv_pages_total %lld\n",
-        (long long)(st.n_parallel * ((srv->a.n_ctx + 63) / 64)));
+    OUT("# HELP whale_kv_pages_used KV cache pages (64 tokens, every layer) in memory, in use or kept for reuse;\n"
+        "# sequences with a common prefix share its pages.\n");
+    OUT("# TYPE whale_kv_pages_used gauge\nwhale_kv_pages_used %lld\n", (long long)st.kv_pages_used);
+    OUT("# TYPE whale_kv_pages_total gauge\nwhale_kv_pages_total %lld\n", (long long)st.kv_pages);
+    OUT("# HELP whale_kv_bytes_used Bytes of the KV pages in use.\n");
+    OUT("# TYPE whale_kv_bytes_used gauge\nwhale_kv_bytes_used %llu\n",
+        (unsigned long long)st.kv_pages_used * (unsigned long long)st.kv_page_bytes);
+    OUT("# HELP whale_kv_tokens Tokens the sequences hold (shared ones once per sequence).\n");
+    OUT("# TYPE whale_kv_tokens gauge\nwhale_kv_tokens %lld\n", (long long)st.kv_tokens);
     OUT("# HELP whale_context_cache_blocks Context cache blocks (64 tokens of KV rows) kept, by tier.\n");
     OUT("# TYPE whale_context_cache_blocks gauge\nwhale_context_cache_blocks{tier=\"ram\"} %llu\n",
         (unsigned long long)st.cache_ram_blocks);
