@@ -12,6 +12,12 @@
 
 #define LOOKUP_NGRAM_MAX 4
 #define LOOKUP_NGRAM_MIN 2
+/* Guesses per agreeing token: a match whose agreement with the sequence's end reaches back a
+ * tokens is followed for a / LOOKUP_PER_GUESS guesses (at least 1; at most the request's
+ * max). A verification row is not free on a CPU (a 1.5B model: about 0.4 of a decode step), so
+ * a chance two-token match must not buy eight rows. */
+#define LOOKUP_PER_GUESS 2
+#define LOOKUP_AGREE_MAX 64 /* tokens looked back at, at most */
 
 int draft_lookup_find(const int32_t *tokens, int64_t n_tok, int max, int32_t *out) {
     for (int g = LOOKUP_NGRAM_MAX; g >= LOOKUP_NGRAM_MIN; g--) {
@@ -22,8 +28,16 @@ int draft_lookup_find(const int32_t *tokens, int64_t n_tok, int max, int32_t *ou
             int k = 0;
             while (k < g && tokens[j + k] == pat[k]) k++;
             if (k < g) continue;
+            /* how far the agreement reaches back: a long one (text being copied) earns a long
+             * guess, a chance bigram one token */
+            int64_t agree = g;
+            while (agree < LOOKUP_AGREE_MAX && j - (agree - g) > 0 &&
+                   tokens[j - (agree - g) - 1] == tokens[n_tok - agree - 1])
+                agree++;
+            int64_t want = agree / LOOKUP_PER_GUESS;
+            if (want < 1) want = 1;
             int n = 0;
-            while (n < max && j + g + n < n_tok) out[n] = tokens[j + g + n], n++;
+            while (n < max && n < want && j + g + n < n_tok) out[n] = tokens[j + g + n], n++;
             return n;
         }
     }

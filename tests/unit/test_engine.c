@@ -118,30 +118,33 @@ static void test_sampler_draft_keeps_the_distribution(void) {
 }
 
 /* Prompt lookup: the longest final n-gram (4 down to 2) with an earlier occurrence, its latest
- * occurrence, at most max tokens, never past the end. */
+ * occurrence; one guess per 2 tokens of agreement reaching back from the end (at least 1), at
+ * most max, never past the end. */
 static void test_lookup_finds_the_latest_longest_match(void) {
     int32_t out[DRAFT_MAX];
-    /* "1 2 3 9 ... 1 2 3": the 3-gram 1 2 3 occurred at 0, followed by 9 8 */
+    /* "1 2 3 9 ... 1 2 3": the 3-gram occurred at 0 (nothing before it: 3 agree), then 9 */
     const int32_t a[] = {1, 2, 3, 9, 8, 7, 5, 1, 2, 3};
-    int n = draft_lookup_find(a, 10, 4, out);
-    CHECK(n == 4 && out[0] == 9 && out[1] == 8 && out[2] == 7 && out[3] == 5);
-    CHECK(draft_lookup_find(a, 10, 2, out) == 2);
+    CHECK(draft_lookup_find(a, 10, 4, out) == 1 && out[0] == 9);
     /* the latest of two occurrences wins */
     const int32_t b[] = {4, 5, 6, 4, 5, 7, 0, 4, 5};
-    n = draft_lookup_find(b, 9, 3, out);
-    CHECK(n == 3 && out[0] == 7 && out[1] == 0 && out[2] == 4);
+    CHECK(draft_lookup_find(b, 9, 3, out) == 1 && out[0] == 7);
     /* a longer match beats a later shorter one: ... 3 4 5 X ... 4 5 Y ... 3 4 5 */
     const int32_t c[] = {3, 4, 5, 10, 4, 5, 11, 3, 4, 5};
-    n = draft_lookup_find(c, 10, 1, out);
-    CHECK(n == 1 && out[0] == 10);
-    /* the continuation stops at the end of what exists: "1 2 1 2" proposes "1 2" */
-    const int32_t d[] = {1, 2, 1, 2};
-    n = draft_lookup_find(d, 4, 8, out);
+    CHECK(draft_lookup_find(c, 10, 4, out) == 1 && out[0] == 10);
+    /* text being copied: 10 tokens agree (the 4-gram and 6 before it), so 5 guesses, cut to
+     * max, and never past the end */
+    const int32_t d[] = {20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36,
+                         /* copy: */ 20, 21, 22, 23, 24, 25, 26, 27, 28, 29};
+    int n = draft_lookup_find(d, 27, 16, out);
+    CHECK(n == 5 && out[0] == 30 && out[4] == 34);
+    CHECK(draft_lookup_find(d, 27, 3, out) == 3);
+    const int32_t e[] = {1, 2, 1, 2, 1, 2}; /* 4 agree, 2 guesses, as far as tokens exist */
+    n = draft_lookup_find(e, 6, 8, out);
     CHECK(n == 2 && out[0] == 1 && out[1] == 2);
     /* no bigram repeats: nothing (a lone repeated token is not enough) */
-    const int32_t e[] = {1, 2, 3, 1, 4};
-    CHECK(draft_lookup_find(e, 5, 4, out) == 0);
-    CHECK(draft_lookup_find(e, 1, 4, out) == 0);
+    const int32_t f[] = {1, 2, 3, 1, 4};
+    CHECK(draft_lookup_find(f, 5, 4, out) == 0);
+    CHECK(draft_lookup_find(f, 1, 4, out) == 0);
 }
 
 static void test_sampler_penalties(void) {
