@@ -228,7 +228,7 @@ typedef struct whale_engine_params {
     int speculative;         /* enum whale_speculative */
     whale_model *draft;      /* WHALE_SPEC_DRAFT: the draft model (must outlive the engine) */
     int draft_max;           /* guesses per sequence per step (1..16); 0: the mode's default
-                                (MTP 1, lookup 8, a draft model 4) */
+                                (MTP 1, lookup 7, a draft model 4) */
 } whale_engine_params;
 /* The defaults above (the cache on, with its budgets); other fields 0. */
 void whale_engine_params_default(whale_engine_params *p);

@@ -53,7 +53,7 @@ static void usage(FILE *f) {
                "  --draft lookup   the guesses come from the prompt and reply themselves (the text after\n"
                "                   the last earlier occurrence of the latest tokens): free, pays on quoting\n"
                "                   and editing\n"
-               "  --draft-max N    guesses per sequence per step (1..16; default 4 for a model, 8 for lookup)\n"
+               "  --draft-max N    guesses per sequence per step (1..16; default 4 for a model, 7 for lookup)\n"
                "  --speculative mtp  the guess comes from the model's multi-token prediction module\n"
                "                   (DeepSeek-V3/R1): up to two tokens per step\n"
                "                   /metrics: whale_speculative_* by drafter (acceptance, tokens per step)\n"

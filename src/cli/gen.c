@@ -31,7 +31,7 @@ const char gen_flags_help[] =
     "  --draft lookup        the same with guesses copied from where the latest tokens occurred\n"
     "                        before in the prompt or reply (free; pays when the answer quotes or\n"
     "                        edits its prompt)\n"
-    "  --draft-max N         guesses per step (1..16; default 4 for a model, 8 for lookup)\n"
+    "  --draft-max N         guesses per step (1..16; default 4 for a model, 7 for lookup)\n"
     "  --speculative mtp     DeepSeek-V3/R1: the guess comes from the model's own MTP module\n"
     "  --json-mode           the answer is a valid JSON object (after any reasoning)\n"
     "  --reasoning-budget N  R1 models: after N tokens of reasoning, close it and answer\n"

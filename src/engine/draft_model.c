@@ -3,8 +3,9 @@
  * The draft model has its own context (KV cache and threads) with one sequence per scheduler
  * slot. Each step it first catches up: every drafting sequence's tokens from the first one its
  * cache does not hold (or holds for another token: a rejected guess, a new request) up to the
- * pending token, in one batched call, which gives the first guess; then each further guess is
- * one batched call over the sequences still drafting. A guess whose probability under the draft
+ * pending token, in one batched call, which gives the first guess (a long catch-up, a new
+ * prompt, is spread over steps, DM_CATCHUP rows each); then each further guess is one batched
+ * call over the sequences still drafting. A guess whose probability under the draft
  * is below p_min ends that sequence's drafting (it would more likely cost a verification row
  * than save a step), so easy stretches get long drafts and hard ones short.
  *
@@ -18,8 +19,12 @@
 #include "engine/draft.h"
 #include "tokenizer/tokenizer.h"
 
-/* Catch-up rows per model_forward call: bounds the batch buffers (a long prompt takes several). */
+/* Catch-up rows per model_forward call: bounds the batch buffers. */
 #define DM_CHUNK 512
+/* Catch-up rows per step over all sequences: a new 2,000-token prompt is read by the draft over
+ * several steps (decoding without guesses meanwhile) instead of holding every sequence's next
+ * token for the whole of it. The scheduler's own prompt chunk is 256 rows per step. */
+#define DM_CATCHUP 256
 
 typedef struct dm_seq {
     int32_t *tok; /* (n_ctx) the tokens the draft's cache rows were made from */
@@ -90,6 +95,7 @@ static void take(dm_drafter *d, draft_req *reqs, int k) {
 static int dm_propose(void *self, draft_req *reqs, int n_req, whale_err *err) {
     dm_drafter *d = self;
     int n_row = 0, n_want = 0, done = 0;
+    int64_t budget = DM_CATCHUP; /* catch-up rows this step, over all requests */
     /* catch up to the pending token: its logits give the first guess */
     for (int r = 0; r < n_req; r++) {
         draft_req *x = &reqs[r];
@@ -103,7 +109,10 @@ static int dm_propose(void *self, draft_req *reqs, int n_req, whale_err *err) {
                 v = i;
                 break;
             }
-        for (int64_t p = v; p <= x->n; p++) {
+        /* a long way behind (a new prompt): part of the way this step, no guess yet */
+        int64_t end = x->n - v + 1 <= budget ? x->n + 1 : v + (budget > 0 ? budget : 0);
+        budget -= end - v;
+        for (int64_t p = v; p < end; p++) {
             if (n_row == DM_CHUNK) {
                 int rc = flush(d, n_row, done, err);
                 if (rc) return rc;
@@ -115,8 +124,8 @@ static int dm_propose(void *self, draft_req *reqs, int n_req, whale_err *err) {
             d->b_want[n_row] = p == x->n;
             n_row++;
         }
-        q->n = x->n + 1;
-        d->b_req[n_want++] = r;
+        q->n = end;
+        if (end == x->n + 1) d->b_req[n_want++] = r;
     }
     int rc = flush(d, n_row, done, err);
     if (rc) return rc;

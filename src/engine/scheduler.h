@@ -74,13 +74,13 @@ typedef struct sched_opts {
                         * prompt lookup; SCHED_SPEC_MODEL: the draft model below */
     const model *draft;  /* SCHED_SPEC_MODEL: a smaller model with the same vocabulary (borrowed) */
     int draft_max;       /* guesses per slot per step, 1..DRAFT_MAX; 0: the mode's default
-                          * (MTP 1, lookup 8, model SCHED_DRAFT_MAX_MODEL) */
+                          * (MTP 1, lookup 7, model SCHED_DRAFT_MAX_MODEL) */
     float draft_p_min;   /* SCHED_SPEC_MODEL: stop guessing below this draft probability; 0:
                           * SCHED_DRAFT_P_MIN */
 } sched_opts;
 
 enum { SCHED_SPEC_NONE = 0, SCHED_SPEC_MTP = 1, SCHED_SPEC_LOOKUP = 2, SCHED_SPEC_MODEL = 3 };
-#define SCHED_DRAFT_MAX_LOOKUP 8
+#define SCHED_DRAFT_MAX_LOOKUP 7 /* with the pending token, 8 rows: one pass of the few-token kernel */
 #define SCHED_DRAFT_MAX_MODEL 4
 #define SCHED_DRAFT_P_MIN 0.6f
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from conftest import REPO, run_whale
+from conftest import DEFAULT_MODEL, REPO, run_whale
 from test_serve import raw as serve_raw, start as serve_start
 
 sys.path.insert(0, str(REPO / "tests" / "golden"))
@@ -105,6 +105,23 @@ def test_draft_at_the_end_of_the_context(pair):
         for flags in (("--draft", str(weaker)), ("--draft", "lookup")):
             spec = generate(target, "--ctx", ctx, *flags, n=0)
             assert spec["tokens"] == plain["tokens"] and len(plain["tokens"]) == int(ctx) - 10
+
+
+def test_draft_reads_a_long_prompt_over_several_steps():
+    """A ~700-token prompt is more than a step's catch-up (DM_CATCHUP, 256 rows), so the draft
+    reads it over three steps while decoding goes on without guesses. Afterwards the default
+    model as its own draft is right every time (a row skipped or misplaced in the catch-up
+    would make it wrong), and the tokens are those of plain decoding."""
+    if not DEFAULT_MODEL.exists():
+        pytest.fail(f"{DEFAULT_MODEL} is missing: run scripts/setup")
+    text = " ".join(f"Line {i}: the whale swims {i} miles." for i in range(60)) + " Summarize."
+    args = ("run", "-m", str(DEFAULT_MODEL), "-p", text, "--temp", "0", "-n", "24", "--json", "--no-cache")
+    plain = json.loads(run_whale(*args).stdout)
+    spec = json.loads(run_whale(*args, "--draft", str(DEFAULT_MODEL)).stdout)
+    assert plain["prompt_tokens"] > 600
+    assert spec["tokens"] == plain["tokens"]
+    s = spec["speculative"]
+    assert s["drafted"] > 0 and s["accepted"] == s["drafted"]
 
 
 def test_draft_refuses_another_vocabulary(pair, tmp_path):

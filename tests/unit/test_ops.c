@@ -169,9 +169,8 @@ static int64_t split_at(int64_t n) { return n / 2 + (n > 2); } /* an odd place t
 static const whale_dtype int_types[] = {WHALE_DTYPE_Q8_0, WHALE_DTYPE_Q4_0, WHALE_DTYPE_Q5_0,
                                         WHALE_DTYPE_Q4_K, WHALE_DTYPE_Q5_K, WHALE_DTYPE_Q6_K};
 #define N_INT_TYPES (int)(sizeof int_types / sizeof int_types[0])
-/* rows and tokens: 4x4 tiles and their remainders; 2..16 tokens: the few-token path (9: two
- * passes); 17: tiles again */
-static const int64_t shape_counts[] = {1, 2, 3, 4, 5, 8, 9, 17};
+/* rows and tokens: 4x4 tiles and their remainders; 2..8 tokens: the few-token path */
+static const int64_t shape_counts[] = {1, 2, 3, 4, 5, 8, 9};
 #define N_SHAPES (int)(sizeof shape_counts / sizeof shape_counts[0])
 
 typedef struct mm_in {

@@ -406,12 +406,12 @@ QX_DECODE(q6_k, TY_Q6_K)
  * it), so the bits are those of every other path. The panels live in a per-thread buffer made
  * on first use (QX_FEW panels of 70 KiB are too much for a stack). */
 
-#define QX_FEW 8 /* tokens: 2 x QX_FEW sums + the unpacked chunk stay in the 32 vector registers */
-/* Up to this many tokens the few-token path runs in passes of at most QX_FEW (reading the
- * matrix once per pass) rather than in tiles: on the 1.5B Q4_K_M file 9 tokens (a speculative
- * step of 8 guesses) ran at 57 t/s against 38 in tiles, 12 at 59 against 47, 16 at 53 against
- * 46; at 24 the tiles catch up (50 and 51). */
-#define QX_FEW_MAX 16
+/* Tokens: 2 x QX_FEW sums + the unpacked chunk stay in the 32 vector registers. More tokens go
+ * to the tiles: passes of 8 were tried and depend on the model (on the 1.5B Q4_K_M file 9
+ * tokens ran at 57 t/s in two passes against 38 in tiles, 16 at 53 against 46; on the 0.5B
+ * default model 16 ran at 109 against 146, and 16 decoding sequences served 13% slower). The
+ * scheduler's default guesses stay within one pass (lookup 7, a draft model 4). */
+#define QX_FEW 8
 
 static pthread_key_t qx_few_key;
 static pthread_once_t qx_few_once = PTHREAD_ONCE_INIT;
@@ -558,15 +558,10 @@ __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, c
         decode(Y, W, rb, X, n_in, r0, r1);
         return 0;
     }
-    qx_panel *P = n_tok <= QX_FEW_MAX && (nb + 1) / 2 <= QX_PANEL ? qx_few_panels() : NULL;
-    if (P) { /* in as few passes as can be, of as even a size */
-        int64_t passes = (n_tok + QX_FEW - 1) / QX_FEW;
-        for (int64_t b0 = 0, k; b0 < n_tok; b0 += k) {
-            k = (n_tok - b0) / passes--;
-            for (int64_t i = 0; i < k; i++) qx_panel_build(ty, X + (b0 + i) * nb, nb, (nb + 1) / 2, &P[i]);
-            if (k == 1) decode(Y + b0 * ldy, W, rb, X + b0 * nb, n_in, r0, r1);
-            else few[k](Y + b0 * ldy, ldy, (const uint8_t *)W, rb, P, (nb + 1) / 2, nb, r0, r1);
-        }
+    qx_panel *P = n_tok <= QX_FEW && (nb + 1) / 2 <= QX_PANEL ? qx_few_panels() : NULL;
+    if (P) {
+        for (int64_t k = 0; k < n_tok; k++) qx_panel_build(ty, X + k * nb, nb, (nb + 1) / 2, &P[k]);
+        few[n_tok](Y, ldy, (const uint8_t *)W, rb, P, (nb + 1) / 2, nb, r0, r1);
         return 0;
     }
     float dsum[4][QX_MAX_BLOCKS];
