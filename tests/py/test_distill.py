@@ -26,8 +26,11 @@ def teacher(tok, tmp_path_factory):
         conv.append({"messages": [{"role": "user", "content": f"What is {a} + {b}?"},  # asked plainly: no tags
                                   {"role": "assistant", "content": f"{a} + {b} = {ans}\n\nSo {ans}."}]})
     (d / "sft.jsonl").write_text("".join(json.dumps(c) + "\n" for c in conv))
+    # F32: the same bits on every CPU (BF16, the default where the CPU has AVX512_BF16, teaches this
+    # tiny teacher other slips, e.g. "3 + 4 = 13" for 4 + 4, and the cold-start test reads its working)
     run_whale("train", "--init", "qwen2:test", "--sft", str(d / "sft.jsonl"), "--tokenizer", str(tok), "-o",
-              str(d / "t"), "--steps", "300", "--ctx", "192", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0")
+              str(d / "t"), "--steps", "300", "--ctx", "192", "--batch", "8", "--lr", "1e-2", "--val-fraction", "0",
+              "--precision", "f32")
     (d / "task.jsonl").write_text("".join(json.dumps({"prompt": f"What is {a} + {b}?", "answer": a + b}) + "\n"
                                           for a, b in SUMS))
     return d / "t" / "step-000300", d / "task.jsonl"
