@@ -77,7 +77,8 @@ typedef struct whale_model whale_model;
 
 typedef struct whale_model_params {
     int n_threads; /* threads per engine or scoring call; 0: one per CPU */
-    int kv_f16;    /* KV cache rows as half floats: half the memory, values rounded */
+    int kv_type;   /* KV cache rows: 0 F32, 1 F16 (half the memory, values rounded), 2 BF16 (half the
+                      memory, attention computed in bfloat16: faster on CPUs with AVX512_BF16) */
     int progress;  /* draw a progress bar on stderr while the weights are read in */
     int vocab_only; /* load the vocabulary and chat template only (a .gguf's metadata, a
                        tokenizer.json, or a directory holding one): tokens and chat formats

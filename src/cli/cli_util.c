@@ -10,12 +10,14 @@
 #include "cli/cli.h"
 #include "tokenizer/tokenizer.h"
 
-int cli_kv_type(const char *cmd, const char *v, int *f16) {
-    if (v && (!strcmp(v, "f32") || !strcmp(v, "f16"))) {
-        *f16 = !strcmp(v, "f16");
-        return 0;
-    }
-    fprintf(stderr, "whale %s: --kv-type takes f32 or f16\n", cmd);
+int cli_kv_type(const char *cmd, const char *v, int *type) {
+    static const char *const names[] = {"f32", "f16", "bf16"}; /* OP_KV_F32, OP_KV_F16, OP_KV_BF16 */
+    for (int i = 0; v && i < 3; i++)
+        if (!strcmp(v, names[i])) {
+            *type = i;
+            return 0;
+        }
+    fprintf(stderr, "whale %s: --kv-type takes f32, f16 or bf16\n", cmd);
     return -1;
 }
 

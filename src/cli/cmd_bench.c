@@ -54,7 +54,7 @@ typedef struct int_list {
 typedef struct bench_opts {
     const char *model, *lora; /* --lora: an adapter applied to the model */
     int_list p, n, d, t;
-    int reps, warmup, json, fill_random, kv_f16;
+    int reps, warmup, json, fill_random, kv_type;
     uint64_t seed;
     size_t bw_bytes; /* 0: membw's default */
 } bench_opts;
@@ -187,7 +187,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         else if (is(a, "--bw-mib", NULL)) { rc = parse_int(a, v, 4, 1 << 20, &x); o->bw_bytes = (size_t)x << 20; }
         else if (is(a, "-o", "--output") && (!strcmp(v, "json") || !strcmp(v, "md"))) o->json = !strcmp(v, "json");
         else if (is(a, "--depth-fill", NULL) && (!strcmp(v, "prefill") || !strcmp(v, "random"))) o->fill_random = !strcmp(v, "random");
-        else if (is(a, "--kv-type", NULL)) rc = cli_kv_type("bench", v, &o->kv_f16);
+        else if (is(a, "--kv-type", NULL)) rc = cli_kv_type("bench", v, &o->kv_type);
         else if (is(a, "--lora", NULL)) o->lora = v;
         else {
             fprintf(stderr, "whale bench: bad option '%s %s' (see whale bench --help)\n", a, v);
@@ -423,7 +423,7 @@ fail:
     return -1;
 }
 
-static void fill_info(bench_run *r, const model *m, const char *path, int kv_f16) {
+static void fill_info(bench_run *r, const model *m, const char *path, int kv_type) {
     bench_model_info *in = &r->info;
     /* the file's own name: -m default is a link to the real file */
     char *real = realpath(path, NULL);
@@ -435,8 +435,8 @@ static void fill_info(bench_run *r, const model *m, const char *path, int kv_f16
     else snprintf(in->type, sizeof in->type, "%s", hp->arch_name);
     model_file_totals(m, &in->n_params, &in->size);
     in->weight_bytes = model_weight_bytes_per_token(m);
-    in->kv_bytes = model_kv_bytes_per_token(hp) / (kv_f16 ? 2 : 1); /* the F32 figure, halved for F16 rows */
-    in->kv_bytes_mtp = model_kv_bytes_per_token_mtp(hp) / (kv_f16 ? 2 : 1);
+    in->kv_bytes = model_kv_bytes_per_token(hp) / (kv_type ? 2 : 1); /* the F32 figure, halved for F16 and BF16 rows */
+    in->kv_bytes_mtp = model_kv_bytes_per_token_mtp(hp) / (kv_type ? 2 : 1);
 }
 
 /* Load the model with `threads` threads and run every test for that thread count. 0 or -1. */
@@ -446,14 +446,14 @@ static int run_threads(bench_run *r, const char *path, int threads) {
     bench_ctx c = {0};
     int rc = -1;
     note(r, 1, "whale bench: loading %s (%d threads)", path, threads);
-    model_opts mo = {.n_threads = threads, .progress = 1, .kv_f16 = o->kv_f16, .lora = o->lora};
+    model_opts mo = {.n_threads = threads, .progress = 1, .kv_type = o->kv_type, .lora = o->lora};
     if (model_load(&c.m, path, &mo, &err)) {
         note_clear(r);
         fprintf(stderr, "whale bench: %s\n", err.msg);
         return -1;
     }
     if (!r->info.file[0]) {
-        fill_info(r, c.m, path, o->kv_f16);
+        fill_info(r, c.m, path, o->kv_type);
         if (!o->json)
             printf("| model | size | params | threads | test | t/s |\n| --- | ---: | ---: | ---: | ---: | ---: |\n");
     }

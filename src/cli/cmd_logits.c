@@ -99,7 +99,7 @@ static void usage(FILE *f) {
                "  --step N      run the prompt N tokens per forward call (1: token by token through the\n"
                "                KV cache, as decoding does; default: all at once)\n"
                "  --mla-naive   DeepSeek: decompressed attention instead of the absorbed form (reference)\n"
-               "  --kv-type T   KV cache rows as f32 (default) or f16\n"
+               "  --kv-type T   KV cache rows as f32 (default), f16 or bf16\n"
                "  --mtp         DeepSeek-V3: the MTP module's logits instead, one row per position i < last,\n"
                "                predicting the token at i+2 from the main model's state at i and token i+1\n"
                "  --mtp-prenorm with --mtp: feed the hidden state from before the final norm\n"
@@ -172,7 +172,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *prompt = NULL, *ids_arg = NULL, *raw = NULL, *dump_dir = NULL;
     int top = 5, all = 0, special = 0, threads = 0;
     int64_t step = 0;
-    int naive = 0, mtp = 0, prenorm = 0, others = 0, kvf16 = 0, contexts = 0;
+    int naive = 0, mtp = 0, prenorm = 0, others = 0, kvtype = 0, contexts = 0;
     const char *lora = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -192,7 +192,7 @@ int cmd_logits(int argc, char **argv) {
         else if (next && !strcmp(a, "--batch-with")) { others = atoi(next); i++; }
         else if (next && !strcmp(a, "--contexts")) { contexts = atoi(next); i++; }
         else if (!strcmp(a, "--mla-naive")) naive = 1;
-        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("logits", next, &kvf16)) return 2; i++; }
+        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("logits", next, &kvtype)) return 2; i++; }
         else if (!strcmp(a, "--mtp")) mtp = 1;
         else if (!strcmp(a, "--mtp-prenorm")) mtp = prenorm = 1;
         else { fprintf(stderr, "whale logits: bad option '%s'\n", a); usage(stderr); return 2; }
@@ -204,7 +204,7 @@ int cmd_logits(int argc, char **argv) {
     }
     whale_err err = {0};
     model *m = NULL;
-    model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm, .kv_f16 = kvf16, .lora = lora};
+    model_opts o = {.n_threads = threads, .mla_naive = naive, .mtp_prenorm = prenorm, .kv_type = kvtype, .lora = lora};
     const char *path = cli_model_path(model_path);
     if (model_load(&m, path, &o, &err)) { fprintf(stderr, "whale: %s\n", err.msg); return 1; }
     tok_ids ids = {0};

@@ -44,7 +44,7 @@ static void usage(FILE *f) {
                "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
-               "  --kv-type T      KV cache rows as f32 (default) or f16: twice the tokens per GiB\n"
+               "  --kv-type T      KV cache rows as f32 (default), f16 or bf16: twice the tokens per GiB\n"
                "  --lora PATH      apply a LoRA adapter (PEFT directory) to a Qwen2/Llama model\n"
                "  --draft MODEL    speculative decoding: a smaller model with the same vocabulary guesses\n"
                "                   each sequence's next tokens and the model checks every sequence's\n"
@@ -104,7 +104,7 @@ static int number(const char *flag, const char *v, long lo, long hi, long *out) 
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
     long cache_ram = 1024, cache_disk = 8192;
-    int kv_f16 = 0, accounts = 0;
+    int kv_type = 0, accounts = 0;
     char db_default[4096];
     const char *db = whale_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
@@ -159,7 +159,7 @@ int cmd_serve(int argc, char **argv) {
             i++;
         }
         else if (!strcmp(a, "--draft-max")) { if (number(a, v, 1, 16, &x)) return 2; o.draft_max = (int)x; i++; }
-        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_f16)) return 2; i++; }
+        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("serve", v, &kv_type)) return 2; i++; }
         else if (!strcmp(a, "--cache-ram")) { if (number(a, v, 0, 1L << 24, &cache_ram)) return 2; i++; }
         else if (!strcmp(a, "--cache-disk")) { if (number(a, v, 0, 1L << 30, &cache_disk)) return 2; i++; }
         else if (!strcmp(a, "--port")) { if (number(a, v, 1, 65535, &x)) return 2; o.port = (int)x; i++; }
@@ -222,7 +222,7 @@ int cmd_serve(int argc, char **argv) {
         return 1;
     }
     whale_model *m = NULL;
-    whale_model_params mp = {.n_threads = threads, .kv_f16 = kv_f16, .progress = isatty(2)};
+    whale_model_params mp = {.n_threads = threads, .kv_type = kv_type, .progress = isatty(2)};
     if (whale_model_open(&m, path, &mp, &err) || (lora && whale_model_lora(m, lora, &err))) {
         fprintf(stderr, "whale: %s\n", err.msg);
         whale_model_close(m);

@@ -96,7 +96,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
         o->lora = v;
         (*i)++;
     } else if (!strcmp(a, "--kv-type")) {
-        if (cli_kv_type(cmd, v, &o->kv_f16)) return -1;
+        if (cli_kv_type(cmd, v, &o->kv_type)) return -1;
         (*i)++;
     } else if (!strcmp(a, "--ctx")) { TAKE(16, 1 << 24); o->n_ctx = (int64_t)d; }
     else if (!strcmp(a, "-n") || !strcmp(a, "--max-tokens")) { TAKE(0, 1 << 24); o->max_tokens = (int64_t)d; }
@@ -122,7 +122,7 @@ int gen_parse_flag(gen_opts *o, int argc, char **argv, int *i, const char *cmd) 
 
 int gen_open_model(const gen_opts *o, int show_progress, whale_model **m) {
     whale_err err = {0};
-    whale_model_params mp = {.n_threads = o->threads, .kv_f16 = o->kv_f16, .progress = show_progress};
+    whale_model_params mp = {.n_threads = o->threads, .kv_type = o->kv_type, .progress = show_progress};
     if (!whale_model_open(m, o->model, &mp, &err)) {
         if (!o->lora || !whale_model_lora(*m, o->lora, &err)) return 0;
         whale_model_close(*m);
@@ -162,7 +162,7 @@ int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engi
     ep.speculative = o->spec;
     ep.draft_max = o->draft_max;
     if (o->spec == WHALE_SPEC_DRAFT) {
-        whale_model_params mp = {.n_threads = o->threads, .kv_f16 = o->kv_f16};
+        whale_model_params mp = {.n_threads = o->threads, .kv_type = o->kv_type};
         if (whale_model_open(draft, o->draft, &mp, &err)) {
             fprintf(stderr, "whale %s: --draft: %s\n", cmd, err.msg);
             return 1;

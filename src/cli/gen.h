@@ -20,7 +20,7 @@ typedef struct gen_opts {
     int spec;           /* enum whale_speculative: --speculative mtp, --draft lookup|MODEL */
     const char *draft;  /* --draft MODEL: the draft model's name or path */
     int draft_max;      /* --draft-max N; 0: the drafter's default */
-    int kv_f16;         /* --kv-type f16 */
+    int kv_type;         /* --kv-type f32|f16|bf16: OP_KV_* */
     const char *lora;   /* --lora PATH: a PEFT adapter applied to the model */
     int cache;          /* the context cache (--no-cache: 0) */
     int json_mode;      /* --json-mode: the answer is a JSON object */

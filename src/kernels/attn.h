@@ -35,10 +35,35 @@ void op_mqa_accum_f16(float *o, int64_t ldo, const float *p, int64_t ldp, int64_
 void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                    const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
                    float *scratch);
-/* The same over a cache stored as F32 (f16 = 0) or IEEE half floats (f16 = 1): k and v point at
- * rows of that type, ldk/ldv count elements. */
+/* How a cache stores its rows. */
+enum { OP_KV_F32 = 0, OP_KV_F16 = 1, OP_KV_BF16 = 2 };
+
+/* The same over a cache stored as `type`: k and v point at rows of that type, ldk/ldv count
+ * elements. For OP_KV_BF16 the products are bfloat16's too (op_mqa_attend_bf16), and scratch
+ * must hold OP_MQA_SCRATCH(n_head, dk) floats. */
 void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                      const void *k, int64_t ldk, int64_t dk, const void *v, int64_t ldv, int64_t dv, int64_t n_pos,
-                     int f16, float *scratch);
+                     int type, float *scratch);
+#define OP_MQA_SCRATCH(n_head, dk) ((n_head) * (OP_MQA_BLOCK + ((dk) + 1) / 2))
+
+/* ---- bfloat16 (kernels/cpu/attn_bf16.c) ---------------------------------------------------- */
+
+/* x as bfloat16, rounded to nearest (ties to even); a denormal becomes a signed zero, a NaN stays
+ * a NaN. What a BF16 cache stores and what queries and weights become before their products. */
+uint16_t op_bf16_round(float x);
+
+/* s[h*lds + t] = dot(q + h*ldq, k + t*ldk, d), q and k in bfloat16, the products pairwise as
+ * vdpbf16ps makes them (odd element first, FTZ). */
+void op_mqa_scores_bf16(float *s, int64_t lds, const uint16_t *q, int64_t ldq, int64_t n_head, const uint16_t *k,
+                        int64_t ldk, int64_t n_pos, int64_t d);
+/* o[h*ldo + i] += sum_t p_t * v[t*ldv + i], the weights as pairs: pp[h*ldp + t/2] holds p_t (low
+ * half) and p_t+1 (high half, 0 past n_pos) in bfloat16; t + 1 is added before t. */
+void op_mqa_accum_bf16(float *o, int64_t ldo, const uint32_t *pp, int64_t ldp, int64_t n_head, const uint16_t *v,
+                       int64_t ldv, int64_t n_pos, int64_t d);
+/* op_mqa_attend over bfloat16 rows: q rounded to bfloat16, and each block's weights rounded
+ * before they are summed into l and multiplied. scratch: OP_MQA_SCRATCH(n_head, dk) floats. */
+void op_mqa_attend_bf16(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
+                        const uint16_t *k, int64_t ldk, int64_t dk, const uint16_t *v, int64_t ldv, int64_t dv,
+                        int64_t n_pos, float *scratch);
 
 #endif

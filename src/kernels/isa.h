@@ -39,6 +39,11 @@ isa_level isa_detected(void);
 /* Cap the level at `level` (clamped to isa_detected()); -1 returns to the environment's cap. */
 void isa_force(int level);
 
+/* 1 when the level in force is ISA_AVX512 and the CPU also has AVX512_BF16 (vdpbf16ps, for
+ * the BF16 cache's attention: kernels/cpu/attn_bf16.c); else 0. Not a level of its own: the
+ * other levels compute the same bits without it. */
+int isa_has_avx512_bf16(void);
+
 /* "scalar", "avx2", "avx512"; "?" for anything else. */
 const char *isa_name(int level);
 

@@ -94,7 +94,7 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
         return rc;
     }
     model_opts mo = {0};
-    if (p) mo.n_threads = p->n_threads, mo.kv_f16 = p->kv_f16, mo.progress = p->progress;
+    if (p) mo.n_threads = p->n_threads, mo.kv_type = p->kv_type, mo.progress = p->progress;
     w->n_threads = mo.n_threads;
     rc = p && p->vocab_only ? open_vocab(w, err) : model_load(&w->m, w->path, &mo, err);
     if (rc) {

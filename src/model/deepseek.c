@@ -177,7 +177,7 @@ static int ws_new(const model *m, model_ctx *c, whale_err *err) {
     wide3 = wide3 > dn ? wide3 : dn;
     int split = m->mtp && m->mtp->blk.split_kb;
     for (int64_t l = 0; l < hp->n_layer; l++) split |= m->ds[l].split_kb;
-    int64_t after = dc > H * OP_MQA_BLOCK ? dc : H * OP_MQA_BLOCK;
+    int64_t after = dc > OP_MQA_SCRATCH(H, dc + dr) ? dc : OP_MQA_SCRATCH(H, dc + dr); /* scores (+ BF16 queries) */
     if (split && dn * dc > after) after = dn * dc;
     w->wide = wide3;
     w->scratch_n = wide3 + after + dc + dr; /* + one latent row widened from an F16 cache */

@@ -49,8 +49,8 @@ static void att_task(void *ctx, int64_t task, int thread) {
     int64_t D = hp->head_dim, H = hp->n_head, HKV = hp->n_head_kv, group = H / HKV;
     int64_t row = task / HKV, kvh = task % HKV, P = (int64_t)j->pos[row] + 1;
     int32_t seq = j->seq ? j->seq[row] : 0;
-    float *sc = j->c->att_scores + (size_t)thread * (size_t)j->n_ctx_used, *qs = sc + group * OP_MQA_BLOCK;
-    float *mx = qs + group * D, *l = mx + group;
+    float *qs = j->c->att_scores + (size_t)thread * (size_t)j->n_ctx_used, *mx = qs + group * D, *l = mx + group;
+    float *sc = l + group; /* the kernel's scratch: OP_MQA_SCRATCH(group, D) */
     const float *q = w->q + (size_t)(row * H * D + kvh * group * D);
     float *out = w->att + (size_t)(row * H * D + kvh * group * D);
     float scale = 1.0f / sqrtf((float)D);
@@ -63,7 +63,7 @@ static void att_task(void *ctx, int64_t task, int thread) {
         int64_t got = kv_span(j->kv, 0, j->layer, seq, t, P - t, &kr);
         kv_span(j->kv, 1, j->layer, seq, t, got, &vr);
         op_mqa_attend_t(out, D, mx, l, qs, D, group, (const char *)kr + off, HKV * D, D, (const char *)vr + off,
-                        HKV * D, D, got, j->kv->f16, sc);
+                        HKV * D, D, got, j->kv->type, sc);
         t += got;
     }
     for (int64_t h = 0; h < group; h++)

@@ -14,7 +14,7 @@
  * carrying its online-softmax state across; its blocks of 64 positions start where each call
  * starts, so callers start their calls on page boundaries (dense attention at position 0, MLA's
  * decode chunks rounded to pages) and the bits do not depend on where the pages lie.
- * Owns: the pool, the page table, row conversion to and from F16. Does not own: what rows mean
+ * Owns: the pool, the page table, row conversion to and from F16 and BF16. Does not own: what rows mean
  * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
 #include <stdlib.h>
 #include <string.h>
@@ -23,17 +23,17 @@
 #include "base/rng.h"
 #include "model/model_impl.h"
 
-size_t kv_elem_size(const kv_cache *kv) { return kv->f16 ? 2 : 4; }
+size_t kv_elem_size(const kv_cache *kv) { return kv->type == OP_KV_F32 ? 4 : 2; }
 
-kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int64_t n_ctx, int n_seq) {
-    if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0) return NULL;
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t n_ctx, int n_seq) {
+    if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0 || type < OP_KV_F32 || type > OP_KV_BF16) return NULL;
     kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return NULL;
     kv->n_ctx = n_ctx;
     kv->n_seq = n_seq;
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
-    kv->f16 = f16;
+    kv->type = type;
     kv->n_page_seq = (n_ctx + KV_PAGE - 1) / KV_PAGE;
     kv->n_page = kv->n_page_seq * n_seq;
     if (kv->n_page > INT32_MAX) {
@@ -145,18 +145,21 @@ int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64
 }
 
 void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n) {
-    if (!kv->f16) {
-        memcpy(dst, src, (size_t)n * sizeof(float));
-        return;
-    }
     uint16_t *h = dst;
-    for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+    if (kv->type == OP_KV_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (kv->type == OP_KV_F16)
+        for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
+    else
+        for (int64_t i = 0; i < n; i++) h[i] = op_bf16_round(src[i]);
 }
 
 const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp) {
-    if (!kv->f16) return row;
     const uint16_t *h = row;
-    for (int64_t i = 0; i < n; i++) tmp[i] = fp16_to_f32(h[i]);
+    if (kv->type == OP_KV_F32) return row;
+    if (kv->type == OP_KV_F16)
+        for (int64_t i = 0; i < n; i++) tmp[i] = fp16_to_f32(h[i]);
+    else
+        for (int64_t i = 0; i < n; i++) tmp[i] = bf16_to_f32(h[i]);
     return tmp;
 }
 
@@ -179,6 +182,8 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
             }
     return 0;
 }
+
+int kv_cache_type(const kv_cache *kv) { return kv->type; }
 
 size_t kv_cache_pos_bytes(const kv_cache *kv) {
     return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * kv_elem_size(kv);

@@ -203,7 +203,7 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     m->n_threads = o.n_threads;
     m->n_batch = o.n_batch > 0 ? o.n_batch : 256;
     m->mla_naive = o.mla_naive;
-    m->kv_f16 = o.kv_f16;
+    m->kv_type = o.kv_type;
     m->mtp_prenorm = o.mtp_prenorm;
     if ((rc = load_common(m, err))) goto fail;
     if ((rc = m->arch->load(m, err))) goto fail;
@@ -249,7 +249,7 @@ model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq) {
     c->m = m;
     c->arch = m->arch;
     /* the MTP block caches in one more layer */
-    c->kv = kv_cache_new(hp->n_layer + (m->mtp ? 1 : 0), m->arch->kv_dim(hp), m->arch->kv_with_v, m->kv_f16, n_ctx,
+    c->kv = kv_cache_new(hp->n_layer + (m->mtp ? 1 : 0), m->arch->kv_dim(hp), m->arch->kv_with_v, m->kv_type, n_ctx,
                          n_seq);
     c->tp = tp_new(m->n_threads);
     if (!c->kv || !c->tp) goto fail;
@@ -263,7 +263,7 @@ model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq) {
     int64_t xq = B * ((widest + QACT_BLOCK - 1) / QACT_BLOCK), xq_arch = m->arch->xq_blocks(m, B);
     /* per thread: the naive MLA form's scores over the context, or a dense attention task's
      * block of scores, scaled queries and softmax state for one KV head's group */
-    int64_t group = hp->n_head / hp->n_head_kv, need = group * (OP_MQA_BLOCK + hp->head_dim + 2);
+    int64_t group = hp->n_head / hp->n_head_kv, need = group * (hp->head_dim + 2) + OP_MQA_SCRATCH(group, hp->head_dim);
     c->att_scores_n = need > n_ctx ? need : n_ctx;
     c->x = malloc((size_t)(B * E) * sizeof(float));
     c->xn = malloc((size_t)(B * E) * sizeof(float));

@@ -19,6 +19,7 @@
 #include "base/threadpool.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "kernels/attn.h"
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
 #include "model/model.h"
@@ -84,7 +85,7 @@ void lora_free(model *m);
 struct kv_cache {
     int64_t n_ctx, n_layer, kv_dim;
     int n_seq;
-    int f16;            /* rows stored as IEEE half floats (model_opts.kv_f16), else F32 */
+    int type;           /* how rows are stored: OP_KV_F32, OP_KV_F16 or OP_KV_BF16 (model_opts.kv_type) */
     int64_t n_page_seq; /* pages per sequence: ceil(n_ctx / KV_PAGE) */
     int64_t n_page;     /* pages in the pool: n_seq * n_page_seq, so mapping never runs out */
     int32_t *page;      /* (n_seq, n_page_seq) physical page holding each logical page; -1: none */
@@ -96,7 +97,7 @@ struct kv_cache {
 
 /* A cache of n_layer layers of kv_dim-element rows (values too when with_v), for n_seq
  * sequences of n_ctx positions. NULL on bad sizes or out of memory. */
-kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int f16, int64_t n_ctx, int n_seq);
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t n_ctx, int n_seq);
 void kv_cache_free(kv_cache *kv);
 /* The row of (layer, seq, pos) in k (which 0) or v (which 1). Its page must be mapped: a row
  * is written only after kv_own, and read only where it was written. */
@@ -237,7 +238,7 @@ struct model {
     /* options fixed at load (model_opts) */
     int n_threads;       /* threads of each context's pool (<= 0: one per CPU) */
     int64_t n_batch;     /* rows per internal chunk of a forward call */
-    int mla_naive, kv_f16, mtp_prenorm;
+    int mla_naive, kv_type, mtp_prenorm;
 
     /* a LoRA adapter applied at inference (lora.c), or none */
     lora_mat *lora;      /* (n_lora) owned */

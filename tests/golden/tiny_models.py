@@ -68,6 +68,9 @@ CONFIGS["deepseek_v3_nolora"] = dict(CONFIGS["deepseek_v3"], q_lora_rank=None, n
 # a full MoE block plus eh_proj, enorm, hnorm, shared_head.norm and copies of the embedding and
 # head).
 CONFIGS["deepseek_v3_mtp"] = dict(CONFIGS["deepseek_v3"], num_hidden_layers=2, num_nextn_predict_layers=1)
+# V3's attention (MLA with YaRN) with dense MLPs in every layer: logits that move smoothly with
+# the attention's rounding (a routed expert flips when its score crosses another's).
+CONFIGS["deepseek_v3_dense"] = dict(CONFIGS["deepseek_v3"], first_k_dense_replace=3)
 
 
 def deepseek_tensors(arch, c, rng, w):
@@ -115,7 +118,7 @@ def deepseek_tensors(arch, c, rng, w):
 def tensors(arch):
     c = CONFIGS[arch]
     rng = np.random.default_rng({"qwen2": 1234, "llama": 5678, "deepseek_v3": 333, "deepseek_v2": 222,
-                                 "deepseek_v3_nolora": 111, "deepseek_v3_mtp": 444}[arch])
+                                 "deepseek_v3_nolora": 111, "deepseek_v3_mtp": 444, "deepseek_v3_dense": 555}[arch])
     E, F, L = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
     H, HKV = c["num_attention_heads"], c["num_key_value_heads"]
     D = E // H

@@ -125,7 +125,7 @@ def test_score_matches_reference(tmp_path, arch, start):
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("n_threads", ctypes.c_int), ("kv_f16", ctypes.c_int), ("progress", ctypes.c_int),
+    _fields_ = [("n_threads", ctypes.c_int), ("kv_type", ctypes.c_int), ("progress", ctypes.c_int),
                 ("vocab_only", ctypes.c_int)]
 
 

@@ -24,9 +24,11 @@
  *       weights and the quantized activations (the integer sums are exact); separately the
  *       quantized-activation product is within sum |w| * max d / 2 of the float activations'
  *   matmul_f, every weight type                1   against dequantize_row + a double dot
- *   mqa_scores / mqa_accum, F32 and F16 rows   1
+ *   mqa_scores / mqa_accum, F32, F16, BF16     1   (BF16: against the rounded inputs; the
+ *       products are exact, the sums F32)
  *   mqa_attend, o / l                          1   (chain: positions + the scores' bound
- *       (dk/16 + 16) x max sum |q k|, a score's error being a relative error of its weight)
+ *       (dk/16 + 16) x max sum |q k|, a score's error being a relative error of its weight;
+ *       BF16 adds its rounded queries and weights: 2^-8 (1 + 2 max sum |q k|) relative)
  *   small ops (scalar only today)              1   (rmsnorm, softmax, swiglu, add, dot, rope)
  *   quantize_act: |q*d - x| <= d/2 (err = |q*d - x| / (d/2), threshold 1 + 1e-5), the block
  *       sums exact, d = max|x|/127 to one rounding.
@@ -422,48 +424,73 @@ static double qa_error(const op_io *io, const void *out) {
 
 typedef struct at_in {
     float *q;       /* (rows heads, ldq) queries; accum: (rows, ldp) probabilities */
-    float *kv;      /* (tok positions, ldk) rows as F32 (for F16 cases: the widened values) */
-    uint16_t *kv16; /* the same rows as half floats (F16 cases) */
-    int64_t ldq, ldk, ldo;
+    float *kv;      /* (tok positions, ldk) rows as F32 (for F16/BF16 cases: the widened values) */
+    uint16_t *kv16; /* the same rows as half floats or bfloat16 (F16, BF16 cases) */
+    uint16_t *q16;  /* BF16 scores: q as bfloat16 (q then holds the widened values) */
+    uint32_t *pp;   /* BF16 accum: the probabilities as pairs (rows, ldpp), q the widened values */
+    int64_t ldq, ldk, ldo, ldpp;
 } at_in;
 
-static int at_f16(const op_io *io) { return io->c.t == WHALE_DTYPE_F16; }
-/* Inputs shared by the attention ops: q (heads x ldq), kv rows (positions x ldk) in [-1, 1). */
-static at_in *at_inputs(op_io *io, int64_t qcols, int64_t kcols, float qscale) {
+static int at_type(const op_io *io) {
+    return io->c.t == WHALE_DTYPE_F16 ? OP_KV_F16 : io->c.t == WHALE_DTYPE_BF16 ? OP_KV_BF16 : OP_KV_F32;
+}
+static const whale_dtype at_dtypes[3] = {WHALE_DTYPE_F32, WHALE_DTYPE_F16, WHALE_DTYPE_BF16};
+
+static float bf16_widen(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Inputs shared by the attention ops: q (heads x ldq), kv rows (positions x ldk) in [-1, 1).
+ * round_q: BF16 queries (scores) or probabilities (accum) rounded as the kernels take them. */
+static at_in *at_inputs(op_io *io, int64_t qcols, int64_t kcols, float qscale, int round_q) {
     const op_case *c = &io->c;
     at_in *a = io->p = xmalloc(sizeof *a);
     a->ldq = qcols + 3, a->ldk = kcols + 5;
     a->q = xmalloc(sizeof(float) * (size_t)(c->rows * a->ldq));
+    a->q16 = xmalloc(sizeof(uint16_t) * (size_t)(c->rows * a->ldq));
     a->kv = xmalloc(sizeof(float) * (size_t)(c->tok * a->ldk));
     a->kv16 = xmalloc(sizeof(uint16_t) * (size_t)(c->tok * a->ldk));
-    for (int64_t i = 0; i < c->rows * a->ldq; i++) a->q[i] = frand() * qscale;
+    a->ldpp = (a->ldq + 1) / 2, a->pp = xmalloc(sizeof(uint32_t) * (size_t)(c->rows * a->ldpp));
+    int bf = at_type(io) == OP_KV_BF16;
+    for (int64_t i = 0; i < c->rows * a->ldq; i++) {
+        a->q[i] = frand() * qscale;
+        if (bf && round_q) a->q16[i] = op_bf16_round(a->q[i]), a->q[i] = bf16_widen(a->q16[i]);
+    }
     for (int64_t i = 0; i < c->tok * a->ldk; i++) {
         a->kv[i] = frand();
-        if (at_f16(io)) a->kv16[i] = f32_to_fp16(a->kv[i]), a->kv[i] = fp16_to_f32(a->kv16[i]);
+        if (at_type(io) == OP_KV_F16) a->kv16[i] = f32_to_fp16(a->kv[i]), a->kv[i] = fp16_to_f32(a->kv16[i]);
+        if (bf) a->kv16[i] = op_bf16_round(a->kv[i]), a->kv[i] = bf16_widen(a->kv16[i]);
     }
+    if (bf && round_q) /* accum's pairs: (p_t, p_t+1) of each row, from the rounded values */
+        for (int64_t h = 0; h < c->rows; h++)
+            for (int64_t t = 0; t < a->ldq; t += 2)
+                a->pp[h * a->ldpp + t / 2] = (uint32_t)a->q16[h * a->ldq + t] |
+                                             (t + 1 < a->ldq ? (uint32_t)a->q16[h * a->ldq + t + 1] << 16 : 0);
     return a;
 }
 
 static void at_release(op_io *io) {
     at_in *a = io->p;
-    free(a->q), free(a->kv), free(a->kv16);
+    free(a->q), free(a->kv), free(a->kv16), free(a->q16), free(a->pp);
 }
 
 /* scores: n = d, rows = heads, tok = positions */
 static int sc_cases(op_case *c) {
     const int64_t heads[] = {1, 3, 5, 16}, dims[] = {1, 15, 16, 17, 41, 64, 576}, poss[] = {1, 3, 4, 7, 11, 64};
     int k = 0;
-    for (int f = 0; f < 2; f++)
+    for (int f = 0; f < 3; f++)
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < 7; b++)
-                for (int p = 0; p < 6; p++)
-                    c[k++] = (op_case){f ? WHALE_DTYPE_F16 : WHALE_DTYPE_F32, dims[b], heads[a], poss[p], 0};
+                for (int p = 0; p < 6; p++) c[k++] = (op_case){at_dtypes[f], dims[b], heads[a], poss[p], 0};
     return k;
 }
 
 static void sc_prepare(op_io *io) {
     const op_case *c = &io->c;
-    at_in *a = at_inputs(io, c->n, c->n, 1.0f);
+    at_in *a = at_inputs(io, c->n, c->n, 1.0f, 1);
     a->ldo = c->tok + 2; /* lds, with a gap */
     io_alloc(io, c->rows * a->ldo, sizeof(float) * (size_t)(c->rows * a->ldo));
     io->chain = (double)((c->n + 15) / 16);
@@ -478,17 +505,19 @@ static void sc_prepare(op_io *io) {
         }
 }
 
-static void sc_call(const op_io *io, float *s, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int f16) {
+static void sc_call(const op_io *io, float *s, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int type) {
     const at_in *a = io->p;
     float *dst = s + h0 * a->ldo + t0;
     const float *q = a->q + h0 * a->ldq;
-    if (f16) op_mqa_scores_f16(dst, a->ldo, q, a->ldq, nh, a->kv16 + t0 * a->ldk, a->ldk, nt, io->c.n);
+    if (type == OP_KV_BF16)
+        op_mqa_scores_bf16(dst, a->ldo, a->q16 + h0 * a->ldq, a->ldq, nh, a->kv16 + t0 * a->ldk, a->ldk, nt, io->c.n);
+    else if (type == OP_KV_F16) op_mqa_scores_f16(dst, a->ldo, q, a->ldq, nh, a->kv16 + t0 * a->ldk, a->ldk, nt, io->c.n);
     else op_mqa_scores(dst, a->ldo, q, a->ldq, nh, a->kv + t0 * a->ldk, a->ldk, nt, io->c.n);
 }
 
 static void sc_run(op_io *io, void *out, float *scratch, isa_level level) {
     (void)scratch, (void)level;
-    sc_call(io, out, 0, io->c.rows, 0, io->c.tok, at_f16(io));
+    sc_call(io, out, 0, io->c.rows, 0, io->c.tok, at_type(io));
 }
 
 /* 0: every (head, position) alone; 1 (F16): the F32 kernel on the widened rows */
@@ -496,29 +525,28 @@ static int sc_alt(op_io *io, void *out, float *scratch, int k) {
     (void)scratch;
     if (k == 0) {
         for (int64_t h = 0; h < io->c.rows; h++)
-            for (int64_t t = 0; t < io->c.tok; t++) sc_call(io, out, h, 1, t, 1, at_f16(io));
+            for (int64_t t = 0; t < io->c.tok; t++) sc_call(io, out, h, 1, t, 1, at_type(io));
         return 1;
     }
-    if (!at_f16(io)) return 0;
+    if (at_type(io) != OP_KV_F16) return 0;
     sc_call(io, out, 0, io->c.rows, 0, io->c.tok, 0);
     return 1;
 }
 
 /* accum: n = d, rows = heads, tok = positions; q holds the probabilities (heads x ldq) */
 static int ac_cases(op_case *c) {
-    const int64_t heads[] = {1, 4, 5, 16}, dims[] = {1, 16, 17, 40, 64, 100, 512}, poss[] = {1, 2, 3, 64};
+    const int64_t heads[] = {1, 4, 5, 16}, dims[] = {1, 16, 17, 40, 64, 100, 512}, poss[] = {1, 2, 3, 7, 64};
     int k = 0;
-    for (int f = 0; f < 2; f++)
+    for (int f = 0; f < 3; f++)
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < 7; b++)
-                for (int p = 0; p < 4; p++)
-                    c[k++] = (op_case){f ? WHALE_DTYPE_F16 : WHALE_DTYPE_F32, dims[b], heads[a], poss[p], 0};
+                for (int p = 0; p < 5; p++) c[k++] = (op_case){at_dtypes[f], dims[b], heads[a], poss[p], 0};
     return k;
 }
 
 static void ac_prepare(op_io *io) {
     const op_case *c = &io->c;
-    at_in *a = at_inputs(io, c->tok, c->n + 2, 1.0f);
+    at_in *a = at_inputs(io, c->tok, c->n + 2, 1.0f, 1);
     a->ldo = c->n + 1;
     io_alloc(io, c->rows * a->ldo, sizeof(float) * (size_t)(c->rows * a->ldo));
     io->chain = (double)c->tok;
@@ -535,17 +563,20 @@ static void ac_prepare(op_io *io) {
         }
 }
 
-static void ac_call(const op_io *io, float *o, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int f16) {
+static void ac_call(const op_io *io, float *o, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int type) {
     const at_in *a = io->p;
     float *dst = o + h0 * a->ldo;
     const float *p = a->q + h0 * a->ldq + t0;
-    if (f16) op_mqa_accum_f16(dst, a->ldo, p, a->ldq, nh, a->kv16 + t0 * a->ldk, a->ldk, nt, io->c.n);
+    if (type == OP_KV_BF16) /* pairs: t0 even */
+        op_mqa_accum_bf16(dst, a->ldo, a->pp + h0 * a->ldpp + t0 / 2, a->ldpp, nh, a->kv16 + t0 * a->ldk, a->ldk, nt,
+                          io->c.n);
+    else if (type == OP_KV_F16) op_mqa_accum_f16(dst, a->ldo, p, a->ldq, nh, a->kv16 + t0 * a->ldk, a->ldk, nt, io->c.n);
     else op_mqa_accum(dst, a->ldo, p, a->ldq, nh, a->kv + t0 * a->ldk, a->ldk, nt, io->c.n);
 }
 
 static void ac_run(op_io *io, void *out, float *scratch, isa_level level) {
     (void)scratch, (void)level;
-    ac_call(io, out, 0, io->c.rows, 0, io->c.tok, at_f16(io));
+    ac_call(io, out, 0, io->c.rows, 0, io->c.tok, at_type(io));
 }
 
 /* 0: each head alone, positions in two ranges; 1 (F16): the F32 kernel on the widened rows */
@@ -553,13 +584,14 @@ static int ac_alt(op_io *io, void *out, float *scratch, int k) {
     (void)scratch;
     if (k == 0) {
         int64_t s = split_at(io->c.tok);
+        if (at_type(io) == OP_KV_BF16) s &= ~(int64_t)1; /* BF16 splits between pairs */
         for (int64_t h = 0; h < io->c.rows; h++) {
-            ac_call(io, out, h, 1, 0, s, at_f16(io));
-            if (s < io->c.tok) ac_call(io, out, h, 1, s, io->c.tok - s, at_f16(io));
+            if (s > 0) ac_call(io, out, h, 1, 0, s, at_type(io));
+            if (s < io->c.tok) ac_call(io, out, h, 1, s, io->c.tok - s, at_type(io));
         }
         return 1;
     }
-    if (!at_f16(io)) return 0;
+    if (at_type(io) != OP_KV_F16) return 0;
     ac_call(io, out, 0, io->c.rows, 0, io->c.tok, 0);
     return 1;
 }
@@ -570,8 +602,8 @@ static int ac_alt(op_io *io, void *out, float *scratch, int k) {
 static int ad_cases(op_case *c) {
     const int64_t heads[] = {1, 3, 16}, poss[] = {1, 63, 64, 65, 150}, dims[][2] = {{17, 13}, {64, 64}};
     int k = 0;
-    for (int f = 0; f < 2; f++) {
-        whale_dtype t = f ? WHALE_DTYPE_F16 : WHALE_DTYPE_F32;
+    for (int f = 0; f < 3; f++) {
+        whale_dtype t = at_dtypes[f];
         for (int a = 0; a < 3; a++)
             for (int d = 0; d < 2; d++)
                 for (int p = 0; p < 5; p++) c[k++] = (op_case){t, dims[d][0], heads[a], poss[p], dims[d][1]};
@@ -586,10 +618,10 @@ static int ad_cases(op_case *c) {
 static void ad_prepare(op_io *io) {
     const op_case *c = &io->c;
     int64_t H = c->rows, T = c->tok, dk = c->n, dv = c->aux;
-    at_in *a = at_inputs(io, dk, dk, 0.2f);
+    at_in *a = at_inputs(io, dk, dk, 0.2f, 0);
     a->ldo = dv + 1;
     io_alloc(io, H * a->ldo, sizeof(float) * (size_t)(H * a->ldo + 2 * H));
-    io->scratch_bytes = sizeof(float) * (size_t)(H * OP_MQA_BLOCK);
+    io->scratch_bytes = sizeof(float) * (size_t)OP_MQA_SCRATCH(H, dk);
     float *o0 = (float *)io->out0, *mx = o0 + H * a->ldo, *l = mx + H;
     double *p = xmalloc(sizeof(double) * (size_t)T), smag = 0;
     for (int64_t h = 0; h < H; h++) {
@@ -614,21 +646,24 @@ static void ad_prepare(op_io *io) {
     /* the weighted sum's chain, plus the scores': a score's absolute error is a relative error
      * of its weight */
     io->chain = (double)T + ((double)((dk + 15) / 16) + 16) * smag;
+    /* BF16: queries and weights rounded to 8 bits (2^-9 relative each): a weight is off by
+     * 2^-9 (1 + 2 smag) relative at most, o / l by twice that times mag; in units of U_F32 */
+    if (at_type(io) == OP_KV_BF16) io->chain = 2.0 * 32768.0 * (1 + 2 * smag) + io->chain;
     free(p);
 }
 
-static void ad_call(const op_io *io, void *out, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int f16, float *scratch) {
+static void ad_call(const op_io *io, void *out, int64_t h0, int64_t nh, int64_t t0, int64_t nt, int type, float *scratch) {
     const at_in *a = io->p;
     const op_case *c = &io->c;
     float *o = out, *mx = o + c->rows * a->ldo, *l = mx + c->rows;
-    const void *rows = f16 ? (const void *)(a->kv16 + t0 * a->ldk) : (const void *)(a->kv + t0 * a->ldk);
+    const void *rows = type != OP_KV_F32 ? (const void *)(a->kv16 + t0 * a->ldk) : (const void *)(a->kv + t0 * a->ldk);
     op_mqa_attend_t(o + h0 * a->ldo, a->ldo, mx + h0, l + h0, a->q + h0 * a->ldq, a->ldq, nh, rows, a->ldk, c->n, rows,
-                    a->ldk, c->aux, nt, f16, scratch);
+                    a->ldk, c->aux, nt, type, scratch);
 }
 
 static void ad_run(op_io *io, void *out, float *scratch, isa_level level) {
     (void)level;
-    ad_call(io, out, 0, io->c.rows, 0, io->c.tok, at_f16(io), scratch);
+    ad_call(io, out, 0, io->c.rows, 0, io->c.tok, at_type(io), scratch);
 }
 
 /* 0: each head alone, positions split at a block boundary (flash-decoding's pieces);
@@ -638,12 +673,12 @@ static int ad_alt(op_io *io, void *out, float *scratch, int k) {
     if (k == 0) {
         for (int64_t h = 0; h < c->rows; h++) {
             int64_t s = c->tok > OP_MQA_BLOCK ? OP_MQA_BLOCK : c->tok;
-            ad_call(io, out, h, 1, 0, s, at_f16(io), scratch);
-            if (s < c->tok) ad_call(io, out, h, 1, s, c->tok - s, at_f16(io), scratch);
+            ad_call(io, out, h, 1, 0, s, at_type(io), scratch);
+            if (s < c->tok) ad_call(io, out, h, 1, s, c->tok - s, at_type(io), scratch);
         }
         return 1;
     }
-    if (!at_f16(io)) return 0;
+    if (at_type(io) != OP_KV_F16) return 0;
     const at_in *a = io->p;
     float *o = out, *mx = o + c->rows * a->ldo, *l = mx + c->rows;
     op_mqa_attend(o, a->ldo, mx, l, a->q, a->ldq, c->rows, a->kv, a->ldk, c->n, a->kv, a->ldk, c->aux, c->tok, scratch);
@@ -962,6 +997,49 @@ static void test_quantize_roundtrip(void) {
     CHECK(!quantize_supported(WHALE_DTYPE_Q2_K));
 }
 
+/* op_bf16_round: nearest, ties to even; denormals flushed to a signed zero; NaN kept, inf kept. */
+static void test_bf16_round(void) {
+    CHECK(op_bf16_round(1.0f) == 0x3F80 && op_bf16_round(-2.0f) == 0xC000);
+    CHECK(op_bf16_round(1.0f + 0x1p-8f) == 0x3F80);            /* a tie: to the even 1.0 */
+    CHECK(op_bf16_round(1.0f + 3 * 0x1p-8f) == 0x3F82);        /* a tie: to the even 1 + 2^-6 */
+    CHECK(op_bf16_round(1.0f + 0x1p-8f + 0x1p-20f) == 0x3F81); /* above the tie: up */
+    CHECK(op_bf16_round(FLT_MIN / 4) == 0 && op_bf16_round(-FLT_MIN / 4) == 0x8000);
+    CHECK(op_bf16_round(FLT_MIN) == 0x0080);
+    CHECK(op_bf16_round(INFINITY) == 0x7F80 && op_bf16_round(FLT_MAX) == 0x7F80); /* rounds to inf */
+    uint16_t n = op_bf16_round(NAN);
+    CHECK((n & 0x7F80) == 0x7F80 && (n & 0x7F) != 0);
+}
+
+/* BF16 products near the bottom of the float range: vdpbf16ps flushes results below FLT_MIN to
+ * zero, and the other levels must flush the same ones (the table's inputs never get there). */
+static void test_bf16_flush_to_zero(void) {
+    enum { H = 4, T = 9, D = 70 };
+    static uint16_t q[H * D], k[T * D];
+    static uint32_t pp[H * (T + 1) / 2];
+    static float s[ISA_N_LEVELS][H * T], o[ISA_N_LEVELS][H * D], o0[H * D];
+    int flushed = 0;
+    for (int i = 0; i < H * D; i++) q[i] = op_bf16_round(frand() * 0x1p-60f);
+    for (int i = 0; i < T * D; i++) k[i] = op_bf16_round(frand() * 0x1p-64f * (i % 3 ? 1 : 0x1p-3f));
+    for (int i = 0; i < H * (T + 1) / 2; i++)
+        pp[i] = op_bf16_round(fabsf(frand()) * 0x1p-60f) | (uint32_t)op_bf16_round(fabsf(frand()) * 0x1p-61f) << 16;
+    for (int i = 0; i < H * D; i++) /* tiny starts, some denormal, some zero */
+        o0[i] = frand() * (i % 3 ? 0x1p-100f : 0x1p-130f) * (float)(i % 2);
+    for (int l = 0; l <= (int)isa_detected(); l++) {
+        isa_force(l);
+        op_mqa_scores_bf16(s[l], T, q, D, H, k, D, T, D);
+        memcpy(o[l], o0, sizeof o0);
+        op_mqa_accum_bf16(o[l], D, pp, (T + 1) / 2, H, k, D, T, D);
+        CHECKF(!memcmp(s[l], s[0], sizeof s[0]) && !memcmp(o[l], o[0], sizeof o[0]), "level %s differs",
+               isa_name(l));
+    }
+    isa_force(-1);
+    for (int i = 0; i < H * T; i++) flushed += s[0][i] == 0;
+    for (int i = 0; i < H * D; i++) flushed += o[0][i] == 0;
+    CHECKF(flushed > 0, "no result was flushed: the test does not reach the bottom of the range");
+    printf("    BF16 flush: %d results zero, levels scalar..%s agree (vdpbf16ps %s)\n", flushed,
+           isa_name(isa_detected()), isa_has_avx512_bf16() ? "used" : "not on this CPU");
+}
+
 /* isa.c itself: names, forcing clamps to the CPU, -1 lifts the force. */
 static void test_isa(void) {
     for (int l = 0; l < ISA_N_LEVELS; l++) CHECK(isa_parse(isa_name(l)) == l);
@@ -1066,6 +1144,8 @@ int main(int argc, char **argv) {
         RUN(test_quantizer_values);
         RUN(test_small_ops);
         RUN(test_quantize_roundtrip);
+        RUN(test_bf16_round);
+        RUN(test_bf16_flush_to_zero);
         RUN(test_isa);
         RUN(test_levels_across_threads);
     }

@@ -19,20 +19,12 @@
 #include "formats/dtype.h"
 #include "kernels/attn.h"
 #include "kernels/isa.h"
+#include "kernels/cpu/lanes.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define WHALE_X86 1
 #include <immintrin.h>
 #endif
-
-/* The sum of 16 lanes in the AVX-512 kernels' order: lanes i and i + 8, then halves of 4, 2, 1. */
-static float lanes16_sum(const float *c) {
-    float h[8];
-    for (int l = 0; l < 8; l++) h[l] = c[l] + c[l + 8];
-    for (int l = 0; l < 4; l++) h[l] = h[l] + h[l + 4];
-    for (int l = 0; l < 2; l++) h[l] = h[l] + h[l + 2];
-    return h[0] + h[1];
-}
 
 /* Element i of a key or value row: F32, or F16 (kv caches stored in half precision). */
 static inline float elem(const void *row, int f16, int64_t i) {
@@ -77,15 +69,6 @@ static void accum_portable(float *o, int64_t ldo, const float *p, int64_t ldp, i
 #ifdef WHALE_X86
 #define AT_TARGET "avx512f,avx512bw,avx512vl,avx512dq"
 #define AT_INLINE __attribute__((target(AT_TARGET))) static inline __attribute__((always_inline))
-
-/* lanes16_sum on a register (not _mm512_reduce_add_ps, whose order is the compiler's). */
-AT_INLINE float hsum16(__m512 v) {
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));
-    return _mm_cvtss_f32(b);
-}
 
 /* 16 elements of a row from element i (masked): F32, or F16 widened with vcvtph2ps. */
 AT_INLINE __m512 ld16(const void *row, int f16, int64_t i, __mmask16 m) {
@@ -206,15 +189,6 @@ __attribute__((target(AT_TARGET))) static void accum_x(float *o, int64_t ldo, co
 
 #define AY_TARGET "avx2,fma,f16c"
 #define AY_INLINE __attribute__((target(AY_TARGET))) static inline __attribute__((always_inline))
-
-/* lanes16_sum of the halves lo, hi: lanes i and i + 8 first, then 4, 2, 1, as hsum16. */
-AY_INLINE float hsum16_y(__m256 lo, __m256 hi) {
-    __m256 a = _mm256_add_ps(lo, hi);
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));
-    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));
-    return _mm_cvtss_f32(b);
-}
 
 /* 8 elements of a row from element i: F32, or F16 widened with vcvtph2ps. */
 AY_INLINE __m256 ld8(const void *row, int f16, int64_t i) {
@@ -379,7 +353,12 @@ void op_mqa_accum_f16(float *o, int64_t ldo, const float *p, int64_t ldp, int64_
 
 void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                      const void *k, int64_t ldk, int64_t dk, const void *v, int64_t ldv, int64_t dv, int64_t n_pos,
-                     int f16, float *scratch) {
+                     int type, float *scratch) {
+    if (type == OP_KV_BF16) {
+        op_mqa_attend_bf16(o, ldo, mx, l, q, ldq, n_head, k, ldk, dk, v, ldv, dv, n_pos, scratch);
+        return;
+    }
+    int f16 = type == OP_KV_F16;
     for (int64_t b = 0; b < n_pos; b += OP_MQA_BLOCK) {
         int64_t nb = n_pos - b < OP_MQA_BLOCK ? n_pos - b : OP_MQA_BLOCK;
         scores_any(scratch, OP_MQA_BLOCK, q, ldq, n_head, row_at(k, f16, ldk, b), f16, ldk, nb, dk);
@@ -402,5 +381,5 @@ void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q,
 void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                    const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
                    float *scratch) {
-    op_mqa_attend_t(o, ldo, mx, l, q, ldq, n_head, k, ldk, dk, v, ldv, dv, n_pos, 0, scratch);
+    op_mqa_attend_t(o, ldo, mx, l, q, ldq, n_head, k, ldk, dk, v, ldv, dv, n_pos, OP_KV_F32, scratch);
 }

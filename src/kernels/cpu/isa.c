@@ -54,7 +54,23 @@ static isa_level isa_cpuid(void) {
 #endif
 
 /* -1 until found; threads may race to find it, and store the same answer. */
-static _Atomic int isa_hw = -1;
+static _Atomic int isa_hw = -1, isa_bf16 = -1;
+
+int isa_has_avx512_bf16(void) {
+    int b = atomic_load_explicit(&isa_bf16, memory_order_relaxed);
+    if (b < 0) {
+        b = 0;
+#ifdef ISA_X86
+        unsigned a, bx, c, d;
+        if (isa_detected() == ISA_AVX512 && __get_cpuid_max(0, NULL) >= 7) {
+            __cpuid_count(7, 1, a, bx, c, d);
+            b = (int)(a >> 5 & 1);
+        }
+#endif
+        atomic_store_explicit(&isa_bf16, b, memory_order_relaxed);
+    }
+    return b && isa_level_get() == ISA_AVX512;
+}
 
 isa_level isa_detected(void) {
     int l = atomic_load_explicit(&isa_hw, memory_order_relaxed);
