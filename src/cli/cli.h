@@ -36,12 +36,14 @@ int cmd_distill(int argc, char **argv); /* cmd_distill.c: rl/distill.c */
 int cmd_train_plot(int argc, char **argv); /* whale train plot RUN_DIR */
 int cmd_eval(int argc, char **argv);       /* cmd_eval.c: whale.h, src/rl and src/base only */
 
-/* --kv-type VALUE: f32 (0), f16 (1) or bf16 (2) into *type; -1 with a message otherwise. */
+/* --kv-type VALUE: f32 (0), f16 (1), bf16 (2) or q8 (3) into *type; -1 with a message otherwise. */
 int cli_kv_type(const char *cmd, const char *v, int *type);
 #define CLI_KV_TYPE_HELP                                                                                   \
     "  --kv-type T           KV cache rows as f32 (default), f16 or bf16: half the memory and the\n"  \
     "                        bytes attention reads; bf16 also computes attention in bfloat16\n"      \
-    "                        (faster at long context on CPUs with AVX512_BF16; values rounded)\n"
+    "                        (faster at long context on CPUs with AVX512_BF16; values rounded);\n"   \
+    "                        q8 (MLA models): int8 latents with per-row scales, a quarter of F32,\n" \
+    "                        attention in integers (fastest at long context with AVX-512 VNNI)\n"
 /* Resolve a -m argument (whale_model_resolve: a name, an alias, a path or "default") into a
  * static buffer; on failure prints the reason and exits with status 1. */
 const char *cli_model_path(const char *arg);

@@ -11,13 +11,13 @@
 #include "tokenizer/tokenizer.h"
 
 int cli_kv_type(const char *cmd, const char *v, int *type) {
-    static const char *const names[] = {"f32", "f16", "bf16"}; /* OP_KV_F32, OP_KV_F16, OP_KV_BF16 */
-    for (int i = 0; v && i < 3; i++)
+    static const char *const names[] = {"f32", "f16", "bf16", "q8"}; /* OP_KV_F32, _F16, _BF16, _Q8 */
+    for (int i = 0; v && i < 4; i++)
         if (!strcmp(v, names[i])) {
             *type = i;
             return 0;
         }
-    fprintf(stderr, "whale %s: --kv-type takes f32, f16 or bf16\n", cmd);
+    fprintf(stderr, "whale %s: --kv-type takes f32, f16, bf16 or q8\n", cmd);
     return -1;
 }
 

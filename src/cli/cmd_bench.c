@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "base/err.h"
+#include "kernels/attn.h"
 #include "base/progress.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
@@ -408,8 +409,8 @@ static int run_test(bench_run *r, bench_ctx *c, int threads, int64_t d, int64_t 
     if (n_gen > 0 && n_prompt == 0) {
         /* token i attends to d + i + 1 positions; bytes are linear in that, so the mean over the
          * run is the mean of the first and the last token's */
-        x->bytes_per_token = 0.5 * ((double)model_bytes_per_token(c->m, d + 1) + (double)model_bytes_per_token(c->m, d + n_gen));
-        x->kv_bytes = x->bytes_per_token - (double)r->info.weight_bytes;
+        x->kv_bytes = 0.5 * (double)((d + 1) + (d + n_gen)) * (double)r->info.kv_bytes; /* as the cache stores rows */
+        x->bytes_per_token = (double)r->info.weight_bytes + x->kv_bytes;
     }
     c->filled = c->filled < d ? c->filled : d; /* the test wrote positions from d on */
     if (!o->json) print_row(r, x);
@@ -435,8 +436,11 @@ static void fill_info(bench_run *r, const model *m, const char *path, int kv_typ
     else snprintf(in->type, sizeof in->type, "%s", hp->arch_name);
     model_file_totals(m, &in->n_params, &in->size);
     in->weight_bytes = model_weight_bytes_per_token(m);
-    in->kv_bytes = model_kv_bytes_per_token(hp) / (kv_type ? 2 : 1); /* the F32 figure, halved for F16 and BF16 rows */
-    in->kv_bytes_mtp = model_kv_bytes_per_token_mtp(hp) / (kv_type ? 2 : 1);
+    /* the F32 figure, halved for F16 and BF16 rows; Q8: a quarter, and two scales per layer's row */
+    in->kv_bytes = kv_type == OP_KV_Q8 ? model_kv_bytes_per_token(hp) / 4 + 8 * (size_t)hp->n_layer
+                                       : model_kv_bytes_per_token(hp) / (kv_type ? 2 : 1);
+    size_t mtp = model_kv_bytes_per_token_mtp(hp);
+    in->kv_bytes_mtp = kv_type == OP_KV_Q8 ? (mtp ? mtp / 4 + 8 * (size_t)hp->n_nextn_layer : 0) : mtp / (kv_type ? 2 : 1);
 }
 
 /* Load the model with `threads` threads and run every test for that thread count. 0 or -1. */

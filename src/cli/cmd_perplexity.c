@@ -19,15 +19,16 @@
 #define PPL_MAX_TEXT (1u << 30)
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale perplexity [-m MODEL] -f FILE [--ctx N] [--chunks N] [-t N]\n\n"
+    fprintf(f, "usage: whale perplexity [-m MODEL] -f FILE [--ctx N] [--chunks N] [-t N] [--kv-type T]\n\n"
                "Perplexity of the model on a text file: chunks of --ctx tokens (default 512), the second\n"
-               "half of each chunk scored. --chunks limits how many chunks are used.\n");
+               "half of each chunk scored. --chunks limits how many chunks are used.\n"
+               CLI_KV_TYPE_HELP);
 }
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *file = NULL;
     int64_t ctx = 512, max_chunks = -1;
-    int threads = 0;
+    int threads = 0, kv_type = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
@@ -36,6 +37,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if (next && !strcmp(a, "--ctx")) { ctx = atoll(next); i++; }
         else if (next && !strcmp(a, "--chunks")) { max_chunks = atoll(next); i++; }
         else if (next && !strcmp(a, "-t")) { threads = atoi(next); i++; }
+        else if (!strcmp(a, "--kv-type")) { if (cli_kv_type("perplexity", next, &kv_type)) return 2; i++; }
         else { fprintf(stderr, "whale perplexity: bad option '%s'\n", a); usage(stderr); return 2; }
     }
     if (!file) { usage(stderr); return 2; }
@@ -47,7 +49,7 @@ int cmd_perplexity(int argc, char **argv) {
     if (!text) { fprintf(stderr, "whale perplexity: cannot read %s (missing, unreadable or over 1 GiB)\n", file); return 1; }
     whale_err err = {0};
     model *m = NULL;
-    model_opts o = {.n_threads = threads, .progress = 1};
+    model_opts o = {.n_threads = threads, .progress = 1, .kv_type = kv_type};
     tok_ids ids = {0};
     model_ctx *mc = NULL;
     float *lg = NULL;

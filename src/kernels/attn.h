@@ -36,7 +36,7 @@ void op_mqa_attend(float *o, int64_t ldo, float *mx, float *l, const float *q, i
                    const float *k, int64_t ldk, int64_t dk, const float *v, int64_t ldv, int64_t dv, int64_t n_pos,
                    float *scratch);
 /* How a cache stores its rows. */
-enum { OP_KV_F32 = 0, OP_KV_F16 = 1, OP_KV_BF16 = 2 };
+enum { OP_KV_F32 = 0, OP_KV_F16 = 1, OP_KV_BF16 = 2, OP_KV_Q8 = 3 };
 
 /* The same over a cache stored as `type`: k and v point at rows of that type, ldk/ldv count
  * elements. For OP_KV_BF16 the products are bfloat16's too (op_mqa_attend_bf16), and scratch
@@ -65,5 +65,23 @@ void op_mqa_accum_bf16(float *o, int64_t ldo, const uint32_t *pp, int64_t ldp, i
 void op_mqa_attend_bf16(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                         const uint16_t *k, int64_t ldk, int64_t dk, const uint16_t *v, int64_t ldv, int64_t dv,
                         int64_t n_pos, float *scratch);
+
+/* ---- int8 rows with per-row scales (kernels/cpu/attn_q8.c) -------------------------------- */
+
+/* Row bytes of n values split in two segments: n int8 values, then two float scales. */
+#define OP_Q8_ROW_BYTES(n) ((n) + 2 * (int64_t)sizeof(float))
+/* x's n values as such a row: [0, split) and [split, n) each against max |x| / 127 (rounded to
+ * nearest, a zero segment has scale 0). */
+void op_q8_row(uint8_t *row, const float *x, int64_t n, int64_t split);
+/* The row's values back: int8 x its segment's scale. */
+void op_q8_row_get(float *x, const uint8_t *row, int64_t n, int64_t split);
+/* op_mqa_attend over such rows, row_bytes apart: keys are the whole rows (dk values), values
+ * their first segment (dv = split; o holds split floats per head). Queries are quantized per
+ * head and segment like the rows; a score is the two integer dot products times their scales;
+ * each block's weights p x (row scale) are quantized to 0..255 against their largest and the
+ * block's integer sums added to o with one multiply-add. scratch: op_mqa_scratch_q8 floats. */
+void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
+                      const uint8_t *rows, int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos, float *scratch);
+int64_t op_mqa_scratch_q8(int64_t n_head, int64_t dk, int64_t split);
 
 #endif

@@ -178,6 +178,7 @@ static int ws_new(const model *m, model_ctx *c, whale_err *err) {
     int split = m->mtp && m->mtp->blk.split_kb;
     for (int64_t l = 0; l < hp->n_layer; l++) split |= m->ds[l].split_kb;
     int64_t after = dc > OP_MQA_SCRATCH(H, dc + dr) ? dc : OP_MQA_SCRATCH(H, dc + dr); /* scores (+ BF16 queries) */
+    if (op_mqa_scratch_q8(H, dc + dr, dc) > after) after = op_mqa_scratch_q8(H, dc + dr, dc); /* or Q8's */
     if (split && dn * dc > after) after = dn * dc;
     w->wide = wide3;
     w->scratch_n = wide3 + after + dc + dr; /* + one latent row widened from an F16 cache */

@@ -14,7 +14,7 @@
  * carrying its online-softmax state across; its blocks of 64 positions start where each call
  * starts, so callers start their calls on page boundaries (dense attention at position 0, MLA's
  * decode chunks rounded to pages) and the bits do not depend on where the pages lie.
- * Owns: the pool, the page table, row conversion to and from F16 and BF16. Does not own: what rows mean
+ * Owns: the pool, the page table, row conversion to and from F16, BF16 and int8 (Q8). Does not own: what rows mean
  * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +23,11 @@
 #include "base/rng.h"
 #include "model/model_impl.h"
 
-size_t kv_elem_size(const kv_cache *kv) { return kv->type == OP_KV_F32 ? 4 : 2; }
+size_t kv_elem_size(const kv_cache *kv) { return kv->type == OP_KV_F32 ? 4 : kv->type == OP_KV_Q8 ? 1 : 2; }
 
-kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t n_ctx, int n_seq) {
-    if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0 || type < OP_KV_F32 || type > OP_KV_BF16) return NULL;
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t split, int64_t n_ctx, int n_seq) {
+    if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0 || type < OP_KV_F32 || type > OP_KV_Q8) return NULL;
+    if (type == OP_KV_Q8 && (with_v || split <= 0 || split >= kv_dim)) return NULL; /* q8: MLA latent rows */
     kv_cache *kv = calloc(1, sizeof *kv);
     if (!kv) return NULL;
     kv->n_ctx = n_ctx;
@@ -34,6 +35,8 @@ kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, in
     kv->n_layer = n_layer;
     kv->kv_dim = kv_dim;
     kv->type = type;
+    kv->split = split;
+    kv->row_bytes = type == OP_KV_Q8 ? OP_Q8_ROW_BYTES(kv_dim) : kv_dim * (int64_t)kv_elem_size(kv);
     kv->n_page_seq = (n_ctx + KV_PAGE - 1) / KV_PAGE;
     kv->n_page = kv->n_page_seq * n_seq;
     if (kv->n_page > INT32_MAX) {
@@ -43,9 +46,9 @@ kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, in
     kv->page = malloc((size_t)kv->n_page * sizeof *kv->page);
     kv->ref = calloc((size_t)kv->n_page, sizeof *kv->ref);
     kv->free_pages = malloc((size_t)kv->n_page * sizeof *kv->free_pages);
-    size_t n = (size_t)(n_layer * kv->n_page * KV_PAGE * kv_dim);
-    kv->k = calloc(n, kv_elem_size(kv));
-    kv->v = with_v ? calloc(n, kv_elem_size(kv)) : NULL;
+    size_t n = (size_t)(n_layer * kv->n_page * KV_PAGE);
+    kv->k = calloc(n, (size_t)kv->row_bytes);
+    kv->v = with_v ? calloc(n, (size_t)kv->row_bytes) : NULL;
     if (!kv->page || !kv->ref || !kv->free_pages || !kv->k || (with_v && !kv->v)) {
         kv_cache_free(kv);
         return NULL;
@@ -74,7 +77,7 @@ static void page_unref(kv_cache *kv, int32_t p) {
 
 /* Copy every layer's rows of physical page from into page to. */
 static void page_copy(kv_cache *kv, int32_t to, int32_t from) {
-    size_t bytes = (size_t)(KV_PAGE * kv->kv_dim) * kv_elem_size(kv);
+    size_t bytes = (size_t)(KV_PAGE * kv->row_bytes);
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++) {
             char *base = which ? kv->v : kv->k;
@@ -133,7 +136,7 @@ int64_t kv_cache_n_seq(const kv_cache *kv) { return kv->n_seq; }
 void *kv_row(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos) {
     int64_t phys = kv->page[(int64_t)seq * kv->n_page_seq + pos / KV_PAGE];
     size_t row = (size_t)((layer * kv->n_page + phys) * KV_PAGE + pos % KV_PAGE);
-    return (char *)(which ? kv->v : kv->k) + row * (size_t)kv->kv_dim * kv_elem_size(kv);
+    return (char *)(which ? kv->v : kv->k) + row * (size_t)kv->row_bytes;
 }
 
 int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64_t pos, int64_t n, const void **row) {
@@ -147,6 +150,7 @@ int64_t kv_span(const kv_cache *kv, int which, int64_t layer, int32_t seq, int64
 void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n) {
     uint16_t *h = dst;
     if (kv->type == OP_KV_F32) memcpy(dst, src, (size_t)n * sizeof(float));
+    else if (kv->type == OP_KV_Q8) op_q8_row(dst, src, n, kv->split); /* n: a whole row */
     else if (kv->type == OP_KV_F16)
         for (int64_t i = 0; i < n; i++) h[i] = f32_to_fp16(src[i]);
     else
@@ -156,7 +160,8 @@ void kv_put(const kv_cache *kv, void *dst, const float *src, int64_t n) {
 const float *kv_get(const kv_cache *kv, const void *row, int64_t n, float *tmp) {
     const uint16_t *h = row;
     if (kv->type == OP_KV_F32) return row;
-    if (kv->type == OP_KV_F16)
+    if (kv->type == OP_KV_Q8) op_q8_row_get(tmp, row, n, kv->split);
+    else if (kv->type == OP_KV_F16)
         for (int64_t i = 0; i < n; i++) tmp[i] = fp16_to_f32(h[i]);
     else
         for (int64_t i = 0; i < n; i++) tmp[i] = bf16_to_f32(h[i]);
@@ -170,23 +175,23 @@ int kv_cache_fill_random(kv_cache *kv, int seq, int64_t n, uint64_t seed, whale_
     for (int64_t p = 0; p < n; p += KV_PAGE)
         if (kv_own(kv, seq, p)) return err_set(err, WHALE_E_NOMEM, "the KV cache has no free page");
     uint64_t x = seed | 1;
+    float *r = malloc((size_t)kv->kv_dim * sizeof *r);
+    if (!r) return err_set(err, WHALE_E_NOMEM, "out of memory");
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++)
             for (int64_t p = 0; p < n; p++) {
-                char *row = kv_row(kv, which, l, seq, p);
-                for (int64_t i = 0; i < kv->kv_dim; i++) {
-                    /* uniform on [-sqrt 3, sqrt 3): unit variance */
-                    float r = (float)(rng_unit(rng_xorshift64(&x)) * 3.4641016151377544 - 1.7320508075688772);
-                    kv_put(kv, row + (size_t)i * kv_elem_size(kv), &r, 1);
-                }
+                for (int64_t i = 0; i < kv->kv_dim; i++) /* uniform on [-sqrt 3, sqrt 3): unit variance */
+                    r[i] = (float)(rng_unit(rng_xorshift64(&x)) * 3.4641016151377544 - 1.7320508075688772);
+                kv_put(kv, kv_row(kv, which, l, seq, p), r, kv->kv_dim);
             }
+    free(r);
     return 0;
 }
 
 int kv_cache_type(const kv_cache *kv) { return kv->type; }
 
 size_t kv_cache_pos_bytes(const kv_cache *kv) {
-    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->kv_dim) * kv_elem_size(kv);
+    return (kv->v ? 2 : 1) * (size_t)(kv->n_layer * kv->row_bytes);
 }
 
 /* Copy positions [pos0, pos0+n) of seq between the cache and buf (layer by layer: keys, then
@@ -195,7 +200,7 @@ static int kv_copy(kv_cache *kv, int seq, int64_t pos0, int64_t n, uint8_t *buf,
     if (seq < 0 || seq >= kv->n_seq || pos0 < 0 || n < 0 || pos0 + n > kv->n_ctx) return -1;
     for (int64_t p = n ? pos0 - pos0 % KV_PAGE : pos0; p < pos0 + n; p += KV_PAGE) /* reading: made; writing: own */
         if (out ? kv->page[(int64_t)seq * kv->n_page_seq + p / KV_PAGE] < 0 : kv_own(kv, seq, p)) return -1;
-    size_t row_bytes = (size_t)kv->kv_dim * kv_elem_size(kv);
+    size_t row_bytes = (size_t)kv->row_bytes;
     for (int64_t l = 0; l < kv->n_layer; l++)
         for (int which = 0; which < (kv->v ? 2 : 1); which++)
             for (int64_t p = pos0; p < pos0 + n;) {

@@ -205,6 +205,11 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     m->mla_naive = o.mla_naive;
     m->kv_type = o.kv_type;
     m->mtp_prenorm = o.mtp_prenorm;
+    if (m->kv_type == OP_KV_Q8 && m->arch->kv_with_v) {
+        rc = err_set(err, WHALE_E_ARG, "a q8 KV cache is for MLA models (DeepSeek V2/V3: the latent cache); for %s use "
+                     "f16 or bf16", m->hp.arch_name);
+        goto fail;
+    }
     if ((rc = load_common(m, err))) goto fail;
     if ((rc = m->arch->load(m, err))) goto fail;
     if (m->arch->has_mtp && (rc = mtp_load(m, err))) goto fail;
@@ -249,7 +254,8 @@ model_ctx *model_ctx_new(const model *m, int64_t n_ctx, int n_seq) {
     c->m = m;
     c->arch = m->arch;
     /* the MTP block caches in one more layer */
-    c->kv = kv_cache_new(hp->n_layer + (m->mtp ? 1 : 0), m->arch->kv_dim(hp), m->arch->kv_with_v, m->kv_type, n_ctx,
+    c->kv = kv_cache_new(hp->n_layer + (m->mtp ? 1 : 0), m->arch->kv_dim(hp), m->arch->kv_with_v, m->kv_type,
+                         m->arch->kv_with_v ? 0 : hp->kv_lora_rank /* q8: the latent, then the rope key */, n_ctx,
                          n_seq);
     c->tp = tp_new(m->n_threads);
     if (!c->kv || !c->tp) goto fail;

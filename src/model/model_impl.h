@@ -85,7 +85,9 @@ void lora_free(model *m);
 struct kv_cache {
     int64_t n_ctx, n_layer, kv_dim;
     int n_seq;
-    int type;           /* how rows are stored: OP_KV_F32, OP_KV_F16 or OP_KV_BF16 (model_opts.kv_type) */
+    int type;           /* how rows are stored: OP_KV_F32, OP_KV_F16, OP_KV_BF16 or OP_KV_Q8 (model_opts.kv_type) */
+    int64_t split;      /* OP_KV_Q8: where a row's second scale segment starts (MLA: the rope key) */
+    int64_t row_bytes;  /* one row's bytes */
     int64_t n_page_seq; /* pages per sequence: ceil(n_ctx / KV_PAGE) */
     int64_t n_page;     /* pages in the pool: n_seq * n_page_seq, so mapping never runs out */
     int32_t *page;      /* (n_seq, n_page_seq) physical page holding each logical page; -1: none */
@@ -97,7 +99,7 @@ struct kv_cache {
 
 /* A cache of n_layer layers of kv_dim-element rows (values too when with_v), for n_seq
  * sequences of n_ctx positions. NULL on bad sizes or out of memory. */
-kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t n_ctx, int n_seq);
+kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t split, int64_t n_ctx, int n_seq);
 void kv_cache_free(kv_cache *kv);
 /* The row of (layer, seq, pos) in k (which 0) or v (which 1). Its page must be mapped: a row
  * is written only after kv_own, and read only where it was written. */

@@ -41,7 +41,7 @@ static void check_read(const kv_cache *kv, int seq, int64_t p0, int64_t n) {
 }
 
 static void test_identity_pages(void) {
-    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, CTX, SEQS);
+    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, 0, CTX, SEQS);
     CHECK(kv && kv->n_page_seq == 4);
     fill(kv);
     const void *r;
@@ -53,7 +53,7 @@ static void test_identity_pages(void) {
 }
 
 static void test_permuted_pages(void) {
-    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, CTX, SEQS);
+    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, 0, CTX, SEQS);
     /* sequence 0's logical pages in physical pages 5, 6, 0, 2; sequence 1's in 7, 1, 3, 4 */
     int32_t perm[8] = {5, 6, 0, 2, 7, 1, 3, 4};
     for (int i = 0; i < 8; i++) kv->page[i] = perm[i], kv->ref[perm[i]] = 1;
@@ -80,16 +80,16 @@ static void test_permuted_pages(void) {
 }
 
 static void test_mla_cache_has_no_values(void) {
-    kv_cache *kv = kv_cache_new(3, 8, 0, 1, 65, 1);
+    kv_cache *kv = kv_cache_new(3, 8, 0, 1, 0, 65, 1);
     CHECK(kv && !kv->v && kv_cache_pos_bytes(kv) == 3 * 8 * 2);
     kv_cache_free(kv);
-    CHECK(kv_cache_new(3, 8, 0, 0, 0, 1) == NULL);
+    CHECK(kv_cache_new(3, 8, 0, 0, 0, 0, 1) == NULL);
 }
 
 /* Sequence 1 maps sequence 0's first two pages: the same rows, one copy; a write by either
  * copies the page for the writer only; keep lets pages go, and a page two map stays in use. */
 static void test_shared_pages_copy_on_write(void) {
-    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, CTX, SEQS);
+    kv_cache *kv = kv_cache_new(LAYERS, DIM, 1, 0, 0, CTX, SEQS);
     int64_t used, total;
     size_t pb;
     kv_cache_pages(kv, &used, &total, &pb);

@@ -29,6 +29,8 @@
  *   mqa_attend, o / l                          1   (chain: positions + the scores' bound
  *       (dk/16 + 16) x max sum |q k|, a score's error being a relative error of its weight;
  *       BF16 adds its rounded queries and weights: 2^-8 (1 + 2 max sum |q k|) relative)
+ *   mqa_attend_q8 (int8 rows, --kv-type q8)   1   (against its bound of query and weight
+ *       quantization: see the op's section)
  *   small ops (scalar only today)              1   (rmsnorm, softmax, swiglu, add, dot, rope)
  *   quantize_act: |q*d - x| <= d/2 (err = |q*d - x| / (d/2), threshold 1 + 1e-5), the block
  *       sums exact, d = max|x|/127 to one rounding.
@@ -706,6 +708,140 @@ static double ad_error(const op_io *io, const void *out) {
     return worst;
 }
 
+/* ---- attention over int8 rows: op_mqa_attend_q8 (--kv-type q8) ---------------------------- */
+
+/* n = dk, aux = split (the values: the rows' first segment), rows = heads, tok = positions.
+ * The rows are op_q8_row's of values in [-1, 1) (the second segment scaled by 3: its own range);
+ * the reference is the double softmax-weighted sum over the rows' dequantized values with the
+ * unquantized queries. Its bound, per output (io->mag holds it, error = |o/l - ref| / bound):
+ *   queries: a score moves by at most d_s = sum over segments of (query scale / 2) sum |k|, so a
+ *     weight by a factor within exp(+-2 d_s) after normalizing: 2 (e^(2 d_s) - 1) x sum p |v| / l;
+ *   weights: each term p_t s_t q_ti is off by at most (w scale / 2) x 127 per block (the block's
+ *     largest p_t s_t / 255 as scale): sum over blocks of nb x max(p s) x 127 / 510, over l;
+ *   plus float roundings: 1e-5 x sum p |v| / l. */
+typedef struct q8_in {
+    float *q;       /* (heads, ldq) */
+    uint8_t *rows;  /* (tok, row_bytes) */
+    float *deq;     /* (tok, dk) the rows' values */
+    int64_t ldq, row_bytes, ldo;
+} q8_in;
+
+static int q8_cases(op_case *c) {
+    const int64_t heads[] = {1, 3, 16}, poss[] = {1, 63, 64, 65, 150}, dims[][2] = {{17, 13}, {64, 48}, {576, 512}};
+    int k = 0;
+    for (int a = 0; a < 3; a++)
+        for (int d = 0; d < 3; d++)
+            for (int p = 0; p < 5; p++) c[k++] = (op_case){WHALE_DTYPE_Q8_0, dims[d][0], heads[a], poss[p], dims[d][1]};
+    return k;
+}
+
+static void q8_prepare(op_io *io) {
+    const op_case *c = &io->c;
+    int64_t H = c->rows, T = c->tok, dk = c->n, sp = c->aux;
+    q8_in *a = io->p = xmalloc(sizeof *a);
+    a->ldq = dk + 3, a->row_bytes = OP_Q8_ROW_BYTES(dk) + 4, a->ldo = sp + 1;
+    a->q = xmalloc(sizeof(float) * (size_t)(H * a->ldq));
+    a->rows = xmalloc((size_t)(T * a->row_bytes));
+    a->deq = xmalloc(sizeof(float) * (size_t)(T * dk));
+    float *x = xmalloc(sizeof(float) * (size_t)dk);
+    for (int64_t i = 0; i < H * a->ldq; i++) a->q[i] = frand() * 0.2f;
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t i = 0; i < dk; i++) x[i] = frand() * (i < sp ? 1.0f : 3.0f);
+        op_q8_row(a->rows + t * a->row_bytes, x, dk, sp);
+        op_q8_row_get(a->deq + t * dk, a->rows + t * a->row_bytes, dk, sp);
+    }
+    free(x);
+    io_alloc(io, H * a->ldo, sizeof(float) * (size_t)(H * a->ldo + 2 * H));
+    io->scratch_bytes = sizeof(float) * (size_t)op_mqa_scratch_q8(H, dk, sp);
+    float *o0 = (float *)io->out0, *mx = o0 + H * a->ldo, *l = mx + H;
+    double *p = xmalloc(sizeof(double) * (size_t)T);
+    for (int64_t h = 0; h < H; h++) {
+        mx[h] = -INFINITY, l[h] = 0;
+        const float *qh = a->q + h * a->ldq;
+        double qs[2] = {0, 0}, m = -INFINITY, sum = 0, ds = 0;
+        for (int64_t i = 0; i < dk; i++) qs[i >= sp] = fmax(qs[i >= sp], fabs(qh[i]) / 127);
+        for (int64_t t = 0; t < T; t++) {
+            double sc = 0, dst = 0;
+            for (int64_t i = 0; i < dk; i++) {
+                sc += (double)qh[i] * a->deq[t * dk + i];
+                dst += qs[i >= sp] / 2 * fabs(a->deq[t * dk + i]);
+            }
+            p[t] = sc, m = sc > m ? sc : m, ds = dst > ds ? dst : ds;
+        }
+        for (int64_t t = 0; t < T; t++) sum += p[t] = exp(p[t] - m);
+        double wq = 0; /* the weights' quantization bound, before dividing by sum */
+        for (int64_t b = 0; b < T; b += OP_MQA_BLOCK) {
+            double mps = 0, s_row;
+            int64_t nb = T - b < OP_MQA_BLOCK ? T - b : OP_MQA_BLOCK;
+            for (int64_t t = b; t < b + nb; t++) {
+                float sc2[2];
+                memcpy(sc2, a->rows + t * a->row_bytes + dk, sizeof sc2);
+                s_row = sc2[0];
+                mps = p[t] * s_row > mps ? p[t] * s_row : mps;
+            }
+            wq += (double)nb * mps * 127 / 510;
+        }
+        for (int64_t i = 0; i < a->ldo; i++) {
+            double e = 0, mag = 0;
+            for (int64_t t = 0; i < sp && t < T; t++) e += p[t] / sum * a->deq[t * dk + i], mag += p[t] / sum * fabs(a->deq[t * dk + i]);
+            o0[h * a->ldo + i] = i < sp ? 0.0f : o0[h * a->ldo + i];
+            io->ref[h * a->ldo + i] = e;
+            io->mag[h * a->ldo + i] = i < sp ? 2 * expm1(2 * ds) * mag + wq / sum + 1e-5 * mag : -1;
+        }
+    }
+    free(p);
+}
+
+static void q8_call(const op_io *io, void *out, int64_t h0, int64_t nh, int64_t t0, int64_t nt, float *scratch) {
+    const q8_in *a = io->p;
+    const op_case *c = &io->c;
+    float *o = out, *mx = o + c->rows * a->ldo, *l = mx + c->rows;
+    op_mqa_attend_q8(o + h0 * a->ldo, a->ldo, mx + h0, l + h0, a->q + h0 * a->ldq, a->ldq, nh, a->rows + t0 * a->row_bytes,
+                     a->row_bytes, c->n, c->aux, nt, scratch);
+}
+
+static void q8_run(op_io *io, void *out, float *scratch, isa_level level) {
+    (void)level;
+    q8_call(io, out, 0, io->c.rows, 0, io->c.tok, scratch);
+}
+
+/* 0: each head alone, positions split at a block boundary */
+static int q8_alt(op_io *io, void *out, float *scratch, int k) {
+    (void)k;
+    const op_case *c = &io->c;
+    for (int64_t h = 0; h < c->rows; h++) {
+        int64_t s = c->tok > OP_MQA_BLOCK ? OP_MQA_BLOCK : c->tok;
+        q8_call(io, out, h, 1, 0, s, scratch);
+        if (s < c->tok) q8_call(io, out, h, 1, s, c->tok - s, scratch);
+    }
+    return 1;
+}
+
+static double q8_error(const op_io *io, const void *out) {
+    const q8_in *a = io->p;
+    const float *o = out, *l = o + io->c.rows * a->ldo + io->c.rows;
+    double worst = 0;
+    for (int64_t h = 0; h < io->c.rows; h++) {
+        if (!(l[h] >= 1)) return INFINITY;
+        for (int64_t i = 0; i < a->ldo; i++) {
+            int64_t j = h * a->ldo + i;
+            if (io->mag[j] < 0) {
+                if (memcmp(o + j, io->out0 + 4 * j, 4)) return INFINITY;
+                continue;
+            }
+            double e = fabs((double)o[j] / l[h] - io->ref[j]) / (io->mag[j] + DBL_MIN);
+            if (!(e <= DBL_MAX)) return INFINITY;
+            worst = e > worst ? e : worst;
+        }
+    }
+    return worst;
+}
+
+static void q8_release(op_io *io) {
+    q8_in *a = io->p;
+    free(a->q), free(a->rows), free(a->deq);
+}
+
 /* ---- small ops (ops.h; scalar today, registered so a SIMD version is checked when it lands) */
 
 enum { SM_RMSNORM, SM_SOFTMAX, SM_SWIGLU, SM_ADD, SM_DOT, SM_ROPE_NEOX, SM_ROPE_NORM, SM_N };
@@ -822,6 +958,7 @@ static const op_desc ops[] = {
     {"mqa_scores", sc_cases, sc_prepare, sc_run, 2, sc_alt, NULL, 1, at_release},
     {"mqa_accum", ac_cases, ac_prepare, ac_run, 2, ac_alt, NULL, 1, at_release},
     {"mqa_attend", ad_cases, ad_prepare, ad_run, 2, ad_alt, ad_error, 1, at_release},
+    {"mqa_attend_q8", q8_cases, q8_prepare, q8_run, 1, q8_alt, q8_error, 1, q8_release},
     {"small_ops", sm_cases, sm_prepare, sm_run, 1, sm_alt, NULL, 1, sm_release},
 };
 #define N_OPS (int)(sizeof ops / sizeof ops[0])
