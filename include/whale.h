@@ -75,10 +75,18 @@ const char *whale_status_str(int code);
 
 typedef struct whale_model whale_model;
 
+/* How a model's KV caches store their rows (whale_model_params.kv_type). */
+enum {
+    WHALE_KV_F32 = 0,  /* the default */
+    WHALE_KV_F16 = 1,  /* half the memory, values rounded to 11 bits */
+    WHALE_KV_BF16 = 2, /* half the memory, attention computed in bfloat16: faster with AVX512_BF16 */
+    WHALE_KV_Q8 = 3    /* MLA (DeepSeek) latent caches only: int8 rows with per-row scales, a quarter
+                          of the memory, attention in integers (AVX-512 VNNI) */
+};
+
 typedef struct whale_model_params {
     int n_threads; /* threads per engine or scoring call; 0: one per CPU */
-    int kv_type;   /* KV cache rows: 0 F32, 1 F16 (half the memory, values rounded), 2 BF16 (half the
-                      memory, attention computed in bfloat16: faster on CPUs with AVX512_BF16) */
+    int kv_type;   /* WHALE_KV_F32, _F16, _BF16 or _Q8 */
     int progress;  /* draw a progress bar on stderr while the weights are read in */
     int vocab_only; /* load the vocabulary and chat template only (a .gguf's metadata, a
                        tokenizer.json, or a directory holding one): tokens and chat formats

@@ -232,6 +232,7 @@ int cmd_serve(int argc, char **argv) {
     whale_model *draft = NULL;
     if (draft_name) {
         mp.progress = 0;
+        if (mp.kv_type == WHALE_KV_Q8) mp.kv_type = WHALE_KV_BF16; /* a draft is dense: q8 is for MLA caches */
         if (whale_model_open(&draft, draft_name, &mp, &err)) {
             fprintf(stderr, "whale serve: --draft: %s\n", err.msg);
             whale_model_close(m);

@@ -162,7 +162,8 @@ int gen_open_engine(const gen_opts *o, whale_model *m, int64_t n_ctx, whale_engi
     ep.speculative = o->spec;
     ep.draft_max = o->draft_max;
     if (o->spec == WHALE_SPEC_DRAFT) {
-        whale_model_params mp = {.n_threads = o->threads, .kv_type = o->kv_type};
+        /* a draft is a dense model: a q8 cache (MLA only) becomes its nearest, bf16 */
+        whale_model_params mp = {.n_threads = o->threads, .kv_type = o->kv_type == WHALE_KV_Q8 ? WHALE_KV_BF16 : o->kv_type};
         if (whale_model_open(draft, o->draft, &mp, &err)) {
             fprintf(stderr, "whale %s: --draft: %s\n", cmd, err.msg);
             return 1;

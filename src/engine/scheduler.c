@@ -759,9 +759,9 @@ sched *sched_new(model *m, const sched_opts *o, whale_err *err) {
         if (!(s->blk = malloc(s->blk_bytes)) || !(s->ids = malloc((size_t)(s->o.n_ctx / PC_UNIT + 1) * sizeof *s->ids)))
             goto oom;
         /* the salt: the model's file and how its rows are laid out (F16 and BF16 rows have one
-         * size, so BF16 adds its type; F32 and F16 keep the salt of the caches made before it) */
+         * size, so BF16 and Q8 add their type; F32 and F16 keep the salt of the caches made before) */
         uint64_t lay[3] = {s->blk_bytes, (uint64_t)model_n_vocab(m), (uint64_t)kv_cache_type(s->kv)};
-        size_t lay_n = (kv_cache_type(s->kv) == OP_KV_BF16 ? 3 : 2) * sizeof lay[0];
+        size_t lay_n = (kv_cache_type(s->kv) >= OP_KV_BF16 ? 3 : 2) * sizeof lay[0];
         pcache_opts po = {s->blk_bytes, pcache_hash(s->o.cache_salt, lay, lay_n), s->o.cache_ram, s->o.cache_dir,
                           s->o.cache_disk};
         whale_err perr = {0};

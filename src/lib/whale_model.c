@@ -11,6 +11,7 @@
 #include "engine/prefix_cache.h"
 #include "hub/hub.h"
 #include "engine/reasoning.h"
+#include "kernels/attn.h"
 #include "lib/whale_impl.h"
 
 const char *whale_version(void) { return WHALE_VERSION; }
@@ -94,6 +95,9 @@ int whale_model_open(whale_model **out, const char *path, const whale_model_para
         return rc;
     }
     model_opts mo = {0};
+    _Static_assert((int)WHALE_KV_F32 == (int)OP_KV_F32 && (int)WHALE_KV_F16 == (int)OP_KV_F16 &&
+                       (int)WHALE_KV_BF16 == (int)OP_KV_BF16 && (int)WHALE_KV_Q8 == (int)OP_KV_Q8,
+                   "whale.h's KV types are the kernels'");
     if (p) mo.n_threads = p->n_threads, mo.kv_type = p->kv_type, mo.progress = p->progress;
     w->n_threads = mo.n_threads;
     rc = p && p->vocab_only ? open_vocab(w, err) : model_load(&w->m, w->path, &mo, err);
