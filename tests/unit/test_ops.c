@@ -687,25 +687,30 @@ static int ad_alt(op_io *io, void *out, float *scratch, int k) {
     return 1;
 }
 
-/* o / l against the double softmax-weighted sum; mag = sum p |v|. */
-static double ad_error(const op_io *io, const void *out) {
-    const at_in *a = io->p;
-    const float *o = out, *l = o + io->c.rows * a->ldo + io->c.rows;
+/* o / l against the double softmax-weighted sum, the error over scale x mag (ldo floats per head,
+ * then mx and l); gaps must keep their bytes. Shared by mqa_attend and mqa_attend_q8. */
+static double attend_error(const op_io *io, const void *out, int64_t ldo, double scale) {
+    const float *o = out, *l = o + io->c.rows * ldo + io->c.rows;
     double worst = 0;
     for (int64_t h = 0; h < io->c.rows; h++) {
         if (!(l[h] >= 1)) return INFINITY; /* the max's own term is exp(0) = 1 */
-        for (int64_t i = 0; i < a->ldo; i++) {
-            int64_t j = h * a->ldo + i;
+        for (int64_t i = 0; i < ldo; i++) {
+            int64_t j = h * ldo + i;
             if (io->mag[j] < 0) {
                 if (memcmp(o + j, io->out0 + 4 * j, 4)) return INFINITY;
                 continue;
             }
-            double e = fabs((double)o[j] / l[h] - io->ref[j]) / (U_F32 * (io->chain + 16) * io->mag[j] + DBL_MIN);
+            double e = fabs((double)o[j] / l[h] - io->ref[j]) / (scale * io->mag[j] + DBL_MIN);
             if (!(e <= DBL_MAX)) return INFINITY;
             worst = e > worst ? e : worst;
         }
     }
     return worst;
+}
+
+/* mag = sum p |v|: the bound is (chain + 16) u of it. */
+static double ad_error(const op_io *io, const void *out) {
+    return attend_error(io, out, ((const at_in *)io->p)->ldo, U_F32 * (io->chain + 16));
 }
 
 /* ---- attention over int8 rows: op_mqa_attend_q8 (--kv-type q8) ---------------------------- */
@@ -817,25 +822,8 @@ static int q8_alt(op_io *io, void *out, float *scratch, int k) {
     return 1;
 }
 
-static double q8_error(const op_io *io, const void *out) {
-    const q8_in *a = io->p;
-    const float *o = out, *l = o + io->c.rows * a->ldo + io->c.rows;
-    double worst = 0;
-    for (int64_t h = 0; h < io->c.rows; h++) {
-        if (!(l[h] >= 1)) return INFINITY;
-        for (int64_t i = 0; i < a->ldo; i++) {
-            int64_t j = h * a->ldo + i;
-            if (io->mag[j] < 0) {
-                if (memcmp(o + j, io->out0 + 4 * j, 4)) return INFINITY;
-                continue;
-            }
-            double e = fabs((double)o[j] / l[h] - io->ref[j]) / (io->mag[j] + DBL_MIN);
-            if (!(e <= DBL_MAX)) return INFINITY;
-            worst = e > worst ? e : worst;
-        }
-    }
-    return worst;
-}
+/* mag holds the bound itself. */
+static double q8_error(const op_io *io, const void *out) { return attend_error(io, out, ((const q8_in *)io->p)->ldo, 1.0); }
 
 static void q8_release(op_io *io) {
     q8_in *a = io->p;
