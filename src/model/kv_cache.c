@@ -14,8 +14,9 @@
  * carrying its online-softmax state across; its blocks of 64 positions start where each call
  * starts, so callers start their calls on page boundaries (dense attention at position 0, MLA's
  * decode chunks rounded to pages) and the bits do not depend on where the pages lie.
- * Owns: the pool, the page table, row conversion to and from F16, BF16 and int8 (Q8). Does not own: what rows mean
- * (the forward passes), which prefixes are worth keeping (engine/prefix_cache.c). */
+ * Owns: the pool, the page table, row conversion to and from F16, BF16 and int8 (Q8: whole rows,
+ * kernels/attn.h's op_q8_row). Does not own: what rows mean (the forward passes), which prefixes
+ * are worth keeping (engine/prefix_cache.c). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -128,7 +128,8 @@ __attribute__((target(AB_TARGET))) static void scores_b(float *s, int64_t lds, c
         for (; h < n_head; h++) score_tile_b(s + h * lds + t, lds, q + h * ldq, ldq, k + t * ldk, ldk, d, 1, 4);
     }
     for (; t < n_pos; t++)
-        for (int64_t h = 0; h < n_head; h++) score_tile_b(s + h * lds + t, lds, q + h * ldq, ldq, k + t * ldk, ldk, d, 1, 1);
+        for (int64_t h = 0; h < n_head; h++)
+            score_tile_b(s + h * lds + t, lds, q + h * ldq, ldq, k + t * ldk, ldk, d, 1, 1);
 }
 
 /* HN heads x 16*CN output columns (at most 4 x 4) from column i: each pair of positions is
@@ -177,7 +178,8 @@ __attribute__((target(AB_TARGET))) static void accum_b(float *o, int64_t ldo, co
     }
     for (; i < d; i += 16) {
         __mmask16 m = d - i >= 16 ? all : (__mmask16)((1u << (d - i)) - 1u);
-        for (int64_t h = 0; h < n_head; h++) accum_tile_b(o + h * ldo, ldo, pp + h * ldp, ldp, v, ldv, n_pos, i, m, 1, 1);
+        for (int64_t h = 0; h < n_head; h++)
+            accum_tile_b(o + h * ldo, ldo, pp + h * ldp, ldp, v, ldv, n_pos, i, m, 1, 1);
     }
 }
 

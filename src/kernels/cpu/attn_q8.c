@@ -153,7 +153,8 @@ static void accum_portable(float *o, int64_t ldo, const q8_ws *w, int64_t n_head
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t i = 0; i < split; i++) {
             int32_t s = 0;
-            for (int64_t t = 0; t < nb; t++) s += (int32_t)w->w[h * Q8_BLOCK + t] * ((const int8_t *)(rows + t * row_bytes))[i];
+            for (int64_t t = 0; t < nb; t++)
+                s += (int32_t)w->w[h * Q8_BLOCK + t] * ((const int8_t *)(rows + t * row_bytes))[i];
             o[h * ldo + i] = fmaf(w->ws[h], (float)s, o[h * ldo + i]);
         }
 }
@@ -181,7 +182,8 @@ AQ_INLINE void score_tile_q(int32_t *ic, int64_t nb, const int8_t *q, int64_t ld
         __mmask64 m = mask64(len - i);
         __m512i k[4];
 #pragma GCC unroll 4
-        for (int b = 0; b < TN; b++) k[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows + b * row_bytes + off + i), flip);
+        for (int b = 0; b < TN; b++)
+            k[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows + b * row_bytes + off + i), flip);
 #pragma GCC unroll 4
         for (int a = 0; a < HN; a++) {
             __m512i x = _mm512_maskz_loadu_epi8(m, q + a * ldq + i);
@@ -258,22 +260,26 @@ __attribute__((target(AQ_TARGET))) static void interleave_x(uint32_t *tq, int64_
             __mmask64 m = mask64(split - i);
             __m512i r[4];
             for (int b = 0; b < 4; b++)
-                r[b] = 4 * g + b < nb ? _mm512_maskz_loadu_epi8(m, rows + (4 * g + b) * row_bytes + i) : _mm512_setzero_si512();
+                r[b] = 4 * g + b < nb ? _mm512_maskz_loadu_epi8(m, rows + (4 * g + b) * row_bytes + i)
+                                      : _mm512_setzero_si512();
             /* per 128-bit lane L: bytes then pairs interleaved give columns 16L+0..3, +4..7, +8..11, +12..15 */
             __m512i lo01 = _mm512_unpacklo_epi8(r[0], r[1]), hi01 = _mm512_unpackhi_epi8(r[0], r[1]);
             __m512i lo23 = _mm512_unpacklo_epi8(r[2], r[3]), hi23 = _mm512_unpackhi_epi8(r[2], r[3]);
             __m512i A = _mm512_unpacklo_epi16(lo01, lo23), B = _mm512_unpackhi_epi16(lo01, lo23);
             __m512i C = _mm512_unpacklo_epi16(hi01, hi23), D = _mm512_unpackhi_epi16(hi01, hi23);
             /* a 4 x 4 transpose of 128-bit lanes puts the columns in order */
-            __m512i AB0 = _mm512_shuffle_i32x4(A, B, _MM_SHUFFLE(1, 0, 1, 0)), AB1 = _mm512_shuffle_i32x4(A, B, _MM_SHUFFLE(3, 2, 3, 2));
-            __m512i CD0 = _mm512_shuffle_i32x4(C, D, _MM_SHUFFLE(1, 0, 1, 0)), CD1 = _mm512_shuffle_i32x4(C, D, _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i AB0 = _mm512_shuffle_i32x4(A, B, _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i AB1 = _mm512_shuffle_i32x4(A, B, _MM_SHUFFLE(3, 2, 3, 2));
+            __m512i CD0 = _mm512_shuffle_i32x4(C, D, _MM_SHUFFLE(1, 0, 1, 0));
+            __m512i CD1 = _mm512_shuffle_i32x4(C, D, _MM_SHUFFLE(3, 2, 3, 2));
             __m512i n[4] = {_mm512_shuffle_i32x4(AB0, CD0, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm512_shuffle_i32x4(AB0, CD0, _MM_SHUFFLE(3, 1, 3, 1)),
                             _mm512_shuffle_i32x4(AB1, CD1, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm512_shuffle_i32x4(AB1, CD1, _MM_SHUFFLE(3, 1, 3, 1))};
             for (int c = 0; c < 4 && i + 16 * c < split; c++) {
                 int64_t left = split - i - 16 * c;
-                _mm512_mask_storeu_epi32(tq + g * ldt + i + 16 * c, (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1), n[c]);
+                __mmask16 km = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+                _mm512_mask_storeu_epi32(tq + g * ldt + i + 16 * c, km, n[c]);
             }
         }
 }
@@ -304,7 +310,8 @@ AQ_INLINE void accum_tile_q(float *o, int64_t ldo, const uint8_t *wq, const floa
 #pragma GCC unroll 4
         for (int c = 0; c < CN; c++) {
             float *dst = o + a * ldo + i + 16 * c;
-            __m512 r = _mm512_fmadd_ps(_mm512_set1_ps(ws[a]), _mm512_cvtepi32_ps(acc[a][c]), _mm512_maskz_loadu_ps(m, dst));
+            __m512 r = _mm512_fmadd_ps(_mm512_set1_ps(ws[a]), _mm512_cvtepi32_ps(acc[a][c]),
+                                       _mm512_maskz_loadu_ps(m, dst));
             _mm512_mask_storeu_ps(dst, m, r);
         }
 }
@@ -320,11 +327,13 @@ __attribute__((target(AQ_TARGET))) static void accum_x(float *o, int64_t ldo, co
         int64_t h = 0;
         for (; h + 4 <= n_head; h += 4)
             accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, all, 4, 4);
-        for (; h < n_head; h++) accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, all, 1, 4);
+        for (; h < n_head; h++)
+            accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, all, 1, 4);
     }
     for (; i < split; i += 16) {
         __mmask16 m = split - i >= 16 ? all : (__mmask16)((1u << (split - i)) - 1u);
-        for (int64_t h = 0; h < n_head; h++) accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, m, 1, 1);
+        for (int64_t h = 0; h < n_head; h++)
+            accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, m, 1, 1);
     }
 }
 #endif
@@ -332,7 +341,8 @@ __attribute__((target(AQ_TARGET))) static void accum_x(float *o, int64_t ldo, co
 /* ---- the attention ------------------------------------------------------------------------ */
 
 void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
-                      const uint8_t *rows, int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos, float *scratch) {
+                      const uint8_t *rows, int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos,
+                      float *scratch) {
     q8_ws w = q8_carve(scratch, n_head, dk, split);
 #ifdef WHALE_X86
     int vnni = isa_level_get() == ISA_AVX512;
