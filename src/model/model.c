@@ -205,6 +205,10 @@ int model_load(model **out, const char *path, const model_opts *opts, whale_err 
     m->mla_naive = o.mla_naive;
     m->kv_type = o.kv_type;
     m->mtp_prenorm = o.mtp_prenorm;
+    if (m->kv_type < OP_KV_F32 || m->kv_type > OP_KV_Q8) {
+        rc = err_set(err, WHALE_E_ARG, "unknown KV cache type %d (0 f32, 1 f16, 2 bf16, 3 q8)", m->kv_type);
+        goto fail;
+    }
     if (m->kv_type == OP_KV_Q8 && m->arch->kv_with_v) {
         rc = err_set(err, WHALE_E_ARG, "a q8 KV cache is for MLA models (DeepSeek V2/V3: the latent cache); for %s use "
                      "f16 or bf16", m->hp.arch_name);

@@ -43,8 +43,9 @@ typedef struct model_opts {
                         instead of after it (vLLM's choice; DeepSeek never said which) */
     int kv_type;     /* how KV caches made for the model store rows: OP_KV_F32 (0), OP_KV_F16 (IEEE
                         half floats: half the memory and of the bytes attention reads, values
-                        rounded to 11 bits) or OP_KV_BF16 (bfloat16: as much memory as F16, 8 bits,
-                        and attention's products in bfloat16 too: kernels/cpu/attn_bf16.c) */
+                        rounded to 11 bits), OP_KV_BF16 (bfloat16: as much memory as F16, 8 bits,
+                        and attention's products in bfloat16 too: kernels/cpu/attn_bf16.c) or
+                        OP_KV_Q8 (MLA models: int8 latents, kernels/cpu/attn_q8.c) */
     const char *lora; /* a PEFT LoRA adapter applied at inference (model_lora_load), or NULL */
 } model_opts;
 
@@ -95,7 +96,7 @@ void model_ctx_set_hook(model_ctx *c, model_hook_fn fn, void *user);
 int64_t kv_cache_n_seq(const kv_cache *kv);
 /* Bytes one position of one sequence holds over all layers (keys and values, or MLA latents). */
 size_t kv_cache_pos_bytes(const kv_cache *kv);
-/* How the cache stores its rows: OP_KV_F32, OP_KV_F16 or OP_KV_BF16 (kernels/attn.h). */
+/* How the cache stores its rows: OP_KV_F32, OP_KV_F16, OP_KV_BF16 or OP_KV_Q8 (kernels/attn.h). */
 int kv_cache_type(const kv_cache *kv);
 /* Copy the cache rows of positions [pos0, pos0+n) of sequence seq out to dst, or in from src
  * (n * kv_cache_pos_bytes bytes, layer by layer): a context cache keeps computed prefixes this

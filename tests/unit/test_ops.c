@@ -1135,6 +1135,32 @@ static void test_bf16_round(void) {
     CHECK((n & 0x7F80) == 0x7F80 && (n & 0x7F) != 0);
 }
 
+/* op_q8_row: each segment within half its step of the input; a zero segment has scale 0; a NaN
+ * or infinity makes its segment NaN (as an F32 cache would carry it), not a finite value. */
+static void test_q8_row(void) {
+    enum { N = 40, SPLIT = 32 };
+    float x[N], y[N];
+    uint8_t row[OP_Q8_ROW_BYTES(N)];
+    for (int i = 0; i < N; i++) x[i] = frand() * (i < SPLIT ? 1.0f : 100.0f);
+    op_q8_row(row, x, N, SPLIT);
+    op_q8_row_get(y, row, N, SPLIT);
+    for (int seg = 0; seg < 2; seg++) {
+        float amax = 0;
+        for (int i = seg ? SPLIT : 0; i < (seg ? N : SPLIT); i++) amax = fmaxf(amax, fabsf(x[i]));
+        for (int i = seg ? SPLIT : 0; i < (seg ? N : SPLIT); i++)
+            CHECKF(fabsf(y[i] - x[i]) <= amax / 127 * 0.5f * (1 + 1e-5f), "element %d: %g for %g", i, (double)y[i], (double)x[i]);
+    }
+    for (int i = SPLIT; i < N; i++) x[i] = 0;
+    x[3] = NAN;
+    op_q8_row(row, x, N, SPLIT);
+    op_q8_row_get(y, row, N, SPLIT);
+    CHECK(isnan(y[0]) && isnan(y[3]) && y[SPLIT] == 0 && y[N - 1] == 0);
+    x[3] = INFINITY;
+    op_q8_row(row, x, N, SPLIT);
+    op_q8_row_get(y, row, N, SPLIT);
+    CHECK(isnan(y[3]));
+}
+
 /* BF16 products near the bottom of the float range: vdpbf16ps flushes results below FLT_MIN to
  * zero, and the other levels must flush the same ones (the table's inputs never get there). */
 static void test_bf16_flush_to_zero(void) {
@@ -1156,6 +1182,16 @@ static void test_bf16_flush_to_zero(void) {
         op_mqa_accum_bf16(o[l], D, pp, (T + 1) / 2, H, k, D, T, D);
         CHECKF(!memcmp(s[l], s[0], sizeof s[0]) && !memcmp(o[l], o[0], sizeof o[0]), "level %s differs",
                isa_name(l));
+    }
+    /* tininess after rounding: FLT_MIN - 1.5 x 2^-151 rounds to FLT_MIN on the denormal grid but
+     * to 2^-126 - 2^-150 with an unbounded exponent, which is tiny: flushed */
+    uint16_t vr = op_bf16_round(0x1p-76f);
+    uint32_t pw = op_bf16_round(-1.5f * 0x1p-75f);
+    for (int l = 0; l <= (int)isa_detected(); l++) {
+        isa_force(l);
+        float edge = FLT_MIN;
+        op_mqa_accum_bf16(&edge, 1, &pw, 1, 1, &vr, 1, 1, 1);
+        CHECKF(edge == 0, "level %s: %a, not flushed", isa_name(l), (double)edge);
     }
     isa_force(-1);
     for (int i = 0; i < H * T; i++) flushed += s[0][i] == 0;
@@ -1270,6 +1306,7 @@ int main(int argc, char **argv) {
         RUN(test_small_ops);
         RUN(test_quantize_roundtrip);
         RUN(test_bf16_round);
+        RUN(test_q8_row);
         RUN(test_bf16_flush_to_zero);
         RUN(test_isa);
         RUN(test_levels_across_threads);

@@ -49,7 +49,14 @@ static inline float bf(uint16_t h) {
 static inline float fma_ftz(float a, float b, float c) {
     if (fabsf(c) < FLT_MIN) c = copysignf(0.0f, c);
     float r = fmaf(a, b, c);
-    return fabsf(r) < FLT_MIN ? copysignf(0.0f, r) : r;
+    if (fabsf(r) < FLT_MIN) return copysignf(0.0f, r);
+    if (fabsf(r) == FLT_MIN) { /* x86 calls a result tiny after rounding it to 24 bits with an
+                                  unbounded exponent: just below 2^-126 it is tiny (flushed) though
+                                  rounding to the denormals made it FLT_MIN; the double sum is exact */
+        double e = (double)a * b + (double)c;
+        if (fabs(e) < 0x1p-126 - 0x1p-151) return copysignf(0.0f, r);
+    }
+    return r;
 }
 
 /* ---- portable ------------------------------------------------------------------------------ */

@@ -30,13 +30,19 @@
 #define Q8_BLOCK OP_MQA_BLOCK
 #define PAD64(n) (((n) + 63) & ~(int64_t)63)
 
-/* x's n values as int8 against scale max |x| / 127 (0 for a zero segment); returns the scale. */
+/* x's n values as int8 against scale max |x| / 127 (0 for a zero segment); returns the scale.
+ * A NaN or infinite value makes the scale NaN, so that it reaches the output as it would from
+ * an F32 cache. */
 static float q8_segment(int8_t *dst, const float *x, int64_t n) {
     float amax = 0;
-    for (int64_t i = 0; i < n; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-    if (!(amax > 0) || !isfinite(amax)) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bad |= !isfinite(x[i]);
+        amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+    }
+    if (bad || !(amax > 0)) {
         memset(dst, 0, (size_t)n);
-        return 0;
+        return bad ? NAN : 0;
     }
     float s = amax / 127.0f;
     for (int64_t i = 0; i < n; i++) {
