@@ -22,7 +22,6 @@
 
 #include "base/clock.h"
 #include "base/err.h"
-#include "kernels/attn.h"
 #include "base/progress.h"
 #include "base/threadpool.h"
 #include "cli/cli.h"
@@ -436,11 +435,8 @@ static void fill_info(bench_run *r, const model *m, const char *path, int kv_typ
     else snprintf(in->type, sizeof in->type, "%s", hp->arch_name);
     model_file_totals(m, &in->n_params, &in->size);
     in->weight_bytes = model_weight_bytes_per_token(m);
-    /* the F32 figure, halved for F16 and BF16 rows; Q8: a quarter, and two scales per layer's row */
-    in->kv_bytes = kv_type == OP_KV_Q8 ? model_kv_bytes_per_token(hp) / 4 + 8 * (size_t)hp->n_layer
-                                       : model_kv_bytes_per_token(hp) / (kv_type ? 2 : 1);
-    size_t mtp = model_kv_bytes_per_token_mtp(hp);
-    in->kv_bytes_mtp = kv_type == OP_KV_Q8 ? (mtp ? mtp / 4 + 8 * (size_t)hp->n_nextn_layer : 0) : mtp / (kv_type ? 2 : 1);
+    in->kv_bytes = model_kv_bytes_per_token(hp, kv_type);
+    in->kv_bytes_mtp = model_kv_bytes_per_token_mtp(hp, kv_type);
 }
 
 /* Load the model with `threads` threads and run every test for that thread count. 0 or -1. */

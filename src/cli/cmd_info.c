@@ -15,6 +15,7 @@
 #include "formats/hf_config.h"
 #include "formats/peft.h"
 #include "formats/safetensors.h"
+#include "kernels/attn.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -52,7 +53,7 @@ static void info_print_hparams(const model_hparams *hp) {
     P(n_nextn_layer);
     /* KV cache per token over all layers, F32 as Whale stores it (model/footprint.c): MLA keeps
      * the latent and the rope key; dense models keep K and V of every KV head. */
-    long long kvb = (long long)model_kv_bytes_per_token(hp), mtp = (long long)model_kv_bytes_per_token_mtp(hp);
+    long long kvb = (long long)model_kv_bytes_per_token(hp, OP_KV_F32), mtp = (long long)model_kv_bytes_per_token_mtp(hp, OP_KV_F32);
     if (hp->kv_lora_rank > 0 && hp->n_layer > 0) {
         long long full = (long long)hp->n_head * (hp->qk_nope_head_dim + hp->qk_rope_head_dim + hp->v_head_dim) * 4 * hp->n_layer;
         printf("  %-22s %lld (MLA latent; per-head K and V would take %lld, %.1fx more)\n", "kv_bytes_per_token", kvb,

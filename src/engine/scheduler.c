@@ -28,8 +28,8 @@
 #include "base/err.h"
 #include "base/threadpool.h"
 #include "engine/draft.h"
-#include "kernels/attn.h"
 #include "engine/prefix_cache.h"
+#include "kernels/attn.h"
 
 enum { RQ_WAITING, RQ_ACTIVE, RQ_DONE };
 

@@ -15,21 +15,21 @@
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
-/* Floats cached per position and layer, as the architecture says (MLA: the latent and the
- * rope key; dense: K and V). 0 for an architecture Whale does not run. */
-static size_t kv_floats_per_layer(const model_hparams *hp) {
+/* Bytes cached per position and layer, as the architecture says (MLA: the latent and the rope
+ * key; dense: K and V), rows stored as `type`. 0 for an architecture Whale does not run. */
+static size_t kv_bytes_per_layer(const model_hparams *hp, int type) {
     const arch_ops *a = model_arch_ops(hp->arch);
-    return a ? (size_t)a->kv_dim(hp) * (a->kv_with_v ? 2 : 1) : 0;
+    return a ? kv_row_bytes(type, a->kv_dim(hp)) * (a->kv_with_v ? 2 : 1) : 0;
 }
 
-size_t model_kv_bytes_per_token(const model_hparams *hp) {
+size_t model_kv_bytes_per_token(const model_hparams *hp, int type) {
     if (hp->n_layer <= 0) return 0;
-    return kv_floats_per_layer(hp) * sizeof(float) * (size_t)hp->n_layer;
+    return kv_bytes_per_layer(hp, type) * (size_t)hp->n_layer;
 }
 
-size_t model_kv_bytes_per_token_mtp(const model_hparams *hp) {
+size_t model_kv_bytes_per_token_mtp(const model_hparams *hp, int type) {
     if (hp->n_nextn_layer <= 0) return 0;
-    return kv_floats_per_layer(hp) * sizeof(float) * (size_t)hp->n_nextn_layer;
+    return kv_bytes_per_layer(hp, type) * (size_t)hp->n_nextn_layer;
 }
 
 /* ---- weights read by one decode step --------------------------------------------------- */
@@ -42,7 +42,7 @@ size_t model_weight_bytes_per_token(const model *m) {
 }
 
 size_t model_bytes_per_token(const model *m, int64_t n_ctx) {
-    return model_weight_bytes_per_token(m) + model_kv_bytes_per_token(&m->hp) * (size_t)(n_ctx > 0 ? n_ctx : 0);
+    return model_weight_bytes_per_token(m) + model_kv_bytes_per_token(&m->hp, m->kv_type) * (size_t)(n_ctx > 0 ? n_ctx : 0);
 }
 
 /* ---- the file's tensors ---------------------------------------------------------------- */

@@ -26,6 +26,10 @@
 
 size_t kv_elem_size(const kv_cache *kv) { return kv->type == OP_KV_F32 ? 4 : kv->type == OP_KV_Q8 ? 1 : 2; }
 
+size_t kv_row_bytes(int type, int64_t kv_dim) {
+    return type == OP_KV_Q8 ? (size_t)OP_Q8_ROW_BYTES(kv_dim) : (size_t)kv_dim * (type == OP_KV_F32 ? 4 : 2);
+}
+
 kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, int64_t split, int64_t n_ctx, int n_seq) {
     if (n_ctx <= 0 || n_seq <= 0 || n_layer <= 0 || kv_dim <= 0 || type < OP_KV_F32 || type > OP_KV_Q8) return NULL;
     if (type == OP_KV_Q8 && (with_v || split <= 0 || split >= kv_dim)) return NULL; /* q8: MLA latent rows */
@@ -37,7 +41,7 @@ kv_cache *kv_cache_new(int64_t n_layer, int64_t kv_dim, int with_v, int type, in
     kv->kv_dim = kv_dim;
     kv->type = type;
     kv->split = split;
-    kv->row_bytes = type == OP_KV_Q8 ? OP_Q8_ROW_BYTES(kv_dim) : kv_dim * (int64_t)kv_elem_size(kv);
+    kv->row_bytes = (int64_t)kv_row_bytes(type, kv_dim);
     kv->n_page_seq = (n_ctx + KV_PAGE - 1) / KV_PAGE;
     kv->n_page = kv->n_page_seq * n_seq;
     if (kv->n_page > INT32_MAX) {

@@ -96,6 +96,8 @@ void model_ctx_set_hook(model_ctx *c, model_hook_fn fn, void *user);
 int64_t kv_cache_n_seq(const kv_cache *kv);
 /* Bytes one position of one sequence holds over all layers (keys and values, or MLA latents). */
 size_t kv_cache_pos_bytes(const kv_cache *kv);
+/* Bytes of one cached row of kv_dim values stored as `type` (OP_KV_*: Q8 adds its two scales). */
+size_t kv_row_bytes(int type, int64_t kv_dim);
 /* How the cache stores its rows: OP_KV_F32, OP_KV_F16, OP_KV_BF16 or OP_KV_Q8 (kernels/attn.h). */
 int kv_cache_type(const kv_cache *kv);
 /* Copy the cache rows of positions [pos0, pos0+n) of sequence seq out to dst, or in from src
@@ -158,10 +160,10 @@ int model_name_from_hf(const char *hf_name, char *out, size_t cap);
 
 /* ---- footprint (footprint.c): bytes per token, for whale info and whale bench -------------
  * KV-cache bytes one cached position takes over the main model's n_layer layers, exactly, as
- * Whale stores it (F32; MLA: the latent and the rope key; dense: K and V). */
-size_t model_kv_bytes_per_token(const model_hparams *hp);
+ * Whale stores it with rows of `type` (OP_KV_*; MLA: the latent and the rope key; dense: K and V). */
+size_t model_kv_bytes_per_token(const model_hparams *hp, int type);
 /* The same over the MTP layers (n_nextn_layer; cached only when the module is loaded); 0 if none. */
-size_t model_kv_bytes_per_token_mtp(const model_hparams *hp);
+size_t model_kv_bytes_per_token_mtp(const model_hparams *hp, int type);
 /* Weight bytes one decode step of the main model reads: one embedding row, every dense matrix,
  * n_expert_used routed experts plus the shared ones per MoE layer, norms and biases (F32), the
  * output matrix; MLA in the absorbed form. Not the MTP module. */

@@ -276,34 +276,37 @@ __attribute__((target(BY_TARGET))) static void accum_y(float *o, int64_t ldo, co
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
+enum { BF_PORTABLE, BF_AVX2, BF_NATIVE };
+
+/* Which version runs: vdpbf16ps, the AVX2 emulation (also for AVX-512 without BF16), or C. */
+static int bf_level(void) {
+#ifdef WHALE_X86
+    if (isa_has_avx512_bf16()) return BF_NATIVE;
+    if (isa_level_get() >= ISA_AVX2) return BF_AVX2;
+#endif
+    return BF_PORTABLE;
+}
+
 void op_mqa_scores_bf16(float *s, int64_t lds, const uint16_t *q, int64_t ldq, int64_t n_head, const uint16_t *k,
                         int64_t ldk, int64_t n_pos, int64_t d) {
+    switch (bf_level()) {
 #ifdef WHALE_X86
-    if (isa_has_avx512_bf16()) {
-        scores_b(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
-        return;
-    }
-    if (isa_level_get() >= ISA_AVX2) {
-        scores_y(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
-        return;
-    }
+    case BF_NATIVE: scores_b(s, lds, q, ldq, n_head, k, ldk, n_pos, d); return;
+    case BF_AVX2: scores_y(s, lds, q, ldq, n_head, k, ldk, n_pos, d); return;
 #endif
-    scores_portable(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+    default: scores_portable(s, lds, q, ldq, n_head, k, ldk, n_pos, d);
+    }
 }
 
 void op_mqa_accum_bf16(float *o, int64_t ldo, const uint32_t *pp, int64_t ldp, int64_t n_head, const uint16_t *v,
                        int64_t ldv, int64_t n_pos, int64_t d) {
+    switch (bf_level()) {
 #ifdef WHALE_X86
-    if (isa_has_avx512_bf16()) {
-        accum_b(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d);
-        return;
-    }
-    if (isa_level_get() >= ISA_AVX2) {
-        accum_y(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d);
-        return;
-    }
+    case BF_NATIVE: accum_b(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d); return;
+    case BF_AVX2: accum_y(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d); return;
 #endif
-    accum_portable(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d);
+    default: accum_portable(o, ldo, pp, ldp, n_head, v, ldv, n_pos, d);
+    }
 }
 
 void op_mqa_attend_bf16(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
