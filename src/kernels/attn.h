@@ -76,12 +76,15 @@ void op_q8_row(uint8_t *row, const float *x, int64_t n, int64_t split);
 /* The row's values back: int8 x its segment's scale. */
 void op_q8_row_get(float *x, const uint8_t *row, int64_t n, int64_t split);
 /* op_mqa_attend over such rows, row_bytes apart: keys are the whole rows (dk values), values
- * their first segment (dv = split; o holds split floats per head). Queries are quantized per
- * head and segment like the rows; a score is the two integer dot products times their scales;
- * each block's weights p x (row scale) are quantized to 0..255 against their largest and the
- * block's integer sums added to o with one multiply-add. scratch: op_mqa_scratch_q8 floats. */
-void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
-                      const uint8_t *rows, int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos, float *scratch);
+ * their first segment (dv = split; o holds split floats per head). The queries are quantized
+ * once into the scratch by op_mqa_q8_queries (per head and segment, like the rows), then any
+ * number of spans of rows attended with them. A score is the two integer dot products times
+ * their scales; each block's weights p x (row scale) are quantized to 0..255 against their
+ * largest and the block's integer sums added to o with one multiply-add. scratch:
+ * op_mqa_scratch_q8 floats, the same for both calls. */
+void op_mqa_q8_queries(float *scratch, const float *q, int64_t ldq, int64_t n_head, int64_t dk, int64_t split);
+void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, int64_t n_head, const uint8_t *rows,
+                      int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos, float *scratch);
 int64_t op_mqa_scratch_q8(int64_t n_head, int64_t dk, int64_t split);
 
 #endif

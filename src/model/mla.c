@@ -181,11 +181,12 @@ static void ds_chunk_task(void *ctx, int64_t task, int thread) {
     int32_t seq = j->seq ? j->seq[row] : 0;
     memset(o, 0, (size_t)(H * dc) * sizeof *o);
     for (int64_t h = 0; h < H; h++) mx[h] = -INFINITY, l[h] = 0;
+    if (j->kv->type == OP_KV_Q8 && t0 < t1) op_mqa_q8_queries(sc, qc, dc + dr, H, dc + dr, dc);
     for (int64_t t = t0; t < t1;) { /* the chunk's rows span by span (contiguous pages) */
         const void *lat;
         int64_t got = kv_span(j->kv, 0, j->layer, seq, t, t1 - t, &lat);
         if (j->kv->type == OP_KV_Q8)
-            op_mqa_attend_q8(o, dc, mx, l, qc, dc + dr, H, lat, j->kv->row_bytes, dc + dr, dc, got, sc);
+            op_mqa_attend_q8(o, dc, mx, l, H, lat, j->kv->row_bytes, dc + dr, dc, got, sc);
         else
             op_mqa_attend_t(o, dc, mx, l, qc, dc + dr, H, lat, kd, dc + dr, lat, kd, dc, got, j->kv->type, sc);
         t += got;

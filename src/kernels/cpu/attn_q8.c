@@ -16,6 +16,7 @@
  * scalar or lane-wise operations. The AVX-512 level interleaves each block's rows by 4
  * positions (vpdpbusd adds 4 adjacent byte products) once for all heads. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels/attn.h"
@@ -30,10 +31,18 @@
 #define Q8_BLOCK OP_MQA_BLOCK
 #define PAD64(n) (((n) + 63) & ~(int64_t)63)
 
+#ifdef WHALE_X86
+static int q8_segment_x(int8_t *dst, const float *x, int64_t n, float *scale);
+#endif
+
 /* x's n values as int8 against scale max |x| / 127 (0 for a zero segment); returns the scale.
  * A NaN or infinite value makes the scale NaN, so that it reaches the output as it would from
  * an F32 cache. */
 static float q8_segment(int8_t *dst, const float *x, int64_t n) {
+    float s;
+#ifdef WHALE_X86
+    if (isa_level_get() == ISA_AVX512 && q8_segment_x(dst, x, n, &s)) return s;
+#endif
     float amax = 0;
     int bad = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -44,7 +53,7 @@ static float q8_segment(int8_t *dst, const float *x, int64_t n) {
         memset(dst, 0, (size_t)n);
         return bad ? NAN : 0;
     }
-    float s = amax / 127.0f;
+    s = amax / 127.0f;
     for (int64_t i = 0; i < n; i++) {
         long v = lrintf(x[i] / s);
         dst[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
@@ -67,8 +76,7 @@ void op_q8_row_get(float *x, const uint8_t *row, int64_t n, int64_t split) {
 
 /* The scratch's parts (bytes from its start; floats and ints 4-aligned). */
 typedef struct q8_ws {
-    float *s;        /* (n_head, Q8_BLOCK) scores, then weights */
-    int32_t *dots;   /* (n_head, Q8_BLOCK, 2) the scores' integer dot products per segment */
+    float *s;        /* (n_head, Q8_BLOCK) scores */
     int8_t *q;       /* (n_head, ldq) quantized queries: segment 1 at 0, segment 2 at PAD64(split) */
     int64_t ldq;
     float *qs;       /* (n_head, 2) their scales */
@@ -77,13 +85,13 @@ typedef struct q8_ws {
     float *ws;       /* (n_head) their scales */
     float *rs;       /* (2, Q8_BLOCK) the block's row scales, segment by segment */
     uint32_t *tq;    /* (Q8_BLOCK / 4, PAD64(split)) rows interleaved by 4 positions (AVX-512) */
+    void *tk;        /* (PAD64(split) + PAD64(dk - split)) / 4 vectors: 16 rows transposed (AVX-512) */
 } q8_ws;
 
 static q8_ws q8_carve(float *scratch, int64_t n_head, int64_t dk, int64_t split) {
     q8_ws w;
     char *p = (char *)scratch;
     w.s = (float *)p, p += 4 * n_head * Q8_BLOCK;
-    w.dots = (int32_t *)p, p += 4 * 2 * n_head * Q8_BLOCK;
     w.ldq = PAD64(split) + PAD64(dk - split);
     w.q = (int8_t *)p, p += n_head * w.ldq;
     w.qs = (float *)p, p += 4 * 2 * n_head;
@@ -91,13 +99,15 @@ static q8_ws q8_carve(float *scratch, int64_t n_head, int64_t dk, int64_t split)
     w.w = (uint8_t *)p, p += n_head * Q8_BLOCK;
     w.ws = (float *)p, p += 4 * n_head;
     w.rs = (float *)p, p += 4 * 2 * Q8_BLOCK;
-    w.tq = (uint32_t *)p;
+    w.tq = (uint32_t *)p, p += 4 * (Q8_BLOCK / 4) * PAD64(split);
+    w.tk = (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); /* 64 bytes spare in the size below */
     return w;
 }
 
 int64_t op_mqa_scratch_q8(int64_t n_head, int64_t dk, int64_t split) {
-    int64_t bytes = 4 * n_head * Q8_BLOCK * 3 + n_head * (PAD64(split) + PAD64(dk - split)) + 4 * 4 * n_head +
-                    n_head * Q8_BLOCK + 4 * n_head + 4 * 2 * Q8_BLOCK + 4 * (Q8_BLOCK / 4) * PAD64(split);
+    int64_t bytes = 4 * n_head * Q8_BLOCK + n_head * (PAD64(split) + PAD64(dk - split)) + 4 * 4 * n_head +
+                    n_head * Q8_BLOCK + 4 * n_head + 4 * 2 * Q8_BLOCK + 4 * (Q8_BLOCK / 4) * PAD64(split) +
+                    16 * (PAD64(split) + PAD64(dk - split)) + 64;
     return (bytes + 3) / 4;
 }
 
@@ -109,14 +119,16 @@ static int32_t idot(const int8_t *a, const int8_t *b, int64_t n) {
     return s;
 }
 
-/* The integer dot products of each (head, position) and segment into ic (n_head, nb, 2). */
-static void scores_int_portable(int32_t *ic, const q8_ws *w, int64_t n_head, const uint8_t *rows, int64_t row_bytes,
-                                int64_t dk, int64_t split, int64_t nb) {
+/* The scores s (n_head, Q8_BLOCK) of the block: each segment's integer dot product times the
+ * query's and the row's scales, the two added. */
+static void scores_portable(float *s, const q8_ws *w, int64_t n_head, const uint8_t *rows, int64_t row_bytes,
+                            int64_t dk, int64_t split, int64_t nb) {
     for (int64_t h = 0; h < n_head; h++)
         for (int64_t t = 0; t < nb; t++) {
             const int8_t *r = (const int8_t *)(rows + t * row_bytes), *q = w->q + h * w->ldq;
-            ic[(h * nb + t) * 2] = idot(q, r, split);
-            ic[(h * nb + t) * 2 + 1] = idot(q + PAD64(split), r + split, dk - split);
+            float x0 = (float)idot(q, r, split) * w->qs[2 * h] * w->rs[t];
+            float x1 = (float)idot(q + PAD64(split), r + split, dk - split) * w->qs[2 * h + 1] * w->rs[Q8_BLOCK + t];
+            s[h * Q8_BLOCK + t] = x0 + x1;
         }
 }
 
@@ -173,57 +185,125 @@ static void accum_portable(float *o, int64_t ldo, const q8_ws *w, int64_t n_head
 
 static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
 
-/* HN heads x TN positions of one segment (len values from off in the rows, from qoff in the
- * queries): vpdpbusd takes unsigned bytes, so the rows are flipped to x + 128 and 128 x sum(q)
- * comes off after. */
-AQ_INLINE void score_tile_q(int32_t *ic, int64_t nb, const int8_t *q, int64_t ldq, const int32_t *qsum,
-                            const uint8_t *rows, int64_t row_bytes, int64_t off, int64_t len, int seg, int HN, int TN) {
-    __m512i c[4][4];
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-#pragma GCC unroll 4
-    for (int a = 0; a < HN; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < TN; b++) c[a][b] = _mm512_setzero_si512();
-    for (int64_t i = 0; i < len; i += 64) {
-        __mmask64 m = mask64(len - i);
-        __m512i k[4];
-#pragma GCC unroll 4
-        for (int b = 0; b < TN; b++)
-            k[b] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, rows + b * row_bytes + off + i), flip);
-#pragma GCC unroll 4
-        for (int a = 0; a < HN; a++) {
-            __m512i x = _mm512_maskz_loadu_epi8(m, q + a * ldq + i);
-#pragma GCC unroll 4
-            for (int b = 0; b < TN; b++) c[a][b] = _mm512_dpbusd_epi32(c[a][b], k[b], x);
-        }
+/* q8_segment's operations 16 values at a time (the same division, rounded to nearest even as
+ * lrintf rounds); returns 0 and leaves the rare segments (NaN, infinity, all zero) to it. */
+__attribute__((target(AQ_TARGET))) static int q8_segment_x(int8_t *dst, const float *x, int64_t n, float *scale) {
+    const __m512 fmax = _mm512_set1_ps(3.40282347e38f);
+    __m512 amax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(k, x + i));
+        bad |= _mm512_mask_cmp_ps_mask(k, a, fmax, _CMP_NLE_UQ); /* NaN or infinite */
+        amax = _mm512_max_ps(amax, a);
     }
-    /* masked-off bytes: the row's zeros flipped to 128, against zero query bytes: nothing added */
-#pragma GCC unroll 4
-    for (int a = 0; a < HN; a++)
-#pragma GCC unroll 4
-        for (int b = 0; b < TN; b++)
-            ic[(a * nb + b) * 2 + seg] = _mm512_reduce_add_epi32(c[a][b]) - 128 * qsum[a * 2 + seg];
+    float m = _mm512_reduce_max_ps(amax); /* a max: exact in any order */
+    if (bad || !(m > 0)) return 0;
+    float s = m / 127.0f;
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_set1_ps(s)));
+        v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+        _mm_mask_storeu_epi8(dst + i, k, _mm512_cvtepi32_epi8(v));
+    }
+    *scale = s;
+    return 1;
 }
 
-__attribute__((target(AQ_TARGET))) static void scores_int_x(int32_t *ic, const q8_ws *w, int64_t n_head,
-                                                            const uint8_t *rows, int64_t row_bytes, int64_t dk,
-                                                            int64_t split, int64_t nb) {
+/* Up to 16 positions' rows transposed for scoring: tk[j] lane p holds bytes 4j..4j+3 of position
+ * p's row (+128: vpdpbusd takes unsigned bytes; 128 x sum(q) comes off after), the first
+ * segment's PAD64(split) / 4 words, then the second's. Absent positions and bytes past a
+ * segment read as zero (128 after the flip) against zero query bytes: nothing added. Scoring
+ * then needs no horizontal sums: lane p of a head's sum is position p's dot product. */
+__attribute__((target(AQ_TARGET))) static void transpose_x(__m512i *tk, const uint8_t *rows, int64_t row_bytes,
+                                                           int64_t dk, int64_t split, int64_t np) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int seg = 0; seg < 2; seg++) {
-        int64_t off = seg ? split : 0, len = seg ? dk - split : split, qoff = seg ? PAD64(split) : 0;
-        int64_t t = 0;
-        for (; t + 4 <= nb; t += 4) {
-            int64_t h = 0;
-            for (; h + 4 <= n_head; h += 4)
-                score_tile_q(ic + (h * nb + t) * 2, nb, w->q + h * w->ldq + qoff, w->ldq, w->qsum + h * 2,
-                             rows + t * row_bytes, row_bytes, off, len, seg, 4, 4);
-            for (; h < n_head; h++)
-                score_tile_q(ic + (h * nb + t) * 2, nb, w->q + h * w->ldq + qoff, w->ldq, w->qsum + h * 2,
-                             rows + t * row_bytes, row_bytes, off, len, seg, 1, 4);
+        int64_t off = seg ? split : 0, len = seg ? dk - split : split;
+        __m512i *out = tk + (seg ? PAD64(split) / 4 : 0);
+        for (int64_t i = 0; i < len; i += 64) {
+            __mmask64 m = mask64(len - i);
+            __m512i r[16], t[16], u[16];
+            for (int p = 0; p < 16; p++)
+                r[p] = _mm512_xor_si512(p < np ? _mm512_maskz_loadu_epi8(m, rows + p * row_bytes + off + i)
+                                               : _mm512_setzero_si512(), flip);
+            /* per 128-bit lane L: pairs of rows, then quads: u[4a + k] lane L = word 4L + k of rows 4a..4a+3 */
+            for (int p = 0; p < 16; p += 2) {
+                t[p] = _mm512_unpacklo_epi32(r[p], r[p + 1]);
+                t[p + 1] = _mm512_unpackhi_epi32(r[p], r[p + 1]);
+            }
+            for (int a = 0; a < 4; a++) {
+                u[4 * a] = _mm512_unpacklo_epi64(t[4 * a], t[4 * a + 2]);
+                u[4 * a + 1] = _mm512_unpackhi_epi64(t[4 * a], t[4 * a + 2]);
+                u[4 * a + 2] = _mm512_unpacklo_epi64(t[4 * a + 1], t[4 * a + 3]);
+                u[4 * a + 3] = _mm512_unpackhi_epi64(t[4 * a + 1], t[4 * a + 3]);
+            }
+            /* a 4 x 4 transpose of 128-bit lanes: word 4L + k of all 16 rows */
+            for (int k = 0; k < 4; k++) {
+                __m512i A0 = _mm512_shuffle_i32x4(u[k], u[4 + k], _MM_SHUFFLE(1, 0, 1, 0));
+                __m512i A1 = _mm512_shuffle_i32x4(u[k], u[4 + k], _MM_SHUFFLE(3, 2, 3, 2));
+                __m512i B0 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(1, 0, 1, 0));
+                __m512i B1 = _mm512_shuffle_i32x4(u[8 + k], u[12 + k], _MM_SHUFFLE(3, 2, 3, 2));
+                __m512i *o = out + i / 4 + k;
+                _mm512_storeu_si512(o, _mm512_shuffle_i32x4(A0, B0, _MM_SHUFFLE(2, 0, 2, 0)));
+                _mm512_storeu_si512(o + 4, _mm512_shuffle_i32x4(A0, B0, _MM_SHUFFLE(3, 1, 3, 1)));
+                _mm512_storeu_si512(o + 8, _mm512_shuffle_i32x4(A1, B1, _MM_SHUFFLE(2, 0, 2, 0)));
+                _mm512_storeu_si512(o + 12, _mm512_shuffle_i32x4(A1, B1, _MM_SHUFFLE(3, 1, 3, 1)));
+            }
         }
-        for (; t < nb; t++)
-            for (int64_t h = 0; h < n_head; h++)
-                score_tile_q(ic + (h * nb + t) * 2, nb, w->q + h * w->ldq + qoff, w->ldq, w->qsum + h * 2,
-                             rows + t * row_bytes, row_bytes, off, len, seg, 1, 1);
+    }
+}
+
+/* HN heads' integer dot products with the 16 transposed positions over nw words of one
+ * segment: lane p of out[a] = sum over the segment of q x row p (the flip taken off). */
+AQ_INLINE void score_heads_q(__m512i *out, const __m512i *tk, int64_t nw, const int8_t *q, int64_t ldq,
+                             const int32_t *qsum, int seg, int HN) {
+    __m512i c[16];
+#pragma GCC unroll 16
+    for (int a = 0; a < HN; a++) c[a] = _mm512_setzero_si512();
+    for (int64_t j = 0; j < nw; j++) {
+        __m512i k = _mm512_loadu_si512(tk + j);
+#pragma GCC unroll 16
+        for (int a = 0; a < HN; a++) {
+            int32_t q4;
+            memcpy(&q4, q + a * ldq + 4 * j, 4);
+            c[a] = _mm512_dpbusd_epi32(c[a], k, _mm512_set1_epi32(q4));
+        }
+    }
+#pragma GCC unroll 16
+    for (int a = 0; a < HN; a++) out[a] = _mm512_sub_epi32(c[a], _mm512_set1_epi32(128 * qsum[2 * a + seg]));
+}
+
+/* The scores of the block (scores_portable's operations, 16 positions at a time). */
+__attribute__((target(AQ_TARGET))) static void scores_x(float *s, const q8_ws *w, int64_t n_head,
+                                                        const uint8_t *rows, int64_t row_bytes, int64_t dk,
+                                                        int64_t split, int64_t nb) {
+    int64_t n0 = PAD64(split) / 4, n1 = PAD64(dk - split) / 4;
+    __m512i *tk = w->tk;
+    for (int64_t t = 0; t < nb; t += 16) {
+        int64_t np = nb - t < 16 ? nb - t : 16;
+        __mmask16 km = (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1u);
+        transpose_x(tk, rows + t * row_bytes, row_bytes, dk, split, np);
+        __m512 rs0 = _mm512_maskz_loadu_ps(km, w->rs + t), rs1 = _mm512_maskz_loadu_ps(km, w->rs + Q8_BLOCK + t);
+        for (int64_t h = 0; h < n_head; h += 8) {
+            int hn = n_head - h < 8 ? (int)(n_head - h) : 8;
+            __m512i d0[16], d1[16];
+            const int8_t *q = w->q + h * w->ldq;
+            if (hn == 8) {
+                score_heads_q(d0, tk, n0, q, w->ldq, w->qsum + 2 * h, 0, 8);
+                score_heads_q(d1, tk + n0, n1, q + PAD64(split), w->ldq, w->qsum + 2 * h, 1, 8);
+            } else
+                for (int a = 0; a < hn; a++) {
+                    score_heads_q(d0 + a, tk, n0, q + a * w->ldq, w->ldq, w->qsum + 2 * (h + a), 0, 1);
+                    score_heads_q(d1 + a, tk + n0, n1, q + a * w->ldq + PAD64(split), w->ldq,
+                                  w->qsum + 2 * (h + a), 1, 1);
+                }
+            for (int a = 0; a < hn; a++) {
+                __m512 x0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d0[a]), _mm512_set1_ps(w->qs[2 * (h + a)])), rs0);
+                __m512 x1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1[a]), _mm512_set1_ps(w->qs[2 * (h + a) + 1])), rs1);
+                _mm512_mask_storeu_ps(s + (h + a) * Q8_BLOCK + t, km, _mm512_add_ps(x0, x1));
+            }
+        }
     }
 }
 
@@ -346,13 +426,8 @@ __attribute__((target(AQ_TARGET))) static void accum_x(float *o, int64_t ldo, co
 
 /* ---- the attention ------------------------------------------------------------------------ */
 
-void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
-                      const uint8_t *rows, int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos,
-                      float *scratch) {
+void op_mqa_q8_queries(float *scratch, const float *q, int64_t ldq, int64_t n_head, int64_t dk, int64_t split) {
     q8_ws w = q8_carve(scratch, n_head, dk, split);
-#ifdef WHALE_X86
-    int vnni = isa_level_get() == ISA_AVX512;
-#endif
     for (int64_t h = 0; h < n_head; h++) {
         int8_t *qh = w.q + h * w.ldq;
         memset(qh, 0, (size_t)w.ldq);
@@ -363,6 +438,14 @@ void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q
         for (int64_t i = 0; i < dk - split; i++) s1 += qh[PAD64(split) + i];
         w.qsum[2 * h] = s0, w.qsum[2 * h + 1] = s1;
     }
+}
+
+void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, int64_t n_head, const uint8_t *rows,
+                      int64_t row_bytes, int64_t dk, int64_t split, int64_t n_pos, float *scratch) {
+    q8_ws w = q8_carve(scratch, n_head, dk, split);
+#ifdef WHALE_X86
+    int vnni = isa_level_get() == ISA_AVX512;
+#endif
     for (int64_t b = 0; b < n_pos; b += Q8_BLOCK) {
         int64_t nb = n_pos - b < Q8_BLOCK ? n_pos - b : Q8_BLOCK;
         const uint8_t *blk = rows + b * row_bytes;
@@ -371,19 +454,14 @@ void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, const float *q
             memcpy(sc, blk + t * row_bytes + dk, sizeof sc);
             w.rs[t] = sc[0], w.rs[Q8_BLOCK + t] = sc[1];
         }
-        int32_t *dots = w.dots;
 #ifdef WHALE_X86
-        if (vnni) scores_int_x(dots, &w, n_head, blk, row_bytes, dk, split, nb);
+        if (vnni) scores_x(w.s, &w, n_head, blk, row_bytes, dk, split, nb);
         else
 #endif
-            scores_int_portable(dots, &w, n_head, blk, row_bytes, dk, split, nb);
+            scores_portable(w.s, &w, n_head, blk, row_bytes, dk, split, nb);
         for (int64_t h = 0; h < n_head; h++) {
             float *s = w.s + h * Q8_BLOCK, mnew = mx[h], sum = 0;
-            for (int64_t t = 0; t < nb; t++) {
-                const int32_t *d = dots + (h * nb + t) * 2;
-                s[t] = (float)d[0] * w.qs[2 * h] * w.rs[t] + (float)d[1] * w.qs[2 * h + 1] * w.rs[Q8_BLOCK + t];
-                mnew = s[t] > mnew ? s[t] : mnew;
-            }
+            for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
             if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
                 float corr = expf(mx[h] - mnew);
                 for (int64_t i = 0; i < split; i++) o[h * ldo + i] *= corr;
