@@ -77,6 +77,7 @@ void op_q8_row_get(float *x, const uint8_t *row, int64_t n, int64_t split) {
 /* The scratch's parts (bytes from its start; floats and ints 4-aligned). */
 typedef struct q8_ws {
     float *s;        /* (n_head, Q8_BLOCK) scores */
+    float *mn;       /* (n_head) the running max with the block's scores (NaN scores skipped) */
     int8_t *q;       /* (n_head, ldq) quantized queries: segment 1 at 0, segment 2 at PAD64(split) */
     int64_t ldq;
     float *qs;       /* (n_head, 2) their scales */
@@ -92,6 +93,7 @@ static q8_ws q8_carve(float *scratch, int64_t n_head, int64_t dk, int64_t split)
     q8_ws w;
     char *p = (char *)scratch;
     w.s = (float *)p, p += 4 * n_head * Q8_BLOCK;
+    w.mn = (float *)p, p += 4 * n_head;
     w.ldq = PAD64(split) + PAD64(dk - split);
     w.q = (int8_t *)p, p += n_head * w.ldq;
     w.qs = (float *)p, p += 4 * 2 * n_head;
@@ -105,7 +107,7 @@ static q8_ws q8_carve(float *scratch, int64_t n_head, int64_t dk, int64_t split)
 }
 
 int64_t op_mqa_scratch_q8(int64_t n_head, int64_t dk, int64_t split) {
-    int64_t bytes = 4 * n_head * Q8_BLOCK + n_head * (PAD64(split) + PAD64(dk - split)) + 4 * 4 * n_head +
+    int64_t bytes = 4 * n_head * Q8_BLOCK + 4 * n_head + n_head * (PAD64(split) + PAD64(dk - split)) + 4 * 4 * n_head +
                     n_head * Q8_BLOCK + 4 * n_head + 4 * 2 * Q8_BLOCK + 4 * (Q8_BLOCK / 4) * PAD64(split) +
                     16 * (PAD64(split) + PAD64(dk - split)) + 64;
     return (bytes + 3) / 4;
@@ -119,17 +121,22 @@ static int32_t idot(const int8_t *a, const int8_t *b, int64_t n) {
     return s;
 }
 
-/* The scores s (n_head, Q8_BLOCK) of the block: each segment's integer dot product times the
- * query's and the row's scales, the two added. */
-static void scores_portable(float *s, const q8_ws *w, int64_t n_head, const uint8_t *rows, int64_t row_bytes,
-                            int64_t dk, int64_t split, int64_t nb) {
-    for (int64_t h = 0; h < n_head; h++)
+/* The scores w->s (n_head, Q8_BLOCK) of the block: each segment's integer dot product times the
+ * query's and the row's scales, the two added; w->mn[h]: the larger of mx[h] and the head's
+ * scores. */
+static void scores_portable(const q8_ws *w, const float *mx, int64_t n_head, const uint8_t *rows,
+                            int64_t row_bytes, int64_t dk, int64_t split, int64_t nb) {
+    for (int64_t h = 0; h < n_head; h++) {
+        float m = mx[h];
         for (int64_t t = 0; t < nb; t++) {
             const int8_t *r = (const int8_t *)(rows + t * row_bytes), *q = w->q + h * w->ldq;
             float x0 = (float)idot(q, r, split) * w->qs[2 * h] * w->rs[t];
             float x1 = (float)idot(q + PAD64(split), r + split, dk - split) * w->qs[2 * h + 1] * w->rs[Q8_BLOCK + t];
-            s[h * Q8_BLOCK + t] = x0 + x1;
+            float x = w->s[h * Q8_BLOCK + t] = x0 + x1;
+            m = x > m ? x : m;
         }
+        w->mn[h] = m;
+    }
 }
 
 /* e^x for x <= 0 as both levels compute it (2^(x log2 e): the nearest integer n and a degree-6
@@ -275,11 +282,12 @@ AQ_INLINE void score_heads_q(__m512i *out, const __m512i *tk, int64_t nw, const 
 }
 
 /* The scores of the block (scores_portable's operations, 16 positions at a time). */
-__attribute__((target(AQ_TARGET))) static void scores_x(float *s, const q8_ws *w, int64_t n_head,
+__attribute__((target(AQ_TARGET))) static void scores_x(const q8_ws *w, const float *mx, int64_t n_head,
                                                         const uint8_t *rows, int64_t row_bytes, int64_t dk,
                                                         int64_t split, int64_t nb) {
     int64_t n0 = PAD64(split) / 4, n1 = PAD64(dk - split) / 4;
     __m512i *tk = w->tk;
+    for (int64_t h = 0; h < n_head; h++) w->mn[h] = mx[h];
     for (int64_t t = 0; t < nb; t += 16) {
         int64_t np = nb - t < 16 ? nb - t : 16;
         __mmask16 km = (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1u);
@@ -301,7 +309,11 @@ __attribute__((target(AQ_TARGET))) static void scores_x(float *s, const q8_ws *w
             for (int a = 0; a < hn; a++) {
                 __m512 x0 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d0[a]), _mm512_set1_ps(w->qs[2 * (h + a)])), rs0);
                 __m512 x1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1[a]), _mm512_set1_ps(w->qs[2 * (h + a) + 1])), rs1);
-                _mm512_mask_storeu_ps(s + (h + a) * Q8_BLOCK + t, km, _mm512_add_ps(x0, x1));
+                __m512 x = _mm512_add_ps(x0, x1);
+                _mm512_mask_storeu_ps(w->s + (h + a) * Q8_BLOCK + t, km, x);
+                /* max(x, m) gives m where x is NaN, as the portable comparison skips it */
+                __m512 m = _mm512_mask_max_ps(_mm512_set1_ps(w->mn[h + a]), km, x, _mm512_set1_ps(w->mn[h + a]));
+                w->mn[h + a] = _mm512_reduce_max_ps(m);
             }
         }
     }
@@ -455,13 +467,12 @@ void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, int64_t n_head
             w.rs[t] = sc[0], w.rs[Q8_BLOCK + t] = sc[1];
         }
 #ifdef WHALE_X86
-        if (vnni) scores_x(w.s, &w, n_head, blk, row_bytes, dk, split, nb);
+        if (vnni) scores_x(&w, mx, n_head, blk, row_bytes, dk, split, nb);
         else
 #endif
-            scores_portable(w.s, &w, n_head, blk, row_bytes, dk, split, nb);
+            scores_portable(&w, mx, n_head, blk, row_bytes, dk, split, nb);
         for (int64_t h = 0; h < n_head; h++) {
-            float *s = w.s + h * Q8_BLOCK, mnew = mx[h], sum = 0;
-            for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
+            float *s = w.s + h * Q8_BLOCK, mnew = w.mn[h], sum = 0;
             if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
                 float corr = expf(mx[h] - mnew);
                 for (int64_t i = 0; i < split; i++) o[h * ldo + i] *= corr;
