@@ -4,7 +4,8 @@
  *
  * The one rule of this file: every string that comes from the model, the user or the server is
  * put into the page as text (textContent, Element.append of a string, createTextNode). No
- * innerHTML, no markup from strings, no eval; links only for http(s) and mailto URLs. The
+ * innerHTML, no markup from strings, no eval. The one exception is an answer's markdown, which
+ * web/render.js turns into markup and then cleans with DOMPurify before it reaches the page. The
  * server's Content-Security-Policy forbids inline scripts, so even a slip could not run code. */
 "use strict";
 
@@ -118,56 +119,6 @@
     return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
   }
 
-  /* ---- markdown, rendered as DOM nodes ----------------------------------------------------------- */
-
-  function safeUrl(href) {
-    try {
-      const u = new URL(href, location.href);
-      return ["http:", "https:", "mailto:"].includes(u.protocol) ? u.href : null;
-    } catch (_) {
-      return null;
-    }
-  }
-
-  const INLINE = new RegExp([
-    "(`+)([^`]|[^`][\\s\\S]*?[^`])\\1(?!`)",            /* 1,2 code span */
-    "\\*\\*(?=\\S)([\\s\\S]*?\\S)\\*\\*",               /* 3 strong */
-    "(?<![\\w*])\\*(?=[^\\s*])([^*\\n]*?[^\\s*])\\*(?![\\w*])", /* 4 emphasis */
-    "(?<![\\w_])_(?=[^\\s_])([^_\\n]*?[^\\s_])_(?![\\w_])",     /* 5 emphasis */
-    "~~(?=\\S)([\\s\\S]*?\\S)~~",                       /* 6 strikethrough */
-    "\\[([^\\]\\n]+)\\]\\(\\s*([^)\\s]+)\\s*\\)",        /* 7,8 link */
-    "(https?://[^\\s<>()\"']+[^\\s<>()\"'.,;:!?])",     /* 9 bare URL */
-    "(\\n)",                                             /* 10 line break */
-  ].join("|"), "g");
-
-  function inline(parent, text) {
-    let last = 0;
-    for (const m of text.matchAll(INLINE)) {
-      if (m.index > last) parent.append(text.slice(last, m.index));
-      last = m.index + m[0].length;
-      if (m[1] !== undefined) parent.append(el("code", { text: m[2] }));
-      else if (m[3] !== undefined) parent.append(inlineIn("strong", m[3]));
-      else if (m[4] !== undefined) parent.append(inlineIn("em", m[4]));
-      else if (m[5] !== undefined) parent.append(inlineIn("em", m[5]));
-      else if (m[6] !== undefined) parent.append(inlineIn("del", m[6]));
-      else if (m[7] !== undefined) {
-        const href = safeUrl(m[8]);
-        if (href) parent.append(inlineIn("a", m[7], { href, target: "_blank", rel: "noopener noreferrer nofollow" }));
-        else parent.append(m[0]); /* javascript:, data: ...: shown as the text it is */
-      } else if (m[9] !== undefined) {
-        const href = safeUrl(m[9]);
-        parent.append(href ? el("a", { href, target: "_blank", rel: "noopener noreferrer nofollow", text: m[9] }) : m[9]);
-      } else parent.append(el("br"));
-    }
-    if (last < text.length) parent.append(text.slice(last));
-  }
-
-  function inlineIn(tag, text, attrs) {
-    const e = el(tag, attrs);
-    inline(e, text);
-    return e;
-  }
-
   function copyText(text, button) {
     const done = () => {
       const was = button.textContent;
@@ -184,92 +135,6 @@
     t.select();
     try { document.execCommand("copy"); done(); } catch (_) { /* nothing more to try */ }
     t.remove();
-  }
-
-  function codeBlock(text, lang) {
-    const pre = el("pre");
-    if (lang) pre.append(el("span", { class: "lang", text: lang }));
-    const copy = el("button", { type: "button", class: "copy", text: "Copy" });
-    copy.addEventListener("click", () => copyText(text, copy));
-    pre.append(copy, el("code", { text }));
-    return pre;
-  }
-
-  const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
-  const HEADING = /^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
-  const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
-  const QUOTE = /^ {0,3}>\s?/;
-  const ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+/;
-  const startsBlock = (l) => FENCE.test(l) || HEADING.test(l) || RULE.test(l) || QUOTE.test(l) || ITEM.test(l);
-
-  /* A fragment of elements for markdown text. An unclosed code fence (an answer still streaming)
-   * runs to the end. */
-  const MAX_NESTING = 16; /* quotes and lists deeper than this are shown as text */
-
-  function markdown(src, depth = 0) {
-    const out = document.createDocumentFragment();
-    if (depth > MAX_NESTING) {
-      out.append(el("p", { text: src }));
-      return out;
-    }
-    const lines = src.replace(/\r\n?/g, "\n").split("\n");
-    for (let i = 0; i < lines.length;) {
-      const line = lines[i];
-      let m;
-      if ((m = FENCE.exec(line))) {
-        const close = new RegExp(`^ {0,3}${m[1][0] === "`" ? "`" : "~"}{${m[1].length},}\\s*$`);
-        const body = [];
-        for (i++; i < lines.length && !close.test(lines[i]); i++) body.push(lines[i]);
-        i++;
-        out.append(codeBlock(body.join("\n"), m[2]));
-      } else if (/^\s*$/.test(line)) {
-        i++;
-      } else if ((m = HEADING.exec(line))) {
-        out.append(inlineIn(`h${m[1].length}`, m[2]));
-        i++;
-      } else if (RULE.test(line)) {
-        out.append(el("hr"));
-        i++;
-      } else if (QUOTE.test(line)) {
-        const body = [];
-        for (; i < lines.length && QUOTE.test(lines[i]); i++) body.push(lines[i].replace(QUOTE, ""));
-        const q = el("blockquote");
-        q.append(markdown(body.join("\n"), depth + 1));
-        out.append(q);
-      } else if ((m = ITEM.exec(line))) {
-        const ordered = /\d/.test(m[2]);
-        const list = el(ordered ? "ol" : "ul");
-        if (ordered && parseInt(m[2], 10) !== 1) list.setAttribute("start", String(parseInt(m[2], 10)));
-        const indent = m[1].length;
-        let item = null;
-        for (; i < lines.length; i++) {
-          const l = lines[i], im = ITEM.exec(l);
-          if (im && im[1].length <= indent + 1 && /\d/.test(im[2]) === ordered) {
-            item = [l.slice(im[0].length)];
-            list.append(el("li"));
-            list.lastChild.lines = item;
-          } else if (/^\s*$/.test(l)) {
-            const next = lines[i + 1];
-            if (next === undefined || !/^\s/.test(next) && !ITEM.test(next)) break;
-            item.push("");
-          } else if (/^\s/.test(l) || !startsBlock(l)) {
-            item.push(l.replace(/^\s{1,4}/, ""));
-          } else break;
-        }
-        for (const li of list.children) {
-          const f = markdown(li.lines.join("\n"), depth + 1);
-          if (f.childNodes.length === 1 && f.firstChild.tagName === "P") li.append(...f.firstChild.childNodes);
-          else li.append(f);
-          delete li.lines;
-        }
-        out.append(list);
-      } else {
-        const body = [];
-        for (; i < lines.length && !/^\s*$/.test(lines[i]) && !(body.length && startsBlock(lines[i])); i++) body.push(lines[i]);
-        out.append(inlineIn("p", body.join("\n")));
-      }
-    }
-    return out;
   }
 
   /* ---- the conversation view ---------------------------------------------------------------------- */
@@ -303,13 +168,7 @@
       d.querySelector(".thought-body").textContent = m.reasoning;
     }
     const a = node.querySelector(".answer");
-    let body;
-    try {
-      body = markdown(m.content || "");
-    } catch (_) { /* whatever the text, it is shown: as plain text if it cannot be laid out */
-      body = el("p", { text: m.content || "" });
-    }
-    a.replaceChildren(body);
+    a.replaceChildren(window.WhaleRender.markdown(m.content || "", copyText)); /* web/render.js */
     if (m.error) a.append(el("p", { text: m.error }));
     if (m.stopped) a.append(el("p", { class: "muted", text: "(stopped)" }));
     a.classList.toggle("cursor", !!m.live && !m.thinking);
@@ -790,6 +649,7 @@
   }
 
   function wire() {
+    window.WhaleRender.onLibrary(() => { if (S.cur) renderChat(); }); /* math or code drawn before it came */
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();
       ask($("input").value);

@@ -228,11 +228,11 @@ def test_deepthink_reasoning_streams_then_answer_and_folds(browser, tmp_path):
     p, base = serve("-m", str(model), "--ctx", "384")
     try:
         page = new_page(browser, base)
+        goto(page, "/")  # (loaded at full speed: the slow network is for the answer)
         cdp = page.context.new_cdp_session(page)
         cdp.send("Network.enable")
         cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20, "downloadThroughput": 3000,
                                                       "uploadThroughput": -1})
-        goto(page, "/")
         assert page.get_attribute("#think", "aria-pressed") == "true"
         page.select_option("#budget", "256")
         # record, in the page, the summary's text and whether an answer showed, at each change

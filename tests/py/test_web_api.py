@@ -34,6 +34,16 @@ def test_page_files_and_their_headers(server):  # noqa: F811
     for path, kind in (("/app.js", "text/javascript"), ("/app.css", "text/css"), ("/icon.svg", "image/svg+xml")):
         st, h, body = request(server, "GET", path)
         assert st == 200 and h["content-type"].startswith(kind) and len(body) > 100
+    # the page's libraries, from Debian's packages, with their licences
+    for path, marker in (("/vendor/markdown-it.js", b"markdownit"), ("/vendor/purify.js", b"DOMPurify"),
+                         ("/vendor/katex.js", b"katex"), ("/vendor/highlight.js", b"hljs"),
+                         ("/render.js", b"WhaleRender")):
+        st, h, body = request(server, "GET", path)
+        assert st == 200 and h["content-type"].startswith("text/javascript") and marker in body, path
+    st, h, body = request(server, "GET", "/vendor/LICENSES.txt")
+    assert st == 200 and h["content-type"].startswith("text/plain")
+    for pkg in (b"libjs-markdown-it", b"node-dompurify", b"libjs-katex", b"libjs-highlight.js"):
+        assert b"==== " + pkg in body, pkg
     st, h, _ = request(server, "HEAD", "/app.js")
     assert st == 200
     assert request(server, "GET", "/nothing.js")[0] == 404
@@ -61,13 +71,29 @@ def test_no_cors_and_cross_origin_changes_refused(server):  # noqa: F811
     assert st == 200 and not any(k.startswith("access-control-") for k in h)
 
 
+SINKS = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+         "createContextualFragment", "DOMParser", "srcdoc")
+
+
 def test_page_script_has_no_markup_sinks():
-    """All text reaches the page as text nodes: the script never parses strings as markup or code."""
+    """All text reaches the page as text nodes: the script never parses strings as markup or code.
+    The one exception, an answer's markdown (web/render.js), becomes nodes only through DOMPurify."""
     src = (REPO / "web" / "app.js").read_text()
     code = re.sub(r"/\*.*?\*/", "", src, flags=re.S)  # the comments may name what is forbidden
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
-                 "createContextualFragment", "DOMParser", "srcdoc"):
+    for sink in SINKS:
         assert sink not in code, sink
+    render = re.sub(r"/\*.*?\*/", "", (REPO / "web" / "render.js").read_text(), flags=re.S)
+    for sink in SINKS:
+        assert sink not in render, sink
+    # markdown-it's output goes nowhere but into DOMPurify, which returns a cleaned fragment
+    assert re.findall(r"\.render\(", render) == [".render("]
+    assert "window.DOMPurify.sanitize(m.render(src, {}), PURIFY)" in render
+    assert "RETURN_DOM_FRAGMENT: true" in render and "html: false" in render
+    allowed = re.search(r"const TAGS = \[(.*?)\];", render, flags=re.S).group(1)
+    for tag in ("script", "style", "img", "iframe", "svg", "object", "embed", "form", "input", "link", "meta"):
+        assert f'"{tag}"' not in allowed, tag
+    attrs = re.search(r"const ATTRS = \[(.*?)\];", render, flags=re.S).group(1)
+    assert '"style"' not in attrs and '"src"' not in attrs and not re.search(r'"on', attrs)
     html = (REPO / "web" / "index.html").read_text()
     # no inline script, style or event handler attribute (the CSP would refuse them anyway)
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and "<style" not in html
