@@ -77,13 +77,17 @@ def main():
     ap.add_argument("--llama")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--llama-depths", default="dense=0,4096,16384;v2lite=0,4096")
+    ap.add_argument("--only", choices=("dense", "v2lite"), help="run one file (the other's figures are not written)")
+    ap.add_argument("--kv", default="f32,f16,bf16,q8", help="Whale's cache types to run (q8: V2-Lite only)")
     ap.add_argument("--out", default=str(REPO / "bench" / "long_context.json"))
     a = ap.parse_args()
     ld = dict(kv.split("=") for kv in a.llama_depths.split(";"))
     results = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "files": {}}
     for name, path in (("dense", a.dense), ("v2lite", a.v2lite)):
+        if a.only and name != a.only:
+            continue
         runs = {}
-        for kv in ("f32", "f16", "bf16") + (("q8",) if name == "v2lite" else ()):  # q8: MLA latents only
+        for kv in [k for k in a.kv.split(",") if k != "q8" or name == "v2lite"]:  # q8: MLA latents only
             runs[f"whale {kv}"] = whale_bench(path, kv, a.reps)
         if a.llama:
             runs["llama.cpp f16"] = llama_bench(a.llama, path, [int(x) for x in ld[name].split(",")], 1)
