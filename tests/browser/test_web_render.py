@@ -20,6 +20,16 @@ from test_web_page import (ask, browser, goto, local, new_page, shot,  # noqa: E
 RENDER_BUDGET_S = 1.0  # the issue's bound for a 50k adversarial answer, on this 2-core machine
 
 
+def asked(browser, base, question, content, reasoning=None):
+    """A fresh page that has asked `question` and got `content` (and `reasoning`) as the answer."""
+    page = new_page(browser, base)
+    goto(page, "/")
+    answer_with(page, content, reasoning)
+    ask(page, question)
+    wait_answered(page)
+    return page
+
+
 def answer_with(page, content, reasoning=None):
     """Route the next completion to a stand-in that streams `content` (and `reasoning`)."""
     delta = {"role": "assistant", "content": content}
@@ -59,11 +69,7 @@ int sq(int x) { return x * x; /* square */ }
 
 
 def test_math_renders_as_mathml(browser, local):  # noqa: F811
-    page = new_page(browser, local)
-    goto(page, "/")
-    answer_with(page, MATH)
-    ask(page, "What is 60/45?")
-    wait_answered(page)
+    page = asked(browser, local, "What is 60/45?", MATH)
     page.wait_for_selector("#messages .answer math")  # KaTeX loads on the first formula, then draws
     ans = page.locator("#messages .msg.assistant .answer")
     assert ans.locator("math").count() == 4
@@ -80,11 +86,7 @@ def test_math_renders_as_mathml(browser, local):  # noqa: F811
 
 
 def test_code_is_highlighted_with_copy(browser, local):  # noqa: F811
-    page = new_page(browser, local)
-    goto(page, "/")
-    answer_with(page, CODE)
-    ask(page, "Area of a circle?")
-    wait_answered(page)
+    page = asked(browser, local, "Area of a circle?", CODE)
     # highlight.js loads on the first named block, then the answer is drawn again with it
     page.wait_for_selector("#messages .answer pre code.language-python .hljs-keyword")
     pre = page.locator("#messages .answer pre").first
@@ -117,12 +119,8 @@ HOSTILE_MARKDOWN = [
 
 
 def test_hostile_math_code_links_and_reasoning_stay_inert(browser, local):  # noqa: F811
-    page = new_page(browser, local)
-    goto(page, "/")
     text = "\n\n".join(HOSTILE_MARKDOWN)
-    answer_with(page, text, reasoning=text)
-    ask(page, "hostile")
-    wait_answered(page)
+    page = asked(browser, local, "hostile", text, reasoning=text)
     page.wait_for_selector("#messages .answer math")
     page.wait_for_timeout(1500)  # time for anything delayed (onerror, highlight.js's arrival)
     msgs = page.locator("#messages")
