@@ -13,8 +13,10 @@
  *
  * Every level gives the same bits: the integer sums are exact in any order, and the float
  * steps around them (the scores' scaling, the softmax, the block's multiply-add) are the same
- * scalar or lane-wise operations. The AVX-512 level interleaves each block's rows by 4
- * positions (vpdpbusd adds 4 adjacent byte products) once for all heads. */
+ * scalar or lane-wise operations. The AVX-512 level scores 16 positions per vector from rows
+ * transposed in registers (lane p: position p; no horizontal sums), and for the weighted sum
+ * interleaves each block's rows by 4 positions (vpdpbusd adds 4 adjacent byte products), both
+ * once for all heads. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -311,7 +313,9 @@ __attribute__((target(AQ_TARGET))) static void scores_x(const q8_ws *w, const fl
                 __m512 x1 = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1[a]), _mm512_set1_ps(w->qs[2 * (h + a) + 1])), rs1);
                 __m512 x = _mm512_add_ps(x0, x1);
                 _mm512_mask_storeu_ps(w->s + (h + a) * Q8_BLOCK + t, km, x);
-                /* max(x, m) gives m where x is NaN, as the portable comparison skips it */
+                /* max(x, m) gives m where x is NaN or equal, as the portable comparison does (a
+                 * zero max may differ in its sign across the lanes' order: nothing after the max
+                 * tells -0 from +0) */
                 __m512 m = _mm512_mask_max_ps(_mm512_set1_ps(w->mn[h + a]), km, x, _mm512_set1_ps(w->mn[h + a]));
                 w->mn[h + a] = _mm512_reduce_max_ps(m);
             }
