@@ -211,20 +211,84 @@
     renderList();
   }
 
+  /* The conversations whose title (or, kept in this browser, whose messages) hold every word of
+   * the search box, ignoring case. A server's list has titles only: there the search is by title. */
+  function matching() {
+    const words = $("conv-search").value.toLowerCase().split(/\s+/).filter(Boolean);
+    if (!words.length) return S.convs;
+    const all = serverSide() ? {} : local.all();
+    return S.convs.filter((v) => {
+      const c = all[v.id];
+      const text = [v.title || "", ...(c ? c.messages.map((m) => m.content || "") : [])].join("\n").toLowerCase();
+      return words.every((w) => text.includes(w));
+    });
+  }
+
   function renderList() {
     const nav = $("conv-list");
-    nav.replaceChildren(...S.convs.map((v) => {
+    const shown = matching();
+    nav.replaceChildren(...shown.map((v) => {
       const a = el("a", { href: `#/c/${encodeURIComponent(v.id)}`, text: v.title || "Untitled" });
+      const ren = el("button", { type: "button", text: "✎", "aria-label": `Rename “${v.title}”`, title: "Rename" });
       const del = el("button", { type: "button", text: "✕", "aria-label": `Delete “${v.title}”`, title: "Delete" });
+      const row = el("div", { class: "conv" + (S.cur && S.cur.id === v.id ? " active" : "") }, a, ren, del);
+      ren.addEventListener("click", () => startRename(v, row, a));
       del.addEventListener("click", () => {
         if (del.dataset.armed) return removeConv(v.id);
         del.dataset.armed = "1";
         del.textContent = "Delete?";
         setTimeout(() => { delete del.dataset.armed; del.textContent = "✕"; }, 3000);
       });
-      const row = el("div", { class: "conv" + (S.cur && S.cur.id === v.id ? " active" : "") }, a, del);
       return row;
     }));
+    if (!shown.length && S.convs.length) nav.append(el("div", { class: "none muted", text: "No chat matches." }));
+  }
+
+  const MAX_TITLE_BYTES = 200; /* UTF-8 bytes of a title, as the server keeps them */
+
+  /* The title cut to whole characters that fit MAX_TITLE_BYTES. */
+  function clipTitle(t) {
+    const chars = Array.from(t), enc = new TextEncoder();
+    while (enc.encode(chars.join("")).length > MAX_TITLE_BYTES) chars.pop();
+    return chars.join("");
+  }
+
+  /* The row's title becomes a text box: Enter or leaving it keeps the new title, Esc keeps the old. */
+  function startRename(v, row, link) {
+    const box = el("input", { type: "text", "aria-label": "New title", maxlength: String(MAX_TITLE_BYTES) });
+    box.value = v.title || "";
+    let done = false;
+    const finish = async (keep) => {
+      if (done) return;
+      done = true;
+      const title = clipTitle(box.value.trim());
+      if (keep && title && title !== v.title) await rename(v.id, title);
+      else renderList();
+    };
+    box.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") { e.preventDefault(); finish(true); }
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); finish(false); }
+    });
+    box.addEventListener("blur", () => finish(true));
+    link.replaceWith(box);
+    for (const b of row.querySelectorAll("button")) b.hidden = true;
+    box.focus();
+    box.select();
+  }
+
+  /* A new title, kept where the conversation is kept (a change like any other: it comes first). */
+  async function rename(id, title) {
+    try {
+      const c = S.cur && S.cur.id === id ? S.cur : await store.get(id);
+      c.title = title;
+      await store.put(c);
+      if (S.known.has(id)) S.known.set(id, c);
+    } catch (e) {
+      banner(`Could not rename: ${e.message}`);
+    }
+    S.convs = [{ id, title, updated: Date.now() / 1000 }, ...S.convs.filter((v) => v.id !== id)];
+    if (S.cur && S.cur.id === id) renderChat();
+    else renderList();
   }
 
   async function removeConv(id) {
@@ -409,7 +473,7 @@
     if (S.busy || !text.trim()) return;
     let c = S.cur;
     if (!c) {
-      c = { id: newId(), title: text.trim().replace(/\s+/g, " ").slice(0, 60), messages: [] };
+      c = { id: newId(), title: clipTitle(Array.from(text.trim().replace(/\s+/g, " ")).slice(0, 60).join("")), messages: [] };
       S.cur = c;
       history.replaceState(null, "", `#/c/${c.id}`);
     }
@@ -649,6 +713,7 @@
   }
 
   function wire() {
+    $("conv-search").addEventListener("input", renderList);
     window.WhaleRender.onLibrary(() => { if (S.cur) renderChat(); }); /* math or code drawn before it came */
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();

@@ -337,11 +337,20 @@ def test_accounts_keys_usage_and_privacy(browser, tmp_path):
         assert balance.endswith("USD") and 0 < float(balance.split()[0]) < 1
         shot(alice, "usage")
 
+        # renamed on the server (web/app.js: rename): the conversation keeps its messages
+        row = alice.locator("#conv-list .conv").first
+        row.hover()
+        row.locator("button[title='Rename']").click()
+        alice.locator("#conv-list .conv input").fill("Greeting 👋")
+        alice.locator("#conv-list .conv input").press("Enter")
+        alice.wait_for_selector("#conv-list .conv a:text('Greeting 👋')")
+
         # export: the conversation with its messages
         with alice.expect_download() as dl:
             alice.click("#export")
         data = json.loads(pathlib.Path(dl.value.path()).read_text())
         assert len(data["conversations"]) == 1 and data["conversations"][0]["messages"][0]["content"] == "Say hello."
+        assert data["conversations"][0]["title"] == "Greeting 👋"
 
         # another user sees none of it, even at the conversation's address
         bob = new_page(browser, base)
@@ -382,7 +391,7 @@ def test_accounts_keys_usage_and_privacy(browser, tmp_path):
         alice.click("#auth-submit")
         alice.wait_for_selector("#conv-list .conv a")
         titles = alice.locator("#conv-list .conv a").all_inner_texts()
-        assert titles[-1] == "Say hello." and titles[0].startswith("ALICE SECRET"), titles
+        assert titles[-1] == "Greeting 👋" and titles[0].startswith("ALICE SECRET"), titles
         # a session that ends on the server (here: all of alice's, removed) sends the page to sign-in
         import sqlite3
         with sqlite3.connect(db) as con:
