@@ -594,11 +594,80 @@
     showKeys();
   }
 
+  /* ---- usage charts: tokens (cache hit, miss, output) and spend per day, the last USAGE_DAYS days
+   * with use, as SVG built node by node (no markup, no styles: classes coloured by app.css) */
+  const USAGE_DAYS = 30;
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs, ...kids) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    e.append(...kids);
+    return e;
+  }
+
+  function compact(x) {
+    if (x >= 1e6) return `${+(x / 1e6).toFixed(1)}M`;
+    if (x >= 1e3) return `${+(x / 1e3).toFixed(1)}k`;
+    return String(x < 1 ? +x.toPrecision(2) : Math.round(x));
+  }
+
+  /* One bar chart: days along x, each day's parts stacked ([class, value]), the largest day's
+   * total at the top of the axis; each bar's title names its figures. */
+  function barChart(title, days, parts, unit, legend) {
+    const W = 360, H = 160, L = 56, B = 22, T = 8;
+    const totals = days.map((d) => parts(d).reduce((a, [, v]) => a + v, 0));
+    const top = Math.max(...totals, 0) || 1;
+    const bw = Math.min((W - L - 4) / Math.max(days.length, 1), 48);
+    const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title });
+    g.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B }),
+      svg("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, compact(top)),
+      svg("text", { x: L - 4, y: H - B, "text-anchor": "end" }, "0"));
+    days.forEach((d, i) => {
+      let y = H - B;
+      const x = L + 2 + i * bw;
+      const tip = svg("title", {}, `${d.date}: ${parts(d).map(([k, v]) => `${k} ${compact(v)}`).join(", ")} ${unit}`);
+      const bar = svg("g", { class: "day" }, tip);
+      for (const [k, v] of parts(d)) {
+        const h = (v / top) * (H - B - T);
+        if (h <= 0) continue;
+        y -= h;
+        bar.append(svg("rect", { class: `bar ${k}`, x: x + bw * 0.15, y, width: Math.max(bw * 0.7, 1), height: h }));
+      }
+      g.append(bar);
+      if (days.length <= 8 || i === 0 || i === days.length - 1)
+        g.append(svg("text", { x: x + bw / 2, y: H - 8, "text-anchor": "middle" }, d.date.slice(5)));
+    });
+    return el("div", { class: "chart" }, el("h3", { text: title }), g,
+      el("div", { class: "legend" }, ...legend.map(([k, label]) => el("span", {}, el("i", { class: k }), label))));
+  }
+
+  function usageCharts(rows) {
+    const byDay = new Map();
+    for (const r of rows) {
+      const d = byDay.get(r.date) || { date: r.date, hit: 0, miss: 0, out: 0, spend: 0, currency: r.currency };
+      d.hit += r.prompt_cache_hit_tokens;
+      d.miss += r.prompt_cache_miss_tokens;
+      d.out += r.completion_tokens;
+      d.spend += parseFloat(r.cost) || 0;
+      byDay.set(r.date, d);
+    }
+    const days = [...byDay.values()].sort((a, b) => (a.date < b.date ? -1 : 1)).slice(-USAGE_DAYS);
+    if (!days.length) return [el("p", { class: "muted", text: "No use yet." })];
+    const cur = days[days.length - 1].currency || "";
+    return [
+      barChart("Tokens per day", days, (d) => [["hit", d.hit], ["miss", d.miss], ["out", d.out]], "tokens",
+        [["hit", "cache hit"], ["miss", "cache miss"], ["out", "output"]]),
+      barChart(`Spend per day (${cur})`, days, (d) => [["spend", d.spend]], cur, [["spend", "spend"]]),
+    ];
+  }
+
   async function showUsage() {
     try {
       const [b, u] = await Promise.all([api("GET", "/user/balance"), api("GET", "/user/usage")]);
       const info = (b.balance_infos || [])[0];
       $("balance").textContent = info ? `${info.total_balance} ${info.currency}` : "—";
+      $("usage-charts").replaceChildren(...usageCharts(u.usage));
       $("usage-table").tBodies[0].replaceChildren(...u.usage.slice().reverse().map((r) => el("tr", {},
         el("td", { text: r.date }), el("td", { text: r.key_prefix === "web" ? "chat page" : `${r.key_prefix}…` }),
         el("td", { text: String(r.requests) }), el("td", { text: String(r.prompt_cache_hit_tokens) }),

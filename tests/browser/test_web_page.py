@@ -335,7 +335,28 @@ def test_accounts_keys_usage_and_privacy(browser, tmp_path):
         assert "chat page" in row and "USD" in row
         balance = alice.inner_text("#balance")
         assert balance.endswith("USD") and 0 < float(balance.split()[0]) < 1
+        # the same as pictures: tokens and spend per day (one day of use so far)
+        assert alice.locator("#usage-charts svg").count() == 2
+        assert alice.locator("#usage-charts svg").first.locator("g.day").count() == 1
+        assert alice.locator("#usage-charts rect.bar.out").count() == 1
         shot(alice, "usage")
+        # several days and keys, from a stand-in: one bar per day, heights as the totals
+        days = [("2026-12-01", 100, 0, 50, "0.0001"), ("2026-12-02", 400, 200, 400, "0.0009"),
+                ("2026-12-02", 0, 0, 0, "0"), ("2026-12-03", 10, 0, 20, "0.00002")]
+        rows = [{"date": d, "key_prefix": "sk-" + str(i), "requests": 1, "prompt_cache_hit_tokens": h,
+                 "prompt_cache_miss_tokens": m, "completion_tokens": o, "cost": c, "currency": "USD"}
+                for i, (d, m, h, o, c) in enumerate(days)]
+        alice.route("**/user/usage", lambda r: r.fulfill(status=200, content_type="application/json",
+                                                         body=json.dumps({"usage": rows})))
+        alice.click("a[href='#/']")
+        alice.click("a[href='#/usage']")
+        alice.wait_for_function("() => document.querySelectorAll('#usage-charts svg')[0]"
+                                "?.querySelectorAll('g.day').length === 3")
+        heights = alice.evaluate("""() => [...document.querySelectorAll('#usage-charts svg')[0].querySelectorAll('g.day')]
+            .map(g => [...g.querySelectorAll('rect')].reduce((a, r) => a + r.height.baseVal.value, 0))""")
+        assert heights[1] == max(heights) and abs(heights[0] / heights[1] - 150 / 1000) < 0.01, heights
+        assert "2026-12-02" in alice.locator("#usage-charts svg g.day title").nth(1).text_content()
+        alice.unroute("**/user/usage")
 
         # renamed on the server (web/app.js: rename): the conversation keeps its messages
         row = alice.locator("#conv-list .conv").first
