@@ -37,6 +37,8 @@
     busy: null,       /* the generation in flight: {ctrl, conv, msg} */
     retry: null,      /* a pending automatic retry: {timer} */
     think: prefs.get("whale.think") !== "0",
+    files: [],        /* text files attached to the question being written: [{name, text, size}] */
+    reading: 0,       /* attached files still being read */
     known: new Map(), /* conversations this page has saved: newer than any copy being stored */
     routing: 0,       /* the latest navigation (older ones' answers are dropped) */
   };
@@ -178,7 +180,10 @@
   function messageNode(c, m, i) {
     const busy = !!S.busy;
     if (m.role === "user") {
-      const node = el("div", { class: "msg user" }, el("div", { class: "bubble", text: m.content }));
+      const asked = splitFiles(m.content);
+      const node = el("div", { class: "msg user" });
+      if (asked.files.length) node.append(el("div", { class: "files" }, ...asked.files.map((f) => fileChip(f))));
+      if (asked.text) node.append(el("div", { class: "bubble", text: asked.text }));
       const acts = el("div", { class: "actions" }, action("Copy", (e) => copyText(m.content, e.target)));
       if (!busy && i === lastIndex(c.messages, "user")) {
         acts.append(action("Edit", () => editLast(c, i, node), "Edit this question and ask again"));
@@ -469,15 +474,99 @@
     if (S.busy) S.busy.ctrl.abort();
   }
 
+  /* ---- attached text files ---------------------------------------------------------------------------
+   * A question's files go before it in its text, framed as DeepSeek's own page frames uploads (the
+   * template in DeepSeek-R1's README), so that they are kept with the conversation wherever it is
+   * kept and any client sees the same text; the page shows them as chips. */
+  const FILE_MAX_BYTES = 256 * 1024;
+  const FILES_MAX = 8; /* per question */
+  const FILE_HEAD = "[file name]: ", FILE_BEGIN = "\n[file content begin]\n", FILE_END = "\n[file content end]\n";
+
+  function withFiles(files, text) {
+    return files.map((f) => `${FILE_HEAD}${f.name}${FILE_BEGIN}${f.text}${FILE_END}`).join("") + text;
+  }
+
+  /* A question's text split into its framed files ({name, size}) and what was asked. */
+  function splitFiles(content) {
+    const files = [];
+    let rest = content;
+    while (rest.startsWith(FILE_HEAD)) {
+      const b = rest.indexOf(FILE_BEGIN), e = b < 0 ? -1 : rest.indexOf(FILE_END, b + FILE_BEGIN.length);
+      if (b < 0 || e < 0 || rest.slice(FILE_HEAD.length, b).includes("\n")) break;
+      files.push({ name: rest.slice(FILE_HEAD.length, b), size: e - b - FILE_BEGIN.length });
+      rest = rest.slice(e + FILE_END.length);
+    }
+    return { files, text: rest };
+  }
+
+  function fileChip(f, onRemove) {
+    const kb = f.size < 1024 ? `${f.size} B` : `${Math.round(f.size / 1024)} KB`;
+    const chip = el("span", { class: "file-chip", title: `${f.name} (${kb})` }, el("span", { text: "📄" }),
+      el("span", { class: "name", text: f.name }), el("span", { class: "muted", text: kb }));
+    if (onRemove) {
+      const x = el("button", { type: "button", text: "✕", "aria-label": `Remove ${f.name}` });
+      x.addEventListener("click", onRemove);
+      chip.append(x);
+    }
+    return chip;
+  }
+
+  function paintAttachments() {
+    $("attachments").replaceChildren(...S.files.map((f, i) => fileChip(f, () => {
+      S.files.splice(i, 1);
+      paintAttachments();
+    })));
+  }
+
+  /* Files chosen in the dialog: text only (valid UTF-8, no NUL), each up to FILE_MAX_BYTES. */
+  async function addFiles(list) {
+    S.reading++;
+    try {
+      await readFiles(list);
+    } finally {
+      S.reading--;
+    }
+    paintAttachments();
+  }
+
+  async function readFiles(list) {
+    for (const file of list) {
+      if (S.files.length >= FILES_MAX) {
+        banner(`At most ${FILES_MAX} files per question.`);
+        break;
+      }
+      if (file.size > FILE_MAX_BYTES) {
+        banner(`${file.name} is larger than ${FILE_MAX_BYTES / 1024} KB: attach a smaller file.`);
+        continue;
+      }
+      let text;
+      try {
+        text = new TextDecoder("utf-8", { fatal: true }).decode(await file.arrayBuffer());
+      } catch (_) {
+        text = null;
+      }
+      if (text === null || text.includes("\u0000")) {
+        banner(`${file.name} is not a text file: only text (code, notes) can be attached.`);
+        continue;
+      }
+      S.files.push({ name: file.name.replace(/[\r\n]+/g, " ").slice(0, 200), text, size: file.size });
+    }
+  }
+
   async function ask(text) {
-    if (S.busy || !text.trim()) return;
+    if (S.busy || (!text.trim() && !S.files.length)) return;
+    if (S.reading) return banner("Still reading the attached files: send again in a moment.");
+    const files = S.files;
     let c = S.cur;
     if (!c) {
-      c = { id: newId(), title: clipTitle(Array.from(text.trim().replace(/\s+/g, " ")).slice(0, 60).join("")), messages: [] };
+      const start = text.trim() || files[0].name;
+      c = { id: newId(), title: clipTitle(Array.from(start.replace(/\s+/g, " ")).slice(0, 60).join("")), messages: [] };
       S.cur = c;
       history.replaceState(null, "", `#/c/${c.id}`);
     }
-    c.messages.push({ role: "user", content: text });
+    c.messages.push({ role: "user", content: withFiles(files, text) });
+    S.files = [];
+    paintAttachments();
     $("input").value = "";
     autosize();
     await generate(c, 0);
@@ -491,18 +580,21 @@
 
   function editLast(c, i, node) {
     const box = el("textarea", { "aria-label": "Edit your question" });
-    box.value = c.messages[i].content;
+    const asked = splitFiles(c.messages[i].content); /* its files stay attached */
+    const files = c.messages[i].content.slice(0, c.messages[i].content.length - asked.text.length);
+    box.value = asked.text;
     const send = el("button", { type: "button", class: "btn primary", text: "Send" });
     const cancel = el("button", { type: "button", class: "btn", text: "Cancel" });
     const form = el("div", { class: "edit-box" }, box, el("div", { class: "row" }, send, cancel));
     node.replaceChildren(form);
+    if (asked.files.length) node.prepend(el("div", { class: "files" }, ...asked.files.map((f) => fileChip(f))));
     box.focus();
     cancel.addEventListener("click", renderChat);
     const go = () => {
       const text = box.value;
-      if (!text.trim()) return;
+      if (!text.trim() && !files) return;
       c.messages.length = i; /* the question and everything after it go */
-      c.messages.push({ role: "user", content: text });
+      c.messages.push({ role: "user", content: files + text });
       generate(c, 0);
     };
     send.addEventListener("click", go);
@@ -783,6 +875,11 @@
 
   function wire() {
     $("conv-search").addEventListener("input", renderList);
+    $("attach").addEventListener("click", () => $("file").click());
+    $("file").addEventListener("change", async () => {
+      await addFiles([...$("file").files]);
+      $("file").value = "";
+    });
     window.WhaleRender.onLibrary(() => { if (S.cur) renderChat(); }); /* math or code drawn before it came */
     $("composer").addEventListener("submit", (e) => {
       e.preventDefault();

@@ -1,7 +1,9 @@
-"""The chat page's conversation list, in Chromium: rename a conversation (kept across a reload,
-Esc keeps the old title), search the list by title and, for conversations kept in the browser, by
-what was said; titles never exceed the 200 UTF-8 bytes the server keeps. Answers come from a
+"""The chat page's conversations, in Chromium: rename one (kept across a reload, Esc keeps the old
+title), search the list by title and, for conversations kept in the browser, by what was said;
+titles never exceed the 200 UTF-8 bytes the server keeps; text files attached to a question (too
+large and binary ones refused) reach the model in DeepSeek's upload framing and show as chips. Answers come from a
 stand-in for /v1/chat/completions (see test_web_render.py)."""
+import json
 import pathlib
 import sys
 
@@ -92,5 +94,52 @@ def test_titles_fit_the_server(browser, local):  # noqa: F811
     page.wait_for_function("() => document.querySelector('#conv-list .conv a')?.textContent.startsWith('é')")
     renamed = page.locator("#conv-list .conv a").first.inner_text()
     assert set(renamed) == {"é"} and len(renamed.encode()) <= 200
+    assert not page.errors
+    page.context.close()
+
+
+def test_attach_text_files(browser, local):  # noqa: F811
+    page = new_page(browser, local)
+    goto(page, "/")
+    sent = []
+
+    def stand_in(route):
+        sent.append(json.loads(route.request.post_data))
+        sse = "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": "It sorts a list."}}]})
+        route.fulfill(status=200, body=sse + "\n\ndata: [DONE]\n\n", headers={"Content-Type": "text/event-stream"})
+    page.route("**/v1/chat/completions", stand_in)
+    code = "def f(xs):\n    return sorted(xs)\n"
+    page.set_input_files("#file", files=[
+        {"name": "sort.py", "mimeType": "text/x-python", "buffer": code.encode()},
+        {"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (256 * 1024 + 1)},
+        {"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": b"\x00\x01\xff\xfe"},
+    ])
+    # (files are read asynchronously: wait for the last one's verdict)
+    page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('blob.bin is not a text file')")
+    assert page.locator("#attachments .file-chip").count() == 1  # the text file; the others refused
+    page.set_input_files("#file", files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (256 * 1024 + 1)}])
+    page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('big.txt is larger than 256 KB')")
+    assert page.locator("#attachments .file-chip").count() == 1
+    ask(page, "What does this do?")
+    wait_answered(page)
+    # the model gets the file framed as DeepSeek's page frames uploads, then the question
+    content = sent[0]["messages"][-1]["content"]
+    assert content == f"[file name]: sort.py\n[file content begin]\n{code}\n[file content end]\nWhat does this do?"
+    # the question shows as its text with the file as a chip, also after a reload
+    for _ in range(2):
+        assert page.inner_text("#messages .msg.user .bubble") == "What does this do?"
+        assert page.inner_text("#messages .msg.user .files .file-chip .name") == "sort.py"
+        assert page.locator("#attachments .file-chip").count() == 0
+        goto(page, "/")
+        page.click("#conv-list .conv a")
+        page.wait_for_selector("#messages .msg.user .files")
+    # editing the question keeps its file
+    page.click("#messages .msg.user .actions button:text('Edit')")
+    assert page.locator("#messages .edit-box textarea").input_value() == "What does this do?"
+    page.fill("#messages .edit-box textarea", "Explain it briefly.")
+    page.click("#messages .edit-box button:text('Send')")
+    wait_answered(page)
+    assert sent[-1]["messages"][-1]["content"].startswith("[file name]: sort.py\n")
+    assert sent[-1]["messages"][-1]["content"].endswith("[file content end]\nExplain it briefly.")
     assert not page.errors
     page.context.close()
