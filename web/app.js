@@ -83,6 +83,19 @@
     },
     save(all) { localStorage.setItem(LOCAL_KEY, JSON.stringify(all)); },
   };
+  /* A conversation's messages as they are kept: failures are not part of it; a question's versions
+   * keep the messages that followed each. */
+  function kept(msgs) {
+    return msgs.filter((m) => !m.error).map(({ role, content, reasoning, thought_s, versions, v }) => {
+      const o = { role, content, reasoning, thought_s };
+      if (versions && versions.length > 1) {
+        o.versions = versions.map((x) => (x.tail ? { content: x.content, tail: kept(x.tail) } : { content: x.content }));
+        o.v = v;
+      }
+      return o;
+    });
+  }
+
   const store = {
     async list() {
       if (serverSide()) return (await api("GET", "/user/conversations")).conversations;
@@ -96,8 +109,7 @@
       return c;
     },
     async put(c) {
-      const messages = c.messages.filter((m) => !m.error) /* failures are not part of the conversation */
-        .map(({ role, content, reasoning, thought_s }) => ({ role, content, reasoning, thought_s }));
+      const messages = kept(c.messages);
       if (serverSide()) return api("PUT", `/user/conversations/${encodeURIComponent(c.id)}`, { title: c.title, messages });
       const all = local.all();
       all[c.id] = { id: c.id, title: c.title, updated: Math.floor(Date.now() / 1000), messages };
@@ -141,11 +153,6 @@
 
   /* ---- the conversation view ---------------------------------------------------------------------- */
 
-  function lastIndex(msgs, role) {
-    for (let i = msgs.length - 1; i >= 0; i--) if (msgs[i].role === role) return i;
-    return -1;
-  }
-
   function action(label, fn, title) {
     const b = el("button", { type: "button", text: label, title: title || label });
     b.addEventListener("click", fn);
@@ -184,9 +191,18 @@
       const node = el("div", { class: "msg user" });
       if (asked.files.length) node.append(el("div", { class: "files" }, ...asked.files.map((f) => fileChip(f))));
       if (asked.text) node.append(el("div", { class: "bubble", text: asked.text }));
-      const acts = el("div", { class: "actions" }, action("Copy", (e) => copyText(m.content, e.target)));
-      if (!busy && i === lastIndex(c.messages, "user")) {
-        acts.append(action("Edit", () => editLast(c, i, node), "Edit this question and ask again"));
+      const acts = el("div", { class: "actions" });
+      const n = m.versions ? m.versions.length : 1;
+      if (n > 1) { /* DeepSeek's < 2/2 >: the question's versions, each with the answers that followed it */
+        const prev = action("‹", () => switchVersion(c, i, m.v - 1), "Previous version");
+        const next = action("›", () => switchVersion(c, i, m.v + 1), "Next version");
+        prev.disabled = busy || m.v === 0;
+        next.disabled = busy || m.v === n - 1;
+        acts.append(el("span", { class: "versions" }, prev, el("span", { class: "muted", text: `${m.v + 1}/${n}` }), next));
+      }
+      acts.append(action("Copy", (e) => copyText(m.content, e.target)));
+      if (!busy) {
+        acts.append(action("Edit", () => editQuestion(c, i, node), "Edit this question and ask again"));
         if (i === c.messages.length - 1) acts.append(action("Send again", () => generate(c, 0)));
       }
       node.append(acts);
@@ -478,8 +494,11 @@
    * A question's files go before it in its text, framed as DeepSeek's own page frames uploads (the
    * template in DeepSeek-R1's README), so that they are kept with the conversation wherever it is
    * kept and any client sees the same text; the page shows them as chips. */
-  const FILE_MAX_BYTES = 256 * 1024;
-  const FILES_MAX = 8; /* per question */
+  /* a question's files stay well inside the 1 MiB a server keeps per conversation
+   * (service/conversations.h); a model's context is usually the tighter limit, and a prompt too
+   * long for it is refused by the server with that reason */
+  const FILE_MAX_BYTES = 128 * 1024;
+  const FILES_MAX = 4; /* per question */
   const FILE_HEAD = "[file name]: ", FILE_BEGIN = "\n[file content begin]\n", FILE_END = "\n[file content end]\n";
 
   function withFiles(files, text) {
@@ -578,7 +597,34 @@
     generate(c, 0);
   }
 
-  function editLast(c, i, node) {
+  /* Question i asked anew as `content`: what it was and everything after it are kept as a
+   * version (m.versions: every version's {content}, the others' with the messages that followed
+   * them as {content, tail}; m.v: the one shown, whose messages are the conversation's own). */
+  function askAgain(c, i, content) {
+    const m = c.messages[i];
+    const versions = m.versions ? m.versions.slice() : [{ content: m.content }];
+    versions[m.v || 0] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
+    versions.push({ content });
+    c.messages.length = i;
+    c.messages.push({ role: "user", content, versions, v: versions.length - 1 });
+    generate(c, 0);
+  }
+
+  function switchVersion(c, i, k) {
+    const m = c.messages[i];
+    if (S.busy || !m.versions || k < 0 || k >= m.versions.length || k === m.v) return;
+    m.versions[m.v] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
+    const to = m.versions[k];
+    m.versions[k] = { content: to.content };
+    m.content = to.content;
+    m.v = k;
+    c.messages.length = i + 1;
+    c.messages.push(...(to.tail || []));
+    renderChat();
+    save(c);
+  }
+
+  function editQuestion(c, i, node) {
     const box = el("textarea", { "aria-label": "Edit your question" });
     const asked = splitFiles(c.messages[i].content); /* its files stay attached */
     const files = c.messages[i].content.slice(0, c.messages[i].content.length - asked.text.length);
@@ -593,9 +639,7 @@
     const go = () => {
       const text = box.value;
       if (!text.trim() && !files) return;
-      c.messages.length = i; /* the question and everything after it go */
-      c.messages.push({ role: "user", content: files + text });
-      generate(c, 0);
+      askAgain(c, i, files + text);
     };
     send.addEventListener("click", go);
     box.addEventListener("keydown", (e) => {

@@ -16,30 +16,81 @@ static int id_ok(const char *id) {
     return 1;
 }
 
-/* The messages of a PUT, kept to the known fields: a new array, or NULL with *why. */
-static cJSON *clean_messages(const cJSON *msgs, const char **why) {
-    if (!cJSON_IsArray(msgs)) return *why = "messages must be an array", NULL;
-    if (cJSON_GetArraySize(msgs) > CONV_MAX_MESSAGES) return *why = "too many messages in one conversation", NULL;
+typedef struct clean_ctx {
+    int budget; /* messages left to CONV_MAX_MESSAGES, over every version */
+    const char *why;
+} clean_ctx;
+
+static cJSON *clean_list(const cJSON *msgs, int depth, clean_ctx *cx);
+
+/* A question's versions and the index of the one shown, into o; 0, or -1 with cx->why. */
+static int clean_versions(const cJSON *versions, const cJSON *v, int depth, cJSON *o, clean_ctx *cx) {
+    int n = cJSON_GetArraySize(versions);
+    if (!cJSON_IsArray(versions) || n < 2 || n > CONV_MAX_VERSIONS)
+        return cx->why = "versions must be an array of 2 to 64 versions", -1;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (!(d >= 0 && d < n) || d != (double)(int)d) /* (in range before the cast) */
+        return cx->why = "v must be the index of one of the versions", -1;
+    if (depth >= CONV_MAX_DEPTH) return cx->why = "versions are nested too deeply", -1;
+    cJSON *arr = cJSON_AddArrayToObject(o, "versions");
+    const cJSON *x;
+    cJSON_ArrayForEach(x, versions) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(x, "content");
+        const cJSON *tail = cJSON_GetObjectItemCaseSensitive(x, "tail");
+        if (!cJSON_IsString(content)) return cx->why = "each version needs a content string", -1;
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, c);
+        cJSON_AddStringToObject(c, "content", content->valuestring);
+        if (tail && !cJSON_IsNull(tail)) {
+            cJSON *t = clean_list(tail, depth + 1, cx);
+            if (!t) return -1;
+            cJSON_AddItemToObject(c, "tail", t);
+        }
+    }
+    cJSON_AddNumberToObject(o, "v", d);
+    return 0;
+}
+
+/* A list of messages kept to the known fields: a new array, or NULL with cx->why. */
+static cJSON *clean_list(const cJSON *msgs, int depth, clean_ctx *cx) {
+    if (!cJSON_IsArray(msgs)) return cx->why = "messages must be an array", NULL;
+    if ((cx->budget -= cJSON_GetArraySize(msgs)) < 0) return cx->why = "too many messages in one conversation", NULL;
     cJSON *a = cJSON_CreateArray();
     const cJSON *m;
     cJSON_ArrayForEach(m, msgs) {
         const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role"), *content = cJSON_GetObjectItemCaseSensitive(m, "content");
         const cJSON *thought = cJSON_GetObjectItemCaseSensitive(m, "reasoning");
         const cJSON *secs = cJSON_GetObjectItemCaseSensitive(m, "thought_s");
+        const cJSON *versions = cJSON_GetObjectItemCaseSensitive(m, "versions");
         if (!cJSON_IsString(role) || (strcmp(role->valuestring, "user") && strcmp(role->valuestring, "assistant")) ||
             !cJSON_IsString(content) || (thought && !cJSON_IsString(thought) && !cJSON_IsNull(thought)) ||
             (secs && !cJSON_IsNumber(secs) && !cJSON_IsNull(secs))) {
             cJSON_Delete(a);
-            return *why = "each message needs a role (user or assistant) and a content string", NULL;
+            return cx->why = "each message needs a role (user or assistant) and a content string", NULL;
         }
         cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(a, o);
         cJSON_AddStringToObject(o, "role", role->valuestring);
         cJSON_AddStringToObject(o, "content", content->valuestring);
         if (cJSON_IsString(thought)) cJSON_AddStringToObject(o, "reasoning", thought->valuestring);
         if (cJSON_IsNumber(secs) && secs->valuedouble >= 0 && secs->valuedouble < 1e7)
             cJSON_AddNumberToObject(o, "thought_s", secs->valuedouble);
-        cJSON_AddItemToArray(a, o);
+        if (versions && !cJSON_IsNull(versions) &&
+            (strcmp(role->valuestring, "user") ||
+             clean_versions(versions, cJSON_GetObjectItemCaseSensitive(m, "v"), depth, o, cx))) {
+            if (!cx->why) cx->why = "only a question has versions";
+            cJSON_Delete(a);
+            return NULL;
+        }
     }
+    return a;
+}
+
+/* The messages of a PUT, kept to the known fields: a new array, or NULL with *why. */
+static cJSON *clean_messages(const cJSON *msgs, const char **why) {
+    clean_ctx cx = {CONV_MAX_MESSAGES, NULL};
+    cJSON *a = clean_list(msgs, 0, &cx);
+    *why = cx.why;
     return a;
 }
 

@@ -5,8 +5,11 @@
  *   PUT    /user/conversations/<id>         {title, messages}: stored (created or replaced)
  *   DELETE /user/conversations/<id>
  * <id> is the page's id for a conversation: 1 to 64 of [A-Za-z0-9_-]. Messages are
- * {role: "user"|"assistant", content, reasoning?, thought_s?}; other fields are dropped. The
- * server has authenticated the user (session cookie) and applied the CSRF rules. */
+ * {role: "user"|"assistant", content, reasoning?, thought_s?}, and an edited question also
+ * {versions: [{content, tail?: [messages]}], v}: each version's text, the ones not shown with
+ * the messages that followed them, and the one shown (its messages are the list's own); other
+ * fields are dropped. The server has authenticated the user (session cookie) and applied the
+ * CSRF rules. */
 #ifndef WHALE_SERVICE_CONVERSATIONS_H
 #define WHALE_SERVICE_CONVERSATIONS_H
 
@@ -18,7 +21,9 @@
 
 #define CONV_MAX_BYTES (1u << 20)  /* one conversation's stored JSON: a long chat, not a file store */
 #define CONV_MAX_TITLE 200         /* bytes of a title */
-#define CONV_MAX_MESSAGES 2000     /* messages in one conversation */
+#define CONV_MAX_MESSAGES 2000     /* messages in one conversation, those of every version counted */
+#define CONV_MAX_VERSIONS 64       /* versions of one question */
+#define CONV_MAX_DEPTH 8           /* versions inside versions (an edit in an earlier version's tail) */
 
 /* The handlers (server.c's route table; ctx is the store, the user in q->user). */
 void conv_list(void *st, http_req *q, http_reply *out);

@@ -1,7 +1,8 @@
 """The chat page's conversations, in Chromium: rename one (kept across a reload, Esc keeps the old
 title), search the list by title and, for conversations kept in the browser, by what was said;
 titles never exceed the 200 UTF-8 bytes the server keeps; text files attached to a question (too
-large and binary ones refused) reach the model in DeepSeek's upload framing and show as chips. Answers come from a
+large and binary ones refused) reach the model in DeepSeek's upload framing and show as chips; any
+question can be edited, its earlier versions kept with what followed them (< 1/2 >). Answers come from a
 stand-in for /v1/chat/completions (see test_web_render.py)."""
 import json
 import pathlib
@@ -111,14 +112,14 @@ def test_attach_text_files(browser, local):  # noqa: F811
     code = "def f(xs):\n    return sorted(xs)\n"
     page.set_input_files("#file", files=[
         {"name": "sort.py", "mimeType": "text/x-python", "buffer": code.encode()},
-        {"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (256 * 1024 + 1)},
+        {"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (128 * 1024 + 1)},
         {"name": "blob.bin", "mimeType": "application/octet-stream", "buffer": b"\x00\x01\xff\xfe"},
     ])
     # (files are read asynchronously: wait for the last one's verdict)
     page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('blob.bin is not a text file')")
     assert page.locator("#attachments .file-chip").count() == 1  # the text file; the others refused
-    page.set_input_files("#file", files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (256 * 1024 + 1)}])
-    page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('big.txt is larger than 256 KB')")
+    page.set_input_files("#file", files=[{"name": "big.txt", "mimeType": "text/plain", "buffer": b"x" * (128 * 1024 + 1)}])
+    page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('big.txt is larger than 128 KB')")
     assert page.locator("#attachments .file-chip").count() == 1
     ask(page, "What does this do?")
     wait_answered(page)
@@ -141,5 +142,60 @@ def test_attach_text_files(browser, local):  # noqa: F811
     wait_answered(page)
     assert sent[-1]["messages"][-1]["content"].startswith("[file name]: sort.py\n")
     assert sent[-1]["messages"][-1]["content"].endswith("[file content end]\nExplain it briefly.")
+    assert not page.errors
+    page.context.close()
+
+
+def test_edit_any_question_keeps_versions(browser, local):  # noqa: F811
+    page = new_page(browser, local)
+    goto(page, "/")
+
+    def echo(route):  # answers name the question they answer
+        q = json.loads(route.request.post_data)["messages"][-1]["content"]
+        sse = "data: " + json.dumps({"choices": [{"index": 0, "delta": {"content": f"answer to {q}"}}]})
+        route.fulfill(status=200, body=sse + "\n\ndata: [DONE]\n\n", headers={"Content-Type": "text/event-stream"})
+    page.route("**/v1/chat/completions", echo)
+
+    def shown():
+        return page.locator("#messages .msg .bubble, #messages .msg .answer").all_inner_texts()
+
+    def version_label(i=0):
+        return page.locator("#messages .msg.user").nth(i).locator(".versions .muted").inner_text()
+
+    for q in ("one", "two"):
+        ask(page, q)
+        wait_answered(page)
+    assert shown() == ["one", "answer to one", "two", "answer to two"]
+    assert page.locator("#messages .versions").count() == 0
+    # edit the first question (not only the last): what followed it goes into the old version
+    page.locator("#messages .msg.user").first.locator(".actions button:text('Edit')").click()
+    page.fill("#messages .edit-box textarea", "uno")
+    page.click("#messages .edit-box button:text('Send')")
+    wait_answered(page)
+    assert shown() == ["uno", "answer to uno"] and version_label() == "2/2"
+    page.click("#messages .msg.user .versions button[title='Previous version']")
+    assert shown() == ["one", "answer to one", "two", "answer to two"] and version_label() == "1/2"
+    # an edit inside the earlier version keeps its own versions; all of it survives a reload
+    page.locator("#messages .msg.user").nth(1).locator(".actions button:text('Edit')").click()
+    page.fill("#messages .edit-box textarea", "dos")
+    page.click("#messages .edit-box button:text('Send')")
+    wait_answered(page)
+    assert shown() == ["one", "answer to one", "dos", "answer to dos"] and version_label(1) == "2/2"
+    goto(page, "/")
+    page.click("#conv-list .conv a")
+    page.wait_for_selector("#messages .msg.user .versions")
+    assert shown() == ["one", "answer to one", "dos", "answer to dos"]
+    assert version_label(0) == "1/2" and version_label(1) == "2/2"
+    page.click("#messages .msg.user .versions button[title='Next version']")
+    assert shown() == ["uno", "answer to uno"]
+    page.click("#messages .msg.user .versions button[title='Previous version']")
+    page.locator("#messages .msg.user").nth(1).locator(".versions button[title='Previous version']").click()
+    assert shown() == ["one", "answer to one", "two", "answer to two"]
+    # the model is asked only the version shown
+    with page.expect_request("**/v1/chat/completions") as req:
+        page.click("#messages .msg.assistant >> nth=-1 >> .actions button:text('Regenerate')")
+    sent = [m["content"] for m in json.loads(req.value.post_data)["messages"]]
+    assert sent == ["one", "answer to one", "two"]
+    wait_answered(page)
     assert not page.errors
     page.context.close()

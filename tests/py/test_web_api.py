@@ -172,6 +172,49 @@ def test_conversations_are_per_user(env):  # noqa: F811
     assert int(sql(db, "SELECT count(*) FROM conversations")[0][0]) == 1  # bob's
 
 
+def test_conversation_versions_are_kept_and_checked(env):  # noqa: F811
+    """An edited question keeps its versions, each earlier one with what followed it (DeepSeek's
+    < 1/2 >), nested inside earlier versions too; the server checks their shape and bounds."""
+    port = env["port"]
+    a = sign_up(port, "versions@example.com")
+    inner = {"role": "user", "content": "q2b", "v": 1,
+             "versions": [{"content": "q2", "tail": [{"role": "assistant", "content": "a2"}]}, {"content": "q2b"}]}
+    msgs = [{"role": "user", "content": "q1b", "v": 1, "extra": "dropped",
+             "versions": [{"content": "q1", "tail": [{"role": "assistant", "content": "a1"}, inner,
+                                                    {"role": "assistant", "content": "a2b", "versions": None}]},
+                          {"content": "q1b", "tail": None, "more": "dropped"}]},
+            {"role": "assistant", "content": "a1b"}]
+    assert web(port, "/user/conversations/v-1", {"title": "Versions", "messages": msgs}, a, method="PUT")[0] == 200
+    st, j, _, _ = web(port, "/user/conversations/v-1", cookie=a)
+    assert st == 200
+    want = [{"role": "user", "content": "q1b", "v": 1,
+             "versions": [{"content": "q1", "tail": [{"role": "assistant", "content": "a1"}, inner,
+                                                    {"role": "assistant", "content": "a2b"}]},
+                          {"content": "q1b"}]},
+            {"role": "assistant", "content": "a1b"}]
+    assert j["messages"] == want
+
+    def versions(vs, v):
+        return {"title": "x", "messages": [{"role": "user", "content": "q", "versions": vs, "v": v}]}
+    two = [{"content": "a"}, {"content": "b"}]
+    deep = {"role": "user", "content": "q"}
+    for _ in range(10):  # versions inside versions, 10 deep (past CONV_MAX_DEPTH, inside the JSON depth cap)
+        deep = {"role": "user", "content": "q", "v": 0, "versions": [{"content": "q", "tail": [deep]}, {"content": "r"}]}
+    for body in (versions(two, 2), versions(two, -1), versions(two, 0.5), versions(two, "0"), versions(two, 1e300),
+                 versions(two, None), versions([{"content": "a"}], 0), versions([{"content": 5}, {"content": "b"}], 0),
+                 versions({"content": "a"}, 0), versions([{"content": "a"}] * 65, 0),
+                 versions([{"content": "a", "tail": "no"}, {"content": "b"}], 0),
+                 versions([{"content": "a", "tail": [{"role": "system", "content": "s"}]}, {"content": "b"}], 0),
+                 versions([{"content": "a", "tail": [{"role": "user", "content": "u"}] * 2000}, {"content": "b"}], 0),
+                 {"title": "x", "messages": [{"role": "assistant", "content": "a", "versions": two, "v": 0}]},
+                 {"title": "x", "messages": [deep]}):
+        st, j, _, _ = web(port, "/user/conversations/v-2", body, a, method="PUT")
+        assert st == 422, (st, j, str(body)[:200])
+    st, j, _, _ = web(port, "/user/conversations/v-2", {"title": "x", "messages": [deep]}, a, method="PUT")
+    assert "versions are nested too deeply" in j["error"]["message"]  # our bound, not the JSON parser's
+    assert web(port, "/user/conversations/v-2", cookie=a)[0] == 404  # nothing kept
+
+
 def test_page_chat_is_charged_under_web(env):  # noqa: F811
     port, db = env["port"], env["db"]
     c = sign_up(port, "web-c@example.com")
