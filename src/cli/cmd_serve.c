@@ -115,7 +115,15 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model"))) { model_path = v; i++; }
+        else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model"))) {
+            if (model_path) { /* one model per server for now: never serve another than asked */
+                fprintf(stderr, "whale serve: -m given twice ('%s', '%s'): a server serves one model for now; "
+                                "run one whale serve per model, on its own --port\n", model_path, v);
+                return 2;
+            }
+            model_path = v;
+            i++;
+        }
         else if (v && !strcmp(a, "--lora")) { lora = v; i++; }
         else if (v && !strcmp(a, "--host")) { o.host = v; i++; }
         else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }

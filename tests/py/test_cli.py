@@ -68,6 +68,13 @@ def test_missing_model_is_a_clear_error(tmp_path):
     assert p.returncode == 1 and "nope.gguf" in p.stderr.decode() and "No such file" in p.stderr.decode()
 
 
+def test_serve_with_two_models_is_refused_not_half_done():
+    """One model per server for now (issue #23): a second -m is refused, not silently dropped."""
+    p = run_whale("serve", "-m", "default", "-m", "qwen2.5-coder-1.5b", "--port", "1", check=False)
+    err = p.stderr.decode()
+    assert p.returncode == 2 and "-m given twice" in err and "qwen2.5-coder-1.5b" in err
+
+
 def test_info_default_model():
     out = run_whale("info").stdout.decode()
     for s in ("qwen2", "n_layer                24", "pre-tokenizer 'qwen2'", "Q4_K", "chat template"):
