@@ -70,7 +70,11 @@ def test_missing_model_is_a_clear_error(tmp_path):
 
 def test_serve_with_two_models_is_refused_not_half_done():
     """One model per server for now (issue #23): a second -m is refused, not silently dropped."""
-    p = run_whale("serve", "-m", "default", "-m", "qwen2.5-coder-1.5b", "--port", "1", check=False)
+    try:  # (a server that took the models would not return: it would serve until stopped)
+        p = subprocess.run([str(WHALE), "serve", "-m", "default", "-m", "qwen2.5-coder-1.5b", "--port", "0"],
+                           capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("whale serve started with two -m instead of refusing them")
     err = p.stderr.decode()
     assert p.returncode == 2 and "-m given twice" in err and "qwen2.5-coder-1.5b" in err
 
