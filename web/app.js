@@ -200,7 +200,7 @@
         next.disabled = busy || m.v === n - 1;
         acts.append(el("span", { class: "versions" }, prev, el("span", { class: "muted", text: `${m.v + 1}/${n}` }), next));
       }
-      acts.append(action("Copy", (e) => copyText(m.content, e.target)));
+      acts.append(action("Copy", (e) => copyText(asked.text || m.content, e.target)));
       if (!busy) {
         acts.append(action("Edit", () => editQuestion(c, i, node), "Edit this question and ask again"));
         if (i === c.messages.length - 1) acts.append(action("Send again", () => generate(c, 0)));
@@ -301,11 +301,12 @@
   async function rename(id, title) {
     try {
       const c = S.cur && S.cur.id === id ? S.cur : await store.get(id);
-      c.title = title;
-      await store.put(c);
+      await store.put({ ...c, title });
+      c.title = title; /* only once it is kept */
       if (S.known.has(id)) S.known.set(id, c);
     } catch (e) {
       banner(`Could not rename: ${e.message}`);
+      return renderList();
     }
     S.convs = [{ id, title, updated: Date.now() / 1000 }, ...S.convs.filter((v) => v.id !== id)];
     if (S.cur && S.cur.id === id) renderChat();
@@ -493,10 +494,10 @@
   /* ---- attached text files ---------------------------------------------------------------------------
    * A question's files go before it in its text, framed as DeepSeek's own page frames uploads (the
    * template in DeepSeek-R1's README), so that they are kept with the conversation wherever it is
-   * kept and any client sees the same text; the page shows them as chips. */
-  /* a question's files stay well inside the 1 MiB a server keeps per conversation
-   * (service/conversations.h); a model's context is usually the tighter limit, and a prompt too
-   * long for it is refused by the server with that reason */
+   * kept and any client sees the same text; the page shows them as chips. The caps keep a
+   * question's files well inside the 1 MiB a server keeps per conversation (conversations.h); a
+   * model's context is usually the tighter limit, and a prompt too long for it is refused by the
+   * server with that reason. */
   const FILE_MAX_BYTES = 128 * 1024;
   const FILES_MAX = 4; /* per question */
   const FILE_HEAD = "[file name]: ", FILE_BEGIN = "\n[file content begin]\n", FILE_END = "\n[file content end]\n";
