@@ -584,7 +584,10 @@
       S.cur = c;
       history.replaceState(null, "", `#/c/${c.id}`);
     }
-    c.messages.push({ role: "user", content: withFiles(files, text) });
+    const asked = { role: "user", content: withFiles(files, text) };
+    const why = unkeepable(c, [...c.messages, asked]);
+    if (why) return banner(`This question cannot be kept: ${why}. Attach less, or start a new chat.`);
+    c.messages.push(asked);
     S.files = [];
     paintAttachments();
     $("input").value = "";
@@ -606,14 +609,43 @@
     const versions = m.versions ? m.versions.slice() : [{ content: m.content }];
     versions[m.v || 0] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
     versions.push({ content });
+    const asked = { role: "user", content, versions, v: versions.length - 1 };
+    const why = unkeepable(c, [...c.messages.slice(0, i), asked]);
+    if (why) return banner(`This edit cannot be kept: ${why}. Ask it in a new chat instead.`);
     c.messages.length = i;
-    c.messages.push({ role: "user", content, versions, v: versions.length - 1 });
+    c.messages.push(asked);
     generate(c, 0);
+  }
+
+  /* Why the conversation with these messages could not be kept (the server's bounds, which the
+   * browser's store keeps too: service/conversations.h), or null. */
+  const CONV_MAX_BYTES = 1 << 20, CONV_MAX_MESSAGES = 2000, CONV_MAX_VERSIONS = 64, CONV_MAX_DEPTH = 8;
+
+  function unkeepable(c, messages) {
+    let count = 0, deepest = 0, most = 0;
+    const walk = (msgs, depth) => {
+      count += msgs.length;
+      for (const m of msgs)
+        if (m.versions && m.versions.length > 1) {
+          deepest = Math.max(deepest, depth + 1);
+          most = Math.max(most, m.versions.length);
+          for (const x of m.versions) if (x.tail) walk(x.tail, depth + 1);
+        }
+    };
+    const keptMsgs = kept(messages);
+    walk(keptMsgs, 0);
+    if (most > CONV_MAX_VERSIONS) return `a question keeps at most ${CONV_MAX_VERSIONS} versions`;
+    if (deepest > CONV_MAX_DEPTH) return `edits nest at most ${CONV_MAX_DEPTH} deep`;
+    if (count > CONV_MAX_MESSAGES) return `a conversation keeps at most ${CONV_MAX_MESSAGES} messages`;
+    const bytes = new TextEncoder().encode(JSON.stringify({ title: c.title, messages: keptMsgs })).length;
+    if (bytes > CONV_MAX_BYTES - 4096) return "a conversation keeps at most 1 MB (its files count)";
+    return null;
   }
 
   function switchVersion(c, i, k) {
     const m = c.messages[i];
     if (S.busy || !m.versions || k < 0 || k >= m.versions.length || k === m.v) return;
+    hideBanner(); /* a retry pending for the version left is dropped */
     m.versions[m.v] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
     const to = m.versions[k];
     m.versions[k] = { content: to.content };

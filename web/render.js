@@ -76,7 +76,10 @@ window.WhaleRender = (() => {
   /* ---- math: \( \), \[ \], $ $ and $$ $$, as DeepSeek's answers write them --------------------- */
 
   function library(name, global) {
-    if (libState[name] === "ready") return window[global];
+    if (libState[name] === "ready" || (!libState[name] && window[global])) {
+      libState[name] = "ready";
+      return window[global];
+    }
     if (!libState[name]) {
       libState[name] = "loading";
       const s = document.createElement("script");
@@ -92,10 +95,15 @@ window.WhaleRender = (() => {
     return null;
   }
 
+  /* Macro definitions let a short formula expand past KaTeX 0.16.4's maxExpand (\edef doubling a
+   * macro: 281 characters made 21 MB of MathML in 2.6 s; fixed in KaTeX 0.16.10, not in Debian's):
+   * a formula that defines anything is shown as its TeX. */
+  const DEFINES = /\\(?:[egx]?def|let|futurelet|global|long|(?:re|provide)?newcommand|(?:re)?newenvironment|expandafter|csname)(?![a-zA-Z])/;
+
   function tex(src, display, env) {
     env.whaleMath = (env.whaleMath || 0) + 1;
     const katex = library("katex.js", "katex");
-    if (src.length > MATH_CAP || env.whaleMath > MATH_COUNT_CAP || !katex) {
+    if (src.length > MATH_CAP || env.whaleMath > MATH_COUNT_CAP || !katex || DEFINES.test(src)) {
       return `<code class="tex">${escapeHtml(src)}</code>`;
     }
     return remember(`${display ? "D" : "I"}${src}`, () => {
@@ -171,11 +179,15 @@ window.WhaleRender = (() => {
     if (rest.length >= close.length && rest.endsWith(close)) {
       lines.push(rest.slice(0, -close.length));
       found = true;
+    } else if (rest.includes(close)) {
+      return false; /* "$$E=mc^2$$ is famous": inline math in a paragraph */
     } else {
-      /* no closer below some line means none below a later one: remembered for the whole text */
+      /* a scan from some line that met no closer before line `to` (the end of the text, or of the
+       * list item or quote around it) means none from a later line before `to` either:
+       * remembered for the whole text, so a run of openers costs linear time */
       const none = state.env.whaleNoBlockClose || (state.env.whaleNoBlockClose = {});
-      const key = `${close}:${endLine}`;
-      if (none[key] !== undefined && none[key] <= startLine) return false;
+      const key = `${close}:${endLine}:${state.blkIndent}`, seen = none[key];
+      if (seen && seen.from <= startLine && startLine < seen.to) return false;
       lines.push(rest);
       for (line = startLine + 1; line < endLine; line++) {
         if (state.sCount[line] < state.blkIndent) break; /* the end of the enclosing list item or quote */
@@ -187,7 +199,7 @@ window.WhaleRender = (() => {
         }
         lines.push(l);
       }
-      if (!found && line >= endLine) none[key] = startLine;
+      if (!found) none[key] = { from: startLine, to: line };
     }
     const body = lines.join("\n");
     if (!found || !body.trim()) return false;
@@ -265,14 +277,23 @@ window.WhaleRender = (() => {
     return frag;
   }
 
-  const LINE_START = /^[ \t]*(?:(?:>|[-*+](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$))[ \t]*)*/gm;
+  /* An over-estimate of the nesting a line opens: each quote marker one level, each list marker
+   * two (the list and its item), and its indentation (at least 2 characters per enclosing list,
+   * each of those two levels). Lines without a marker open nothing; fenced code is skipped. */
+  const MARKERS = /^[ \t]*(?:(?:>|[-*+](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$))[ \t]*)+/;
+  const FENCE_LINE = /^[ \t]*(?:`{3,}|~{3,})/;
 
   function tooDeep(src) {
-    for (const m of src.matchAll(LINE_START)) {
-      if (m[0].length < DEEP) continue; /* each level takes at least one character */
+    let fenced = false;
+    for (const line of src.split("\n")) {
+      if (FENCE_LINE.test(line)) fenced = !fenced;
+      if (fenced) continue;
+      const m = MARKERS.exec(line);
+      if (!m) continue;
       const indent = /^[ \t]*/.exec(m[0])[0].replace(/\t/g, "    ").length;
-      const marks = (m[0].match(/>|[-*+](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)/g) || []).length;
-      if (marks + Math.floor(indent / 2) >= DEEP) return true;
+      const quotes = (m[0].match(/>/g) || []).length;
+      const lists = (m[0].match(/[-*+](?=[ \t]|$)|\d{1,9}[.)](?=[ \t]|$)/g) || []).length;
+      if (indent + quotes + 2 * lists >= DEEP) return true;
     }
     return false;
   }

@@ -199,3 +199,30 @@ def test_edit_any_question_keeps_versions(browser, local):  # noqa: F811
     wait_answered(page)
     assert not page.errors
     page.context.close()
+
+
+def test_what_cannot_be_kept_is_refused_before_it_is_lost(browser, local):  # noqa: F811
+    """A conversation holds at most 1 MiB (service/conversations.h): files that would pass it are
+    refused when asked, with the reason, instead of a conversation that can no longer be saved."""
+    page = new_page(browser, local)
+    goto(page, "/")
+    answer_with(page, "Read them.")
+    files = [{"name": f"part{i}.txt", "mimeType": "text/plain", "buffer": (f"{i}" * 131_000).encode()}
+             for i in range(4)]
+    page.set_input_files("#file", files=files)
+    page.wait_for_function("() => document.querySelectorAll('#attachments .file-chip').length === 4")
+    ask(page, "first batch")
+    wait_answered(page)
+    page.set_input_files("#file", files=files)
+    page.wait_for_function("() => document.querySelectorAll('#attachments .file-chip').length === 4")
+    ask(page, "second batch")
+    page.wait_for_function("() => document.getElementById('banner-text').textContent.includes('cannot be kept')")
+    assert "at most 1 MB" in page.inner_text("#banner-text")
+    assert page.locator("#messages .msg.user").count() == 1  # the first question stands, saved
+    assert page.locator("#attachments .file-chip").count() == 4  # the files wait to be removed
+    goto(page, "/")
+    page.click("#conv-list .conv a")
+    page.wait_for_selector("#messages .msg.user .files")
+    assert page.locator("#messages .msg.user .files .file-chip").count() == 4
+    assert not page.errors
+    page.context.close()

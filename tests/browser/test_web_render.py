@@ -177,6 +177,9 @@ def adversarial():
         "html-like": "<div " * (N // 5),
         "headings": "#" * N,
         "setext": "a\n=\n" * (N // 4),
+        # (from the review of this page) KaTeX 0.16.4's expansion limit passed by \edef doubling
+        "macro doubling": "$\\def\\x{a}" + "\\edef\\x{\\x\\x}" * 16 + "\\x" * 32 + "$ " + "y" * (N - 400),
+        "display openers in a list item": "- x\n" + "  $$a\n" * 8000 + "z",
     }
     return {k: v[:N] for k, v in cases.items()}
 
@@ -209,6 +212,30 @@ def test_adversarial_answers_render_quickly(browser, local):  # noqa: F811
     wait_answered(page)
     assert page.inner_text("#messages .msg.assistant .answer").count("a") >= N // 4 - 10
     assert not page.errors
+    page.context.close()
+
+
+def test_display_math_edges_and_deep_lists(browser, local):  # noqa: F811
+    page = new_page(browser, local)
+    goto(page, "/")
+    page.evaluate("() => new Promise(r => { const s = document.createElement('script');"
+                  " s.src = '/vendor/katex.js'; s.onload = r; document.head.append(s); })")
+    html = page.evaluate("""(t) => { const d = document.createElement('div');
+        d.append(window.WhaleRender.markdown(t, () => {})); return d.innerHTML; }""",
+                         "$$E=mc^2$$ is famous, and\nso is this:\n$$a^2+b^2=c^2$$")
+    assert html.count("<math") == 2 and "so is this" in html  # two formulas, the text between kept
+    # nesting that markdown-it would cut short (its maxNesting drops the rest of the text) is shown
+    # as plain text, all of it
+    for deep in ("".join("  " * i + "- level\n" for i in range(25)) + "the end",
+                 "- " * 25 + "the end", "> " * 40 + "the end"):
+        text = page.evaluate("(t) => { const d = document.createElement('div');"
+                             " d.append(window.WhaleRender.markdown(t, () => {})); return d.textContent; }", deep)
+        assert "the end" in text, deep[:40]
+    # deeply indented code is still code, not "deep"
+    code = "```python\n" + "".join(" " * 4 * i + "if x:\n" for i in range(20)) + "```"
+    html = page.evaluate("(t) => { const d = document.createElement('div');"
+                         " d.append(window.WhaleRender.markdown(t, () => {})); return d.innerHTML; }", code)
+    assert "<pre" in html
     page.context.close()
 
 
