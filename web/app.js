@@ -604,10 +604,15 @@
   /* Question i asked anew as `content`: what it was and everything after it are kept as a
    * version (m.versions: every version's {content}, the others' with the messages that followed
    * them as {content, tail}; m.v: the one shown, whose messages are the conversation's own). */
+  /* Question i as it stands, with the messages that follow it: a version put aside. */
+  function shelved(c, i) {
+    return { content: c.messages[i].content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
+  }
+
   function askAgain(c, i, content) {
     const m = c.messages[i];
     const versions = m.versions ? m.versions.slice() : [{ content: m.content }];
-    versions[m.v || 0] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
+    versions[m.v || 0] = shelved(c, i);
     versions.push({ content });
     const asked = { role: "user", content, versions, v: versions.length - 1 };
     const why = unkeepable(c, [...c.messages.slice(0, i), asked]);
@@ -646,7 +651,7 @@
     const m = c.messages[i];
     if (S.busy || !m.versions || k < 0 || k >= m.versions.length || k === m.v) return;
     hideBanner(); /* a retry pending for the version left is dropped */
-    m.versions[m.v] = { content: m.content, tail: c.messages.slice(i + 1).filter((x) => !x.error) };
+    m.versions[m.v] = shelved(c, i);
     const to = m.versions[k];
     m.versions[k] = { content: to.content };
     m.content = to.content;

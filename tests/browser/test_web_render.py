@@ -137,6 +137,19 @@ def test_hostile_math_code_links_and_reasoning_stay_inert(browser, local):  # no
     page.context.close()
 
 
+def load_libraries(page, *names):
+    """Load /vendor/<name> scripts as the page does on first use, and wait for them."""
+    for lib in names:
+        page.evaluate("(lib) => new Promise(r => { const s = document.createElement('script');"
+                      " s.src = '/vendor/' + lib; s.onload = r; document.head.append(s); })", lib)
+
+
+def rendered(page, text, what="innerHTML"):
+    """WhaleRender.markdown(text) in a detached element: its innerHTML or textContent."""
+    return page.evaluate("([t, what]) => { const d = document.createElement('div');"
+                         " d.append(window.WhaleRender.markdown(t, () => {})); return d[what]; }", [text, what])
+
+
 N = 50_000
 
 
@@ -187,9 +200,7 @@ def adversarial():
 def test_adversarial_answers_render_quickly(browser, local):  # noqa: F811
     page = new_page(browser, local)
     goto(page, "/")
-    for lib in ("highlight.js", "katex.js"):  # as they would be after the first formula and code block
-        page.evaluate("(lib) => new Promise(r => { const s = document.createElement('script');"
-                      " s.src = '/vendor/' + lib; s.onload = r; document.head.append(s); })", lib)
+    load_libraries(page, "highlight.js", "katex.js")  # as after the first formula and code block
     times = page.evaluate("""(cases) => {
         const box = document.createElement('div'); box.className = 'md';
         document.getElementById('messages').append(box);
@@ -218,23 +229,18 @@ def test_adversarial_answers_render_quickly(browser, local):  # noqa: F811
 def test_display_math_edges_and_deep_lists(browser, local):  # noqa: F811
     page = new_page(browser, local)
     goto(page, "/")
-    page.evaluate("() => new Promise(r => { const s = document.createElement('script');"
-                  " s.src = '/vendor/katex.js'; s.onload = r; document.head.append(s); })")
-    html = page.evaluate("""(t) => { const d = document.createElement('div');
-        d.append(window.WhaleRender.markdown(t, () => {})); return d.innerHTML; }""",
-                         "$$E=mc^2$$ is famous, and\nso is this:\n$$a^2+b^2=c^2$$")
+    load_libraries(page, "katex.js")
+    html = rendered(page, "$$E=mc^2$$ is famous, and\nso is this:\n$$a^2+b^2=c^2$$")
     assert html.count("<math") == 2 and "so is this" in html  # two formulas, the text between kept
     # nesting that markdown-it would cut short (its maxNesting drops the rest of the text) is shown
     # as plain text, all of it
     for deep in ("".join("  " * i + "- level\n" for i in range(25)) + "the end",
                  "- " * 25 + "the end", "> " * 40 + "the end"):
-        text = page.evaluate("(t) => { const d = document.createElement('div');"
-                             " d.append(window.WhaleRender.markdown(t, () => {})); return d.textContent; }", deep)
+        text = rendered(page, deep, "textContent")
         assert "the end" in text, deep[:40]
     # deeply indented code is still code, not "deep"
     code = "```python\n" + "".join(" " * 4 * i + "if x:\n" for i in range(20)) + "```"
-    html = page.evaluate("(t) => { const d = document.createElement('div');"
-                         " d.append(window.WhaleRender.markdown(t, () => {})); return d.innerHTML; }", code)
+    html = rendered(page, code)
     assert "<pre" in html
     page.context.close()
 

@@ -164,7 +164,7 @@ AT_INLINE void accum_avx512(float *o, int64_t ldo, const float *p, int64_t ldp, 
         for (; h < n_head; h++) accum_tile(o + h * ldo, ldo, p + h * ldp, ldp, v, f16, ldv, n_pos, i, all, 1, 4);
     }
     for (; i < d; i += 16) {
-        __mmask16 m = d - i >= 16 ? all : (__mmask16)((1u << (d - i)) - 1u);
+        __mmask16 m = mask16(d - i);
         for (int64_t h = 0; h < n_head; h++) accum_tile(o + h * ldo, ldo, p + h * ldp, ldp, v, f16, ldv, n_pos, i, m, 1, 1);
     }
 }

@@ -184,7 +184,7 @@ __attribute__((target(AB_TARGET))) static void accum_b(float *o, int64_t ldo, co
         for (; h < n_head; h++) accum_tile_b(o + h * ldo, ldo, pp + h * ldp, ldp, v, ldv, n_pos, i, all, 1, 4);
     }
     for (; i < d; i += 16) {
-        __mmask16 m = d - i >= 16 ? all : (__mmask16)((1u << (d - i)) - 1u);
+        __mmask16 m = mask16(d - i);
         for (int64_t h = 0; h < n_head; h++)
             accum_tile_b(o + h * ldo, ldo, pp + h * ldp, ldp, v, ldv, n_pos, i, m, 1, 1);
     }

@@ -192,8 +192,6 @@ static void accum_portable(float *o, int64_t ldo, const q8_ws *w, int64_t n_head
 #define AQ_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"
 #define AQ_INLINE __attribute__((target(AQ_TARGET))) static inline __attribute__((always_inline))
 
-static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
-
 /* q8_segment's operations 16 values at a time (the same division, rounded to nearest even as
  * lrintf rounds); returns 0 and leaves the rare segments (NaN, infinity, all zero) to it. */
 __attribute__((target(AQ_TARGET))) static int q8_segment_x(int8_t *dst, const float *x, int64_t n, float *scale) {
@@ -201,7 +199,7 @@ __attribute__((target(AQ_TARGET))) static int q8_segment_x(int8_t *dst, const fl
     __m512 amax = _mm512_setzero_ps();
     __mmask16 bad = 0;
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __mmask16 k = mask16(n - i);
         __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(k, x + i));
         bad |= _mm512_mask_cmp_ps_mask(k, a, fmax, _CMP_NLE_UQ); /* NaN or infinite */
         amax = _mm512_max_ps(amax, a);
@@ -210,7 +208,7 @@ __attribute__((target(AQ_TARGET))) static int q8_segment_x(int8_t *dst, const fl
     if (bad || !(m > 0)) return 0;
     float s = m / 127.0f;
     for (int64_t i = 0; i < n; i += 16) {
-        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        __mmask16 k = mask16(n - i);
         __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_set1_ps(s)));
         v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
         _mm_mask_storeu_epi8(dst + i, k, _mm512_cvtepi32_epi8(v));
@@ -292,7 +290,7 @@ __attribute__((target(AQ_TARGET))) static void scores_x(const q8_ws *w, const fl
     for (int64_t h = 0; h < n_head; h++) w->mn[h] = mx[h];
     for (int64_t t = 0; t < nb; t += 16) {
         int64_t np = nb - t < 16 ? nb - t : 16;
-        __mmask16 km = (__mmask16)(np >= 16 ? 0xFFFF : (1u << np) - 1u);
+        __mmask16 km = mask16(np);
         transpose_x(tk, rows + t * row_bytes, row_bytes, dk, split, np);
         __m512 rs0 = _mm512_maskz_loadu_ps(km, w->rs + t), rs1 = _mm512_maskz_loadu_ps(km, w->rs + Q8_BLOCK + t);
         for (int64_t h = 0; h < n_head; h += 8) {
@@ -328,7 +326,7 @@ __attribute__((target(AQ_TARGET))) static void weights_x(const float *s, const f
                                                          float *sum, uint8_t *wq, float *ws) {
     __m512 acc = _mm512_setzero_ps(), wv[Q8_BLOCK / 16], wmax = _mm512_setzero_ps();
     for (int64_t t = 0; t < nb; t += 16) {
-        __mmask16 k = nb - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - t)) - 1u);
+        __mmask16 k = mask16(nb - t);
         __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + t), _mm512_set1_ps(m));
         __mmask16 ok = _mm512_mask_cmp_ps_mask(k, x, _mm512_set1_ps(Q8_EXP_MIN), _CMP_GE_OQ);
         __m512 tt = _mm512_mul_ps(x, _mm512_set1_ps(Q8_LOG2E));
@@ -346,7 +344,7 @@ __attribute__((target(AQ_TARGET))) static void weights_x(const float *s, const f
     memset(wq, 0, Q8_BLOCK);
     if (!(*ws > 0)) return;
     for (int64_t t = 0; t < nb; t += 16) {
-        __mmask16 k = nb - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nb - t)) - 1u);
+        __mmask16 k = mask16(nb - t);
         __m512i v = _mm512_cvtps_epi32(_mm512_div_ps(wv[t / 16], _mm512_set1_ps(*ws))); /* nearest, as lrintf */
         v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_setzero_si512()), _mm512_set1_epi32(255));
         _mm_mask_storeu_epi8(wq + t, k, _mm512_cvtepi32_epi8(v));
@@ -380,7 +378,7 @@ __attribute__((target(AQ_TARGET))) static void interleave_x(uint32_t *tq, int64_
                             _mm512_shuffle_i32x4(AB1, CD1, _MM_SHUFFLE(3, 1, 3, 1))};
             for (int c = 0; c < 4 && i + 16 * c < split; c++) {
                 int64_t left = split - i - 16 * c;
-                __mmask16 km = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+                __mmask16 km = mask16(left);
                 _mm512_mask_storeu_epi32(tq + g * ldt + i + 16 * c, km, n[c]);
             }
         }
@@ -433,7 +431,7 @@ __attribute__((target(AQ_TARGET))) static void accum_x(float *o, int64_t ldo, co
             accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, all, 1, 4);
     }
     for (; i < split; i += 16) {
-        __mmask16 m = split - i >= 16 ? all : (__mmask16)((1u << (split - i)) - 1u);
+        __mmask16 m = mask16(split - i);
         for (int64_t h = 0; h < n_head; h++)
             accum_tile_q(o + h * ldo, ldo, w->w + h * Q8_BLOCK, w->ws + h, w->tq, ldt, ng, i, m, 1, 1);
     }

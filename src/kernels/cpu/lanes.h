@@ -1,6 +1,6 @@
 /* lanes.h — the one order in which the attention kernels (attn.c, attn_bf16.c) add their 16
  * lanes of partial sums, as portable C and on AVX-512 and AVX2 registers, so that every level
- * gives the same bits. Internal to kernels/cpu. */
+ * gives the same bits; and their masks for a partial last vector. Internal to kernels/cpu. */
 #ifndef WHALE_KERNELS_CPU_LANES_H
 #define WHALE_KERNELS_CPU_LANES_H
 
@@ -15,6 +15,11 @@ static inline float lanes16_sum(const float *c) {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+#include <stdint.h>
+
+/* The first n of 16 (or 64) lanes, all of them for n >= 16 (64): a loop's last, partial vector. */
+static inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+static inline __mmask64 mask64(int64_t n) { return n >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << n) - 1; }
 
 /* lanes16_sum on a register (not _mm512_reduce_add_ps, whose order is the compiler's). */
 __attribute__((target("avx512f,avx512dq"))) static inline __attribute__((always_inline)) float hsum16(__m512 v) {
