@@ -112,6 +112,13 @@ def test_ask_stop_regenerate_edit_and_reload(browser, local):
     goto(page, "/")
     assert page.inner_text("#model").startswith("default")
     assert page.get_attribute("#think", "disabled") is not None  # not a reasoning model
+    # the answers to be stopped come over a slow network, so that they are still arriving when
+    # Stop is pressed (a 0.5B model may end its "long" story early: the click once found the
+    # generation over and Stop gone)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20, "downloadThroughput": 3000,
+                                                  "uploadThroughput": -1})
     ask(page, "Write a long story about a whale who learns to sing, in at least ten paragraphs.")
     # the answer streams in: text grows while the Stop button shows
     page.wait_for_function("() => document.querySelector('#messages .msg:last-child .answer')?.textContent.length > 40")
@@ -138,6 +145,8 @@ def test_ask_stop_regenerate_edit_and_reload(browser, local):
     page.keyboard.press("Escape")
     page.wait_for_selector("#messages .msg:last-child .actions")
     assert page.locator("#messages .msg").count() == 2
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 0, "downloadThroughput": -1,
+                                                  "uploadThroughput": -1})
 
     # edit the last question and ask again: the old answer goes, a new one comes to its end
     page.click("#messages .msg.user .actions button:text('Edit')")
