@@ -14,6 +14,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -62,7 +63,9 @@ def ask(port, q):
 
 def metrics(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+    # the model label dropped: one model is served
+    return {re.sub(r',?model="[^"]*"', "", l.split()[0]).replace("{}", ""): float(l.split()[1])
+            for l in text.splitlines() if l and not l.startswith("#")}
 
 
 def rss_mib(pid):

@@ -37,6 +37,7 @@
     busy: null,       /* the generation in flight: {ctrl, conv, msg} */
     retry: null,      /* a pending automatic retry: {timer} */
     think: prefs.get("whale.think") !== "0",
+    model: null,      /* the chosen model's id (one of S.cfg.models) */
     files: [],        /* text files attached to the question being written: [{name, text, size}] */
     reading: 0,       /* attached files still being read */
     known: new Map(), /* conversations this page has saved: newer than any copy being stored */
@@ -374,13 +375,19 @@
     S.retry = { timer };
   }
 
+  /* The chosen model's entry in S.cfg.models: {id, aliases, reasoning, context, loaded}. */
+  function chosen() {
+    const list = S.cfg.models || [];
+    return list.find((m) => m.id === S.model) || list[0] || { id: S.cfg.model, reasoning: S.cfg.reasoning };
+  }
+
   function requestBody(c) {
     const body = {
-      model: S.cfg.model,
+      model: chosen().id,
       stream: true,
       messages: c.messages.filter((m) => !m.error).map(({ role, content }) => ({ role, content })),
     };
-    if (S.cfg.reasoning) {
+    if (chosen().reasoning) {
       const budget = $("budget").value;
       if (!S.think) body.reasoning_budget = 0;
       else if (budget) body.reasoning_budget = parseInt(budget, 10);
@@ -692,13 +699,46 @@
     t.style.height = `${Math.min(t.scrollHeight, window.innerHeight * 0.4)}px`;
   }
 
+  /* DeepThink follows the model: on a reasoning model it turns thinking on and off; on a plain
+   * one it switches to the first reasoning model served, if any. */
   function paintThink() {
-    const b = $("think");
-    b.disabled = !S.cfg.reasoning;
-    b.setAttribute("aria-pressed", String(S.cfg.reasoning && S.think));
-    b.title = S.cfg.reasoning ? "Reason before answering (DeepSeek-R1 style)"
-      : "This model does not reason: serve an R1-format model (DeepSeek-R1 or R1-Distill) for DeepThink";
-    $("budget-label").hidden = !(S.cfg.reasoning && S.think);
+    const b = $("think"), m = chosen();
+    const other = (S.cfg.models || []).find((x) => x.reasoning);
+    b.disabled = !m.reasoning && !other;
+    b.setAttribute("aria-pressed", String(m.reasoning && S.think));
+    b.title = m.reasoning ? "Reason before answering (DeepSeek-R1 style)"
+      : other ? `Reason before answering: switches to ${other.id}`
+        : "This model does not reason: serve an R1-format model (DeepSeek-R1 or R1-Distill) for DeepThink";
+    $("budget-label").hidden = !(m.reasoning && S.think);
+  }
+
+  /* The model picker: shown when the server serves several; the choice is kept in this browser. */
+  function paintModels() {
+    const list = S.cfg.models || [];
+    const kept = prefs.get("whale.model");
+    S.model = (list.find((m) => m.id === kept) || list[0] || { id: S.cfg.model }).id;
+    const pick = $("model-pick");
+    pick.replaceChildren(...list.map((m) => {
+      const o = document.createElement("option");
+      o.value = m.id;
+      o.textContent = m.id + (m.reasoning ? " · reasoning" : "");
+      return o;
+    }));
+    pick.value = S.model;
+    pick.hidden = list.length < 2;
+    $("model").hidden = list.length >= 2;
+    $("model").textContent = chosen().id + (chosen().reasoning ? " · reasoning model" : "");
+  }
+
+  function chooseModel(id) {
+    S.model = id;
+    prefs.set("whale.model", id);
+    $("model-pick").value = id;
+    if (chosen().reasoning) { /* a reasoning model is chosen to reason */
+      S.think = true;
+      prefs.set("whale.think", "1");
+    }
+    paintThink();
   }
 
   /* ---- accounts: sign-in, keys, usage ---------------------------------------------------------------- */
@@ -929,7 +969,7 @@
       banner(`Cannot reach the server: ${e.message}`, () => start(hash));
       return;
     }
-    $("model").textContent = S.cfg.model + (S.cfg.reasoning ? " · reasoning model" : "");
+    paintModels();
     $("account").hidden = !(S.cfg.accounts && S.cfg.user);
     $("who").textContent = S.cfg.user || "";
     paintThink();
@@ -988,10 +1028,13 @@
       route();
     });
     $("think").addEventListener("click", () => {
+      const reasoner = (S.cfg.models || []).find((x) => x.reasoning);
+      if (!chosen().reasoning && reasoner) return chooseModel(reasoner.id);
       S.think = !S.think;
       prefs.set("whale.think", S.think ? "1" : "0");
       paintThink();
     });
+    $("model-pick").addEventListener("change", (e) => chooseModel(e.target.value));
     $("banner-close").addEventListener("click", hideBanner);
     $("menu").addEventListener("click", () => {
       const open = $("side").classList.toggle("open");

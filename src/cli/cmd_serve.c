@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "hub/hub.h"
 #include "service/server.h"
 #include "service/store.h"
 
@@ -19,7 +20,8 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: whale serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N]\n\n"
+    fprintf(f, "usage: whale serve [-m MODEL [--name NAME] [--lora ADAPTER [--name NAME]]]... [--host 127.0.0.1]\n"
+               "                   [--port 8080] [--parallel N] [--ctx N] [--max-loaded N] [--max-memory MIB]\n\n"
                "Serve the model over an OpenAI / DeepSeek-compatible HTTP API:\n"
                "  POST /v1/chat/completions (also /chat/completions), streaming or not, with\n"
                "       reasoning_content for reasoning models and DeepSeek's cache usage fields\n"
@@ -32,20 +34,33 @@ static void usage(FILE *f) {
                "Requests share the model through continuous batching; a prompt that repeats a cached\n"
                "prefix (64-token units) is not computed again: computed prefixes are kept in memory and\n"
                "on disk (the context cache), so hits survive other traffic and restarts.\n"
-               "  -m MODEL         a .gguf file or Hugging Face checkpoint (default: the default model)\n"
+               "  -m MODEL         a model name (`whale list`), .gguf file or Hugging Face checkpoint (default: the\n"
+               "                   default model); repeat to serve several, each under its name (the name given,\n"
+               "                   or the file's stem) and routed by the request's \"model\". The first is loaded at\n"
+               "                   the start and answers requests that name none; the others load on first use.\n"
+               "                   deepseek-chat names the first plain model, deepseek-reasoner the first\n"
+               "                   reasoning one; GET /v1/models lists every model and alias\n"
+               "  --max-loaded N   models loaded at once (default: no limit); past it the least recently used\n"
+               "                   idle one is unloaded to load another\n"
+               "  --max-memory MIB the same by memory: the loaded models' weights, KV caches and context\n"
+               "                   cache budgets (an estimate) stay under MIB\n"
                "  --host ADDR      IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
                "  --port N         (default 8080)\n"
                "  --parallel N     sequences decoding at once (default 4)\n"
                "  --ctx N          tokens per sequence, prompt and reply (default: the model's, at most 4096)\n"
                "  --queue N        requests that may wait for a sequence; beyond, 503 at once (default 64)\n"
-               "  --name NAME      the model's id in the API (default: the name given to -m, or the file name)\n"
-               "  --chat-format F  deepseek-r1, chatml or chatml-think (default: from the model)\n"
+               "  --name NAME      the id in the API of the model (or adapter) given before it (default: the\n"
+               "                   name given to -m, or the file's stem; an adapter's directory name)\n"
+               "  --chat-format F  deepseek-r1, chatml or chatml-think for the model given before it\n"
+               "                   (default: from the model)\n"
                "  --cache-ram MIB  context cache in memory (default 1024; 0: none)\n"
                "  --cache-disk MIB context cache on disk (default 8192; 0: none)\n"
                "  --cache-dir DIR  where the disk tier lives, one folder per model\n"
                "                   (default $WHALE_HOME/kv-cache)\n"
                "  --kv-type T      KV cache rows as f32 (default), f16 or bf16: twice the tokens per GiB\n"
-               "  --lora PATH      apply a LoRA adapter (PEFT directory) to a Qwen2/Llama model\n"
+               "                   (every model served)\n"
+               "  --lora PATH      serve the model given before it with a LoRA adapter (PEFT directory; Qwen2/\n"
+               "                   Llama) as a model of its own, named after the adapter's directory\n"
                "  --draft MODEL    speculative decoding: a smaller model with the same vocabulary guesses\n"
                "                   each sequence's next tokens and the model checks every sequence's\n"
                "                   guesses in its one batched step (not JSON mode or tool calls); greedy\n"
@@ -101,6 +116,46 @@ static int number(const char *flag, const char *v, long lo, long hi, long *out) 
     return 0;
 }
 
+typedef struct entry { /* one served model as given: -m ARG, or --lora PATH on the one before */
+    const char *arg, *lora, *name, *fmt;
+    int implicit; /* made by a flag before any -m: the first -m fills it in */
+    char path[4096], stem[256];
+} entry;
+
+/* The entry flags after it apply to (the last one; before any -m, the first model). */
+static entry *last_entry(entry *v, int *n) {
+    if (!*n) v[(*n)++] = (entry){.arg = "default", .implicit = 1};
+    return &v[*n - 1];
+}
+
+/* What an entry is served as: --name, else the name it was given by (a catalog or registered
+ * name, "default"), else the file's or directory's stem; a catalog entry's other names as
+ * aliases. 0, or -1 with a message. */
+static int entry_spec(entry *en, models_spec *sp) {
+    whale_err err = {0};
+    if (whale_model_resolve(en->arg, en->path, sizeof en->path, &err)) {
+        fprintf(stderr, "whale serve: %s\n", err.msg);
+        return -1;
+    }
+    const char *file = en->lora ? en->lora : en->path, *given = en->lora ? en->lora : en->arg;
+    size_t n = strlen(file);
+    while (n > 1 && file[n - 1] == '/') n--; /* "adapter/" is "adapter" */
+    size_t b = n;
+    while (b > 0 && file[b - 1] != '/') b--;
+    snprintf(en->stem, sizeof en->stem, "%.*s", (int)(n - b), file + b);
+    char *dot = strstr(en->stem, ".gguf");
+    if (dot && !dot[5]) *dot = 0;
+    int by_name = !en->lora && strcmp(given, en->path) && !strchr(given, '/');
+    *sp = (models_spec){.path = en->path, .lora = en->lora, .chat_format = en->fmt,
+                        .name = en->name ? en->name : by_name ? given : en->stem};
+    const hub_entry *h = by_name && !en->lora ? hub_catalog_find(given) : NULL;
+    for (int a = -1; h && a < h->n_aliases && sp->n_aliases < MODELS_MAX_ALIASES; a++) {
+        const char *x = a < 0 ? h->name : h->aliases[a];
+        if (strcmp(x, sp->name)) sp->aliases[sp->n_aliases++] = x;
+    }
+    return 0;
+}
+
 int cmd_serve(int argc, char **argv) {
     server_opts o = {0};
     long cache_ram = 1024, cache_disk = 8192;
@@ -109,25 +164,37 @@ int cmd_serve(int argc, char **argv) {
     const char *db = whale_home_path("whale.db", db_default, sizeof db_default);
     char cache_dir[4096];
     o.cache_dir = whale_home_path("kv-cache", cache_dir, sizeof cache_dir);
-    const char *model_path = NULL, *lora = NULL, *draft_name = NULL;
+    static entry ents[MODELS_MAX];
+    int n_ents = 0;
+    const char *draft_name = NULL;
     int threads = 0;
-    long x;
+    long x, max_memory = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model"))) {
-            if (model_path) { /* one model per server for now: never serve another than asked */
-                fprintf(stderr, "whale serve: -m given twice ('%s', '%s'): a server serves one model for now; "
-                                "run one whale serve per model, on its own --port\n", model_path, v);
+        else if (v && (!strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "--lora"))) {
+            if (n_ents == MODELS_MAX) {
+                fprintf(stderr, "whale serve: at most %d models (each -m and --lora is one)\n", MODELS_MAX);
                 return 2;
             }
-            model_path = v;
+            if (!strcmp(a, "--lora")) { /* the model before it, with the adapter */
+                entry *base = last_entry(ents, &n_ents);
+                if (n_ents == MODELS_MAX) {
+                    fprintf(stderr, "whale serve: at most %d models (each -m and --lora is one)\n", MODELS_MAX);
+                    return 2;
+                }
+                ents[n_ents++] = (entry){.arg = base->arg, .fmt = base->fmt, .lora = v};
+            } else if (n_ents == 1 && ents[0].implicit) {
+                ents[0].arg = v; /* flags given before the first -m are its */
+                ents[0].implicit = 0;
+            } else ents[n_ents++] = (entry){.arg = v};
             i++;
         }
-        else if (v && !strcmp(a, "--lora")) { lora = v; i++; }
         else if (v && !strcmp(a, "--host")) { o.host = v; i++; }
-        else if (v && !strcmp(a, "--name")) { o.model_name = v; i++; }
-        else if (v && !strcmp(a, "--chat-format")) { o.chat_format = v; i++; }
+        else if (v && !strcmp(a, "--name")) { last_entry(ents, &n_ents)->name = v; i++; }
+        else if (v && !strcmp(a, "--chat-format")) { last_entry(ents, &n_ents)->fmt = v; i++; }
+        else if (!strcmp(a, "--max-loaded")) { if (number(a, v, 1, MODELS_MAX, &x)) return 2; o.max_loaded = (int)x; i++; }
+        else if (!strcmp(a, "--max-memory")) { if (number(a, v, 1, 1L << 30, &max_memory)) return 2; i++; }
         else if (v && !strcmp(a, "--cache-dir")) { o.cache_dir = v; i++; }
         else if (!strcmp(a, "--accounts")) accounts = 1;
         else if (v && !strcmp(a, "--signup") && (!strcmp(v, "open") || !strcmp(v, "closed") || !strcmp(v, "invite"))) {
@@ -210,16 +277,11 @@ int cmd_serve(int argc, char **argv) {
         else if (v && !strcmp(a, "--metrics-token")) { o.metrics_token = v; i++; }
         else { fprintf(stderr, "whale serve: bad option '%s' (see whale serve --help)\n", a); return 2; }
     }
-    const char *path = cli_model_path(model_path);
-    char name[256];
-    if (!o.model_name) { /* served as named: the name given to -m, "default", else the file's stem */
-        const char *b = strrchr(path, '/');
-        const char *given = model_path ? model_path : "default";
-        snprintf(name, sizeof name, "%s", strcmp(given, path) ? given : b ? b + 1 : path);
-        char *dot = strstr(name, ".gguf");
-        if (dot) *dot = 0;
-        o.model_name = name;
-    }
+    last_entry(ents, &n_ents); /* no -m: the default model */
+    for (int k = 0; k < n_ents; k++)
+        if (entry_spec(&ents[k], &o.models[k])) return 1;
+    o.n_models = n_ents;
+    o.max_memory = (size_t)max_memory << 20;
     o.cache_ram = (size_t)cache_ram << 20;
     o.cache_disk = (size_t)cache_disk << 20;
     if (!cache_disk) o.cache_dir = NULL;
@@ -229,21 +291,14 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "whale serve: %s\n", err.msg);
         return 1;
     }
-    whale_model *m = NULL;
-    whale_model_params mp = {.n_threads = threads, .kv_type = kv_type, .progress = isatty(2)};
-    if (whale_model_open(&m, path, &mp, &err) || (lora && whale_model_lora(m, lora, &err))) {
-        fprintf(stderr, "whale: %s\n", err.msg);
-        whale_model_close(m);
-        store_close(st);
-        return 1;
-    }
+    whale_model_params mp = {.n_threads = threads, .kv_type = kv_type};
+    o.mp = mp;
+    o.mp.progress = isatty(2);
     whale_model *draft = NULL;
     if (draft_name) {
-        mp.progress = 0;
         if (mp.kv_type == WHALE_KV_Q8) mp.kv_type = WHALE_KV_BF16; /* a draft is dense: q8 is for MLA caches */
         if (whale_model_open(&draft, draft_name, &mp, &err)) {
             fprintf(stderr, "whale serve: --draft: %s\n", err.msg);
-            whale_model_close(m);
             store_close(st);
             return 1;
         }
@@ -257,10 +312,9 @@ int cmd_serve(int argc, char **argv) {
     o.accounts = st;
     if (!o.metrics_token && getenv("WHALE_METRICS_TOKEN") && *getenv("WHALE_METRICS_TOKEN"))
         o.metrics_token = getenv("WHALE_METRICS_TOKEN");
-    int rc = server_run(m, &o, &g_stop, &err);
+    int rc = server_run(&o, &g_stop, &err);
     store_close(st);
     if (rc) fprintf(stderr, "whale serve: %s\n", err.msg);
-    whale_model_close(m);
     whale_model_close(draft);
     return rc ? 1 : 0;
 }

@@ -32,7 +32,7 @@ typedef struct api_ctx {
     const whale_model *m;   /* its vocabulary and chat formats (whale.h) */
     const char *fmt;        /* the chat format's name: "deepseek-r1", "chatml" */
     const char *model_name; /* the file's name, as /models lists it */
-    const char *alias;      /* deepseek-reasoner or deepseek-chat */
+    const char *alias;      /* deepseek-reasoner or deepseek-chat, or NULL (another model has it) */
     int reasoning;          /* the format starts replies inside <think> */
     int64_t n_ctx;
     int32_t fim[3];         /* fill-in-the-middle prefix, suffix, middle tokens, or -1 */
@@ -69,13 +69,23 @@ struct api_req {
     char tool_force_name[API_MAX_TOOL_NAME + 1];
 };
 
-/* Parse a chat-completions body. 0, or the HTTP status (400 malformed, 422 a bad value) with
- * the OpenAI-style error body in *err_body (malloc'd). */
+/* A request body's JSON object (*j, to cJSON_Delete) and the model it names (*model, inside *j;
+ * NULL when it names none): what routing needs before the rest is parsed for that model. 0, or
+ * the HTTP status (400 not a JSON object, 422 a model that is not a string) with the error body
+ * in *err_body (malloc'd). */
+int api_parse_head(const char *body, size_t n, cJSON **j, const char **model, char **err_body);
+/* 400 "Model Not Exist" naming model and what the server has instead (served: text). */
+int api_model_unknown(const char *model, const char *served, char **err_body);
+/* Parse a chat-completions object (from api_parse_head) for the model a. 0, or the HTTP status
+ * (400 malformed, 422 a bad value) with the OpenAI-style error body in *err_body (malloc'd). */
+int api_parse_chat_json(const api_ctx *a, const cJSON *j, api_req *out, char **err_body);
+/* The same for /beta/completions: prompt (+ suffix: fill in the middle). */
+int api_parse_completion_json(const api_ctx *a, const cJSON *j, api_req *out, char **err_body);
+/* Both from a body, for a server of the one model a: a model field naming another is refused. */
 int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 void api_req_free(api_req *r);
 /* 1 if name is one of the request's tools. */
 int api_req_offers(const api_req *q, const char *name);
-/* The same for /beta/completions: prompt (+ suffix: fill in the middle). */
 int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err_body);
 
 /* An OpenAI-style error body: {"error": {"message", "type", "param", "code"}}; malloc'd. */
@@ -118,8 +128,5 @@ char *api_reply_json(api_reply *r, const whale_result *res);
 void api_stream_first(api_reply *r, strbuf *out);
 void api_stream_deltas(api_reply *r, strbuf *out, int final);
 void api_stream_end(api_reply *r, const whale_result *res, strbuf *out);
-
-/* GET /models body, malloc'd. */
-char *api_models_json(const api_ctx *a);
 
 #endif

@@ -284,7 +284,6 @@ done:
     return status;
 }
 
-static int check_model(const api_ctx *a, const cJSON *j, char **err);
 
 /* Sampling, limits, streaming and stop strings: what chat and completions share. */
 static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **err) {
@@ -381,16 +380,53 @@ cJSON *api_parse_object(const char *body, size_t n, const char **why) {
     return j;
 }
 
-int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
-    memset(out, 0, sizeof *out);
+int api_parse_head(const char *body, size_t n, cJSON **j, const char **model, char **err) {
     const char *why = NULL;
-    cJSON *j = api_parse_object(body, n, &why);
-    int status = 0;
-    if (!j) {
-        status = fail(err, 400, NULL, why);
-        goto done;
+    *model = NULL;
+    if (!(*j = api_parse_object(body, n, &why))) return fail(err, 400, NULL, "%s", why);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(*j, "model");
+    if (m && !cJSON_IsNull(m) && !cJSON_IsString(m)) {
+        cJSON_Delete(*j);
+        *j = NULL;
+        return fail(err, 422, "model", "model must be a string");
     }
-    if ((status = check_model(a, j, err))) goto done;
+    if (cJSON_IsString(m)) *model = m->valuestring;
+    return 0;
+}
+
+int api_model_unknown(const char *model, const char *served, char **err) {
+    return fail(err, 400, "model", "Model Not Exist: '%.128s' (this server has %s)", model, served);
+}
+
+/* The one-model forms (tools and fuzzers): the body, routed to a (its name or alias) or refused. */
+static int parse_one(const api_ctx *a, const char *body, size_t n, api_req *out, char **err,
+                     int (*parse)(const api_ctx *, const cJSON *, api_req *, char **)) {
+    memset(out, 0, sizeof *out);
+    cJSON *j;
+    const char *model;
+    int status = api_parse_head(body, n, &j, &model, err);
+    if (status) return status;
+    if (model && strcmp(model, a->model_name) && (!a->alias || strcmp(model, a->alias))) {
+        char has[300];
+        snprintf(has, sizeof has, "'%s'%s%s%s", a->model_name, a->alias ? ", also called '" : "", a->alias ? a->alias : "",
+                 a->alias ? "'" : "");
+        status = api_model_unknown(model, has, err);
+    } else status = parse(a, j, out, err);
+    cJSON_Delete(j);
+    return status;
+}
+
+int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
+    return parse_one(a, body, n, out, err, api_parse_chat_json);
+}
+
+int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
+    return parse_one(a, body, n, out, err, api_parse_completion_json);
+}
+
+int api_parse_chat_json(const api_ctx *a, const cJSON *j, api_req *out, char **err) {
+    memset(out, 0, sizeof *out);
+    int status = 0;
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, unsupported[i][0]);
         if (v && !cJSON_IsNull(v) && !cJSON_IsFalse(v) && !(cJSON_IsArray(v) && !cJSON_GetArraySize(v))) {
@@ -417,7 +453,6 @@ int api_parse_chat(const api_ctx *a, const char *body, size_t n, api_req *out, c
     out->sp.prompt = out->prompt.v;
     out->sp.n_prompt = out->prompt.n;
 done:
-    cJSON_Delete(j);
     if (status) api_req_free(out);
     return status;
 }
@@ -468,26 +503,11 @@ static int too_long(const api_ctx *a, size_t text, const char *param, char **err
     return 400;
 }
 
-static int check_model(const api_ctx *a, const cJSON *j, char **err) {
-    const cJSON *mname = cJSON_GetObjectItemCaseSensitive(j, "model");
-    if (mname && !cJSON_IsString(mname)) return fail(err, 422, "model", "model must be a string");
-    if (mname && strcmp(mname->valuestring, a->model_name) && strcmp(mname->valuestring, a->alias))
-        return fail(err, 400, "model", "Model Not Exist (this server has '%s', also called '%s')", a->model_name, a->alias);
-    return 0;
-}
-
-int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *out, char **err) {
+int api_parse_completion_json(const api_ctx *a, const cJSON *j, api_req *out, char **err) {
     memset(out, 0, sizeof *out);
     out->kind = API_COMPLETION;
-    const char *why = NULL;
-    cJSON *j = api_parse_object(body, n, &why);
     int status = 0;
     whale_err e = {0};
-    if (!j) {
-        status = fail(err, 400, NULL, why);
-        goto done;
-    }
-    if ((status = check_model(a, j, err))) goto done;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt"), *suffix = cJSON_GetObjectItemCaseSensitive(j, "suffix");
     if (!cJSON_IsString(prompt)) {
         status = fail(err, 422, "prompt", "prompt must be a string");
@@ -525,7 +545,6 @@ int api_parse_completion(const api_ctx *a, const char *body, size_t n, api_req *
     out->sp.prompt = out->prompt.v;
     out->sp.n_prompt = out->prompt.n;
 done:
-    cJSON_Delete(j);
     if (status) api_req_free(out);
     return status;
 }

@@ -342,20 +342,3 @@ void api_stream_end(api_reply *r, const whale_result *res, strbuf *out) {
     }
     strbuf_add(out, "data: [DONE]\n\n", 14);
 }
-
-char *api_models_json(const api_ctx *a) {
-    cJSON *j = cJSON_CreateObject(), *data = cJSON_AddArrayToObject(j, "data");
-    cJSON_AddStringToObject(j, "object", "list");
-    const char *names[2] = {a->model_name, a->alias};
-    for (int i = 0; i < 2; i++) {
-        cJSON *m = cJSON_CreateObject();
-        cJSON_AddStringToObject(m, "id", names[i]);
-        cJSON_AddStringToObject(m, "object", "model");
-        cJSON_AddNumberToObject(m, "created", 0);
-        cJSON_AddStringToObject(m, "owned_by", "whale");
-        cJSON_AddItemToArray(data, m);
-    }
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return s;
-}

@@ -21,6 +21,7 @@
 
 typedef struct stream {
     completions *srv;
+    served *m;     /* the model, leased until the stream is freed */
     api_req q;
     api_reply rep;
     whale_job *r;
@@ -48,15 +49,15 @@ static int client_gone(int fd) {
 
 /* Accounts: commit the request's charge once it has ended (or been cancelled), settling its
  * reservation held (money) and held_tokens (rate limits) to what it really cost. */
-static void charge(completions *srv, const store_key *key, whale_job *r, const api_reply *rep, int64_t held,
-                   int64_t held_tokens) {
+static void charge(completions *srv, const served *m, const store_key *key, whale_job *r, const api_reply *rep,
+                   int64_t held, int64_t held_tokens) {
     if (!srv->st) return;
     whale_result res;
     whale_job_result(r, &res);
     int failed = !strcmp(res.finish, "error"); /* the model failed: nothing to charge for */
     accounts_limit_tokens(srv->ac, key, (failed ? 0 : (int64_t)(res.n_prompt + res.n_gen)) - held_tokens);
     if (failed) accounts_release(srv->st, held);
-    else accounts_charge(srv->st, key, srv->a->model_name, srv->a->reasoning, &res, rep->n_reasoning_tokens, rep->id, held);
+    else accounts_charge(srv->st, key, m->a.model_name, m->a.reasoning, &res, rep->n_reasoning_tokens, rep->id, held);
 }
 
 static ssize_t stream_read(void *cls, char *buf, size_t max) {
@@ -83,7 +84,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
             whale_job_result(st->r, &res);
             api_stream_end(&st->rep, &res, &st->out);
             st->ended = 1;
-            if (!st->charged) charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens), st->charged = 1;
+            if (!st->charged) charge(st->srv, st->m, &st->key, st->r, &st->rep, st->held, st->held_tokens), st->charged = 1;
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
         } else {
@@ -103,39 +104,81 @@ static void stream_free(void *cls) {
         int32_t ids[64];
         int done = 0;
         while (!done) st->have += whale_job_wait(st->r, st->have, ids, 64, 1000, &done);
-        charge(st->srv, &st->key, st->r, &st->rep, st->held, st->held_tokens);
+        charge(st->srv, st->m, &st->key, st->r, &st->rep, st->held, st->held_tokens);
         st->charged = 1;
     }
     whale_job_release(st->r);
     api_reply_free(&st->rep);
     api_req_free(&st->q);
     strbuf_free(&st->out);
+    models_release(st->srv->reg, st->m);
     free(st);
 }
 
 /* ---- chat completions ------------------------------------------------------------------- */
 
-static void complete(completions *srv, http_req *hq, http_reply *out, api_kind kind) {
-    api_req q;
+/* Names of the served models for an error, into buf. */
+static const char *served_names(const models *reg, char *buf, size_t cap) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < reg->n && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s'%s'", i ? ", " : "", reg->v[i].name);
+    return buf;
+}
+
+/* The model the body names, leased (loaded if need be), and the request parsed for it: 0, or
+ * the reply is in out. */
+static int route(completions *srv, http_req *hq, http_reply *out, api_kind kind, served **m, api_req *q) {
+    cJSON *j;
+    const char *name;
     char *err_body = NULL;
-    int status = (kind == API_CHAT ? api_parse_chat : api_parse_completion)(srv->a, hq->body, hq->n, &q, &err_body);
-    if (status) {
-        http_body(out, status, err_body, NULL);
-        return;
+    int status = api_parse_head(hq->body, hq->n, &j, &name, &err_body);
+    if (!status && !(*m = models_find(srv->reg, name))) {
+        char has[512];
+        status = api_model_unknown(name, served_names(srv->reg, has, sizeof has), &err_body);
     }
+    if (status) {
+        cJSON_Delete(j);
+        http_body(out, status, err_body, NULL);
+        return status;
+    }
+    whale_err e = {0};
+    if (models_lease(srv->reg, *m, &e)) {
+        cJSON_Delete(j);
+        if (e.code == WHALE_E_BUSY) http_error(out, 503, e.msg, "server_error", "server_busy");
+        else http_error(out, 500, e.msg, "server_error", "model_load_failed");
+        out->retry_after = e.code == WHALE_E_BUSY ? 5 : 0;
+        return out->status;
+    }
+    if (atomic_load(srv->draining)) { /* it stopped while the model loaded */
+        status = 503;
+        http_error(out, 503, "the server is shutting down", "server_error", "server_busy");
+    } else if ((status = (kind == API_CHAT ? api_parse_chat_json : api_parse_completion_json)(&(*m)->a, j, q, &err_body)))
+        http_body(out, status, err_body, NULL);
+    cJSON_Delete(j);
+    if (status) models_release(srv->reg, *m);
+    return status;
+}
+
+/* Run the parsed request q on the leased model m and reply: 1 when a stream took the lease
+ * (stream_free gives it back), 0 when the caller gives it back. */
+static int run(completions *srv, served *m, http_req *hq, http_reply *out, api_req q) {
+    const api_ctx *a = &m->a;
+    char *err_body = NULL;
+    int status;
     if (!q.sp.max_tokens && srv->st) q.sp.max_tokens = COMPLETIONS_DEFAULT_MAX_TOKENS;
-    if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > srv->a->n_ctx)
-        q.sp.max_tokens = srv->a->n_ctx - (int64_t)q.prompt.n - 1;
+    if (!q.sp.max_tokens || (int64_t)q.prompt.n + q.sp.max_tokens > a->n_ctx)
+        q.sp.max_tokens = a->n_ctx - (int64_t)q.prompt.n - 1;
     /* accounts: the most it may cost is reserved before it runs (money), and its most tokens
      * taken from its rate-limit buckets (both settled to the real figures at the end) */
     int64_t held = 0, held_tokens = 0;
-    if (srv->st && q.prompt.n < (size_t)srv->a->n_ctx) {
-        status = accounts_reserve(srv->st, &hq->key, srv->a->model_name, srv->a->reasoning, (int64_t)q.prompt.n,
+    if (srv->st && q.prompt.n < (size_t)a->n_ctx) {
+        status = accounts_reserve(srv->st, &hq->key, a->model_name, a->reasoning, (int64_t)q.prompt.n,
                                   q.sp.max_tokens, srv->instance, &held, &err_body);
         if (status) {
             api_req_free(&q);
             http_body(out, status, err_body, NULL);
-            return;
+            return 0;
         }
         held_tokens = (int64_t)q.prompt.n + q.sp.max_tokens;
         accounts_limit_tokens(srv->ac, &hq->key, held_tokens);
@@ -143,18 +186,18 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
     whale_err e = {0};
     /* JSON mode and tools: the engine keeps the answer (or a call's body) a JSON object */
     q.sp.json_mode = q.json;
-    q.sp.start_in_think = srv->a->reasoning && q.kind == API_CHAT && !q.prefix;
+    q.sp.start_in_think = a->reasoning && q.kind == API_CHAT && !q.prefix;
     q.sp.tool_calls = q.n_tools > 0;
     q.sp.tool_force = q.tool_force;
     q.sp.tool_name = q.tool_force_name;
     q.sp.owner = srv->st ? hq->key.user : 0; /* fair shares between users, and their own context caches */
     whale_job *r = NULL;
-    if (q.prompt.n < (size_t)srv->a->n_ctx && whale_submit(srv->e, &q.sp, &r, &e)) r = NULL;
+    if (q.prompt.n < (size_t)a->n_ctx && whale_submit(m->e, &q.sp, &r, &e)) r = NULL;
     if (!r) {
         int busy = e.code == WHALE_E_BUSY;
         char msg[WHALE_ERR_MAX + 64];
         if (!e.code) snprintf(msg, sizeof msg, "the prompt is %zu tokens; this server's context holds %lld", q.prompt.n,
-                              (long long)srv->a->n_ctx);
+                              (long long)a->n_ctx);
         else snprintf(msg, sizeof msg, "%s", e.msg);
         api_req_free(&q);
         if (srv->st) {
@@ -163,7 +206,7 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         }
         if (busy) http_error(out, 503, msg, "server_error", "server_busy");
         else http_error(out, 400, msg, "invalid_request_error", "context_length_exceeded");
-        return;
+        return 0;
     }
     if (q.stream) {
         stream *st = calloc(1, sizeof *st);
@@ -173,19 +216,20 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
             if (srv->st) accounts_release(srv->st, held);
             api_req_free(&q);
             http_error(out, 500, "out of memory", "server_error", "server_error");
-            return;
+            return 0;
         }
         st->srv = srv;
+        st->m = m;
         st->q = q;
         st->r = r;
         st->key = hq->key;
         st->held = held;
         st->held_tokens = held_tokens;
         st->fd = -1;
-        if (api_reply_init(&st->rep, srv->a, &st->q)) {
-            stream_free(st); /* cancels the request */
+        if (api_reply_init(&st->rep, a, &st->q)) {
+            stream_free(st); /* cancels the request, gives the model back */
             http_error(out, 500, "out of memory", "server_error", "server_error");
-            return;
+            return 1;
         }
         st->rep.req = r;
         api_stream_first(&st->rep, &st->out);
@@ -195,17 +239,17 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
         out->read = stream_read;
         out->stream_free = stream_free;
         out->client_fd = &st->fd;
-        return;
+        return 1;
     }
     api_reply rep;
-    if (api_reply_init(&rep, srv->a, &q)) {
+    if (api_reply_init(&rep, a, &q)) {
         whale_job_cancel(r);
         whale_job_release(r);
         if (srv->st) accounts_release(srv->st, held);
         api_reply_free(&rep);
         api_req_free(&q);
         http_error(out, 500, "out of memory", "server_error", "server_error");
-        return;
+        return 0;
     }
     rep.req = r;
     size_t have = 0;
@@ -219,12 +263,20 @@ static void complete(completions *srv, http_req *hq, http_reply *out, api_kind k
     api_reply_end(&rep);
     whale_result res;
     whale_job_result(r, &res);
-    charge(srv, &hq->key, r, &rep, held, held_tokens);
+    charge(srv, m, &hq->key, r, &rep, held, held_tokens);
     if (!strcmp(res.finish, "error")) http_error(out, 500, "the model failed on this request", "server_error", "server_error");
     else http_body(out, 200, api_reply_json(&rep, &res), NULL);
     whale_job_release(r);
     api_reply_free(&rep);
     api_req_free(&q);
+    return 0;
+}
+
+static void complete(completions *srv, http_req *hq, http_reply *out, api_kind kind) {
+    api_req q;
+    served *m;
+    if (route(srv, hq, out, kind, &m, &q)) return;
+    if (!run(srv, m, hq, out, q)) models_release(srv->reg, m);
 }
 
 void completions_chat(void *ctx, http_req *q, http_reply *out) { complete(ctx, q, out, API_CHAT); }

@@ -1,7 +1,8 @@
-/* completions.h — POST /chat/completions and /beta/completions: a request body parsed (api.h),
- * submitted to the engine (whale.h), answered as one JSON body when generation ends or as a
- * stream of server-sent events; with --accounts, charged for exactly what was computed when it
- * ends (also when it was cancelled or its client went away). */
+/* completions.h — POST /chat/completions and /beta/completions: a request body routed by its
+ * "model" to a served model (models.h), parsed (api.h) and submitted to that model's engine
+ * (whale.h), answered as one JSON body when generation ends or as a stream of server-sent
+ * events; with --accounts, charged for exactly what was computed when it ends (also when it was
+ * cancelled or its client went away). The model stays leased until the reply has ended. */
 #ifndef WHALE_SERVICE_COMPLETIONS_H
 #define WHALE_SERVICE_COMPLETIONS_H
 
@@ -11,6 +12,7 @@
 #include "service/accounts.h"
 #include "service/api.h"
 #include "service/http.h"
+#include "service/models.h"
 
 #define COMPLETIONS_KEEPALIVE_MS 10000 /* idle stream: a ": keep-alive" comment this often */
 #define COMPLETIONS_HANGUP_POLL_MS 200 /* idle stream: how often to look for a client gone (it stops
@@ -19,8 +21,7 @@
                                                DeepSeek's default; what the reservation covers */
 
 typedef struct completions {
-    whale_engine *e;
-    const api_ctx *a;
+    models *reg;        /* the served models: a request leases the one its "model" names */
     store *st;          /* --accounts, or NULL */
     accounts *ac;
     atomic_int *draining; /* stopping: new requests get 503 */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "whale.h"
+#include "service/models.h"
 
 #define SERVER_MAX_PROXIES 8   /* --trusted-proxy addresses */
 #define SERVER_CONNS_PER_IP 32 /* open connections per client address: slow clients from one place
@@ -28,8 +29,13 @@ typedef struct server_opts {
     int64_t n_ctx;     /* tokens per sequence (default: the model's, at most 4096) */
     int max_queue;     /* requests waiting beyond which new ones get 503 (default 64) */
     int max_conns;     /* open connections (default 256) */
-    const char *model_name; /* how /models lists the model */
-    const char *chat_format; /* override, or NULL */
+    models_spec models[MODELS_MAX]; /* what to serve (models.h): the first is loaded at the start
+                                        and answers requests that name no model */
+    int n_models;
+    int max_loaded;    /* models loaded at once (0: no limit); beyond, the least recently used idle
+                          one is unloaded */
+    size_t max_memory; /* bytes the loaded models may take, by estimate (0: no limit) */
+    whale_model_params mp; /* how models are opened: threads, KV type, a progress bar for the first */
     /* context cache (whale.h's engine parameters): memory and disk budgets in bytes, the disk
      * tier's directory (NULL: memory only; with cache_ram 0 too: slot reuse only) */
     size_t cache_ram, cache_disk;
@@ -57,10 +63,11 @@ typedef struct server_opts {
                                them (default SERVER_DRAIN_S; -1: cancel at once) */
 } server_opts;
 
-/* Serve until *stop becomes nonzero (SIGINT/SIGTERM), then drain: stop accepting connections,
- * refuse new requests (503), let running and queued ones finish for up to drain_s seconds, cancel
- * what is left (each charged for what it used), return. 0, or an error with a message (port
- * taken, no chat format, out of memory). */
-int server_run(whale_model *m, const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
+/* Load the first model, then serve until *stop becomes nonzero (SIGINT/SIGTERM), then drain:
+ * stop accepting connections, refuse new requests (503), let running and queued ones finish for
+ * up to drain_s seconds, cancel what is left (each charged for what it used), return. 0, or an
+ * error with a message (port taken, a model that cannot be opened, no chat format, out of
+ * memory). */
+int server_run(const server_opts *o, volatile sig_atomic_t *stop, whale_err *err);
 
 #endif

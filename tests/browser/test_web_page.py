@@ -111,6 +111,7 @@ def test_ask_stop_regenerate_edit_and_reload(browser, local):
     page = new_page(browser, local)
     goto(page, "/")
     assert page.inner_text("#model").startswith("default")
+    assert not page.is_visible("#model-pick")  # one model: no picker
     assert page.get_attribute("#think", "disabled") is not None  # not a reasoning model
     # the answers to be stopped come over a slow network, so that they are still arriving when
     # Stop is pressed (a 0.5B model may end its "long" story early: the click once found the

@@ -1,5 +1,5 @@
 /* fuzz_http.c — arbitrary bytes sent as an HTTP request to `whale serve` running in this
- * process on the fuzz model (fuzz_model.h): the first byte picks the local-mode server or the
+ * process on the fuzz model (fuzz_model.h's file): the first byte picks the local-mode server or the
  * --accounts one (a fresh SQLite database), the rest goes over a loopback connection, which is
  * then half-closed. Whatever the bytes, the server must answer or close the connection without
  * crashing, leaking or hanging (libFuzzer's -timeout), and keep serving. Both servers stop when
@@ -20,7 +20,6 @@
 #include "service/store.h"
 
 typedef struct srv {
-    whale_model *m;
     server_opts o;
     pthread_t th;
 } srv;
@@ -33,7 +32,7 @@ static volatile sig_atomic_t stop;
 static void *serve(void *arg) {
     srv *s = arg;
     whale_err err = {0};
-    if (server_run(s->m, &s->o, &stop, &err)) {
+    if (server_run(&s->o, &stop, &err)) {
         fprintf(stderr, "fuzz_http: %s\n", err.msg);
         abort();
     }
@@ -75,10 +74,7 @@ static void exchange(int i, const unsigned char *data, size_t size) {
 
 static void finish(void) {
     stop = 1;
-    for (int i = 0; i < 2; i++) {
-        pthread_join(S[i].th, NULL);
-        whale_model_close(S[i].m);
-    }
+    for (int i = 0; i < 2; i++) pthread_join(S[i].th, NULL);
     store_close(st);
     unlink(db_path);
     char wal[80];
@@ -99,10 +95,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         fprintf(stderr, "fuzz_http: %s\n", err.msg);
         abort();
     }
-    for (int i = 0; i < 2; i++) {
-        S[i].m = fuzz_model_load("fuzz_http"); /* one each: a model runs one forward at a time */
-        S[i].o = (server_opts){.port = free_port(), .n_parallel = 2, .n_ctx = 64, .max_queue = 4, .model_name = "fuzz",
-                               .drain_s = -1, .max_conns_per_ip = -1, .accounts = i ? st : NULL};
+    const char *path = fuzz_model_path("fuzz_http");
+    for (int i = 0; i < 2; i++) { /* each server loads its own: a model runs one forward at a time */
+        S[i].o = (server_opts){.port = free_port(), .n_parallel = 2, .n_ctx = 64, .max_queue = 4, .n_models = 1,
+                               .mp = {.n_threads = 1}, .drain_s = -1, .max_conns_per_ip = -1, .accounts = i ? st : NULL};
+        S[i].o.models[0] = (models_spec){.path = path, .name = "fuzz"};
         if (pthread_create(&S[i].th, NULL, serve, &S[i])) abort();
     }
     atexit(finish);

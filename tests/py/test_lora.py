@@ -119,31 +119,27 @@ def test_lora_does_not_depend_on_the_batch(bases, form, tmp_path):
 
 
 def test_served_lora_requests_alone_equal_batched(tmp_path):
-    """`whale serve --lora` with 3 slots: 5 greedy requests one at a time, then all at once (the
-    batches mix prefills and decodes of several requests), give the same tokens and log
-    probabilities; and they differ from the base model's (the adapter is applied)."""
+    """`whale serve -m BASE --lora ADAPTER --name adapted` serves both, each under its name, with
+    3 slots: 5 greedy requests to the adapter one at a time, then all at once (the batches mix
+    prefills and decodes of several requests), give the same tokens and log probabilities; and
+    they differ from the base model's, asked by its name on the same server (the adapter is
+    applied to its model only)."""
     from test_serve import start as serve_start
     from test_speculative import byte_level_tokenizer, chat, reply_tokens
 
     d = byte_level_tokenizer(tiny_models.write("qwen2", tmp_path / "qwen2"), tiny_models.VOCAB)
-    common = ("-m", str(d), "--chat-format", "chatml", "--parallel", "3", "--ctx", "256", "-t", "1",
-              "--cache-ram", "0", "--cache-disk", "0")
     prompts = ["the rain in spain", "hello there", "sum of one and one", "what now?", "tell me about whales"]
-    p, port = serve_start(*common, "--lora", str(GOLDEN / "lora" / "qwen2"))
+    p, port = serve_start("-m", str(d), "--chat-format", "chatml", "--lora", str(GOLDEN / "lora" / "qwen2"), "--name",
+                          "adapted", "--parallel", "3", "--ctx", "256", "-t", "1", "--cache-ram", "0", "--cache-disk", "0")
     try:
-        alone = [reply_tokens(chat(port, q, 40, logprobs=True)) for q in prompts]
+        alone = [reply_tokens(chat(port, q, 40, logprobs=True, model="adapted")) for q in prompts]
         with concurrent.futures.ThreadPoolExecutor(len(prompts)) as ex:
-            batched = list(ex.map(lambda q: reply_tokens(chat(port, q, 40, logprobs=True)), prompts))
+            batched = list(ex.map(lambda q: reply_tokens(chat(port, q, 40, logprobs=True, model="adapted")), prompts))
+        base = reply_tokens(chat(port, prompts[0], 40, logprobs=True, model="qwen2"))
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=60) == 0
     assert batched == alone
-    bp, bport = serve_start(*common)
-    try:
-        base = reply_tokens(chat(bport, prompts[0], 40, logprobs=True))
-    finally:
-        bp.send_signal(signal.SIGTERM)
-        bp.wait(timeout=60)
     assert base != alone[0]
 
 

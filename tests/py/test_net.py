@@ -139,7 +139,9 @@ def test_past_the_per_address_cap_clients_get_429_not_a_reset(server):
 # ---- /metrics --------------------------------------------------------------------------------
 
 def metrics_values(text):
-    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+    """/metrics as {name{labels}: value}, the model label dropped (this server serves one model)."""
+    return {re.sub(r',?model="[^"]*"', "", l.split()[0]).replace("{}", ""): float(l.split()[1])
+            for l in text.splitlines() if l and not l.startswith("#")}
 
 
 def test_scrapes_do_not_reset_the_generation_rate(server):

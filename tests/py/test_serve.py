@@ -7,6 +7,7 @@ import concurrent.futures
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,8 +76,9 @@ def ask(client, text, n=24, **kw):
 
 
 def test_models(client):
+    """The model first, then its aliases: the catalog's names for it and DeepSeek's."""
     ids = [m.id for m in client.models.list().data]
-    assert ids == ["default", "deepseek-chat"]
+    assert ids == ["default", "qwen2.5-coder-0.5b", "qwen2.5-coder:0.5b", "deepseek-chat"]
 
 
 def test_chat_completion_and_usage(client):
@@ -112,11 +114,17 @@ def test_cache_hit_on_a_repeated_prefix(client):
     assert hit >= 256 and hit % 64 == 0 and hit < second.usage.prompt_tokens
 
 
+def metrics_values(text):
+    """/metrics as {name{labels}: value}, the model label dropped (these servers serve one model)."""
+    return {re.sub(r',?model="[^"]*"', "", l.split()[0]).replace("{}", ""): float(l.split()[1])
+            for l in text.splitlines() if l and not l.startswith("#")}
+
+
 def metric(port, name):
-    for line in raw(port, "GET", "/metrics")[1].decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in /metrics")
+    values = metrics_values(raw(port, "GET", "/metrics")[1].decode())
+    if name not in values:
+        raise AssertionError(f"{name} not in /metrics")
+    return values[name]
 
 
 def test_context_cache_survives_eviction_and_restart(tmp_path):
@@ -304,7 +312,7 @@ def test_metrics(server, client):
     ask(client, "Say hello.", n=4)
     st, b = raw(server, "GET", "/metrics")
     text = b.decode()
-    values = {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+    values = metrics_values(text)
     assert st == 200 and values['whale_requests_total{code="200"}'] >= 1
     assert values["whale_generated_tokens_total"] >= 4 and values["whale_sequence_slots"] == 4
     assert 0 <= values["whale_prompt_cache_hit_ratio"] <= 1 and values["whale_kv_pages_used"] >= 1

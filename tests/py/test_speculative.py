@@ -204,8 +204,8 @@ def byte_level_tokenizer(d, vocab):
     return d
 
 
-def chat(port, text, n, temperature=0.0, logprobs=False):
-    body = {"model": "deepseek-chat", "messages": [{"role": "user", "content": text}], "max_tokens": n,
+def chat(port, text, n, temperature=0.0, logprobs=False, model="deepseek-chat"):
+    body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": n,
             "temperature": temperature}
     if logprobs:
         body.update(logprobs=True, top_logprobs=2)
@@ -232,8 +232,9 @@ ACCEPTED = 'whale_speculative_accepted_total{{drafter="{}"}}'
 
 
 def metrics(port):
-    text = serve_raw(port, "GET", "/metrics")[1].decode()
-    return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
+    """/metrics as {name{labels}: value}, the model label dropped (these servers serve one model)."""
+    from test_serve import metrics_values
+    return metrics_values(serve_raw(port, "GET", "/metrics")[1].decode())
 
 
 PROMPTS = ["the rain in spain", "hello there", "sum of one and one", "what now?", "a", "tell me a story about whales"]
