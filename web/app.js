@@ -186,7 +186,7 @@
   }
 
   function messageNode(c, m, i) {
-    const busy = !!S.busy;
+    const busy = !!S.busy || !!c.readonly; /* a shared conversation is read, not asked */
     if (m.role === "user") {
       const asked = splitFiles(m.content);
       const node = el("div", { class: "msg user" });
@@ -194,7 +194,7 @@
       if (asked.text) node.append(el("div", { class: "bubble", text: asked.text }));
       const acts = el("div", { class: "actions" });
       const n = m.versions ? m.versions.length : 1;
-      if (n > 1) { /* DeepSeek's < 2/2 >: the question's versions, each with the answers that followed it */
+      if (n > 1 && !c.readonly) { /* DeepSeek's < 2/2 >: the question's versions, each with the answers that followed it */
         const prev = action("‹", () => switchVersion(c, i, m.v - 1), "Previous version");
         const next = action("›", () => switchVersion(c, i, m.v + 1), "Next version");
         prev.disabled = busy || m.v === 0;
@@ -229,8 +229,65 @@
     document.title = c ? `${c.title} · Whale` : "Whale";
     $("send").hidden = !!S.busy;
     $("stop").hidden = !S.busy;
+    const ro = !!(c && c.readonly);
+    $("composer").hidden = ro;
+    $("readonly-note").hidden = !ro;
+    $("share").hidden = ro || !serverSide() || !S.cfg.user || !c || !c.messages.length || !!S.busy;
+    if (!c || ro || $("share-panel").dataset.id !== c.id) $("share-panel").hidden = true;
     box.scrollTop = box.scrollHeight;
     renderList();
+  }
+
+  /* ---- share links (accounts): a read-only copy of the open conversation -------------------------- */
+
+  async function share() {
+    const c = S.cur;
+    $("share").disabled = true;
+    try {
+      await store.put(c); /* the copy is of what is on the page now */
+      const r = await api("POST", "/user/shares", { id: c.id });
+      if (S.cur !== c) return;
+      $("share-url").value = location.origin + r.path;
+      $("share-text").textContent = "Anyone with this link can read this conversation as it is now. "
+        + "What you ask later is not shared; sharing again makes a new link.";
+      $("share-stop").hidden = false;
+      $("share-panel").dataset.id = c.id;
+      $("share-panel").hidden = false;
+      $("share-url").select();
+    } catch (e) {
+      banner(`Could not share it: ${e.message}`);
+    } finally {
+      $("share").disabled = false;
+    }
+  }
+
+  async function stopSharing() {
+    const id = $("share-panel").dataset.id;
+    try {
+      await api("DELETE", `/user/shares/${encodeURIComponent(id)}`);
+      $("share-url").value = "";
+      $("share-text").textContent = "The link no longer works.";
+      $("share-stop").hidden = true;
+    } catch (e) {
+      banner(`Could not stop sharing: ${e.message}`);
+    }
+  }
+
+  /* #/s/<token>: someone's shared conversation, read-only (no account needed). */
+  async function showShared(token) {
+    const seq = ++S.routing;
+    show("chat");
+    try {
+      const s = await api("GET", `/shared/${encodeURIComponent(token)}`);
+      if (seq !== S.routing) return;
+      S.cur = { id: null, title: s.title, messages: s.messages, readonly: true };
+    } catch (e) {
+      if (seq !== S.routing) return;
+      S.cur = null;
+      banner(e.status === 404 ? "This shared link does not work: it was stopped, or is mistyped."
+        : `Could not open it: ${e.message}`);
+    }
+    renderChat();
   }
 
   /* The conversations whose title (or, kept in this browser, whose messages) hold every word of
@@ -585,7 +642,7 @@
     if (S.reading) return banner("Still reading the attached files: send again in a moment.");
     const files = S.files;
     let c = S.cur;
-    if (!c) {
+    if (!c || c.readonly) { /* (a shared conversation is never asked on: a new one starts) */
       const start = text.trim() || files[0].name;
       c = { id: newId(), title: clipTitle(Array.from(start.replace(/\s+/g, " ")).slice(0, 60).join("")), messages: [] };
       S.cur = c;
@@ -918,6 +975,9 @@
 
   async function route() {
     const h = location.hash || "#/";
+    const shared = /^#\/s\/([\w-]{1,64})$/.exec(h);
+    if (shared) return showShared(shared[1]);
+    if (S.cur && S.cur.readonly) S.cur = null; /* left the shared view */
     const signedOut = serverSide() && !S.cfg.user;
     if (signedOut || h === "#/login" || h === "#/signup") {
       if (!signedOut) return void (location.hash = "#/");
@@ -1035,6 +1095,10 @@
       paintThink();
     });
     $("model-pick").addEventListener("change", (e) => chooseModel(e.target.value));
+    $("share").addEventListener("click", share);
+    $("share-stop").addEventListener("click", stopSharing);
+    $("share-copy").addEventListener("click", (e) => copyText($("share-url").value, e.target));
+    $("share-close").addEventListener("click", () => { $("share-panel").hidden = true; });
     $("banner-close").addEventListener("click", hideBanner);
     $("menu").addEventListener("click", () => {
       const open = $("side").classList.toggle("open");

@@ -290,12 +290,9 @@ int accounts_session(accounts *ac, const char *cookie_header, store_user *out) {
 
 /* A new session for user: its cookie into out->cookie. */
 static int start_session(accounts *ac, int64_t user, http_reply *out) {
-    unsigned char r[32];
-    char tok[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-    randombytes_buf(r, sizeof r);
-    sodium_bin2base64(tok, sizeof tok, r, sizeof r, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    char tok[STORE_TOKEN_CHARS];
     uint8_t h[STORE_KEY_HASH];
-    store_token_hash(tok, h);
+    store_token_new(tok, h);
     whale_err err = {0};
     if (store_session_add(ac->st, user, h, clock_wall_s() + ACC_SESSION_S, &err)) return -1;
     snprintf(out->cookie, sizeof out->cookie, ACC_COOKIE "=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%d%s", tok,

@@ -2,6 +2,7 @@
 #include "service/conversations.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,4 +193,90 @@ void conv_put(void *st, http_req *q, http_reply *out) {
     }
     cJSON_Delete(msgs);
     cJSON_Delete(j);
+}
+
+/* ---- share links -------------------------------------------------------------------------- */
+
+void share_create(void *st, http_req *q, http_reply *out) {
+    cJSON *j = http_json_body(q, out);
+    if (!j) return;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(j, "id");
+    if (!cJSON_IsString(id) || !id_ok(id->valuestring)) {
+        http_error(out, 422, "id must be a conversation's id", "invalid_request_error", "invalid_request_error");
+        cJSON_Delete(j);
+        return;
+    }
+    char tok[STORE_TOKEN_CHARS];
+    uint8_t h[STORE_KEY_HASH];
+    store_token_new(tok, h);
+    whale_err err = {0};
+    int rc = store_share_add(st, q->user.id, id->valuestring, h, &err);
+    cJSON_Delete(j);
+    if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "no such conversation", "invalid_request_error", "not_found");
+    else if (rc == WHALE_E_BUSY) http_error(out, 409, err.msg, "invalid_request_error", "invalid_request_error");
+    else if (rc) store_failed(out);
+    else {
+        char path[STORE_TOKEN_CHARS + 8];
+        snprintf(path, sizeof path, "/#/s/%s", tok);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "token", tok);
+        cJSON_AddStringToObject(o, "path", path);
+        http_json(out, 201, o);
+    }
+}
+
+void share_status(void *st, http_req *q, http_reply *out) {
+    const char *id = conv_id(q, out);
+    if (!id) return;
+    int64_t created = 0;
+    whale_err err = {0};
+    int rc = store_share_of(st, q->user.id, id, &created, &err);
+    if (rc && rc != WHALE_E_NOTFOUND) {
+        store_failed(out);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "shared", !rc);
+    if (!rc) cJSON_AddNumberToObject(o, "created", (double)created);
+    http_json(out, 200, o);
+}
+
+void share_delete(void *st, http_req *q, http_reply *out) {
+    const char *id = conv_id(q, out);
+    if (!id) return;
+    whale_err err = {0};
+    int rc = store_share_delete(st, q->user.id, id, &err);
+    if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "this conversation is not shared", "invalid_request_error", "not_found");
+    else if (rc) store_failed(out);
+    else http_json(out, 200, cJSON_CreateObject());
+}
+
+static void add_shared(void *ctx, const char *cid, const char *title, int64_t created, const char *body) {
+    (void)cid; /* the owner's id for it is theirs */
+    cJSON *o = ctx;
+    cJSON *m = cJSON_Parse(body);
+    cJSON_AddStringToObject(o, "title", title);
+    cJSON_AddNumberToObject(o, "created", (double)created);
+    cJSON_AddItemToObject(o, "messages", m ? m : cJSON_CreateArray());
+}
+
+void share_get(void *st, http_req *q, http_reply *out) {
+    const char *tok = q->rest[0] == '/' ? q->rest + 1 : "";
+    uint8_t h[STORE_KEY_HASH];
+    whale_err err = {0};
+    int rc = WHALE_E_NOTFOUND;
+    cJSON *o = cJSON_CreateObject();
+    if (strlen(tok) == STORE_TOKEN_CHARS - 1) { /* another length is no link of ours */
+        store_token_hash(tok, h);
+        rc = store_share_get(st, h, add_shared, o, &err);
+    }
+    if (!rc) {
+        http_json(out, 200, o);
+        return;
+    }
+    cJSON_Delete(o);
+    if (rc == WHALE_E_NOTFOUND)
+        http_error(out, 404, "no such shared conversation: the link was stopped, or is mistyped", "invalid_request_error",
+                   "not_found");
+    else store_failed(out);
 }

@@ -4,6 +4,12 @@
  *   GET    /user/conversations/<id>         {id, title, updated, messages}
  *   PUT    /user/conversations/<id>         {title, messages}: stored (created or replaced)
  *   DELETE /user/conversations/<id>
+ * Read-only share links (a copy of a conversation as it is when shared; sharing again makes a new
+ * link, and the old one stops working; deleting the conversation deletes its link):
+ *   POST   /user/shares                     {id}: 201 {token, path}; path is the page's view of it
+ *   GET    /user/shares/<id>                {shared: true, created} or {shared: false}
+ *   DELETE /user/shares/<id>                the link stops working
+ *   GET    /shared/<token>                  {title, created, messages}: anyone with the link
  * <id> is the page's id for a conversation: 1 to 64 of [A-Za-z0-9_-]. Messages are
  * {role: "user"|"assistant", content, reasoning?, thought_s?}, and an edited question also
  * {versions: [{content, tail?: [messages]}], v}: each version's text, the ones not shown with
@@ -31,5 +37,9 @@ void conv_export(void *st, http_req *q, http_reply *out);
 void conv_get(void *st, http_req *q, http_reply *out);   /* q->rest: "/<id>" */
 void conv_put(void *st, http_req *q, http_reply *out);
 void conv_delete(void *st, http_req *q, http_reply *out);
+void share_create(void *st, http_req *q, http_reply *out);
+void share_status(void *st, http_req *q, http_reply *out);  /* q->rest: "/<id>" */
+void share_delete(void *st, http_req *q, http_reply *out);
+void share_get(void *st, http_req *q, http_reply *out);     /* anyone; q->rest: "/<token>" */
 
 #endif

@@ -575,6 +575,10 @@ static void routes_init(server *srv) {
     route(srv, "GET", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_get, srv->st);
     route(srv, "PUT", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_put, srv->st);
     route(srv, "DELETE", "/user/conversations", HTTP_SESSION, HTTP_PREFIX, conv_delete, srv->st);
+    route(srv, "POST", "/user/shares", HTTP_SESSION, HTTP_JSON, share_create, srv->st);
+    route(srv, "GET", "/user/shares", HTTP_SESSION, HTTP_PREFIX, share_status, srv->st);
+    route(srv, "DELETE", "/user/shares", HTTP_SESSION, HTTP_PREFIX, share_delete, srv->st);
+    route(srv, "GET", "/shared", HTTP_OPEN, HTTP_PREFIX, share_get, srv->st);
 }
 
 /* The route for method and path (an exact path before a prefix), or NULL with the status: 404

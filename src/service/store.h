@@ -66,6 +66,9 @@ int store_invite_take(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *e
 
 /* Web sessions: random tokens in cookies, stored as their hash (store_token_hash), with expiry. */
 void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]);
+#define STORE_TOKEN_CHARS 44 /* a token of 32 random bytes, URL-safe base64, and its NUL */
+/* A new random token (session cookies, share links) into out, and its hash. */
+void store_token_new(char out[STORE_TOKEN_CHARS], uint8_t hash[STORE_KEY_HASH]);
 int store_session_add(store *s, int64_t user, const uint8_t hash[STORE_KEY_HASH], int64_t expires, whale_err *err);
 /* The user of a live session; WHALE_E_NOTFOUND when it is unknown or expired. */
 int store_session_user(store *s, const uint8_t hash[STORE_KEY_HASH], int64_t now, store_user *out, whale_err *err);
@@ -181,6 +184,18 @@ typedef void (*store_conv_fn)(void *ctx, const char *cid, const char *title, int
 int store_conv_put(store *s, int64_t user, const char *cid, const char *title, const char *body, whale_err *err);
 int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err);
 int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err);
+
+/* Read-only share links: a copy of one of a user's conversations as it is now, found by the
+ * hash of the link's random token (the token itself is not kept). One per conversation: add
+ * replaces the copy and the link (the old link stops working). The copy counts against the
+ * user's conversation space (WHALE_E_BUSY past it); WHALE_E_NOTFOUND for no such conversation.
+ * Deleting the conversation or the account deletes its link. get calls fn with the copy (body
+ * its messages) for a live account's link, else WHALE_E_NOTFOUND; of says when the user's
+ * conversation cid was shared (WHALE_E_NOTFOUND: it is not). */
+int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], whale_err *err);
+int store_share_of(store *s, int64_t user, const char *cid, int64_t *created, whale_err *err);
+int store_share_get(store *s, const uint8_t hash[STORE_KEY_HASH], store_conv_fn fn, void *ctx, whale_err *err);
+int store_share_delete(store *s, int64_t user, const char *cid, whale_err *err);
 
 /* Failed sign-ins kept in the database, for replicas sharing one (service/login_guard.h): 1 when
  * the store is one several processes may share (PostgreSQL), 0 for a SQLite file. */

@@ -83,6 +83,11 @@ static const char *const MIGRATIONS_SQLITE[] = {
     /* and rate-limit buckets shared by replicas (used on PostgreSQL: store_bucket_take) */
     "CREATE TABLE rate_buckets (id INTEGER PRIMARY KEY, req REAL NOT NULL, tok REAL NOT NULL, t REAL NOT NULL,"
     "  admitted INTEGER NOT NULL DEFAULT 1);"),
+    /* 7: read-only share links: a copy of a conversation as it was when shared, found by the
+     * hash of the link's token; one per conversation (sharing again makes a new link) */
+    ("CREATE TABLE shares (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id),"
+    "  cid TEXT NOT NULL, hash BLOB NOT NULL UNIQUE, title TEXT NOT NULL, body TEXT NOT NULL,"
+    "  created INTEGER NOT NULL, UNIQUE (user_id, cid));"),
 };
 
 static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types */
@@ -125,6 +130,9 @@ static const char *const MIGRATIONS_PG[] = { /* the same, in PostgreSQL's types 
     "CREATE INDEX reservations_instance ON reservations(instance);"
     "CREATE TABLE rate_buckets (id BIGINT PRIMARY KEY, req DOUBLE PRECISION NOT NULL, tok DOUBLE PRECISION NOT NULL,"
     "  t DOUBLE PRECISION NOT NULL, admitted INTEGER NOT NULL DEFAULT 1);"),
+    ("CREATE TABLE shares (id BIGSERIAL PRIMARY KEY, user_id BIGINT NOT NULL REFERENCES users(id),"
+    "  cid TEXT NOT NULL, hash BYTEA NOT NULL UNIQUE, title TEXT NOT NULL, body TEXT NOT NULL,"
+    "  created BIGINT NOT NULL, UNIQUE (user_id, cid));"),
 };
 #define N_MIGRATIONS ((int)(sizeof MIGRATIONS_SQLITE / sizeof MIGRATIONS_SQLITE[0]))
 _Static_assert(sizeof MIGRATIONS_SQLITE == sizeof MIGRATIONS_PG, "one migration list per database, in step");
@@ -337,10 +345,10 @@ int store_user_delete(store *s, int64_t user, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
     const char *sql[] = {"DELETE FROM sessions WHERE user_id = ?", "DELETE FROM api_keys WHERE user_id = ?",
-                         "DELETE FROM conversations WHERE user_id = ?",
+                         "DELETE FROM conversations WHERE user_id = ?", "DELETE FROM shares WHERE user_id = ?",
                          "UPDATE users SET email = ?, pw_hash = NULL, disabled = 1 WHERE id = ?"};
-    for (int i = 0; i < 4 && !rc; i++) {
-        db_stmt *st = i < 3 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
+    for (int i = 0; i < 5 && !rc; i++) {
+        db_stmt *st = i < 4 ? prep(s, sql[i], err, "i", user) : prep(s, sql[i], err, "ti", gone, user);
         rc = st ? run_done(s, st, err, "delete account") : err->code;
     }
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such user");
@@ -404,6 +412,14 @@ int store_session_end(store *s, const uint8_t hash[STORE_KEY_HASH], whale_err *e
 
 void store_token_hash(const char *token, uint8_t out[STORE_KEY_HASH]) {
     crypto_generichash(out, STORE_KEY_HASH, (const unsigned char *)token, strlen(token), NULL, 0);
+}
+
+_Static_assert(STORE_TOKEN_CHARS == sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_URLSAFE_NO_PADDING), "a token fits");
+void store_token_new(char out[STORE_TOKEN_CHARS], uint8_t hash[STORE_KEY_HASH]) {
+    unsigned char r[32];
+    randombytes_buf(r, sizeof r);
+    sodium_bin2base64(out, STORE_TOKEN_CHARS, r, sizeof r, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    store_token_hash(out, hash);
 }
 
 static void key_hash(const char *key, uint8_t out[STORE_KEY_HASH]) {
@@ -827,9 +843,11 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
         return rc;
     }
     /* a new conversation past the cap is refused; replacing one is always allowed */
+    /* (shared copies count against the same space) */
     db_stmt *st = prep(s, "SELECT count(*), COALESCE(sum(CASE WHEN cid = ? THEN 1 ELSE 0 END), 0),"
-                          " COALESCE(sum(CASE WHEN cid = ? THEN 0 ELSE length(body) END), 0) FROM conversations"
-                          " WHERE user_id = ?", err, "tti", cid, cid, user);
+                          " COALESCE(sum(CASE WHEN cid = ? THEN 0 ELSE length(body) END), 0)"
+                          " + (SELECT COALESCE(sum(length(body)), 0) FROM shares WHERE user_id = ?) FROM conversations"
+                          " WHERE user_id = ?", err, "ttii", cid, cid, user, user);
     if (!st) rc = err->code;
     else {
         int r = db_step(st);
@@ -881,9 +899,91 @@ int store_conv_list(store *s, int64_t user, const char *cid, int with_body, stor
 
 int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err) {
     pthread_mutex_lock(&s->mu);
-    db_stmt *st = prep(s, "DELETE FROM conversations WHERE user_id = ? AND cid = ?", err, "it", user, cid);
-    int rc = st ? run_done(s, st, err, "conversation") : err->code;
+    int rc = begin(s, err);
+    db_stmt *st = rc ? NULL : prep(s, "DELETE FROM conversations WHERE user_id = ? AND cid = ?", err, "it", user, cid);
+    if (!rc) rc = st ? run_done(s, st, err, "conversation") : err->code;
     if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
+    if (!rc) { /* its link goes with it */
+        st = prep(s, "DELETE FROM shares WHERE user_id = ? AND cid = ?", err, "it", user, cid);
+        rc = st ? run_done(s, st, err, "share") : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- read-only share links ----------------------------------------------------------------- */
+
+int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    int rc = begin(s, err);
+    if (rc) {
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    /* the copy counts against the user's space: everything kept, less the link it replaces */
+    db_stmt *st = prep(s, "SELECT c.title, length(c.body),"
+                          " (SELECT COALESCE(sum(length(body)), 0) FROM conversations WHERE user_id = ?)"
+                          " + (SELECT COALESCE(sum(length(body)), 0) FROM shares WHERE user_id = ? AND cid <> ?)"
+                          " FROM conversations c WHERE c.user_id = ? AND c.cid = ?", err, "iitit", user, user, cid, user, cid);
+    if (!st) rc = err->code;
+    else {
+        int r = db_step(st);
+        if (r == 0) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
+        else if (r != 1) rc = db_fail(s, err, "share");
+        else if (db_int(st, 2) + db_int(st, 1) > s->conv_total)
+            rc = err_set(err, WHALE_E_BUSY, "a shared copy would pass the %.3g MiB this server keeps per user: delete "
+                         "some conversations first", (double)s->conv_total / (1 << 20));
+        db_finish(st);
+    }
+    if (!rc) {
+        st = prep(s, "INSERT INTO shares (user_id, cid, hash, title, body, created)"
+                     " SELECT user_id, cid, ?, title, body, ? FROM conversations WHERE user_id = ? AND cid = ?"
+                     " ON CONFLICT (user_id, cid) DO UPDATE SET hash = excluded.hash, title = excluded.title,"
+                     " body = excluded.body, created = excluded.created", err, "biit", hash, clock_wall_s(), user, cid);
+        rc = st ? run_done(s, st, err, "share") : err->code;
+    }
+    if (!rc) rc = commit(s, err);
+    if (rc) rollback(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_share_of(store *s, int64_t user, const char *cid, int64_t *created, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "SELECT created FROM shares WHERE user_id = ? AND cid = ?", err, "it", user, cid);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = db_step(st);
+        if (r == 1) *created = db_int(st, 0);
+        else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "this conversation is not shared") : db_fail(s, err, "share");
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_share_get(store *s, const uint8_t hash[STORE_KEY_HASH], store_conv_fn fn, void *ctx, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "SELECT s.cid, s.title, s.created, s.body FROM shares s JOIN users u ON u.id = s.user_id"
+                          " WHERE s.hash = ? AND u.disabled = 0", err, "b", hash);
+    int rc = st ? 0 : err->code;
+    if (st) {
+        int r = db_step(st);
+        if (r == 1) fn(ctx, db_text(st, 0), db_text(st, 1), db_int(st, 2), db_text(st, 3));
+        else rc = r == 0 ? err_set(err, WHALE_E_NOTFOUND, "no such shared conversation") : db_fail(s, err, "share");
+        db_finish(st);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+int store_share_delete(store *s, int64_t user, const char *cid, whale_err *err) {
+    pthread_mutex_lock(&s->mu);
+    db_stmt *st = prep(s, "DELETE FROM shares WHERE user_id = ? AND cid = ?", err, "it", user, cid);
+    int rc = st ? run_done(s, st, err, "share") : err->code;
+    if (!rc && !s->changes) rc = err_set(err, WHALE_E_NOTFOUND, "this conversation is not shared");
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -2,15 +2,18 @@
 title), search the list by title and, for conversations kept in the browser, by what was said;
 titles never exceed the 200 UTF-8 bytes the server keeps; text files attached to a question (too
 large and binary ones refused) reach the model in DeepSeek's upload framing and show as chips; any
-question can be edited, its earlier versions kept with what followed them (< 1/2 >). Answers come from a
-stand-in for /v1/chat/completions (see test_web_render.py)."""
+question can be edited, its earlier versions kept with what followed them (< 1/2 >); with accounts, a
+conversation shared by a read-only link that anyone can open (a copy: what is asked later stays
+private) and its owner can stop. Answers come from a stand-in for /v1/chat/completions (see
+test_web_render.py)."""
 import json
 import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from test_web_page import ask, browser, goto, local, new_page, wait_answered  # noqa: E402,F401  (fixtures)
-from test_web_render import answer_with  # noqa: E402
+from test_web_page import (ask, browser, goto, local, new_page, serve, shot, sign_up, stop_server,  # noqa: E402,F401
+                           wait_answered)
+from test_web_render import MATH, answer_with  # noqa: E402
 
 
 def chat(page, question, answer):
@@ -226,3 +229,58 @@ def test_what_cannot_be_kept_is_refused_before_it_is_lost(browser, local):  # no
     assert page.locator("#messages .msg.user .files .file-chip").count() == 4
     assert not page.errors
     page.context.close()
+
+
+def test_share_link_is_read_only_and_can_be_stopped(browser, tmp_path):  # noqa: F811
+    p, base = serve("--accounts", "--db", str(tmp_path / "whale.db"), "--ctx", "256")
+    try:
+        alice = new_page(browser, base)
+        sign_up(alice, "sharer@example.com", "correct horse battery")
+        assert not alice.is_visible("#share")  # nothing to share yet
+        answer_with(alice, MATH)
+        ask(alice, "How do 60 and 45 compare?")
+        wait_answered(alice)
+        alice.wait_for_selector("#share:visible")
+        alice.click("#share")
+        alice.wait_for_selector("#share-panel:visible")
+        url = alice.input_value("#share-url")
+        assert url.startswith(base + "/#/s/") and "Anyone with this link" in alice.inner_text("#share-text")
+
+        # someone without an account opens it: the conversation, read-only
+        guest = new_page(browser, base)
+        goto(guest, url.removeprefix(base))
+        guest.wait_for_selector("#messages .msg.assistant math")
+        assert guest.inner_text("#title") == "How do 60 and 45 compare?"
+        assert guest.is_visible("#readonly-note") and not guest.is_visible("#composer")
+        assert not guest.is_visible("#share") and not guest.is_visible("#view-auth")
+        assert guest.locator("#messages button:text('Edit'), #messages button:text('Regenerate')").count() == 0
+        shot(guest, "share")
+
+        # what alice asks next stays hers: the link shows the copy it was made from
+        answer_with(alice, "A private follow-up answer.")
+        ask(alice, "PRIVATE follow-up")
+        wait_answered(alice)
+        guest.context.close()
+        guest = new_page(browser, base)  # (a full load: goto to the same address with a #fragment is none)
+        goto(guest, url.removeprefix(base))
+        guest.wait_for_selector("#messages .msg.assistant")
+        assert "PRIVATE" not in guest.inner_text("#messages") and guest.locator("#messages .msg").count() == 2
+
+        # alice stops sharing: the link no longer opens
+        alice.click("#share")  # sharing again is a new link (the old one stops)
+        alice.wait_for_function("(u) => document.getElementById('share-url').value.startsWith(u.slice(0, -43))"
+                                " && document.getElementById('share-url').value !== u", arg=url)
+        new_url = alice.input_value("#share-url")
+        alice.click("#share-stop")
+        alice.wait_for_selector("#share-text:text('no longer works')")
+        guest.context.close()
+        guest = new_page(browser, base)
+        goto(guest, new_url.removeprefix(base))
+        guest.wait_for_selector("#banner:visible")
+        assert "does not work" in guest.inner_text("#banner-text") and guest.locator("#messages .msg").count() == 0
+        assert not alice.errors and not guest.errors
+        alice.context.close()
+        guest.context.close()
+    finally:
+        stop_server(p)
+

@@ -2,7 +2,8 @@
 debug`) and with ThreadSanitizer (build-tsan/whale, `make tsan`), driven through a workload that
 crosses every thread boundary of the server: concurrent streams (some cut off by their clients),
 plain and JSON-mode requests, API keys and session cookies, conversations, failed sign-ins,
-/metrics and /health scrapes, malformed requests, then SIGTERM while streams run (the drain).
+/metrics and /health scrapes, malformed requests, requests for two models with room for one
+loaded (loading and unloading under the workload), then SIGTERM while streams run (the drain).
 On a tiny random-weight model, so that the sanitizers' slowdown stays small. Each server must
 exit 0 having printed no sanitizer report (leaks included, under ASan)."""
 import concurrent.futures
@@ -59,7 +60,10 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
     port_sock.bind(("127.0.0.1", 0))
     port = port_sock.getsockname()[1]
     port_sock.close()
-    p = subprocess.Popen([str(binary), "serve", "-m", str(v3tiny), "--port", str(port), "--accounts", "--db", str(db),
+    # the model twice, under two names, with room for one loaded: requests for both load and
+    # unload it under the workload (the registry's locks and leases, under the sanitizers)
+    p = subprocess.Popen([str(binary), "serve", "-m", str(v3tiny), "--name", "one", "-m", str(v3tiny), "--name", "two",
+                          "--max-loaded", "1", "--port", str(port), "--accounts", "--db", str(db),
                           "--ctx", "256", "--parallel", "4", "--queue", "32", "--max-conns-per-ip", "0", "--rpm", "100000", "--drain", "30", "--metrics-token", "san-metrics",
                           "--cache-dir", str(tmp_path / "kv"), "-t", "2"],
                          env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))
@@ -84,7 +88,8 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
                 jobs.append(ex.submit(request, port, "POST", "/v1/chat/completions", {**chat, "stream": True}, auth))
                 jobs.append(ex.submit(cut_stream, port, {**chat, "stream": True}, auth))
                 jobs.append(ex.submit(request, port, "POST", "/v1/chat/completions",
-                                      {**chat, "response_format": {"type": "json_object"}}, {"Cookie": cookie}))
+                                      {**chat, "model": "two", "response_format": {"type": "json_object"}},
+                                      {"Cookie": cookie}))
                 jobs.append(ex.submit(request, port, "PUT", f"/user/conversations/c{i}",
                                       {"title": f"t{i}", "messages": [{"role": "user", "content": "x" * i}]},
                                       {"Cookie": cookie}))

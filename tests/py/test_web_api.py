@@ -7,9 +7,10 @@ ledger's "web" key."""
 import http.client
 import json
 import re
+import subprocess
 
 
-from conftest import REPO
+from conftest import REPO, WHALE
 from test_accounts import admin, env, sql, web  # noqa: F401  (env: one server per store backend)
 from test_serve import server  # noqa: F401  (the local-mode server)
 
@@ -246,3 +247,75 @@ def test_conversation_storage_is_bounded_per_user(env):  # noqa: F811
     # replacing one (not growing) is still allowed, and deleting makes room
     assert web(port, "/user/conversations/big0", {"title": "small", "messages": []}, c, method="PUT")[0] == 200
     assert web(port, "/user/conversations/big40", {"title": "big", "messages": big}, c, method="PUT")[0] == 200
+
+
+def member(port, db, email):
+    """A user made by the operator (sign-ups from one address are limited per hour), signed in."""
+    admin(db, "user", "add", email)
+    r = subprocess.run([str(WHALE), "admin", "--db", str(db), "user", "password", email], input="a long enough password\n",
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    st, _, cookie, _ = web(port, "/auth/login", {"email": email, "password": "a long enough password"})
+    assert st == 200, st
+    return cookie
+
+
+def test_share_links_are_read_only_copies_the_owner_can_stop(env):  # noqa: F811
+    """A share link shows the conversation as it was when shared, to anyone with the link (no
+    session); editing the conversation later does not change it; sharing again makes a new link
+    and stops the old; stopping, deleting the conversation or the account stops it; another
+    user can neither share nor stop someone else's; the copy counts against the owner's space."""
+    port, db = env["port"], env["db"]
+    a, b = member(port, db, "share-a@example.com"), member(port, db, "share-b@example.com")
+    assert web(port, "/user/conversations/s-1", {"title": "Shared", "messages": MSGS}, a, method="PUT")[0] == 200
+    assert web(port, "/user/shares/s-1", cookie=a)[1] == {"shared": False}
+    st, j, _, _ = web(port, "/user/shares", {"id": "s-1"}, a)
+    assert st == 201 and j["path"] == "/#/s/" + j["token"] and len(j["token"]) == 43
+    link = "/shared/" + j["token"]
+    st, _, body = request(port, "GET", link)  # anyone: no cookie, no key
+    got = json.loads(body)
+    assert st == 200 and got["title"] == "Shared" and got["messages"][0] == MSGS[0] and "id" not in got
+    st, j2, _, _ = web(port, "/user/shares/s-1", cookie=a)
+    assert st == 200 and j2["shared"] and j2["created"] > 0
+    # later changes stay private: the link keeps the copy
+    assert web(port, "/user/conversations/s-1", {"title": "Private now", "messages": MSGS[:1]}, a,
+               method="PUT")[0] == 200
+    assert json.loads(request(port, "GET", link)[2])["title"] == "Shared"
+    # sharing again: a new link with the new text; the old one stops
+    st, j3, _, _ = web(port, "/user/shares", {"id": "s-1"}, a)
+    assert st == 201 and j3["token"] != j["token"]
+    assert request(port, "GET", link)[0] == 404
+    link = "/shared/" + j3["token"]
+    assert json.loads(request(port, "GET", link)[2])["title"] == "Private now"
+    # another user: cannot share it (it is not theirs), see its state, or stop it
+    assert web(port, "/user/shares", {"id": "s-1"}, b)[0] == 404
+    assert web(port, "/user/shares/s-1", cookie=b)[1] == {"shared": False}
+    assert web(port, "/user/shares/s-1", cookie=b, method="DELETE", ctype=None)[0] == 404
+    assert request(port, "GET", link)[0] == 200
+    # bad input and wrong ways in
+    assert web(port, "/user/shares", {"id": "../x"}, a)[0] == 422
+    assert web(port, "/user/shares", {"id": "s-1"})[0] == 401  # no session
+    assert web(port, "/user/shares", {"id": "s-1"}, a, ctype="text/plain")[0] == 403
+    for bad in ("/shared/", "/shared/x", "/shared/" + "A" * 43, "/shared/" + j3["token"] + "A"):
+        assert request(port, "GET", bad)[0] == 404, bad
+    # the owner stops it
+    assert web(port, "/user/shares/s-1", cookie=a, method="DELETE", ctype=None)[0] == 200
+    assert request(port, "GET", link)[0] == 404
+    assert web(port, "/user/shares/s-1", cookie=a, method="DELETE", ctype=None)[0] == 404
+    # deleting the conversation stops its link; so does deleting the account
+    link = "/shared/" + web(port, "/user/shares", {"id": "s-1"}, a)[1]["token"]
+    assert web(port, "/user/conversations/s-1", cookie=a, method="DELETE", ctype=None)[0] == 200
+    assert request(port, "GET", link)[0] == 404
+    assert web(port, "/user/conversations/s-2", {"title": "Two", "messages": MSGS}, a, method="PUT")[0] == 200
+    link = "/shared/" + web(port, "/user/shares", {"id": "s-2"}, a)[1]["token"]
+    uid = sql(db, "SELECT id FROM users WHERE email = ?", "share-a@example.com")[0][0]
+    assert web(port, "/auth/delete", {"password": "a long enough password"}, a)[0] == 200
+    assert request(port, "GET", link)[0] == 404
+    assert int(sql(db, "SELECT count(*) FROM shares WHERE user_id = ?", uid)[0][0]) == 0
+    # the copy takes space: with --user-storage 2 a 1 MB conversation and its copy fill it
+    c = member(port, db, "share-big@example.com")
+    big = [{"role": "user", "content": "x" * 900_000}]
+    assert web(port, "/user/conversations/b1", {"title": "big", "messages": big}, c, method="PUT")[0] == 200
+    assert web(port, "/user/shares", {"id": "b1"}, c)[0] == 201
+    st, j, _, _ = web(port, "/user/conversations/b2", {"title": "big", "messages": big}, c, method="PUT")
+    assert st == 409 and "MiB" in j["error"]["message"]
