@@ -49,6 +49,9 @@ size_t api_max_body(int64_t n_ctx);
 void api_ctx_tokens(api_ctx *a);
 
 typedef enum api_kind { API_CHAT = 0, API_COMPLETION } api_kind;
+/* How the reply is written: OpenAI's JSON and server-sent events, or Ollama's JSON and
+ * newline-delimited JSON (api_ollama.c) for /api/chat (a message) and /api/generate (a response). */
+typedef enum api_dialect { API_OPENAI = 0, API_OLLAMA_CHAT, API_OLLAMA_GENERATE } api_dialect;
 
 #define API_MAX_TOOL_NAME 64
 
@@ -67,6 +70,7 @@ struct api_req {
     int n_tools;
     int tool_force;             /* tool_choice: 1 "required", 2 the function named below */
     char tool_force_name[API_MAX_TOOL_NAME + 1];
+    api_dialect dialect;        /* set by the caller after parsing */
 };
 
 /* A request body's JSON object (*j, to cJSON_Delete) and the model it names (*model, inside *j;
@@ -111,6 +115,7 @@ typedef struct api_reply {
     size_t content_len;   /* with calls: the answer text before them */
     char id[40];
     long long created;
+    double t0;            /* when it started (clock.h), for Ollama's durations */
 } api_reply;
 
 /* 0, or -1 when out of memory (api_reply_free is still safe). */
@@ -129,4 +134,12 @@ void api_stream_first(api_reply *r, strbuf *out);
 void api_stream_deltas(api_reply *r, strbuf *out, int final);
 void api_stream_end(api_reply *r, const whale_result *res, strbuf *out);
 
+/* Ollama's forms of the same (api_ollama.c; the calls above turn to them for its dialects): one
+ * NDJSON line per delta of key "reasoning_content" or "content", the last line (done, counts,
+ * durations), and the whole non-streamed body (malloc'd). */
+void api_ollama_chunk(api_reply *r, strbuf *out, const char *key, const char *text, size_t n);
+void api_ollama_end(api_reply *r, const whale_result *res, strbuf *out);
+char *api_ollama_json(api_reply *r, const whale_result *res);
+/* "2026-12-07T18:30:16.000000000Z": the time t in Ollama's form (created_at), into buf. */
+const char *api_ollama_time(long long t, char *buf, size_t cap);
 #endif

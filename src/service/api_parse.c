@@ -231,6 +231,12 @@ static int parse_messages(const api_ctx *a, const cJSON *msgs, api_req *out, cha
             }
             out->prefix = 1; /* chat prefix completion: the reply continues this text */
         }
+        const cJSON *rc = cJSON_GetObjectItemCaseSensitive(msg, "reasoning_content");
+        const cJSON *tc = cJSON_GetObjectItemCaseSensitive(msg, "tool_calls");
+        if ((rc && !cJSON_IsNull(rc) && !cJSON_IsString(rc)) || (tc && !cJSON_IsNull(tc) && !cJSON_IsArray(tc))) {
+            status = fail(err, 422, param, "%s: reasoning_content must be a string and tool_calls an array", param);
+            goto done;
+        }
         /* an assistant's reasoning_content is never fed back: only content counts */
         texts[k] = m[k].role == WHALE_ROLE_ASSISTANT && (!content || cJSON_IsNull(content)) ? strdup("") : content_text(content);
         if (!texts[k]) {

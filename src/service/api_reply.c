@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/utf8.h"
 
 /* Text for JSON must be valid UTF-8: a random or confused model can emit byte tokens that do
@@ -51,6 +52,7 @@ int api_reply_init(api_reply *r, const api_ctx *a, const api_req *q) {
     int k = snprintf(r->id, sizeof r->id, q->kind == API_CHAT ? "chatcmpl-" : "cmpl-");
     for (size_t i = 0; i < sizeof b; i++) k += snprintf(r->id + k, sizeof r->id - (size_t)k, "%02x", b[i]);
     r->created = (long long)time(NULL);
+    r->t0 = clock_now_s();
     return r->tx && r->think.s && r->answer.s ? 0 : -1;
 }
 
@@ -219,6 +221,7 @@ static cJSON *envelope(const api_reply *r, const char *object) {
 }
 
 char *api_reply_json(api_reply *r, const whale_result *res) {
+    if (r->q->dialect != API_OPENAI) return api_ollama_json(r, res);
     int chat = r->q->kind == API_CHAT;
     cJSON *j = envelope(r, chat ? "chat.completion" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
     cJSON *c = cJSON_CreateObject();
@@ -267,6 +270,10 @@ static void emit(strbuf *out, cJSON *j) {
 }
 
 static void chunk(api_reply *r, strbuf *out, const char *key, const char *text, size_t n, const char *finish) {
+    if (r->q->dialect != API_OPENAI) {
+        if (key && strcmp(key, "role")) api_ollama_chunk(r, out, key, text, n); /* (the end is api_ollama_end's) */
+        return;
+    }
     int chat = r->q->kind == API_CHAT;
     if (!chat && key && !strcmp(key, "role")) return; /* completions have no opening chunk */
     cJSON *j = envelope(r, chat ? "chat.completion.chunk" : "text_completion"), *choices = cJSON_AddArrayToObject(j, "choices");
@@ -333,6 +340,10 @@ void api_stream_deltas(api_reply *r, strbuf *out, int final) {
 
 void api_stream_end(api_reply *r, const whale_result *res, strbuf *out) {
     api_stream_deltas(r, out, 1);
+    if (r->q->dialect != API_OPENAI) {
+        api_ollama_end(r, res, out);
+        return;
+    }
     chunk(r, out, NULL, NULL, 0, finish_reason(r, res));
     if (r->q->include_usage) {
         cJSON *j = envelope(r, r->q->kind == API_CHAT ? "chat.completion.chunk" : "text_completion");

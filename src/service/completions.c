@@ -87,7 +87,7 @@ static ssize_t stream_read(void *cls, char *buf, size_t max) {
             if (!st->charged) charge(st->srv, st->m, &st->key, st->r, &st->rep, st->held, st->held_tokens), st->charged = 1;
         } else if (k) {
             api_stream_deltas(&st->rep, &st->out, 0);
-        } else {
+        } else if (st->q.dialect == API_OPENAI) { /* (an NDJSON stream has no comments: it just waits) */
             strbuf_add(&st->out, ": keep-alive\n\n", 14);
         }
     }
@@ -234,7 +234,7 @@ static int run(completions *srv, served *m, http_req *hq, http_reply *out, api_r
         st->rep.req = r;
         api_stream_first(&st->rep, &st->out);
         out->status = 200;
-        out->type = "text/event-stream";
+        out->type = q.dialect == API_OPENAI ? "text/event-stream" : "application/x-ndjson";
         out->stream = st;
         out->read = stream_read;
         out->stream_free = stream_free;
@@ -272,12 +272,13 @@ static int run(completions *srv, served *m, http_req *hq, http_reply *out, api_r
     return 0;
 }
 
-static void complete(completions *srv, http_req *hq, http_reply *out, api_kind kind) {
+void completions_run(completions *srv, http_req *hq, http_reply *out, api_kind kind, api_dialect dialect) {
     api_req q;
     served *m;
     if (route(srv, hq, out, kind, &m, &q)) return;
+    q.dialect = dialect;
     if (!run(srv, m, hq, out, q)) models_release(srv->reg, m);
 }
 
-void completions_chat(void *ctx, http_req *q, http_reply *out) { complete(ctx, q, out, API_CHAT); }
-void completions_text(void *ctx, http_req *q, http_reply *out) { complete(ctx, q, out, API_COMPLETION); }
+void completions_chat(void *ctx, http_req *q, http_reply *out) { completions_run(ctx, q, out, API_CHAT, API_OPENAI); }
+void completions_text(void *ctx, http_req *q, http_reply *out) { completions_run(ctx, q, out, API_COMPLETION, API_OPENAI); }

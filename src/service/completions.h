@@ -31,5 +31,8 @@ typedef struct completions {
 /* Handlers (ctx: a completions), the caller in q->key. */
 void completions_chat(void *ctx, http_req *q, http_reply *out);
 void completions_text(void *ctx, http_req *q, http_reply *out);
+/* The same for a body in OpenAI's shape, the reply written in dialect (ollama.c translates
+ * Ollama's requests into such bodies). */
+void completions_run(completions *srv, http_req *q, http_reply *out, api_kind kind, api_dialect dialect);
 
 #endif

@@ -126,7 +126,9 @@ int models_init(models *r, const models_spec *specs, int n, const whale_model_pa
             if (alias_add(s, alias)) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
             else s->a.alias = s->aliases[s->n_aliases - 1];
         }
-        s->bytes = weight_bytes(s->path);
+        s->bytes = s->file_bytes = weight_bytes(s->path);
+        struct stat fs;
+        s->mtime = stat(s->path, &fs) ? 0 : (int64_t)fs.st_mtime;
     }
     if (rc) models_free(r);
     return rc;
@@ -234,7 +236,7 @@ static int lease_locked(models *r, served *s, int lease, whale_err *err) {
         s->refs += lease;
         s->last_used = clock_now_s();
         s->a.n_ctx = whale_engine_n_ctx(e);
-        s->bytes = weight_bytes(s->path) + (size_t)st.kv_pages * st.kv_page_bytes + (r->ep.cache ? r->ep.cache_ram : 0);
+        s->bytes = s->file_bytes + (size_t)st.kv_pages * st.kv_page_bytes + (r->ep.cache ? r->ep.cache_ram : 0);
         fprintf(stderr, "whale serve: loaded %s in %.1f s\n", s->name, clock_now_s() - t0);
     }
     pthread_cond_broadcast(&r->cv);

@@ -48,6 +48,8 @@ typedef struct served {
     int loading;        /* a request is loading it (others wait) */
     double last_used;
     size_t bytes;       /* estimated memory when loaded: the weights' files, KV pages, context cache */
+    size_t file_bytes;  /* the weights' files */
+    int64_t mtime;      /* when the weights' file was written (unix seconds; 0: unknown) */
     uint64_t loads;     /* times loaded since the start */
     double sample_t[MODELS_RATE_WINDOW + 1]; /* once a second while loaded: when, tokens generated */
     uint64_t sample_tokens[MODELS_RATE_WINDOW + 1];

@@ -30,6 +30,7 @@
 #include "service/completions.h"
 #include "service/conversations.h"
 #include "service/http.h"
+#include "service/ollama.h"
 #include "service/web.h"
 
 #define SERVER_IDLE_TIMEOUT 30    /* seconds a connection may sit idle (no byte either way) */
@@ -559,6 +560,13 @@ static void routes_init(server *srv) {
     route(srv, "POST", "/beta/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
     route(srv, "POST", "/v1/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
     route(srv, "POST", "/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
+    /* Ollama's API (ollama.h), for tools that speak it */
+    route(srv, "POST", "/api/chat", HTTP_CALLER, HTTP_ADMIT, ollama_chat, &srv->comp);
+    route(srv, "POST", "/api/generate", HTTP_CALLER, HTTP_ADMIT, ollama_generate, &srv->comp);
+    route(srv, "GET", "/api/tags", HTTP_CALLER, 0, ollama_tags, &srv->comp);
+    route(srv, "GET", "/api/ps", HTTP_CALLER, 0, ollama_ps, &srv->comp);
+    route(srv, "POST", "/api/show", HTTP_CALLER, 0, ollama_show, &srv->comp);
+    route(srv, "GET", "/api/version", HTTP_OPEN, 0, ollama_version, &srv->comp);
     if (!srv->ac) return;
     route(srv, "POST", "/auth/register", HTTP_OPEN, HTTP_JSON, accounts_register, srv->ac);
     route(srv, "POST", "/auth/login", HTTP_OPEN, HTTP_JSON, accounts_login, srv->ac);
