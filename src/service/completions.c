@@ -150,7 +150,7 @@ static int route(completions *srv, http_req *hq, http_reply *out, api_kind kind,
         out->retry_after = e.code == WHALE_E_BUSY ? 5 : 0;
         return out->status;
     }
-    if (atomic_load(srv->draining)) { /* it stopped while the model loaded */
+    if (atomic_load(srv->draining) == 2) { /* the drain ended while the model loaded: what runs is cancelled */
         status = 503;
         http_error(out, 503, "the server is shutting down", "server_error", "server_busy");
     } else if ((status = (kind == API_CHAT ? api_parse_chat_json : api_parse_completion_json)(&(*m)->a, j, q, &err_body)))

@@ -24,7 +24,8 @@ typedef struct completions {
     models *reg;        /* the served models: a request leases the one its "model" names */
     store *st;          /* --accounts, or NULL */
     accounts *ac;
-    atomic_int *draining; /* stopping: new requests get 503 */
+    atomic_int *draining; /* stopping: new requests get 503 (1), and at the drain's end (2) so do
+                             admitted ones whose model was still loading */
     const char *instance; /* --accounts: this server's name on its reservations (store.h) */
 } completions;
 

@@ -55,7 +55,7 @@ typedef struct server {
     pthread_mutex_t ip_mu; /* ips */
     struct ip_conns *ips; /* open connections per peer address, max_conns slots (a slot with n 0 is free) */
     int n_ips;
-    atomic_int draining; /* stopping: new requests get 503 */
+    atomic_int draining; /* stopping: new requests get 503; 2: the drain is over, the rest cancelled */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
     size_t max_body; /* request bytes read at most: api_max_body of the context */
     char instance[STORE_MAX_INSTANCE]; /* --accounts: "host:port", this server's name on its reservations */
@@ -939,6 +939,7 @@ int server_run(const server_opts *o, volatile sig_atomic_t *stop, whale_err *err
                 left, drain);
     else fprintf(stderr, "whale serve: stopping\n");
     for (int i = 0; i < drain * 10 && atomic_load(&srv.inflight) > 0 && *stop < 2; i++) usleep(100 * 1000);
+    atomic_store(&srv.draining, 2);
     models_cancel_all(&srv.reg);
     MHD_stop_daemon(d); /* waits for the connection threads, which cancel their requests */
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
