@@ -283,26 +283,24 @@ static char *metrics(server *srv) {
          (unsigned long long)m->st.kv_pages_used * (unsigned long long)m->st.kv_page_bytes);
     EACH("whale_kv_tokens", "Tokens the sequences hold (shared ones once per sequence).", "gauge", "%lld",
          (long long)m->st.kv_tokens);
-    OUT("# HELP whale_context_cache_blocks Context cache blocks (64 tokens of KV rows) kept, by tier.\n"
-        "# TYPE whale_context_cache_blocks gauge\n");
-    for (int i = 0; i < f.n; i++)
-        if (f.v[i].loaded)
-            OUT("whale_context_cache_blocks{tier=\"ram\",model=\"%s\"} %llu\n"
-                "whale_context_cache_blocks{tier=\"disk\",model=\"%s\"} %llu\n", f.v[i].name,
-                (unsigned long long)f.v[i].st.cache_ram_blocks, f.v[i].name, (unsigned long long)f.v[i].st.cache_disk_blocks);
-    OUT("# HELP whale_context_cache_bytes Context cache bytes kept, by tier.\n# TYPE whale_context_cache_bytes gauge\n");
-    for (int i = 0; i < f.n; i++)
-        if (f.v[i].loaded)
-            OUT("whale_context_cache_bytes{tier=\"ram\",model=\"%s\"} %llu\n"
-                "whale_context_cache_bytes{tier=\"disk\",model=\"%s\"} %llu\n", f.v[i].name,
-                (unsigned long long)f.v[i].st.cache_ram_bytes, f.v[i].name, (unsigned long long)f.v[i].st.cache_disk_bytes);
-    OUT("# HELP whale_context_cache_block_hits_total Blocks copied into a sequence from the context cache, by tier.\n"
-        "# TYPE whale_context_cache_block_hits_total counter\n");
-    for (int i = 0; i < f.n; i++)
-        if (f.v[i].loaded)
-            OUT("whale_context_cache_block_hits_total{tier=\"ram\",model=\"%s\"} %llu\n"
-                "whale_context_cache_block_hits_total{tier=\"disk\",model=\"%s\"} %llu\n", f.v[i].name,
-                (unsigned long long)f.v[i].st.cache_hits_ram, f.v[i].name, (unsigned long long)f.v[i].st.cache_hits_disk);
+/* a family by tier (ram, disk) for each loaded model */
+#define TIERS(fam, help, type, ram, disk)                                                                              \
+    do {                                                                                                               \
+        OUT("# HELP " fam " " help "\n# TYPE " fam " " type "\n");                                                     \
+        for (int i = 0; i < f.n; i++) {                                                                                \
+            const model_figures *m = &f.v[i];                                                                          \
+            if (m->loaded)                                                                                             \
+                OUT(fam "{tier=\"ram\",model=\"%s\"} %llu\n" fam "{tier=\"disk\",model=\"%s\"} %llu\n", m->name,          \
+                    (unsigned long long)(ram), m->name, (unsigned long long)(disk));                                   \
+        }                                                                                                              \
+    } while (0)
+    TIERS("whale_context_cache_blocks", "Context cache blocks (64 tokens of KV rows) kept, by tier.", "gauge",
+          m->st.cache_ram_blocks, m->st.cache_disk_blocks);
+    TIERS("whale_context_cache_bytes", "Context cache bytes kept, by tier.", "gauge", m->st.cache_ram_bytes,
+          m->st.cache_disk_bytes);
+    TIERS("whale_context_cache_block_hits_total", "Blocks copied into a sequence from the context cache, by tier.",
+          "counter", m->st.cache_hits_ram, m->st.cache_hits_disk);
+#undef TIERS
     /* by drafter (one per engine): acceptance = accepted / drafts; tokens per verifying step =
      * 1 + accepted / steps, the speed-up's upper bound before the cost of drafting and checking */
 #define SPEC(fam, help, type, fmt, value)                                                                              \

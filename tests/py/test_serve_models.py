@@ -60,9 +60,14 @@ def figures(port):
     return {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l and not l.startswith("#")}
 
 
+def start_pair(pair, *flags):
+    """One server of both models (qwen2 first), with flags: (process, port)."""
+    return start("-m", str(pair["qwen2"]), "--chat-format", "chatml", "-m", str(pair["llama"]), "--chat-format", "chatml",
+                 *flags, *COMMON)
+
+
 def test_requests_go_to_the_model_they_name_and_lru_unloads(pair, solo):
-    p, port = start("-m", str(pair["qwen2"]), "--chat-format", "chatml", "-m", str(pair["llama"]), "--chat-format",
-                    "chatml", "--max-loaded", "1", *COMMON)
+    p, port = start_pair(pair, "--max-loaded", "1")
     try:
         st, body = raw(port, "GET", "/v1/models")
         models = json.loads(body)["data"]
@@ -99,8 +104,7 @@ def test_requests_go_to_the_model_they_name_and_lru_unloads(pair, solo):
 
 def test_memory_budget_unloads_too(pair, solo):
     """--max-memory below two models' estimate: the same unloading, by memory."""
-    p, port = start("-m", str(pair["qwen2"]), "--chat-format", "chatml", "-m", str(pair["llama"]), "--chat-format",
-                    "chatml", "--max-memory", "1", *COMMON)
+    p, port = start_pair(pair, "--max-memory", "1")
     try:
         assert replies(port, "llama") == solo["llama"]
         assert replies(port, "qwen2") == solo["qwen2"]
@@ -111,8 +115,7 @@ def test_memory_budget_unloads_too(pair, solo):
 
 
 def test_without_limits_both_stay_loaded(pair, solo):
-    p, port = start("-m", str(pair["qwen2"]), "--chat-format", "chatml", "-m", str(pair["llama"]), "--chat-format",
-                    "chatml", "--name", "second", *COMMON)
+    p, port = start_pair(pair, "--name", "second")
     try:
         assert replies(port, "second") == solo["llama"]  # --name renames the model before it
         assert replies(port, "qwen2") == solo["qwen2"]
