@@ -30,6 +30,8 @@
     set(k, v) { try { localStorage.setItem(k, v); } catch (_) { /* not kept */ } },
   };
 
+  const DRAFT_KEY = "whale.draft"; /* the question being typed, kept across reloads and offline */
+  const CFG_KEY = "whale.config";  /* the last /web/config, to open offline */
   const S = {
     cfg: null,        /* GET /web/config */
     convs: [],        /* [{id, title, updated}], newest first */
@@ -640,6 +642,9 @@
   async function ask(text) {
     if (S.busy || (!text.trim() && !S.files.length)) return;
     if (S.reading) return banner("Still reading the attached files: send again in a moment.");
+    if (S.offline || navigator.onLine === false) /* the question stays in the box (and as a draft) */
+      return banner("You are offline: your question is kept here; send it when the server can be reached.",
+        () => start(location.hash));
     const files = S.files;
     let c = S.cur;
     if (!c || c.readonly) { /* (a shared conversation is never asked on: a new one starts) */
@@ -655,6 +660,7 @@
     S.files = [];
     paintAttachments();
     $("input").value = "";
+    prefs.set(DRAFT_KEY, "");
     autosize();
     await generate(c, 0);
   }
@@ -1023,11 +1029,22 @@
   async function start(hash) {
     if (S.busy) S.busy.ctrl.abort(); /* a new sign-in state: nothing of the old one goes on */
     hideBanner();
+    S.offline = false;
     try {
       S.cfg = await api("GET", "/web/config");
+      prefs.set(CFG_KEY, JSON.stringify(S.cfg));
     } catch (e) {
-      banner(`Cannot reach the server: ${e.message}`, () => start(hash));
-      return;
+      /* offline (or the server down): in local mode the conversations are in this browser, so the
+       * page opens with them, as it was last configured; questions wait as drafts */
+      let was = null;
+      try { was = JSON.parse(prefs.get(CFG_KEY) || "null"); } catch (_) { /* none kept */ }
+      if (e.status || !was || was.accounts) {
+        banner(`Cannot reach the server: ${e.message}`, () => start(hash));
+        document.body.dataset.ready = "1";
+        return;
+      }
+      S.cfg = was;
+      S.offline = true;
     }
     paintModels();
     $("account").hidden = !(S.cfg.accounts && S.cfg.user);
@@ -1045,7 +1062,37 @@
     }
     if (hash && location.hash !== hash) location.hash = hash;
     else await route();
+    if (S.offline) banner("The server cannot be reached: your conversations are here to read, and what you "
+      + "type is kept until it can be sent.", () => start(location.hash));
     document.body.dataset.ready = "1"; /* drawn from the server's answers (tests wait for it) */
+  }
+
+  /* ---- the installed app: the service worker (web/sw.js) and its updates ------------------------------ */
+
+  /* A new server's files wait in a new worker: offer to reload onto them (never a mix of old and new). */
+  function offerUpdate(worker) {
+    $("update").hidden = false;
+    $("update-reload").onclick = () => {
+      S.updating = true; /* the worker takes over, then the page reloads onto its files */
+      worker.postMessage({ type: "update" });
+    };
+  }
+
+  function installWorker() {
+    if (!("serviceWorker" in navigator)) return;
+    let reloading = false;
+    navigator.serviceWorker.addEventListener("controllerchange", () => {
+      if (S.updating && !reloading) { reloading = true; location.reload(); }
+    });
+    navigator.serviceWorker.register("/sw.js").then((reg) => {
+      const watch = (w) => w && w.addEventListener("statechange", () => {
+        if (w.state === "installed" && navigator.serviceWorker.controller) offerUpdate(w);
+      });
+      if (reg.waiting && navigator.serviceWorker.controller) offerUpdate(reg.waiting);
+      watch(reg.installing);
+      reg.addEventListener("updatefound", () => watch(reg.installing));
+      document.addEventListener("visibilitychange", () => { if (!document.hidden) reg.update().catch(() => {}); });
+    }).catch(() => { /* no worker (a plain http address, not localhost): the page works online only */ });
   }
 
   function paintTheme() {
@@ -1067,6 +1114,8 @@
       e.preventDefault();
       ask($("input").value);
     });
+    $("input").addEventListener("input", () => prefs.set(DRAFT_KEY, $("input").value));
+    $("input").value = prefs.get(DRAFT_KEY) || "";
     $("input").addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
         e.preventDefault();
@@ -1131,4 +1180,5 @@
   paintTheme();
   wire();
   start();
+  installWorker();
 })();

@@ -21,11 +21,12 @@ extern const size_t web_n_assets;
 /* The asset for a URL ("/" is /index.html), or NULL. */
 const web_asset *web_find(const char *url);
 
-/* The page may load only its own scripts and styles, connect only to this server, never be
- * framed, and never submit a form elsewhere. No inline script or style is allowed, so injected
+/* The page may load only its own scripts, styles and service worker (web/sw.js, the files kept
+ * for use offline), connect only to this server, never be framed, and never submit a form
+ * elsewhere. No inline script or style is allowed, so injected
  * markup could not run even if some escaped the page's text rendering. */
 #define WEB_CSP                                                                                          \
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " \
-    "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "manifest-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
 #endif

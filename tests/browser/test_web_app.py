@@ -1,0 +1,157 @@
+"""The chat page as an installed app on a phone (issue #24), in Chromium with a Pixel 7's
+emulation: the web app manifest and its icons are valid and Chromium finds the page installable;
+the service worker keeps the page's files, so with the network cut the app opens, shows the
+conversations kept in the browser and says plainly that the server cannot be reached; a question
+typed offline stays (as a draft, also across a reload); API answers are never cached; a new
+server's files are offered as "reload to update" and taken only when asked.
+
+Screenshots: web-app-light.png, web-app-dark.png (the phone view)."""
+import http.client
+import http.server
+import json
+import pathlib
+import socketserver
+import struct
+import sys
+import threading
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from test_web_page import ask, browser, goto, local, new_page, shot, wait_answered  # noqa: E402,F401
+from test_web_render import answer_with  # noqa: E402
+
+PHONE = {"viewport": {"width": 412, "height": 839}, "screen": {"width": 412, "height": 915}, "device_scale_factor": 2.625,
+         "is_mobile": True, "has_touch": True,
+         "user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0 "
+                       "Mobile Safari/537.36"}
+
+
+def controlled(page):
+    """Until the service worker controls the page (its files are cached by then)."""
+    page.wait_for_function("() => navigator.serviceWorker && navigator.serviceWorker.controller !== null")
+
+
+def png_size(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_installable_and_offline(browser, local):  # noqa: F811
+    page = new_page(browser, local, **PHONE)
+    page.set_default_timeout(30_000)  # (nothing here waits for a model)
+    goto(page, "/")
+    controlled(page)
+    # the manifest and its icons
+    man = page.evaluate("fetch('/manifest.webmanifest').then(r => r.json())")
+    assert man["display"] == "standalone" and man["start_url"] == "/" and man["name"] == "Whale"
+    purposes = set()
+    for icon in man["icons"]:
+        if icon["type"] != "image/png":
+            continue
+        data = bytes(page.evaluate("(u) => fetch(u).then(r => r.arrayBuffer()).then(b => [...new Uint8Array(b)])",
+                                   icon["src"]))
+        w, h = png_size(data)
+        assert f"{w}x{h}" == icon["sizes"], icon
+        purposes.add(icon["purpose"])
+    assert purposes == {"any", "maskable"}
+    cdp = page.context.new_cdp_session(page)
+    assert cdp.send("Page.getAppManifest")["errors"] == []
+    errors = [e["errorId"] for e in cdp.send("Page.getInstallabilityErrors")["installabilityErrors"]]
+    assert errors in ([], ["in-incognito"]), errors  # (Playwright's contexts are private windows: nothing else missing)
+
+    # a conversation kept in this browser (local mode), and the app's look on a phone
+    answer_with(page, "Whales breathe air through a blowhole.")
+    ask(page, "How do whales breathe?")
+    wait_answered(page)
+    page.unroute("**/v1/chat/completions")
+    shot(page, "app-light")
+    page.emulate_media(color_scheme="dark")
+    shot(page, "app-dark")
+    page.emulate_media(color_scheme="light")
+
+    # the network cut: the app opens from its cache, with the conversation, and says why
+    page.context.set_offline(True)
+    page.reload()
+    page.wait_for_selector("body[data-ready]", state="attached")
+    page.wait_for_selector("#banner:visible")
+    assert "cannot be reached" in page.inner_text("#banner-text")
+    page.click("#menu")
+    page.click("#conv-list .conv a:text('How do whales breathe?')")
+    page.wait_for_selector("#messages .msg.assistant .answer:has-text('blowhole')")
+    # a question typed offline is kept, also across a reload
+    page.click("#new-chat")
+    page.fill("#input", "Do whales sleep?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#banner-text:text('You are offline')")
+    assert page.input_value("#input") == "Do whales sleep?"
+    page.reload()
+    page.wait_for_selector("body[data-ready]", state="attached")
+    assert page.input_value("#input") == "Do whales sleep?"
+    # the cache holds the page's files only: no API answer, no configuration, no conversation
+    cached = page.evaluate("""async () => { const out = [];
+        for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) out.push(new URL(r.url).pathname);
+        return out; }""")
+    assert "/app.js" in cached and "/" in cached
+    assert not [p for p in cached if p.startswith(("/v1", "/web/config", "/user", "/shared", "/api", "/health"))], cached
+    # back online: Retry, and the question goes
+    page.context.set_offline(False)
+    page.click("#banner-retry")
+    page.wait_for_selector("#banner", state="hidden")
+    answer_with(page, "They rest one half of the brain at a time.")
+    page.keyboard.press("Enter") if page.is_visible("#input:focus") else page.click("#send")
+    wait_answered(page)
+    assert "half of the brain" in page.inner_text("#messages")
+    assert page.input_value("#input") == ""
+    assert not page.errors
+    page.context.close()
+
+
+class Rewriting(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of the server that can serve its sw.js as a new build's (as a new server
+    would): GET only, enough for the page's files and its configuration."""
+    upstream = 0
+    build = None
+
+    def do_GET(self):  # noqa: N802
+        c = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
+        c.request("GET", self.path, headers={"Host": f"127.0.0.1:{self.upstream}"})
+        r = c.getresponse()
+        body = r.read()
+        if self.path == "/sw.js" and Rewriting.build:
+            body = body.replace(b'const BUILD = "', b'const BUILD = "' + Rewriting.build.encode() + b"-")
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "etag"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
+    Rewriting.upstream = int(local.rsplit(":", 1)[1])
+    Rewriting.build = None
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Rewriting)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        page = new_page(browser, base, **PHONE)
+        goto(page, "/")
+        controlled(page)
+        first = page.evaluate("caches.keys()")
+        assert len(first) == 1 and first[0].startswith("whale-")
+        assert page.is_hidden("#update")
+        Rewriting.build = "next"  # the server was updated
+        page.evaluate("navigator.serviceWorker.getRegistration().then(r => r.update())")
+        page.wait_for_selector("#update:visible")
+        assert page.evaluate("caches.keys()") == first or len(page.evaluate("caches.keys()")) == 2  # not taken yet
+        with page.expect_navigation():
+            page.click("#update-reload")
+        page.wait_for_selector("body[data-ready]", state="attached")
+        page.wait_for_function("async () => { const k = await caches.keys(); return k.length === 1 && k[0].startsWith('whale-next-'); }")
+        assert page.is_hidden("#update") and not page.errors
+        page.context.close()
+    finally:
+        srv.shutdown()
