@@ -126,8 +126,8 @@ static const char *served_names(const models *reg, char *buf, size_t cap) {
     return buf;
 }
 
-/* The model the body names, leased (loaded if need be), and the request parsed for it: 0, or
- * the reply is in out. */
+/* The request parsed for the model its body names, then that model leased (loaded if need be:
+ * a request that cannot run never loads one): 0, or the reply is in out. */
 static int route(completions *srv, http_req *hq, http_reply *out, api_kind kind, served **m, api_req *q) {
     cJSON *j;
     const char *name;
@@ -137,27 +137,31 @@ static int route(completions *srv, http_req *hq, http_reply *out, api_kind kind,
         char has[512];
         status = api_model_unknown(name, served_names(srv->reg, has, sizeof has), &err_body);
     }
+    if (!status) {
+        api_ctx a; /* its vocabulary is there before its weights; the context's real size is checked in run */
+        models_ctx(srv->reg, *m, &a);
+        status = (kind == API_CHAT ? api_parse_chat_json : api_parse_completion_json)(&a, j, q, &err_body);
+    }
+    cJSON_Delete(j);
     if (status) {
-        cJSON_Delete(j);
         http_body(out, status, err_body, NULL);
         return status;
     }
     whale_err e = {0};
     if (models_lease(srv->reg, *m, &e)) {
-        cJSON_Delete(j);
+        api_req_free(q);
         if (e.code == WHALE_E_BUSY) http_error(out, 503, e.msg, "server_error", "server_busy");
         else http_error(out, 500, e.msg, "server_error", "model_load_failed");
         out->retry_after = e.code == WHALE_E_BUSY ? 5 : 0;
         return out->status;
     }
     if (atomic_load(srv->draining) == 2) { /* the drain ended while the model loaded: what runs is cancelled */
-        status = 503;
+        api_req_free(q);
+        models_release(srv->reg, *m);
         http_error(out, 503, "the server is shutting down", "server_error", "server_busy");
-    } else if ((status = (kind == API_CHAT ? api_parse_chat_json : api_parse_completion_json)(&(*m)->a, j, q, &err_body)))
-        http_body(out, status, err_body, NULL);
-    cJSON_Delete(j);
-    if (status) models_release(srv->reg, *m);
-    return status;
+        return 503;
+    }
+    return 0;
 }
 
 /* Run the parsed request q on the leased model m and reply: 1 when a stream took the lease
@@ -213,7 +217,7 @@ static int run(completions *srv, served *m, http_req *hq, http_reply *out, api_r
         if (!st) {
             whale_job_cancel(r);
             whale_job_release(r);
-            if (srv->st) accounts_release(srv->st, held);
+            if (srv->st) accounts_release(srv->st, held), accounts_limit_tokens(srv->ac, &hq->key, -held_tokens);
             api_req_free(&q);
             http_error(out, 500, "out of memory", "server_error", "server_error");
             return 0;
@@ -245,7 +249,7 @@ static int run(completions *srv, served *m, http_req *hq, http_reply *out, api_r
     if (api_reply_init(&rep, a, &q)) {
         whale_job_cancel(r);
         whale_job_release(r);
-        if (srv->st) accounts_release(srv->st, held);
+        if (srv->st) accounts_release(srv->st, held), accounts_limit_tokens(srv->ac, &hq->key, -held_tokens);
         api_reply_free(&rep);
         api_req_free(&q);
         http_error(out, 500, "out of memory", "server_error", "server_error");

@@ -206,11 +206,24 @@ void share_create(void *st, http_req *q, http_reply *out) {
         cJSON_Delete(j);
         return;
     }
+    /* the conversation as it shows: a question's other versions, and what followed them, stay private */
+    whale_err err = {0};
+    cJSON *arr = cJSON_CreateArray();
+    int rc = store_conv_list(st, q->user.id, id->valuestring, 1, add_conv, arr, &err);
+    cJSON *conv = cJSON_GetArrayItem(arr, 0), *msgs = cJSON_GetObjectItemCaseSensitive(conv, "messages"), *m;
+    cJSON_ArrayForEach(m, msgs) {
+        cJSON_DeleteItemFromObjectCaseSensitive(m, "versions");
+        cJSON_DeleteItemFromObjectCaseSensitive(m, "v");
+    }
+    char *body = rc ? NULL : cJSON_PrintUnformatted(msgs);
     char tok[STORE_TOKEN_CHARS];
     uint8_t h[STORE_KEY_HASH];
     store_token_new(tok, h);
-    whale_err err = {0};
-    int rc = store_share_add(st, q->user.id, id->valuestring, h, &err);
+    if (!rc && !body) rc = WHALE_E_NOMEM;
+    if (!rc) rc = store_share_add(st, q->user.id, id->valuestring, h, cJSON_GetObjectItem(conv, "title")->valuestring, body,
+                                  &err);
+    free(body);
+    cJSON_Delete(arr);
     cJSON_Delete(j);
     if (rc == WHALE_E_NOTFOUND) http_error(out, 404, "no such conversation", "invalid_request_error", "not_found");
     else if (rc == WHALE_E_BUSY) http_error(out, 409, err.msg, "invalid_request_error", "invalid_request_error");

@@ -66,6 +66,16 @@ static void served_free(served *s) {
  * vocabulary does not tell the trained context: the most it can be). */
 static int64_t expected_ctx(const models *r) { return r->ep.n_ctx > 0 ? r->ep.n_ctx : 4096; }
 
+/* 1 when a name can be served: 1 to MODELS_NAME_MAX - 1 printable ASCII characters, no space,
+ * quote or backslash (names go into JSON, Prometheus labels and error messages as they are). */
+static int name_ok(const char *n) {
+    size_t k = strlen(n);
+    if (!k || k >= MODELS_NAME_MAX) return 0;
+    for (; *n; n++)
+        if (*n <= ' ' || *n > '~' || *n == '"' || *n == '\\') return 0;
+    return 1;
+}
+
 static int alias_add(served *s, const char *a) {
     if (s->n_aliases == MODELS_MAX_ALIASES + 1 || named(s, a)) return 0;
     return (s->aliases[s->n_aliases] = dup_str(a)) ? (s->n_aliases++, 0) : -1;
@@ -85,6 +95,12 @@ int models_init(models *r, const models_spec *specs, int n, const whale_model_pa
     for (int i = 0; i < n && !rc; i++) {
         const models_spec *p = &specs[i];
         served *s = &r->v[r->n++];
+        for (int a = -1; a < p->n_aliases && !rc; a++)
+            if (!name_ok(a < 0 ? p->name : p->aliases[a]))
+                rc = err_set(err, WHALE_E_ARG, "'%.200s' cannot be a model's name: 1 to %d printable characters without "
+                             "spaces, quotes or backslashes (give another with --name)", a < 0 ? p->name : p->aliases[a],
+                             MODELS_NAME_MAX - 1);
+        if (rc) break;
         snprintf(s->name, sizeof s->name, "%s", p->name);
         for (int k = 0; k < i && !rc; k++)
             for (int a = -1; a < p->n_aliases && !rc; a++)
@@ -126,7 +142,10 @@ int models_init(models *r, const models_spec *specs, int n, const whale_model_pa
             if (alias_add(s, alias)) rc = err_set(err, WHALE_E_NOMEM, "out of memory");
             else s->a.alias = s->aliases[s->n_aliases - 1];
         }
-        s->bytes = s->file_bytes = weight_bytes(s->path);
+        s->file_bytes = weight_bytes(s->path);
+        /* until it has been loaded: its weights and its context cache's budget (its KV pages are
+         * known once its engine exists, and make_room looks again then) */
+        s->bytes = s->file_bytes + (r->ep.cache ? r->ep.cache_ram : 0);
         struct stat fs;
         s->mtime = stat(s->path, &fs) ? 0 : (int64_t)fs.st_mtime;
     }
@@ -139,6 +158,12 @@ void models_free(models *r) {
     r->n = 0;
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
+}
+
+void models_ctx(models *r, const served *s, api_ctx *out) {
+    pthread_mutex_lock(&r->mu);
+    *out = s->a;
+    pthread_mutex_unlock(&r->mu);
 }
 
 served *models_find(models *r, const char *name) {
@@ -159,25 +184,27 @@ static void unload(models *r, served *s) {
     pthread_cond_broadcast(&r->cv);
 }
 
-/* Under the lock: unload idle models, least recently used first, until s fits beside the others
- * within max_loaded and max_memory. 1 when it fits, 0 when only busy models stand in the way.
- * A model alone over max_memory is loaded anyway once nothing else is. */
-static int make_room(models *r, const served *s) {
+/* Under the lock: unload idle models other than s, least recently used first, until s fits
+ * beside them within max_loaded and max_memory (adding: s is not loaded yet; 0: it is, with its
+ * real size now). 1 when it fits, 0 when only busy models stand in the way. A model alone over
+ * max_memory is loaded anyway once nothing else is. */
+static int make_room(models *r, const served *s, int adding) {
     for (;;) {
-        int n = 0;
-        size_t bytes = 0;
+        int n = adding;
+        size_t bytes = adding ? s->bytes : 0;
         served *lru = NULL;
         for (int i = 0; i < r->n; i++) {
             served *o = &r->v[i];
             if (!o->e && !o->loading) continue;
-            n++;
-            bytes += o->bytes;
-            if (o->e && !o->refs && (!lru || o->last_used < lru->last_used)) lru = o;
+            n += o != s || !adding;
+            bytes += o != s || !adding ? o->bytes : 0;
+            if (o != s && o->e && !o->refs && (!lru || o->last_used < lru->last_used)) lru = o;
         }
-        int over = (r->max_loaded > 0 && n + 1 > r->max_loaded) || (r->max_memory && n && bytes + s->bytes > r->max_memory);
+        int over = (r->max_loaded > 0 && n > r->max_loaded) || (r->max_memory && n > 1 && bytes > r->max_memory);
         if (!over) return 1;
         if (!lru) return 0;
-        fprintf(stderr, "whale serve: unloading %s (least recently used) to load %s\n", lru->name, s->name);
+        fprintf(stderr, "whale serve: unloading %s (least recently used) to %s %s\n", lru->name,
+                adding ? "load" : "make room for", s->name);
         unload(r, lru);
     }
 }
@@ -209,15 +236,20 @@ static int lease_locked(models *r, served *s, int lease, whale_err *err) {
     struct timespec until;
     deadline_in(&until, MODELS_WAIT_S);
     for (;;) {
+        if (r->stopping) return err_set(err, WHALE_E_BUSY, "the server is shutting down");
         if (s->e) {
             s->refs += lease;
             s->last_used = clock_now_s();
             return 0;
         }
-        if (!s->loading && make_room(r, s)) break;
+        if (s->loading) { /* another request loads it: however long that takes */
+            pthread_cond_wait(&r->cv, &r->mu);
+            continue;
+        }
+        if (make_room(r, s, 1)) break;
         if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT)
-            return err_set(err, WHALE_E_BUSY, "%s is not loaded and every loaded model is busy (%d at most at once); "
-                                              "retry later", s->name, r->max_loaded);
+            return err_set(err, WHALE_E_BUSY, "%s is not loaded, and the models loaded now are all in use (%s); retry "
+                                              "later", s->name, r->max_loaded ? "--max-loaded" : "--max-memory");
     }
     s->loading = 1;
     pthread_mutex_unlock(&r->mu);
@@ -238,6 +270,7 @@ static int lease_locked(models *r, served *s, int lease, whale_err *err) {
         s->a.n_ctx = whale_engine_n_ctx(e);
         s->bytes = s->file_bytes + (size_t)st.kv_pages * st.kv_page_bytes + (r->ep.cache ? r->ep.cache_ram : 0);
         fprintf(stderr, "whale serve: loaded %s in %.1f s\n", s->name, clock_now_s() - t0);
+        make_room(r, s, 0); /* its real size may be more than was thought */
     }
     pthread_cond_broadcast(&r->cv);
     return rc;
@@ -310,6 +343,8 @@ void models_purge_owner(models *r, int64_t user) {
 
 void models_cancel_all(models *r) {
     pthread_mutex_lock(&r->mu);
+    r->stopping = 1; /* nothing loads any more, and no one waits for a model */
+    pthread_cond_broadcast(&r->cv);
     for (int i = 0; i < r->n; i++)
         if (r->v[i].e) whale_engine_cancel_all(r->v[i].e);
     pthread_mutex_unlock(&r->mu);

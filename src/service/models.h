@@ -65,6 +65,7 @@ typedef struct models {
     whale_engine_params ep;
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* a model loaded, unloaded or released */
+    int stopping;        /* models_cancel_all was called: no more loads or leases */
 } models;
 
 /* Set up the models of specs (their vocabularies only), none loaded yet; ep is every engine's
@@ -77,9 +78,12 @@ void models_free(models *r);
 
 /* The model a request's "model" names (its name or an alias; NULL: the first), or NULL. */
 served *models_find(models *r, const char *name);
+/* A copy of s's API context, for parsing a request before s is leased (its n_ctx is then the
+ * most the context may be; the engine's once loaded). */
+void models_ctx(models *r, const served *s, api_ctx *out);
 /* Lease s for one request, loading it (and unloading the least recently used idle models beyond
- * the limits) if need be. 0, or WHALE_E_BUSY (every loaded model busy for MODELS_WAIT_S) or a
- * load error, with a message. */
+ * the limits) if need be; a request waits as long as another loads s. 0, or WHALE_E_BUSY (every
+ * loaded model busy for MODELS_WAIT_S, or the server stopping) or a load error, with a message. */
 int models_lease(models *r, served *s, whale_err *err);
 void models_release(models *r, served *s);
 /* Load s now and keep it leased by no one (the first model, at the start). */
@@ -96,7 +100,7 @@ double models_rate(const served *s, uint64_t tokens_now);
 /* Remove an account's context cache blocks: every loaded model's in memory, and every model's on
  * disk (unloaded ones keep nothing in memory). */
 void models_purge_owner(models *r, int64_t user);
-/* Cancel every loaded model's requests (stopping). */
+/* Stopping: cancel every loaded model's requests; leases are refused from now on. */
 void models_cancel_all(models *r);
 
 /* GET /models body: every model, with its aliases as models of their own ("parent" naming the

@@ -32,8 +32,9 @@ static void reshape_error(http_reply *out) {
     cJSON_Delete(j);
 }
 
-/* options, format, think and stream into the OpenAI body o; NULL, or why the request is refused. */
-static const char *common(const cJSON *in, cJSON *o) {
+/* options, format, think and stream into the OpenAI body o (n_ctx: the model's context, at
+ * most); NULL, or why the request is refused. */
+static const char *common(const cJSON *in, cJSON *o, int64_t n_ctx) {
     static const char *const same[] = {"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty", "stop"};
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(in, "options");
     if (opt && !cJSON_IsNull(opt) && !cJSON_IsObject(opt)) return "options must be an object";
@@ -42,7 +43,9 @@ static const char *common(const cJSON *in, cJSON *o) {
         if (v && !cJSON_IsNull(v)) cJSON_AddItemToObject(o, same[i], cJSON_Duplicate(v, 1));
     }
     const cJSON *np = cJSON_GetObjectItemCaseSensitive(opt, "num_predict");
-    if (cJSON_IsNumber(np) && np->valuedouble > 0) cJSON_AddNumberToObject(o, "max_tokens", np->valuedouble);
+    if (cJSON_IsNumber(np) && np->valuedouble >= 1) /* (Ollama takes any count: a whole one, within the context) */
+        cJSON_AddNumberToObject(o, "max_tokens", np->valuedouble < (double)(n_ctx - 1) ? (double)(int64_t)np->valuedouble
+                                                                                        : (double)(n_ctx > 1 ? n_ctx - 1 : 1));
     else if (np && !cJSON_IsNull(np) && !cJSON_IsNumber(np)) return "options.num_predict must be a number";
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(in, "format");
     if (cJSON_IsObject(fmt) || (cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "json")))
@@ -130,6 +133,13 @@ static cJSON *request(completions *c, const http_req *q, http_reply *out, const 
     return NULL;
 }
 
+/* The most context the model may have (its own once loaded). */
+static int64_t context_of(completions *c, const char *model) {
+    api_ctx a;
+    models_ctx(c->reg, models_find(c->reg, model), &a);
+    return a.n_ctx;
+}
+
 void ollama_chat(void *ctx, http_req *q, http_reply *out) {
     const char *model;
     cJSON *in = request(ctx, q, out, &model);
@@ -137,7 +147,7 @@ void ollama_chat(void *ctx, http_req *q, http_reply *out) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "model", model);
     const char *why = chat_messages(in, o);
-    if (!why) why = common(in, o);
+    if (!why) why = common(in, o, context_of(ctx, model));
     cJSON_Delete(in);
     if (why) {
         cJSON_Delete(o);
@@ -208,7 +218,7 @@ void ollama_generate(void *ctx, http_req *q, http_reply *out) {
         if (cJSON_IsString(system) && system->valuestring[0]) add_message(msgs, "system", system->valuestring);
         add_message(msgs, "user", p);
     }
-    why = common(in, o);
+    why = common(in, o, context_of(ctx, model));
     cJSON_Delete(in);
     if (why) {
         cJSON_Delete(o);

@@ -240,8 +240,9 @@ static char *metrics(server *srv) {
     figures f = {0};
     models_each(&srv->reg, figures_add, &f);
     strbuf b = {0};
-    char line[384];
-#define OUT(...) strbuf_add(&b, line, (size_t)snprintf(line, sizeof line, __VA_ARGS__))
+    char line[512]; /* the longest: two samples with a 127-character model name each */
+    int k;
+#define OUT(...) (k = snprintf(line, sizeof line, __VA_ARGS__), strbuf_add(&b, line, k < (int)sizeof line ? (size_t)k : sizeof line - 1))
 /* a family with a HELP line: one sample per loaded model, the value printed by fmt */
 #define EACH(fam, help, type, fmt, value)                                                                              \
     do {                                                                                                               \

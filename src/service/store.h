@@ -185,14 +185,16 @@ int store_conv_put(store *s, int64_t user, const char *cid, const char *title, c
 int store_conv_list(store *s, int64_t user, const char *cid, int with_body, store_conv_fn fn, void *ctx, whale_err *err);
 int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err);
 
-/* Read-only share links: a copy of one of a user's conversations as it is now, found by the
- * hash of the link's random token (the token itself is not kept). One per conversation: add
- * replaces the copy and the link (the old link stops working). The copy counts against the
- * user's conversation space (WHALE_E_BUSY past it); WHALE_E_NOTFOUND for no such conversation.
+/* Read-only share links: a copy (title, body: the caller's, of the user's conversation cid)
+ * found by the hash of the link's random token (the token itself is not kept). One per
+ * conversation: add replaces the copy and the link (the old link stops working). The copy counts
+ * against the user's conversation space (WHALE_E_BUSY past it); WHALE_E_NOTFOUND when the user
+ * has no conversation cid.
  * Deleting the conversation or the account deletes its link. get calls fn with the copy (body
  * its messages) for a live account's link, else WHALE_E_NOTFOUND; of says when the user's
  * conversation cid was shared (WHALE_E_NOTFOUND: it is not). */
-int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], whale_err *err);
+int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], const char *title,
+                    const char *body, whale_err *err);
 int store_share_of(store *s, int64_t user, const char *cid, int64_t *created, whale_err *err);
 int store_share_get(store *s, const uint8_t hash[STORE_KEY_HASH], store_conv_fn fn, void *ctx, whale_err *err);
 int store_share_delete(store *s, int64_t user, const char *cid, whale_err *err);

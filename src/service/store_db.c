@@ -915,7 +915,8 @@ int store_conv_delete(store *s, int64_t user, const char *cid, whale_err *err) {
 
 /* ---- read-only share links ----------------------------------------------------------------- */
 
-int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], whale_err *err) {
+int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[STORE_KEY_HASH], const char *title,
+                    const char *body, whale_err *err) {
     pthread_mutex_lock(&s->mu);
     int rc = begin(s, err);
     if (rc) {
@@ -923,8 +924,7 @@ int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[
         return rc;
     }
     /* the copy counts against the user's space: everything kept, less the link it replaces */
-    db_stmt *st = prep(s, "SELECT c.title, length(c.body),"
-                          " (SELECT COALESCE(sum(length(body)), 0) FROM conversations WHERE user_id = ?)"
+    db_stmt *st = prep(s, "SELECT (SELECT COALESCE(sum(length(body)), 0) FROM conversations WHERE user_id = ?)"
                           " + (SELECT COALESCE(sum(length(body)), 0) FROM shares WHERE user_id = ? AND cid <> ?)"
                           " FROM conversations c WHERE c.user_id = ? AND c.cid = ?", err, "iitit", user, user, cid, user, cid);
     if (!st) rc = err->code;
@@ -932,16 +932,16 @@ int store_share_add(store *s, int64_t user, const char *cid, const uint8_t hash[
         int r = db_step(st);
         if (r == 0) rc = err_set(err, WHALE_E_NOTFOUND, "no such conversation");
         else if (r != 1) rc = db_fail(s, err, "share");
-        else if (db_int(st, 2) + db_int(st, 1) > s->conv_total)
+        else if (db_int(st, 0) + (int64_t)strlen(body) > s->conv_total)
             rc = err_set(err, WHALE_E_BUSY, "a shared copy would pass the %.3g MiB this server keeps per user: delete "
                          "some conversations first", (double)s->conv_total / (1 << 20));
         db_finish(st);
     }
     if (!rc) {
-        st = prep(s, "INSERT INTO shares (user_id, cid, hash, title, body, created)"
-                     " SELECT user_id, cid, ?, title, body, ? FROM conversations WHERE user_id = ? AND cid = ?"
+        st = prep(s, "INSERT INTO shares (user_id, cid, hash, title, body, created) VALUES (?, ?, ?, ?, ?, ?)"
                      " ON CONFLICT (user_id, cid) DO UPDATE SET hash = excluded.hash, title = excluded.title,"
-                     " body = excluded.body, created = excluded.created", err, "biit", hash, clock_wall_s(), user, cid);
+                     " body = excluded.body, created = excluded.created", err, "itbtti", user, cid, hash, title, body,
+                  clock_wall_s());
         rc = st ? run_done(s, st, err, "share") : err->code;
     }
     if (!rc) rc = commit(s, err);

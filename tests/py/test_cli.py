@@ -78,6 +78,9 @@ def test_serve_refuses_two_models_of_one_name():
         pytest.fail("whale serve started with two models called 'default'")
     err = p.stderr.decode()
     assert p.returncode == 1 and "two models are called 'default'" in err and "--name" in err, err
+    # names go into JSON, Prometheus labels and messages as they are: plain characters only
+    p = subprocess.run([str(WHALE), "serve", "-m", "default", "--name", 'a "b"'], capture_output=True, timeout=60)
+    assert p.returncode == 1 and "cannot be a model's name" in p.stderr.decode(), p.stderr
 
 
 def test_info_default_model():

@@ -69,6 +69,13 @@ def test_chat_plain_and_streamed_match_openai(served):
     r = c.chat(model="default", messages=[{"role": "user", "content": "Count to one hundred."}],
                options={"temperature": 0, "num_predict": 5}, stream=False)
     assert r.done_reason == "length" and r.eval_count == 5
+    # any count is taken, as Ollama takes it: a fraction, or more than the context holds
+    r = c.chat(model="default", messages=[{"role": "user", "content": "Say hi."}],
+               options={"temperature": 0, "num_predict": 2.7}, stream=False)
+    assert r.eval_count <= 2
+    r = c.chat(model="default", messages=[{"role": "user", "content": "Say hi."}],
+               options={"temperature": 0, "num_predict": 10**9}, stream=False)
+    assert r.done
 
 
 def test_generate_fim_json_and_load(served):

@@ -292,6 +292,13 @@ def test_share_links_are_read_only_copies_the_owner_can_stop(env):  # noqa: F811
     assert web(port, "/user/shares/s-1", cookie=b)[1] == {"shared": False}
     assert web(port, "/user/shares/s-1", cookie=b, method="DELETE", ctype=None)[0] == 404
     assert request(port, "GET", link)[0] == 200
+    # an edited question's other versions, and what followed them, are not in the copy
+    edited = [{"role": "user", "content": "second try", "v": 1,
+               "versions": [{"content": "PRIVATE first try", "tail": [{"role": "assistant", "content": "PRIVATE"}]},
+                            {"content": "second try"}]}, {"role": "assistant", "content": "shown"}]
+    assert web(port, "/user/conversations/s-v", {"title": "Edited", "messages": edited}, a, method="PUT")[0] == 200
+    st, body = request(port, "GET", "/shared/" + web(port, "/user/shares", {"id": "s-v"}, a)[1]["token"])[::2]
+    assert st == 200 and b"PRIVATE" not in body and json.loads(body)["messages"][1]["content"] == "shown"
     # bad input and wrong ways in
     assert web(port, "/user/shares", {"id": "../x"}, a)[0] == 422
     assert web(port, "/user/shares", {"id": "s-1"})[0] == 401  # no session
