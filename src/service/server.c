@@ -101,16 +101,36 @@ static void stream_done(void *cls) {
     free(r);
 }
 
+/* 1 when the request's Accept-Encoding takes gzip (named, without q=0). */
+static int accepts_gzip(struct MHD_Connection *c) {
+    const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding");
+    for (const char *p = ae; p && (p = strcasestr(p, "gzip")); p += 4) {
+        const char *e = p + 4;
+        while (*e == ' ') e++;
+        if ((p == ae || p[-1] == ' ' || p[-1] == ',') && (!*e || *e == ',' || *e == ';')) {
+            const char *q = *e == ';' ? strcasestr(e, "q=") : NULL;
+            return !(q && (q - e) < 8 && strtod(q + 2, NULL) == 0);
+        }
+    }
+    return 0;
+}
+
 /* Write the reply (and free what it holds); with close, the connection closes after it. */
 static enum MHD_Result send_reply_close(struct MHD_Connection *c, http_reply *rep, int close) {
     struct MHD_Response *r;
     unsigned status = (unsigned)rep->status;
     int same = 0;
-    if (rep->asset) { /* revalidated by ETag: a new binary serves a new page */
+    const char *etag = NULL;
+    int gz = 0;
+    if (rep->asset) { /* revalidated by ETag: a new binary serves a new page; gzip'd when the client takes it */
+        const unsigned char *data = rep->asset->data;
+        size_t size = rep->asset->size;
+        etag = rep->asset->etag;
+        gz = accepts_gzip(c) && web_gzip(rep->asset, &data, &size, &etag);
         const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
-        same = inm && !strcmp(inm, rep->asset->etag);
+        same = inm && !strcmp(inm, etag);
         if (same) status = 304;
-        r = MHD_create_response_from_buffer(same ? 0 : rep->asset->size, (void *)rep->asset->data, MHD_RESPMEM_PERSISTENT);
+        r = MHD_create_response_from_buffer(same ? 0 : size, (void *)data, MHD_RESPMEM_PERSISTENT);
     } else if (rep->stream) {
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (rep->client_fd) *rep->client_fd = ci ? (int)ci->connect_fd : -1;
@@ -138,7 +158,9 @@ static enum MHD_Result send_reply_close(struct MHD_Connection *c, http_reply *re
     MHD_add_response_header(r, "Referrer-Policy", "no-referrer");    /* no referrer leaving with a link */
     if (rep->asset) {
         MHD_add_response_header(r, "Content-Type", rep->asset->type);
-        MHD_add_response_header(r, "ETag", rep->asset->etag);
+        MHD_add_response_header(r, "ETag", etag);
+        MHD_add_response_header(r, "Vary", "Accept-Encoding");
+        if (gz) MHD_add_response_header(r, "Content-Encoding", "gzip");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
         MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
         MHD_add_response_header(r, "X-Frame-Options", "DENY");

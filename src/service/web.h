@@ -21,6 +21,12 @@ extern const size_t web_n_assets;
 /* The asset for a URL ("/" is /index.html), or NULL. */
 const web_asset *web_find(const char *url);
 
+#define WEB_GZIP_MIN 1024 /* bytes below which a file is sent as it is */
+/* The asset's gzip form (made once, on first use, kept for the process's life; for text files of
+ * WEB_GZIP_MIN bytes or more that it makes smaller): 1 with its bytes and its own ETag, or 0
+ * (send the file as it is). Thread-safe. */
+int web_gzip(const web_asset *a, const unsigned char **data, size_t *size, const char **etag);
+
 /* The page may load only its own scripts, styles and service worker (web/sw.js, the files kept
  * for use offline), connect only to this server, never be framed, and never submit a form
  * elsewhere. No inline script or style is allowed, so injected

@@ -54,6 +54,26 @@ def test_page_files_and_their_headers(server):  # noqa: F811
     assert st == 200 and cfg["accounts"] is False and cfg["reasoning"] is False and cfg["user"] is None
 
 
+def test_page_files_are_gzipped_for_clients_that_take_it(server):  # noqa: F811
+    """A phone's first load: the page's text files gzip'd (about a quarter of the bytes) when the
+    request takes gzip, each form with its own ETag; as they are otherwise, and images always."""
+    import gzip
+    first = ("/", "/app.js", "/app.css", "/render.js", "/vendor/markdown-it.js", "/vendor/purify.js")
+    plain_bytes = zipped_bytes = 0
+    for path in first:
+        st, h, plain = request(server, "GET", path)
+        st2, hz, zipped = request(server, "GET", path, headers={"Accept-Encoding": "br, gzip;q=0.8, deflate"})
+        assert st == st2 == 200 and "content-encoding" not in h and hz["content-encoding"] == "gzip"
+        assert gzip.decompress(zipped) == plain and hz["etag"] != h["etag"] and "Accept-Encoding" in hz["vary"]
+        assert request(server, "GET", path, headers={"Accept-Encoding": "gzip", "If-None-Match": hz["etag"]})[0] == 304
+        plain_bytes, zipped_bytes = plain_bytes + len(plain), zipped_bytes + len(zipped)
+    print(f"first load: {plain_bytes} bytes, {zipped_bytes} gzip'd")
+    assert zipped_bytes < 0.4 * plain_bytes
+    for path, ae in (("/app.js", "gzip;q=0"), ("/app.js", "identity"), ("/icon-192.png", "gzip")):
+        st, h, _ = request(server, "GET", path, headers={"Accept-Encoding": ae})
+        assert st == 200 and "content-encoding" not in h, (path, ae)
+
+
 def test_no_cors_and_cross_origin_changes_refused(server):  # noqa: F811
     evil = {"Origin": "http://evil.example", "Content-Type": "application/json"}
     st, h, _ = request(server, "OPTIONS", "/v1/chat/completions",
