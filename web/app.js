@@ -183,6 +183,7 @@
     a.replaceChildren(window.WhaleRender.markdown(m.content || "", copyText)); /* web/render.js */
     if (m.error) a.append(el("p", { text: m.error }));
     if (m.stopped) a.append(el("p", { class: "muted", text: "(stopped)" }));
+    if (m.reconnecting) a.append(el("p", { class: "muted", text: "The connection dropped: reconnecting…" }));
     a.classList.toggle("cursor", !!m.live && !m.thinking);
     node.classList.toggle("error", !!m.error);
   }
@@ -444,6 +445,7 @@
     const body = {
       model: chosen().id,
       stream: true,
+      stream_options: { resumable: true }, /* a dropped connection is taken up again (resume below) */
       messages: c.messages.filter((m) => !m.error).map(({ role, content }) => ({ role, content })),
     };
     if (chosen().reasoning) {
@@ -454,7 +456,9 @@
     return body;
   }
 
-  async function readStream(r, m, onDelta) {
+  /* Read an answer's events into m; at.last is the id of the last event read ("<answer>:<n>"),
+   * at.done whether its end came. */
+  async function readStream(r, m, onDelta, at) {
     const reader = r.body.getReader();
     const dec = new TextDecoder();
     let buf = "";
@@ -467,15 +471,54 @@
         const event = buf.slice(0, cut);
         buf = buf.slice(cut + 2);
         for (const line of event.split("\n")) {
+          if (line.startsWith("id:")) at.last = line.slice(3).trim();
           if (!line.startsWith("data:")) continue; /* ": keep-alive" while queued */
           const data = line.slice(5).trim();
-          if (data === "[DONE]") continue;
+          if (data === "[DONE]") { at.done = true; continue; }
           let j;
           try { j = JSON.parse(data); } catch (_) { continue; }
           if (j.error) m.error = `Error: ${j.error.message || "the server failed"}`;
           const d = j.choices && j.choices[0] && j.choices[0].delta;
           if (d) onDelta(d);
         }
+      }
+    }
+  }
+
+  /* Read the answer to its end; when the connection drops (a tunnel, a switch of network), read on
+   * from the last event got, again and again for up to RESUME_MS, showing that it reconnects. */
+  const RESUME_MS = 5 * 60 * 1000;
+  async function readOn(r, m, onDelta, at, ctrl, repaint) {
+    const until = Date.now() + RESUME_MS;
+    for (let wait = 500; ; wait = Math.min(wait * 2, 5000)) {
+      if (r) {
+        try {
+          await readStream(r, m, onDelta, at);
+          if (at.done) return;
+        } catch (e) {
+          if (e.name === "AbortError" || !at.last) throw e;
+        }
+      }
+      if (!at.last || Date.now() > until) throw new Error("the connection dropped");
+      m.reconnecting = true;
+      repaint();
+      await new Promise((ok) => setTimeout(ok, wait));
+      if (ctrl.signal.aborted) throw new DOMException("stopped", "AbortError");
+      const id = at.last.slice(0, at.last.lastIndexOf(":"));
+      r = null;
+      try {
+        r = await fetch(`/v1/chat/completions/${encodeURIComponent(id)}/events`, {
+          credentials: "same-origin", signal: ctrl.signal, headers: { "Last-Event-ID": at.last },
+        });
+      } catch (e) {
+        if (e.name === "AbortError") throw e; /* else still offline: wait and try again */
+      }
+      if (r && r.status === 404) throw new Error("the answer was lost while the connection was down");
+      if (r && !r.ok) throw await failure(r);
+      if (r) {
+        m.reconnecting = false;
+        wait = 250;
+        repaint();
       }
     }
   }
@@ -503,13 +546,8 @@
       });
     };
     let retryLater = null, signedOut = false;
-    try {
-      const r = await fetch("/v1/chat/completions", {
-        method: "POST", credentials: "same-origin", signal: ctrl.signal,
-        headers: { "Content-Type": "application/json" }, body: JSON.stringify(messages),
-      });
-      if (!r.ok) throw await failure(r);
-      await readStream(r, m, (d) => {
+    const at = { last: null, done: false };
+    const onDelta = (d) => {
         if (d.reasoning_content) {
           if (tThink === null) tThink = performance.now();
           m.thinking = true;
@@ -523,9 +561,23 @@
           m.content += d.content;
         }
         repaint();
+    };
+    try {
+      const r = await fetch("/v1/chat/completions", {
+        method: "POST", credentials: "same-origin", signal: ctrl.signal,
+        headers: { "Content-Type": "application/json" }, body: JSON.stringify(messages),
       });
+      if (!r.ok) throw await failure(r);
+      await readOn(r, m, onDelta, at, ctrl, repaint);
     } catch (e) {
-      if (e.name === "AbortError") m.stopped = true;
+      if (e.name === "AbortError") {
+        m.stopped = true;
+        const id = at.last && at.last.slice(0, at.last.lastIndexOf(":"));
+        if (id && !at.done) { /* the answer runs on without a reader for a while: stop it now */
+          try { await fetch(`/v1/chat/completions/${encodeURIComponent(id)}`, { method: "DELETE", credentials: "same-origin" }); }
+          catch (_) { /* offline: it stops by itself when no one reads it */ }
+        }
+      }
       else if (e.status === 429 || e.status === 503) retryLater = e;
       else if (e.status === 401 && serverSide()) {
         m.error = "Your session has ended: sign in again.";
@@ -537,6 +589,7 @@
     if (m.thinking) m.thought_s = Math.max(1, Math.round((performance.now() - tThink) / 1000));
     m.thinking = false;
     delete m.live;
+    delete m.reconnecting;
     delete m.node;
     S.busy = null;
     if (retryLater) c.messages.pop(); /* nothing was said: ask again later */

@@ -62,6 +62,8 @@ struct api_req {
     whale_ids prompt;
     whale_request sp; /* the engine's request: prompt, sampling, limits, JSON mode, tools */
     int stream, include_usage;
+    int resumable;    /* stream_options.resumable: the answer goes on when its client goes away, and
+                         can be read again from any event (answers.h) */
     int json;         /* response_format json_object */
     int logprobs;     /* return log probabilities (top_logprobs best alternatives) */
     char *stop[API_MAX_STOP];
@@ -116,6 +118,7 @@ typedef struct api_reply {
     char id[40];
     long long created;
     double t0;            /* when it started (clock.h), for Ollama's durations */
+    unsigned long long n_events; /* stream events written (each has "id: <id>:<n>") */
 } api_reply;
 
 /* 0, or -1 when out of memory (api_reply_free is still safe). */

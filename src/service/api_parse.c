@@ -319,9 +319,12 @@ static int parse_common(const api_ctx *a, const cJSON *j, api_req *out, char **e
     out->stream = cJSON_IsTrue(stream);
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(j, "stream_options");
     const cJSON *iu = cJSON_GetObjectItemCaseSensitive(so, "include_usage");
-    if ((so && !cJSON_IsNull(so) && !cJSON_IsObject(so)) || (iu && !cJSON_IsNull(iu) && !cJSON_IsBool(iu)))
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(so, "resumable");
+    if ((so && !cJSON_IsNull(so) && !cJSON_IsObject(so)) || (iu && !cJSON_IsNull(iu) && !cJSON_IsBool(iu)) ||
+        (rs && !cJSON_IsNull(rs) && !cJSON_IsBool(rs)))
         return fail(err, 422, "stream_options", "stream_options must be an object like {\"include_usage\": true}");
     out->include_usage = cJSON_IsTrue(iu);
+    out->resumable = out->stream && cJSON_IsTrue(rs);
     const cJSON *stop = cJSON_GetObjectItemCaseSensitive(j, "stop"), *s1;
     if (cJSON_IsString(stop)) {
         if (stop->valuestring[0]) out->stop[out->n_stop++] = strdup(stop->valuestring);

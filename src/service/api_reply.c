@@ -259,10 +259,17 @@ char *api_reply_json(api_reply *r, const whale_result *res) {
     return s;
 }
 
-static void emit(strbuf *out, cJSON *j) {
+/* "id: <answer>:<n>": every event is numbered, so a client can resume after the last it got */
+static void event_id(api_reply *r, strbuf *out) {
+    char id[sizeof r->id + 32];
+    strbuf_add(out, id, (size_t)snprintf(id, sizeof id, "id: %s:%llu\n", r->id, (unsigned long long)++r->n_events));
+}
+
+static void emit(api_reply *r, strbuf *out, cJSON *j) {
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     if (!s) return;
+    event_id(r, out);
     strbuf_add(out, "data: ", 6);
     strbuf_add(out, s, strlen(s));
     strbuf_add(out, "\n\n", 2);
@@ -299,7 +306,7 @@ static void chunk(api_reply *r, strbuf *out, const char *key, const char *text, 
     if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
     else cJSON_AddNullToObject(c, "finish_reason");
     cJSON_AddItemToArray(choices, c);
-    emit(out, j);
+    emit(r, out, j);
 }
 
 void api_stream_first(api_reply *r, strbuf *out) { chunk(r, out, "role", "", 0, NULL); }
@@ -324,7 +331,7 @@ void api_stream_deltas(api_reply *r, strbuf *out, int final) {
         cJSON_AddNumberToObject(c, "index", 0);
         cJSON_AddNullToObject(c, "finish_reason");
         cJSON_AddItemToArray(choices, c);
-        emit(out, j);
+        emit(r, out, j);
         r->sent_answer = r->answer.n;
         return;
     }
@@ -349,7 +356,8 @@ void api_stream_end(api_reply *r, const whale_result *res, strbuf *out) {
         cJSON *j = envelope(r, r->q->kind == API_CHAT ? "chat.completion.chunk" : "text_completion");
         cJSON_AddArrayToObject(j, "choices");
         cJSON_AddItemToObject(j, "usage", usage(r, res));
-        emit(out, j);
+        emit(r, out, j);
     }
+    event_id(r, out);
     strbuf_add(out, "data: [DONE]\n\n", 14);
 }

@@ -10,6 +10,7 @@
 
 #include "whale.h"
 #include "service/accounts.h"
+#include "service/answers.h"
 #include "service/api.h"
 #include "service/http.h"
 #include "service/models.h"
@@ -27,11 +28,18 @@ typedef struct completions {
     atomic_int *draining; /* stopping: new requests get 503 (1), and at the drain's end (2) so do
                              admitted ones whose model was still loading */
     const char *instance; /* --accounts: this server's name on its reservations (store.h) */
+    answers *answers;     /* resumable streams' events */
+    atomic_int *producers; /* resumable streams still running (the server waits for them when stopping) */
 } completions;
 
 /* Handlers (ctx: a completions), the caller in q->key. */
 void completions_chat(void *ctx, http_req *q, http_reply *out);
 void completions_text(void *ctx, http_req *q, http_reply *out);
+/* GET /v1/chat/completions/<id>/events (Last-Event-ID: "<id>:<n>" or none) reads the caller's
+ * resumable answer from after event n; DELETE /v1/chat/completions/<id> stops it. A POST with
+ * Last-Event-ID reads on the answer of the same request instead of asking again. */
+void completions_events(void *ctx, http_req *q, http_reply *out);
+void completions_stop(void *ctx, http_req *q, http_reply *out);
 /* The same for a body in OpenAI's shape, the reply written in dialect (ollama.c translates
  * Ollama's requests into such bodies). */
 void completions_run(completions *srv, http_req *q, http_reply *out, api_kind kind, api_dialect dialect);

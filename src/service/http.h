@@ -34,6 +34,7 @@ typedef struct http_req {
     const char *body;  /* NUL-terminated (n bytes before the NUL) */
     size_t n;
     const char *cookie, *authorization, *content_type; /* headers, or NULL */
+    const char *last_event_id; /* Last-Event-ID: resuming a streamed answer ("<answer id>:<n>"), or NULL */
     char ip[64];       /* the client's address (see server.c: trusted proxies) */
     int by_cookie;     /* authenticated by the session cookie (user is set) */
     store_user user;   /* HTTP_SESSION, or a cookie-authenticated HTTP_CALLER */

@@ -57,6 +57,8 @@ typedef struct server {
     int n_ips;
     atomic_int draining; /* stopping: new requests get 503; 2: the drain is over, the rest cancelled */
     atomic_int inflight; /* requests from their headers to their last byte sent (or their client gone) */
+    answers *answers;    /* resumable streams (answers.h) */
+    atomic_int producers; /* their producers still running */
     size_t max_body; /* request bytes read at most: api_max_body of the context */
     char instance[STORE_MAX_INSTANCE]; /* --accounts: "host:port", this server's name on its reservations */
 } server;
@@ -578,6 +580,8 @@ static void routes_init(server *srv) {
     route(srv, "GET", "/v1/models", HTTP_CALLER, 0, h_models, srv);
     route(srv, "POST", "/chat/completions", HTTP_CALLER, HTTP_ADMIT, completions_chat, &srv->comp);
     route(srv, "POST", "/v1/chat/completions", HTTP_CALLER, HTTP_ADMIT, completions_chat, &srv->comp);
+    route(srv, "GET", "/v1/chat/completions", HTTP_CALLER, HTTP_PREFIX, completions_events, &srv->comp);
+    route(srv, "DELETE", "/v1/chat/completions", HTTP_CALLER, HTTP_PREFIX, completions_stop, &srv->comp);
     route(srv, "POST", "/beta/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
     route(srv, "POST", "/v1/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
     route(srv, "POST", "/completions", HTTP_CALLER, HTTP_ADMIT, completions_text, &srv->comp);
@@ -697,6 +701,7 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
     q->cookie = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Cookie");
     q->authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     q->content_type = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    q->last_event_id = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
     client_ip(srv, c, q->ip, sizeof q->ip);
     if (!host_allowed(srv, c)) { /* first: a rebinding page may not even load the page */
         http_error(out, 421,
@@ -738,7 +743,8 @@ static int check_headers(server *srv, struct MHD_Connection *c, conn *cn, const 
         http_error(out, 403, "send Content-Type: application/json", "invalid_request_error", "forbidden");
         return 403;
     }
-    if ((r->flags & HTTP_ADMIT) && (status = admit(srv, cn, out))) return status;
+    /* (reading on an answer already paid for is no new work: a spent balance does not stop it) */
+    if ((r->flags & HTTP_ADMIT) && !q->last_event_id && (status = admit(srv, cn, out))) return status;
     return 0;
 }
 
@@ -845,7 +851,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
 
 /* Free what server_run set up, in reverse. */
 static void server_free(server *srv) {
+    for (int i = 0; i < 600 && atomic_load(&srv->producers) > 0; i++) usleep(100 * 1000); /* (their jobs are cancelled) */
     models_free(&srv->reg);
+    answers_free(srv->answers);
     accounts_free(srv->ac);
     free(srv->ips);
 }
@@ -868,6 +876,10 @@ int server_run(const server_opts *o, volatile sig_atomic_t *stop, whale_err *err
     ep.draft_max = o->draft_max;
     int rc = models_init(&srv.reg, o->models, o->n_models, &o->mp, &ep, o->max_loaded, o->max_memory, err);
     if (rc) return rc;
+    if (!(srv.answers = answers_new())) {
+        models_free(&srv.reg);
+        return err_set(err, WHALE_E_NOMEM, "out of memory");
+    }
     /* the first model now: a model that cannot load fails the start, not the first request */
     if ((rc = models_load(&srv.reg, &srv.reg.v[0], err))) {
         server_free(&srv);
@@ -900,7 +912,7 @@ int server_run(const server_opts *o, volatile sig_atomic_t *stop, whale_err *err
     gethostname(host, sizeof host - 1);
     snprintf(srv.instance, sizeof srv.instance, "%s:%d", host, o->port > 0 ? o->port : 8080);
     atomic_store(&srv.draining, 1); /* no paid work until a previous run's reservations are released */
-    srv.comp = (completions){&srv.reg, srv.st, srv.ac, &srv.draining, srv.instance};
+    srv.comp = (completions){&srv.reg, srv.st, srv.ac, &srv.draining, srv.instance, srv.answers, &srv.producers};
     routes_init(&srv);
     hosts_init(&srv);
     unsigned max_conns = (unsigned)(o->max_conns > 0 ? o->max_conns : SERVER_MAX_CONNS);

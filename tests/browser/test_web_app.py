@@ -14,6 +14,7 @@ import socketserver
 import struct
 import sys
 import threading
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from test_web_page import ask, browser, goto, local, new_page, shot, wait_answered  # noqa: E402,F401
@@ -105,37 +106,67 @@ def test_installable_and_offline(browser, local):  # noqa: F811
     page.context.close()
 
 
-class Rewriting(http.server.BaseHTTPRequestHandler):
-    """A proxy in front of the server that can serve its sw.js as a new build's (as a new server
-    would): GET only, enough for the page's files and its configuration."""
+class Proxy(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of the server, standing for the network between a phone and it: it can
+    serve sw.js as a new build's (as a new server would), pass streams on slowly, and go down
+    (connections cut mid-stream, new ones closed unanswered) and come back."""
     upstream = 0
     build = None
+    down = False
+    slow = 0.0  # seconds between the pieces of a streamed answer
 
-    def do_GET(self):  # noqa: N802
-        c = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=30)
-        c.request("GET", self.path, headers={"Host": f"127.0.0.1:{self.upstream}"})
+    def relay(self):
+        if Proxy.down:
+            self.close_connection = True
+            return
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "accept-encoding")}
+        if "Origin" in headers:  # (the server sees the page as its own, as through a real proxy)
+            headers["Origin"] = f"http://127.0.0.1:{self.upstream}"
+        c = http.client.HTTPConnection("127.0.0.1", self.upstream, timeout=120)
+        c.request(self.command, self.path, body=body, headers={**headers, "Host": f"127.0.0.1:{self.upstream}"})
         r = c.getresponse()
-        body = r.read()
-        if self.path == "/sw.js" and Rewriting.build:
-            body = body.replace(b'const BUILD = "', b'const BUILD = "' + Rewriting.build.encode() + b"-")
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("content-length", "transfer-encoding", "connection", "etag"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        if "event-stream" not in (r.getheader("Content-Type") or ""):
+            data = r.read()
+            if self.path == "/sw.js" and Proxy.build:
+                data = data.replace(b'const BUILD = "', b'const BUILD = "' + Proxy.build.encode() + b"-")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_header("Connection", "close")  # (HTTP/1.0: the stream ends when the connection does)
         self.end_headers()
-        self.wfile.write(body)
+        while not Proxy.down:
+            piece = r.read1(200)
+            if not piece:
+                break
+            self.wfile.write(piece)
+            self.wfile.flush()
+            time.sleep(Proxy.slow)
+        c.close()  # down: the answer's connection is cut mid-stream
+
+    do_GET = do_POST = do_DELETE = relay
 
     def log_message(self, *a):
         pass
 
 
-def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
-    Rewriting.upstream = int(local.rsplit(":", 1)[1])
-    Rewriting.build = None
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Rewriting)
+def proxy(local):
+    Proxy.upstream = int(local.rsplit(":", 1)[1])
+    Proxy.build, Proxy.down, Proxy.slow = None, False, 0.0
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Proxy)
+    srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
+    srv, base = proxy(local)
     try:
         page = new_page(browser, base, **PHONE)
         goto(page, "/")
@@ -143,7 +174,7 @@ def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
         first = page.evaluate("caches.keys()")
         assert len(first) == 1 and first[0].startswith("whale-")
         assert page.is_hidden("#update")
-        Rewriting.build = "next"  # the server was updated
+        Proxy.build = "next"  # the server was updated
         page.evaluate("navigator.serviceWorker.getRegistration().then(r => r.update())")
         page.wait_for_selector("#update:visible")
         assert page.evaluate("caches.keys()") == first or len(page.evaluate("caches.keys()")) == 2  # not taken yet
@@ -152,6 +183,40 @@ def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
         page.wait_for_selector("body[data-ready]", state="attached")
         page.wait_for_function("async () => { const k = await caches.keys(); return k.length === 1 && k[0].startsWith('whale-next-'); }")
         assert page.is_hidden("#update") and not page.errors
+        page.context.close()
+    finally:
+        srv.shutdown()
+
+
+def test_answer_survives_a_dropped_connection(browser, local):  # noqa: F811
+    """The network goes down while an answer streams, then comes back: the page says it is
+    reconnecting, reconnects by itself and shows the whole answer, the same as the same question
+    answered without a cut (greedy: the page's request is given temperature 0)."""
+    srv, base = proxy(local)
+    try:
+        page = new_page(browser, base)
+        goto(page, "/")
+        greedy = lambda route: route.continue_(
+            post_data=json.dumps({**json.loads(route.request.post_data), "temperature": 0}))
+        page.route("**/v1/chat/completions", greedy)
+        question = "Write four short lines about the sea."
+        ask(page, question)  # uncut: the reference
+        wait_answered(page)
+        want = page.inner_text("#messages .msg:last-child .answer")
+        assert len(want) > 20 and not page.locator("#messages .msg.error").count(), want
+        page.click("#new-chat")
+        Proxy.slow = 0.05
+        ask(page, question)
+        page.wait_for_function("() => (document.querySelector('#messages .msg:last-child .answer')?.textContent || '')"
+                               ".length > 5")
+        Proxy.down = True  # a tunnel
+        page.wait_for_selector("#messages .msg:last-child p:has-text('reconnecting')", timeout=30_000)
+        page.wait_for_timeout(2000)
+        Proxy.down, Proxy.slow = False, 0.0
+        wait_answered(page)
+        got = page.inner_text("#messages .msg:last-child .answer")
+        assert got == want and "reconnecting" not in got and not page.locator("#messages .msg.error").count()
+        assert not page.errors
         page.context.close()
     finally:
         srv.shutdown()

@@ -337,7 +337,7 @@ def test_sigterm_drains(tmp_path):
 
 
 def test_queued_stream_gets_keepalive_comments():
-    """A stream waiting in the queue is kept alive with ': keep-alive' comments (every 10 s)."""
+    """A stream waiting in the queue is kept alive with ': keep-alive' comment lines (every 10 s)."""
     p, port = start("--parallel", "1", "--ctx", "2048")
     try:
         busy = {**CHAT, "messages": [{"role": "user", "content": "Tell a very long story about the sea."}],
@@ -356,6 +356,9 @@ def test_queued_stream_gets_keepalive_comments():
         while b"[DONE]" not in got and time.time() - t0 < 60:
             got += waiting.recv(4096)
         assert b"[DONE]" in got
+        # a comment line alone: the events carry ids, and a client that keeps the last one (OpenAI's
+        # Python client) takes "comment, blank line" for an event without data and fails on it
+        assert b": keep-alive\n\n" not in got and b": keep-alive\r\n\r\n" not in got
         waiting.close()
     finally:
         p.send_signal(signal.SIGTERM)

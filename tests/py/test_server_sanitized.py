@@ -1,6 +1,7 @@
 """`whale serve` built with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/whale, `make
 debug`) and with ThreadSanitizer (build-tsan/whale, `make tsan`), driven through a workload that
-crosses every thread boundary of the server: concurrent streams (some cut off by their clients),
+crosses every thread boundary of the server: concurrent streams (some cut off by their clients,
+some resumable, their producers left running),
 plain and JSON-mode requests, API keys and session cookies, conversations, failed sign-ins,
 /metrics and /health scrapes, malformed requests, requests for two models with room for one
 loaded (loading and unloading under the workload), then SIGTERM while streams run (the drain).
@@ -87,6 +88,9 @@ def test_server_workload_under_sanitizers(kind, v3tiny, tmp_path):
             for i in range(8):
                 jobs.append(ex.submit(request, port, "POST", "/v1/chat/completions", {**chat, "stream": True}, auth))
                 jobs.append(ex.submit(cut_stream, port, {**chat, "stream": True}, auth))
+                # resumable: its producer runs on with no one reading, until the drain's end stops it
+                jobs.append(ex.submit(cut_stream, port, {**chat, "stream": True, "stream_options": {"resumable": True}},
+                                      auth))
                 jobs.append(ex.submit(request, port, "POST", "/v1/chat/completions",
                                       {**chat, "model": "two", "response_format": {"type": "json_object"}},
                                       {"Cookie": cookie}))
