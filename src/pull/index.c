@@ -55,7 +55,9 @@ static int parse_json(const char *page, size_t n, const char *page_url, const ch
         }
         snprintf(out->filename, sizeof out->filename, "%s", name->valuestring);
         snprintf(out->sha256, sizeof out->sha256, "%s", cJSON_IsString(sha) ? sha->valuestring : "");
-        out->size = cJSON_IsNumber(size) && size->valuedouble > 0 ? (uint64_t)size->valuedouble : 0;
+        /* a size past 2^53 is no file an index lists (and past 2^64 would not convert): unknown */
+        out->size = cJSON_IsNumber(size) && size->valuedouble > 0 && size->valuedouble < 9007199254740992.0
+                        ? (uint64_t)size->valuedouble : 0;
         found = 1;
         break;
     }

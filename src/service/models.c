@@ -381,4 +381,6 @@ char *models_json(models *r) {
     return s;
 }
 
+int64_t models_max_ctx(const models *r) { return expected_ctx(r); }
+
 size_t models_max_body(const models *r) { return api_max_body(expected_ctx(r)); }

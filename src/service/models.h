@@ -106,7 +106,9 @@ void models_cancel_all(models *r);
 /* GET /models body: every model, with its aliases as models of their own ("parent" naming the
  * model), malloc'd. */
 char *models_json(models *r);
-/* The largest request body any served model reads (api_max_body of the most context one may have). */
+/* The most context a served model may have (--ctx, else 4096), and the largest request body any
+ * served model reads (api_max_body of that). */
+int64_t models_max_ctx(const models *r);
 size_t models_max_body(const models *r);
 
 #endif

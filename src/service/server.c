@@ -650,8 +650,8 @@ static size_t body_cap(const server *srv, const http_route *r) {
 static void too_large(const server *srv, const http_route *r, http_reply *out) {
     char msg[160];
     if (r && (r->flags & HTTP_ADMIT))
-        snprintf(msg, sizeof msg, "the request body is too large: this server reads at most %zu bytes (enough for the "
-                 "largest prompt its contexts hold)", srv->max_body);
+        snprintf(msg, sizeof msg, "the request body is too large: this server reads at most %zu bytes (its contexts hold "
+                 "at most %lld tokens)", srv->max_body, (long long)models_max_ctx(&srv->reg));
     else snprintf(msg, sizeof msg, "the request body is too large: at most %u bytes", API_MAX_BODY);
     http_error(out, 413, msg, "invalid_request_error", "request_too_large");
 }
