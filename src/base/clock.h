@@ -15,4 +15,8 @@ int64_t clock_wall_s(void);
 /* The same in milliseconds (stored times finer than a second: sign-in waits). */
 int64_t clock_wall_ms(void);
 
+struct timespec;
+/* The time ms milliseconds from now on CLOCK_REALTIME, as pthread_cond_timedwait wants it. */
+void clock_deadline_ms(struct timespec *out, int ms);
+
 #endif

@@ -933,10 +933,7 @@ int sched_purge_owner(sched *s, int64_t owner, whale_err *err) {
 size_t sched_wait(sched_req *r, size_t have, int32_t *out, size_t cap, int timeout_ms, int *done) {
     sched *s = r->s;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    clock_deadline_ms(&until, timeout_ms);
     pthread_mutex_lock(&s->mu);
     while (r->n_tokens <= have && r->state != RQ_DONE)
         if (pthread_cond_timedwait(&s->progress, &s->mu, &until)) break;

@@ -172,10 +172,7 @@ long long answer_offset(answer *a, uint64_t n) {
 long long answer_read(answer *a, size_t *pos, char *buf, size_t max, int timeout_ms) {
     answers *as = a->as;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    clock_deadline_ms(&until, timeout_ms);
     pthread_mutex_lock(&as->mu);
     while (*pos >= a->n && !a->ended && !a->full)
         if (pthread_cond_timedwait(&a->cv, &as->mu, &until) == ETIMEDOUT) break;

@@ -226,15 +226,10 @@ static int open_engine(models *r, served *s, whale_model **m, whale_engine **e, 
     return 0;
 }
 
-static void deadline_in(struct timespec *t, int s) {
-    clock_gettime(CLOCK_REALTIME, t);
-    t->tv_sec += s;
-}
-
 /* Lease s (lock held on entry and exit); load it when need be. */
 static int lease_locked(models *r, served *s, int lease, whale_err *err) {
     struct timespec until;
-    deadline_in(&until, MODELS_WAIT_S);
+    clock_deadline_ms(&until, MODELS_WAIT_S * 1000);
     for (;;) {
         if (r->stopping) return err_set(err, WHALE_E_BUSY, "the server is shutting down");
         if (s->e) {
