@@ -17,7 +17,8 @@ import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from test_web_page import ask, browser, goto, local, new_page, shot, wait_answered  # noqa: E402,F401
+from test_web_page import admin, ask, browser, goto, local, new_page, serve, shot, sign_up, stop_server  # noqa: E402,F401
+from test_web_page import wait_answered  # noqa: E402
 from test_web_render import answer_with  # noqa: E402
 
 PHONE = {"viewport": {"width": 412, "height": 839}, "screen": {"width": 412, "height": 915}, "device_scale_factor": 2.625,
@@ -188,6 +189,20 @@ def test_new_server_files_are_offered_not_mixed(browser, local):  # noqa: F811
         srv.shutdown()
 
 
+def cut_and_restore(page, question):
+    """Ask question with the answer coming slowly, go down mid-answer (the page says it is
+    reconnecting), come back; until the page has the whole answer."""
+    Proxy.slow = 0.05
+    ask(page, question)
+    page.wait_for_function("() => (document.querySelector('#messages .msg:last-child .answer')?.textContent || '')"
+                           ".length > 5")
+    Proxy.down = True  # a tunnel
+    page.wait_for_selector("#messages .msg:last-child p:has-text('reconnecting')", timeout=30_000)
+    page.wait_for_timeout(2000)
+    Proxy.down, Proxy.slow = False, 0.0
+    wait_answered(page)
+
+
 def test_answer_survives_a_dropped_connection(browser, local):  # noqa: F811
     """The network goes down while an answer streams, then comes back: the page says it is
     reconnecting, reconnects by itself and shows the whole answer, the same as the same question
@@ -205,18 +220,37 @@ def test_answer_survives_a_dropped_connection(browser, local):  # noqa: F811
         want = page.inner_text("#messages .msg:last-child .answer")
         assert len(want) > 20 and not page.locator("#messages .msg.error").count(), want
         page.click("#new-chat")
-        Proxy.slow = 0.05
-        ask(page, question)
-        page.wait_for_function("() => (document.querySelector('#messages .msg:last-child .answer')?.textContent || '')"
-                               ".length > 5")
-        Proxy.down = True  # a tunnel
-        page.wait_for_selector("#messages .msg:last-child p:has-text('reconnecting')", timeout=30_000)
-        page.wait_for_timeout(2000)
-        Proxy.down, Proxy.slow = False, 0.0
-        wait_answered(page)
+        cut_and_restore(page, question)
         got = page.inner_text("#messages .msg:last-child .answer")
         assert got == want and "reconnecting" not in got and not page.locator("#messages .msg.error").count()
         assert not page.errors
         page.context.close()
     finally:
         srv.shutdown()
+
+
+def test_dropped_answer_is_charged_once(browser, tmp_path):  # noqa: F811
+    """With accounts: an answer read across a cut connection is one charge in the ledger."""
+    db = tmp_path / "whale.db"
+    p, local_base = serve("--accounts", "--db", str(db), "--ctx", "1024")
+    srv, base = proxy(local_base)
+    try:
+        page = new_page(browser, base)
+        sign_up(page, "phone@example.com", "correct horse battery")
+        admin(db, "topup", "phone@example.com", "1")
+        cut_and_restore(page, "Write four short lines about rain.")
+        assert not page.locator("#messages .msg.error").count() and len(page.inner_text("#messages .answer")) > 20
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "py"))
+        from test_accounts import sql
+        for _ in range(50):  # (the charge lands as the answer ends)
+            rows = sql(db, "SELECT count(*) FROM ledger WHERE kind = 'charge'")
+            if int(rows[0][0]):
+                break
+            time.sleep(0.1)
+        assert int(rows[0][0]) == 1, rows
+        assert not page.errors
+        page.context.close()
+    finally:
+        srv.shutdown()
+        stop_server(p)
+
