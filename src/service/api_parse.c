@@ -107,7 +107,7 @@ static void pyjson(strbuf *b, const cJSON *v) {
         strbuf_add(b, "\"", 1);
     } else if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (d == (double)(long long)d && d > -1e15 && d < 1e15) snprintf(num, sizeof num, "%lld", (long long)d);
+        if (d > -1e15 && d < 1e15 && d == (double)(long long)d) snprintf(num, sizeof num, "%lld", (long long)d);
         else {
             for (int prec = 1; prec <= 17; prec++) { /* the shortest that reads back the same, as repr */
                 snprintf(num, sizeof num, "%.*g", prec, d);
