@@ -146,8 +146,7 @@ static void *produce(void *arg) {
         int got = step(st, COMPLETIONS_HANGUP_POLL_MS);
         if (st->out.n) answer_append(a, st->out.s, st->out.n);
         st->out.n = 0;
-        if (!got && (answer_cancelled(a) || answer_unread_s(a) > ANSWERS_GRACE_S)) whale_job_cancel(st->r);
-        else if (got && answer_cancelled(a)) whale_job_cancel(st->r);
+        if (answer_cancelled(a) || (!got && answer_unread_s(a) > ANSWERS_GRACE_S)) whale_job_cancel(st->r);
     }
     answer_end(a);
     answer_put(a);

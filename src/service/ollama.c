@@ -112,40 +112,37 @@ static void run(completions *c, http_req *q, http_reply *out, cJSON *o, api_kind
     reshape_error(out);
 }
 
-/* The request's JSON object and its model (required, as Ollama's; 404 when not served, as
- * Ollama's, whose clients offer to pull it), or NULL with the error in out. */
-static cJSON *request(completions *c, const http_req *q, http_reply *out, const char **model) {
+/* The request's JSON object and the served model it names (required, as Ollama's; 404 when not
+ * served, as Ollama's, whose clients offer to pull it), or NULL with the error in out. */
+static cJSON *request(completions *c, const http_req *q, http_reply *out, served **model) {
     const char *why = NULL;
     char msg[200];
     cJSON *in = api_parse_object(q->body, q->n, &why);
     const cJSON *m = in ? cJSON_GetObjectItemCaseSensitive(in, "model") : NULL;
     if (!in) fail(out, 400, why);
     else if (!cJSON_IsString(m) || !m->valuestring[0]) fail(out, 400, "model is required");
-    else if (!models_find(c->reg, m->valuestring)) {
+    else if (!(*model = models_find(c->reg, m->valuestring))) {
         snprintf(msg, sizeof msg, "model '%.128s' not found (GET /api/tags lists this server's)", m->valuestring);
         fail(out, 404, msg);
     } else if ((why = unsupported(in))) fail(out, 400, why);
-    else {
-        *model = m->valuestring;
-        return in;
-    }
+    else return in;
     cJSON_Delete(in);
     return NULL;
 }
 
 /* The most context the model may have (its own once loaded). */
-static int64_t context_of(completions *c, const char *model) {
+static int64_t context_of(completions *c, const served *model) {
     api_ctx a;
-    models_ctx(c->reg, models_find(c->reg, model), &a);
+    models_ctx(c->reg, model, &a);
     return a.n_ctx;
 }
 
 void ollama_chat(void *ctx, http_req *q, http_reply *out) {
-    const char *model;
+    served *model;
     cJSON *in = request(ctx, q, out, &model);
     if (!in) return;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "model", model->name);
     const char *why = chat_messages(in, o);
     if (!why) why = common(in, o, context_of(ctx, model));
     cJSON_Delete(in);
@@ -158,8 +155,7 @@ void ollama_chat(void *ctx, http_req *q, http_reply *out) {
 }
 
 /* /api/generate with an empty prompt: load the model, answer at once (as Ollama does). */
-static void load_only(completions *c, const cJSON *in, const char *model, http_reply *out) {
-    served *s = models_find(c->reg, model); /* (request() found it) */
+static void load_only(completions *c, const cJSON *in, served *s, http_reply *out) {
     whale_err e = {0};
     if (models_lease(c->reg, s, &e)) {
         fail(out, e.code == WHALE_E_BUSY ? 503 : 500, e.msg);
@@ -185,7 +181,7 @@ static void load_only(completions *c, const cJSON *in, const char *model, http_r
 }
 
 void ollama_generate(void *ctx, http_req *q, http_reply *out) {
-    const char *model;
+    served *model;
     cJSON *in = request(ctx, q, out, &model);
     if (!in) return;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(in, "prompt"), *suffix = cJSON_GetObjectItemCaseSensitive(in, "suffix");
@@ -207,7 +203,7 @@ void ollama_generate(void *ctx, http_req *q, http_reply *out) {
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "model", model->name);
     /* fill in the middle, or raw text: a plain completion; else the prompt as a user's question */
     api_kind kind = fim || cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(in, "raw")) ? API_COMPLETION : API_CHAT;
     if (kind == API_COMPLETION) {
@@ -284,11 +280,9 @@ void ollama_ps(void *ctx, http_req *q, http_reply *out) {
 }
 
 void ollama_show(void *ctx, http_req *q, http_reply *out) {
-    completions *c = ctx;
-    const char *model;
-    cJSON *in = request(ctx, q, out, &model);
+    served *s;
+    cJSON *in = request(ctx, q, out, &s);
     if (!in) return;
-    const served *s = models_find(c->reg, model); /* (request() found it) */
     cJSON_Delete(in);
     cJSON *j = cJSON_CreateObject(), *caps = cJSON_AddArrayToObject(j, "capabilities");
     char when[40];
