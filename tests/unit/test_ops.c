@@ -173,9 +173,13 @@ static int64_t split_at(int64_t n) { return n / 2 + (n > 2); } /* an odd place t
 static const whale_dtype int_types[] = {WHALE_DTYPE_Q8_0, WHALE_DTYPE_Q4_0, WHALE_DTYPE_Q5_0,
                                         WHALE_DTYPE_Q4_K, WHALE_DTYPE_Q5_K, WHALE_DTYPE_Q6_K};
 #define N_INT_TYPES (int)(sizeof int_types / sizeof int_types[0])
-/* rows and tokens: 4x4 tiles and their remainders; 2..8 tokens: the few-token path */
+/* rows and tokens: 4x4 tiles and their remainders, pairs of rows and an odd last row */
 static const int64_t shape_counts[] = {1, 2, 3, 4, 5, 8, 9};
 #define N_SHAPES (int)(sizeof shape_counts / sizeof shape_counts[0])
+/* tokens of the integer kernels: a group of 2..8, full groups of 8 followed by a lone token or
+ * by a smaller group */
+static const int64_t tok_counts[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17};
+#define N_TOKS (int)(sizeof tok_counts / sizeof tok_counts[0])
 
 typedef struct mm_in {
     uint8_t *w;    /* (rows, rb bytes) */
@@ -194,7 +198,7 @@ static int mq_cases(op_case *c) {
         int kq = dtype_get(t)->block_elems == 256;
         for (int li = 0; li < (kq ? 3 : 5); li++)
             for (int r = 0; r < N_SHAPES; r++)
-                for (int b = 0; b < N_SHAPES; b++) c[k++] = (op_case){t, kq ? lensk[li] : lens32[li], shape_counts[r], shape_counts[b], 0};
+                for (int b = 0; b < N_TOKS; b++) c[k++] = (op_case){t, kq ? lensk[li] : lens32[li], shape_counts[r], tok_counts[b], 0};
         /* rows longer than the decode panel (20480) and the tiles' activation-sum buffer (65536) */
         c[k++] = (op_case){t, 20480 + 512, 3, 1, 0};
         c[k++] = (op_case){t, 65536 + 512, 2, 5, 0};

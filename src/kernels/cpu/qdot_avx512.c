@@ -395,120 +395,186 @@ QX_DECODE(q4_k, TY_Q4_K)
 QX_DECODE(q5_k, TY_Q5_K)
 QX_DECODE(q6_k, TY_Q6_K)
 
-/* ---- a few tokens: verification rows, a handful of decoding sequences -----------------------
- * Two to QX_FEW tokens (a speculative step's pending token and its guesses; the sequences of a
- * small batch) are limited by reading the matrix, like one token, not by arithmetic: the 4x4
- * tile reads four rows side by side (half the speed from memory, see above) and, past four
- * tokens, reads the matrix once per four. So the rows are read one after the other as in
- * decode, each chunk unpacked once and multiplied with every token, the tokens' sides from one
- * panel each. The per-(row, token) arithmetic is the tile's, operation for operation (the
- * product of the row's and the token's scales taken per chunk, as qx_step32 and qx_stepk take
- * it), so the bits are those of every other path. The panels live in a per-thread buffer made
- * on first use (QX_FEW panels of 70 KiB are too much for a stack). */
+/* ---- several tokens: verification rows, decoding sequences, prefill -------------------------
+ * Past one token the products, not the reading, are the limit: per (row, token, chunk) one
+ * dpbusd, a conversion, the product of the two scales and a fused multiply-add. So each chunk
+ * of a row is unpacked once for every token of a group of up to QX_GROUP, and the tokens'
+ * sides of the chunk (their 64 bytes, the scales as lanes, the offset sums) are laid out once
+ * per call, chunk by chunk, in a per-thread buffer, where the tokens of one chunk lie side by
+ * side.
+ *
+ * The two sums of each (row, token) (even and odd chunks, as everywhere in this file) are made
+ * in two sweeps over the row, the even chunks and then the odd ones, so that one sweep's sums
+ * for R rows x T tokens stay in registers (R * T <= 16). Each sum receives the same operations
+ * in the same order as in the tiles and in decode, so the bits are those of every other path.
+ * The second sweep reads the row from L1. Measured on the development machine (2 threads,
+ * `whale bench` ppN): see bench/kernels.md. */
 
-/* Tokens: 2 x QX_FEW sums + the unpacked chunk stay in the 32 vector registers. More tokens go
- * to the tiles: passes of 8 were tried and depend on the model (on the 1.5B Q4_K_M file 9
- * tokens ran at 57 t/s in two passes against 38 in tiles, 16 at 53 against 46; on the 0.5B
- * default model 16 ran at 109 against 146, and 16 decoding sequences served 13% slower). The
- * scheduler's default guesses stay within one pass (lookup 7, a draft model 4). */
-#define QX_FEW 8
+#define QX_GROUP 8 /* tokens per group: 2 rows x 8 tokens = 16 sums in registers per sweep */
 
-static pthread_key_t qx_few_key;
-static pthread_once_t qx_few_once = PTHREAD_ONCE_INIT;
-static int qx_few_key_ok;
+typedef struct qx_lanes {
+    __m512i a, init; /* the chunk's 64 activations and -off * (sum of each 4) */
+    __m512 ts;       /* [d(2c) x 8 | d(2c+1) x 8] */
+} qx_lanes;
 
-static void qx_few_key_make(void) { qx_few_key_ok = !pthread_key_create(&qx_few_key, free); }
+/* A group of T tokens: lanes[k * T + t] (chunk k, token t), mins[s * T + t] (K-quants with
+ * minimums: super-block s's d * sum of each block, in lanes 0..7). */
+typedef struct qx_group {
+    qx_lanes *lanes;
+    __m512 *mins;
+} qx_group;
 
-/* This thread's QX_FEW panels, or NULL (out of memory: the caller takes the tile path). */
-static qx_panel *qx_few_panels(void) {
-    pthread_once(&qx_few_once, qx_few_key_make);
-    if (!qx_few_key_ok) return NULL;
-    qx_panel *P = pthread_getspecific(qx_few_key);
-    if (!P && (P = aligned_alloc(64, QX_FEW * sizeof *P)) && pthread_setspecific(qx_few_key, P)) {
+static pthread_key_t qx_group_key;
+static pthread_once_t qx_group_once = PTHREAD_ONCE_INIT;
+static int qx_group_key_ok;
+
+static void qx_group_key_make(void) { qx_group_key_ok = !pthread_key_create(&qx_group_key, free); }
+
+#define QX_GROUP_BYTES ((size_t)QX_GROUP * QX_PANEL * sizeof(qx_lanes) + (size_t)QX_GROUP * (QX_PANEL / 4) * sizeof(__m512))
+
+/* This thread's group buffer (1 MiB, made on first use), or NULL: the caller takes the tiles. */
+static void *qx_group_buf(void) {
+    pthread_once(&qx_group_once, qx_group_key_make);
+    if (!qx_group_key_ok) return NULL;
+    void *P = pthread_getspecific(qx_group_key);
+    if (!P && (P = aligned_alloc(64, QX_GROUP_BYTES)) && pthread_setspecific(qx_group_key, P)) {
         free(P);
         P = NULL;
     }
     return P;
 }
 
-QX void qx_few(int ty, int T, float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P, int64_t nch,
-               int64_t nb, int64_t r0, int64_t r1) {
+/* The T tokens at X (nb blocks each, nch chunks) into G. */
+QX_FN void qx_group_build(int ty, const qact_block *X, int T, int64_t nb, int64_t nch, qx_group *G) {
     int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = W + (size_t)r * rb;
-        __m512 acc[2][QX_FEW];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
-        if (ty <= TY_Q5_0) {
-            size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
-            for (int64_t k = 0; k < nch; k++) {
-                const uint8_t *p = w + (size_t)(2 * k) * bb;
-                __m512i u;
-                __m512 rs;
-                _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
-                qx_w32(ty, p, 2 * k + 1 == nb, &u, &rs);
-#pragma GCC unroll 8
-                for (int t = 0; t < T; t++) {
-                    __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(P[t].init[k], u, P[t].a[k]));
-                    acc[k & 1][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs, P[t].ts[k]), acc[k & 1][t]);
-                }
-            }
-        } else {
-            size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
-            const __m512i hi8 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
-            for (int64_t s = 0; s < nch / 4; s++) {
-                const uint8_t *b = w + (size_t)s * bb;
-                for (int l = 0; l < (int)bb; l += 64) _mm_prefetch((const char *)(b + QX_PREFETCH + l), _MM_HINT_T0);
-                __m512 sc = ty == TY_Q6_K ? qx_q6k_scales(b) : qx_k45_scales(b);
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) {
-                    __m512i u;
-                    __m512 rs;
-                    qx_wk(ty, b, c, sc, &u, &rs);
-#pragma GCC unroll 8
-                    for (int t = 0; t < T; t++) {
-                        __m512i init = off ? P[t].init[4 * s + c] : _mm512_setzero_si512();
-                        __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, u, P[t].a[4 * s + c]));
-                        acc[c & 1][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs, P[t].ts[4 * s + c]), acc[c & 1][t]);
-                    }
-                }
-                if (ty != TY_Q6_K) {
-                    __m512 mins = _mm512_maskz_permutexvar_ps(0xff, hi8, sc);
-#pragma GCC unroll 8
-                    for (int t = 0; t < T; t++) acc[0][t] = _mm512_fnmadd_ps(mins, P[t].tsum[s], acc[0][t]);
-                }
-            }
+    for (int t = 0; t < T; t++) {
+        const qact_block *x = X + t * nb;
+        for (int64_t k = 0; k < nch; k++) {
+            qx_lanes *L = &G->lanes[k * T + t];
+            qx_act(x + 2 * k, 2 * k + 1 == nb, off, &L->a, &L->ts, &L->init);
         }
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) Y[t * ldy + r] = qx_hsum(_mm512_add_ps(acc[0][t], acc[1][t]));
+        if (ty == TY_Q4_K || ty == TY_Q5_K)
+            for (int64_t s = 0; s < nch / 4; s++) {
+                float d8[8];
+                for (int g = 0; g < 8; g++) d8[g] = x[8 * s + g].d * (float)(x[8 * s + g].s16[0] + x[8 * s + g].s16[1]);
+                G->mins[s * T + t] = _mm512_zextps256_ps512(_mm256_loadu_ps(d8));
+            }
     }
 }
 
-/* One function per (type, token count): the type's branches fold away and the sums stay in
- * registers. */
-#define QX_FEW_FN(tn, ty, T)                                                                               \
-    QX_FN void tn##_few_##T(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P,          \
-                            int64_t nch, int64_t nb, int64_t r0, int64_t r1) {                             \
-        qx_few(ty, T, Y, ldy, W, rb, P, nch, nb, r0, r1);                                                   \
+/* acc[r][t] += the products of one chunk: rows' u and rs, the tokens' lanes L[0..T-1]. */
+QX void qx_group_chunk(int R, int T, int off, const __m512i *u, const __m512 *rs, const qx_lanes *L,
+                       __m512 acc[2][QX_GROUP]) {
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        __m512i a = L[t].a;
+        __m512 ts = L[t].ts;
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            __m512i init = off ? L[t].init : _mm512_setzero_si512();
+            __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, u[r], a));
+            acc[r][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs[r], ts), acc[r][t]);
+        }
     }
-#define QX_FEW_TYPE(tn, ty)                                                                                \
-    QX_FEW_FN(tn, ty, 2)                                                                                   \
-    QX_FEW_FN(tn, ty, 3)                                                                                   \
-    QX_FEW_FN(tn, ty, 4)                                                                                   \
-    QX_FEW_FN(tn, ty, 5)                                                                                   \
-    QX_FEW_FN(tn, ty, 6)                                                                                   \
-    QX_FEW_FN(tn, ty, 7)                                                                                   \
-    QX_FEW_FN(tn, ty, 8)                                                                                   \
-    static const qx_few_fn tn##_few[QX_FEW + 1] = {NULL,       NULL,       tn##_few_2, tn##_few_3, tn##_few_4, \
-                                                   tn##_few_5, tn##_few_6, tn##_few_7, tn##_few_8};
-typedef void (*qx_few_fn)(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_panel *P, int64_t nch,
-                          int64_t nb, int64_t r0, int64_t r1);
-QX_FEW_TYPE(q8_0, TY_Q8_0)
-QX_FEW_TYPE(q4_0, TY_Q4_0)
-QX_FEW_TYPE(q5_0, TY_Q5_0)
-QX_FEW_TYPE(q4_k, TY_Q4_K)
-QX_FEW_TYPE(q5_k, TY_Q5_K)
-QX_FEW_TYPE(q6_k, TY_Q6_K)
+}
+
+/* A sweep over the chunks k = first, first + step, ...: acc[k & 1][i][t] += row w[i] x token t.
+ * step 1: both parities at once (2 R T <= 16 sums); step 2: one parity. */
+QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t *const *w, const qx_group *G,
+                       int64_t nch, int64_t nb, __m512 acc[2][2][QX_GROUP]) {
+    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+    if (ty <= TY_Q5_0) {
+        size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
+        for (int64_t k = first; k < nch; k += step) {
+            __m512i u[2];
+            __m512 rs[2];
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) {
+                const uint8_t *p = w[i] + (size_t)(2 * k) * bb;
+                if (!first) _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
+                qx_w32(ty, p, 2 * k + 1 == nb, &u[i], &rs[i]);
+            }
+            qx_group_chunk(R, T, off, u, rs, G->lanes + k * T, acc[k & 1]);
+        }
+        return;
+    }
+    size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+    const __m512i hi8 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
+    for (int64_t s = 0; s < nch / 4; s++) {
+        __m512 sc[2];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            const uint8_t *b = w[i] + (size_t)s * bb;
+            if (!first)
+                for (int l = 0; l < (int)bb; l += 64) _mm_prefetch((const char *)(b + QX_PREFETCH + l), _MM_HINT_T0);
+            sc[i] = ty == TY_Q6_K ? qx_q6k_scales(b) : qx_k45_scales(b);
+        }
+#pragma GCC unroll 4
+        for (int c = first; c < 4; c += step) {
+            __m512i u[2];
+            __m512 rs[2];
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) qx_wk(ty, w[i] + (size_t)s * bb, c, sc[i], &u[i], &rs[i]);
+            qx_group_chunk(R, T, off, u, rs, G->lanes + (4 * s + c) * T, acc[c & 1]);
+        }
+        if (!first && ty != TY_Q6_K) /* minus dmin * m_g * (d_x * sum of x), after chunk 2 as in the tiles */
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) {
+                __m512 mins = _mm512_maskz_permutexvar_ps(0xff, hi8, sc[i]);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) acc[0][i][t] = _mm512_fnmadd_ps(mins, G->mins[s * T + t], acc[0][i][t]);
+            }
+    }
+}
+
+/* Rows r0..r1 (R at a time; r1 - r0 a multiple of R) against the T tokens of G. */
+QX void qx_group_rows(int ty, int R, int T, float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_group *G,
+                      int64_t nch, int64_t nb, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r += R) {
+        const uint8_t *w[2] = {W + (size_t)r * rb, W + (size_t)(r + R - 1) * rb};
+        __m512 acc[2][2][QX_GROUP];
+#pragma GCC unroll 2
+        for (int p = 0; p < 2; p++)
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++) acc[p][i][t] = _mm512_setzero_ps();
+        if (2 * R * T <= 16) { /* one sweep: every sum in registers */
+            qx_group_sweep(ty, R, T, 0, 1, w, G, nch, nb, acc);
+        } else {
+            qx_group_sweep(ty, R, T, 0, 2, w, G, nch, nb, acc);
+            qx_group_sweep(ty, R, T, 1, 2, w, G, nch, nb, acc);
+        }
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++)
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) Y[t * ldy + r + i] = qx_hsum(_mm512_add_ps(acc[0][i][t], acc[1][i][t]));
+    }
+}
+
+/* One function per (type, rows, tokens): the branches fold away and the sums stay in registers.
+ * Two rows at a time for up to 8 tokens (the unpacking shared by 2 x T products), one row for
+ * more, and one row for a range's odd last row. */
+#define QX_GROUP_FN(tn, ty, R, T)                                                                          \
+    QX_FN void tn##_g##R##x##T(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_group *G,       \
+                               int64_t nch, int64_t nb, int64_t r0, int64_t r1) {                           \
+        qx_group_rows(ty, R, T, Y, ldy, W, rb, G, nch, nb, r0, r1);                                         \
+    }
+#define QX_GROUP_T(tn, ty, T) QX_GROUP_FN(tn, ty, 1, T) QX_GROUP_FN(tn, ty, 2, T)
+#define QX_GROUP_TYPE(tn, ty)                                                                              \
+    QX_GROUP_T(tn, ty, 2) QX_GROUP_T(tn, ty, 3) QX_GROUP_T(tn, ty, 4) QX_GROUP_T(tn, ty, 5)                 \
+    QX_GROUP_T(tn, ty, 6) QX_GROUP_T(tn, ty, 7) QX_GROUP_T(tn, ty, 8)                                       \
+    static const qx_group_fn tn##_group[2][QX_GROUP + 1] = {                                               \
+        {NULL, NULL, tn##_g1x2, tn##_g1x3, tn##_g1x4, tn##_g1x5, tn##_g1x6, tn##_g1x7, tn##_g1x8},          \
+        {NULL, NULL, tn##_g2x2, tn##_g2x3, tn##_g2x4, tn##_g2x5, tn##_g2x6, tn##_g2x7, tn##_g2x8}};
+typedef void (*qx_group_fn)(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_group *G, int64_t nch,
+                            int64_t nb, int64_t r0, int64_t r1);
+QX_GROUP_TYPE(q8_0, TY_Q8_0)
+QX_GROUP_TYPE(q4_0, TY_Q4_0)
+QX_GROUP_TYPE(q5_0, TY_Q5_0)
+QX_GROUP_TYPE(q4_k, TY_Q4_K)
+QX_GROUP_TYPE(q5_k, TY_Q5_K)
+QX_GROUP_TYPE(q6_k, TY_Q6_K)
 
 /* ---- activations ---------------------------------------------------------------------------- */
 
@@ -539,15 +605,15 @@ __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, c
                                                         int64_t r1) {
     const qx_tile_fn(*tiles)[4];
     void (*decode)(float *, const uint8_t *, size_t, const qact_block *, int64_t, int64_t, int64_t);
-    const qx_few_fn *few;
+    const qx_group_fn(*group)[QX_GROUP + 1];
     int mins = 0, ty;
     switch (t) {
-    case WHALE_DTYPE_Q8_0: tiles = q8_0_tiles, decode = q8_0_decode, few = q8_0_few, ty = TY_Q8_0; break;
-    case WHALE_DTYPE_Q4_0: tiles = q4_0_tiles, decode = q4_0_decode, few = q4_0_few, ty = TY_Q4_0; break;
-    case WHALE_DTYPE_Q5_0: tiles = q5_0_tiles, decode = q5_0_decode, few = q5_0_few, ty = TY_Q5_0; break;
-    case WHALE_DTYPE_Q4_K: tiles = q4_k_tiles, decode = q4_k_decode, few = q4_k_few, ty = TY_Q4_K, mins = 1; break;
-    case WHALE_DTYPE_Q5_K: tiles = q5_k_tiles, decode = q5_k_decode, few = q5_k_few, ty = TY_Q5_K, mins = 1; break;
-    case WHALE_DTYPE_Q6_K: tiles = q6_k_tiles, decode = q6_k_decode, few = q6_k_few, ty = TY_Q6_K; break;
+    case WHALE_DTYPE_Q8_0: tiles = q8_0_tiles, decode = q8_0_decode, group = q8_0_group, ty = TY_Q8_0; break;
+    case WHALE_DTYPE_Q4_0: tiles = q4_0_tiles, decode = q4_0_decode, group = q4_0_group, ty = TY_Q4_0; break;
+    case WHALE_DTYPE_Q5_0: tiles = q5_0_tiles, decode = q5_0_decode, group = q5_0_group, ty = TY_Q5_0; break;
+    case WHALE_DTYPE_Q4_K: tiles = q4_k_tiles, decode = q4_k_decode, group = q4_k_group, ty = TY_Q4_K, mins = 1; break;
+    case WHALE_DTYPE_Q5_K: tiles = q5_k_tiles, decode = q5_k_decode, group = q5_k_group, ty = TY_Q5_K, mins = 1; break;
+    case WHALE_DTYPE_Q6_K: tiles = q6_k_tiles, decode = q6_k_decode, group = q6_k_group, ty = TY_Q6_K; break;
     default: return -1;
     }
     int64_t nb = n_in / QACT_BLOCK;
@@ -558,10 +624,22 @@ __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, c
         decode(Y, W, rb, X, n_in, r0, r1);
         return 0;
     }
-    qx_panel *P = n_tok <= QX_FEW && (nb + 1) / 2 <= QX_PANEL ? qx_few_panels() : NULL;
-    if (P) {
-        for (int64_t k = 0; k < n_tok; k++) qx_panel_build(ty, X + k * nb, nb, (nb + 1) / 2, &P[k]);
-        few[n_tok](Y, ldy, (const uint8_t *)W, rb, P, (nb + 1) / 2, nb, r0, r1);
+    int64_t nch = (nb + 1) / 2;
+    void *buf = nch <= QX_PANEL ? qx_group_buf() : NULL;
+    if (buf) { /* groups of QX_GROUP tokens; rows two at a time */
+        qx_group G = {buf, (__m512 *)((char *)buf + (size_t)QX_GROUP * QX_PANEL * sizeof(qx_lanes))};
+        for (int64_t t0 = 0; t0 < n_tok; t0 += QX_GROUP) {
+            int T = n_tok - t0 < QX_GROUP ? (int)(n_tok - t0) : QX_GROUP;
+            float *y = Y + t0 * ldy;
+            if (T == 1) { /* the last group's lone token */
+                decode(y, W, rb, X + t0 * nb, n_in, r0, r1);
+                continue;
+            }
+            qx_group_build(ty, X + t0 * nb, T, nb, nch, &G);
+            int64_t mid = r0 + (r1 - r0) / 2 * 2;
+            group[1][T](y, ldy, W, rb, &G, nch, nb, r0, mid);
+            if (mid < r1) group[0][T](y, ldy, W, rb, &G, nch, nb, mid, r1);
+        }
         return 0;
     }
     float dsum[4][QX_MAX_BLOCKS];
