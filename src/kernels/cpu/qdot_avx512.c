@@ -413,7 +413,7 @@ QX_DECODE(q6_k, TY_Q6_K)
 #define QX_GROUP 8 /* tokens per group: 2 rows x 8 tokens = 16 sums in registers per sweep */
 
 typedef struct qx_lanes {
-    __m512i a, init; /* the chunk's 64 activations and -off * (sum of each 4) */
+    __m512i a;       /* the chunk's 64 activations + 128, as unsigned bytes (0 past a half chunk) */
     __m512 ts;       /* [d(2c) x 8 | d(2c+1) x 8] */
 } qx_lanes;
 
@@ -446,12 +446,14 @@ static void *qx_group_buf(void) {
 
 /* The T tokens at X (nb blocks each, nch chunks) into G. */
 QX_FN void qx_group_build(int ty, const qact_block *X, int T, int64_t nb, int64_t nch, qx_group *G) {
-    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
     for (int t = 0; t < T; t++) {
         const qact_block *x = X + t * nb;
         for (int64_t k = 0; k < nch; k++) {
             qx_lanes *L = &G->lanes[k * T + t];
-            qx_act(x + 2 * k, 2 * k + 1 == nb, off, &L->a, &L->ts, &L->init);
+            __m512i a, init;
+            int half = 2 * k + 1 == nb;
+            qx_act(x + 2 * k, half, 0, &a, &L->ts, &init);
+            L->a = _mm512_mask_xor_epi32(a, half ? 0x00ff : 0xffff, a, _mm512_set1_epi8((char)0x80));
         }
         if (ty == TY_Q4_K || ty == TY_Q5_K)
             for (int64_t s = 0; s < nch / 4; s++) {
@@ -462,17 +464,28 @@ QX_FN void qx_group_build(int ty, const qact_block *X, int T, int64_t nb, int64_
     }
 }
 
-/* acc[r][t] += the products of one chunk: rows' u and rs, the tokens' lanes L[0..T-1]. */
-QX void qx_group_chunk(int R, int T, int off, const __m512i *u, const __m512 *rs, const qx_lanes *L,
+/* acc[r][t] += the products of one chunk: the rows' unsigned bytes u (the weights q + off) and
+ * scales rs, the tokens' lanes L[0..T-1]. The roles of dpbusd's operands are swapped here: the
+ * activations are unsigned (a + 128) and the weights signed (u - off), so the offset's
+ * correction, -128 * (sum of each 4 weights), belongs to the row and is made once for all the
+ * tokens. Each product is the same integer, sum of q * a, as in every other path. `half`: the
+ * upper 32 bytes are past the row (their activation bytes are 0, their weights made 0 too). */
+QX void qx_group_chunk(int R, int T, int off, int half, const __m512i *u, const __m512 *rs, const qx_lanes *L,
                        __m512 acc[2][QX_GROUP]) {
+    __m512i w[2], corr[2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; r++) {
+        w[r] = off ? _mm512_sub_epi8(u[r], _mm512_set1_epi8((char)off)) : u[r];
+        if (half) w[r] = _mm512_zextsi256_si512(_mm512_castsi512_si256(w[r]));
+        corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)0x80), w[r]));
+    }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512i a = L[t].a;
         __m512 ts = L[t].ts;
 #pragma GCC unroll 2
         for (int r = 0; r < R; r++) {
-            __m512i init = off ? L[t].init : _mm512_setzero_si512();
-            __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(init, u[r], a));
+            __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[r], a, w[r]));
             acc[r][t] = _mm512_fmadd_ps(d, _mm512_mul_ps(rs[r], ts), acc[r][t]);
         }
     }
@@ -494,7 +507,7 @@ QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t 
                 if (!first) _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
                 qx_w32(ty, p, 2 * k + 1 == nb, &u[i], &rs[i]);
             }
-            qx_group_chunk(R, T, off, u, rs, G->lanes + k * T, acc[k & 1]);
+            qx_group_chunk(R, T, off, 2 * k + 1 == nb, u, rs, G->lanes + k * T, acc[k & 1]);
         }
         return;
     }
@@ -515,7 +528,7 @@ QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t 
             __m512 rs[2];
 #pragma GCC unroll 2
             for (int i = 0; i < R; i++) qx_wk(ty, w[i] + (size_t)s * bb, c, sc[i], &u[i], &rs[i]);
-            qx_group_chunk(R, T, off, u, rs, G->lanes + (4 * s + c) * T, acc[c & 1]);
+            qx_group_chunk(R, T, off, 0, u, rs, G->lanes + (4 * s + c) * T, acc[c & 1]);
         }
         if (!first && ty != TY_Q6_K) /* minus dmin * m_g * (d_x * sum of x), after chunk 2 as in the tiles */
 #pragma GCC unroll 2
