@@ -80,7 +80,7 @@ typedef struct sched_opts {
 } sched_opts;
 
 enum { SCHED_SPEC_NONE = 0, SCHED_SPEC_MTP = 1, SCHED_SPEC_LOOKUP = 2, SCHED_SPEC_MODEL = 3 };
-#define SCHED_DRAFT_MAX_LOOKUP 7 /* with the pending token, 8 rows: one pass of the few-token kernel */
+#define SCHED_DRAFT_MAX_LOOKUP 7 /* with the pending token, 8 rows: one group of the integer kernels */
 #define SCHED_DRAFT_MAX_MODEL 4
 #define SCHED_DRAFT_P_MIN 0.6f
 

@@ -17,8 +17,9 @@
  * environment, or isa_force() in tests and benchmarks, lower it. Every level gives the same bits.
  *
  * kernels/cpu/qdot.c: quantization, the portable reference and the call of the level in force;
- * cpu/qdot_avx512.c: 4-row x 4-token tiles (prefill) and a one-row stream (decode) on 512-bit
- * vectors; cpu/qdot_avx2.c: the same lanes in 256-bit halves. Tests: tests/unit/test_ops.c
+ * cpu/qdot_avx512.c: a one-row stream (decode), pairs of rows against groups of up to 8 tokens
+ * (verification, batches, prefill) and 4x4 tiles (rows past 20480 elements) on 512-bit vectors;
+ * cpu/qdot_avx2.c: the same lanes in 256-bit halves. Tests: tests/unit/test_ops.c
  * (every level against the reference and each other bit for bit, odd shapes, batch invariance,
  * guard bytes). */
 #ifndef WHALE_KERNELS_QDOT_H

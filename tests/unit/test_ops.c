@@ -64,7 +64,7 @@
 #define GUARD_BYTES 64  /* each side of every output and scratch buffer: a cache line of overrun */
 #define GUARD_FILL 0xA5 /* a byte no kernel writes by accident (not 0, not a float's sign/exponent) */
 #define POISON_FILL 0xFF /* bytes of an element the op must write: a NaN, caught by the error check */
-#define MAX_CASES 2048   /* per op: the largest table (matmul_f) has about 1,100 */
+#define MAX_CASES 2048   /* per op: the largest table (matmul_q) has about 1,700 */
 #define U_F32 (1.0 / 16777216.0) /* unit roundoff of float: 2^-24 */
 
 /* ---- the table's types ------------------------------------------------------------------ */
@@ -176,9 +176,9 @@ static const whale_dtype int_types[] = {WHALE_DTYPE_Q8_0, WHALE_DTYPE_Q4_0, WHAL
 /* rows and tokens: 4x4 tiles and their remainders, pairs of rows and an odd last row */
 static const int64_t shape_counts[] = {1, 2, 3, 4, 5, 8, 9};
 #define N_SHAPES (int)(sizeof shape_counts / sizeof shape_counts[0])
-/* tokens of the integer kernels: a group of 2..8, full groups of 8 followed by a lone token or
- * by a smaller group */
-static const int64_t tok_counts[] = {1, 2, 3, 4, 5, 8, 9, 11, 16, 17};
+/* tokens of the integer kernels: a group of 2..5 or 8, a full group of 8 followed by a lone
+ * token or by a group of 6 or 7, two full groups and a lone token */
+static const int64_t tok_counts[] = {1, 2, 3, 4, 5, 8, 9, 14, 15, 17};
 #define N_TOKS (int)(sizeof tok_counts / sizeof tok_counts[0])
 
 typedef struct mm_in {
@@ -199,8 +199,11 @@ static int mq_cases(op_case *c) {
         for (int li = 0; li < (kq ? 3 : 5); li++)
             for (int r = 0; r < N_SHAPES; r++)
                 for (int b = 0; b < N_TOKS; b++) c[k++] = (op_case){t, kq ? lensk[li] : lens32[li], shape_counts[r], tok_counts[b], 0};
-        /* rows longer than the decode panel (20480) and the tiles' activation-sum buffer (65536) */
+        /* rows longer than the panels (20480): the 4x4 tiles and their remainders, a half last
+         * chunk for the 32-element types; longer than the tiles' activation sums (65536) */
         c[k++] = (op_case){t, 20480 + 512, 3, 1, 0};
+        c[k++] = (op_case){t, 20480 + 512, 9, 5, 0};
+        if (!kq) c[k++] = (op_case){t, 20480 + 32, 5, 6, 0};
         c[k++] = (op_case){t, 65536 + 512, 2, 5, 0};
     }
     return k;

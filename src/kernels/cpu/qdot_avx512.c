@@ -1,7 +1,9 @@
 /* qdot_avx512.c — the integer matrix kernels of kernels/qdot.h on full 512-bit AVX-512 VNNI
- * vectors. Prefill: tiles of 4 weight rows x 4 tokens; each weight chunk (64 elements) is
- * unpacked once per tile and multiplied with each of its tokens. Decode (one token): the rows
- * one after the other against a panel holding the token's side of every chunk (see below).
+ * vectors. Decode (one token): the rows one after the other against a panel holding the
+ * token's side of every chunk. Several tokens (verification rows, decoding sequences, prefill):
+ * two rows at a time against groups of up to 8 tokens laid out once per call, each weight chunk
+ * (64 elements) unpacked once per group. Rows longer than the panels (20480 elements): tiles of
+ * 4 rows x 4 tokens.
  *
  * Arithmetic, per (row, token) and 64-element chunk (two activation blocks of 32):
  *   weights as unsigned bytes u = q + off (Q8_0: q + 128; Q4_0: the nibble, off 8; Q5_0: off
@@ -11,6 +13,8 @@
  *   holds exactly the sum of q * a (no saturation: |p| < 2^24);
  *   sum[chunk parity] += float(p) * (weight scale * activation scale), one fused multiply-add;
  *   the result is the fixed tree of qx_hsum over sum[even] + sum[odd].
+ * (The groups of several tokens give dpbusd the activations as unsigned bytes, a + 128, and the
+ * weights signed, u - off, with -128 * (sum of each 4 weights) as its start: the same integer.)
  * Two sums (even and odd chunks) give a lone row two independent chains. The tile shape
  * changes nothing in that sequence, and the portable (cpu/qdot.c) and AVX2 (cpu/qdot_avx2.c)
  * versions perform it lane for lane: same bits at every level and batch size
@@ -399,16 +403,17 @@ QX_DECODE(q6_k, TY_Q6_K)
  * Past one token the products, not the reading, are the limit: per (row, token, chunk) one
  * dpbusd, a conversion, the product of the two scales and a fused multiply-add. So each chunk
  * of a row is unpacked once for every token of a group of up to QX_GROUP, and the tokens'
- * sides of the chunk (their 64 bytes, the scales as lanes, the offset sums) are laid out once
- * per call, chunk by chunk, in a per-thread buffer, where the tokens of one chunk lie side by
- * side.
+ * sides of the chunk (their 64 bytes and the scales as lanes) are laid out once per call, chunk
+ * by chunk, in a per-thread buffer, where the tokens of one chunk lie side by side.
  *
- * The two sums of each (row, token) (even and odd chunks, as everywhere in this file) are made
- * in two sweeps over the row, the even chunks and then the odd ones, so that one sweep's sums
- * for R rows x T tokens stay in registers (R * T <= 16). Each sum receives the same operations
+ * The two sums of each (row, token) (even and odd chunks, as everywhere in this file) stay in
+ * registers: 2 R T sums when that is at most 16, else two sweeps over the row, the even chunks
+ * and then the odd ones, with R T sums each. Each sum receives the same operations
  * in the same order as in the tiles and in decode, so the bits are those of every other path.
- * The second sweep reads the row from L1. Measured on the development machine (2 threads,
- * `whale bench` ppN): see bench/kernels.md. */
+ * The second sweep reads the row from L1. Against the 4x4 tiles, which this replaced for rows
+ * that fit the panels (they spilled their 32 sums and rebuilt each token's side for every 4
+ * rows), `whale bench` on the development machine: 0.5B default model pp8 115 -> 190, pp512
+ * 185 -> 240; 1.5B Q4_K_M pp8 56 -> 65, pp512 63 -> 70 (bench/model-speed.md). */
 
 #define QX_GROUP 8 /* tokens per group: 2 rows x 8 tokens = 16 sums in registers per sweep */
 
@@ -432,7 +437,7 @@ static void qx_group_key_make(void) { qx_group_key_ok = !pthread_key_create(&qx_
 
 #define QX_GROUP_BYTES ((size_t)QX_GROUP * QX_PANEL * sizeof(qx_lanes) + (size_t)QX_GROUP * (QX_PANEL / 4) * sizeof(__m512))
 
-/* This thread's group buffer (1 MiB, made on first use), or NULL: the caller takes the tiles. */
+/* This thread's group buffer (360 KiB, made on first use), or NULL: the caller takes the tiles. */
 static void *qx_group_buf(void) {
     pthread_once(&qx_group_once, qx_group_key_make);
     if (!qx_group_key_ok) return NULL;
@@ -450,9 +455,9 @@ QX_FN void qx_group_build(int ty, const qact_block *X, int T, int64_t nb, int64_
         const qact_block *x = X + t * nb;
         for (int64_t k = 0; k < nch; k++) {
             qx_lanes *L = &G->lanes[k * T + t];
-            __m512i a, init;
+            __m512i a, zero;
             int half = 2 * k + 1 == nb;
-            qx_act(x + 2 * k, half, 0, &a, &L->ts, &init);
+            qx_act(x + 2 * k, half, 0, &a, &L->ts, &zero); /* off 0: no offset sums */
             L->a = _mm512_mask_xor_epi32(a, half ? 0x00ff : 0xffff, a, _mm512_set1_epi8((char)0x80));
         }
         if (ty == TY_Q4_K || ty == TY_Q5_K)
@@ -498,16 +503,23 @@ QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t 
     int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
     if (ty <= TY_Q5_0) {
         size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
-        for (int64_t k = first; k < nch; k += step) {
-            __m512i u[2];
-            __m512 rs[2];
+        /* the sums' index must be known when compiling, or they live on the stack: with both
+         * parities, chunks go in pairs */
+        for (int64_t k = first; k < nch; k += 2) {
 #pragma GCC unroll 2
-            for (int i = 0; i < R; i++) {
-                const uint8_t *p = w[i] + (size_t)(2 * k) * bb;
-                if (!first) _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
-                qx_w32(ty, p, 2 * k + 1 == nb, &u[i], &rs[i]);
+            for (int j = 0; j < 2; j++) {
+                if (j && (step == 2 || k + 1 == nch)) break;
+                int64_t kk = k + j;
+                __m512i u[2];
+                __m512 rs[2];
+#pragma GCC unroll 2
+                for (int i = 0; i < R; i++) {
+                    const uint8_t *p = w[i] + (size_t)(2 * kk) * bb;
+                    if (!first) _mm_prefetch((const char *)(p + QX_PREFETCH), _MM_HINT_T0);
+                    qx_w32(ty, p, 2 * kk + 1 == nb, &u[i], &rs[i]);
+                }
+                qx_group_chunk(R, T, off, 2 * kk + 1 == nb, u, rs, G->lanes + kk * T, acc[step == 2 ? first : j]);
             }
-            qx_group_chunk(R, T, off, 2 * k + 1 == nb, u, rs, G->lanes + k * T, acc[k & 1]);
         }
         return;
     }
@@ -566,8 +578,8 @@ QX void qx_group_rows(int ty, int R, int T, float *Y, int64_t ldy, const uint8_t
 }
 
 /* One function per (type, rows, tokens): the branches fold away and the sums stay in registers.
- * Two rows at a time for up to 8 tokens (the unpacking shared by 2 x T products), one row for
- * more, and one row for a range's odd last row. */
+ * Two rows at a time (the unpacking shared by 2 x T products), and one row for a range's odd
+ * last row. */
 #define QX_GROUP_FN(tn, ty, R, T)                                                                          \
     QX_FN void tn##_g##R##x##T(float *Y, int64_t ldy, const uint8_t *W, size_t rb, const qx_group *G,       \
                                int64_t nch, int64_t nb, int64_t r0, int64_t r1) {                           \
@@ -610,9 +622,10 @@ __attribute__((target(QX_TARGET))) void qdot_avx512_quantize(qact_block *out, co
     }
 }
 
-/* Rows r0..r1 of W against n_tok tokens: tokens in groups of 4, rows in groups of 4 within a
- * group (the rows of one call stay in cache while the token groups go by). Returns 0, or -1
- * when the type or the row length is not handled here. */
+/* Rows r0..r1 of W against n_tok tokens: one token by decode; more in groups of QX_GROUP
+ * (a lone last token by decode); rows past the panels, or without a group buffer, in 4x4 tiles
+ * (tokens in groups of 4, rows in groups of 4 within a group). Returns 0, or -1 when the type
+ * or the row length is not handled here. */
 __attribute__((target(QX_TARGET))) int qdot_avx512_rows(float *Y, int64_t ldy, const void *W, whale_dtype t,
                                                         const qact_block *X, int64_t n_in, int64_t n_tok, int64_t r0,
                                                         int64_t r1) {
