@@ -1224,6 +1224,46 @@ static void test_bf16_flush_to_zero(void) {
            isa_name(isa_detected()), isa_has_avx512_bf16() ? "used" : "not on this CPU");
 }
 
+/* SwiGLU (and with it lanes.h's e^x, which the softmax weights share): every level gives the
+ * same bits, also at the edges of e^x's range, NaN and infinities, and the values are within
+ * 1e-6 relative of g / (1 + e^-g) x u in double (1e-30 absolute where that is tinier). */
+static void test_swiglu_levels(void) {
+    enum { N = 1000 + 13 };
+    static float g[N], u[N], out[ISA_N_LEVELS][N];
+    const float edge[] = {0.0f, -0.0f, 79.9f, 80.0f, 80.1f, -79.9f, -80.0f, -80.1f, 87.9f, -88.0f, -88.1f, 88.5f,
+                          -88.5f, 100.0f, -100.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN, 1e-40f, -1e-40f, 0.5f,
+                          -0.5f, 0.3466f, -0.3466f};
+    int ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int i = 0; i < N; i++) {
+        g[i] = i < ne ? edge[i] : frand() * (i % 4 ? 8.0f : 120.0f);
+        u[i] = i < ne ? 1.0f : frand();
+    }
+    for (int l = 0; l <= (int)isa_detected(); l++) {
+        isa_force(l);
+        op_swiglu(out[l], g, u, N);
+        CHECKF(!memcmp(out[l], out[0], sizeof out[0]), "level %s differs from scalar", isa_name(l));
+    }
+    isa_force(-1);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        if (isnan(g[i]) || g[i] == -INFINITY) { /* -inf / (1 + inf): NaN, as with libm's expf */
+            CHECKF(isnan(out[0][i]), "swiglu(%g) = %g, want NaN", (double)g[i], (double)out[0][i]);
+            continue;
+        }
+        double want = g[i] == INFINITY ? INFINITY : g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        if (isinf(want) || fabs(want) < 1e-30) { /* e^-g past 88: 0 in place of ~g e^g */
+            CHECKF(out[0][i] == want || fabs(out[0][i] - want) < 1e-30, "swiglu(%g) = %g, want %g", (double)g[i],
+                   (double)out[0][i], want);
+            continue;
+        }
+        double e = fabs(out[0][i] - want) / fabs(want);
+        CHECKF(e <= 1e-6, "swiglu(%g) x %g = %.9g, want %.9g", (double)g[i], (double)u[i], (double)out[0][i], want);
+        worst = e > worst ? e : worst;
+    }
+    printf("    SwiGLU: levels scalar..%s agree on %d values; worst relative error %.2g\n", isa_name(isa_detected()), N,
+           worst);
+}
+
 /* isa.c itself: names, forcing clamps to the CPU, -1 lifts the force. */
 static void test_isa(void) {
     for (int l = 0; l < ISA_N_LEVELS; l++) CHECK(isa_parse(isa_name(l)) == l);
@@ -1331,6 +1371,7 @@ int main(int argc, char **argv) {
         RUN(test_bf16_round);
         RUN(test_q8_row);
         RUN(test_bf16_flush_to_zero);
+        RUN(test_swiglu_levels);
         RUN(test_isa);
         RUN(test_levels_across_threads);
     }

@@ -297,6 +297,38 @@ __attribute__((target(AY_TARGET))) static void accum_y(float *o, int64_t ldo, co
     if (f16) accum_avx2(o, ldo, p, ldp, n_head, v, 1, ldv, n_pos, d);
     else accum_avx2(o, ldo, p, ldp, n_head, v, 0, ldv, n_pos, d);
 }
+
+/* weights_portable, 16 positions at a time. */
+__attribute__((target(AT_TARGET))) static float weights_x(float *s, int64_t nb, float m) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t t = 0; t < nb; t += 16) {
+        __mmask16 k = mask16(nb - t);
+        __m512 p = _mm512_maskz_mov_ps(k, lanes_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + t), _mm512_set1_ps(m))));
+        _mm512_mask_storeu_ps(s + t, k, p);
+        acc = _mm512_add_ps(acc, p);
+    }
+    return hsum16(acc);
+}
+
+/* weights_portable in two halves of 8 lanes; a partial last 16 through a buffer padded with
+ * -inf (weight 0). */
+__attribute__((target(AY_TARGET))) static float weights_y(float *s, int64_t nb, float m) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t t = 0; t < nb; t += 16) {
+        float buf[16], *x = s + t;
+        int64_t n = nb - t < 16 ? nb - t : 16;
+        if (n < 16) {
+            for (int i = 0; i < 16; i++) buf[i] = i < n ? x[i] : -INFINITY;
+            x = buf;
+        }
+        __m256 p0 = lanes_exp8(_mm256_sub_ps(_mm256_loadu_ps(x), _mm256_set1_ps(m)));
+        __m256 p1 = lanes_exp8(_mm256_sub_ps(_mm256_loadu_ps(x + 8), _mm256_set1_ps(m)));
+        _mm256_storeu_ps(x, p0), _mm256_storeu_ps(x + 8, p1);
+        if (n < 16) memcpy(s + t, buf, (size_t)n * sizeof *s);
+        lo = _mm256_add_ps(lo, p0), hi = _mm256_add_ps(hi, p1);
+    }
+    return hsum16_y(lo, hi);
+}
 #endif
 
 static void scores_any(float *s, int64_t lds, const float *q, int64_t ldq, int64_t n_head, const void *k, int f16,
@@ -351,6 +383,23 @@ void op_mqa_accum_f16(float *o, int64_t ldo, const float *p, int64_t ldp, int64_
     accum_any(o, ldo, p, ldp, n_head, v, 1, ldv, n_pos, d);
 }
 
+/* s[t] = e^(s[t] - m) for t < nb (lanes_exp); returns their sum, position t in lane t % 16
+ * (lanes.h's order), the same at every level. */
+static float weights_portable(float *s, int64_t nb, float m) {
+    float c[16] = {0};
+    for (int64_t t = 0; t < nb; t++) c[t % 16] += s[t] = lanes_exp(s[t] - m);
+    return lanes16_sum(c);
+}
+
+static float weights_any(float *s, int64_t nb, float m) {
+#ifdef WHALE_X86
+    isa_level level = isa_level_get();
+    if (level == ISA_AVX512) return weights_x(s, nb, m);
+    if (level == ISA_AVX2) return weights_y(s, nb, m);
+#endif
+    return weights_portable(s, nb, m);
+}
+
 void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q, int64_t ldq, int64_t n_head,
                      const void *k, int64_t ldk, int64_t dk, const void *v, int64_t ldv, int64_t dv, int64_t n_pos,
                      int type, float *scratch) {
@@ -363,15 +412,14 @@ void op_mqa_attend_t(float *o, int64_t ldo, float *mx, float *l, const float *q,
         int64_t nb = n_pos - b < OP_MQA_BLOCK ? n_pos - b : OP_MQA_BLOCK;
         scores_any(scratch, OP_MQA_BLOCK, q, ldq, n_head, row_at(k, f16, ldk, b), f16, ldk, nb, dk);
         for (int64_t h = 0; h < n_head; h++) {
-            float *s = scratch + h * OP_MQA_BLOCK, mnew = mx[h], sum = 0;
+            float *s = scratch + h * OP_MQA_BLOCK, mnew = mx[h];
             for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
             if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
-                float corr = expf(mx[h] - mnew);
+                float corr = lanes_exp(mx[h] - mnew);
                 for (int64_t i = 0; i < dv; i++) o[h * ldo + i] *= corr;
                 l[h] *= corr;
             }
-            for (int64_t t = 0; t < nb; t++) sum += s[t] = expf(s[t] - mnew);
-            l[h] += sum;
+            l[h] += weights_any(s, nb, mnew);
             mx[h] = mnew;
         }
         accum_any(o, ldo, scratch, OP_MQA_BLOCK, n_head, row_at(v, f16, ldv, b), f16, ldv, nb, dv);

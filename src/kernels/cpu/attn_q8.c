@@ -141,27 +141,12 @@ static void scores_portable(const q8_ws *w, const float *mx, int64_t n_head, con
     }
 }
 
-/* e^x for x <= 0 as both levels compute it (2^(x log2 e): the nearest integer n and a degree-6
- * Taylor polynomial of 2^f on [-1/2, 1/2], ~2e-7 relative; 0 below -80 and for NaN). libm's
- * expf would tie the bits to the C library and leave the AVX-512 level to call it per weight. */
-#define Q8_EXP_MIN (-80.0f)
-#define Q8_LOG2E 1.44269504f
-static const float q8_exp_c[7] = {1.0f, 6.93147181e-1f, 2.40226507e-1f, 5.55041087e-2f, 9.61812911e-3f,
-                                  1.33335581e-3f, 1.54035304e-4f};
-
-static float exp_q8(float x) {
-    if (!(x >= Q8_EXP_MIN)) return 0;
-    float t = x * Q8_LOG2E, n = nearbyintf(t), f = t - n, p = q8_exp_c[6];
-    for (int k = 5; k >= 0; k--) p = fmaf(p, f, q8_exp_c[k]);
-    return ldexpf(p, (int)n);
-}
-
 /* A head's block of weights: p_t = e^(s_t - m) summed in 16 lanes (position t in lane t % 16,
  * lanes.h's order), then w_t = p_t x (row scale) quantized to 0..255 against max w / 255. */
 static void weights_portable(const float *s, const float *rs, int64_t nb, float m, float *sum, uint8_t *wq, float *ws) {
     float c[16] = {0}, w[Q8_BLOCK], wmax = 0;
     for (int64_t t = 0; t < nb; t++) {
-        float p = exp_q8(s[t] - m);
+        float p = lanes_exp(s[t] - m);
         c[t % 16] += p;
         w[t] = p * rs[t];
         wmax = w[t] > wmax ? w[t] : wmax;
@@ -328,12 +313,7 @@ __attribute__((target(AQ_TARGET))) static void weights_x(const float *s, const f
     for (int64_t t = 0; t < nb; t += 16) {
         __mmask16 k = mask16(nb - t);
         __m512 x = _mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + t), _mm512_set1_ps(m));
-        __mmask16 ok = _mm512_mask_cmp_ps_mask(k, x, _mm512_set1_ps(Q8_EXP_MIN), _CMP_GE_OQ);
-        __m512 tt = _mm512_mul_ps(x, _mm512_set1_ps(Q8_LOG2E));
-        __m512 n = _mm512_roundscale_ps(tt, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), f = _mm512_sub_ps(tt, n);
-        __m512 p = _mm512_set1_ps(q8_exp_c[6]);
-        for (int j = 5; j >= 0; j--) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(q8_exp_c[j]));
-        p = _mm512_maskz_mov_ps(ok, _mm512_scalef_ps(p, n));
+        __m512 p = _mm512_maskz_mov_ps(k, lanes_exp16(x));
         acc = _mm512_add_ps(acc, p);
         wv[t / 16] = _mm512_mul_ps(p, _mm512_maskz_loadu_ps(k, rs + t));
         wmax = _mm512_max_ps(wmax, wv[t / 16]);
