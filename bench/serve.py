@@ -10,7 +10,10 @@ client.
               (cache hit), median of REPS; for Whale also after a restart of the server with the
               same cache directory (the hit then comes from the disk tier)
 
-Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--whale BIN ...] [--out bench/serve.md]
+  pairs:      (--pairs N) 16 streams only, the servers taking turns N times, two measurements
+              per turn, so that both see the same minutes of a noisy shared machine
+
+Usage: python3 bench/serve.py [--model GGUF] [--llama-server PATH] [--whale BIN ...] [--pairs N] [--out bench/serve.md]
 (--whale more than once: one row per binary, e.g. before and after a change, same run)"""
 import argparse
 import concurrent.futures
@@ -122,14 +125,39 @@ def run(kind, model, llama_server):
     return row
 
 
+def pairs(model, llama_server, rounds, n=16):
+    """16-stream throughput, whale and llama-server in turns; prints each turn, returns the lines."""
+    lines = []
+    for r in range(rounds):
+        for kind in ("whale",) + (("llama",) if llama_server else ()):
+            p, client = start(kind, model, n, 2560, llama_server)
+            try:
+                stream(client, [{"role": "user", "content": "warm up"}], 4)
+                got = [throughput(client, n) for _ in range(2)]
+            finally:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=60)
+            name = "whale" if kind == "whale" else "llama-server"
+            lines.append(f"| {r + 1} | {name} | " + " | ".join(f"{g:.1f}" for g in got) + " |")
+            print(lines[-1], flush=True)
+    return ["| turn | server | 16 streams t/s | again |", "|---|---|---|---|"] + lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=str(pathlib.Path(os.environ.get("WHALE_HOME", pathlib.Path.home() / ".cache" / "whale")) / "models" / "default.gguf"))
     ap.add_argument("--llama-server", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "serve.md"))
     ap.add_argument("--whale", action="append", default=None, help="whale binary (repeat to compare several)")
+    ap.add_argument("--pairs", type=int, default=0, help="only 16 streams, the servers taking turns N times")
     a = ap.parse_args()
     global WHALE_BIN
+    if a.pairs:
+        WHALE_BIN = (a.whale or [WHALE_BIN])[0]
+        table = "\n".join(pairs(a.model, a.llama_server, a.pairs))
+        print(table)
+        pathlib.Path(a.out + ".last").write_text(table + "\n")
+        return
     rows = {}
     for b in a.whale or [WHALE_BIN]:
         WHALE_BIN = b
