@@ -56,6 +56,7 @@
 
 #include "check.h"
 #include "kernels/attn.h"
+#include "kernels/cpu/lanes.h"
 #include "kernels/isa.h"
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
@@ -1224,9 +1225,55 @@ static void test_bf16_flush_to_zero(void) {
            isa_name(isa_detected()), isa_has_avx512_bf16() ? "used" : "not on this CPU");
 }
 
+/* lanes.h's e^x, called directly in each form the levels use (scalar, 8 and 16 lanes): the same
+ * bits for every input, its cut-offs included (0 below -80 and for NaN, +inf above 88), where
+ * SwiGLU cannot show a difference (1 + e^x rounds to 1 there); within 1e-6 relative of exp in
+ * double between them. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2,fma"))) static void exp_levels_y(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i += 8) _mm256_storeu_ps(y + i, lanes_exp8(_mm256_loadu_ps(x + i)));
+}
+__attribute__((target("avx512f,avx512dq"))) static void exp_levels_x(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i += 16) _mm512_storeu_ps(y + i, lanes_exp16(_mm512_loadu_ps(x + i)));
+}
+#endif
+
+static void test_exp_levels(void) {
+    enum { N = 4096 };
+    static float x[N], y[3][N];
+    const float edge[] = {-80.0f, nextafterf(-80.0f, -INFINITY), nextafterf(-80.0f, 0), 88.0f,
+                          nextafterf(88.0f, INFINITY), nextafterf(88.0f, 0), 88.72f, 88.8f, 89.0f, -87.0f, -88.7f,
+                          -103.0f, -104.0f, INFINITY, -INFINITY, NAN, -NAN, 1e-45f, -1e-45f, 0.0f, -0.0f,
+                          0.34657359f, -0.34657359f, 0.34657362f, 1e30f, -1e30f, 1.0f, -1.0f};
+    int ne = (int)(sizeof edge / sizeof edge[0]);
+    for (int i = 0; i < N; i++) x[i] = i < ne ? edge[i] : frand() * (i % 2 ? 90.0f : 2.0f);
+    for (int i = 0; i < N; i++) y[0][i] = lanes_exp(x[i]);
+    int levels = 1;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (isa_detected() >= ISA_AVX2) exp_levels_y(y[1], x, N), levels = 2;
+    if (isa_detected() >= ISA_AVX512) exp_levels_x(y[2], x, N), levels = 3;
+#endif
+    for (int l = 1; l < levels; l++)
+        for (int i = 0; i < N; i++)
+            CHECKF(!memcmp(&y[l][i], &y[0][i], sizeof(float)), "e^%a: %d lanes give %a, scalar %a", (double)x[i],
+                   l == 1 ? 8 : 16, (double)y[l][i], (double)y[0][i]);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        float v = y[0][i];
+        if (isnan(x[i]) || x[i] < -80.0f) CHECKF(v == 0 && !signbit(v), "e^%a = %a, want +0", (double)x[i], (double)v);
+        else if (x[i] > 88.0f) CHECKF(v == INFINITY, "e^%a = %a, want +inf", (double)x[i], (double)v);
+        else {
+            double want = exp((double)x[i]), e = fabs(v - want) / want;
+            CHECKF(e <= 1e-6, "e^%a = %.9g, want %.9g", (double)x[i], (double)v, want);
+            worst = e > worst ? e : worst;
+        }
+    }
+    printf("    e^x: %d forms agree on %d values; worst relative error %.2g\n", levels, N, worst);
+}
+
 /* SwiGLU (and with it lanes.h's e^x, which the softmax weights share): every level gives the
  * same bits, also at the edges of e^x's range, NaN and infinities, and the values are within
- * 1e-6 relative of g / (1 + e^-g) x u in double (1e-30 absolute where that is tinier). */
+ * 1e-6 relative of g / (1 + e^-g) x u in double wherever that is a normal float and e^-g finite. */
 static void test_swiglu_levels(void) {
     enum { N = 1000 + 13 };
     static float g[N], u[N], out[ISA_N_LEVELS][N];
@@ -1251,9 +1298,13 @@ static void test_swiglu_levels(void) {
             continue;
         }
         double want = g[i] == INFINITY ? INFINITY : g[i] / (1.0 + exp(-(double)g[i])) * u[i];
-        if (isinf(want) || fabs(want) < 1e-30) { /* e^-g past 88: 0 in place of ~g e^g */
-            CHECKF(out[0][i] == want || fabs(out[0][i] - want) < 1e-30, "swiglu(%g) = %g, want %g", (double)g[i],
-                   (double)out[0][i], want);
+        if (isinf(want) || g[i] < -88.0f) { /* e^-g past 88 is +inf: 0 in place of ~g e^g (< 1e-35) */
+            CHECKF(out[0][i] == want || (out[0][i] == 0 && fabs(want) < 1e-35), "swiglu(%g) = %g, want %g",
+                   (double)g[i], (double)out[0][i], want);
+            continue;
+        }
+        if (fabs(want) < FLT_MIN) { /* below the normal floats: an absolute bound */
+            CHECKF(fabs(out[0][i] - want) < FLT_MIN, "swiglu(%g) = %g, want %g", (double)g[i], (double)out[0][i], want);
             continue;
         }
         double e = fabs(out[0][i] - want) / fabs(want);
@@ -1371,6 +1422,7 @@ int main(int argc, char **argv) {
         RUN(test_bf16_round);
         RUN(test_q8_row);
         RUN(test_bf16_flush_to_zero);
+        RUN(test_exp_levels);
         RUN(test_swiglu_levels);
         RUN(test_isa);
         RUN(test_levels_across_threads);

@@ -324,13 +324,13 @@ void op_mqa_attend_bf16(float *o, int64_t ldo, float *mx, float *l, const float 
             uint32_t *pp = (uint32_t *)s; /* the weights' pairs, written over the scores read */
             for (int64_t t = 0; t < nb; t++) mnew = s[t] > mnew ? s[t] : mnew;
             if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
-                float corr = expf(mx[h] - mnew);
+                float corr = lanes_exp(mx[h] - mnew);
                 for (int64_t i = 0; i < dv; i++) o[h * ldo + i] *= corr;
                 l[h] *= corr;
             }
             for (int64_t t = 0; t < nb; t += 2) {
-                uint16_t w0 = op_bf16_round(expf(s[t] - mnew));
-                uint16_t w1 = t + 1 < nb ? op_bf16_round(expf(s[t + 1] - mnew)) : 0;
+                uint16_t w0 = op_bf16_round(lanes_exp(s[t] - mnew));
+                uint16_t w1 = t + 1 < nb ? op_bf16_round(lanes_exp(s[t + 1] - mnew)) : 0;
                 sum += bf(w0), sum += bf(w1); /* the weights as rounded: o / l stays an average */
                 pp[t / 2] = (uint32_t)w0 | (uint32_t)w1 << 16;
             }

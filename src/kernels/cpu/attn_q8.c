@@ -456,7 +456,7 @@ void op_mqa_attend_q8(float *o, int64_t ldo, float *mx, float *l, int64_t n_head
         for (int64_t h = 0; h < n_head; h++) {
             float *s = w.s + h * Q8_BLOCK, mnew = w.mn[h], sum = 0;
             if (mnew > mx[h] && l[h] > 0) { /* rescale what was summed under the old max */
-                float corr = expf(mx[h] - mnew);
+                float corr = lanes_exp(mx[h] - mnew);
                 for (int64_t i = 0; i < split; i++) o[h * ldo + i] *= corr;
                 l[h] *= corr;
             }

@@ -20,7 +20,9 @@ static inline float lanes16_sum(const float *c) {
  * steps (ln 2 as a short high part and the rest), e^r by its Taylor polynomial of degree 6 on
  * |r| <= ln(2)/2, times 2^n; ~3e-7 relative. 0 below -80 and for NaN; +inf above 88 (so that
  * 2^n stays a normal float, which the AVX2 level builds from its bits). libm's expf would tie
- * the bits to the C library, and a vector level would call it once per value. */
+ * the bits to the C library, and a vector level would call it once per value. The scalar form's
+ * nearbyintf rounds as the vector forms do (to nearest, ties to even) only under the default
+ * rounding mode, which nothing in Whale changes. */
 #define LANES_EXP_MIN (-80.0f)
 #define LANES_EXP_MAX 88.0f
 #define LANES_LOG2E 1.44269504f
