@@ -45,6 +45,16 @@
 
 enum { TY_Q8_0, TY_Q4_0, TY_Q5_0, TY_Q4_K, TY_Q5_K, TY_Q6_K };
 
+/* The type's offset: its weights as unsigned bytes are q + off (0 where they are already). */
+static inline int qx_off(int ty) {
+    return ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+}
+
+/* Bytes per block: of 32 weights for Q8_0, Q4_0, Q5_0; of a 256-weight super-block for K-quants. */
+static inline size_t qx_block_bytes(int ty) {
+    return ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : ty == TY_Q5_0 ? 22 : ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+}
+
 QX float qx_f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | p[1] << 8)); }
 
 QX float qx_hsum(__m512 v) {
@@ -189,7 +199,7 @@ QX __m512 qx_q6k_scales(const uint8_t *b) {
 /* acc[r][t] += chunk (blocks i, i+1; half: block i only) of R rows x T tokens, 32-element types. */
 QX void qx_step32(int ty, int R, int T, const uint8_t *w, size_t rb, const qact_block *const *xs, int64_t i, int half,
                   int off, __m512 acc[4][4]) {
-    size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
+    size_t bb = qx_block_bytes(ty);
     __m512i u[4];
     __m512 rs[4];
 #pragma GCC unroll 4
@@ -210,7 +220,7 @@ QX void qx_step32(int ty, int R, int T, const uint8_t *w, size_t rb, const qact_
 /* The same for chunk c (0..3) of super-block s, K-quants (sc: each row's super-block scales). */
 QX void qx_stepk(int ty, int R, int T, const uint8_t *w, size_t rb, const qact_block *const *xs, int64_t s, int c,
                  const __m512 *sc, int off, __m512 acc[4][4]) {
-    size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+    size_t bb = qx_block_bytes(ty);
     __m512i u[4];
     __m512 rs[4];
 #pragma GCC unroll 4
@@ -237,7 +247,7 @@ QX void qx_tile(int ty, int R, int T, const uint8_t *w, size_t rb, const qact_bl
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) even[r][t] = odd[r][t] = _mm512_setzero_ps();
-    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+    int off = qx_off(ty);
     if (ty <= TY_Q5_0) {
         int64_t nb = n_in / 32;
         for (int64_t i = 0; i < nb; i += 4) {
@@ -245,7 +255,7 @@ QX void qx_tile(int ty, int R, int T, const uint8_t *w, size_t rb, const qact_bl
             if (i + 2 < nb) qx_step32(ty, R, T, w, rb, xs, i + 2, i + 3 == nb, off, odd);
         }
     } else {
-        size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+        size_t bb = qx_block_bytes(ty);
         int64_t nsb = n_in / 256;
         for (int64_t s = 0; s < nsb; s++) {
             __m512 sc[4];
@@ -324,7 +334,7 @@ typedef struct qx_panel {
 
 /* The nch chunks of token x (nb blocks) into P. */
 QX void qx_panel_build(int ty, const qact_block *x, int64_t nb, int64_t nch, qx_panel *P) {
-    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+    int off = qx_off(ty);
     for (int64_t k = 0; k < nch; k++) qx_act(x + 2 * k, 2 * k + 1 == nb, off, &P->a[k], &P->ts[k], &P->init[k]);
     if (ty >= TY_Q4_K)
         for (int64_t k = 0; k < nch / 4; k++) {
@@ -343,7 +353,7 @@ QX void qx_panel_build(int ty, const qact_block *x, int64_t nb, int64_t nch, qx_
 QX float qx_row(int ty, const uint8_t *w, const qx_panel *P, int64_t nch, int64_t nb) {
     __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     if (ty <= TY_Q5_0) {
-        size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
+        size_t bb = qx_block_bytes(ty);
         for (int64_t k = 0; k < nch; k += 2) {
 #pragma GCC unroll 2
             for (int j = 0; j < 2; j++) {
@@ -358,7 +368,7 @@ QX float qx_row(int ty, const uint8_t *w, const qx_panel *P, int64_t nch, int64_
             }
         }
     } else {
-        size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+        size_t bb = qx_block_bytes(ty);
         const __m512i hi8 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
         for (int64_t k = 0; k < nch / 4; k++) {
             const uint8_t *b = w + (size_t)k * bb;
@@ -500,9 +510,9 @@ QX void qx_group_chunk(int R, int T, int off, int half, const __m512i *u, const 
  * step 1: both parities at once (2 R T <= 16 sums); step 2: one parity. */
 QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t *const *w, const qx_group *G,
                        int64_t nch, int64_t nb, __m512 acc[2][2][QX_GROUP]) {
-    int off = ty == TY_Q8_0 ? 128 : ty == TY_Q4_0 ? 8 : ty == TY_Q5_0 ? 16 : ty == TY_Q6_K ? 32 : 0;
+    int off = qx_off(ty);
     if (ty <= TY_Q5_0) {
-        size_t bb = ty == TY_Q8_0 ? 34 : ty == TY_Q4_0 ? 18 : 22;
+        size_t bb = qx_block_bytes(ty);
         /* the sums' index must be known when compiling, or they live on the stack: with both
          * parities, chunks go in pairs */
         for (int64_t k = first; k < nch; k += 2) {
@@ -523,7 +533,7 @@ QX void qx_group_sweep(int ty, int R, int T, int first, int step, const uint8_t 
         }
         return;
     }
-    size_t bb = ty == TY_Q4_K ? 144 : ty == TY_Q5_K ? 176 : 210;
+    size_t bb = qx_block_bytes(ty);
     const __m512i hi8 = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 15, 14, 13, 12, 11, 10, 9, 8);
     for (int64_t s = 0; s < nch / 4; s++) {
         __m512 sc[2];
